@@ -10,12 +10,11 @@ namespace Infer.Kernels.Cpu.Quants;
 /// </summary>
 public static unsafe class Fp16
 {
-    /// <summary>All 65536 half values as floats (256 KiB, native, never freed).</summary>
     private static readonly float Pow2Minus112 = BitConverter.UInt32BitsToSingle((127 - 112) << 23);
     private static readonly float Pow2Plus112 = BitConverter.UInt32BitsToSingle((127 + 112) << 23);
     private static readonly float Pow2Minus110 = BitConverter.UInt32BitsToSingle((127 - 110) << 23);
 
-    // Declared after the constants it reads: static initializers run in textual order.
+    /// <summary>All 65536 half values as floats (256 KiB, native, never freed). Declared after the constants it reads: static initializers run in textual order.</summary>
     internal static readonly float* Table = BuildTable();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
