@@ -48,7 +48,7 @@ public sealed class ProgressBar : IProgress<DownloadProgress>
         if (interactive)
         {
             try { width = Console.WindowWidth - 1; }
-            catch (IOException) { }
+            catch (Exception e) when (e is IOException or PlatformNotSupportedException) { }
             if (width <= 0) width = 80;
         }
         return new ProgressBar(Console.Error, interactive, width);

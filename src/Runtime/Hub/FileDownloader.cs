@@ -80,7 +80,7 @@ internal static class FileDownloader
         finally
         {
             await stream.DisposeAsync().ConfigureAwait(false);
-            if (!keepPart) TryDelete(partPath);
+            if (!keepPart || (File.Exists(partPath) && new FileInfo(partPath).Length == 0)) TryDelete(partPath);
         }
     }
 

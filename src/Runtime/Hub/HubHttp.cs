@@ -14,6 +14,7 @@ internal sealed class HubHttp : IDisposable
     private const int MaxRedirects = 10;
     private const int MaxListingPages = 10_000;
     private const long MaxListingPageBytes = 64L << 20;
+    private const long MaxListingBytes = 256L << 20;
 
     private readonly HttpClient _client;
     private readonly Uri _endpoint;
@@ -48,14 +49,16 @@ internal sealed class HubHttp : IDisposable
     {
         var files = new List<HubFile>();
         Uri? next = TreeUri(reference, revision);
+        long totalBytes = 0;
         for (int page = 0; next is not null; page++)
         {
-            if (page == MaxListingPages)
-                throw new HubException(HubErrorKind.Protocol, $"the file listing of {reference.RepoId} has more than {MaxListingPages} pages");
+            if (page == MaxListingPages || totalBytes > MaxListingBytes)
+                throw new HubException(HubErrorKind.Protocol, $"the file listing of {reference.RepoId} is longer than {MaxListingPages} pages or {MaxListingBytes >> 20} MiB");
             using var response = await SendAsync(next, rangeStart: null, reference.RepoId, ct).ConfigureAwait(false);
             if (response.StatusCode != HttpStatusCode.OK)
                 throw ErrorFor(response, reference.RepoId, revision, file: null);
             byte[] body = await ReadCappedAsync(response, next, ct).ConfigureAwait(false);
+            totalBytes += body.Length;
             ParseListingPage(body, files, reference.RepoId);
             next = NextLink(response, next);
         }

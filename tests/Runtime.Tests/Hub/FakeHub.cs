@@ -41,6 +41,9 @@ internal sealed class FakeRepo
     /// <summary>When set, requests must carry <c>Authorization: Bearer {token}</c> or get 401 (X-Error-Code: GatedRepo).</summary>
     public string? RequiredToken { get; init; }
 
+    /// <summary>Like a gated repository on the real Hub: anyone may list the files, only downloads need the token.</summary>
+    public bool ListingIsPublic { get; init; }
+
     public HashSet<string> Revisions { get; } = ["main"];
 }
 
@@ -78,9 +81,9 @@ internal sealed class FakeHub : IAsyncDisposable
     public IReadOnlyList<Request> Requests => [.. _requests];
     public int RequestCount => _requests.Count;
 
-    public FakeRepo AddRepo(string repoId, string? requiredToken = null)
+    public FakeRepo AddRepo(string repoId, string? requiredToken = null, bool listingIsPublic = false)
     {
-        var repo = new FakeRepo { RequiredToken = requiredToken };
+        var repo = new FakeRepo { RequiredToken = requiredToken, ListingIsPublic = listingIsPublic };
         Repos[repoId] = repo;
         return repo;
     }
@@ -146,7 +149,7 @@ internal sealed class FakeHub : IAsyncDisposable
             // /api/models/{owner}/{repo}/tree/{revision}
             var parts = path["/api/models/".Length..].Split('/', 4).Select(Uri.UnescapeDataString).ToArray();
             if (parts.Length < 4 || parts[2] != "tree") { await Respond(stream, 400, "Bad Request", Json(new { error = "bad path" })); return; }
-            var repo = await Authorize(stream, request, $"{parts[0]}/{parts[1]}", parts[3]);
+            var repo = await Authorize(stream, request, $"{parts[0]}/{parts[1]}", parts[3], listing: true);
             if (repo is null) return;
             int cursor = queryArgs.Split('&').Where(a => a.StartsWith("cursor=")).Select(a => int.Parse(a[7..])).FirstOrDefault();
             await ServeListing(stream, repo, request, cursor);
@@ -173,14 +176,14 @@ internal sealed class FakeHub : IAsyncDisposable
     }
 
     /// <summary>The repository when it exists at that revision and the request may read it; otherwise answers the error and returns null.</summary>
-    private async Task<FakeRepo?> Authorize(NetworkStream stream, Request request, string repoId, string revision)
+    private async Task<FakeRepo?> Authorize(NetworkStream stream, Request request, string repoId, string revision, bool listing = false)
     {
         if (!Repos.TryGetValue(repoId, out var repo))
         {
             await Respond(stream, 404, "Not Found", Json(new { error = "Repository not found" }), [("X-Error-Code", "RepoNotFound")]);
             return null;
         }
-        if (repo.RequiredToken is not null && (!request.Headers.TryGetValue("Authorization", out var auth) || auth != $"Bearer {repo.RequiredToken}"))
+        if (repo.RequiredToken is not null && !(listing && repo.ListingIsPublic) && (!request.Headers.TryGetValue("Authorization", out var auth) || auth != $"Bearer {repo.RequiredToken}"))
         {
             await Respond(stream, 401, "Unauthorized", Json(new { error = "Access to model is restricted." }), [("X-Error-Code", "GatedRepo")]);
             return null;

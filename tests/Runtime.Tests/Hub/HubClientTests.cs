@@ -246,6 +246,39 @@ public sealed class HubClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GatedDownload_WithPublicListing_IsUnauthorized_AndLeavesNoFile()
+    {
+        var repo = _hub.AddRepo("test/gated", "the-right-token", listingIsPublic: true);
+        repo.Files["gated-Q8_0.gguf"] = new FakeFile(Q8.Value);
+
+        var e = await Assert.ThrowsAsync<HubException>(() => Resolve("test/gated", Options()));
+
+        Assert.Equal(HubErrorKind.Unauthorized, e.Kind);
+        Assert.Contains("test/gated is a gated repository and access has not been granted", e.Message);
+        Assert.Contains("HF_TOKEN", e.Message);
+        Assert.DoesNotContain(FilesInCache(), f => f.Contains("gated-Q8_0", StringComparison.Ordinal));
+        Assert.Equal(Q8.Value, File.ReadAllBytes((await Resolve("test/gated", Options(token: "the-right-token")))[0]));
+    }
+
+    [Fact]
+    public async Task UnreachableEndpoint_IsANetworkError()
+    {
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        var options = new HubOptions { Endpoint = $"http://127.0.0.1:{port}", Token = null, CacheDir = _cache, Offline = false, NetworkTimeout = TimeSpan.FromSeconds(5) };
+
+        var e = await Assert.ThrowsAsync<HubException>(() => Resolve("test/tiny", options));
+
+        Assert.Equal(HubErrorKind.Network, e.Kind);
+        Assert.Contains($"127.0.0.1:{port}", e.Message);
+        Assert.Contains("--offline", e.Message);
+    }
+
+    [Fact]
     public async Task UnknownRepository_IsNotFound()
     {
         AddTiny();
