@@ -56,9 +56,9 @@ internal static class FilterLibrary
         ["float"] = ToFloat,
         ["abs"] = (_, v, _) => v switch
         {
-            long l => Math.Abs(l),
-            double d => Math.Abs(d),
-            bool b => b ? 1L : 0L,
+            long l => (object)Math.Abs(l),
+            double d => (object)Math.Abs(d),
+            bool b => (object)(b ? 1L : 0L),
             _ => throw TemplateRuntimeError.Type($"bad operand type for abs(): '{Py.TypeName(v)}'"),
         },
         ["round"] = Round,
@@ -192,6 +192,8 @@ internal static class FilterLibrary
 
     private static object? Map(Context ctx, object? v, CallArgs a)
     {
+        // Jinja2 maps (and selects) only over a truthy value: none|map(...) is empty.
+        if (!Py.Truthy(v)) return new List<object?>();
         var items = Py.Iterate(v);
         Func<object?, object?> func;
         if (a.Count == 0 && a.Keywords is not null && a.Keywords.TryGetValue("attribute", out var attr))
@@ -212,6 +214,7 @@ internal static class FilterLibrary
 
     private static object? SelectOrReject(Context ctx, object? v, CallArgs a, bool lookupAttr, bool keep)
     {
+        if (!Py.Truthy(v)) return new List<object?>();
         var items = Py.Iterate(v);
         int off = 0;
         Func<object?, object?> trans = x => x;

@@ -30,7 +30,7 @@ internal static class Operators
             case "+": return Add(a, b);
             case "-":
                 if (Py.IsNumber(a) && Py.IsNumber(b))
-                    return a is double || b is double ? Py.ToDouble(a) - Py.ToDouble(b) : Py.ToLong(a) - Py.ToLong(b);
+                    return a is double || b is double ? (object)(Py.ToDouble(a) - Py.ToDouble(b)) : (object)(Py.ToLong(a) - Py.ToLong(b));
                 break;
             case "*": return Multiply(a, b);
             case "/":
@@ -103,7 +103,7 @@ internal static class Operators
     private static object? Add(object? a, object? b)
     {
         if (Py.IsNumber(a) && Py.IsNumber(b))
-            return a is double || b is double ? Py.ToDouble(a) + Py.ToDouble(b) : Py.ToLong(a) + Py.ToLong(b);
+            return a is double || b is double ? (object)(Py.ToDouble(a) + Py.ToDouble(b)) : (object)(Py.ToLong(a) + Py.ToLong(b));
         switch (a)
         {
             case string sa when b is string sb: return string.Concat(sa, sb);
@@ -124,7 +124,7 @@ internal static class Operators
     private static object? Multiply(object? a, object? b)
     {
         if (Py.IsNumber(a) && Py.IsNumber(b))
-            return a is double || b is double ? Py.ToDouble(a) * Py.ToDouble(b) : Py.ToLong(a) * Py.ToLong(b);
+            return a is double || b is double ? (object)(Py.ToDouble(a) * Py.ToDouble(b)) : (object)(Py.ToLong(a) * Py.ToLong(b));
         if (b is string or List<object?> && a is long or bool) (a, b) = (b, a);
         if (a is string s && b is long or bool)
         {
