@@ -8,11 +8,14 @@ internal static partial class Builtins
 {
     private const long MaxRangeLength = 1_000_000;
 
-    private static readonly HashSet<string> DictMethods =
-        ["get", "items", "keys", "values", "pop", "update", "setdefault", "copy", "clear", "popitem"];
+    private static readonly HashSet<string> DictMethods = ["get", "items", "keys", "values", "copy"];
 
-    private static readonly HashSet<string> ListMethods =
-        ["append", "pop", "index", "count", "insert", "extend", "remove", "reverse", "sort", "copy", "clear"];
+    private static readonly HashSet<string> ListMethods = ["index", "count", "copy"];
+
+    // transformers renders in Jinja2's ImmutableSandboxedEnvironment: methods that modify a list or dict are unsafe.
+    private static readonly HashSet<string> DictMutators = ["pop", "update", "setdefault", "clear", "popitem"];
+
+    private static readonly HashSet<string> ListMutators = ["append", "pop", "insert", "extend", "remove", "reverse", "sort", "clear"];
 
     private static readonly HashSet<string> StringMethods =
     [
@@ -41,6 +44,7 @@ internal static partial class Builtins
         {
             case PyDict d:
                 if (DictMethods.Contains(name)) return new BoundMethod(d, name);
+                if (DictMutators.Contains(name)) return Unsafe(name, "dict");
                 return d.TryGetValue(name, out var v) ? v : new Undefined($"'dict object' has no attribute '{name}'");
             case Namespace ns:
                 return ns.Attributes.TryGetValue(name, out var nv) ? nv : new Undefined($"'Namespace' object has no attribute '{name}'");
@@ -48,6 +52,7 @@ internal static partial class Builtins
             case string s:
                 return StringMethods.Contains(name) ? new BoundMethod(s, name) : new Undefined($"'str object' has no attribute '{name}'");
             case List<object?> l:
+                if (ListMutators.Contains(name)) return Unsafe(name, "list");
                 return ListMethods.Contains(name) ? new BoundMethod(l, name) : new Undefined($"'list object' has no attribute '{name}'");
             case Undefined u: throw u.Fail();
             case null: return new Undefined($"'None' has no attribute '{name}'");
@@ -55,13 +60,16 @@ internal static partial class Builtins
         }
     }
 
+    private static Undefined Unsafe(string name, string type) =>
+        new($"access to attribute '{name}' of '{type}' object is unsafe.", "SecurityError");
+
     public static object? GetItem(object? obj, object? key)
     {
         switch (obj)
         {
             case PyDict d:
                 if (key is not null and not List<object?> and not PyDict and not Undefined && d.TryGetValue(key, out var v)) return v;
-                if (key is string ks && DictMethods.Contains(ks)) return new BoundMethod(d, ks);
+                if (key is string ks && (DictMethods.Contains(ks) || DictMutators.Contains(ks))) return GetAttr(d, ks);
                 return new Undefined($"'dict object' has no attribute {Py.Repr(key)}");
             case List<object?> l when key is long or bool:
                 {

@@ -137,7 +137,7 @@ internal sealed class FilterExpr(int line, Expr? value, string name, ArgList arg
     public object? Apply(Context ctx, object? input)
     {
         if (!Builtins.Filters.TryGetValue(Name, out var filter))
-            throw new TemplateRuntimeError("TemplateAssertionError", $"No filter named '{Name}'.");
+            throw TemplateRuntimeError.Runtime($"No filter named '{Name}' found.");
         return filter(ctx, input, args.Eval(ctx));
     }
 }
@@ -147,7 +147,7 @@ internal sealed class TestExpr(int line, Expr value, string name, ArgList args) 
     public override object? Eval(Context ctx)
     {
         if (!Builtins.Tests.TryGetValue(name, out var test))
-            throw new TemplateRuntimeError("TemplateAssertionError", $"No test named '{name}'.");
+            throw TemplateRuntimeError.Runtime($"No test named '{name}' found.");
         return test(ctx, value.Eval(ctx), args.Eval(ctx));
     }
 }

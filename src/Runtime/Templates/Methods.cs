@@ -365,40 +365,11 @@ internal static class Methods
                 return d.Select(p => (object?)new PyTuple([p.Key, p.Value])).ToList();
             case "keys": return d.Keys.Cast<object?>().ToList();
             case "values": return d.Values.ToList();
-            case "pop":
-                {
-                    var key = a.Get(0, "key");
-                    if (key is not null && d.Remove(key, out var v)) return v;
-                    if (a.Count > 1) return a.Positional[1];
-                    throw new TemplateRuntimeError("KeyError", Py.Repr(key));
-                }
-            case "setdefault":
-                {
-                    var key = a.Get(0, "key") ?? throw TemplateRuntimeError.Type("unhashable key None");
-                    if (d.TryGetValue(key, out var v)) return v;
-                    var def = a.Get(1, "default");
-                    d[key] = def;
-                    return def;
-                }
-            case "update":
-                {
-                    if (a.Count > 0 && a.Positional[0] is PyDict src) foreach (var (k, v) in src) d[k] = v;
-                    if (a.Keywords is not null) foreach (var (k, v) in a.Keywords) d[k] = v;
-                    return null;
-                }
             case "copy":
                 {
                     var c = new PyDict(d.Count);
                     foreach (var (k, v) in d) c[k] = v;
                     return c;
-                }
-            case "clear": d.Clear(); return null;
-            case "popitem":
-                {
-                    if (d.Count == 0) throw new TemplateRuntimeError("KeyError", "'popitem(): dictionary is empty'");
-                    var last = d.GetAt(d.Count - 1);
-                    d.RemoveAt(d.Count - 1);
-                    return new PyTuple([last.Key, last.Value]);
                 }
         }
         throw TemplateRuntimeError.Type($"'dict' object has no method '{name}'");
@@ -408,25 +379,6 @@ internal static class Methods
     {
         switch (name)
         {
-            case "append": l.Add(a.Get(0, "object")); return null;
-            case "extend": l.AddRange(Py.Iterate(a.Get(0, "iterable"))); return null;
-            case "insert":
-                {
-                    long i = Py.ToLong(a.Get(0, "index"));
-                    if (i < 0) i = Math.Max(0, i + l.Count);
-                    l.Insert((int)Math.Min(i, l.Count), a.Get(1, "object"));
-                    return null;
-                }
-            case "pop":
-                {
-                    if (l.Count == 0) throw new TemplateRuntimeError("IndexError", "pop from empty list");
-                    long i = a.Count > 0 ? Py.ToLong(a.Positional[0]) : -1;
-                    if (i < 0) i += l.Count;
-                    if (i < 0 || i >= l.Count) throw new TemplateRuntimeError("IndexError", "pop index out of range");
-                    var v = l[(int)i];
-                    l.RemoveAt((int)i);
-                    return v;
-                }
             case "index":
                 {
                     var x = a.Get(0, "value");
@@ -434,24 +386,7 @@ internal static class Methods
                     throw TemplateRuntimeError.Value($"{Py.Repr(x)} is not in list");
                 }
             case "count": return (long)l.Count(x => Py.Equal(x, a.Get(0, "value")));
-            case "remove":
-                {
-                    var x = a.Get(0, "value");
-                    int i = l.FindIndex(y => Py.Equal(y, x));
-                    if (i < 0) throw TemplateRuntimeError.Value("list.remove(x): x not in list");
-                    l.RemoveAt(i);
-                    return null;
-                }
-            case "reverse": l.Reverse(); return null;
-            case "sort":
-                {
-                    var sorted = FilterLibrary.SortValues(l, Py.Truthy(a.Get(-1, "reverse", false)), caseSensitive: true, attribute: null);
-                    l.Clear();
-                    l.AddRange(sorted);
-                    return null;
-                }
             case "copy": return new List<object?>(l);
-            case "clear": l.Clear(); return null;
         }
         throw TemplateRuntimeError.Type($"'list' object has no method '{name}'");
     }

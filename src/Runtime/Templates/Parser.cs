@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Infer.Runtime.Templates;
 
 /// <summary>Recursive-descent parser for Jinja2 statements and expressions, following jinja2/parser.py's precedence.</summary>
@@ -8,13 +10,52 @@ internal sealed class Parser
     private int _namesVarargs;
     private int _namesKwargs;
 
+    // Jinja2 rejects an unknown filter or test when it compiles the template, unless the use sits directly in an
+    // if statement or an inline if expression ("soft" frames); there it fails only when evaluated.
+    private readonly List<(string Name, int Line, bool IsFilter, bool Soft)> _references = [];
+    private bool _soft;
+
     private Parser(List<Token> tokens) => _tokens = tokens;
 
     public static List<Stmt> Parse(string source)
     {
         var parser = new Parser(Lexer.Tokenize(source));
-        var body = parser.ParseBody([], out _);
+        List<Stmt> body;
+        try
+        {
+            body = parser.ParseBody([], out _);
+        }
+        catch (InsufficientExecutionStackException)
+        {
+            throw Error("template nests too deeply", parser.Current.Line, "template");
+        }
+        parser.CheckReferences();
         return body;
+    }
+
+    private void CheckReferences()
+    {
+        foreach (var (name, line, isFilter, soft) in _references)
+        {
+            if (soft) continue;
+            bool known = isFilter ? Builtins.Filters.ContainsKey(name) : Builtins.Tests.ContainsKey(name);
+            if (!known) throw new TemplateException("TemplateAssertionError", $"No {(isFilter ? "filter" : "test")} named '{name}'.", line, isFilter ? "filter" : "test");
+        }
+    }
+
+    /// <summary>Parses with the soft flag set or cleared, restoring it after.</summary>
+    private T WithSoft<T>(bool soft, Func<T> parse)
+    {
+        bool saved = _soft;
+        _soft = soft;
+        try
+        {
+            return parse();
+        }
+        finally
+        {
+            _soft = saved;
+        }
     }
 
     private Token Current => _tokens[_pos];
@@ -144,7 +185,9 @@ internal sealed class Parser
         }
     }
 
-    private Stmt ParseIf(Token tag)
+    private Stmt ParseIf(Token tag) => WithSoft(true, () => ParseIfCore(tag));
+
+    private Stmt ParseIfCore(Token tag)
     {
         var branches = new List<(Expr, List<Stmt>)>();
         List<Stmt>? otherwise = null;
@@ -181,12 +224,13 @@ internal sealed class Parser
         if (Current.IsName("recursive"))
             throw Error("recursive for loops are not supported", Current.Line, "for");
         EndTag("for");
-        var body = ParseBody(["endfor", "else"], out var end);
+        string? end = null;
+        var body = WithSoft(false, () => ParseBody(["endfor", "else"], out end));
         List<Stmt>? otherwise = null;
         if (end == "else")
         {
             CloseTag("else");
-            otherwise = ParseBody(["endfor"], out _);
+            otherwise = WithSoft(false, () => ParseBody(["endfor"], out _));
         }
         CloseTag("endfor");
         return new ForStmt(tag.Line, target, iter, filter, body, otherwise);
@@ -239,7 +283,7 @@ internal sealed class Parser
         ExpectOp(")", "macro");
         EndTag("macro");
         int varargsBefore = _namesVarargs, kwargsBefore = _namesKwargs;
-        var body = ParseBody(["endmacro"], out _);
+        var body = WithSoft(false, () => ParseBody(["endmacro"], out _));
         CloseTag("endmacro");
         var macro = new Macro(name, parameters, body, tag.Line)
         {
@@ -255,7 +299,7 @@ internal sealed class Parser
         var expr = ParseExpression(allowCond: true, "call");
         if (expr is not CallExpr call) throw Error("expected call", tag.Line, "call");
         EndTag("call");
-        var body = ParseBody(["endcall"], out _);
+        var body = WithSoft(false, () => ParseBody(["endcall"], out _));
         CloseTag("endcall");
         return new CallBlockStmt(tag.Line, call, body);
     }
@@ -309,16 +353,39 @@ internal sealed class Parser
         return t.Kind is TokenKind.VarEnd or TokenKind.BlockEnd or TokenKind.Eof || t.IsOp(")") || (t.Kind == TokenKind.Name && t.Value is "if" or "in");
     }
 
+    private const int MaxNesting = 200;
+    private int _nesting;
+
+    private void Enter(string construct)
+    {
+        if (++_nesting > MaxNesting) throw Error($"expression nests deeper than {MaxNesting} levels", Current.Line, construct);
+    }
+
     private Expr ParseExpression(bool allowCond, string construct)
     {
+        Enter(construct);
+        try
+        {
+            return ParseExpressionCore(allowCond, construct);
+        }
+        finally
+        {
+            _nesting--;
+        }
+    }
+
+    private Expr ParseExpressionCore(bool allowCond, string construct)
+    {
+        int mark = _references.Count;
         var expr = ParseOr(construct);
         if (!allowCond) return expr;
         while (Current.IsName("if"))
         {
             int line = Next().Line;
-            var test = ParseOr(construct);
+            for (int i = mark; i < _references.Count; i++) _references[i] = _references[i] with { Soft = true };
+            var test = WithSoft(true, () => ParseOr(construct));
             Expr? otherwise = null;
-            if (SkipName("else")) otherwise = ParseExpression(allowCond: true, construct);
+            if (SkipName("else")) otherwise = WithSoft(true, () => ParseExpression(allowCond: true, construct));
             expr = new CondExpr(line, test, expr, otherwise);
         }
         return expr;
@@ -351,7 +418,15 @@ internal sealed class Parser
         if (Current.IsName("not"))
         {
             int line = Next().Line;
-            return new NotExpr(line, ParseNot(c));
+            Enter(c);
+            try
+            {
+                return new NotExpr(line, ParseNot(c));
+            }
+            finally
+            {
+                _nesting--;
+            }
         }
         return ParseCompare(c);
     }
@@ -426,7 +501,15 @@ internal sealed class Parser
         if (t.IsOp("-") || t.IsOp("+"))
         {
             Next();
-            node = new UnaryExpr(t.Line, t.Value, ParseUnary(c, withFilter: false));
+            Enter(c);
+            try
+            {
+                node = new UnaryExpr(t.Line, t.Value, ParseUnary(c, withFilter: false));
+            }
+            finally
+            {
+                _nesting--;
+            }
         }
         else
         {
@@ -439,6 +522,7 @@ internal sealed class Parser
 
     private Expr ParsePrimary(string c)
     {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
         var t = Current;
         switch (t.Kind)
         {
@@ -632,6 +716,7 @@ internal sealed class Parser
             Next();
             name += "." + Next().Value;
         }
+        _references.Add((name, nameTok.Line, true, _soft));
         var args = SkipOp("(") ? ParseArgs(c) : ArgList.None;
         return new FilterExpr(nameTok.Line, value, name, args);
     }
@@ -646,6 +731,7 @@ internal sealed class Parser
             Next();
             name += "." + Next().Value;
         }
+        _references.Add((name, nameTok.Line, false, _soft));
         ArgList args = ArgList.None;
         var t = Current;
         if (t.IsOp("("))

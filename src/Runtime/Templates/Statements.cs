@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Infer.Runtime.Templates;
@@ -20,6 +21,7 @@ internal abstract class Stmt
 
     public Flow Exec(Context ctx, StringBuilder output)
     {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
         try
         {
             return ExecCore(ctx, output);

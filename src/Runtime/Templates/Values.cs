@@ -6,14 +6,21 @@ namespace Infer.Runtime.Templates;
 /// <summary>Jinja2's default Undefined: prints empty, is falsy, iterates as empty; most other uses fail.</summary>
 internal sealed class Undefined
 {
-    public Undefined(string hint) => Hint = hint;
+    public Undefined(string hint, string kind = "UndefinedError")
+    {
+        Hint = hint;
+        Kind = kind;
+    }
+
+    /// <summary>The error a use raises: UndefinedError, or SecurityError for a sandbox-blocked attribute.</summary>
+    public string Kind { get; }
 
     /// <summary>What Jinja2 says when the value is used: "'x' is undefined" or "'dict object' has no attribute 'y'".</summary>
     public string Hint { get; }
 
     public static Undefined ForName(string name) => new($"'{name}' is undefined");
 
-    public TemplateRuntimeError Fail() => new("UndefinedError", Hint);
+    public TemplateRuntimeError Fail() => new(Kind, Hint);
 }
 
 /// <summary>The object <c>namespace()</c> returns: the one object <c>set ns.attr = ...</c> may change.</summary>
