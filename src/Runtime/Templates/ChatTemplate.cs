@@ -10,6 +10,9 @@ public sealed class TemplateOptions
 {
     /// <summary>The clock <c>strftime_now</c> reads (local time, as Python's datetime.now()). Null means <see cref="DateTime.Now"/>.</summary>
     public Func<DateTime>? Clock { get; init; }
+
+    /// <summary>A render that runs more loop iterations than this (all loops together) fails instead of hanging.</summary>
+    public long MaxLoopIterations { get; init; } = 10_000_000;
 }
 
 /// <summary>

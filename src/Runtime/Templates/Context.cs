@@ -15,6 +15,9 @@ internal sealed class Scope
 
     public void Set(string name, object? value) => (_vars ??= new Dictionary<string, object?>(StringComparer.Ordinal))[name] = value;
 
+    /// <summary>Forgets this scope's own variables (a loop reuses one scope, fresh for each iteration).</summary>
+    public void Clear() => _vars?.Clear();
+
     public bool TryGet(string name, out object? value)
     {
         for (var s = this; s is not null; s = s.Parent)
@@ -47,6 +50,15 @@ internal sealed class Context
     public TemplateOptions Options { get; }
 
     public int CallDepth { get; set; }
+
+    private long _iterations;
+
+    /// <summary>Counts one loop iteration against <see cref="TemplateOptions.MaxLoopIterations"/>.</summary>
+    public void CountIteration()
+    {
+        if (++_iterations > Options.MaxLoopIterations)
+            throw TemplateRuntimeError.Runtime($"template ran more than {Options.MaxLoopIterations} loop iterations");
+    }
 
     public object? Lookup(string name)
     {

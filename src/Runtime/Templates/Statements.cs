@@ -193,9 +193,11 @@ internal sealed class ForStmt(int line, Target target, Expr iterable, Expr? filt
             if (filter is not null)
             {
                 var kept = new List<object?>(items.Count);
+                var probe = new Scope(outer);
                 foreach (var item in items)
                 {
-                    var probe = new Scope(outer);
+                    ctx.CountIteration();
+                    probe.Clear();
                     ctx.Current = probe;
                     target.Assign(ctx, probe, item);
                     if (Py.Truthy(filter.Eval(ctx))) kept.Add(item);
@@ -209,10 +211,12 @@ internal sealed class ForStmt(int line, Target target, Expr iterable, Expr? filt
                 return ExecBody(otherwise, ctx, output);
             }
             var loop = new LoopContext(items);
+            var scope = new Scope(outer);
             for (int i = 0; i < items.Count; i++)
             {
+                ctx.CountIteration();
                 loop.Index0 = i;
-                var scope = new Scope(outer);
+                scope.Clear();
                 ctx.Current = scope;
                 target.Assign(ctx, scope, items[i]);
                 scope.Set("loop", loop);
