@@ -1,10 +1,154 @@
+using Infer.Runtime;
+using Infer.Runtime.Gguf;
+
 namespace Infer.ConvertWeights;
 
 public static class Program
 {
-    public static int Main(string[] args)
+    public const string Usage =
+        """
+        usage:
+          convert-weights convert HF_DIR -o OUT.gguf [--type f32|f16|bf16|q8_0]
+          convert-weights quantize IN.gguf OUT.gguf TYPE
+              TYPE: q8_0 q4_0 q4_1 q5_0 q5_1 q4_k_s q4_k_m (q4_k) q5_k_s q5_k_m (q5_k) q6_k
+          convert-weights synth --preset NAME --type TYPE --tokenizer-from MODEL.gguf -o OUT.gguf [--seed S]
+              presets: llama-3.2-1b llama-3.2-3b llama-3.1-8b qwen2.5-0.5b qwen3-0.6b qwen3-8b
+        """;
+
+    public static int Main(string[] args) => Run(args, Console.Error);
+
+    /// <summary>Runs one command; errors become one line on <paramref name="stderr"/> and a non-zero exit code.</summary>
+    public static int Run(string[] args, TextWriter stderr, bool showProgress = true)
     {
-        Console.Error.WriteLine("convert-weights: not implemented yet");
-        return 1;
+        try
+        {
+            if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+            {
+                stderr.WriteLine(Usage);
+                return args.Length == 0 ? 2 : 0;
+            }
+            var progress = showProgress ? new ProgressBar(stderr) : null;
+            var opts = new Options(args.Skip(1).ToArray());
+            switch (args[0])
+            {
+                case "convert":
+                    {
+                        string dir = opts.Positional(0, "HF_DIR");
+                        string output = opts.Required("-o", "--output");
+                        var type = OutputType.Parse(opts.Value("--type", "--outtype") ?? "bf16");
+                        opts.EnsureAllUsed(1);
+                        Converter.Convert(dir, output, type, progress);
+                        progress?.Done();
+                        stderr.WriteLine($"wrote {output}");
+                        return 0;
+                    }
+                default:
+                    throw new UsageException($"unknown command '{args[0]}'\n{Usage}");
+            }
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine($"convert-weights: {e.Message}");
+            return 2;
+        }
+        catch (GgufDiskFullException e)
+        {
+            stderr.WriteLine($"convert-weights: error: {e.Message}");
+            return 4;
+        }
+        catch (GgufWriteException e)
+        {
+            stderr.WriteLine($"convert-weights: error: {e.Message}");
+            return 3;
+        }
+        catch (ModelFormatException e)
+        {
+            stderr.WriteLine($"convert-weights: error: {e.Message}");
+            return 1;
+        }
+    }
+}
+
+/// <summary>A tiny option parser: positional arguments plus "--name value" pairs.</summary>
+internal sealed class Options
+{
+    private readonly List<string> _positional = [];
+    private readonly Dictionary<string, string> _named = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _used = new(StringComparer.Ordinal);
+
+    public Options(string[] args)
+    {
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            if (a.StartsWith('-') && a.Length > 1)
+            {
+                string key = a, value;
+                int eq = a.IndexOf('=');
+                if (eq > 0)
+                {
+                    key = a[..eq];
+                    value = a[(eq + 1)..];
+                }
+                else
+                {
+                    if (i + 1 >= args.Length) throw new UsageException($"option {a} needs a value");
+                    value = args[++i];
+                }
+                if (!_named.TryAdd(key, value)) throw new UsageException($"option {key} given twice");
+            }
+            else _positional.Add(a);
+        }
+    }
+
+    public string Positional(int index, string what) =>
+        index < _positional.Count ? _positional[index] : throw new UsageException($"missing {what}\n{Program.Usage}");
+
+    public string? Value(params string[] names)
+    {
+        foreach (var n in names)
+            if (_named.TryGetValue(n, out var v))
+            {
+                _used.Add(n);
+                return v;
+            }
+        return null;
+    }
+
+    public string Required(params string[] names) => Value(names) ?? throw new UsageException($"missing option {names[0]}\n{Program.Usage}");
+
+    public void EnsureAllUsed(int positionalCount)
+    {
+        if (_positional.Count > positionalCount) throw new UsageException($"unexpected argument '{_positional[positionalCount]}'");
+        var unknown = _named.Keys.FirstOrDefault(k => !_used.Contains(k));
+        if (unknown is not null) throw new UsageException($"unknown option '{unknown}'");
+    }
+}
+
+/// <summary>A one-line progress bar on stderr, redrawn at most a few times a second.</summary>
+internal sealed class ProgressBar(TextWriter output) : IProgress<WriteProgress>
+{
+    private const int Width = 30;
+    private long _lastDraw = -1;
+    private int _lastPercent = -1;
+    private bool _drawn;
+
+    public void Report(WriteProgress p)
+    {
+        int percent = p.BytesTotal == 0 ? 100 : (int)(p.BytesDone * 100 / p.BytesTotal);
+        long now = Environment.TickCount64;
+        if (percent == _lastPercent && now - _lastDraw < 250) return;
+        _lastPercent = percent;
+        _lastDraw = now;
+        int filled = percent * Width / 100;
+        string tensor = p.Tensor.Length > 32 ? p.Tensor[..32] : p.Tensor;
+        output.Write($"\r[{new string('#', filled)}{new string('.', Width - filled)}] {percent,3}% {p.BytesDone / 1048576.0,9:F1} / {p.BytesTotal / 1048576.0:F1} MiB  {tensor,-32}");
+        _drawn = true;
+    }
+
+    public void Done()
+    {
+        if (_drawn) output.WriteLine();
+        _drawn = false;
     }
 }
