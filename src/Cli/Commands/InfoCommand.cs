@@ -1,0 +1,67 @@
+using Infer.Runtime.Gguf;
+using Infer.Runtime.Model;
+using Infer.Runtime.Tokenizers;
+
+namespace Infer.Cli.Commands;
+
+/// <summary><c>infer info -m MODEL</c>: architecture, parameters, tensor types, context, vocabulary, tokenizer, template, size.</summary>
+internal static class InfoCommand
+{
+    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    {
+        var a = new Args(argv, []);
+        string path = a.Required("MODEL", "-m", "--model");
+        a.EnsureAllUsed();
+
+        using var f = GgufFile.Open(path);
+        var c = ModelConfig.FromGguf(f);
+        var tok = Tokenizer.FromGguf(f);
+        long parameters = f.Tensors.Sum(t => t.ElementCount);
+        var types = f.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize))
+            .Select(g => $"{GgmlTypeInfo.Name(g.Key)} x{g.Count()}");
+        string name = f.TryGetString("general.name") ?? Path.GetFileNameWithoutExtension(path);
+
+        stdout.WriteLine($"file:            {path}");
+        stdout.WriteLine($"name:            {name}");
+        stdout.WriteLine($"format:          GGUF v{f.Version}, {f.Tensors.Count} tensors, {f.Metadata.Count} metadata keys");
+        stdout.WriteLine($"file size:       {FormatBytes(f.Length)}");
+        stdout.WriteLine($"architecture:    {c.Architecture}");
+        stdout.WriteLine($"parameters:      {FormatCount(parameters)}");
+        stdout.WriteLine($"tensor types:    {string.Join(", ", types)}");
+        stdout.WriteLine($"layers:          {c.BlockCount}");
+        stdout.WriteLine($"embedding:       {c.EmbeddingLength}");
+        stdout.WriteLine($"feed forward:    {c.FeedForwardLength}");
+        stdout.WriteLine($"heads:           {c.HeadCount} (kv {c.HeadCountKv}, head dim {c.HeadDim})");
+        stdout.WriteLine($"context length:  {c.ContextLength}");
+        stdout.WriteLine($"rope:            {(c.Rope.NeoX ? "neox" : "normal")}, base {c.Rope.FreqBase}{(c.Rope.FreqFactors is null ? "" : ", rope_freqs")}{(c.Rope.FreqScale != 1 ? $", linear x{1 / c.Rope.FreqScale}" : "")}");
+        stdout.WriteLine($"rms epsilon:     {c.RmsEps:G}");
+        stdout.WriteLine($"features:        {string.Join(", ", Features(c))}");
+        stdout.WriteLine($"vocabulary:      {tok.VocabSize} tokens, {tok.Kind} tokenizer{(tok.Pre is { Length: > 0 } pre ? $" (pre: {pre})" : "")}");
+        stdout.WriteLine($"chat template:   {(f.ContainsKey("tokenizer.chat_template") ? "present" : "none")}");
+        return 0;
+    }
+
+    private static IEnumerable<string> Features(ModelConfig c)
+    {
+        yield return c.HeadCountKv < c.HeadCount ? "grouped-query attention" : "multi-head attention";
+        if (c.QkvBias) yield return "QKV bias";
+        if (c.QkNorm) yield return "Q/K norm";
+        yield return c.TiedOutput ? "tied output" : "separate output";
+    }
+
+    public static string FormatBytes(long bytes) => bytes switch
+    {
+        >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
+        >= 1L << 20 => $"{bytes / (double)(1L << 20):F2} MiB",
+        >= 1L << 10 => $"{bytes / 1024.0:F1} KiB",
+        _ => $"{bytes} B",
+    };
+
+    public static string FormatCount(long n) => n switch
+    {
+        >= 1_000_000_000 => $"{n / 1e9:F2} B",
+        >= 1_000_000 => $"{n / 1e6:F2} M",
+        >= 1_000 => $"{n / 1e3:F1} K",
+        _ => n.ToString(),
+    };
+}

@@ -1,0 +1,456 @@
+using System.Runtime.InteropServices;
+using Infer.Kernels.Cpu.Ops;
+using Infer.Kernels.Cpu.Quants;
+using Infer.Kernels.Cpu.Threading;
+using Infer.Runtime;
+using Infer.Runtime.Backend;
+using Infer.Runtime.Gguf;
+
+namespace Infer.Kernels.Cpu;
+
+/// <summary>
+/// The CPU implementation of the backend seam. Matrix weights stay in the memory map; vectors (norms, biases) are
+/// widened to float32 at load. Activations live in 64-byte aligned native buffers allocated once. Every operation is
+/// split across a persistent <see cref="WorkerPool"/>; nothing is allocated per token.
+/// </summary>
+public sealed unsafe partial class CpuBackend : IBackend
+{
+    private readonly WorkerPool _pool;
+    private readonly List<nint> _allocations = [];
+    private readonly int _maxBatch;
+
+    // Current batch (copied in SetBatch).
+    private int _n;
+    private int* _tokens;
+    private int* _positions;
+    private int* _sequences;
+
+    // KV cache: float32, [sequence][layer][position][kvDim] for K and V.
+    private KvCacheConfig? _kv;
+    private float* _kCache;
+    private float* _vCache;
+
+    // Per-thread scratch for attention scores and RoPE tables.
+    private float* _scratch;
+    private int _scratchPerThread;
+
+    // Activations quantized for the current matmul input; reused while the source is unchanged (Wq, Wk, Wv share one input).
+    private byte* _quantized;
+    private long _quantizedCapacity;
+    private CpuActivation? _quantizedSource;
+    private int _quantizedVersion;
+    private GgmlType _quantizedType;
+    private int _quantizedRows;
+
+    public CpuBackend(int threads = 0, int maxBatch = 512)
+    {
+        ThreadCount = threads > 0 ? threads : Environment.ProcessorCount;
+        _pool = new WorkerPool(ThreadCount);
+        _maxBatch = maxBatch;
+        _tokens = (int*)Alloc(sizeof(int) * (long)maxBatch);
+        _positions = (int*)Alloc(sizeof(int) * (long)maxBatch);
+        _sequences = (int*)Alloc(sizeof(int) * (long)maxBatch);
+        _matMul = new MatMulWork();
+        _quantize = new QuantizeWork(this);
+        _rows = new RowWork(this);
+        _attention = new AttentionWork(this);
+    }
+
+    public int ThreadCount { get; }
+    public string Name => "cpu";
+    public string Description => $"CPU, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}, {SimdDescription()}";
+
+    internal WorkerPool Pool => _pool;
+
+    private static string SimdDescription() =>
+        System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "AVX-512"
+        : System.Runtime.Intrinsics.X86.Avx2.IsSupported ? "AVX2"
+        : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? "128-bit SIMD" : "scalar";
+
+    private void* Alloc(long bytes)
+    {
+        void* p = NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
+        _allocations.Add((nint)p);
+        return p;
+    }
+
+    // ---- buffers ----
+
+    internal sealed class CpuWeight : IWeight
+    {
+        public required string Name { get; init; }
+        public required GgmlType Type { get; init; }
+        public required int Rows { get; init; }
+        public required int Cols { get; init; }
+        public required byte* Data { get; init; }      // rows x RowBytes, in the memory map
+        public required long RowBytes { get; init; }
+        public required QuantKernel Kernel { get; init; }
+        public float* Floats { get; init; }              // vectors only: Cols floats
+    }
+
+    internal sealed class CpuActivation : IActivation
+    {
+        public required int Rows { get; init; }
+        public required int Cols { get; init; }
+        public required float* Data { get; init; }
+        public int Version;
+
+        public Span<float> Row(int r) => new(Data + (long)r * Cols, Cols);
+    }
+
+    public IWeight LoadWeight(GgufTensor tensor)
+    {
+        if (!QuantKernels.IsSupported(tensor.Type))
+            throw new UnsupportedModelException(null, $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which this runtime does not support yet");
+        var kernel = QuantKernels.Get(tensor.Type);
+        int cols = checked((int)tensor.RowLength);
+        int rows = checked((int)tensor.RowCount);
+        float* floats = null;
+        if (rows == 1)
+        {
+            floats = (float*)Alloc(sizeof(float) * (long)cols);
+            kernel.Dequantize(tensor.Data, floats, cols);
+        }
+        return new CpuWeight
+        {
+            Name = tensor.Name, Type = tensor.Type, Rows = rows, Cols = cols, Data = tensor.Data,
+            RowBytes = tensor.RowBytes, Kernel = kernel, Floats = floats,
+        };
+    }
+
+    public IActivation Allocate(int rows, int cols) =>
+        new CpuActivation { Rows = rows, Cols = cols, Data = (float*)Alloc(sizeof(float) * (long)rows * cols) };
+
+    public void CreateKvCache(KvCacheConfig config)
+    {
+        _kv = config;
+        long elements = (long)config.Contexts * config.Layers * config.ContextLength * config.KvHeads * config.HeadDim;
+        _kCache = (float*)Alloc(elements * sizeof(float));
+        _vCache = (float*)Alloc(elements * sizeof(float));
+        _scratchPerThread = Math.Max(config.ContextLength, config.HeadDim) + 64;
+        _scratch = (float*)Alloc((long)_scratchPerThread * ThreadCount * sizeof(float));
+    }
+
+    private float* KvRow(float* cache, int sequence, int layer, int position)
+    {
+        var c = _kv!;
+        long kvDim = (long)c.KvHeads * c.HeadDim;
+        return cache + (((long)sequence * c.Layers + layer) * c.ContextLength + position) * kvDim;
+    }
+
+    public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences)
+    {
+        if (tokens.Length > _maxBatch) throw new ArgumentException($"batch of {tokens.Length} tokens exceeds {_maxBatch}");
+        _n = tokens.Length;
+        tokens.CopyTo(new Span<int>(_tokens, _n));
+        positions.CopyTo(new Span<int>(_positions, _n));
+        sequences.CopyTo(new Span<int>(_sequences, _n));
+    }
+
+    private static CpuActivation A(IActivation a) => (CpuActivation)a;
+    private static CpuWeight W(IWeight w) => (CpuWeight)w;
+
+    // ---- simple row-parallel operations ----
+
+    private enum RowOp { Embed, RmsNorm, AddBias, Rope, SwiGlu, Add }
+
+    /// <summary>Runs one row-wise operation over the batch rows, split evenly across threads.</summary>
+    private sealed class RowWork(CpuBackend b) : IParallelWork
+    {
+        public RowOp Op;
+        public int Rows;
+        public CpuActivation X = null!, Y = null!;
+        public CpuWeight Weight = null!;
+        public float Eps;
+        public int HeadDim;
+        public RopeConfig Rope = null!;
+
+        public void Execute(int thread, int threadCount)
+        {
+            var (start, end) = WorkerPool.Split(Rows, thread, threadCount);
+            for (int r = start; r < end; r++) Row(r, thread);
+        }
+
+        private void Row(int r, int thread)
+        {
+            switch (Op)
+            {
+                case RowOp.Embed:
+                    {
+                        int token = b._tokens[r];
+                        Weight.Kernel.Dequantize(Weight.Data + token * Weight.RowBytes, X.Data + (long)r * X.Cols, X.Cols);
+                        break;
+                    }
+                case RowOp.RmsNorm:
+                    {
+                        int g = Weight.Cols;
+                        var w = new ReadOnlySpan<float>(Weight.Floats, g);
+                        var x = X.Row(r);
+                        var y = Y.Row(r);
+                        for (int o = 0; o < x.Length; o += g) VectorOps.RmsNorm(x.Slice(o, g), w, Eps, y.Slice(o, g));
+                        break;
+                    }
+                case RowOp.AddBias:
+                    System.Numerics.Tensors.TensorPrimitives.Add(X.Row(r), new ReadOnlySpan<float>(Weight.Floats, Weight.Cols), X.Row(r));
+                    break;
+                case RowOp.Rope:
+                    {
+                        int half = Rope.Dims / 2;
+                        float* scratch = b._scratch + (long)thread * b._scratchPerThread;
+                        var cos = new Span<float>(scratch, half);
+                        var sin = new Span<float>(scratch + half, half);
+                        VectorOps.RopeCosSin(b._positions[r], Rope.Dims, Rope.FreqBase, Rope.FreqScale, Rope.FreqFactors, cos, sin);
+                        var x = X.Row(r);
+                        for (int o = 0; o < x.Length; o += HeadDim) VectorOps.RopeHead(x.Slice(o, HeadDim), Rope.Dims, Rope.NeoX, cos, sin);
+                        break;
+                    }
+                case RowOp.SwiGlu:
+                    VectorOps.SwiGlu(X.Row(r), Y.Row(r));
+                    break;
+                case RowOp.Add:
+                    System.Numerics.Tensors.TensorPrimitives.Add(X.Row(r), Y.Row(r), X.Row(r));
+                    break;
+            }
+        }
+    }
+
+    private readonly RowWork _rows;
+
+    private void RunRows(RowOp op, CpuActivation x, CpuActivation? y = null, CpuWeight? weight = null, int rows = -1)
+    {
+        _rows.Op = op;
+        _rows.Rows = rows < 0 ? _n : rows;
+        _rows.X = x;
+        _rows.Y = y!;
+        _rows.Weight = weight!;
+        _pool.Run(_rows);
+    }
+
+    public void Embed(IWeight table, IActivation x)
+    {
+        var w = W(table);
+        RunRows(RowOp.Embed, A(x), weight: w);
+        A(x).Version++;
+    }
+
+    public void RmsNorm(IActivation x, IWeight weight, float eps, IActivation y, int rows = -1)
+    {
+        var w = W(weight);
+        if (w.Floats == null || A(x).Cols % w.Cols != 0)
+            throw new ArgumentException($"'{w.Name}' cannot normalize rows of {A(x).Cols}");
+        _rows.Eps = eps;
+        RunRows(RowOp.RmsNorm, A(x), A(y), w, rows);
+        A(y).Version++;
+    }
+
+    public void AddBias(IActivation y, IWeight bias)
+    {
+        RunRows(RowOp.AddBias, A(y), weight: W(bias));
+        A(y).Version++;
+    }
+
+    public void Rope(IActivation x, int headDim, RopeConfig rope)
+    {
+        _rows.HeadDim = headDim;
+        _rows.Rope = rope;
+        RunRows(RowOp.Rope, A(x));
+        A(x).Version++;
+    }
+
+    public void SwiGlu(IActivation gate, IActivation up)
+    {
+        RunRows(RowOp.SwiGlu, A(gate), A(up));
+        A(gate).Version++;
+    }
+
+    public void Add(IActivation x, IActivation y)
+    {
+        RunRows(RowOp.Add, A(x), A(y));
+        A(x).Version++;
+    }
+
+    public void GatherRows(IActivation src, ReadOnlySpan<int> rows, IActivation dst)
+    {
+        var s = A(src);
+        var d = A(dst);
+        for (int i = 0; i < rows.Length; i++) s.Row(rows[i]).CopyTo(d.Row(i));
+        d.Version++;
+    }
+
+    public void ReadRow(IActivation x, int row, Span<float> destination) => A(x).Row(row).CopyTo(destination);
+
+    // ---- matmul ----
+
+    /// <summary>Quantizes the rows of the matmul input to the weight's vec-dot type, in parallel over rows.</summary>
+    private sealed class QuantizeWork(CpuBackend b) : IParallelWork
+    {
+        public CpuActivation X = null!;
+        public QuantKernel Kernel = null!;
+        public int Rows;
+        public long RowBytes;
+
+        public void Execute(int thread, int threadCount)
+        {
+            var (start, end) = WorkerPool.Split(Rows, thread, threadCount);
+            for (int r = start; r < end; r++)
+                Kernel.QuantizeActivations(X.Data + (long)r * X.Cols, b._quantized + r * RowBytes, X.Cols);
+        }
+    }
+
+    /// <summary>y[t, r] = dot(W[r], x[t]): weight rows are handed out in chunks; each chunk is reused across all tokens.</summary>
+    private sealed class MatMulWork : IParallelWork
+    {
+        public CpuWeight W = null!;
+        public CpuActivation Y = null!;
+        public byte* X;
+        public long XRowBytes;
+        public int Tokens;
+        public int ChunkRows;
+        public int NextChunk;
+
+        public void Execute(int thread, int threadCount)
+        {
+            var dot = W.Kernel.Dot;
+            int cols = W.Cols, rows = W.Rows, yCols = Y.Cols;
+            while (true)
+            {
+                int chunk = Interlocked.Increment(ref NextChunk) - 1;
+                int r0 = chunk * ChunkRows;
+                if (r0 >= rows) break;
+                int r1 = Math.Min(rows, r0 + ChunkRows);
+                for (int t = 0; t < Tokens; t++)
+                {
+                    byte* x = X + t * XRowBytes;
+                    float* y = Y.Data + (long)t * yCols;
+                    for (int r = r0; r < r1; r++) y[r] = dot(cols, W.Data + r * W.RowBytes, x);
+                }
+            }
+        }
+    }
+
+    private readonly QuantizeWork _quantize;
+    private readonly MatMulWork _matMul;
+
+    public void MatMul(IWeight weight, IActivation x, IActivation y, int rows = -1)
+    {
+        var w = W(weight);
+        var xa = A(x);
+        var ya = A(y);
+        int n = rows < 0 ? _n : rows;
+        if (xa.Cols != w.Cols || ya.Cols < w.Rows)
+            throw new ArgumentException($"matmul shape mismatch: '{w.Name}' is [{w.Rows} x {w.Cols}], input has {xa.Cols} columns, output {ya.Cols}");
+
+        byte* input;
+        long inputRowBytes;
+        var kernel = w.Kernel;
+        if (kernel.VecDotType == GgmlType.F32)
+        {
+            input = (byte*)xa.Data;
+            inputRowBytes = (long)xa.Cols * sizeof(float);
+        }
+        else
+        {
+            inputRowBytes = GgmlTypeInfo.RowBytes(kernel.VecDotType, xa.Cols);
+            if (!(ReferenceEquals(_quantizedSource, xa) && _quantizedVersion == xa.Version && _quantizedType == kernel.VecDotType && _quantizedRows >= n))
+            {
+                EnsureQuantizedCapacity(inputRowBytes * n);
+                _quantize.X = xa;
+                _quantize.Kernel = kernel;
+                _quantize.Rows = n;
+                _quantize.RowBytes = inputRowBytes;
+                _pool.Run(_quantize);
+                _quantizedSource = xa;
+                _quantizedVersion = xa.Version;
+                _quantizedType = kernel.VecDotType;
+                _quantizedRows = n;
+            }
+            input = _quantized;
+        }
+
+        _matMul.W = w;
+        _matMul.Y = ya;
+        _matMul.X = input;
+        _matMul.XRowBytes = inputRowBytes;
+        _matMul.Tokens = n;
+        // Enough chunks for balance (8 per thread), each large enough to amortize the hand-out.
+        _matMul.ChunkRows = Math.Max(4, w.Rows / (ThreadCount * 8));
+        _matMul.NextChunk = 0;
+        _pool.Run(_matMul);
+        ya.Version++;
+    }
+
+    private void EnsureQuantizedCapacity(long bytes)
+    {
+        if (bytes <= _quantizedCapacity) return;
+        if (_quantized != null)
+        {
+            _allocations.Remove((nint)_quantized);
+            NativeMemory.AlignedFree(_quantized);
+        }
+        _quantized = (byte*)Alloc(bytes);
+        _quantizedCapacity = bytes;
+    }
+
+    // ---- attention ----
+
+    /// <summary>Attention work items are (token, head) pairs handed out from a shared counter.</summary>
+    private sealed class AttentionWork(CpuBackend b) : IParallelWork
+    {
+        public int Layer, NHeads, NKvHeads, HeadDim;
+        public float Scale;
+        public CpuActivation Q = null!, Output = null!;
+        public int NextItem;
+
+        public void Execute(int thread, int threadCount)
+        {
+            int items = b._n * NHeads;
+            int group = NHeads / NKvHeads;
+            int kvDim = NKvHeads * HeadDim;
+            var scores = new Span<float>(b._scratch + (long)thread * b._scratchPerThread, b._kv!.ContextLength);
+            while (true)
+            {
+                int item = Interlocked.Increment(ref NextItem) - 1;
+                if (item >= items) break;
+                int t = item / NHeads, h = item % NHeads;
+                int kvHead = h / group;
+                int seq = b._sequences[t], pos = b._positions[t];
+                float* keys = b.KvRow(b._kCache, seq, Layer, 0) + kvHead * HeadDim;
+                float* values = b.KvRow(b._vCache, seq, Layer, 0) + kvHead * HeadDim;
+                VectorOps.Attend(Q.Row(t).Slice(h * HeadDim, HeadDim), keys, values, kvDim, pos + 1, Scale, scores, Output.Row(t).Slice(h * HeadDim, HeadDim));
+            }
+        }
+    }
+
+    private readonly AttentionWork _attention;
+
+    public void Attention(int layer, IActivation q, IActivation k, IActivation v, IActivation output, int nHeads, int nKvHeads, int headDim, float scale)
+    {
+        var kv = _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
+        var ka = A(k);
+        var va = A(v);
+        int kvDim = nKvHeads * headDim;
+        for (int t = 0; t < _n; t++)
+        {
+            ka.Row(t)[..kvDim].CopyTo(new Span<float>(KvRow(_kCache, _sequences[t], layer, _positions[t]), kvDim));
+            va.Row(t)[..kvDim].CopyTo(new Span<float>(KvRow(_vCache, _sequences[t], layer, _positions[t]), kvDim));
+        }
+        _attention.Layer = layer;
+        _attention.NHeads = nHeads;
+        _attention.NKvHeads = nKvHeads;
+        _attention.HeadDim = headDim;
+        _attention.Scale = scale;
+        _attention.Q = A(q);
+        _attention.Output = A(output);
+        _attention.NextItem = 0;
+        _pool.Run(_attention);
+        A(output).Version++;
+    }
+
+    public void Dispose()
+    {
+        _pool.Dispose();
+        foreach (var p in _allocations) NativeMemory.AlignedFree((void*)p);
+        _allocations.Clear();
+        _quantized = null;
+    }
+}

@@ -1,0 +1,87 @@
+using Infer.Runtime.Gguf;
+
+namespace Infer.Runtime.Backend;
+
+/// <summary>A weight uploaded to (or mapped for) a backend: a matrix [Rows, Cols] (Cols contiguous) or a vector [Cols].</summary>
+public interface IWeight
+{
+    string Name { get; }
+    GgmlType Type { get; }
+    int Rows { get; }
+    int Cols { get; }
+}
+
+/// <summary>A float32 activation buffer [Rows, Cols] owned by the backend (row-major, a row per token).</summary>
+public interface IActivation
+{
+    int Rows { get; }
+    int Cols { get; }
+}
+
+/// <summary>RoPE parameters from the model's metadata.</summary>
+/// <param name="Dims">Rotated dimensions per head (rope.dimension_count, normally the head size).</param>
+/// <param name="FreqBase">theta base (rope.freq_base).</param>
+/// <param name="FreqScale">position scale for linear scaling (1 / factor), 1 when unscaled.</param>
+/// <param name="NeoX">true: rotate pairs (i, i + Dims/2) (qwen2, qwen3); false: pairs (2i, 2i+1) (llama).</param>
+/// <param name="FreqFactors">optional per-pair divisors of the frequency (Dims/2 values), from rope_freqs.weight (Llama 3.1+).</param>
+public sealed record RopeConfig(int Dims, float FreqBase, float FreqScale, bool NeoX, float[]? FreqFactors);
+
+/// <summary>Shape of the attention KV cache.</summary>
+public sealed record KvCacheConfig(int Layers, int Contexts, int ContextLength, int KvHeads, int HeadDim);
+
+/// <summary>
+/// The seam between the model and the hardware: coarse operations over backend-owned buffers. <c>LlamaModel.Forward</c>
+/// is written once against it. Operations act on the first <c>n</c> rows of their activations, where n is the token
+/// count of the batch set by <see cref="SetBatch"/>.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    string Name { get; }
+
+    /// <summary>Threads (CPU) or a device description, for summaries.</summary>
+    string Description { get; }
+
+    /// <summary>Prepares a tensor for use as a matmul weight, an embedding table or a norm/bias vector.</summary>
+    IWeight LoadWeight(GgufTensor tensor);
+
+    IActivation Allocate(int rows, int cols);
+
+    /// <summary>Creates the KV cache; <paramref name="config"/>.Contexts independent sequences of ContextLength positions.</summary>
+    void CreateKvCache(KvCacheConfig config);
+
+    /// <summary>Sets the current batch: token ids, their positions and sequence (cache context) ids. Lengths must match.</summary>
+    void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences);
+
+    /// <summary>x[t, :] = table[tokens[t], :] (dequantized).</summary>
+    void Embed(IWeight table, IActivation x);
+
+    /// <summary>y = x / rms(x) * weight, over groups of weight.Cols elements of each row (a row is 1 or more groups); first <paramref name="rows"/> rows (all batch tokens when -1).</summary>
+    void RmsNorm(IActivation x, IWeight weight, float eps, IActivation y, int rows = -1);
+
+    /// <summary>y[t, :] = W · x[t, :] for the first <paramref name="rows"/> rows (all batch tokens when -1).</summary>
+    void MatMul(IWeight w, IActivation x, IActivation y, int rows = -1);
+
+    /// <summary>y[t, :] += bias.</summary>
+    void AddBias(IActivation y, IWeight bias);
+
+    /// <summary>Rotates each head of x (heads of <paramref name="headDim"/> in a row) by the batch positions.</summary>
+    void Rope(IActivation x, int headDim, RopeConfig rope);
+
+    /// <summary>
+    /// Stores k and v of the batch in layer <paramref name="layer"/>'s cache at the batch positions, then computes causal
+    /// multi-head (grouped-query) attention of q over the cache of each token's sequence, positions 0..pos: out[t] (nHeads x headDim).
+    /// </summary>
+    void Attention(int layer, IActivation q, IActivation k, IActivation v, IActivation output, int nHeads, int nKvHeads, int headDim, float scale);
+
+    /// <summary>gate = silu(gate) * up.</summary>
+    void SwiGlu(IActivation gate, IActivation up);
+
+    /// <summary>x += y.</summary>
+    void Add(IActivation x, IActivation y);
+
+    /// <summary>dst[i, :] = src[rows[i], :].</summary>
+    void GatherRows(IActivation src, ReadOnlySpan<int> rows, IActivation dst);
+
+    /// <summary>Copies row <paramref name="row"/> of x to host memory.</summary>
+    void ReadRow(IActivation x, int row, Span<float> destination);
+}

@@ -1,0 +1,84 @@
+using Infer.Kernels.Cpu.Threading;
+
+namespace Infer.Kernels.Cpu.Tests.Threading;
+
+public class WorkerPoolTests
+{
+    private sealed class SumWork(long[] data) : IParallelWork
+    {
+        public long[] Partial = new long[8];
+        public void Execute(int thread, int threadCount)
+        {
+            var (s, e) = WorkerPool.Split(data.Length, thread, threadCount);
+            long sum = 0;
+            for (int i = s; i < e; i++) sum += data[i];
+            Partial[thread] = sum;
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void EveryThreadRunsItsShareEveryTime(int threads)
+    {
+        var data = Enumerable.Range(1, 10_001).Select(i => (long)i).ToArray();
+        using var pool = new WorkerPool(threads);
+        var work = new SumWork(data);
+        for (int round = 0; round < 2000; round++)
+        {
+            Array.Clear(work.Partial);
+            pool.Run(work);
+            Assert.Equal(10_001L * 10_002 / 2, work.Partial.Sum());
+        }
+    }
+
+    [Fact]
+    public void WakesUpAfterWorkersBlocked()
+    {
+        var data = new long[] { 1, 2, 3, 4 };
+        using var pool = new WorkerPool(2);
+        var work = new SumWork(data);
+        pool.Run(work);
+        Thread.Sleep(50); // past the spin period: workers are now blocked
+        Array.Clear(work.Partial);
+        pool.Run(work);
+        Assert.Equal(10, work.Partial.Sum());
+    }
+
+    private sealed class Failing : IParallelWork
+    {
+        public void Execute(int thread, int threadCount)
+        {
+            if (thread == threadCount - 1) throw new InvalidOperationException("boom");
+        }
+    }
+
+    [Fact]
+    public void ExceptionsReachTheCaller()
+    {
+        using var pool = new WorkerPool(2);
+        Assert.Throws<InvalidOperationException>(() => pool.Run(new Failing()));
+        var work = new SumWork([5, 6]);
+        pool.Run(work); // still usable
+        Assert.Equal(11, work.Partial.Sum());
+    }
+
+    [Theory]
+    [InlineData(10, 3)]
+    [InlineData(2, 4)]
+    [InlineData(0, 2)]
+    public void SplitCoversEverythingOnce(int total, int parts)
+    {
+        int covered = 0, last = 0;
+        for (int i = 0; i < parts; i++)
+        {
+            var (s, e) = WorkerPool.Split(total, i, parts);
+            Assert.Equal(last, s);
+            Assert.True(e - s <= total / parts + 1);
+            covered += e - s;
+            last = e;
+        }
+        Assert.Equal(total, covered);
+    }
+}
