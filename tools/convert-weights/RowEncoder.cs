@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using Infer.Runtime;
+using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime.Gguf;
 
 namespace Infer.ConvertWeights;
@@ -13,29 +13,10 @@ public static class RowEncoder
     /// <summary>Encodes whole rows: <paramref name="src"/> holds a multiple of <paramref name="rowLength"/> floats.</summary>
     public static void Encode(GgmlType type, ReadOnlySpan<float> src, int rowLength, Span<byte> dst)
     {
-        switch (type)
-        {
-            case GgmlType.F32:
-                MemoryMarshal.AsBytes(src).CopyTo(dst);
-                break;
-            case GgmlType.F16:
-                {
-                    var d = MemoryMarshal.Cast<byte, ushort>(dst);
-                    for (int i = 0; i < src.Length; i++) d[i] = FloatBits.F32ToF16(src[i]);
-                    break;
-                }
-            case GgmlType.BF16:
-                {
-                    var d = MemoryMarshal.Cast<byte, ushort>(dst);
-                    for (int i = 0; i < src.Length; i++) d[i] = FloatBits.F32ToBf16(src[i]);
-                    break;
-                }
-            default:
-                QuantizeRows(type, src, rowLength, dst);
-                break;
-        }
+        if (type == GgmlType.F32) MemoryMarshal.AsBytes(src).CopyTo(dst);
+        else QuantKernels.Quantize(type, src, dst); // ggml's reference quantizers (and RNE float16 / bfloat16)
     }
 
-    private static void QuantizeRows(GgmlType type, ReadOnlySpan<float> src, int rowLength, Span<byte> dst) =>
-        throw new UnsupportedModelException(null, $"quantizing to {GgmlTypeInfo.Name(type)} is not available in this build");
+    /// <summary>Decodes whole rows of <paramref name="type"/> to float32.</summary>
+    public static void Decode(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst) => QuantKernels.Dequantize(type, src, dst);
 }

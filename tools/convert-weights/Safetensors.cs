@@ -1,5 +1,6 @@
 using System.IO.MemoryMappedFiles;
 using System.Text.Json;
+using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime;
 
 namespace Infer.ConvertWeights;
@@ -52,11 +53,17 @@ public sealed unsafe class SafetensorsTensor
                 new ReadOnlySpan<float>(p, dst.Length).CopyTo(dst);
                 break;
             case SafetensorsDtype.F16:
-                FloatBits.F16ToF32(new ReadOnlySpan<ushort>(p, dst.Length), dst);
-                break;
+                {
+                    var h = new ReadOnlySpan<ushort>(p, dst.Length);
+                    for (int i = 0; i < h.Length; i++) dst[i] = Fp16.ToFloat(h[i]);
+                    break;
+                }
             case SafetensorsDtype.BF16:
-                FloatBits.Bf16ToF32(new ReadOnlySpan<ushort>(p, dst.Length), dst);
-                break;
+                {
+                    var b = new ReadOnlySpan<ushort>(p, dst.Length);
+                    for (int i = 0; i < b.Length; i++) dst[i] = Bf16.ToFloat(b[i]);
+                    break;
+                }
         }
     }
 
