@@ -21,9 +21,10 @@ public static class Converter
     }
 
     /// <summary>Writes a whole GGUF file: metadata, tensor infos, then each tensor streamed in order.</summary>
-    public static void Write(string outPath, MetadataList metadata, IReadOnlyList<PlannedTensor> tensors, IProgress<WriteProgress>? progress)
+    public static void Write(string outPath, MetadataList metadata, IReadOnlyList<PlannedTensor> tensors, IProgress<WriteProgress>? progress,
+        uint alignment = GgufFile.DefaultAlignment)
     {
-        using var writer = new GgufWriter(outPath);
+        using var writer = new GgufWriter(outPath, alignment);
         foreach (var (key, t, value) in metadata) writer.Add(key, t, value);
         foreach (var t in tensors) writer.AddTensor(t.Name, t.Type, t.Dims);
         writer.WriteHeader();
@@ -74,11 +75,22 @@ public static class Converter
                 if (name.EndsWith(".attn_q.weight", StringComparison.Ordinal) || name.EndsWith(".attn_q.bias", StringComparison.Ordinal)) permute = cfg.HeadCount;
                 else if (name.EndsWith(".attn_k.weight", StringComparison.Ordinal) || name.EndsWith(".attn_k.bias", StringComparison.Ordinal)) permute = cfg.HeadCountKv;
             }
-            var ggmlType = TypeRules.ForConvert(name, dims, type, cfg.BlockCount);
-            plan.Add(new PlannedTensor(name, ggmlType, dims, new SafetensorsSource(t, permute)));
+            plan.Add(new PlannedTensor(name, GgmlType.F32, dims, new SafetensorsSource(t, permute)));
         }
         CheckComplete(cfg, plan, hasLmHead, checkpoint);
-        return plan;
+        return AssignTypes(plan, type, cfg.Arch, cfg.BlockCount);
+    }
+
+    /// <summary>
+    /// f32/f16/bf16/q8_0 follow convert_hf_to_gguf.py's rules; the other types follow llama-quantize's rules, as if the
+    /// model were converted to F32 and then quantized.
+    /// </summary>
+    public static List<PlannedTensor> AssignTypes(List<PlannedTensor> plan, OutputType type, string arch, int blockCount)
+    {
+        if (type.IsFloat || type.BaseType == GgmlType.Q8_0)
+            return plan.Select(p => p with { Type = TypeRules.ForConvert(p.Name, p.Dims, type, blockCount) }).ToList();
+        var rules = new QuantRules(type, plan.Select(p => p.Name).ToList(), arch, blockCount);
+        return plan.Select(p => p with { Type = rules.Choose(p.Name, p.Dims, GgmlType.F32) }).ToList();
     }
 
     private static void CheckComplete(HfConfig cfg, List<PlannedTensor> plan, bool hasLmHead, SafetensorsCheckpoint checkpoint)

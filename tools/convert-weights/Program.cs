@@ -8,9 +8,9 @@ public static class Program
     public const string Usage =
         """
         usage:
-          convert-weights convert HF_DIR -o OUT.gguf [--type f32|f16|bf16|q8_0]
+          convert-weights convert HF_DIR -o OUT.gguf [--type TYPE]   (default bf16)
           convert-weights quantize IN.gguf OUT.gguf TYPE
-              TYPE: q8_0 q4_0 q4_1 q5_0 q5_1 q4_k_s q4_k_m (q4_k) q5_k_s q5_k_m (q5_k) q6_k
+              TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k_s q4_k_m (q4_k) q5_k_s q5_k_m (q5_k) q6_k
           convert-weights synth --preset NAME --type TYPE --tokenizer-from MODEL.gguf -o OUT.gguf [--seed S]
               presets: llama-3.2-1b llama-3.2-3b llama-3.1-8b qwen2.5-0.5b qwen3-0.6b qwen3-8b
         """;
@@ -38,6 +38,17 @@ public static class Program
                         var type = OutputType.Parse(opts.Value("--type", "--outtype") ?? "bf16");
                         opts.EnsureAllUsed(1);
                         Converter.Convert(dir, output, type, progress);
+                        progress?.Done();
+                        stderr.WriteLine($"wrote {output}");
+                        return 0;
+                    }
+                case "quantize":
+                    {
+                        string input = opts.Positional(0, "IN.gguf");
+                        string output = opts.Positional(1, "OUT.gguf");
+                        var type = OutputType.Parse(opts.Positional(2, "TYPE"));
+                        opts.EnsureAllUsed(3);
+                        Quantizer.Quantize(input, output, type, progress);
                         progress?.Done();
                         stderr.WriteLine($"wrote {output}");
                         return 0;

@@ -18,6 +18,6 @@ public static class TypeRules
         if (type.IsFloat) return type.BaseType;
         if (type.BaseType == GgmlType.Q8_0)
             return dims[0] % GgmlTypeInfo.BlockSize(GgmlType.Q8_0) == 0 ? GgmlType.Q8_0 : GgmlType.F16;
-        throw new UsageException($"convert writes f32, f16, bf16 or q8_0; for {type.Name} convert to bf16 and run 'convert-weights quantize'");
+        throw new ArgumentException($"{type.Name} is not a type of the Python converter", nameof(type));
     }
 }
