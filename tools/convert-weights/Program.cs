@@ -13,6 +13,8 @@ public static class Program
               TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k_s q4_k_m (q4_k) q5_k_s q5_k_m (q5_k) q6_k
           convert-weights synth --preset NAME --type TYPE --tokenizer-from MODEL.gguf -o OUT.gguf [--seed S]
               presets: llama-3.2-1b llama-3.2-3b llama-3.1-8b qwen2.5-0.5b qwen3-0.6b qwen3-8b
+              or shapes: --layers N --hidden N --ffn N --heads N [--kv-heads N] [--head-dim N] [--arch llama|qwen2|qwen3]
+                         [--ctx N] [--rope-theta X] [--rms-eps X] [--tied true|false]
         """;
 
     public static int Main(string[] args) => Run(args, Console.Error);
@@ -49,6 +51,34 @@ public static class Program
                         var type = OutputType.Parse(opts.Positional(2, "TYPE"));
                         opts.EnsureAllUsed(3);
                         Quantizer.Quantize(input, output, type, progress);
+                        progress?.Done();
+                        stderr.WriteLine($"wrote {output}");
+                        return 0;
+                    }
+                case "synth":
+                    {
+                        string output = opts.Required("-o", "--output");
+                        string donor = opts.Required("--tokenizer-from");
+                        var type = OutputType.Parse(opts.Required("--type"));
+                        ulong seed = ulong.TryParse(opts.Value("--seed") ?? "1234", out var s) ? s : throw new UsageException("--seed must be a non-negative integer");
+                        string? preset = opts.Value("--preset");
+                        HfConfig shape;
+                        string name;
+                        if (preset is not null)
+                        {
+                            shape = Synth.Presets.TryGetValue(preset, out var p) ? p
+                                : throw new UsageException($"unknown preset '{preset}'; presets: {string.Join(", ", Synth.Presets.Keys)}");
+                            name = $"Synthetic {preset}";
+                        }
+                        else
+                        {
+                            shape = Synth.Custom(opts.Value("--arch") ?? "llama", opts.Int("--layers"), opts.Int("--hidden"), opts.Int("--ffn"), opts.Int("--heads"),
+                                opts.IntOrNull("--kv-heads") ?? opts.Int("--heads"), opts.IntOrNull("--head-dim"), opts.IntOrNull("--ctx") ?? 4096,
+                                opts.DoubleOrNull("--rope-theta") ?? 10000.0, opts.DoubleOrNull("--rms-eps") ?? 1e-5, opts.Bool("--tied"));
+                            name = "Synthetic";
+                        }
+                        opts.EnsureAllUsed(0);
+                        Synth.Write(shape, type, donor, output, seed, name, progress);
                         progress?.Done();
                         stderr.WriteLine($"wrote {output}");
                         return 0;
@@ -124,6 +154,34 @@ internal sealed class Options
                 return v;
             }
         return null;
+    }
+
+    public int Int(string name) => IntOrNull(name) ?? throw new UsageException($"missing option {name} (or give --preset)");
+
+    public int? IntOrNull(string name)
+    {
+        string? v = Value(name);
+        if (v is null) return null;
+        return int.TryParse(v, out int x) ? x : throw new UsageException($"{name} must be an integer, not '{v}'");
+    }
+
+    public double? DoubleOrNull(string name)
+    {
+        string? v = Value(name);
+        if (v is null) return null;
+        return double.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double x)
+            ? x : throw new UsageException($"{name} must be a number, not '{v}'");
+    }
+
+    public bool Bool(string name)
+    {
+        string? v = Value(name);
+        return v switch
+        {
+            null or "false" => false,
+            "true" => true,
+            _ => throw new UsageException($"{name} must be true or false, not '{v}'"),
+        };
     }
 
     public string Required(params string[] names) => Value(names) ?? throw new UsageException($"missing option {names[0]}\n{Program.Usage}");

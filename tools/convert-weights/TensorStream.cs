@@ -33,6 +33,26 @@ public static class TensorStream
     /// <summary>Floats converted per chunk (16 MB of float32).</summary>
     public const int ChunkFloats = 4 << 20;
 
+    /// <summary>Encodes count rows; large chunks are split across cores (each row is independent).</summary>
+    private static void EncodeRows(GgmlType type, float[] floats, byte[] bytes, int count, int rowLength, int rowBytes)
+    {
+        const int minFloatsPerTask = 1 << 18;
+        int tasks = (int)Math.Min(Environment.ProcessorCount, Math.Max(1, (long)count * rowLength / minFloatsPerTask));
+        if (tasks <= 1)
+        {
+            RowEncoder.Encode(type, floats.AsSpan(0, count * rowLength), rowLength, bytes.AsSpan(0, count * rowBytes));
+            return;
+        }
+        int rowsPerTask = (count + tasks - 1) / tasks;
+        Parallel.For(0, tasks, k =>
+        {
+            int first = k * rowsPerTask;
+            int n = Math.Min(rowsPerTask, count - first);
+            if (n <= 0) return;
+            RowEncoder.Encode(type, floats.AsSpan(first * rowLength, n * rowLength), rowLength, bytes.AsSpan(first * rowBytes, n * rowBytes));
+        });
+    }
+
     public static unsafe void WriteAll(GgufWriter writer, IReadOnlyList<PlannedTensor> tensors, IProgress<WriteProgress>? progress)
     {
         long total = tensors.Sum(t => t.ByteSize);
@@ -67,7 +87,7 @@ public static class TensorStream
                 var f = floats.AsSpan(0, count * rowLength);
                 var b = bytes.AsSpan(0, count * rowBytes);
                 src.ReadRows(row, count, rowLength, f);
-                RowEncoder.Encode(t.Type, f, rowLength, b);
+                EncodeRows(t.Type, floats, bytes, count, rowLength, rowBytes);
                 writer.WriteTensorData(b);
                 done += b.Length;
                 progress?.Report(new WriteProgress(done, total, t.Name));
