@@ -14,6 +14,7 @@ public static class Program
           logits    dump the last position's logits     infer logits -m MODEL (--prompt TEXT | --ids 1,2,3) [--out FILE] [--greedy N]
           tokenize  text to token ids and back          infer tokenize -m MODEL -p TEXT | --detokenize 1,2,3
           info      summarize a model file              infer info -m MODEL
+          bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [-o md|json]
 
         common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --verbose
         run 'infer <command> --help' for a command's options.
@@ -40,6 +41,7 @@ public static class Program
                 "logits" => LogitsCommand.Execute(rest, stdout, stderr),
                 "tokenize" => TokenizeCommand.Execute(rest, stdout, stderr),
                 "info" => InfoCommand.Execute(rest, stdout, stderr),
+                "bench" => BenchCommand.Execute(rest, stdout, stderr),
                 _ => throw new UsageException($"unknown command '{command}' (run 'infer --help')"),
             };
         }

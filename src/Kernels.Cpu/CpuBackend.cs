@@ -60,7 +60,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     public string Name => "cpu";
     public string Description => $"CPU, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}, {SimdDescription()}";
 
-    internal WorkerPool Pool => _pool;
+    public WorkerPool Pool => _pool;
 
     private static string SimdDescription() =>
         System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "AVX-512"
