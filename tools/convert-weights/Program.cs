@@ -84,7 +84,7 @@ public static class Program
                         return 0;
                     }
                 default:
-                    throw new UsageException($"unknown command '{args[0]}'\n{Usage}");
+                    throw new UsageException($"unknown command '{args[0]}' (convert, quantize, synth; see --help)");
             }
         }
         catch (UsageException e)
@@ -103,6 +103,11 @@ public static class Program
             return 3;
         }
         catch (ModelFormatException e)
+        {
+            stderr.WriteLine($"convert-weights: error: {e.Message}");
+            return 1;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"convert-weights: error: {e.Message}");
             return 1;
@@ -143,7 +148,7 @@ internal sealed class Options
     }
 
     public string Positional(int index, string what) =>
-        index < _positional.Count ? _positional[index] : throw new UsageException($"missing {what}\n{Program.Usage}");
+        index < _positional.Count ? _positional[index] : throw new UsageException($"missing {what} (see --help)");
 
     public string? Value(params string[] names)
     {
@@ -184,7 +189,7 @@ internal sealed class Options
         };
     }
 
-    public string Required(params string[] names) => Value(names) ?? throw new UsageException($"missing option {names[0]}\n{Program.Usage}");
+    public string Required(params string[] names) => Value(names) ?? throw new UsageException($"missing option {names[0]} (see --help)");
 
     public void EnsureAllUsed(int positionalCount)
     {
