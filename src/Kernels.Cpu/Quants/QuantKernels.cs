@@ -36,6 +36,21 @@ public sealed unsafe class QuantKernel
     /// <summary>(weightRow, output floats, n).</summary>
     public required delegate*<byte*, float*, int, void> Dequantize { get; init; }
 
+    /// <summary>
+    /// Rows per repacked group (8), or 0 when this type has no repacked kernels on this CPU. A repacked group of 8 rows takes exactly
+    /// 8 × <see cref="RowBytes"/>; the caller repacks row groups once at load (a tail of fewer than 8 rows stays in the plain layout and uses <see cref="Dot"/>).
+    /// </summary>
+    public int RepackRows { get; init; }
+
+    /// <summary>(8 source rows, source row stride in bytes, destination group, n). Null when <see cref="RepackRows"/> is 0.</summary>
+    public delegate*<byte*, nint, byte*, int, void> Repack { get; init; }
+
+    /// <summary>(n, repacked group, activation row, float[8] results): the group's 8 rows · one activation row. Null when <see cref="RepackRows"/> is 0.</summary>
+    public delegate*<int, byte*, byte*, float*, void> RepackedDot { get; init; }
+
+    /// <summary>(n, repacked group, activation row 0, activation row stride in bytes, float[32] results, [c * 8 + r]): 8 rows · 4 activation rows.</summary>
+    public delegate*<int, byte*, byte*, nint, float*, void> RepackedDot4 { get; init; }
+
     /// <summary>Bytes of a weight row of <paramref name="n"/> elements.</summary>
     public long RowBytes(long n) => n / BlockSize * TypeSize;
 
@@ -95,12 +110,28 @@ public static unsafe class QuantKernels
         t[(int)GgmlType.BF16] = Float(GgmlType.BF16, 2, floatIsa,
             avx2 ? &BF16.DotSimd : &BF16.DotRef, avx2 ? &BF16.Dot4Simd : &BF16.Dot4Ref, &BF16.DequantizeRef);
 
-        t[(int)GgmlType.Q8_0] = Quant(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
+        var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
             vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0.DequantizeRef);
-        t[(int)GgmlType.Q4_0] = Quant(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
+        t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : new QuantKernel
+        {
+            Type = q8_0Kernel.Type, VecDotType = q8_0Kernel.VecDotType, BlockSize = q8_0Kernel.BlockSize, TypeSize = q8_0Kernel.TypeSize,
+            VecDotBlockSize = q8_0Kernel.VecDotBlockSize, VecDotTypeSize = q8_0Kernel.VecDotTypeSize, Isa = q8_0Kernel.Isa,
+            QuantizeActivations = q8_0Kernel.QuantizeActivations, Dot = q8_0Kernel.Dot, Dot4 = q8_0Kernel.Dot4, Dequantize = q8_0Kernel.Dequantize,
+            RepackRows = Q8_0x8.Rows, Repack = &Q8_0x8.Repack, RepackedDot = &Q8_0x8.Dot, RepackedDot4 = &Q8_0x8.Dot4,
+        };
+        var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,
             vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0.DequantizeRef);
+        t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : new QuantKernel
+        {
+            Type = q4_0Kernel.Type, VecDotType = q4_0Kernel.VecDotType, BlockSize = q4_0Kernel.BlockSize, TypeSize = q4_0Kernel.TypeSize,
+            VecDotBlockSize = q4_0Kernel.VecDotBlockSize, VecDotTypeSize = q4_0Kernel.VecDotTypeSize, Isa = q4_0Kernel.Isa,
+            QuantizeActivations = q4_0Kernel.QuantizeActivations, Dot = q4_0Kernel.Dot, Dot4 = q4_0Kernel.Dot4, Dequantize = q4_0Kernel.Dequantize,
+            RepackRows = Q4_0x8.Rows, Repack = &Q4_0x8.Repack,
+            RepackedDot = vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>,
+            RepackedDot4 = vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>,
+        };
         t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1.BlockSize, Q4_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
             vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,
             vnni ? &Q4_1.Dot4Simd<VnniDot> : avx2 ? &Q4_1.Dot4Simd<Avx2Dot> : &Q4_1.Dot4Ref, &Q4_1.DequantizeRef);
