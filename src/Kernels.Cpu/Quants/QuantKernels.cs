@@ -113,25 +113,12 @@ public static unsafe class QuantKernels
         var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
             vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0.DequantizeRef);
-        t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : new QuantKernel
-        {
-            Type = q8_0Kernel.Type, VecDotType = q8_0Kernel.VecDotType, BlockSize = q8_0Kernel.BlockSize, TypeSize = q8_0Kernel.TypeSize,
-            VecDotBlockSize = q8_0Kernel.VecDotBlockSize, VecDotTypeSize = q8_0Kernel.VecDotTypeSize, Isa = q8_0Kernel.Isa,
-            QuantizeActivations = q8_0Kernel.QuantizeActivations, Dot = q8_0Kernel.Dot, Dot4 = q8_0Kernel.Dot4, Dequantize = q8_0Kernel.Dequantize,
-            RepackRows = Q8_0x8.Rows, Repack = &Q8_0x8.Repack, RepackedDot = &Q8_0x8.Dot, RepackedDot4 = &Q8_0x8.Dot4,
-        };
+        t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot, &Q8_0x8.Dot4);
         var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,
             vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0.DequantizeRef);
-        t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : new QuantKernel
-        {
-            Type = q4_0Kernel.Type, VecDotType = q4_0Kernel.VecDotType, BlockSize = q4_0Kernel.BlockSize, TypeSize = q4_0Kernel.TypeSize,
-            VecDotBlockSize = q4_0Kernel.VecDotBlockSize, VecDotTypeSize = q4_0Kernel.VecDotTypeSize, Isa = q4_0Kernel.Isa,
-            QuantizeActivations = q4_0Kernel.QuantizeActivations, Dot = q4_0Kernel.Dot, Dot4 = q4_0Kernel.Dot4, Dequantize = q4_0Kernel.Dequantize,
-            RepackRows = Q4_0x8.Rows, Repack = &Q4_0x8.Repack,
-            RepackedDot = vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>,
-            RepackedDot4 = vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>,
-        };
+        t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : WithRepack(q4_0Kernel, Q4_0x8.Rows, &Q4_0x8.Repack,
+            vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>, vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>);
         t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1.BlockSize, Q4_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
             vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,
             vnni ? &Q4_1.Dot4Simd<VnniDot> : avx2 ? &Q4_1.Dot4Simd<Avx2Dot> : &Q4_1.Dot4Ref, &Q4_1.DequantizeRef);
@@ -141,9 +128,11 @@ public static unsafe class QuantKernels
         t[(int)GgmlType.Q5_1] = Quant(GgmlType.Q5_1, Q5_1.BlockSize, Q5_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
             vnni ? &Q5_1.DotSimd<VnniDot> : avx2 ? &Q5_1.DotSimd<Avx2Dot> : &Q5_1.DotRef,
             vnni ? &Q5_1.Dot4Simd<VnniDot> : avx2 ? &Q5_1.Dot4Simd<Avx2Dot> : &Q5_1.Dot4Ref, &Q5_1.DequantizeRef);
-        t[(int)GgmlType.Q4_K] = Quant(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
+        var q4_KKernel = Quant(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
             vnni ? &Q4_K.Dot4Simd<VnniDot> : avx2 ? &Q4_K.Dot4Simd<Avx2Dot> : &Q4_K.Dot4Ref, &Q4_K.DequantizeRef);
+        t[(int)GgmlType.Q4_K] = !avx2 ? q4_KKernel : WithRepack(q4_KKernel, Q4_Kx8.Rows, &Q4_Kx8.Repack,
+            vnni ? &Q4_Kx8.Dot<VnniDot> : &Q4_Kx8.Dot<Avx2Dot>, vnni ? &Q4_Kx8.Dot4<VnniDot> : &Q4_Kx8.Dot4<Avx2Dot>);
         t[(int)GgmlType.Q5_K] = Quant(GgmlType.Q5_K, Q5_K.BlockSize, Q5_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
             vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
             vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_K.DequantizeRef);
@@ -152,6 +141,15 @@ public static unsafe class QuantKernels
             vnni ? &Q6_K.Dot4Simd<VnniDot> : avx2 ? &Q6_K.Dot4Simd<Avx2Dot> : &Q6_K.Dot4Ref, &Q6_K.DequantizeRef);
         return t;
     }
+
+    private static QuantKernel WithRepack(QuantKernel k, int rows, delegate*<byte*, nint, byte*, int, void> repack,
+        delegate*<int, byte*, byte*, float*, void> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4) => new()
+        {
+            Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
+            VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = k.Isa,
+            QuantizeActivations = k.QuantizeActivations, Dot = k.Dot, Dot4 = k.Dot4, Dequantize = k.Dequantize,
+            RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4,
+        };
 
     private static QuantKernel Float(GgmlType type, int typeSize, string isa,
         delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4, delegate*<byte*, float*, int, void> dequantize) => new()

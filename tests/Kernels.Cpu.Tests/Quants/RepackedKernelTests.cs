@@ -3,7 +3,7 @@ using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
 
-/// <summary>The 8-row interleaved (repacked) Q4_0 / Q8_0 kernels against the scalar reference dot, row by row.</summary>
+/// <summary>The 8-row interleaved (repacked) Q4_0 / Q8_0 / Q4_K kernels against the scalar reference dot, row by row.</summary>
 public unsafe class RepackedKernelTests
 {
     /// <summary>Integer sums are exact; only float accumulation order differs (relative to Σ|w·a|).</summary>
@@ -13,21 +13,23 @@ public unsafe class RepackedKernelTests
     {
         { GgmlType.Q4_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Scalar },
         { GgmlType.Q8_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Scalar },
+        { GgmlType.Q4_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Scalar },
     };
 
     private static bool Expected(GgmlType type, QuantKernels.IsaLevel level) =>
         level != QuantKernels.IsaLevel.Scalar && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported &&
-        (type == GgmlType.Q4_0 || (level == QuantKernels.IsaLevel.Best && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported));
+        (type != GgmlType.Q8_0 || (level == QuantKernels.IsaLevel.Best && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported));
 
-    private static double AbsDot(GgmlType type, byte[] w, byte[] a, int n)
+    private static double AbsDot(GgmlType type, byte[] w, GgmlType aType, byte[] a, int n)
     {
-        float[] wf = QuantTestUtil.Dequantize(type, w, n), af = QuantTestUtil.Dequantize(GgmlType.Q8_0, a, n);
+        float[] wf = QuantTestUtil.Dequantize(type, w, n), af = QuantTestUtil.Dequantize(aType, a, n);
         double s = 0;
         for (int i = 0; i < n; i++) s += Math.Abs((double)wf[i] * af[i]);
         return s;
     }
 
-    private static delegate*<int, byte*, byte*, float> Reference(GgmlType type) => type == GgmlType.Q4_0 ? &Q4_0.DotRef : &Q8_0.DotRef;
+    private static delegate*<int, byte*, byte*, float> Reference(GgmlType type) =>
+        type == GgmlType.Q4_0 ? &Q4_0.DotRef : type == GgmlType.Q8_0 ? &Q8_0.DotRef : &Q4_K.DotRef;
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -42,7 +44,8 @@ public unsafe class RepackedKernelTests
         }
         Assert.Equal(8, k.RepackRows);
         int seed = 1;
-        var lengths = Enumerable.Range(1, 16).Select(b => b * 32).Concat([4096, 32 * 137]);
+        int bs = k.BlockSize;
+        var lengths = Enumerable.Range(1, 16).Select(b => b * bs).Concat(bs == 32 ? [4096, 32 * 137] : [4096, 14336, 256 * 37]);
         foreach (int n in lengths)
         {
             int rowBytes = (int)k.RowBytes(n);
@@ -59,7 +62,7 @@ public unsafe class RepackedKernelTests
             var act = new byte[4 * actStride];
             for (int c = 0; c < 4; c++)
             {
-                acts[c] = QuantTestUtil.Quantize(GgmlType.Q8_0, QuantTestUtil.RandomData(n, seed++, 2.0f));
+                acts[c] = QuantTestUtil.Quantize(k.VecDotType, QuantTestUtil.RandomData(n, seed++, 2.0f));
                 acts[c].CopyTo(act, c * actStride);
             }
             var one = new float[8];
@@ -75,7 +78,7 @@ public unsafe class RepackedKernelTests
                 for (int r = 0; r < 8; r++)
                 {
                     float expected = QuantTestUtil.Dot(Reference(type), n, rows[r], acts[c]);
-                    double tol = DotRelTolerance * AbsDot(type, rows[r], acts[c], n) + 1e-30;
+                    double tol = DotRelTolerance * AbsDot(type, rows[r], k.VecDotType, acts[c], n) + 1e-30;
                     Assert.True(Math.Abs(four[c * 8 + r] - expected) <= tol, $"{type} {k.Isa} n={n} Dot4 col {c} row {r}: {four[c * 8 + r]} vs {expected}");
                     if (c == 0) Assert.True(Math.Abs(one[r] - expected) <= tol, $"{type} {k.Isa} n={n} Dot row {r}: {one[r]} vs {expected}");
                 }
