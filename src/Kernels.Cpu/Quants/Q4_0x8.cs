@@ -35,32 +35,26 @@ public static unsafe class Q4_0x8
         }
     }
 
-    /// <summary>Σ of the 32 int8 activations of a Q8_0 block (vpsadbw on y + 128).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static int BlockSum(Vector256<byte> yBiased)
-    {
-        Vector256<long> s = Avx2.SumAbsoluteDifferences(yBiased, Vector256<byte>.Zero).AsInt64();
-        Vector128<long> t = s.GetLower() + s.GetUpper();
-        return (int)(t.ToScalar() + t.GetElement(1)) - 32 * 128;
-    }
-
-    /// <summary>8 rows of the group · one Q8_0 activation row → <paramref name="result"/>[0..7].</summary>
+    /// <summary>
+    /// 8 rows of the group · one activation row from <see cref="Q8_0.QuantizeActivationsRef"/> (Q8_0 blocks + int32 block sums) → <paramref name="result"/>[0..7].
+    /// </summary>
     internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
     {
         int nb = n / Q4_0.BlockSize;
+        int* sums = (int*)(a + (nint)nb * Q8_0.TypeSize);
         Vector256<float> acc0 = default, acc1 = default;
         int b = 0;
         for (; b + 1 < nb; b += 2)
         {
-            acc0 = BlockDot<T>(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, acc0);
-            acc1 = BlockDot<T>(group + (nint)(b + 1) * GroupBlockBytes, a + (nint)(b + 1) * Q8_0.TypeSize, acc1);
+            acc0 = BlockDot<T>(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], acc0);
+            acc1 = BlockDot<T>(group + (nint)(b + 1) * GroupBlockBytes, a + (nint)(b + 1) * Q8_0.TypeSize, sums[b + 1], acc1);
         }
-        if (b < nb) acc0 = BlockDot<T>(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, acc0);
+        if (b < nb) acc0 = BlockDot<T>(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], acc0);
         (acc0 + acc1).Store(result);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> BlockDot<T>(byte* g, byte* y, Vector256<float> acc) where T : struct, IIntDot
+    private static Vector256<float> BlockDot<T>(byte* g, byte* y, int sumY, Vector256<float> acc) where T : struct, IIntDot
     {
         Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero;
         var m4 = Vector256.Create((byte)0x0F);
@@ -70,19 +64,19 @@ public static unsafe class Q4_0x8
             s0 = T.DotU8S8(s0, p & m4, Vector256.Create(*(int*)(y + 2 + 4 * j)).AsSByte());
             s1 = T.DotU8S8(s1, Vector256.ShiftRightLogical(p.AsUInt16(), 4).AsByte() & m4, Vector256.Create(*(int*)(y + 18 + 4 * j)).AsSByte());
         }
-        int sumY = BlockSum(Vector256.Load(y + 2) ^ Vector256.Create((byte)0x80));
         Vector256<int> sumi = s0 + s1 - Vector256.Create(8 * sumY);
         Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
         return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), dx * Fp16.ToFloat(*(ushort*)y), acc);
     }
 
-    /// <summary>8 rows of the group · 4 Q8_0 activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r].</summary>
+    /// <summary>8 rows of the group · 4 activation rows with block sums (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r].</summary>
     internal static void Dot4<T>(int n, byte* group, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         int nb = n / Q4_0.BlockSize;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         var m4 = Vector256.Create((byte)0x0F);
-        var bias = Vector256.Create((byte)0x80);
+        nint sumsOffset = (nint)nb * Q8_0.TypeSize;
+        int* sums0 = (int*)(a + sumsOffset), sums1 = (int*)(a + aStride + sumsOffset), sums2 = (int*)(a + 2 * aStride + sumsOffset), sums3 = (int*)(a + 3 * aStride + sumsOffset);
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
@@ -100,18 +94,14 @@ public static unsafe class Q4_0x8
                 s3 = T.DotU8S8(T.DotU8S8(s3, lo, Vector256.Create(*(int*)(y3 + ol)).AsSByte()), hi, Vector256.Create(*(int*)(y3 + oh)).AsSByte());
             }
             Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
-            acc0 = Column(s0, dx, y0, bias, acc0);
-            acc1 = Column(s1, dx, y1, bias, acc1);
-            acc2 = Column(s2, dx, y2, bias, acc2);
-            acc3 = Column(s3, dx, y3, bias, acc3);
+            acc0 = Column(s0, dx, y0, sums0[b], acc0);
+            acc1 = Column(s1, dx, y1, sums1[b], acc1);
+            acc2 = Column(s2, dx, y2, sums2[b], acc2);
+            acc3 = Column(s3, dx, y3, sums3[b], acc3);
         }
         acc0.Store(result); acc1.Store(result + 8); acc2.Store(result + 16); acc3.Store(result + 24);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Column(Vector256<int> s, Vector256<float> dx, byte* y, Vector256<byte> bias, Vector256<float> acc)
-    {
-        int sumY = BlockSum(Vector256.Load(y + 2) ^ bias);
-        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Create(8 * sumY)), dx * Fp16.ToFloat(*(ushort*)y), acc);
-    }
+    private static Vector256<float> Column(Vector256<int> s, Vector256<float> dx, byte* y, int sumY, Vector256<float> acc) => Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Create(8 * sumY)), dx * Fp16.ToFloat(*(ushort*)y), acc);
 }

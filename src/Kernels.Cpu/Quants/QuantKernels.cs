@@ -24,7 +24,7 @@ public sealed unsafe class QuantKernel
     /// <summary>Which instruction set the dots use: "avx-vnni", "avx2", "avx512" (float formats) or "scalar".</summary>
     public required string Isa { get; init; }
 
-    /// <summary>(x: n floats, y: blocks of <see cref="VecDotType"/>, n). Null when <see cref="VecDotType"/> is F32.</summary>
+    /// <summary>(x: n floats, y: an activation row of <see cref="ActivationRowBytes"/>, n). Null when <see cref="VecDotType"/> is F32.</summary>
     public required delegate*<float*, byte*, int, void> QuantizeActivations { get; init; }
 
     /// <summary>(n, weightRow, activationRow) → Σ w·a.</summary>
@@ -54,8 +54,11 @@ public sealed unsafe class QuantKernel
     /// <summary>Bytes of a weight row of <paramref name="n"/> elements.</summary>
     public long RowBytes(long n) => n / BlockSize * TypeSize;
 
-    /// <summary>Bytes of an activation row of <paramref name="n"/> elements in <see cref="VecDotType"/> (floats when F32).</summary>
-    public long ActivationRowBytes(long n) => n / VecDotBlockSize * VecDotTypeSize;
+    /// <summary>
+    /// Bytes of an activation row of <paramref name="n"/> elements as <see cref="QuantizeActivations"/> writes it (floats when F32).
+    /// For Q8_0 that is the Q8_0 blocks followed by one int32 Σqs per block, which the repacked kernels read.
+    /// </summary>
+    public long ActivationRowBytes(long n) => VecDotType == GgmlType.Q8_0 ? Q8_0.ActivationRowBytes(n) : n / VecDotBlockSize * VecDotTypeSize;
 }
 
 /// <summary>The kernel table keyed by <see cref="GgmlType"/>, plus the reference quantizers the converter uses.</summary>
@@ -99,7 +102,7 @@ public static unsafe class QuantKernels
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
         var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
 
-        delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeFast : &Q8_0.QuantizeRef;
+        delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsRef;
         delegate*<float*, byte*, int, void> q8_1 = &Q8_1.QuantizeRef;
         delegate*<float*, byte*, int, void> q8_K = &Q8_K.QuantizeRef;
 

@@ -62,8 +62,10 @@ public unsafe class RepackedKernelTests
             var act = new byte[4 * actStride];
             for (int c = 0; c < 4; c++)
             {
-                acts[c] = QuantTestUtil.Quantize(k.VecDotType, QuantTestUtil.RandomData(n, seed++, 2.0f));
-                acts[c].CopyTo(act, c * actStride);
+                // activation rows as the hot path makes them (Q8_0 rows carry block sums after the blocks)
+                float[] y = QuantTestUtil.RandomData(n, seed++, 2.0f);
+                acts[c] = QuantTestUtil.Quantize(k.VecDotType, y);
+                fixed (float* py = y) fixed (byte* pa = &act[c * actStride]) k.QuantizeActivations(py, pa, n);
             }
             var one = new float[8];
             var four = new float[32];
