@@ -47,7 +47,7 @@ internal static partial class Builtins
                 if (DictMutators.Contains(name)) return Unsafe(name, "dict");
                 return d.TryGetValue(name, out var v) ? v : new Undefined($"'dict object' has no attribute '{name}'");
             case Namespace ns:
-                return ns.Attributes.TryGetValue(name, out var nv) ? nv : new Undefined($"'Namespace' object has no attribute '{name}'");
+                return ns.Attributes.TryGetValue(name, out var nv) ? nv : new Undefined($"'jinja2.utils.Namespace object' has no attribute '{name}'");
             case LoopContext loop: return loop.GetAttribute(name);
             case string s:
                 return StringMethods.Contains(name) ? new BoundMethod(s, name) : new Undefined($"'str object' has no attribute '{name}'");
@@ -75,19 +75,19 @@ internal static partial class Builtins
                 {
                     long i = Py.ToLong(key);
                     if (i < 0) i += l.Count;
-                    return i >= 0 && i < l.Count ? l[(int)i] : new Undefined($"'list object' has no attribute {Py.Repr(key)}");
+                    return i >= 0 && i < l.Count ? l[(int)i] : new Undefined($"list object has no element {Py.Repr(key)}");
                 }
             case PyTuple t when key is long or bool:
                 {
                     long i = Py.ToLong(key);
                     if (i < 0) i += t.Items.Length;
-                    return i >= 0 && i < t.Items.Length ? t.Items[(int)i] : new Undefined($"'tuple object' has no attribute {Py.Repr(key)}");
+                    return i >= 0 && i < t.Items.Length ? t.Items[(int)i] : new Undefined($"tuple object has no element {Py.Repr(key)}");
                 }
             case string s when key is long or bool:
                 {
                     long i = Py.ToLong(key);
                     if (i < 0) i += s.Length;
-                    return i >= 0 && i < s.Length ? s[(int)i].ToString() : new Undefined($"'str object' has no attribute {Py.Repr(key)}");
+                    return i >= 0 && i < s.Length ? s[(int)i].ToString() : new Undefined($"str object has no element {Py.Repr(key)}");
                 }
             case Undefined u: throw u.Fail();
         }

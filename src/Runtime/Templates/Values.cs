@@ -144,7 +144,7 @@ internal sealed class LoopContext
         "nextitem" => Index0 + 1 < Items.Count ? Items[Index0 + 1] : new Undefined("there is no next item"),
         "cycle" => new BuiltinFunction("cycle", (_, a) =>
             a.Count == 0 ? throw TemplateRuntimeError.Type("no items for cycling given") : a.Positional[Index0 % a.Count]),
-        _ => new Undefined($"'LoopContext object' has no attribute '{name}'"),
+        _ => new Undefined($"'jinja2.runtime.LoopContext object' has no attribute '{name}'"),
     };
 }
 
