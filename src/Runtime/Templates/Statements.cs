@@ -303,7 +303,7 @@ internal sealed class Macro
     public string Invoke(Context ctx, CallArgs args)
     {
         if (ctx.CallDepth >= Context.MaxCallDepth)
-            throw TemplateRuntimeError.Runtime($"macro '{Name}' nested deeper than {Context.MaxCallDepth} calls");
+            throw new TemplateRuntimeError("RecursionError", $"maximum recursion depth exceeded: macro '{Name}' nested deeper than {Context.MaxCallDepth} calls");
         var scope = new Scope(ctx.Root);
         // The caller of a call block stays visible inside the macro.
         if (ctx.Current.TryGet("caller", out var caller) && caller is BuiltinFunction) scope.Set("caller", caller);
