@@ -54,7 +54,7 @@ internal static partial class Builtins
 
     public static object? GetAttr(object? obj, string name)
     {
-        if (obj is Markup m) obj = m.Value;
+        if (obj is Markup m) return StringMethods.Contains(name) ? new BoundMethod(m.Value, name) : NoAttribute(m, name);
         switch (obj)
         {
             case PyDict d:
@@ -79,8 +79,13 @@ internal static partial class Builtins
 
     public static object? GetItem(object? obj, object? key)
     {
-        if (obj is Markup m) obj = m.Value;
         if (key is Markup mk) key = mk.Value;
+        if (obj is Markup m)
+        {
+            if (key is string attr) return GetAttr(m, attr);
+            var item = GetItem(m.Value, key);
+            return item is Undefined ? NoElement(m, key) : item;
+        }
         switch (obj)
         {
             case PyDict d:
@@ -145,14 +150,14 @@ internal static partial class Builtins
 
     private static List<int> SliceIndices(int length, object? startV, object? stopV, object? stepV)
     {
-        long step = stepV is null or Undefined ? 1 : Py.ToLong(stepV);
+        long step = stepV is null ? 1 : SliceIndex(stepV);
         if (step == 0) throw TemplateRuntimeError.Value("slice step cannot be zero");
         long lower = step > 0 ? 0 : -1;
         long upper = step > 0 ? length : length - 1;
         long Clamp(object? v, long fallback)
         {
-            if (v is null or Undefined) return fallback;
-            long x = Py.ToLong(v);
+            if (v is null) return fallback;
+            long x = SliceIndex(v);
             if (x < 0)
             {
                 x += length;
@@ -168,6 +173,10 @@ internal static partial class Builtins
         else for (long i = start; i > stop; i += step) result.Add((int)i);
         return result;
     }
+
+    private static long SliceIndex(object? v) => v is long or bool
+        ? Py.ToLong(v)
+        : throw TemplateRuntimeError.Type("slice indices must be integers or None or have an __index__ method");
 
     public static object? Call(Context ctx, object? fn, CallArgs args, int line)
     {

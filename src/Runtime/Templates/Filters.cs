@@ -140,7 +140,15 @@ internal static class FilterLibrary
             if (reverse) c = -c;
             return c != 0 ? c : p.Index.CompareTo(q.Index);
         });
-        keyed.Sort(cmp);
+        try
+        {
+            keyed.Sort(cmp);
+        }
+        catch (InvalidOperationException e) when (e.InnerException is TemplateRuntimeError inner)
+        {
+            // List.Sort wraps what the comparer throws; report the template's TypeError itself.
+            throw inner;
+        }
         return keyed.Select(p => p.Item).ToList();
     }
 

@@ -91,7 +91,7 @@ internal static class Operators
                 }
                 break;
         }
-        throw TemplateRuntimeError.Type($"unsupported operand type(s) for {op}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
+        throw TemplateRuntimeError.Type($"unsupported operand type(s) for {(op == "**" ? "** or pow()" : op)}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
     }
 
     /// <summary>A Markup operand as is; a plain str operand HTML-escaped, as Markup.__add__ does.</summary>
@@ -155,6 +155,11 @@ internal static class Operators
             if (l.Count * n > MaxRepeatChars) throw new TemplateRuntimeError("MemoryError", $"list repeated {n} times is too long");
             for (long i = 0; i < n; i++) r.AddRange(l);
             return r;
+        }
+        if (a is string or List<object?> or PyTuple || b is string or List<object?> or PyTuple)
+        {
+            var other = a is string or List<object?> or PyTuple ? b : a;
+            throw TemplateRuntimeError.Type($"can't multiply sequence by non-int of type '{Py.TypeName(other)}'");
         }
         throw TemplateRuntimeError.Type($"unsupported operand type(s) for *: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
     }
@@ -221,7 +226,7 @@ internal static class Operators
                 text = spec.StartsWith('-') ? text.PadRight(width) : text.PadLeft(width, spec.StartsWith('0') && conv != 's' ? '0' : ' ');
             sb.Append(text);
         }
-        if (next < values.Length && args is PyTuple) throw TemplateRuntimeError.Type("not all arguments converted during string formatting");
+        if (next < values.Length && args is not PyDict) throw TemplateRuntimeError.Type("not all arguments converted during string formatting");
         return sb.ToString();
     }
 

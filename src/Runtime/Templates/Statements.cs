@@ -90,6 +90,8 @@ internal abstract class Target
 
     public static void Unpack(Target[] items, Context ctx, Scope scope, object? value)
     {
+        if (value is null or bool or long or double or Namespace or Macro or BuiltinFunction or BoundMethod or LoopContext)
+            throw TemplateRuntimeError.Type($"cannot unpack non-iterable {Py.TypeName(value)} object");
         var values = Py.Iterate(value);
         if (values.Count != items.Length)
         {

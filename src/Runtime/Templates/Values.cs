@@ -313,7 +313,7 @@ internal static class Py
                 }
                 sb.Append('}');
                 break;
-            case Undefined: break;
+            case Undefined: sb.Append("Undefined"); break;
             default: AppendStr(sb, v); break;
         }
     }
@@ -442,6 +442,7 @@ internal static class Py
     /// <summary>Python's ordering (&lt;): numbers, strings, lists and tuples; anything else is a TypeError.</summary>
     public static int Compare(object? a, object? b, string op)
     {
+        var (origA, origB) = (a, b);
         if (a is Markup ma) a = ma.Value;
         if (b is Markup mb) b = mb.Value;
         if (IsNumber(a) && IsNumber(b))
@@ -463,7 +464,7 @@ internal static class Py
         }
         if (a is Undefined ua) throw ua.Fail();
         if (b is Undefined ub) throw ub.Fail();
-        throw TemplateRuntimeError.Type($"'{op}' not supported between instances of '{TypeName(a)}' and '{TypeName(b)}'");
+        throw TemplateRuntimeError.Type($"'{op}' not supported between instances of '{TypeName(origA)}' and '{TypeName(origB)}'");
     }
 
     private static IReadOnlyList<object?> AsList(object? v) => v is PyTuple t ? t.Items : (List<object?>)v!;
