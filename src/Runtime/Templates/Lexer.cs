@@ -53,14 +53,15 @@ internal sealed class Lexer
 
     private readonly string _src;
     private readonly List<Token> _tokens = [];
-    private int _line = 1;
-    private int _lineCountedTo;
+    private readonly List<int> _lineStarts = [0];
 
     private Lexer(string source)
     {
         var normalized = source.Replace("\r\n", "\n").Replace('\r', '\n');
         if (normalized.EndsWith('\n')) normalized = normalized[..^1];
         _src = normalized;
+        for (int i = 0; i < _src.Length; i++)
+            if (_src[i] == '\n') _lineStarts.Add(i + 1);
     }
 
     public static List<Token> Tokenize(string source)
@@ -72,10 +73,9 @@ internal sealed class Lexer
 
     private int LineAt(int pos)
     {
-        for (int i = _lineCountedTo; i < pos && i < _src.Length; i++)
-            if (_src[i] == '\n') _line++;
-        if (pos > _lineCountedTo) _lineCountedTo = pos;
-        return _line;
+        // _lineStarts[k] is the offset where line k + 1 begins.
+        int i = _lineStarts.BinarySearch(pos);
+        return i >= 0 ? i + 1 : ~i;
     }
 
     private void Run()

@@ -90,6 +90,8 @@ internal abstract class Target
 
     public static void Unpack(Target[] items, Context ctx, Scope scope, object? value)
     {
+        if (value is null or bool or long or double or Namespace or Macro or BuiltinFunction or BoundMethod or LoopContext)
+            throw TemplateRuntimeError.Type($"cannot unpack non-iterable {Py.TypeName(value)} object");
         var values = Py.Iterate(value);
         if (values.Count != items.Length)
         {
@@ -303,7 +305,7 @@ internal sealed class Macro
     public string Invoke(Context ctx, CallArgs args)
     {
         if (ctx.CallDepth >= Context.MaxCallDepth)
-            throw TemplateRuntimeError.Runtime($"macro '{Name}' nested deeper than {Context.MaxCallDepth} calls");
+            throw new TemplateRuntimeError("RecursionError", $"maximum recursion depth exceeded: macro '{Name}' nested deeper than {Context.MaxCallDepth} calls");
         var scope = new Scope(ctx.Root);
         // The caller of a call block stays visible inside the macro.
         if (ctx.Current.TryGet("caller", out var caller) && caller is BuiltinFunction) scope.Set("caller", caller);

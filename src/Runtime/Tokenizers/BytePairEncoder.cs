@@ -32,7 +32,7 @@ internal sealed class BytePairEncoder
         for (int b = 0; b < 256; b++)
             _byteTokens[b] = vocab.TryGetValue(ByteLevel.ByteToChar[b].ToString(), out int id) ? id : -1;
 
-        _merges = new Dictionary<long, (int, int)>(merges.Length);
+        _merges = new Dictionary<long, (int, int)>(merges.Length, PairKeyComparer.Instance);
         for (int rank = 0; rank < merges.Length; rank++)
         {
             var m = merges[rank].AsSpan();
@@ -60,6 +60,17 @@ internal sealed class BytePairEncoder
     }
 
     private static long Key(int left, int right) => ((long)left << 32) | (uint)right;
+
+    /// <summary>
+    /// long's own hash is (low ^ high): every pair of equal ids ("Ġ Ġ", "a a", ...) would share one bucket.
+    /// A multiplicative mix spreads them.
+    /// </summary>
+    private sealed class PairKeyComparer : IEqualityComparer<long>
+    {
+        public static readonly PairKeyComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
+    }
 
     /// <summary>Tokenizes a fragment of raw text (no special tokens in it).</summary>
     public void Encode(string text, List<int> output)

@@ -117,6 +117,10 @@ CASES = [
     "{{ d | dictsort(reverse=true) }}|{{ {'B': 1, 'a': 2} | dictsort }}|{{ {'B': 1, 'a': 2} | dictsort(case_sensitive=true) }}",
     "{{ messages | map(attribute='missing', default='?') | list }}|{{ messages | sort(attribute='role') | map(attribute='role') | join }}",
     "{% filter upper %}shout {{ n }}{% endfilter %}|{% filter trim %}   padded   {% endfilter %}",
+    # Markup: safe/escape results escape the plain str they are added to
+    "{{ \"Use '\"|safe + '<b>\"x\"' + \"'\"|safe + {'k': 'v'} | tojson }}",
+    "{{ ('<' | e) + '<' }}|{{ '<' | safe ~ '<' }}|{{ ('<' | safe) | length }}|{{ '<' | e | e }}|{{ 'a' | safe is string }}|{{ ('x' | safe) == 'x' }}",
+    "{{ ('a' | safe) * 2 + '&' }}|{{ '<' | safe in '<<' }}|{{ ['<' | safe] }}",
     # tests
     "{{ n is defined }}{{ zz is undefined }}{{ none is none }}{{ n is number }}{{ f is float }}{{ n is integer }}{{ true is integer }}{{ true is boolean }}",
     "{{ s is string }}{{ d is mapping }}{{ lst is iterable }}{{ lst is sequence }}{{ s is iterable }}{{ n is iterable }}{{ zz is iterable }}{{ d is sequence }}",
@@ -136,6 +140,14 @@ CASES = [
     "{{ missing + 1 }}",
     "{{ missing() }}",
     "{{ missing is defined and missing.x }}|{{ d.a is defined and d.a }}",
+    "{% set ns = namespace() %}{{ ns.x.y }}",
+    "{% for i in [1] %}{{ loop.foo.y }}{% endfor %}",
+    "{% macro m(a, b) %}{{ b.x }}{% endmacro %}{{ m(1) }}",
+    "{{ 'abc'.foo.x }}",
+    "{{ [1][3].x }}",
+    "{{ none.x.y }}",
+    "{{ (1 if false).x }}",
+    "{{ ([] | first).x }}",
     # errors
     "{{ raise_exception('Custom failure') }}",
     "{% if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}",
