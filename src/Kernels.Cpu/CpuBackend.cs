@@ -368,7 +368,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         }
         else
         {
-            inputRowBytes = GgmlTypeInfo.RowBytes(kernel.VecDotType, xa.Cols);
+            inputRowBytes = kernel.ActivationRowBytes(xa.Cols);
             if (!(ReferenceEquals(_quantizedSource, xa) && _quantizedVersion == xa.Version && _quantizedType == kernel.VecDotType && _quantizedRows >= n))
             {
                 EnsureQuantizedCapacity(inputRowBytes * n);
