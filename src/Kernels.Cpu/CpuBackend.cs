@@ -60,7 +60,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     public string Name => "cpu";
     public string Description => $"CPU, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}, {SimdDescription()}";
 
-    internal WorkerPool Pool => _pool;
+    public WorkerPool Pool => _pool;
 
     private static string SimdDescription() =>
         System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "AVX-512"
@@ -116,6 +116,24 @@ public sealed unsafe partial class CpuBackend : IBackend
             Name = tensor.Name, Type = tensor.Type, Rows = rows, Cols = cols, Data = tensor.Data,
             RowBytes = tensor.RowBytes, Kernel = kernel, Floats = floats,
         };
+    }
+
+    /// <summary>A matrix weight over caller-owned memory (rows x row bytes of <paramref name="type"/>), for benchmarks and tests.</summary>
+    public IWeight CreateWeight(string name, GgmlType type, int rows, int cols, byte* data)
+    {
+        var kernel = QuantKernels.Get(type);
+        return new CpuWeight
+        {
+            Name = name, Type = type, Rows = rows, Cols = cols, Data = data,
+            RowBytes = GgmlTypeInfo.RowBytes(type, cols), Kernel = kernel, Floats = null,
+        };
+    }
+
+    /// <summary>Host view of an activation buffer's first <paramref name="rows"/> rows, for callers that fill it (marks it written).</summary>
+    public Span<float> View(IActivation x, int rows)
+    {
+        A(x).Version++;
+        return new(A(x).Data, checked(rows * A(x).Cols));
     }
 
     public IActivation Allocate(int rows, int cols) =>
