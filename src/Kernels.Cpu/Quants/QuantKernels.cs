@@ -112,7 +112,7 @@ public static unsafe class QuantKernels
         delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeFast : &Q8_0.QuantizeRef;
         delegate*<float*, byte*, int, void> q8_0WithSums = avx2 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsRef;
         delegate*<float*, byte*, int, void> q8_1 = &Q8_1.QuantizeRef;
-        delegate*<float*, byte*, int, void> q8_K = &Q8_K.QuantizeRef;
+        delegate*<float*, byte*, int, void> q8_K = avx2 ? &Q8_K.QuantizeFast : &Q8_K.QuantizeRef;
 
         t[(int)GgmlType.F32] = Float(GgmlType.F32, 4, floatIsa,
             avx2 ? &F32.DotSimd : &F32.DotRef, avx2 ? &F32.Dot4Simd : &F32.Dot4Ref, &F32.DequantizeRef);
