@@ -104,7 +104,7 @@ public static unsafe class QuantKernels
     {
         bool vnni = level == IsaLevel.Best && VnniDot.IsSupported;
         bool avx2 = level != IsaLevel.Scalar && Avx2Dot.IsSupported;
-        bool avx512 = level == IsaLevel.Best && Avx512F.IsSupported;
+        bool avx512 = level == IsaLevel.Best && Avx512F.IsSupported && Fma.IsSupported;
         string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
         var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
@@ -115,11 +115,14 @@ public static unsafe class QuantKernels
         delegate*<float*, byte*, int, void> q8_K = avx2 ? &Q8_K.QuantizeFast : &Q8_K.QuantizeRef;
 
         t[(int)GgmlType.F32] = Float(GgmlType.F32, 4, floatIsa,
-            avx2 ? &F32.DotSimd : &F32.DotRef, avx2 ? &F32.Dot4Simd : &F32.Dot4Ref, &F32.DequantizeRef);
+            avx512 ? &F32.DotAvx512 : avx2 ? &F32.DotAvx2 : &F32.DotRef,
+            avx512 ? &F32.Dot4Avx512 : avx2 ? &F32.Dot4Avx2 : &F32.Dot4Ref, &F32.DequantizeRef);
         t[(int)GgmlType.F16] = Float(GgmlType.F16, 2, floatIsa,
-            avx2 ? &F16.DotSimd : &F16.DotRef, avx2 ? &F16.Dot4Simd : &F16.Dot4Ref, &F16.DequantizeRef);
+            avx512 ? &F16.DotAvx512 : avx2 ? &F16.DotAvx2 : &F16.DotRef,
+            avx512 ? &F16.Dot4Avx512 : avx2 ? &F16.Dot4Avx2 : &F16.Dot4Ref, &F16.DequantizeRef);
         t[(int)GgmlType.BF16] = Float(GgmlType.BF16, 2, floatIsa,
-            avx2 ? &BF16.DotSimd : &BF16.DotRef, avx2 ? &BF16.Dot4Simd : &BF16.Dot4Ref, &BF16.DequantizeRef);
+            avx512 ? &BF16.DotAvx512 : avx2 ? &BF16.DotAvx2 : &BF16.DotRef,
+            avx512 ? &BF16.Dot4Avx512 : avx2 ? &BF16.Dot4Avx2 : &BF16.Dot4Ref, &BF16.DequantizeRef);
 
         var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,

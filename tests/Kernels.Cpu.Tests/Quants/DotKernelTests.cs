@@ -165,4 +165,33 @@ public unsafe class DotKernelTests
             Assert.Equal(QuantTestUtil.Quantize(GgmlType.Q8_K, x), fast);
         }
     }
+
+    [Theory]
+    [InlineData(QuantKernels.IsaLevel.Best)]
+    [InlineData(QuantKernels.IsaLevel.Avx2)]
+    [InlineData(QuantKernels.IsaLevel.Scalar)]
+    public void F16DotConvertsEveryHalfValueExactly(QuantKernels.IsaLevel level)
+    {
+        // 16 copies of one half value against a one-hot activation: the dot is that value, exactly (subnormals, ±0, largest, Inf included).
+        var k = QuantKernels.Get(GgmlType.F16, level);
+        var w = new ushort[16];
+        var a = new float[16];
+        fixed (ushort* pw = w) fixed (float* pa = a)
+        {
+            for (int h = 0; h < 65536; h++)
+            {
+                if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF) != 0) continue; // NaN payloads: only NaN-ness is defined
+                Array.Fill(w, (ushort)h);
+                Array.Clear(a);
+                a[h % 16] = 1.0f;
+                float expected = Fp16.ToFloatRef((ushort)h);
+                if (float.IsInfinity(expected)) Array.Fill(a, 1.0f);
+                float got = k.Dot(16, (byte*)pw, (byte*)pa);
+                Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(got) || (expected == 0 && got == 0),
+                    $"{k.Isa}: half 0x{h:X4} gave {got}, expected {expected}");
+            }
+            Array.Fill(w, (ushort)0x7E00);
+            Assert.True(float.IsNaN(k.Dot(16, (byte*)pw, (byte*)pa)));
+        }
+    }
 }
