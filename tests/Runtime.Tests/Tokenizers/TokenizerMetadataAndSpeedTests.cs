@@ -96,7 +96,8 @@ public class TokenizerMetadataAndSpeedTests
         var sw = Stopwatch.StartNew();
         var ids = tok.Encode(text, addSpecial: false);
         var seconds = sw.Elapsed.TotalSeconds;
-        Assert.True(seconds < 5, $"{model}/{kind}: {seconds:F2} s for 100 KB");
+        // typically well under 0.5 s; a quadratic path would take minutes
+        Assert.True(seconds < 10, $"{model}/{kind}: {seconds:F2} s for 100 KB");
         Assert.Equal(text, tok.Decode(ids));
     }
 
@@ -110,12 +111,13 @@ public class TokenizerMetadataAndSpeedTests
         var text = LongInput("mixed", 4_000);
         tok.Encode(text);
         var best = double.MaxValue;
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 10; i++)
         {
             var sw = Stopwatch.StartNew();
             tok.Encode(text);
             best = Math.Min(best, sw.Elapsed.TotalMilliseconds);
         }
-        Assert.True(best < 50, $"{model}: {best:F2} ms for 4 KB");
+        // typically 1-2 ms; the bound leaves room for a machine busy with other work
+        Assert.True(best < 100, $"{model}: {best:F2} ms for 4 KB");
     }
 }
