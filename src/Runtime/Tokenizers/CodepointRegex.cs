@@ -12,7 +12,7 @@ namespace Infer.Runtime.Tokenizers;
 /// and greedy <c>? * + {m} {m,} {m,n}</c> on single-character atoms. Anything else is rejected when the
 /// pattern is built. Recursion depth is bounded by the pattern, not the input.
 /// </summary>
-internal sealed class CodepointRegex
+internal sealed class CodepointRegex : ISplitter
 {
     private readonly Node _root;
 
