@@ -118,6 +118,24 @@ public sealed unsafe partial class CpuBackend : IBackend
         };
     }
 
+    /// <summary>A matrix weight over caller-owned memory (rows x row bytes of <paramref name="type"/>), for benchmarks and tests.</summary>
+    public IWeight CreateWeight(string name, GgmlType type, int rows, int cols, byte* data)
+    {
+        var kernel = QuantKernels.Get(type);
+        return new CpuWeight
+        {
+            Name = name, Type = type, Rows = rows, Cols = cols, Data = data,
+            RowBytes = GgmlTypeInfo.RowBytes(type, cols), Kernel = kernel, Floats = null,
+        };
+    }
+
+    /// <summary>Host view of an activation buffer's first <paramref name="rows"/> rows, for callers that fill it (marks it written).</summary>
+    public Span<float> View(IActivation x, int rows)
+    {
+        A(x).Version++;
+        return new(A(x).Data, checked(rows * A(x).Cols));
+    }
+
     public IActivation Allocate(int rows, int cols) =>
         new CpuActivation { Rows = rows, Cols = cols, Data = (float*)Alloc(sizeof(float) * (long)rows * cols) };
 
@@ -350,7 +368,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         }
         else
         {
-            inputRowBytes = GgmlTypeInfo.RowBytes(kernel.VecDotType, xa.Cols);
+            inputRowBytes = kernel.ActivationRowBytes(xa.Cols);
             if (!(ReferenceEquals(_quantizedSource, xa) && _quantizedVersion == xa.Version && _quantizedType == kernel.VecDotType && _quantizedRows >= n))
             {
                 EnsureQuantizedCapacity(inputRowBytes * n);

@@ -19,7 +19,7 @@ internal static class BenchCommand
     public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
     {
         var a = new Args(argv, ["--no-bandwidth"]);
-        string path = a.Required("MODEL", "-m", "--model");
+        var source = ModelSource.Read(a);
         int p = a.Int(512, "-p", "--n-prompt");
         int n = a.Int(128, "-n", "--n-gen");
         int reps = a.Int(5, "-r", "--repetitions");
@@ -27,6 +27,7 @@ internal static class BenchCommand
         string output = a.String("-o", "--output") ?? "md";
         bool noBandwidth = a.Flag("--no-bandwidth");
         a.EnsureAllUsed();
+        string path = source.Resolve(stderr);
         if (p < 0 || n < 0 || reps < 1) throw new UsageException("-p and -n must be >= 0 and -r >= 1");
         if (output is not ("md" or "json")) throw new UsageException("-o must be md or json");
 

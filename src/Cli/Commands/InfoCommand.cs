@@ -10,8 +10,9 @@ internal static class InfoCommand
     public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
     {
         var a = new Args(argv, []);
-        string path = a.Required("MODEL", "-m", "--model");
+        var source = ModelSource.Read(a);
         a.EnsureAllUsed();
+        string path = source.Resolve(stderr);
 
         using var f = GgufFile.Open(path);
         var c = ModelConfig.FromGguf(f);

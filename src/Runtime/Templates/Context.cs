@@ -1,0 +1,69 @@
+namespace Infer.Runtime.Templates;
+
+/// <summary>One level of variables: the template top level, a loop iteration, a macro call.</summary>
+internal sealed class Scope
+{
+    private Dictionary<string, object?>? _vars;
+
+    public Scope(Scope? parent, Dictionary<string, object?>? vars = null)
+    {
+        Parent = parent;
+        _vars = vars;
+    }
+
+    public Scope? Parent { get; }
+
+    public void Set(string name, object? value) => (_vars ??= new Dictionary<string, object?>(StringComparer.Ordinal))[name] = value;
+
+    /// <summary>Forgets this scope's own variables (a loop reuses one scope, fresh for each iteration).</summary>
+    public void Clear() => _vars?.Clear();
+
+    public bool TryGet(string name, out object? value)
+    {
+        for (var s = this; s is not null; s = s.Parent)
+        {
+            if (s._vars is not null && s._vars.TryGetValue(name, out value)) return true;
+        }
+        value = null;
+        return false;
+    }
+}
+
+/// <summary>The state of one render: the variables, the options, and the limits that keep bad templates finite.</summary>
+internal sealed class Context
+{
+    public const int MaxCallDepth = 256;
+    public const long MaxOutputChars = 64L * 1024 * 1024;
+
+    public Context(Scope root, TemplateOptions options)
+    {
+        Root = root;
+        Current = root;
+        Options = options;
+    }
+
+    /// <summary>The template's top-level scope; macros resolve free names here at call time, as Jinja2 does.</summary>
+    public Scope Root { get; }
+
+    public Scope Current { get; set; }
+
+    public TemplateOptions Options { get; }
+
+    public int CallDepth { get; set; }
+
+    private long _iterations;
+
+    /// <summary>Counts one loop iteration against <see cref="TemplateOptions.MaxLoopIterations"/>.</summary>
+    public void CountIteration()
+    {
+        if (++_iterations > Options.MaxLoopIterations)
+            throw TemplateRuntimeError.Runtime($"template ran more than {Options.MaxLoopIterations} loop iterations");
+    }
+
+    public object? Lookup(string name)
+    {
+        if (Current.TryGet(name, out var v)) return v;
+        if (Builtins.Globals.TryGetValue(name, out var g)) return g;
+        return Undefined.ForName(name);
+    }
+}
