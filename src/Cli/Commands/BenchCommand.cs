@@ -26,6 +26,7 @@ internal static class BenchCommand
         int threads = a.Int(0, "-t", "--threads");
         string output = a.String("-o", "--output") ?? "md";
         bool noBandwidth = a.Flag("--no-bandwidth");
+        bool repack = !a.Flag("--no-repack");
         a.EnsureAllUsed();
         string path = source.Resolve(stderr);
         if (p < 0 || n < 0 || reps < 1) throw new UsageException("-p and -n must be >= 0 and -r >= 1");
@@ -33,7 +34,7 @@ internal static class BenchCommand
 
         using var file = GgufFile.Open(path);
         int batch = Math.Max(1, Math.Min(Math.Max(p, 1), 2048));
-        var backend = new CpuBackend(threads, batch);
+        var backend = new CpuBackend(threads, batch, repack);
         using var model = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: Math.Max(p, n) + 1, BatchSize: batch));
         var c = model.Config;
 
@@ -42,7 +43,7 @@ internal static class BenchCommand
         var embd = file.GetTensor("token_embd.weight");
         // Decode reads every weight once, but only one row of the embedding table (unless it doubles as the output).
         long bytesPerToken = modelBytes - (c.TiedOutput ? 0 : embd.ByteSize - embd.RowBytes);
-        string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}";
+        string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}{(backend.RepackedBytes > 0 ? " (repacked)" : "")}";
         double bandwidth = noBandwidth ? 0 : MemoryBandwidth.Measure(backend.Pool);
 
         var rng = new Random(42);
