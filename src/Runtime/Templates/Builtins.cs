@@ -182,7 +182,7 @@ internal static partial class Builtins
     {
         switch (fn)
         {
-            case Macro m: return m.Invoke(ctx, args);
+            case MacroValue m: return m.Macro.Invoke(ctx, args, m.Closure);
             case BuiltinFunction b:
                 try
                 {

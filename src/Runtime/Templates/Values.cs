@@ -215,7 +215,7 @@ internal static class Py
         LoopContext => "LoopContext",
         BoundMethod => "builtin_function_or_method",
         BuiltinFunction => "function",
-        Macro => "Macro",
+        MacroValue => "Macro",
         _ => v.GetType().Name,
     };
 
@@ -248,7 +248,7 @@ internal static class Py
                 AppendRepr(sb, ToDict(ns.Attributes));
                 sb.Append('>');
                 break;
-            case Macro m: sb.Append("<Macro '").Append(m.Name).Append("'>"); break;
+            case MacroValue m: sb.Append("<Macro '").Append(m.Macro.Name).Append("'>"); break;
             default: sb.Append(v.ToString()); break;
         }
     }
