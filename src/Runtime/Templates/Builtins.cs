@@ -84,7 +84,7 @@ internal static partial class Builtins
         {
             if (key is string attr) return GetAttr(m, attr);
             var item = GetItem(m.Value, key);
-            return item is Undefined ? NoElement(m, key) : item;
+            return item is string c ? new Markup(c) : NoElement(m, key);
         }
         switch (obj)
         {
@@ -119,7 +119,7 @@ internal static partial class Builtins
     /// <summary>Python's obj[start:stop:step] on lists, tuples and strings.</summary>
     public static object? Slice(object? obj, object? start, object? stop, object? step)
     {
-        if (obj is Markup m) obj = m.Value;
+        if (obj is Markup m) return new Markup((string)Slice(m.Value, start, stop, step)!);
         if (obj is Undefined u) throw u.Fail();
         int length = obj switch
         {

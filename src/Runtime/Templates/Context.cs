@@ -52,13 +52,9 @@ internal sealed class Context
 
     public Context(Scope root, TemplateOptions options)
     {
-        Root = root;
         Current = root;
         Options = options;
     }
-
-    /// <summary>The template's top-level scope; macros resolve free names here at call time, as Jinja2 does.</summary>
-    public Scope Root { get; }
 
     public Scope Current { get; set; }
 

@@ -21,8 +21,6 @@ internal sealed class Parser
 
     private Parser(List<Token> tokens) => _tokens = tokens;
 
-    public static List<Stmt> Parse(string source) => Parse(source, out _);
-
     /// <summary>Parses a template; <paramref name="rootStores"/> receives the names its top level assigns.</summary>
     public static List<Stmt> Parse(string source, out HashSet<string> rootStores)
     {
