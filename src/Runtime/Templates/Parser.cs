@@ -199,6 +199,7 @@ internal sealed class Parser
             case "macro": return ParseMacro(tag);
             case "call": return ParseCallBlock(tag);
             case "filter": return ParseFilterBlock(tag);
+            case "with": return ParseWith(tag);
             case "break":
                 EndTag("break");
                 return new BreakStmt(tag.Line);
@@ -312,6 +313,22 @@ internal sealed class Parser
         var body = InFrame(() => ParseBody(["endfilter"], out _), out var stores);
         CloseTag("endfilter");
         return new FilterBlockStmt(tag.Line, filters, body, stores);
+    }
+
+    private Stmt ParseWith(Token tag)
+    {
+        var targets = new List<(Target, Expr)>();
+        while (!Current.Is(TokenKind.BlockEnd, "%}"))
+        {
+            if (targets.Count > 0) ExpectOp(",", "with");
+            var target = ParseAssignTarget("with", allowAttr: false);
+            ExpectOp("=", "with");
+            targets.Add((target, ParseExpression(allowCond: true, "with")));
+        }
+        EndTag("with");
+        var body = InFrame(() => WithSoft(false, () => ParseBody(["endwith"], out _)), out var stores);
+        CloseTag("endwith");
+        return new WithStmt(tag.Line, targets, body, stores);
     }
 
     private Stmt ParseMacro(Token tag)

@@ -184,6 +184,29 @@ internal sealed class FilterBlockStmt(int line, List<FilterExpr> filters, List<S
     }
 }
 
+/// <summary><c>{% with a = x, b = y %}...{% endwith %}</c>: values evaluated outside, names visible only inside.</summary>
+internal sealed class WithStmt(int line, List<(Target Target, Expr Value)> targets, List<Stmt> body, HashSet<string> stores) : Stmt(line)
+{
+    public override string Construct => "with";
+
+    protected override Flow ExecCore(Context ctx, StringBuilder output)
+    {
+        var values = targets.Select(t => t.Value.Eval(ctx)).ToList();
+        var saved = ctx.Current;
+        var scope = new Scope(saved, stores: stores);
+        for (int i = 0; i < values.Count; i++) targets[i].Target.Assign(ctx, scope, values[i]);
+        ctx.Current = scope;
+        try
+        {
+            return ExecBody(body, ctx, output);
+        }
+        finally
+        {
+            ctx.Current = saved;
+        }
+    }
+}
+
 internal sealed class BreakStmt(int line) : Stmt(line)
 {
     public override string Construct => "break";

@@ -107,6 +107,8 @@ CASES = [
     "{% for i in [1, 2] %}{% macro m() %}{{ i }}{% endmacro %}{{ m() }}{% endfor %}",
     "{% for i in [1] %}{{ mm }}{% endfor %}{% macro mm() %}{% endmacro %}",
     "{% set n, k = 1, 2 %}{% for i in [1] %}{{ n }}{{ k }}{% endfor %}",
+    "{% with a = 1, b = n %}{{ a }}{{ b }}{% set c = 3 %}{{ c }}{% endwith %}[{{ a }}{{ c }}]",
+    "{% with n = 2, m = n %}{{ n }}{{ m }}{% endwith %}{{ n }}",
     # macros
     "{% macro greet(name, punct='!') %}Hello {{ name }}{{ punct }}{% endmacro %}{{ greet('Ann') }} {{ greet('Bob', '?') }} {{ greet(punct='.', name='Cy') }}",
     "{% macro m(a) %}[{{ a }}|{{ n }}]{% endmacro %}{% set n = 9 %}{{ m(1) }}",
@@ -146,6 +148,9 @@ CASES = [
     "{{ s.startswith('  He') }}{{ s.endswith('x') }}{{ 'abc'.startswith(('x', 'a')) }}|{{ 'abcabc'.find('c') }} {{ 'abc'.find('z') }} {{ 'abcabc'.rfind('b') }}|{{ 'a-b'.replace('-', '') }}",
     "{{ 'hello world'.title() }}|{{ 'hello'.capitalize() }}|{{ 'Hi'.upper() }}{{ 'Hi'.lower() }}|{{ ', '.join(['a', 'b']) }}|{{ 'abcab'.count('ab') }}|{{ '42'.isdigit() }}",
     "{{ 'a\\nb\\r\\nc'.splitlines() }}|{{ '{} and {name}'.format(1, name='x') }}|{{ 'x'.center(5) }}|{{ 'ab'.zfill(4) }}",
+    "{{ 'Hello World'.swapcase() }}|{{ 'a-b'.partition('-') }}|{{ 'x.y.z'.rpartition('.') }}|{{ 'ab'.removeprefix('a') }}|{{ '  x '.rjust(6, '*') }}|{{ 'hello'.index('l') }}",
+    "{{ '%-5s|%5s|%03d|%.1f|%x' % ('ab', 'cd', 7, 2.25, 255) }}",
+    "{{ 'a\\u00e9\\u4f60'|length }}|{{ '\\x41\\101\\u00e9' }}|{{ 'tab\\tq\\\\' }}|{{ 'x\\qy' }}",
     # undefined semantics
     "[{{ missing }}]{% if missing %}t{% else %}f{% endif %}{% for x in missing %}x{% endfor %}{{ missing | length }}{{ missing | list }}",
     "{{ d.missing.deeper }}",
