@@ -106,7 +106,14 @@ internal static partial class Builtins
                 }
             case string s when key is long or bool:
                 {
+                    // Python indexes code points; only text with surrogate pairs needs the slow path.
                     long i = Py.ToLong(key);
+                    if (Py.HasSurrogates(s))
+                    {
+                        var chars = Py.Iterate(s);
+                        if (i < 0) i += chars.Count;
+                        return i >= 0 && i < chars.Count ? chars[(int)i] : NoElement(obj, key);
+                    }
                     if (i < 0) i += s.Length;
                     return i >= 0 && i < s.Length ? s[(int)i].ToString() : NoElement(obj, key);
                 }
@@ -121,6 +128,8 @@ internal static partial class Builtins
     {
         if (obj is Markup m) return new Markup((string)Slice(m.Value, start, stop, step)!);
         if (obj is Undefined u) throw u.Fail();
+        if (obj is string text && Py.HasSurrogates(text))
+            return string.Concat(((List<object?>)Slice(Py.Iterate(text), start, stop, step)!).Cast<string>());
         int length = obj switch
         {
             List<object?> l => l.Count,

@@ -268,9 +268,9 @@ internal static class FilterLibrary
     {
         if (v is string s)
         {
-            var chars = s.ToCharArray();
-            Array.Reverse(chars);
-            return new string(chars);
+            var chars = Py.Iterate(s);
+            chars.Reverse();
+            return string.Concat(chars.Cast<string>());
         }
         var items = Py.Iterate(v);
         items.Reverse();

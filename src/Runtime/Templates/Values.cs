@@ -497,11 +497,14 @@ internal static class Py
         return list;
     }
 
+    /// <summary>True when the text holds characters outside the BMP, where UTF-16 units and Python's code points differ.</summary>
+    public static bool HasSurrogates(string s) => s.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') >= 0;
+
     /// <summary>Python's len(v).</summary>
     public static long Length(object? v) => v switch
     {
-        string s => s.Length,
-        Markup m => m.Value.Length,
+        string s => HasSurrogates(s) ? s.EnumerateRunes().Count() : s.Length,
+        Markup m => Length(m.Value),
         List<object?> l => l.Count,
         PyDict d => d.Count,
         PyTuple t => t.Items.Length,

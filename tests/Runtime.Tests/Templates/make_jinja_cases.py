@@ -150,6 +150,7 @@ CASES = [
     "{{ 'a\\nb\\r\\nc'.splitlines() }}|{{ '{} and {name}'.format(1, name='x') }}|{{ 'x'.center(5) }}|{{ 'ab'.zfill(4) }}",
     "{{ 'Hello World'.swapcase() }}|{{ 'a-b'.partition('-') }}|{{ 'x.y.z'.rpartition('.') }}|{{ 'ab'.removeprefix('a') }}|{{ '  x '.rjust(6, '*') }}|{{ 'hello'.index('l') }}",
     "{{ '%-5s|%5s|%03d|%.1f|%x' % ('ab', 'cd', 7, 2.25, 255) }}",
+    "{{ 'a\\U0001F600b\\U0001F601'|length }}|{{ 'a\\U0001F600b\\U0001F601'[1] }}|{{ 'a\\U0001F600b\\U0001F601'[::-1] }}|{{ 'a\\U0001F600b'[-2:] }}|{{ 'a\\U0001F600b'|list }}|{{ 'a\\U0001F600b'|reverse }}",
     "{{ 'a\\u00e9\\u4f60'|length }}|{{ '\\x41\\101\\u00e9' }}|{{ 'tab\\tq\\\\' }}|{{ 'x\\qy' }}",
     # undefined semantics
     "[{{ missing }}]{% if missing %}t{% else %}f{% endif %}{% for x in missing %}x{% endfor %}{{ missing | length }}{{ missing | list }}",
