@@ -102,3 +102,35 @@ public class CheckpointTests : IDisposable
         Assert.True(cfg.TieWordEmbeddings);
     }
 }
+
+public class SafetensorsReadTests : IDisposable
+{
+    private readonly string _path = Path.GetTempFileName();
+
+    public void Dispose() => File.Delete(_path);
+
+    [Fact]
+    public void ReadsF32F16AndBf16AsFloat32()
+    {
+        // values exactly representable in all three formats
+        float[] values = [1f, -2.5f, 0.375f, 3072f, -0f, 1024f];
+        var f32 = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+        var f16 = values.SelectMany(v => BitConverter.GetBytes(BitConverter.HalfToUInt16Bits((Half)v))).ToArray();
+        var bf16 = values.SelectMany(v => BitConverter.GetBytes((ushort)(BitConverter.SingleToUInt32Bits(v) >> 16))).ToArray();
+        string header = """{"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, "b": {"dtype": "F16", "shape": [6], "data_offsets": [24, 36]}, "c": {"dtype": "BF16", "shape": [3, 2], "data_offsets": [36, 48]}}""";
+        byte[] h = Encoding.UTF8.GetBytes(header);
+        File.WriteAllBytes(_path, [.. BitConverter.GetBytes((ulong)h.Length), .. h, .. f32, .. f16, .. bf16]);
+        using var f = SafetensorsFile.Open(_path);
+        Assert.Equal(["a", "b", "c"], f.Tensors.Select(t => t.Name));
+        foreach (var t in f.Tensors)
+        {
+            var got = new float[6];
+            t.ReadFloats(0, got);
+            Assert.Equal(values, got);
+            var tail = new float[2];
+            t.ReadFloats(4, tail);
+            Assert.Equal(values[4..], tail);
+        }
+        Assert.Equal([3L, 2L], f.Tensors[2].Shape);
+    }
+}
