@@ -142,3 +142,24 @@ public class SizeLabelTests
     [InlineData(494_032_768L, "494M")]
     public void FormatsLikeGgufPy(long n, string label) => Assert.Equal(label, Converter.SizeLabel(n));
 }
+
+public class PreTokenizerHashTests
+{
+    [Fact]
+    public void Llama3FixtureHashesToLlamaCppsLlamaBpeEntry()
+    {
+        string path = Path.Combine(Fixtures.ModelDir("llama3"), "hf", "tokenizer.json");
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+        var ids = PreTokenizerHash.Encode(doc.RootElement, PreTokenizerHash.CheckText);
+        Assert.Equal(128000, ids[0]); // TemplateProcessing adds <|begin_of_text|>
+        Assert.Equal("0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5", PreTokenizerHash.Hash(ids));
+        Assert.Equal("llama-bpe", PreTokenizerHash.Lookup(doc.RootElement, out _));
+    }
+
+    [Fact]
+    public void HashFormatsIdsAsPythonPrintsAList()
+    {
+        // python3 -c "import hashlib; print(hashlib.sha256(str([1,2,3]).encode()).hexdigest())"
+        Assert.Equal("a36b1f2c3f84522dd1005145646617d7054c0851e97c72a039c0bdfac9fa07f3", PreTokenizerHash.Hash([1, 2, 3]));
+    }
+}

@@ -21,6 +21,9 @@ public sealed record HfConfig
         ["Qwen3ForCausalLM"] = "qwen3",
     };
 
+    /// <summary>Largest vocabulary accepted (real models stay under 300k); bounds the token arrays a hostile config can demand.</summary>
+    public const int MaxVocab = 1 << 22;
+
     public required string Path { get; init; }
     public required string HfArchitecture { get; init; }
 
@@ -136,6 +139,7 @@ public sealed record HfConfig
         Positive("num_attention_heads", HeadCount);
         Positive("num_key_value_heads", HeadCountKv);
         Positive("vocab_size", VocabSize);
+        if (VocabSize > MaxVocab) throw new ModelFormatException(Path, $"vocab_size {VocabSize} is over the limit of {MaxVocab}");
         Positive("head_dim", HeadDim);
         if (HeadCount % HeadCountKv != 0)
             throw new ModelFormatException(Path, $"num_attention_heads {HeadCount} is not a multiple of num_key_value_heads {HeadCountKv}");

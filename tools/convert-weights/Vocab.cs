@@ -189,7 +189,7 @@ public static class Vocab
         }
 
         md.String("tokenizer.ggml.model", "gpt2");
-        md.String("tokenizer.ggml.pre", PreTokenizer.Identify(root, path));
+        md.String("tokenizer.ggml.pre", PreTokenizer.Choose(root, path));
         md.Array("tokenizer.ggml.tokens", GgufValueType.String, tokens);
         md.Array("tokenizer.ggml.token_type", GgufValueType.Int32, types);
         md.Array("tokenizer.ggml.merges", GgufValueType.String, ReadMerges(model, path));
@@ -372,9 +372,10 @@ public static class Vocab
 
 /// <summary>
 /// Chooses <c>tokenizer.ggml.pre</c>. llama.cpp's converter encodes a fixed check text with the Hugging Face tokenizer and
-/// looks up the SHA-256 of the token ids; the hash is a fingerprint of the pre-tokenizer regex (plus vocabulary). We identify
-/// the same pre-tokenizers directly from the regex in tokenizer.json's <c>pre_tokenizer</c>, which is what the hash stands
-/// for; an unknown regex is an error, as an unknown hash is in llama.cpp.
+/// looks up the SHA-256 of the token ids (we do the same, <see cref="PreTokenizerHash"/>); the hash is a fingerprint of the
+/// pre-tokenizer regex plus vocabulary. For hashes outside our table we identify the pre-tokenizer from the regex in
+/// tokenizer.json's <c>pre_tokenizer</c>, which is what the hash stands for; an unknown regex is an error, as an unknown hash
+/// is in llama.cpp.
 /// </summary>
 public static class PreTokenizer
 {
@@ -389,6 +390,34 @@ public static class PreTokenizer
         [Llama3Regex] = "llama-bpe",
         [Qwen2Regex] = "qwen2",
     };
+
+    /// <summary>
+    /// llama.cpp's choice: the check-text hash (<see cref="PreTokenizerHash"/>) when our table knows it, else the name of the
+    /// split regex. A tokenizer neither recognizes is an error naming both.
+    /// </summary>
+    public static string Choose(JsonElement tokenizerJson, string path)
+    {
+        string? byHash;
+        string hash;
+        try
+        {
+            byHash = PreTokenizerHash.Lookup(tokenizerJson, out hash);
+        }
+        catch (Exception e) when (e is InvalidDataException or KeyNotFoundException or InvalidOperationException or ArgumentException)
+        {
+            byHash = null;
+            hash = $"(check text not encodable: {e.Message})";
+        }
+        if (byHash is not null) return byHash;
+        try
+        {
+            return Identify(tokenizerJson, path);
+        }
+        catch (UnsupportedModelException e)
+        {
+            throw new UnsupportedModelException(path, $"{e.Message.Replace(path + ": ", "")}; check-text hash {hash} is not known either");
+        }
+    }
 
     public static string Identify(JsonElement tokenizerJson, string path)
     {

@@ -84,7 +84,7 @@ internal static partial class Builtins
         {
             if (key is string attr) return GetAttr(m, attr);
             var item = GetItem(m.Value, key);
-            return item is Undefined ? NoElement(m, key) : item;
+            return item is string c ? new Markup(c) : NoElement(m, key);
         }
         switch (obj)
         {
@@ -106,7 +106,14 @@ internal static partial class Builtins
                 }
             case string s when key is long or bool:
                 {
+                    // Python indexes code points; only text with surrogate pairs needs the slow path.
                     long i = Py.ToLong(key);
+                    if (Py.HasSurrogates(s))
+                    {
+                        var chars = Py.Iterate(s);
+                        if (i < 0) i += chars.Count;
+                        return i >= 0 && i < chars.Count ? chars[(int)i] : NoElement(obj, key);
+                    }
                     if (i < 0) i += s.Length;
                     return i >= 0 && i < s.Length ? s[(int)i].ToString() : NoElement(obj, key);
                 }
@@ -119,8 +126,10 @@ internal static partial class Builtins
     /// <summary>Python's obj[start:stop:step] on lists, tuples and strings.</summary>
     public static object? Slice(object? obj, object? start, object? stop, object? step)
     {
-        if (obj is Markup m) obj = m.Value;
+        if (obj is Markup m) return new Markup((string)Slice(m.Value, start, stop, step)!);
         if (obj is Undefined u) throw u.Fail();
+        if (obj is string text && Py.HasSurrogates(text))
+            return string.Concat(((List<object?>)Slice(Py.Iterate(text), start, stop, step)!).Cast<string>());
         int length = obj switch
         {
             List<object?> l => l.Count,
@@ -182,7 +191,7 @@ internal static partial class Builtins
     {
         switch (fn)
         {
-            case Macro m: return m.Invoke(ctx, args);
+            case MacroValue m: return m.Macro.Invoke(ctx, args, m.Closure);
             case BuiltinFunction b:
                 try
                 {

@@ -268,9 +268,9 @@ internal static class FilterLibrary
     {
         if (v is string s)
         {
-            var chars = s.ToCharArray();
-            Array.Reverse(chars);
-            return new string(chars);
+            var chars = Py.Iterate(s);
+            chars.Reverse();
+            return string.Concat(chars.Cast<string>());
         }
         var items = Py.Iterate(v);
         items.Reverse();
@@ -442,7 +442,7 @@ internal static class TestLibrary
         ["mapping"] = (_, v, _) => v is PyDict,
         ["sequence"] = (_, v, _) => v is string or Markup or List<object?> or PyTuple or PyDict or Undefined,
         ["iterable"] = (_, v, _) => v is string or Markup or List<object?> or PyTuple or PyDict or Undefined,
-        ["callable"] = (_, v, _) => v is Macro or BuiltinFunction or BoundMethod,
+        ["callable"] = (_, v, _) => v is MacroValue or BuiltinFunction or BoundMethod,
         ["odd"] = (_, v, _) => Py.ToLong(v) % 2 != 0,
         ["even"] = (_, v, _) => Py.ToLong(v) % 2 == 0,
         ["divisibleby"] = (_, v, a) => Py.ToLong(v) % Py.ToLong(a.Get(0, "num")) == 0,

@@ -195,7 +195,7 @@ public static class TemplateValues
             case float f: return (double)f;
             case decimal m: return (double)m;
             case char c: return c.ToString();
-            case Undefined or Namespace or Macro or BuiltinFunction: return v;
+            case Undefined or Namespace or MacroValue or BuiltinFunction: return v;
             case JsonElement je: return FromElement(je);
             case JsonNode node: return FromElement(JsonSerializer.SerializeToElement(node));
             case ChatMessage msg:

@@ -144,7 +144,7 @@ internal sealed class Lexer
             bool keep = end > pos && _src[end - 1] == '+';
             return AfterTag(end + 2, strip, !keep);
         }
-        if (kind == '%' && TryLexRaw(start, pos, line, out int afterRaw)) return afterRaw;
+        if (kind == '%' && TryLexRaw(pos, line, out int afterRaw)) return afterRaw;
         _tokens.Add(new Token(kind == '{' ? TokenKind.VarBegin : TokenKind.BlockBegin, kind == '{' ? "{{" : "{%", line));
         int depth = 0;
         while (true)
@@ -170,7 +170,7 @@ internal sealed class Lexer
     }
 
     /// <summary>Handles {% raw %} ... {% endraw %}: the body is text, untouched.</summary>
-    private bool TryLexRaw(int start, int pos, int line, out int after)
+    private bool TryLexRaw(int pos, int line, out int after)
     {
         after = 0;
         int p = pos;
@@ -203,7 +203,6 @@ internal sealed class Lexer
                 else bodyEnd = LStrip(bodyStart, bodyEnd);
                 if (bodyEnd > bodyStart) _tokens.Add(new Token(TokenKind.Text, _src[bodyStart..bodyEnd], LineAt(bodyStart)));
                 after = AfterTag(q + 2, closeMinus, true);
-                _ = start;
                 return true;
             }
             search = open + 2;

@@ -217,7 +217,10 @@ internal static class Operators
                 'r' => Py.Repr(v),
                 'd' or 'i' => Py.IsNumber(v) ? ((long)Math.Truncate(Py.ToDouble(v))).ToString(System.Globalization.CultureInfo.InvariantCulture)
                     : throw TemplateRuntimeError.Type($"%{conv} format: a real number is required, not {Py.TypeName(v)}"),
-                'f' => Py.ToDouble(v).ToString("F" + PrecisionOf(spec, 6), System.Globalization.CultureInfo.InvariantCulture),
+                'f' or 'F' => FixedPoint(Py.ToDouble(v), PrecisionOf(spec, 6)),
+                'x' => IntegerOf(v, conv).ToString("x", System.Globalization.CultureInfo.InvariantCulture),
+                'X' => IntegerOf(v, conv).ToString("X", System.Globalization.CultureInfo.InvariantCulture),
+                'o' => Convert.ToString(IntegerOf(v, conv), 8),
                 _ => throw TemplateRuntimeError.Value($"unsupported format character '{conv}'"),
             };
             int dot = spec.IndexOf('.');
@@ -229,6 +232,16 @@ internal static class Operators
         if (next < values.Length && args is not PyDict) throw TemplateRuntimeError.Type("not all arguments converted during string formatting");
         return sb.ToString();
     }
+
+    private static long IntegerOf(object? v, char conv) => v is long or bool
+        ? Py.ToLong(v)
+        : throw TemplateRuntimeError.Type($"%{conv} format: an integer is required, not {Py.TypeName(v)}");
+
+    /// <summary>%.Nf as Python prints it: the double rounded half-to-even at N decimals.</summary>
+    private static string FixedPoint(double v, int precision) =>
+        double.IsFinite(v)
+            ? Math.Round(v, Math.Min(precision, 15), MidpointRounding.ToEven).ToString("F" + precision, System.Globalization.CultureInfo.InvariantCulture)
+            : Py.FloatRepr(v);
 
     private static int PrecisionOf(string spec, int fallback)
     {

@@ -215,7 +215,7 @@ internal static class Py
         LoopContext => "LoopContext",
         BoundMethod => "builtin_function_or_method",
         BuiltinFunction => "function",
-        Macro => "Macro",
+        MacroValue => "Macro",
         _ => v.GetType().Name,
     };
 
@@ -248,7 +248,7 @@ internal static class Py
                 AppendRepr(sb, ToDict(ns.Attributes));
                 sb.Append('>');
                 break;
-            case Macro m: sb.Append("<Macro '").Append(m.Name).Append("'>"); break;
+            case MacroValue m: sb.Append("<Macro '").Append(m.Macro.Name).Append("'>"); break;
             default: sb.Append(v.ToString()); break;
         }
     }
@@ -497,11 +497,14 @@ internal static class Py
         return list;
     }
 
+    /// <summary>True when the text holds characters outside the BMP, where UTF-16 units and Python's code points differ.</summary>
+    public static bool HasSurrogates(string s) => s.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') >= 0;
+
     /// <summary>Python's len(v).</summary>
     public static long Length(object? v) => v switch
     {
-        string s => s.Length,
-        Markup m => m.Value.Length,
+        string s => HasSurrogates(s) ? s.EnumerateRunes().Count() : s.Length,
+        Markup m => Length(m.Value),
         List<object?> l => l.Count,
         PyDict d => d.Count,
         PyTuple t => t.Items.Length,

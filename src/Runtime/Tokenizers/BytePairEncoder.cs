@@ -33,6 +33,7 @@ internal sealed class BytePairEncoder
             _byteTokens[b] = vocab.TryGetValue(ByteLevel.ByteToChar[b].ToString(), out int id) ? id : -1;
 
         _merges = new Dictionary<long, (int, int)>(merges.Length, PairKeyComparer.Instance);
+        Span<char> joined = stackalloc char[256];
         for (int rank = 0; rank < merges.Length; rank++)
         {
             var m = merges[rank].AsSpan();
@@ -49,8 +50,12 @@ internal sealed class BytePairEncoder
                 onBadMerge(rank, "names a part that is not in tokenizer.ggml.tokens");
                 continue;
             }
-            var joined = string.Concat(leftText, rightText);
-            if (!vocab.TryGetValue(joined, out int merged))
+            // the merged token is the merge text without its separating space
+            int joinedLength = leftText.Length + rightText.Length;
+            if (joinedLength > joined.Length) joined = new char[joinedLength];
+            leftText.CopyTo(joined);
+            rightText.CopyTo(joined[leftText.Length..]);
+            if (!_vocab.TryGetValue(joined[..joinedLength], out int merged))
             {
                 onBadMerge(rank, "produces a token that is not in tokenizer.ggml.tokens");
                 continue;

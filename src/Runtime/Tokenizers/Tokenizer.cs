@@ -69,6 +69,12 @@ public sealed class Tokenizer
     /// <summary>SentencePiece's dummy prefix: a space is put before text at the start and after each special token.</summary>
     public bool AddSpacePrefix { get; }
 
+    /// <summary>
+    /// An upper bound on the chars one token can complete in a <see cref="StreamingDecoder"/>: its bytes plus
+    /// up to three pending bytes of an earlier token, at most one char each (a surrogate pair takes four bytes).
+    /// </summary>
+    public int MaxTokenChars { get; }
+
     /// <summary>Tokens that end generation, ascending.</summary>
     public IReadOnlyList<int> EndOfGenerationIds { get; }
 
@@ -151,6 +157,9 @@ public sealed class Tokenizer
         }
 
         (_pieceBytes, _pieceOffsets) = BuildPieces();
+        int longest = 0;
+        for (int id = 0; id < n; id++) longest = Math.Max(longest, _pieceOffsets[id + 1] - _pieceOffsets[id]);
+        MaxTokenChars = longest + 3;
 
         if (spm)
         {

@@ -43,6 +43,21 @@ public sealed class HandMadeVocabTests : IDisposable
     }
 
     [Fact]
+    public void SentencePieceSplitsUnusedPiecesBack()
+    {
+        // make "▁ab" (264) unused: "ab" still merges with "▁" into it, but SentencePiece then splits it back into "▁" + "ab"
+        var types = Enumerable.Repeat(1, 268).ToArray();
+        types[0] = 2;
+        types[1] = types[2] = 3;
+        for (int b = 0; b < 256; b++) types[3 + b] = 6;
+        types[264] = 5;
+        types[266] = 4;
+        types[267] = 3;
+        var tok = Load(VocabGguf.TinySpm().Ints(Tokenizer.TokenTypeKey, types));
+        Assert.Equal([259, 262], tok.Encode("ab", addSpecial: false));
+    }
+
+    [Fact]
     public void SentencePieceSpecialTokens()
     {
         var tok = Load(VocabGguf.TinySpm());

@@ -49,6 +49,25 @@ public class StreamingDecoderTests
     }
 
     [Fact]
+    public void SpanAppendMatchesStringAppend()
+    {
+        var tok = TokenizerFixtures.Model("llama3");
+        var ids = tok.Encode("Héllo 🚀 wörld — 你好 👍🏽", addSpecial: false);
+        var a = tok.CreateStreamingDecoder();
+        var b = tok.CreateStreamingDecoder();
+        var buffer = new char[tok.MaxTokenChars];
+        var viaSpan = new System.Text.StringBuilder();
+        var viaString = new System.Text.StringBuilder();
+        foreach (var id in ids)
+        {
+            viaString.Append(a.Append(id));
+            viaSpan.Append(buffer, 0, b.Append(id, buffer));
+        }
+        Assert.Equal(viaString.ToString(), viaSpan.ToString());
+        Assert.Equal("Héllo 🚀 wörld — 你好 👍🏽", viaSpan.ToString());
+    }
+
+    [Fact]
     public void InvalidSequencesBecomeReplacementWhenTheyCannotComplete()
     {
         var tok = TokenizerFixtures.Model("llama2-spm");

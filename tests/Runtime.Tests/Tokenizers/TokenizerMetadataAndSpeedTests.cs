@@ -59,12 +59,23 @@ public class TokenizerMetadataAndSpeedTests
         Assert.Equal([64, 54939], TokenizerFixtures.Model("llama3").Encode("a\u0301", addSpecial: false));
     }
 
+    private static readonly string[] LongInputKinds = ["letters", "spaces", "digits", "newlines", "emoji", "mixed", "punctuation", "spaces-then-symbol"];
+
     public static TheoryData<string, string> LongInputs()
     {
         var data = new TheoryData<string, string>();
         foreach (var model in TokenizerFixtures.Models)
-            foreach (var kind in new[] { "letters", "spaces", "digits", "newlines", "emoji", "mixed", "punctuation" })
+            foreach (var kind in LongInputKinds)
                 data.Add(model, kind);
+        return data;
+    }
+
+    public static TheoryData<string, string> LongVocabInputs()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var vocab in TokenizerFixtures.Vocabs)
+            foreach (var kind in LongInputKinds)
+                data.Add(vocab, kind);
         return data;
     }
 
@@ -80,6 +91,7 @@ public class TokenizerMetadataAndSpeedTests
             "punctuation" => "!?",
             _ => "Hello world! Héllo wörld — 你好，世界 🌍 1234567 tabs\tand\nnewlines   spaces. def fib(n): return n ",
         };
+        if (kind == "spaces-then-symbol") return new string(' ', length) + "\u2460"; // a long run before a non-space
         var sb = new StringBuilder(length + unit.Length);
         while (sb.Length < length) sb.Append(unit);
         return sb.ToString();
@@ -88,15 +100,23 @@ public class TokenizerMetadataAndSpeedTests
     /// <summary>100 KB of one repeated character class must tokenize quickly (no quadratic merging or backtracking) and round-trip.</summary>
     [Theory]
     [MemberData(nameof(LongInputs))]
-    public void HundredKilobytesTokenizeQuicklyAndRoundTrip(string model, string kind)
+    public void HundredKilobytesTokenizeQuicklyAndRoundTrip(string model, string kind) =>
+        TokenizesQuicklyAndRoundTrips(TokenizerFixtures.Model(model), model, kind);
+
+    [Theory]
+    [MemberData(nameof(LongVocabInputs))]
+    public void HundredKilobytesWithEveryPreTokenizer(string vocab, string kind) =>
+        TokenizesQuicklyAndRoundTrips(TokenizerFixtures.Vocab(vocab), vocab, kind);
+
+    private static void TokenizesQuicklyAndRoundTrips(Infer.Runtime.Tokenizers.Tokenizer tok, string name, string kind)
     {
-        var tok = TokenizerFixtures.Model(model);
         var text = LongInput(kind, 100_000);
         tok.Encode("warm up " + kind);
         var sw = Stopwatch.StartNew();
         var ids = tok.Encode(text, addSpecial: false);
         var seconds = sw.Elapsed.TotalSeconds;
-        Assert.True(seconds < 5, $"{model}/{kind}: {seconds:F2} s for 100 KB");
+        // typically well under 0.5 s; a quadratic path would take minutes
+        Assert.True(seconds < 10, $"{name}/{kind}: {seconds:F2} s for 100 KB");
         Assert.Equal(text, tok.Decode(ids));
     }
 
@@ -110,12 +130,13 @@ public class TokenizerMetadataAndSpeedTests
         var text = LongInput("mixed", 4_000);
         tok.Encode(text);
         var best = double.MaxValue;
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 10; i++)
         {
             var sw = Stopwatch.StartNew();
             tok.Encode(text);
             best = Math.Min(best, sw.Elapsed.TotalMilliseconds);
         }
-        Assert.True(best < 50, $"{model}: {best:F2} ms for 4 KB");
+        // typically 1-2 ms; the bound leaves room for a machine busy with other work
+        Assert.True(best < 100, $"{model}: {best:F2} ms for 4 KB");
     }
 }

@@ -24,4 +24,24 @@ public class UnicodeNfcTests
     [InlineData("\u0958", "\u0915\u093C")]            // composition exclusion: DEVANAGARI QA stays decomposed
     [InlineData("caf\u00E9 \U0001F680", "caf\u00E9 \U0001F680")]
     public void Normalizes(string input, string expected) => Assert.Equal(expected, UnicodeNfc.Normalize(input));
+
+    [Theory]
+    [InlineData("caf\u00E9 \u4F60\u597D \uD55C\uAD6D\uC5B4 \U0001F680", true)]
+    [InlineData("cafe\u0301", false)]
+    [InlineData("\u212B", false)]
+    [InlineData("\u1100\u1161", false)]
+    [InlineData("\u0958", false)]
+    public void QuickCheck(string text, bool stable) => Assert.Equal(stable, UnicodeNfc.IsQuickNfc(text));
+
+    [Fact]
+    public void QuickCheckNeverSkipsAChange()
+    {
+        // every BMP character, alone and after a starter that many marks compose with
+        for (int cp = 0; cp < 0x10000; cp++)
+        {
+            if (char.IsSurrogate((char)cp)) continue;
+            foreach (var text in new[] { ((char)cp).ToString(), "a" + (char)cp, "\u1100" + (char)cp })
+                if (UnicodeNfc.IsQuickNfc(text)) Assert.Equal(text, UnicodeNfc.NormalizeFull(text));
+        }
+    }
 }
