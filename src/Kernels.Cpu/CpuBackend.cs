@@ -39,7 +39,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     private long _quantizedCapacity;
     private CpuActivation? _quantizedSource;
     private int _quantizedVersion;
-    private GgmlType _quantizedType;
+    private nint _quantizedWith; // the quantizer that wrote the buffer (plain and repacked activation rows differ)
     private int _quantizedRows;
 
     /// <param name="threads">worker threads (0: all cores).</param>
@@ -346,7 +346,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     private sealed class QuantizeWork(CpuBackend b) : IParallelWork
     {
         public CpuActivation X = null!;
-        public QuantKernel Kernel = null!;
+        public delegate*<float*, byte*, int, void> Quantizer;
         public int Rows;
         public long RowBytes;
 
@@ -354,7 +354,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         {
             var (start, end) = WorkerPool.Split(Rows, thread, threadCount);
             for (int r = start; r < end; r++)
-                Kernel.QuantizeActivations(X.Data + (long)r * X.Cols, b._quantized + r * RowBytes, X.Cols);
+                Quantizer(X.Data + (long)r * X.Cols, b._quantized + r * RowBytes, X.Cols);
         }
     }
 
@@ -442,18 +442,21 @@ public sealed unsafe partial class CpuBackend : IBackend
         }
         else
         {
-            inputRowBytes = kernel.ActivationRowBytes(xa.Cols);
-            if (!(ReferenceEquals(_quantizedSource, xa) && _quantizedVersion == xa.Version && _quantizedType == kernel.VecDotType && _quantizedRows >= n))
+            // Repacked kernels read activation rows with per-block sums appended; the plain dot reads their leading blocks.
+            bool repacked = w.Repacked != null;
+            var quantizer = repacked ? kernel.RepackedQuantizeActivations : kernel.QuantizeActivations;
+            inputRowBytes = repacked ? kernel.RepackedActivationRowBytes(xa.Cols) : kernel.ActivationRowBytes(xa.Cols);
+            if (!(ReferenceEquals(_quantizedSource, xa) && _quantizedVersion == xa.Version && _quantizedWith == (nint)quantizer && _quantizedRows >= n))
             {
                 EnsureQuantizedCapacity(inputRowBytes * n);
                 _quantize.X = xa;
-                _quantize.Kernel = kernel;
+                _quantize.Quantizer = quantizer;
                 _quantize.Rows = n;
                 _quantize.RowBytes = inputRowBytes;
                 _pool.Run(_quantize);
                 _quantizedSource = xa;
                 _quantizedVersion = xa.Version;
-                _quantizedType = kernel.VecDotType;
+                _quantizedWith = (nint)quantizer;
                 _quantizedRows = n;
             }
             input = _quantized;
