@@ -36,7 +36,7 @@ public static unsafe class Q4_0x8
     }
 
     /// <summary>
-    /// 8 rows of the group · one activation row from <see cref="QuantKernel.RepackedQuantizeActivations"/> (Q8_0 blocks + int32 block sums) → <paramref name="result"/>[0..7].
+    /// 8 rows of the group · one activation row from <see cref="QuantKernel.QuantizeActivations"/> (Q8_0 blocks + int32 block sums) → <paramref name="result"/>[0..7].
     /// </summary>
     internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
     {

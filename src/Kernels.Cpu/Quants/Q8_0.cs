@@ -37,7 +37,7 @@ public static unsafe class Q8_0
     }
 
     /// <summary>
-    /// Activation rows for the repacked Q8_0-paired kernels (<see cref="QuantKernel.RepackedQuantizeActivations"/>): the Q8_0 blocks of <see cref="QuantizeRef"/>
+    /// Activation rows for the Q8_0-paired kernels (<see cref="QuantKernel.QuantizeActivations"/>): the Q8_0 blocks of <see cref="QuantizeRef"/>
     /// (n/32 × 34 bytes) followed by one int32 per block, Σ qs (the repacked kernels read it instead of summing per weight row).
     /// </summary>
     public static void QuantizeActivationsRef(float* x, byte* y, int n)

@@ -32,7 +32,7 @@ public static unsafe class Q8_0x8
         }
     }
 
-    /// <summary>8 rows of the group · one activation row from <see cref="QuantKernel.RepackedQuantizeActivations"/> (Q8_0 blocks + int32 block sums) → result[0..7].</summary>
+    /// <summary>8 rows of the group · one activation row from <see cref="QuantKernel.QuantizeActivations"/> (Q8_0 blocks + int32 block sums) → result[0..7].</summary>
     internal static void Dot(int n, byte* group, byte* a, float* result)
     {
         int nb = n / Q8_0.BlockSize;

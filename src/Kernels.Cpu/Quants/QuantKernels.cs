@@ -24,7 +24,10 @@ public sealed unsafe class QuantKernel
     /// <summary>Which instruction set the dots use: "avx-vnni", "avx2", "avx512" (float formats) or "scalar".</summary>
     public required string Isa { get; init; }
 
-    /// <summary>(x: n floats, y: n / VecDotBlockSize blocks of <see cref="VecDotType"/>, exactly <see cref="ActivationRowBytes"/>, n). Null when <see cref="VecDotType"/> is F32.</summary>
+    /// <summary>
+    /// (x: n floats, y: an activation row of exactly <see cref="ActivationRowBytes"/>, n). Null when <see cref="VecDotType"/> is F32.
+    /// For Q8_0 the row is the Q8_0 blocks (byte-identical to quantize_row_q8_0_ref) followed by one int32 Σqs per block, which the repacked kernels read.
+    /// </summary>
     public required delegate*<float*, byte*, int, void> QuantizeActivations { get; init; }
 
     /// <summary>(n, weightRow, activationRow) → Σ w·a.</summary>
@@ -54,18 +57,11 @@ public sealed unsafe class QuantKernel
     /// <summary>Bytes of a weight row of <paramref name="n"/> elements.</summary>
     public long RowBytes(long n) => n / BlockSize * TypeSize;
 
-    /// <summary>Bytes of an activation row of <paramref name="n"/> elements in <see cref="VecDotType"/> (floats when F32).</summary>
-    public long ActivationRowBytes(long n) => n / VecDotBlockSize * VecDotTypeSize;
-
     /// <summary>
-    /// The activation quantizer the repacked kernels need: for Q8_0 activations the blocks followed by one int32 Σqs per block
-    /// (<see cref="RepackedActivationRowBytes"/>); for Q8_K the same as <see cref="QuantizeActivations"/>. Null when <see cref="RepackRows"/> is 0.
-    /// Rows it writes also work with <see cref="Dot"/> and <see cref="Dot4"/> (the blocks come first).
+    /// Bytes of an activation row of <paramref name="n"/> elements as <see cref="QuantizeActivations"/> writes it (floats when F32):
+    /// for Q8_0, the blocks plus one int32 block sum per block.
     /// </summary>
-    public delegate*<float*, byte*, int, void> RepackedQuantizeActivations { get; init; }
-
-    /// <summary>Bytes of an activation row written by <see cref="RepackedQuantizeActivations"/>.</summary>
-    public long RepackedActivationRowBytes(long n) => VecDotType == GgmlType.Q8_0 ? Q8_0.ActivationRowBytes(n) : ActivationRowBytes(n);
+    public long ActivationRowBytes(long n) => VecDotType == GgmlType.Q8_0 ? Q8_0.ActivationRowBytes(n) : n / VecDotBlockSize * VecDotTypeSize;
 }
 
 /// <summary>The kernel table keyed by <see cref="GgmlType"/>, plus the reference quantizers the converter uses.</summary>
@@ -109,8 +105,7 @@ public static unsafe class QuantKernels
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
         var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
 
-        delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeFast : &Q8_0.QuantizeRef;
-        delegate*<float*, byte*, int, void> q8_0WithSums = avx2 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsRef;
+        delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsRef;
         delegate*<float*, byte*, int, void> q8_1 = &Q8_1.QuantizeRef;
         delegate*<float*, byte*, int, void> q8_K = avx2 ? &Q8_K.QuantizeFast : &Q8_K.QuantizeRef;
 
@@ -127,11 +122,11 @@ public static unsafe class QuantKernels
         var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
             vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0.DequantizeRef);
-        t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : WithRepack(q8_0Kernel, q8_0WithSums, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot, &Q8_0x8.Dot4);
+        t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot, &Q8_0x8.Dot4);
         var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,
             vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0.DequantizeRef);
-        t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : WithRepack(q4_0Kernel, q8_0WithSums, Q4_0x8.Rows, &Q4_0x8.Repack,
+        t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : WithRepack(q4_0Kernel, Q4_0x8.Rows, &Q4_0x8.Repack,
             vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>, vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>);
         t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1.BlockSize, Q4_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
             vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,
@@ -145,7 +140,7 @@ public static unsafe class QuantKernels
         var q4_KKernel = Quant(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
             vnni ? &Q4_K.Dot4Simd<VnniDot> : avx2 ? &Q4_K.Dot4Simd<Avx2Dot> : &Q4_K.Dot4Ref, &Q4_K.DequantizeRef);
-        t[(int)GgmlType.Q4_K] = !avx2 ? q4_KKernel : WithRepack(q4_KKernel, q8_K, Q4_Kx8.Rows, &Q4_Kx8.Repack,
+        t[(int)GgmlType.Q4_K] = !avx2 ? q4_KKernel : WithRepack(q4_KKernel, Q4_Kx8.Rows, &Q4_Kx8.Repack,
             vnni ? &Q4_Kx8.Dot<VnniDot> : &Q4_Kx8.Dot<Avx2Dot>, vnni ? &Q4_Kx8.Dot4<VnniDot> : &Q4_Kx8.Dot4<Avx2Dot>);
         t[(int)GgmlType.Q5_K] = Quant(GgmlType.Q5_K, Q5_K.BlockSize, Q5_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
             vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
@@ -156,13 +151,13 @@ public static unsafe class QuantKernels
         return t;
     }
 
-    private static QuantKernel WithRepack(QuantKernel k, delegate*<float*, byte*, int, void> quantizeActivations, int rows, delegate*<byte*, nint, byte*, int, void> repack,
+    private static QuantKernel WithRepack(QuantKernel k, int rows, delegate*<byte*, nint, byte*, int, void> repack,
         delegate*<int, byte*, byte*, float*, void> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4) => new()
         {
             Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
             VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = k.Isa,
             QuantizeActivations = k.QuantizeActivations, Dot = k.Dot, Dot4 = k.Dot4, Dequantize = k.Dequantize,
-            RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4, RepackedQuantizeActivations = quantizeActivations,
+            RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4,
         };
 
     private static QuantKernel Float(GgmlType type, int typeSize, string isa,

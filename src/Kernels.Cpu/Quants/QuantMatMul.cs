@@ -27,8 +27,7 @@ public static unsafe class QuantMatMul
 
     /// <summary>
     /// y[t · yStride + r] = weight row r · activation row t, for r in [rowStart, rowEnd) and t in [0, tokens).
-    /// Activation rows come from <see cref="QuantKernel.QuantizeActivations"/> (floats for F32/F16/BF16 weights), or from
-    /// <see cref="QuantKernel.RepackedQuantizeActivations"/> when <paramref name="repacked"/>; <paramref name="actStride"/> bytes apart.
+    /// Activation rows come from <see cref="QuantKernel.QuantizeActivations"/> (floats for F32/F16/BF16 weights), <paramref name="actStride"/> bytes apart.
     /// With repacked weights, rowStart and rowEnd must be multiples of 8 (rowEnd may also be <paramref name="rows"/>).
     /// </summary>
     public static void MatMul(QuantKernel k, byte* w, bool repacked, int n, long rows, byte* act, nint actStride, int tokens,

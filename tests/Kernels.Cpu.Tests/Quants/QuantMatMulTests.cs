@@ -31,7 +31,7 @@ public unsafe class QuantMatMulTests
         for (int r = 0; r < rows; r++) QuantTestUtil.Quantize(type, QuantTestUtil.RandomData(n, 1000 + r, 0.05f)).CopyTo(w, r * rowBytes);
         var packed = new byte[w.Length];
         const int tokens = 7;
-        int actStride = (int)(repacked ? k.RepackedActivationRowBytes(n) : k.ActivationRowBytes(n)) + 8;
+        int actStride = (int)k.ActivationRowBytes(n) + 8;
         var act = new byte[tokens * actStride];
         var abs = new double[tokens, rows];
         var expected = new float[tokens, rows];
@@ -40,8 +40,7 @@ public unsafe class QuantMatMulTests
             float[] x = QuantTestUtil.RandomData(n, 77 + t, 1.5f);
             fixed (float* px = x) fixed (byte* pa = &act[t * actStride])
             {
-                if (repacked) k.RepackedQuantizeActivations(px, pa, n);
-                else if (k.QuantizeActivations != null) k.QuantizeActivations(px, pa, n);
+                if (k.QuantizeActivations != null) k.QuantizeActivations(px, pa, n);
                 else Buffer.MemoryCopy(px, pa, n * 4, n * 4);
             }
             byte[] row = act.AsSpan(t * actStride, (int)GgmlTypeInfo.RowBytes(k.VecDotType, n)).ToArray();

@@ -57,7 +57,7 @@ public unsafe class RepackedKernelTests
                 rows[r].CopyTo(plain, r * rowBytes);
             }
             var group = new byte[8 * rowBytes];
-            int actStride = (int)k.RepackedActivationRowBytes(n) + 6;
+            int actStride = (int)k.ActivationRowBytes(n) + 6;
             var acts = new byte[4][];
             var act = new byte[4 * actStride];
             for (int c = 0; c < 4; c++)
@@ -65,7 +65,7 @@ public unsafe class RepackedKernelTests
                 // activation rows as the hot path makes them (Q8_0 rows carry block sums after the blocks)
                 float[] y = QuantTestUtil.RandomData(n, seed++, 2.0f);
                 acts[c] = QuantTestUtil.Quantize(k.VecDotType, y);
-                fixed (float* py = y) fixed (byte* pa = &act[c * actStride]) k.RepackedQuantizeActivations(py, pa, n);
+                fixed (float* py = y) fixed (byte* pa = &act[c * actStride]) k.QuantizeActivations(py, pa, n);
             }
             var one = new float[8];
             var four = new float[32];
