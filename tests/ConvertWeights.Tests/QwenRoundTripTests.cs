@@ -134,6 +134,11 @@ public class QwenRoundTripTests : IDisposable
         Directory.CreateDirectory(hf);
         using var expected = GgufFile.Open(Fixtures.Model(name, "bf16"));
         WriteCheckpoint(expected, hf, hfArch);
+        using (var tj = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(hf, "tokenizer.json"))))
+        {
+            string? byHash = PreTokenizerHash.Lookup(tj.RootElement, out string hash);
+            Assert.True(byHash == "qwen2", $"check-text hash {hash} -> {byHash}");
+        }
 
         string output = Path.Combine(_dir, name + ".gguf");
         var err = new StringWriter();
