@@ -6,7 +6,7 @@ using Infer.Runtime.Tokenizers;
 
 namespace Infer.Cli;
 
-internal sealed record ModelArgs(string Path, int Threads, int Context, int Batch);
+internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack = true);
 
 /// <summary>A model file opened for inference: the mapping, its tokenizer, and the model bound to a backend.</summary>
 internal sealed class LoadedModel : IDisposable
@@ -19,23 +19,24 @@ internal sealed class LoadedModel : IDisposable
     /// <summary>Reads the common model options (-m FILE, -t THREADS, -c CONTEXT, -b BATCH) before anything is loaded.</summary>
     public static ModelArgs ReadArgs(Args args)
     {
-        var m = new ModelArgs(args.Required("MODEL", "-m", "--model"), args.Int(0, "-t", "--threads"), args.Int(0, "-c", "--ctx-size"), args.Int(512, "-b", "--batch-size"));
+        var m = new ModelArgs(ModelSource.Read(args), args.Int(0, "-t", "--threads"), args.Int(0, "-c", "--ctx-size"), args.Int(512, "-b", "--batch-size"), !args.Flag("--no-repack"));
         if (m.Threads < 0) throw new UsageException("--threads must be positive");
         if (m.Context < 0) throw new UsageException("--ctx-size must be positive");
         if (m.Batch < 1) throw new UsageException("--batch-size must be positive");
         return m;
     }
 
-    public static LoadedModel Load(ModelArgs args)
+    public static LoadedModel Load(ModelArgs args, TextWriter stderr, IProgress<double>? progress = null)
     {
-        var (path, threads, ctx, batch) = args;
+        var (source, threads, ctx, batch, repack) = args;
+        string path = source.Resolve(stderr);
         var file = GgufFile.Open(path);
         IBackend? backend = null;
         try
         {
             var tokenizer = Tokenizer.FromGguf(file);
-            backend = new CpuBackend(threads, batch);
-            var model = LlamaModel.Load(file, backend, new ModelOptions(ctx, batch));
+            backend = new CpuBackend(threads, batch, repack);
+            var model = LlamaModel.Load(file, backend, new ModelOptions(ctx, batch), progress);
             return new LoadedModel { File = file, Tokenizer = tokenizer, Model = model };
         }
         catch

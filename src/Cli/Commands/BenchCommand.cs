@@ -19,20 +19,22 @@ internal static class BenchCommand
     public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
     {
         var a = new Args(argv, ["--no-bandwidth"]);
-        string path = a.Required("MODEL", "-m", "--model");
+        var source = ModelSource.Read(a);
         int p = a.Int(512, "-p", "--n-prompt");
         int n = a.Int(128, "-n", "--n-gen");
         int reps = a.Int(5, "-r", "--repetitions");
         int threads = a.Int(0, "-t", "--threads");
         string output = a.String("-o", "--output") ?? "md";
         bool noBandwidth = a.Flag("--no-bandwidth");
+        bool repack = !a.Flag("--no-repack");
         a.EnsureAllUsed();
+        string path = source.Resolve(stderr);
         if (p < 0 || n < 0 || reps < 1) throw new UsageException("-p and -n must be >= 0 and -r >= 1");
         if (output is not ("md" or "json")) throw new UsageException("-o must be md or json");
 
         using var file = GgufFile.Open(path);
         int batch = Math.Max(1, Math.Min(Math.Max(p, 1), 2048));
-        var backend = new CpuBackend(threads, batch);
+        var backend = new CpuBackend(threads, batch, repack);
         using var model = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: Math.Max(p, n) + 1, BatchSize: batch));
         var c = model.Config;
 
@@ -41,7 +43,7 @@ internal static class BenchCommand
         var embd = file.GetTensor("token_embd.weight");
         // Decode reads every weight once, but only one row of the embedding table (unless it doubles as the output).
         long bytesPerToken = modelBytes - (c.TiedOutput ? 0 : embd.ByteSize - embd.RowBytes);
-        string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}";
+        string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}{(backend.RepackedBytes > 0 ? " (repacked)" : "")}";
         double bandwidth = noBandwidth ? 0 : MemoryBandwidth.Measure(backend.Pool);
 
         var rng = new Random(42);

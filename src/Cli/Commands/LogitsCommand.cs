@@ -23,7 +23,7 @@ internal static class LogitsCommand
         if (greedy < 0) throw new UsageException("--greedy must be non-negative");
         var modelArgs = LoadedModel.ReadArgs(a);
         a.EnsureAllUsed();
-        using var m = LoadedModel.Load(modelArgs);
+        using var m = LoadedModel.Load(modelArgs, stderr);
 
         int[] input = ids is not null
             ? Args.ParseIds(ids, "--ids")

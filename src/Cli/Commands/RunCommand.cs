@@ -16,7 +16,7 @@ internal static class RunCommand
         var sampling = SamplingArgs.Parse(a);
         var modelArgs = LoadedModel.ReadArgs(a);
         a.EnsureAllUsed();
-        using var m = LoadedModel.Load(modelArgs);
+        using var m = LoadedModel.Load(modelArgs, stderr);
 
         var tok = m.Tokenizer;
         int[] input = tok.Encode(prompt, addSpecial: true, parseSpecial: true);

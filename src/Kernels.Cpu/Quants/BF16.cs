@@ -32,36 +32,40 @@ public static unsafe class BF16
     }
 
     /// <summary>bf16 → f32 is a 16-bit left shift of the zero-extended bits; FMA into four accumulators.</summary>
-    internal static float DotSimd(int n, byte* w, byte* a)
+    internal static float DotAvx512(int n, byte* w, byte* a)
     {
         var b = (ushort*)w;
         var y = (float*)a;
         int i = 0;
         float sum;
-        if (Avx512F.IsSupported)
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (; i + 64 <= n; i += 64)
         {
-            Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-            for (; i + 64 <= n; i += 64)
-            {
-                acc0 = Avx512F.FusedMultiplyAdd(Load16(b + i), Vector512.Load(y + i), acc0);
-                acc1 = Avx512F.FusedMultiplyAdd(Load16(b + i + 16), Vector512.Load(y + i + 16), acc1);
-                acc2 = Avx512F.FusedMultiplyAdd(Load16(b + i + 32), Vector512.Load(y + i + 32), acc2);
-                acc3 = Avx512F.FusedMultiplyAdd(Load16(b + i + 48), Vector512.Load(y + i + 48), acc3);
-            }
-            for (; i + 16 <= n; i += 16) acc0 = Avx512F.FusedMultiplyAdd(Load16(b + i), Vector512.Load(y + i), acc0);
-            sum = Vector512.Sum((acc0 + acc1) + (acc2 + acc3));
+            acc0 = Avx512F.FusedMultiplyAdd(Load16(b + i), Vector512.Load(y + i), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(Load16(b + i + 16), Vector512.Load(y + i + 16), acc1);
+            acc2 = Avx512F.FusedMultiplyAdd(Load16(b + i + 32), Vector512.Load(y + i + 32), acc2);
+            acc3 = Avx512F.FusedMultiplyAdd(Load16(b + i + 48), Vector512.Load(y + i + 48), acc3);
         }
-        else
+        for (; i + 16 <= n; i += 16) acc0 = Avx512F.FusedMultiplyAdd(Load16(b + i), Vector512.Load(y + i), acc0);
+        sum = Vector512.Sum((acc0 + acc1) + (acc2 + acc3));
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(Bf16.ToFloat(b[i]), y[i], sum);
+        return sum;
+    }
+
+    internal static float DotAvx2(int n, byte* w, byte* a)
+    {
+        var b = (ushort*)w;
+        var y = (float*)a;
+        int i = 0;
+        float sum;
+        Vector256<float> acc0 = default, acc1 = default;
+        for (; i + 16 <= n; i += 16)
         {
-            Vector256<float> acc0 = default, acc1 = default;
-            for (; i + 16 <= n; i += 16)
-            {
-                acc0 = Fma.MultiplyAdd(Load8(b + i), Vector256.Load(y + i), acc0);
-                acc1 = Fma.MultiplyAdd(Load8(b + i + 8), Vector256.Load(y + i + 8), acc1);
-            }
-            for (; i + 8 <= n; i += 8) acc0 = Fma.MultiplyAdd(Load8(b + i), Vector256.Load(y + i), acc0);
-            sum = Simd.HSum(acc0 + acc1);
+            acc0 = Fma.MultiplyAdd(Load8(b + i), Vector256.Load(y + i), acc0);
+            acc1 = Fma.MultiplyAdd(Load8(b + i + 8), Vector256.Load(y + i + 8), acc1);
         }
+        for (; i + 8 <= n; i += 8) acc0 = Fma.MultiplyAdd(Load8(b + i), Vector256.Load(y + i), acc0);
+        sum = Simd.HSum(acc0 + acc1);
         for (; i < n; i++) sum = MathF.FusedMultiplyAdd(Bf16.ToFloat(b[i]), y[i], sum);
         return sum;
     }
@@ -75,8 +79,13 @@ public static unsafe class BF16
         for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
     }
 
-    internal static void Dot4Simd(int n, byte* w, byte* a, nint aStride, float* result)
+    internal static void Dot4Avx512(int n, byte* w, byte* a, nint aStride, float* result)
     {
-        for (int r = 0; r < 4; r++) result[r] = DotSimd(n, w, a + r * aStride);
+        for (int r = 0; r < 4; r++) result[r] = DotAvx512(n, w, a + r * aStride);
+    }
+
+    internal static void Dot4Avx2(int n, byte* w, byte* a, nint aStride, float* result)
+    {
+        for (int r = 0; r < 4; r++) result[r] = DotAvx2(n, w, a + r * aStride);
     }
 }

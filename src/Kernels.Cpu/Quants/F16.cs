@@ -57,36 +57,40 @@ public static unsafe class F16
         return (bits | sign).AsSingle();
     }
 
-    internal static float DotSimd(int n, byte* w, byte* a)
+    internal static float DotAvx512(int n, byte* w, byte* a)
     {
         var h = (ushort*)w;
         var y = (float*)a;
         int i = 0;
         float sum;
-        if (Avx512F.IsSupported)
+        Vector512<float> acc0 = default, acc1 = default;
+        for (; i + 32 <= n; i += 32)
         {
-            Vector512<float> acc0 = default, acc1 = default;
-            for (; i + 32 <= n; i += 32)
-            {
-                acc0 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i))), Vector512.Load(y + i), acc0);
-                acc1 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i + 16))), Vector512.Load(y + i + 16), acc1);
-            }
-            for (; i + 16 <= n; i += 16)
-                acc0 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i))), Vector512.Load(y + i), acc0);
-            sum = Vector512.Sum(acc0 + acc1);
+            acc0 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i))), Vector512.Load(y + i), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i + 16))), Vector512.Load(y + i + 16), acc1);
         }
-        else
+        for (; i + 16 <= n; i += 16)
+            acc0 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i))), Vector512.Load(y + i), acc0);
+        sum = Vector512.Sum(acc0 + acc1);
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(Fp16.ToFloat(h[i]), y[i], sum);
+        return sum;
+    }
+
+    internal static float DotAvx2(int n, byte* w, byte* a)
+    {
+        var h = (ushort*)w;
+        var y = (float*)a;
+        int i = 0;
+        float sum;
+        Vector256<float> acc0 = default, acc1 = default;
+        for (; i + 16 <= n; i += 16)
         {
-            Vector256<float> acc0 = default, acc1 = default;
-            for (; i + 16 <= n; i += 16)
-            {
-                acc0 = Fma.MultiplyAdd(ToFloat(Avx2.ConvertToVector256Int32(Vector128.Load(h + i)).AsUInt32()), Vector256.Load(y + i), acc0);
-                acc1 = Fma.MultiplyAdd(ToFloat(Avx2.ConvertToVector256Int32(Vector128.Load(h + i + 8)).AsUInt32()), Vector256.Load(y + i + 8), acc1);
-            }
-            for (; i + 8 <= n; i += 8)
-                acc0 = Fma.MultiplyAdd(ToFloat(Avx2.ConvertToVector256Int32(Vector128.Load(h + i)).AsUInt32()), Vector256.Load(y + i), acc0);
-            sum = Simd.HSum(acc0 + acc1);
+            acc0 = Fma.MultiplyAdd(ToFloat(Avx2.ConvertToVector256Int32(Vector128.Load(h + i)).AsUInt32()), Vector256.Load(y + i), acc0);
+            acc1 = Fma.MultiplyAdd(ToFloat(Avx2.ConvertToVector256Int32(Vector128.Load(h + i + 8)).AsUInt32()), Vector256.Load(y + i + 8), acc1);
         }
+        for (; i + 8 <= n; i += 8)
+            acc0 = Fma.MultiplyAdd(ToFloat(Avx2.ConvertToVector256Int32(Vector128.Load(h + i)).AsUInt32()), Vector256.Load(y + i), acc0);
+        sum = Simd.HSum(acc0 + acc1);
         for (; i < n; i++) sum = MathF.FusedMultiplyAdd(Fp16.ToFloat(h[i]), y[i], sum);
         return sum;
     }
@@ -96,8 +100,13 @@ public static unsafe class F16
         for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
     }
 
-    internal static void Dot4Simd(int n, byte* w, byte* a, nint aStride, float* result)
+    internal static void Dot4Avx512(int n, byte* w, byte* a, nint aStride, float* result)
     {
-        for (int r = 0; r < 4; r++) result[r] = DotSimd(n, w, a + r * aStride);
+        for (int r = 0; r < 4; r++) result[r] = DotAvx512(n, w, a + r * aStride);
+    }
+
+    internal static void Dot4Avx2(int n, byte* w, byte* a, nint aStride, float* result)
+    {
+        for (int r = 0; r < 4; r++) result[r] = DotAvx2(n, w, a + r * aStride);
     }
 }

@@ -90,36 +90,41 @@ public static unsafe class Q4_K
         return sumf;
     }
 
-    /// <summary>The 8 scales (bytes 0..7) and 8 mins (bytes 8..15) of a super-block, unpacked from 12 bytes (ggml's utmp trick).</summary>
+    /// <summary>
+    /// The 8 scales (int16 lanes 0..7) and 8 mins (lanes 8..15) of a super-block, unpacked from the 12 packed bytes in registers
+    /// (ggml's utmp trick: kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void UnpackScalesMins(byte* packed, uint* utmp)
+    internal static Vector256<short> UnpackScalesMins(byte* packed)
     {
         const uint kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-        utmp[0] = *(uint*)packed; utmp[1] = *(uint*)(packed + 4); utmp[2] = *(uint*)(packed + 8);
-        utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
-        uint uaux = utmp[1] & kmask1;
-        utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
-        utmp[2] = uaux;
-        utmp[0] &= kmask1;
+        uint a0 = *(uint*)packed, a1 = *(uint*)(packed + 4), a2 = *(uint*)(packed + 8);
+        uint u0 = a0 & kmask1;
+        uint u1 = (a2 & kmask2) | (((a0 >> 6) & kmask3) << 4);
+        uint u2 = a1 & kmask1;
+        uint u3 = ((a2 >> 4) & kmask2) | (((a1 >> 6) & kmask3) << 4);
+        return Avx2.ConvertToVector256Int16(Vector128.Create(u0, u1, u2, u3).AsByte());
     }
 
-    /// <summary>Σ_j m_j · (bsums[2j] + bsums[2j+1]) for the 8 mins.</summary>
+    /// <summary>Per int32 lane k (0..3): m[2k]·(bsums[4k]+bsums[4k+1]) + m[2k+1]·(bsums[4k+2]+bsums[4k+3]); the lanes sum to Σ_j m_j (bsum_2j + bsum_2j+1).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static int MinsDotBsums(byte* mins, short* bsums)
+    internal static Vector128<int> MinsTimesBsums(Vector256<short> scalesMins, short* bsums)
     {
-        // bsums pairs summed: madd(bsums, 1) gives 8 int32; mins widened to int32
-        Vector256<int> pairSums = Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), Vector256.Create((short)1));
-        Vector256<int> m = Avx2.ConvertToVector256Int32(mins);
-        return Simd.HSum(Avx2.MultiplyLow(pairSums, m));
+        Vector256<short> b = Vector256.Load(bsums);
+        Vector128<short> pairs = Ssse3.HorizontalAdd(b.GetLower(), b.GetUpper());
+        return Sse2.MultiplyAddAdjacent(scalesMins.GetUpper(), pairs);
     }
+
+    /// <summary>vpshufb controls that broadcast int16 lane s (s = 0..7) of a 128-bit half to every lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<short> BroadcastScale(Vector256<byte> scales, int s) =>
+        Avx2.Shuffle(scales, Vector256.Create((ushort)(2 * s | ((2 * s + 1) << 8))).AsByte()).AsInt16();
 
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
         int nb = n / BlockSize;
-        uint* utmp = stackalloc uint[4];
-        byte* sc = (byte*)utmp;
         Vector256<float> acc = default;
-        float accMins = 0;
+        Vector128<float> accMins = default;
         for (int i = 0; i < nb; i++)
         {
             byte* x = w + (nint)i * TypeSize;
@@ -127,50 +132,50 @@ public static unsafe class Q4_K
             float yd = *(float*)y;
             float d = Fp16.ToFloat(*(ushort*)x) * yd;
             float dmin = Fp16.ToFloat(*(ushort*)(x + 2)) * yd;
-            UnpackScalesMins(x + 4, utmp);
-            accMins += dmin * MinsDotBsums(sc + 8, (short*)(y + 260));
+            Vector256<short> scalesMins = UnpackScalesMins(x + 4);
+            accMins = Fma.MultiplyAdd(Sse2.ConvertToVector128Single(MinsTimesBsums(scalesMins, (short*)(y + 260))), Vector128.Create(dmin), accMins);
+            Vector256<byte> scales = Vector256.Create(scalesMins.GetLower(), scalesMins.GetLower()).AsByte();
 
             byte* qs = x + 16;
             sbyte* q8 = (sbyte*)(y + 4);
-            Vector256<int> sumi = Vector256<int>.Zero;
+            Vector256<int> sumLo = Vector256<int>.Zero, sumHi = Vector256<int>.Zero;
             for (int c = 0; c < 4; c++)
             {
                 Vector256<byte> q = Vector256.Load(qs + 32 * c);
                 Vector256<short> pLo = Avx2.MultiplyAddAdjacent(Simd.LowNibbles(q), Vector256.Load(q8 + 64 * c));
                 Vector256<short> pHi = Avx2.MultiplyAddAdjacent(Simd.HighNibbles(q), Vector256.Load(q8 + 64 * c + 32));
-                sumi = T.MaddS16(sumi, pLo, Vector256.Create((short)sc[2 * c]));
-                sumi = T.MaddS16(sumi, pHi, Vector256.Create((short)sc[2 * c + 1]));
+                sumLo = T.MaddS16(sumLo, pLo, BroadcastScale(scales, 2 * c));
+                sumHi = T.MaddS16(sumHi, pHi, BroadcastScale(scales, 2 * c + 1));
             }
-            acc = Simd.MulAdd(sumi, d, acc);
+            acc = Simd.MulAdd(sumLo + sumHi, d, acc);
         }
-        return Simd.HSum(acc) - accMins;
+        return Simd.HSum(acc) - Vector128.Sum(accMins);
     }
 
     /// <summary>One weight row against 4 Q8_K activation rows, unpacking each weight super-block once.</summary>
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         int nb = n / BlockSize;
-        uint* utmp = stackalloc uint[4];
-        byte* sc = (byte*)utmp;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+        Vector128<float> m0 = default, m1 = default, m2 = default, m3 = default;
         for (int i = 0; i < nb; i++)
         {
             byte* x = w + (nint)i * TypeSize;
             nint o = (nint)i * Q8_K.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
             float xd = Fp16.ToFloat(*(ushort*)x), xdmin = Fp16.ToFloat(*(ushort*)(x + 2));
-            UnpackScalesMins(x + 4, utmp);
-            m0 += xdmin * *(float*)y0 * MinsDotBsums(sc + 8, (short*)(y0 + 260));
-            m1 += xdmin * *(float*)y1 * MinsDotBsums(sc + 8, (short*)(y1 + 260));
-            m2 += xdmin * *(float*)y2 * MinsDotBsums(sc + 8, (short*)(y2 + 260));
-            m3 += xdmin * *(float*)y3 * MinsDotBsums(sc + 8, (short*)(y3 + 260));
+            Vector256<short> scalesMins = UnpackScalesMins(x + 4);
+            m0 = MinsTerm(scalesMins, xdmin, y0, m0);
+            m1 = MinsTerm(scalesMins, xdmin, y1, m1);
+            m2 = MinsTerm(scalesMins, xdmin, y2, m2);
+            m3 = MinsTerm(scalesMins, xdmin, y3, m3);
+            Vector256<byte> scales = Vector256.Create(scalesMins.GetLower(), scalesMins.GetLower()).AsByte();
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
             for (int c = 0; c < 4; c++)
             {
                 Vector256<byte> q = Vector256.Load(x + 16 + 32 * c);
                 Vector256<byte> lo = Simd.LowNibbles(q), hi = Simd.HighNibbles(q);
-                Vector256<short> scLo = Vector256.Create((short)sc[2 * c]), scHi = Vector256.Create((short)sc[2 * c + 1]);
+                Vector256<short> scLo = BroadcastScale(scales, 2 * c), scHi = BroadcastScale(scales, 2 * c + 1);
                 int off = 4 + 64 * c;
                 s0 = SubBlockPair<T>(s0, lo, hi, scLo, scHi, (sbyte*)(y0 + off));
                 s1 = SubBlockPair<T>(s1, lo, hi, scLo, scHi, (sbyte*)(y1 + off));
@@ -182,9 +187,13 @@ public static unsafe class Q4_K
             acc2 = Simd.MulAdd(s2, xd * *(float*)y2, acc2);
             acc3 = Simd.MulAdd(s3, xd * *(float*)y3, acc3);
         }
-        result[0] = Simd.HSum(acc0) - m0; result[1] = Simd.HSum(acc1) - m1;
-        result[2] = Simd.HSum(acc2) - m2; result[3] = Simd.HSum(acc3) - m3;
+        result[0] = Simd.HSum(acc0) - Vector128.Sum(m0); result[1] = Simd.HSum(acc1) - Vector128.Sum(m1);
+        result[2] = Simd.HSum(acc2) - Vector128.Sum(m2); result[3] = Simd.HSum(acc3) - Vector128.Sum(m3);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> MinsTerm(Vector256<short> scalesMins, float xdmin, byte* y, Vector128<float> acc) =>
+        Fma.MultiplyAdd(Sse2.ConvertToVector128Single(MinsTimesBsums(scalesMins, (short*)(y + 260))), Vector128.Create(xdmin * *(float*)y), acc);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SubBlockPair<T>(Vector256<int> s, Vector256<byte> lo, Vector256<byte> hi, Vector256<short> scLo, Vector256<short> scHi, sbyte* q8)

@@ -109,10 +109,8 @@ public static unsafe class Q5_K
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
         int nb = n / BlockSize;
-        uint* utmp = stackalloc uint[4];
-        byte* sc = (byte*)utmp;
         Vector256<float> acc = default;
-        float accMins = 0;
+        Vector128<float> accMins = default;
         var bit4 = Vector256.Create((byte)0x10);
         for (int i = 0; i < nb; i++)
         {
@@ -121,13 +119,14 @@ public static unsafe class Q5_K
             float yd = *(float*)y;
             float d = Fp16.ToFloat(*(ushort*)x) * yd;
             float dmin = Fp16.ToFloat(*(ushort*)(x + 2)) * yd;
-            Q4_K.UnpackScalesMins(x + 4, utmp);
-            accMins += dmin * Q4_K.MinsDotBsums(sc + 8, (short*)(y + 260));
+            Vector256<short> scalesMins = Q4_K.UnpackScalesMins(x + 4);
+            accMins = Fma.MultiplyAdd(Sse2.ConvertToVector128Single(Q4_K.MinsTimesBsums(scalesMins, (short*)(y + 260))), Vector128.Create(dmin), accMins);
+            Vector256<byte> scales = Vector256.Create(scalesMins.GetLower(), scalesMins.GetLower()).AsByte();
 
             Vector256<ushort> qh = Vector256.Load((ushort*)(x + 16));
             byte* qs = x + 48;
             sbyte* q8 = (sbyte*)(y + 4);
-            Vector256<int> sumi = Vector256<int>.Zero;
+            Vector256<int> sumLo = Vector256<int>.Zero, sumHi = Vector256<int>.Zero;
             for (int c = 0; c < 4; c++)
             {
                 Vector256<byte> q = Vector256.Load(qs + 32 * c);
@@ -136,12 +135,12 @@ public static unsafe class Q5_K
                 Vector256<byte> hHi = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * c + 1), 4).AsByte() & bit4;
                 Vector256<short> pLo = Avx2.MultiplyAddAdjacent(Simd.LowNibbles(q) | hLo, Vector256.Load(q8 + 64 * c));
                 Vector256<short> pHi = Avx2.MultiplyAddAdjacent(Simd.HighNibbles(q) | hHi, Vector256.Load(q8 + 64 * c + 32));
-                sumi = T.MaddS16(sumi, pLo, Vector256.Create((short)sc[2 * c]));
-                sumi = T.MaddS16(sumi, pHi, Vector256.Create((short)sc[2 * c + 1]));
+                sumLo = T.MaddS16(sumLo, pLo, Q4_K.BroadcastScale(scales, 2 * c));
+                sumHi = T.MaddS16(sumHi, pHi, Q4_K.BroadcastScale(scales, 2 * c + 1));
             }
-            acc = Simd.MulAdd(sumi, d, acc);
+            acc = Simd.MulAdd(sumLo + sumHi, d, acc);
         }
-        return Simd.HSum(acc) - accMins;
+        return Simd.HSum(acc) - Vector128.Sum(accMins);
     }
 
     internal static void Dot4Ref(int n, byte* w, byte* a, nint aStride, float* result)

@@ -146,34 +146,47 @@ public static unsafe class Q6_K
         return sumf;
     }
 
-    /// <summary>Σ_g sc_g · bsums_g over the 16 groups (the -32 offset term).</summary>
+    /// <summary>Per int32 lane k: sc[2k]·bsums[2k] + sc[2k+1]·bsums[2k+1]; the lanes sum to the -32 offset term Σ_g sc_g · bsums_g.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int ScalesDotBsums(sbyte* scales, short* bsums) =>
-        Simd.HSum(Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(scales), Vector256.Load(bsums)));
+    private static Vector256<int> ScalesTimesBsums(Vector256<short> sc16, short* bsums) =>
+        Avx2.MultiplyAddAdjacent(sc16, Vector256.Load(bsums));
+
+    /// <summary>int16 lanes 0..7 = scale 2k of the half, lanes 8..15 = scale 2k+1 (the two 16-groups one 32-byte vector spans).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> PairScales(Vector256<byte> halfScales, int k) =>
+        Avx2.Shuffle(halfScales, Vector256.Create(
+            Vector128.Create((ushort)(4 * k | ((4 * k + 1) << 8))),
+            Vector128.Create((ushort)((4 * k + 2) | ((4 * k + 3) << 8)))).AsByte()).AsInt16();
+
+    /// <summary>The 8 int16 scales of half h in both 128-bit lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> HalfScales(Vector256<short> sc16, int h)
+    {
+        Vector128<short> half = h == 0 ? sc16.GetLower() : sc16.GetUpper();
+        return Vector256.Create(half, half).AsByte();
+    }
 
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
         int nb = n / BlockSize;
-        Vector256<float> acc = default;
-        float accOffset = 0;
+        Vector256<float> acc = default, accOffset = default;
         for (int i = 0; i < nb; i++)
         {
             byte* x = w + (nint)i * TypeSize;
             byte* y = a + (nint)i * Q8_K.TypeSize;
-            sbyte* sc = (sbyte*)(x + 192);
+            Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + 192));
             float d = Fp16.ToFloat(*(ushort*)(x + 208)) * *(float*)y;
-            accOffset += d * 32 * ScalesDotBsums(sc, (short*)(y + 260));
-            Vector256<int> sumi = Vector256<int>.Zero;
-            for (int h = 0; h < 2; h++)
-                sumi = Half<T>(sumi, x + 64 * h, x + 128 + 32 * h, sc + 8 * h, (sbyte*)(y + 4 + 128 * h));
-            acc = Simd.MulAdd(sumi, d, acc);
+            accOffset = Simd.MulAdd(ScalesTimesBsums(sc16, (short*)(y + 260)), 32 * d, accOffset);
+            Vector256<int> sum0 = Half<T>(x, x + 128, HalfScales(sc16, 0), (sbyte*)(y + 4));
+            Vector256<int> sum1 = Half<T>(x + 64, x + 128 + 32, HalfScales(sc16, 1), (sbyte*)(y + 4 + 128));
+            acc = Simd.MulAdd(sum0 + sum1, d, acc);
         }
-        return Simd.HSum(acc) - accOffset;
+        return Simd.HSum(acc - accOffset);
     }
 
     /// <summary>One 128-element half: four 32-byte vectors of 6-bit q (unsigned, 0..63), each against 32 activations with two group scales.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Half<T>(Vector256<int> sumi, byte* ql, byte* qhp, sbyte* sc, sbyte* q8) where T : struct, IIntDot
+    private static Vector256<int> Half<T>(byte* ql, byte* qhp, Vector256<byte> scales, sbyte* q8) where T : struct, IIntDot
     {
         Vector256<byte> ql0 = Vector256.Load(ql), ql1 = Vector256.Load(ql + 32);
         Vector256<ushort> qh = Vector256.Load((ushort*)qhp);
@@ -182,11 +195,11 @@ public static unsafe class Q6_K
         Vector256<byte> q2 = Simd.LowNibbles(ql1) | (Vector256.ShiftLeft(qh, 2).AsByte() & m30);
         Vector256<byte> q3 = Simd.HighNibbles(ql0) | (qh.AsByte() & m30);
         Vector256<byte> q4 = Simd.HighNibbles(ql1) | (Vector256.ShiftRightLogical(qh, 2).AsByte() & m30);
-        sumi = T.MaddS16(sumi, Avx2.MultiplyAddAdjacent(q1, Vector256.Load(q8)), Simd.Scales16(sc[0], sc[1]));
-        sumi = T.MaddS16(sumi, Avx2.MultiplyAddAdjacent(q2, Vector256.Load(q8 + 32)), Simd.Scales16(sc[2], sc[3]));
-        sumi = T.MaddS16(sumi, Avx2.MultiplyAddAdjacent(q3, Vector256.Load(q8 + 64)), Simd.Scales16(sc[4], sc[5]));
-        sumi = T.MaddS16(sumi, Avx2.MultiplyAddAdjacent(q4, Vector256.Load(q8 + 96)), Simd.Scales16(sc[6], sc[7]));
-        return sumi;
+        Vector256<int> s01 = T.MaddS16(Vector256<int>.Zero, Avx2.MultiplyAddAdjacent(q1, Vector256.Load(q8)), PairScales(scales, 0));
+        Vector256<int> s23 = T.MaddS16(Vector256<int>.Zero, Avx2.MultiplyAddAdjacent(q2, Vector256.Load(q8 + 32)), PairScales(scales, 1));
+        s01 = T.MaddS16(s01, Avx2.MultiplyAddAdjacent(q3, Vector256.Load(q8 + 64)), PairScales(scales, 2));
+        s23 = T.MaddS16(s23, Avx2.MultiplyAddAdjacent(q4, Vector256.Load(q8 + 96)), PairScales(scales, 3));
+        return s01 + s23;
     }
 
     /// <summary>One weight row against 4 Q8_K activation rows, unpacking each weight half once.</summary>
@@ -194,21 +207,17 @@ public static unsafe class Q6_K
     {
         int nb = n / BlockSize;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        float o0 = 0, o1 = 0, o2 = 0, o3 = 0;
         var m30 = Vector256.Create((byte)0x30);
         for (int i = 0; i < nb; i++)
         {
             byte* x = w + (nint)i * TypeSize;
             nint o = (nint)i * Q8_K.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
-            sbyte* sc = (sbyte*)(x + 192);
+            Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + 192));
             float xd = Fp16.ToFloat(*(ushort*)(x + 208));
             float d0 = xd * *(float*)y0, d1 = xd * *(float*)y1, d2 = xd * *(float*)y2, d3 = xd * *(float*)y3;
-            o0 += d0 * 32 * ScalesDotBsums(sc, (short*)(y0 + 260));
-            o1 += d1 * 32 * ScalesDotBsums(sc, (short*)(y1 + 260));
-            o2 += d2 * 32 * ScalesDotBsums(sc, (short*)(y2 + 260));
-            o3 += d3 * 32 * ScalesDotBsums(sc, (short*)(y3 + 260));
-            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            // -32 offset term, folded into the integer sums: s = Σ sc·(q·y) - 32 Σ sc·bsums
+            Vector256<int> s0 = Offset(sc16, y0), s1 = Offset(sc16, y1), s2 = Offset(sc16, y2), s3 = Offset(sc16, y3);
             for (int h = 0; h < 2; h++)
             {
                 Vector256<byte> ql0 = Vector256.Load(x + 64 * h), ql1 = Vector256.Load(x + 64 * h + 32);
@@ -217,8 +226,8 @@ public static unsafe class Q6_K
                 Vector256<byte> q2 = Simd.LowNibbles(ql1) | (Vector256.ShiftLeft(qh, 2).AsByte() & m30);
                 Vector256<byte> q3 = Simd.HighNibbles(ql0) | (qh.AsByte() & m30);
                 Vector256<byte> q4 = Simd.HighNibbles(ql1) | (Vector256.ShiftRightLogical(qh, 2).AsByte() & m30);
-                sbyte* s = sc + 8 * h;
-                Vector256<short> c1 = Simd.Scales16(s[0], s[1]), c2 = Simd.Scales16(s[2], s[3]), c3 = Simd.Scales16(s[4], s[5]), c4 = Simd.Scales16(s[6], s[7]);
+                Vector256<byte> hs = HalfScales(sc16, h);
+                Vector256<short> c1 = PairScales(hs, 0), c2 = PairScales(hs, 1), c3 = PairScales(hs, 2), c4 = PairScales(hs, 3);
                 int off = 4 + 128 * h;
                 s0 = Quad<T>(s0, q1, q2, q3, q4, c1, c2, c3, c4, (sbyte*)(y0 + off));
                 s1 = Quad<T>(s1, q1, q2, q3, q4, c1, c2, c3, c4, (sbyte*)(y1 + off));
@@ -230,9 +239,13 @@ public static unsafe class Q6_K
             acc2 = Simd.MulAdd(s2, d2, acc2);
             acc3 = Simd.MulAdd(s3, d3, acc3);
         }
-        result[0] = Simd.HSum(acc0) - o0; result[1] = Simd.HSum(acc1) - o1;
-        result[2] = Simd.HSum(acc2) - o2; result[3] = Simd.HSum(acc3) - o3;
+        result[0] = Simd.HSum(acc0); result[1] = Simd.HSum(acc1); result[2] = Simd.HSum(acc2); result[3] = Simd.HSum(acc3);
     }
+
+    /// <summary>-32 · (sc·bsums per lane pair): the offset that turns Σ sc·(q·y) with unsigned q into Σ sc·((q-32)·y). Fits int32 (|·| ≤ 32·2·128·2032).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Offset(Vector256<short> sc16, byte* y) =>
+        Vector256<int>.Zero - (ScalesTimesBsums(sc16, (short*)(y + 260)) << 5);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Quad<T>(Vector256<int> s, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3, Vector256<byte> q4,

@@ -36,7 +36,40 @@ public static unsafe class Q8_0
         }
     }
 
-    /// <summary>Same bytes as <see cref="QuantizeRef"/>, vectorized (AVX2): the activation quantizer of the hot path.</summary>
+    /// <summary>
+    /// Activation rows for the repacked Q8_0-paired kernels (<see cref="QuantKernel.RepackedQuantizeActivations"/>): the Q8_0 blocks of <see cref="QuantizeRef"/>
+    /// (n/32 × 34 bytes) followed by one int32 per block, Σ qs (the repacked kernels read it instead of summing per weight row).
+    /// </summary>
+    public static void QuantizeActivationsRef(float* x, byte* y, int n)
+    {
+        QuantizeRef(x, y, n);
+        WriteBlockSums(y, n);
+    }
+
+    /// <summary><see cref="QuantizeActivationsRef"/>, vectorized (same bytes).</summary>
+    public static void QuantizeActivationsFast(float* x, byte* y, int n)
+    {
+        QuantizeFast(x, y, n);
+        WriteBlockSums(y, n);
+    }
+
+    /// <summary>Bytes of an activation row with its block-sum trailer.</summary>
+    public static long ActivationRowBytes(long n) => n / BlockSize * (TypeSize + sizeof(int));
+
+    private static void WriteBlockSums(byte* y, int n)
+    {
+        int nb = n / BlockSize;
+        int* sums = (int*)(y + (nint)nb * TypeSize);
+        for (int i = 0; i < nb; i++)
+        {
+            sbyte* q = ((BlockQ8_0*)(y + (nint)i * TypeSize))->Qs;
+            int s = 0;
+            for (int j = 0; j < BlockSize; j++) s += q[j];
+            sums[i] = s;
+        }
+    }
+
+    /// <summary>Same bytes as <see cref="QuantizeRef"/>, vectorized (AVX2).</summary>
     public static void QuantizeFast(float* x, byte* y, int n)
     {
         if (!Avx2.IsSupported) { QuantizeRef(x, y, n); return; }

@@ -24,7 +24,7 @@ public sealed unsafe class QuantKernel
     /// <summary>Which instruction set the dots use: "avx-vnni", "avx2", "avx512" (float formats) or "scalar".</summary>
     public required string Isa { get; init; }
 
-    /// <summary>(x: n floats, y: blocks of <see cref="VecDotType"/>, n). Null when <see cref="VecDotType"/> is F32.</summary>
+    /// <summary>(x: n floats, y: n / VecDotBlockSize blocks of <see cref="VecDotType"/>, exactly <see cref="ActivationRowBytes"/>, n). Null when <see cref="VecDotType"/> is F32.</summary>
     public required delegate*<float*, byte*, int, void> QuantizeActivations { get; init; }
 
     /// <summary>(n, weightRow, activationRow) → Σ w·a.</summary>
@@ -36,11 +36,36 @@ public sealed unsafe class QuantKernel
     /// <summary>(weightRow, output floats, n).</summary>
     public required delegate*<byte*, float*, int, void> Dequantize { get; init; }
 
+    /// <summary>
+    /// Rows per repacked group (8), or 0 when this type has no repacked kernels on this CPU. A repacked group of 8 rows takes exactly
+    /// 8 × <see cref="RowBytes"/>; the caller repacks row groups once at load (a tail of fewer than 8 rows stays in the plain layout and uses <see cref="Dot"/>).
+    /// </summary>
+    public int RepackRows { get; init; }
+
+    /// <summary>(8 source rows, source row stride in bytes, destination group, n). Null when <see cref="RepackRows"/> is 0.</summary>
+    public delegate*<byte*, nint, byte*, int, void> Repack { get; init; }
+
+    /// <summary>(n, repacked group, activation row, float[8] results): the group's 8 rows · one activation row. Null when <see cref="RepackRows"/> is 0.</summary>
+    public delegate*<int, byte*, byte*, float*, void> RepackedDot { get; init; }
+
+    /// <summary>(n, repacked group, activation row 0, activation row stride in bytes, float[32] results, [c * 8 + r]): 8 rows · 4 activation rows.</summary>
+    public delegate*<int, byte*, byte*, nint, float*, void> RepackedDot4 { get; init; }
+
     /// <summary>Bytes of a weight row of <paramref name="n"/> elements.</summary>
     public long RowBytes(long n) => n / BlockSize * TypeSize;
 
     /// <summary>Bytes of an activation row of <paramref name="n"/> elements in <see cref="VecDotType"/> (floats when F32).</summary>
     public long ActivationRowBytes(long n) => n / VecDotBlockSize * VecDotTypeSize;
+
+    /// <summary>
+    /// The activation quantizer the repacked kernels need: for Q8_0 activations the blocks followed by one int32 Σqs per block
+    /// (<see cref="RepackedActivationRowBytes"/>); for Q8_K the same as <see cref="QuantizeActivations"/>. Null when <see cref="RepackRows"/> is 0.
+    /// Rows it writes also work with <see cref="Dot"/> and <see cref="Dot4"/> (the blocks come first).
+    /// </summary>
+    public delegate*<float*, byte*, int, void> RepackedQuantizeActivations { get; init; }
+
+    /// <summary>Bytes of an activation row written by <see cref="RepackedQuantizeActivations"/>.</summary>
+    public long RepackedActivationRowBytes(long n) => VecDotType == GgmlType.Q8_0 ? Q8_0.ActivationRowBytes(n) : ActivationRowBytes(n);
 }
 
 /// <summary>The kernel table keyed by <see cref="GgmlType"/>, plus the reference quantizers the converter uses.</summary>
@@ -79,28 +104,35 @@ public static unsafe class QuantKernels
     {
         bool vnni = level == IsaLevel.Best && VnniDot.IsSupported;
         bool avx2 = level != IsaLevel.Scalar && Avx2Dot.IsSupported;
-        bool avx512 = level == IsaLevel.Best && Avx512F.IsSupported;
+        bool avx512 = level == IsaLevel.Best && Avx512F.IsSupported && Fma.IsSupported;
         string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
         var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
 
         delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeFast : &Q8_0.QuantizeRef;
+        delegate*<float*, byte*, int, void> q8_0WithSums = avx2 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsRef;
         delegate*<float*, byte*, int, void> q8_1 = &Q8_1.QuantizeRef;
-        delegate*<float*, byte*, int, void> q8_K = &Q8_K.QuantizeRef;
+        delegate*<float*, byte*, int, void> q8_K = avx2 ? &Q8_K.QuantizeFast : &Q8_K.QuantizeRef;
 
         t[(int)GgmlType.F32] = Float(GgmlType.F32, 4, floatIsa,
-            avx2 ? &F32.DotSimd : &F32.DotRef, avx2 ? &F32.Dot4Simd : &F32.Dot4Ref, &F32.DequantizeRef);
+            avx512 ? &F32.DotAvx512 : avx2 ? &F32.DotAvx2 : &F32.DotRef,
+            avx512 ? &F32.Dot4Avx512 : avx2 ? &F32.Dot4Avx2 : &F32.Dot4Ref, &F32.DequantizeRef);
         t[(int)GgmlType.F16] = Float(GgmlType.F16, 2, floatIsa,
-            avx2 ? &F16.DotSimd : &F16.DotRef, avx2 ? &F16.Dot4Simd : &F16.Dot4Ref, &F16.DequantizeRef);
+            avx512 ? &F16.DotAvx512 : avx2 ? &F16.DotAvx2 : &F16.DotRef,
+            avx512 ? &F16.Dot4Avx512 : avx2 ? &F16.Dot4Avx2 : &F16.Dot4Ref, &F16.DequantizeRef);
         t[(int)GgmlType.BF16] = Float(GgmlType.BF16, 2, floatIsa,
-            avx2 ? &BF16.DotSimd : &BF16.DotRef, avx2 ? &BF16.Dot4Simd : &BF16.Dot4Ref, &BF16.DequantizeRef);
+            avx512 ? &BF16.DotAvx512 : avx2 ? &BF16.DotAvx2 : &BF16.DotRef,
+            avx512 ? &BF16.Dot4Avx512 : avx2 ? &BF16.Dot4Avx2 : &BF16.Dot4Ref, &BF16.DequantizeRef);
 
-        t[(int)GgmlType.Q8_0] = Quant(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
+        var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
             vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0.DequantizeRef);
-        t[(int)GgmlType.Q4_0] = Quant(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
+        t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : WithRepack(q8_0Kernel, q8_0WithSums, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot, &Q8_0x8.Dot4);
+        var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,
             vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0.DequantizeRef);
+        t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : WithRepack(q4_0Kernel, q8_0WithSums, Q4_0x8.Rows, &Q4_0x8.Repack,
+            vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>, vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>);
         t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1.BlockSize, Q4_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
             vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,
             vnni ? &Q4_1.Dot4Simd<VnniDot> : avx2 ? &Q4_1.Dot4Simd<Avx2Dot> : &Q4_1.Dot4Ref, &Q4_1.DequantizeRef);
@@ -110,9 +142,11 @@ public static unsafe class QuantKernels
         t[(int)GgmlType.Q5_1] = Quant(GgmlType.Q5_1, Q5_1.BlockSize, Q5_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
             vnni ? &Q5_1.DotSimd<VnniDot> : avx2 ? &Q5_1.DotSimd<Avx2Dot> : &Q5_1.DotRef,
             vnni ? &Q5_1.Dot4Simd<VnniDot> : avx2 ? &Q5_1.Dot4Simd<Avx2Dot> : &Q5_1.Dot4Ref, &Q5_1.DequantizeRef);
-        t[(int)GgmlType.Q4_K] = Quant(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
+        var q4_KKernel = Quant(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
             vnni ? &Q4_K.Dot4Simd<VnniDot> : avx2 ? &Q4_K.Dot4Simd<Avx2Dot> : &Q4_K.Dot4Ref, &Q4_K.DequantizeRef);
+        t[(int)GgmlType.Q4_K] = !avx2 ? q4_KKernel : WithRepack(q4_KKernel, q8_K, Q4_Kx8.Rows, &Q4_Kx8.Repack,
+            vnni ? &Q4_Kx8.Dot<VnniDot> : &Q4_Kx8.Dot<Avx2Dot>, vnni ? &Q4_Kx8.Dot4<VnniDot> : &Q4_Kx8.Dot4<Avx2Dot>);
         t[(int)GgmlType.Q5_K] = Quant(GgmlType.Q5_K, Q5_K.BlockSize, Q5_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
             vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
             vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_K.DequantizeRef);
@@ -121,6 +155,15 @@ public static unsafe class QuantKernels
             vnni ? &Q6_K.Dot4Simd<VnniDot> : avx2 ? &Q6_K.Dot4Simd<Avx2Dot> : &Q6_K.Dot4Ref, &Q6_K.DequantizeRef);
         return t;
     }
+
+    private static QuantKernel WithRepack(QuantKernel k, delegate*<float*, byte*, int, void> quantizeActivations, int rows, delegate*<byte*, nint, byte*, int, void> repack,
+        delegate*<int, byte*, byte*, float*, void> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4) => new()
+        {
+            Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
+            VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = k.Isa,
+            QuantizeActivations = k.QuantizeActivations, Dot = k.Dot, Dot4 = k.Dot4, Dequantize = k.Dequantize,
+            RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4, RepackedQuantizeActivations = quantizeActivations,
+        };
 
     private static QuantKernel Float(GgmlType type, int typeSize, string isa,
         delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4, delegate*<byte*, float*, int, void> dequantize) => new()

@@ -38,25 +38,39 @@ internal static partial class Builtins
         ["lipsum"] = new BuiltinFunction("lipsum", (_, _) => throw TemplateRuntimeError.Runtime("lipsum is not supported")),
     };
 
+    /// <summary>Jinja2's object_type_repr, used in undefined hints: "None", "dict object", ...</summary>
+    private static string ObjectTypeRepr(object? obj) => obj switch
+    {
+        null => "None",
+        Namespace => "jinja2.utils.Namespace object",
+        LoopContext => "jinja2.runtime.LoopContext object",
+        Markup => "markupsafe.Markup object",
+        _ => Py.TypeName(obj) + " object",
+    };
+
+    private static Undefined NoAttribute(object? obj, string name) => new($"'{ObjectTypeRepr(obj)}' has no attribute '{name}'");
+
+    private static Undefined NoElement(object? obj, object? key) => new($"{ObjectTypeRepr(obj)} has no element {Py.Repr(key)}");
+
     public static object? GetAttr(object? obj, string name)
     {
+        if (obj is Markup m) return StringMethods.Contains(name) ? new BoundMethod(m.Value, name) : NoAttribute(m, name);
         switch (obj)
         {
             case PyDict d:
                 if (DictMethods.Contains(name)) return new BoundMethod(d, name);
                 if (DictMutators.Contains(name)) return Unsafe(name, "dict");
-                return d.TryGetValue(name, out var v) ? v : new Undefined($"'dict object' has no attribute '{name}'");
+                return d.TryGetValue(name, out var v) ? v : NoAttribute(d, name);
             case Namespace ns:
-                return ns.Attributes.TryGetValue(name, out var nv) ? nv : new Undefined($"'Namespace' object has no attribute '{name}'");
+                return ns.Attributes.TryGetValue(name, out var nv) ? nv : NoAttribute(ns, name);
             case LoopContext loop: return loop.GetAttribute(name);
             case string s:
-                return StringMethods.Contains(name) ? new BoundMethod(s, name) : new Undefined($"'str object' has no attribute '{name}'");
+                return StringMethods.Contains(name) ? new BoundMethod(s, name) : NoAttribute(s, name);
             case List<object?> l:
                 if (ListMutators.Contains(name)) return Unsafe(name, "list");
-                return ListMethods.Contains(name) ? new BoundMethod(l, name) : new Undefined($"'list object' has no attribute '{name}'");
+                return ListMethods.Contains(name) ? new BoundMethod(l, name) : NoAttribute(l, name);
             case Undefined u: throw u.Fail();
-            case null: return new Undefined($"'None' has no attribute '{name}'");
-            default: return new Undefined($"'{Py.TypeName(obj)} object' has no attribute '{name}'");
+            default: return NoAttribute(obj, name);
         }
     }
 
@@ -65,40 +79,57 @@ internal static partial class Builtins
 
     public static object? GetItem(object? obj, object? key)
     {
+        if (key is Markup mk) key = mk.Value;
+        if (obj is Markup m)
+        {
+            if (key is string attr) return GetAttr(m, attr);
+            var item = GetItem(m.Value, key);
+            return item is string c ? new Markup(c) : NoElement(m, key);
+        }
         switch (obj)
         {
             case PyDict d:
                 if (key is not null and not List<object?> and not PyDict and not Undefined && d.TryGetValue(key, out var v)) return v;
                 if (key is string ks && (DictMethods.Contains(ks) || DictMutators.Contains(ks))) return GetAttr(d, ks);
-                return new Undefined($"'dict object' has no attribute {Py.Repr(key)}");
+                return key is string missing ? NoAttribute(d, missing) : NoElement(d, key);
             case List<object?> l when key is long or bool:
                 {
                     long i = Py.ToLong(key);
                     if (i < 0) i += l.Count;
-                    return i >= 0 && i < l.Count ? l[(int)i] : new Undefined($"'list object' has no attribute {Py.Repr(key)}");
+                    return i >= 0 && i < l.Count ? l[(int)i] : NoElement(obj, key);
                 }
             case PyTuple t when key is long or bool:
                 {
                     long i = Py.ToLong(key);
                     if (i < 0) i += t.Items.Length;
-                    return i >= 0 && i < t.Items.Length ? t.Items[(int)i] : new Undefined($"'tuple object' has no attribute {Py.Repr(key)}");
+                    return i >= 0 && i < t.Items.Length ? t.Items[(int)i] : NoElement(obj, key);
                 }
             case string s when key is long or bool:
                 {
+                    // Python indexes code points; only text with surrogate pairs needs the slow path.
                     long i = Py.ToLong(key);
+                    if (Py.HasSurrogates(s))
+                    {
+                        var chars = Py.Iterate(s);
+                        if (i < 0) i += chars.Count;
+                        return i >= 0 && i < chars.Count ? chars[(int)i] : NoElement(obj, key);
+                    }
                     if (i < 0) i += s.Length;
-                    return i >= 0 && i < s.Length ? s[(int)i].ToString() : new Undefined($"'str object' has no attribute {Py.Repr(key)}");
+                    return i >= 0 && i < s.Length ? s[(int)i].ToString() : NoElement(obj, key);
                 }
             case Undefined u: throw u.Fail();
         }
         if (key is string name) return GetAttr(obj, name);
-        return new Undefined($"'{Py.TypeName(obj)} object' has no attribute {Py.Repr(key)}");
+        return NoElement(obj, key);
     }
 
     /// <summary>Python's obj[start:stop:step] on lists, tuples and strings.</summary>
     public static object? Slice(object? obj, object? start, object? stop, object? step)
     {
+        if (obj is Markup m) return new Markup((string)Slice(m.Value, start, stop, step)!);
         if (obj is Undefined u) throw u.Fail();
+        if (obj is string text && Py.HasSurrogates(text))
+            return string.Concat(((List<object?>)Slice(Py.Iterate(text), start, stop, step)!).Cast<string>());
         int length = obj switch
         {
             List<object?> l => l.Count,
@@ -128,14 +159,14 @@ internal static partial class Builtins
 
     private static List<int> SliceIndices(int length, object? startV, object? stopV, object? stepV)
     {
-        long step = stepV is null or Undefined ? 1 : Py.ToLong(stepV);
+        long step = stepV is null ? 1 : SliceIndex(stepV);
         if (step == 0) throw TemplateRuntimeError.Value("slice step cannot be zero");
         long lower = step > 0 ? 0 : -1;
         long upper = step > 0 ? length : length - 1;
         long Clamp(object? v, long fallback)
         {
-            if (v is null or Undefined) return fallback;
-            long x = Py.ToLong(v);
+            if (v is null) return fallback;
+            long x = SliceIndex(v);
             if (x < 0)
             {
                 x += length;
@@ -152,11 +183,15 @@ internal static partial class Builtins
         return result;
     }
 
+    private static long SliceIndex(object? v) => v is long or bool
+        ? Py.ToLong(v)
+        : throw TemplateRuntimeError.Type("slice indices must be integers or None or have an __index__ method");
+
     public static object? Call(Context ctx, object? fn, CallArgs args, int line)
     {
         switch (fn)
         {
-            case Macro m: return m.Invoke(ctx, args);
+            case MacroValue m: return m.Macro.Invoke(ctx, args, m.Closure);
             case BuiltinFunction b:
                 try
                 {

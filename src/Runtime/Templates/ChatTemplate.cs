@@ -23,11 +23,13 @@ public sealed class TemplateOptions
 public sealed class ChatTemplate
 {
     private readonly List<Stmt> _body;
+    private readonly HashSet<string> _rootStores;
 
-    private ChatTemplate(string source, List<Stmt> body)
+    private ChatTemplate(string source, List<Stmt> body, HashSet<string> rootStores)
     {
         Source = source;
         _body = body;
+        _rootStores = rootStores;
     }
 
     public string Source { get; }
@@ -36,7 +38,8 @@ public sealed class ChatTemplate
     public static ChatTemplate Parse(string source)
     {
         ArgumentNullException.ThrowIfNull(source);
-        return new ChatTemplate(source, Parser.Parse(source));
+        var body = Parser.Parse(source, out var rootStores);
+        return new ChatTemplate(source, body, rootStores);
     }
 
     /// <summary>
@@ -49,7 +52,7 @@ public sealed class ChatTemplate
         ArgumentNullException.ThrowIfNull(variables);
         var vars = new Dictionary<string, object?>(variables.Count, StringComparer.Ordinal);
         foreach (var (k, v) in variables) vars[k] = TemplateValues.Normalize(v);
-        var ctx = new Context(new Scope(new Scope(null, vars)), options ?? new TemplateOptions());
+        var ctx = new Context(new Scope(new Scope(null, vars), stores: _rootStores), options ?? new TemplateOptions());
         var sb = new StringBuilder();
         try
         {

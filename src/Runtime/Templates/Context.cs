@@ -5,13 +5,22 @@ internal sealed class Scope
 {
     private Dictionary<string, object?>? _vars;
 
-    public Scope(Scope? parent, Dictionary<string, object?>? vars = null)
+    private static readonly HashSet<string> NoStores = [];
+
+    public Scope(Scope? parent, Dictionary<string, object?>? vars = null, HashSet<string>? stores = null)
     {
         Parent = parent;
         _vars = vars;
+        Stores = stores ?? NoStores;
     }
 
     public Scope? Parent { get; }
+
+    /// <summary>
+    /// Names this frame assigns directly (outside if blocks), found by the parser. As in Jinja2, a nested frame
+    /// that reads such a name before the frame has assigned it gets undefined rather than the caller's value.
+    /// </summary>
+    public HashSet<string> Stores { get; }
 
     public void Set(string name, object? value) => (_vars ??= new Dictionary<string, object?>(StringComparer.Ordinal))[name] = value;
 
@@ -20,9 +29,15 @@ internal sealed class Scope
 
     public bool TryGet(string name, out object? value)
     {
-        for (var s = this; s is not null; s = s.Parent)
+        if (_vars is not null && _vars.TryGetValue(name, out value)) return true;
+        for (var s = Parent; s is not null; s = s.Parent)
         {
             if (s._vars is not null && s._vars.TryGetValue(name, out value)) return true;
+            if (s.Stores.Contains(name))
+            {
+                value = Undefined.ForName(name);
+                return true;
+            }
         }
         value = null;
         return false;
@@ -37,13 +52,9 @@ internal sealed class Context
 
     public Context(Scope root, TemplateOptions options)
     {
-        Root = root;
         Current = root;
         Options = options;
     }
-
-    /// <summary>The template's top-level scope; macros resolve free names here at call time, as Jinja2 does.</summary>
-    public Scope Root { get; }
 
     public Scope Current { get; set; }
 

@@ -24,7 +24,7 @@ internal static class FilterLibrary
         ["length"] = (_, v, _) => Py.Length(v),
         ["count"] = (_, v, _) => Py.Length(v),
         ["string"] = (_, v, _) => Py.Str(v),
-        ["safe"] = (_, v, _) => Py.Str(v),
+        ["safe"] = (_, v, _) => v as Markup ?? new Markup(Py.Str(v)),
         ["trim"] = (_, v, a) => Methods.Strip(Py.Str(v), a.Get(0, "chars") as string, true, true),
         ["upper"] = (_, v, _) => Py.Str(v).ToUpperInvariant(),
         ["lower"] = (_, v, _) => Py.Str(v).ToLowerInvariant(),
@@ -49,9 +49,9 @@ internal static class FilterLibrary
         ["unique"] = Unique,
         ["reverse"] = Reverse,
         ["indent"] = Indent,
-        ["escape"] = (_, v, _) => Escape(v),
-        ["e"] = (_, v, _) => Escape(v),
-        ["forceescape"] = (_, v, _) => Escape(v),
+        ["escape"] = (_, v, _) => v as Markup ?? new Markup(Markup.Escape(Py.Str(v))),
+        ["e"] = (_, v, _) => v as Markup ?? new Markup(Markup.Escape(Py.Str(v))),
+        ["forceescape"] = (_, v, _) => new Markup(Markup.Escape(Py.Str(v))),
         ["int"] = ToInt,
         ["float"] = ToFloat,
         ["abs"] = (_, v, _) => v switch
@@ -140,7 +140,15 @@ internal static class FilterLibrary
             if (reverse) c = -c;
             return c != 0 ? c : p.Index.CompareTo(q.Index);
         });
-        keyed.Sort(cmp);
+        try
+        {
+            keyed.Sort(cmp);
+        }
+        catch (InvalidOperationException e) when (e.InnerException is TemplateRuntimeError inner)
+        {
+            // List.Sort wraps what the comparer throws; report the template's TypeError itself.
+            throw inner;
+        }
         return keyed.Select(p => p.Item).ToList();
     }
 
@@ -260,9 +268,9 @@ internal static class FilterLibrary
     {
         if (v is string s)
         {
-            var chars = s.ToCharArray();
-            Array.Reverse(chars);
-            return new string(chars);
+            var chars = Py.Iterate(s);
+            chars.Reverse();
+            return string.Concat(chars.Cast<string>());
         }
         var items = Py.Iterate(v);
         items.Reverse();
@@ -312,25 +320,6 @@ internal static class FilterLibrary
             rv = sb.ToString();
         }
         return first ? indention + rv : rv;
-    }
-
-    private static string Escape(object? v)
-    {
-        var s = Py.Str(v);
-        var sb = new StringBuilder(s.Length);
-        foreach (char c in s)
-        {
-            switch (c)
-            {
-                case '&': sb.Append("&amp;"); break;
-                case '<': sb.Append("&lt;"); break;
-                case '>': sb.Append("&gt;"); break;
-                case '"': sb.Append("&#34;"); break;
-                case '\'': sb.Append("&#39;"); break;
-                default: sb.Append(c); break;
-            }
-        }
-        return sb.ToString();
     }
 
     private static object? ToInt(Context ctx, object? v, CallArgs a)
@@ -449,18 +438,18 @@ internal static class TestLibrary
         ["integer"] = (_, v, _) => v is long,
         ["float"] = (_, v, _) => v is double,
         ["number"] = (_, v, _) => Py.IsNumber(v),
-        ["string"] = (_, v, _) => v is string,
+        ["string"] = (_, v, _) => v is string or Markup,
         ["mapping"] = (_, v, _) => v is PyDict,
-        ["sequence"] = (_, v, _) => v is string or List<object?> or PyTuple or PyDict or Undefined,
-        ["iterable"] = (_, v, _) => v is string or List<object?> or PyTuple or PyDict or Undefined,
-        ["callable"] = (_, v, _) => v is Macro or BuiltinFunction or BoundMethod,
+        ["sequence"] = (_, v, _) => v is string or Markup or List<object?> or PyTuple or PyDict or Undefined,
+        ["iterable"] = (_, v, _) => v is string or Markup or List<object?> or PyTuple or PyDict or Undefined,
+        ["callable"] = (_, v, _) => v is MacroValue or BuiltinFunction or BoundMethod,
         ["odd"] = (_, v, _) => Py.ToLong(v) % 2 != 0,
         ["even"] = (_, v, _) => Py.ToLong(v) % 2 == 0,
         ["divisibleby"] = (_, v, a) => Py.ToLong(v) % Py.ToLong(a.Get(0, "num")) == 0,
         ["lower"] = (_, v, _) => Py.Str(v) is var s && s.Any(char.IsLetter) && !s.Any(char.IsUpper),
         ["upper"] = (_, v, _) => Py.Str(v) is var s && s.Any(char.IsLetter) && !s.Any(char.IsLower),
         ["sameas"] = (_, v, a) => SameAs(v, a.Get(0, "other")),
-        ["escaped"] = (_, _, _) => false,
+        ["escaped"] = (_, v, _) => v is Markup,
         ["in"] = (_, v, a) => Py.Contains(a.Get(0, "seq"), v),
         ["filter"] = (_, v, _) => v is string s && FilterLibrary.Table.ContainsKey(s),
         ["test"] = (_, v, _) => v is string s && Table!.ContainsKey(s),

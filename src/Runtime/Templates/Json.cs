@@ -32,6 +32,7 @@ internal static class PyJson
                 sb.Append(double.IsNaN(d) ? "NaN" : double.IsPositiveInfinity(d) ? "Infinity" : double.IsNegativeInfinity(d) ? "-Infinity" : Py.FloatRepr(d));
                 break;
             case string s: WriteString(sb, s, ascii); break;
+            case Markup m: WriteString(sb, m.Value, ascii); break;
             case List<object?> list: WriteArray(sb, list, indent, sortKeys, ascii, depth); break;
             case PyTuple t: WriteArray(sb, t.Items, indent, sortKeys, ascii, depth); break;
             case PyDict dict:
@@ -68,6 +69,7 @@ internal static class PyJson
     private static string KeyString(object k) => k switch
     {
         string s => s,
+        Markup m => m.Value,
         bool b => b ? "true" : "false",
         long or double => Py.Str(k),
         _ => throw TemplateRuntimeError.Type($"keys must be str, int, float, bool or None, not {Py.TypeName(k)}"),
@@ -193,7 +195,7 @@ public static class TemplateValues
             case float f: return (double)f;
             case decimal m: return (double)m;
             case char c: return c.ToString();
-            case Undefined or Namespace or Macro or BuiltinFunction: return v;
+            case Undefined or Namespace or MacroValue or BuiltinFunction: return v;
             case JsonElement je: return FromElement(je);
             case JsonNode node: return FromElement(JsonSerializer.SerializeToElement(node));
             case ChatMessage msg:

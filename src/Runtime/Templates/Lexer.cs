@@ -53,14 +53,15 @@ internal sealed class Lexer
 
     private readonly string _src;
     private readonly List<Token> _tokens = [];
-    private int _line = 1;
-    private int _lineCountedTo;
+    private readonly List<int> _lineStarts = [0];
 
     private Lexer(string source)
     {
         var normalized = source.Replace("\r\n", "\n").Replace('\r', '\n');
         if (normalized.EndsWith('\n')) normalized = normalized[..^1];
         _src = normalized;
+        for (int i = 0; i < _src.Length; i++)
+            if (_src[i] == '\n') _lineStarts.Add(i + 1);
     }
 
     public static List<Token> Tokenize(string source)
@@ -72,10 +73,9 @@ internal sealed class Lexer
 
     private int LineAt(int pos)
     {
-        for (int i = _lineCountedTo; i < pos && i < _src.Length; i++)
-            if (_src[i] == '\n') _line++;
-        if (pos > _lineCountedTo) _lineCountedTo = pos;
-        return _line;
+        // _lineStarts[k] is the offset where line k + 1 begins.
+        int i = _lineStarts.BinarySearch(pos);
+        return i >= 0 ? i + 1 : ~i;
     }
 
     private void Run()
@@ -144,7 +144,7 @@ internal sealed class Lexer
             bool keep = end > pos && _src[end - 1] == '+';
             return AfterTag(end + 2, strip, !keep);
         }
-        if (kind == '%' && TryLexRaw(start, pos, line, out int afterRaw)) return afterRaw;
+        if (kind == '%' && TryLexRaw(pos, line, out int afterRaw)) return afterRaw;
         _tokens.Add(new Token(kind == '{' ? TokenKind.VarBegin : TokenKind.BlockBegin, kind == '{' ? "{{" : "{%", line));
         int depth = 0;
         while (true)
@@ -170,7 +170,7 @@ internal sealed class Lexer
     }
 
     /// <summary>Handles {% raw %} ... {% endraw %}: the body is text, untouched.</summary>
-    private bool TryLexRaw(int start, int pos, int line, out int after)
+    private bool TryLexRaw(int pos, int line, out int after)
     {
         after = 0;
         int p = pos;
@@ -203,7 +203,6 @@ internal sealed class Lexer
                 else bodyEnd = LStrip(bodyStart, bodyEnd);
                 if (bodyEnd > bodyStart) _tokens.Add(new Token(TokenKind.Text, _src[bodyStart..bodyEnd], LineAt(bodyStart)));
                 after = AfterTag(q + 2, closeMinus, true);
-                _ = start;
                 return true;
             }
             search = open + 2;

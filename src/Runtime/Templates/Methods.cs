@@ -17,6 +17,7 @@ internal static class Methods
     private static string Str(CallArgs a, int i, string name, string method)
     {
         var v = a.Get(i, name);
+        if (v is Markup m) return m.Value;
         return v as string ?? throw TemplateRuntimeError.Type($"{method}() argument must be str, not {Py.TypeName(v)}");
     }
 
@@ -27,6 +28,7 @@ internal static class Methods
         {
             null or Undefined => null,
             string s => s,
+            Markup m => m.Value,
             _ => throw TemplateRuntimeError.Type($"{method} arg must be None or str"),
         };
     }
@@ -81,7 +83,7 @@ internal static class Methods
                     for (int i = 0; i < items.Count; i++)
                     {
                         if (i > 0) sb.Append(s);
-                        sb.Append(items[i] as string ?? throw TemplateRuntimeError.Type($"sequence item {i}: expected str instance, {Py.TypeName(items[i])} found"));
+                        sb.Append(items[i] is Markup m ? m.Value : items[i] as string ?? throw TemplateRuntimeError.Type($"sequence item {i}: expected str instance, {Py.TypeName(items[i])} found"));
                     }
                     return sb.ToString();
                 }

@@ -57,6 +57,7 @@ internal static class Operators
                 break;
             case "%":
                 if (a is string fmt) return PercentFormat(fmt, b);
+                if (a is Markup mfmt) return new Markup(PercentFormat(mfmt.Value, EscapeArgs(b)));
                 if (Py.IsNumber(a) && Py.IsNumber(b))
                 {
                     if (a is double || b is double)
@@ -90,8 +91,11 @@ internal static class Operators
                 }
                 break;
         }
-        throw TemplateRuntimeError.Type($"unsupported operand type(s) for {op}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
+        throw TemplateRuntimeError.Type($"unsupported operand type(s) for {(op == "**" ? "** or pow()" : op)}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
     }
+
+    /// <summary>A Markup operand as is; a plain str operand HTML-escaped, as Markup.__add__ does.</summary>
+    private static string MarkupText(object? v) => v is Markup m ? m.Value : Markup.Escape((string)v!);
 
     private static long FloorDiv(long x, long y)
     {
@@ -102,6 +106,12 @@ internal static class Operators
 
     private static object? Add(object? a, object? b)
     {
+        if (a is Markup || b is Markup)
+        {
+            if (a is (string or Markup) && b is (string or Markup))
+                return new Markup(string.Concat(MarkupText(a), MarkupText(b)));
+            throw TemplateRuntimeError.Type($"unsupported operand type(s) for +: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
+        }
         if (Py.IsNumber(a) && Py.IsNumber(b))
             return a is double || b is double ? (object)(Py.ToDouble(a) + Py.ToDouble(b)) : (object)(Py.ToLong(a) + Py.ToLong(b));
         switch (a)
@@ -123,6 +133,8 @@ internal static class Operators
 
     private static object? Multiply(object? a, object? b)
     {
+        if (a is Markup ma) return new Markup((string)Multiply(ma.Value, b)!);
+        if (b is Markup mb) return new Markup((string)Multiply(a, mb.Value)!);
         if (Py.IsNumber(a) && Py.IsNumber(b))
             return a is double || b is double ? (object)(Py.ToDouble(a) * Py.ToDouble(b)) : (object)(Py.ToLong(a) * Py.ToLong(b));
         if (b is string or List<object?> && a is long or bool) (a, b) = (b, a);
@@ -144,8 +156,20 @@ internal static class Operators
             for (long i = 0; i < n; i++) r.AddRange(l);
             return r;
         }
+        if (a is string or List<object?> or PyTuple || b is string or List<object?> or PyTuple)
+        {
+            var other = a is string or List<object?> or PyTuple ? b : a;
+            throw TemplateRuntimeError.Type($"can't multiply sequence by non-int of type '{Py.TypeName(other)}'");
+        }
         throw TemplateRuntimeError.Type($"unsupported operand type(s) for *: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
     }
+
+    private static object? EscapeArgs(object? args) => args switch
+    {
+        string s => Markup.Escape(s),
+        PyTuple t => new PyTuple(t.Items.Select(x => x is string s ? (object?)Markup.Escape(s) : x).ToArray()),
+        _ => args,
+    };
 
     public static bool Compare(string op, object? a, object? b) => op switch
     {
@@ -193,7 +217,10 @@ internal static class Operators
                 'r' => Py.Repr(v),
                 'd' or 'i' => Py.IsNumber(v) ? ((long)Math.Truncate(Py.ToDouble(v))).ToString(System.Globalization.CultureInfo.InvariantCulture)
                     : throw TemplateRuntimeError.Type($"%{conv} format: a real number is required, not {Py.TypeName(v)}"),
-                'f' => Py.ToDouble(v).ToString("F" + PrecisionOf(spec, 6), System.Globalization.CultureInfo.InvariantCulture),
+                'f' or 'F' => FixedPoint(Py.ToDouble(v), PrecisionOf(spec, 6)),
+                'x' => IntegerOf(v, conv).ToString("x", System.Globalization.CultureInfo.InvariantCulture),
+                'X' => IntegerOf(v, conv).ToString("X", System.Globalization.CultureInfo.InvariantCulture),
+                'o' => Convert.ToString(IntegerOf(v, conv), 8),
                 _ => throw TemplateRuntimeError.Value($"unsupported format character '{conv}'"),
             };
             int dot = spec.IndexOf('.');
@@ -202,9 +229,19 @@ internal static class Operators
                 text = spec.StartsWith('-') ? text.PadRight(width) : text.PadLeft(width, spec.StartsWith('0') && conv != 's' ? '0' : ' ');
             sb.Append(text);
         }
-        if (next < values.Length && args is PyTuple) throw TemplateRuntimeError.Type("not all arguments converted during string formatting");
+        if (next < values.Length && args is not PyDict) throw TemplateRuntimeError.Type("not all arguments converted during string formatting");
         return sb.ToString();
     }
+
+    private static long IntegerOf(object? v, char conv) => v is long or bool
+        ? Py.ToLong(v)
+        : throw TemplateRuntimeError.Type($"%{conv} format: an integer is required, not {Py.TypeName(v)}");
+
+    /// <summary>%.Nf as Python prints it: the double rounded half-to-even at N decimals.</summary>
+    private static string FixedPoint(double v, int precision) =>
+        double.IsFinite(v)
+            ? Math.Round(v, Math.Min(precision, 15), MidpointRounding.ToEven).ToString("F" + precision, System.Globalization.CultureInfo.InvariantCulture)
+            : Py.FloatRepr(v);
 
     private static int PrecisionOf(string spec, int fallback)
     {

@@ -15,9 +15,14 @@ internal sealed class Parser
     private readonly List<(string Name, int Line, bool IsFilter, bool Soft)> _references = [];
     private bool _soft;
 
+    // Names each frame (template, loop body, macro body, filter/set/call block) assigns outside if blocks.
+    private HashSet<string> _frameStores = new(StringComparer.Ordinal);
+    private int _ifNesting;
+
     private Parser(List<Token> tokens) => _tokens = tokens;
 
-    public static List<Stmt> Parse(string source)
+    /// <summary>Parses a template; <paramref name="rootStores"/> receives the names its top level assigns.</summary>
+    public static List<Stmt> Parse(string source, out HashSet<string> rootStores)
     {
         var parser = new Parser(Lexer.Tokenize(source));
         List<Stmt> body;
@@ -30,6 +35,7 @@ internal sealed class Parser
             throw Error("template nests too deeply", parser.Current.Line, "template");
         }
         parser.CheckReferences();
+        rootStores = parser._frameStores;
         return body;
     }
 
@@ -40,6 +46,33 @@ internal sealed class Parser
             if (soft) continue;
             bool known = isFilter ? Builtins.Filters.ContainsKey(name) : Builtins.Tests.ContainsKey(name);
             if (!known) throw new TemplateException("TemplateAssertionError", $"No {(isFilter ? "filter" : "test")} named '{name}'.", line, isFilter ? "filter" : "test");
+        }
+    }
+
+    /// <summary>Parses the body of a new frame; returns what it assigns.</summary>
+    private T InFrame<T>(Func<T> parse, out HashSet<string> stores)
+    {
+        var (savedStores, savedIf) = (_frameStores, _ifNesting);
+        _frameStores = new HashSet<string>(StringComparer.Ordinal);
+        _ifNesting = 0;
+        try
+        {
+            return parse();
+        }
+        finally
+        {
+            stores = _frameStores;
+            (_frameStores, _ifNesting) = (savedStores, savedIf);
+        }
+    }
+
+    private void RecordStore(Target target)
+    {
+        if (_ifNesting > 0) return;
+        switch (target)
+        {
+            case NameTarget n: _frameStores.Add(n.Name); break;
+            case TupleTarget t: foreach (var item in t.Items) RecordStore(item); break;
         }
     }
 
@@ -166,6 +199,7 @@ internal sealed class Parser
             case "macro": return ParseMacro(tag);
             case "call": return ParseCallBlock(tag);
             case "filter": return ParseFilterBlock(tag);
+            case "with": return ParseWith(tag);
             case "break":
                 EndTag("break");
                 return new BreakStmt(tag.Line);
@@ -185,7 +219,18 @@ internal sealed class Parser
         }
     }
 
-    private Stmt ParseIf(Token tag) => WithSoft(true, () => ParseIfCore(tag));
+    private Stmt ParseIf(Token tag)
+    {
+        _ifNesting++;
+        try
+        {
+            return WithSoft(true, () => ParseIfCore(tag));
+        }
+        finally
+        {
+            _ifNesting--;
+        }
+    }
 
     private Stmt ParseIfCore(Token tag)
     {
@@ -224,16 +269,20 @@ internal sealed class Parser
         if (Current.IsName("recursive"))
             throw Error("recursive for loops are not supported", Current.Line, "for");
         EndTag("for");
-        string? end = null;
-        var body = WithSoft(false, () => ParseBody(["endfor", "else"], out end));
         List<Stmt>? otherwise = null;
-        if (end == "else")
+        var body = InFrame(() =>
         {
-            CloseTag("else");
-            otherwise = WithSoft(false, () => ParseBody(["endfor"], out _));
-        }
+            string? end = null;
+            var b = WithSoft(false, () => ParseBody(["endfor", "else"], out end));
+            if (end == "else")
+            {
+                CloseTag("else");
+                otherwise = WithSoft(false, () => ParseBody(["endfor"], out _));
+            }
+            return b;
+        }, out var stores);
         CloseTag("endfor");
-        return new ForStmt(tag.Line, target, iter, filter, body, otherwise);
+        return new ForStmt(tag.Line, target, iter, filter, body, otherwise, stores);
     }
 
     private Stmt ParseSet(Token tag)
@@ -243,14 +292,16 @@ internal sealed class Parser
         {
             var value = ParseTuple(allowCond: true, construct: "set");
             EndTag("set");
+            RecordStore(target);
             return new SetStmt(tag.Line, target, value);
         }
         var filters = new List<FilterExpr>();
         while (SkipOp("|")) filters.Add(ParseFilterCall(null, "set"));
         EndTag("set");
-        var body = ParseBody(["endset"], out _);
+        var body = InFrame(() => ParseBody(["endset"], out _), out var stores);
         CloseTag("endset");
-        return new SetBlockStmt(tag.Line, target, filters, body);
+        RecordStore(target);
+        return new SetBlockStmt(tag.Line, target, filters, body, stores);
     }
 
     private Stmt ParseFilterBlock(Token tag)
@@ -259,9 +310,25 @@ internal sealed class Parser
         do filters.Add(ParseFilterCall(null, "filter"));
         while (SkipOp("|"));
         EndTag("filter");
-        var body = ParseBody(["endfilter"], out _);
+        var body = InFrame(() => ParseBody(["endfilter"], out _), out var stores);
         CloseTag("endfilter");
-        return new FilterBlockStmt(tag.Line, filters, body);
+        return new FilterBlockStmt(tag.Line, filters, body, stores);
+    }
+
+    private Stmt ParseWith(Token tag)
+    {
+        var targets = new List<(Target, Expr)>();
+        while (!Current.Is(TokenKind.BlockEnd, "%}"))
+        {
+            if (targets.Count > 0) ExpectOp(",", "with");
+            var target = ParseAssignTarget("with", allowAttr: false);
+            ExpectOp("=", "with");
+            targets.Add((target, ParseExpression(allowCond: true, "with")));
+        }
+        EndTag("with");
+        var body = InFrame(() => WithSoft(false, () => ParseBody(["endwith"], out _)), out var stores);
+        CloseTag("endwith");
+        return new WithStmt(tag.Line, targets, body, stores);
     }
 
     private Stmt ParseMacro(Token tag)
@@ -283,9 +350,10 @@ internal sealed class Parser
         ExpectOp(")", "macro");
         EndTag("macro");
         int varargsBefore = _namesVarargs, kwargsBefore = _namesKwargs;
-        var body = WithSoft(false, () => ParseBody(["endmacro"], out _));
+        var body = InFrame(() => WithSoft(false, () => ParseBody(["endmacro"], out _)), out var stores);
         CloseTag("endmacro");
-        var macro = new Macro(name, parameters, body, tag.Line)
+        RecordStore(new NameTarget(name));
+        var macro = new Macro(name, parameters, body, tag.Line, stores)
         {
             ReferencesVarargs = _namesVarargs > varargsBefore,
             ReferencesKwargs = _namesKwargs > kwargsBefore,
@@ -299,9 +367,9 @@ internal sealed class Parser
         var expr = ParseExpression(allowCond: true, "call");
         if (expr is not CallExpr call) throw Error("expected call", tag.Line, "call");
         EndTag("call");
-        var body = WithSoft(false, () => ParseBody(["endcall"], out _));
+        var body = InFrame(() => WithSoft(false, () => ParseBody(["endcall"], out _)), out var stores);
         CloseTag("endcall");
-        return new CallBlockStmt(tag.Line, call, body);
+        return new CallBlockStmt(tag.Line, call, body, stores);
     }
 
     private Target ParseAssignTarget(string construct, bool allowAttr)

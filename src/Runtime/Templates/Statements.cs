@@ -34,6 +34,21 @@ internal abstract class Stmt
 
     protected abstract Flow ExecCore(Context ctx, StringBuilder output);
 
+    /// <summary>Runs a body in its own frame (filter and set blocks): what it assigns stays inside.</summary>
+    public static Flow ExecInChildScope(List<Stmt> body, Context ctx, StringBuilder output, HashSet<string> stores)
+    {
+        var saved = ctx.Current;
+        ctx.Current = new Scope(saved, stores: stores);
+        try
+        {
+            return ExecBody(body, ctx, output);
+        }
+        finally
+        {
+            ctx.Current = saved;
+        }
+    }
+
     public static Flow ExecBody(List<Stmt> body, Context ctx, StringBuilder output)
     {
         foreach (var s in body)
@@ -90,6 +105,8 @@ internal abstract class Target
 
     public static void Unpack(Target[] items, Context ctx, Scope scope, object? value)
     {
+        if (value is null or bool or long or double or Namespace or MacroValue or BuiltinFunction or BoundMethod or LoopContext)
+            throw TemplateRuntimeError.Type($"cannot unpack non-iterable {Py.TypeName(value)} object");
         var values = Py.Iterate(value);
         if (values.Count != items.Length)
         {
@@ -120,7 +137,9 @@ internal sealed class AttrTarget(string name, string attribute) : Target
 
 internal sealed class TupleTarget(Target[] items) : Target
 {
-    public override void Assign(Context ctx, Scope scope, object? value) => Unpack(items, ctx, scope, value);
+    public Target[] Items { get; } = items;
+
+    public override void Assign(Context ctx, Scope scope, object? value) => Unpack(Items, ctx, scope, value);
 }
 
 internal sealed class SetStmt(int line, Target target, Expr value) : Stmt(line)
@@ -135,14 +154,14 @@ internal sealed class SetStmt(int line, Target target, Expr value) : Stmt(line)
 }
 
 /// <summary><c>{% set name %}...{% endset %}</c>, optionally piped through filters.</summary>
-internal sealed class SetBlockStmt(int line, Target target, List<FilterExpr> filters, List<Stmt> body) : Stmt(line)
+internal sealed class SetBlockStmt(int line, Target target, List<FilterExpr> filters, List<Stmt> body, HashSet<string> stores) : Stmt(line)
 {
     public override string Construct => "set";
 
     protected override Flow ExecCore(Context ctx, StringBuilder output)
     {
         var sb = new StringBuilder();
-        ExecBody(body, ctx, sb);
+        ExecInChildScope(body, ctx, sb, stores);
         object? value = sb.ToString();
         foreach (var f in filters) value = f.Apply(ctx, value);
         target.Assign(ctx, ctx.Current, value);
@@ -150,18 +169,41 @@ internal sealed class SetBlockStmt(int line, Target target, List<FilterExpr> fil
     }
 }
 
-internal sealed class FilterBlockStmt(int line, List<FilterExpr> filters, List<Stmt> body) : Stmt(line)
+internal sealed class FilterBlockStmt(int line, List<FilterExpr> filters, List<Stmt> body, HashSet<string> stores) : Stmt(line)
 {
     public override string Construct => "filter";
 
     protected override Flow ExecCore(Context ctx, StringBuilder output)
     {
         var sb = new StringBuilder();
-        var flow = ExecBody(body, ctx, sb);
+        var flow = ExecInChildScope(body, ctx, sb, stores);
         object? value = sb.ToString();
         foreach (var f in filters) value = f.Apply(ctx, value);
         Py.AppendStr(output, value);
         return flow;
+    }
+}
+
+/// <summary><c>{% with a = x, b = y %}...{% endwith %}</c>: values evaluated outside, names visible only inside.</summary>
+internal sealed class WithStmt(int line, List<(Target Target, Expr Value)> targets, List<Stmt> body, HashSet<string> stores) : Stmt(line)
+{
+    public override string Construct => "with";
+
+    protected override Flow ExecCore(Context ctx, StringBuilder output)
+    {
+        var values = targets.Select(t => t.Value.Eval(ctx)).ToList();
+        var saved = ctx.Current;
+        var scope = new Scope(saved, stores: stores);
+        for (int i = 0; i < values.Count; i++) targets[i].Target.Assign(ctx, scope, values[i]);
+        ctx.Current = scope;
+        try
+        {
+            return ExecBody(body, ctx, output);
+        }
+        finally
+        {
+            ctx.Current = saved;
+        }
     }
 }
 
@@ -179,7 +221,7 @@ internal sealed class ContinueStmt(int line) : Stmt(line)
     protected override Flow ExecCore(Context ctx, StringBuilder output) => Flow.Continue;
 }
 
-internal sealed class ForStmt(int line, Target target, Expr iterable, Expr? filter, List<Stmt> body, List<Stmt>? otherwise) : Stmt(line)
+internal sealed class ForStmt(int line, Target target, Expr iterable, Expr? filter, List<Stmt> body, List<Stmt>? otherwise, HashSet<string> stores) : Stmt(line)
 {
     public override string Construct => "for";
 
@@ -193,7 +235,7 @@ internal sealed class ForStmt(int line, Target target, Expr iterable, Expr? filt
             if (filter is not null)
             {
                 var kept = new List<object?>(items.Count);
-                var probe = new Scope(outer);
+                var probe = new Scope(outer, stores: stores);
                 foreach (var item in items)
                 {
                     ctx.CountIteration();
@@ -207,11 +249,11 @@ internal sealed class ForStmt(int line, Target target, Expr iterable, Expr? filt
             if (items.Count == 0)
             {
                 if (otherwise is null) return Flow.Normal;
-                ctx.Current = new Scope(outer);
+                ctx.Current = new Scope(outer, stores: stores);
                 return ExecBody(otherwise, ctx, output);
             }
             var loop = new LoopContext(items);
-            var scope = new Scope(outer);
+            var scope = new Scope(outer, stores: stores);
             for (int i = 0; i < items.Count; i++)
             {
                 ctx.CountIteration();
@@ -237,13 +279,13 @@ internal sealed class MacroStmt(int line, Macro macro) : Stmt(line)
 
     protected override Flow ExecCore(Context ctx, StringBuilder output)
     {
-        ctx.Current.Set(macro.Name, macro);
+        ctx.Current.Set(macro.Name, new MacroValue(macro, ctx.Current));
         return Flow.Normal;
     }
 }
 
 /// <summary><c>{% call m(args) %}body{% endcall %}</c>: calls the macro with <c>caller()</c> rendering the body.</summary>
-internal sealed class CallBlockStmt(int line, CallExpr call, List<Stmt> body) : Stmt(line)
+internal sealed class CallBlockStmt(int line, CallExpr call, List<Stmt> body, HashSet<string> stores) : Stmt(line)
 {
     public override string Construct => "call";
 
@@ -253,7 +295,7 @@ internal sealed class CallBlockStmt(int line, CallExpr call, List<Stmt> body) : 
         var caller = new BuiltinFunction("caller", (c, _) =>
         {
             var saved = c.Current;
-            c.Current = new Scope(scope);
+            c.Current = new Scope(scope, stores: stores);
             try
             {
                 var sb = new StringBuilder();
@@ -281,16 +323,27 @@ internal sealed class CallBlockStmt(int line, CallExpr call, List<Stmt> body) : 
     }
 }
 
+/// <summary>A macro as a value: its definition and the scope it was defined in (its closure).</summary>
+internal sealed class MacroValue(Macro macro, Scope closure)
+{
+    public Macro Macro { get; } = macro;
+
+    public Scope Closure { get; } = closure;
+}
+
 /// <summary>A macro defined with <c>{% macro name(a, b=default) %}</c>.</summary>
 internal sealed class Macro
 {
-    public Macro(string name, List<(string Name, Expr? Default)> parameters, List<Stmt> body, int line)
+    public Macro(string name, List<(string Name, Expr? Default)> parameters, List<Stmt> body, int line, HashSet<string> stores)
     {
         Name = name;
         Parameters = parameters;
         Body = body;
         Line = line;
+        Stores = stores;
     }
+
+    public HashSet<string> Stores { get; }
 
     public string Name { get; }
 
@@ -300,11 +353,11 @@ internal sealed class Macro
 
     public int Line { get; }
 
-    public string Invoke(Context ctx, CallArgs args)
+    public string Invoke(Context ctx, CallArgs args, Scope closure)
     {
         if (ctx.CallDepth >= Context.MaxCallDepth)
-            throw TemplateRuntimeError.Runtime($"macro '{Name}' nested deeper than {Context.MaxCallDepth} calls");
-        var scope = new Scope(ctx.Root);
+            throw new TemplateRuntimeError("RecursionError", $"maximum recursion depth exceeded: macro '{Name}' nested deeper than {Context.MaxCallDepth} calls");
+        var scope = new Scope(closure, stores: Stores);
         // The caller of a call block stays visible inside the macro.
         if (ctx.Current.TryGet("caller", out var caller) && caller is BuiltinFunction) scope.Set("caller", caller);
         var saved = ctx.Current;

@@ -37,6 +37,38 @@ internal sealed class PyDict : OrderedDictionary<object, object?>
     public PyDict(int capacity) : base(capacity, PyKeyComparer.Instance) { }
 }
 
+/// <summary>
+/// markupsafe's Markup: text marked safe (the <c>safe</c> and <c>escape</c> filters return it). Otherwise a str, except
+/// that <c>+</c> with a plain str HTML-escapes the plain side, as functionary's template relies on.
+/// </summary>
+internal sealed class Markup
+{
+    public Markup(string value) => Value = value;
+
+    public string Value { get; }
+
+    public override string ToString() => Value;
+
+    public static string Escape(string s)
+    {
+        if (s.AsSpan().IndexOfAny("&<>\"'") < 0) return s;
+        var sb = new StringBuilder(s.Length + 16);
+        foreach (char c in s)
+        {
+            switch (c)
+            {
+                case '&': sb.Append("&amp;"); break;
+                case '<': sb.Append("&lt;"); break;
+                case '>': sb.Append("&gt;"); break;
+                case '"': sb.Append("&#34;"); break;
+                case '\'': sb.Append("&#39;"); break;
+                default: sb.Append(c); break;
+            }
+        }
+        return sb.ToString();
+    }
+}
+
 /// <summary>A Python tuple (immutable list).</summary>
 internal sealed class PyTuple
 {
@@ -57,6 +89,7 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
         long l => l.GetHashCode(),
         double d when d == Math.Floor(d) && Math.Abs(d) < 9e18 => ((long)d).GetHashCode(),
         string s => StringComparer.Ordinal.GetHashCode(s),
+        Markup m => StringComparer.Ordinal.GetHashCode(m.Value),
         _ => obj.GetHashCode(),
     };
 }
@@ -144,7 +177,7 @@ internal sealed class LoopContext
         "nextitem" => Index0 + 1 < Items.Count ? Items[Index0 + 1] : new Undefined("there is no next item"),
         "cycle" => new BuiltinFunction("cycle", (_, a) =>
             a.Count == 0 ? throw TemplateRuntimeError.Type("no items for cycling given") : a.Positional[Index0 % a.Count]),
-        _ => new Undefined($"'LoopContext object' has no attribute '{name}'"),
+        _ => new Undefined($"'jinja2.runtime.LoopContext object' has no attribute '{name}'"),
     };
 }
 
@@ -158,6 +191,7 @@ internal static class Py
         long l => l != 0,
         double d => d != 0,
         string s => s.Length != 0,
+        Markup m => m.Value.Length != 0,
         List<object?> l => l.Count != 0,
         PyDict d => d.Count != 0,
         PyTuple t => t.Items.Length != 0,
@@ -172,6 +206,7 @@ internal static class Py
         long => "int",
         double => "float",
         string => "str",
+        Markup => "Markup",
         List<object?> => "list",
         PyDict => "dict",
         PyTuple => "tuple",
@@ -180,7 +215,7 @@ internal static class Py
         LoopContext => "LoopContext",
         BoundMethod => "builtin_function_or_method",
         BuiltinFunction => "function",
-        Macro => "Macro",
+        MacroValue => "Macro",
         _ => v.GetType().Name,
     };
 
@@ -190,6 +225,7 @@ internal static class Py
         switch (v)
         {
             case string s: return s;
+            case Markup m: return m.Value;
             case Undefined: return "";
             case long l: return l.ToString(CultureInfo.InvariantCulture);
             default:
@@ -204,6 +240,7 @@ internal static class Py
         switch (v)
         {
             case string s: sb.Append(s); break;
+            case Markup m: sb.Append(m.Value); break;
             case Undefined: break;
             case List<object?> or PyDict or PyTuple or null or bool or long or double: AppendRepr(sb, v); break;
             case Namespace ns:
@@ -211,7 +248,7 @@ internal static class Py
                 AppendRepr(sb, ToDict(ns.Attributes));
                 sb.Append('>');
                 break;
-            case Macro m: sb.Append("<Macro '").Append(m.Name).Append("'>"); break;
+            case MacroValue m: sb.Append("<Macro '").Append(m.Macro.Name).Append("'>"); break;
             default: sb.Append(v.ToString()); break;
         }
     }
@@ -239,6 +276,11 @@ internal static class Py
             case long l: sb.Append(l.ToString(CultureInfo.InvariantCulture)); break;
             case double d: sb.Append(FloatRepr(d)); break;
             case string s: AppendStringRepr(sb, s); break;
+            case Markup m:
+                sb.Append("Markup(");
+                AppendStringRepr(sb, m.Value);
+                sb.Append(')');
+                break;
             case List<object?> list:
                 sb.Append('[');
                 for (int i = 0; i < list.Count; i++)
@@ -271,7 +313,7 @@ internal static class Py
                 }
                 sb.Append('}');
                 break;
-            case Undefined: break;
+            case Undefined: sb.Append("Undefined"); break;
             default: AppendStr(sb, v); break;
         }
     }
@@ -362,6 +404,8 @@ internal static class Py
     public static bool Equal(object? a, object? b)
     {
         if (ReferenceEquals(a, b)) return true;
+        if (a is Markup ma) a = ma.Value;
+        if (b is Markup mb) b = mb.Value;
         switch (a)
         {
             case null: return b is null;
@@ -398,6 +442,9 @@ internal static class Py
     /// <summary>Python's ordering (&lt;): numbers, strings, lists and tuples; anything else is a TypeError.</summary>
     public static int Compare(object? a, object? b, string op)
     {
+        var (origA, origB) = (a, b);
+        if (a is Markup ma) a = ma.Value;
+        if (b is Markup mb) b = mb.Value;
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double) return ToDouble(a).CompareTo(ToDouble(b));
@@ -417,7 +464,7 @@ internal static class Py
         }
         if (a is Undefined ua) throw ua.Fail();
         if (b is Undefined ub) throw ub.Fail();
-        throw TemplateRuntimeError.Type($"'{op}' not supported between instances of '{TypeName(a)}' and '{TypeName(b)}'");
+        throw TemplateRuntimeError.Type($"'{op}' not supported between instances of '{TypeName(origA)}' and '{TypeName(origB)}'");
     }
 
     private static IReadOnlyList<object?> AsList(object? v) => v is PyTuple t ? t.Items : (List<object?>)v!;
@@ -429,6 +476,7 @@ internal static class Py
         PyTuple t => new List<object?>(t.Items),
         PyDict d => new List<object?>(d.Keys),
         string s => StringChars(s),
+        Markup m => StringChars(m.Value),
         Undefined => [],
         Namespace => throw TemplateRuntimeError.Type("'Namespace' object is not iterable"),
         _ => throw TemplateRuntimeError.Type($"'{TypeName(v)}' object is not iterable"),
@@ -449,10 +497,14 @@ internal static class Py
         return list;
     }
 
+    /// <summary>True when the text holds characters outside the BMP, where UTF-16 units and Python's code points differ.</summary>
+    public static bool HasSurrogates(string s) => s.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') >= 0;
+
     /// <summary>Python's len(v).</summary>
     public static long Length(object? v) => v switch
     {
-        string s => s.Length,
+        string s => HasSurrogates(s) ? s.EnumerateRunes().Count() : s.Length,
+        Markup m => Length(m.Value),
         List<object?> l => l.Count,
         PyDict d => d.Count,
         PyTuple t => t.Items.Length,
@@ -462,6 +514,8 @@ internal static class Py
 
     public static bool Contains(object? container, object? item)
     {
+        if (container is Markup mc) container = mc.Value;
+        if (item is Markup mi) item = mi.Value;
         switch (container)
         {
             case string s:

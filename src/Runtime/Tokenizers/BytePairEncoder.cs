@@ -32,7 +32,8 @@ internal sealed class BytePairEncoder
         for (int b = 0; b < 256; b++)
             _byteTokens[b] = vocab.TryGetValue(ByteLevel.ByteToChar[b].ToString(), out int id) ? id : -1;
 
-        _merges = new Dictionary<long, (int, int)>(merges.Length);
+        _merges = new Dictionary<long, (int, int)>(merges.Length, PairKeyComparer.Instance);
+        Span<char> joined = stackalloc char[256];
         for (int rank = 0; rank < merges.Length; rank++)
         {
             var m = merges[rank].AsSpan();
@@ -49,8 +50,12 @@ internal sealed class BytePairEncoder
                 onBadMerge(rank, "names a part that is not in tokenizer.ggml.tokens");
                 continue;
             }
-            var joined = string.Concat(leftText, rightText);
-            if (!vocab.TryGetValue(joined, out int merged))
+            // the merged token is the merge text without its separating space
+            int joinedLength = leftText.Length + rightText.Length;
+            if (joinedLength > joined.Length) joined = new char[joinedLength];
+            leftText.CopyTo(joined);
+            rightText.CopyTo(joined[leftText.Length..]);
+            if (!_vocab.TryGetValue(joined[..joinedLength], out int merged))
             {
                 onBadMerge(rank, "produces a token that is not in tokenizer.ggml.tokens");
                 continue;
@@ -60,6 +65,17 @@ internal sealed class BytePairEncoder
     }
 
     private static long Key(int left, int right) => ((long)left << 32) | (uint)right;
+
+    /// <summary>
+    /// long's own hash is (low ^ high): every pair of equal ids ("Ġ Ġ", "a a", ...) would share one bucket.
+    /// A multiplicative mix spreads them.
+    /// </summary>
+    private sealed class PairKeyComparer : IEqualityComparer<long>
+    {
+        public static readonly PairKeyComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
+    }
 
     /// <summary>Tokenizes a fragment of raw text (no special tokens in it).</summary>
     public void Encode(string text, List<int> output)

@@ -12,7 +12,7 @@ namespace Infer.Runtime.Tokenizers;
 /// and greedy <c>? * + {m} {m,} {m,n}</c> on single-character atoms. Anything else is rejected when the
 /// pattern is built. Recursion depth is bounded by the pattern, not the input.
 /// </summary>
-internal sealed class CodepointRegex
+internal sealed class CodepointRegex : ISplitter
 {
     private readonly Node _root;
 
@@ -112,7 +112,9 @@ internal sealed class CodepointRegex
         private readonly List<(int Lo, int Hi)> _ranges = [];
         private readonly List<Func<int, bool>> _predicates = [];
         private bool _negated;
-        private ulong[]? _bmp; // membership bitmap for code points below 0x10000, built on first use
+        // membership of code points below 0x10000, filled 64 at a time on first use: (bits, which blocks are filled)
+        private readonly ulong[] _bmpBits = new ulong[0x10000 / 64];
+        private readonly ulong[] _bmpDone = new ulong[0x10000 / 64 / 64];
 
         public static CharSet Single(int cp)
         {
@@ -137,12 +139,20 @@ internal sealed class CodepointRegex
 
         public bool Contains(int cp)
         {
-            if (cp < 0x10000)
-            {
-                var bmp = _bmp ??= BuildBmp();
-                return (bmp[cp >> 6] & (1UL << (cp & 63))) != 0;
-            }
-            return Evaluate(cp);
+            if ((uint)cp >= 0x10000) return Evaluate(cp);
+            int block = cp >> 6;
+            if ((Volatile.Read(ref _bmpDone[block >> 6]) & (1UL << (block & 63))) == 0) FillBlock(block);
+            return (_bmpBits[block] & (1UL << (cp & 63))) != 0;
+        }
+
+        /// <summary>Thread-safe: the block's bits are written before its done flag, and every writer writes the same bits.</summary>
+        private void FillBlock(int block)
+        {
+            ulong bits = 0;
+            for (int i = 0; i < 64; i++)
+                if (Evaluate(block * 64 + i)) bits |= 1UL << i;
+            _bmpBits[block] = bits;
+            Interlocked.Or(ref _bmpDone[block >> 6], 1UL << (block & 63));
         }
 
         private bool Evaluate(int cp)
@@ -154,14 +164,6 @@ internal sealed class CodepointRegex
                 foreach (var p in _predicates)
                     if (p(cp)) { hit = true; break; }
             return hit != _negated;
-        }
-
-        private ulong[] BuildBmp()
-        {
-            var bits = new ulong[0x10000 / 64];
-            for (int cp = 0; cp < 0x10000; cp++)
-                if (Evaluate(cp)) bits[cp >> 6] |= 1UL << (cp & 63);
-            return bits;
         }
     }
 

@@ -13,7 +13,7 @@ internal sealed class PreTokenizer
     private const string Llama3 = Contractions + @"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     private const string Qwen2 = Contractions + @"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-    private readonly CodepointRegex[] _sequence;
+    private readonly ISplitter[] _sequence;
 
     /// <summary>The <c>tokenizer.ggml.pre</c> family this splitter implements.</summary>
     public string Name { get; }
@@ -30,7 +30,7 @@ internal sealed class PreTokenizer
     private PreTokenizer(string name, string[] patterns, bool nfc = false, bool ignoreMerges = false, bool addBos = false)
     {
         Name = name;
-        _sequence = Array.ConvertAll(patterns, p => new CodepointRegex(p));
+        _sequence = Array.ConvertAll(patterns, p => p == TrailingWhitespace.Pattern ? TrailingWhitespace.Instance : (ISplitter)new CodepointRegex(p));
         NormalizeNfc = nfc;
         IgnoreMerges = ignoreMerges;
         DefaultAddBos = addBos;
@@ -61,9 +61,9 @@ internal sealed class PreTokenizer
         "deepseek-llm" => new(pre,
         [
             @"[\r\n]",
-            @"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+            "\\s?[A-Za-z\u00B5\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u01BA\u01BC-\u01BF\u01C4-\u0293\u0295-\u02AF\u0370-\u0373\u0376\u0377\u037B-\u037D\u037F\u0386\u0388-\u038A\u038C\u038E-\u03A1\u03A3-\u03F5\u03F7-\u0481\u048A-\u052F\u0531-\u0556\u10A0-\u10C5\u13A0-\u13F5\u13F8-\u13FD\u1C90-\u1CBA\u1CBD-\u1CBF\u1D00-\u1D2B\u1D6B-\u1D77\u1D79-\u1D9A\u1E00-\u1F15\u1F18-\u1F1D\u1F20-\u1F45\u1F48-\u1F4D\u1F50-\u1F57\u1F59\u1F5B\u1F5D\u1F5F-\u1F7D\u1F80-\u1FB4\u1FB6-\u1FBC\u1FBE\u1FC2-\u1FC4\u1FC6-\u1FCC\u1FD0-\u1FD3\u1FD6-\u1FDB\u1FE0-\u1FEC\u1FF2-\u1FF4\u1FF6-\u1FFC\u2102\u2107\u210A-\u2113\u2115\u2119-\u211D\u2124\u2126\u2128\u212A-\u212D\u212F-\u2134\u2139\u213C-\u213F\u2145-\u2149\u214E\u2183\u2184\u2C00-\u2C7B\u2C7E-\u2CE4\u2CEB-\u2CEE\u2CF2\u2CF3\uA640-\uA66D\uA680-\uA69B\uA722-\uA76F\uA771-\uA787\uA78B-\uA78E\uAB70-\uABBF\uFB00-\uFB06\uFB13-\uFB17\uFF21-\uFF3A\uFF41-\uFF5A\U00010400-\U0001044F\U000104B0-\U000104D3\U000104D8-\U000104FB\U00010C80-\U00010CB2\U00010CC0-\U00010CF2\U000118A0-\U000118DF\U0001E900-\U0001E943]+",
             @"\s?[!-/:-~！-／：-～‘-‟　-。]+",
-            @"\s+$",
+            TrailingWhitespace.Pattern,
             "[一-龥ࠀ-一가-퟿]+",
             @"\p{N}+",
         ]),
@@ -104,4 +104,28 @@ internal sealed class PreTokenizer
             words.AddRange(next);
         }
     }
+
+    /// <summary>
+    /// <c>\s+$</c> as a direct scan. A backtracking matcher tries every start in a run of whitespace that is
+    /// not at the end and rescans the run each time: quadratic on a long run before a non-space.
+    /// </summary>
+    private sealed class TrailingWhitespace : ISplitter
+    {
+        public const string Pattern = @"\s+$";
+        public static readonly TrailingWhitespace Instance = new();
+
+        public void SplitIsolated(ReadOnlySpan<int> text, int offset, List<(int Start, int Length)> output)
+        {
+            int start = text.Length;
+            while (start > 0 && CodepointRegex.IsWhiteSpace(text[start - 1])) start--;
+            if (start > 0) output.Add((offset, start));
+            if (start < text.Length) output.Add((offset + start, text.Length - start));
+        }
+    }
+}
+
+/// <summary>One step of a pre-tokenizer: splits a piece into matches and gaps, all kept.</summary>
+internal interface ISplitter
+{
+    void SplitIsolated(ReadOnlySpan<int> text, int offset, List<(int Start, int Length)> output);
 }

@@ -51,7 +51,7 @@ internal sealed class SentencePieceEncoder
         public int Start, Length, Prev, Next;
     }
 
-    private readonly record struct Bigram(int Left, int Right, int Length, float Score);
+    private readonly record struct Bigram(int Left, int Right, int Length, float Score, int Id);
 
     private sealed class BigramOrder : IComparer<Bigram>
     {
@@ -89,7 +89,7 @@ internal sealed class SentencePieceEncoder
             ref var right = ref symbols[bigram.Right];
             if (left.Length == 0 || right.Length == 0 || left.Length + right.Length != bigram.Length) continue;
 
-            if (_types[_lookup[text.AsSpan(left.Start, bigram.Length)]] == TokenType.Unused)
+            if (_types[bigram.Id] == TokenType.Unused)
             {
                 revMerge ??= new Dictionary<string, (int, int, int)>(StringComparer.Ordinal);
                 revMerge[text.Substring(left.Start, bigram.Length)] = (left.Start, left.Length, right.Length);
@@ -113,7 +113,7 @@ internal sealed class SentencePieceEncoder
         if (left < 0 || right < 0) return;
         int length = symbols[left].Length + symbols[right].Length;
         if (!_lookup.TryGetValue(text.AsSpan(symbols[left].Start, length), out int id)) return;
-        var bigram = new Bigram(left, right, length, _scores[id]);
+        var bigram = new Bigram(left, right, length, _scores[id], id);
         queue.Enqueue(bigram, bigram);
     }
 

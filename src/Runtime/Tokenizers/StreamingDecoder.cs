@@ -29,6 +29,17 @@ public sealed class StreamingDecoder
         return Convert(bytes, flush: false);
     }
 
+    /// <summary>
+    /// Allocation-free form of <see cref="Append(int)"/>: writes the completed text to <paramref name="destination"/>
+    /// and returns the number of chars written. <see cref="Tokenizer.MaxTokenChars"/> chars always suffice.
+    /// </summary>
+    public int Append(int id, Span<char> destination)
+    {
+        var bytes = _tokenizer.TokenSpan(id);
+        if (_removeSpecial && _tokenizer.IsSpecial(id)) return 0;
+        return _utf8.GetChars(bytes, destination, flush: false);
+    }
+
     /// <summary>Ends the stream: a pending incomplete character becomes U+FFFD. The decoder can then be reused.</summary>
     public string Flush() => Convert([], flush: true);
 

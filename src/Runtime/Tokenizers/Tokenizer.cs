@@ -69,6 +69,12 @@ public sealed class Tokenizer
     /// <summary>SentencePiece's dummy prefix: a space is put before text at the start and after each special token.</summary>
     public bool AddSpacePrefix { get; }
 
+    /// <summary>
+    /// An upper bound on the chars one token can complete in a <see cref="StreamingDecoder"/>: its bytes plus
+    /// up to three pending bytes of an earlier token, at most one char each (a surrogate pair takes four bytes).
+    /// </summary>
+    public int MaxTokenChars { get; }
+
     /// <summary>Tokens that end generation, ascending.</summary>
     public IReadOnlyList<int> EndOfGenerationIds { get; }
 
@@ -129,15 +135,16 @@ public sealed class Tokenizer
         if (AddBos && BosId < 0) throw Error(path, $"'{AddBosKey}' is true, but '{BosKey}' is not set");
         if (AddEos && EosId < 0) throw Error(path, $"'{AddEosKey}' is true, but '{EosKey}' is not set");
 
-        // llama.cpp finds these by text when the metadata does not name them, and makes them control tokens
-        if (eot < 0) eot = FindByText(EotTexts);
-        if (eom < 0) eom = FindByText(["<|eom_id|>"]);
-        if (fimPad < 0) fimPad = FindByText(FimPadTexts);
-        if (fimRep < 0) fimRep = FindByText(FimRepTexts);
-        if (fimSep < 0) fimSep = FindByText(FimSepTexts);
+        // llama.cpp finds these by text when the metadata does not name them. Unlike llama.cpp, only tokens that
+        // already are special (control, user-defined, unknown) qualify and no token type is changed: Qwen's
+        // vocabulary has "</s>" as an ordinary BPE token, which Hugging Face tokenizes and decodes as text.
+        if (eot < 0) eot = FindSpecialByText(EotTexts);
+        if (eom < 0) eom = FindSpecialByText(["<|eom_id|>"]);
+        if (fimPad < 0) fimPad = FindSpecialByText(FimPadTexts);
+        if (fimRep < 0) fimRep = FindSpecialByText(FimRepTexts);
+        if (fimSep < 0) fimSep = FindSpecialByText(FimSepTexts);
         EotId = eot;
         EomId = eom;
-        foreach (var id in new[] { eot, eom, fimPad, fimRep, fimSep }) PromoteToControl(id);
 
         _eog = BuildEndOfGeneration(fimPad, fimRep, fimSep);
         EndOfGenerationIds = _eog.Order().ToArray();
@@ -150,6 +157,9 @@ public sealed class Tokenizer
         }
 
         (_pieceBytes, _pieceOffsets) = BuildPieces();
+        int longest = 0;
+        for (int id = 0; id < n; id++) longest = Math.Max(longest, _pieceOffsets[id + 1] - _pieceOffsets[id]);
+        MaxTokenChars = longest + 3;
 
         if (spm)
         {
@@ -219,17 +229,14 @@ public sealed class Tokenizer
         };
     }
 
-    private int FindByText(string[] candidates)
+    private int FindSpecialByText(string[] candidates)
     {
         foreach (var text in candidates)
-            if (_textToId.TryGetValue(text, out int id)) return id;
+            if (_textToId.TryGetValue(text, out int id) && IsSpecialType(_types[id])) return id;
         return -1;
     }
 
-    private void PromoteToControl(int id)
-    {
-        if (id >= 0 && _types[id] is not (TokenType.Control or TokenType.UserDefined or TokenType.Unknown)) _types[id] = TokenType.Control;
-    }
+    private static bool IsSpecialType(TokenType t) => t is TokenType.Control or TokenType.UserDefined or TokenType.Unknown;
 
     private HashSet<int> BuildEndOfGeneration(int fimPad, int fimRep, int fimSep)
     {
@@ -237,11 +244,7 @@ public sealed class Tokenizer
         foreach (var id in new[] { fimPad, fimRep, fimSep, EosId, EotId, EomId })
             if (id >= 0) eog.Add(id);
         foreach (var text in EogTexts)
-        {
-            if (!_textToId.TryGetValue(text, out int id)) continue;
-            eog.Add(id);
-            PromoteToControl(id);
-        }
+            if (_textToId.TryGetValue(text, out int id) && IsSpecialType(_types[id])) eog.Add(id);
         // gpt-oss (harmony) and solar-open: "<|end|>" ends a message, not the generation
         bool Has(string t) => _textToId.TryGetValue(t, out int i) && eog.Contains(i);
         if (Has("<|end|>") && (Has("<|return|>") && Has("<|call|>") || Has("<|calls|>") && Has("<|flush|>")))

@@ -16,10 +16,60 @@ internal static class UnicodeNfc
     private static readonly Dictionary<int, (int First, int Second)> Decompositions = BuildDecompositions();
     private static readonly Dictionary<long, int> Compositions = BuildCompositions();
 
-    /// <summary>Returns <paramref name="text"/> in Normalization Form C.</summary>
-    public static string Normalize(string text)
+    // BMP code points that can change under NFC or combine with what precedes them (a quick check,
+    // like Unicode's NFC_Quick_Check != Yes, plus every non-zero combining class); supplementary ones in a set
+    private static readonly ulong[] UnstableBmp = new ulong[0x10000 / 64];
+    private static readonly HashSet<int> UnstableSupplementary = [];
+
+    static UnicodeNfc()
     {
-        if (IsTriviallyNfc(text)) return text;
+        var ranges = UnicodeNfcData.CombiningClassRanges;
+        for (int i = 0; i < ranges.Length; i += 3)
+            for (int cp = ranges[i]; cp <= ranges[i + 1]; cp++) MarkUnstable(cp);
+        foreach (var (pair, _) in Compositions) MarkUnstable((int)(pair & 0xFFFFFFFF)); // can compose with the previous character
+        for (int cp = VBase; cp < VBase + VCount; cp++) MarkUnstable(cp);
+        for (int cp = TBase + 1; cp < TBase + TCount; cp++) MarkUnstable(cp);
+        foreach (var cp in UnicodeNfcData.DecompositionKeys)
+        {
+            var one = new List<int>();
+            Decompose(cp, one);
+            ReorderCombiningMarks(one);
+            Compose(one);
+            if (one.Count != 1 || one[0] != cp) MarkUnstable(cp); // does not survive NFC on its own
+        }
+    }
+
+    private static void MarkUnstable(int cp)
+    {
+        if (cp < 0x10000) UnstableBmp[cp >> 6] |= 1UL << (cp & 63);
+        else UnstableSupplementary.Add(cp);
+    }
+
+    /// <summary>True when no character can change or combine: the text is already NFC.</summary>
+    internal static bool IsQuickNfc(string text)
+    {
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (c < '\u0300') continue;
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                if (UnstableSupplementary.Contains(char.ConvertToUtf32(c, text[++i]))) return false;
+            }
+            else if ((UnstableBmp[c >> 6] & (1UL << (c & 63))) != 0)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Returns <paramref name="text"/> in Normalization Form C.</summary>
+    public static string Normalize(string text) => IsQuickNfc(text) ? text : NormalizeFull(text);
+
+    /// <summary>Decompose, reorder, compose: without the quick check.</summary>
+    internal static string NormalizeFull(string text)
+    {
         var cps = new List<int>(text.Length + 8);
         foreach (var rune in text.EnumerateRunes()) Decompose(rune.Value, cps);
         ReorderCombiningMarks(cps);
@@ -27,14 +77,6 @@ internal static class UnicodeNfc
         var sb = new StringBuilder(cps.Count + 8);
         foreach (var cp in cps) sb.Append(char.ConvertFromUtf32(cp));
         return sb.ToString();
-    }
-
-    /// <summary>Text made only of code points below U+0300 is already NFC: nothing there decomposes or combines.</summary>
-    private static bool IsTriviallyNfc(string text)
-    {
-        foreach (var c in text)
-            if (c >= '\u0300') return false;
-        return true;
     }
 
     internal static int CombiningClass(int cp)

@@ -146,4 +146,52 @@ public unsafe class DotKernelTests
             Assert.Equal(QuantTestUtil.Quantize(GgmlType.Q8_0, x), HandComputedBlockTests.FastQ8_0(x));
         }
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void FastQ8_KActivationQuantizerIsByteIdenticalToReference(int seed)
+    {
+        foreach (int blocks in new[] { 1, 2, 5, 16 })
+        {
+            float[] x = QuantTestUtil.RandomData(blocks * 256, seed * 1000 + blocks, 1.0f);
+            // block 0: +a and -a both of the largest magnitude, the negative one first (its sign picks iscale);
+            // iscale = -127 / -12.7 ≈ 10, so 0.25 and 0.35 land next to the halfway points 2.5 and 3.5
+            for (int j = 0; j < 256; j++) x[j] = MathF.Max(-12.0f, MathF.Min(12.0f, x[j]));
+            x[3] = -12.7f; x[200] = 12.7f; x[4] = 0.25f; x[5] = 0.35f;
+            if (blocks > 1) Array.Clear(x, 256, 256); // an all-zero block
+            var fast = new byte[blocks * 292];
+            fixed (float* px = x) fixed (byte* py = fast) Q8_K.QuantizeFast(px, py, x.Length);
+            Assert.Equal(QuantTestUtil.Quantize(GgmlType.Q8_K, x), fast);
+        }
+    }
+
+    [Theory]
+    [InlineData(QuantKernels.IsaLevel.Best)]
+    [InlineData(QuantKernels.IsaLevel.Avx2)]
+    [InlineData(QuantKernels.IsaLevel.Scalar)]
+    public void F16DotConvertsEveryHalfValueExactly(QuantKernels.IsaLevel level)
+    {
+        // 16 copies of one half value against a one-hot activation: the dot is that value, exactly (subnormals, ±0, largest, Inf included).
+        var k = QuantKernels.Get(GgmlType.F16, level);
+        var w = new ushort[16];
+        var a = new float[16];
+        fixed (ushort* pw = w) fixed (float* pa = a)
+        {
+            for (int h = 0; h < 65536; h++)
+            {
+                if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF) != 0) continue; // NaN payloads: only NaN-ness is defined
+                Array.Fill(w, (ushort)h);
+                Array.Clear(a);
+                a[h % 16] = 1.0f;
+                float expected = Fp16.ToFloatRef((ushort)h);
+                if (float.IsInfinity(expected)) Array.Fill(a, 1.0f);
+                float got = k.Dot(16, (byte*)pw, (byte*)pa);
+                Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(got) || (expected == 0 && got == 0),
+                    $"{k.Isa}: half 0x{h:X4} gave {got}, expected {expected}");
+            }
+            Array.Fill(w, (ushort)0x7E00);
+            Assert.True(float.IsNaN(k.Dot(16, (byte*)pw, (byte*)pa)));
+        }
+    }
 }

@@ -26,6 +26,12 @@ public unsafe class KernelTableTests
         Assert.Equal(GgmlTypeInfo.BlockSize(type), k.BlockSize);
         Assert.Equal(GgmlTypeInfo.TypeSize(type), k.TypeSize);
         Assert.Equal(GgmlTypeInfo.RowBytes(vecDot, 4096), k.ActivationRowBytes(4096));
+        if (k.RepackRows > 0)
+        {
+            // Q8_0 activation rows for the repacked kernels carry one int32 block sum per block after the blocks
+            Assert.Equal(GgmlTypeInfo.RowBytes(vecDot, 4096) + (vecDot == GgmlType.Q8_0 ? 4096 / 32 * 4 : 0), k.RepackedActivationRowBytes(4096));
+            Assert.True(k.RepackedQuantizeActivations != null);
+        }
         Assert.True(k.Dot != null && k.Dot4 != null && k.Dequantize != null);
         Assert.Equal(vecDot == GgmlType.F32, k.QuantizeActivations == null);
         Assert.Same(k, QuantKernels.Get(type));
@@ -39,9 +45,29 @@ public unsafe class KernelTableTests
             var k = QuantKernels.Get(type);
             if (k.QuantizeActivations == null) continue;
             float[] x = QuantTestUtil.RandomData(4096, 3, 1.5f);
-            var y = new byte[k.ActivationRowBytes(4096)];
+            // one guard byte after the row: the quantizer must write exactly ActivationRowBytes
+            var y = new byte[k.ActivationRowBytes(4096) + 1];
+            y[^1] = 0xA5;
             fixed (float* px = x) fixed (byte* py = y) k.QuantizeActivations(px, py, 4096);
-            Assert.Equal(QuantTestUtil.Quantize(k.VecDotType, x), y);
+            byte[] reference = QuantTestUtil.Quantize(k.VecDotType, x);
+            Assert.Equal(reference, y.AsSpan(0, reference.Length).ToArray());
+            Assert.Equal(0xA5, y[^1]);
+            if (k.RepackRows == 0) continue;
+            y = new byte[k.RepackedActivationRowBytes(4096) + 1];
+            y[^1] = 0xA5;
+            fixed (float* px = x) fixed (byte* py = y) k.RepackedQuantizeActivations(px, py, 4096);
+            Assert.Equal(reference, y.AsSpan(0, reference.Length).ToArray());
+            Assert.Equal(0xA5, y[^1]);
+            if (k.VecDotType == GgmlType.Q8_0)
+            {
+                for (int b = 0; b < 4096 / 32; b++)
+                {
+                    int sum = 0;
+                    for (int j = 0; j < 32; j++) sum += (sbyte)reference[b * 34 + 2 + j];
+                    Assert.Equal(sum, BitConverter.ToInt32(y, reference.Length + 4 * b));
+                }
+            }
+            else Assert.Equal(reference.Length + 1, y.Length);
         }
     }
 
