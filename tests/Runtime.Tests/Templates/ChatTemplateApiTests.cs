@@ -39,8 +39,13 @@ public class ChatTemplateApiTests
     [Fact]
     public void UnclosedBlockIsReported()
     {
-        var ex = Assert.Throws<TemplateException>(() => ChatTemplate.Parse("{% for x in y %}\nbody\n"));
-        Assert.Contains("endfor", ex.Detail);
+        var ex = Assert.Throws<TemplateException>(() => ChatTemplate.Parse("a\n{% for x in y %}\nbody\n"));
+        Assert.Contains("'endfor'", ex.Detail);
+        Assert.Contains("'for' (opened on line 2)", ex.Detail);
+        var stray = Assert.Throws<TemplateException>(() => ChatTemplate.Parse("{% if x %}\n{% for y in x %}{% endif %}"));
+        Assert.Equal(2, stray.Line);
+        Assert.Contains("unknown tag 'endif'", stray.Detail);
+        Assert.Contains("'for' (opened on line 2)", stray.Detail);
     }
 
     [Fact]
