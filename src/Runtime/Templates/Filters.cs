@@ -97,9 +97,18 @@ internal static class FilterLibrary
             string s => s,
             _ => throw TemplateRuntimeError.Type($"tojson indent must be an int or str, not {Py.TypeName(indentV)}"),
         };
-        bool sortKeys = Py.Truthy(a.Get(-1, "sort_keys", false));
-        bool ensureAscii = Py.Truthy(a.Get(-1, "ensure_ascii", false));
-        return PyJson.Dumps(v, indent, sortKeys, ensureAscii);
+        var style = JsonStyle.Python(indent, Py.Truthy(a.Get(-1, "sort_keys", false)), Py.Truthy(a.Get(-1, "ensure_ascii", false)));
+        switch (a.Get(-1, "separators"))
+        {
+            case null:
+                break;
+            case PyTuple or List<object?> when Py.Iterate(a.Get(-1, "separators")) is [string item, string key]:
+                style = style with { ItemSeparator = item, KeySeparator = key };
+                break;
+            default:
+                throw TemplateRuntimeError.Value("tojson separators must be a pair of strings");
+        }
+        return PyJson.Dumps(v, style);
     }
 
     private static object? Items(Context ctx, object? v, CallArgs a)

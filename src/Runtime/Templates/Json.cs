@@ -3,22 +3,30 @@ using System.Text;
 
 namespace Infer.Runtime.Templates;
 
+/// <summary>How json.dumps was asked to write: indent, separators, key order, ASCII escaping.</summary>
+internal readonly record struct JsonStyle(string? Indent, string ItemSeparator, string KeySeparator, bool SortKeys, bool EnsureAscii)
+{
+    /// <summary>Python's defaults: ", " and ": " without indent, "," and ": " with it.</summary>
+    public static JsonStyle Python(string? indent, bool sortKeys = false, bool ensureAscii = false) =>
+        new(indent, indent is null ? ", " : ",", ": ", sortKeys, ensureAscii);
+}
+
 /// <summary>
-/// Python's json.dumps(value, ensure_ascii=False, indent=..., sort_keys=...) as transformers' tojson filter
-/// calls it: separators ", " and ": " without indent, "," and ": " with it; non-ASCII kept as is.
+/// Python's json.dumps(value, ensure_ascii=False, indent=..., separators=..., sort_keys=...) as transformers'
+/// tojson filter calls it; non-ASCII is kept as is unless ensure_ascii is asked for.
 /// </summary>
 internal static class PyJson
 {
     private const int MaxDepth = 512;
 
-    public static string Dumps(object? value, string? indent, bool sortKeys, bool ensureAscii = false)
+    public static string Dumps(object? value, JsonStyle style)
     {
         var sb = new StringBuilder();
-        Write(sb, value, indent, sortKeys, ensureAscii, 0);
+        Write(sb, value, style, 0);
         return sb.ToString();
     }
 
-    private static void Write(StringBuilder sb, object? v, string? indent, bool sortKeys, bool ascii, int depth)
+    private static void Write(StringBuilder sb, object? v, JsonStyle style, int depth)
     {
         if (depth > MaxDepth) throw TemplateRuntimeError.Value("Circular reference detected");
         switch (v)
@@ -29,39 +37,38 @@ internal static class PyJson
             case double d:
                 sb.Append(double.IsNaN(d) ? "NaN" : double.IsPositiveInfinity(d) ? "Infinity" : double.IsNegativeInfinity(d) ? "-Infinity" : Py.FloatRepr(d));
                 break;
-            case string s: WriteString(sb, s, ascii); break;
-            case Markup m: WriteString(sb, m.Value, ascii); break;
-            case List<object?> list: WriteArray(sb, list, indent, sortKeys, ascii, depth); break;
-            case PyTuple t: WriteArray(sb, t.Items, indent, sortKeys, ascii, depth); break;
-            case PyDict dict:
-                {
-                    if (dict.Count == 0)
-                    {
-                        sb.Append("{}");
-                        break;
-                    }
-                    IEnumerable<KeyValuePair<object, object?>> pairs = dict;
-                    if (sortKeys) pairs = dict.OrderBy(p => p.Key, Comparer<object>.Create((a, b) => Py.Compare(a, b, "<")));
-                    sb.Append('{');
-                    bool first = true;
-                    foreach (var (k, val) in pairs)
-                    {
-                        if (!first) sb.Append(indent is null ? ", " : ",");
-                        first = false;
-                        NewLine(sb, indent, depth + 1);
-                        WriteString(sb, KeyString(k), ascii);
-                        sb.Append(": ");
-                        Write(sb, val, indent, sortKeys, ascii, depth + 1);
-                    }
-                    NewLine(sb, indent, depth);
-                    sb.Append('}');
-                    break;
-                }
-            case Namespace:
-            case Undefined:
+            case string s: WriteString(sb, s, style.EnsureAscii); break;
+            case Markup m: WriteString(sb, m.Value, style.EnsureAscii); break;
+            case List<object?> list: WriteArray(sb, list, style, depth); break;
+            case PyTuple t: WriteArray(sb, t.Items, style, depth); break;
+            case PyDict dict: WriteObject(sb, dict, style, depth); break;
             default:
                 throw TemplateRuntimeError.Type($"Object of type {Py.TypeName(v)} is not JSON serializable");
         }
+    }
+
+    private static void WriteObject(StringBuilder sb, PyDict dict, JsonStyle style, int depth)
+    {
+        if (dict.Count == 0)
+        {
+            sb.Append("{}");
+            return;
+        }
+        IEnumerable<KeyValuePair<object, object?>> pairs = dict;
+        if (style.SortKeys) pairs = dict.OrderBy(p => p.Key, Comparer<object>.Create((a, b) => Py.Compare(a, b, "<")));
+        sb.Append('{');
+        bool first = true;
+        foreach (var (k, val) in pairs)
+        {
+            if (!first) sb.Append(style.ItemSeparator);
+            first = false;
+            NewLine(sb, style.Indent, depth + 1);
+            WriteString(sb, KeyString(k), style.EnsureAscii);
+            sb.Append(style.KeySeparator);
+            Write(sb, val, style, depth + 1);
+        }
+        NewLine(sb, style.Indent, depth);
+        sb.Append('}');
     }
 
     private static string KeyString(object k) => k switch
@@ -73,7 +80,7 @@ internal static class PyJson
         _ => throw TemplateRuntimeError.Type($"keys must be str, int, float, bool or None, not {Py.TypeName(k)}"),
     };
 
-    private static void WriteArray(StringBuilder sb, IReadOnlyList<object?> items, string? indent, bool sortKeys, bool ascii, int depth)
+    private static void WriteArray(StringBuilder sb, IReadOnlyList<object?> items, JsonStyle style, int depth)
     {
         if (items.Count == 0)
         {
@@ -83,11 +90,11 @@ internal static class PyJson
         sb.Append('[');
         for (int i = 0; i < items.Count; i++)
         {
-            if (i > 0) sb.Append(indent is null ? ", " : ",");
-            NewLine(sb, indent, depth + 1);
-            Write(sb, items[i], indent, sortKeys, ascii, depth + 1);
+            if (i > 0) sb.Append(style.ItemSeparator);
+            NewLine(sb, style.Indent, depth + 1);
+            Write(sb, items[i], style, depth + 1);
         }
-        NewLine(sb, indent, depth);
+        NewLine(sb, style.Indent, depth);
         sb.Append(']');
     }
 

@@ -130,6 +130,8 @@ CASES = [
     "{{ {'k': 'Café ☕', 'n': [1, 2.0, none, true], 'q': 'a\"b\\\\c\\n'} | tojson }}",
     "{{ {'b': 1, 'a': {'c': []}} | tojson(indent=2) }}",
     "{{ {'b': 1, 'a': {}} | tojson(sort_keys=true) }}|{{ 'x' | tojson }}|{{ none | tojson }}|{{ [] | tojson(indent=4) }}",
+    "{{ {'a': [1, 2], 'b': 'é'} | tojson(separators=(',', ':')) }}|{{ {'a': 1} | tojson(indent=2, separators=(', ', ' = ')) }}|{{ ['é'] | tojson(ensure_ascii=true) }}",
+    "{% set j = joiner(' | ') %}{% for x in lst %}{{ j() }}{{ x }}{% endfor %}",
     "{{ d | dictsort(reverse=true) }}|{{ {'B': 1, 'a': 2} | dictsort }}|{{ {'B': 1, 'a': 2} | dictsort(case_sensitive=true) }}",
     "{{ messages | map(attribute='missing', default='?') | list }}|{{ messages | sort(attribute='role') | map(attribute='role') | join }}",
     "{% filter upper %}shout {{ n }}{% endfilter %}|{% filter trim %}   padded   {% endfilter %}",
