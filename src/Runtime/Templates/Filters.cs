@@ -450,7 +450,7 @@ internal static class TestLibrary
         ["string"] = (_, v, _) => v is string or Markup,
         ["mapping"] = (_, v, _) => v is PyDict,
         ["sequence"] = (_, v, _) => v is string or Markup or List<object?> or PyTuple or PyDict or Undefined,
-        ["iterable"] = (_, v, _) => v is string or Markup or List<object?> or PyTuple or PyDict or Undefined,
+        ["iterable"] = (_, v, _) => v is string or Markup or List<object?> or PyTuple or PyDict or PyDictView or Undefined,
         ["callable"] = (_, v, _) => v is MacroValue or BuiltinFunction or BoundMethod,
         ["odd"] = (_, v, _) => Py.ToLong(v) % 2 != 0,
         ["even"] = (_, v, _) => Py.ToLong(v) % 2 == 0,
