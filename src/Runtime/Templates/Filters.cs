@@ -56,7 +56,7 @@ internal static class FilterLibrary
         ["float"] = ToFloat,
         ["abs"] = (_, v, _) => v switch
         {
-            long l => (object)Math.Abs(l),
+            long l => l == long.MinValue ? throw new TemplateRuntimeError("OverflowError", "integer result does not fit in 64 bits") : (object)Math.Abs(l),
             double d => (object)Math.Abs(d),
             bool b => (object)(b ? 1L : 0L),
             _ => throw TemplateRuntimeError.Type($"bad operand type for abs(): '{Py.TypeName(v)}'"),

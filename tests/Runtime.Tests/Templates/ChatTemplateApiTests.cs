@@ -151,6 +151,19 @@ public class ChatTemplateApiTests
         Assert.Contains("5000 loop iterations", ex.Detail);
     }
 
+    [Theory]
+    [InlineData("{{ 9223372036854775807 + 1 }}")]
+    [InlineData("{{ (-9223372036854775807 - 1) | abs }}")]
+    [InlineData("{{ 3037000500 * 3037000500 }}")]
+    [InlineData("{{ 2 ** 70 }}")]
+    [InlineData("{{ 99999999999999999999 }}")]
+    public void IntegersBeyond64BitsFailInsteadOfWrapping(string source)
+    {
+        // Python would print the exact big integer; we stop with OverflowError rather than print a wrapped number.
+        var ex = Assert.ThrowsAny<TemplateException>(() => Render(source));
+        Assert.Equal("OverflowError", ex.Kind);
+    }
+
     [Fact]
     public void DeepNestingIsASyntaxErrorNotACrash()
     {
