@@ -163,3 +163,29 @@ public class PreTokenizerHashTests
         Assert.Equal("a36b1f2c3f84522dd1005145646617d7054c0851e97c72a039c0bdfac9fa07f3", PreTokenizerHash.Hash([1, 2, 3]));
     }
 }
+
+public class RopeScalingMetadataTests
+{
+    private static HfConfig Config(RopeScaling? rs) => Synth.Custom("llama", 1, 64, 128, 2, 1, null, 4096, 10000, 1e-5, false) with { VocabSize = 10, RopeScaling = rs };
+
+    private static MetadataList Metadata(RopeScaling? rs) => Converter.BuildMetadata(Config(rs), OutputType.BF16, [], [], "x");
+
+    [Fact]
+    public void LinearAndYarnWriteLlamaCppsKeys()
+    {
+        var linear = Metadata(new RopeScaling("linear", 2, 1, 4, null));
+        Assert.Contains(linear, e => e.Key == "llama.rope.scaling.type" && (string)e.Value == "linear");
+        Assert.Contains(linear, e => e.Key == "llama.rope.scaling.factor" && (float)e.Value == 2f);
+        var yarn = Metadata(new RopeScaling("yarn", 4, 1, 4, 32768));
+        Assert.Contains(yarn, e => e.Key == "llama.rope.scaling.type" && (string)e.Value == "yarn");
+        Assert.Contains(yarn, e => e.Key == "llama.rope.scaling.original_context_length" && (uint)e.Value == 32768u);
+        Assert.DoesNotContain(Metadata(new RopeScaling("llama3", 8, 1, 4, 8192)), e => e.Key.Contains("scaling"));
+    }
+
+    [Fact]
+    public void UnknownRopeTypeIsAnError()
+    {
+        var e = Assert.Throws<Infer.Runtime.UnsupportedModelException>(() => Metadata(new RopeScaling("longrope", 1, 1, 4, null)));
+        Assert.Contains("rope_scaling type 'longrope' is not supported", e.Message);
+    }
+}

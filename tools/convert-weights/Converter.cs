@@ -178,8 +178,10 @@ public static class Converter
                     break;
                 case "llama3":
                     break; // carried by rope_freqs.weight
+                case "dynamic":
+                    break; // dynamic NTK scaling: llama.cpp's converter writes nothing for it either
                 default:
-                    throw new UnsupportedModelException(cfg.Path, $"rope_scaling type '{rs.Type}' is not supported (default, linear, yarn, llama3 are)");
+                    throw new UnsupportedModelException(cfg.Path, $"rope_scaling type '{rs.Type}' is not supported (default, linear, yarn, llama3, dynamic are)");
             }
         }
         if (cfg.RopeTheta is { } theta) md.Float32($"{a}.rope.freq_base", (float)theta);

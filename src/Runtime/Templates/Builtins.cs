@@ -35,6 +35,7 @@ internal static partial class Builtins
             throw new TemplateRaiseSignal(a.Count > 0 ? Py.Str(a.Positional[0]) : "")),
         ["strftime_now"] = new BuiltinFunction("strftime_now", (ctx, a) =>
             Strftime.Format((ctx.Options.Clock ?? (() => DateTime.Now))(), a.Count > 0 ? Py.Str(a.Positional[0]) : "")),
+        ["joiner"] = new BuiltinFunction("joiner", (_, a) => MakeJoiner(a.Count > 0 ? Py.Str(a.Positional[0]) : Py.Str(a.Get(-1, "sep", ", ")))),
         ["lipsum"] = new BuiltinFunction("lipsum", (_, _) => throw TemplateRuntimeError.Runtime("lipsum is not supported")),
     };
 
@@ -237,6 +238,18 @@ internal static partial class Builtins
         if (a.Keywords is not null)
             foreach (var (k, v) in a.Keywords) ns.Attributes[k] = v;
         return ns;
+    }
+
+    /// <summary>Jinja2's joiner(sep): a callable that returns "" the first time and sep after.</summary>
+    private static BuiltinFunction MakeJoiner(string separator)
+    {
+        bool used = false;
+        return new BuiltinFunction("joiner", (_, _) =>
+        {
+            if (used) return separator;
+            used = true;
+            return "";
+        });
     }
 
     private static PyDict MakeDict(CallArgs a)

@@ -56,7 +56,7 @@ internal static class FilterLibrary
         ["float"] = ToFloat,
         ["abs"] = (_, v, _) => v switch
         {
-            long l => (object)Math.Abs(l),
+            long l => l == long.MinValue ? throw new TemplateRuntimeError("OverflowError", "integer result does not fit in 64 bits") : (object)Math.Abs(l),
             double d => (object)Math.Abs(d),
             bool b => (object)(b ? 1L : 0L),
             _ => throw TemplateRuntimeError.Type($"bad operand type for abs(): '{Py.TypeName(v)}'"),
@@ -97,9 +97,18 @@ internal static class FilterLibrary
             string s => s,
             _ => throw TemplateRuntimeError.Type($"tojson indent must be an int or str, not {Py.TypeName(indentV)}"),
         };
-        bool sortKeys = Py.Truthy(a.Get(-1, "sort_keys", false));
-        bool ensureAscii = Py.Truthy(a.Get(-1, "ensure_ascii", false));
-        return PyJson.Dumps(v, indent, sortKeys, ensureAscii);
+        var style = JsonStyle.Python(indent, Py.Truthy(a.Get(-1, "sort_keys", false)), Py.Truthy(a.Get(-1, "ensure_ascii", false)));
+        switch (a.Get(-1, "separators"))
+        {
+            case null:
+                break;
+            case PyTuple or List<object?> when Py.Iterate(a.Get(-1, "separators")) is [string item, string key]:
+                style = style with { ItemSeparator = item, KeySeparator = key };
+                break;
+            default:
+                throw TemplateRuntimeError.Value("tojson separators must be a pair of strings");
+        }
+        return PyJson.Dumps(v, style);
     }
 
     private static object? Items(Context ctx, object? v, CallArgs a)
@@ -441,7 +450,7 @@ internal static class TestLibrary
         ["string"] = (_, v, _) => v is string or Markup,
         ["mapping"] = (_, v, _) => v is PyDict,
         ["sequence"] = (_, v, _) => v is string or Markup or List<object?> or PyTuple or PyDict or Undefined,
-        ["iterable"] = (_, v, _) => v is string or Markup or List<object?> or PyTuple or PyDict or Undefined,
+        ["iterable"] = (_, v, _) => v is string or Markup or List<object?> or PyTuple or PyDict or PyDictView or Undefined,
         ["callable"] = (_, v, _) => v is MacroValue or BuiltinFunction or BoundMethod,
         ["odd"] = (_, v, _) => Py.ToLong(v) % 2 != 0,
         ["even"] = (_, v, _) => Py.ToLong(v) % 2 == 0,

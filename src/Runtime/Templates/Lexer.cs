@@ -274,7 +274,7 @@ internal sealed class Lexer
         else if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long l))
             _tokens.Add(new Token(TokenKind.Integer, text, line, l));
         else
-            _tokens.Add(new Token(TokenKind.Float, text, line, double.Parse(text, CultureInfo.InvariantCulture)));
+            throw new TemplateException("OverflowError", $"integer literal {text} does not fit in 64 bits", line, "integer literal");
         return end;
     }
 

@@ -363,10 +363,9 @@ internal static class Methods
                     var key = a.Get(0, "key");
                     return key is not null and not Undefined and not List<object?> and not PyDict && d.TryGetValue(key, out var v) ? v : a.Get(1, "default");
                 }
-            case "items":
-                return d.Select(p => (object?)new PyTuple([p.Key, p.Value])).ToList();
-            case "keys": return d.Keys.Cast<object?>().ToList();
-            case "values": return d.Values.ToList();
+            case "items": return new PyDictView(d, PyDictView.ViewKind.Items);
+            case "keys": return new PyDictView(d, PyDictView.ViewKind.Keys);
+            case "values": return new PyDictView(d, PyDictView.ViewKind.Values);
             case "copy":
                 {
                     var c = new PyDict(d.Count);

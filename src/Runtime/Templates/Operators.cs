@@ -9,89 +9,119 @@ internal static class Operators
 
     public static object? Unary(string op, object? v)
     {
-        if (v is Undefined u) throw u.Fail();
-        return (op, v) switch
+        try
         {
-            ("-", long l) => -l,
-            ("-", double d) => -d,
-            ("-", bool b) => b ? -1L : 0L,
-            ("+", long or double) => v,
-            ("+", bool b) => b ? 1L : 0L,
-            _ => throw TemplateRuntimeError.Type($"bad operand type for unary {op}: '{Py.TypeName(v)}'"),
-        };
+            return UnaryCore(op, v);
+        }
+        catch (OverflowException)
+        {
+            throw IntegerOverflow();
+        }
     }
+
+    /// <summary>Python integers have no limit; ours stop at 64 bits and say so instead of wrapping.</summary>
+    private static TemplateRuntimeError IntegerOverflow() => new("OverflowError", "integer result does not fit in 64 bits");
 
     public static object? Binary(string op, object? a, object? b)
     {
-        if (a is Undefined ua) throw ua.Fail();
-        if (b is Undefined ub) throw ub.Fail();
-        switch (op)
+        try
         {
-            case "+": return Add(a, b);
-            case "-":
-                if (Py.IsNumber(a) && Py.IsNumber(b))
-                    return a is double || b is double ? (object)(Py.ToDouble(a) - Py.ToDouble(b)) : (object)(Py.ToLong(a) - Py.ToLong(b));
-                break;
-            case "*": return Multiply(a, b);
-            case "/":
-                if (Py.IsNumber(a) && Py.IsNumber(b))
-                {
-                    double den = Py.ToDouble(b);
-                    if (den == 0) throw new TemplateRuntimeError("ZeroDivisionError", "division by zero");
-                    return Py.ToDouble(a) / den;
-                }
-                break;
-            case "//":
-                if (Py.IsNumber(a) && Py.IsNumber(b))
-                {
-                    if (a is double || b is double)
+            return BinaryCore(op, a, b);
+        }
+        catch (OverflowException)
+        {
+            throw IntegerOverflow();
+        }
+    }
+
+    private static object? UnaryCore(string op, object? v)
+    {
+        checked
+        {
+            if (v is Undefined u) throw u.Fail();
+            return (op, v) switch
+            {
+                ("-", long l) => -l,
+                ("-", double d) => -d,
+                ("-", bool b) => b ? -1L : 0L,
+                ("+", long or double) => v,
+                ("+", bool b) => b ? 1L : 0L,
+                _ => throw TemplateRuntimeError.Type($"bad operand type for unary {op}: '{Py.TypeName(v)}'"),
+            };
+        }
+    }
+
+    private static object? BinaryCore(string op, object? a, object? b)
+    {
+        checked
+        {
+            if (a is Undefined ua) throw ua.Fail();
+            if (b is Undefined ub) throw ub.Fail();
+            switch (op)
+            {
+                case "+": return Add(a, b);
+                case "-":
+                    if (Py.IsNumber(a) && Py.IsNumber(b))
+                        return a is double || b is double ? (object)(Py.ToDouble(a) - Py.ToDouble(b)) : (object)(Py.ToLong(a) - Py.ToLong(b));
+                    break;
+                case "*": return Multiply(a, b);
+                case "/":
+                    if (Py.IsNumber(a) && Py.IsNumber(b))
                     {
                         double den = Py.ToDouble(b);
-                        if (den == 0) throw new TemplateRuntimeError("ZeroDivisionError", "float floor division by zero");
-                        return Math.Floor(Py.ToDouble(a) / den);
+                        if (den == 0) throw new TemplateRuntimeError("ZeroDivisionError", "division by zero");
+                        return Py.ToDouble(a) / den;
                     }
-                    long x = Py.ToLong(a), y = Py.ToLong(b);
-                    if (y == 0) throw new TemplateRuntimeError("ZeroDivisionError", "integer division or modulo by zero");
-                    return FloorDiv(x, y);
-                }
-                break;
-            case "%":
-                if (a is string fmt) return PercentFormat(fmt, b);
-                if (a is Markup mfmt) return new Markup(PercentFormat(mfmt.Value, EscapeArgs(b)));
-                if (Py.IsNumber(a) && Py.IsNumber(b))
-                {
-                    if (a is double || b is double)
+                    break;
+                case "//":
+                    if (Py.IsNumber(a) && Py.IsNumber(b))
                     {
-                        double x = Py.ToDouble(a), y = Py.ToDouble(b);
-                        if (y == 0) throw new TemplateRuntimeError("ZeroDivisionError", "float modulo");
-                        double r = x % y;
-                        if (r != 0 && (r < 0) != (y < 0)) r += y;
-                        return r;
-                    }
-                    long p = Py.ToLong(a), q = Py.ToLong(b);
-                    if (q == 0) throw new TemplateRuntimeError("ZeroDivisionError", "integer division or modulo by zero");
-                    return p - FloorDiv(p, q) * q;
-                }
-                break;
-            case "**":
-                if (Py.IsNumber(a) && Py.IsNumber(b))
-                {
-                    if (a is not double && b is not double && Py.ToLong(b) >= 0)
-                    {
-                        double r = Math.Pow(Py.ToLong(a), Py.ToLong(b));
-                        if (Math.Abs(r) < 9.2e18)
+                        if (a is double || b is double)
                         {
+                            double den = Py.ToDouble(b);
+                            if (den == 0) throw new TemplateRuntimeError("ZeroDivisionError", "float floor division by zero");
+                            return Math.Floor(Py.ToDouble(a) / den);
+                        }
+                        long x = Py.ToLong(a), y = Py.ToLong(b);
+                        if (y == 0) throw new TemplateRuntimeError("ZeroDivisionError", "integer division or modulo by zero");
+                        return FloorDiv(x, y);
+                    }
+                    break;
+                case "%":
+                    if (a is string fmt) return PercentFormat(fmt, b);
+                    if (a is Markup mfmt) return new Markup(PercentFormat(mfmt.Value, EscapeArgs(b)));
+                    if (Py.IsNumber(a) && Py.IsNumber(b))
+                    {
+                        if (a is double || b is double)
+                        {
+                            double x = Py.ToDouble(a), y = Py.ToDouble(b);
+                            if (y == 0) throw new TemplateRuntimeError("ZeroDivisionError", "float modulo");
+                            double r = x % y;
+                            if (r != 0 && (r < 0) != (y < 0)) r += y;
+                            return r;
+                        }
+                        long p = Py.ToLong(a), q = Py.ToLong(b);
+                        if (q == 0) throw new TemplateRuntimeError("ZeroDivisionError", "integer division or modulo by zero");
+                        return p - FloorDiv(p, q) * q;
+                    }
+                    break;
+                case "**":
+                    if (Py.IsNumber(a) && Py.IsNumber(b))
+                    {
+                        if (a is not double && b is not double && Py.ToLong(b) >= 0)
+                        {
+                            double r = Math.Pow(Py.ToLong(a), Py.ToLong(b));
+                            if (Math.Abs(r) >= 9.3e18) throw IntegerOverflow();
                             long result = 1, bas = Py.ToLong(a);
                             for (long e = Py.ToLong(b); e > 0; e--) result *= bas;
                             return result;
                         }
-                        return r;
+                        return Math.Pow(Py.ToDouble(a), Py.ToDouble(b));
                     }
-                    return Math.Pow(Py.ToDouble(a), Py.ToDouble(b));
-                }
-                break;
+                    break;
+            }
+            throw TemplateRuntimeError.Type($"unsupported operand type(s) for {(op == "**" ? "** or pow()" : op)}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
         }
-        throw TemplateRuntimeError.Type($"unsupported operand type(s) for {(op == "**" ? "** or pow()" : op)}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
     }
 
     /// <summary>A Markup operand as is; a plain str operand HTML-escaped, as Markup.__add__ does.</summary>
@@ -99,69 +129,78 @@ internal static class Operators
 
     private static long FloorDiv(long x, long y)
     {
-        long q = x / y;
-        if ((x % y != 0) && ((x < 0) != (y < 0))) q--;
-        return q;
+        checked
+        {
+            long q = x / y;
+            if ((x % y != 0) && ((x < 0) != (y < 0))) q--;
+            return q;
+        }
     }
 
     private static object? Add(object? a, object? b)
     {
-        if (a is Markup || b is Markup)
+        checked
         {
-            if (a is (string or Markup) && b is (string or Markup))
-                return new Markup(string.Concat(MarkupText(a), MarkupText(b)));
+            if (a is Markup || b is Markup)
+            {
+                if (a is (string or Markup) && b is (string or Markup))
+                    return new Markup(string.Concat(MarkupText(a), MarkupText(b)));
+                throw TemplateRuntimeError.Type($"unsupported operand type(s) for +: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
+            }
+            if (Py.IsNumber(a) && Py.IsNumber(b))
+                return a is double || b is double ? (object)(Py.ToDouble(a) + Py.ToDouble(b)) : (object)(Py.ToLong(a) + Py.ToLong(b));
+            switch (a)
+            {
+                case string sa when b is string sb: return string.Concat(sa, sb);
+                case string: throw TemplateRuntimeError.Type($"can only concatenate str (not \"{Py.TypeName(b)}\") to str");
+                case List<object?> la when b is List<object?> lb:
+                    {
+                        var r = new List<object?>(la.Count + lb.Count);
+                        r.AddRange(la);
+                        r.AddRange(lb);
+                        return r;
+                    }
+                case List<object?>: throw TemplateRuntimeError.Type($"can only concatenate list (not \"{Py.TypeName(b)}\") to list");
+                case PyTuple ta when b is PyTuple tb: return new PyTuple([.. ta.Items, .. tb.Items]);
+            }
             throw TemplateRuntimeError.Type($"unsupported operand type(s) for +: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
         }
-        if (Py.IsNumber(a) && Py.IsNumber(b))
-            return a is double || b is double ? (object)(Py.ToDouble(a) + Py.ToDouble(b)) : (object)(Py.ToLong(a) + Py.ToLong(b));
-        switch (a)
-        {
-            case string sa when b is string sb: return string.Concat(sa, sb);
-            case string: throw TemplateRuntimeError.Type($"can only concatenate str (not \"{Py.TypeName(b)}\") to str");
-            case List<object?> la when b is List<object?> lb:
-                {
-                    var r = new List<object?>(la.Count + lb.Count);
-                    r.AddRange(la);
-                    r.AddRange(lb);
-                    return r;
-                }
-            case List<object?>: throw TemplateRuntimeError.Type($"can only concatenate list (not \"{Py.TypeName(b)}\") to list");
-            case PyTuple ta when b is PyTuple tb: return new PyTuple([.. ta.Items, .. tb.Items]);
-        }
-        throw TemplateRuntimeError.Type($"unsupported operand type(s) for +: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
     }
 
     private static object? Multiply(object? a, object? b)
     {
-        if (a is Markup ma) return new Markup((string)Multiply(ma.Value, b)!);
-        if (b is Markup mb) return new Markup((string)Multiply(a, mb.Value)!);
-        if (Py.IsNumber(a) && Py.IsNumber(b))
-            return a is double || b is double ? (object)(Py.ToDouble(a) * Py.ToDouble(b)) : (object)(Py.ToLong(a) * Py.ToLong(b));
-        if (b is string or List<object?> && a is long or bool) (a, b) = (b, a);
-        if (a is string s && b is long or bool)
+        checked
         {
-            long n = Py.ToLong(b);
-            if (n <= 0) return "";
-            if (s.Length * n > MaxRepeatChars) throw new TemplateRuntimeError("MemoryError", $"string repeated {n} times is too long");
-            var sb = new StringBuilder((int)(s.Length * n));
-            for (long i = 0; i < n; i++) sb.Append(s);
-            return sb.ToString();
+            if (a is Markup ma) return new Markup((string)Multiply(ma.Value, b)!);
+            if (b is Markup mb) return new Markup((string)Multiply(a, mb.Value)!);
+            if (Py.IsNumber(a) && Py.IsNumber(b))
+                return a is double || b is double ? (object)(Py.ToDouble(a) * Py.ToDouble(b)) : (object)(Py.ToLong(a) * Py.ToLong(b));
+            if (b is string or List<object?> && a is long or bool) (a, b) = (b, a);
+            if (a is string s && b is long or bool)
+            {
+                long n = Py.ToLong(b);
+                if (n <= 0) return "";
+                if (s.Length * n > MaxRepeatChars) throw new TemplateRuntimeError("MemoryError", $"string repeated {n} times is too long");
+                var sb = new StringBuilder((int)(s.Length * n));
+                for (long i = 0; i < n; i++) sb.Append(s);
+                return sb.ToString();
+            }
+            if (a is List<object?> l && b is long or bool)
+            {
+                long n = Py.ToLong(b);
+                var r = new List<object?>();
+                if (n <= 0) return r;
+                if (l.Count * n > MaxRepeatChars) throw new TemplateRuntimeError("MemoryError", $"list repeated {n} times is too long");
+                for (long i = 0; i < n; i++) r.AddRange(l);
+                return r;
+            }
+            if (a is string or List<object?> or PyTuple || b is string or List<object?> or PyTuple)
+            {
+                var other = a is string or List<object?> or PyTuple ? b : a;
+                throw TemplateRuntimeError.Type($"can't multiply sequence by non-int of type '{Py.TypeName(other)}'");
+            }
+            throw TemplateRuntimeError.Type($"unsupported operand type(s) for *: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
         }
-        if (a is List<object?> l && b is long or bool)
-        {
-            long n = Py.ToLong(b);
-            var r = new List<object?>();
-            if (n <= 0) return r;
-            if (l.Count * n > MaxRepeatChars) throw new TemplateRuntimeError("MemoryError", $"list repeated {n} times is too long");
-            for (long i = 0; i < n; i++) r.AddRange(l);
-            return r;
-        }
-        if (a is string or List<object?> or PyTuple || b is string or List<object?> or PyTuple)
-        {
-            var other = a is string or List<object?> or PyTuple ? b : a;
-            throw TemplateRuntimeError.Type($"can't multiply sequence by non-int of type '{Py.TypeName(other)}'");
-        }
-        throw TemplateRuntimeError.Type($"unsupported operand type(s) for *: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
     }
 
     private static object? EscapeArgs(object? args) => args switch

@@ -19,6 +19,10 @@ internal sealed class Parser
     private HashSet<string> _frameStores = new(StringComparer.Ordinal);
     private int _ifNesting;
 
+    // The open blocks (innermost last) and the end tags the innermost body is waiting for, for error messages.
+    private readonly List<(string Name, int Line)> _openBlocks = [];
+    private string[] _endTags = [];
+
     private Parser(List<Token> tokens) => _tokens = tokens;
 
     /// <summary>Parses a template; <paramref name="rootStores"/> receives the names its top level assigns.</summary>
@@ -136,6 +140,29 @@ internal sealed class Parser
     /// <summary>Parses statements until one of <paramref name="endTags"/> opens a block (left unconsumed: the tag name is in <paramref name="endTag"/>).</summary>
     private List<Stmt> ParseBody(string[] endTags, out string? endTag)
     {
+        var savedEndTags = _endTags;
+        _endTags = endTags;
+        try
+        {
+            return ParseBodyCore(endTags, out endTag);
+        }
+        finally
+        {
+            _endTags = savedEndTags;
+        }
+    }
+
+    /// <summary>What the innermost open block waits for; <paramref name="skip"/> leaves out the tag being parsed.</summary>
+    private string LookingFor(int skip = 0)
+    {
+        if (_endTags.Length == 0 || _openBlocks.Count <= skip) return "";
+        var (name, line) = _openBlocks[^(1 + skip)];
+        return $" Jinja was looking for the following tags: {string.Join(" or ", _endTags.Select(e => $"'{e}'"))}." +
+               $" The innermost block that needs to be closed is '{name}' (opened on line {line}).";
+    }
+
+    private List<Stmt> ParseBodyCore(string[] endTags, out string? endTag)
+    {
         var body = new List<Stmt>();
         while (true)
         {
@@ -144,7 +171,7 @@ internal sealed class Parser
             {
                 case TokenKind.Eof:
                     if (endTags.Length > 0)
-                        throw Error($"Unexpected end of template. Jinja was looking for the following tags: {string.Join(" or ", endTags.Select(e => $"'{e}'"))}.", t.Line, endTags[0]);
+                        throw Error("Unexpected end of template." + LookingFor(), t.Line, _openBlocks.Count > 0 ? _openBlocks[^1].Name : endTags[0]);
                     endTag = null;
                     return body;
                 case TokenKind.Text:
@@ -191,6 +218,19 @@ internal sealed class Parser
 
     private Stmt ParseStatement(Token tag)
     {
+        _openBlocks.Add((tag.Value, tag.Line));
+        try
+        {
+            return ParseStatementCore(tag);
+        }
+        finally
+        {
+            _openBlocks.RemoveAt(_openBlocks.Count - 1);
+        }
+    }
+
+    private Stmt ParseStatementCore(Token tag)
+    {
         switch (tag.Value)
         {
             case "if": return ParseIf(tag);
@@ -215,7 +255,7 @@ internal sealed class Parser
                     return new IfStmt(tag.Line, [(new ConstExpr(tag.Line, true), body)], null);
                 }
             default:
-                throw Error($"Encountered unknown tag '{tag.Value}'.", tag.Line, tag.Value);
+                throw Error($"Encountered unknown tag '{tag.Value}'." + LookingFor(skip: 1), tag.Line, tag.Value);
         }
     }
 

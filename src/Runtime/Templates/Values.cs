@@ -69,6 +69,36 @@ internal sealed class Markup
     }
 }
 
+/// <summary>What dict.keys(), dict.values() and dict.items() return: iterable and sized, but not indexable.</summary>
+internal sealed class PyDictView(PyDict dict, PyDictView.ViewKind kind)
+{
+    public enum ViewKind
+    {
+        Keys,
+        Values,
+        Items,
+    }
+
+    public PyDict Dict { get; } = dict;
+
+    public ViewKind Kind { get; } = kind;
+
+    public string TypeName => Kind switch
+    {
+        ViewKind.Keys => "dict_keys",
+        ViewKind.Values => "dict_values",
+        _ => "dict_items",
+    };
+
+    public List<object?> Snapshot()
+    {
+        var list = new List<object?>(Dict.Count);
+        foreach (var (k, v) in Dict)
+            list.Add(Kind switch { ViewKind.Keys => k, ViewKind.Values => v, _ => new PyTuple([k, v]) });
+        return list;
+    }
+}
+
 /// <summary>A Python tuple (immutable list).</summary>
 internal sealed class PyTuple
 {
@@ -195,6 +225,7 @@ internal static class Py
         List<object?> l => l.Count != 0,
         PyDict d => d.Count != 0,
         PyTuple t => t.Items.Length != 0,
+        PyDictView view => view.Dict.Count != 0,
         Undefined => false,
         _ => true,
     };
@@ -210,6 +241,7 @@ internal static class Py
         List<object?> => "list",
         PyDict => "dict",
         PyTuple => "tuple",
+        PyDictView view => view.TypeName,
         Undefined => "Undefined",
         Namespace => "Namespace",
         LoopContext => "LoopContext",
@@ -242,7 +274,7 @@ internal static class Py
             case string s: sb.Append(s); break;
             case Markup m: sb.Append(m.Value); break;
             case Undefined: break;
-            case List<object?> or PyDict or PyTuple or null or bool or long or double: AppendRepr(sb, v); break;
+            case List<object?> or PyDict or PyTuple or PyDictView or null or bool or long or double: AppendRepr(sb, v); break;
             case Namespace ns:
                 sb.Append("<Namespace ");
                 AppendRepr(sb, ToDict(ns.Attributes));
@@ -312,6 +344,11 @@ internal static class Py
                     AppendRepr(sb, val);
                 }
                 sb.Append('}');
+                break;
+            case PyDictView view:
+                sb.Append(view.TypeName).Append('(');
+                AppendRepr(sb, view.Snapshot());
+                sb.Append(')');
                 break;
             case Undefined: sb.Append("Undefined"); break;
             default: AppendStr(sb, v); break;
@@ -475,6 +512,7 @@ internal static class Py
         List<object?> l => new List<object?>(l),
         PyTuple t => new List<object?>(t.Items),
         PyDict d => new List<object?>(d.Keys),
+        PyDictView view => view.Snapshot(),
         string s => StringChars(s),
         Markup m => StringChars(m.Value),
         Undefined => [],
@@ -508,6 +546,7 @@ internal static class Py
         List<object?> l => l.Count,
         PyDict d => d.Count,
         PyTuple t => t.Items.Length,
+        PyDictView view => view.Dict.Count,
         Undefined => 0,
         _ => throw TemplateRuntimeError.Type($"object of type '{TypeName(v)}' has no len()"),
     };
@@ -528,6 +567,11 @@ internal static class Py
                 foreach (var x in t.Items) if (Equal(x, item)) return true;
                 return false;
             case PyDict d: return item is not null && IsHashable(item) && d.ContainsKey(item);
+            case PyDictView view when view.Kind == PyDictView.ViewKind.Keys:
+                return item is not null && IsHashable(item) && view.Dict.ContainsKey(item);
+            case PyDictView view:
+                foreach (var x in view.Snapshot()) if (Equal(x, item)) return true;
+                return false;
             case Undefined: return false;
             default: throw TemplateRuntimeError.Type($"argument of type '{TypeName(container)}' is not iterable");
         }

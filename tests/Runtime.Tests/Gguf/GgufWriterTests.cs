@@ -123,6 +123,26 @@ public class GgufWriterTests : IDisposable
     }
 
     [Fact]
+    public void SetReplacesAValueWhereItStands()
+    {
+        string path = Path.Combine(_dir, "set.gguf");
+        using (var w = new GgufWriter(path))
+        {
+            w.AddString("a", "x");
+            w.AddUInt32("general.file_type", 32);
+            w.AddString("c", "z");
+            w.Set("general.file_type", GgufValueType.UInt32, 7u);
+            w.Set("d", GgufValueType.Bool, true);
+            w.WriteHeader();
+            w.Commit();
+        }
+        using var f = GgufFile.Open(path);
+        Assert.Equal(["a", "general.file_type", "c", "d"], f.MetadataKeys);
+        Assert.Equal(7, f.GetInt("general.file_type"));
+        Assert.Empty(f.Tensors);
+    }
+
+    [Fact]
     public void DisposeWithoutCommitLeavesNoFile()
     {
         string path = Path.Combine(_dir, "partial.gguf");

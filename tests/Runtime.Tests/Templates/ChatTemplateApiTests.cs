@@ -39,8 +39,13 @@ public class ChatTemplateApiTests
     [Fact]
     public void UnclosedBlockIsReported()
     {
-        var ex = Assert.Throws<TemplateException>(() => ChatTemplate.Parse("{% for x in y %}\nbody\n"));
-        Assert.Contains("endfor", ex.Detail);
+        var ex = Assert.Throws<TemplateException>(() => ChatTemplate.Parse("a\n{% for x in y %}\nbody\n"));
+        Assert.Contains("'endfor'", ex.Detail);
+        Assert.Contains("'for' (opened on line 2)", ex.Detail);
+        var stray = Assert.Throws<TemplateException>(() => ChatTemplate.Parse("{% if x %}\n{% for y in x %}{% endif %}"));
+        Assert.Equal(2, stray.Line);
+        Assert.Contains("unknown tag 'endif'", stray.Detail);
+        Assert.Contains("'for' (opened on line 2)", stray.Detail);
     }
 
     [Fact]
@@ -144,6 +149,19 @@ public class ChatTemplateApiTests
         var t = ChatTemplate.Parse("{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}");
         var ex = Assert.Throws<TemplateException>(() => t.Render(new Dictionary<string, object?>(), new TemplateOptions { MaxLoopIterations = 5000 }));
         Assert.Contains("5000 loop iterations", ex.Detail);
+    }
+
+    [Theory]
+    [InlineData("{{ 9223372036854775807 + 1 }}")]
+    [InlineData("{{ (-9223372036854775807 - 1) | abs }}")]
+    [InlineData("{{ 3037000500 * 3037000500 }}")]
+    [InlineData("{{ 2 ** 70 }}")]
+    [InlineData("{{ 99999999999999999999 }}")]
+    public void IntegersBeyond64BitsFailInsteadOfWrapping(string source)
+    {
+        // Python would print the exact big integer; we stop with OverflowError rather than print a wrapped number.
+        var ex = Assert.ThrowsAny<TemplateException>(() => Render(source));
+        Assert.Equal("OverflowError", ex.Kind);
     }
 
     [Fact]

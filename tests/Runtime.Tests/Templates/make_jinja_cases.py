@@ -68,6 +68,9 @@ CASES = [
     # attribute and item access
     "{{ messages[0].role }} {{ messages[0]['content'] }} {{ messages[-1].role }} {{ messages.0.role }}",
     "{{ d.a }} {{ d['items'] }} {{ d.items() | list }} {{ d.keys() | list }} {{ d.values() | list }}",
+    "{{ d.items() }}|{{ d.keys() }}|{{ d.values() }}|{{ 'a' in d.keys() }}{{ 1 in d.values() }}{{ ('a', 1) in d.items() }}|{{ d.values() | length }}|{{ d.keys() | first }}|{{ d.items() is iterable }}{{ d.items() is sequence }}|{{ (d.items())[0] is defined }}|{{ d.keys() | join(',') }}|{{ d.keys() | sort | list }}",
+    "{{ d.items() | tojson }}",
+    "{% set k, v = {'x': 1}.items() | first %}{{ k }}{{ v }}{% for a, b in d.items() if b is number %}{{ a }}{{ b }}{% endfor %}",
     "{{ d.missing }}|{{ d.missing is defined }}|{{ lst[10] is defined }}|{{ d.get('a') }} {{ d.get('z') }} {{ d.get('z', 0) }}",
     "{{ messages[2].tool_calls[0].function.arguments | tojson }}",
     # slicing
@@ -130,6 +133,8 @@ CASES = [
     "{{ {'k': 'Café ☕', 'n': [1, 2.0, none, true], 'q': 'a\"b\\\\c\\n'} | tojson }}",
     "{{ {'b': 1, 'a': {'c': []}} | tojson(indent=2) }}",
     "{{ {'b': 1, 'a': {}} | tojson(sort_keys=true) }}|{{ 'x' | tojson }}|{{ none | tojson }}|{{ [] | tojson(indent=4) }}",
+    "{{ {'a': [1, 2], 'b': 'é'} | tojson(separators=(',', ':')) }}|{{ {'a': 1} | tojson(indent=2, separators=(', ', ' = ')) }}|{{ ['é'] | tojson(ensure_ascii=true) }}",
+    "{% set j = joiner(' | ') %}{% for x in lst %}{{ j() }}{{ x }}{% endfor %}",
     "{{ d | dictsort(reverse=true) }}|{{ {'B': 1, 'a': 2} | dictsort }}|{{ {'B': 1, 'a': 2} | dictsort(case_sensitive=true) }}",
     "{{ messages | map(attribute='missing', default='?') | list }}|{{ messages | sort(attribute='role') | map(attribute='role') | join }}",
     "{% filter upper %}shout {{ n }}{% endfilter %}|{% filter trim %}   padded   {% endfilter %}",
