@@ -39,7 +39,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     private long _quantizedCapacity;
     private CpuActivation? _quantizedSource;
     private int _quantizedVersion;
-    private nint _quantizedWith; // the quantizer that wrote the buffer (plain and repacked activation rows differ)
+    private nint _quantizedWith; // the quantizer that wrote the buffer
     private int _quantizedRows;
 
     /// <param name="threads">worker threads (0: all cores).</param>
@@ -442,10 +442,9 @@ public sealed unsafe partial class CpuBackend : IBackend
         }
         else
         {
-            // Repacked kernels read activation rows with per-block sums appended; the plain dot reads their leading blocks.
-            bool repacked = w.Repacked != null;
-            var quantizer = repacked ? kernel.RepackedQuantizeActivations : kernel.QuantizeActivations;
-            inputRowBytes = repacked ? kernel.RepackedActivationRowBytes(xa.Cols) : kernel.ActivationRowBytes(xa.Cols);
+            // Activation rows as the kernels want them (Q8_0 rows carry per-block sums after the blocks, for the repacked kernels).
+            var quantizer = kernel.QuantizeActivations;
+            inputRowBytes = kernel.ActivationRowBytes(xa.Cols);
             if (!(ReferenceEquals(_quantizedSource, xa) && _quantizedVersion == xa.Version && _quantizedWith == (nint)quantizer && _quantizedRows >= n))
             {
                 EnsureQuantizedCapacity(inputRowBytes * n);
