@@ -11,7 +11,8 @@ namespace Infer.Kernels.Gpu;
 /// <summary>Sizing and test knobs of a <see cref="GpuBackend"/>.</summary>
 /// <param name="MaxBatch">Most tokens per batch (the model's batch size).</param>
 /// <param name="AttentionSplits">Position ranges per (token, head) in attention; 0 chooses from the device and the batch.</param>
-public sealed record GpuBackendOptions(int MaxBatch = 512, int AttentionSplits = 0);
+/// <param name="MatMulSliceThreads">Threads sharing one weight row in a matmul (a power of two); 0: 32 on a GPU, 1 on ILGPU's CPU accelerator.</param>
+public sealed record GpuBackendOptions(int MaxBatch = 512, int AttentionSplits = 0, int MatMulSliceThreads = 0);
 
 /// <summary>
 /// The ILGPU implementation of the backend seam. Weights are uploaded per tensor in their own format (F32, F16, BF16,
@@ -72,6 +73,9 @@ public sealed class GpuBackend : IBackend
         _acc = device.Accelerator;
         _options = options ?? new GpuBackendOptions();
         if (_options.MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(options), "MaxBatch must be at least 1");
+        if (_options.MatMulSliceThreads < 0 || (_options.MatMulSliceThreads & (_options.MatMulSliceThreads - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(options), "MatMulSliceThreads must be 0 or a power of two");
+        if (_options.AttentionSplits < 0) throw new ArgumentOutOfRangeException(nameof(options), "AttentionSplits must not be negative");
         _group = 1;
         while (_group * 2 <= Math.Min(GpuKernels.MaxGroup, _acc.MaxNumThreadsPerGroup)) _group *= 2;
 
@@ -323,10 +327,14 @@ public sealed class GpuBackend : IBackend
         if (xa.Cols != w.Cols || ya.Cols < w.Rows)
             throw new ArgumentException($"matmul shape mismatch: '{w.Name}' is [{w.Rows} x {w.Cols}], input has {xa.Cols} columns, output {ya.Cols}");
         if (n == 0) return;
-        int slice = Math.Min(_group, 32);
+        // A warp's worth of threads per row on a GPU; one thread per row on ILGPU's CPU accelerator, where barriers are costly.
+        int slice = _options.MatMulSliceThreads > 0 ? Math.Min(_options.MatMulSliceThreads, _group)
+            : _acc.AcceleratorType == AcceleratorType.CPU ? 1 : Math.Min(_group, 32);
         int rowsPerGroup = _group / slice;
         var args = new MatMulArgs { Rows = w.Rows, Cols = w.Cols, Tokens = n, XStride = xa.Cols, YStride = ya.Cols, SliceThreads = slice };
-        var grid = new Index2D((w.Rows + rowsPerGroup - 1) / rowsPerGroup, (n + GpuKernels.TokensPerTile - 1) / GpuKernels.TokensPerTile);
+        int groups = (w.Rows + rowsPerGroup - 1) / rowsPerGroup;
+        if (slice == 1) groups = Math.Min(groups, 2 * _acc.NumMultiprocessors);
+        var grid = new Index2D(groups, (n + GpuKernels.TokensPerTile - 1) / GpuKernels.TokensPerTile);
         w.Kernels.MatMul(new KernelConfig(grid, new Index2D(_group, 1)), w.Words.View, (w.Scales ?? _noScales).View, xa.View, ya.View, args);
         Count();
     }

@@ -142,10 +142,10 @@ public sealed class GpuDevice : IDisposable
 public static class GpuContextFactory
 {
     /// <summary>
-    /// ILGPU's CPU accelerator shape used by <c>cpu-ilgpu</c>: 4 threads per warp, 4 warps per group (16-thread
-    /// groups), 2 multiprocessors. Small groups keep the emulated barriers cheap.
+    /// ILGPU's CPU accelerator shape used by <c>cpu-ilgpu</c>: groups of 4 threads (one warp of 4), 2 multiprocessors.
+    /// Groups and barriers are emulated with OS threads and cost tens of microseconds each, so small groups run fastest.
     /// </summary>
-    public static CPUDevice DefaultIlgpuCpuDevice { get; } = new(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 4, numMultiprocessors: 2);
+    public static CPUDevice DefaultIlgpuCpuDevice { get; } = new(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 1, numMultiprocessors: 2);
 
     private static Context CreateContext(CPUDevice? cpu = null) =>
         Context.Create(b => b.Cuda().OpenCL().CPU(cpu ?? DefaultIlgpuCpuDevice).Optimize(OptimizationLevel.O1));
