@@ -39,10 +39,11 @@ public sealed class GpuBackend : IBackend
     private KvCacheConfig? _kv;
     private MemoryBuffer1D<float, Stride1D.Dense>? _kCache, _vCache;
     private MemoryBuffer1D<float, Stride1D.Dense>? _partials;
-    private long _partialRows;
+    private long _partialFloats;
 
     // RoPE cos/sin tables [position, dims / 2] for the last RoPE configuration seen.
     private RopeConfig? _ropeConfig;
+    private int _ropeLength;
     private MemoryBuffer1D<float, Stride1D.Dense>? _ropeCos, _ropeSin;
 
     private readonly MemoryBuffer1D<ushort, Stride1D.Dense> _noScales;
@@ -266,6 +267,12 @@ public sealed class GpuBackend : IBackend
     {
         if (config.HeadDim > GpuKernels.MaxHeadDim)
             throw new UnsupportedModelException(null, $"head size {config.HeadDim} exceeds the GPU attention kernel's {GpuKernels.MaxHeadDim}");
+        foreach (var old in new[] { _kCache, _vCache })
+            if (old is not null)
+            {
+                _buffers.Remove(old);
+                old.Dispose();
+            }
         _kv = config;
         long elements = (long)config.Contexts * config.Layers * config.ContextLength * config.KvHeads * config.HeadDim;
         _kCache = Track(_acc.Allocate1D<float>(elements));
@@ -365,7 +372,7 @@ public sealed class GpuBackend : IBackend
     /// <summary>Builds cos/sin for every position of the context once per RoPE configuration, as the CPU computes them.</summary>
     private void EnsureRopeTable(RopeConfig rope, int contextLength)
     {
-        if (ReferenceEquals(rope, _ropeConfig) || (_ropeConfig is not null && SameRope(rope, _ropeConfig))) return;
+        if (_ropeLength == contextLength && (ReferenceEquals(rope, _ropeConfig) || (_ropeConfig is not null && SameRope(rope, _ropeConfig)))) return;
         int half = rope.Dims / 2;
         var cos = new float[(long)contextLength * half];
         var sin = new float[cos.Length];
@@ -378,6 +385,7 @@ public sealed class GpuBackend : IBackend
         _ropeCos = Track(_acc.Allocate1D(cos));
         _ropeSin = Track(_acc.Allocate1D(sin));
         _ropeConfig = rope;
+        _ropeLength = contextLength;
     }
 
     private static bool SameRope(RopeConfig a, RopeConfig b) =>
@@ -423,16 +431,16 @@ public sealed class GpuBackend : IBackend
             ? _options.AttentionSplits
             : Math.Clamp(4 * _acc.NumMultiprocessors / items, 1, Math.Min(32, chunks));
         if (splits == 1) return 1;
-        long rows = (long)items * splits;
-        if (rows > _partialRows)
+        long floats = (long)items * splits * (headDim + 2);
+        if (floats > _partialFloats)
         {
             if (_partials is not null)
             {
                 _buffers.Remove(_partials);
                 _partials.Dispose();
             }
-            _partials = Track(_acc.Allocate1D<float>(rows * (headDim + 2)));
-            _partialRows = rows;
+            _partials = Track(_acc.Allocate1D<float>(floats));
+            _partialFloats = floats;
         }
         return splits;
     }

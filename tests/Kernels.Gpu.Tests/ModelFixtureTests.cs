@@ -33,6 +33,31 @@ public sealed class ModelFixtureTests
         throw new InvalidOperationException($"case '{id}' not in {dir}/reference.json");
     }
 
+    /// <summary>
+    /// Q8_0 weights: the logits may differ from transformers (which ran the BF16 weights) by no more than llama.cpp's own
+    /// Q8_0 result does (<c>max_abs_diff_vs_transformers_bf16</c>); greedy strings are not compared (see the fixtures README).
+    /// </summary>
+    [Theory]
+    [InlineData("llama3", "prompt1")]
+    public void Q8_0LogitsStayWithinLlamaCppBound(string model, string caseId)
+    {
+        var c = LoadCase(model, caseId);
+        string dir = Path.Combine(Fixtures.ModelDir(model), "reference");
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "llamacpp_q8_0.json")));
+        float bound = doc.RootElement.GetProperty("cases").EnumerateArray()
+            .Single(e => e.GetProperty("id").GetString() == caseId).GetProperty("max_abs_diff_vs_transformers_bf16").GetSingle();
+
+        using var file = GgufFile.Open(Fixtures.Model(model, "q8_0"));
+        var backend = new GpuBackend(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch: 64));
+        using var m = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 64, BatchSize: 64));
+        var session = new Session(m);
+        session.Append(c.InputIds);
+        var expected = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(c.LogitsFile)).ToArray();
+        float maxDiff = 0;
+        for (int i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - session.Logits[i]));
+        Assert.True(maxDiff <= bound, $"{model}/{caseId} q8_0: max |logit - transformers| = {maxDiff}, llama.cpp's is {bound}");
+    }
+
     private static int ArgMax(ReadOnlySpan<float> x)
     {
         int best = 0;
