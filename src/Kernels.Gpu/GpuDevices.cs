@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
@@ -147,8 +148,9 @@ public static class GpuContextFactory
     /// </summary>
     public static CPUDevice DefaultIlgpuCpuDevice { get; } = new(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 1, numMultiprocessors: 2);
 
-    private static Context CreateContext(CPUDevice? cpu = null) =>
-        Context.Create(b => b.Cuda().OpenCL().CPU(cpu ?? DefaultIlgpuCpuDevice).Optimize(OptimizationLevel.O1));
+    /// <summary>A context with CUDA, OpenCL and the CPU accelerator; the Algorithms library supplies MathF.Exp and friends on CUDA and OpenCL.</summary>
+    internal static Context CreateContext(CPUDevice? cpu = null) =>
+        Context.Create(b => b.Cuda().OpenCL().CPU(cpu ?? DefaultIlgpuCpuDevice).Optimize(OptimizationLevel.O1).EnableAlgorithms());
 
     /// <summary>Every accelerator present: CUDA devices, then OpenCL devices, then ILGPU's CPU accelerator.</summary>
     public static IReadOnlyList<GpuDeviceInfo> ListDevices()

@@ -1,3 +1,4 @@
+using System.Reflection;
 using ILGPU;
 
 namespace Infer.Kernels.Gpu.Kernels;
@@ -32,6 +33,22 @@ internal static class GpuKernels
     public const int MaxGroup = 256;
     public const int TokensPerTile = 4;
     public const int MaxHeadDim = 256;
+
+    /// <summary>Every kernel entry point with its instantiations, and whether it is implicitly grouped (takes an Index1D).</summary>
+    public static IEnumerable<(string Name, MethodInfo Method, bool Implicit)> EntryPoints()
+    {
+        var t = typeof(GpuKernels);
+        Type[] formats = [typeof(F32Format), typeof(F16Format), typeof(BF16Format), typeof(Q8_0Format), typeof(Q4_0Format)];
+        foreach (var f in formats)
+        {
+            yield return ($"Embed<{f.Name}>", t.GetMethod(nameof(Embed))!.MakeGenericMethod(f), true);
+            yield return ($"MatMul<{f.Name}>", t.GetMethod(nameof(MatMul))!.MakeGenericMethod(f), false);
+        }
+        foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv) })
+            yield return (name, t.GetMethod(name)!, true);
+        foreach (var name in new[] { nameof(RmsNorm), nameof(Attention), nameof(AttentionCombine) })
+            yield return (name, t.GetMethod(name)!, false);
+    }
 
     // ---- reductions over the group (every thread must call them) ----
 

@@ -1,0 +1,32 @@
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using Infer.Kernels.Gpu.Kernels;
+
+namespace Infer.Kernels.Gpu.Tests;
+
+/// <summary>
+/// No GPU in CI: the CPU accelerator runs kernels from their IL, so it cannot show that ILGPU's compiler accepts them
+/// for CUDA. This compiles every kernel to PTX (SM_80) without a device, which catches constructs ILGPU cannot translate.
+/// </summary>
+public sealed class PtxCompileTests
+{
+    [Fact]
+    public void EveryKernelCompilesToPtx()
+    {
+        using var context = GpuContextFactory.CreateContext();
+        using var backend = new PTXBackend(context, CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null!);
+        int count = 0;
+        foreach (var (name, method, isImplicit) in GpuKernels.EntryPoints())
+        {
+            var entry = isImplicit ? EntryPointDescription.FromImplicitlyGroupedKernel(method) : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+            var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
+            Assert.Contains(".entry", compiled.PTXAssembly);
+            count++;
+        }
+        Assert.Equal(18, count);
+    }
+}
