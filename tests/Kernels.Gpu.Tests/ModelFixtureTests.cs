@@ -58,6 +58,28 @@ public sealed class ModelFixtureTests
         Assert.True(maxDiff <= bound, $"{model}/{caseId} q8_0: max |logit - transformers| = {maxDiff}, llama.cpp's is {bound}");
     }
 
+    /// <summary>
+    /// Decode with attention split over positions (two ranges merged by the combine kernel): greedy tokens still match,
+    /// and a llama decode step launches 1 (embed) + 17 per layer + 3 (gather, final norm, output) kernels.
+    /// </summary>
+    [Fact]
+    public void SplitAttentionDecodeMatchesAndCountsLaunches()
+    {
+        var c = LoadCase("llama2-spm", "prompt1");
+        using var file = GgufFile.Open(Fixtures.Model("llama2-spm", "bf16"));
+        var backend = new GpuBackend(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch: 64, AttentionSplits: 2));
+        using var m = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 64, BatchSize: 64));
+        var session = new Session(m);
+        session.Append(c.InputIds);
+        for (int i = 0; i < 6; i++)
+        {
+            int next = ArgMax(session.Logits);
+            Assert.Equal(c.GreedyNewIds[i], next);
+            session.Append(next);
+            Assert.Equal(1 + 17 * m.Config.BlockCount + 3, backend.LaunchesThisBatch);
+        }
+    }
+
     private static int ArgMax(ReadOnlySpan<float> x)
     {
         int best = 0;
