@@ -48,11 +48,16 @@ public sealed class GpuBackend : IBackend
 
     private readonly MemoryBuffer1D<ushort, Stride1D.Dense> _noScales;
 
+    // x += y deferred by Add: the next RmsNorm of x folds it in (one launch instead of two); any other operation
+    // launches it first.
+    private GpuActivation? _pendingX, _pendingY;
+    private int _pendingRows;
+
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, int> _addBias;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _add;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _swiGlu;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int> _rope;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float> _rmsNorm;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float> _rmsNorm;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int> _storeKv;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, AttentionArgs> _attentionCombine;
@@ -88,7 +93,7 @@ public sealed class GpuBackend : IBackend
         _add = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(GpuKernels.Add);
         _swiGlu = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(GpuKernels.SwiGlu);
         _rope = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int>(GpuKernels.Rope);
-        _rmsNorm = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(GpuKernels.RmsNorm);
+        _rmsNorm = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>(GpuKernels.RmsNorm);
         _storeKv = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int>(GpuKernels.StoreKv);
         _attention = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs>(GpuKernels.Attention);
         _attentionCombine = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuKernels.AttentionCombine);
@@ -261,7 +266,11 @@ public sealed class GpuBackend : IBackend
     }
 
     /// <summary>Copies host rows into an activation (tests and hybrid use).</summary>
-    public void Write(IActivation x, ReadOnlySpan<float> data) => A(x).View.SubView(0, data.Length).CopyFromCPU(data);
+    public void Write(IActivation x, ReadOnlySpan<float> data)
+    {
+        Flush();
+        A(x).View.SubView(0, data.Length).CopyFromCPU(data);
+    }
 
     public void CreateKvCache(KvCacheConfig config)
     {
@@ -283,6 +292,7 @@ public sealed class GpuBackend : IBackend
 
     public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences)
     {
+        Flush();
         int n = tokens.Length, max = _options.MaxBatch;
         if (n > max) throw new ArgumentException($"batch of {n} tokens exceeds {max}");
         if (positions.Length != n || sequences.Length != n) throw new ArgumentException("tokens, positions and sequences must have the same length");
@@ -306,6 +316,7 @@ public sealed class GpuBackend : IBackend
 
     public void Embed(IWeight table, IActivation x)
     {
+        Flush();
         var w = W(table);
         var xa = A(x);
         if (xa.Cols != w.Cols) throw new ArgumentException($"embedding '{w.Name}' has rows of {w.Cols}, activation has {xa.Cols} columns");
@@ -321,13 +332,19 @@ public sealed class GpuBackend : IBackend
         if (w.Floats is null || xa.Cols % w.Cols != 0 || A(y).Cols != xa.Cols)
             throw new ArgumentException($"'{w.Name}' cannot normalize rows of {xa.Cols}");
         int n = Rows(rows);
+        // x += r; y = norm(x) in one launch when the pending Add targets exactly these rows of x.
+        var residual = _pendingX == xa && _pendingRows == n && !ReferenceEquals(_pendingY, A(y)) ? _pendingY : null;
+        if (residual is not null) _pendingX = _pendingY = null;
+        else Flush();
         if (n == 0) return;
-        _rmsNorm(new KernelConfig(n * (xa.Cols / w.Cols), _group), xa.View, w.Floats.View, A(y).View, xa.Cols, w.Cols, eps);
+        _rmsNorm(new KernelConfig(n * (xa.Cols / w.Cols), _group), xa.View, (residual ?? xa).View, w.Floats.View, A(y).View,
+            xa.Cols, w.Cols, residual is null ? 0 : 1, eps);
         Count();
     }
 
     public void MatMul(IWeight weight, IActivation x, IActivation y, int rows = -1)
     {
+        Flush();
         var w = W(weight);
         var xa = A(x);
         var ya = A(y);
@@ -349,6 +366,7 @@ public sealed class GpuBackend : IBackend
 
     public void AddBias(IActivation y, IWeight bias)
     {
+        Flush();
         var w = W(bias);
         var ya = A(y);
         if (w.Floats is null || w.Cols != ya.Cols) throw new ArgumentException($"bias '{w.Name}' ({w.Cols}) does not match rows of {ya.Cols}");
@@ -359,6 +377,7 @@ public sealed class GpuBackend : IBackend
 
     public void Rope(IActivation x, int headDim, RopeConfig rope)
     {
+        Flush();
         var xa = A(x);
         var kv = _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
         if (headDim < 1 || xa.Cols % headDim != 0 || rope.Dims > headDim || rope.Dims % 2 != 0)
@@ -395,6 +414,7 @@ public sealed class GpuBackend : IBackend
 
     public void Attention(int layer, IActivation q, IActivation k, IActivation v, IActivation output, int nHeads, int nKvHeads, int headDim, float scale)
     {
+        Flush();
         var kv = _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
         if (nKvHeads != kv.KvHeads || headDim != kv.HeadDim || nHeads % nKvHeads != 0 || (uint)layer >= (uint)kv.Layers)
             throw new ArgumentException($"attention shape (layer {layer}, {nHeads} heads, {nKvHeads} KV heads, head size {headDim}) does not match the KV cache");
@@ -448,6 +468,7 @@ public sealed class GpuBackend : IBackend
 
     public void SwiGlu(IActivation gate, IActivation up)
     {
+        Flush();
         var g = A(gate);
         if (A(up).Cols != g.Cols) throw new ArgumentException("gate and up differ in width");
         if (_n == 0) return;
@@ -457,15 +478,28 @@ public sealed class GpuBackend : IBackend
 
     public void Add(IActivation x, IActivation y)
     {
+        Flush();
         var xa = A(x);
         if (A(y).Cols != xa.Cols) throw new ArgumentException("added activations differ in width");
         if (_n == 0) return;
-        _add(_n * xa.Cols, xa.View, A(y).View);
+        _pendingX = xa;
+        _pendingY = A(y);
+        _pendingRows = _n;
+    }
+
+    /// <summary>Launches a deferred <see cref="Add"/>.</summary>
+    private void Flush()
+    {
+        if (_pendingX is not { } x) return;
+        _pendingX = null;
+        _add(_pendingRows * x.Cols, x.View, _pendingY!.View);
+        _pendingY = null;
         Count();
     }
 
     public void GatherRows(IActivation src, ReadOnlySpan<int> rows, IActivation dst)
     {
+        Flush();
         var s = A(src);
         var d = A(dst);
         if (s.Cols != d.Cols || rows.Length > d.Rows) throw new ArgumentException("gather shapes differ");
@@ -480,13 +514,18 @@ public sealed class GpuBackend : IBackend
 
     public void ReadRow(IActivation x, int row, Span<float> destination)
     {
+        Flush();
         var xa = A(x);
         if ((uint)row >= (uint)xa.Rows) throw new ArgumentOutOfRangeException(nameof(row));
         xa.View.SubView((long)row * xa.Cols, xa.Cols).CopyToCPU(destination[..xa.Cols]);
     }
 
     /// <summary>Waits for every queued kernel.</summary>
-    public void Synchronize() => _acc.Synchronize();
+    public void Synchronize()
+    {
+        Flush();
+        _acc.Synchronize();
+    }
 
     public void Dispose()
     {

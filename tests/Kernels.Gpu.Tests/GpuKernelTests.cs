@@ -114,6 +114,42 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             }
     }
 
+    /// <summary>Add followed by RmsNorm of the same rows runs as one fused launch: x += r, then y = norm(x).</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AddThenRmsNormFusesTheResidual(bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(5);
+        foreach (var (group, groups) in new[] { (3, 1), (32, 2), (255, 1) })
+            foreach (int n in TokenCounts)
+            {
+                int cols = group * groups;
+                var xs = Check.Random(rng, n * cols, 3f);
+                var rs = Check.Random(rng, n * cols, 3f);
+                var ws = Check.Random(rng, group);
+                var w = b.UploadWeight("norm", GgmlType.F32, 1, group, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
+                var x = b.Allocate(GpuBackends.MaxBatch, cols);
+                var r = b.Allocate(GpuBackends.MaxBatch, cols);
+                var y = b.Allocate(GpuBackends.MaxBatch, cols);
+                b.Write(x, xs);
+                b.Write(r, rs);
+                Check.SetTokens(b, n);
+                long before = b.Launches;
+                b.Add(x, r);
+                b.RmsNorm(x, w, 1e-5f, y);
+                Assert.Equal(1, b.Launches - before);
+
+                var sum = xs.Select((v, i) => v + rs[i]).ToArray();
+                var expected = new float[n * cols];
+                for (int o = 0; o < n * cols; o += group)
+                    VectorOps.RmsNormRef(sum.AsSpan(o, group), ws, 1e-5f, expected.AsSpan(o, group));
+                Check.Close(Check.Read(b, y, n), expected, $"add+rmsnorm group {group} x {groups}, {n} rows");
+                Check.Close(Check.Read(b, x, n), sum, $"residual of add+rmsnorm group {group} x {groups}, {n} rows");
+            }
+    }
+
     [Fact]
     public void RmsNormRowsArgumentLimitsTheRows()
     {

@@ -218,8 +218,12 @@ internal static class GpuKernels
 
     // ---- RMSNorm over groups of gc elements: y = x / sqrt(mean(x²) + eps) * w ----
 
-    /// <summary>Grid: one group per (row, chunk of gc elements).</summary>
-    public static void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, int cols, int gc, float eps)
+    /// <summary>
+    /// Grid: one group per (row, chunk of gc elements). With <paramref name="addResidual"/> set it first adds
+    /// <paramref name="residual"/> into x (x += r, written back), fusing the residual add that precedes every norm.
+    /// Each thread touches the same indices in both passes, so x may alias y.
+    /// </summary>
+    public static void RmsNorm(ArrayView<float> x, ArrayView<float> residual, ArrayView<float> w, ArrayView<float> y, int cols, int gc, int addResidual, float eps)
     {
         var scratch = SharedMemory.Allocate<float>(MaxGroup);
         int chunks = cols / gc;
@@ -228,6 +232,11 @@ internal static class GpuKernels
         for (int i = Group.IdxX; i < gc; i += Group.DimX)
         {
             float v = x[baseIdx + i];
+            if (addResidual != 0)
+            {
+                v += residual[baseIdx + i];
+                x[baseIdx + i] = v;
+            }
             ss += v * v;
         }
         ss = GroupSum(scratch, ss);
