@@ -21,7 +21,7 @@ public sealed class Args
     /// <param name="flags">options that take no value (all spellings).</param>
     public Args(IEnumerable<string> args, IEnumerable<string> flags)
     {
-        _flags = new HashSet<string>(flags, StringComparer.Ordinal);
+        _flags = new HashSet<string>(flags, StringComparer.Ordinal) { "--offline", "--no-repack" };
         var list = args.ToList();
         for (int i = 0; i < list.Count; i++)
         {

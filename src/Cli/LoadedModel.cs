@@ -6,6 +6,8 @@ using Infer.Runtime.Tokenizers;
 
 namespace Infer.Cli;
 
+internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack = true);
+
 /// <summary>A model file opened for inference: the mapping, its tokenizer, and the model bound to a backend.</summary>
 internal sealed class LoadedModel : IDisposable
 {
@@ -14,24 +16,27 @@ internal sealed class LoadedModel : IDisposable
     public required LlamaModel Model { get; init; }
     public ModelConfig Config => Model.Config;
 
-    /// <summary>Common model options: -m FILE, -t THREADS, -c CONTEXT, -b BATCH.</summary>
-    public static LoadedModel Load(Args args, TextWriter stderr, bool quiet = false)
+    /// <summary>Reads the common model options (-m FILE, -t THREADS, -c CONTEXT, -b BATCH) before anything is loaded.</summary>
+    public static ModelArgs ReadArgs(Args args)
     {
-        string path = args.Required("MODEL", "-m", "--model");
-        int threads = args.Int(0, "-t", "--threads");
-        int ctx = args.Int(0, "-c", "--ctx-size");
-        int batch = args.Int(512, "-b", "--batch-size");
-        if (threads < 0) throw new UsageException("--threads must be positive");
-        if (ctx < 0) throw new UsageException("--ctx-size must be positive");
-        if (batch < 1) throw new UsageException("--batch-size must be positive");
+        var m = new ModelArgs(ModelSource.Read(args), args.Int(0, "-t", "--threads"), args.Int(0, "-c", "--ctx-size"), args.Int(512, "-b", "--batch-size"), !args.Flag("--no-repack"));
+        if (m.Threads < 0) throw new UsageException("--threads must be positive");
+        if (m.Context < 0) throw new UsageException("--ctx-size must be positive");
+        if (m.Batch < 1) throw new UsageException("--batch-size must be positive");
+        return m;
+    }
 
+    public static LoadedModel Load(ModelArgs args, TextWriter stderr, IProgress<double>? progress = null)
+    {
+        var (source, threads, ctx, batch, repack) = args;
+        string path = source.Resolve(stderr);
         var file = GgufFile.Open(path);
         IBackend? backend = null;
         try
         {
             var tokenizer = Tokenizer.FromGguf(file);
-            backend = new CpuBackend(threads, batch);
-            var model = LlamaModel.Load(file, backend, new ModelOptions(ctx, batch));
+            backend = new CpuBackend(threads, batch, repack);
+            var model = LlamaModel.Load(file, backend, new ModelOptions(ctx, batch), progress);
             return new LoadedModel { File = file, Tokenizer = tokenizer, Model = model };
         }
         catch

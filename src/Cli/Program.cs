@@ -1,6 +1,8 @@
 using Infer.Cli.Commands;
 using Infer.Runtime;
+using Infer.Runtime.Hub;
 using Infer.Runtime.Model;
+using Infer.Runtime.Templates;
 
 namespace Infer.Cli;
 
@@ -14,15 +16,25 @@ public static class Program
           logits    dump the last position's logits     infer logits -m MODEL (--prompt TEXT | --ids 1,2,3) [--out FILE] [--greedy N]
           tokenize  text to token ids and back          infer tokenize -m MODEL -p TEXT | --detokenize 1,2,3
           info      summarize a model file              infer info -m MODEL
+          chat      interactive chat with the model's template  infer chat -m MODEL [-sys TEXT] [-c CTX] [--ctx-overflow stop|shift]
+          template  render a chat template              infer template -m MODEL --messages M.json [--add-generation-prompt]
+          models    list or remove cached downloads     infer models [--rm OWNER/REPO[:QUANT]]
+          bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [-o md|json]
 
+        a model is -m FILE or -hf OWNER/REPO[:QUANT] (downloaded from Hugging Face and cached; --hf-file NAME, --revision REV, --offline)
         common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --verbose
         run 'infer <command> --help' for a command's options.
         """;
 
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        Console.OutputEncoding = new System.Text.UTF8Encoding(false);
+        Console.InputEncoding = new System.Text.UTF8Encoding(false);
+        return Run(args, Console.Out, Console.Error);
+    }
 
     /// <summary>Entry point with explicit streams (used by tests). Returns the process exit code.</summary>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, TextReader? stdin = null, bool? interactive = null)
     {
         bool verbose = args.Contains("--verbose");
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
@@ -40,6 +52,10 @@ public static class Program
                 "logits" => LogitsCommand.Execute(rest, stdout, stderr),
                 "tokenize" => TokenizeCommand.Execute(rest, stdout, stderr),
                 "info" => InfoCommand.Execute(rest, stdout, stderr),
+                "bench" => BenchCommand.Execute(rest, stdout, stderr),
+                "chat" => ChatCommand.Execute(rest, stdout, stderr, stdin ?? Console.In, interactive ?? (!Console.IsInputRedirected && !Console.IsOutputRedirected)),
+                "template" => TemplateCommand.Execute(rest, stdout, stderr),
+                "models" => ModelsCommand.Execute(rest, stdout, stderr),
                 _ => throw new UsageException($"unknown command '{command}' (run 'infer --help')"),
             };
         }
@@ -48,7 +64,13 @@ public static class Program
             stderr.WriteLine($"infer {command}: {e.Message}");
             return 2;
         }
-        catch (Exception e) when (e is ModelFormatException or ContextFullException or IOException or UnauthorizedAccessException or ArgumentException or InvalidDataException or NotSupportedException)
+        catch (OperationCanceledException)
+        {
+            stderr.WriteLine($"infer {command}: cancelled");
+            return 130;
+        }
+        catch (Exception e) when (e is ModelFormatException or ContextFullException or IOException or UnauthorizedAccessException or ArgumentException
+                                   or InvalidDataException or NotSupportedException or TemplateException or HubException or System.Text.Json.JsonException)
         {
             stderr.WriteLine($"infer {command}: error: {e.Message}");
             if (verbose) stderr.WriteLine(e);

@@ -39,11 +39,15 @@ public sealed unsafe partial class CpuBackend : IBackend
     private long _quantizedCapacity;
     private CpuActivation? _quantizedSource;
     private int _quantizedVersion;
-    private GgmlType _quantizedType;
+    private nint _quantizedWith; // the quantizer that wrote the buffer
     private int _quantizedRows;
 
-    public CpuBackend(int threads = 0, int maxBatch = 512)
+    /// <param name="threads">worker threads (0: all cores).</param>
+    /// <param name="maxBatch">most tokens per forward call.</param>
+    /// <param name="repack">repack weights whose type has interleaved 8-row kernels on this CPU (a copy made at load).</param>
+    public CpuBackend(int threads = 0, int maxBatch = 512, bool repack = true)
     {
+        Repack = repack;
         ThreadCount = threads > 0 ? threads : Environment.ProcessorCount;
         _pool = new WorkerPool(ThreadCount);
         _maxBatch = maxBatch;
@@ -57,10 +61,16 @@ public sealed unsafe partial class CpuBackend : IBackend
     }
 
     public int ThreadCount { get; }
+
+    /// <summary>Whether weights are repacked at load into the interleaved layout of the 8-row kernels.</summary>
+    public bool Repack { get; }
+
+    /// <summary>Bytes of weights copied into repacked layout so far.</summary>
+    public long RepackedBytes { get; private set; }
     public string Name => "cpu";
     public string Description => $"CPU, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}, {SimdDescription()}";
 
-    internal WorkerPool Pool => _pool;
+    public WorkerPool Pool => _pool;
 
     private static string SimdDescription() =>
         System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "AVX-512"
@@ -86,6 +96,8 @@ public sealed unsafe partial class CpuBackend : IBackend
         public required long RowBytes { get; init; }
         public required QuantKernel Kernel { get; init; }
         public float* Floats { get; init; }              // vectors only: Cols floats
+        public byte* Repacked { get; init; }             // groups of kernel.RepackRows interleaved rows (rows / 8 groups), or null
+        public int RepackedRows { get; init; }           // rows covered by Repacked (a multiple of 8); later rows use Data
     }
 
     internal sealed class CpuActivation : IActivation
@@ -102,20 +114,69 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         if (!QuantKernels.IsSupported(tensor.Type))
             throw new UnsupportedModelException(null, $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which this runtime does not support yet");
-        var kernel = QuantKernels.Get(tensor.Type);
-        int cols = checked((int)tensor.RowLength);
-        int rows = checked((int)tensor.RowCount);
+        return Bind(tensor.Name, tensor.Type, checked((int)tensor.RowCount), checked((int)tensor.RowLength), tensor.Data);
+    }
+
+    /// <summary>A matrix weight over caller-owned memory (rows x row bytes of <paramref name="type"/>), for benchmarks and tests.</summary>
+    public IWeight CreateWeight(string name, GgmlType type, int rows, int cols, byte* data) => Bind(name, type, rows, cols, data);
+
+    private CpuWeight Bind(string name, GgmlType type, int rows, int cols, byte* data)
+    {
+        var kernel = QuantKernels.Get(type);
+        long rowBytes = kernel.RowBytes(cols);
         float* floats = null;
         if (rows == 1)
         {
             floats = (float*)Alloc(sizeof(float) * (long)cols);
-            kernel.Dequantize(tensor.Data, floats, cols);
+            kernel.Dequantize(data, floats, cols);
+        }
+        byte* repacked = null;
+        int repackedRows = 0;
+        if (Repack && kernel.RepackRows > 0 && rows >= kernel.RepackRows)
+        {
+            int g = kernel.RepackRows;
+            repackedRows = rows / g * g;
+            repacked = (byte*)Alloc(repackedRows * rowBytes);
+            _repack.Kernel = kernel;
+            _repack.Source = data;
+            _repack.Destination = repacked;
+            _repack.RowBytes = rowBytes;
+            _repack.Cols = cols;
+            _repack.Groups = repackedRows / g;
+            _pool.Run(_repack);
+            RepackedBytes += repackedRows * rowBytes;
         }
         return new CpuWeight
         {
-            Name = tensor.Name, Type = tensor.Type, Rows = rows, Cols = cols, Data = tensor.Data,
-            RowBytes = tensor.RowBytes, Kernel = kernel, Floats = floats,
+            Name = name, Type = type, Rows = rows, Cols = cols, Data = data, RowBytes = rowBytes, Kernel = kernel,
+            Floats = floats, Repacked = repacked, RepackedRows = repackedRows,
         };
+    }
+
+    /// <summary>Repacks groups of rows into the interleaved layout, groups split across threads.</summary>
+    private sealed class RepackWork : IParallelWork
+    {
+        public QuantKernel Kernel = null!;
+        public byte* Source, Destination;
+        public long RowBytes;
+        public int Cols, Groups;
+
+        public void Execute(int thread, int threadCount)
+        {
+            int g = Kernel.RepackRows;
+            var (start, end) = WorkerPool.Split(Groups, thread, threadCount);
+            for (int i = start; i < end; i++)
+                Kernel.Repack(Source + (long)i * g * RowBytes, (nint)RowBytes, Destination + (long)i * g * RowBytes, Cols);
+        }
+    }
+
+    private readonly RepackWork _repack = new();
+
+    /// <summary>Host view of an activation buffer's first <paramref name="rows"/> rows, for callers that fill it (marks it written).</summary>
+    public Span<float> View(IActivation x, int rows)
+    {
+        A(x).Version++;
+        return new(A(x).Data, checked(rows * A(x).Cols));
     }
 
     public IActivation Allocate(int rows, int cols) =>
@@ -285,7 +346,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     private sealed class QuantizeWork(CpuBackend b) : IParallelWork
     {
         public CpuActivation X = null!;
-        public QuantKernel Kernel = null!;
+        public delegate*<float*, byte*, int, void> Quantizer;
         public int Rows;
         public long RowBytes;
 
@@ -293,11 +354,14 @@ public sealed unsafe partial class CpuBackend : IBackend
         {
             var (start, end) = WorkerPool.Split(Rows, thread, threadCount);
             for (int r = start; r < end; r++)
-                Kernel.QuantizeActivations(X.Data + (long)r * X.Cols, b._quantized + r * RowBytes, X.Cols);
+                Quantizer(X.Data + (long)r * X.Cols, b._quantized + r * RowBytes, X.Cols);
         }
     }
 
-    /// <summary>y[t, r] = dot(W[r], x[t]): weight rows are handed out in chunks; each chunk is reused across all tokens.</summary>
+    /// <summary>
+    /// y[t, r] = dot(W[r], x[t]). Weight rows are handed out in chunks (a multiple of the repack group); each chunk is
+    /// multiplied with every token, four tokens at a time, so a chunk of weights is read from memory once per call.
+    /// </summary>
     private sealed class MatMulWork : IParallelWork
     {
         public CpuWeight W = null!;
@@ -310,19 +374,47 @@ public sealed unsafe partial class CpuBackend : IBackend
 
         public void Execute(int thread, int threadCount)
         {
-            var dot = W.Kernel.Dot;
-            int cols = W.Cols, rows = W.Rows, yCols = Y.Cols;
+            var w = W;
+            var k = w.Kernel;
+            int cols = w.Cols, rows = w.Rows, yCols = Y.Cols;
+            float* results = stackalloc float[32];
             while (true)
             {
                 int chunk = Interlocked.Increment(ref NextChunk) - 1;
                 int r0 = chunk * ChunkRows;
                 if (r0 >= rows) break;
                 int r1 = Math.Min(rows, r0 + ChunkRows);
-                for (int t = 0; t < Tokens; t++)
+
+                // Repacked groups of 8 rows.
+                int g = k.RepackRows;
+                int rEnd = w.Repacked != null ? Math.Min(r1, w.RepackedRows) : r0;
+                for (int r = r0; r < rEnd; r += g)
                 {
-                    byte* x = X + t * XRowBytes;
-                    float* y = Y.Data + (long)t * yCols;
-                    for (int r = r0; r < r1; r++) y[r] = dot(cols, W.Data + r * W.RowBytes, x);
+                    byte* group = w.Repacked + r * w.RowBytes;
+                    int t = 0;
+                    for (; t + 4 <= Tokens; t += 4)
+                    {
+                        k.RepackedDot4(cols, group, X + t * XRowBytes, (nint)XRowBytes, results);
+                        for (int c = 0; c < 4; c++)
+                        {
+                            float* y = Y.Data + (long)(t + c) * yCols + r;
+                            for (int i = 0; i < g; i++) y[i] = results[c * 8 + i];
+                        }
+                    }
+                    for (; t < Tokens; t++) k.RepackedDot(cols, group, X + t * XRowBytes, Y.Data + (long)t * yCols + r);
+                }
+
+                // Plain rows: the 4-token dot for GEMM, the single dot for the rest.
+                for (int r = Math.Max(r0, rEnd); r < r1; r++)
+                {
+                    byte* wr = w.Data + r * w.RowBytes;
+                    int t = 0;
+                    for (; t + 4 <= Tokens; t += 4)
+                    {
+                        k.Dot4(cols, wr, X + t * XRowBytes, (nint)XRowBytes, results);
+                        for (int c = 0; c < 4; c++) Y.Data[(long)(t + c) * yCols + r] = results[c];
+                    }
+                    for (; t < Tokens; t++) Y.Data[(long)t * yCols + r] = k.Dot(cols, wr, X + t * XRowBytes);
                 }
             }
         }
@@ -350,18 +442,20 @@ public sealed unsafe partial class CpuBackend : IBackend
         }
         else
         {
-            inputRowBytes = GgmlTypeInfo.RowBytes(kernel.VecDotType, xa.Cols);
-            if (!(ReferenceEquals(_quantizedSource, xa) && _quantizedVersion == xa.Version && _quantizedType == kernel.VecDotType && _quantizedRows >= n))
+            // Activation rows as the kernels want them (Q8_0 rows carry per-block sums after the blocks, for the repacked kernels).
+            var quantizer = kernel.QuantizeActivations;
+            inputRowBytes = kernel.ActivationRowBytes(xa.Cols);
+            if (!(ReferenceEquals(_quantizedSource, xa) && _quantizedVersion == xa.Version && _quantizedWith == (nint)quantizer && _quantizedRows >= n))
             {
                 EnsureQuantizedCapacity(inputRowBytes * n);
                 _quantize.X = xa;
-                _quantize.Kernel = kernel;
+                _quantize.Quantizer = quantizer;
                 _quantize.Rows = n;
                 _quantize.RowBytes = inputRowBytes;
                 _pool.Run(_quantize);
                 _quantizedSource = xa;
                 _quantizedVersion = xa.Version;
-                _quantizedType = kernel.VecDotType;
+                _quantizedWith = (nint)quantizer;
                 _quantizedRows = n;
             }
             input = _quantized;
@@ -372,8 +466,8 @@ public sealed unsafe partial class CpuBackend : IBackend
         _matMul.X = input;
         _matMul.XRowBytes = inputRowBytes;
         _matMul.Tokens = n;
-        // Enough chunks for balance (8 per thread), each large enough to amortize the hand-out.
-        _matMul.ChunkRows = Math.Max(4, w.Rows / (ThreadCount * 8));
+        // Enough chunks for balance (8 per thread), each large enough to amortize the hand-out, in whole repack groups.
+        _matMul.ChunkRows = Math.Max(8, w.Rows / (ThreadCount * 8)) / 8 * 8;
         _matMul.NextChunk = 0;
         _pool.Run(_matMul);
         ya.Version++;

@@ -1,3 +1,4 @@
+using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
 using Infer.Runtime.Tokenizers;
@@ -10,8 +11,9 @@ internal static class InfoCommand
     public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
     {
         var a = new Args(argv, []);
-        string path = a.Required("MODEL", "-m", "--model");
+        var source = ModelSource.Read(a);
         a.EnsureAllUsed();
+        string path = source.Resolve(stderr);
 
         using var f = GgufFile.Open(path);
         var c = ModelConfig.FromGguf(f);
@@ -38,6 +40,9 @@ internal static class InfoCommand
         stdout.WriteLine($"features:        {string.Join(", ", Features(c))}");
         stdout.WriteLine($"vocabulary:      {tok.VocabSize} tokens, {tok.Kind} tokenizer{(tok.Pre is { Length: > 0 } pre ? $" (pre: {pre})" : "")}");
         stdout.WriteLine($"chat template:   {(f.ContainsKey("tokenizer.chat_template") ? "present" : "none")}");
+        var repacked = f.Tensors.Where(t => t.RowCount >= 8 && QuantKernels.IsSupported(t.Type) && QuantKernels.Get(t.Type).RepackRows > 0)
+            .GroupBy(t => t.Type).Select(g => $"{GgmlTypeInfo.Name(g.Key)} x{g.Count()} ({QuantKernels.Get(g.Key).Isa})").ToList();
+        stdout.WriteLine($"cpu repack:      {(repacked.Count == 0 ? "none" : "at load into 8-row interleaved blocks: " + string.Join(", ", repacked) + "; --no-repack keeps the file layout")}");
         return 0;
     }
 

@@ -21,8 +21,9 @@ internal static class LogitsCommand
         int greedy = a.Int(0, "--greedy");
         if ((prompt is null) == (ids is null)) throw new UsageException("give exactly one of --prompt TEXT or --ids 1,2,3");
         if (greedy < 0) throw new UsageException("--greedy must be non-negative");
-        using var m = LoadedModel.Load(a, stderr);
+        var modelArgs = LoadedModel.ReadArgs(a);
         a.EnsureAllUsed();
+        using var m = LoadedModel.Load(modelArgs, stderr);
 
         int[] input = ids is not null
             ? Args.ParseIds(ids, "--ids")

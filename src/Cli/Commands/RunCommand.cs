@@ -14,8 +14,9 @@ internal static class RunCommand
         int nPredict = a.Int(128, "-n", "--n-predict");
         bool ignoreEos = a.Flag("--ignore-eos");
         var sampling = SamplingArgs.Parse(a);
-        using var m = LoadedModel.Load(a, stderr);
+        var modelArgs = LoadedModel.ReadArgs(a);
         a.EnsureAllUsed();
+        using var m = LoadedModel.Load(modelArgs, stderr);
 
         var tok = m.Tokenizer;
         int[] input = tok.Encode(prompt, addSpecial: true, parseSpecial: true);

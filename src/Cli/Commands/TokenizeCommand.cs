@@ -10,11 +10,12 @@ internal static class TokenizeCommand
     public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
     {
         var a = new Args(argv, ["--no-special"]);
-        string path = a.Required("MODEL", "-m", "--model");
+        var source = ModelSource.Read(a);
         string? text = a.String("-p", "--prompt");
         string? detok = a.String("--detokenize");
         bool noSpecial = a.Flag("--no-special");
         a.EnsureAllUsed();
+        string path = source.Resolve(stderr);
         if ((text is null) == (detok is null)) throw new UsageException("give exactly one of -p TEXT or --detokenize 1,2,3");
 
         using var file = GgufFile.Open(path);

@@ -174,6 +174,87 @@ public static unsafe class VectorOps
     public static void Attend(ReadOnlySpan<float> q, float* keys, float* values, int stride, int count, float scale, Span<float> scores, Span<float> output)
     {
         int d = q.Length;
+        if (!Vector256.IsHardwareAccelerated || d % 16 != 0 || d > 256)
+        {
+            AttendTensorPrimitives(q, keys, values, stride, count, scale, scores, output);
+            return;
+        }
+        fixed (float* qp = q, sp = scores, op = output)
+        {
+            // scores[p] = scale · q·k_p, four keys at a time so one horizontal reduction serves four dots.
+            int p = 0;
+            for (; p + 4 <= count; p += 4)
+            {
+                float* k0 = keys + (long)p * stride;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int i = 0; i < d; i += 8)
+                {
+                    var qv = Vector256.Load(qp + i);
+                    a0 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + i), a0);
+                    a1 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + stride + i), a1);
+                    a2 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + 2 * stride + i), a2);
+                    a3 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + 3 * stride + i), a3);
+                }
+                var sums = HorizontalSum4(a0, a1, a2, a3) * scale;
+                sums.Store(sp + p);
+            }
+            for (; p < count; p++)
+            {
+                float* k = keys + (long)p * stride;
+                Vector256<float> a = default;
+                for (int i = 0; i < d; i += 8) a = Vector256.FusedMultiplyAdd(Vector256.Load(qp + i), Vector256.Load(k + i), a);
+                sp[p] = Vector256.Sum(a) * scale;
+            }
+
+            Softmax(scores[..count]);
+
+            // output = Σ_p scores[p] · v_p, the head's accumulators held in registers when it fits (d ≤ 128).
+            if (d <= 128)
+            {
+                Span<Vector256<float>> acc = stackalloc Vector256<float>[16];
+                acc.Clear();
+                int nv = d / 8;
+                for (p = 0; p < count; p++)
+                {
+                    float* v = values + (long)p * stride;
+                    var s = Vector256.Create(sp[p]);
+                    for (int j = 0; j < nv; j++) acc[j] = Vector256.FusedMultiplyAdd(s, Vector256.Load(v + j * 8), acc[j]);
+                }
+                for (int j = 0; j < nv; j++) acc[j].Store(op + j * 8);
+            }
+            else
+            {
+                output[..d].Clear();
+                for (p = 0; p < count; p++)
+                {
+                    float* v = values + (long)p * stride;
+                    var s = Vector256.Create(sp[p]);
+                    for (int i = 0; i < d; i += 8) Vector256.FusedMultiplyAdd(s, Vector256.Load(v + i), Vector256.Load(op + i)).Store(op + i);
+                }
+            }
+        }
+    }
+
+    /// <summary>The four horizontal sums of a0..a3 as lanes 0..3 of a 128-bit vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> HorizontalSum4(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)
+    {
+        var s0 = a0.GetLower() + a0.GetUpper();
+        var s1 = a1.GetLower() + a1.GetUpper();
+        var s2 = a2.GetLower() + a2.GetUpper();
+        var s3 = a3.GetLower() + a3.GetUpper();
+        if (System.Runtime.Intrinsics.X86.Sse3.IsSupported)
+        {
+            var h01 = System.Runtime.Intrinsics.X86.Sse3.HorizontalAdd(s0, s1); // s0.01 s0.23 s1.01 s1.23
+            var h23 = System.Runtime.Intrinsics.X86.Sse3.HorizontalAdd(s2, s3);
+            return System.Runtime.Intrinsics.X86.Sse3.HorizontalAdd(h01, h23);
+        }
+        return Vector128.Create(Vector128.Sum(s0), Vector128.Sum(s1), Vector128.Sum(s2), Vector128.Sum(s3));
+    }
+
+    private static void AttendTensorPrimitives(ReadOnlySpan<float> q, float* keys, float* values, int stride, int count, float scale, Span<float> scores, Span<float> output)
+    {
+        int d = q.Length;
         for (int p = 0; p < count; p++)
             scores[p] = TensorPrimitives.Dot(q, new ReadOnlySpan<float>(keys + (long)p * stride, d)) * scale;
         Softmax(scores[..count]);

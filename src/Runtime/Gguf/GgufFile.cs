@@ -138,9 +138,10 @@ public sealed unsafe class GgufFile : IDisposable
 
             long afterInfos = r.Position;
             DataOffset = AlignUp(afterInfos, Alignment);
-            if (DataOffset > Length)
+            // a file without tensors (a vocabulary-only GGUF) may end before the alignment padding, as llama.cpp accepts
+            if (DataOffset > Length && infos.Length > 0)
                 throw Error($"data section would start at byte {DataOffset}, past the end of the {Length}-byte file");
-            long dataBytes = Length - DataOffset;
+            long dataBytes = Math.Max(0, Length - DataOffset);
 
             foreach (var (name, type, dims, offset) in infos)
             {

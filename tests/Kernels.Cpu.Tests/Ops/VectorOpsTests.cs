@@ -72,6 +72,10 @@ public unsafe class VectorOpsTests
     [InlineData(33, 128)]
     [InlineData(257, 64)]
     [InlineData(513, 128)]
+    [InlineData(5, 256)]
+    [InlineData(9, 48)]
+    [InlineData(3, 40)]
+    [InlineData(4, 16)]
     public void AttendMatchesReference(int count, int headDim)
     {
         int stride = headDim * 3; // K/V rows of a cache with 3 KV heads

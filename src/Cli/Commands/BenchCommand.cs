@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Infer.Kernels.Cpu;
+using Infer.Kernels.Cpu.Diagnostics;
+using Infer.Runtime.Gguf;
+using Infer.Runtime.Model;
+
+namespace Infer.Cli.Commands;
+
+/// <summary>
+/// <c>infer bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [-o md|json]</c>, modelled on llama-bench: prompt processing
+/// (pp: one batch of p tokens) and text generation (tg: n tokens one at a time), mean ± standard deviation over r runs,
+/// with a roofline column: the bytes tg reads per token times tokens/s, against the read bandwidth measured here.
+/// </summary>
+internal static class BenchCommand
+{
+    private sealed record Row(string Model, string Size, string Params, string Backend, int Threads, string Test, double Mean, double Std, double? GBs, double? Fraction);
+
+    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    {
+        var a = new Args(argv, ["--no-bandwidth"]);
+        var source = ModelSource.Read(a);
+        int p = a.Int(512, "-p", "--n-prompt");
+        int n = a.Int(128, "-n", "--n-gen");
+        int reps = a.Int(5, "-r", "--repetitions");
+        int threads = a.Int(0, "-t", "--threads");
+        string output = a.String("-o", "--output") ?? "md";
+        bool noBandwidth = a.Flag("--no-bandwidth");
+        bool repack = !a.Flag("--no-repack");
+        a.EnsureAllUsed();
+        string path = source.Resolve(stderr);
+        if (p < 0 || n < 0 || reps < 1) throw new UsageException("-p and -n must be >= 0 and -r >= 1");
+        if (output is not ("md" or "json")) throw new UsageException("-o must be md or json");
+
+        using var file = GgufFile.Open(path);
+        int batch = Math.Max(1, Math.Min(Math.Max(p, 1), 2048));
+        var backend = new CpuBackend(threads, batch, repack);
+        using var model = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: Math.Max(p, n) + 1, BatchSize: batch));
+        var c = model.Config;
+
+        long modelBytes = file.Tensors.Sum(t => t.ByteSize);
+        long parameters = file.Tensors.Sum(t => t.ElementCount);
+        var embd = file.GetTensor("token_embd.weight");
+        // Decode reads every weight once, but only one row of the embedding table (unless it doubles as the output).
+        long bytesPerToken = modelBytes - (c.TiedOutput ? 0 : embd.ByteSize - embd.RowBytes);
+        string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}{(backend.RepackedBytes > 0 ? " (repacked)" : "")}";
+        double bandwidth = noBandwidth ? 0 : MemoryBandwidth.Measure(backend.Pool);
+
+        var rng = new Random(42);
+        int[] tokens = Enumerable.Range(0, Math.Max(p, n)).Select(_ => rng.Next(c.VocabSize)).ToArray();
+        var positions = new int[batch];
+        var sequences = new int[batch];
+        var logits = new float[c.VocabSize];
+        int[] last = [0];
+
+        void Prompt()
+        {
+            for (int s = 0; s < p; s += batch)
+            {
+                int len = Math.Min(batch, p - s);
+                for (int i = 0; i < len; i++) positions[i] = s + i;
+                last[0] = len - 1;
+                model.Forward(tokens.AsSpan(s, len), positions.AsSpan(0, len), sequences.AsSpan(0, len), last, logits);
+            }
+        }
+
+        void Generate()
+        {
+            for (int i = 0; i < n; i++)
+            {
+                positions[0] = i;
+                last[0] = 0;
+                model.Forward(tokens.AsSpan(i, 1), positions.AsSpan(0, 1), sequences.AsSpan(0, 1), last, logits);
+            }
+        }
+
+        var rows = new List<Row>();
+        string size = InfoCommand.FormatBytes(modelBytes);
+        string pars = InfoCommand.FormatCount(parameters);
+        if (p > 0)
+        {
+            var (mean, std) = Measure(Prompt, p, reps);
+            rows.Add(new Row(modelName, size, pars, "cpu", backend.ThreadCount, $"pp{p}", mean, std, null, null));
+        }
+        if (n > 0)
+        {
+            var (mean, std) = Measure(Generate, n, reps);
+            double gbs = bytesPerToken * mean / 1e9;
+            rows.Add(new Row(modelName, size, pars, "cpu", backend.ThreadCount, $"tg{n}", mean, std, gbs, bandwidth > 0 ? gbs * 1e9 / bandwidth : null));
+        }
+
+        if (output == "json")
+        {
+            stdout.WriteLine(JsonSerializer.Serialize(new
+            {
+                model = modelName, file = path, size_bytes = modelBytes, parameters, threads = backend.ThreadCount,
+                backend = backend.Description, bytes_per_token = bytesPerToken, read_bandwidth_gbs = bandwidth / 1e9,
+                results = rows.Select(r => new { test = r.Test, tokens_per_second = r.Mean, stddev = r.Std, gbs = r.GBs, fraction_of_bandwidth = r.Fraction }),
+            }));
+        }
+        else
+        {
+            stdout.WriteLine("| model | size | params | backend | threads | test | t/s | GB/s | % of read BW |");
+            stdout.WriteLine("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+            foreach (var r in rows)
+                stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {r.Threads} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} | {(r.GBs is { } g ? g.ToString("F1") : "")} | {(r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "")} |");
+            if (bandwidth > 0) stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {backend.ThreadCount} threads; tg reads {bytesPerToken / 1e6:F0} MB per token");
+        }
+        return 0;
+    }
+
+    private static string DominantType(GgufFile f) =>
+        GgmlTypeInfo.Name(f.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key);
+
+    /// <summary>One warm-up run, then <paramref name="reps"/> timed runs: tokens/s mean and sample standard deviation.</summary>
+    private static (double Mean, double Std) Measure(Action run, int tokens, int reps)
+    {
+        run();
+        var rates = new double[reps];
+        for (int i = 0; i < reps; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            run();
+            rates[i] = tokens / Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        }
+        double mean = rates.Average();
+        double std = reps > 1 ? Math.Sqrt(rates.Sum(r => (r - mean) * (r - mean)) / (reps - 1)) : 0;
+        return (mean, std);
+    }
+}

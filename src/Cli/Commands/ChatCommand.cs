@@ -1,0 +1,153 @@
+using System.Runtime.InteropServices;
+using Infer.Runtime.Inference;
+using Infer.Runtime.Model;
+using Infer.Runtime.Templates;
+
+namespace Infer.Cli.Commands;
+
+/// <summary>
+/// <c>infer chat -m MODEL [-sys TEXT] [-c CONTEXT] [sampling options] [--chat-template-file FILE] [--ctx-overflow stop|shift]</c>.
+/// Interactive on a terminal (progress bar, summary, streamed replies, tokens/s, /exit /reset /system, Ctrl+C stops a
+/// reply); with piped stdin each line is one user turn and only the replies are printed.
+/// </summary>
+internal static class ChatCommand
+{
+    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr, TextReader stdin, bool interactive)
+    {
+        var a = new Args(argv, []);
+        string? system = a.String("-sys", "--system-prompt");
+        string? templateFile = a.String("--chat-template-file");
+        string overflow = a.String("--ctx-overflow") ?? "stop";
+        int maxReply = a.Int(-1, "-n", "--n-predict");
+        var sampling = SamplingArgs.Parse(a);
+        var modelArgs = LoadedModel.ReadArgs(a);
+        a.EnsureAllUsed();
+        var policy = overflow switch
+        {
+            "stop" => ContextOverflowPolicy.Stop,
+            "shift" => ContextOverflowPolicy.Shift,
+            _ => throw new UsageException($"--ctx-overflow must be stop or shift, got '{overflow}'"),
+        };
+        string? templateText = templateFile is null ? null
+            : File.Exists(templateFile) ? File.ReadAllText(templateFile) : throw new FileNotFoundException($"{templateFile}: file not found");
+
+        LoadBar? bar = interactive ? new LoadBar(stderr) : null;
+        using var m = LoadedModel.Load(modelArgs, stderr, bar);
+        bar?.Done();
+
+        templateText ??= ChatSession.TemplateFromGguf(m.File);
+        if (templateText is null)
+            stderr.WriteLine("warning: the model has no chat template; using a plain 'User:/Assistant:' fallback (--chat-template-file FILE to set one)");
+        var template = ChatTemplate.Parse(templateText ?? ChatSession.FallbackTemplate);
+        var chat = new ChatSession(m.Model, m.Tokenizer, template, sampling, system)
+        {
+            OverflowPolicy = policy,
+            MaxReplyTokens = maxReply,
+        };
+
+        if (interactive)
+        {
+            var c = m.Config;
+            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {InfoCommand.FormatCount(m.File.Tensors.Sum(t => t.ElementCount))} parameters, {c.BlockCount} layers, context {m.Model.ContextLength}, {m.Model.Backend.Description}");
+            stderr.WriteLine("commands: /exit, /reset, /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
+        }
+
+        // Ctrl+C (SIGINT): during a reply it cancels the reply; at the prompt it ends the chat.
+        CancellationTokenSource? replyCancel = null;
+        bool exitRequested = false;
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx =>
+        {
+            var cts = Volatile.Read(ref replyCancel);
+            if (cts is not null)
+            {
+                ctx.Cancel = true;
+                cts.Cancel();
+            }
+            else if (interactive)
+            {
+                ctx.Cancel = true;
+                exitRequested = true;
+                stderr.WriteLine();
+                try { stdin.Close(); } catch (IOException) { }
+            }
+        });
+
+        while (!exitRequested)
+        {
+            if (interactive)
+            {
+                stdout.Write("> ");
+                stdout.Flush();
+            }
+            string? line;
+            try { line = stdin.ReadLine(); }
+            catch (Exception e) when (e is ObjectDisposedException or IOException) { line = null; }
+            if (line is null || exitRequested) break;
+            if (interactive && line.Length == 0) continue;
+
+            if (line.StartsWith('/'))
+            {
+                string cmd = line.Split(' ', 2)[0];
+                string arg = line.Length > cmd.Length ? line[(cmd.Length + 1)..] : "";
+                switch (cmd)
+                {
+                    case "/exit" or "/quit":
+                        return 0;
+                    case "/reset":
+                        chat.Reset();
+                        stderr.WriteLine("conversation reset");
+                        continue;
+                    case "/system":
+                        chat.SetSystemPrompt(arg);
+                        stderr.WriteLine(arg.Length == 0 ? "system prompt cleared" : "system prompt set");
+                        continue;
+                }
+            }
+
+            var cts = new CancellationTokenSource();
+            Volatile.Write(ref replyCancel, cts);
+            ChatReply reply;
+            try
+            {
+                reply = chat.Respond(line, text => { stdout.Write(text); stdout.Flush(); }, cts.Token);
+            }
+            catch (ContextFullException e)
+            {
+                stderr.WriteLine($"context full: {e.Message}. Use /reset, a larger -c, or --ctx-overflow shift.");
+                continue;
+            }
+            finally
+            {
+                Volatile.Write(ref replyCancel, null);
+                cts.Dispose();
+            }
+            stdout.WriteLine();
+            stdout.Flush();
+            if (reply.DroppedTurns > 0)
+                stderr.WriteLine($"[context shift: dropped the {reply.DroppedTurns} oldest messages and re-evaluated {reply.PromptTokens} tokens]");
+            if (reply.StopReason == "cancelled") stderr.WriteLine("[interrupted]");
+            if (reply.StopReason == "context") stderr.WriteLine("[context full: the reply was cut; /reset or --ctx-overflow shift]");
+            if (interactive)
+                stderr.WriteLine($"[{reply.PromptTokens} prompt tokens, {reply.GeneratedTokens} tokens, {reply.GenerationTokensPerSecond:F1} tokens/s]");
+        }
+        return 0;
+    }
+
+    /// <summary>A load progress bar on stderr.</summary>
+    private sealed class LoadBar(TextWriter w) : IProgress<double>
+    {
+        private int _shown = -1;
+
+        public void Report(double value)
+        {
+            int pct = (int)Math.Clamp(value * 100, 0, 100);
+            if (pct == _shown) return;
+            _shown = pct;
+            int filled = pct * 30 / 100;
+            w.Write($"\rloading [{new string('#', filled)}{new string('.', 30 - filled)}] {pct,3}%");
+            w.Flush();
+        }
+
+        public void Done() => w.WriteLine();
+    }
+}

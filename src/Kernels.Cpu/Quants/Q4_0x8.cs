@@ -1,0 +1,107 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Infer.Kernels.Cpu.Quants;
+
+/// <summary>
+/// Q4_0 weights repacked at load time, 8 rows interleaved, so one integer lane holds one row: a 256-bit <c>vpdpbusd</c> multiplies
+/// 4 elements of 8 rows against 4 broadcast activations, and the 8 rows' block scales form one float vector (no horizontal sums,
+/// one convert and one FMA per 8 row-blocks). Same bytes per block as Q4_0.
+/// Group-block b (144 bytes) for rows r = 0..7: 8 fp16 scales d_r, then P_j (j = 0..3, 32 bytes each) where byte 4r + e holds
+/// element 4j + e of row r in its low nibble and element 16 + 4j + e in its high nibble.
+/// </summary>
+public static unsafe class Q4_0x8
+{
+    public const int Rows = 8;
+    public const int GroupBlockBytes = Rows * Q4_0.TypeSize;
+
+    /// <summary>Interleaves 8 Q4_0 rows (<paramref name="src"/> + r * <paramref name="srcStride"/>) of <paramref name="n"/> elements into <paramref name="dst"/> (8 × row bytes).</summary>
+    public static void Repack(byte* src, nint srcStride, byte* dst, int n)
+    {
+        int nb = n / Q4_0.BlockSize;
+        for (int b = 0; b < nb; b++)
+        {
+            byte* g = dst + (nint)b * GroupBlockBytes;
+            for (int r = 0; r < Rows; r++)
+            {
+                byte* blk = src + r * srcStride + (nint)b * Q4_0.TypeSize;
+                ((ushort*)g)[r] = *(ushort*)blk;
+                byte* qs = blk + 2;
+                for (int j = 0; j < 4; j++)
+                    for (int e = 0; e < 4; e++)
+                        g[16 + 32 * j + 4 * r + e] = qs[4 * j + e]; // qs[k] already holds element k (low) and k + 16 (high)
+            }
+        }
+    }
+
+    /// <summary>
+    /// 8 rows of the group · one activation row from <see cref="QuantKernel.QuantizeActivations"/> (Q8_0 blocks + int32 block sums) → <paramref name="result"/>[0..7].
+    /// </summary>
+    internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
+    {
+        int nb = n / Q4_0.BlockSize;
+        int* sums = (int*)(a + (nint)nb * Q8_0.TypeSize);
+        Vector256<float> acc0 = default, acc1 = default;
+        int b = 0;
+        for (; b + 1 < nb; b += 2)
+        {
+            acc0 = BlockDot<T>(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], acc0);
+            acc1 = BlockDot<T>(group + (nint)(b + 1) * GroupBlockBytes, a + (nint)(b + 1) * Q8_0.TypeSize, sums[b + 1], acc1);
+        }
+        if (b < nb) acc0 = BlockDot<T>(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], acc0);
+        (acc0 + acc1).Store(result);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> BlockDot<T>(byte* g, byte* y, int sumY, Vector256<float> acc) where T : struct, IIntDot
+    {
+        Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero;
+        var m4 = Vector256.Create((byte)0x0F);
+        for (int j = 0; j < 4; j++)
+        {
+            Vector256<byte> p = Vector256.Load(g + 16 + 32 * j);
+            s0 = T.DotU8S8(s0, p & m4, Vector256.Create(*(int*)(y + 2 + 4 * j)).AsSByte());
+            s1 = T.DotU8S8(s1, Vector256.ShiftRightLogical(p.AsUInt16(), 4).AsByte() & m4, Vector256.Create(*(int*)(y + 18 + 4 * j)).AsSByte());
+        }
+        Vector256<int> sumi = s0 + s1 - Vector256.Create(8 * sumY);
+        Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), dx * Fp16.ToFloat(*(ushort*)y), acc);
+    }
+
+    /// <summary>8 rows of the group · 4 activation rows with block sums (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r].</summary>
+    internal static void Dot4<T>(int n, byte* group, byte* a, nint aStride, float* result) where T : struct, IIntDot
+    {
+        int nb = n / Q4_0.BlockSize;
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        var m4 = Vector256.Create((byte)0x0F);
+        nint sumsOffset = (nint)nb * Q8_0.TypeSize;
+        int* sums0 = (int*)(a + sumsOffset), sums1 = (int*)(a + aStride + sumsOffset), sums2 = (int*)(a + 2 * aStride + sumsOffset), sums3 = (int*)(a + 3 * aStride + sumsOffset);
+        for (int b = 0; b < nb; b++)
+        {
+            byte* g = group + (nint)b * GroupBlockBytes;
+            nint o = (nint)b * Q8_0.TypeSize;
+            byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int j = 0; j < 4; j++)
+            {
+                Vector256<byte> p = Vector256.Load(g + 16 + 32 * j);
+                Vector256<byte> lo = p & m4, hi = Vector256.ShiftRightLogical(p.AsUInt16(), 4).AsByte() & m4;
+                int ol = 2 + 4 * j, oh = 18 + 4 * j;
+                s0 = T.DotU8S8(T.DotU8S8(s0, lo, Vector256.Create(*(int*)(y0 + ol)).AsSByte()), hi, Vector256.Create(*(int*)(y0 + oh)).AsSByte());
+                s1 = T.DotU8S8(T.DotU8S8(s1, lo, Vector256.Create(*(int*)(y1 + ol)).AsSByte()), hi, Vector256.Create(*(int*)(y1 + oh)).AsSByte());
+                s2 = T.DotU8S8(T.DotU8S8(s2, lo, Vector256.Create(*(int*)(y2 + ol)).AsSByte()), hi, Vector256.Create(*(int*)(y2 + oh)).AsSByte());
+                s3 = T.DotU8S8(T.DotU8S8(s3, lo, Vector256.Create(*(int*)(y3 + ol)).AsSByte()), hi, Vector256.Create(*(int*)(y3 + oh)).AsSByte());
+            }
+            Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
+            acc0 = Column(s0, dx, y0, sums0[b], acc0);
+            acc1 = Column(s1, dx, y1, sums1[b], acc1);
+            acc2 = Column(s2, dx, y2, sums2[b], acc2);
+            acc3 = Column(s3, dx, y3, sums3[b], acc3);
+        }
+        acc0.Store(result); acc1.Store(result + 8); acc2.Store(result + 16); acc3.Store(result + 24);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Column(Vector256<int> s, Vector256<float> dx, byte* y, int sumY, Vector256<float> acc) => Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Create(8 * sumY)), dx * Fp16.ToFloat(*(ushort*)y), acc);
+}

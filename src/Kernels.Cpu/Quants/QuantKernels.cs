@@ -1,0 +1,257 @@
+using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Gguf;
+
+namespace Infer.Kernels.Cpu.Quants;
+
+/// <summary>
+/// The kernels of one weight type, resolved once (ggml's type-traits row): how to quantize activations to <see cref="VecDotType"/>,
+/// the dot of a weight row with an activation row, a 1-weight-row × 4-activation-rows dot for GEMM, and dequantization.
+/// Every length is in elements and must be a multiple of <see cref="BlockSize"/> (and of the activation block size).
+/// </summary>
+public sealed unsafe class QuantKernel
+{
+    /// <summary>The weight type.</summary>
+    public required GgmlType Type { get; init; }
+
+    /// <summary>The activation format the dot expects: Q8_0, Q8_1, Q8_K, or F32 (activations used as they are).</summary>
+    public required GgmlType VecDotType { get; init; }
+
+    public required int BlockSize { get; init; }
+    public required int TypeSize { get; init; }
+    public required int VecDotBlockSize { get; init; }
+    public required int VecDotTypeSize { get; init; }
+
+    /// <summary>Which instruction set the dots use: "avx-vnni", "avx2", "avx512" (float formats) or "scalar".</summary>
+    public required string Isa { get; init; }
+
+    /// <summary>
+    /// (x: n floats, y: an activation row of exactly <see cref="ActivationRowBytes"/>, n). Null when <see cref="VecDotType"/> is F32.
+    /// For Q8_0 the row is the Q8_0 blocks (byte-identical to quantize_row_q8_0_ref) followed by one int32 Σqs per block, which the repacked kernels read.
+    /// </summary>
+    public required delegate*<float*, byte*, int, void> QuantizeActivations { get; init; }
+
+    /// <summary>(n, weightRow, activationRow) → Σ w·a.</summary>
+    public required delegate*<int, byte*, byte*, float> Dot { get; init; }
+
+    /// <summary>(n, weightRow, activationRow0, activation row stride in bytes, float[4] results): the weight row against 4 activation rows.</summary>
+    public required delegate*<int, byte*, byte*, nint, float*, void> Dot4 { get; init; }
+
+    /// <summary>(weightRow, output floats, n).</summary>
+    public required delegate*<byte*, float*, int, void> Dequantize { get; init; }
+
+    /// <summary>
+    /// Rows per repacked group (8), or 0 when this type has no repacked kernels on this CPU. A repacked group of 8 rows takes exactly
+    /// 8 × <see cref="RowBytes"/>; the caller repacks row groups once at load (a tail of fewer than 8 rows stays in the plain layout and uses <see cref="Dot"/>).
+    /// </summary>
+    public int RepackRows { get; init; }
+
+    /// <summary>(8 source rows, source row stride in bytes, destination group, n). Null when <see cref="RepackRows"/> is 0.</summary>
+    public delegate*<byte*, nint, byte*, int, void> Repack { get; init; }
+
+    /// <summary>(n, repacked group, activation row, float[8] results): the group's 8 rows · one activation row. Null when <see cref="RepackRows"/> is 0.</summary>
+    public delegate*<int, byte*, byte*, float*, void> RepackedDot { get; init; }
+
+    /// <summary>(n, repacked group, activation row 0, activation row stride in bytes, float[32] results, [c * 8 + r]): 8 rows · 4 activation rows.</summary>
+    public delegate*<int, byte*, byte*, nint, float*, void> RepackedDot4 { get; init; }
+
+    /// <summary>Bytes of a weight row of <paramref name="n"/> elements.</summary>
+    public long RowBytes(long n) => n / BlockSize * TypeSize;
+
+    /// <summary>
+    /// Bytes of an activation row of <paramref name="n"/> elements as <see cref="QuantizeActivations"/> writes it (floats when F32):
+    /// for Q8_0, the blocks plus one int32 block sum per block.
+    /// </summary>
+    public long ActivationRowBytes(long n) => VecDotType == GgmlType.Q8_0 ? Q8_0.ActivationRowBytes(n) : n / VecDotBlockSize * VecDotTypeSize;
+}
+
+/// <summary>The kernel table keyed by <see cref="GgmlType"/>, plus the reference quantizers the converter uses.</summary>
+public static unsafe class QuantKernels
+{
+    /// <summary>Selects the instruction set for tests and benchmarks: <see cref="IsaLevel.Best"/> by default.</summary>
+    public enum IsaLevel { Best, Avx2, Scalar }
+
+    private static readonly QuantKernel?[] Best = Build(IsaLevel.Best);
+
+    /// <summary>Weight types with a dot kernel.</summary>
+    public static readonly IReadOnlyList<GgmlType> SupportedWeightTypes =
+    [
+        GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
+        GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+    ];
+
+    /// <summary>Types <see cref="Quantize"/> and <see cref="Dequantize"/> accept (the weight types plus the activation formats Q8_1 and Q8_K).</summary>
+    public static readonly IReadOnlyList<GgmlType> QuantizableTypes = [.. SupportedWeightTypes, GgmlType.Q8_1, GgmlType.Q8_K];
+
+    public static bool IsSupported(GgmlType type) => (uint)type < (uint)Best.Length && Best[(int)type] is not null;
+
+    /// <summary>The kernels for weights of <paramref name="type"/>, using the best instruction set of this CPU.</summary>
+    /// <exception cref="NotSupportedException">The type has no kernel; the message names it.</exception>
+    public static QuantKernel Get(GgmlType type) => Get(type, IsaLevel.Best);
+
+    public static QuantKernel Get(GgmlType type, IsaLevel level)
+    {
+        var table = level == IsaLevel.Best ? Best : Build(level);
+        if ((uint)type < (uint)table.Length && table[(int)type] is { } k) return k;
+        throw new NotSupportedException(
+            $"weight type {GgmlTypeInfo.Name(type)} is not supported by the CPU kernels (supported: {string.Join(", ", SupportedWeightTypes)})");
+    }
+
+    private static QuantKernel?[] Build(IsaLevel level)
+    {
+        bool vnni = level == IsaLevel.Best && VnniDot.IsSupported;
+        bool avx2 = level != IsaLevel.Scalar && Avx2Dot.IsSupported;
+        bool avx512 = level == IsaLevel.Best && Avx512F.IsSupported && Fma.IsSupported;
+        string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
+        string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
+        var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
+
+        delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsRef;
+        delegate*<float*, byte*, int, void> q8_1 = &Q8_1.QuantizeRef;
+        delegate*<float*, byte*, int, void> q8_K = avx2 ? &Q8_K.QuantizeFast : &Q8_K.QuantizeRef;
+
+        t[(int)GgmlType.F32] = Float(GgmlType.F32, 4, floatIsa,
+            avx512 ? &F32.DotAvx512 : avx2 ? &F32.DotAvx2 : &F32.DotRef,
+            avx512 ? &F32.Dot4Avx512 : avx2 ? &F32.Dot4Avx2 : &F32.Dot4Ref, &F32.DequantizeRef);
+        t[(int)GgmlType.F16] = Float(GgmlType.F16, 2, floatIsa,
+            avx512 ? &F16.DotAvx512 : avx2 ? &F16.DotAvx2 : &F16.DotRef,
+            avx512 ? &F16.Dot4Avx512 : avx2 ? &F16.Dot4Avx2 : &F16.Dot4Ref, &F16.DequantizeRef);
+        t[(int)GgmlType.BF16] = Float(GgmlType.BF16, 2, floatIsa,
+            avx512 ? &BF16.DotAvx512 : avx2 ? &BF16.DotAvx2 : &BF16.DotRef,
+            avx512 ? &BF16.Dot4Avx512 : avx2 ? &BF16.Dot4Avx2 : &BF16.Dot4Ref, &BF16.DequantizeRef);
+
+        var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
+            vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
+            vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0.DequantizeRef);
+        t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot, &Q8_0x8.Dot4);
+        var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
+            vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,
+            vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0.DequantizeRef);
+        t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : WithRepack(q4_0Kernel, Q4_0x8.Rows, &Q4_0x8.Repack,
+            vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>, vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>);
+        t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1.BlockSize, Q4_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
+            vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,
+            vnni ? &Q4_1.Dot4Simd<VnniDot> : avx2 ? &Q4_1.Dot4Simd<Avx2Dot> : &Q4_1.Dot4Ref, &Q4_1.DequantizeRef);
+        t[(int)GgmlType.Q5_0] = Quant(GgmlType.Q5_0, Q5_0.BlockSize, Q5_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
+            vnni ? &Q5_0.DotSimd<VnniDot> : avx2 ? &Q5_0.DotSimd<Avx2Dot> : &Q5_0.DotRef,
+            vnni ? &Q5_0.Dot4Simd<VnniDot> : avx2 ? &Q5_0.Dot4Simd<Avx2Dot> : &Q5_0.Dot4Ref, &Q5_0.DequantizeRef);
+        t[(int)GgmlType.Q5_1] = Quant(GgmlType.Q5_1, Q5_1.BlockSize, Q5_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
+            vnni ? &Q5_1.DotSimd<VnniDot> : avx2 ? &Q5_1.DotSimd<Avx2Dot> : &Q5_1.DotRef,
+            vnni ? &Q5_1.Dot4Simd<VnniDot> : avx2 ? &Q5_1.Dot4Simd<Avx2Dot> : &Q5_1.Dot4Ref, &Q5_1.DequantizeRef);
+        var q4_KKernel = Quant(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
+            vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
+            vnni ? &Q4_K.Dot4Simd<VnniDot> : avx2 ? &Q4_K.Dot4Simd<Avx2Dot> : &Q4_K.Dot4Ref, &Q4_K.DequantizeRef);
+        t[(int)GgmlType.Q4_K] = !avx2 ? q4_KKernel : WithRepack(q4_KKernel, Q4_Kx8.Rows, &Q4_Kx8.Repack,
+            vnni ? &Q4_Kx8.Dot<VnniDot> : &Q4_Kx8.Dot<Avx2Dot>, vnni ? &Q4_Kx8.Dot4<VnniDot> : &Q4_Kx8.Dot4<Avx2Dot>);
+        t[(int)GgmlType.Q5_K] = Quant(GgmlType.Q5_K, Q5_K.BlockSize, Q5_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
+            vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
+            vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_K.DequantizeRef);
+        t[(int)GgmlType.Q6_K] = Quant(GgmlType.Q6_K, Q6_K.BlockSize, Q6_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
+            vnni ? &Q6_K.DotSimd<VnniDot> : avx2 ? &Q6_K.DotSimd<Avx2Dot> : &Q6_K.DotRef,
+            vnni ? &Q6_K.Dot4Simd<VnniDot> : avx2 ? &Q6_K.Dot4Simd<Avx2Dot> : &Q6_K.Dot4Ref, &Q6_K.DequantizeRef);
+        return t;
+    }
+
+    private static QuantKernel WithRepack(QuantKernel k, int rows, delegate*<byte*, nint, byte*, int, void> repack,
+        delegate*<int, byte*, byte*, float*, void> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4) => new()
+        {
+            Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
+            VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = k.Isa,
+            QuantizeActivations = k.QuantizeActivations, Dot = k.Dot, Dot4 = k.Dot4, Dequantize = k.Dequantize,
+            RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4,
+        };
+
+    private static QuantKernel Float(GgmlType type, int typeSize, string isa,
+        delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4, delegate*<byte*, float*, int, void> dequantize) => new()
+        {
+            Type = type, VecDotType = GgmlType.F32, BlockSize = 1, TypeSize = typeSize, VecDotBlockSize = 1, VecDotTypeSize = 4, Isa = isa,
+            QuantizeActivations = null, Dot = dot, Dot4 = dot4, Dequantize = dequantize,
+        };
+
+    private static QuantKernel Quant(GgmlType type, int blockSize, int typeSize, GgmlType vecDotType, int vecDotBlockSize, int vecDotTypeSize,
+        delegate*<float*, byte*, int, void> quantizeActivations, string isa,
+        delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4, delegate*<byte*, float*, int, void> dequantize) => new()
+        {
+            Type = type, VecDotType = vecDotType, BlockSize = blockSize, TypeSize = typeSize,
+            VecDotBlockSize = vecDotBlockSize, VecDotTypeSize = vecDotTypeSize, Isa = isa,
+            QuantizeActivations = quantizeActivations, Dot = dot, Dot4 = dot4, Dequantize = dequantize,
+        };
+
+    /// <summary>
+    /// Quantizes <paramref name="src"/> (whole rows, a multiple of the block size) with ggml's reference quantizer of <paramref name="type"/>
+    /// (byte-identical to <c>quantize_row_*_ref</c>). <paramref name="dst"/> must hold exactly the quantized bytes.
+    /// </summary>
+    public static void Quantize(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        var (bs, ts) = Layout(type);
+        CheckSizes(type, src.Length, dst.Length, bs, ts);
+        if (src.Length == 0) return;
+        fixed (float* x = src)
+        fixed (byte* y = dst)
+        {
+            int n = src.Length;
+            switch (type)
+            {
+                case GgmlType.F32: F32.QuantizeRef(x, y, n); break;
+                case GgmlType.F16: F16.QuantizeRef(x, y, n); break;
+                case GgmlType.BF16: BF16.QuantizeRef(x, y, n); break;
+                case GgmlType.Q8_0: Q8_0.QuantizeRef(x, y, n); break;
+                case GgmlType.Q8_1: Q8_1.QuantizeRef(x, y, n); break;
+                case GgmlType.Q8_K: Q8_K.QuantizeRef(x, y, n); break;
+                case GgmlType.Q4_0: Q4_0.QuantizeRef(x, y, n); break;
+                case GgmlType.Q4_1: Q4_1.QuantizeRef(x, y, n); break;
+                case GgmlType.Q5_0: Q5_0.QuantizeRef(x, y, n); break;
+                case GgmlType.Q5_1: Q5_1.QuantizeRef(x, y, n); break;
+                case GgmlType.Q4_K: Q4_K.QuantizeRef(x, y, n); break;
+                case GgmlType.Q5_K: Q5_K.QuantizeRef(x, y, n); break;
+                case GgmlType.Q6_K: Q6_K.QuantizeRef(x, y, n); break;
+            }
+        }
+    }
+
+    /// <summary>Dequantizes <paramref name="src"/> (whole blocks of <paramref name="type"/>) into <paramref name="dst"/>, which must hold exactly the elements.</summary>
+    public static void Dequantize(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        var (bs, ts) = Layout(type);
+        CheckSizes(type, dst.Length, src.Length, bs, ts);
+        if (dst.Length == 0) return;
+        fixed (byte* x = src)
+        fixed (float* y = dst)
+        {
+            int n = dst.Length;
+            switch (type)
+            {
+                case GgmlType.F32: F32.DequantizeRef(x, y, n); break;
+                case GgmlType.F16: F16.DequantizeRef(x, y, n); break;
+                case GgmlType.BF16: BF16.DequantizeRef(x, y, n); break;
+                case GgmlType.Q8_0: Q8_0.DequantizeRef(x, y, n); break;
+                case GgmlType.Q8_1: Q8_1.DequantizeRef(x, y, n); break;
+                case GgmlType.Q8_K: Q8_K.DequantizeRef(x, y, n); break;
+                case GgmlType.Q4_0: Q4_0.DequantizeRef(x, y, n); break;
+                case GgmlType.Q4_1: Q4_1.DequantizeRef(x, y, n); break;
+                case GgmlType.Q5_0: Q5_0.DequantizeRef(x, y, n); break;
+                case GgmlType.Q5_1: Q5_1.DequantizeRef(x, y, n); break;
+                case GgmlType.Q4_K: Q4_K.DequantizeRef(x, y, n); break;
+                case GgmlType.Q5_K: Q5_K.DequantizeRef(x, y, n); break;
+                case GgmlType.Q6_K: Q6_K.DequantizeRef(x, y, n); break;
+            }
+        }
+    }
+
+    private static (int BlockSize, int TypeSize) Layout(GgmlType type)
+    {
+        if (!QuantizableTypes.Contains(type))
+            throw new NotSupportedException(
+                $"cannot (de)quantize type {GgmlTypeInfo.Name(type)} (supported: {string.Join(", ", QuantizableTypes)})");
+        GgmlTypeInfo.TryGetLayout(type, out int bs, out int ts);
+        return (bs, ts);
+    }
+
+    private static void CheckSizes(GgmlType type, int elements, int bytes, int bs, int ts)
+    {
+        if (elements % bs != 0)
+            throw new ArgumentException($"{GgmlTypeInfo.Name(type)}: {elements} elements is not a multiple of the block size {bs}");
+        long expected = (long)elements / bs * ts;
+        if (bytes != expected)
+            throw new ArgumentException($"{GgmlTypeInfo.Name(type)}: {elements} elements need {expected} bytes, the buffer has {bytes}");
+    }
+}

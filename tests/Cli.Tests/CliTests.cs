@@ -1,0 +1,155 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using Infer.Tests;
+
+namespace Infer.Cli.Tests;
+
+/// <summary>The <c>infer</c> commands, run in-process through <see cref="Program.Run"/> with captured output.</summary>
+public class CliTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("infer-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    internal static (int Code, string Out, string Err) Infer(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = Program.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    private static JsonElement Case(string model, string id)
+    {
+        var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.ModelDir(model), "reference", "reference.json")));
+        return doc.RootElement.GetProperty("cases").EnumerateArray().First(c => c.GetProperty("id").GetString() == id);
+    }
+
+    private static int[] Ints(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+
+    [Theory]
+    [InlineData("llama2-spm", "llama", "untied")]
+    [InlineData("qwen3", "qwen3", "Q/K norm")]
+    public void InfoSummarizesTheModel(string model, string arch, string feature)
+    {
+        var (code, stdout, _) = Infer("info", "-m", Fixtures.Model(model, "bf16"));
+        Assert.Equal(0, code);
+        Assert.Contains($"architecture:    {arch}", stdout);
+        Assert.Contains("parameters:", stdout);
+        Assert.Contains("BF16", stdout);
+        Assert.Contains(feature == "untied" ? "separate output" : feature, stdout);
+    }
+
+    [Fact]
+    public void LogitsCommandMatchesTransformers()
+    {
+        var c = Case("qwen2", "prompt0");
+        string outFile = Path.Combine(_dir, "l.f32");
+        var ids = string.Join(",", Ints(c.GetProperty("input_ids")));
+        var (code, stdout, stderr) = Infer("logits", "-m", Fixtures.Model("qwen2", "bf16"), "--ids", ids, "--out", outFile, "--greedy", "24", "-t", "2");
+        Assert.True(code == 0, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        Assert.Equal(Ints(c.GetProperty("input_ids")), Ints(json.RootElement.GetProperty("input_ids")));
+        Assert.Equal(Ints(c.GetProperty("greedy_new_ids")), Ints(json.RootElement.GetProperty("greedy_ids")));
+        var ours = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(outFile)).ToArray();
+        var reference = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(Fixtures.ModelDir("qwen2"), "reference", c.GetProperty("last_logits_file").GetString()!))).ToArray();
+        Assert.Equal(reference.Length, ours.Length);
+        Assert.True(reference.Zip(ours, (a, b) => Math.Abs(a - b)).Max() <= 1e-3);
+    }
+
+    [Theory]
+    [InlineData("llama2-spm", "prompt1")]
+    [InlineData("llama3", "prompt1")]
+    public void LogitsFromPromptTokenizesLikeTransformers(string model, string id)
+    {
+        var c = Case(model, id);
+        var (code, stdout, stderr) = Infer("logits", "-m", Fixtures.Model(model, "bf16"), "--prompt", c.GetProperty("prompt").GetString()!);
+        Assert.True(code == 0, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        Assert.Equal(Ints(c.GetProperty("input_ids")), Ints(json.RootElement.GetProperty("input_ids")));
+    }
+
+    [Fact]
+    public void TokenizeRoundTrips()
+    {
+        var c = Case("qwen3", "prompt1");
+        string model = Fixtures.Model("qwen3", "bf16");
+        var (code, stdout, _) = Infer("tokenize", "-m", model, "-p", c.GetProperty("prompt").GetString()!);
+        Assert.Equal(0, code);
+        using var json = JsonDocument.Parse(stdout);
+        var ids = Ints(json.RootElement.GetProperty("ids"));
+        Assert.Equal(Ints(c.GetProperty("input_ids")), ids);
+        var (code2, text, _) = Infer("tokenize", "-m", model, "--detokenize", string.Join(",", ids));
+        Assert.Equal(0, code2);
+        Assert.Equal(c.GetProperty("prompt").GetString() + "\n", text.Replace("\r\n", "\n"));
+    }
+
+    [Fact]
+    public void RunGeneratesGreedyText()
+    {
+        var (code, stdout, stderr) = Infer("run", "-m", Fixtures.Model("llama3", "bf16"), "-p", "The quick brown fox jumps over the lazy dog.", "-n", "24", "--temp", "0");
+        Assert.True(code == 0, stderr);
+        // transformers' greedy continuation of this prompt (reference.json prompt0 greedy_text)
+        var c = Case("llama3", "prompt0");
+        Assert.Equal(c.GetProperty("greedy_text").GetString(), stdout.TrimEnd('\n'));
+        Assert.Contains("tokens/s", stderr);
+    }
+
+    [Fact]
+    public void CorruptFileGivesOneLineAndNonZeroExit()
+    {
+        byte[] bytes = File.ReadAllBytes(Fixtures.Model("llama2-spm", "q8_0"));
+        string path = Path.Combine(_dir, "cut.gguf");
+        File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
+        var (code, stdout, stderr) = Infer("info", "-m", path);
+        Assert.NotEqual(0, code);
+        Assert.Equal("", stdout);
+        Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+        Assert.Contains("cut.gguf", stderr);
+    }
+
+    [Fact]
+    public void MissingFileGivesOneLine()
+    {
+        var (code, _, stderr) = Infer("info", "-m", Path.Combine(_dir, "missing.gguf"));
+        Assert.Equal(1, code);
+        Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+        Assert.Contains("not found", stderr);
+    }
+
+    [Fact]
+    public void UnknownArchitectureListsTheSupportedOnes()
+    {
+        byte[] bytes = File.ReadAllBytes(Fixtures.Model("llama2-spm", "bf16"));
+        byte[] needle = [.. Encoding.ASCII.GetBytes("general.architecture"), 8, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, .. Encoding.ASCII.GetBytes("llama")];
+        int at = bytes.AsSpan().IndexOf(needle);
+        Assert.True(at > 0);
+        Encoding.ASCII.GetBytes("gpt_j").CopyTo(bytes, at + needle.Length - 5);
+        string path = Path.Combine(_dir, "gptj.gguf");
+        File.WriteAllBytes(path, bytes);
+        var (code, _, stderr) = Infer("info", "-m", path);
+        Assert.Equal(1, code);
+        Assert.Contains("'gpt_j' is not supported", stderr);
+        Assert.Contains("llama, qwen2, qwen3", stderr);
+    }
+
+    [Theory]
+    [InlineData("frobnicate")]
+    [InlineData("run", "-m")]
+    [InlineData("run", "-m", "x.gguf", "--bogus", "1")]
+    public void UsageErrorsExitWithTwo(params string[] args)
+    {
+        var (code, _, stderr) = Infer(args);
+        Assert.Equal(2, code);
+        Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+    }
+
+    [Fact]
+    public void PromptLongerThanTheContextIsAnError()
+    {
+        var (code, _, stderr) = Infer("run", "-m", Fixtures.Model("llama2-spm", "bf16"), "-c", "4", "-p", "one two three four five six seven");
+        Assert.Equal(1, code);
+        Assert.Contains("context is full", stderr);
+    }
+}

@@ -1,0 +1,89 @@
+using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Gguf;
+
+namespace Infer.Kernels.Cpu.Tests.Quants;
+
+/// <summary>The 8-row interleaved (repacked) Q4_0 / Q8_0 / Q4_K kernels against the scalar reference dot, row by row.</summary>
+public unsafe class RepackedKernelTests
+{
+    /// <summary>Integer sums are exact; only float accumulation order differs (relative to Σ|w·a|).</summary>
+    private const double DotRelTolerance = 2e-6;
+
+    public static TheoryData<GgmlType, QuantKernels.IsaLevel> Cases() => new()
+    {
+        { GgmlType.Q4_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Scalar },
+        { GgmlType.Q8_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Scalar },
+        { GgmlType.Q4_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Scalar },
+    };
+
+    private static bool Expected(GgmlType type, QuantKernels.IsaLevel level) =>
+        level != QuantKernels.IsaLevel.Scalar && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported &&
+        (type != GgmlType.Q8_0 || (level == QuantKernels.IsaLevel.Best && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported));
+
+    private static double AbsDot(GgmlType type, byte[] w, GgmlType aType, byte[] a, int n)
+    {
+        float[] wf = QuantTestUtil.Dequantize(type, w, n), af = QuantTestUtil.Dequantize(aType, a, n);
+        double s = 0;
+        for (int i = 0; i < n; i++) s += Math.Abs((double)wf[i] * af[i]);
+        return s;
+    }
+
+    private static delegate*<int, byte*, byte*, float> Reference(GgmlType type) =>
+        type == GgmlType.Q4_0 ? &Q4_0.DotRef : type == GgmlType.Q8_0 ? &Q8_0.DotRef : &Q4_K.DotRef;
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void RepackedDotsMatchReference(GgmlType type, QuantKernels.IsaLevel level)
+    {
+        var k = QuantKernels.Get(type, level);
+        if (!Expected(type, level))
+        {
+            Assert.Equal(0, k.RepackRows);
+            Assert.True(k.Repack == null && k.RepackedDot == null && k.RepackedDot4 == null);
+            return;
+        }
+        Assert.Equal(8, k.RepackRows);
+        int seed = 1;
+        int bs = k.BlockSize;
+        var lengths = Enumerable.Range(1, 16).Select(b => b * bs).Concat(bs == 32 ? [4096, 32 * 137] : [4096, 14336, 256 * 37]);
+        foreach (int n in lengths)
+        {
+            int rowBytes = (int)k.RowBytes(n);
+            var rows = new byte[8][];
+            var plain = new byte[8 * rowBytes];
+            for (int r = 0; r < 8; r++)
+            {
+                rows[r] = QuantTestUtil.Quantize(type, QuantTestUtil.RandomData(n, seed++, 0.05f));
+                rows[r].CopyTo(plain, r * rowBytes);
+            }
+            var group = new byte[8 * rowBytes];
+            int actStride = (int)k.ActivationRowBytes(n) + 6;
+            var acts = new byte[4][];
+            var act = new byte[4 * actStride];
+            for (int c = 0; c < 4; c++)
+            {
+                // activation rows as the hot path makes them (Q8_0 rows carry block sums after the blocks)
+                float[] y = QuantTestUtil.RandomData(n, seed++, 2.0f);
+                acts[c] = QuantTestUtil.Quantize(k.VecDotType, y);
+                fixed (float* py = y) fixed (byte* pa = &act[c * actStride]) k.QuantizeActivations(py, pa, n);
+            }
+            var one = new float[8];
+            var four = new float[32];
+            fixed (byte* pPlain = plain, pGroup = group, pAct = act)
+            fixed (float* pOne = one, pFour = four)
+            {
+                k.Repack(pPlain, rowBytes, pGroup, n);
+                k.RepackedDot(n, pGroup, pAct, pOne);
+                k.RepackedDot4(n, pGroup, pAct, actStride, pFour);
+            }
+            for (int c = 0; c < 4; c++)
+                for (int r = 0; r < 8; r++)
+                {
+                    float expected = QuantTestUtil.Dot(Reference(type), n, rows[r], acts[c]);
+                    double tol = DotRelTolerance * AbsDot(type, rows[r], k.VecDotType, acts[c], n) + 1e-30;
+                    Assert.True(Math.Abs(four[c * 8 + r] - expected) <= tol, $"{type} {k.Isa} n={n} Dot4 col {c} row {r}: {four[c * 8 + r]} vs {expected}");
+                    if (c == 0) Assert.True(Math.Abs(one[r] - expected) <= tol, $"{type} {k.Isa} n={n} Dot row {r}: {one[r]} vs {expected}");
+                }
+        }
+    }
+}

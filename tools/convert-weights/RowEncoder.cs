@@ -1,0 +1,22 @@
+using System.Runtime.InteropServices;
+using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Gguf;
+
+namespace Infer.ConvertWeights;
+
+/// <summary>Encodes float32 rows into a GGUF tensor type (F32, F16, BF16, or a block-quantized type).</summary>
+public static class RowEncoder
+{
+    /// <summary>Bytes of <paramref name="rows"/> rows of <paramref name="rowLength"/> elements.</summary>
+    public static long Bytes(GgmlType type, long rowLength, long rows) => GgmlTypeInfo.RowBytes(type, rowLength) * rows;
+
+    /// <summary>Encodes whole rows: <paramref name="src"/> holds a multiple of <paramref name="rowLength"/> floats.</summary>
+    public static void Encode(GgmlType type, ReadOnlySpan<float> src, int rowLength, Span<byte> dst)
+    {
+        if (type == GgmlType.F32) MemoryMarshal.AsBytes(src).CopyTo(dst);
+        else QuantKernels.Quantize(type, src, dst); // ggml's reference quantizers (and RNE float16 / bfloat16)
+    }
+
+    /// <summary>Decodes whole rows of <paramref name="type"/> to float32.</summary>
+    public static void Decode(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst) => QuantKernels.Dequantize(type, src, dst);
+}
