@@ -86,17 +86,25 @@ public sealed class GpuBackend : IBackend
         while (_group * 2 <= Math.Min(GpuKernels.MaxGroup, _acc.MaxNumThreadsPerGroup)) _group *= 2;
 
         _batchHost = new int[3 * _options.MaxBatch];
-        _batch = Track(_acc.Allocate1D<int>(_batchHost.Length));
-        _noScales = Track(_acc.Allocate1D<ushort>(1));
+        try
+        {
+            _batch = Track(_acc.Allocate1D<int>(_batchHost.Length));
+            _noScales = Track(_acc.Allocate1D<ushort>(1));
 
-        _addBias = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int>(GpuKernels.AddBias);
-        _add = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(GpuKernels.Add);
-        _swiGlu = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(GpuKernels.SwiGlu);
-        _rope = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int>(GpuKernels.Rope);
-        _rmsNorm = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>(GpuKernels.RmsNorm);
-        _storeKv = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int>(GpuKernels.StoreKv);
-        _attention = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs>(GpuKernels.Attention);
-        _attentionCombine = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuKernels.AttentionCombine);
+            _addBias = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int>(GpuKernels.AddBias);
+            _add = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(GpuKernels.Add);
+            _swiGlu = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(GpuKernels.SwiGlu);
+            _rope = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int>(GpuKernels.Rope);
+            _rmsNorm = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>(GpuKernels.RmsNorm);
+            _storeKv = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int>(GpuKernels.StoreKv);
+            _attention = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs>(GpuKernels.Attention);
+            _attentionCombine = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuKernels.AttentionCombine);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
     }
 
     public string Name => "gpu";
