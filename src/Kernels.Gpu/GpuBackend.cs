@@ -144,6 +144,8 @@ public sealed class GpuBackend : IBackend
             GgmlType.BF16 => Load<BF16Format>(),
             GgmlType.Q8_0 => Load<Q8_0Format>(),
             GgmlType.Q4_0 => Load<Q4_0Format>(),
+            GgmlType.Q4_K => Load<Q4_KFormat>(),
+            GgmlType.Q6_K => Load<Q6_KFormat>(),
             _ => throw new NotSupportedException($"no GPU kernels for {GgmlTypeInfo.Name(type)}"),
         };
         _formats[type] = k;
@@ -179,7 +181,8 @@ public sealed class GpuBackend : IBackend
     }
 
     /// <summary>Weight types this backend runs.</summary>
-    public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0;
+    public static bool IsSupported(GgmlType type) =>
+        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
 
     public unsafe IWeight LoadWeight(GgufTensor tensor)
     {
@@ -208,7 +211,7 @@ public sealed class GpuBackend : IBackend
         var kernels = Kernels(type);
 
         MemoryBuffer1D<float, Stride1D.Dense>? floats = null;
-        if (rows == 1)
+        if (rows == 1 && HostDecode.CanDecode(type))
         {
             var v = new float[cols];
             HostDecode.Row(type, data, v);
@@ -239,6 +242,20 @@ public sealed class GpuBackend : IBackend
                                 Buffer.MemoryCopy(data + r * rowBytes, (byte*)(dst + r * wordsPerRow), (long)wordsPerRow * 4, rowBytes);
                         words.View.CopyFromCPU(packed);
                     }
+                    break;
+                }
+            case GgmlType.Q4_K:
+            case GgmlType.Q6_K:
+                {
+                    // Raw super-blocks as words; Q6_K's 210-byte blocks are padded to 212 bytes to keep them word-aligned.
+                    long blocks = (long)rows * (cols / 256);
+                    int blockBytes = (int)GgmlTypeInfo.RowBytes(type, 256);
+                    int wordsPerBlock = type == GgmlType.Q4_K ? Q4_KFormat.WordsPerBlock : Q6_KFormat.WordsPerBlock;
+                    var q = new int[blocks * wordsPerBlock];
+                    fixed (int* qp = q)
+                        for (long b = 0; b < blocks; b++)
+                            Buffer.MemoryCopy(data + b * blockBytes, qp + b * wordsPerBlock, (long)wordsPerBlock * 4, blockBytes);
+                    words = Track(_acc.Allocate1D(q));
                     break;
                 }
             default: // Q8_0, Q4_0: split 34- or 18-byte blocks into f16 scales and 32-bit quant words.

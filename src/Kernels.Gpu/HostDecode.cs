@@ -6,6 +6,8 @@ namespace Infer.Kernels.Gpu;
 /// <summary>Host-side helpers: decoding one row of a weight to float32 (norm and bias vectors), and RoPE angles.</summary>
 internal static unsafe class HostDecode
 {
+    public static bool CanDecode(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0;
+
     /// <summary>Decodes one row of <paramref name="type"/> at <paramref name="src"/> into <paramref name="dst"/> (dst.Length elements).</summary>
     public static void Row(GgmlType type, byte* src, Span<float> dst)
     {

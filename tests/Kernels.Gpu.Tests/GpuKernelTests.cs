@@ -13,13 +13,14 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
 {
     private static readonly int[] FloatCols = [1, 2, 3, 17, 64, 176, 255];
     private static readonly int[] BlockCols = [32, 96, 288];
+    private static readonly int[] SuperBlockCols = [256, 768];
     private static readonly int[] WeightRows = [1, 7, 33];
     private static readonly int[] TokenCounts = [1, 3, 5];
 
     public static TheoryData<GgmlType, bool> Types()
     {
         var d = new TheoryData<GgmlType, bool>();
-        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0 })
+        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K })
         {
             d.Add(t, false);
             d.Add(t, true);
@@ -43,7 +44,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     {
         var b = backends.Get(reducing);
         var rng = new Random(1 + (int)type);
-        foreach (int cols in GgmlTypeInfo.BlockSize(type) == 1 ? FloatCols : BlockCols)
+        int blockSize = GgmlTypeInfo.BlockSize(type);
+        foreach (int cols in blockSize == 1 ? FloatCols : blockSize == 32 ? BlockCols : SuperBlockCols)
             foreach (int rows in WeightRows)
             {
                 var (bytes, deq) = RandomWeight(rng, type, rows, cols);
@@ -77,7 +79,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     {
         var b = backends.Get(reducing);
         var rng = new Random(7);
-        int cols = GgmlTypeInfo.BlockSize(type) == 1 ? 37 : 64, rows = 11;
+        int cols = Math.Max(GgmlTypeInfo.BlockSize(type) == 1 ? 37 : 64, GgmlTypeInfo.BlockSize(type)), rows = 11;
         var (bytes, deq) = RandomWeight(rng, type, rows, cols);
         var w = b.UploadWeight("table", type, rows, cols, bytes);
         int[] tokens = [10, 0, 3, 3, 7];

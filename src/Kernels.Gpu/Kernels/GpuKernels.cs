@@ -38,7 +38,7 @@ internal static class GpuKernels
     public static IEnumerable<(string Name, MethodInfo Method, bool Implicit)> EntryPoints()
     {
         var t = typeof(GpuKernels);
-        Type[] formats = [typeof(F32Format), typeof(F16Format), typeof(BF16Format), typeof(Q8_0Format), typeof(Q4_0Format)];
+        Type[] formats = [typeof(F32Format), typeof(F16Format), typeof(BF16Format), typeof(Q8_0Format), typeof(Q4_0Format), typeof(Q4_KFormat), typeof(Q6_KFormat)];
         foreach (var f in formats)
         {
             yield return ($"Embed<{f.Name}>", t.GetMethod(nameof(Embed))!.MakeGenericMethod(f), true);

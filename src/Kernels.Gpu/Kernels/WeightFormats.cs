@@ -247,3 +247,108 @@ internal struct Q4_0Format : IWeightFormat
         return Numeric.HalfToFloat(scales[block]) * v;
     }
 }
+
+/// <summary>Helpers for the k-quant formats, whose super-blocks of 256 elements are uploaded as raw 32-bit words.</summary>
+internal static class KQuant
+{
+    /// <summary>Byte <paramref name="k"/> of the block starting at word <paramref name="word0"/>.</summary>
+    public static int Byte(ArrayView<int> words, long word0, int k) => (words[word0 + (k >> 2)] >> (8 * (k & 3))) & 0xFF;
+
+    /// <summary>Eight consecutive elements (j0..j0+7) dotted with x: the k-quant unit. Decodes per element (plain path).</summary>
+    public static float Dot8<TF>(TF fmt, ArrayView<int> words, int row, int cols, int unit, ArrayView<float> x, long xo) where TF : struct, IWeightFormat
+    {
+        int j0 = unit * 8;
+        float s = 0;
+        for (int k = 0; k < 8; k++) s += fmt.Element(words, default, row, cols, j0 + k) * x[xo + j0 + k];
+        return s;
+    }
+
+    public static Float4 Dot8x4<TF>(TF fmt, ArrayView<int> words, int row, int cols, int unit, ArrayView<float> x, Rows4 r) where TF : struct, IWeightFormat
+    {
+        int j0 = unit * 8;
+        var f = new Float4();
+        for (int k = 0; k < 8; k++)
+        {
+            int j = j0 + k;
+            float w = fmt.Element(words, default, row, cols, j);
+            f.X += w * x[r.R0 + j];
+            f.Y += w * x[r.R1 + j];
+            f.Z += w * x[r.R2 + j];
+            f.W += w * x[r.R3 + j];
+        }
+        return f;
+    }
+}
+
+/// <summary>
+/// Q4_K (144-byte super-blocks of 256: f16 d, f16 dmin, 12 bytes of packed 6-bit scales and mins, 128 bytes of nibbles;
+/// w = d * sc * q - dmin * m per 32-element sub-block), uploaded as 36 words per block. Unit = 8 elements.
+/// </summary>
+internal struct Q4_KFormat : IWeightFormat
+{
+    public const int WordsPerBlock = 36;
+
+    public int Units(int cols) => cols / 8;
+
+    public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo) =>
+        KQuant.Dot8(this, words, row, cols, unit, x, xo);
+
+    public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r) =>
+        KQuant.Dot8x4(this, words, row, cols, unit, x, r);
+
+    public float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j)
+    {
+        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
+        int e = j & 255;
+        int sub = e >> 6, within = e & 63;
+        int s = 2 * sub + (within >= 32 ? 1 : 0);
+        int sc, m;
+        if (s < 4)
+        {
+            sc = KQuant.Byte(words, w0, 4 + s) & 63;
+            m = KQuant.Byte(words, w0, 4 + s + 4) & 63;
+        }
+        else
+        {
+            sc = (KQuant.Byte(words, w0, 4 + s + 4) & 0xF) | ((KQuant.Byte(words, w0, 4 + s - 4) >> 6) << 4);
+            m = (KQuant.Byte(words, w0, 4 + s + 4) >> 4) | ((KQuant.Byte(words, w0, 4 + s) >> 6) << 4);
+        }
+        int q = KQuant.Byte(words, w0, 16 + sub * 32 + (within & 31));
+        int nib = within < 32 ? q & 0xF : q >> 4;
+        int dw = words[w0];
+        float d = Numeric.HalfToFloat(dw), dmin = Numeric.HalfToFloat(dw >> 16);
+        return d * sc * nib - dmin * m;
+    }
+}
+
+/// <summary>
+/// Q6_K (210-byte super-blocks of 256: 128 bytes of low nibbles, 64 bytes of high 2-bit pairs, 16 int8 scales, f16 d;
+/// w = d * scale * (q - 32) per 16 elements), uploaded padded to 53 words per block. Unit = 8 elements.
+/// </summary>
+internal struct Q6_KFormat : IWeightFormat
+{
+    public const int WordsPerBlock = 53;
+
+    public int Units(int cols) => cols / 8;
+
+    public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo) =>
+        KQuant.Dot8(this, words, row, cols, unit, x, xo);
+
+    public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r) =>
+        KQuant.Dot8x4(this, words, row, cols, unit, x, r);
+
+    public float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j)
+    {
+        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
+        int e = j & 255;
+        int half = e >> 7, r = e & 127;
+        int quarter = r >> 5, l = r & 31;
+        int ql = KQuant.Byte(words, w0, half * 64 + l + (quarter & 1) * 32);
+        int low = quarter < 2 ? ql & 0xF : ql >> 4;
+        int high = (KQuant.Byte(words, w0, 128 + half * 32 + l) >> (2 * quarter)) & 3;
+        int q = (low | (high << 4)) - 32;
+        int sc = (KQuant.Byte(words, w0, 192 + half * 8 + (l >> 4) + 2 * quarter) << 24) >> 24;
+        float d = Numeric.HalfToFloat(KQuant.Byte(words, w0, 208) | (KQuant.Byte(words, w0, 209) << 8));
+        return d * sc * q;
+    }
+}
