@@ -1,0 +1,561 @@
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Runtime;
+using Infer.Kernels.Gpu.Kernels;
+using Infer.Runtime;
+using Infer.Runtime.Backend;
+using Infer.Runtime.Gguf;
+
+namespace Infer.Kernels.Gpu;
+
+/// <summary>Sizing and test knobs of a <see cref="GpuBackend"/>.</summary>
+/// <param name="MaxBatch">Most tokens per batch; at least the model's batch size (LlamaModel caps it at 8192). Costs 12 bytes per token.</param>
+/// <param name="AttentionSplits">Position ranges per (token, head) in attention; 0 chooses from the device and the batch.</param>
+/// <param name="MatMulSliceThreads">Threads sharing one weight row in a matmul (a power of two); 0: 32 on a GPU, 1 on ILGPU's CPU accelerator.</param>
+public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0);
+
+/// <summary>
+/// The ILGPU implementation of the backend seam. Weights are uploaded per tensor in their own format (F32, F16, BF16,
+/// Q8_0, Q4_0; block formats split into f16 scales and 32-bit quant words) and decoded inside the kernels; every
+/// product and sum is float32. Activations, the batch and the KV cache live on the device: per forward only the
+/// batch ids go in and the requested logit rows come out. Kernels are resolved per weight at load time.
+/// </summary>
+public sealed class GpuBackend : IBackend
+{
+    private readonly GpuDevice _device;
+    private readonly bool _ownsDevice;
+    private readonly Accelerator _acc;
+    private readonly GpuBackendOptions _options;
+    private readonly List<IDisposable> _buffers = [];
+    private readonly int _group;      // threads per group for reductions (power of two, <= 256)
+
+    // Batch: [tokens | positions | sequences], n ints each (positions start at n, sequences at 2n).
+    private readonly int[] _batchHost;
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _batch;
+    private int _n;
+    private int _maxLength; // longest attended range in the batch (max position + 1)
+
+    // KV cache: float32 [sequence][layer][position][kvDim] for K and V.
+    private KvCacheConfig? _kv;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _kCache, _vCache;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _partials;
+    private long _partialFloats;
+
+    // RoPE cos/sin tables [position, dims / 2] for the last RoPE configuration seen.
+    private RopeConfig? _ropeConfig;
+    private int _ropeLength;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _ropeCos, _ropeSin;
+
+    private readonly MemoryBuffer1D<ushort, Stride1D.Dense> _noScales;
+
+    // x += y deferred by Add: the next RmsNorm of x folds it in (one launch instead of two); any other operation
+    // launches it first.
+    private GpuActivation? _pendingX, _pendingY;
+    private int _pendingRows;
+
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, int> _addBias;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _add;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _swiGlu;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int> _rope;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float> _rmsNorm;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int> _storeKv;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs> _attention;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, AttentionArgs> _attentionCombine;
+    private readonly Dictionary<GgmlType, FormatKernels> _formats = [];
+
+    /// <summary>The embed and matmul kernels of one weight format, compiled once per backend.</summary>
+    internal sealed class FormatKernels
+    {
+        public required Action<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int> Embed;
+        public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul;
+    }
+
+    /// <param name="device">The accelerator to run on (see <see cref="GpuContextFactory.Select"/>).</param>
+    /// <param name="ownsDevice">Dispose <paramref name="device"/> with the backend.</param>
+    public GpuBackend(GpuDevice device, GpuBackendOptions? options = null, bool ownsDevice = true)
+    {
+        _device = device;
+        _ownsDevice = ownsDevice;
+        _acc = device.Accelerator;
+        _options = options ?? new GpuBackendOptions();
+        if (_options.MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(options), "MaxBatch must be at least 1");
+        if (_options.MatMulSliceThreads < 0 || (_options.MatMulSliceThreads & (_options.MatMulSliceThreads - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(options), "MatMulSliceThreads must be 0 or a power of two");
+        if (_options.AttentionSplits < 0) throw new ArgumentOutOfRangeException(nameof(options), "AttentionSplits must not be negative");
+        _group = 1;
+        while (_group * 2 <= Math.Min(GpuKernels.MaxGroup, _acc.MaxNumThreadsPerGroup)) _group *= 2;
+
+        _batchHost = new int[3 * _options.MaxBatch];
+        try
+        {
+            _batch = Track(_acc.Allocate1D<int>(_batchHost.Length));
+            _noScales = Track(_acc.Allocate1D<ushort>(1));
+
+            _addBias = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int>(GpuKernels.AddBias);
+            _add = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(GpuKernels.Add);
+            _swiGlu = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(GpuKernels.SwiGlu);
+            _rope = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int>(GpuKernels.Rope);
+            _rmsNorm = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>(GpuKernels.RmsNorm);
+            _storeKv = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int>(GpuKernels.StoreKv);
+            _attention = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs>(GpuKernels.Attention);
+            _attentionCombine = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuKernels.AttentionCombine);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public string Name => "gpu";
+
+    public string Description => $"{_device.Info.Id} {_device.Info.Name}, {_device.Info.MemoryBytes / (1024 * 1024)} MiB";
+
+    public GpuDevice Device => _device;
+
+    /// <summary>Kernel launches and device-to-device copies issued so far (host transfers not included).</summary>
+    public long Launches { get; private set; }
+
+    /// <summary>Launches since the last <see cref="SetBatch"/>: after a forward pass, that pass's count.</summary>
+    public int LaunchesThisBatch { get; private set; }
+
+    /// <summary>Bytes of weights uploaded so far.</summary>
+    public long WeightBytes { get; private set; }
+
+    private T Track<T>(T buffer) where T : IDisposable
+    {
+        _buffers.Add(buffer);
+        return buffer;
+    }
+
+    private void Count()
+    {
+        Launches++;
+        LaunchesThisBatch++;
+    }
+
+    private FormatKernels Kernels(GgmlType type)
+    {
+        if (_formats.TryGetValue(type, out var k)) return k;
+        k = type switch
+        {
+            GgmlType.F32 => Load<F32Format>(),
+            GgmlType.F16 => Load<F16Format>(),
+            GgmlType.BF16 => Load<BF16Format>(),
+            GgmlType.Q8_0 => Load<Q8_0Format>(),
+            GgmlType.Q4_0 => Load<Q4_0Format>(),
+            GgmlType.Q4_K => Load<Q4_KFormat>(),
+            GgmlType.Q6_K => Load<Q6_KFormat>(),
+            _ => throw new NotSupportedException($"no GPU kernels for {GgmlTypeInfo.Name(type)}"),
+        };
+        _formats[type] = k;
+        return k;
+    }
+
+    private FormatKernels Load<TF>() where TF : struct, IWeightFormat => new()
+    {
+        Embed = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int>(GpuKernels.Embed<TF>),
+        MatMul = _acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, MatMulArgs>(GpuKernels.MatMul<TF>),
+    };
+
+    // ---- buffers ----
+
+    internal sealed class GpuWeight : IWeight
+    {
+        public required string Name { get; init; }
+        public required GgmlType Type { get; init; }
+        public required int Rows { get; init; }
+        public required int Cols { get; init; }
+        public required MemoryBuffer1D<int, Stride1D.Dense> Words { get; init; }
+        public MemoryBuffer1D<ushort, Stride1D.Dense>? Scales { get; init; }
+        public MemoryBuffer1D<float, Stride1D.Dense>? Floats { get; init; } // vectors: Cols floats
+        public required FormatKernels Kernels { get; init; }
+    }
+
+    internal sealed class GpuActivation : IActivation
+    {
+        public required int Rows { get; init; }
+        public required int Cols { get; init; }
+        public required MemoryBuffer1D<float, Stride1D.Dense> Buffer { get; init; }
+        public ArrayView<float> View => Buffer.View;
+    }
+
+    /// <summary>Weight types this backend runs.</summary>
+    public static bool IsSupported(GgmlType type) =>
+        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+
+    public unsafe IWeight LoadWeight(GgufTensor tensor)
+    {
+        if (!IsSupported(tensor.Type))
+            throw new UnsupportedModelException(null, $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which the GPU backend does not support yet");
+        int cols = checked((int)tensor.RowLength);
+        int rows = checked((int)tensor.RowCount);
+        return Upload(tensor.Name, tensor.Type, rows, cols, tensor.Data, tensor.ByteSize);
+    }
+
+    /// <summary>Uploads a weight [rows, cols] given in its GGUF encoding (rows of ggml blocks).</summary>
+    public unsafe IWeight UploadWeight(string name, GgmlType type, int rows, int cols, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data) return Upload(name, type, rows, cols, p, data.Length);
+    }
+
+    private unsafe GpuWeight Upload(string name, GgmlType type, int rows, int cols, byte* data, long byteSize)
+    {
+        if (!IsSupported(type))
+            throw new UnsupportedModelException(null, $"tensor '{name}' has type {GgmlTypeInfo.Name(type)}, which the GPU backend does not support yet");
+        if (rows < 1 || cols < 1 || cols % GgmlTypeInfo.BlockSize(type) != 0)
+            throw new ArgumentException($"tensor '{name}': bad shape [{cols}, {rows}] for {GgmlTypeInfo.Name(type)}");
+        long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+        if (byteSize < rowBytes * rows)
+            throw new ArgumentException($"tensor '{name}': {byteSize} bytes, expected {rowBytes * rows}");
+        var kernels = Kernels(type);
+
+        MemoryBuffer1D<float, Stride1D.Dense>? floats = null;
+        if (rows == 1 && HostDecode.CanDecode(type))
+        {
+            var v = new float[cols];
+            HostDecode.Row(type, data, v);
+            floats = Track(_acc.Allocate1D(v));
+        }
+
+        MemoryBuffer1D<int, Stride1D.Dense> words;
+        MemoryBuffer1D<ushort, Stride1D.Dense>? scales = null;
+        switch (type)
+        {
+            case GgmlType.F32:
+                words = Track(_acc.Allocate1D<int>((long)rows * cols));
+                words.View.CopyFromCPU(ref Unsafe.AsRef<int>(data), (long)rows * cols);
+                break;
+            case GgmlType.F16:
+            case GgmlType.BF16:
+                {
+                    int wordsPerRow = (cols + 1) / 2;
+                    words = Track(_acc.Allocate1D<int>((long)rows * wordsPerRow));
+                    if (cols % 2 == 0)
+                        words.View.CopyFromCPU(ref Unsafe.AsRef<int>(data), (long)rows * wordsPerRow);
+                    else
+                    {
+                        // Odd rows: pad each row to whole words.
+                        var packed = new int[(long)rows * wordsPerRow];
+                        fixed (int* dst = packed)
+                            for (long r = 0; r < rows; r++)
+                                Buffer.MemoryCopy(data + r * rowBytes, (byte*)(dst + r * wordsPerRow), (long)wordsPerRow * 4, rowBytes);
+                        words.View.CopyFromCPU(packed);
+                    }
+                    break;
+                }
+            case GgmlType.Q4_K:
+            case GgmlType.Q6_K:
+                {
+                    // Raw super-blocks as words; Q6_K's 210-byte blocks are padded to 212 bytes to keep them word-aligned.
+                    long blocks = (long)rows * (cols / 256);
+                    int blockBytes = (int)GgmlTypeInfo.RowBytes(type, 256);
+                    int wordsPerBlock = type == GgmlType.Q4_K ? Q4_KFormat.WordsPerBlock : Q6_KFormat.WordsPerBlock;
+                    var q = new int[blocks * wordsPerBlock];
+                    fixed (int* qp = q)
+                        for (long b = 0; b < blocks; b++)
+                            Buffer.MemoryCopy(data + b * blockBytes, qp + b * wordsPerBlock, (long)wordsPerBlock * 4, blockBytes);
+                    words = Track(_acc.Allocate1D(q));
+                    break;
+                }
+            default: // Q8_0, Q4_0: split 34- or 18-byte blocks into f16 scales and 32-bit quant words.
+                {
+                    long blocks = (long)rows * (cols / 32);
+                    int quantBytes = type == GgmlType.Q8_0 ? 32 : 16;
+                    int blockBytes = 2 + quantBytes;
+                    var s = new ushort[blocks];
+                    var q = new int[blocks * quantBytes / 4];
+                    fixed (ushort* sp = s)
+                    fixed (int* qp = q)
+                        for (long b = 0; b < blocks; b++)
+                        {
+                            byte* src = data + b * blockBytes;
+                            sp[b] = (ushort)(src[0] | src[1] << 8);
+                            Buffer.MemoryCopy(src + 2, (byte*)qp + b * quantBytes, quantBytes, quantBytes);
+                        }
+                    scales = Track(_acc.Allocate1D(s));
+                    words = Track(_acc.Allocate1D(q));
+                    break;
+                }
+        }
+        WeightBytes += words.LengthInBytes + (scales?.LengthInBytes ?? 0);
+        return new GpuWeight { Name = name, Type = type, Rows = rows, Cols = cols, Words = words, Scales = scales, Floats = floats, Kernels = kernels };
+    }
+
+    public IActivation Allocate(int rows, int cols)
+    {
+        if (rows < 1 || cols < 1) throw new ArgumentOutOfRangeException(nameof(rows), $"activation [{rows}, {cols}] is empty");
+        var buffer = Track(_acc.Allocate1D<float>((long)rows * cols));
+        buffer.MemSetToZero();
+        return new GpuActivation { Rows = rows, Cols = cols, Buffer = buffer };
+    }
+
+    /// <summary>Copies host rows into an activation (tests and hybrid use).</summary>
+    public void Write(IActivation x, ReadOnlySpan<float> data)
+    {
+        Flush();
+        A(x).View.SubView(0, data.Length).CopyFromCPU(data);
+    }
+
+    public void CreateKvCache(KvCacheConfig config)
+    {
+        if (config.HeadDim > GpuKernels.MaxHeadDim)
+            throw new UnsupportedModelException(null, $"head size {config.HeadDim} exceeds the GPU attention kernel's {GpuKernels.MaxHeadDim}");
+        foreach (var old in new[] { _kCache, _vCache })
+            if (old is not null)
+            {
+                _buffers.Remove(old);
+                old.Dispose();
+            }
+        _kv = config;
+        long elements = (long)config.Contexts * config.Layers * config.ContextLength * config.KvHeads * config.HeadDim;
+        _kCache = Track(_acc.Allocate1D<float>(elements));
+        _vCache = Track(_acc.Allocate1D<float>(elements));
+        _kCache.MemSetToZero();
+        _vCache.MemSetToZero();
+    }
+
+    public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences)
+    {
+        Flush();
+        int n = tokens.Length, max = _options.MaxBatch;
+        if (n > max) throw new ArgumentException($"batch of {n} tokens exceeds {max}");
+        if (positions.Length != n || sequences.Length != n) throw new ArgumentException("tokens, positions and sequences must have the same length");
+        _n = n;
+        _maxLength = 0;
+        for (int i = 0; i < n; i++) _maxLength = Math.Max(_maxLength, positions[i] + 1);
+        // Packed as [tokens | positions | sequences], n each: one small upload per forward.
+        tokens.CopyTo(_batchHost);
+        positions.CopyTo(_batchHost.AsSpan(n));
+        sequences.CopyTo(_batchHost.AsSpan(2 * n));
+        if (n > 0) _batch.View.AsContiguous().SubView(0, 3 * n).CopyFromCPU(_batchHost.AsSpan(0, 3 * n));
+        LaunchesThisBatch = 0;
+    }
+
+    private static GpuActivation A(IActivation a) => (GpuActivation)a;
+    private static GpuWeight W(IWeight w) => (GpuWeight)w;
+
+    private int Rows(int rows) => rows < 0 ? _n : rows;
+
+    // ---- operations ----
+
+    public void Embed(IWeight table, IActivation x)
+    {
+        Flush();
+        var w = W(table);
+        var xa = A(x);
+        if (xa.Cols != w.Cols) throw new ArgumentException($"embedding '{w.Name}' has rows of {w.Cols}, activation has {xa.Cols} columns");
+        if (_n == 0) return;
+        w.Kernels.Embed(_n * w.Cols, w.Words.View, (w.Scales ?? _noScales).View, _batch.View, xa.View, w.Cols);
+        Count();
+    }
+
+    public void RmsNorm(IActivation x, IWeight weight, float eps, IActivation y, int rows = -1)
+    {
+        var w = W(weight);
+        var xa = A(x);
+        if (w.Floats is null || xa.Cols % w.Cols != 0 || A(y).Cols != xa.Cols)
+            throw new ArgumentException($"'{w.Name}' cannot normalize rows of {xa.Cols}");
+        int n = Rows(rows);
+        // x += r; y = norm(x) in one launch when the pending Add targets exactly these rows of x.
+        var residual = _pendingX == xa && _pendingRows == n && !ReferenceEquals(_pendingY, A(y)) ? _pendingY : null;
+        if (residual is not null) _pendingX = _pendingY = null;
+        else Flush();
+        if (n == 0) return;
+        _rmsNorm(new KernelConfig(n * (xa.Cols / w.Cols), _group), xa.View, (residual ?? xa).View, w.Floats.View, A(y).View,
+            xa.Cols, w.Cols, residual is null ? 0 : 1, eps);
+        Count();
+    }
+
+    public void MatMul(IWeight weight, IActivation x, IActivation y, int rows = -1)
+    {
+        Flush();
+        var w = W(weight);
+        var xa = A(x);
+        var ya = A(y);
+        int n = Rows(rows);
+        if (xa.Cols != w.Cols || ya.Cols < w.Rows)
+            throw new ArgumentException($"matmul shape mismatch: '{w.Name}' is [{w.Rows} x {w.Cols}], input has {xa.Cols} columns, output {ya.Cols}");
+        if (n == 0) return;
+        // A warp's worth of threads per row on a GPU; one thread per row on ILGPU's CPU accelerator, where barriers are costly.
+        int slice = _options.MatMulSliceThreads > 0 ? Math.Min(_options.MatMulSliceThreads, _group)
+            : _acc.AcceleratorType == AcceleratorType.CPU ? 1 : Math.Min(_group, 32);
+        int rowsPerGroup = _group / slice;
+        var args = new MatMulArgs { Rows = w.Rows, Cols = w.Cols, Tokens = n, XStride = xa.Cols, YStride = ya.Cols, SliceThreads = slice };
+        int groups = (w.Rows + rowsPerGroup - 1) / rowsPerGroup;
+        if (slice == 1) groups = Math.Min(groups, 2 * _acc.NumMultiprocessors);
+        var grid = new Index2D(groups, (n + GpuKernels.TokensPerTile - 1) / GpuKernels.TokensPerTile);
+        w.Kernels.MatMul(new KernelConfig(grid, new Index2D(_group, 1)), w.Words.View, (w.Scales ?? _noScales).View, xa.View, ya.View, args);
+        Count();
+    }
+
+    public void AddBias(IActivation y, IWeight bias)
+    {
+        Flush();
+        var w = W(bias);
+        var ya = A(y);
+        if (w.Floats is null || w.Cols != ya.Cols) throw new ArgumentException($"bias '{w.Name}' ({w.Cols}) does not match rows of {ya.Cols}");
+        if (_n == 0) return;
+        _addBias(_n * ya.Cols, ya.View, w.Floats.View, ya.Cols);
+        Count();
+    }
+
+    public void Rope(IActivation x, int headDim, RopeConfig rope)
+    {
+        Flush();
+        var xa = A(x);
+        var kv = _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
+        if (headDim < 1 || xa.Cols % headDim != 0 || rope.Dims > headDim || rope.Dims % 2 != 0)
+            throw new ArgumentException($"RoPE of {rope.Dims} dims does not fit heads of {headDim} in rows of {xa.Cols}");
+        if (_n == 0) return;
+        EnsureRopeTable(rope, kv.ContextLength);
+        int pairs = _n * (xa.Cols / headDim) * (rope.Dims / 2);
+        _rope(pairs, xa.View, _ropeCos!.View, _ropeSin!.View, _batch.View, _n, xa.Cols, headDim, rope.Dims, rope.NeoX ? 1 : 0);
+        Count();
+    }
+
+    /// <summary>Builds cos/sin for every position of the context once per RoPE configuration, as the CPU computes them.</summary>
+    private void EnsureRopeTable(RopeConfig rope, int contextLength)
+    {
+        if (_ropeLength == contextLength && (ReferenceEquals(rope, _ropeConfig) || (_ropeConfig is not null && SameRope(rope, _ropeConfig)))) return;
+        int half = rope.Dims / 2;
+        var cos = new float[(long)contextLength * half];
+        var sin = new float[cos.Length];
+        for (int p = 0; p < contextLength; p++)
+            HostDecode.RopeCosSin(p, rope, cos.AsSpan(p * half, half), sin.AsSpan(p * half, half));
+        _ropeCos?.Dispose();
+        _ropeSin?.Dispose();
+        if (_ropeCos is not null) _buffers.Remove(_ropeCos);
+        if (_ropeSin is not null) _buffers.Remove(_ropeSin);
+        _ropeCos = Track(_acc.Allocate1D(cos));
+        _ropeSin = Track(_acc.Allocate1D(sin));
+        _ropeConfig = rope;
+        _ropeLength = contextLength;
+    }
+
+    private static bool SameRope(RopeConfig a, RopeConfig b) =>
+        a.Dims == b.Dims && a.FreqBase == b.FreqBase && a.FreqScale == b.FreqScale && a.NeoX == b.NeoX
+        && (a.FreqFactors ?? []).AsSpan().SequenceEqual(b.FreqFactors ?? []);
+
+    public void Attention(int layer, IActivation q, IActivation k, IActivation v, IActivation output, int nHeads, int nKvHeads, int headDim, float scale)
+    {
+        Flush();
+        var kv = _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
+        if (nKvHeads != kv.KvHeads || headDim != kv.HeadDim || nHeads % nKvHeads != 0 || (uint)layer >= (uint)kv.Layers)
+            throw new ArgumentException($"attention shape (layer {layer}, {nHeads} heads, {nKvHeads} KV heads, head size {headDim}) does not match the KV cache");
+        if (_n == 0) return;
+        var args = new AttentionArgs
+        {
+            Layer = layer, Layers = kv.Layers, ContextLength = kv.ContextLength,
+            Heads = nHeads, KvHeads = nKvHeads, HeadDim = headDim,
+            QStride = A(q).Cols, OStride = A(output).Cols, Scale = scale,
+            PosOffset = _n, SeqOffset = 2 * _n,
+        };
+        _storeKv(_n * nKvHeads * headDim, A(k).View, A(v).View, _kCache!.View, _vCache!.View, _batch.View, args, A(k).Cols, A(v).Cols);
+        Count();
+
+        int items = _n * nHeads;
+        args.Splits = ChooseSplits(items, headDim);
+        _attention(new KernelConfig(new Index2D(items, args.Splits), new Index2D(_group, 1)),
+            A(q).View, _kCache.View, _vCache.View, A(output).View, (_partials ?? _kCache).View, _batch.View, args);
+        Count();
+        if (args.Splits > 1)
+        {
+            _attentionCombine(new KernelConfig(items, _group), _partials!.View, A(output).View, args);
+            Count();
+        }
+    }
+
+    /// <summary>
+    /// Decode has few (token, head) items: split each one's positions so the device has about four groups per
+    /// multiprocessor, each range at least one chunk of group-size positions. Prefill gets one split.
+    /// </summary>
+    private int ChooseSplits(int items, int headDim)
+    {
+        int chunks = Math.Max(1, (_maxLength + _group - 1) / _group);
+        int splits = _options.AttentionSplits > 0
+            ? _options.AttentionSplits
+            : Math.Clamp(4 * _acc.NumMultiprocessors / items, 1, Math.Min(32, chunks));
+        if (splits == 1) return 1;
+        long floats = (long)items * splits * (headDim + 2);
+        if (floats > _partialFloats)
+        {
+            if (_partials is not null)
+            {
+                _buffers.Remove(_partials);
+                _partials.Dispose();
+            }
+            _partials = Track(_acc.Allocate1D<float>(floats));
+            _partialFloats = floats;
+        }
+        return splits;
+    }
+
+    public void SwiGlu(IActivation gate, IActivation up)
+    {
+        Flush();
+        var g = A(gate);
+        if (A(up).Cols != g.Cols) throw new ArgumentException("gate and up differ in width");
+        if (_n == 0) return;
+        _swiGlu(_n * g.Cols, g.View, A(up).View);
+        Count();
+    }
+
+    public void Add(IActivation x, IActivation y)
+    {
+        Flush();
+        var xa = A(x);
+        if (A(y).Cols != xa.Cols) throw new ArgumentException("added activations differ in width");
+        if (_n == 0) return;
+        _pendingX = xa;
+        _pendingY = A(y);
+        _pendingRows = _n;
+    }
+
+    /// <summary>Launches a deferred <see cref="Add"/>.</summary>
+    private void Flush()
+    {
+        if (_pendingX is not { } x) return;
+        _pendingX = null;
+        _add(_pendingRows * x.Cols, x.View, _pendingY!.View);
+        _pendingY = null;
+        Count();
+    }
+
+    public void GatherRows(IActivation src, ReadOnlySpan<int> rows, IActivation dst)
+    {
+        Flush();
+        var s = A(src);
+        var d = A(dst);
+        if (s.Cols != d.Cols || rows.Length > d.Rows) throw new ArgumentException("gather shapes differ");
+        for (int i = 0; i < rows.Length; i++)
+        {
+            if ((uint)rows[i] >= (uint)s.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"row {rows[i]} is outside 0..{s.Rows - 1}");
+            if (ReferenceEquals(s, d) && rows[i] == i) continue;
+            s.View.SubView((long)rows[i] * s.Cols, s.Cols).CopyTo(d.View.SubView((long)i * d.Cols, d.Cols));
+            Count();
+        }
+    }
+
+    public void ReadRow(IActivation x, int row, Span<float> destination)
+    {
+        Flush();
+        var xa = A(x);
+        if ((uint)row >= (uint)xa.Rows) throw new ArgumentOutOfRangeException(nameof(row));
+        xa.View.SubView((long)row * xa.Cols, xa.Cols).CopyToCPU(destination[..xa.Cols]);
+    }
+
+    /// <summary>Waits for every queued kernel.</summary>
+    public void Synchronize()
+    {
+        Flush();
+        _acc.Synchronize();
+    }
+
+    public void Dispose()
+    {
+        foreach (var b in _buffers) b.Dispose();
+        _buffers.Clear();
+        if (_ownsDevice) _device.Dispose();
+    }
+}

@@ -1,0 +1,233 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace Infer.Kernels.Gpu;
+
+/// <summary>What a <c>--device</c> value asks for.</summary>
+public enum DeviceKind
+{
+    /// <summary>The best GPU present (CUDA, then OpenCL); the CPU backend when there is none.</summary>
+    Auto,
+    /// <summary>The CPU backend (<c>Infer.Kernels.Cpu</c>), not an ILGPU accelerator.</summary>
+    Cpu,
+    Cuda,
+    OpenCL,
+    /// <summary>ILGPU's CPU accelerator: the GPU kernels run on CPU threads. Slow; for tests.</summary>
+    IlgpuCpu,
+}
+
+/// <summary>A parsed <c>--device</c> value: <c>auto</c>, <c>cpu</c>, <c>cuda[:i]</c>, <c>opencl[:i]</c>, <c>cpu-ilgpu[:i]</c>.</summary>
+/// <param name="Index">Index among the devices of that kind; -1 when not given (the first, or the best for auto).</param>
+public readonly record struct DeviceRequest(DeviceKind Kind, int Index = -1)
+{
+    public static DeviceRequest Auto => new(DeviceKind.Auto);
+
+    /// <summary>Parses a device name; false with an <paramref name="error"/> naming the problem when it is not one.</summary>
+    public static bool TryParse(string? text, out DeviceRequest request, out string? error)
+    {
+        request = Auto;
+        error = null;
+        string s = (text ?? "").Trim().ToLowerInvariant();
+        if (s.Length == 0)
+        {
+            error = "empty device name (expected auto, cpu, cuda[:N], opencl[:N] or cpu-ilgpu[:N])";
+            return false;
+        }
+        int index = -1;
+        int colon = s.IndexOf(':');
+        if (colon >= 0)
+        {
+            string n = s[(colon + 1)..];
+            if (!int.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out index) || index > 1024)
+            {
+                error = $"bad device index '{n}' in '{text}' (expected a number such as cuda:0)";
+                return false;
+            }
+            s = s[..colon];
+        }
+        DeviceKind? kind = s switch
+        {
+            "auto" or "gpu" => DeviceKind.Auto,
+            "cpu" => DeviceKind.Cpu,
+            "cuda" => DeviceKind.Cuda,
+            "opencl" or "cl" => DeviceKind.OpenCL,
+            "cpu-ilgpu" or "ilgpu-cpu" => DeviceKind.IlgpuCpu,
+            _ => null,
+        };
+        if (kind is null)
+        {
+            error = $"unknown device '{text}' (expected auto, cpu, cuda[:N], opencl[:N] or cpu-ilgpu[:N])";
+            return false;
+        }
+        if (index >= 0 && kind is DeviceKind.Auto or DeviceKind.Cpu)
+        {
+            error = $"device '{text}' takes no index";
+            return false;
+        }
+        request = new DeviceRequest(kind.Value, index);
+        return true;
+    }
+
+    public override string ToString() => Kind switch
+    {
+        DeviceKind.Auto => "auto",
+        DeviceKind.Cpu => "cpu",
+        _ => GpuDeviceInfo.KindName(Kind) + (Index >= 0 ? $":{Index}" : ""),
+    };
+}
+
+/// <summary>One accelerator ILGPU can see (for <c>infer devices</c>).</summary>
+/// <param name="Index">Index among the devices of the same kind (the N of <c>cuda:N</c>).</param>
+public sealed record GpuDeviceInfo(DeviceKind Kind, int Index, string Name, long MemoryBytes, int Multiprocessors, int WarpSize)
+{
+    /// <summary>The <c>--device</c> value that picks this device.</summary>
+    public string Id => $"{KindName(Kind)}:{Index}";
+
+    internal static string KindName(DeviceKind kind) => kind switch
+    {
+        DeviceKind.Cuda => "cuda",
+        DeviceKind.OpenCL => "opencl",
+        DeviceKind.IlgpuCpu => "cpu-ilgpu",
+        DeviceKind.Cpu => "cpu",
+        _ => "auto",
+    };
+}
+
+/// <summary>
+/// The result of asking for a device: either an opened <see cref="GpuDevice"/>, or none with a one-line
+/// <see cref="Message"/> saying why (the caller prints it and runs on the CPU backend).
+/// </summary>
+public sealed class DeviceSelection
+{
+    internal DeviceSelection(GpuDevice? device, string? message)
+    {
+        Device = device;
+        Message = message;
+    }
+
+    /// <summary>The opened accelerator, or null when the CPU backend should be used.</summary>
+    public GpuDevice? Device { get; }
+
+    /// <summary>Why no GPU was opened although one was asked for (or auto found none), e.g. "no CUDA device found; running on the CPU backend"; null when nothing needs saying.</summary>
+    public string? Message { get; }
+
+    public bool IsGpu => Device is not null;
+}
+
+/// <summary>An ILGPU context and one accelerator on it; owns both. Hand it to <see cref="GpuBackend"/>.</summary>
+public sealed class GpuDevice : IDisposable
+{
+    internal GpuDevice(Context context, Accelerator accelerator, GpuDeviceInfo info)
+    {
+        Context = context;
+        Accelerator = accelerator;
+        Info = info;
+    }
+
+    public Context Context { get; }
+    public Accelerator Accelerator { get; }
+    public GpuDeviceInfo Info { get; }
+
+    public void Dispose()
+    {
+        Accelerator.Dispose();
+        Context.Dispose();
+    }
+}
+
+/// <summary>Creates ILGPU contexts, lists accelerators and opens the one a <see cref="DeviceRequest"/> names.</summary>
+public static class GpuContextFactory
+{
+    /// <summary>
+    /// ILGPU's CPU accelerator shape used by <c>cpu-ilgpu</c>: groups of 4 threads (one warp of 4), 2 multiprocessors.
+    /// Groups and barriers are emulated with OS threads and cost tens of microseconds each, so small groups run fastest.
+    /// </summary>
+    public static CPUDevice DefaultIlgpuCpuDevice { get; } = new(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 1, numMultiprocessors: 2);
+
+    /// <summary>A context with CUDA, OpenCL and the CPU accelerator; the Algorithms library supplies MathF.Exp and friends on CUDA and OpenCL.</summary>
+    internal static Context CreateContext(CPUDevice? cpu = null) =>
+        Context.Create(b => b.Cuda().OpenCL().CPU(cpu ?? DefaultIlgpuCpuDevice).Optimize(OptimizationLevel.O1).EnableAlgorithms());
+
+    /// <summary>Every accelerator present: CUDA devices, then OpenCL devices, then ILGPU's CPU accelerator.</summary>
+    public static IReadOnlyList<GpuDeviceInfo> ListDevices()
+    {
+        using var context = CreateContext();
+        return Describe(context);
+    }
+
+    private static List<GpuDeviceInfo> Describe(Context context)
+    {
+        var list = new List<GpuDeviceInfo>();
+        var counts = new Dictionary<DeviceKind, int>();
+        foreach (var kind in new[] { DeviceKind.Cuda, DeviceKind.OpenCL, DeviceKind.IlgpuCpu })
+            foreach (var d in DevicesOf(context, kind))
+            {
+                int i = counts.GetValueOrDefault(kind);
+                counts[kind] = i + 1;
+                list.Add(new GpuDeviceInfo(kind, i, d.Name.Trim(), d.MemorySize, d.NumMultiprocessors, d.WarpSize));
+            }
+        return list;
+    }
+
+    private static List<Device> DevicesOf(Context context, DeviceKind kind) => kind switch
+    {
+        DeviceKind.Cuda => [.. context.GetCudaDevices()],
+        DeviceKind.OpenCL => [.. context.GetCLDevices()],
+        DeviceKind.IlgpuCpu => [.. context.GetCPUDevices()],
+        _ => [],
+    };
+
+    /// <summary>
+    /// Opens the accelerator <paramref name="request"/> names. Never throws for a missing device: the selection then
+    /// holds no device and a one-line message. <c>auto</c> tries CUDA, then OpenCL, and never picks ILGPU's CPU accelerator.
+    /// </summary>
+    public static DeviceSelection Select(DeviceRequest request, CPUDevice? ilgpuCpu = null)
+    {
+        if (request.Kind == DeviceKind.Cpu) return new DeviceSelection(null, null);
+        var context = CreateContext(ilgpuCpu);
+        try
+        {
+            var kinds = request.Kind == DeviceKind.Auto ? [DeviceKind.Cuda, DeviceKind.OpenCL] : new[] { request.Kind };
+            foreach (var kind in kinds)
+            {
+                var devices = DevicesOf(context, kind);
+                if (devices.Count == 0) continue;
+                int index = request.Index < 0 ? 0 : request.Index;
+                if (index >= devices.Count)
+                {
+                    context.Dispose();
+                    return new DeviceSelection(null, $"no {Display(kind)} device {index} (found {devices.Count}); running on the CPU backend");
+                }
+                var d = devices[index];
+                var accelerator = d.CreateAccelerator(context);
+                return new DeviceSelection(
+                    new GpuDevice(context, accelerator, new GpuDeviceInfo(kind, index, d.Name.Trim(), d.MemorySize, d.NumMultiprocessors, d.WarpSize)), null);
+            }
+            context.Dispose();
+            string what = request.Kind == DeviceKind.Auto ? "GPU (CUDA or OpenCL)" : Display(request.Kind);
+            return new DeviceSelection(null, $"no {what} device found; running on the CPU backend");
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            context.Dispose();
+            return new DeviceSelection(null, $"could not open {request}: {e.Message.Trim()}; running on the CPU backend");
+        }
+    }
+
+    /// <summary>Opens ILGPU's CPU accelerator (tests): always present.</summary>
+    public static GpuDevice OpenIlgpuCpu(CPUDevice? shape = null) =>
+        Select(new DeviceRequest(DeviceKind.IlgpuCpu, 0), shape).Device
+        ?? throw new InvalidOperationException("ILGPU's CPU accelerator could not be opened");
+
+    private static string Display(DeviceKind kind) => kind switch
+    {
+        DeviceKind.Cuda => "CUDA",
+        DeviceKind.OpenCL => "OpenCL",
+        DeviceKind.IlgpuCpu => "ILGPU CPU",
+        _ => kind.ToString(),
+    };
+}

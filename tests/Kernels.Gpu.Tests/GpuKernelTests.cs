@@ -1,0 +1,328 @@
+using Infer.Kernels.Cpu.Ops;
+using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Backend;
+using Infer.Runtime.Gguf;
+
+namespace Infer.Kernels.Gpu.Tests;
+
+/// <summary>
+/// Each GPU kernel on ILGPU's CPU accelerator against the CPU reference kernels (VectorOps' scalar references, ggml's
+/// reference dequantizers), by NMSE ≤ 1e-7, over sizes with odd tails and partial token tiles.
+/// </summary>
+public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBackends>
+{
+    private static readonly int[] FloatCols = [1, 2, 3, 17, 64, 176, 255];
+    private static readonly int[] BlockCols = [32, 96, 288];
+    private static readonly int[] SuperBlockCols = [256, 768];
+    private static readonly int[] WeightRows = [1, 7, 33];
+    private static readonly int[] TokenCounts = [1, 3, 5];
+
+    public static TheoryData<GgmlType, bool> Types()
+    {
+        var d = new TheoryData<GgmlType, bool>();
+        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K })
+        {
+            d.Add(t, false);
+            d.Add(t, true);
+        }
+        return d;
+    }
+
+    private static (byte[] Bytes, float[] Dequantized) RandomWeight(Random rng, GgmlType type, int rows, int cols)
+    {
+        var w = Check.Random(rng, rows * cols);
+        var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
+        QuantKernels.Quantize(type, w, bytes);
+        var deq = new float[rows * cols];
+        QuantKernels.Dequantize(type, bytes, deq);
+        return (bytes, deq);
+    }
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void MatMulMatchesDequantizedReference(GgmlType type, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(1 + (int)type);
+        int blockSize = GgmlTypeInfo.BlockSize(type);
+        foreach (int cols in blockSize == 1 ? FloatCols : blockSize == 32 ? BlockCols : SuperBlockCols)
+            foreach (int rows in WeightRows)
+            {
+                var (bytes, deq) = RandomWeight(rng, type, rows, cols);
+                var w = b.UploadWeight("w", type, rows, cols, bytes);
+                foreach (int n in TokenCounts)
+                {
+                    var xs = Check.Random(rng, n * cols);
+                    var x = b.Allocate(GpuBackends.MaxBatch, cols);
+                    var y = b.Allocate(GpuBackends.MaxBatch, rows + 3); // wider than the weight: row stride differs from Rows
+                    b.Write(x, xs);
+                    Check.SetTokens(b, n);
+                    b.MatMul(w, x, y);
+
+                    var expected = new float[n * (rows + 3)];
+                    var got = Check.Read(b, y, n);
+                    for (int t = 0; t < n; t++)
+                        for (int r = 0; r < rows; r++)
+                        {
+                            double s = 0;
+                            for (int j = 0; j < cols; j++) s += (double)deq[r * cols + j] * xs[t * cols + j];
+                            expected[t * (rows + 3) + r] = (float)s;
+                        }
+                    Check.Close(got, expected, $"{type} [{rows} x {cols}] x {n} tokens");
+                }
+            }
+    }
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void EmbedDecodesTheTokenRows(GgmlType type, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(7);
+        int cols = Math.Max(GgmlTypeInfo.BlockSize(type) == 1 ? 37 : 64, GgmlTypeInfo.BlockSize(type)), rows = 11;
+        var (bytes, deq) = RandomWeight(rng, type, rows, cols);
+        var w = b.UploadWeight("table", type, rows, cols, bytes);
+        int[] tokens = [10, 0, 3, 3, 7];
+        b.SetBatch(tokens, [0, 1, 2, 3, 4], [0, 0, 0, 0, 0]);
+        var x = b.Allocate(GpuBackends.MaxBatch, cols);
+        b.Embed(w, x);
+        var expected = tokens.SelectMany(t => deq.AsSpan(t * cols, cols).ToArray()).ToArray();
+        Assert.Equal(expected, Check.Read(b, x, tokens.Length)); // decoding is exact
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RmsNormMatchesReferenceOverGroups(bool inPlace)
+    {
+        var b = backends.Get(inPlace);
+        var rng = new Random(3);
+        foreach (var (group, groups) in new[] { (1, 1), (3, 1), (17, 2), (32, 4), (64, 1), (255, 1), (1000, 1) })
+            foreach (int n in TokenCounts)
+            {
+                int cols = group * groups;
+                var xs = Check.Random(rng, n * cols, 3f);
+                var ws = Check.Random(rng, group);
+                var w = b.UploadWeight("norm", GgmlType.F32, 1, group, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
+                var x = b.Allocate(GpuBackends.MaxBatch, cols);
+                var y = inPlace ? x : b.Allocate(GpuBackends.MaxBatch, cols);
+                b.Write(x, xs);
+                Check.SetTokens(b, n);
+                b.RmsNorm(x, w, 1e-5f, y);
+                var expected = new float[n * cols];
+                for (int o = 0; o < n * cols; o += group)
+                    VectorOps.RmsNormRef(xs.AsSpan(o, group), ws, 1e-5f, expected.AsSpan(o, group));
+                Check.Close(Check.Read(b, y, n), expected, $"rmsnorm group {group} x {groups}, {n} rows");
+            }
+    }
+
+    /// <summary>Add followed by RmsNorm of the same rows runs as one fused launch: x += r, then y = norm(x).</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AddThenRmsNormFusesTheResidual(bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(5);
+        foreach (var (group, groups) in new[] { (3, 1), (32, 2), (255, 1) })
+            foreach (int n in TokenCounts)
+            {
+                int cols = group * groups;
+                var xs = Check.Random(rng, n * cols, 3f);
+                var rs = Check.Random(rng, n * cols, 3f);
+                var ws = Check.Random(rng, group);
+                var w = b.UploadWeight("norm", GgmlType.F32, 1, group, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
+                var x = b.Allocate(GpuBackends.MaxBatch, cols);
+                var r = b.Allocate(GpuBackends.MaxBatch, cols);
+                var y = b.Allocate(GpuBackends.MaxBatch, cols);
+                b.Write(x, xs);
+                b.Write(r, rs);
+                Check.SetTokens(b, n);
+                long before = b.Launches;
+                b.Add(x, r);
+                b.RmsNorm(x, w, 1e-5f, y);
+                Assert.Equal(1, b.Launches - before);
+
+                var sum = xs.Select((v, i) => v + rs[i]).ToArray();
+                var expected = new float[n * cols];
+                for (int o = 0; o < n * cols; o += group)
+                    VectorOps.RmsNormRef(sum.AsSpan(o, group), ws, 1e-5f, expected.AsSpan(o, group));
+                Check.Close(Check.Read(b, y, n), expected, $"add+rmsnorm group {group} x {groups}, {n} rows");
+                Check.Close(Check.Read(b, x, n), sum, $"residual of add+rmsnorm group {group} x {groups}, {n} rows");
+            }
+    }
+
+    [Fact]
+    public void RmsNormRowsArgumentLimitsTheRows()
+    {
+        var b = backends.RowPerThread;
+        var w = b.UploadWeight("norm", GgmlType.F32, 1, 4, System.Runtime.InteropServices.MemoryMarshal.AsBytes(new float[] { 1, 1, 1, 1 }.AsSpan()));
+        var x = b.Allocate(GpuBackends.MaxBatch, 4);
+        b.Write(x, [2, 2, 2, 2, 5, 5, 5, 5]);
+        Check.SetTokens(b, 2);
+        b.RmsNorm(x, w, 0f, x, rows: 1);
+        Assert.Equal(new float[] { 1, 1, 1, 1, 5, 5, 5, 5 }, Check.Read(b, x, 2));
+    }
+
+    public static TheoryData<int, int, bool, float, bool> RopeCases() => new()
+    {
+        { 32, 32, false, 1f, false },
+        { 32, 32, true, 1f, false },
+        { 64, 64, false, 0.25f, true },
+        { 64, 64, true, 1f, true },
+        { 64, 32, true, 0.5f, false },   // partial rotation: dims < head size
+        { 6, 6, false, 1f, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(RopeCases))]
+    public void RopeMatchesReference(int headDim, int dims, bool neox, float freqScale, bool factors)
+    {
+        var b = backends.RowPerThread;
+        var rng = new Random(headDim + dims);
+        float[]? ff = factors ? [.. Enumerable.Range(0, dims / 2).Select(i => 1f + i % 5)] : null;
+        var rope = new RopeConfig(dims, 10000f, freqScale, neox, ff);
+        b.CreateKvCache(new KvCacheConfig(1, 1, 4096, 1, headDim));
+        foreach (int heads in new[] { 1, 3 })
+        {
+            int cols = heads * headDim, n = 5;
+            int[] positions = [0, 1, 17, 1000, 4095];
+            var xs = Check.Random(rng, n * cols);
+            var x = b.Allocate(GpuBackends.MaxBatch, cols);
+            b.Write(x, xs);
+            b.SetBatch(new int[n], positions, new int[n]);
+            b.Rope(x, headDim, rope);
+
+            var expected = (float[])xs.Clone();
+            var cos = new float[dims / 2];
+            var sin = new float[dims / 2];
+            for (int t = 0; t < n; t++)
+            {
+                VectorOps.RopeCosSin(positions[t], dims, rope.FreqBase, freqScale, ff, cos, sin);
+                for (int h = 0; h < heads; h++) VectorOps.RopeHead(expected.AsSpan(t * cols + h * headDim, headDim), dims, neox, cos, sin);
+            }
+            Check.Close(Check.Read(b, x, n), expected, $"rope head {headDim} dims {dims} neox {neox} heads {heads}");
+        }
+    }
+
+    [Fact]
+    public void ElementwiseOpsMatchReference()
+    {
+        var b = backends.RowPerThread;
+        var rng = new Random(11);
+        foreach (int cols in new[] { 1, 7, 64, 257 })
+            foreach (int n in TokenCounts)
+            {
+                var xs = Check.Random(rng, n * cols, 4f);
+                var ys = Check.Random(rng, n * cols, 4f);
+                var bias = Check.Random(rng, cols);
+                var x = b.Allocate(GpuBackends.MaxBatch, cols);
+                var y = b.Allocate(GpuBackends.MaxBatch, cols);
+                Check.SetTokens(b, n);
+
+                b.Write(x, xs);
+                b.Write(y, ys);
+                b.SwiGlu(x, y);
+                var expected = (float[])xs.Clone();
+                VectorOps.SwiGluRef(expected, ys);
+                Check.Close(Check.Read(b, x, n), expected, $"swiglu {n} x {cols}");
+
+                b.Write(x, xs);
+                b.Add(x, y);
+                Check.Close(Check.Read(b, x, n), [.. xs.Select((v, i) => v + ys[i])], $"add {n} x {cols}");
+
+                b.Write(x, xs);
+                var bw = b.UploadWeight("bias", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(bias.AsSpan()));
+                b.AddBias(x, bw);
+                Check.Close(Check.Read(b, x, n), [.. xs.Select((v, i) => v + bias[i % cols])], $"bias {n} x {cols}");
+            }
+    }
+
+    [Fact]
+    public void GatherRowsCopiesTheListedRows()
+    {
+        var b = backends.RowPerThread;
+        var src = b.Allocate(GpuBackends.MaxBatch, 3);
+        var dst = b.Allocate(GpuBackends.MaxBatch, 3);
+        b.Write(src, [0, 1, 2, 10, 11, 12, 20, 21, 22]);
+        Check.SetTokens(b, 3);
+        b.GatherRows(src, [2, 0], dst);
+        Assert.Equal(new float[] { 20, 21, 22, 0, 1, 2 }, Check.Read(b, dst, 2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => b.GatherRows(src, [GpuBackends.MaxBatch], dst));
+    }
+
+    public static TheoryData<int, int, int, bool> AttentionCases() => new()
+    {
+        { 2, 1, 32, false },
+        { 2, 1, 32, true },
+        { 4, 2, 64, false },
+        { 4, 2, 64, true },
+        { 3, 3, 20, true },
+    };
+
+    /// <summary>
+    /// Prefills two sequences in one batch, then decodes one token of each, checking every output against
+    /// VectorOps.AttendRef over a host copy of the cache (causal, grouped-query).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(AttentionCases))]
+    public void AttentionMatchesReference(int heads, int kvHeads, int headDim, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(heads * 100 + headDim);
+        const int layers = 2, layer = 1, ctx = 48, sequences = 2;
+        int qDim = heads * headDim, kvDim = kvHeads * headDim;
+        float scale = 1f / MathF.Sqrt(headDim);
+        b.CreateKvCache(new KvCacheConfig(layers, sequences, ctx, kvHeads, headDim));
+        var kHost = new float[sequences, ctx * kvDim];
+        var vHost = new float[sequences, ctx * kvDim];
+        var q = b.Allocate(GpuBackends.MaxBatch, qDim);
+        var k = b.Allocate(GpuBackends.MaxBatch, kvDim);
+        var v = b.Allocate(GpuBackends.MaxBatch, kvDim);
+        var o = b.Allocate(GpuBackends.MaxBatch, qDim);
+
+        // Batches: 9 tokens of sequence 0 then 4 of sequence 1; then one decode token each; then a long jump.
+        var prefill = Enumerable.Range(0, 9).Select(p => (Seq: 0, Pos: p)).Concat(Enumerable.Range(0, 4).Select(p => (Seq: 1, Pos: p))).ToArray();
+        (int Seq, int Pos)[][] batches = [prefill, [(1, 4), (0, 9)], [(0, 10)]];
+        foreach (var batch in batches)
+        {
+            int n = batch.Length;
+            var qs = Check.Random(rng, n * qDim);
+            var ks = Check.Random(rng, n * kvDim);
+            var vs = Check.Random(rng, n * kvDim);
+            b.Write(q, qs);
+            b.Write(k, ks);
+            b.Write(v, vs);
+            b.SetBatch(new int[n], [.. batch.Select(e => e.Pos)], [.. batch.Select(e => e.Seq)]);
+            b.Attention(layer, q, k, v, o, heads, kvHeads, headDim, scale);
+
+            for (int t = 0; t < n; t++)
+                for (int j = 0; j < kvDim; j++)
+                {
+                    kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = ks[t * kvDim + j];
+                    vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = vs[t * kvDim + j];
+                }
+            var expected = new float[n * qDim];
+            var scores = new float[ctx];
+            for (int t = 0; t < n; t++)
+            {
+                var (seq, pos) = batch[t];
+                var keys = new float[ctx * kvDim];
+                var values = new float[ctx * kvDim];
+                for (int j = 0; j < keys.Length; j++) { keys[j] = kHost[seq, j]; values[j] = vHost[seq, j]; }
+                for (int h = 0; h < heads; h++)
+                {
+                    int kvh = h / (heads / kvHeads);
+                    unsafe
+                    {
+                        fixed (float* kp = keys)
+                        fixed (float* vp = values)
+                            VectorOps.AttendRef(qs.AsSpan(t * qDim + h * headDim, headDim), kp + kvh * headDim, vp + kvh * headDim, kvDim, pos + 1, scale, scores,
+                                expected.AsSpan(t * qDim + h * headDim, headDim));
+                    }
+                }
+            }
+            Check.Close(Check.Read(b, o, n), expected, $"attention {heads}/{kvHeads} heads of {headDim}, batch of {n}");
+        }
+    }
+}

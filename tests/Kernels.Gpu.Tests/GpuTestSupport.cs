@@ -1,0 +1,76 @@
+using Infer.Runtime.Backend;
+
+namespace Infer.Kernels.Gpu.Tests;
+
+/// <summary>
+/// Backends on ILGPU's CPU accelerator shared by the kernel tests (kernels compile once per backend):
+/// <see cref="RowPerThread"/> takes the accelerator's default paths (one thread per matmul row, attention splits
+/// chosen automatically); <see cref="Reducing"/> forces the GPU paths (four threads per row reduced through shared
+/// memory, three attention splits combined by the second kernel).
+/// </summary>
+public sealed class GpuBackends : IDisposable
+{
+    public const int MaxBatch = 16;
+
+    public GpuBackend RowPerThread { get; } = new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch));
+    public GpuBackend Reducing { get; } = new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4));
+
+    public GpuBackend Get(bool reducing) => reducing ? Reducing : RowPerThread;
+
+    public void Dispose()
+    {
+        RowPerThread.Dispose();
+        Reducing.Dispose();
+    }
+}
+
+internal static class Check
+{
+    /// <summary>ggml test-backend-ops' bound on normalized mean squared error for float32 operations.</summary>
+    public const double MaxNmse = 1e-7;
+
+    /// <summary>NMSE = Σ(a - b)² / Σ b², in double.</summary>
+    public static double Nmse(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double num = 0, den = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double d = (double)actual[i] - expected[i];
+            num += d * d;
+            den += (double)expected[i] * expected[i];
+        }
+        return den == 0 ? num : num / den;
+    }
+
+    public static void Close(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected, string what)
+    {
+        for (int i = 0; i < actual.Length; i++)
+            Assert.False(float.IsNaN(actual[i]), $"{what}: NaN at {i}");
+        double nmse = Nmse(actual, expected);
+        Assert.True(nmse <= MaxNmse, $"{what}: NMSE {nmse:E3} > {MaxNmse:E0}");
+    }
+
+    public static float[] Random(Random rng, int n, float scale = 1f)
+    {
+        var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() * 2 - 1) * scale;
+        return a;
+    }
+
+    /// <summary>Reads the first <paramref name="rows"/> rows of an activation back to the host.</summary>
+    public static float[] Read(GpuBackend b, IActivation x, int rows)
+    {
+        var r = new float[rows * x.Cols];
+        for (int i = 0; i < rows; i++) b.ReadRow(x, i, r.AsSpan(i * x.Cols, x.Cols));
+        return r;
+    }
+
+    public static void SetTokens(GpuBackend b, int n)
+    {
+        var ids = new int[n];
+        var pos = new int[n];
+        for (int i = 0; i < n; i++) { ids[i] = i; pos[i] = i; }
+        b.SetBatch(ids, pos, new int[n]);
+    }
+}

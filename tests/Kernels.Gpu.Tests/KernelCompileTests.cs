@@ -1,0 +1,51 @@
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.OpenCL;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+using Infer.Kernels.Gpu.Kernels;
+
+namespace Infer.Kernels.Gpu.Tests;
+
+/// <summary>
+/// No GPU in CI: the CPU accelerator runs kernels from their IL, so it cannot show that ILGPU's compiler accepts them
+/// for CUDA or OpenCL. These compile every kernel to PTX (SM_80) and to OpenCL C 2.0 without a device, which catches
+/// constructs ILGPU cannot translate.
+/// </summary>
+public sealed class KernelCompileTests
+{
+    [Fact]
+    public void EveryKernelCompilesToPtx()
+    {
+        using var context = GpuContextFactory.CreateContext();
+        using var backend = new PTXBackend(context, CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null!);
+        int count = 0;
+        foreach (var (name, method, isImplicit) in GpuKernels.EntryPoints())
+        {
+            var entry = isImplicit ? EntryPointDescription.FromImplicitlyGroupedKernel(method) : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+            var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
+            Assert.Contains(".entry", compiled.PTXAssembly);
+            count++;
+        }
+        Assert.Equal(22, count);
+    }
+
+    [Fact]
+    public void EveryKernelCompilesToOpenClC()
+    {
+        using var context = GpuContextFactory.CreateContext();
+        using var backend = new CLBackend(context, new CLCapabilityContext(false, false, false, false, false), CLDeviceVendor.Other, CLCVersion.CL20);
+        int count = 0;
+        foreach (var (name, method, isImplicit) in GpuKernels.EntryPoints())
+        {
+            var entry = isImplicit ? EntryPointDescription.FromImplicitlyGroupedKernel(method) : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+            var compiled = (CLCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
+            Assert.Contains("kernel", compiled.Source);
+            count++;
+        }
+        Assert.Equal(22, count);
+    }
+}
