@@ -18,11 +18,12 @@ public static class Program
           info      summarize a model file              infer info -m MODEL
           chat      interactive chat with the model's template  infer chat -m MODEL [-sys TEXT] [-c CTX] [--ctx-overflow stop|shift]
           template  render a chat template              infer template -m MODEL --messages M.json [--add-generation-prompt]
+          devices   list GPUs (CUDA, OpenCL) and the CPU  infer devices
           models    list or remove cached downloads     infer models [--rm OWNER/REPO[:QUANT]]
           bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [-o md|json]
 
         a model is -m FILE or -hf OWNER/REPO[:QUANT] (downloaded from Hugging Face and cached; --hf-file NAME, --revision REV, --offline)
-        common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --verbose
+        common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --device auto|cpu|cuda|opencl[:N]   --no-repack   --verbose
         run 'infer <command> --help' for a command's options.
         """;
 
@@ -56,6 +57,7 @@ public static class Program
                 "chat" => ChatCommand.Execute(rest, stdout, stderr, stdin ?? Console.In, interactive ?? (!Console.IsInputRedirected && !Console.IsOutputRedirected)),
                 "template" => TemplateCommand.Execute(rest, stdout, stderr),
                 "models" => ModelsCommand.Execute(rest, stdout, stderr),
+                "devices" => DevicesCommand.Execute(rest, stdout, stderr),
                 _ => throw new UsageException($"unknown command '{command}' (run 'infer --help')"),
             };
         }

@@ -152,4 +152,24 @@ public class CliTests : IDisposable
         Assert.Equal(1, code);
         Assert.Contains("context is full", stderr);
     }
+
+    [Fact]
+    public void DeviceCudaWithoutAGpuSaysSoOnceAndRunsOnTheCpu()
+    {
+        // CI machines have no GPU; where one is present this run goes to it and the line is not printed.
+        var (code, stdout, stderr) = Infer("run", "--device", "cuda", "-m", Fixtures.Model("llama3", "bf16"), "-p", "The quick brown fox jumps over the lazy dog.", "-n", "24", "--temp", "0");
+        Assert.True(code == 0, stderr);
+        var c = Case("llama3", "prompt0");
+        Assert.Equal(c.GetProperty("greedy_text").GetString(), stdout.TrimEnd('\n'));
+        if (!Infer("devices").Out.Contains("cuda:"))
+            Assert.Single(stderr.Split('\n'), l => l.Contains("no CUDA device found; running on the CPU backend"));
+    }
+
+    [Fact]
+    public void DevicesListsTheCpu()
+    {
+        var (code, stdout, _) = Infer("devices");
+        Assert.Equal(0, code);
+        Assert.Contains("cpu", stdout);
+    }
 }

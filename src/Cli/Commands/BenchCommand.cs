@@ -27,6 +27,9 @@ internal static class BenchCommand
         string output = a.String("-o", "--output") ?? "md";
         bool noBandwidth = a.Flag("--no-bandwidth");
         bool repack = !a.Flag("--no-repack");
+        string? deviceText = a.String("--device", "-dev");
+        var device = Infer.Kernels.Gpu.DeviceRequest.Auto;
+        if (deviceText is not null && !Infer.Kernels.Gpu.DeviceRequest.TryParse(deviceText, out device, out string? deviceError)) throw new UsageException($"--device: {deviceError}");
         a.EnsureAllUsed();
         string path = source.Resolve(stderr);
         if (p < 0 || n < 0 || reps < 1) throw new UsageException("-p and -n must be >= 0 and -r >= 1");
@@ -34,7 +37,9 @@ internal static class BenchCommand
 
         using var file = GgufFile.Open(path);
         int batch = Math.Max(1, Math.Min(Math.Max(p, 1), 2048));
-        var backend = new CpuBackend(threads, batch, repack);
+        var backend = LoadedModel.CreateBackend(device, threads, batch, repack, stderr);
+        var cpu = backend as CpuBackend;
+        var gpu = backend as Infer.Kernels.Gpu.GpuBackend;
         using var model = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: Math.Max(p, n) + 1, BatchSize: batch));
         var c = model.Config;
 
@@ -43,8 +48,10 @@ internal static class BenchCommand
         var embd = file.GetTensor("token_embd.weight");
         // Decode reads every weight once, but only one row of the embedding table (unless it doubles as the output).
         long bytesPerToken = modelBytes - (c.TiedOutput ? 0 : embd.ByteSize - embd.RowBytes);
-        string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}{(backend.RepackedBytes > 0 ? " (repacked)" : "")}";
-        double bandwidth = noBandwidth ? 0 : MemoryBandwidth.Measure(backend.Pool);
+        string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}{(cpu?.RepackedBytes > 0 ? " (repacked)" : "")}";
+        double bandwidth = noBandwidth || cpu is null ? 0 : MemoryBandwidth.Measure(cpu.Pool);
+        int threadCount = cpu?.ThreadCount ?? 0;
+        string backendName = cpu is not null ? "cpu" : backend.Name;
 
         var rng = new Random(42);
         int[] tokens = Enumerable.Range(0, Math.Max(p, n)).Select(_ => rng.Next(c.VocabSize)).ToArray();
@@ -80,20 +87,20 @@ internal static class BenchCommand
         if (p > 0)
         {
             var (mean, std) = Measure(Prompt, p, reps);
-            rows.Add(new Row(modelName, size, pars, "cpu", backend.ThreadCount, $"pp{p}", mean, std, null, null));
+            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"pp{p}", mean, std, null, null));
         }
         if (n > 0)
         {
             var (mean, std) = Measure(Generate, n, reps);
             double gbs = bytesPerToken * mean / 1e9;
-            rows.Add(new Row(modelName, size, pars, "cpu", backend.ThreadCount, $"tg{n}", mean, std, gbs, bandwidth > 0 ? gbs * 1e9 / bandwidth : null));
+            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"tg{n}", mean, std, gbs, bandwidth > 0 ? gbs * 1e9 / bandwidth : null));
         }
 
         if (output == "json")
         {
             stdout.WriteLine(JsonSerializer.Serialize(new
             {
-                model = modelName, file = path, size_bytes = modelBytes, parameters, threads = backend.ThreadCount,
+                model = modelName, file = path, size_bytes = modelBytes, parameters, threads = threadCount, kernel_launches_per_token = gpu?.LaunchesThisBatch,
                 backend = backend.Description, bytes_per_token = bytesPerToken, read_bandwidth_gbs = bandwidth / 1e9,
                 results = rows.Select(r => new { test = r.Test, tokens_per_second = r.Mean, stddev = r.Std, gbs = r.GBs, fraction_of_bandwidth = r.Fraction }),
             }));
@@ -104,7 +111,8 @@ internal static class BenchCommand
             stdout.WriteLine("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
             foreach (var r in rows)
                 stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {r.Threads} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} | {(r.GBs is { } g ? g.ToString("F1") : "")} | {(r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "")} |");
-            if (bandwidth > 0) stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {backend.ThreadCount} threads; tg reads {bytesPerToken / 1e6:F0} MB per token");
+            if (bandwidth > 0) stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {threadCount} threads; tg reads {bytesPerToken / 1e6:F0} MB per token");
+            if (gpu is not null) stdout.WriteLine($"\n{backend.Description}: {gpu.LaunchesThisBatch} kernel launches per decoded token");
         }
         return 0;
     }

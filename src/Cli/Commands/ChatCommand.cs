@@ -52,9 +52,8 @@ internal static class ChatCommand
             stderr.WriteLine("commands: /exit, /reset, /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
         }
 
-        // Ctrl+C (SIGINT): during a reply it cancels the reply; at the prompt it ends the chat.
+        // Ctrl+C (SIGINT): during a reply it cancels the reply; at the prompt the default action ends the process.
         CancellationTokenSource? replyCancel = null;
-        bool exitRequested = false;
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx =>
         {
             var cts = Volatile.Read(ref replyCancel);
@@ -65,14 +64,11 @@ internal static class ChatCommand
             }
             else if (interactive)
             {
-                ctx.Cancel = true;
-                exitRequested = true;
                 stderr.WriteLine();
-                try { stdin.Close(); } catch (IOException) { }
             }
         });
 
-        while (!exitRequested)
+        while (true)
         {
             if (interactive)
             {
@@ -82,7 +78,7 @@ internal static class ChatCommand
             string? line;
             try { line = stdin.ReadLine(); }
             catch (Exception e) when (e is ObjectDisposedException or IOException) { line = null; }
-            if (line is null || exitRequested) break;
+            if (line is null) break;
             if (interactive && line.Length == 0) continue;
 
             if (line.StartsWith('/'))
