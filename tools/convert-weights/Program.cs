@@ -29,7 +29,7 @@ public static class Program
                 stderr.WriteLine(Usage);
                 return args.Length == 0 ? 2 : 0;
             }
-            var progress = showProgress ? new ProgressBar(stderr) : null;
+            var progress = showProgress ? new ProgressBar(stderr, interactive: ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected) : null;
             var opts = new Options(args.Skip(1).ToArray());
             switch (args[0])
             {
@@ -199,8 +199,8 @@ internal sealed class Options
     }
 }
 
-/// <summary>A one-line progress bar on stderr, redrawn at most a few times a second.</summary>
-internal sealed class ProgressBar(TextWriter output) : IProgress<WriteProgress>
+/// <summary>A one-line progress bar on stderr, redrawn at most a few times a second; on a file or pipe, a line every 10%.</summary>
+internal sealed class ProgressBar(TextWriter output, bool interactive) : IProgress<WriteProgress>
 {
     private const int Width = 30;
     private long _lastDraw = -1;
@@ -210,6 +210,13 @@ internal sealed class ProgressBar(TextWriter output) : IProgress<WriteProgress>
     public void Report(WriteProgress p)
     {
         int percent = p.BytesTotal == 0 ? 100 : (int)(p.BytesDone * 100 / p.BytesTotal);
+        if (!interactive)
+        {
+            if (percent / 10 == _lastPercent / 10) return;
+            _lastPercent = percent;
+            output.WriteLine($"{percent,3}% {p.BytesDone / 1048576.0,9:F1} / {p.BytesTotal / 1048576.0:F1} MiB  {p.Tensor}");
+            return;
+        }
         long now = Environment.TickCount64;
         if (percent == _lastPercent && now - _lastDraw < 250) return;
         _lastPercent = percent;
