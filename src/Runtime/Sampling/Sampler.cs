@@ -165,10 +165,15 @@ public sealed class Sampler
                 }
             }
         }
-        _values.AsSpan(0, k).Sort(_ids.AsSpan(0, k), Comparison);
+        _values.AsSpan(0, k).Sort(_ids.AsSpan(0, k), Descending.Instance);
     }
 
-    private static readonly Comparison<float> Comparison = static (a, b) => b.CompareTo(a);
+    /// <summary>A comparer object rather than a Comparison delegate: sorting with a delegate allocates a wrapper per call.</summary>
+    private sealed class Descending : IComparer<float>
+    {
+        public static readonly Descending Instance = new();
+        public int Compare(float a, float b) => b.CompareTo(a);
+    }
 
     private bool Better(int a, int b) => _values[a] > _values[b] || (_values[a] == _values[b] && _ids[a] < _ids[b]);
 
