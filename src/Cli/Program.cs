@@ -27,6 +27,20 @@ public static class Program
         run 'infer <command> --help' for a command's options.
         """;
 
+    private static string CommandHelp(string command) => command switch
+    {
+        "run" or "chat" => """
+            model:     -m FILE | -hf OWNER/REPO[:QUANT] [--hf-file NAME] [--revision REV] [--offline]
+            runtime:   -t THREADS (default: all cores)  -c CONTEXT (default: the model's, at most 4096)  -b BATCH (512)
+                       --device auto|cpu|cuda[:N]|opencl[:N]  --no-repack
+            sampling:  --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.0 --repeat-last-n 64
+                       --frequency-penalty 0 --presence-penalty 0 --seed N   (--temp 0: greedy)
+            run:       -p PROMPT  -n TOKENS (128; -1 until the context is full)  --ignore-eos
+            chat:      -sys TEXT  -n MAX_REPLY_TOKENS  --chat-template-file FILE  --ctx-overflow stop|shift
+            """,
+        _ => "",
+    };
+
     public static int Main(string[] args)
     {
         Console.OutputEncoding = new System.Text.UTF8Encoding(false);
@@ -45,6 +59,12 @@ public static class Program
         }
         string command = args[0];
         var rest = args.Skip(1).Where(a => a != "--verbose").ToArray();
+        if (rest.Any(a => a is "-h" or "--help"))
+        {
+            stdout.WriteLine(Usage);
+            stdout.WriteLine(CommandHelp(command));
+            return 0;
+        }
         try
         {
             return command switch

@@ -9,7 +9,7 @@ internal static class RunCommand
 {
     public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
     {
-        var a = new Args(argv, ["--no-bos", "--ignore-eos"]);
+        var a = new Args(argv, ["--ignore-eos"]);
         string prompt = a.Required("PROMPT", "-p", "--prompt");
         int nPredict = a.Int(128, "-n", "--n-predict");
         bool ignoreEos = a.Flag("--ignore-eos");
