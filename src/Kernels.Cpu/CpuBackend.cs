@@ -359,11 +359,15 @@ public sealed unsafe partial class CpuBackend : IBackend
     }
 
     /// <summary>
-    /// y[t, r] = dot(W[r], x[t]). Weight rows are handed out in chunks (a multiple of the repack group); each chunk is
-    /// multiplied with every token, four tokens at a time, so a chunk of weights is read from memory once per call.
+    /// y[t, r] = dot(W[r], x[t]). Weight rows are handed out in chunks (a multiple of the tile rows); each chunk is multiplied with
+    /// every token, a block of tokens at a time (sized so the block's activations stay in L2 while the chunk's rows pass over them),
+    /// through the 16-row × TileTokens tile kernel where the type has one, else 8 rows × 4 tokens, so a chunk of weights is read
+    /// from memory once per call.
     /// </summary>
     private sealed class MatMulWork : IParallelWork
     {
+        /// <summary>Activation bytes per token block (<see cref="MatMulTokenBlockBytes"/>).</summary>
+        public long TokenBlockBytes;
         public CpuWeight W = null!;
         public CpuActivation Y = null!;
         public byte* X;
@@ -376,52 +380,89 @@ public sealed unsafe partial class CpuBackend : IBackend
         {
             var w = W;
             var k = w.Kernel;
-            int cols = w.Cols, rows = w.Rows, yCols = Y.Cols;
-            float* results = stackalloc float[32];
+            int rows = w.Rows;
+            int tileTokens = k.RepackedTile != null ? k.TileTokens : 4;
+            int block = (int)Math.Max(tileTokens, TokenBlockBytes / Math.Max(1, XRowBytes) / tileTokens * tileTokens);
             while (true)
             {
                 int chunk = Interlocked.Increment(ref NextChunk) - 1;
                 int r0 = chunk * ChunkRows;
                 if (r0 >= rows) break;
                 int r1 = Math.Min(rows, r0 + ChunkRows);
+                for (int t0 = 0; t0 < Tokens; t0 += block)
+                    Multiply(r0, r1, t0, Math.Min(Tokens, t0 + block));
+            }
+        }
 
-                // Repacked groups of 8 rows.
-                int g = k.RepackRows;
-                int rEnd = w.Repacked != null ? Math.Min(r1, w.RepackedRows) : r0;
-                for (int r = r0; r < rEnd; r += g)
+        /// <summary>Rows r0..r1 of the weight times tokens t0..t1.</summary>
+        private void Multiply(int r0, int r1, int t0, int t1)
+        {
+            var w = W;
+            var k = w.Kernel;
+            int cols = w.Cols, yCols = Y.Cols;
+            float* results = stackalloc float[32];
+
+            // Repacked groups of 8 rows: pairs of groups through the tile kernel, then single groups.
+            int g = k.RepackRows;
+            int rEnd = w.Repacked != null ? Math.Min(r1, w.RepackedRows) : r0;
+            int r = r0;
+            if (k.RepackedTile != null)
+            {
+                int tt = k.TileTokens;
+                nint groupStride = (nint)(g * w.RowBytes);
+                for (; r + QuantKernel.TileRows <= rEnd; r += QuantKernel.TileRows)
                 {
                     byte* group = w.Repacked + r * w.RowBytes;
-                    int t = 0;
-                    for (; t + 4 <= Tokens; t += 4)
+                    int t = t0;
+                    for (; t + tt <= t1; t += tt)
+                        k.RepackedTile(cols, group, groupStride, X + t * XRowBytes, (nint)XRowBytes, Y.Data + (long)t * yCols + r, yCols);
+                    for (; t < t1; t++)
                     {
-                        k.RepackedDot4(cols, group, X + t * XRowBytes, (nint)XRowBytes, results);
-                        for (int c = 0; c < 4; c++)
-                        {
-                            float* y = Y.Data + (long)(t + c) * yCols + r;
-                            for (int i = 0; i < g; i++) y[i] = results[c * 8 + i];
-                        }
+                        float* y = Y.Data + (long)t * yCols + r;
+                        k.RepackedDot(cols, group, X + t * XRowBytes, y);
+                        k.RepackedDot(cols, group + groupStride, X + t * XRowBytes, y + g);
                     }
-                    for (; t < Tokens; t++) k.RepackedDot(cols, group, X + t * XRowBytes, Y.Data + (long)t * yCols + r);
                 }
-
-                // Plain rows: the 4-token dot for GEMM, the single dot for the rest.
-                for (int r = Math.Max(r0, rEnd); r < r1; r++)
+            }
+            for (; r < rEnd; r += g)
+            {
+                byte* group = w.Repacked + r * w.RowBytes;
+                int t = t0;
+                for (; t + 4 <= t1; t += 4)
                 {
-                    byte* wr = w.Data + r * w.RowBytes;
-                    int t = 0;
-                    for (; t + 4 <= Tokens; t += 4)
+                    k.RepackedDot4(cols, group, X + t * XRowBytes, (nint)XRowBytes, results);
+                    for (int c = 0; c < 4; c++)
                     {
-                        k.Dot4(cols, wr, X + t * XRowBytes, (nint)XRowBytes, results);
-                        for (int c = 0; c < 4; c++) Y.Data[(long)(t + c) * yCols + r] = results[c];
+                        float* y = Y.Data + (long)(t + c) * yCols + r;
+                        for (int i = 0; i < g; i++) y[i] = results[c * 8 + i];
                     }
-                    for (; t < Tokens; t++) Y.Data[(long)t * yCols + r] = k.Dot(cols, wr, X + t * XRowBytes);
                 }
+                for (; t < t1; t++) k.RepackedDot(cols, group, X + t * XRowBytes, Y.Data + (long)t * yCols + r);
+            }
+
+            // Plain rows: the 4-token dot for GEMM, the single dot for the rest.
+            for (r = Math.Max(r0, rEnd); r < r1; r++)
+            {
+                byte* wr = w.Data + r * w.RowBytes;
+                int t = t0;
+                for (; t + 4 <= t1; t += 4)
+                {
+                    k.Dot4(cols, wr, X + t * XRowBytes, (nint)XRowBytes, results);
+                    for (int c = 0; c < 4; c++) Y.Data[(long)(t + c) * yCols + r] = results[c];
+                }
+                for (; t < t1; t++) Y.Data[(long)t * yCols + r] = k.Dot(cols, wr, X + t * XRowBytes);
             }
         }
     }
 
     private readonly QuantizeWork _quantize;
     private readonly MatMulWork _matMul;
+
+    /// <summary>
+    /// Activation bytes a matmul multiplies per pass over a row chunk: about a quarter of a 2 MB L2, leaving room for the chunk's
+    /// weights. Tests lower it to exercise the token-block boundaries; it changes no result.
+    /// </summary>
+    internal long MatMulTokenBlockBytes { get; set; } = 512 * 1024;
 
     public void MatMul(IWeight weight, IActivation x, IActivation y, int rows = -1)
     {
@@ -466,8 +507,11 @@ public sealed unsafe partial class CpuBackend : IBackend
         _matMul.X = input;
         _matMul.XRowBytes = inputRowBytes;
         _matMul.Tokens = n;
-        // Enough chunks for balance (8 per thread), each large enough to amortize the hand-out, in whole repack groups.
-        _matMul.ChunkRows = Math.Max(8, w.Rows / (ThreadCount * 8)) / 8 * 8;
+        _matMul.TokenBlockBytes = MatMulTokenBlockBytes;
+        // Enough chunks for balance (8 per thread), each large enough to amortize the hand-out, in whole tiles (16 rows) when the
+        // weight has a tile kernel, else in whole repack groups.
+        int unit = w.Repacked != null && kernel.RepackedTile != null ? QuantKernel.TileRows : 8;
+        _matMul.ChunkRows = Math.Max(unit, w.Rows / (ThreadCount * 8)) / unit * unit;
         _matMul.NextChunk = 0;
         _pool.Run(_matMul);
         ya.Version++;

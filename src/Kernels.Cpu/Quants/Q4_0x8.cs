@@ -104,4 +104,67 @@ public static unsafe class Q4_0x8
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Column(Vector256<int> s, Vector256<float> dx, byte* y, int sumY, Vector256<float> acc) => Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Create(8 * sumY)), dx * Fp16.ToFloat(*(ushort*)y), acc);
+
+    /// <summary>
+    /// GEMM tile: 16 rows (two consecutive groups, the second at <paramref name="group"/> + <paramref name="groupStride"/>) · 4 activation
+    /// rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → y[c * <paramref name="yStride"/> + r], r = 0..15. Each weight vector is
+    /// unpacked once and feeds 4 tokens; each broadcast activation feeds both groups. The −8 offset enters as the accumulator's start
+    /// value −8·Σy (exact: integer arithmetic, |Σ| ≤ 32·15·127 + 8·32·127 fits int32).
+    /// </summary>
+    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
+    {
+        int nb = n / Q4_0.BlockSize;
+        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        var m4 = Vector256.Create((byte)0x0F);
+        nint sumsOffset = (nint)nb * Q8_0.TypeSize;
+        int* sums0 = (int*)(a + sumsOffset), sums1 = (int*)(a + aStride + sumsOffset), sums2 = (int*)(a + 2 * aStride + sumsOffset), sums3 = (int*)(a + 3 * aStride + sumsOffset);
+        for (int b = 0; b < nb; b++)
+        {
+            byte* g0 = group + (nint)b * GroupBlockBytes, g1 = g0 + groupStride;
+            nint o = (nint)b * Q8_0.TypeSize;
+            byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
+            Vector256<int> s00 = Vector256.Create(-8 * sums0[b]), s01 = Vector256.Create(-8 * sums1[b]), s02 = Vector256.Create(-8 * sums2[b]), s03 = Vector256.Create(-8 * sums3[b]);
+            Vector256<int> s10 = s00, s11 = s01, s12 = s02, s13 = s03;
+            for (int j = 0; j < 4; j++)
+            {
+                Vector256<byte> p0 = Vector256.Load(g0 + 16 + 32 * j), p1 = Vector256.Load(g1 + 16 + 32 * j);
+                Vector256<byte> lo0 = p0 & m4, hi0 = Vector256.ShiftRightLogical(p0.AsUInt16(), 4).AsByte() & m4;
+                Vector256<byte> lo1 = p1 & m4, hi1 = Vector256.ShiftRightLogical(p1.AsUInt16(), 4).AsByte() & m4;
+                int ol = 2 + 4 * j, oh = 18 + 4 * j;
+                Step<T>(ref s00, ref s10, lo0, hi0, lo1, hi1, y0 + ol, y0 + oh);
+                Step<T>(ref s01, ref s11, lo0, hi0, lo1, hi1, y1 + ol, y1 + oh);
+                Step<T>(ref s02, ref s12, lo0, hi0, lo1, hi1, y2 + ol, y2 + oh);
+                Step<T>(ref s03, ref s13, lo0, hi0, lo1, hi1, y3 + ol, y3 + oh);
+            }
+            Vector256<float> dx0 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g0).AsUInt32());
+            Vector256<float> dx1 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g1).AsUInt32());
+            Scale(s00, s10, dx0, dx1, y0, ref a00, ref a10);
+            Scale(s01, s11, dx0, dx1, y1, ref a01, ref a11);
+            Scale(s02, s12, dx0, dx1, y2, ref a02, ref a12);
+            Scale(s03, s13, dx0, dx1, y3, ref a03, ref a13);
+        }
+        a00.Store(y); a10.Store(y + 8);
+        a01.Store(y + yStride); a11.Store(y + yStride + 8);
+        a02.Store(y + 2 * yStride); a12.Store(y + 2 * yStride + 8);
+        a03.Store(y + 3 * yStride); a13.Store(y + 3 * yStride + 8);
+    }
+
+    /// <summary>One token's 4 low- and 4 high-nibble elements against both groups.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step<T>(ref Vector256<int> s0, ref Vector256<int> s1, Vector256<byte> lo0, Vector256<byte> hi0, Vector256<byte> lo1, Vector256<byte> hi1, byte* yl, byte* yh)
+        where T : struct, IIntDot
+    {
+        Vector256<sbyte> bl = Vector256.Create(*(int*)yl).AsSByte(), bh = Vector256.Create(*(int*)yh).AsSByte();
+        s0 = T.DotU8S8(T.DotU8S8(s0, lo0, bl), hi0, bh);
+        s1 = T.DotU8S8(T.DotU8S8(s1, lo1, bl), hi1, bh);
+    }
+
+    /// <summary>acc += float(s) · dx · dy for both groups of one token.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Scale(Vector256<int> s0, Vector256<int> s1, Vector256<float> dx0, Vector256<float> dx1, byte* yBlock, ref Vector256<float> acc0, ref Vector256<float> acc1)
+    {
+        var dy = Vector256.Create(Fp16.ToFloat(*(ushort*)yBlock));
+        acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0) * dy, dx0, acc0);
+        acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1) * dy, dx1, acc1);
+    }
 }

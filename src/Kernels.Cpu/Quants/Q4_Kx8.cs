@@ -171,4 +171,123 @@ public static unsafe class Q4_Kx8
         acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), dx * yd, acc);
         return Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(MinsTerm(m03, m47, (short*)(y + 260))), dminx * yd, acc);
     }
+
+    /// <summary>
+    /// GEMM tile: 16 rows (two consecutive groups, the second at <paramref name="group"/> + <paramref name="groupStride"/>) · 4 Q8_K
+    /// activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → y[c * <paramref name="yStride"/> + r], r = 0..15.
+    /// Per sub-block: 8 integer dots per (group, token) share each unpacked weight vector and each broadcast activation; the 6-bit
+    /// scale is applied in float (the integer dot of a sub-block is ≤ 32·15·127 in magnitude, exact as float), the mins term
+    /// Σ m_j·Σy_j with int16 multiply-adds (m_j ≤ 63, |Σy_j| ≤ 32·127: both fit int16, the sum fits int32).
+    /// </summary>
+    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
+    {
+        int nb = n / Q4_K.BlockSize;
+        float* scales = stackalloc float[2 * 8 * 8]; // [group][sub-block][row]
+        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        for (int b = 0; b < nb; b++)
+        {
+            byte* g0 = group + (nint)b * GroupBlockBytes, g1 = g0 + groupStride;
+            nint o = (nint)b * Q8_K.TypeSize;
+            byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
+            StoreScales(g0, scales);
+            StoreScales(g1, scales + 64);
+            Vector256<float> f00 = default, f01 = default, f02 = default, f03 = default, f10 = default, f11 = default, f12 = default, f13 = default;
+            for (int c = 0; c < 4; c++)
+            {
+                byte* p0 = g0 + QuantsOffset + 256 * c, p1 = g1 + QuantsOffset + 256 * c;
+                int q = 4 + 64 * c;
+                SubBlock<T>(p0, p1, 0, y0 + q, y1 + q, y2 + q, y3 + q, scales + 16 * c, scales + 64 + 16 * c,
+                    ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
+                SubBlock<T>(p0, p1, 4, y0 + q + 32, y1 + q + 32, y2 + q + 32, y3 + q + 32, scales + 16 * c + 8, scales + 64 + 16 * c + 8,
+                    ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
+            }
+            MinWords(g0, out var e0, out var o0, out var e4, out var o4);
+            MinWords(g1, out var e1, out var o1, out var e5, out var o5);
+            Vector256<float> d0 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g0).AsUInt32());
+            Vector256<float> m0 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(g0 + 16)).AsUInt32());
+            Vector256<float> d1 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g1).AsUInt32());
+            Vector256<float> m1 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(g1 + 16)).AsUInt32());
+            Finish<T>(y0, f00, f10, d0, m0, d1, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a00, ref a10);
+            Finish<T>(y1, f01, f11, d0, m0, d1, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a01, ref a11);
+            Finish<T>(y2, f02, f12, d0, m0, d1, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a02, ref a12);
+            Finish<T>(y3, f03, f13, d0, m0, d1, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a03, ref a13);
+        }
+        a00.Store(y); a10.Store(y + 8);
+        a01.Store(y + yStride); a11.Store(y + yStride + 8);
+        a02.Store(y + 2 * yStride); a12.Store(y + 2 * yStride + 8);
+        a03.Store(y + 3 * yStride); a13.Store(y + 3 * yStride + 8);
+    }
+
+    /// <summary>The 8 sub-block scales of the group's 8 rows as floats: dst[8 j + r].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreScales(byte* g, float* dst)
+    {
+        UnpackScales(g, out var sc03, out var sc47, out _, out _);
+        for (int i = 0; i < 4; i++)
+        {
+            Avx.ConvertToVector256Single(Byte(sc03, i)).Store(dst + 8 * i);
+            Avx.ConvertToVector256Single(Byte(sc47, i)).Store(dst + 32 + 8 * i);
+        }
+    }
+
+    /// <summary>The mins of 8 rows as int16 pairs per lane: (m0, m2), (m1, m3), (m4, m6), (m5, m7).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MinWords(byte* g, out Vector256<short> m02, out Vector256<short> m13, out Vector256<short> m46, out Vector256<short> m57)
+    {
+        UnpackScales(g, out _, out _, out var m03, out var m47);
+        var even = Vector256.Create(0x00FF00FFu);
+        m02 = (m03 & even).AsInt16();
+        m13 = ((m03 >> 8) & even).AsInt16();
+        m46 = (m47 & even).AsInt16();
+        m57 = ((m47 >> 8) & even).AsInt16();
+    }
+
+    /// <summary>
+    /// One sub-block (low nibbles when <paramref name="shift"/> is 0, high when 4) of both groups against 4 tokens' 32 activations;
+    /// f += float(dot) · scale.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SubBlock<T>(byte* p0, byte* p1, byte shift, byte* q0, byte* q1, byte* q2, byte* q3, float* sc0, float* sc1,
+        ref Vector256<float> f00, ref Vector256<float> f01, ref Vector256<float> f02, ref Vector256<float> f03,
+        ref Vector256<float> f10, ref Vector256<float> f11, ref Vector256<float> f12, ref Vector256<float> f13) where T : struct, IIntDot
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        Vector256<int> s00 = default, s01 = default, s02 = default, s03 = default, s10 = default, s11 = default, s12 = default, s13 = default;
+        for (int k = 0; k < 8; k++)
+        {
+            Vector256<byte> w0 = Vector256.ShiftRightLogical(Vector256.Load(p0 + 32 * k).AsUInt16(), shift).AsByte() & m4;
+            Vector256<byte> w1 = Vector256.ShiftRightLogical(Vector256.Load(p1 + 32 * k).AsUInt16(), shift).AsByte() & m4;
+            Vector256<sbyte> b0 = Vector256.Create(*(int*)(q0 + 4 * k)).AsSByte(), b1 = Vector256.Create(*(int*)(q1 + 4 * k)).AsSByte();
+            s00 = T.DotU8S8(s00, w0, b0); s10 = T.DotU8S8(s10, w1, b0);
+            s01 = T.DotU8S8(s01, w0, b1); s11 = T.DotU8S8(s11, w1, b1);
+            Vector256<sbyte> b2 = Vector256.Create(*(int*)(q2 + 4 * k)).AsSByte(), b3 = Vector256.Create(*(int*)(q3 + 4 * k)).AsSByte();
+            s02 = T.DotU8S8(s02, w0, b2); s12 = T.DotU8S8(s12, w1, b2);
+            s03 = T.DotU8S8(s03, w0, b3); s13 = T.DotU8S8(s13, w1, b3);
+        }
+        Vector256<float> c0 = Vector256.Load(sc0), c1 = Vector256.Load(sc1);
+        f00 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s00), c0, f00); f10 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s10), c1, f10);
+        f01 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s01), c0, f01); f11 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s11), c1, f11);
+        f02 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s02), c0, f02); f12 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s12), c1, f12);
+        f03 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s03), c0, f03); f13 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s13), c1, f13);
+    }
+
+    /// <summary>acc += yd · (d · f − dmin · Σ_j m_j·Σy_j) for both groups of one token.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish<T>(byte* yBlock, Vector256<float> f0, Vector256<float> f1, Vector256<float> d0, Vector256<float> dmin0,
+        Vector256<float> d1, Vector256<float> dmin1, Vector256<short> e0, Vector256<short> o0, Vector256<short> e4, Vector256<short> o4,
+        Vector256<short> e1, Vector256<short> o1, Vector256<short> e5, Vector256<short> o5, ref Vector256<float> acc0, ref Vector256<float> acc1)
+        where T : struct, IIntDot
+    {
+        // sub-block sums Σy_j (j = 0..7) as int16, then the int32 pairs (S0, S2), (S1, S3), (S4, S6), (S5, S7)
+        Vector256<short> bs = Vector256.Load((short*)(yBlock + 260));
+        Vector128<int> pairs = Ssse3.Shuffle(Ssse3.HorizontalAdd(bs.GetLower(), bs.GetUpper()).AsByte(),
+            Vector128.Create((byte)0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15)).AsInt32();
+        Vector256<short> s02 = Vector256.Create(pairs.GetElement(0)).AsInt16(), s13 = Vector256.Create(pairs.GetElement(1)).AsInt16();
+        Vector256<short> s46 = Vector256.Create(pairs.GetElement(2)).AsInt16(), s57 = Vector256.Create(pairs.GetElement(3)).AsInt16();
+        Vector256<int> mins0 = T.MaddS16(T.MaddS16(T.MaddS16(T.MaddS16(Vector256<int>.Zero, e0, s02), o0, s13), e4, s46), o4, s57);
+        Vector256<int> mins1 = T.MaddS16(T.MaddS16(T.MaddS16(T.MaddS16(Vector256<int>.Zero, e1, s02), o1, s13), e5, s46), o5, s57);
+        var yd = Vector256.Create(*(float*)yBlock);
+        acc0 = Fma.MultiplyAdd(Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(mins0), dmin0, f0 * d0), yd, acc0);
+        acc1 = Fma.MultiplyAdd(Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(mins1), dmin1, f1 * d1), yd, acc1);
+    }
 }

@@ -95,4 +95,52 @@ public static unsafe class Q8_0x8
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Column(Vector256<int> s, Vector256<float> dx, byte* y, int sumY, Vector256<float> acc) => Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Create(128 * sumY)), dx * Fp16.ToFloat(*(ushort*)y), acc);
+
+    /// <summary>
+    /// GEMM tile: 16 rows (two consecutive groups, the second at <paramref name="group"/> + <paramref name="groupStride"/>) · 4 activation
+    /// rows → y[c * <paramref name="yStride"/> + r], r = 0..15 (see <see cref="Q4_0x8.Tile16x4{T}"/>). The +128 bias is removed by starting
+    /// each accumulator at −128·Σy (exact: |Σ| ≤ 32·255·127 + 128·32·127 fits int32).
+    /// </summary>
+    internal static void Tile16x4(int n, byte* group, nint groupStride, byte* a, nint aStride, float* y, nint yStride)
+    {
+        int nb = n / Q8_0.BlockSize;
+        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        nint sumsOffset = (nint)nb * Q8_0.TypeSize;
+        int* sums0 = (int*)(a + sumsOffset), sums1 = (int*)(a + aStride + sumsOffset), sums2 = (int*)(a + 2 * aStride + sumsOffset), sums3 = (int*)(a + 3 * aStride + sumsOffset);
+        for (int b = 0; b < nb; b++)
+        {
+            byte* g0 = group + (nint)b * GroupBlockBytes, g1 = g0 + groupStride;
+            nint o = (nint)b * Q8_0.TypeSize;
+            byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
+            Vector256<int> s00 = Vector256.Create(-128 * sums0[b]), s01 = Vector256.Create(-128 * sums1[b]), s02 = Vector256.Create(-128 * sums2[b]), s03 = Vector256.Create(-128 * sums3[b]);
+            Vector256<int> s10 = s00, s11 = s01, s12 = s02, s13 = s03;
+            for (int k = 0; k < 8; k++)
+            {
+                Vector256<byte> v0 = Vector256.Load(g0 + 16 + 32 * k), v1 = Vector256.Load(g1 + 16 + 32 * k);
+                int off = 2 + 4 * k;
+                Step(ref s00, ref s10, v0, v1, y0 + off);
+                Step(ref s01, ref s11, v0, v1, y1 + off);
+                Step(ref s02, ref s12, v0, v1, y2 + off);
+                Step(ref s03, ref s13, v0, v1, y3 + off);
+            }
+            Vector256<float> dx0 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g0).AsUInt32());
+            Vector256<float> dx1 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g1).AsUInt32());
+            Q4_0x8.Scale(s00, s10, dx0, dx1, y0, ref a00, ref a10);
+            Q4_0x8.Scale(s01, s11, dx0, dx1, y1, ref a01, ref a11);
+            Q4_0x8.Scale(s02, s12, dx0, dx1, y2, ref a02, ref a12);
+            Q4_0x8.Scale(s03, s13, dx0, dx1, y3, ref a03, ref a13);
+        }
+        a00.Store(y); a10.Store(y + 8);
+        a01.Store(y + yStride); a11.Store(y + yStride + 8);
+        a02.Store(y + 2 * yStride); a12.Store(y + 2 * yStride + 8);
+        a03.Store(y + 3 * yStride); a13.Store(y + 3 * yStride + 8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step(ref Vector256<int> s0, ref Vector256<int> s1, Vector256<byte> v0, Vector256<byte> v1, byte* yk)
+    {
+        Vector256<sbyte> bc = Vector256.Create(*(int*)yk).AsSByte();
+        s0 = AvxVnni.MultiplyWideningAndAdd(s0, v0, bc);
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, v1, bc);
+    }
 }

@@ -24,9 +24,22 @@ public unsafe class MatMulTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void MatchesScalarReference(GgmlType type, int rows, int tokens, bool repack)
+    public void MatchesScalarReference(GgmlType type, int rows, int tokens, bool repack) => Check(type, rows, tokens, repack, 512, 0);
+
+    public static IEnumerable<object[]> BlockedCases()
     {
-        int cols = 512;
+        foreach (var type in new[] { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.F16 })
+            foreach (var (rows, tokens, blockRows) in new[] { (48, 23, 1), (40, 37, 5), (72, 18, 8), (16, 9, 4) })
+                yield return [type, rows, tokens, blockRows];
+    }
+
+    /// <summary>Token blocks of a few activation rows (ragged last block, tile tails inside each block) through the tile kernels.</summary>
+    [Theory]
+    [MemberData(nameof(BlockedCases))]
+    public void TokenBlockedMatchesScalarReference(GgmlType type, int rows, int tokens, int blockRows) => Check(type, rows, tokens, true, 1024, blockRows);
+
+    private static void Check(GgmlType type, int rows, int tokens, bool repack, int cols, int blockRows)
+    {
         var reference = QuantKernels.Get(type, QuantKernels.IsaLevel.Scalar);
         long rowBytes = reference.RowBytes(cols);
         var rng = new Random(rows * 31 + tokens);
@@ -64,6 +77,7 @@ public unsafe class MatMulTests
             }
 
             using var backend = new CpuBackend(threads: 2, maxBatch: tokens, repack: repack);
+            if (blockRows > 0) backend.MatMulTokenBlockBytes = blockRows * Math.Max(reference.ActivationRowBytes(cols), cols * 4L);
             var weight = backend.CreateWeight("w", type, rows, cols, w);
             var xa = backend.Allocate(tokens, cols);
             var ya = backend.Allocate(tokens, rows);

@@ -86,4 +86,69 @@ public unsafe class RepackedKernelTests
                 }
         }
     }
+
+    /// <summary>The 16-row × TileTokens GEMM tile (two consecutive groups) against the scalar reference dot, into a strided output.</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void RepackedTileMatchesReference(GgmlType type, QuantKernels.IsaLevel level)
+    {
+        var k = QuantKernels.Get(type, level);
+        if (!Expected(type, level))
+        {
+            Assert.True(k.RepackedTile == null && k.TileTokens == 0);
+            return;
+        }
+        Assert.True(k.RepackedTile != null);
+        int tt = k.TileTokens;
+        Assert.True(tt >= 1);
+        int seed = 100;
+        int bs = k.BlockSize;
+        var lengths = Enumerable.Range(1, 12).Select(b => b * bs).Concat(bs == 32 ? [2048, 32 * 137] : [2048, 8192, 256 * 37]);
+        foreach (int n in lengths)
+        {
+            int rowBytes = (int)k.RowBytes(n);
+            int rowCount = QuantKernel.TileRows;
+            var rows = new byte[rowCount][];
+            var plain = new byte[rowCount * rowBytes];
+            for (int r = 0; r < rowCount; r++)
+            {
+                rows[r] = QuantTestUtil.Quantize(type, QuantTestUtil.RandomData(n, seed++, 0.05f));
+                rows[r].CopyTo(plain, r * rowBytes);
+            }
+            // the second group is placed at a gap after the first, so the group stride is exercised
+            int groupStride = 8 * rowBytes + 64;
+            var packed = new byte[groupStride + 8 * rowBytes];
+            int actStride = (int)k.ActivationRowBytes(n) + 10;
+            var acts = new byte[tt][];
+            var act = new byte[tt * actStride];
+            for (int c = 0; c < tt; c++)
+            {
+                float[] yv = QuantTestUtil.RandomData(n, seed++, 2.0f);
+                acts[c] = QuantTestUtil.Quantize(k.VecDotType, yv);
+                fixed (float* py = yv) fixed (byte* pa = &act[c * actStride]) k.QuantizeActivations(py, pa, n);
+            }
+            const int yStride = 21;
+            var output = new float[tt * yStride];
+            Array.Fill(output, float.NaN);
+            fixed (byte* pPlain = plain, pPacked = packed, pAct = act)
+            fixed (float* pOut = output)
+            {
+                k.Repack(pPlain, rowBytes, pPacked, n);
+                k.Repack(pPlain + 8 * rowBytes, rowBytes, pPacked + groupStride, n);
+                k.RepackedTile(n, pPacked, groupStride, pAct, actStride, pOut, yStride);
+            }
+            for (int c = 0; c < tt; c++)
+            {
+                for (int r = 0; r < rowCount; r++)
+                {
+                    float expected = QuantTestUtil.Dot(Reference(type), n, rows[r], acts[c]);
+                    double tol = DotRelTolerance * AbsDot(type, rows[r], k.VecDotType, acts[c], n) + 1e-30;
+                    float got = output[c * yStride + r];
+                    Assert.True(Math.Abs(got - expected) <= tol, $"{type} {k.Isa} n={n} tile col {c} row {r}: {got} vs {expected}");
+                }
+                for (int r = rowCount; r < yStride && c * yStride + r < output.Length; r++)
+                    Assert.True(float.IsNaN(output[c * yStride + r]), $"{type} n={n} tile wrote outside its 16 rows (col {c}, {r})");
+            }
+        }
+    }
 }
