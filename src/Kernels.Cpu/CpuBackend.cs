@@ -383,6 +383,13 @@ public sealed unsafe partial class CpuBackend : IBackend
             int rows = w.Rows;
             int tileTokens = k.RepackedTile != null ? k.TileTokens : 4;
             int block = (int)Math.Max(tileTokens, TokenBlockBytes / Math.Max(1, XRowBytes) / tileTokens * tileTokens);
+            long scaleFloats = k.RepackedTile != null ? (long)w.Cols / k.BlockSize * k.TileScaleFloats : long.MaxValue;
+            float* tileScales = null;
+            if (scaleFloats <= MaxTileScaleFloats)
+            {
+                float* buffer = stackalloc float[(int)scaleFloats];
+                tileScales = buffer;
+            }
             while (true)
             {
                 int chunk = Interlocked.Increment(ref NextChunk) - 1;
@@ -390,12 +397,15 @@ public sealed unsafe partial class CpuBackend : IBackend
                 if (r0 >= rows) break;
                 int r1 = Math.Min(rows, r0 + ChunkRows);
                 for (int t0 = 0; t0 < Tokens; t0 += block)
-                    Multiply(r0, r1, t0, Math.Min(Tokens, t0 + block));
+                    Multiply(r0, r1, t0, Math.Min(Tokens, t0 + block), tileScales);
             }
         }
 
-        /// <summary>Rows r0..r1 of the weight times tokens t0..t1.</summary>
-        private void Multiply(int r0, int r1, int t0, int t1)
+        /// <summary>Most floats of tile scales kept on a worker's stack (256 KiB); a wider weight uses the 8-row kernels.</summary>
+        private const int MaxTileScaleFloats = 64 * 1024;
+
+        /// <summary>Rows r0..r1 of the weight times tokens t0..t1; <paramref name="tileScales"/> is scratch for one tile's scales, or null (no tile kernel).</summary>
+        private void Multiply(int r0, int r1, int t0, int t1, float* tileScales)
         {
             var w = W;
             var k = w.Kernel;
@@ -406,7 +416,7 @@ public sealed unsafe partial class CpuBackend : IBackend
             int g = k.RepackRows;
             int rEnd = w.Repacked != null ? Math.Min(r1, w.RepackedRows) : r0;
             int r = r0;
-            if (k.RepackedTile != null)
+            if (tileScales != null)
             {
                 int tt = k.TileTokens;
                 nint groupStride = (nint)(g * w.RowBytes);
@@ -414,8 +424,9 @@ public sealed unsafe partial class CpuBackend : IBackend
                 {
                     byte* group = w.Repacked + r * w.RowBytes;
                     int t = t0;
+                    if (t + tt <= t1) k.RepackedTileScales(cols, group, groupStride, tileScales);
                     for (; t + tt <= t1; t += tt)
-                        k.RepackedTile(cols, group, groupStride, X + t * XRowBytes, (nint)XRowBytes, Y.Data + (long)t * yCols + r, yCols);
+                        k.RepackedTile(cols, group, groupStride, tileScales, X + t * XRowBytes, (nint)XRowBytes, Y.Data + (long)t * yCols + r, yCols);
                     for (; t < t1; t++)
                     {
                         float* y = Y.Data + (long)t * yCols + r;

@@ -107,11 +107,12 @@ public static unsafe class Q4_0x8
 
     /// <summary>
     /// GEMM tile: 16 rows (two consecutive groups, the second at <paramref name="group"/> + <paramref name="groupStride"/>) · 4 activation
-    /// rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → y[c * <paramref name="yStride"/> + r], r = 0..15. Each weight vector is
+    /// rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → y[c * <paramref name="yStride"/> + r], r = 0..15, with the row scales
+    /// from <see cref="TileScales"/>. Each weight vector is
     /// unpacked once and feeds 4 tokens; each broadcast activation feeds both groups. The −8 offset enters as the accumulator's start
     /// value −8·Σy (exact: integer arithmetic, |Σ| ≤ 32·15·127 + 8·32·127 fits int32).
     /// </summary>
-    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
+    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
     {
         int nb = n / Q4_0.BlockSize;
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
@@ -136,8 +137,7 @@ public static unsafe class Q4_0x8
                 Step<T>(ref s02, ref s12, lo0, hi0, lo1, hi1, y2 + ol, y2 + oh);
                 Step<T>(ref s03, ref s13, lo0, hi0, lo1, hi1, y3 + ol, y3 + oh);
             }
-            Vector256<float> dx0 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g0).AsUInt32());
-            Vector256<float> dx1 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g1).AsUInt32());
+            Vector256<float> dx0 = Vector256.Load(scales + 16 * b), dx1 = Vector256.Load(scales + 16 * b + 8);
             Scale(s00, s10, dx0, dx1, y0, ref a00, ref a10);
             Scale(s01, s11, dx0, dx1, y1, ref a01, ref a11);
             Scale(s02, s12, dx0, dx1, y2, ref a02, ref a12);
@@ -147,6 +147,23 @@ public static unsafe class Q4_0x8
         a01.Store(y + yStride); a11.Store(y + yStride + 8);
         a02.Store(y + 2 * yStride); a12.Store(y + 2 * yStride + 8);
         a03.Store(y + 3 * yStride); a13.Store(y + 3 * yStride + 8);
+    }
+
+    /// <summary>
+    /// The tile's row scales as floats, converted once per tile and reused by every 4-token call: scales[16 b + r] for block b and
+    /// row r = 0..15 of the two groups (<see cref="Tile16x4{T}"/>).
+    /// </summary>
+    internal static void TileScales(int n, byte* group, nint groupStride, float* scales) => GroupScales(n / Q4_0.BlockSize, GroupBlockBytes, group, groupStride, scales);
+
+    /// <summary>The 8 fp16 scales at the start of each group-block of both groups → floats, scales[16 b + r].</summary>
+    internal static void GroupScales(int nb, int groupBlockBytes, byte* group, nint groupStride, float* scales)
+    {
+        for (int b = 0; b < nb; b++)
+        {
+            byte* g0 = group + (nint)b * groupBlockBytes;
+            F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g0).AsUInt32()).Store(scales + 16 * b);
+            F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(g0 + groupStride)).AsUInt32()).Store(scales + 16 * b + 8);
+        }
     }
 
     /// <summary>One token's 4 low- and 4 high-nibble elements against both groups.</summary>

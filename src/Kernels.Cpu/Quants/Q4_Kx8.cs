@@ -174,23 +174,21 @@ public static unsafe class Q4_Kx8
 
     /// <summary>
     /// GEMM tile: 16 rows (two consecutive groups, the second at <paramref name="group"/> + <paramref name="groupStride"/>) · 4 Q8_K
-    /// activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → y[c * <paramref name="yStride"/> + r], r = 0..15.
-    /// Per sub-block: 8 integer dots per (group, token) share each unpacked weight vector and each broadcast activation; the 6-bit
+    /// activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → y[c * <paramref name="yStride"/> + r], r = 0..15,
+    /// with the scales from <see cref="TileScales"/>. Per sub-block: 8 integer dots per (group, token) share each unpacked weight vector and each broadcast activation; the 6-bit
     /// scale is applied in float (the integer dot of a sub-block is ≤ 32·15·127 in magnitude, exact as float), the mins term
     /// Σ m_j·Σy_j with int16 multiply-adds (m_j ≤ 63, |Σy_j| ≤ 32·127: both fit int16, the sum fits int32).
     /// </summary>
-    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
+    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* tileScales, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
     {
         int nb = n / Q4_K.BlockSize;
-        float* scales = stackalloc float[2 * 8 * 8]; // [group][sub-block][row]
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         for (int b = 0; b < nb; b++)
         {
             byte* g0 = group + (nint)b * GroupBlockBytes, g1 = g0 + groupStride;
             nint o = (nint)b * Q8_K.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
-            StoreScales(g0, scales);
-            StoreScales(g1, scales + 64);
+            float* scales = tileScales + (nint)b * TileScaleFloats;
             Vector256<float> f00 = default, f01 = default, f02 = default, f03 = default, f10 = default, f11 = default, f12 = default, f13 = default;
             for (int c = 0; c < 4; c++)
             {
@@ -203,14 +201,11 @@ public static unsafe class Q4_Kx8
             }
             MinWords(g0, out var e0, out var o0, out var e4, out var o4);
             MinWords(g1, out var e1, out var o1, out var e5, out var o5);
-            Vector256<float> d0 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g0).AsUInt32());
-            Vector256<float> m0 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(g0 + 16)).AsUInt32());
-            Vector256<float> d1 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g1).AsUInt32());
-            Vector256<float> m1 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(g1 + 16)).AsUInt32());
-            Finish<T>(y0, f00, f10, d0, m0, d1, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a00, ref a10);
-            Finish<T>(y1, f01, f11, d0, m0, d1, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a01, ref a11);
-            Finish<T>(y2, f02, f12, d0, m0, d1, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a02, ref a12);
-            Finish<T>(y3, f03, f13, d0, m0, d1, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a03, ref a13);
+            Vector256<float> m0 = Vector256.Load(scales + 128), m1 = Vector256.Load(scales + 136);
+            Finish<T>(y0, f00, f10, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a00, ref a10);
+            Finish<T>(y1, f01, f11, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a01, ref a11);
+            Finish<T>(y2, f02, f12, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a02, ref a12);
+            Finish<T>(y3, f03, f13, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a03, ref a13);
         }
         a00.Store(y); a10.Store(y + 8);
         a01.Store(y + yStride); a11.Store(y + yStride + 8);
@@ -218,15 +213,33 @@ public static unsafe class Q4_Kx8
         a03.Store(y + 3 * yStride); a13.Store(y + 3 * yStride + 8);
     }
 
-    /// <summary>The 8 sub-block scales of the group's 8 rows as floats: dst[8 j + r].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreScales(byte* g, float* dst)
+    /// <summary>Floats per super-block that <see cref="TileScales"/> writes: d·sc_j of both groups (2 × 8 × 8), then dmin of both (2 × 8).</summary>
+    internal const int TileScaleFloats = 144;
+
+    /// <summary>
+    /// The tile's scales as floats, converted once per tile and reused by every 4-token call. Super-block b at
+    /// scales + 144 b: [g][j][r] = d_r · sc_j,r (g = 0, 1; 128 floats), then dmin_r of group 0 and group 1 (16 floats).
+    /// d · sc is exact in float (a half times a 6-bit integer needs ≤ 17 significant bits).
+    /// </summary>
+    internal static void TileScales(int n, byte* group, nint groupStride, float* scales)
     {
-        UnpackScales(g, out var sc03, out var sc47, out _, out _);
-        for (int i = 0; i < 4; i++)
+        int nb = n / Q4_K.BlockSize;
+        for (int b = 0; b < nb; b++)
         {
-            Avx.ConvertToVector256Single(Byte(sc03, i)).Store(dst + 8 * i);
-            Avx.ConvertToVector256Single(Byte(sc47, i)).Store(dst + 32 + 8 * i);
+            byte* g0 = group + (nint)b * GroupBlockBytes;
+            float* dst = scales + (nint)b * TileScaleFloats;
+            for (int g = 0; g < 2; g++)
+            {
+                byte* gb = g0 + g * groupStride;
+                UnpackScales(gb, out var sc03, out var sc47, out _, out _);
+                Vector256<float> d = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32());
+                for (int i = 0; i < 4; i++)
+                {
+                    (Avx.ConvertToVector256Single(Byte(sc03, i)) * d).Store(dst + 64 * g + 8 * i);
+                    (Avx.ConvertToVector256Single(Byte(sc47, i)) * d).Store(dst + 64 * g + 32 + 8 * i);
+                }
+                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + 16)).AsUInt32()).Store(dst + 128 + 8 * g);
+            }
         }
     }
 
@@ -271,10 +284,9 @@ public static unsafe class Q4_Kx8
         f03 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s03), c0, f03); f13 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s13), c1, f13);
     }
 
-    /// <summary>acc += yd · (d · f − dmin · Σ_j m_j·Σy_j) for both groups of one token.</summary>
+    /// <summary>acc += yd · (f − dmin · Σ_j m_j·Σy_j) for both groups of one token (f already carries d · sc_j).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Finish<T>(byte* yBlock, Vector256<float> f0, Vector256<float> f1, Vector256<float> d0, Vector256<float> dmin0,
-        Vector256<float> d1, Vector256<float> dmin1, Vector256<short> e0, Vector256<short> o0, Vector256<short> e4, Vector256<short> o4,
+    private static void Finish<T>(byte* yBlock, Vector256<float> f0, Vector256<float> f1, Vector256<float> dmin0, Vector256<float> dmin1, Vector256<short> e0, Vector256<short> o0, Vector256<short> e4, Vector256<short> o4,
         Vector256<short> e1, Vector256<short> o1, Vector256<short> e5, Vector256<short> o5, ref Vector256<float> acc0, ref Vector256<float> acc1)
         where T : struct, IIntDot
     {
@@ -287,7 +299,7 @@ public static unsafe class Q4_Kx8
         Vector256<int> mins0 = T.MaddS16(T.MaddS16(T.MaddS16(T.MaddS16(Vector256<int>.Zero, e0, s02), o0, s13), e4, s46), o4, s57);
         Vector256<int> mins1 = T.MaddS16(T.MaddS16(T.MaddS16(T.MaddS16(Vector256<int>.Zero, e1, s02), o1, s13), e5, s46), o5, s57);
         var yd = Vector256.Create(*(float*)yBlock);
-        acc0 = Fma.MultiplyAdd(Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(mins0), dmin0, f0 * d0), yd, acc0);
-        acc1 = Fma.MultiplyAdd(Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(mins1), dmin1, f1 * d1), yd, acc1);
+        acc0 = Fma.MultiplyAdd(Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(mins0), dmin0, f0), yd, acc0);
+        acc1 = Fma.MultiplyAdd(Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(mins1), dmin1, f1), yd, acc1);
     }
 }

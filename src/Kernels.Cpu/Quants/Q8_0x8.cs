@@ -98,10 +98,10 @@ public static unsafe class Q8_0x8
 
     /// <summary>
     /// GEMM tile: 16 rows (two consecutive groups, the second at <paramref name="group"/> + <paramref name="groupStride"/>) · 4 activation
-    /// rows → y[c * <paramref name="yStride"/> + r], r = 0..15 (see <see cref="Q4_0x8.Tile16x4{T}"/>). The +128 bias is removed by starting
+    /// rows → y[c * <paramref name="yStride"/> + r], r = 0..15, row scales from <see cref="TileScales"/> (see <see cref="Q4_0x8.Tile16x4{T}"/>). The +128 bias is removed by starting
     /// each accumulator at −128·Σy (exact: |Σ| ≤ 32·255·127 + 128·32·127 fits int32).
     /// </summary>
-    internal static void Tile16x4(int n, byte* group, nint groupStride, byte* a, nint aStride, float* y, nint yStride)
+    internal static void Tile16x4(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride)
     {
         int nb = n / Q8_0.BlockSize;
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
@@ -123,8 +123,7 @@ public static unsafe class Q8_0x8
                 Step(ref s02, ref s12, v0, v1, y2 + off);
                 Step(ref s03, ref s13, v0, v1, y3 + off);
             }
-            Vector256<float> dx0 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g0).AsUInt32());
-            Vector256<float> dx1 = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g1).AsUInt32());
+            Vector256<float> dx0 = Vector256.Load(scales + 16 * b), dx1 = Vector256.Load(scales + 16 * b + 8);
             Q4_0x8.Scale(s00, s10, dx0, dx1, y0, ref a00, ref a10);
             Q4_0x8.Scale(s01, s11, dx0, dx1, y1, ref a01, ref a11);
             Q4_0x8.Scale(s02, s12, dx0, dx1, y2, ref a02, ref a12);
@@ -135,6 +134,10 @@ public static unsafe class Q8_0x8
         a02.Store(y + 2 * yStride); a12.Store(y + 2 * yStride + 8);
         a03.Store(y + 3 * yStride); a13.Store(y + 3 * yStride + 8);
     }
+
+    /// <summary>The tile's row scales as floats, scales[16 b + r] (as <see cref="Q4_0x8.TileScales"/>).</summary>
+    internal static void TileScales(int n, byte* group, nint groupStride, float* scales) =>
+        Q4_0x8.GroupScales(n / Q8_0.BlockSize, GroupBlockBytes, group, groupStride, scales);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step(ref Vector256<int> s0, ref Vector256<int> s1, Vector256<byte> v0, Vector256<byte> v1, byte* yk)

@@ -55,12 +55,22 @@ public sealed unsafe class QuantKernel
     public delegate*<int, byte*, byte*, nint, float*, void> RepackedDot4 { get; init; }
 
     /// <summary>
-    /// GEMM tile (n, repacked group 0, bytes from group 0 to group 1, activation row 0, activation row stride in bytes, y, y row stride in floats):
-    /// 16 rows (two consecutive groups) · <see cref="TileTokens"/> activation rows → y[c * yStride + r], r = 0..15. Null when the type has none.
+    /// GEMM tile (n, repacked group 0, bytes from group 0 to group 1, the tile's scales from <see cref="RepackedTileScales"/>,
+    /// activation row 0, activation row stride in bytes, y, y row stride in floats): 16 rows (two consecutive groups) ·
+    /// <see cref="TileTokens"/> activation rows → y[c * yStride + r], r = 0..15. Null when the type has none.
     /// </summary>
-    public delegate*<int, byte*, nint, byte*, nint, float*, nint, void> RepackedTile { get; init; }
+    public delegate*<int, byte*, nint, float*, byte*, nint, float*, nint, void> RepackedTile { get; init; }
 
-    /// <summary>Activation rows per <see cref="RepackedTile"/> call (0 when there is no tile kernel).</summary>
+    /// <summary>
+    /// (n, repacked group 0, bytes from group 0 to group 1, scales): the tile's block scales as floats, <see cref="TileScaleFloats"/>
+    /// per weight block, written once per tile and read by every <see cref="RepackedTile"/> call on it.
+    /// </summary>
+    public delegate*<int, byte*, nint, float*, void> RepackedTileScales { get; init; }
+
+    /// <summary>Floats per weight block that <see cref="RepackedTileScales"/> writes.</summary>
+    public int TileScaleFloats { get; init; }
+
+    /// <summary>Activation rows per <see cref="RepackedTile"/> call: 4 (0 when there is no tile kernel).</summary>
     public int TileTokens { get; init; }
 
     /// <summary>Weight rows per <see cref="RepackedTile"/> call.</summary>
@@ -135,13 +145,13 @@ public static unsafe class QuantKernels
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
             vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0.DequantizeRef);
         t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot, &Q8_0x8.Dot4,
-            &Q8_0x8.Tile16x4, 4);
+            &Q8_0x8.Tile16x4, &Q8_0x8.TileScales, 16);
         var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,
             vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0.DequantizeRef);
         t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : WithRepack(q4_0Kernel, Q4_0x8.Rows, &Q4_0x8.Repack,
             vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>, vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>,
-            vnni ? &Q4_0x8.Tile16x4<VnniDot> : &Q4_0x8.Tile16x4<Avx2Dot>, 4);
+            vnni ? &Q4_0x8.Tile16x4<VnniDot> : &Q4_0x8.Tile16x4<Avx2Dot>, &Q4_0x8.TileScales, 16);
         t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1.BlockSize, Q4_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
             vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,
             vnni ? &Q4_1.Dot4Simd<VnniDot> : avx2 ? &Q4_1.Dot4Simd<Avx2Dot> : &Q4_1.Dot4Ref, &Q4_1.DequantizeRef);
@@ -156,7 +166,7 @@ public static unsafe class QuantKernels
             vnni ? &Q4_K.Dot4Simd<VnniDot> : avx2 ? &Q4_K.Dot4Simd<Avx2Dot> : &Q4_K.Dot4Ref, &Q4_K.DequantizeRef);
         t[(int)GgmlType.Q4_K] = !avx2 ? q4_KKernel : WithRepack(q4_KKernel, Q4_Kx8.Rows, &Q4_Kx8.Repack,
             vnni ? &Q4_Kx8.Dot<VnniDot> : &Q4_Kx8.Dot<Avx2Dot>, vnni ? &Q4_Kx8.Dot4<VnniDot> : &Q4_Kx8.Dot4<Avx2Dot>,
-            vnni ? &Q4_Kx8.Tile16x4<VnniDot> : &Q4_Kx8.Tile16x4<Avx2Dot>, 4);
+            vnni ? &Q4_Kx8.Tile16x4<VnniDot> : &Q4_Kx8.Tile16x4<Avx2Dot>, &Q4_Kx8.TileScales, Q4_Kx8.TileScaleFloats);
         t[(int)GgmlType.Q5_K] = Quant(GgmlType.Q5_K, Q5_K.BlockSize, Q5_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
             vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
             vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_K.DequantizeRef);
@@ -168,13 +178,14 @@ public static unsafe class QuantKernels
 
     private static QuantKernel WithRepack(QuantKernel k, int rows, delegate*<byte*, nint, byte*, int, void> repack,
         delegate*<int, byte*, byte*, float*, void> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4,
-        delegate*<int, byte*, nint, byte*, nint, float*, nint, void> tile = null, int tileTokens = 0) => new()
+        delegate*<int, byte*, nint, float*, byte*, nint, float*, nint, void> tile = null,
+        delegate*<int, byte*, nint, float*, void> tileScales = null, int tileScaleFloats = 0) => new()
         {
             Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
             VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = k.Isa,
             QuantizeActivations = k.QuantizeActivations, Dot = k.Dot, Dot4 = k.Dot4, Dequantize = k.Dequantize,
             RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4,
-            RepackedTile = tile, TileTokens = tile == null ? 0 : tileTokens,
+            RepackedTile = tile, RepackedTileScales = tileScales, TileScaleFloats = tileScaleFloats, TileTokens = tile == null ? 0 : 4,
         };
 
     private static QuantKernel Float(GgmlType type, int typeSize, string isa,

@@ -95,10 +95,10 @@ public unsafe class RepackedKernelTests
         var k = QuantKernels.Get(type, level);
         if (!Expected(type, level))
         {
-            Assert.True(k.RepackedTile == null && k.TileTokens == 0);
+            Assert.True(k.RepackedTile == null && k.RepackedTileScales == null && k.TileTokens == 0);
             return;
         }
-        Assert.True(k.RepackedTile != null);
+        Assert.True(k.RepackedTile != null && k.RepackedTileScales != null && k.TileScaleFloats > 0);
         int tt = k.TileTokens;
         Assert.True(tt >= 1);
         int seed = 100;
@@ -130,12 +130,14 @@ public unsafe class RepackedKernelTests
             const int yStride = 21;
             var output = new float[tt * yStride];
             Array.Fill(output, float.NaN);
+            var scales = new float[n / bs * k.TileScaleFloats];
             fixed (byte* pPlain = plain, pPacked = packed, pAct = act)
-            fixed (float* pOut = output)
+            fixed (float* pOut = output, pScales = scales)
             {
                 k.Repack(pPlain, rowBytes, pPacked, n);
                 k.Repack(pPlain + 8 * rowBytes, rowBytes, pPacked + groupStride, n);
-                k.RepackedTile(n, pPacked, groupStride, pAct, actStride, pOut, yStride);
+                k.RepackedTileScales(n, pPacked, groupStride, pScales);
+                k.RepackedTile(n, pPacked, groupStride, pScales, pAct, actStride, pOut, yStride);
             }
             for (int c = 0; c < tt; c++)
             {
