@@ -368,6 +368,9 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         /// <summary>Activation bytes per token block (<see cref="MatMulTokenBlockBytes"/>).</summary>
         public long TokenBlockBytes;
+
+        /// <summary>Most floats of tile scales kept on a worker's stack (<see cref="MatMulMaxTileScratchFloats"/>).</summary>
+        public int MaxTileScaleFloats;
         public CpuWeight W = null!;
         public CpuActivation Y = null!;
         public byte* X;
@@ -400,9 +403,6 @@ public sealed unsafe partial class CpuBackend : IBackend
                     Multiply(r0, r1, t0, Math.Min(Tokens, t0 + block), tileScales);
             }
         }
-
-        /// <summary>Most floats of tile scales kept on a worker's stack (256 KiB); a wider weight uses the 8-row kernels.</summary>
-        private const int MaxTileScaleFloats = 64 * 1024;
 
         /// <summary>Rows r0..r1 of the weight times tokens t0..t1; <paramref name="tileScales"/> is scratch for one tile's scales, or null (no tile kernel).</summary>
         private void Multiply(int r0, int r1, int t0, int t1, float* tileScales)
@@ -475,6 +475,12 @@ public sealed unsafe partial class CpuBackend : IBackend
     /// </summary>
     internal long MatMulTokenBlockBytes { get; set; } = 512 * 1024;
 
+    /// <summary>
+    /// Most floats of tile scales a worker keeps on its stack (128 KiB: Q4_0 rows up to 65536 columns, Q4_K up to 58000); a wider
+    /// weight uses the 8-row kernels. Tests set 0 to exercise that path.
+    /// </summary>
+    internal int MatMulMaxTileScratchFloats { get; set; } = 32 * 1024;
+
     public void MatMul(IWeight weight, IActivation x, IActivation y, int rows = -1)
     {
         var w = W(weight);
@@ -519,6 +525,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         _matMul.XRowBytes = inputRowBytes;
         _matMul.Tokens = n;
         _matMul.TokenBlockBytes = MatMulTokenBlockBytes;
+        _matMul.MaxTileScaleFloats = MatMulMaxTileScratchFloats;
         // Enough chunks for balance (8 per thread), each large enough to amortize the hand-out, in whole tiles (16 rows) when the
         // weight has a tile kernel, else in whole repack groups.
         int unit = w.Repacked != null && kernel.RepackedTile != null ? QuantKernel.TileRows : 8;

@@ -38,7 +38,14 @@ public unsafe class MatMulTests
     [MemberData(nameof(BlockedCases))]
     public void TokenBlockedMatchesScalarReference(GgmlType type, int rows, int tokens, int blockRows) => Check(type, rows, tokens, true, 1024, blockRows);
 
-    private static void Check(GgmlType type, int rows, int tokens, bool repack, int cols, int blockRows)
+    /// <summary>A weight too wide for the tile scratch falls back to the 8-row × 4-token kernels.</summary>
+    [Theory]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_K)]
+    public void WithoutTileScratchMatchesScalarReference(GgmlType type) => Check(type, 48, 11, true, 512, 0, tileScratch: 0);
+
+    private static void Check(GgmlType type, int rows, int tokens, bool repack, int cols, int blockRows, int tileScratch = -1)
     {
         var reference = QuantKernels.Get(type, QuantKernels.IsaLevel.Scalar);
         long rowBytes = reference.RowBytes(cols);
@@ -77,6 +84,7 @@ public unsafe class MatMulTests
             }
 
             using var backend = new CpuBackend(threads: 2, maxBatch: tokens, repack: repack);
+            if (tileScratch >= 0) backend.MatMulMaxTileScratchFloats = tileScratch;
             if (blockRows > 0) backend.MatMulTokenBlockBytes = blockRows * Math.Max(reference.ActivationRowBytes(cols), cols * 4L);
             var weight = backend.CreateWeight("w", type, rows, cols, w);
             var xa = backend.Allocate(tokens, cols);
