@@ -40,6 +40,7 @@ public static unsafe class Q4_0x8
     /// The high nibbles are taken in place (byte &amp; 0xF0 = 16·hi), so each 32 weight bytes cost two ANDs; the factor 16 is folded into the
     /// integer combine (16·Σlo·y + Σ16hi·y - 128·Σy = 16·Σ(q-8)·y) and taken out of the scale exactly (a power of two).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
     {
         int nb = n / Q4_0.BlockSize;

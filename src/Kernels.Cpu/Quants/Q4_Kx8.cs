@@ -73,6 +73,7 @@ public static unsafe class Q4_Kx8
     }
 
     /// <summary>8 rows of the group · one Q8_K activation row → result[0..7].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
     {
         int nb = n / Q4_K.BlockSize;
