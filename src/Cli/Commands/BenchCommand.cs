@@ -14,7 +14,7 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
-    private sealed record Row(string Model, string Size, string Params, string Backend, int Threads, string Test, double Mean, double Std, double? GBs, double? Fraction);
+    private sealed record Row(string Model, string Size, string Params, string Backend, int? Threads, string Test, double Mean, double Std, double? GBs, double? Fraction);
 
     public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
     {
@@ -50,7 +50,7 @@ internal static class BenchCommand
         long bytesPerToken = modelBytes - (c.TiedOutput ? 0 : embd.ByteSize - embd.RowBytes);
         string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}{(cpu?.RepackedBytes > 0 ? " (repacked)" : "")}";
         double bandwidth = noBandwidth || cpu is null ? 0 : MemoryBandwidth.Measure(cpu.Pool);
-        int threadCount = cpu?.ThreadCount ?? 0;
+        int? threadCount = cpu?.ThreadCount;
         string backendName = cpu is not null ? "cpu" : backend.Name;
 
         var rng = new Random(42);
@@ -110,7 +110,7 @@ internal static class BenchCommand
             stdout.WriteLine("| model | size | params | backend | threads | test | t/s | GB/s | % of read BW |");
             stdout.WriteLine("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
             foreach (var r in rows)
-                stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {r.Threads} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} | {(r.GBs is { } g ? g.ToString("F1") : "")} | {(r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "")} |");
+                stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {(r.Threads is { } th ? th.ToString() : "-")} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} | {(r.GBs is { } g ? g.ToString("F1") : "")} | {(r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "")} |");
             if (bandwidth > 0) stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {threadCount} threads; tg reads {bytesPerToken / 1e6:F0} MB per token");
             if (gpu is not null) stdout.WriteLine($"\n{backend.Description}: {gpu.LaunchesThisBatch} kernel launches per decoded token");
         }

@@ -37,37 +37,61 @@ public static unsafe class Q4_0x8
 
     /// <summary>
     /// 8 rows of the group · one activation row from <see cref="QuantKernel.QuantizeActivations"/> (Q8_0 blocks + int32 block sums) → <paramref name="result"/>[0..7].
+    /// The high nibbles are taken in place (byte &amp; 0xF0 = 16·hi), so each 32 weight bytes cost two ANDs; the factor 16 is folded into the
+    /// integer combine (16·Σlo·y + Σ16hi·y - 128·Σy = 16·Σ(q-8)·y) and taken out of the scale exactly (a power of two).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
     {
         int nb = n / Q4_0.BlockSize;
         int* sums = (int*)(a + (nint)nb * Q8_0.TypeSize);
         Vector256<float> acc0 = default, acc1 = default;
+        var c = HalfScales.Constants.Create();
         int b = 0;
         for (; b + 1 < nb; b += 2)
         {
-            acc0 = BlockDot<T>(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], acc0);
-            acc1 = BlockDot<T>(group + (nint)(b + 1) * GroupBlockBytes, a + (nint)(b + 1) * Q8_0.TypeSize, sums[b + 1], acc1);
+            acc0 = BlockDot<T>(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], acc0, c);
+            acc1 = BlockDot<T>(group + (nint)(b + 1) * GroupBlockBytes, a + (nint)(b + 1) * Q8_0.TypeSize, sums[b + 1], acc1, c);
         }
-        if (b < nb) acc0 = BlockDot<T>(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], acc0);
+        if (b < nb) acc0 = BlockDot<T>(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], acc0, c);
         (acc0 + acc1).Store(result);
     }
 
+    /// <summary>One group-block (8 rows × 32 elements) · one Q8_0 activation block: acc + d_r · d_y · Σ(q - 8)·y per row lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> BlockDot<T>(byte* g, byte* y, int sumY, Vector256<float> acc) where T : struct, IIntDot
+    private static Vector256<float> BlockDot<T>(byte* g, byte* y, int sumY, Vector256<float> acc, in HalfScales.Constants c) where T : struct, IIntDot
     {
-        Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero;
-        var m4 = Vector256.Create((byte)0x0F);
-        for (int j = 0; j < 4; j++)
+        Vector256<int> lo0 = Vector256<int>.Zero, lo1 = Vector256<int>.Zero, hi0 = Vector256<int>.Zero, hi1 = Vector256<int>.Zero;
+        Vector256<byte> m4 = c.LowNibble;
+        for (int j = 0; j < 4; j += 2)
         {
-            Vector256<byte> p = Vector256.Load(g + 16 + 32 * j);
-            s0 = T.DotU8S8(s0, p & m4, Vector256.Create(*(int*)(y + 2 + 4 * j)).AsSByte());
-            s1 = T.DotU8S8(s1, Vector256.ShiftRightLogical(p.AsUInt16(), 4).AsByte() & m4, Vector256.Create(*(int*)(y + 18 + 4 * j)).AsSByte());
+            Vector256<byte> p0 = Vector256.Load(g + 16 + 32 * j), p1 = Vector256.Load(g + 48 + 32 * j);
+            lo0 = T.DotU8S8(lo0, p0 & m4, Vector256.Create(*(int*)(y + 2 + 4 * j)).AsSByte());
+            hi0 = T.DotU8S8(hi0, HighNibbles16<T>(p0, c.HighNibble), Vector256.Create(*(int*)(y + 18 + 4 * j)).AsSByte());
+            lo1 = T.DotU8S8(lo1, p1 & m4, Vector256.Create(*(int*)(y + 6 + 4 * j)).AsSByte());
+            hi1 = T.DotU8S8(hi1, HighNibbles16<T>(p1, c.HighNibble), Vector256.Create(*(int*)(y + 22 + 4 * j)).AsSByte());
         }
-        Vector256<int> sumi = s0 + s1 - Vector256.Create(8 * sumY);
-        Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
-        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), dx * Fp16.ToFloat(*(ushort*)y), acc);
+        // 16·(Σlo·y + Σhi·y - 8·Σy); |.| ≤ 16 · 32 · 15 · 128 < 2^24, so the int → float conversion is exact
+        Vector256<int> sumi16 = ((lo0 + lo1) << 4) + HighSum16<T>(hi0 + hi1) - Vector256.Create(128 * sumY);
+        Vector256<float> dx = HalfScales.Load8Scaled((ushort*)g, c);
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi16), dx * (Fp16.ToFloat(*(ushort*)y) * (HalfScales.Unbias / 16)), acc);
     }
+
+    /// <summary>
+    /// The high nibbles for <see cref="IIntDot.DotU8S8"/>: with VNNI in place, byte &amp; 0xF0 = 16·hi (one AND); the AVX2 flavour needs
+    /// u ≤ 128 (vpmaddubsw pairs saturate at int16), so it shifts them down and <see cref="HighSum16{T}"/> multiplies the sum by 16 instead.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<byte> HighNibbles16<T>(Vector256<byte> p) where T : struct, IIntDot => HighNibbles16<T>(p, Vector256.Create((byte)0xF0));
+
+    /// <summary><see cref="HighNibbles16{T}(Vector256{byte})"/> with the 0xF0 mask passed in (kept in a register across a loop).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<byte> HighNibbles16<T>(Vector256<byte> p, Vector256<byte> highMask) where T : struct, IIntDot =>
+        typeof(T) == typeof(VnniDot) ? p & highMask : Vector256.ShiftRightLogical(p.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+
+    /// <summary>A sum of <see cref="HighNibbles16{T}"/> products as 16·Σhi·y.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> HighSum16<T>(Vector256<int> s) where T : struct, IIntDot => typeof(T) == typeof(VnniDot) ? s : s << 4;
 
     /// <summary>8 rows of the group · 4 activation rows with block sums (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r].</summary>
     internal static void Dot4<T>(int n, byte* group, byte* a, nint aStride, float* result) where T : struct, IIntDot

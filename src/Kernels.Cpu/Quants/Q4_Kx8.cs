@@ -72,25 +72,8 @@ public static unsafe class Q4_Kx8
         return s;
     }
 
-    /// <summary>Sub-blocks 2c and 2c+1 of 8 rows against one activation row: (Σ lo·y, Σ hi·y) per lane.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Pair<T>(byte* p, sbyte* q8, out Vector256<int> sLo, out Vector256<int> sHi) where T : struct, IIntDot
-    {
-        var m4 = Vector256.Create((byte)0x0F);
-        Vector256<int> lo0 = default, lo1 = default, hi0 = default, hi1 = default;
-        for (int k = 0; k < 8; k += 2)
-        {
-            Vector256<byte> v0 = Vector256.Load(p + 32 * k), v1 = Vector256.Load(p + 32 * k + 32);
-            lo0 = T.DotU8S8(lo0, v0 & m4, Vector256.Create(*(int*)(q8 + 4 * k)).AsSByte());
-            lo1 = T.DotU8S8(lo1, v1 & m4, Vector256.Create(*(int*)(q8 + 4 * k + 4)).AsSByte());
-            hi0 = T.DotU8S8(hi0, Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m4, Vector256.Create(*(int*)(q8 + 32 + 4 * k)).AsSByte());
-            hi1 = T.DotU8S8(hi1, Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m4, Vector256.Create(*(int*)(q8 + 36 + 4 * k)).AsSByte());
-        }
-        sLo = lo0 + lo1;
-        sHi = hi0 + hi1;
-    }
-
     /// <summary>8 rows of the group · one Q8_K activation row → result[0..7].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
     {
         int nb = n / Q4_K.BlockSize;
@@ -104,16 +87,57 @@ public static unsafe class Q4_Kx8
             Vector256<int> isum = default;
             for (int c = 0; c < 4; c++)
             {
-                Pair<T>(g + QuantsOffset + 256 * c, (sbyte*)(y + 4 + 64 * c), out var sLo, out var sHi);
+                SubBlockPair<T>(g + QuantsOffset + 256 * c, (sbyte*)(y + 4 + 64 * c), out var sLo, out var sHi);
                 Vector256<uint> scv = c < 2 ? sc03 : sc47;
                 isum += Avx2.MultiplyLow(sLo, Byte(scv, (2 * c) & 3)) + Avx2.MultiplyLow(sHi, Byte(scv, (2 * c + 1) & 3));
             }
-            Vector256<float> d = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32()) * yd;
-            Vector256<float> dmin = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(g + 16)).AsUInt32()) * yd;
+            Vector256<float> d = HalfScales.Load8Scaled((ushort*)g) * HalfScales.Unbias * yd;
+            Vector256<float> dmin = HalfScales.Load8Scaled((ushort*)(g + 16)) * HalfScales.Unbias * yd;
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), d, acc);
-            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinsTerm(m03, m47, (short*)(y + 260))), dmin, accMins);
+            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinsTermMadd<T>(m03, m47, (short*)(y + 260))), dmin, accMins);
         }
         (acc - accMins).Store(result);
+    }
+
+    /// <summary>
+    /// Sub-blocks 2c and 2c+1 of 8 rows against one activation row: (Σ lo·y, Σ hi·y) per lane: the high nibbles via <see cref="Q4_0x8.HighNibbles16{T}"/> (one AND with VNNI, as 16·hi),
+    /// scaled back with an exact arithmetic shift; four independent accumulators per half.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SubBlockPair<T>(byte* p, sbyte* q8, out Vector256<int> sLo, out Vector256<int> sHi) where T : struct, IIntDot
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        Vector256<int> lo0 = default, lo1 = default, hi0 = default, hi1 = default;
+        for (int k = 0; k < 8; k += 2)
+        {
+            Vector256<byte> v0 = Vector256.Load(p + 32 * k), v1 = Vector256.Load(p + 32 * k + 32);
+            lo0 = T.DotU8S8(lo0, v0 & m4, Vector256.Create(*(int*)(q8 + 4 * k)).AsSByte());
+            lo1 = T.DotU8S8(lo1, v1 & m4, Vector256.Create(*(int*)(q8 + 4 * k + 4)).AsSByte());
+            hi0 = T.DotU8S8(hi0, Q4_0x8.HighNibbles16<T>(v0), Vector256.Create(*(int*)(q8 + 32 + 4 * k)).AsSByte());
+            hi1 = T.DotU8S8(hi1, Q4_0x8.HighNibbles16<T>(v1), Vector256.Create(*(int*)(q8 + 36 + 4 * k)).AsSByte());
+        }
+        sLo = lo0 + lo1;
+        Vector256<int> hi16 = Q4_0x8.HighSum16<T>(hi0 + hi1);
+        sHi = Vector256.ShiftRightArithmetic(hi16, 4); // exact: a multiple of 16
+    }
+
+    /// <summary>
+    /// <see cref="MinsTerm"/> with 4 int16 multiply-adds instead of 8 permutes and 8 32-bit multiplies: lanes hold the mins as int16 pairs
+    /// (m0, m2), (m1, m3), (m4, m6), (m5, m7), multiplied with the matching pairs of bsums-pair sums (|Σ| ≤ 2·16·128, fits int16).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> MinsTermMadd<T>(Vector256<uint> m03, Vector256<uint> m47, short* bsums) where T : struct, IIntDot
+    {
+        Vector256<short> b = Vector256.Load(bsums);
+        // pair sums p0..p7 (int16), reordered to p0 p2 p1 p3 p4 p6 p5 p7 so dword k holds the pair multiplied by madd k
+        Vector128<short> pairs = Ssse3.HorizontalAdd(b.GetLower(), b.GetUpper());
+        pairs = Ssse3.Shuffle(pairs.AsByte(), Vector128.Create((byte)0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15)).AsInt16();
+        Vector256<int> pp = Vector256.Create(pairs, pairs).AsInt32();
+        var lo16 = Vector256.Create(0x00FF00FFu);
+        Vector256<int> s = T.MaddS16(Vector256<int>.Zero, (m03 & lo16).AsInt16(), Avx2.Shuffle(pp, 0x00).AsInt16());
+        s = T.MaddS16(s, ((m03 >> 8) & lo16).AsInt16(), Avx2.Shuffle(pp, 0x55).AsInt16());
+        s = T.MaddS16(s, (m47 & lo16).AsInt16(), Avx2.Shuffle(pp, 0xAA).AsInt16());
+        return T.MaddS16(s, ((m47 >> 8) & lo16).AsInt16(), Avx2.Shuffle(pp, 0xFF).AsInt16());
     }
 
     /// <summary>8 rows of the group · 4 Q8_K activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r].</summary>

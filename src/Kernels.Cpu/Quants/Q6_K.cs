@@ -184,6 +184,61 @@ public static unsafe class Q6_K
         return Simd.HSum(acc - accOffset);
     }
 
+    /// <summary>
+    /// Q6_K · Q8_K with 512-bit AVX-512BW (<c>vpmaddubsw</c>/<c>vpmaddwd</c> on zmm; no 512-bit VNNI is needed): each 128-element half is
+    /// two zmm vectors of 6-bit q, built with per-256-bit-half variable shifts of the broadcast high bits, about 40% fewer instructions
+    /// than <see cref="DotSimd{T}"/>. The -32 offset goes through the block sums as there, folded into the integer sum (|32·Σsc·bsum| &lt; 2^28).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
+    internal static float DotAvx512(int n, byte* w, byte* a)
+    {
+        int nb = n / BlockSize;
+        Vector512<float> acc = default;
+        var m0F = Vector512.Create((byte)0x0F);
+        var m30 = Vector512.Create((byte)0x30);
+        // word shift counts: low 256 bits build q1 (qh << 4) and q3 (qh), high 256 bits q2 (qh << 2) and q4 (qh >> 2)
+        var shl = Vector512.Create(Vector256.Create((ushort)4), Vector256.Create((ushort)2));
+        var shr = Vector512.Create(Vector256.Create((ushort)0), Vector256.Create((ushort)2));
+        // int16 scale lanes for vpmaddwd: group 2k (lanes 16k..16k+7) and 2k+1 (16k+8..16k+15) of the four 32-element vectors q1..q4
+        Vector512<short> idx01 = ScaleIndex(0), idx23 = ScaleIndex(4), idx45 = ScaleIndex(8), idx67 = ScaleIndex(12);
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + (nint)i * TypeSize;
+            byte* y = a + (nint)i * Q8_K.TypeSize;
+            sbyte* q8 = (sbyte*)(y + 4);
+            Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + 192));
+            Vector512<short> sc = sc16.ToVector512Unsafe();
+            Vector256<int> offset = ScalesTimesBsums(sc16, (short*)(y + 260));
+            Vector512<int> sum = HalfAvx512(x, x + 128, q8, sc, idx01, idx23, shl, shr, m0F, m30);
+            sum += HalfAvx512(x + 64, x + 128 + 32, q8 + 128, sc, idx45, idx67, shl, shr, m0F, m30);
+            Vector256<int> sum8 = sum.GetLower() + sum.GetUpper() - (offset << 5);
+            float d = Fp16.ToFloat(*(ushort*)(x + 208)) * *(float*)y;
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sum8.ToVector512Unsafe()), Vector512.Create(d), acc);
+        }
+        return Simd.HSum(acc.GetLower());
+    }
+
+    /// <summary>vpermw indices: int16 lanes 0..7 → scale g, 8..15 → g+1, 16..23 → g+2, 24..31 → g+3.</summary>
+    private static Vector512<short> ScaleIndex(int g) => Vector512.Create(
+        Vector256.Create(Vector128.Create((short)g), Vector128.Create((short)(g + 1))),
+        Vector256.Create(Vector128.Create((short)(g + 2)), Vector128.Create((short)(g + 3))));
+
+    /// <summary>One 128-element half with zmm vectors: (q1 | q2) and (q3 | q4), each against 64 activations with four group scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> HalfAvx512(byte* ql, byte* qhp, sbyte* q8, Vector512<short> sc, Vector512<short> idxLow, Vector512<short> idxHigh,
+        Vector512<ushort> shl, Vector512<ushort> shr, Vector512<byte> m0F, Vector512<byte> m30)
+    {
+        Vector512<byte> l = Vector512.Load(ql);
+        // not Avx512F.BroadcastVector256ToVector512: in optimized code the .NET 10 JIT here emits it with a 128-bit memory operand
+        // (wrong results; DotKernelTests caught it once this method was compiled optimized from the first call)
+        Vector256<ushort> qh256 = Vector256.Load((ushort*)qhp);
+        Vector512<ushort> qh = Vector512.Create(qh256, qh256);
+        Vector512<byte> q12 = (l & m0F) | (Avx512BW.ShiftLeftLogicalVariable(qh, shl).AsByte() & m30);
+        Vector512<byte> q34 = (Vector512.ShiftRightLogical(l.AsUInt16(), 4).AsByte() & m0F) | (Avx512BW.ShiftRightLogicalVariable(qh, shr).AsByte() & m30);
+        Vector512<int> s = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q12, Vector512.Load(q8)), Avx512BW.PermuteVar32x16(sc, idxLow));
+        return s + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q34, Vector512.Load(q8 + 64)), Avx512BW.PermuteVar32x16(sc, idxHigh));
+    }
+
     /// <summary>One 128-element half: four 32-byte vectors of 6-bit q (unsigned, 0..63), each against 32 activations with two group scales.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Half<T>(byte* ql, byte* qhp, Vector256<byte> scales, sbyte* q8) where T : struct, IIntDot

@@ -123,6 +123,7 @@ public static unsafe class QuantKernels
         bool vnni = level == IsaLevel.Best && VnniDot.IsSupported;
         bool avx2 = level != IsaLevel.Scalar && Avx2Dot.IsSupported;
         bool avx512 = level == IsaLevel.Best && Avx512F.IsSupported && Fma.IsSupported;
+        bool avx512bw = avx512 && Avx512BW.IsSupported && Avx2.IsSupported;
         string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
         var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
@@ -171,7 +172,7 @@ public static unsafe class QuantKernels
             vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
             vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_K.DequantizeRef);
         t[(int)GgmlType.Q6_K] = Quant(GgmlType.Q6_K, Q6_K.BlockSize, Q6_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
-            vnni ? &Q6_K.DotSimd<VnniDot> : avx2 ? &Q6_K.DotSimd<Avx2Dot> : &Q6_K.DotRef,
+            avx512bw ? &Q6_K.DotAvx512 : vnni ? &Q6_K.DotSimd<VnniDot> : avx2 ? &Q6_K.DotSimd<Avx2Dot> : &Q6_K.DotRef,
             vnni ? &Q6_K.Dot4Simd<VnniDot> : avx2 ? &Q6_K.Dot4Simd<Avx2Dot> : &Q6_K.Dot4Ref, &Q6_K.DequantizeRef);
         return t;
     }
