@@ -136,6 +136,7 @@ public static unsafe class Q4_0x8
     /// unpacked once and feeds 4 tokens; each broadcast activation feeds both groups. The −8 offset enters as the accumulator's start
     /// value −8·Σy (exact: integer arithmetic, |Σ| ≤ 32·15·127 + 8·32·127 fits int32).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
     {
         int nb = n / Q4_0.BlockSize;
@@ -177,6 +178,7 @@ public static unsafe class Q4_0x8
     /// The tile's row scales as floats, converted once per tile and reused by every 4-token call: scales[16 b + r] for block b and
     /// row r = 0..15 of the two groups (<see cref="Tile16x4{T}"/>).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void TileScales(int n, byte* group, nint groupStride, float* scales) => GroupScales(n / Q4_0.BlockSize, GroupBlockBytes, group, groupStride, scales);
 
     /// <summary>The 8 fp16 scales at the start of each group-block of both groups → floats, scales[16 b + r].</summary>

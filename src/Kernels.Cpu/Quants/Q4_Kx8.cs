@@ -203,6 +203,7 @@ public static unsafe class Q4_Kx8
     /// scale is applied in float (the integer dot of a sub-block is ≤ 32·15·127 in magnitude, exact as float), the mins term
     /// Σ m_j·Σy_j with int16 multiply-adds (m_j ≤ 63, |Σy_j| ≤ 32·127: both fit int16, the sum fits int32).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* tileScales, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
     {
         int nb = n / Q4_K.BlockSize;
@@ -245,6 +246,7 @@ public static unsafe class Q4_Kx8
     /// scales + 144 b: [g][j][r] = d_r · sc_j,r (g = 0, 1; 128 floats), then dmin_r of group 0 and group 1 (16 floats).
     /// d · sc is exact in float (a half times a 6-bit integer needs ≤ 17 significant bits).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void TileScales(int n, byte* group, nint groupStride, float* scales)
     {
         int nb = n / Q4_K.BlockSize;

@@ -101,6 +101,7 @@ public static unsafe class Q8_0x8
     /// rows → y[c * <paramref name="yStride"/> + r], r = 0..15, row scales from <see cref="TileScales"/> (see <see cref="Q4_0x8.Tile16x4{T}"/>). The +128 bias is removed by starting
     /// each accumulator at −128·Σy (exact: |Σ| ≤ 32·255·127 + 128·32·127 fits int32).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Tile16x4(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride)
     {
         int nb = n / Q8_0.BlockSize;
@@ -136,6 +137,7 @@ public static unsafe class Q8_0x8
     }
 
     /// <summary>The tile's row scales as floats, scales[16 b + r] (as <see cref="Q4_0x8.TileScales"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void TileScales(int n, byte* group, nint groupStride, float* scales) =>
         Q4_0x8.GroupScales(n / Q8_0.BlockSize, GroupBlockBytes, group, groupStride, scales);
 
