@@ -14,16 +14,19 @@ public static unsafe class MemoryBandwidth
 
         public void Execute(int thread, int threadCount)
         {
-            long chunk = bytes / threadCount / 64 * 64;
+            long chunk = bytes / threadCount / 256 * 256;
             byte* p = data + chunk * thread;
-            long n = chunk / 64;
-            var acc0 = Vector256<float>.Zero;
-            var acc1 = Vector256<float>.Zero;
+            long n = chunk / 256;
+            // Eight independent accumulators over 256-byte steps: enough loads in flight to saturate the memory system.
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
             for (long i = 0; i < n; i++)
             {
-                acc0 += Vector256.Load((float*)(p + i * 64));
-                acc1 += Vector256.Load((float*)(p + i * 64 + 32));
+                float* q = (float*)(p + i * 256);
+                a0 += Vector256.Load(q); a1 += Vector256.Load(q + 8); a2 += Vector256.Load(q + 16); a3 += Vector256.Load(q + 24);
+                a4 += Vector256.Load(q + 32); a5 += Vector256.Load(q + 40); a6 += Vector256.Load(q + 48); a7 += Vector256.Load(q + 56);
             }
+            var acc0 = a0 + a1 + a2 + a3;
+            var acc1 = a4 + a5 + a6 + a7;
             Sink += Vector256.Sum(acc0 + acc1);
         }
     }
