@@ -13,7 +13,7 @@ namespace Infer.Kernels.Cpu;
 /// widened to float32 at load. Activations live in 64-byte aligned native buffers allocated once. Every operation is
 /// split across a persistent <see cref="WorkerPool"/>; nothing is allocated per token.
 /// </summary>
-public sealed unsafe partial class CpuBackend : IBackend
+public sealed unsafe class CpuBackend : IBackend
 {
     private readonly WorkerPool _pool;
     private readonly List<nint> _allocations = [];

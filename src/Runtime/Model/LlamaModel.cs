@@ -116,7 +116,6 @@ public sealed class LlamaModel : IDisposable
     /// </summary>
     public void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences, ReadOnlySpan<int> logitRows, Span<float> logits)
     {
-        int n = tokens.Length;
         var c = Config;
         ValidateBatch(tokens, positions, sequences, logitRows, logits);
         var b = _backend;
