@@ -171,7 +171,7 @@ public static unsafe class QuantKernels
         t[(int)GgmlType.Q5_K] = Quant(GgmlType.Q5_K, Q5_K.BlockSize, Q5_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
             vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
             vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_K.DequantizeRef);
-        t[(int)GgmlType.Q6_K] = Quant(GgmlType.Q6_K, Q6_K.BlockSize, Q6_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
+        t[(int)GgmlType.Q6_K] = Quant(GgmlType.Q6_K, Q6_K.BlockSize, Q6_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, avx512bw ? intIsa + " (GEMV: avx512bw)" : intIsa,
             avx512bw ? &Q6_K.DotAvx512 : vnni ? &Q6_K.DotSimd<VnniDot> : avx2 ? &Q6_K.DotSimd<Avx2Dot> : &Q6_K.DotRef,
             vnni ? &Q6_K.Dot4Simd<VnniDot> : avx2 ? &Q6_K.Dot4Simd<Avx2Dot> : &Q6_K.Dot4Ref, &Q6_K.DequantizeRef);
         return t;
