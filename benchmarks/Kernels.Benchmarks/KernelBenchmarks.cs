@@ -151,6 +151,7 @@ public unsafe class AttentionBenchmarks : IThroughput
 public class RowKernelBenchmarks : IThroughput
 {
     private const int Dim = 4096, Rows = 512, HeadDim = 128;
+    private static readonly RopeConfig Llama3Rope = new(HeadDim, 500000f, 1f, NeoX: false, null);
     private float[] _x = [], _y = [], _w = [], _cos = [], _sin = [];
 
     public double BytesPerOp => 2.0 * Rows * Dim * sizeof(float);
@@ -178,7 +179,7 @@ public class RowKernelBenchmarks : IThroughput
     {
         for (int r = 0; r < Rows; r++)
         {
-            VectorOps.RopeCosSin(r, HeadDim, 500000f, 1f, default, _cos, _sin);
+            Llama3Rope.CosSin(r, _cos, _sin);
             var row = _y.AsSpan(r * Dim, Dim);
             for (int h = 0; h < Dim; h += HeadDim) VectorOps.RopeHead(row.Slice(h, HeadDim), HeadDim, neox: false, _cos, _sin);
         }

@@ -188,7 +188,7 @@ public sealed unsafe class CpuBackend : IBackend
         long elements = (long)config.Contexts * config.Layers * config.ContextLength * config.KvHeads * config.HeadDim;
         _kCache = (float*)Alloc(elements * sizeof(float));
         _vCache = (float*)Alloc(elements * sizeof(float));
-        _scratchPerThread = Math.Max(config.ContextLength, config.HeadDim) + 64;
+        _scratchPerThread = (config.ContextLength + 15) / 16 * 16; // attention scores; whole cache lines per thread
         _scratch = (float*)Alloc((long)_scratchPerThread * ThreadCount * sizeof(float));
     }
 
@@ -203,6 +203,7 @@ public sealed unsafe class CpuBackend : IBackend
     {
         if (tokens.Length > _maxBatch) throw new ArgumentException($"batch of {tokens.Length} tokens exceeds {_maxBatch}");
         _n = tokens.Length;
+        _ropeTableFor = null; // positions changed: the angles are recomputed on the next Rope
         tokens.CopyTo(new Span<int>(_tokens, _n));
         positions.CopyTo(new Span<int>(_positions, _n));
         sequences.CopyTo(new Span<int>(_sequences, _n));
@@ -257,10 +258,8 @@ public sealed unsafe class CpuBackend : IBackend
                 case RowOp.Rope:
                     {
                         int half = Rope.Dims / 2;
-                        float* scratch = b._scratch + (long)thread * b._scratchPerThread;
-                        var cos = new Span<float>(scratch, half);
-                        var sin = new Span<float>(scratch + half, half);
-                        VectorOps.RopeCosSin(b._positions[r], Rope.Dims, Rope.FreqBase, Rope.FreqScale, Rope.FreqFactors, cos, sin);
+                        var cos = new ReadOnlySpan<float>(b._ropeCos + (long)r * half, half);
+                        var sin = new ReadOnlySpan<float>(b._ropeSin + (long)r * half, half);
                         var x = X.Row(r);
                         for (int o = 0; o < x.Length; o += HeadDim) VectorOps.RopeHead(x.Slice(o, HeadDim), Rope.Dims, Rope.NeoX, cos, sin);
                         break;
@@ -312,10 +311,31 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void Rope(IActivation x, int headDim, RopeConfig rope)
     {
+        EnsureRopeTable(rope);
         _rows.HeadDim = headDim;
         _rows.Rope = rope;
         RunRows(RowOp.Rope, A(x));
         A(x).Version++;
+    }
+
+    // cos/sin of every batch row's position, (batch, dims/2) each: computed once per batch, shared by Q and K of all layers.
+    private float* _ropeCos, _ropeSin;
+    private int _ropeCapacity;
+    private RopeConfig? _ropeTableFor;
+
+    private void EnsureRopeTable(RopeConfig rope)
+    {
+        if (ReferenceEquals(_ropeTableFor, rope)) return;
+        int half = rope.Dims / 2;
+        if ((long)_maxBatch * half > _ropeCapacity)
+        {
+            _ropeCapacity = checked(_maxBatch * half);
+            _ropeCos = (float*)Alloc(sizeof(float) * (long)_ropeCapacity);
+            _ropeSin = (float*)Alloc(sizeof(float) * (long)_ropeCapacity);
+        }
+        for (int r = 0; r < _n; r++)
+            rope.CosSin(_positions[r], new Span<float>(_ropeCos + (long)r * half, half), new Span<float>(_ropeSin + (long)r * half, half));
+        _ropeTableFor = rope;
     }
 
     public void SwiGlu(IActivation gate, IActivation up)

@@ -422,7 +422,7 @@ public sealed class GpuBackend : IBackend
         var cos = new float[(long)contextLength * half];
         var sin = new float[cos.Length];
         for (int p = 0; p < contextLength; p++)
-            HostDecode.RopeCosSin(p, rope, cos.AsSpan(p * half, half), sin.AsSpan(p * half, half));
+            rope.CosSin(p, cos.AsSpan(p * half, half), sin.AsSpan(p * half, half));
         _ropeCos?.Dispose();
         _ropeSin?.Dispose();
         if (_ropeCos is not null) _buffers.Remove(_ropeCos);

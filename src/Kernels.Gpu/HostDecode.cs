@@ -47,20 +47,4 @@ internal static unsafe class HostDecode
                 throw new NotSupportedException($"cannot decode {GgmlTypeInfo.Name(type)}");
         }
     }
-
-    /// <summary>
-    /// theta_i = pos * freqScale * base^(-2i/dims) / factor_i for i in [0, dims/2), computed in float32 the way the CPU
-    /// backend (and transformers) does, so both backends rotate by identical angles.
-    /// </summary>
-    public static void RopeCosSin(int position, RopeConfig rope, Span<float> cos, Span<float> sin)
-    {
-        for (int i = 0; i < rope.Dims / 2; i++)
-        {
-            float invFreq = 1f / MathF.Pow(rope.FreqBase, 2f * i / rope.Dims);
-            if (rope.FreqFactors is { Length: > 0 } f) invFreq /= f[i];
-            float theta = position * rope.FreqScale * invFreq;
-            cos[i] = MathF.Cos(theta);
-            sin[i] = MathF.Sin(theta);
-        }
-    }
 }

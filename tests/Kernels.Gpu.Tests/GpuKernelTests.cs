@@ -198,7 +198,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             var sin = new float[dims / 2];
             for (int t = 0; t < n; t++)
             {
-                VectorOps.RopeCosSin(positions[t], dims, rope.FreqBase, freqScale, ff, cos, sin);
+                rope.CosSin(positions[t], cos, sin);
                 for (int h = 0; h < heads; h++) VectorOps.RopeHead(expected.AsSpan(t * cols + h * headDim, headDim), dims, neox, cos, sin);
             }
             Check.Close(Check.Read(b, x, n), expected, $"rope head {headDim} dims {dims} neox {neox} heads {heads}");

@@ -109,24 +109,7 @@ public static unsafe class VectorOps
 
     // ---- RoPE ----
 
-    /// <summary>
-    /// Per-pair angles for one position: theta_i = pos * freqScale * base^(-2i/dims) / factor_i, i in [0, dims/2),
-    /// in float32 as transformers computes them (inv_freq = 1 / base^(2i/dims); freqs = pos * inv_freq), then cos/sin.
-    /// </summary>
-    public static void RopeCosSin(int position, int dims, float freqBase, float freqScale, ReadOnlySpan<float> freqFactors, Span<float> cos, Span<float> sin)
-    {
-        for (int i = 0; i < dims / 2; i++)
-        {
-            // transformers: inv_freq = 1 / base^(2i/dims) in float32, freqs = pos * inv_freq in float32.
-            float invFreq = 1f / MathF.Pow(freqBase, 2f * i / dims);
-            if (!freqFactors.IsEmpty) invFreq /= freqFactors[i];
-            float theta = position * freqScale * invFreq;
-            cos[i] = MathF.Cos(theta);
-            sin[i] = MathF.Sin(theta);
-        }
-    }
-
-    /// <summary>Rotates one head in place. NeoX pairs (i, i + dims/2); normal pairs (2i, 2i+1). Dimensions past dims are untouched.</summary>
+    /// <summary>Rotates one head in place by the angles of <c>RopeConfig.CosSin</c>. NeoX pairs (i, i + dims/2); normal pairs (2i, 2i+1). Dimensions past dims are untouched.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void RopeHead(Span<float> head, int dims, bool neox, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
     {

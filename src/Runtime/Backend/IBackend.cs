@@ -24,7 +24,25 @@ public interface IActivation
 /// <param name="FreqScale">position scale for linear scaling (1 / factor), 1 when unscaled.</param>
 /// <param name="NeoX">true: rotate pairs (i, i + Dims/2) (qwen2, qwen3); false: pairs (2i, 2i+1) (llama).</param>
 /// <param name="FreqFactors">optional per-pair divisors of the frequency (Dims/2 values), from rope_freqs.weight (Llama 3.1+).</param>
-public sealed record RopeConfig(int Dims, float FreqBase, float FreqScale, bool NeoX, float[]? FreqFactors);
+public sealed record RopeConfig(int Dims, float FreqBase, float FreqScale, bool NeoX, float[]? FreqFactors)
+{
+    /// <summary>
+    /// The rotation of each pair at <paramref name="position"/>: theta_i = pos * FreqScale * base^(-2i/Dims) / factor_i,
+    /// i in [0, Dims/2), in float32 as transformers computes it (inv_freq = 1 / base^(2i/dims); freqs = pos * inv_freq).
+    /// Every backend takes its angles from here, so all rotate by identical values.
+    /// </summary>
+    public void CosSin(int position, Span<float> cos, Span<float> sin)
+    {
+        for (int i = 0; i < Dims / 2; i++)
+        {
+            float invFreq = 1f / MathF.Pow(FreqBase, 2f * i / Dims);
+            if (FreqFactors is { Length: > 0 } f) invFreq /= f[i];
+            float theta = position * FreqScale * invFreq;
+            cos[i] = MathF.Cos(theta);
+            sin[i] = MathF.Sin(theta);
+        }
+    }
+}
 
 /// <summary>Shape of the attention KV cache.</summary>
 public sealed record KvCacheConfig(int Layers, int Contexts, int ContextLength, int KvHeads, int HeadDim);

@@ -1,4 +1,5 @@
 using Infer.Kernels.Cpu.Ops;
+using Infer.Runtime.Backend;
 
 namespace Infer.Kernels.Cpu.Tests.Ops;
 
@@ -99,7 +100,7 @@ public unsafe class VectorOpsTests
         // Position 1, dims 4, base 10000: pair 0 turns by 1 rad, pair 1 by 1/100 rad.
         var cos = new float[2];
         var sin = new float[2];
-        VectorOps.RopeCosSin(1, 4, 10000f, 1f, default, cos, sin);
+        new RopeConfig(4, 10000f, 1f, NeoX: false, null).CosSin(1, cos, sin);
         Assert.Equal(MathF.Cos(1), cos[0], 6);
         Assert.Equal(MathF.Sin(0.01f), sin[1], 6);
 
@@ -117,7 +118,7 @@ public unsafe class VectorOpsTests
     {
         var cos = new float[2];
         var sin = new float[2];
-        VectorOps.RopeCosSin(3, 4, 10000f, 1f, [1f, 4f], cos, sin);
+        new RopeConfig(4, 10000f, 1f, NeoX: false, [1f, 4f]).CosSin(3, cos, sin);
         Assert.Equal(MathF.Sin(3f), sin[0], 6);
         Assert.Equal(MathF.Sin(3f * 0.01f / 4f), sin[1], 6);
     }
