@@ -20,14 +20,19 @@ internal sealed class LoadedModel : IDisposable
     /// <summary>Reads the common model options (-m FILE, -t THREADS, -c CONTEXT, -b BATCH) before anything is loaded.</summary>
     public static ModelArgs ReadArgs(Args args)
     {
-        string? device = args.String("--device", "-dev");
-        var request = DeviceRequest.Auto;
-        if (device is not null && !DeviceRequest.TryParse(device, out request, out string? error)) throw new UsageException($"--device: {error}");
-        var m = new ModelArgs(ModelSource.Read(args), args.Int(0, "-t", "--threads"), args.Int(0, "-c", "--ctx-size"), args.Int(512, "-b", "--batch-size"), !args.Flag("--no-repack"), request);
+        var m = new ModelArgs(ModelSource.Read(args), args.Int(0, "-t", "--threads"), args.Int(0, "-c", "--ctx-size"), args.Int(512, "-b", "--batch-size"), !args.Flag("--no-repack"), ReadDevice(args));
         if (m.Threads < 0) throw new UsageException("--threads must be positive");
         if (m.Context < 0) throw new UsageException("--ctx-size must be positive");
         if (m.Batch < 1) throw new UsageException("--batch-size must be positive");
         return m;
+    }
+
+    /// <summary>--device auto|cpu|cuda[:N]|opencl[:N]|cpu-ilgpu[:N]; auto when absent.</summary>
+    public static DeviceRequest ReadDevice(Args args)
+    {
+        string? device = args.String("--device", "-dev");
+        if (device is null) return DeviceRequest.Auto;
+        return DeviceRequest.TryParse(device, out var request, out string? error) ? request : throw new UsageException($"--device: {error}");
     }
 
     public static LoadedModel Load(ModelArgs args, TextWriter stderr, IProgress<double>? progress = null)

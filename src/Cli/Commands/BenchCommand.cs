@@ -27,9 +27,7 @@ internal static class BenchCommand
         string output = a.String("-o", "--output") ?? "md";
         bool noBandwidth = a.Flag("--no-bandwidth");
         bool repack = !a.Flag("--no-repack");
-        string? deviceText = a.String("--device", "-dev");
-        var device = Infer.Kernels.Gpu.DeviceRequest.Auto;
-        if (deviceText is not null && !Infer.Kernels.Gpu.DeviceRequest.TryParse(deviceText, out device, out string? deviceError)) throw new UsageException($"--device: {deviceError}");
+        var device = LoadedModel.ReadDevice(a);
         a.EnsureAllUsed();
         string path = source.Resolve(stderr);
         if (p < 0 || n < 0 || reps < 1) throw new UsageException("-p and -n must be >= 0 and -r >= 1");
