@@ -1,16 +1,19 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
-using Infer.Tests;
 
-namespace Infer.Kernels.Cpu.Tests.Model;
+namespace Infer.Tests;
 
 /// <summary>A case of a fixture's reference/reference.json (computed by transformers) and llama.cpp's q8_0 result for it.</summary>
-public sealed record ReferenceCase(string Model, string Id, int[] InputIds, int[] GreedyNewIds, string LogitsFile, double Top1Top2Gap)
+public sealed record ReferenceCase(string Model, string Id, int[] InputIds, int[] GreedyNewIds, string LogitsFile, double Top1Top2Gap, string? Prompt)
 {
     public float[] LoadLogits() =>
         MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(Fixtures.ModelDir(Model), "reference", LogitsFile))).ToArray();
 
     public override string ToString() => $"{Model}/{Id}";
+
+    /// <summary>The case <paramref name="id"/> of a fixture model's reference.json.</summary>
+    public static ReferenceCase Find(string model, string id) =>
+        Load(model).SingleOrDefault(c => c.Id == id) ?? throw new InvalidOperationException($"case '{id}' not in {model}'s reference.json");
 
     public static IReadOnlyList<ReferenceCase> Load(string model)
     {
@@ -22,7 +25,8 @@ public sealed record ReferenceCase(string Model, string Id, int[] InputIds, int[
                 c.GetProperty("input_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
                 c.GetProperty("greedy_new_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
                 c.GetProperty("last_logits_file").GetString()!,
-                c.GetProperty("top1_top2_gap_last").GetDouble()));
+                c.GetProperty("top1_top2_gap_last").GetDouble(),
+                c.TryGetProperty("prompt", out var prompt) ? prompt.GetString() : null));
         }
         return list;
     }

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-using System.Text.Json;
 using Infer.Kernels.Cpu;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
@@ -32,21 +30,18 @@ public class EndToEndTests : IDisposable
         int code = Program.Run(["convert", Path.Combine(Fixtures.ModelDir(model), "hf"), "-o", output, "--type", type], err, showProgress: false);
         Assert.True(code == 0, err.ToString());
 
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.ModelDir(model), "reference", "reference.json")));
         using var file = GgufFile.Open(output);
         var tokenizer = Tokenizer.FromGguf(file);
         using var llm = LlamaModel.Load(file, new CpuBackend(2), new ModelOptions(ContextLength: 256));
-        foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
+        foreach (var c in ReferenceCase.Load(model))
         {
-            int[] ids = c.GetProperty("input_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-            if (c.TryGetProperty("prompt", out var prompt))
-                Assert.Equal(ids, tokenizer.Encode(prompt.GetString()!));
+            if (c.Prompt is not null)
+                Assert.Equal(c.InputIds, tokenizer.Encode(c.Prompt));
             var session = new Session(llm);
-            session.Append(ids);
-            var reference = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(Fixtures.ModelDir(model), "reference", c.GetProperty("last_logits_file").GetString()!))).ToArray();
-            double diff = reference.Zip(session.Logits, (a, b) => Math.Abs(a - b)).Max();
-            Assert.True(diff <= 1e-3, $"{model} {type} {c.GetProperty("id")}: max |dlogit| {diff}");
-            var expected = c.GetProperty("greedy_new_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            session.Append(c.InputIds);
+            double diff = c.LoadLogits().Zip(session.Logits, (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(diff <= 1e-3, $"{c} {type}: max |dlogit| {diff}");
+            var expected = c.GreedyNewIds;
             var greedy = new int[expected.Length];
             for (int i = 0; i < greedy.Length; i++)
             {
@@ -69,18 +64,17 @@ public class EndToEndTests : IDisposable
         var err = new StringWriter();
         int code = Program.Run(["quantize", Fixtures.Model(model, "bf16"), output, "q8_0"], err, showProgress: false);
         Assert.True(code == 0, err.ToString());
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.ModelDir(model), "reference", "reference.json")));
         using var file = GgufFile.Open(output);
         Assert.Contains(file.Tensors, t => t.Type == GgmlType.Q8_0);
         using var llm = LlamaModel.Load(file, new CpuBackend(2), new ModelOptions(ContextLength: 256));
-        foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
+        foreach (var c in ReferenceCase.Load(model))
         {
             var session = new Session(llm);
-            session.Append(c.GetProperty("input_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray());
-            var reference = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(Fixtures.ModelDir(model), "reference", c.GetProperty("last_logits_file").GetString()!))).ToArray();
+            session.Append(c.InputIds);
+            var reference = c.LoadLogits();
             double diff = reference.Zip(session.Logits, (a, b) => Math.Abs(a - b)).Max();
-            Assert.True(diff <= Q8_0LogitBound, $"{model} {c.GetProperty("id")}: max |dlogit| {diff}");
-            if (c.GetProperty("top1_top2_gap_last").GetDouble() > 0.05)
+            Assert.True(diff <= Q8_0LogitBound, $"{c}: max |dlogit| {diff}");
+            if (c.Top1Top2Gap > 0.05)
                 Assert.Equal(Sampler.ArgMax(reference), Sampler.ArgMax(session.Logits));
         }
     }

@@ -16,23 +16,6 @@ public sealed class ModelFixtureTests
 {
     private const float LogitTolerance = 1e-3f;
 
-    public sealed record Case(string Id, int[] InputIds, int[] GreedyNewIds, string LogitsFile);
-
-    private static Case LoadCase(string model, string id)
-    {
-        string dir = Path.Combine(Fixtures.ModelDir(model), "reference");
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "reference.json")));
-        foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
-        {
-            if (c.GetProperty("id").GetString() != id) continue;
-            return new Case(id,
-                [.. c.GetProperty("input_ids").EnumerateArray().Select(e => e.GetInt32())],
-                [.. c.GetProperty("greedy_new_ids").EnumerateArray().Select(e => e.GetInt32())],
-                Path.Combine(dir, c.GetProperty("last_logits_file").GetString()!));
-        }
-        throw new InvalidOperationException($"case '{id}' not in {dir}/reference.json");
-    }
-
     /// <summary>
     /// Q8_0 weights: the logits may differ from transformers (which ran the BF16 weights) by no more than llama.cpp's own
     /// Q8_0 result does (<c>max_abs_diff_vs_transformers_bf16</c>); greedy strings are not compared (see the fixtures README).
@@ -41,18 +24,15 @@ public sealed class ModelFixtureTests
     [InlineData("llama3", "prompt1")]
     public void Q8_0LogitsStayWithinLlamaCppBound(string model, string caseId)
     {
-        var c = LoadCase(model, caseId);
-        string dir = Path.Combine(Fixtures.ModelDir(model), "reference");
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "llamacpp_q8_0.json")));
-        float bound = doc.RootElement.GetProperty("cases").EnumerateArray()
-            .Single(e => e.GetProperty("id").GetString() == caseId).GetProperty("max_abs_diff_vs_transformers_bf16").GetSingle();
+        var c = ReferenceCase.Find(model, caseId);
+        float bound = (float)ReferenceCase.LlamaCppQ8Differences(model)[caseId];
 
         using var file = GgufFile.Open(Fixtures.Model(model, "q8_0"));
         var backend = new GpuBackend(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch: 64));
         using var m = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 64, BatchSize: 64));
         var session = new Session(m);
         session.Append(c.InputIds);
-        var expected = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(c.LogitsFile)).ToArray();
+        var expected = c.LoadLogits();
         float maxDiff = 0;
         for (int i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - session.Logits[i]));
         Assert.True(maxDiff <= bound, $"{model}/{caseId} q8_0: max |logit - transformers| = {maxDiff}, llama.cpp's is {bound}");
@@ -66,7 +46,7 @@ public sealed class ModelFixtureTests
     [Fact]
     public void SplitAttentionDecodeMatchesAndCountsLaunches()
     {
-        var c = LoadCase("llama2-spm", "prompt1");
+        var c = ReferenceCase.Find("llama2-spm", "prompt1");
         using var file = GgufFile.Open(Fixtures.Model("llama2-spm", "bf16"));
         var backend = new GpuBackend(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch: 64, AttentionSplits: 2));
         using var m = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 64, BatchSize: 64));
@@ -96,14 +76,14 @@ public sealed class ModelFixtureTests
     [InlineData("qwen3", "chat")]
     public void Bf16LogitsAndGreedyTokensMatchTransformers(string model, string caseId)
     {
-        var c = LoadCase(model, caseId);
+        var c = ReferenceCase.Find(model, caseId);
         using var file = GgufFile.Open(Fixtures.Model(model, "bf16"));
         var backend = new GpuBackend(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch: 64));
         using var m = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 128, BatchSize: 64));
         var session = new Session(m);
 
         session.Append(c.InputIds);
-        var expected = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(c.LogitsFile)).ToArray();
+        var expected = c.LoadLogits();
         Assert.Equal(expected.Length, session.Logits.Length);
         float maxDiff = 0;
         for (int i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - session.Logits[i]));
