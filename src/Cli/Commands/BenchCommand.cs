@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Infer.Kernels.Cpu;
 using Infer.Kernels.Cpu.Diagnostics;
+using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
 
@@ -18,7 +19,7 @@ internal static class BenchCommand
 
     public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
     {
-        var a = new Args(argv, ["--no-bandwidth"]);
+        var a = new Args(argv, ["--no-bandwidth", "--profile"]);
         var source = ModelSource.Read(a);
         int p = a.Int(512, "-p", "--n-prompt");
         int n = a.Int(128, "-n", "--n-gen");
@@ -27,6 +28,7 @@ internal static class BenchCommand
         string output = a.String("-o", "--output") ?? "md";
         bool noBandwidth = a.Flag("--no-bandwidth");
         bool repack = !a.Flag("--no-repack");
+        bool profile = a.Flag("--profile");
         var device = LoadedModel.ReadDevice(a);
         a.EnsureAllUsed();
         string path = source.Resolve(stderr);
@@ -38,7 +40,13 @@ internal static class BenchCommand
         var backend = LoadedModel.CreateBackend(device, threads, batch, repack, stderr);
         var cpu = backend as CpuBackend;
         var gpu = backend as Infer.Kernels.Gpu.GpuBackend;
-        using var model = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: Math.Max(p, n) + 1, BatchSize: batch));
+        if (profile && cpu is null)
+        {
+            backend.Dispose();
+            throw new UsageException("--profile times the CPU backend's operations; use it with --device cpu");
+        }
+        var profiler = profile ? new ProfilingBackend(backend) : null;
+        using var model = LlamaModel.Load(file, profiler ?? (IBackend)backend, new ModelOptions(ContextLength: Math.Max(p, n) + 1, BatchSize: batch));
         var c = model.Config;
 
         long modelBytes = file.Tensors.Sum(t => t.ByteSize);
@@ -80,16 +88,19 @@ internal static class BenchCommand
         }
 
         var rows = new List<Row>();
+        var profiles = new List<(string Test, int Tokens, IReadOnlyList<ProfilingBackend.Entry> Entries)>();
         string size = InfoCommand.FormatBytes(modelBytes);
         string pars = InfoCommand.FormatCount(parameters);
         if (p > 0)
         {
-            var (mean, std) = Measure(Prompt, p, reps);
+            var (mean, std) = Measure(Prompt, p, reps, profiler);
+            if (profiler is not null) profiles.Add(($"pp{p}", p * reps, profiler.Snapshot()));
             rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"pp{p}", mean, std, null, null));
         }
         if (n > 0)
         {
-            var (mean, std) = Measure(Generate, n, reps);
+            var (mean, std) = Measure(Generate, n, reps, profiler);
+            if (profiler is not null) profiles.Add(($"tg{n}", n * reps, profiler.Snapshot()));
             double gbs = bytesPerToken * mean / 1e9;
             rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"tg{n}", mean, std, gbs, bandwidth > 0 ? gbs * 1e9 / bandwidth : null));
         }
@@ -101,6 +112,11 @@ internal static class BenchCommand
                 model = modelName, file = path, size_bytes = modelBytes, parameters, threads = threadCount, kernel_launches_per_token = gpu?.LaunchesThisBatch,
                 backend = backend.Description, bytes_per_token = bytesPerToken, read_bandwidth_gbs = bandwidth / 1e9,
                 results = rows.Select(r => new { test = r.Test, tokens_per_second = r.Mean, stddev = r.Std, gbs = r.GBs, fraction_of_bandwidth = r.Fraction }),
+                profile = profiles.Count == 0 ? null : profiles.Select(pr => new
+                {
+                    test = pr.Test,
+                    operations = pr.Entries.Select(e => new { operation = e.Operation, calls = e.Calls, microseconds_per_token = e.Time.TotalMicroseconds / pr.Tokens }),
+                }),
             }));
         }
         else
@@ -111,6 +127,7 @@ internal static class BenchCommand
                 stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {(r.Threads is { } th ? th.ToString() : "-")} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} | {(r.GBs is { } g ? g.ToString("F1") : "")} | {(r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "")} |");
             if (bandwidth > 0) stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {threadCount} threads; tg reads {bytesPerToken / 1e6:F0} MB per token");
             if (gpu is not null) stdout.WriteLine($"\n{backend.Description}: {gpu.LaunchesThisBatch} kernel launches per decoded token");
+            foreach (var (test, tokenCount, entries) in profiles) WriteProfile(stdout, test, tokenCount, entries);
         }
         return 0;
     }
@@ -118,10 +135,22 @@ internal static class BenchCommand
     private static string DominantType(GgufFile f) =>
         GgmlTypeInfo.Name(f.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key);
 
+    /// <summary>Per-operation time of one test, slowest first, as a markdown table.</summary>
+    private static void WriteProfile(TextWriter stdout, string test, int tokens, IReadOnlyList<ProfilingBackend.Entry> entries)
+    {
+        double total = entries.Sum(e => e.Time.TotalSeconds);
+        stdout.WriteLine($"\nprofile of {test} (operation time per token, over the timed runs):\n");
+        stdout.WriteLine("| operation | calls per token | µs per token | % |");
+        stdout.WriteLine("| --- | ---: | ---: | ---: |");
+        foreach (var e in entries)
+            stdout.WriteLine($"| {e.Operation} | {(double)e.Calls / tokens:G3} | {e.Time.TotalMicroseconds / tokens:F1} | {e.Time.TotalSeconds / total * 100:F1} |");
+    }
+
     /// <summary>One warm-up run, then <paramref name="reps"/> timed runs: tokens/s mean and sample standard deviation.</summary>
-    private static (double Mean, double Std) Measure(Action run, int tokens, int reps)
+    private static (double Mean, double Std) Measure(Action run, int tokens, int reps, ProfilingBackend? profiler)
     {
         run();
+        profiler?.Reset();
         var rates = new double[reps];
         for (int i = 0; i < reps; i++)
         {
