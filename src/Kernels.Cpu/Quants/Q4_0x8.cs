@@ -62,19 +62,24 @@ public static unsafe class Q4_0x8
     private static Vector256<float> BlockDot<T>(byte* g, byte* y, int sumY, Vector256<float> acc, in HalfScales.Constants c) where T : struct, IIntDot
     {
         Vector256<int> lo0 = Vector256<int>.Zero, lo1 = Vector256<int>.Zero, hi0 = Vector256<int>.Zero, hi1 = Vector256<int>.Zero;
-        Vector256<byte> m4 = c.LowNibble;
-        for (int j = 0; j < 4; j += 2)
-        {
-            Vector256<byte> p0 = Vector256.Load(g + 16 + 32 * j), p1 = Vector256.Load(g + 48 + 32 * j);
-            lo0 = T.DotU8S8(lo0, p0 & m4, Vector256.Create(*(int*)(y + 2 + 4 * j)).AsSByte());
-            hi0 = T.DotU8S8(hi0, HighNibbles16<T>(p0, c.HighNibble), Vector256.Create(*(int*)(y + 18 + 4 * j)).AsSByte());
-            lo1 = T.DotU8S8(lo1, p1 & m4, Vector256.Create(*(int*)(y + 6 + 4 * j)).AsSByte());
-            hi1 = T.DotU8S8(hi1, HighNibbles16<T>(p1, c.HighNibble), Vector256.Create(*(int*)(y + 22 + 4 * j)).AsSByte());
-        }
+        BlockStep<T>(g, y, 0, c, ref lo0, ref lo1, ref hi0, ref hi1); // written out: constant offsets (the JIT does not unroll loops)
+        BlockStep<T>(g, y, 2, c, ref lo0, ref lo1, ref hi0, ref hi1);
         // 16·(Σlo·y + Σhi·y - 8·Σy); |.| ≤ 16 · 32 · 15 · 128 < 2^24, so the int → float conversion is exact
         Vector256<int> sumi16 = ((lo0 + lo1) << 4) + HighSum16<T>(hi0 + hi1) - Vector256.Create(128 * sumY);
         Vector256<float> dx = HalfScales.Load8Scaled((ushort*)g, c);
         return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi16), dx * (Fp16.ToFloat(*(ushort*)y) * (HalfScales.Unbias / 16)), acc);
+    }
+
+    /// <summary>Vectors j and j + 1 (a constant after inlining) of a group-block against one activation block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BlockStep<T>(byte* g, byte* y, int j, in HalfScales.Constants c,
+        ref Vector256<int> lo0, ref Vector256<int> lo1, ref Vector256<int> hi0, ref Vector256<int> hi1) where T : struct, IIntDot
+    {
+        Vector256<byte> p0 = Vector256.Load(g + 16 + 32 * j), p1 = Vector256.Load(g + 48 + 32 * j);
+        lo0 = T.DotU8S8(lo0, p0 & c.LowNibble, Vector256.Create(*(int*)(y + 2 + 4 * j)).AsSByte());
+        hi0 = T.DotU8S8(hi0, HighNibbles16<T>(p0, c.HighNibble), Vector256.Create(*(int*)(y + 18 + 4 * j)).AsSByte());
+        lo1 = T.DotU8S8(lo1, p1 & c.LowNibble, Vector256.Create(*(int*)(y + 6 + 4 * j)).AsSByte());
+        hi1 = T.DotU8S8(hi1, HighNibbles16<T>(p1, c.HighNibble), Vector256.Create(*(int*)(y + 22 + 4 * j)).AsSByte());
     }
 
     /// <summary>

@@ -84,13 +84,9 @@ public static unsafe class Q4_Kx8
             byte* y = a + (nint)b * Q8_K.TypeSize;
             float yd = *(float*)y;
             UnpackScales(g, out var sc03, out var sc47, out var m03, out var m47);
-            Vector256<int> isum = default;
-            for (int c = 0; c < 4; c++)
-            {
-                SubBlockPair<T>(g + QuantsOffset + 256 * c, (sbyte*)(y + 4 + 64 * c), out var sLo, out var sHi);
-                Vector256<uint> scv = c < 2 ? sc03 : sc47;
-                isum += Avx2.MultiplyLow(sLo, Byte(scv, (2 * c) & 3)) + Avx2.MultiplyLow(sHi, Byte(scv, (2 * c + 1) & 3));
-            }
+            // the four sub-block pairs written out, so every offset and scale shift is a constant (the JIT does not unroll loops)
+            Vector256<int> isum = SubBlockPairScaled<T>(g, y, 0, sc03) + SubBlockPairScaled<T>(g, y, 1, sc03)
+                + SubBlockPairScaled<T>(g, y, 2, sc47) + SubBlockPairScaled<T>(g, y, 3, sc47);
             Vector256<float> d = HalfScales.Load8Scaled((ushort*)g) * HalfScales.Unbias * yd;
             Vector256<float> dmin = HalfScales.Load8Scaled((ushort*)(g + 16)) * HalfScales.Unbias * yd;
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), d, acc);
@@ -106,19 +102,35 @@ public static unsafe class Q4_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void SubBlockPair<T>(byte* p, sbyte* q8, out Vector256<int> sLo, out Vector256<int> sHi) where T : struct, IIntDot
     {
-        var m4 = Vector256.Create((byte)0x0F);
         Vector256<int> lo0 = default, lo1 = default, hi0 = default, hi1 = default;
-        for (int k = 0; k < 8; k += 2)
-        {
-            Vector256<byte> v0 = Vector256.Load(p + 32 * k), v1 = Vector256.Load(p + 32 * k + 32);
-            lo0 = T.DotU8S8(lo0, v0 & m4, Vector256.Create(*(int*)(q8 + 4 * k)).AsSByte());
-            lo1 = T.DotU8S8(lo1, v1 & m4, Vector256.Create(*(int*)(q8 + 4 * k + 4)).AsSByte());
-            hi0 = T.DotU8S8(hi0, Q4_0x8.HighNibbles16<T>(v0), Vector256.Create(*(int*)(q8 + 32 + 4 * k)).AsSByte());
-            hi1 = T.DotU8S8(hi1, Q4_0x8.HighNibbles16<T>(v1), Vector256.Create(*(int*)(q8 + 36 + 4 * k)).AsSByte());
-        }
+        Step<T>(p, q8, 0, ref lo0, ref lo1, ref hi0, ref hi1);
+        Step<T>(p, q8, 2, ref lo0, ref lo1, ref hi0, ref hi1);
+        Step<T>(p, q8, 4, ref lo0, ref lo1, ref hi0, ref hi1);
+        Step<T>(p, q8, 6, ref lo0, ref lo1, ref hi0, ref hi1);
         sLo = lo0 + lo1;
         Vector256<int> hi16 = Q4_0x8.HighSum16<T>(hi0 + hi1);
         sHi = Vector256.ShiftRightArithmetic(hi16, 4); // exact: a multiple of 16
+    }
+
+    /// <summary>Columns k and k + 1 (a constant after inlining) of a sub-block pair: 4 dots on two 32-byte weight vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step<T>(byte* p, sbyte* q8, int k, ref Vector256<int> lo0, ref Vector256<int> lo1, ref Vector256<int> hi0, ref Vector256<int> hi1)
+        where T : struct, IIntDot
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        Vector256<byte> v0 = Vector256.Load(p + 32 * k), v1 = Vector256.Load(p + 32 * k + 32);
+        lo0 = T.DotU8S8(lo0, v0 & m4, Vector256.Create(*(int*)(q8 + 4 * k)).AsSByte());
+        lo1 = T.DotU8S8(lo1, v1 & m4, Vector256.Create(*(int*)(q8 + 4 * k + 4)).AsSByte());
+        hi0 = T.DotU8S8(hi0, Q4_0x8.HighNibbles16<T>(v0), Vector256.Create(*(int*)(q8 + 32 + 4 * k)).AsSByte());
+        hi1 = T.DotU8S8(hi1, Q4_0x8.HighNibbles16<T>(v1), Vector256.Create(*(int*)(q8 + 36 + 4 * k)).AsSByte());
+    }
+
+    /// <summary>Sub-block pair <paramref name="c"/> (a constant after inlining) times its two 6-bit scales, per row lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SubBlockPairScaled<T>(byte* g, byte* y, int c, Vector256<uint> scales) where T : struct, IIntDot
+    {
+        SubBlockPair<T>(g + QuantsOffset + 256 * c, (sbyte*)(y + 4 + 64 * c), out var sLo, out var sHi);
+        return Avx2.MultiplyLow(sLo, Byte(scales, (2 * c) & 3)) + Avx2.MultiplyLow(sHi, Byte(scales, (2 * c + 1) & 3));
     }
 
     /// <summary>

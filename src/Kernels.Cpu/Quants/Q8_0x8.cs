@@ -51,15 +51,21 @@ public static unsafe class Q8_0x8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> BlockDot(byte* g, byte* y, int sumY, Vector256<float> acc)
     {
-        Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero;
-        for (int k = 0; k < 8; k += 2)
-        {
-            s0 = AvxVnni.MultiplyWideningAndAdd(s0, Vector256.Load(g + 16 + 32 * k), Vector256.Create(*(int*)(y + 2 + 4 * k)).AsSByte());
-            s1 = AvxVnni.MultiplyWideningAndAdd(s1, Vector256.Load(g + 48 + 32 * k), Vector256.Create(*(int*)(y + 6 + 4 * k)).AsSByte());
-        }
-        Vector256<int> sumi = s0 + s1 - Vector256.Create(128 * sumY);
+        Vector256<int> s0 = Vector256.Create(-128 * sumY), s1 = Vector256<int>.Zero;
+        BlockStep(g, y, 0, ref s0, ref s1); // written out: constant offsets (the JIT does not unroll loops)
+        BlockStep(g, y, 2, ref s0, ref s1);
+        BlockStep(g, y, 4, ref s0, ref s1);
+        BlockStep(g, y, 6, ref s0, ref s1);
+        Vector256<int> sumi = s0 + s1;
         Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
         return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), dx * Fp16.ToFloat(*(ushort*)y), acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BlockStep(byte* g, byte* y, int k, ref Vector256<int> s0, ref Vector256<int> s1)
+    {
+        s0 = AvxVnni.MultiplyWideningAndAdd(s0, Vector256.Load(g + 16 + 32 * k), Vector256.Create(*(int*)(y + 2 + 4 * k)).AsSByte());
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, Vector256.Load(g + 48 + 32 * k), Vector256.Create(*(int*)(y + 6 + 4 * k)).AsSByte());
     }
 
     /// <summary>8 rows of the group · 4 activation rows with block sums → result[c * 8 + r].</summary>
