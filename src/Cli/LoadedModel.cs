@@ -91,7 +91,10 @@ internal sealed class LoadedModel : IDisposable
             var tokenizer = Tokenizer.FromGguf(file);
             int layers = ModelConfig.FromGguf(file).BlockCount;
             var backends = CreateBackends(device, gpuLayers, layers, threads, batch, repack, stderr);
-            var model = backends.Load(file, new ModelOptions(ctx, batch), progress);
+            // Uploading to a GPU takes a while: without a caller's progress, a per-layer bar when stderr is a terminal.
+            var bar = progress is null && backends.Gpu is not null && ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected ? new UploadBar(stderr) : null;
+            var model = backends.Load(file, new ModelOptions(ctx, batch), progress ?? bar);
+            bar?.Done();
             if (backends.Gpu is not null) stderr.WriteLine($"offloaded {Math.Min(backends.GpuLayers, layers)}/{layers} layers: {model.DescribePlacement()}");
             return new LoadedModel { File = file, Tokenizer = tokenizer, Model = model };
         }
@@ -143,6 +146,24 @@ internal sealed class LoadedModel : IDisposable
             return new GpuBackend(gpu, new GpuBackendOptions(MaxBatch: Math.Max(batch, 1)));
         if (selection?.Message is { } message) stderr.WriteLine(message);
         return null;
+    }
+
+    /// <summary>"uploading [#####.....]  50%" redrawn in place as layers load.</summary>
+    private sealed class UploadBar(TextWriter w) : IProgress<double>
+    {
+        private int _shown = -1;
+
+        public void Report(double value)
+        {
+            int pct = (int)Math.Clamp(value * 100, 0, 100);
+            if (pct == _shown) return;
+            _shown = pct;
+            int filled = pct * 30 / 100;
+            w.Write($"\ruploading [{new string('#', filled)}{new string('.', 30 - filled)}] {pct,3}%");
+            w.Flush();
+        }
+
+        public void Done() => w.WriteLine();
     }
 
     public void Dispose()

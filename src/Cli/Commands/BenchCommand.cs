@@ -45,7 +45,7 @@ internal static class BenchCommand
         if (profile && (cpu is null || gpu is not null))
         {
             backends.Dispose();
-            throw new UsageException("--profile times the CPU backend's operations; use it with --device cpu");
+            throw new UsageException("--profile times the CPU backend's operations; use it with --device cpu (or -ngl 0)");
         }
         var profiler = profile ? new ProfilingBackend(cpu!) : null;
         if (profiler is not null) backends = backends with { Cpu = profiler };
