@@ -628,7 +628,7 @@ public sealed unsafe class CpuBackend : IBackend
     {
         var xa = A(x);
         if ((uint)rows > (uint)xa.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"{rows} rows requested of an activation with {xa.Rows}");
-        new ReadOnlySpan<float>(xa.Data, rows * xa.Cols).CopyTo(destination);
+        new ReadOnlySpan<float>(xa.Data, checked(rows * xa.Cols)).CopyTo(destination);
     }
 
     public void WriteRows(IActivation x, ReadOnlySpan<float> source)
