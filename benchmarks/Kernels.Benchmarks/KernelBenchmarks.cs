@@ -107,6 +107,65 @@ public class GemmBenchmarks : MatMulBenchmarkBase
     public void Gemm512() => RunMatMul();
 }
 
+/// <summary>
+/// The integer instruction sets side by side on one core, for the plain-layout dot of a type (an L2-resident 256 x 4096 matrix
+/// times one activation row, so the kernel is measured, not DRAM): <c>Best</c> is AVX-VNNI <c>vpdpbusd</c> (256-bit) for
+/// Q8_0/Q4_0/Q4_K and AVX-512BW <c>vpmaddubsw</c>/<c>vpmaddwd</c> (512-bit) for Q6_K; <c>Avx2</c> is the 256-bit
+/// <c>vpmaddubsw</c>/<c>vpmaddwd</c> pair. (<c>infer info</c> prints which one a model's weights use.)
+/// </summary>
+[Config(typeof(ThroughputConfig))]
+public unsafe class DotIsaBenchmarks : IThroughput, IDisposable
+{
+    private const int Rows = 256, Cols = 4096;
+    private byte* _w, _a;
+    private QuantKernel _k = null!;
+
+    [Params(GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K)]
+    public GgmlType Type { get; set; }
+
+    [Params(QuantKernels.IsaLevel.Best, QuantKernels.IsaLevel.Avx2)]
+    public QuantKernels.IsaLevel Isa { get; set; }
+
+    public double BytesPerOp => (double)Rows * GgmlTypeInfo.RowBytes(Type, Cols);
+    public double FlopsPerOp => 2.0 * Rows * Cols;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _k = QuantKernels.Get(Type, Isa);
+        long rowBytes = _k.RowBytes(Cols);
+        _w = (byte*)NativeMemory.AlignedAlloc((nuint)(rowBytes * Rows), 64);
+        _a = (byte*)NativeMemory.AlignedAlloc((nuint)_k.ActivationRowBytes(Cols), 64);
+        var rng = new Random(3);
+        var row = new float[Cols];
+        for (int r = 0; r < Rows; r++)
+        {
+            for (int i = 0; i < Cols; i++) row[i] = (float)(rng.NextDouble() * 0.04 - 0.02);
+            QuantKernels.Quantize(Type, row, new Span<byte>(_w + r * rowBytes, (int)rowBytes));
+        }
+        for (int i = 0; i < Cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
+        fixed (float* x = row) _k.QuantizeActivations(x, _a, Cols);
+    }
+
+    [GlobalCleanup]
+    public void Dispose()
+    {
+        if (_w != null) NativeMemory.AlignedFree(_w);
+        if (_a != null) NativeMemory.AlignedFree(_a);
+        _w = _a = null;
+        GC.SuppressFinalize(this);
+    }
+
+    [Benchmark]
+    public float Dot()
+    {
+        long rowBytes = _k.RowBytes(Cols);
+        float sum = 0;
+        for (int r = 0; r < Rows; r++) sum += _k.Dot(Cols, _w + r * rowBytes, _a);
+        return sum;
+    }
+}
+
 /// <summary>Decode attention of one token over a KV cache of N positions (Llama-3.1-8B heads: 32 query, 8 KV, 128 dims).</summary>
 [Config(typeof(ThroughputConfig))]
 public unsafe class AttentionBenchmarks : IThroughput

@@ -204,4 +204,39 @@ public class CliTests : IDisposable
         Assert.Equal(0, code);
         Assert.Contains("cpu", stdout);
     }
+
+    [Fact]
+    public void BenchPrintsOneRowPerTestWithTheRoofline()
+    {
+        var (code, stdout, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-p", "8", "-n", "4", "-r", "2", "-t", "2", "--device", "cpu");
+        Assert.True(code == 0, stderr);
+        var rows = stdout.Split('\n').Where(l => l.StartsWith("| llama", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, rows.Count);
+        Assert.Contains("| pp8 |", rows[0]);
+        Assert.Contains("| tg4 |", rows[1]);
+        Assert.Contains("%", rows[1]); // the fraction of the measured read bandwidth
+        Assert.Contains("measured read bandwidth:", stdout);
+    }
+
+    [Fact]
+    public void BenchProfileListsOperationsPerTokenAsJson()
+    {
+        var (code, stdout, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-p", "8", "-n", "2", "-r", "1", "-t", "2",
+            "--device", "cpu", "--no-bandwidth", "--profile", "-o", "json");
+        Assert.True(code == 0, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        var profile = json.RootElement.GetProperty("profile").EnumerateArray().ToList();
+        Assert.Equal(["pp8", "tg2"], profile.Select(p => p.GetProperty("test").GetString()));
+        var tg = profile[1].GetProperty("operations").EnumerateArray().ToDictionary(o => o.GetProperty("operation").GetString()!, o => o.GetProperty("calls").GetInt64());
+        Assert.Equal(2, tg["embed"]); // one per generated token (one timed run)
+        Assert.Contains(tg.Keys, k => k.StartsWith("matmul ffn_down ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void BenchRejectsBadCounts()
+    {
+        var (code, _, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-r", "0", "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("-r", stderr);
+    }
 }

@@ -76,7 +76,7 @@ public sealed class ProfilingBackend : IBackend
     }
 
     /// <summary>"blk.12.ffn_down.weight" → "ffn_down"; "output.weight" → "output".</summary>
-    internal static string Role(string tensorName)
+    public static string Role(string tensorName)
     {
         string s = tensorName;
         if (s.StartsWith("blk.", StringComparison.Ordinal))
