@@ -622,6 +622,24 @@ public sealed unsafe class CpuBackend : IBackend
         A(output).Version++;
     }
 
+    // ---- host copies (layer split: the hidden state crosses between backends) ----
+
+    public void ReadRows(IActivation x, int rows, Span<float> destination)
+    {
+        var xa = A(x);
+        if ((uint)rows > (uint)xa.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"{rows} rows requested of an activation with {xa.Rows}");
+        new ReadOnlySpan<float>(xa.Data, checked(rows * xa.Cols)).CopyTo(destination);
+    }
+
+    public void WriteRows(IActivation x, ReadOnlySpan<float> source)
+    {
+        var xa = A(x);
+        if (source.Length % xa.Cols != 0 || source.Length / xa.Cols > xa.Rows)
+            throw new ArgumentException($"{source.Length} floats are not whole rows of an activation [{xa.Rows}, {xa.Cols}]");
+        source.CopyTo(new Span<float>(xa.Data, source.Length));
+        xa.Version++;
+    }
+
     public void Dispose()
     {
         _pool.Dispose();

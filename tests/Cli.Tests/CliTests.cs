@@ -165,6 +165,38 @@ public class CliTests : IDisposable
             Assert.Single(stderr.Split('\n'), l => l.Contains("no CUDA device found; running on the CPU backend"));
     }
 
+    [Theory]
+    [InlineData("-ngl")]
+    [InlineData("--gpu-layers")]
+    public void GpuLayersSplitsTheModelBetweenGpuAndCpu(string option)
+    {
+        // ILGPU's CPU accelerator stands in for the GPU: layer 0 runs there, layer 1 and the output on the CPU backend.
+        var (code, stdout, stderr) = Infer("run", "--device", "cpu-ilgpu", option, "1", "-m", Fixtures.Model("llama3", "bf16"), "-p", "The quick brown fox jumps over the lazy dog.", "-n", "24", "--temp", "0");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(Case("llama3", "prompt0").GetProperty("greedy_text").GetString(), stdout.TrimEnd('\n'));
+        Assert.Single(stderr.Split('\n'), l => l.StartsWith("offloaded 1/2 layers: layer 0 on gpu (cpu-ilgpu:0") && l.Contains("; layer 1 and the output on cpu (CPU,"));
+    }
+
+    [Fact]
+    public void ZeroGpuLayersRunOnTheCpuWithoutLookingForAGpu()
+    {
+        var (code, stdout, stderr) = Infer("logits", "--device", "cuda", "-ngl", "0", "-m", Fixtures.Model("llama3", "bf16"), "--ids", "1,2,3");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("input_ids", stdout);
+        Assert.Equal("", stderr);
+    }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("two")]
+    public void BadGpuLayerCountIsAUsageError(string value)
+    {
+        var (code, _, stderr) = Infer("run", "-m", Fixtures.Model("llama3", "bf16"), "-p", "hi", "-ngl", value);
+        Assert.Equal(2, code);
+        Assert.Contains("--gpu-layers", stderr);
+        Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+    }
+
     [Fact]
     public void DevicesListsTheCpu()
     {
