@@ -81,6 +81,7 @@ public static unsafe class Q4_Kx8
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
+            Simd.Prefetch(g + Q4_0x8.PrefetchDistance, GroupBlockBytes); // the group super-block that far ahead of the stream
             byte* y = a + (nint)b * Q8_K.TypeSize;
             float yd = *(float*)y;
             UnpackScales(g, out var sc03, out var sc47, out var m03, out var m47);
