@@ -41,6 +41,7 @@ public static unsafe class BF16
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         for (; i + 64 <= n; i += 64)
         {
+            Simd.Prefetch((byte*)(b + i) + Q4_0x8.PrefetchDistance, 128); // decode streams the rows from DRAM
             acc0 = Avx512F.FusedMultiplyAdd(Load16(b + i), Vector512.Load(y + i), acc0);
             acc1 = Avx512F.FusedMultiplyAdd(Load16(b + i + 16), Vector512.Load(y + i + 16), acc1);
             acc2 = Avx512F.FusedMultiplyAdd(Load16(b + i + 32), Vector512.Load(y + i + 32), acc2);

@@ -115,6 +115,7 @@ public static unsafe class Q5_K
         for (int i = 0; i < nb; i++)
         {
             byte* x = w + (nint)i * TypeSize;
+            Simd.Prefetch(x + Q4_0x8.PrefetchDistance, TypeSize); // decode streams the rows from DRAM
             byte* y = a + (nint)i * Q8_K.TypeSize;
             float yd = *(float*)y;
             float d = Fp16.ToFloat(*(ushort*)x) * yd;
