@@ -36,29 +36,28 @@ public static unsafe class FlashAttention
     /// out[t, g] = Σ_{p ≤ positions[t]} softmax_p(scale · q[t, g]·k_p) v_p for the <paramref name="tokens"/> tokens of a block
     /// and the <paramref name="groupHeads"/> query heads of one KV head.
     /// </summary>
-    /// <param name="q">query of token t, group head g at q[t * rowStride + g * headDim + i] (the caller offsets to the group's first head).</param>
-    /// <param name="output">same layout as <paramref name="q"/>.</param>
-    /// <param name="rowStride">floats between the rows of consecutive tokens in q and output.</param>
+    /// <param name="q">query of token t, group head g at q[t * qStride + g * headDim + i] (the caller offsets to the group's first head).</param>
+    /// <param name="output">output of token t, group head g at output[t * outStride + g * headDim + i].</param>
     /// <param name="positions">cache position of each token; token t attends to positions 0..positions[t].</param>
     /// <param name="keys">key of cache position p at keys[p * kvStride + i] (offset to the KV head).</param>
     /// <param name="values">value of cache position p at values[p * kvStride + i].</param>
     /// <param name="scratch">at least <see cref="ScratchFloats"/>(tokens, groupHeads, headDim) floats, 64-byte aligned.</param>
-    public static void Attend(float* q, float* output, int rowStride, int* positions, int tokens, int groupHeads, int headDim,
+    public static void Attend(float* q, int qStride, float* output, int outStride, int* positions, int tokens, int groupHeads, int headDim,
         float* keys, float* values, int kvStride, float scale, float* scratch)
     {
         if (Vector512.IsHardwareAccelerated)
-            Attend<Tile512>(q, output, rowStride, positions, tokens, groupHeads, headDim, keys, values, kvStride, scale, scratch);
+            Attend<Tile512>(q, qStride, output, outStride, positions, tokens, groupHeads, headDim, keys, values, kvStride, scale, scratch);
         else if (Vector256.IsHardwareAccelerated)
-            Attend<Tile256>(q, output, rowStride, positions, tokens, groupHeads, headDim, keys, values, kvStride, scale, scratch);
+            Attend<Tile256>(q, qStride, output, outStride, positions, tokens, groupHeads, headDim, keys, values, kvStride, scale, scratch);
         else
-            AttendRef(q, output, rowStride, positions, tokens, groupHeads, headDim, keys, values, kvStride, scale);
+            AttendRef(q, qStride, output, outStride, positions, tokens, groupHeads, headDim, keys, values, kvStride, scale);
     }
 
     /// <summary>
     /// Scalar reference: naive softmax attention, one query row at a time (scores over 0..pos, softmax, weighted sum of values).
     /// Same arguments as <see cref="Attend"/>; allocates its score buffer (tests and non-SIMD machines only).
     /// </summary>
-    public static void AttendRef(float* q, float* output, int rowStride, int* positions, int tokens, int groupHeads, int headDim,
+    public static void AttendRef(float* q, int qStride, float* output, int outStride, int* positions, int tokens, int groupHeads, int headDim,
         float* keys, float* values, int kvStride, float scale)
     {
         for (int t = 0; t < tokens; t++)
@@ -67,8 +66,8 @@ public static unsafe class FlashAttention
             var scores = new float[count];
             for (int g = 0; g < groupHeads; g++)
             {
-                float* qr = q + (long)t * rowStride + g * headDim;
-                float* o = output + (long)t * rowStride + g * headDim;
+                float* qr = q + (long)t * qStride + g * headDim;
+                float* o = output + (long)t * outStride + g * headDim;
                 float max = float.NegativeInfinity;
                 for (int p = 0; p < count; p++)
                 {
@@ -126,7 +125,7 @@ public static unsafe class FlashAttention
         Shape<T>(tokens, groupHeads, headDim).Total(T.KeyBlock);
 
     /// <summary>The tiled kernel for one vector width (tests call each width).</summary>
-    internal static void Attend<T>(float* q, float* output, int rowStride, int* positions, int tokens, int groupHeads, int headDim,
+    internal static void Attend<T>(float* q, int qStride, float* output, int outStride, int* positions, int tokens, int groupHeads, int headDim,
         float* keys, float* values, int kvStride, float scale, float* scratch) where T : struct, ITileOps
     {
         if (tokens <= 0) return;
@@ -149,7 +148,7 @@ public static unsafe class FlashAttention
             minPos = Math.Min(minPos, positions[t]);
             maxPos = Math.Max(maxPos, positions[t]);
         }
-        LoadQueries(q, rowStride, groupHeads, d, scale, m, mPad, qt);
+        LoadQueries(q, qStride, groupHeads, d, scale, m, mPad, qt);
         for (int r = 0; r < mPad; r++)
         {
             rowPos[r] = r < m ? positions[r / groupHeads] : int.MaxValue; // padding rows see every key (their scores are 0)
@@ -181,7 +180,7 @@ public static unsafe class FlashAttention
             Accumulate<T>(o, dPad, s, mPad, correction, v, vStride, count, m);
         }
 
-        StoreOutput(o, dPad, rowSum, output, rowStride, groupHeads, d, m);
+        StoreOutput(o, dPad, rowSum, output, outStride, groupHeads, d, m);
     }
 
     /// <summary>Qᵀ[i, r] = scale · q[token r / G, head r % G][i]; padding rows are zero.</summary>

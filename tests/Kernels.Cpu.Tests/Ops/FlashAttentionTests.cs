@@ -103,11 +103,11 @@ public unsafe class FlashAttentionTests
             fixed (float* qp = q, kp = keys, vp = values, ep = expected, ap = actual)
             fixed (int* pp = positions)
             {
-                FlashAttention.AttendRef(qp + groupOffset, ep + groupOffset, rowStride, pp, tokens, group, headDim, kp + kvHead * headDim, vp + kvHead * headDim, kvStride, scale);
+                FlashAttention.AttendRef(qp + groupOffset, rowStride, ep + groupOffset, rowStride, pp, tokens, group, headDim, kp + kvHead * headDim, vp + kvHead * headDim, kvStride, scale);
                 if (dispatch)
-                    FlashAttention.Attend(qp + groupOffset, ap + groupOffset, rowStride, pp, tokens, group, headDim, kp + kvHead * headDim, vp + kvHead * headDim, kvStride, scale, scratch);
+                    FlashAttention.Attend(qp + groupOffset, rowStride, ap + groupOffset, rowStride, pp, tokens, group, headDim, kp + kvHead * headDim, vp + kvHead * headDim, kvStride, scale, scratch);
                 else
-                    FlashAttention.Attend<T>(qp + groupOffset, ap + groupOffset, rowStride, pp, tokens, group, headDim, kp + kvHead * headDim, vp + kvHead * headDim, kvStride, scale, scratch);
+                    FlashAttention.Attend<T>(qp + groupOffset, rowStride, ap + groupOffset, rowStride, pp, tokens, group, headDim, kp + kvHead * headDim, vp + kvHead * headDim, kvStride, scale, scratch);
             }
             for (int i = 0; i < Guard; i++) Assert.Equal(12345f, scratch[scratchFloats + i]);
 
