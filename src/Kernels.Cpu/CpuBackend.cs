@@ -582,10 +582,11 @@ public sealed unsafe class CpuBackend : IBackend
     private long _tileScratchPerThread;
 
     /// <summary>
-    /// Attention work. When every query block is a single token (decode, or one token per sequence), items are (token, head)
-    /// pairs through <see cref="VectorOps.Attend"/>. Otherwise items are (query block, KV head) through
-    /// <see cref="FlashAttention.Attend"/>, so every K/V row serves all the block's tokens and the group's heads; items are
-    /// handed out from a shared counter, most expensive block first, so the threads finish together.
+    /// Attention work. When no query block is worth a tile (decode, or one token per sequence, with a small GQA group), items
+    /// are (token, head) pairs through <see cref="VectorOps.Attend"/>. Otherwise items are (query block, KV head) through
+    /// <see cref="FlashAttention.Attend"/>, so every K/V row serves all the block's tokens and the group's heads (blocks too
+    /// small for a tile go head by head inside their item); items are handed out from a shared counter, most expensive block
+    /// first, so the threads finish together.
     /// </summary>
     private sealed class AttentionWork(CpuBackend b) : IParallelWork
     {
@@ -627,10 +628,11 @@ public sealed unsafe class CpuBackend : IBackend
                 if (item >= items) break;
                 int block = (int)(b._blockOrder[item / NKvHeads] & 0xFFFFFFFF), kvHead = item % NKvHeads;
                 int t0 = b._blockStart[block], tokens = b._blockTokens[block];
-                if (tokens == 1)
+                if (!FlashAttention.Worthwhile(tokens, group))
                 {
                     var scores = Scores(thread);
-                    for (int g = 0; g < group; g++) AttendHead(t0, kvHead * group + g, scores);
+                    for (int t = t0; t < t0 + tokens; t++)
+                        for (int g = 0; g < group; g++) AttendHead(t, kvHead * group + g, scores);
                     continue;
                 }
                 int seq = b._sequences[t0];
@@ -673,8 +675,8 @@ public sealed unsafe class CpuBackend : IBackend
         }
         int group = nHeads / nKvHeads;
         int blockTokens = FlashAttention.BlockTokens(group);
-        int blocks = PlanQueryBlocks(blockTokens);
-        _attention.Tiled = blocks < _n;
+        int blocks = PlanQueryBlocks(blockTokens, group, out bool anyTile);
+        _attention.Tiled = anyTile;
         if (_attention.Tiled) EnsureTileScratch(FlashAttention.ScratchFloats(blockTokens, group, headDim));
         _attention.Blocks = blocks;
         _attention.Layer = layer;
@@ -691,11 +693,13 @@ public sealed unsafe class CpuBackend : IBackend
 
     /// <summary>
     /// Splits the batch into query blocks (runs of consecutive tokens of one sequence, at most <paramref name="blockTokens"/>)
-    /// and orders them by cost (tokens × positions attended), largest first. Returns the block count.
+    /// and orders them by cost (tokens × positions attended), largest first. Returns the block count; <paramref name="anyTile"/>
+    /// tells whether some block is worth the tiled kernel.
     /// </summary>
-    private int PlanQueryBlocks(int blockTokens)
+    private int PlanQueryBlocks(int blockTokens, int group, out bool anyTile)
     {
         int blocks = 0;
+        anyTile = false;
         for (int t = 0; t < _n;)
         {
             int start = t, maxPos = _positions[t];
@@ -704,9 +708,10 @@ public sealed unsafe class CpuBackend : IBackend
             _blockStart[blocks] = start;
             _blockTokens[blocks] = t - start;
             _blockOrder[blocks] = ((int.MaxValue - cost) << 32) | (uint)blocks;
+            anyTile |= FlashAttention.Worthwhile(t - start, group);
             blocks++;
         }
-        if (blocks < _n) new Span<long>(_blockOrder, blocks).Sort();
+        if (anyTile) new Span<long>(_blockOrder, blocks).Sort();
         return blocks;
     }
 

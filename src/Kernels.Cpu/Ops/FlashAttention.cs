@@ -28,6 +28,13 @@ public static unsafe class FlashAttention
     /// <summary>Tokens per block for a group of <paramref name="groupHeads"/> query heads per KV head, so a block holds about <see cref="TargetRows"/> query rows.</summary>
     public static int BlockTokens(int groupHeads) => Math.Max(1, TargetRows / Math.Max(1, groupHeads));
 
+    /// <summary>
+    /// Whether a block of <paramref name="tokens"/> tokens is worth the tiled kernel: it fills at least half the tile's query
+    /// rows. Smaller blocks (a decode token of a small group) waste most of the tile and go head by head through
+    /// <see cref="VectorOps.Attend"/>.
+    /// </summary>
+    public static bool Worthwhile(int tokens, int groupHeads) => tokens * groupHeads >= TargetRows / 2;
+
     /// <summary>Floats of per-worker scratch <see cref="Attend"/> needs for blocks of up to <paramref name="tokens"/> tokens.</summary>
     public static long ScratchFloats(int tokens, int groupHeads, int headDim) =>
         Math.Max(ScratchFloats<Tile512>(tokens, groupHeads, headDim), ScratchFloats<Tile256>(tokens, groupHeads, headDim));
@@ -45,17 +52,16 @@ public static unsafe class FlashAttention
     public static void Attend(float* q, int qStride, float* output, int outStride, int* positions, int tokens, int groupHeads, int headDim,
         float* keys, float* values, int kvStride, float scale, float* scratch)
     {
+        // Without 256-bit SIMD the Vector256 tiles run in software: slow, but correct and allocation-free.
         if (Vector512.IsHardwareAccelerated)
             Attend<Tile512>(q, qStride, output, outStride, positions, tokens, groupHeads, headDim, keys, values, kvStride, scale, scratch);
-        else if (Vector256.IsHardwareAccelerated)
-            Attend<Tile256>(q, qStride, output, outStride, positions, tokens, groupHeads, headDim, keys, values, kvStride, scale, scratch);
         else
-            AttendRef(q, qStride, output, outStride, positions, tokens, groupHeads, headDim, keys, values, kvStride, scale);
+            Attend<Tile256>(q, qStride, output, outStride, positions, tokens, groupHeads, headDim, keys, values, kvStride, scale, scratch);
     }
 
     /// <summary>
     /// Scalar reference: naive softmax attention, one query row at a time (scores over 0..pos, softmax, weighted sum of values).
-    /// Same arguments as <see cref="Attend"/>; allocates its score buffer (tests and non-SIMD machines only).
+    /// Same arguments as <see cref="Attend"/>; allocates its score buffer (a test reference, not for the forward pass).
     /// </summary>
     public static void AttendRef(float* q, int qStride, float* output, int outStride, int* positions, int tokens, int groupHeads, int headDim,
         float* keys, float* values, int kvStride, float scale)

@@ -18,6 +18,7 @@ public unsafe class BackendAttentionTests
     [InlineData(8, 8, 128, 2)]
     [InlineData(12, 2, 64, 3)]
     [InlineData(4, 4, 80, 1)]
+    [InlineData(16, 1, 64, 2)] // a group of 16 heads: even a decode token fills a tile
     public void BatchesMatchReference(int nHeads, int nKvHeads, int headDim, int threads)
     {
         const int layers = 2, contexts = 3, contextLength = 160, maxBatch = 96;
