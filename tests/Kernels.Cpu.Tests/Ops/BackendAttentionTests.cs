@@ -82,6 +82,25 @@ public unsafe class BackendAttentionTests
         }
     }
 
+    /// <summary>A prefill batch through the tiled path allocates nothing once warm (scratch and block plans are preallocated).</summary>
+    [Fact]
+    public void TiledAttentionAllocatesNothing()
+    {
+        const int nHeads = 32, nKvHeads = 8, headDim = 64, n = 64;
+        using var backend = new CpuBackend(2, n);
+        backend.CreateKvCache(new KvCacheConfig(1, 1, 128, nKvHeads, headDim));
+        var q = backend.Allocate(n, nHeads * headDim);
+        var k = backend.Allocate(n, nKvHeads * headDim);
+        var v = backend.Allocate(n, nKvHeads * headDim);
+        var output = backend.Allocate(n, nHeads * headDim);
+        backend.SetBatch(new int[n], Enumerable.Range(0, n).ToArray(), new int[n]);
+        for (int i = 0; i < 50; i++) backend.Attention(0, q, k, v, output, nHeads, nKvHeads, headDim, 0.125f); // warm up: JIT tiering
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10; i++) backend.Attention(0, q, k, v, output, nHeads, nKvHeads, headDim, 0.125f);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     private static Span<float> Row(float[,,] cache, int layer, int sequence, int position, int kvDim)
     {
         int length = cache.GetLength(2);

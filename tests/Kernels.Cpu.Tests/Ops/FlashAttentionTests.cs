@@ -41,6 +41,21 @@ public unsafe class FlashAttentionTests
             }
     }
 
+    /// <summary>Every token count 1..70 (every row tail and key tail of both widths), behind an empty and an odd-length prefix.</summary>
+    [Theory]
+    [InlineData(4, 64)]
+    [InlineData(1, 128)]
+    public void EveryTokenCountMatchesReference(int group, int headDim)
+    {
+        for (int tokens = 1; tokens <= 70; tokens++)
+            foreach (int prefix in new[] { 0, 37 })
+            {
+                var positions = Enumerable.Range(prefix, tokens).ToArray();
+                Check<Tile512>(group, headDim, positions, seed: tokens);
+                Check<Tile256>(group, headDim, positions, seed: tokens);
+            }
+    }
+
     /// <summary>Positions out of order and with repeats: each token sees exactly 0..its own position.</summary>
     [Theory]
     [InlineData(4, 64, 9)]
