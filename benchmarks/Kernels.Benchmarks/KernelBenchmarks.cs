@@ -205,6 +205,67 @@ public unsafe class AttentionBenchmarks : IThroughput
     }
 }
 
+/// <summary>
+/// Prefill attention of N tokens at positions 0..N-1 over their own keys (causal; Llama-3.1-8B heads: 32 query, 8 KV, 128 dims), one
+/// thread, through the tiled kernel a multi-token batch uses: (query block, KV head) items. FLOPs count the causal half of QKᵀ and PV.
+/// </summary>
+[Config(typeof(ThroughputConfig))]
+public unsafe class AttentionPrefillBenchmarks : IThroughput, IDisposable
+{
+    private const int Heads = 32, KvHeads = 8, HeadDim = 128, Group = Heads / KvHeads;
+    private float* _q, _k, _v, _out, _scratch;
+    private int* _positions;
+
+    [Params(512)]
+    public int Tokens { get; set; }
+
+    public double BytesPerOp => 0;
+    public double FlopsPerOp => 4.0 * Heads * HeadDim * ((double)Tokens * (Tokens + 1) / 2);
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var rng = new Random(4);
+        float* Fill(long count)
+        {
+            var p = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
+            for (long i = 0; i < count; i++) p[i] = (float)(rng.NextDouble() * 2 - 1);
+            return p;
+        }
+        _q = Fill((long)Tokens * Heads * HeadDim);
+        _k = Fill((long)Tokens * KvHeads * HeadDim);
+        _v = Fill((long)Tokens * KvHeads * HeadDim);
+        _out = Fill((long)Tokens * Heads * HeadDim);
+        _positions = (int*)NativeMemory.AlignedAlloc((nuint)(Tokens * sizeof(int)), 64);
+        for (int t = 0; t < Tokens; t++) _positions[t] = t;
+        _scratch = (float*)NativeMemory.AlignedAlloc((nuint)(FlashAttention.ScratchFloats(FlashAttention.BlockTokens(Group), Group, HeadDim) * sizeof(float)), 64);
+    }
+
+    [GlobalCleanup]
+    public void Dispose()
+    {
+        foreach (var p in new[] { _q, _k, _v, _out, _scratch }) if (p != null) NativeMemory.AlignedFree(p);
+        if (_positions != null) NativeMemory.AlignedFree(_positions);
+        _q = _k = _v = _out = _scratch = null;
+        _positions = null;
+        GC.SuppressFinalize(this);
+    }
+
+    [Benchmark]
+    public void AttentionPrefill()
+    {
+        int block = FlashAttention.BlockTokens(Group);
+        int qStride = Heads * HeadDim, kvStride = KvHeads * HeadDim;
+        for (int t0 = 0; t0 < Tokens; t0 += block)
+        {
+            int n = Math.Min(block, Tokens - t0);
+            for (int kv = 0; kv < KvHeads; kv++)
+                FlashAttention.Attend(_q + (long)t0 * qStride + kv * Group * HeadDim, qStride, _out + (long)t0 * qStride + kv * Group * HeadDim, qStride,
+                    _positions + t0, n, Group, HeadDim, _k + kv * HeadDim, _v + kv * HeadDim, kvStride, 0.088f, _scratch);
+        }
+    }
+}
+
 /// <summary>Row kernels at a 4096-wide hidden state (Llama-3.1-8B), 512 rows (a prefill batch).</summary>
 [Config(typeof(ThroughputConfig))]
 public class RowKernelBenchmarks : IThroughput
