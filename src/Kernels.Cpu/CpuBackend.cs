@@ -474,8 +474,25 @@ public sealed unsafe class CpuBackend : IBackend
                 for (; t < t1; t++) k.RepackedDot(cols, group, X + t * XRowBytes, Y.Data + (long)t * yCols + r);
             }
 
-            // Plain rows: the 4-token dot for GEMM, the single dot for the rest.
-            for (r = Math.Max(r0, rEnd); r < r1; r++)
+            // Plain rows: 4 × 4 tiles where the type has them, then the 4-token dot for GEMM, the single dot for the rest.
+            r = Math.Max(r0, rEnd);
+            if (k.Dot4x4 != null && t1 - t0 >= 4)
+            {
+                for (; r + 4 <= r1; r += 4)
+                {
+                    byte* wr = w.Data + r * w.RowBytes;
+                    int t = t0;
+                    for (; t + 4 <= t1; t += 4)
+                    {
+                        k.Dot4x4(cols, wr, (nint)w.RowBytes, X + t * XRowBytes, (nint)XRowBytes, results);
+                        for (int c = 0; c < 4; c++)
+                            for (int i = 0; i < 4; i++) Y.Data[(long)(t + c) * yCols + r + i] = results[c * 4 + i];
+                    }
+                    for (; t < t1; t++)
+                        for (int i = 0; i < 4; i++) Y.Data[(long)t * yCols + r + i] = k.Dot(cols, wr + i * w.RowBytes, X + t * XRowBytes);
+                }
+            }
+            for (; r < r1; r++)
             {
                 byte* wr = w.Data + r * w.RowBytes;
                 int t = t0;

@@ -101,11 +101,6 @@ public static unsafe class F16
         for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
     }
 
-    internal static void Dot4Avx512(int n, byte* w, byte* a, nint aStride, float* result)
-    {
-        for (int r = 0; r < 4; r++) result[r] = DotAvx512(n, w, a + r * aStride);
-    }
-
     internal static void Dot4Avx2(int n, byte* w, byte* a, nint aStride, float* result)
     {
         for (int r = 0; r < 4; r++) result[r] = DotAvx2(n, w, a + r * aStride);
