@@ -20,7 +20,7 @@ public static class Program
           template  render a chat template              infer template -m MODEL --messages M.json [--add-generation-prompt]
           devices   list GPUs (CUDA, OpenCL) and the CPU  infer devices
           models    list or remove cached downloads     infer models [--rm OWNER/REPO[:QUANT]]
-          bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [-o md|json] [--profile]
+          bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-o md|json] [--profile]
 
         a model is -m FILE or -hf OWNER/REPO[:QUANT] (downloaded from Hugging Face and cached; --hf-file NAME, --revision REV, --offline)
         common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --device auto|cpu|cuda|opencl[:N]   -ngl, --gpu-layers N   --no-repack   --verbose

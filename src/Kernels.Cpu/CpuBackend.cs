@@ -617,19 +617,26 @@ public sealed unsafe class CpuBackend : IBackend
         public void Execute(int thread, int threadCount)
         {
             if (Tiled) ExecuteTiled(thread);
-            else ExecutePerHead(thread);
+            else ExecutePerHead(thread, threadCount);
         }
 
-        private void ExecutePerHead(int thread)
+        /// <summary>
+        /// (token, head) work, handed out a whole GQA group at a time when there are enough groups to keep every thread busy: one
+        /// thread then reads a KV head's cache rows and its other query heads find them in its L2 (long contexts).
+        /// </summary>
+        private void ExecutePerHead(int thread, int threadCount)
         {
-            int items = b._n * NHeads;
+            int group = NHeads / NKvHeads;
+            int perItem = b._n * NKvHeads >= 2 * threadCount ? group : 1;
+            int items = b._n * NHeads / perItem;
             var scores = Scores(thread);
             while (true)
             {
                 int item = Interlocked.Increment(ref NextItem) - 1;
                 if (item >= items) break;
-                int t = item / NHeads, h = item % NHeads;
-                AttendHead(t, h, scores);
+                int first = item * perItem;
+                int t = first / NHeads, h = first % NHeads;
+                for (int g = 0; g < perItem; g++) AttendHead(t, h + g, scores);
             }
         }
 

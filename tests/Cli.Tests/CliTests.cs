@@ -233,6 +233,17 @@ public class CliTests : IDisposable
     }
 
     [Fact]
+    public void BenchDepthRunsTheTestsAfterAContext()
+    {
+        var (code, stdout, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-p", "4", "-n", "2", "-d", "9", "-r", "1", "-t", "2",
+            "--device", "cpu", "--no-bandwidth", "-o", "json");
+        Assert.True(code == 0, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        var tests = json.RootElement.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("test").GetString()).ToList();
+        Assert.Equal(["pp4 @ d9", "tg2 @ d9"], tests);
+    }
+
+    [Fact]
     public void BenchRejectsBadCounts()
     {
         var (code, _, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-r", "0", "--device", "cpu");

@@ -9,7 +9,7 @@ using Infer.Runtime.Model;
 namespace Infer.Cli.Commands;
 
 /// <summary>
-/// <c>infer bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [-o md|json]</c>, modelled on llama-bench: prompt processing
+/// <c>infer bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-o md|json]</c>, modelled on llama-bench: prompt processing
 /// (pp: one batch of p tokens) and text generation (tg: n tokens one at a time), mean ± standard deviation over r runs,
 /// with a roofline column: the bytes tg reads per token times tokens/s, against the read bandwidth measured here.
 /// </summary>
@@ -23,6 +23,7 @@ internal static class BenchCommand
         var source = ModelSource.Read(a);
         int p = a.Int(512, "-p", "--n-prompt");
         int n = a.Int(128, "-n", "--n-gen");
+        int depth = a.Int(0, "-d", "--n-depth");
         int reps = a.Int(5, "-r", "--repetitions");
         int threads = a.Int(0, "-t", "--threads");
         string output = a.String("-o", "--output") ?? "md";
@@ -33,7 +34,7 @@ internal static class BenchCommand
         int? gpuLayers = LoadedModel.ReadGpuLayers(a);
         a.EnsureAllUsed();
         string path = source.Resolve(stderr);
-        if (p < 0 || n < 0 || reps < 1) throw new UsageException("-p and -n must be >= 0 and -r >= 1");
+        if (p < 0 || n < 0 || depth < 0 || reps < 1) throw new UsageException("-p, -n and -d must be >= 0 and -r >= 1");
         if (output is not ("md" or "json")) throw new UsageException("-o must be md or json");
 
         using var file = GgufFile.Open(path);
@@ -49,7 +50,7 @@ internal static class BenchCommand
         }
         var profiler = profile ? new ProfilingBackend(cpu!) : null;
         if (profiler is not null) backends = backends with { Cpu = profiler };
-        using var model = backends.Load(file, new ModelOptions(ContextLength: Math.Max(p, n) + 1, BatchSize: batch));
+        using var model = backends.Load(file, new ModelOptions(ContextLength: depth + Math.Max(p, n) + 1, BatchSize: batch));
         var c = model.Config;
         // With a split model the CPU's bandwidth is not the bound of the whole token.
         bool cpuOnly = gpu is null;
@@ -65,33 +66,39 @@ internal static class BenchCommand
         string backendName = gpu is null ? "cpu" : cpu is null ? gpu.Name : $"{gpu.Name} {model.Placement[0].Count}/{layers} + cpu";
 
         var rng = new Random(42);
-        int[] tokens = Enumerable.Range(0, Math.Max(p, n)).Select(_ => rng.Next(c.VocabSize)).ToArray();
+        int[] tokens = Enumerable.Range(0, depth + Math.Max(p, n)).Select(_ => rng.Next(c.VocabSize)).ToArray();
         var positions = new int[batch];
         var sequences = new int[batch];
         var logits = new float[c.VocabSize];
         int[] last = [0];
 
-        void Prompt()
+        // Tokens at positions first .. first + count - 1, in batches (the KV cache keeps positions below first).
+        void Prefill(int first, int count)
         {
-            for (int s = 0; s < p; s += batch)
+            for (int s = 0; s < count; s += batch)
             {
-                int len = Math.Min(batch, p - s);
-                for (int i = 0; i < len; i++) positions[i] = s + i;
+                int len = Math.Min(batch, count - s);
+                for (int i = 0; i < len; i++) positions[i] = first + s + i;
                 last[0] = len - 1;
-                model.Forward(tokens.AsSpan(s, len), positions.AsSpan(0, len), sequences.AsSpan(0, len), last, logits);
+                model.Forward(tokens.AsSpan(first + s, len), positions.AsSpan(0, len), sequences.AsSpan(0, len), last, logits);
             }
         }
+
+        void Prompt() => Prefill(depth, p);
 
         void Generate()
         {
             for (int i = 0; i < n; i++)
             {
-                positions[0] = i;
+                positions[0] = depth + i;
                 last[0] = 0;
-                model.Forward(tokens.AsSpan(i, 1), positions.AsSpan(0, 1), sequences.AsSpan(0, 1), last, logits);
+                model.Forward(tokens.AsSpan(depth + i, 1), positions.AsSpan(0, 1), sequences.AsSpan(0, 1), last, logits);
             }
         }
 
+        // llama-bench's -d: every test runs after a context of `depth` tokens already in the KV cache (filled once, not timed).
+        Prefill(0, depth);
+        string at = depth > 0 ? $" @ d{depth}" : "";
         var rows = new List<Row>();
         var profiles = new List<(string Test, int Tokens, IReadOnlyList<ProfilingBackend.Entry> Entries)>();
         string size = InfoCommand.FormatBytes(modelBytes);
@@ -99,15 +106,15 @@ internal static class BenchCommand
         if (p > 0)
         {
             var (mean, std) = Measure(Prompt, p, reps, profiler);
-            if (profiler is not null) profiles.Add(($"pp{p}", p * reps, profiler.Snapshot()));
-            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"pp{p}", mean, std, null, null));
+            if (profiler is not null) profiles.Add(($"pp{p}{at}", p * reps, profiler.Snapshot()));
+            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"pp{p}{at}", mean, std, null, null));
         }
         if (n > 0)
         {
             var (mean, std) = Measure(Generate, n, reps, profiler);
-            if (profiler is not null) profiles.Add(($"tg{n}", n * reps, profiler.Snapshot()));
+            if (profiler is not null) profiles.Add(($"tg{n}{at}", n * reps, profiler.Snapshot()));
             double gbs = bytesPerToken * mean / 1e9;
-            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"tg{n}", mean, std, gbs, bandwidth > 0 ? gbs * 1e9 / bandwidth : null));
+            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"tg{n}{at}", mean, std, gbs, bandwidth > 0 ? gbs * 1e9 / bandwidth : null));
         }
 
         if (output == "json")
