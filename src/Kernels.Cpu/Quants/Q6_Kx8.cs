@@ -69,15 +69,18 @@ public static unsafe class Q6_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Column(byte* sub, int k) => Vector256.Load(sub + 32 * k) & Vector256.Create((byte)0x3F);
 
-    /// <summary>Column 3 of a sub-block: bits 0-1, 2-3, 4-5 from the top bit pairs of V_0, V_1, V_2 (two bit-selects with AVX-512VL's vpternlog, else masks).</summary>
+    /// <summary>
+    /// Column 3 of a sub-block: bits 0-1, 2-3, 4-5 from the top bit pairs of V_0, V_1, V_2: two bit-selects (vpternlog) in the VNNI
+    /// flavour where AVX-512VL is present, else masks, so the AVX2 flavour (and its tests) uses no AVX-512 instruction.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Column3(byte* sub)
+    private static Vector256<byte> Column3<T>(byte* sub) where T : struct, IIntDot
     {
         // 16-bit shifts: the wanted bit pair of each byte lands in place; the bits shifted in from the neighbour byte are masked off
         Vector256<byte> a = Vector256.ShiftRightLogical(Vector256.Load((ushort*)sub), 6).AsByte();
         Vector256<byte> b = Vector256.ShiftRightLogical(Vector256.Load((ushort*)(sub + 32)), 4).AsByte();
         Vector256<byte> c = Vector256.ShiftRightLogical(Vector256.Load((ushort*)(sub + 64)), 2).AsByte();
-        if (Avx512F.VL.IsSupported)
+        if (typeof(T) == typeof(VnniDot) && Avx512F.VL.IsSupported)
             return Vector256.ConditionalSelect(Vector256.Create((byte)0x03), a, Vector256.ConditionalSelect(Vector256.Create((byte)0x0C), b, c))
                 & Vector256.Create((byte)0x3F);
         return (a & Vector256.Create((byte)0x03)) | (b & Vector256.Create((byte)0x0C)) | (c & Vector256.Create((byte)0x30));
@@ -103,7 +106,7 @@ public static unsafe class Q6_Kx8
         byte* sub = g + QuantsOffset + SubBlockBytes * s;
         byte* q8 = y + 4 + 16 * s;
         Vector256<int> s01 = T.DotU8S8(T.DotU8S8(Vector256<int>.Zero, Column(sub, 0), Broadcast4(q8)), Column(sub, 1), Broadcast4(q8 + 4));
-        Vector256<int> s23 = T.DotU8S8(T.DotU8S8(Vector256<int>.Zero, Column(sub, 2), Broadcast4(q8 + 8)), Column3(sub), Broadcast4(q8 + 12));
+        Vector256<int> s23 = T.DotU8S8(T.DotU8S8(Vector256<int>.Zero, Column(sub, 2), Broadcast4(q8 + 8)), Column3<T>(sub), Broadcast4(q8 + 12));
         return s01 + s23;
     }
 
@@ -190,7 +193,7 @@ public static unsafe class Q6_Kx8
         Step4<T>(Column(sub, 0), q, y0, y1, y2, y3, ref s0, ref s1, ref s2, ref s3);
         Step4<T>(Column(sub, 1), q + 4, y0, y1, y2, y3, ref s0, ref s1, ref s2, ref s3);
         Step4<T>(Column(sub, 2), q + 8, y0, y1, y2, y3, ref s0, ref s1, ref s2, ref s3);
-        Step4<T>(Column3(sub), q + 12, y0, y1, y2, y3, ref s0, ref s1, ref s2, ref s3);
+        Step4<T>(Column3<T>(sub), q + 12, y0, y1, y2, y3, ref s0, ref s1, ref s2, ref s3);
         i0 += Avx2.MultiplyLow(s0, sc); i1 += Avx2.MultiplyLow(s1, sc);
         i2 += Avx2.MultiplyLow(s2, sc); i3 += Avx2.MultiplyLow(s3, sc);
     }
@@ -288,7 +291,7 @@ public static unsafe class Q6_Kx8
         TileStep<T>(Column(p0, 0), Column(p1, 0), q, y0, y1, y2, y3, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
         TileStep<T>(Column(p0, 1), Column(p1, 1), q + 4, y0, y1, y2, y3, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
         TileStep<T>(Column(p0, 2), Column(p1, 2), q + 8, y0, y1, y2, y3, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
-        TileStep<T>(Column3(p0), Column3(p1), q + 12, y0, y1, y2, y3, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(Column3<T>(p0), Column3<T>(p1), q + 12, y0, y1, y2, y3, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
         Vector256<float> c0 = Vector256.Load(sc0), c1 = Vector256.Load(sc1);
         f00 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s00), c0, f00); f10 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s10), c1, f10);
         f01 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s01), c0, f01); f11 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s11), c1, f11);
