@@ -41,27 +41,29 @@ public static unsafe class Q6_Kx8
                     for (int j = 0; j < 2; j++)
                         g[ScalesOffset + 16 * p + 2 * r + j] = blk[192 + 2 * p + j];
                 for (int s = 0; s < 16; s++)
+                {
+                    // the 4 bytes of row r in V_k as one little-endian uint: byte e = q[16s + 4k + e] | bits 2k, 2k + 1 of q[16s + 12 + e] << 6
+                    uint col3 = *(uint*)(q + 16 * s + 12);
                     for (int k = 0; k < 3; k++)
-                        for (int e = 0; e < 4; e++)
-                            g[QuantsOffset + SubBlockBytes * s + 32 * k + 4 * r + e] =
-                                (byte)(q[16 * s + 4 * k + e] | (((q[16 * s + 12 + e] >> (2 * k)) & 3) << 6));
+                        *(uint*)(g + QuantsOffset + SubBlockBytes * s + 32 * k + 4 * r) = *(uint*)(q + 16 * s + 4 * k) | (((col3 >> (2 * k)) & 0x03030303u) << 6);
+                }
             }
         }
     }
 
-    /// <summary>The 256 unsigned 6-bit values (0..63) of one Q6_K block, in element order (see <see cref="BlockQ6_K"/>).</summary>
+    /// <summary>The 256 unsigned 6-bit values (0..63) of one Q6_K block, in element order (see <see cref="BlockQ6_K"/>); 32 at a time.</summary>
     private static void Unpack6(byte* blk, byte* q)
     {
+        var m0F = Vector256.Create((byte)0x0F);
+        var m30 = Vector256.Create((byte)0x30);
         for (int h = 0; h < 2; h++)
         {
-            byte* ql = blk + 64 * h, qh = blk + 128 + 32 * h;
-            for (int l = 0; l < 32; l++)
-            {
-                q[128 * h + l] = (byte)((ql[l] & 0xF) | ((qh[l] & 3) << 4));
-                q[128 * h + l + 32] = (byte)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
-                q[128 * h + l + 64] = (byte)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
-                q[128 * h + l + 96] = (byte)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
-            }
+            Vector256<byte> ql0 = Vector256.Load(blk + 64 * h), ql1 = Vector256.Load(blk + 64 * h + 32), qh = Vector256.Load(blk + 128 + 32 * h);
+            byte* o = q + 128 * h;
+            ((ql0 & m0F) | ((qh << 4) & m30)).Store(o);
+            ((ql1 & m0F) | ((qh << 2) & m30)).Store(o + 32);
+            ((ql0 >> 4) | (qh & m30)).Store(o + 64);
+            ((ql1 >> 4) | ((qh >> 2) & m30)).Store(o + 96);
         }
     }
 
