@@ -107,6 +107,65 @@ public class GemmBenchmarks : MatMulBenchmarkBase
     public void Gemm512() => RunMatMul();
 }
 
+/// <summary>
+/// The integer instruction sets side by side on one core, for the plain-layout dot of a type (an L2-resident 256 x 4096 matrix
+/// times one activation row, so the kernel is measured, not DRAM): <c>Best</c> is AVX-VNNI <c>vpdpbusd</c> (256-bit) for
+/// Q8_0/Q4_0/Q4_K and AVX-512BW <c>vpmaddubsw</c>/<c>vpmaddwd</c> (512-bit) for Q6_K; <c>Avx2</c> is the 256-bit
+/// <c>vpmaddubsw</c>/<c>vpmaddwd</c> pair. (<c>infer info</c> prints which one a model's weights use.)
+/// </summary>
+[Config(typeof(ThroughputConfig))]
+public unsafe class DotIsaBenchmarks : IThroughput, IDisposable
+{
+    private const int Rows = 256, Cols = 4096;
+    private byte* _w, _a;
+    private QuantKernel _k = null!;
+
+    [Params(GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K)]
+    public GgmlType Type { get; set; }
+
+    [Params(QuantKernels.IsaLevel.Best, QuantKernels.IsaLevel.Avx2)]
+    public QuantKernels.IsaLevel Isa { get; set; }
+
+    public double BytesPerOp => (double)Rows * GgmlTypeInfo.RowBytes(Type, Cols);
+    public double FlopsPerOp => 2.0 * Rows * Cols;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _k = QuantKernels.Get(Type, Isa);
+        long rowBytes = _k.RowBytes(Cols);
+        _w = (byte*)NativeMemory.AlignedAlloc((nuint)(rowBytes * Rows), 64);
+        _a = (byte*)NativeMemory.AlignedAlloc((nuint)_k.ActivationRowBytes(Cols), 64);
+        var rng = new Random(3);
+        var row = new float[Cols];
+        for (int r = 0; r < Rows; r++)
+        {
+            for (int i = 0; i < Cols; i++) row[i] = (float)(rng.NextDouble() * 0.04 - 0.02);
+            QuantKernels.Quantize(Type, row, new Span<byte>(_w + r * rowBytes, (int)rowBytes));
+        }
+        for (int i = 0; i < Cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
+        fixed (float* x = row) _k.QuantizeActivations(x, _a, Cols);
+    }
+
+    [GlobalCleanup]
+    public void Dispose()
+    {
+        if (_w != null) NativeMemory.AlignedFree(_w);
+        if (_a != null) NativeMemory.AlignedFree(_a);
+        _w = _a = null;
+        GC.SuppressFinalize(this);
+    }
+
+    [Benchmark]
+    public float Dot()
+    {
+        long rowBytes = _k.RowBytes(Cols);
+        float sum = 0;
+        for (int r = 0; r < Rows; r++) sum += _k.Dot(Cols, _w + r * rowBytes, _a);
+        return sum;
+    }
+}
+
 /// <summary>Decode attention of one token over a KV cache of N positions (Llama-3.1-8B heads: 32 query, 8 KV, 128 dims).</summary>
 [Config(typeof(ThroughputConfig))]
 public unsafe class AttentionBenchmarks : IThroughput
@@ -142,6 +201,67 @@ public unsafe class AttentionBenchmarks : IThroughput
                 int kv = h / (Heads / KvHeads);
                 VectorOps.Attend(_q.AsSpan(h * HeadDim, HeadDim), k + kv * HeadDim, v + kv * HeadDim, KvHeads * HeadDim, Positions, 0.088f, _scores, _out.AsSpan(h * HeadDim, HeadDim));
             }
+        }
+    }
+}
+
+/// <summary>
+/// Prefill attention of N tokens at positions 0..N-1 over their own keys (causal; Llama-3.1-8B heads: 32 query, 8 KV, 128 dims), one
+/// thread, through the tiled kernel a multi-token batch uses: (query block, KV head) items. FLOPs count the causal half of QKᵀ and PV.
+/// </summary>
+[Config(typeof(ThroughputConfig))]
+public unsafe class AttentionPrefillBenchmarks : IThroughput, IDisposable
+{
+    private const int Heads = 32, KvHeads = 8, HeadDim = 128, Group = Heads / KvHeads;
+    private float* _q, _k, _v, _out, _scratch;
+    private int* _positions;
+
+    [Params(512)]
+    public int Tokens { get; set; }
+
+    public double BytesPerOp => 0;
+    public double FlopsPerOp => 4.0 * Heads * HeadDim * ((double)Tokens * (Tokens + 1) / 2);
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var rng = new Random(4);
+        float* Fill(long count)
+        {
+            var p = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
+            for (long i = 0; i < count; i++) p[i] = (float)(rng.NextDouble() * 2 - 1);
+            return p;
+        }
+        _q = Fill((long)Tokens * Heads * HeadDim);
+        _k = Fill((long)Tokens * KvHeads * HeadDim);
+        _v = Fill((long)Tokens * KvHeads * HeadDim);
+        _out = Fill((long)Tokens * Heads * HeadDim);
+        _positions = (int*)NativeMemory.AlignedAlloc((nuint)(Tokens * sizeof(int)), 64);
+        for (int t = 0; t < Tokens; t++) _positions[t] = t;
+        _scratch = (float*)NativeMemory.AlignedAlloc((nuint)(FlashAttention.ScratchFloats(FlashAttention.BlockTokens(Group), Group, HeadDim) * sizeof(float)), 64);
+    }
+
+    [GlobalCleanup]
+    public void Dispose()
+    {
+        foreach (var p in new[] { _q, _k, _v, _out, _scratch }) if (p != null) NativeMemory.AlignedFree(p);
+        if (_positions != null) NativeMemory.AlignedFree(_positions);
+        _q = _k = _v = _out = _scratch = null;
+        _positions = null;
+        GC.SuppressFinalize(this);
+    }
+
+    [Benchmark]
+    public void AttentionPrefill()
+    {
+        int block = FlashAttention.BlockTokens(Group);
+        int qStride = Heads * HeadDim, kvStride = KvHeads * HeadDim;
+        for (int t0 = 0; t0 < Tokens; t0 += block)
+        {
+            int n = Math.Min(block, Tokens - t0);
+            for (int kv = 0; kv < KvHeads; kv++)
+                FlashAttention.Attend(_q + (long)t0 * qStride + kv * Group * HeadDim, qStride, _out + (long)t0 * qStride + kv * Group * HeadDim, qStride,
+                    _positions + t0, n, Group, HeadDim, _k + kv * HeadDim, _v + kv * HeadDim, kvStride, 0.088f, _scratch);
         }
     }
 }

@@ -7,7 +7,40 @@ using Infer.Runtime.Tokenizers;
 
 namespace Infer.Cli;
 
-internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device);
+internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers);
+
+/// <summary>
+/// The backends chosen for a model: <paramref name="Gpu"/> runs the first <paramref name="GpuLayers"/> layers (all when it
+/// is the only one), <paramref name="Cpu"/> the rest; either may be null, not both.
+/// </summary>
+internal sealed record BackendSet(GpuBackend? Gpu, IBackend? Cpu, int GpuLayers)
+{
+    /// <summary>Loads the model on these backends; the model owns them from here on (disposed here if loading fails).</summary>
+    public LlamaModel Load(GgufFile file, ModelOptions options, IProgress<double>? progress = null)
+    {
+        try
+        {
+            return (Gpu, Cpu) switch
+            {
+                ({ } gpu, { } cpu) => LlamaModel.LoadSplit(file, gpu, GpuLayers, cpu, options, progress),
+                ({ } gpu, null) => LlamaModel.Load(file, gpu, options, progress),
+                (null, { } cpu) => LlamaModel.Load(file, cpu, options, progress),
+                _ => throw new InvalidOperationException("no backend"),
+            };
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Gpu?.Dispose();
+        Cpu?.Dispose();
+    }
+}
 
 /// <summary>A model file opened for inference: the mapping, its tokenizer, and the model bound to a backend.</summary>
 internal sealed class LoadedModel : IDisposable
@@ -17,10 +50,10 @@ internal sealed class LoadedModel : IDisposable
     public required LlamaModel Model { get; init; }
     public ModelConfig Config => Model.Config;
 
-    /// <summary>Reads the common model options (-m FILE, -t THREADS, -c CONTEXT, -b BATCH) before anything is loaded.</summary>
+    /// <summary>Reads the common model options (-m FILE, -t THREADS, -c CONTEXT, -b BATCH, --device, -ngl N) before anything is loaded.</summary>
     public static ModelArgs ReadArgs(Args args)
     {
-        var m = new ModelArgs(ModelSource.Read(args), args.Int(0, "-t", "--threads"), args.Int(0, "-c", "--ctx-size"), args.Int(512, "-b", "--batch-size"), !args.Flag("--no-repack"), ReadDevice(args));
+        var m = new ModelArgs(ModelSource.Read(args), args.Int(0, "-t", "--threads"), args.Int(0, "-c", "--ctx-size"), args.Int(512, "-b", "--batch-size"), !args.Flag("--no-repack"), ReadDevice(args), ReadGpuLayers(args));
         if (m.Threads < 0) throw new UsageException("--threads must be positive");
         if (m.Context < 0) throw new UsageException("--ctx-size must be positive");
         if (m.Batch < 1) throw new UsageException("--batch-size must be positive");
@@ -35,49 +68,102 @@ internal sealed class LoadedModel : IDisposable
         return DeviceRequest.TryParse(device, out var request, out string? error) ? request : throw new UsageException($"--device: {error}");
     }
 
+    /// <summary>
+    /// --gpu-layers N (-ngl N, as llama.cpp): the first N layers on the GPU, the rest on the CPU; 0 runs on the CPU only.
+    /// Null when absent: every layer on the GPU, if there is one.
+    /// </summary>
+    public static int? ReadGpuLayers(Args args)
+    {
+        string[] names = ["--gpu-layers", "-ngl", "--n-gpu-layers"];
+        if (args.String(names) is null) return null;
+        int n = args.Int(0, names);
+        if (n < 0) throw new UsageException($"--gpu-layers must be 0 (CPU only) or a number of layers to offload, got {n}");
+        return n;
+    }
+
     public static LoadedModel Load(ModelArgs args, TextWriter stderr, IProgress<double>? progress = null)
     {
-        var (source, threads, ctx, batch, repack, device) = args;
+        var (source, threads, ctx, batch, repack, device, gpuLayers) = args;
         string path = source.Resolve(stderr);
         var file = GgufFile.Open(path);
-        IBackend? backend = null;
         try
         {
             var tokenizer = Tokenizer.FromGguf(file);
-            backend = CreateBackend(device, threads, batch, repack, stderr);
-            var model = LlamaModel.Load(file, backend, new ModelOptions(ctx, batch), progress);
+            int layers = ModelConfig.FromGguf(file).BlockCount;
+            var backends = CreateBackends(device, gpuLayers, layers, threads, batch, repack, stderr);
+            // Uploading to a GPU takes a while: without a caller's progress, a per-layer bar when stderr is a terminal.
+            var bar = progress is null && backends.Gpu is not null && ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected ? new UploadBar(stderr) : null;
+            var model = backends.Load(file, new ModelOptions(ctx, batch), progress ?? bar);
+            bar?.Done();
+            if (backends.Gpu is not null) stderr.WriteLine($"offloaded {Math.Min(backends.GpuLayers, layers)}/{layers} layers: {model.DescribePlacement()}");
             return new LoadedModel { File = file, Tokenizer = tokenizer, Model = model };
         }
         catch
         {
-            backend?.Dispose();
             file.Dispose();
             throw;
         }
     }
 
     /// <summary>
-    /// The backend for <c>--device</c>: a GPU through ILGPU when one is asked for (or, by default, found), otherwise the
-    /// CPU backend. When a GPU was wanted but none is usable, one line says so and the run continues on the CPU.
+    /// The backends for <c>--device</c> and <c>--gpu-layers</c> for a model of <paramref name="layers"/> layers: the GPU
+    /// alone when it takes every layer (or <paramref name="gpuLayers"/> is null), the GPU and the CPU when it takes some,
+    /// the CPU alone when it takes none, when <c>--device cpu</c> is given, or when no GPU is usable (one line says so).
     /// </summary>
-    public static IBackend CreateBackend(DeviceRequest device, int threads, int batch, bool repack, TextWriter stderr)
+    public static BackendSet CreateBackends(DeviceRequest device, int? gpuLayers, int layers, int threads, int batch, bool repack, TextWriter stderr)
     {
-        if (device.Kind != DeviceKind.Cpu)
+        if (gpuLayers is < 0) throw new UsageException($"--gpu-layers must be 0 (CPU only) or a number of layers to offload, got {gpuLayers}");
+        if (gpuLayers == 0) return new BackendSet(null, new CpuBackend(threads, batch, repack), 0);
+        var gpu = OpenGpu(device, batch, stderr);
+        if (gpu is null) return new BackendSet(null, new CpuBackend(threads, batch, repack), 0);
+        int n = Math.Min(gpuLayers ?? layers, layers);
+        if (n == layers) return new BackendSet(gpu, null, n);
+        try
         {
-            DeviceSelection? selection = null;
-            try
-            {
-                selection = GpuContextFactory.Select(device);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                stderr.WriteLine($"GPU unavailable ({e.GetType().Name}: {e.Message}); running on the CPU backend");
-            }
-            if (selection?.Device is { } gpu)
-                return new GpuBackend(gpu, new GpuBackendOptions(MaxBatch: Math.Max(batch, 1)));
-            if (selection?.Message is { } message) stderr.WriteLine(message);
+            return new BackendSet(gpu, new CpuBackend(threads, batch, repack), n);
         }
-        return new CpuBackend(threads, batch, repack);
+        catch
+        {
+            gpu.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The GPU backend <paramref name="device"/> asks for, or null (after one line saying why, when one was wanted).</summary>
+    private static GpuBackend? OpenGpu(DeviceRequest device, int batch, TextWriter stderr)
+    {
+        if (device.Kind == DeviceKind.Cpu) return null;
+        DeviceSelection? selection = null;
+        try
+        {
+            selection = GpuContextFactory.Select(device);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            stderr.WriteLine($"GPU unavailable ({e.GetType().Name}: {e.Message}); running on the CPU backend");
+        }
+        if (selection?.Device is { } gpu)
+            return new GpuBackend(gpu, new GpuBackendOptions(MaxBatch: Math.Max(batch, 1)));
+        if (selection?.Message is { } message) stderr.WriteLine(message);
+        return null;
+    }
+
+    /// <summary>"uploading [#####.....]  50%" redrawn in place as layers load.</summary>
+    private sealed class UploadBar(TextWriter w) : IProgress<double>
+    {
+        private int _shown = -1;
+
+        public void Report(double value)
+        {
+            int pct = (int)Math.Clamp(value * 100, 0, 100);
+            if (pct == _shown) return;
+            _shown = pct;
+            int filled = pct * 30 / 100;
+            w.Write($"\ruploading [{new string('#', filled)}{new string('.', 30 - filled)}] {pct,3}%");
+            w.Flush();
+        }
+
+        public void Done() => w.WriteLine();
     }
 
     public void Dispose()

@@ -20,10 +20,10 @@ public static class Program
           template  render a chat template              infer template -m MODEL --messages M.json [--add-generation-prompt]
           devices   list GPUs (CUDA, OpenCL) and the CPU  infer devices
           models    list or remove cached downloads     infer models [--rm OWNER/REPO[:QUANT]]
-          bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [-o md|json]
+          bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [-o md|json] [--profile]
 
         a model is -m FILE or -hf OWNER/REPO[:QUANT] (downloaded from Hugging Face and cached; --hf-file NAME, --revision REV, --offline)
-        common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --device auto|cpu|cuda|opencl[:N]   --no-repack   --verbose
+        common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --device auto|cpu|cuda|opencl[:N]   -ngl, --gpu-layers N   --no-repack   --verbose
         run 'infer <command> --help' for a command's options.
         """;
 
@@ -33,6 +33,7 @@ public static class Program
             model:     -m FILE | -hf OWNER/REPO[:QUANT] [--hf-file NAME] [--revision REV] [--offline]
             runtime:   -t THREADS (default: all cores)  -c CONTEXT (default: the model's, at most 4096)  -b BATCH (512)
                        --device auto|cpu|cuda[:N]|opencl[:N]  --no-repack
+                       -ngl, --gpu-layers N (the first N layers on the GPU, the rest on the CPU; 0: CPU only; default: all)
             sampling:  --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.0 --repeat-last-n 64
                        --frequency-penalty 0 --presence-penalty 0 --seed N   (--temp 0: greedy)
             run:       -p PROMPT  -n TOKENS (128; -1 until the context is full)  --ignore-eos

@@ -30,7 +30,7 @@ public sealed unsafe class CpuBackend : IBackend
     private float* _kCache;
     private float* _vCache;
 
-    // Per-thread scratch for attention scores and RoPE tables.
+    // Per-thread scratch for the attention scores of one head (ContextLength floats).
     private float* _scratch;
     private int _scratchPerThread;
 
@@ -54,6 +54,9 @@ public sealed unsafe class CpuBackend : IBackend
         _tokens = (int*)Alloc(sizeof(int) * (long)maxBatch);
         _positions = (int*)Alloc(sizeof(int) * (long)maxBatch);
         _sequences = (int*)Alloc(sizeof(int) * (long)maxBatch);
+        _blockStart = (int*)Alloc(sizeof(int) * (long)maxBatch);
+        _blockTokens = (int*)Alloc(sizeof(int) * (long)maxBatch);
+        _blockOrder = (long*)Alloc(sizeof(long) * (long)maxBatch);
         _matMul = new MatMulWork();
         _quantize = new QuantizeWork(this);
         _rows = new RowWork(this);
@@ -471,8 +474,25 @@ public sealed unsafe class CpuBackend : IBackend
                 for (; t < t1; t++) k.RepackedDot(cols, group, X + t * XRowBytes, Y.Data + (long)t * yCols + r);
             }
 
-            // Plain rows: the 4-token dot for GEMM, the single dot for the rest.
-            for (r = Math.Max(r0, rEnd); r < r1; r++)
+            // Plain rows: 4 × 4 tiles where the type has them, then the 4-token dot for GEMM, the single dot for the rest.
+            r = Math.Max(r0, rEnd);
+            if (k.Dot4x4 != null && t1 - t0 >= 4)
+            {
+                for (; r + 4 <= r1; r += 4)
+                {
+                    byte* wr = w.Data + r * w.RowBytes;
+                    int t = t0;
+                    for (; t + 4 <= t1; t += 4)
+                    {
+                        k.Dot4x4(cols, wr, (nint)w.RowBytes, X + t * XRowBytes, (nint)XRowBytes, results);
+                        for (int c = 0; c < 4; c++)
+                            for (int i = 0; i < 4; i++) Y.Data[(long)(t + c) * yCols + r + i] = results[c * 4 + i];
+                    }
+                    for (; t < t1; t++)
+                        for (int i = 0; i < 4; i++) Y.Data[(long)t * yCols + r + i] = k.Dot(cols, wr + i * w.RowBytes, X + t * XRowBytes);
+                }
+            }
+            for (; r < r1; r++)
             {
                 byte* wr = w.Data + r * w.RowBytes;
                 int t = t0;
@@ -569,31 +589,89 @@ public sealed unsafe class CpuBackend : IBackend
 
     // ---- attention ----
 
-    /// <summary>Attention work items are (token, head) pairs handed out from a shared counter.</summary>
+    // Query blocks of the current batch for tiled attention: runs of consecutive batch tokens of one sequence, at most
+    // FlashAttention.BlockTokens(group) long. (maxBatch) each.
+    private int* _blockStart, _blockTokens;
+    private long* _blockOrder; // (maxBatch) sort keys: most expensive block first, block index in the low 32 bits
+
+    // Per-thread scratch of the tiled kernel, sized on the first multi-token batch.
+    private float* _tileScratch;
+    private long _tileScratchPerThread;
+
+    /// <summary>
+    /// Attention work. When no query block is worth a tile (decode, or one token per sequence, with a small GQA group), items
+    /// are (token, head) pairs through <see cref="VectorOps.Attend"/>. Otherwise items are (query block, KV head) through
+    /// <see cref="FlashAttention.Attend"/>, so every K/V row serves all the block's tokens and the group's heads (blocks too
+    /// small for a tile go head by head inside their item); items are handed out from a shared counter, most expensive block
+    /// first, so the threads finish together.
+    /// </summary>
     private sealed class AttentionWork(CpuBackend b) : IParallelWork
     {
         public int Layer, NHeads, NKvHeads, HeadDim;
         public float Scale;
         public CpuActivation Q = null!, Output = null!;
+        public bool Tiled;
+        public int Blocks;
         public int NextItem;
 
         public void Execute(int thread, int threadCount)
         {
+            if (Tiled) ExecuteTiled(thread);
+            else ExecutePerHead(thread);
+        }
+
+        private void ExecutePerHead(int thread)
+        {
             int items = b._n * NHeads;
-            int group = NHeads / NKvHeads;
-            int kvDim = NKvHeads * HeadDim;
-            var scores = new Span<float>(b._scratch + (long)thread * b._scratchPerThread, b._kv!.ContextLength);
+            var scores = Scores(thread);
             while (true)
             {
                 int item = Interlocked.Increment(ref NextItem) - 1;
                 if (item >= items) break;
                 int t = item / NHeads, h = item % NHeads;
-                int kvHead = h / group;
-                int seq = b._sequences[t], pos = b._positions[t];
-                float* keys = b.KvRow(b._kCache, seq, Layer, 0) + kvHead * HeadDim;
-                float* values = b.KvRow(b._vCache, seq, Layer, 0) + kvHead * HeadDim;
-                VectorOps.Attend(Q.Row(t).Slice(h * HeadDim, HeadDim), keys, values, kvDim, pos + 1, Scale, scores, Output.Row(t).Slice(h * HeadDim, HeadDim));
+                AttendHead(t, h, scores);
             }
+        }
+
+        private void ExecuteTiled(int thread)
+        {
+            int items = Blocks * NKvHeads;
+            int group = NHeads / NKvHeads;
+            int kvDim = NKvHeads * HeadDim;
+            float* scratch = b._tileScratch + thread * b._tileScratchPerThread;
+            while (true)
+            {
+                int item = Interlocked.Increment(ref NextItem) - 1;
+                if (item >= items) break;
+                int block = (int)(b._blockOrder[item / NKvHeads] & 0xFFFFFFFF), kvHead = item % NKvHeads;
+                int t0 = b._blockStart[block], tokens = b._blockTokens[block];
+                if (!FlashAttention.Worthwhile(tokens, group))
+                {
+                    var scores = Scores(thread);
+                    for (int t = t0; t < t0 + tokens; t++)
+                        for (int g = 0; g < group; g++) AttendHead(t, kvHead * group + g, scores);
+                    continue;
+                }
+                int seq = b._sequences[t0];
+                int headOffset = kvHead * group * HeadDim;
+                FlashAttention.Attend(
+                    Q.Data + (long)t0 * Q.Cols + headOffset, Q.Cols, Output.Data + (long)t0 * Output.Cols + headOffset, Output.Cols,
+                    b._positions + t0, tokens, group, HeadDim,
+                    b.KvRow(b._kCache, seq, Layer, 0) + kvHead * HeadDim, b.KvRow(b._vCache, seq, Layer, 0) + kvHead * HeadDim, kvDim,
+                    Scale, scratch);
+            }
+        }
+
+        private Span<float> Scores(int thread) => new(b._scratch + (long)thread * b._scratchPerThread, b._kv!.ContextLength);
+
+        /// <summary>Head h of token t over its sequence's cache positions 0..pos.</summary>
+        private void AttendHead(int t, int h, Span<float> scores)
+        {
+            int kvHead = h / (NHeads / NKvHeads);
+            int seq = b._sequences[t], pos = b._positions[t];
+            float* keys = b.KvRow(b._kCache, seq, Layer, 0) + kvHead * HeadDim;
+            float* values = b.KvRow(b._vCache, seq, Layer, 0) + kvHead * HeadDim;
+            VectorOps.Attend(Q.Row(t).Slice(h * HeadDim, HeadDim), keys, values, NKvHeads * HeadDim, pos + 1, Scale, scores, Output.Row(t).Slice(h * HeadDim, HeadDim));
         }
     }
 
@@ -602,6 +680,8 @@ public sealed unsafe class CpuBackend : IBackend
     public void Attention(int layer, IActivation q, IActivation k, IActivation v, IActivation output, int nHeads, int nKvHeads, int headDim, float scale)
     {
         var kv = _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
+        if (nKvHeads != kv.KvHeads || headDim != kv.HeadDim || nHeads % nKvHeads != 0)
+            throw new ArgumentException($"attention with {nHeads} heads over {nKvHeads} KV heads of {headDim} does not fit the KV cache ({kv.KvHeads} KV heads of {kv.HeadDim})");
         var ka = A(k);
         var va = A(v);
         int kvDim = nKvHeads * headDim;
@@ -610,6 +690,12 @@ public sealed unsafe class CpuBackend : IBackend
             ka.Row(t)[..kvDim].CopyTo(new Span<float>(KvRow(_kCache, _sequences[t], layer, _positions[t]), kvDim));
             va.Row(t)[..kvDim].CopyTo(new Span<float>(KvRow(_vCache, _sequences[t], layer, _positions[t]), kvDim));
         }
+        int group = nHeads / nKvHeads;
+        int blockTokens = FlashAttention.BlockTokens(group);
+        int blocks = PlanQueryBlocks(blockTokens, group, out bool anyTile);
+        _attention.Tiled = anyTile;
+        if (_attention.Tiled) EnsureTileScratch(FlashAttention.ScratchFloats(blockTokens, group, headDim));
+        _attention.Blocks = blocks;
         _attention.Layer = layer;
         _attention.NHeads = nHeads;
         _attention.NKvHeads = nKvHeads;
@@ -620,6 +706,61 @@ public sealed unsafe class CpuBackend : IBackend
         _attention.NextItem = 0;
         _pool.Run(_attention);
         A(output).Version++;
+    }
+
+    // ---- host copies (layer split: the hidden state crosses between backends) ----
+
+    public void ReadRows(IActivation x, int rows, Span<float> destination)
+    {
+        var xa = A(x);
+        if ((uint)rows > (uint)xa.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"{rows} rows requested of an activation with {xa.Rows}");
+        new ReadOnlySpan<float>(xa.Data, checked(rows * xa.Cols)).CopyTo(destination);
+    }
+
+    public void WriteRows(IActivation x, ReadOnlySpan<float> source)
+    {
+        var xa = A(x);
+        if (source.Length % xa.Cols != 0 || source.Length / xa.Cols > xa.Rows)
+            throw new ArgumentException($"{source.Length} floats are not whole rows of an activation [{xa.Rows}, {xa.Cols}]");
+        source.CopyTo(new Span<float>(xa.Data, source.Length));
+        xa.Version++;
+    }
+
+    /// <summary>
+    /// Splits the batch into query blocks (runs of consecutive tokens of one sequence, at most <paramref name="blockTokens"/>)
+    /// and orders them by cost (tokens × positions attended), largest first. Returns the block count; <paramref name="anyTile"/>
+    /// tells whether some block is worth the tiled kernel.
+    /// </summary>
+    private int PlanQueryBlocks(int blockTokens, int group, out bool anyTile)
+    {
+        int blocks = 0;
+        anyTile = false;
+        for (int t = 0; t < _n;)
+        {
+            int start = t, maxPos = _positions[t];
+            for (t++; t < _n && t - start < blockTokens && _sequences[t] == _sequences[start]; t++) maxPos = Math.Max(maxPos, _positions[t]);
+            long cost = Math.Min((long)(t - start) * (maxPos + 1), int.MaxValue);
+            _blockStart[blocks] = start;
+            _blockTokens[blocks] = t - start;
+            _blockOrder[blocks] = ((int.MaxValue - cost) << 32) | (uint)blocks;
+            anyTile |= FlashAttention.Worthwhile(t - start, group);
+            blocks++;
+        }
+        if (anyTile) new Span<long>(_blockOrder, blocks).Sort();
+        return blocks;
+    }
+
+    private void EnsureTileScratch(long floatsPerThread)
+    {
+        floatsPerThread = (floatsPerThread + 15) / 16 * 16; // whole cache lines per thread
+        if (floatsPerThread <= _tileScratchPerThread) return;
+        if (_tileScratch != null)
+        {
+            _allocations.Remove((nint)_tileScratch);
+            NativeMemory.AlignedFree(_tileScratch);
+        }
+        _tileScratch = (float*)Alloc(floatsPerThread * ThreadCount * sizeof(float));
+        _tileScratchPerThread = floatsPerThread;
     }
 
     public void Dispose()

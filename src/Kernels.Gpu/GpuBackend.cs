@@ -545,6 +545,26 @@ public sealed class GpuBackend : IBackend
         xa.View.SubView((long)row * xa.Cols, xa.Cols).CopyToCPU(destination[..xa.Cols]);
     }
 
+    public void ReadRows(IActivation x, int rows, Span<float> destination)
+    {
+        Flush();
+        var xa = A(x);
+        if ((uint)rows > (uint)xa.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"{rows} rows requested of an activation with {xa.Rows}");
+        if (rows == 0) return;
+        long length = (long)rows * xa.Cols;
+        xa.View.SubView(0, length).CopyToCPU(destination[..(int)length]);
+    }
+
+    public void WriteRows(IActivation x, ReadOnlySpan<float> source)
+    {
+        Flush();
+        var xa = A(x);
+        if (source.Length % xa.Cols != 0 || source.Length / xa.Cols > xa.Rows)
+            throw new ArgumentException($"{source.Length} floats are not whole rows of an activation [{xa.Rows}, {xa.Cols}]");
+        if (source.Length == 0) return;
+        xa.View.SubView(0, source.Length).CopyFromCPU(source);
+    }
+
     /// <summary>Waits for every queued kernel.</summary>
     public void Synchronize()
     {

@@ -165,11 +165,78 @@ public class CliTests : IDisposable
             Assert.Single(stderr.Split('\n'), l => l.Contains("no CUDA device found; running on the CPU backend"));
     }
 
+    [Theory]
+    [InlineData("-ngl")]
+    [InlineData("--gpu-layers")]
+    public void GpuLayersSplitsTheModelBetweenGpuAndCpu(string option)
+    {
+        // ILGPU's CPU accelerator stands in for the GPU: layer 0 runs there, layer 1 and the output on the CPU backend.
+        var (code, stdout, stderr) = Infer("run", "--device", "cpu-ilgpu", option, "1", "-m", Fixtures.Model("llama3", "bf16"), "-p", "The quick brown fox jumps over the lazy dog.", "-n", "24", "--temp", "0");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(Case("llama3", "prompt0").GetProperty("greedy_text").GetString(), stdout.TrimEnd('\n'));
+        Assert.Single(stderr.Split('\n'), l => l.StartsWith("offloaded 1/2 layers: layer 0 on gpu (cpu-ilgpu:0") && l.Contains("; layer 1 and the output on cpu (CPU,"));
+    }
+
+    [Fact]
+    public void ZeroGpuLayersRunOnTheCpuWithoutLookingForAGpu()
+    {
+        var (code, stdout, stderr) = Infer("logits", "--device", "cuda", "-ngl", "0", "-m", Fixtures.Model("llama3", "bf16"), "--ids", "1,2,3");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("input_ids", stdout);
+        Assert.Equal("", stderr);
+    }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("two")]
+    public void BadGpuLayerCountIsAUsageError(string value)
+    {
+        var (code, _, stderr) = Infer("run", "-m", Fixtures.Model("llama3", "bf16"), "-p", "hi", "-ngl", value);
+        Assert.Equal(2, code);
+        Assert.Contains("--gpu-layers", stderr);
+        Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+    }
+
     [Fact]
     public void DevicesListsTheCpu()
     {
         var (code, stdout, _) = Infer("devices");
         Assert.Equal(0, code);
         Assert.Contains("cpu", stdout);
+    }
+
+    [Fact]
+    public void BenchPrintsOneRowPerTestWithTheRoofline()
+    {
+        var (code, stdout, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-p", "8", "-n", "4", "-r", "2", "-t", "2", "--device", "cpu");
+        Assert.True(code == 0, stderr);
+        var rows = stdout.Split('\n').Where(l => l.StartsWith("| llama", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, rows.Count);
+        Assert.Contains("| pp8 |", rows[0]);
+        Assert.Contains("| tg4 |", rows[1]);
+        Assert.Contains("%", rows[1]); // the fraction of the measured read bandwidth
+        Assert.Contains("measured read bandwidth:", stdout);
+    }
+
+    [Fact]
+    public void BenchProfileListsOperationsPerTokenAsJson()
+    {
+        var (code, stdout, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-p", "8", "-n", "2", "-r", "1", "-t", "2",
+            "--device", "cpu", "--no-bandwidth", "--profile", "-o", "json");
+        Assert.True(code == 0, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        var profile = json.RootElement.GetProperty("profile").EnumerateArray().ToList();
+        Assert.Equal(["pp8", "tg2"], profile.Select(p => p.GetProperty("test").GetString()));
+        var tg = profile[1].GetProperty("operations").EnumerateArray().ToDictionary(o => o.GetProperty("operation").GetString()!, o => o.GetProperty("calls").GetInt64());
+        Assert.Equal(2, tg["embed"]); // one per generated token (one timed run)
+        Assert.Contains(tg.Keys, k => k.StartsWith("matmul ffn_down ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void BenchRejectsBadCounts()
+    {
+        var (code, _, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-r", "0", "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("-r", stderr);
     }
 }

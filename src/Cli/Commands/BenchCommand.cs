@@ -30,6 +30,7 @@ internal static class BenchCommand
         bool repack = !a.Flag("--no-repack");
         bool profile = a.Flag("--profile");
         var device = LoadedModel.ReadDevice(a);
+        int? gpuLayers = LoadedModel.ReadGpuLayers(a);
         a.EnsureAllUsed();
         string path = source.Resolve(stderr);
         if (p < 0 || n < 0 || reps < 1) throw new UsageException("-p and -n must be >= 0 and -r >= 1");
@@ -37,17 +38,21 @@ internal static class BenchCommand
 
         using var file = GgufFile.Open(path);
         int batch = Math.Max(1, Math.Min(Math.Max(p, 1), 2048));
-        var backend = LoadedModel.CreateBackend(device, threads, batch, repack, stderr);
-        var cpu = backend as CpuBackend;
-        var gpu = backend as Infer.Kernels.Gpu.GpuBackend;
-        if (profile && cpu is null)
+        int layers = ModelConfig.FromGguf(file).BlockCount;
+        var backends = LoadedModel.CreateBackends(device, gpuLayers, layers, threads, batch, repack, stderr);
+        var cpu = backends.Cpu as CpuBackend;
+        var gpu = backends.Gpu;
+        if (profile && (cpu is null || gpu is not null))
         {
-            backend.Dispose();
-            throw new UsageException("--profile times the CPU backend's operations; use it with --device cpu");
+            backends.Dispose();
+            throw new UsageException("--profile times the CPU backend's operations; use it with --device cpu (or -ngl 0)");
         }
-        var profiler = profile ? new ProfilingBackend(backend) : null;
-        using var model = LlamaModel.Load(file, profiler ?? (IBackend)backend, new ModelOptions(ContextLength: Math.Max(p, n) + 1, BatchSize: batch));
+        var profiler = profile ? new ProfilingBackend(cpu!) : null;
+        if (profiler is not null) backends = backends with { Cpu = profiler };
+        using var model = backends.Load(file, new ModelOptions(ContextLength: Math.Max(p, n) + 1, BatchSize: batch));
         var c = model.Config;
+        // With a split model the CPU's bandwidth is not the bound of the whole token.
+        bool cpuOnly = gpu is null;
 
         long modelBytes = file.Tensors.Sum(t => t.ByteSize);
         long parameters = file.Tensors.Sum(t => t.ElementCount);
@@ -55,9 +60,9 @@ internal static class BenchCommand
         // Decode reads every weight once, but only one row of the embedding table (unless it doubles as the output).
         long bytesPerToken = modelBytes - (c.TiedOutput ? 0 : embd.ByteSize - embd.RowBytes);
         string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}{(cpu?.RepackedBytes > 0 ? " (repacked)" : "")}";
-        double bandwidth = noBandwidth || cpu is null ? 0 : MemoryBandwidth.Measure(cpu.Pool);
+        double bandwidth = noBandwidth || cpu is null || !cpuOnly ? 0 : MemoryBandwidth.Measure(cpu.Pool);
         int? threadCount = cpu?.ThreadCount;
-        string backendName = cpu is not null ? "cpu" : backend.Name;
+        string backendName = gpu is null ? "cpu" : cpu is null ? gpu.Name : $"{gpu.Name} {model.Placement[0].Count}/{layers} + cpu";
 
         var rng = new Random(42);
         int[] tokens = Enumerable.Range(0, Math.Max(p, n)).Select(_ => rng.Next(c.VocabSize)).ToArray();
@@ -110,7 +115,7 @@ internal static class BenchCommand
             stdout.WriteLine(JsonSerializer.Serialize(new
             {
                 model = modelName, file = path, size_bytes = modelBytes, parameters, threads = threadCount, kernel_launches_per_token = gpu?.LaunchesThisBatch,
-                backend = backend.Description, bytes_per_token = bytesPerToken, read_bandwidth_gbs = bandwidth / 1e9,
+                backend = model.DescribePlacement(), bytes_per_token = bytesPerToken, read_bandwidth_gbs = bandwidth / 1e9,
                 results = rows.Select(r => new { test = r.Test, tokens_per_second = r.Mean, stddev = r.Std, gbs = r.GBs, fraction_of_bandwidth = r.Fraction }),
                 profile = profiles.Count == 0 ? null : profiles.Select(pr => new
                 {
@@ -126,7 +131,7 @@ internal static class BenchCommand
             foreach (var r in rows)
                 stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {(r.Threads is { } th ? th.ToString() : "-")} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} | {(r.GBs is { } g ? g.ToString("F1") : "")} | {(r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "")} |");
             if (bandwidth > 0) stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {threadCount} threads; tg reads {bytesPerToken / 1e6:F0} MB per token");
-            if (gpu is not null) stdout.WriteLine($"\n{backend.Description}: {gpu.LaunchesThisBatch} kernel launches per decoded token");
+            if (gpu is not null) stdout.WriteLine($"\n{gpu.Description}: {gpu.LaunchesThisBatch} kernel launches per decoded token{(cpu is null ? "" : $" ({model.Placement[0].Count} of {layers} layers)")}");
             foreach (var (test, tokenCount, entries) in profiles) WriteProfile(stdout, test, tokenCount, entries);
         }
         return 0;

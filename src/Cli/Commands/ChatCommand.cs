@@ -48,7 +48,7 @@ internal static class ChatCommand
         if (interactive)
         {
             var c = m.Config;
-            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {InfoCommand.FormatCount(m.File.Tensors.Sum(t => t.ElementCount))} parameters, {c.BlockCount} layers, context {m.Model.ContextLength}, {m.Model.Backend.Description}");
+            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {InfoCommand.FormatCount(m.File.Tensors.Sum(t => t.ElementCount))} parameters, {c.BlockCount} layers, context {m.Model.ContextLength}, {m.Model.DescribePlacement()}");
             stderr.WriteLine("commands: /exit, /reset, /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
         }
 

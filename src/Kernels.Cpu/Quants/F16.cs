@@ -66,6 +66,7 @@ public static unsafe class F16
         Vector512<float> acc0 = default, acc1 = default;
         for (; i + 32 <= n; i += 32)
         {
+            Sse.Prefetch0((byte*)(h + i) + Q4_0x8.PrefetchDistance); // decode streams the rows from DRAM
             acc0 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i))), Vector512.Load(y + i), acc0);
             acc1 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i + 16))), Vector512.Load(y + i + 16), acc1);
         }
@@ -98,11 +99,6 @@ public static unsafe class F16
     internal static void Dot4Ref(int n, byte* w, byte* a, nint aStride, float* result)
     {
         for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
-    }
-
-    internal static void Dot4Avx512(int n, byte* w, byte* a, nint aStride, float* result)
-    {
-        for (int r = 0; r < 4; r++) result[r] = DotAvx512(n, w, a + r * aStride);
     }
 
     internal static void Dot4Avx2(int n, byte* w, byte* a, nint aStride, float* result)

@@ -81,6 +81,7 @@ public static unsafe class Q4_Kx8
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
+            Simd.Prefetch(g + Q4_0x8.PrefetchDistance, GroupBlockBytes); // the group super-block that far ahead of the stream
             byte* y = a + (nint)b * Q8_K.TypeSize;
             float yd = *(float*)y;
             UnpackScales(g, out var sc03, out var sc47, out var m03, out var m47);
@@ -302,24 +303,38 @@ public static unsafe class Q4_Kx8
         ref Vector256<float> f00, ref Vector256<float> f01, ref Vector256<float> f02, ref Vector256<float> f03,
         ref Vector256<float> f10, ref Vector256<float> f11, ref Vector256<float> f12, ref Vector256<float> f13) where T : struct, IIntDot
     {
-        var m4 = Vector256.Create((byte)0x0F);
         Vector256<int> s00 = default, s01 = default, s02 = default, s03 = default, s10 = default, s11 = default, s12 = default, s13 = default;
-        for (int k = 0; k < 8; k++)
-        {
-            Vector256<byte> w0 = Vector256.ShiftRightLogical(Vector256.Load(p0 + 32 * k).AsUInt16(), shift).AsByte() & m4;
-            Vector256<byte> w1 = Vector256.ShiftRightLogical(Vector256.Load(p1 + 32 * k).AsUInt16(), shift).AsByte() & m4;
-            Vector256<sbyte> b0 = Vector256.Create(*(int*)(q0 + 4 * k)).AsSByte(), b1 = Vector256.Create(*(int*)(q1 + 4 * k)).AsSByte();
-            s00 = T.DotU8S8(s00, w0, b0); s10 = T.DotU8S8(s10, w1, b0);
-            s01 = T.DotU8S8(s01, w0, b1); s11 = T.DotU8S8(s11, w1, b1);
-            Vector256<sbyte> b2 = Vector256.Create(*(int*)(q2 + 4 * k)).AsSByte(), b3 = Vector256.Create(*(int*)(q3 + 4 * k)).AsSByte();
-            s02 = T.DotU8S8(s02, w0, b2); s12 = T.DotU8S8(s12, w1, b2);
-            s03 = T.DotU8S8(s03, w0, b3); s13 = T.DotU8S8(s13, w1, b3);
-        }
+        // written out with constant offsets (the JIT does not unroll loops)
+        TileStep<T>(p0, p1, shift, q0, q1, q2, q3, 0, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, shift, q0, q1, q2, q3, 1, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, shift, q0, q1, q2, q3, 2, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, shift, q0, q1, q2, q3, 3, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, shift, q0, q1, q2, q3, 4, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, shift, q0, q1, q2, q3, 5, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, shift, q0, q1, q2, q3, 6, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, shift, q0, q1, q2, q3, 7, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
         Vector256<float> c0 = Vector256.Load(sc0), c1 = Vector256.Load(sc1);
         f00 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s00), c0, f00); f10 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s10), c1, f10);
         f01 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s01), c0, f01); f11 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s11), c1, f11);
         f02 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s02), c0, f02); f12 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s12), c1, f12);
         f03 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s03), c0, f03); f13 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s13), c1, f13);
+    }
+
+    /// <summary>Column k (a constant after inlining) of one sub-block of both groups against 4 tokens.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TileStep<T>(byte* p0, byte* p1, byte shift, byte* q0, byte* q1, byte* q2, byte* q3, int k,
+        ref Vector256<int> s00, ref Vector256<int> s01, ref Vector256<int> s02, ref Vector256<int> s03,
+        ref Vector256<int> s10, ref Vector256<int> s11, ref Vector256<int> s12, ref Vector256<int> s13) where T : struct, IIntDot
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        Vector256<byte> w0 = Vector256.ShiftRightLogical(Vector256.Load(p0 + 32 * k).AsUInt16(), shift).AsByte() & m4;
+        Vector256<byte> w1 = Vector256.ShiftRightLogical(Vector256.Load(p1 + 32 * k).AsUInt16(), shift).AsByte() & m4;
+        Vector256<sbyte> b0 = Vector256.Create(*(int*)(q0 + 4 * k)).AsSByte(), b1 = Vector256.Create(*(int*)(q1 + 4 * k)).AsSByte();
+        s00 = T.DotU8S8(s00, w0, b0); s10 = T.DotU8S8(s10, w1, b0);
+        s01 = T.DotU8S8(s01, w0, b1); s11 = T.DotU8S8(s11, w1, b1);
+        Vector256<sbyte> b2 = Vector256.Create(*(int*)(q2 + 4 * k)).AsSByte(), b3 = Vector256.Create(*(int*)(q3 + 4 * k)).AsSByte();
+        s02 = T.DotU8S8(s02, w0, b2); s12 = T.DotU8S8(s12, w1, b2);
+        s03 = T.DotU8S8(s03, w0, b3); s13 = T.DotU8S8(s13, w1, b3);
     }
 
     /// <summary>acc += yd · (f − dmin · Σ_j m_j·Σy_j) for both groups of one token (f already carries d · sc_j).</summary>

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -111,10 +112,10 @@ public static unsafe class Q5_K
         int nb = n / BlockSize;
         Vector256<float> acc = default;
         Vector128<float> accMins = default;
-        var bit4 = Vector256.Create((byte)0x10);
         for (int i = 0; i < nb; i++)
         {
             byte* x = w + (nint)i * TypeSize;
+            Simd.Prefetch(x + Q4_0x8.PrefetchDistance, TypeSize); // decode streams the rows from DRAM
             byte* y = a + (nint)i * Q8_K.TypeSize;
             float yd = *(float*)y;
             float d = Fp16.ToFloat(*(ushort*)x) * yd;
@@ -127,20 +128,29 @@ public static unsafe class Q5_K
             byte* qs = x + 48;
             sbyte* q8 = (sbyte*)(y + 4);
             Vector256<int> sumLo = Vector256<int>.Zero, sumHi = Vector256<int>.Zero;
-            for (int c = 0; c < 4; c++)
-            {
-                Vector256<byte> q = Vector256.Load(qs + 32 * c);
-                // bit 2c (low half) / 2c+1 (high half) of each qh byte moved to bit 4
-                Vector256<byte> hLo = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * c), 4).AsByte() & bit4;
-                Vector256<byte> hHi = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * c + 1), 4).AsByte() & bit4;
-                Vector256<short> pLo = Avx2.MultiplyAddAdjacent(Simd.LowNibbles(q) | hLo, Vector256.Load(q8 + 64 * c));
-                Vector256<short> pHi = Avx2.MultiplyAddAdjacent(Simd.HighNibbles(q) | hHi, Vector256.Load(q8 + 64 * c + 32));
-                sumLo = T.MaddS16(sumLo, pLo, Q4_K.BroadcastScale(scales, 2 * c));
-                sumHi = T.MaddS16(sumHi, pHi, Q4_K.BroadcastScale(scales, 2 * c + 1));
-            }
+            // written out so every shift count and scale shuffle is a constant (the JIT does not unroll loops)
+            SubBlockPair<T>(qs, q8, qh, scales, 0, ref sumLo, ref sumHi);
+            SubBlockPair<T>(qs, q8, qh, scales, 1, ref sumLo, ref sumHi);
+            SubBlockPair<T>(qs, q8, qh, scales, 2, ref sumLo, ref sumHi);
+            SubBlockPair<T>(qs, q8, qh, scales, 3, ref sumLo, ref sumHi);
             acc = Simd.MulAdd(sumLo + sumHi, d, acc);
         }
         return Simd.HSum(acc) - Vector128.Sum(accMins);
+    }
+
+    /// <summary>Sub-blocks 2c and 2c + 1 (c a constant after inlining): 5-bit weights (4 bits from qs, bit 2c / 2c + 1 of qh as bit 4) · Q8_K, times their scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SubBlockPair<T>(byte* qs, sbyte* q8, Vector256<ushort> qh, Vector256<byte> scales, int c, ref Vector256<int> sumLo, ref Vector256<int> sumHi)
+        where T : struct, IIntDot
+    {
+        var bit4 = Vector256.Create((byte)0x10);
+        Vector256<byte> q = Vector256.Load(qs + 32 * c);
+        Vector256<byte> hLo = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * c), 4).AsByte() & bit4;
+        Vector256<byte> hHi = Vector256.ShiftLeft(Vector256.ShiftRightLogical(qh, 2 * c + 1), 4).AsByte() & bit4;
+        Vector256<short> pLo = Avx2.MultiplyAddAdjacent(Simd.LowNibbles(q) | hLo, Vector256.Load(q8 + 64 * c));
+        Vector256<short> pHi = Avx2.MultiplyAddAdjacent(Simd.HighNibbles(q) | hHi, Vector256.Load(q8 + 64 * c + 32));
+        sumLo = T.MaddS16(sumLo, pLo, Q4_K.BroadcastScale(scales, 2 * c));
+        sumHi = T.MaddS16(sumHi, pHi, Q4_K.BroadcastScale(scales, 2 * c + 1));
     }
 
     internal static void Dot4Ref(int n, byte* w, byte* a, nint aStride, float* result)

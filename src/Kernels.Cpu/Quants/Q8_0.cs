@@ -38,7 +38,8 @@ public static unsafe class Q8_0
 
     /// <summary>
     /// Activation rows for the Q8_0-paired kernels (<see cref="QuantKernel.QuantizeActivations"/>): the Q8_0 blocks of <see cref="QuantizeRef"/>
-    /// (n/32 × 34 bytes) followed by one int32 per block, Σ qs (the repacked kernels read it instead of summing per weight row).
+    /// (n/32 × 34 bytes), then one int32 per block, Σ qs, then one float per block, the block's scale d as float32 (the repacked
+    /// kernels read these instead of summing and converting per weight row; see <see cref="BlockSums"/> and <see cref="BlockScales"/>).
     /// </summary>
     public static void QuantizeActivationsRef(float* x, byte* y, int n)
     {
@@ -53,19 +54,29 @@ public static unsafe class Q8_0
         WriteBlockSums(y, n);
     }
 
-    /// <summary>Bytes of an activation row with its block-sum trailer.</summary>
-    public static long ActivationRowBytes(long n) => n / BlockSize * (TypeSize + sizeof(int));
+    /// <summary>Bytes of an activation row with its block-sum and block-scale trailers.</summary>
+    public static long ActivationRowBytes(long n) => n / BlockSize * (TypeSize + sizeof(int) + sizeof(float));
+
+    /// <summary>The int32 Σ qs per block of an activation row of <paramref name="nb"/> blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int* BlockSums(byte* row, int nb) => (int*)(row + (nint)nb * TypeSize);
+
+    /// <summary>The float32 scale per block of an activation row of <paramref name="nb"/> blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float* BlockScales(byte* row, int nb) => (float*)(row + (nint)nb * (TypeSize + sizeof(int)));
 
     private static void WriteBlockSums(byte* y, int n)
     {
         int nb = n / BlockSize;
-        int* sums = (int*)(y + (nint)nb * TypeSize);
+        int* sums = BlockSums(y, nb);
+        float* scales = BlockScales(y, nb);
         for (int i = 0; i < nb; i++)
         {
-            sbyte* q = ((BlockQ8_0*)(y + (nint)i * TypeSize))->Qs;
+            var block = (BlockQ8_0*)(y + (nint)i * TypeSize);
             int s = 0;
-            for (int j = 0; j < BlockSize; j++) s += q[j];
+            for (int j = 0; j < BlockSize; j++) s += block->Qs[j];
             sums[i] = s;
+            scales[i] = Fp16.ToFloat(block->D);
         }
     }
 

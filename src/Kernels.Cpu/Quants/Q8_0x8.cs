@@ -32,33 +32,45 @@ public static unsafe class Q8_0x8
         }
     }
 
-    /// <summary>8 rows of the group · one activation row from <see cref="QuantKernel.QuantizeActivations"/> (Q8_0 blocks + int32 block sums) → result[0..7].</summary>
+    /// <summary>8 rows of the group · one activation row from <see cref="QuantKernel.QuantizeActivations"/> (Q8_0 blocks, block sums, block scales) → result[0..7].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Dot(int n, byte* group, byte* a, float* result)
     {
         int nb = n / Q8_0.BlockSize;
-        int* sums = (int*)(a + (nint)nb * Q8_0.TypeSize);
+        int* sums = Q8_0.BlockSums(a, nb);
+        float* dys = Q8_0.BlockScales(a, nb);
         Vector256<float> acc0 = default, acc1 = default;
+        var c = HalfScales.Constants.Create();
         int b = 0;
         for (; b + 1 < nb; b += 2)
         {
-            acc0 = BlockDot(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], acc0);
-            acc1 = BlockDot(group + (nint)(b + 1) * GroupBlockBytes, a + (nint)(b + 1) * Q8_0.TypeSize, sums[b + 1], acc1);
+            byte* g = group + (nint)b * GroupBlockBytes;
+            Prefetch9Lines(g + Q4_0x8.PrefetchDistance); // two group-blocks ahead of the stream (2 × 272 bytes)
+            acc0 = BlockDot(g, a + (nint)b * Q8_0.TypeSize, sums[b], dys[b], acc0, c);
+            acc1 = BlockDot(g + GroupBlockBytes, a + (nint)(b + 1) * Q8_0.TypeSize, sums[b + 1], dys[b + 1], acc1, c);
         }
-        if (b < nb) acc0 = BlockDot(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], acc0);
+        if (b < nb) acc0 = BlockDot(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], dys[b], acc0, c);
         (acc0 + acc1).Store(result);
     }
 
+    /// <summary>Prefetches the 9 cache lines from <paramref name="p"/> on (544 bytes: two group-blocks); past the end of the weights it is harmless.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> BlockDot(byte* g, byte* y, int sumY, Vector256<float> acc)
+    internal static void Prefetch9Lines(byte* p)
+    {
+        Sse.Prefetch0(p); Sse.Prefetch0(p + 64); Sse.Prefetch0(p + 128); Sse.Prefetch0(p + 192); Sse.Prefetch0(p + 256);
+        Sse.Prefetch0(p + 320); Sse.Prefetch0(p + 384); Sse.Prefetch0(p + 448); Sse.Prefetch0(p + 512);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> BlockDot(byte* g, byte* y, int sumY, float dy, Vector256<float> acc, in HalfScales.Constants c)
     {
         Vector256<int> s0 = Vector256.Create(-128 * sumY), s1 = Vector256<int>.Zero;
         BlockStep(g, y, 0, ref s0, ref s1); // written out: constant offsets (the JIT does not unroll loops)
         BlockStep(g, y, 2, ref s0, ref s1);
         BlockStep(g, y, 4, ref s0, ref s1);
         BlockStep(g, y, 6, ref s0, ref s1);
-        Vector256<int> sumi = s0 + s1;
-        Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
-        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), dx * Fp16.ToFloat(*(ushort*)y), acc);
+        Vector256<float> dx = HalfScales.Load8Scaled((ushort*)g, c);
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0 + s1), dx * (dy * HalfScales.Unbias), acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -75,6 +87,7 @@ public static unsafe class Q8_0x8
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         nint sumsOffset = (nint)nb * Q8_0.TypeSize;
         int* sums0 = (int*)(a + sumsOffset), sums1 = (int*)(a + aStride + sumsOffset), sums2 = (int*)(a + 2 * aStride + sumsOffset), sums3 = (int*)(a + 3 * aStride + sumsOffset);
+        float* dys0 = Q8_0.BlockScales(a, nb), dys1 = Q8_0.BlockScales(a + aStride, nb), dys2 = Q8_0.BlockScales(a + 2 * aStride, nb), dys3 = Q8_0.BlockScales(a + 3 * aStride, nb);
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
@@ -91,16 +104,16 @@ public static unsafe class Q8_0x8
                 s3 = AvxVnni.MultiplyWideningAndAdd(s3, v, Vector256.Create(*(int*)(y3 + off)).AsSByte());
             }
             Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
-            acc0 = Column(s0, dx, y0, sums0[b], acc0);
-            acc1 = Column(s1, dx, y1, sums1[b], acc1);
-            acc2 = Column(s2, dx, y2, sums2[b], acc2);
-            acc3 = Column(s3, dx, y3, sums3[b], acc3);
+            acc0 = Column(s0, dx, dys0[b], sums0[b], acc0);
+            acc1 = Column(s1, dx, dys1[b], sums1[b], acc1);
+            acc2 = Column(s2, dx, dys2[b], sums2[b], acc2);
+            acc3 = Column(s3, dx, dys3[b], sums3[b], acc3);
         }
         acc0.Store(result); acc1.Store(result + 8); acc2.Store(result + 16); acc3.Store(result + 24);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Column(Vector256<int> s, Vector256<float> dx, byte* y, int sumY, Vector256<float> acc) => Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Create(128 * sumY)), dx * Fp16.ToFloat(*(ushort*)y), acc);
+    private static Vector256<float> Column(Vector256<int> s, Vector256<float> dx, float dy, int sumY, Vector256<float> acc) => Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Create(128 * sumY)), dx * dy, acc);
 
     /// <summary>
     /// GEMM tile: 16 rows (two consecutive groups, the second at <paramref name="group"/> + <paramref name="groupStride"/>) · 4 activation
@@ -114,6 +127,7 @@ public static unsafe class Q8_0x8
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         nint sumsOffset = (nint)nb * Q8_0.TypeSize;
         int* sums0 = (int*)(a + sumsOffset), sums1 = (int*)(a + aStride + sumsOffset), sums2 = (int*)(a + 2 * aStride + sumsOffset), sums3 = (int*)(a + 3 * aStride + sumsOffset);
+        float* dys0 = Q8_0.BlockScales(a, nb), dys1 = Q8_0.BlockScales(a + aStride, nb), dys2 = Q8_0.BlockScales(a + 2 * aStride, nb), dys3 = Q8_0.BlockScales(a + 3 * aStride, nb);
         for (int b = 0; b < nb; b++)
         {
             byte* g0 = group + (nint)b * GroupBlockBytes, g1 = g0 + groupStride;
@@ -131,10 +145,10 @@ public static unsafe class Q8_0x8
                 Step(ref s03, ref s13, v0, v1, y3 + off);
             }
             Vector256<float> dx0 = Vector256.Load(scales + 16 * b), dx1 = Vector256.Load(scales + 16 * b + 8);
-            Q4_0x8.Scale(s00, s10, dx0, dx1, y0, ref a00, ref a10);
-            Q4_0x8.Scale(s01, s11, dx0, dx1, y1, ref a01, ref a11);
-            Q4_0x8.Scale(s02, s12, dx0, dx1, y2, ref a02, ref a12);
-            Q4_0x8.Scale(s03, s13, dx0, dx1, y3, ref a03, ref a13);
+            Q4_0x8.Scale(s00, s10, dx0, dx1, dys0[b], ref a00, ref a10);
+            Q4_0x8.Scale(s01, s11, dx0, dx1, dys1[b], ref a01, ref a11);
+            Q4_0x8.Scale(s02, s12, dx0, dx1, dys2[b], ref a02, ref a12);
+            Q4_0x8.Scale(s03, s13, dx0, dx1, dys3[b], ref a03, ref a13);
         }
         a00.Store(y); a10.Store(y + 8);
         a01.Store(y + yStride); a11.Store(y + yStride + 8);

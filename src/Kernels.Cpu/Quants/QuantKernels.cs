@@ -36,6 +36,12 @@ public sealed unsafe class QuantKernel
     /// <summary>(n, weightRow, activationRow0, activation row stride in bytes, float[4] results): the weight row against 4 activation rows.</summary>
     public required delegate*<int, byte*, byte*, nint, float*, void> Dot4 { get; init; }
 
+    /// <summary>
+    /// Optional plain-layout GEMM tile (n, weight row 0, weight row stride in bytes, activation row 0, activation row stride in bytes,
+    /// float[16] results [c * 4 + r]): 4 weight rows · 4 activation rows. Null when the type has none (then <see cref="Dot4"/> per row).
+    /// </summary>
+    public delegate*<int, byte*, nint, byte*, nint, float*, void> Dot4x4 { get; init; }
+
     /// <summary>(weightRow, output floats, n).</summary>
     public required delegate*<byte*, float*, int, void> Dequantize { get; init; }
 
@@ -137,10 +143,12 @@ public static unsafe class QuantKernels
             avx512 ? &F32.Dot4Avx512 : avx2 ? &F32.Dot4Avx2 : &F32.Dot4Ref, &F32.DequantizeRef);
         t[(int)GgmlType.F16] = Float(GgmlType.F16, 2, floatIsa,
             avx512 ? &F16.DotAvx512 : avx2 ? &F16.DotAvx2 : &F16.DotRef,
-            avx512 ? &F16.Dot4Avx512 : avx2 ? &F16.Dot4Avx2 : &F16.Dot4Ref, &F16.DequantizeRef);
+            avx512 ? &HalfDot4.Avx512<F16Format> : avx2 ? &F16.Dot4Avx2 : &F16.Dot4Ref, &F16.DequantizeRef,
+            avx512 ? &HalfDot4.Tile4x4Avx512<F16Format> : null);
         t[(int)GgmlType.BF16] = Float(GgmlType.BF16, 2, floatIsa,
             avx512 ? &BF16.DotAvx512 : avx2 ? &BF16.DotAvx2 : &BF16.DotRef,
-            avx512 ? &BF16.Dot4Avx512 : avx2 ? &BF16.Dot4Avx2 : &BF16.Dot4Ref, &BF16.DequantizeRef);
+            avx512 ? &HalfDot4.Avx512<Bf16Format> : avx2 ? &BF16.Dot4Avx2 : &BF16.Dot4Ref, &BF16.DequantizeRef,
+            avx512 ? &HalfDot4.Tile4x4Avx512<Bf16Format> : null);
 
         var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
@@ -194,10 +202,11 @@ public static unsafe class QuantKernels
         };
 
     private static QuantKernel Float(GgmlType type, int typeSize, string isa,
-        delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4, delegate*<byte*, float*, int, void> dequantize) => new()
+        delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4, delegate*<byte*, float*, int, void> dequantize,
+        delegate*<int, byte*, nint, byte*, nint, float*, void> dot4x4 = null) => new()
         {
             Type = type, VecDotType = GgmlType.F32, BlockSize = 1, TypeSize = typeSize, VecDotBlockSize = 1, VecDotTypeSize = 4, Isa = isa,
-            QuantizeActivations = null, Dot = dot, Dot4 = dot4, Dequantize = dequantize,
+            QuantizeActivations = null, Dot = dot, Dot4 = dot4, Dequantize = dequantize, Dot4x4 = dot4x4,
         };
 
     private static QuantKernel Quant(GgmlType type, int blockSize, int typeSize, GgmlType vecDotType, int vecDotBlockSize, int vecDotTypeSize,

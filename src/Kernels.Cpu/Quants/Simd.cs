@@ -46,6 +46,13 @@ internal struct Avx2Dot : IIntDot
 /// <summary>Named SIMD idioms shared by the formats (candle's <c>bytes_from_nibbles_32</c>, <c>hsum_float_8</c>, ...).</summary>
 internal static unsafe class Simd
 {
+    /// <summary>Prefetches (into all cache levels) the cache lines of <paramref name="bytes"/> bytes from <paramref name="p"/>; addresses past the end of a buffer are harmless.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Prefetch(byte* p, int bytes)
+    {
+        for (int o = 0; o < bytes; o += 64) Sse.Prefetch0(p + o);
+    }
+
     /// <summary>16 packed bytes → 32 bytes: the low nibbles (elements 0..15) then the high nibbles (elements 16..31).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> BytesFromNibbles32(byte* p)

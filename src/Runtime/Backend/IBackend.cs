@@ -102,4 +102,10 @@ public interface IBackend : IDisposable
 
     /// <summary>Copies row <paramref name="row"/> of x to host memory.</summary>
     void ReadRow(IActivation x, int row, Span<float> destination);
+
+    /// <summary>Copies the first <paramref name="rows"/> rows of x to host memory: destination[0 .. rows * x.Cols), row-major.</summary>
+    void ReadRows(IActivation x, int rows, Span<float> destination);
+
+    /// <summary>Overwrites the first source.Length / x.Cols rows of x with host rows (row-major, whole rows).</summary>
+    void WriteRows(IActivation x, ReadOnlySpan<float> source);
 }

@@ -16,7 +16,7 @@ public sealed class ProfilingBackend : IBackend
     private readonly Dictionary<IWeight, int> _matMulSlots = new(ReferenceEqualityComparer.Instance);
     private long[] _ticks = new long[64];
     private long[] _calls = new long[64];
-    private readonly int _embed, _rmsNorm, _addBias, _rope, _attention, _swiGlu, _add, _gather, _read, _setBatch, _matMulOther;
+    private readonly int _embed, _rmsNorm, _addBias, _rope, _attention, _swiGlu, _add, _gather, _read, _copy, _setBatch, _matMulOther;
 
     public ProfilingBackend(IBackend inner)
     {
@@ -31,6 +31,7 @@ public sealed class ProfilingBackend : IBackend
         _add = Slot("add");
         _gather = Slot("gather rows");
         _read = Slot("read row");
+        _copy = Slot("host copy");
         _matMulOther = Slot("matmul");
     }
 
@@ -75,7 +76,7 @@ public sealed class ProfilingBackend : IBackend
     }
 
     /// <summary>"blk.12.ffn_down.weight" → "ffn_down"; "output.weight" → "output".</summary>
-    internal static string Role(string tensorName)
+    public static string Role(string tensorName)
     {
         string s = tensorName;
         if (s.StartsWith("blk.", StringComparison.Ordinal))
@@ -179,6 +180,20 @@ public sealed class ProfilingBackend : IBackend
         long t = Stopwatch.GetTimestamp();
         _inner.ReadRow(x, row, destination);
         Record(_read, t);
+    }
+
+    public void ReadRows(IActivation x, int rows, Span<float> destination)
+    {
+        long t = Stopwatch.GetTimestamp();
+        _inner.ReadRows(x, rows, destination);
+        Record(_copy, t);
+    }
+
+    public void WriteRows(IActivation x, ReadOnlySpan<float> source)
+    {
+        long t = Stopwatch.GetTimestamp();
+        _inner.WriteRows(x, source);
+        Record(_copy, t);
     }
 
     public void Dispose() => _inner.Dispose();

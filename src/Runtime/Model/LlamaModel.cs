@@ -9,14 +9,20 @@ namespace Infer.Runtime.Model;
 /// <param name="Sequences">Independent sequences (KV cache contexts).</param>
 public sealed record ModelOptions(int ContextLength = 0, int BatchSize = 512, int Sequences = 1);
 
+/// <summary>Consecutive layers [First, First + Count) and the backend that runs them.</summary>
+public sealed record LayerRange(IBackend Backend, int First, int Count);
+
 /// <summary>
 /// A Llama-family transformer (llama, mistral, qwen2, qwen3) over an <see cref="IBackend"/>. The forward pass is written
-/// once here; the backend supplies the kernels and owns every buffer.
+/// once here; the backend supplies the kernels and owns every buffer. The layers may be split between two backends
+/// (<see cref="LoadSplit"/>: the first layers on a GPU, the rest on the CPU): each keeps its own activations, its layers'
+/// weights and a KV cache for its layers only, and the hidden state crosses between them through host memory.
 /// </summary>
 public sealed class LlamaModel : IDisposable
 {
     private sealed class Layer
     {
+        public required int CacheLayer;             // index of this layer in its backend's KV cache
         public required IWeight AttnNorm;           // (dim)
         public required IWeight Wq, Wk, Wv;         // (qDim, dim), (kvDim, dim), (kvDim, dim)
         public IWeight? Bq, Bk, Bv;                 // (qDim), (kvDim), (kvDim): qwen2
@@ -27,88 +33,159 @@ public sealed class LlamaModel : IDisposable
         public required IWeight WDown;              // (dim, ff)
     }
 
-    private readonly IBackend _backend;
-    private readonly IWeight _tokenEmbd;  // (vocab, dim)
-    private readonly IWeight _outputNorm; // (dim)
-    private readonly IWeight _output;     // (vocab, dim), token_embd when tied
-    private readonly Layer[] _layers;
+    /// <summary>Activations of one backend, a row per token of the batch.</summary>
+    private sealed class Activations
+    {
+        public required IActivation X;        // (batch, dim) residual stream
+        public required IActivation Xb;       // (batch, dim) normed input of a sub-block
+        public required IActivation Xb2;      // (batch, dim) output of a sub-block
+        public required IActivation Q;        // (batch, qDim)
+        public required IActivation K;        // (batch, kvDim)
+        public required IActivation V;        // (batch, kvDim)
+        public required IActivation Att;      // (batch, qDim) attention output
+        public required IActivation Hb;       // (batch, ff) gate, then silu(gate) * up
+        public required IActivation Hb2;      // (batch, ff) up
+        public IActivation? XLast;            // (batch, dim) rows that need logits: output backend only
+        public IActivation? Logits;           // (batch, vocab): output backend only
+    }
 
-    // Activations, a row per token of the batch.
-    private readonly IActivation _x;      // (batch, dim) residual stream
-    private readonly IActivation _xb;     // (batch, dim) normed input of a sub-block
-    private readonly IActivation _xb2;    // (batch, dim) output of a sub-block
-    private readonly IActivation _q;      // (batch, qDim)
-    private readonly IActivation _k;      // (batch, kvDim)
-    private readonly IActivation _v;      // (batch, kvDim)
-    private readonly IActivation _att;    // (batch, qDim) attention output
-    private readonly IActivation _hb;     // (batch, ff) gate, then silu(gate) * up
-    private readonly IActivation _hb2;    // (batch, ff) up
-    private readonly IActivation _xLast;  // (batch, dim) rows that need logits
-    private readonly IActivation _logits; // (batch, vocab)
+    /// <summary>A backend, the layers it runs and its buffers.</summary>
+    private sealed class Stage
+    {
+        public required IBackend Backend;
+        public required int First;
+        public required Layer[] Layers;
+        public required Activations A;
+    }
+
+    private readonly Stage[] _stages;     // in layer order; the first embeds, the last computes the logits
+    private readonly IBackend[] _owned;   // disposed with the model
+    private readonly IWeight _tokenEmbd;  // (vocab, dim) on the first stage's backend
+    private readonly IWeight _outputNorm; // (dim) on the last stage's backend
+    private readonly IWeight _output;     // (vocab, dim) on the last stage's backend; token_embd when tied
+    private readonly float[] _hidden;     // (batch, dim) host copy of x between stages; empty with one stage
 
     public ModelConfig Config { get; }
-    public IBackend Backend => _backend;
+
+    /// <summary>The backend of the first layer (and the token embedding).</summary>
+    public IBackend Backend => _stages[0].Backend;
+
+    /// <summary>Which backend runs which layers, in layer order; the last one also runs the output norm and matrix.</summary>
+    public IReadOnlyList<LayerRange> Placement { get; }
+
     public int ContextLength { get; }
     public int BatchSize { get; }
     public int Sequences { get; }
     public int VocabSize => Config.VocabSize;
 
-    private LlamaModel(GgufFile file, ModelConfig config, IBackend backend, ModelOptions options, IProgress<double>? progress)
+    private LlamaModel(GgufFile file, ModelConfig config, IBackend[] owned, LayerRange[] placement, ModelOptions options, IProgress<double>? progress)
     {
         Config = config;
-        _backend = backend;
+        _owned = owned;
+        Placement = placement;
         ContextLength = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.ContextLength, 4096);
         BatchSize = Math.Clamp(options.BatchSize, 1, 8192);
         Sequences = Math.Max(1, options.Sequences);
         int dim = config.EmbeddingLength, ff = config.FeedForwardLength, q = config.QDim, kv = config.KvDim, hd = config.HeadDim;
 
-        var w = new WeightBinder(file, backend);
-        _tokenEmbd = w.Matrix("token_embd.weight", config.VocabSize, dim);
-        _layers = new Layer[config.BlockCount];
-        for (int i = 0; i < config.BlockCount; i++)
+        _tokenEmbd = new WeightBinder(file, placement[0].Backend).Matrix("token_embd.weight", config.VocabSize, dim);
+        _stages = new Stage[placement.Length];
+        for (int s = 0; s < placement.Length; s++)
         {
-            string p = $"blk.{i}.";
-            _layers[i] = new Layer
+            var (backend, first, count) = placement[s];
+            var w = new WeightBinder(file, backend);
+            var layers = new Layer[count];
+            for (int j = 0; j < count; j++)
             {
-                AttnNorm = w.Vector(p + "attn_norm.weight", dim),
-                Wq = w.Matrix(p + "attn_q.weight", q, dim),
-                Wk = w.Matrix(p + "attn_k.weight", kv, dim),
-                Wv = w.Matrix(p + "attn_v.weight", kv, dim),
-                Bq = config.QkvBias ? w.Vector(p + "attn_q.bias", q) : null,
-                Bk = config.QkvBias ? w.Vector(p + "attn_k.bias", kv) : null,
-                Bv = config.QkvBias ? w.Vector(p + "attn_v.bias", kv) : null,
-                QNorm = config.QkNorm ? w.Vector(p + "attn_q_norm.weight", hd) : null,
-                KNorm = config.QkNorm ? w.Vector(p + "attn_k_norm.weight", hd) : null,
-                Wo = w.Matrix(p + "attn_output.weight", dim, q),
-                FfnNorm = w.Vector(p + "ffn_norm.weight", dim),
-                WGate = w.Matrix(p + "ffn_gate.weight", ff, dim),
-                WUp = w.Matrix(p + "ffn_up.weight", ff, dim),
-                WDown = w.Matrix(p + "ffn_down.weight", dim, ff),
-            };
-            progress?.Report((i + 1.0) / (config.BlockCount + 1));
+                int i = first + j;
+                string p = $"blk.{i}.";
+                layers[j] = new Layer
+                {
+                    CacheLayer = j,
+                    AttnNorm = w.Vector(p + "attn_norm.weight", dim),
+                    Wq = w.Matrix(p + "attn_q.weight", q, dim),
+                    Wk = w.Matrix(p + "attn_k.weight", kv, dim),
+                    Wv = w.Matrix(p + "attn_v.weight", kv, dim),
+                    Bq = config.QkvBias ? w.Vector(p + "attn_q.bias", q) : null,
+                    Bk = config.QkvBias ? w.Vector(p + "attn_k.bias", kv) : null,
+                    Bv = config.QkvBias ? w.Vector(p + "attn_v.bias", kv) : null,
+                    QNorm = config.QkNorm ? w.Vector(p + "attn_q_norm.weight", hd) : null,
+                    KNorm = config.QkNorm ? w.Vector(p + "attn_k_norm.weight", hd) : null,
+                    Wo = w.Matrix(p + "attn_output.weight", dim, q),
+                    FfnNorm = w.Vector(p + "ffn_norm.weight", dim),
+                    WGate = w.Matrix(p + "ffn_gate.weight", ff, dim),
+                    WUp = w.Matrix(p + "ffn_up.weight", ff, dim),
+                    WDown = w.Matrix(p + "ffn_down.weight", dim, ff),
+                };
+                progress?.Report((i + 1.0) / (config.BlockCount + 1));
+            }
+            _stages[s] = new Stage { Backend = backend, First = first, Layers = layers, A = AllocateActivations(backend, output: s == placement.Length - 1) };
+            backend.CreateKvCache(new KvCacheConfig(count, Sequences, ContextLength, config.HeadCountKv, hd));
         }
-        _outputNorm = w.Vector("output_norm.weight", dim);
-        _output = config.TiedOutput ? _tokenEmbd : w.Matrix("output.weight", config.VocabSize, dim);
-        progress?.Report(1.0);
 
+        var last = placement[^1].Backend;
+        var o = new WeightBinder(file, last);
+        _outputNorm = o.Vector("output_norm.weight", dim);
+        _output = !config.TiedOutput ? o.Matrix("output.weight", config.VocabSize, dim)
+            : ReferenceEquals(last, placement[0].Backend) ? _tokenEmbd
+            : o.Matrix("token_embd.weight", config.VocabSize, dim);
+        _hidden = placement.Length > 1 ? new float[(long)BatchSize * dim] : [];
+        progress?.Report(1.0);
+    }
+
+    private Activations AllocateActivations(IBackend b, bool output)
+    {
+        var c = Config;
         int n = BatchSize;
-        _x = backend.Allocate(n, dim);
-        _xb = backend.Allocate(n, dim);
-        _xb2 = backend.Allocate(n, dim);
-        _q = backend.Allocate(n, q);
-        _k = backend.Allocate(n, kv);
-        _v = backend.Allocate(n, kv);
-        _att = backend.Allocate(n, q);
-        _hb = backend.Allocate(n, ff);
-        _hb2 = backend.Allocate(n, ff);
-        _xLast = backend.Allocate(n, dim);
-        _logits = backend.Allocate(n, config.VocabSize);
-        backend.CreateKvCache(new KvCacheConfig(config.BlockCount, Sequences, ContextLength, config.HeadCountKv, hd));
+        return new Activations
+        {
+            X = b.Allocate(n, c.EmbeddingLength),
+            Xb = b.Allocate(n, c.EmbeddingLength),
+            Xb2 = b.Allocate(n, c.EmbeddingLength),
+            Q = b.Allocate(n, c.QDim),
+            K = b.Allocate(n, c.KvDim),
+            V = b.Allocate(n, c.KvDim),
+            Att = b.Allocate(n, c.QDim),
+            Hb = b.Allocate(n, c.FeedForwardLength),
+            Hb2 = b.Allocate(n, c.FeedForwardLength),
+            XLast = output ? b.Allocate(n, c.EmbeddingLength) : null,
+            Logits = output ? b.Allocate(n, c.VocabSize) : null,
+        };
     }
 
     /// <summary>Reads the configuration from <paramref name="file"/>, validates every tensor's type and shape and hands the weights to the backend.</summary>
     public static LlamaModel Load(GgufFile file, IBackend backend, ModelOptions? options = null, IProgress<double>? progress = null)
-        => new(file, ModelConfig.FromGguf(file), backend, options ?? new ModelOptions(), progress);
+    {
+        var config = ModelConfig.FromGguf(file);
+        return new(file, config, [backend], [new LayerRange(backend, 0, config.BlockCount)], options ?? new ModelOptions(), progress);
+    }
+
+    /// <summary>
+    /// Loads the model split between two backends, as llama.cpp's <c>--n-gpu-layers</c>: layers [0, <paramref name="firstLayers"/>)
+    /// and the token embedding run on <paramref name="first"/> (a GPU), the remaining layers, the output norm and the
+    /// output matrix on <paramref name="rest"/> (the CPU). <paramref name="firstLayers"/> = 0 runs everything on
+    /// <paramref name="rest"/>; at least the layer count runs everything on <paramref name="first"/>. The model owns
+    /// both backends, used or not, and disposes them.
+    /// </summary>
+    public static LlamaModel LoadSplit(GgufFile file, IBackend first, int firstLayers, IBackend rest, ModelOptions? options = null, IProgress<double>? progress = null)
+    {
+        if (firstLayers < 0) throw new ArgumentOutOfRangeException(nameof(firstLayers), $"the number of offloaded layers must not be negative, got {firstLayers}");
+        if (ReferenceEquals(first, rest)) throw new ArgumentException("the two parts of a split model need two different backends", nameof(rest));
+        var config = ModelConfig.FromGguf(file);
+        int n = Math.Min(firstLayers, config.BlockCount);
+        LayerRange[] placement = n == 0 ? [new LayerRange(rest, 0, config.BlockCount)]
+            : n == config.BlockCount ? [new LayerRange(first, 0, n)]
+            : [new LayerRange(first, 0, n), new LayerRange(rest, n, config.BlockCount - n)];
+        return new(file, config, [first, rest], placement, options ?? new ModelOptions(), progress);
+    }
+
+    /// <summary>"layers 0-1 on A; layers 2-31 and the output on B", with each backend's description.</summary>
+    public string DescribePlacement()
+    {
+        if (Placement.Count == 1) return $"all {Config.BlockCount} layers on {Placement[0].Backend.Name} ({Placement[0].Backend.Description})";
+        return string.Join("; ", Placement.Select((r, i) =>
+            $"{(r.Count == 1 ? $"layer {r.First}" : $"layers {r.First}-{r.First + r.Count - 1}")}{(i == Placement.Count - 1 ? " and the output" : "")} on {r.Backend.Name} ({r.Backend.Description})"));
+    }
 
     /// <summary>
     /// Evaluates one batch (at most <see cref="BatchSize"/> tokens): token ids with their positions and sequences. Writes the
@@ -118,50 +195,67 @@ public sealed class LlamaModel : IDisposable
     {
         var c = Config;
         ValidateBatch(tokens, positions, sequences, logitRows, logits);
-        var b = _backend;
-        b.SetBatch(tokens, positions, sequences);
+        foreach (var s in _stages) s.Backend.SetBatch(tokens, positions, sequences);
 
-        b.Embed(_tokenEmbd, _x);                                       // x = token_embd[tokens]
-        for (int l = 0; l < _layers.Length; l++)
+        _stages[0].Backend.Embed(_tokenEmbd, _stages[0].A.X);         // x = token_embd[tokens]
+        for (int s = 0; s < _stages.Length; s++)
         {
-            var L = _layers[l];
-            // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-            b.RmsNorm(_x, L.AttnNorm, c.RmsEps, _xb);
-            b.MatMul(L.Wq, _xb, _q);
-            b.MatMul(L.Wk, _xb, _k);
-            b.MatMul(L.Wv, _xb, _v);
-            if (L.Bq is not null)
-            {
-                b.AddBias(_q, L.Bq);
-                b.AddBias(_k, L.Bk!);
-                b.AddBias(_v, L.Bv!);
-            }
-            if (L.QNorm is not null)
-            {
-                b.RmsNorm(_q, L.QNorm, c.RmsEps, _q);                  // per head: q_norm(q.view(heads, headDim))
-                b.RmsNorm(_k, L.KNorm!, c.RmsEps, _k);
-            }
-            b.Rope(_q, c.HeadDim, c.Rope);
-            b.Rope(_k, c.HeadDim, c.Rope);
-            b.Attention(l, _q, _k, _v, _att, c.HeadCount, c.HeadCountKv, c.HeadDim, 1f / MathF.Sqrt(c.HeadDim));
-            b.MatMul(L.Wo, _att, _xb2);
-            b.Add(_x, _xb2);
-
-            // FFN: x += w2(silu(w1(norm(x))) * w3(norm(x)))
-            b.RmsNorm(_x, L.FfnNorm, c.RmsEps, _xb);
-            b.MatMul(L.WGate, _xb, _hb);
-            b.MatMul(L.WUp, _xb, _hb2);
-            b.SwiGlu(_hb, _hb2);
-            b.MatMul(L.WDown, _hb, _xb2);
-            b.Add(_x, _xb2);
+            var stage = _stages[s];
+            if (s > 0) HandOver(_stages[s - 1], stage, tokens.Length);
+            foreach (var layer in stage.Layers) ForwardLayer(stage.Backend, stage.A, layer);
         }
 
         // Only the rows that need logits go through the final norm and the (large) output matmul.
-        b.GatherRows(_x, logitRows, _xLast);
-        b.RmsNorm(_xLast, _outputNorm, c.RmsEps, _xLast, logitRows.Length);
-        b.MatMul(_output, _xLast, _logits, logitRows.Length);
+        var b = _stages[^1].Backend;
+        var a = _stages[^1].A;
+        b.GatherRows(a.X, logitRows, a.XLast!);
+        b.RmsNorm(a.XLast!, _outputNorm, c.RmsEps, a.XLast!, logitRows.Length);
+        b.MatMul(_output, a.XLast!, a.Logits!, logitRows.Length);
         for (int i = 0; i < logitRows.Length; i++)
-            b.ReadRow(_logits, i, logits.Slice(i * c.VocabSize, c.VocabSize));
+            b.ReadRow(a.Logits!, i, logits.Slice(i * c.VocabSize, c.VocabSize));
+    }
+
+    /// <summary>One transformer block on backend <paramref name="b"/>: x += attention(norm(x)); x += ffn(norm(x)).</summary>
+    private void ForwardLayer(IBackend b, Activations a, Layer L)
+    {
+        var c = Config;
+        // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+        b.RmsNorm(a.X, L.AttnNorm, c.RmsEps, a.Xb);
+        b.MatMul(L.Wq, a.Xb, a.Q);
+        b.MatMul(L.Wk, a.Xb, a.K);
+        b.MatMul(L.Wv, a.Xb, a.V);
+        if (L.Bq is not null)
+        {
+            b.AddBias(a.Q, L.Bq);
+            b.AddBias(a.K, L.Bk!);
+            b.AddBias(a.V, L.Bv!);
+        }
+        if (L.QNorm is not null)
+        {
+            b.RmsNorm(a.Q, L.QNorm, c.RmsEps, a.Q);                    // per head: q_norm(q.view(heads, headDim))
+            b.RmsNorm(a.K, L.KNorm!, c.RmsEps, a.K);
+        }
+        b.Rope(a.Q, c.HeadDim, c.Rope);
+        b.Rope(a.K, c.HeadDim, c.Rope);
+        b.Attention(L.CacheLayer, a.Q, a.K, a.V, a.Att, c.HeadCount, c.HeadCountKv, c.HeadDim, 1f / MathF.Sqrt(c.HeadDim));
+        b.MatMul(L.Wo, a.Att, a.Xb2);
+        b.Add(a.X, a.Xb2);
+
+        // FFN: x += w2(silu(w1(norm(x))) * w3(norm(x)))
+        b.RmsNorm(a.X, L.FfnNorm, c.RmsEps, a.Xb);
+        b.MatMul(L.WGate, a.Xb, a.Hb);
+        b.MatMul(L.WUp, a.Xb, a.Hb2);
+        b.SwiGlu(a.Hb, a.Hb2);
+        b.MatMul(L.WDown, a.Hb, a.Xb2);
+        b.Add(a.X, a.Xb2);
+    }
+
+    /// <summary>The residual stream of every batch row moves from one backend to the next through host memory: (n, dim).</summary>
+    private void HandOver(Stage from, Stage to, int n)
+    {
+        var rows = _hidden.AsSpan(0, n * Config.EmbeddingLength);
+        from.Backend.ReadRows(from.A.X, n, rows);
+        to.Backend.WriteRows(to.A.X, rows);
     }
 
     private void ValidateBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences, ReadOnlySpan<int> logitRows, Span<float> logits)
@@ -186,7 +280,10 @@ public sealed class LlamaModel : IDisposable
             if ((uint)r >= (uint)n) throw new ArgumentOutOfRangeException(nameof(logitRows), $"logit row {r} is not in the batch");
     }
 
-    public void Dispose() => _backend.Dispose();
+    public void Dispose()
+    {
+        foreach (var b in _owned) b.Dispose();
+    }
 
     /// <summary>Looks tensors up by name, checks their shapes against the config and loads them on the backend.</summary>
     private readonly struct WeightBinder(GgufFile file, IBackend backend)

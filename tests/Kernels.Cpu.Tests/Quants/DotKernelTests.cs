@@ -113,6 +113,45 @@ public unsafe class DotKernelTests
         }
     }
 
+    [Theory]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
+    public void Dot4x4MatchesSixteenReferenceDots(GgmlType type)
+    {
+        var k = QuantKernels.Get(type);
+        if (k.Dot4x4 == null)
+        {
+            Assert.False(System.Runtime.Intrinsics.X86.Avx512F.IsSupported); // only AVX-512 machines have the tile; the plain Dot4 is tested above
+            return;
+        }
+        var reference = ReferenceDot(type);
+        int seed = 300;
+        foreach (int n in Lengths(type))
+        {
+            int wStride = (int)k.RowBytes(n) + 6, aStride = n * 4 + 24; // padded strides, as in a weight matrix and an activation batch
+            var w = new byte[4 * wStride];
+            var a = new byte[4 * aStride];
+            var wRows = new byte[4][];
+            var aRows = new byte[4][];
+            for (int r = 0; r < 4; r++)
+            {
+                wRows[r] = QuantTestUtil.Quantize(type, QuantTestUtil.RandomData(n, seed++, 0.05f));
+                wRows[r].CopyTo(w, r * wStride);
+                aRows[r] = QuantTestUtil.Quantize(GgmlType.F32, QuantTestUtil.RandomData(n, seed++, 2.0f));
+                aRows[r].CopyTo(a, r * aStride);
+            }
+            var result = new float[16];
+            fixed (byte* pw = w, pa = a) fixed (float* pr = result) k.Dot4x4(n, pw, wStride, pa, aStride, pr);
+            for (int c = 0; c < 4; c++)
+                for (int r = 0; r < 4; r++)
+                {
+                    float expected = QuantTestUtil.Dot(reference, n, wRows[r], aRows[c]);
+                    double tol = DotRelTolerance * AbsDot(type, wRows[r], GgmlType.F32, aRows[c], n) + 1e-30;
+                    Assert.True(Math.Abs(result[c * 4 + r] - expected) <= tol, $"{type} n={n} row {r} token {c}: {result[c * 4 + r]} vs {expected}");
+                }
+        }
+    }
+
     [Fact]
     public void FloatDotsAreFloat32AccurateAgainstDouble()
     {

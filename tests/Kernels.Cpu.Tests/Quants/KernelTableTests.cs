@@ -26,7 +26,7 @@ public unsafe class KernelTableTests
         Assert.Equal(GgmlTypeInfo.BlockSize(type), k.BlockSize);
         Assert.Equal(GgmlTypeInfo.TypeSize(type), k.TypeSize);
         // Q8_0 activation rows carry one int32 block sum per block after the blocks (read by the repacked kernels)
-        Assert.Equal(GgmlTypeInfo.RowBytes(vecDot, 4096) + (vecDot == GgmlType.Q8_0 ? 4096 / 32 * 4 : 0), k.ActivationRowBytes(4096));
+        Assert.Equal(GgmlTypeInfo.RowBytes(vecDot, 4096) + (vecDot == GgmlType.Q8_0 ? 4096 / 32 * 8 : 0), k.ActivationRowBytes(4096));
         Assert.True(k.Dot != null && k.Dot4 != null && k.Dequantize != null);
         Assert.Equal(vecDot == GgmlType.F32, k.QuantizeActivations == null);
         Assert.Same(k, QuantKernels.Get(type));
@@ -54,6 +54,8 @@ public unsafe class KernelTableTests
                     int sum = 0;
                     for (int j = 0; j < 32; j++) sum += (sbyte)reference[b * 34 + 2 + j];
                     Assert.Equal(sum, BitConverter.ToInt32(y, reference.Length + 4 * b));
+                    // the block's scale as float32, after the sums
+                    Assert.Equal((float)BitConverter.ToHalf(reference, b * 34), BitConverter.ToSingle(y, reference.Length + 4 * 4096 / 32 + 4 * b));
                 }
             }
             else Assert.Equal(reference.Length + 1, y.Length);

@@ -1,0 +1,115 @@
+using Infer.Kernels.Cpu.Ops;
+using Infer.Runtime.Backend;
+
+namespace Infer.Kernels.Cpu.Tests.Ops;
+
+/// <summary>
+/// <see cref="CpuBackend.Attention"/> (KV cache writes, query blocks, the tiled and per-head paths, threads) against the naive
+/// reference over a host copy of the cache, through a sequence of batches: prefill, a prefix already cached, several sequences
+/// in one batch, single-token decode and one token for each of several sequences.
+/// </summary>
+public unsafe class BackendAttentionTests
+{
+    /// <summary>As <c>FlashAttentionTests.AttentionTolerance</c>: float32 sums in another order, relative to 1 + |expected|.</summary>
+    private const float AttentionTolerance = 2e-5f;
+
+    [Theory]
+    [InlineData(32, 8, 64, 2)]
+    [InlineData(8, 8, 128, 2)]
+    [InlineData(12, 2, 64, 3)]
+    [InlineData(4, 4, 80, 1)]
+    [InlineData(16, 1, 64, 2)] // a group of 16 heads: even a decode token fills a tile
+    public void BatchesMatchReference(int nHeads, int nKvHeads, int headDim, int threads)
+    {
+        const int layers = 2, contexts = 3, contextLength = 160, maxBatch = 96;
+        int qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
+        using var backend = new CpuBackend(threads, maxBatch);
+        backend.CreateKvCache(new KvCacheConfig(layers, contexts, contextLength, nKvHeads, headDim));
+        var q = backend.Allocate(maxBatch, qDim);
+        var k = backend.Allocate(maxBatch, kvDim);
+        var v = backend.Allocate(maxBatch, kvDim);
+        var output = backend.Allocate(maxBatch, qDim);
+        var keys = new float[layers, contexts, contextLength * kvDim]; // host copy of the cache
+        var values = new float[layers, contexts, contextLength * kvDim];
+        var rng = new Random(nHeads * 7 + headDim);
+
+        (int Sequence, int Start, int Count)[][] batches =
+        [
+            [(0, 0, 37)],                          // prefill
+            [(1, 0, 21), (0, 37, 9), (2, 0, 1)],   // a new sequence, a prefix already cached, a single token
+            [(0, 46, 1)],                          // decode
+            [(1, 21, 1), (2, 1, 1), (0, 47, 1)],   // one token for each sequence
+            [(2, 2, 70), (1, 22, 2)],              // a long block run behind a cached prefix
+        ];
+        foreach (var batch in batches)
+        {
+            var sequences = batch.SelectMany(r => Enumerable.Repeat(r.Sequence, r.Count)).ToArray();
+            var positions = batch.SelectMany(r => Enumerable.Range(r.Start, r.Count)).ToArray();
+            int n = positions.Length;
+            backend.SetBatch(new int[n], positions, sequences);
+            for (int layer = 0; layer < layers; layer++)
+            {
+                Fill(backend.View(q, n), rng, 2);
+                Fill(backend.View(k, n), rng, 1);
+                Fill(backend.View(v, n), rng, 1);
+                var qHost = backend.View(q, n).ToArray();
+                var kHost = backend.View(k, n).ToArray();
+                var vHost = backend.View(v, n).ToArray();
+                for (int t = 0; t < n; t++)
+                {
+                    kHost.AsSpan(t * kvDim, kvDim).CopyTo(Row(keys, layer, sequences[t], positions[t], kvDim));
+                    vHost.AsSpan(t * kvDim, kvDim).CopyTo(Row(values, layer, sequences[t], positions[t], kvDim));
+                }
+
+                float scale = 1f / MathF.Sqrt(headDim);
+                backend.Attention(layer, q, k, v, output, nHeads, nKvHeads, headDim, scale);
+
+                var row = new float[qDim];
+                var expected = new float[qDim];
+                int group = nHeads / nKvHeads;
+                for (int t = 0; t < n; t++)
+                {
+                    backend.ReadRow(output, t, row);
+                    int position = positions[t];
+                    fixed (float* qp = &qHost[t * qDim], ep = expected, kp = Row(keys, layer, sequences[t], 0, kvDim), vp = Row(values, layer, sequences[t], 0, kvDim))
+                        for (int h = 0; h < nKvHeads; h++)
+                            FlashAttention.AttendRef(qp + h * group * headDim, qDim, ep + h * group * headDim, qDim, &position, 1, group, headDim, kp + h * headDim, vp + h * headDim, kvDim, scale);
+                    for (int i = 0; i < qDim; i++)
+                        if (!(MathF.Abs(expected[i] - row[i]) <= AttentionTolerance * (1 + MathF.Abs(expected[i]))))
+                            Assert.Fail($"batch [{string.Join(", ", batch)}], layer {layer}, token {t} (sequence {sequences[t]}, position {position}), element {i}: expected {expected[i]}, got {row[i]}");
+                }
+            }
+        }
+    }
+
+    /// <summary>A prefill batch through the tiled path allocates nothing once warm (scratch and block plans are preallocated).</summary>
+    [Fact]
+    public void TiledAttentionAllocatesNothing()
+    {
+        const int nHeads = 32, nKvHeads = 8, headDim = 64, n = 64;
+        using var backend = new CpuBackend(2, n);
+        backend.CreateKvCache(new KvCacheConfig(1, 1, 128, nKvHeads, headDim));
+        var q = backend.Allocate(n, nHeads * headDim);
+        var k = backend.Allocate(n, nKvHeads * headDim);
+        var v = backend.Allocate(n, nKvHeads * headDim);
+        var output = backend.Allocate(n, nHeads * headDim);
+        backend.SetBatch(new int[n], Enumerable.Range(0, n).ToArray(), new int[n]);
+        for (int i = 0; i < 50; i++) backend.Attention(0, q, k, v, output, nHeads, nKvHeads, headDim, 0.125f); // warm up: JIT tiering
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10; i++) backend.Attention(0, q, k, v, output, nHeads, nKvHeads, headDim, 0.125f);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    private static Span<float> Row(float[,,] cache, int layer, int sequence, int position, int kvDim)
+    {
+        int length = cache.GetLength(2);
+        var all = System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref cache[layer, sequence, 0], length);
+        return all[(position * kvDim)..];
+    }
+
+    private static void Fill(Span<float> x, Random rng, float scale)
+    {
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1) * scale;
+    }
+}
