@@ -3,7 +3,7 @@ using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
 
-/// <summary>The 8-row interleaved (repacked) Q4_0 / Q8_0 / Q4_K kernels against the scalar reference dot, row by row.</summary>
+/// <summary>The 8-row interleaved (repacked) Q4_0 / Q8_0 / Q4_K / Q6_K kernels against the scalar reference dot, row by row.</summary>
 public unsafe class RepackedKernelTests
 {
     /// <summary>Integer sums are exact; only float accumulation order differs (relative to Σ|w·a|).</summary>
@@ -14,6 +14,7 @@ public unsafe class RepackedKernelTests
         { GgmlType.Q4_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Scalar },
         { GgmlType.Q8_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Scalar },
         { GgmlType.Q4_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Scalar },
+        { GgmlType.Q6_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q6_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q6_K, QuantKernels.IsaLevel.Scalar },
     };
 
     private static bool Expected(GgmlType type, QuantKernels.IsaLevel level) =>
@@ -29,7 +30,14 @@ public unsafe class RepackedKernelTests
     }
 
     private static delegate*<int, byte*, byte*, float> Reference(GgmlType type) =>
-        type == GgmlType.Q4_0 ? &Q4_0.DotRef : type == GgmlType.Q8_0 ? &Q8_0.DotRef : &Q4_K.DotRef;
+        type switch
+        {
+            GgmlType.Q4_0 => &Q4_0.DotRef,
+            GgmlType.Q8_0 => &Q8_0.DotRef,
+            GgmlType.Q4_K => &Q4_K.DotRef,
+            GgmlType.Q6_K => &Q6_K.DotRef,
+            _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no repacked kernels"),
+        };
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -150,6 +158,107 @@ public unsafe class RepackedKernelTests
                 }
                 for (int r = rowCount; r < yStride && c * yStride + r < output.Length; r++)
                     Assert.True(float.IsNaN(output[c * yStride + r]), $"{type} n={n} tile wrote outside its 16 rows (col {c}, {r})");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Q6_K blocks of random bits (every q in 0..63, every int8 scale including −128 and 127), one block of all q = 63 with scales −128,
+    /// against hand-built Q8_K activations at the ends of their range (±127): the repacked dots and the tile must not saturate
+    /// (AVX2's int16 pair sums) or overflow, and must match <see cref="Q6_K.DotRef"/>.
+    /// </summary>
+    [Theory]
+    [InlineData(QuantKernels.IsaLevel.Best)]
+    [InlineData(QuantKernels.IsaLevel.Avx2)]
+    public void Q6_KRepackedKernelsMatchReferenceAtRangeLimits(QuantKernels.IsaLevel level)
+    {
+        var k = QuantKernels.Get(GgmlType.Q6_K, level);
+        if (!Expected(GgmlType.Q6_K, level))
+        {
+            Assert.Equal(0, k.RepackRows);
+            return;
+        }
+        const int blocks = 9;
+        const int n = blocks * Q6_K.BlockSize;
+        int rowBytes = (int)k.RowBytes(n), actBytes = (int)k.ActivationRowBytes(n);
+        var rng = new Random(7);
+        var rows = new byte[QuantKernel.TileRows][];
+        var plain = new byte[QuantKernel.TileRows * rowBytes];
+        for (int r = 0; r < rows.Length; r++)
+        {
+            rows[r] = new byte[rowBytes];
+            rng.NextBytes(rows[r]);
+            for (int b = 0; b < blocks; b++)
+            {
+                int o = b * Q6_K.TypeSize;
+                if (b == 4) rows[r].AsSpan(o, 192).Fill(0xFF); // q = 63 everywhere
+                if (b == 4 || r % 3 == 0) rows[r].AsSpan(o + 192, 16).Fill(0x80); // scales −128
+                rows[r][o + 192 + 1] = 127;
+                BitConverter.TryWriteBytes(rows[r].AsSpan(o + 208), Fp16.FromFloat((float)(0.001 + 0.01 * rng.NextDouble())));
+            }
+            rows[r].CopyTo(plain, r * rowBytes);
+        }
+        var acts = new byte[4][];
+        var act = new byte[4 * actBytes];
+        for (int c = 0; c < 4; c++)
+        {
+            acts[c] = new byte[actBytes];
+            for (int b = 0; b < blocks; b++)
+            {
+                int o = b * Q8_K.TypeSize;
+                BitConverter.TryWriteBytes(acts[c].AsSpan(o), (float)(0.01 + 0.1 * rng.NextDouble()));
+                for (int j = 0; j < 16; j++)
+                {
+                    int sum = 0;
+                    for (int i = 0; i < 16; i++)
+                    {
+                        // all +127 in block 4 (the largest sums), else ±127 or random
+                        int v = b == 4 ? 127 : rng.Next(3) switch { 0 => 127, 1 => -127, _ => rng.Next(-127, 128) };
+                        acts[c][o + 4 + 16 * j + i] = (byte)(sbyte)v;
+                        sum += v;
+                    }
+                    BitConverter.TryWriteBytes(acts[c].AsSpan(o + 260 + 2 * j), (short)sum);
+                }
+            }
+            acts[c].CopyTo(act, c * actBytes);
+        }
+        var one = new float[8];
+        var four = new float[32];
+        var tile = new float[4 * QuantKernel.TileRows];
+        var scales = new float[blocks * k.TileScaleFloats];
+        fixed (byte* pPlain = plain, pAct = act)
+        fixed (float* pOne = one, pFour = four, pTile = tile, pScales = scales)
+        {
+            byte* packed = (byte*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)plain.Length);
+            try
+            {
+                k.Repack(pPlain, rowBytes, packed, n);
+                k.Repack(pPlain + 8 * rowBytes, rowBytes, packed + 8 * rowBytes, n);
+                k.RepackedTileScales(n, packed, 8 * rowBytes, pScales);
+                k.RepackedTile(n, packed, 8 * rowBytes, pScales, pAct, actBytes, pTile, QuantKernel.TileRows);
+                for (int grp = 0; grp < 2; grp++)
+                {
+                    byte* group = packed + grp * 8 * rowBytes;
+                    k.RepackedDot4(n, group, pAct, actBytes, pFour);
+                    for (int c = 0; c < 4; c++)
+                    {
+                        k.RepackedDot(n, group, pAct + c * actBytes, pOne);
+                        for (int r = 0; r < 8; r++)
+                        {
+                            int row = 8 * grp + r;
+                            float expected = QuantTestUtil.Dot(&Q6_K.DotRef, n, rows[row], acts[c]);
+                            double tol = DotRelTolerance * AbsDot(GgmlType.Q6_K, rows[row], GgmlType.Q8_K, acts[c], n) + 1e-30;
+                            Assert.True(Math.Abs(one[r] - expected) <= tol, $"{k.Isa} Dot row {row} col {c}: {one[r]} vs {expected}");
+                            Assert.True(Math.Abs(four[8 * c + r] - expected) <= tol, $"{k.Isa} Dot4 row {row} col {c}: {four[8 * c + r]} vs {expected}");
+                            float got = tile[c * QuantKernel.TileRows + row];
+                            Assert.True(Math.Abs(got - expected) <= tol, $"{k.Isa} tile row {row} col {c}: {got} vs {expected}");
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                System.Runtime.InteropServices.NativeMemory.Free(packed);
             }
         }
     }
