@@ -3,7 +3,7 @@ using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
 
-/// <summary>The 8-row interleaved (repacked) Q4_0 / Q8_0 / Q4_K kernels against the scalar reference dot, row by row.</summary>
+/// <summary>The 8-row interleaved (repacked) Q4_0 / Q8_0 / Q4_K / Q5_K kernels against the scalar reference dot, row by row.</summary>
 public unsafe class RepackedKernelTests
 {
     /// <summary>Integer sums are exact; only float accumulation order differs (relative to Σ|w·a|).</summary>
@@ -14,6 +14,7 @@ public unsafe class RepackedKernelTests
         { GgmlType.Q4_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Scalar },
         { GgmlType.Q8_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Scalar },
         { GgmlType.Q4_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Scalar },
+        { GgmlType.Q5_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q5_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q5_K, QuantKernels.IsaLevel.Scalar },
     };
 
     private static bool Expected(GgmlType type, QuantKernels.IsaLevel level) =>
@@ -29,7 +30,14 @@ public unsafe class RepackedKernelTests
     }
 
     private static delegate*<int, byte*, byte*, float> Reference(GgmlType type) =>
-        type == GgmlType.Q4_0 ? &Q4_0.DotRef : type == GgmlType.Q8_0 ? &Q8_0.DotRef : &Q4_K.DotRef;
+        type switch
+        {
+            GgmlType.Q4_0 => &Q4_0.DotRef,
+            GgmlType.Q8_0 => &Q8_0.DotRef,
+            GgmlType.Q4_K => &Q4_K.DotRef,
+            GgmlType.Q5_K => &Q5_K.DotRef,
+            _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no reference dot in this test"),
+        };
 
     [Theory]
     [MemberData(nameof(Cases))]
