@@ -184,11 +184,11 @@ public static unsafe class Q5_Kx8
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
             float* scales = tileScales + (nint)b * TileScaleFloats;
             Vector256<float> f00 = default, f01 = default, f02 = default, f03 = default, f10 = default, f11 = default, f12 = default, f13 = default;
-            // the four sub-block pairs written out so each fifth-bit shift is a constant
-            TilePair<T>(g0, g1, 0, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
-            TilePair<T>(g0, g1, 1, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
-            TilePair<T>(g0, g1, 2, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
-            TilePair<T>(g0, g1, 3, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
+            // one call per sub-block pair, each compiled with its fifth-bit shifts as constants (inlined all four exceed the JIT's inline budget)
+            TilePair<T, Pair0>(g0, g1, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
+            TilePair<T, Pair1>(g0, g1, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
+            TilePair<T, Pair2>(g0, g1, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
+            TilePair<T, Pair3>(g0, g1, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
             MinWords(g0, out var e0, out var o0, out var e4, out var o4);
             MinWords(g1, out var e1, out var o1, out var e5, out var o5);
             Vector256<float> m0 = Vector256.Load(scales + 128), m1 = Vector256.Load(scales + 136);
@@ -203,12 +203,20 @@ public static unsafe class Q5_Kx8
         a03.Store(y + 3 * yStride); a13.Store(y + 3 * yStride + 8);
     }
 
-    /// <summary>Sub-blocks 2c and 2c + 1 (c a constant after inlining) of both groups against 4 tokens.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TilePair<T>(byte* g0, byte* g1, int c, byte* y0, byte* y1, byte* y2, byte* y3, float* scales,
+    /// <summary>A sub-block pair index as a type, so a generic method compiled for it sees a constant.</summary>
+    private interface IPair { static abstract int C { get; } }
+    private struct Pair0 : IPair { public static int C => 0; }
+    private struct Pair1 : IPair { public static int C => 1; }
+    private struct Pair2 : IPair { public static int C => 2; }
+    private struct Pair3 : IPair { public static int C => 3; }
+
+    /// <summary>Sub-blocks 2c and 2c + 1 (c = <typeparamref name="TC"/>.C, a constant) of both groups against 4 tokens.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void TilePair<T, TC>(byte* g0, byte* g1, byte* y0, byte* y1, byte* y2, byte* y3, float* scales,
         ref Vector256<float> f00, ref Vector256<float> f01, ref Vector256<float> f02, ref Vector256<float> f03,
-        ref Vector256<float> f10, ref Vector256<float> f11, ref Vector256<float> f12, ref Vector256<float> f13) where T : struct, IIntDot
+        ref Vector256<float> f10, ref Vector256<float> f11, ref Vector256<float> f12, ref Vector256<float> f13) where T : struct, IIntDot where TC : struct, IPair
     {
+        int c = TC.C;
         byte* p0 = g0 + QuantsOffset + 256 * c, p1 = g1 + QuantsOffset + 256 * c;
         byte* h0 = g0 + HighBitsOffset, h1 = g1 + HighBitsOffset;
         int q = 4 + 64 * c;
