@@ -107,7 +107,7 @@ public static unsafe class Q5_Kx8
 
     /// <summary>
     /// Sub-block pair <paramref name="c"/> (a constant after inlining) of 8 rows against one activation row, times its two 6-bit scales,
-    /// per row lane (|Σ w·y| ≤ 32·31·127 per sub-block, × 63: fits int32 with room for all 8).
+    /// per row lane (|Σ w·y| ≤ 32·62·127 per sub-block, × 63: fits int32 with room for all 8).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SubBlockPairScaled<T>(byte* g, byte* y, int c, Vector256<uint> scales) where T : struct, IIntDot
@@ -119,21 +119,36 @@ public static unsafe class Q5_Kx8
         Step<T>(p, h, q8, c, 2, ref lo0, ref lo1, ref hi0, ref hi1);
         Step<T>(p, h, q8, c, 4, ref lo0, ref lo1, ref hi0, ref hi1);
         Step<T>(p, h, q8, c, 6, ref lo0, ref lo1, ref hi0, ref hi1);
-        return Avx2.MultiplyLow(lo0 + lo1, Byte(scales, (2 * c) & 3)) + Avx2.MultiplyLow(hi0 + hi1, Byte(scales, (2 * c + 1) & 3));
+        Vector256<int> sHi = Vector256.ShiftRightArithmetic(hi0 + hi1, 1); // exact: the doubled weights give an even sum
+        return Avx2.MultiplyLow(lo0 + lo1, Byte(scales, (2 * c) & 3)) + Avx2.MultiplyLow(sHi, Byte(scales, (2 * c + 1) & 3));
     }
 
-    /// <summary>Columns k and k + 1 (constants after inlining) of sub-block pair c: 4 dots on two weight vectors and their two fifth-bit vectors.</summary>
+    /// <summary>
+    /// Columns k and k + 1 (constants after inlining) of sub-block pair c: 4 dots on two weight vectors. One shift of the fifth-bit vector
+    /// per column puts the low-nibble element's bit at bit 4 and the high-nibble element's at bit 5; the high weights are taken doubled,
+    /// 2·w = ((v &gt;&gt; 3) &amp; 0x1E) | bit 5 (≤ 62), which saves their separate shift (<see cref="SubBlockPairScaled{T}"/> halves the sum exactly).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step<T>(byte* p, byte* h, sbyte* q8, int c, int k, ref Vector256<int> lo0, ref Vector256<int> lo1, ref Vector256<int> hi0, ref Vector256<int> hi1)
         where T : struct, IIntDot
     {
         Vector256<byte> v0 = Vector256.Load(p + 32 * k), v1 = Vector256.Load(p + 32 * k + 32);
-        Vector256<byte> h0 = Vector256.Load(h + 32 * k), h1 = Vector256.Load(h + 32 * k + 32);
-        lo0 = T.DotU8S8(lo0, Weights5(v0, h0, false, 2 * c), Vector256.Create(*(int*)(q8 + 4 * k)).AsSByte());
-        lo1 = T.DotU8S8(lo1, Weights5(v1, h1, false, 2 * c), Vector256.Create(*(int*)(q8 + 4 * k + 4)).AsSByte());
-        hi0 = T.DotU8S8(hi0, Weights5(v0, h0, true, 2 * c + 1), Vector256.Create(*(int*)(q8 + 32 + 4 * k)).AsSByte());
-        hi1 = T.DotU8S8(hi1, Weights5(v1, h1, true, 2 * c + 1), Vector256.Create(*(int*)(q8 + 36 + 4 * k)).AsSByte());
+        Vector256<byte> h0 = BitsToFourFive(Vector256.Load(h + 32 * k), c), h1 = BitsToFourFive(Vector256.Load(h + 32 * k + 32), c);
+        lo0 = T.DotU8S8(lo0, (v0 & Vector256.Create((byte)0x0F)) | (h0 & Vector256.Create((byte)0x10)), Vector256.Create(*(int*)(q8 + 4 * k)).AsSByte());
+        lo1 = T.DotU8S8(lo1, (v1 & Vector256.Create((byte)0x0F)) | (h1 & Vector256.Create((byte)0x10)), Vector256.Create(*(int*)(q8 + 4 * k + 4)).AsSByte());
+        hi0 = T.DotU8S8(hi0, DoubledHigh(v0, h0), Vector256.Create(*(int*)(q8 + 32 + 4 * k)).AsSByte());
+        hi1 = T.DotU8S8(hi1, DoubledHigh(v1, h1), Vector256.Create(*(int*)(q8 + 36 + 4 * k)).AsSByte());
     }
+
+    /// <summary>Bits 2c and 2c + 1 of every byte moved to bits 4 and 5 (other bits unspecified; c a constant after inlining).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> BitsToFourFive(Vector256<byte> h, int c) =>
+        (c < 2 ? Vector256.ShiftLeft(h.AsUInt16(), 4 - 2 * c) : c == 3 ? Vector256.ShiftRightLogical(h.AsUInt16(), 2) : h.AsUInt16()).AsByte();
+
+    /// <summary>2 × the 5-bit high-nibble weights of <paramref name="v"/>, with their fifth bit at bit 5 of <paramref name="h45"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> DoubledHigh(Vector256<byte> v, Vector256<byte> h45) =>
+        (Vector256.ShiftRightLogical(v.AsUInt16(), 3).AsByte() & Vector256.Create((byte)0x1E)) | (h45 & Vector256.Create((byte)0x20));
 
     /// <summary>
     /// Σ_j m_j · (bsums[2j] + bsums[2j+1]) per row lane with 4 int16 multiply-adds: lanes hold the mins as int16 pairs
