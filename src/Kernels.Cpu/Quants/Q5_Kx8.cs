@@ -5,21 +5,22 @@ using System.Runtime.Intrinsics.X86;
 namespace Infer.Kernels.Cpu.Quants;
 
 /// <summary>
-/// Q5_K weights repacked at load time, 8 rows interleaved so one int32 lane holds one row: the <see cref="Q4_Kx8"/> layout plus the
-/// fifth bits. Same bytes per super-block as Q5_K (8 × 176). Group super-block (1408 bytes) for rows r = 0..7:
+/// Q5_K weights repacked at load time, 8 rows interleaved so one int32 lane holds one row (as <see cref="Q4_Kx8"/>), with the 5-bit
+/// weights split 5 + 3 + 2 so the low sub-block of each pair comes out with one AND. Same bytes per super-block as Q5_K (8 × 176).
+/// Group super-block (1408 bytes) for rows r = 0..7, with q(i) the 5-bit weight (0..31) of element i of row r:
 /// d[8] fp16 (16 B), dmin[8] fp16 (16 B), the 12 packed scale bytes of each row as three uint arrays A0[8], A1[8], A2[8] (96 B),
-/// then for c = 0..3 and k = 0..7 a 32-byte vector P(c,k) whose byte 4r + e is qs_r[32c + 4k + e]: low nibble = bits 0-3 of element
-/// 64c + 4k + e (sub-block 2c), high nibble = bits 0-3 of element 64c + 32 + 4k + e (sub-block 2c + 1),
-/// then for k = 0..7 a 32-byte vector H(k) whose byte 4r + e is qh_r[4k + e]: its bit 2c is bit 4 of the low-nibble element of P(c,k),
-/// bit 2c + 1 that of the high-nibble element. One load of H(k) thus gives the fifth bits of the same 32 lanes every P(·,k) covers;
-/// a shift and a mask put bit j at bit 4, and w = nibble | bit (0..31, unsigned: fits vpdpbusd, and vpmaddubsw pairs 2·31·127 &lt; 32767).
+/// then for c = 0..3 and k = 0..7 a 32-byte vector X(c,k) whose byte 4r + e is q(64c + 4k + e) (sub-block 2c) in bits 0-4 and
+/// bits 0-2 of h = q(64c + 32 + 4k + e) (sub-block 2c + 1) in bits 5-7,
+/// then for k = 0..7 a 32-byte vector Y(k) whose byte 4r + e holds bits 3-4 of that h for c = 0..3 in its bits 2c, 2c + 1.
+/// The kernels take w = X &amp; 0x1F and 2h = ((X &gt;&gt; 4) &amp; 0x0E) | (Y shifted so bits 2c, 2c+1 land on 4, 5) &amp; 0x30 (≤ 62: unsigned, fits
+/// vpdpbusd, and vpmaddubsw pairs 2·62·127 &lt; 32767), halving the doubled sums exactly.
 /// </summary>
 public static unsafe class Q5_Kx8
 {
     public const int Rows = 8;
     public const int GroupBlockBytes = Rows * Q5_K.TypeSize;
     private const int QuantsOffset = 16 + 16 + 96;
-    private const int HighBitsOffset = QuantsOffset + 4 * 256;
+    private const int HighBitsOffset = QuantsOffset + 4 * 256; // the Y vectors
 
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
@@ -35,33 +36,36 @@ public static unsafe class Q5_Kx8
                 for (int w = 0; w < 3; w++) ((uint*)(g + 32 + 32 * w))[r] = ((uint*)(blk + 4))[w];
                 byte* qh = blk + 16;
                 byte* qs = blk + 48;
-                for (int c = 0; c < 4; c++)
-                    for (int k = 0; k < 8; k++)
-                        for (int e = 0; e < 4; e++)
-                            g[QuantsOffset + 256 * c + 32 * k + 4 * r + e] = qs[32 * c + 4 * k + e];
                 for (int k = 0; k < 8; k++)
                     for (int e = 0; e < 4; e++)
-                        g[HighBitsOffset + 32 * k + 4 * r + e] = qh[4 * k + e];
+                    {
+                        int l = 4 * k + e, y = 0;
+                        for (int c = 0; c < 4; c++)
+                        {
+                            int lo = (qs[32 * c + l] & 0xF) | (((qh[l] >> (2 * c)) & 1) << 4);      // element 64c + l
+                            int hi = (qs[32 * c + l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4);   // element 64c + 32 + l
+                            g[QuantsOffset + 256 * c + 32 * k + 4 * r + e] = (byte)(lo | (hi << 5));
+                            y |= (hi >> 3) << (2 * c);
+                        }
+                        g[HighBitsOffset + 32 * k + 4 * r + e] = (byte)y;
+                    }
             }
         }
     }
 
-    /// <summary>Bit <paramref name="bit"/> (a constant after inlining) of every byte of <paramref name="h"/>, moved to bit 4 (0x10 or 0).</summary>
+    /// <summary>The low sub-block's 5-bit weights of an X vector.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> FifthBit(Vector256<byte> h, int bit)
-    {
-        // 16-bit shifts by at most 4 left or 3 right: bit 4 of each byte then comes from bit `bit` of that same byte
-        Vector256<ushort> s = bit < 4 ? Vector256.ShiftLeft(h.AsUInt16(), 4 - bit)
-            : bit > 4 ? Vector256.ShiftRightLogical(h.AsUInt16(), bit - 4) : h.AsUInt16();
-        return s.AsByte() & Vector256.Create((byte)0x10);
-    }
+    private static Vector256<byte> Low5(Vector256<byte> x) => x & Vector256.Create((byte)0x1F);
 
-    /// <summary>The 5-bit weights of the low (<paramref name="high"/> false) or high nibbles of <paramref name="v"/> with fifth bit <paramref name="bit"/> of <paramref name="h"/>.</summary>
+    /// <summary>
+    /// 2 × the high sub-block's 5-bit weights of an X vector (c, a constant after inlining, picks bits 2c, 2c + 1 of <paramref name="y"/>):
+    /// bits 0-2 of h from X bits 5-7 (16-bit shift by 4 stays within each byte for bits 1-3), bits 3-4 from Y moved to bits 4-5.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Weights5(Vector256<byte> v, Vector256<byte> h, bool high, int bit)
+    private static Vector256<byte> DoubledHigh5(Vector256<byte> x, Vector256<byte> y, int c)
     {
-        Vector256<byte> nibble = high ? Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F) : v & Vector256.Create((byte)0x0F);
-        return nibble | FifthBit(h, bit);
+        Vector256<ushort> top = c < 2 ? Vector256.ShiftLeft(y.AsUInt16(), 4 - 2 * c) : c == 3 ? Vector256.ShiftRightLogical(y.AsUInt16(), 2) : y.AsUInt16();
+        return (Vector256.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0E)) | (top.AsByte() & Vector256.Create((byte)0x30));
     }
 
     /// <summary>The per-row 6-bit scales (sc) and mins (m) of 8 rows as bytes within each int32 lane (as <see cref="Q4_Kx8"/>).</summary>
@@ -123,32 +127,17 @@ public static unsafe class Q5_Kx8
         return Avx2.MultiplyLow(lo0 + lo1, Byte(scales, (2 * c) & 3)) + Avx2.MultiplyLow(sHi, Byte(scales, (2 * c + 1) & 3));
     }
 
-    /// <summary>
-    /// Columns k and k + 1 (constants after inlining) of sub-block pair c: 4 dots on two weight vectors. One shift of the fifth-bit vector
-    /// per column puts the low-nibble element's bit at bit 4 and the high-nibble element's at bit 5; the high weights are taken doubled,
-    /// 2·w = ((v &gt;&gt; 3) &amp; 0x1E) | bit 5 (≤ 62), which saves their separate shift (<see cref="SubBlockPairScaled{T}"/> halves the sum exactly).
-    /// </summary>
+    /// <summary>Columns k and k + 1 (constants after inlining) of sub-block pair c: 4 dots on two X vectors (the high weights doubled).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step<T>(byte* p, byte* h, sbyte* q8, int c, int k, ref Vector256<int> lo0, ref Vector256<int> lo1, ref Vector256<int> hi0, ref Vector256<int> hi1)
         where T : struct, IIntDot
     {
-        Vector256<byte> v0 = Vector256.Load(p + 32 * k), v1 = Vector256.Load(p + 32 * k + 32);
-        Vector256<byte> h0 = BitsToFourFive(Vector256.Load(h + 32 * k), c), h1 = BitsToFourFive(Vector256.Load(h + 32 * k + 32), c);
-        lo0 = T.DotU8S8(lo0, (v0 & Vector256.Create((byte)0x0F)) | (h0 & Vector256.Create((byte)0x10)), Vector256.Create(*(int*)(q8 + 4 * k)).AsSByte());
-        lo1 = T.DotU8S8(lo1, (v1 & Vector256.Create((byte)0x0F)) | (h1 & Vector256.Create((byte)0x10)), Vector256.Create(*(int*)(q8 + 4 * k + 4)).AsSByte());
-        hi0 = T.DotU8S8(hi0, DoubledHigh(v0, h0), Vector256.Create(*(int*)(q8 + 32 + 4 * k)).AsSByte());
-        hi1 = T.DotU8S8(hi1, DoubledHigh(v1, h1), Vector256.Create(*(int*)(q8 + 36 + 4 * k)).AsSByte());
+        Vector256<byte> x0 = Vector256.Load(p + 32 * k), x1 = Vector256.Load(p + 32 * k + 32);
+        lo0 = T.DotU8S8(lo0, Low5(x0), Vector256.Create(*(int*)(q8 + 4 * k)).AsSByte());
+        lo1 = T.DotU8S8(lo1, Low5(x1), Vector256.Create(*(int*)(q8 + 4 * k + 4)).AsSByte());
+        hi0 = T.DotU8S8(hi0, DoubledHigh5(x0, Vector256.Load(h + 32 * k), c), Vector256.Create(*(int*)(q8 + 32 + 4 * k)).AsSByte());
+        hi1 = T.DotU8S8(hi1, DoubledHigh5(x1, Vector256.Load(h + 32 * k + 32), c), Vector256.Create(*(int*)(q8 + 36 + 4 * k)).AsSByte());
     }
-
-    /// <summary>Bits 2c and 2c + 1 of every byte moved to bits 4 and 5 (other bits unspecified; c a constant after inlining).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> BitsToFourFive(Vector256<byte> h, int c) =>
-        (c < 2 ? Vector256.ShiftLeft(h.AsUInt16(), 4 - 2 * c) : c == 3 ? Vector256.ShiftRightLogical(h.AsUInt16(), 2) : h.AsUInt16()).AsByte();
-
-    /// <summary>2 × the 5-bit high-nibble weights of <paramref name="v"/>, with their fifth bit at bit 5 of <paramref name="h45"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> DoubledHigh(Vector256<byte> v, Vector256<byte> h45) =>
-        (Vector256.ShiftRightLogical(v.AsUInt16(), 3).AsByte() & Vector256.Create((byte)0x1E)) | (h45 & Vector256.Create((byte)0x20));
 
     /// <summary>
     /// Σ_j m_j · (bsums[2j] + bsums[2j+1]) per row lane with 4 int16 multiply-adds: lanes hold the mins as int16 pairs
@@ -235,9 +224,9 @@ public static unsafe class Q5_Kx8
         byte* p0 = g0 + QuantsOffset + 256 * c, p1 = g1 + QuantsOffset + 256 * c;
         byte* h0 = g0 + HighBitsOffset, h1 = g1 + HighBitsOffset;
         int q = 4 + 64 * c;
-        SubBlock<T>(p0, p1, h0, h1, false, 2 * c, y0 + q, y1 + q, y2 + q, y3 + q, scales + 16 * c, scales + 64 + 16 * c,
+        SubBlock<T>(p0, p1, h0, h1, false, c, y0 + q, y1 + q, y2 + q, y3 + q, scales + 16 * c, scales + 64 + 16 * c,
             ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
-        SubBlock<T>(p0, p1, h0, h1, true, 2 * c + 1, y0 + q + 32, y1 + q + 32, y2 + q + 32, y3 + q + 32, scales + 16 * c + 8, scales + 64 + 16 * c + 8,
+        SubBlock<T>(p0, p1, h0, h1, true, c, y0 + q + 32, y1 + q + 32, y2 + q + 32, y3 + q + 32, scales + 16 * c + 8, scales + 64 + 16 * c + 8,
             ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
     }
 
@@ -285,24 +274,31 @@ public static unsafe class Q5_Kx8
     }
 
     /// <summary>
-    /// One sub-block (the low nibbles with fifth bit <paramref name="bit"/> when <paramref name="high"/> is false, else the high nibbles)
-    /// of both groups against 4 tokens' 32 activations; f += float(dot) · scale.
+    /// One sub-block (2c when <paramref name="high"/> is false, else 2c + 1; both constants after inlining) of both groups against
+    /// 4 tokens' 32 activations; f += float(dot) · scale.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void SubBlock<T>(byte* p0, byte* p1, byte* h0, byte* h1, bool high, int bit, byte* q0, byte* q1, byte* q2, byte* q3, float* sc0, float* sc1,
+    private static void SubBlock<T>(byte* p0, byte* p1, byte* h0, byte* h1, bool high, int c, byte* q0, byte* q1, byte* q2, byte* q3, float* sc0, float* sc1,
         ref Vector256<float> f00, ref Vector256<float> f01, ref Vector256<float> f02, ref Vector256<float> f03,
         ref Vector256<float> f10, ref Vector256<float> f11, ref Vector256<float> f12, ref Vector256<float> f13) where T : struct, IIntDot
     {
         Vector256<int> s00 = default, s01 = default, s02 = default, s03 = default, s10 = default, s11 = default, s12 = default, s13 = default;
         // written out with constant offsets (the JIT does not unroll loops)
-        TileStep<T>(p0, p1, h0, h1, high, bit, q0, q1, q2, q3, 0, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
-        TileStep<T>(p0, p1, h0, h1, high, bit, q0, q1, q2, q3, 1, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
-        TileStep<T>(p0, p1, h0, h1, high, bit, q0, q1, q2, q3, 2, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
-        TileStep<T>(p0, p1, h0, h1, high, bit, q0, q1, q2, q3, 3, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
-        TileStep<T>(p0, p1, h0, h1, high, bit, q0, q1, q2, q3, 4, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
-        TileStep<T>(p0, p1, h0, h1, high, bit, q0, q1, q2, q3, 5, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
-        TileStep<T>(p0, p1, h0, h1, high, bit, q0, q1, q2, q3, 6, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
-        TileStep<T>(p0, p1, h0, h1, high, bit, q0, q1, q2, q3, 7, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, h0, h1, high, c, q0, q1, q2, q3, 0, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, h0, h1, high, c, q0, q1, q2, q3, 1, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, h0, h1, high, c, q0, q1, q2, q3, 2, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, h0, h1, high, c, q0, q1, q2, q3, 3, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, h0, h1, high, c, q0, q1, q2, q3, 4, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, h0, h1, high, c, q0, q1, q2, q3, 5, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, h0, h1, high, c, q0, q1, q2, q3, 6, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        TileStep<T>(p0, p1, h0, h1, high, c, q0, q1, q2, q3, 7, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
+        if (high) // the doubled weights give even sums: halve them exactly
+        {
+            s00 = Vector256.ShiftRightArithmetic(s00, 1); s01 = Vector256.ShiftRightArithmetic(s01, 1);
+            s02 = Vector256.ShiftRightArithmetic(s02, 1); s03 = Vector256.ShiftRightArithmetic(s03, 1);
+            s10 = Vector256.ShiftRightArithmetic(s10, 1); s11 = Vector256.ShiftRightArithmetic(s11, 1);
+            s12 = Vector256.ShiftRightArithmetic(s12, 1); s13 = Vector256.ShiftRightArithmetic(s13, 1);
+        }
         Vector256<float> c0 = Vector256.Load(sc0), c1 = Vector256.Load(sc1);
         f00 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s00), c0, f00); f10 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s10), c1, f10);
         f01 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s01), c0, f01); f11 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s11), c1, f11);
@@ -312,12 +308,13 @@ public static unsafe class Q5_Kx8
 
     /// <summary>Column k (a constant after inlining) of one sub-block of both groups against 4 tokens.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TileStep<T>(byte* p0, byte* p1, byte* h0, byte* h1, bool high, int bit, byte* q0, byte* q1, byte* q2, byte* q3, int k,
+    private static void TileStep<T>(byte* p0, byte* p1, byte* h0, byte* h1, bool high, int c, byte* q0, byte* q1, byte* q2, byte* q3, int k,
         ref Vector256<int> s00, ref Vector256<int> s01, ref Vector256<int> s02, ref Vector256<int> s03,
         ref Vector256<int> s10, ref Vector256<int> s11, ref Vector256<int> s12, ref Vector256<int> s13) where T : struct, IIntDot
     {
-        Vector256<byte> w0 = Weights5(Vector256.Load(p0 + 32 * k), Vector256.Load(h0 + 32 * k), high, bit);
-        Vector256<byte> w1 = Weights5(Vector256.Load(p1 + 32 * k), Vector256.Load(h1 + 32 * k), high, bit);
+        Vector256<byte> x0 = Vector256.Load(p0 + 32 * k), x1 = Vector256.Load(p1 + 32 * k);
+        Vector256<byte> w0 = high ? DoubledHigh5(x0, Vector256.Load(h0 + 32 * k), c) : Low5(x0);
+        Vector256<byte> w1 = high ? DoubledHigh5(x1, Vector256.Load(h1 + 32 * k), c) : Low5(x1);
         Vector256<sbyte> b0 = Vector256.Create(*(int*)(q0 + 4 * k)).AsSByte(), b1 = Vector256.Create(*(int*)(q1 + 4 * k)).AsSByte();
         s00 = T.DotU8S8(s00, w0, b0); s10 = T.DotU8S8(s10, w1, b0);
         s01 = T.DotU8S8(s01, w0, b1); s11 = T.DotU8S8(s11, w1, b1);
