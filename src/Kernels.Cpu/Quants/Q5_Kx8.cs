@@ -118,12 +118,26 @@ public static unsafe class Q5_Kx8
     {
         byte* p = g + QuantsOffset + 256 * c, h = g + HighBitsOffset;
         sbyte* q8 = (sbyte*)(y + 4 + 64 * c);
-        Vector256<int> lo0 = default, lo1 = default, hi0 = default, hi1 = default;
-        Step<T>(p, h, q8, c, 0, ref lo0, ref lo1, ref hi0, ref hi1);
-        Step<T>(p, h, q8, c, 2, ref lo0, ref lo1, ref hi0, ref hi1);
-        Step<T>(p, h, q8, c, 4, ref lo0, ref lo1, ref hi0, ref hi1);
-        Step<T>(p, h, q8, c, 6, ref lo0, ref lo1, ref hi0, ref hi1);
-        Vector256<int> sHi = Vector256.ShiftRightArithmetic(hi0 + hi1, 1); // exact: the doubled weights give an even sum
+        Vector256<int> lo0 = default, lo1 = default, hi0 = default, hi1 = default, top0 = default, top1 = default;
+        Vector256<int> sHi;
+        if (typeof(T) == typeof(VnniDot))
+        {
+            StepSplit<T>(p, h, q8, c, 0, ref lo0, ref lo1, ref hi0, ref hi1, ref top0, ref top1);
+            StepSplit<T>(p, h, q8, c, 2, ref lo0, ref lo1, ref hi0, ref hi1, ref top0, ref top1);
+            StepSplit<T>(p, h, q8, c, 4, ref lo0, ref lo1, ref hi0, ref hi1, ref top0, ref top1);
+            StepSplit<T>(p, h, q8, c, 6, ref lo0, ref lo1, ref hi0, ref hi1, ref top0, ref top1);
+            // Σ h·y = Σ 32(h & 7)·y / 32 + 8 · Σ 4^c (h >> 3)·y / 4^c, both divisions exact
+            Vector256<int> top = top0 + top1;
+            sHi = Vector256.ShiftRightArithmetic(hi0 + hi1, 5) + (c < 2 ? top << (3 - 2 * c) : Vector256.ShiftRightArithmetic(top, 2 * c - 3));
+        }
+        else
+        {
+            Step<T>(p, h, q8, c, 0, ref lo0, ref lo1, ref hi0, ref hi1);
+            Step<T>(p, h, q8, c, 2, ref lo0, ref lo1, ref hi0, ref hi1);
+            Step<T>(p, h, q8, c, 4, ref lo0, ref lo1, ref hi0, ref hi1);
+            Step<T>(p, h, q8, c, 6, ref lo0, ref lo1, ref hi0, ref hi1);
+            sHi = Vector256.ShiftRightArithmetic(hi0 + hi1, 1); // exact: the doubled weights give an even sum
+        }
         return Avx2.MultiplyLow(lo0 + lo1, Byte(scales, (2 * c) & 3)) + Avx2.MultiplyLow(sHi, Byte(scales, (2 * c + 1) & 3));
     }
 
@@ -137,6 +151,25 @@ public static unsafe class Q5_Kx8
         lo1 = T.DotU8S8(lo1, Low5(x1), Vector256.Create(*(int*)(q8 + 4 * k + 4)).AsSByte());
         hi0 = T.DotU8S8(hi0, DoubledHigh5(x0, Vector256.Load(h + 32 * k), c), Vector256.Create(*(int*)(q8 + 32 + 4 * k)).AsSByte());
         hi1 = T.DotU8S8(hi1, DoubledHigh5(x1, Vector256.Load(h + 32 * k + 32), c), Vector256.Create(*(int*)(q8 + 36 + 4 * k)).AsSByte());
+    }
+
+    /// <summary>
+    /// <see cref="Step{T}"/> for VNNI (unsigned operand up to 255): the high weights as two dots without shifts,
+    /// X &amp; 0xE0 = 32·(h &amp; 7) and Y &amp; (3 &lt;&lt; 2c) = 4^c·(h &gt;&gt; 3), each one AND.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StepSplit<T>(byte* p, byte* h, sbyte* q8, int c, int k, ref Vector256<int> lo0, ref Vector256<int> lo1,
+        ref Vector256<int> hi0, ref Vector256<int> hi1, ref Vector256<int> top0, ref Vector256<int> top1) where T : struct, IIntDot
+    {
+        Vector256<byte> x0 = Vector256.Load(p + 32 * k), x1 = Vector256.Load(p + 32 * k + 32);
+        var topMask = Vector256.Create((byte)(3 << (2 * c)));
+        lo0 = T.DotU8S8(lo0, Low5(x0), Vector256.Create(*(int*)(q8 + 4 * k)).AsSByte());
+        lo1 = T.DotU8S8(lo1, Low5(x1), Vector256.Create(*(int*)(q8 + 4 * k + 4)).AsSByte());
+        Vector256<sbyte> b0 = Vector256.Create(*(int*)(q8 + 32 + 4 * k)).AsSByte(), b1 = Vector256.Create(*(int*)(q8 + 36 + 4 * k)).AsSByte();
+        hi0 = T.DotU8S8(hi0, x0 & Vector256.Create((byte)0xE0), b0);
+        hi1 = T.DotU8S8(hi1, x1 & Vector256.Create((byte)0xE0), b1);
+        top0 = T.DotU8S8(top0, Vector256.Load(h + 32 * k) & topMask, b0);
+        top1 = T.DotU8S8(top1, Vector256.Load(h + 32 * k + 32) & topMask, b1);
     }
 
     /// <summary>
