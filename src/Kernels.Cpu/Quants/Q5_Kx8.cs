@@ -13,7 +13,8 @@ namespace Infer.Kernels.Cpu.Quants;
 /// bits 0-2 of h = q(64c + 32 + 4k + e) (sub-block 2c + 1) in bits 5-7,
 /// then for k = 0..7 a 32-byte vector Y(k) whose byte 4r + e holds bits 3-4 of that h for c = 0..3 in its bits 2c, 2c + 1.
 /// The kernels take w = X &amp; 0x1F and 2h = ((X &gt;&gt; 4) &amp; 0x0E) | (Y shifted so bits 2c, 2c+1 land on 4, 5) &amp; 0x30 (≤ 62: unsigned, fits
-/// vpdpbusd, and vpmaddubsw pairs 2·62·127 &lt; 32767), halving the doubled sums exactly.
+/// vpdpbusd, and vpmaddubsw pairs 2·62·128 &lt; 32767), halving the doubled sums exactly; the VNNI GEMV instead dots X &amp; 0xE0 and
+/// Y &amp; (3 &lt;&lt; 2c) separately (no shifts; see <see cref="StepSplit{T}"/>).
 /// </summary>
 public static unsafe class Q5_Kx8
 {
@@ -111,7 +112,7 @@ public static unsafe class Q5_Kx8
 
     /// <summary>
     /// Sub-block pair <paramref name="c"/> (a constant after inlining) of 8 rows against one activation row, times its two 6-bit scales,
-    /// per row lane (|Σ w·y| ≤ 32·62·127 per sub-block, × 63: fits int32 with room for all 8).
+    /// per row lane (|Σ w·y| ≤ 32·31·128 per sub-block, its partial sums ≤ 32·224·128, × 63: all fit int32 with room for all 8).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SubBlockPairScaled<T>(byte* g, byte* y, int c, Vector256<uint> scales) where T : struct, IIntDot
