@@ -194,8 +194,8 @@ public static unsafe class Q5_Kx8
 
     /// <summary>
     /// 8 rows of the group · 4 Q8_K activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r]:
-    /// four <see cref="Dot{T}"/> calls (the backend uses it only for a lone group of 8 rows beside the 16-row tiles; the group is
-    /// then cache-resident for the later columns).
+    /// four <see cref="Dot{T}"/> calls (the backend uses it only for a lone group of 8 rows beside the 16-row tiles, or rows too wide
+    /// for the tile-scale scratch, over 58k columns; the group is cache-resident for the later columns).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4<T>(int n, byte* group, byte* a, nint aStride, float* result) where T : struct, IIntDot
