@@ -176,9 +176,12 @@ public static unsafe class QuantKernels
         t[(int)GgmlType.Q4_K] = !avx2 ? q4_KKernel : WithRepack(q4_KKernel, Q4_Kx8.Rows, &Q4_Kx8.Repack,
             vnni ? &Q4_Kx8.Dot<VnniDot> : &Q4_Kx8.Dot<Avx2Dot>, vnni ? &Q4_Kx8.Dot4<VnniDot> : &Q4_Kx8.Dot4<Avx2Dot>,
             vnni ? &Q4_Kx8.Tile16x4<VnniDot> : &Q4_Kx8.Tile16x4<Avx2Dot>, &Q4_Kx8.TileScales, Q4_Kx8.TileScaleFloats);
-        t[(int)GgmlType.Q5_K] = Quant(GgmlType.Q5_K, Q5_K.BlockSize, Q5_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
+        var q5_KKernel = Quant(GgmlType.Q5_K, Q5_K.BlockSize, Q5_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
             vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
             vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_K.DequantizeRef);
+        t[(int)GgmlType.Q5_K] = !avx2 ? q5_KKernel : WithRepack(q5_KKernel, Q5_Kx8.Rows, &Q5_Kx8.Repack,
+            vnni ? &Q5_Kx8.Dot<VnniDot> : &Q5_Kx8.Dot<Avx2Dot>, vnni ? &Q5_Kx8.Dot4<VnniDot> : &Q5_Kx8.Dot4<Avx2Dot>,
+            vnni ? &Q5_Kx8.Tile16x4<VnniDot> : &Q5_Kx8.Tile16x4<Avx2Dot>, &Q5_Kx8.TileScales, Q5_Kx8.TileScaleFloats);
         var q6_KKernel = Quant(GgmlType.Q6_K, Q6_K.BlockSize, Q6_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K,
             avx512bw ? intIsa + " (unrepacked GEMV: avx512bw)" : intIsa,
             avx512bw ? &Q6_K.DotAvx512 : vnni ? &Q6_K.DotSimd<VnniDot> : avx2 ? &Q6_K.DotSimd<Avx2Dot> : &Q6_K.DotRef,

@@ -11,7 +11,7 @@ public unsafe class QuantMatMulTests
     public static TheoryData<GgmlType, bool> Cases()
     {
         var data = new TheoryData<GgmlType, bool>();
-        foreach (var t in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q5_0, GgmlType.BF16, GgmlType.F32 })
+        foreach (var t in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q5_0, GgmlType.BF16, GgmlType.F32 })
         {
             data.Add(t, false);
             if (QuantKernels.Get(t).RepackRows > 0) data.Add(t, true);

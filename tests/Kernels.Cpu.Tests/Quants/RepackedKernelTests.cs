@@ -3,7 +3,7 @@ using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
 
-/// <summary>The 8-row interleaved (repacked) Q4_0 / Q8_0 / Q4_K / Q6_K kernels against the scalar reference dot, row by row.</summary>
+/// <summary>The 8-row interleaved (repacked) Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K kernels against the scalar reference dot, row by row.</summary>
 public unsafe class RepackedKernelTests
 {
     /// <summary>Integer sums are exact; only float accumulation order differs (relative to Σ|w·a|).</summary>
@@ -14,6 +14,7 @@ public unsafe class RepackedKernelTests
         { GgmlType.Q4_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Scalar },
         { GgmlType.Q8_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Scalar },
         { GgmlType.Q4_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Scalar },
+        { GgmlType.Q5_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q5_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q5_K, QuantKernels.IsaLevel.Scalar },
         { GgmlType.Q6_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q6_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q6_K, QuantKernels.IsaLevel.Scalar },
     };
 
@@ -35,6 +36,7 @@ public unsafe class RepackedKernelTests
             GgmlType.Q4_0 => &Q4_0.DotRef,
             GgmlType.Q8_0 => &Q8_0.DotRef,
             GgmlType.Q4_K => &Q4_K.DotRef,
+            GgmlType.Q5_K => &Q5_K.DotRef,
             GgmlType.Q6_K => &Q6_K.DotRef,
             _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no repacked kernels"),
         };
@@ -259,6 +261,88 @@ public unsafe class RepackedKernelTests
             finally
             {
                 System.Runtime.InteropServices.NativeMemory.Free(packed);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Q5_K rows of random bytes (every 5-bit weight, scale and min pattern, including 31 and 63 everywhere they can occur) against
+    /// Q8_K rows of extreme values (-128 and 127 mixed with random ones): the repacked GEMV, Dot4 and tile equal the scalar reference,
+    /// so no int16 pair (AVX2) or int32 sum saturates.
+    /// </summary>
+    [Theory]
+    [InlineData(QuantKernels.IsaLevel.Best)]
+    [InlineData(QuantKernels.IsaLevel.Avx2)]
+    public void RepackedQ5_KExtremeBlocksMatchReference(QuantKernels.IsaLevel level)
+    {
+        var k = QuantKernels.Get(GgmlType.Q5_K, level);
+        if (!Expected(GgmlType.Q5_K, level))
+        {
+            Assert.Equal(0, k.RepackRows);
+            return;
+        }
+        var rng = new Random(5);
+        foreach (int n in new[] { 256, 256 * 3 })
+        {
+            int nb = n / Q5_K.BlockSize, rowBytes = (int)k.RowBytes(n), actBytes = (int)k.ActivationRowBytes(n);
+            var plain = new byte[16 * rowBytes];
+            rng.NextBytes(plain);
+            for (int r = 0; r < 16; r++)
+                for (int b = 0; b < nb; b++)
+                {
+                    int o = r * rowBytes + b * Q5_K.TypeSize;
+                    BitConverter.TryWriteBytes(plain.AsSpan(o), (ushort)(0x2000 + rng.Next(0x0C00))); // d: a normal half in [2^-7, 2^-4)
+                    BitConverter.TryWriteBytes(plain.AsSpan(o + 2), (ushort)(0x1C00 + rng.Next(0x0C00))); // dmin
+                    if (r % 4 == 0) plain.AsSpan(o + 4, Q5_K.TypeSize - 4).Fill(0xFF); // all weights 31, all scales and mins 63
+                }
+            var act = new byte[4 * actBytes];
+            for (int c = 0; c < 4; c++)
+                for (int b = 0; b < nb; b++)
+                {
+                    int o = c * actBytes + b * Q8_K.TypeSize;
+                    BitConverter.TryWriteBytes(act.AsSpan(o), 0.01f + c);
+                    var qs = new sbyte[256];
+                    for (int i = 0; i < 256; i++)
+                        qs[i] = c == 0 ? (sbyte)127 : c == 1 ? (sbyte)-128 : (sbyte)(rng.Next(3) switch { 0 => -128, 1 => 127, _ => rng.Next(-128, 128) });
+                    for (int i = 0; i < 256; i++) act[o + 4 + i] = (byte)qs[i];
+                    for (int j = 0; j < 16; j++)
+                    {
+                        int sum = 0;
+                        for (int i = 0; i < 16; i++) sum += qs[16 * j + i];
+                        BitConverter.TryWriteBytes(act.AsSpan(o + 260 + 2 * j), (short)sum);
+                    }
+                }
+            var packed = new byte[16 * rowBytes];
+            var one = new float[8];
+            var four = new float[32];
+            var tile = new float[4 * 16];
+            var scales = new float[nb * k.TileScaleFloats];
+            fixed (byte* pPlain = plain, pPacked = packed, pAct = act)
+            fixed (float* pOne = one, pFour = four, pTile = tile, pScales = scales)
+            {
+                k.Repack(pPlain, rowBytes, pPacked, n);
+                k.Repack(pPlain + 8 * rowBytes, rowBytes, pPacked + 8 * rowBytes, n);
+                k.RepackedTileScales(n, pPacked, 8 * rowBytes, pScales);
+                k.RepackedTile(n, pPacked, 8 * rowBytes, pScales, pAct, actBytes, pTile, 16);
+                for (int g = 0; g < 2; g++)
+                {
+                    k.RepackedDot4(n, pPacked + g * 8 * rowBytes, pAct, actBytes, pFour);
+                    for (int c = 0; c < 4; c++)
+                    {
+                        k.RepackedDot(n, pPacked + g * 8 * rowBytes, pAct + c * actBytes, pOne);
+                        for (int r = 0; r < 8; r++)
+                        {
+                            int row = 8 * g + r;
+                            float expected = Q5_K.DotRef(n, pPlain + row * rowBytes, pAct + c * actBytes);
+                            byte[] w = plain.AsSpan(row * rowBytes, rowBytes).ToArray(), a = act.AsSpan(c * actBytes, actBytes).ToArray();
+                            double tol = DotRelTolerance * AbsDot(GgmlType.Q5_K, w, GgmlType.Q8_K, a, n) + 1e-30;
+                            string at = $"{k.Isa} n={n} token {c} row {row}";
+                            Assert.True(Math.Abs(one[r] - expected) <= tol, $"{at} Dot: {one[r]} vs {expected}");
+                            Assert.True(Math.Abs(four[c * 8 + r] - expected) <= tol, $"{at} Dot4: {four[c * 8 + r]} vs {expected}");
+                            Assert.True(Math.Abs(tile[c * 16 + row] - expected) <= tol, $"{at} tile: {tile[c * 16 + row]} vs {expected}");
+                        }
+                    }
+                }
             }
         }
     }
