@@ -48,10 +48,35 @@ public sealed class GpuBackend : IBackend
 
     private readonly MemoryBuffer1D<ushort, Stride1D.Dense> _noScales;
 
-    // x += y deferred by Add: the next RmsNorm of x folds it in (one launch instead of two); any other operation
-    // launches it first.
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _noBias;
+
+    // Deferred work, fused into the next call when its arguments fit; any other operation launches it first (Flush).
+    // At most one kind is pending at a time.
+    // x += y deferred by Add: the next RmsNorm of x folds it in (one launch instead of two).
     private GpuActivation? _pendingX, _pendingY;
     private int _pendingRows;
+    // Matmuls over the same input: up to three (Q, K, V or gate, up) run as one launch, with the AddBias calls that follow
+    // them, or with the SwiGlu of gate and up.
+    private readonly PendingMatMul[] _pendingMm = new PendingMatMul[3];
+    private int _pendingMmCount;
+    // RoPE of q then k: the Attention call that follows rotates both and stores k and v in one launch.
+    private readonly PendingRope[] _pendingRope = new PendingRope[2];
+    private int _pendingRopeCount;
+
+    private struct PendingMatMul
+    {
+        public GpuWeight W;
+        public GpuActivation X, Y;
+        public int Rows;
+        public GpuWeight? Bias;
+    }
+
+    private struct PendingRope
+    {
+        public GpuActivation X;
+        public int HeadDim;
+        public RopeConfig Rope;
+    }
 
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, int> _addBias;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _add;
@@ -61,6 +86,7 @@ public sealed class GpuBackend : IBackend
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int> _storeKv;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, AttentionArgs> _attentionCombine;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, RopeStoreArgs> _ropeStoreKv;
     private readonly Dictionary<GgmlType, FormatKernels> _formats = [];
 
     /// <summary>The embed and matmul kernels of one weight format, compiled once per backend.</summary>
@@ -68,6 +94,8 @@ public sealed class GpuBackend : IBackend
     {
         public required Action<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int> Embed;
         public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul;
+        public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs> MatMulFused;
     }
 
     /// <param name="device">The accelerator to run on (see <see cref="GpuContextFactory.Select"/>).</param>
@@ -90,6 +118,7 @@ public sealed class GpuBackend : IBackend
         {
             _batch = Track(_acc.Allocate1D<int>(_batchHost.Length));
             _noScales = Track(_acc.Allocate1D<ushort>(1));
+            _noBias = Track(_acc.Allocate1D<float>(1));
 
             _addBias = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int>(GpuKernels.AddBias);
             _add = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(GpuKernels.Add);
@@ -99,6 +128,7 @@ public sealed class GpuBackend : IBackend
             _storeKv = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int>(GpuKernels.StoreKv);
             _attention = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs>(GpuKernels.Attention);
             _attentionCombine = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuKernels.AttentionCombine);
+            _ropeStoreKv = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, RopeStoreArgs>(GpuKernels.RopeStoreKv);
         }
         catch
         {
@@ -156,6 +186,8 @@ public sealed class GpuBackend : IBackend
     {
         Embed = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int>(GpuKernels.Embed<TF>),
         MatMul = _acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, MatMulArgs>(GpuKernels.MatMul<TF>),
+        MatMulFused = _acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs>(GpuKernels.MatMulFused<TF>),
     };
 
     // ---- buffers ----
@@ -367,48 +399,118 @@ public sealed class GpuBackend : IBackend
         Count();
     }
 
+    /// <summary>
+    /// Deferred: consecutive matmuls over the same input rows with weights of one format (Q, K, V; gate, up) run as one
+    /// launch, together with the AddBias or SwiGlu calls that follow them.
+    /// </summary>
     public void MatMul(IWeight weight, IActivation x, IActivation y, int rows = -1)
     {
-        Flush();
         var w = W(weight);
         var xa = A(x);
         var ya = A(y);
         int n = Rows(rows);
         if (xa.Cols != w.Cols || ya.Cols < w.Rows)
             throw new ArgumentException($"matmul shape mismatch: '{w.Name}' is [{w.Rows} x {w.Cols}], input has {xa.Cols} columns, output {ya.Cols}");
+        if (!JoinsPendingMatMul(w, xa, ya, n)) Flush();
         if (n == 0) return;
+        _pendingMm[_pendingMmCount++] = new PendingMatMul { W = w, X = xa, Y = ya, Rows = n };
+    }
+
+    private bool JoinsPendingMatMul(GpuWeight w, GpuActivation x, GpuActivation y, int n)
+    {
+        if (_pendingMmCount is 0 or 3) return false;
+        var first = _pendingMm[0];
+        if (first.X != x || first.Rows != n || first.W.Type != w.Type || y == x) return false;
+        for (int i = 0; i < _pendingMmCount; i++)
+            if (_pendingMm[i].Y == y || _pendingMm[i].Bias is not null) return false;
+        return true;
+    }
+
+    /// <summary>Threads per weight row and groups for a matmul over <paramref name="rows"/> rows and <paramref name="n"/> tokens.</summary>
+    private (int Slice, KernelConfig Config) MatMulGrid(int rows, int n)
+    {
         // A warp's worth of threads per row on a GPU; one thread per row on ILGPU's CPU accelerator, where barriers are costly.
         int slice = _options.MatMulSliceThreads > 0 ? Math.Min(_options.MatMulSliceThreads, _group)
             : _acc.AcceleratorType == AcceleratorType.CPU ? 1 : Math.Min(_group, 32);
         int rowsPerGroup = _group / slice;
-        var args = new MatMulArgs { Rows = w.Rows, Cols = w.Cols, Tokens = n, XStride = xa.Cols, YStride = ya.Cols, SliceThreads = slice };
-        int groups = (w.Rows + rowsPerGroup - 1) / rowsPerGroup;
+        int groups = (rows + rowsPerGroup - 1) / rowsPerGroup;
         if (slice == 1) groups = Math.Min(groups, 2 * _acc.NumMultiprocessors);
         var grid = new Index2D(groups, (n + GpuKernels.TokensPerTile - 1) / GpuKernels.TokensPerTile);
-        w.Kernels.MatMul(new KernelConfig(grid, new Index2D(_group, 1)), w.Words.View, (w.Scales ?? _noScales).View, xa.View, ya.View, args);
+        return (slice, new KernelConfig(grid, new Index2D(_group, 1)));
+    }
+
+    /// <summary>Launches the pending matmuls: the plain kernel for one without a bias, else the fused one.</summary>
+    private void LaunchPendingMatMuls(bool swiGlu)
+    {
+        int count = _pendingMmCount;
+        _pendingMmCount = 0;
+        var p0 = _pendingMm[0];
+        var xa = p0.X;
+        int n = p0.Rows;
+        if (count == 1 && p0.Bias is null && !swiGlu)
+        {
+            var w = p0.W;
+            var (slice1, config1) = MatMulGrid(w.Rows, n);
+            var args1 = new MatMulArgs { Rows = w.Rows, Cols = w.Cols, Tokens = n, XStride = xa.Cols, YStride = p0.Y.Cols, SliceThreads = slice1 };
+            w.Kernels.MatMul(config1, w.Words.View, (w.Scales ?? _noScales).View, xa.View, p0.Y.View, args1);
+            Count();
+            return;
+        }
+        var p1 = count > 1 ? _pendingMm[1] : p0;
+        var p2 = count > 2 ? _pendingMm[2] : p0;
+        var args = new FusedMatMulArgs
+        {
+            Cols = xa.Cols, Tokens = n, XStride = xa.Cols,
+            Rows0 = p0.W.Rows, Rows1 = count > 1 ? p1.W.Rows : 0, Rows2 = count > 2 ? p2.W.Rows : 0,
+            YStride0 = p0.Y.Cols, YStride1 = p1.Y.Cols, YStride2 = p2.Y.Cols,
+            Bias0 = p0.Bias is null ? 0 : 1, Bias1 = count > 1 && p1.Bias is not null ? 1 : 0, Bias2 = count > 2 && p2.Bias is not null ? 1 : 0,
+            SwiGlu = swiGlu ? 1 : 0,
+        };
+        var (slice, config) = MatMulGrid(args.TotalRows, n);
+        args.SliceThreads = slice;
+        p0.W.Kernels.MatMulFused(config,
+            p0.W.Words.View, (p0.W.Scales ?? _noScales).View, p1.W.Words.View, (p1.W.Scales ?? _noScales).View, p2.W.Words.View, (p2.W.Scales ?? _noScales).View,
+            xa.View, p0.Y.View, p1.Y.View, p2.Y.View,
+            (p0.Bias?.Floats ?? _noBias).View, (p1.Bias?.Floats ?? _noBias).View, (p2.Bias?.Floats ?? _noBias).View, args);
         Count();
     }
 
     public void AddBias(IActivation y, IWeight bias)
     {
-        Flush();
         var w = W(bias);
         var ya = A(y);
         if (w.Floats is null || w.Cols != ya.Cols) throw new ArgumentException($"bias '{w.Name}' ({w.Cols}) does not match rows of {ya.Cols}");
+        // The bias of a pending matmul's output (all batch rows, the full width) joins that matmul's launch.
+        for (int i = 0; i < _pendingMmCount; i++)
+            if (_pendingMm[i].Y == ya && _pendingMm[i].Bias is null && _pendingMm[i].Rows == _n && _pendingMm[i].W.Rows == ya.Cols)
+            {
+                _pendingMm[i].Bias = w;
+                return;
+            }
+        Flush();
         if (_n == 0) return;
         _addBias(_n * ya.Cols, ya.View, w.Floats.View, ya.Cols);
         Count();
     }
 
+    /// <summary>Deferred: RoPE of q then of k runs inside the launch that stores k and v for the Attention call that follows.</summary>
     public void Rope(IActivation x, int headDim, RopeConfig rope)
     {
-        Flush();
         var xa = A(x);
         var kv = _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
         if (headDim < 1 || xa.Cols % headDim != 0 || rope.Dims > headDim || rope.Dims % 2 != 0)
             throw new ArgumentException($"RoPE of {rope.Dims} dims does not fit heads of {headDim} in rows of {xa.Cols}");
+        bool joins = _pendingRopeCount == 1 && _pendingRope[0].X != xa && _pendingRope[0].HeadDim == headDim
+            && (ReferenceEquals(_pendingRope[0].Rope, rope) || SameRope(_pendingRope[0].Rope, rope));
+        if (!joins) Flush();
         if (_n == 0) return;
         EnsureRopeTable(rope, kv.ContextLength);
+        _pendingRope[_pendingRopeCount++] = new PendingRope { X = xa, HeadDim = headDim, Rope = rope };
+    }
+
+    private void LaunchRope(GpuActivation xa, int headDim, RopeConfig rope)
+    {
+        EnsureRopeTable(rope, _kv!.ContextLength);
         int pairs = _n * (xa.Cols / headDim) * (rope.Dims / 2);
         _rope(pairs, xa.View, _ropeCos!.View, _ropeSin!.View, _batch.View, _n, xa.Cols, headDim, rope.Dims, rope.NeoX ? 1 : 0);
         Count();
@@ -439,10 +541,16 @@ public sealed class GpuBackend : IBackend
 
     public void Attention(int layer, IActivation q, IActivation k, IActivation v, IActivation output, int nHeads, int nKvHeads, int headDim, float scale)
     {
-        Flush();
         var kv = _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
         if (nKvHeads != kv.KvHeads || headDim != kv.HeadDim || nHeads % nKvHeads != 0 || (uint)layer >= (uint)kv.Layers)
             throw new ArgumentException($"attention shape (layer {layer}, {nHeads} heads, {nKvHeads} KV heads, head size {headDim}) does not match the KV cache");
+        // RoPE of exactly this q and k, head by head, is pending: rotate both and store k and v in one launch.
+        bool fuseRope = _pendingRopeCount == 2 && _pendingRope[0].X == A(q) && _pendingRope[1].X == A(k)
+            && _pendingRope[0].HeadDim == headDim && A(q).Cols == nHeads * headDim && A(k).Cols == nKvHeads * headDim
+            && A(v).Cols >= nKvHeads * headDim && A(q) != A(k) && A(v) != A(q) && A(v) != A(k);
+        var rope = _pendingRope[0].Rope;
+        if (fuseRope) _pendingRopeCount = 0;
+        else Flush();
         if (_n == 0) return;
         var args = new AttentionArgs
         {
@@ -451,17 +559,25 @@ public sealed class GpuBackend : IBackend
             QStride = A(q).Cols, OStride = A(output).Cols, Scale = scale,
             PosOffset = _n, SeqOffset = 2 * _n,
         };
-        _storeKv(_n * nKvHeads * headDim, A(k).View, A(v).View, _kCache!.View, _vCache!.View, _batch.View, args, A(k).Cols, A(v).Cols);
+        if (fuseRope)
+        {
+            EnsureRopeTable(rope, kv.ContextLength);
+            var ra = new RopeStoreArgs { Dims = rope.Dims, NeoX = rope.NeoX ? 1 : 0, KStride = A(k).Cols, VStride = A(v).Cols };
+            int items = _n * ((nHeads + nKvHeads) * (rope.Dims / 2) + nKvHeads * headDim);
+            _ropeStoreKv(items, A(q).View, A(k).View, A(v).View, _kCache!.View, _vCache!.View, _ropeCos!.View, _ropeSin!.View, _batch.View, args, ra);
+        }
+        else
+            _storeKv(_n * nKvHeads * headDim, A(k).View, A(v).View, _kCache!.View, _vCache!.View, _batch.View, args, A(k).Cols, A(v).Cols);
         Count();
 
-        int items = _n * nHeads;
-        args.Splits = ChooseSplits(items, headDim);
-        _attention(new KernelConfig(new Index2D(items, args.Splits), new Index2D(_group, 1)),
+        int heads = _n * nHeads;
+        args.Splits = ChooseSplits(heads, headDim);
+        _attention(new KernelConfig(new Index2D(heads, args.Splits), new Index2D(_group, 1)),
             A(q).View, _kCache.View, _vCache.View, A(output).View, (_partials ?? _kCache).View, _batch.View, args);
         Count();
         if (args.Splits > 1)
         {
-            _attentionCombine(new KernelConfig(items, _group), _partials!.View, A(output).View, args);
+            _attentionCombine(new KernelConfig(heads, _group), _partials!.View, A(output).View, args);
             Count();
         }
     }
@@ -493,9 +609,16 @@ public sealed class GpuBackend : IBackend
 
     public void SwiGlu(IActivation gate, IActivation up)
     {
-        Flush();
         var g = A(gate);
         if (A(up).Cols != g.Cols) throw new ArgumentException("gate and up differ in width");
+        // gate = W_gate·x and up = W_up·x pending over all batch rows, the full width: one launch computes both and the product.
+        if (_pendingMmCount == 2 && _pendingMm[0].Y == g && _pendingMm[1].Y == A(up) && _pendingMm[0].Rows == _n
+            && _pendingMm[0].W.Rows == g.Cols && _pendingMm[1].W.Rows == g.Cols && _pendingMm[0].Bias is null && _pendingMm[1].Bias is null)
+        {
+            LaunchPendingMatMuls(swiGlu: true);
+            return;
+        }
+        Flush();
         if (_n == 0) return;
         _swiGlu(_n * g.Cols, g.View, A(up).View);
         Count();
@@ -512,14 +635,19 @@ public sealed class GpuBackend : IBackend
         _pendingRows = _n;
     }
 
-    /// <summary>Launches a deferred <see cref="Add"/>.</summary>
+    /// <summary>Launches deferred work: an <see cref="Add"/>, matmuls (with their biases), RoPE.</summary>
     private void Flush()
     {
-        if (_pendingX is not { } x) return;
-        _pendingX = null;
-        _add(_pendingRows * x.Cols, x.View, _pendingY!.View);
-        _pendingY = null;
-        Count();
+        if (_pendingX is { } x)
+        {
+            _pendingX = null;
+            _add(_pendingRows * x.Cols, x.View, _pendingY!.View);
+            _pendingY = null;
+            Count();
+        }
+        if (_pendingMmCount > 0) LaunchPendingMatMuls(swiGlu: false);
+        for (int i = 0; i < _pendingRopeCount; i++) LaunchRope(_pendingRope[i].X, _pendingRope[i].HeadDim, _pendingRope[i].Rope);
+        _pendingRopeCount = 0;
     }
 
     public void GatherRows(IActivation src, ReadOnlySpan<int> rows, IActivation dst)

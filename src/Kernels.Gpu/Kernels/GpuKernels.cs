@@ -12,6 +12,32 @@ internal struct MatMulArgs
     public int SliceThreads;        // threads that share one weight row (a power of two)
 }
 
+/// <summary>
+/// Scalar arguments of <see cref="GpuKernels.MatMulFused"/>: up to three weights of one format over the same input
+/// (Q, K and V; or gate and up), each with its own output and optional bias.
+/// </summary>
+internal struct FusedMatMulArgs
+{
+    public int Cols;                            // weight row length (all parts)
+    public int Tokens;                          // activation rows to multiply
+    public int XStride;                         // floats per row of x
+    public int SliceThreads;                    // threads that share one weight row (a power of two)
+    public int Rows0, Rows1, Rows2;             // rows of each part; 0: absent
+    public int YStride0, YStride1, YStride2;    // floats per row of each output
+    public int Bias0, Bias1, Bias2;             // 1: the part adds its bias
+    public int SwiGlu;                          // 1: parts 0 and 1 are gate and up of Rows0 rows: y0 = silu(W0·x) * (W1·x), y1 = W1·x
+
+    public readonly int TotalRows => SwiGlu != 0 ? Rows0 : Rows0 + Rows1 + Rows2;
+}
+
+/// <summary>Scalar arguments of <see cref="GpuKernels.RopeStoreKv"/> beyond the attention arguments.</summary>
+internal struct RopeStoreArgs
+{
+    public int Dims;                // rotated dimensions per head
+    public int NeoX;                // 1: pairs (i, i + Dims/2); 0: pairs (2i, 2i+1)
+    public int KStride, VStride;    // floats per row of k and v
+}
+
 /// <summary>Scalar arguments of the attention kernels.</summary>
 internal struct AttentionArgs
 {
@@ -44,7 +70,9 @@ internal static class GpuKernels
             yield return ($"Embed<{f.Name}>", t.GetMethod(nameof(Embed))!.MakeGenericMethod(f), true);
             yield return ($"MatMul<{f.Name}>", t.GetMethod(nameof(MatMul))!.MakeGenericMethod(f), false);
         }
-        foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv) })
+        foreach (var f in formats)
+            yield return ($"MatMulFused<{f.Name}>", t.GetMethod(nameof(MatMulFused))!.MakeGenericMethod(f), false);
+        foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(RopeStoreKv) })
             yield return (name, t.GetMethod(name)!, true);
         foreach (var name in new[] { nameof(RmsNorm), nameof(Attention), nameof(AttentionCombine) })
             yield return (name, t.GetMethod(name)!, false);
@@ -216,6 +244,142 @@ internal static class GpuKernels
         }
     }
 
+    // ---- fused matmul: up to three weights over one input, with bias or SwiGLU epilogues ----
+
+    /// <summary>
+    /// One launch for several matmuls over the same x (grid and group as <see cref="MatMul{TF}"/>, over
+    /// <see cref="FusedMatMulArgs.TotalRows"/> rows): rows [0, Rows0) of the grid are W0's, the next Rows1 W1's, the last
+    /// Rows2 W2's, each written to its own output, plus its bias where set. With SwiGlu, each grid row r computes both
+    /// g = W0[r]·x and u = W1[r]·x and writes y0 = silu(g) * u, y1 = u. Sums run in the same order as MatMul's, so the
+    /// results equal the separate launches'.
+    /// </summary>
+    public static void MatMulFused<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
+        ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a)
+        where TF : struct, IWeightFormat
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
+        int t0 = Grid.IdxY * TokensPerTile;
+        int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
+        long x0 = (long)t0 * a.XStride;
+        var r4 = new Rows4
+        {
+            R0 = x0,
+            R1 = nt > 1 ? x0 + a.XStride : x0,
+            R2 = nt > 2 ? x0 + 2L * a.XStride : x0,
+            R3 = nt > 3 ? x0 + 3L * a.XStride : x0,
+        };
+        int total = a.TotalRows;
+        if (a.SliceThreads == 1)
+        {
+            // ILGPU's CPU accelerator: a grid-stride loop of whole rows per thread, no shared memory.
+            for (int row = Grid.IdxX * Group.DimX + Group.IdxX; row < total; row += Grid.DimX * Group.DimX)
+                FusedRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, row, 0, 1, t0, nt, r4, sh, false);
+            return;
+        }
+        int tid = Group.IdxX;
+        int lane = tid % a.SliceThreads;
+        int gridRow = Grid.IdxX * (Group.DimX / a.SliceThreads) + tid / a.SliceThreads;
+        FusedRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
+    }
+
+    /// <summary>
+    /// One grid row of <see cref="MatMulFused{TF}"/>: this thread's share (units lane, lane + step, ...) of the row's dot
+    /// products, reduced over the slice through shared memory when <paramref name="reduce"/> (every thread of the group
+    /// must then call it, rows past the end included), then the epilogue by the slice's first thread.
+    /// </summary>
+    private static void FusedRow<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
+        ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, int row, int lane, int step,
+        int t0, int nt, Rows4 r4, ArrayView<float> sh, bool reduce)
+        where TF : struct, IWeightFormat
+    {
+        bool valid = row < a.TotalRows;
+        int part = a.SwiGlu != 0 || row < a.Rows0 ? 0 : row < a.Rows0 + a.Rows1 ? 1 : 2;
+        int local = part == 0 ? row : part == 1 ? row - a.Rows0 : row - a.Rows0 - a.Rows1;
+        var acc = new Float4();
+        var up = new Float4();
+        if (valid)
+        {
+            if (part == 0) acc = RowDots<TF>(w0, s0, local, a.Cols, lane, step, x, nt, r4);
+            else if (part == 1) acc = RowDots<TF>(w1, s1, local, a.Cols, lane, step, x, nt, r4);
+            else acc = RowDots<TF>(w2, s2, local, a.Cols, lane, step, x, nt, r4);
+            if (a.SwiGlu != 0) up = RowDots<TF>(w1, s1, local, a.Cols, lane, step, x, nt, r4);
+        }
+        if (reduce)
+        {
+            acc = SliceSum(sh, acc, lane, step);
+            if (a.SwiGlu != 0) up = SliceSum(sh, up, lane, step);
+        }
+        if (!valid || lane != 0) return;
+        for (int k = 0; k < nt; k++)
+        {
+            long t = t0 + k;
+            float v = Get(acc, k);
+            if (a.SwiGlu != 0)
+            {
+                float u = Get(up, k);
+                y0[t * a.YStride0 + local] = v / (1f + MathF.Exp(-v)) * u;
+                y1[t * a.YStride1 + local] = u;
+            }
+            else if (part == 0) y0[t * a.YStride0 + local] = a.Bias0 != 0 ? v + b0[local] : v;
+            else if (part == 1) y1[t * a.YStride1 + local] = a.Bias1 != 0 ? v + b1[local] : v;
+            else y2[t * a.YStride2 + local] = a.Bias2 != 0 ? v + b2[local] : v;
+        }
+    }
+
+    /// <summary>Units lane, lane + step, ... of W[row] dotted with the tile's nt tokens (one accumulator per token).</summary>
+    private static Float4 RowDots<TF>(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int lane, int step,
+        ArrayView<float> x, int nt, Rows4 r4)
+        where TF : struct, IWeightFormat
+    {
+        var fmt = default(TF);
+        int units = fmt.Units(cols);
+        var acc = new Float4();
+        if (nt == 1)
+        {
+            for (int u = lane; u < units; u += step) acc.X += fmt.Dot1(words, scales, row, cols, u, x, r4.R0);
+            return acc;
+        }
+        for (int u = lane; u < units; u += step)
+        {
+            var f = fmt.Dot4(words, scales, row, cols, u, x, r4);
+            acc.X += f.X;
+            acc.Y += f.Y;
+            acc.Z += f.Z;
+            acc.W += f.W;
+        }
+        return acc;
+    }
+
+    /// <summary>Sums four accumulators over the <paramref name="slice"/> threads of a row (as MatMul does); valid in lane 0.</summary>
+    private static Float4 SliceSum(ArrayView<float> sh, Float4 v, int lane, int slice)
+    {
+        int b = Group.IdxX * TokensPerTile;
+        sh[b] = v.X;
+        sh[b + 1] = v.Y;
+        sh[b + 2] = v.Z;
+        sh[b + 3] = v.W;
+        Group.Barrier();
+        for (int s = slice / 2; s > 0; s >>= 1)
+        {
+            if (lane < s)
+            {
+                int o = b + s * TokensPerTile;
+                sh[b] += sh[o];
+                sh[b + 1] += sh[o + 1];
+                sh[b + 2] += sh[o + 2];
+                sh[b + 3] += sh[o + 3];
+            }
+            Group.Barrier();
+        }
+        var r = new Float4 { X = sh[b], Y = sh[b + 1], Z = sh[b + 2], W = sh[b + 3] };
+        Group.Barrier();
+        return r;
+    }
+
+    private static float Get(Float4 f, int k) => k == 0 ? f.X : k == 1 ? f.Y : k == 2 ? f.Z : f.W;
+
     // ---- RMSNorm over groups of gc elements: y = x / sqrt(mean(x²) + eps) * w ----
 
     /// <summary>
@@ -291,6 +455,51 @@ internal static class GpuKernels
         long dst = (((long)batch[a.SeqOffset + t] * a.Layers + a.Layer) * a.ContextLength + batch[a.PosOffset + t]) * kvDim + j;
         kCache[dst] = k[(long)t * kStride + j];
         vCache[dst] = v[(long)t * vStride + j];
+    }
+
+    /// <summary>
+    /// RoPE of q and k and the cache store in one launch. Index over n * (Heads * Dims/2 + KvHeads * Dims/2 + kvDim):
+    /// per token, first one item per rotated pair of q (rotated in place), then one per pair of k (rotated in place and
+    /// written to the cache), then one per k/v element (v copied to the cache, and k's unrotated tail when Dims is less
+    /// than the head size). Same arithmetic as <see cref="Rope"/> and <see cref="StoreKv"/>.
+    /// </summary>
+    public static void RopeStoreKv(Index1D idx, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> kCache,
+        ArrayView<float> vCache, ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> batch, AttentionArgs a, RopeStoreArgs r)
+    {
+        int d = a.HeadDim, half = r.Dims / 2;
+        int kvDim = a.KvHeads * d;
+        int qPairs = a.Heads * half, kPairs = a.KvHeads * half;
+        int per = qPairs + kPairs + kvDim;
+        int t = idx / per, e = idx % per;
+        int pos = batch[a.PosOffset + t];
+        long dst = (((long)batch[a.SeqOffset + t] * a.Layers + a.Layer) * a.ContextLength + pos) * kvDim;
+        if (e < qPairs + kPairs)
+        {
+            bool isQ = e < qPairs;
+            int pe = isQ ? e : e - qPairs;
+            int i = pe % half, h = pe / half;
+            int c = pos * half + i;
+            int ja = h * d + (r.NeoX != 0 ? i : 2 * i);
+            int jb = h * d + (r.NeoX != 0 ? i + half : 2 * i + 1);
+            var x = isQ ? q : k;
+            long row = isQ ? (long)t * a.QStride : (long)t * r.KStride;
+            float xa = x[row + ja], xb = x[row + jb];
+            float ra = xa * cos[c] - xb * sin[c];
+            float rb = xa * sin[c] + xb * cos[c];
+            x[row + ja] = ra;
+            x[row + jb] = rb;
+            if (!isQ)
+            {
+                kCache[dst + ja] = ra;
+                kCache[dst + jb] = rb;
+            }
+        }
+        else
+        {
+            int j = e - qPairs - kPairs;
+            vCache[dst + j] = v[(long)t * r.VStride + j];
+            if (j % d >= r.Dims) kCache[dst + j] = k[(long)t * r.KStride + j];
+        }
     }
 
     /// <summary>
