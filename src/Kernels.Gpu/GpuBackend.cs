@@ -63,6 +63,16 @@ public sealed class GpuBackend : IBackend
     private readonly PendingRope[] _pendingRope = new PendingRope[2];
     private int _pendingRopeCount;
 
+    // The matmuls' input normalized first (RmsNorm then MatMul of its output): the whole group runs as MatMulNorm.
+    private PendingNorm? _mmNorm;
+    // The single pending matmul's output added into this residual stream (MatMul then Add).
+    private GpuActivation? _mmResidual;
+    // RmsNorm deferred: the matmuls of its output that follow normalize their input themselves.
+    private PendingNorm? _pendingNorm;
+
+    /// <summary>Most floats of normalized input rows a MatMulNorm group keeps in shared memory (32 KiB).</summary>
+    private const int MaxNormFloats = 8192;
+
     private struct PendingMatMul
     {
         public GpuWeight W;
@@ -70,6 +80,8 @@ public sealed class GpuBackend : IBackend
         public int Rows;
         public GpuWeight? Bias;
     }
+
+    private sealed record PendingNorm(GpuActivation X, GpuWeight W, float Eps, GpuActivation Y, int Rows);
 
     private struct PendingRope
     {
@@ -96,6 +108,8 @@ public sealed class GpuBackend : IBackend
         public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul;
         public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs> MatMulFused;
+        public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs> MatMulNorm;
     }
 
     /// <param name="device">The accelerator to run on (see <see cref="GpuContextFactory.Select"/>).</param>
@@ -188,6 +202,8 @@ public sealed class GpuBackend : IBackend
         MatMul = _acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, MatMulArgs>(GpuKernels.MatMul<TF>),
         MatMulFused = _acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs>(GpuKernels.MatMulFused<TF>),
+        MatMulNorm = _acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs>(GpuKernels.MatMulNorm<TF>),
     };
 
     // ---- buffers ----
@@ -394,6 +410,12 @@ public sealed class GpuBackend : IBackend
         if (residual is not null) _pendingX = _pendingY = null;
         else Flush();
         if (n == 0) return;
+        // A whole-row norm into another buffer waits for the matmuls of its output, which fold it in.
+        if (residual is null && w.Cols == xa.Cols && A(y) != xa && Math.Min(n, GpuKernels.TokensPerTile) * xa.Cols <= MaxNormFloats)
+        {
+            _pendingNorm = new PendingNorm(xa, w, eps, A(y), n);
+            return;
+        }
         _rmsNorm(new KernelConfig(n * (xa.Cols / w.Cols), _group), xa.View, (residual ?? xa).View, w.Floats.View, A(y).View,
             xa.Cols, w.Cols, residual is null ? 0 : 1, eps);
         Count();
@@ -411,16 +433,24 @@ public sealed class GpuBackend : IBackend
         int n = Rows(rows);
         if (xa.Cols != w.Cols || ya.Cols < w.Rows)
             throw new ArgumentException($"matmul shape mismatch: '{w.Name}' is [{w.Rows} x {w.Cols}], input has {xa.Cols} columns, output {ya.Cols}");
-        if (!JoinsPendingMatMul(w, xa, ya, n)) Flush();
+        PendingNorm? norm = null;
+        if (_pendingNorm is { } pn && pn.Y == xa && pn.Rows == n && pn.X != ya && pn.Y != ya)
+        {
+            norm = pn;
+            _pendingNorm = null;
+        }
+        else if (!JoinsPendingMatMul(w, xa, ya, n)) Flush();
         if (n == 0) return;
+        if (norm is not null) _mmNorm = norm;
         _pendingMm[_pendingMmCount++] = new PendingMatMul { W = w, X = xa, Y = ya, Rows = n };
     }
 
     private bool JoinsPendingMatMul(GpuWeight w, GpuActivation x, GpuActivation y, int n)
     {
-        if (_pendingMmCount is 0 or 3) return false;
+        if (_pendingMmCount is 0 or 3 || _mmResidual is not null) return false;
         var first = _pendingMm[0];
         if (first.X != x || first.Rows != n || first.W.Type != w.Type || y == x) return false;
+        if (_mmNorm is { } norm && (norm.X == y || norm.Y == y)) return false;
         for (int i = 0; i < _pendingMmCount; i++)
             if (_pendingMm[i].Y == y || _pendingMm[i].Bias is not null) return false;
         return true;
@@ -444,10 +474,19 @@ public sealed class GpuBackend : IBackend
     {
         int count = _pendingMmCount;
         _pendingMmCount = 0;
+        var norm = _mmNorm;
+        var residual = _mmResidual;
+        _mmNorm = null;
+        _mmResidual = null;
         var p0 = _pendingMm[0];
         var xa = p0.X;
         int n = p0.Rows;
-        if (count == 1 && p0.Bias is null && !swiGlu)
+        if (norm is not null)
+        {
+            LaunchNormMatMuls(norm, count, swiGlu);
+            return;
+        }
+        if (count == 1 && p0.Bias is null && !swiGlu && residual is null)
         {
             var w = p0.W;
             var (slice1, config1) = MatMulGrid(w.Rows, n);
@@ -462,16 +501,46 @@ public sealed class GpuBackend : IBackend
         {
             Cols = xa.Cols, Tokens = n, XStride = xa.Cols,
             Rows0 = p0.W.Rows, Rows1 = count > 1 ? p1.W.Rows : 0, Rows2 = count > 2 ? p2.W.Rows : 0,
-            YStride0 = p0.Y.Cols, YStride1 = p1.Y.Cols, YStride2 = p2.Y.Cols,
+            YStride0 = p0.Y.Cols, YStride1 = residual?.Cols ?? p1.Y.Cols, YStride2 = p2.Y.Cols,
             Bias0 = p0.Bias is null ? 0 : 1, Bias1 = count > 1 && p1.Bias is not null ? 1 : 0, Bias2 = count > 2 && p2.Bias is not null ? 1 : 0,
-            SwiGlu = swiGlu ? 1 : 0,
+            SwiGlu = swiGlu ? 1 : 0, Residual = residual is null ? 0 : 1,
         };
         var (slice, config) = MatMulGrid(args.TotalRows, n);
         args.SliceThreads = slice;
         p0.W.Kernels.MatMulFused(config,
             p0.W.Words.View, (p0.W.Scales ?? _noScales).View, p1.W.Words.View, (p1.W.Scales ?? _noScales).View, p2.W.Words.View, (p2.W.Scales ?? _noScales).View,
-            xa.View, p0.Y.View, p1.Y.View, p2.Y.View,
+            xa.View, p0.Y.View, (residual ?? p1.Y).View, p2.Y.View,
             (p0.Bias?.Floats ?? _noBias).View, (p1.Bias?.Floats ?? _noBias).View, (p2.Bias?.Floats ?? _noBias).View, args);
+        Count();
+    }
+
+    /// <summary>Launches MatMulNorm: the pending norm's output computed inside the launch of the matmuls that read it.</summary>
+    private void LaunchNormMatMuls(PendingNorm norm, int count, bool swiGlu)
+    {
+        var p0 = _pendingMm[0];
+        var p1 = count > 1 ? _pendingMm[1] : p0;
+        var p2 = count > 2 ? _pendingMm[2] : p0;
+        int n = p0.Rows;
+        var args = new FusedMatMulArgs
+        {
+            Cols = norm.X.Cols, Tokens = n, XStride = norm.X.Cols, XbStride = norm.Y.Cols, Eps = norm.Eps,
+            Rows0 = p0.W.Rows, Rows1 = count > 1 ? p1.W.Rows : 0, Rows2 = count > 2 ? p2.W.Rows : 0,
+            YStride0 = p0.Y.Cols, YStride1 = p1.Y.Cols, YStride2 = p2.Y.Cols,
+            SwiGlu = swiGlu ? 1 : 0,
+        };
+        var (slice, grid) = MatMulGrid(args.TotalRows, n);
+        args.SliceThreads = slice;
+        var config = new KernelConfig(grid.GridDim, grid.GroupDim,
+            SharedMemoryConfig.RequestDynamic<float>(Math.Min(n, GpuKernels.TokensPerTile) * norm.X.Cols));
+        p0.W.Kernels.MatMulNorm(config,
+            p0.W.Words.View, (p0.W.Scales ?? _noScales).View, p1.W.Words.View, (p1.W.Scales ?? _noScales).View, p2.W.Words.View, (p2.W.Scales ?? _noScales).View,
+            norm.X.View, norm.W.Floats!.View, norm.Y.View, p0.Y.View, p1.Y.View, p2.Y.View, args);
+        Count();
+    }
+
+    private void LaunchNorm(PendingNorm norm)
+    {
+        _rmsNorm(new KernelConfig(norm.Rows, _group), norm.X.View, norm.X.View, norm.W.Floats!.View, norm.Y.View, norm.X.Cols, norm.W.Cols, 0, norm.Eps);
         Count();
     }
 
@@ -482,8 +551,14 @@ public sealed class GpuBackend : IBackend
         if (w.Floats is null || w.Cols != ya.Cols) throw new ArgumentException($"bias '{w.Name}' ({w.Cols}) does not match rows of {ya.Cols}");
         // The bias of a pending matmul's output (all batch rows, the full width) joins that matmul's launch.
         for (int i = 0; i < _pendingMmCount; i++)
-            if (_pendingMm[i].Y == ya && _pendingMm[i].Bias is null && _pendingMm[i].Rows == _n && _pendingMm[i].W.Rows == ya.Cols)
+            if (_pendingMm[i].Y == ya && _pendingMm[i].Bias is null && _pendingMm[i].Rows == _n && _pendingMm[i].W.Rows == ya.Cols && _mmResidual is null)
             {
+                // MatMulNorm takes no biases: the norm runs on its own first.
+                if (_mmNorm is { } norm)
+                {
+                    _mmNorm = null;
+                    LaunchNorm(norm);
+                }
                 _pendingMm[i].Bias = w;
                 return;
             }
@@ -612,7 +687,7 @@ public sealed class GpuBackend : IBackend
         var g = A(gate);
         if (A(up).Cols != g.Cols) throw new ArgumentException("gate and up differ in width");
         // gate = W_gate·x and up = W_up·x pending over all batch rows, the full width: one launch computes both and the product.
-        if (_pendingMmCount == 2 && _pendingMm[0].Y == g && _pendingMm[1].Y == A(up) && _pendingMm[0].Rows == _n
+        if (_pendingMmCount == 2 && _mmResidual is null && _pendingMm[0].Y == g && _pendingMm[1].Y == A(up) && _pendingMm[0].Rows == _n
             && _pendingMm[0].W.Rows == g.Cols && _pendingMm[1].W.Rows == g.Cols && _pendingMm[0].Bias is null && _pendingMm[1].Bias is null)
         {
             LaunchPendingMatMuls(swiGlu: true);
@@ -624,11 +699,18 @@ public sealed class GpuBackend : IBackend
         Count();
     }
 
+    /// <summary>Deferred: added inside the matmul that produces y when one is pending, else into the next RmsNorm of x.</summary>
     public void Add(IActivation x, IActivation y)
     {
-        Flush();
         var xa = A(x);
         if (A(y).Cols != xa.Cols) throw new ArgumentException("added activations differ in width");
+        if (_pendingMmCount == 1 && _mmNorm is null && _mmResidual is null && _pendingMm[0].Y == A(y) && _pendingMm[0].Rows == _n
+            && _pendingMm[0].W.Rows == xa.Cols && _pendingMm[0].X != xa && xa != A(y))
+        {
+            _mmResidual = xa;
+            return;
+        }
+        Flush();
         if (_n == 0) return;
         _pendingX = xa;
         _pendingY = A(y);
@@ -646,6 +728,11 @@ public sealed class GpuBackend : IBackend
             Count();
         }
         if (_pendingMmCount > 0) LaunchPendingMatMuls(swiGlu: false);
+        if (_pendingNorm is { } norm)
+        {
+            _pendingNorm = null;
+            LaunchNorm(norm);
+        }
         for (int i = 0; i < _pendingRopeCount; i++) LaunchRope(_pendingRope[i].X, _pendingRope[i].HeadDim, _pendingRope[i].Rope);
         _pendingRopeCount = 0;
     }

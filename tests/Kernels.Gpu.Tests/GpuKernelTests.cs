@@ -508,4 +508,102 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             Check.Close(Check.Read(b, o, n), expected, $"rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
         }
     }
+
+    /// <summary>
+    /// RmsNorm into xb, then matmuls of xb (three parts; or gate and up with SwiGlu): one launch that also writes xb.
+    /// xb matches VectorOps.RmsNormRef and the outputs the dequantized reference applied to it.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void RmsNormFusesIntoTheMatMulsOfItsOutput(GgmlType type, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(41 + (int)type);
+        int blockSize = GgmlTypeInfo.BlockSize(type);
+        int cols = blockSize == 1 ? 255 : blockSize == 32 ? 288 : 768;
+        var ws = Check.Random(rng, cols);
+        var normW = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
+        foreach (bool swiGlu in new[] { false, true })
+        {
+            int[] rows = swiGlu ? [19, 19] : [33, 7, 9];
+            var parts = rows.Select(r => RandomWeight(rng, type, r, cols)).ToArray();
+            var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", type, rows[i], cols, p.Bytes)).ToArray();
+            foreach (int n in TokenCounts)
+            {
+                var xs = Check.Random(rng, n * cols, 3f);
+                var x = b.Allocate(GpuBackends.MaxBatch, cols);
+                var xb = b.Allocate(GpuBackends.MaxBatch, cols);
+                var ys = rows.Select(r => b.Allocate(GpuBackends.MaxBatch, r)).ToArray();
+                b.Write(x, xs);
+                Check.SetTokens(b, n);
+                long before = b.Launches;
+                b.RmsNorm(x, normW, 1e-5f, xb);
+                for (int i = 0; i < rows.Length; i++) b.MatMul(weights[i], xb, ys[i]);
+                if (swiGlu) b.SwiGlu(ys[0], ys[1]);
+                b.Synchronize();
+                Assert.Equal(1, b.Launches - before);
+
+                var normed = new float[n * cols];
+                for (int t = 0; t < n; t++) VectorOps.RmsNormRef(xs.AsSpan(t * cols, cols), ws, 1e-5f, normed.AsSpan(t * cols, cols));
+                Check.Close(Check.Read(b, xb, n), normed, $"{type} normalized input x {n} tokens");
+                Check.Close(Check.Read(b, x, n), xs, $"{type} norm source x {n} tokens");
+                var expected = new float[rows.Length][];
+                for (int i = 0; i < rows.Length; i++)
+                {
+                    expected[i] = new float[n * rows[i]];
+                    for (int t = 0; t < n; t++)
+                        for (int r = 0; r < rows[i]; r++)
+                        {
+                            double sum = 0;
+                            for (int j = 0; j < cols; j++) sum += (double)parts[i].Dequantized[r * cols + j] * normed[t * cols + j];
+                            expected[i][t * rows[i] + r] = (float)sum;
+                        }
+                }
+                if (swiGlu) VectorOps.SwiGluRef(expected[0], expected[1]);
+                for (int i = 0; i < rows.Length; i++)
+                    Check.Close(Check.Read(b, ys[i], n), expected[i], $"{type} norm + part {i} of {rows.Length}{(swiGlu ? " with swiglu" : "")} x {n} tokens");
+            }
+        }
+    }
+
+    /// <summary>MatMul then Add of its output into a residual stream: one launch writes y = W·a and x += y.</summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void ResidualAddFusesIntoTheMatMul(GgmlType type, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(51 + (int)type);
+        int blockSize = GgmlTypeInfo.BlockSize(type);
+        int cols = blockSize == 1 ? 64 : blockSize == 32 ? 96 : 256;
+        const int rows = 23;
+        var (bytes, deq) = RandomWeight(rng, type, rows, cols);
+        var w = b.UploadWeight("wo", type, rows, cols, bytes);
+        foreach (int n in TokenCounts)
+        {
+            var ins = Check.Random(rng, n * cols);
+            var xs = Check.Random(rng, n * rows);
+            var input = b.Allocate(GpuBackends.MaxBatch, cols);
+            var x = b.Allocate(GpuBackends.MaxBatch, rows);
+            var y = b.Allocate(GpuBackends.MaxBatch, rows);
+            b.Write(input, ins);
+            b.Write(x, xs);
+            Check.SetTokens(b, n);
+            long before = b.Launches;
+            b.MatMul(w, input, y);
+            b.Add(x, y);
+            b.Synchronize();
+            Assert.Equal(1, b.Launches - before);
+
+            var product = new float[n * rows];
+            for (int t = 0; t < n; t++)
+                for (int r = 0; r < rows; r++)
+                {
+                    double sum = 0;
+                    for (int j = 0; j < cols; j++) sum += (double)deq[r * cols + j] * ins[t * cols + j];
+                    product[t * rows + r] = (float)sum;
+                }
+            Check.Close(Check.Read(b, y, n), product, $"{type} matmul of matmul+add x {n} tokens");
+            Check.Close(Check.Read(b, x, n), [.. xs.Select((v, i) => v + product[i])], $"{type} residual of matmul+add x {n} tokens");
+        }
+    }
 }

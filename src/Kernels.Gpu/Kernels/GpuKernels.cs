@@ -26,6 +26,9 @@ internal struct FusedMatMulArgs
     public int YStride0, YStride1, YStride2;    // floats per row of each output
     public int Bias0, Bias1, Bias2;             // 1: the part adds its bias
     public int SwiGlu;                          // 1: parts 0 and 1 are gate and up of Rows0 rows: y0 = silu(W0·x) * (W1·x), y1 = W1·x
+    public int Residual;                        // 1: one part; y1 is the residual stream, y1[t, r] += y0[t, r] (YStride1 its row)
+    public float Eps;                           // MatMulNorm: RMSNorm epsilon
+    public int XbStride;                        // MatMulNorm: floats per row of the normalized copy xb
 
     public readonly int TotalRows => SwiGlu != 0 ? Rows0 : Rows0 + Rows1 + Rows2;
 }
@@ -72,6 +75,8 @@ internal static class GpuKernels
         }
         foreach (var f in formats)
             yield return ($"MatMulFused<{f.Name}>", t.GetMethod(nameof(MatMulFused))!.MakeGenericMethod(f), false);
+        foreach (var f in formats)
+            yield return ($"MatMulNorm<{f.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(f), false);
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(RopeStoreKv) })
             yield return (name, t.GetMethod(name)!, true);
         foreach (var name in new[] { nameof(RmsNorm), nameof(Attention), nameof(AttentionCombine) })
@@ -260,14 +265,60 @@ internal static class GpuKernels
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
         int t0 = Grid.IdxY * TokensPerTile;
+        FusedBody<TF>(w0, s0, w1, s1, w2, s2, x, (long)t0 * a.XStride, a.XStride, y0, y1, y2, b0, b1, b2, a, sh);
+    }
+
+    /// <summary>
+    /// RMSNorm of the input fused into <see cref="MatMulFused{TF}"/> (no biases, no residual): every group normalizes its
+    /// tile's rows of <paramref name="src"/> (xs = src / rms(src) * normW, over the whole row, with the same sums as
+    /// <see cref="RmsNorm"/>) into dynamic shared memory [tile tokens, Cols], the groups of grid column 0 also write them
+    /// to <paramref name="xb"/>, then the matmuls read xs. Dynamic shared memory: min(Tokens, 4) * Cols floats.
+    /// </summary>
+    public static void MatMulNorm<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> src, ArrayView<float> normW, ArrayView<float> xb,
+        ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2, FusedMatMulArgs a)
+        where TF : struct, IWeightFormat
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
+        var xs = SharedMemory.GetDynamic<float>();
+        int t0 = Grid.IdxY * TokensPerTile;
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
-        long x0 = (long)t0 * a.XStride;
+        for (int k = 0; k < nt; k++)
+        {
+            long so = (long)(t0 + k) * a.XStride;
+            float ss = 0;
+            for (int i = Group.IdxX; i < a.Cols; i += Group.DimX)
+            {
+                float v = src[so + i];
+                ss += v * v;
+            }
+            ss = GroupSum(sh, ss);
+            float scale = 1f / MathF.Sqrt(ss / a.Cols + a.Eps);
+            for (int i = Group.IdxX; i < a.Cols; i += Group.DimX)
+            {
+                float v = src[so + i] * scale * normW[i];
+                xs[k * a.Cols + i] = v;
+                if (Grid.IdxX == 0) xb[(long)(t0 + k) * a.XbStride + i] = v;
+            }
+        }
+        Group.Barrier();
+        FusedBody<TF>(w0, s0, w1, s1, w2, s2, xs, 0, a.Cols, y0, y1, y2, y0, y0, y0, a, sh);
+    }
+
+    /// <summary>The rows of <see cref="MatMulFused{TF}"/> for one token tile, its rows starting at x0 in x, xStride apart.</summary>
+    private static void FusedBody<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, long x0, int xStride, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
+        ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, ArrayView<float> sh)
+        where TF : struct, IWeightFormat
+    {
+        int t0 = Grid.IdxY * TokensPerTile;
+        int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
         var r4 = new Rows4
         {
             R0 = x0,
-            R1 = nt > 1 ? x0 + a.XStride : x0,
-            R2 = nt > 2 ? x0 + 2L * a.XStride : x0,
-            R3 = nt > 3 ? x0 + 3L * a.XStride : x0,
+            R1 = nt > 1 ? x0 + xStride : x0,
+            R2 = nt > 2 ? x0 + 2L * xStride : x0,
+            R3 = nt > 3 ? x0 + 3L * xStride : x0,
         };
         int total = a.TotalRows;
         if (a.SliceThreads == 1)
@@ -322,7 +373,12 @@ internal static class GpuKernels
                 y0[t * a.YStride0 + local] = v / (1f + MathF.Exp(-v)) * u;
                 y1[t * a.YStride1 + local] = u;
             }
-            else if (part == 0) y0[t * a.YStride0 + local] = a.Bias0 != 0 ? v + b0[local] : v;
+            else if (part == 0)
+            {
+                float o = a.Bias0 != 0 ? v + b0[local] : v;
+                y0[t * a.YStride0 + local] = o;
+                if (a.Residual != 0) y1[t * a.YStride1 + local] += o;
+            }
             else if (part == 1) y1[t * a.YStride1 + local] = a.Bias1 != 0 ? v + b1[local] : v;
             else y2[t * a.YStride2 + local] = a.Bias2 != 0 ? v + b2[local] : v;
         }
