@@ -109,7 +109,7 @@ public sealed class GpuBackend : IBackend
         public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs> MatMulFused;
         public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs> MatMulNorm;
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs, RopeStoreViews> MatMulNorm;
     }
 
     /// <param name="device">The accelerator to run on (see <see cref="GpuContextFactory.Select"/>).</param>
@@ -203,7 +203,7 @@ public sealed class GpuBackend : IBackend
         MatMulFused = _acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs>(GpuKernels.MatMulFused<TF>),
         MatMulNorm = _acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs>(GpuKernels.MatMulNorm<TF>),
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs, RopeStoreViews>(GpuKernels.MatMulNorm<TF>),
     };
 
     // ---- buffers ----
@@ -515,7 +515,7 @@ public sealed class GpuBackend : IBackend
     }
 
     /// <summary>Launches MatMulNorm: the pending norm's output computed inside the launch of the matmuls that read it.</summary>
-    private void LaunchNormMatMuls(PendingNorm norm, int count, bool swiGlu)
+    private void LaunchNormMatMuls(PendingNorm norm, int count, bool swiGlu, RopeStoreViews rope = default)
     {
         var p0 = _pendingMm[0];
         var p1 = count > 1 ? _pendingMm[1] : p0;
@@ -527,14 +527,21 @@ public sealed class GpuBackend : IBackend
             Rows0 = p0.W.Rows, Rows1 = count > 1 ? p1.W.Rows : 0, Rows2 = count > 2 ? p2.W.Rows : 0,
             YStride0 = p0.Y.Cols, YStride1 = p1.Y.Cols, YStride2 = p2.Y.Cols,
             SwiGlu = swiGlu ? 1 : 0,
+            RopeRows = rope.Enabled != 0 ? (rope.Heads + rope.KvHeads) * rope.PerHead + p2.W.Rows : 0,
         };
+        if (rope.Enabled == 0)
+        {
+            // Views the kernel never reads still need valid buffers.
+            rope.KCache = rope.VCache = rope.Cos = rope.Sin = _noBias.View;
+            rope.Batch = _batch.View;
+        }
         var (slice, grid) = MatMulGrid(args.TotalRows, n);
         args.SliceThreads = slice;
         var config = new KernelConfig(grid.GridDim, grid.GroupDim,
             SharedMemoryConfig.RequestDynamic<float>(Math.Min(n, GpuKernels.TokensPerTile) * norm.X.Cols));
         p0.W.Kernels.MatMulNorm(config,
             p0.W.Words.View, (p0.W.Scales ?? _noScales).View, p1.W.Words.View, (p1.W.Scales ?? _noScales).View, p2.W.Words.View, (p2.W.Scales ?? _noScales).View,
-            norm.X.View, norm.W.Floats!.View, norm.Y.View, p0.Y.View, p1.Y.View, p2.Y.View, args);
+            norm.X.View, norm.W.Floats!.View, norm.Y.View, p0.Y.View, p1.Y.View, p2.Y.View, args, rope);
         Count();
     }
 
@@ -577,6 +584,8 @@ public sealed class GpuBackend : IBackend
             throw new ArgumentException($"RoPE of {rope.Dims} dims does not fit heads of {headDim} in rows of {xa.Cols}");
         bool joins = _pendingRopeCount == 1 && _pendingRope[0].X != xa && _pendingRope[0].HeadDim == headDim
             && (ReferenceEquals(_pendingRope[0].Rope, rope) || SameRope(_pendingRope[0].Rope, rope));
+        // RoPE of the first output of pending normalized Q/K/V matmuls may end up in their epilogue (see Attention).
+        joins |= _pendingRopeCount == 0 && _pendingMmCount == 3 && _mmNorm is not null && _mmResidual is null && _pendingMm[0].Y == xa;
         if (!joins) Flush();
         if (_n == 0) return;
         EnsureRopeTable(rope, kv.ContextLength);
@@ -619,13 +628,36 @@ public sealed class GpuBackend : IBackend
         var kv = _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
         if (nKvHeads != kv.KvHeads || headDim != kv.HeadDim || nHeads % nKvHeads != 0 || (uint)layer >= (uint)kv.Layers)
             throw new ArgumentException($"attention shape (layer {layer}, {nHeads} heads, {nKvHeads} KV heads, head size {headDim}) does not match the KV cache");
+        // RoPE of q and k pending after the normalized Q/K/V matmuls that produce q, k and v: one launch computes them,
+        // rotates q and k and stores k and v.
+        bool inMatMul = _pendingRopeCount == 2 && _pendingMmCount == 3 && _mmNorm is not null && _mmResidual is null
+            && _pendingMm[0].Y == A(q) && _pendingMm[1].Y == A(k) && _pendingMm[2].Y == A(v)
+            && _pendingRope[0].X == A(q) && _pendingRope[1].X == A(k) && _pendingRope[0].HeadDim == headDim
+            && A(q).Cols == nHeads * headDim && A(k).Cols == nKvHeads * headDim
+            && _pendingMm[0].W.Rows == nHeads * headDim && _pendingMm[1].W.Rows == nKvHeads * headDim && _pendingMm[2].W.Rows == nKvHeads * headDim;
+        if (inMatMul)
+        {
+            var r = _pendingRope[0].Rope;
+            var norm = _mmNorm!;
+            _pendingRopeCount = 0;
+            _pendingMmCount = 0;
+            _mmNorm = null;
+            EnsureRopeTable(r, kv.ContextLength);
+            LaunchNormMatMuls(norm, 3, swiGlu: false, new RopeStoreViews
+            {
+                KCache = _kCache!.View, VCache = _vCache!.View, Cos = _ropeCos!.View, Sin = _ropeSin!.View, Batch = _batch.View,
+                Enabled = 1, Dims = r.Dims, NeoX = r.NeoX ? 1 : 0, HeadDim = headDim, Heads = nHeads, KvHeads = nKvHeads,
+                Layer = layer, Layers = kv.Layers, ContextLength = kv.ContextLength, PosOffset = _n, SeqOffset = 2 * _n,
+            });
+        }
+        else if (_pendingMmCount > 0) LaunchPendingMatMuls(swiGlu: false);
         // RoPE of exactly this q and k, head by head, is pending: rotate both and store k and v in one launch.
-        bool fuseRope = _pendingRopeCount == 2 && _pendingRope[0].X == A(q) && _pendingRope[1].X == A(k)
+        bool fuseRope = !inMatMul && _pendingRopeCount == 2 && _pendingRope[0].X == A(q) && _pendingRope[1].X == A(k)
             && _pendingRope[0].HeadDim == headDim && A(q).Cols == nHeads * headDim && A(k).Cols == nKvHeads * headDim
             && A(v).Cols >= nKvHeads * headDim && A(q) != A(k) && A(v) != A(q) && A(v) != A(k);
         var rope = _pendingRope[0].Rope;
         if (fuseRope) _pendingRopeCount = 0;
-        else Flush();
+        else if (!inMatMul) Flush();
         if (_n == 0) return;
         var args = new AttentionArgs
         {
@@ -640,15 +672,18 @@ public sealed class GpuBackend : IBackend
             var ra = new RopeStoreArgs { Dims = rope.Dims, NeoX = rope.NeoX ? 1 : 0, KStride = A(k).Cols, VStride = A(v).Cols };
             int items = _n * ((nHeads + nKvHeads) * (rope.Dims / 2) + nKvHeads * headDim);
             _ropeStoreKv(items, A(q).View, A(k).View, A(v).View, _kCache!.View, _vCache!.View, _ropeCos!.View, _ropeSin!.View, _batch.View, args, ra);
+            Count();
         }
-        else
+        else if (!inMatMul)
+        {
             _storeKv(_n * nKvHeads * headDim, A(k).View, A(v).View, _kCache!.View, _vCache!.View, _batch.View, args, A(k).Cols, A(v).Cols);
-        Count();
+            Count();
+        }
 
         int heads = _n * nHeads;
         args.Splits = ChooseSplits(heads, headDim);
         _attention(new KernelConfig(new Index2D(heads, args.Splits), new Index2D(_group, 1)),
-            A(q).View, _kCache.View, _vCache.View, A(output).View, (_partials ?? _kCache).View, _batch.View, args);
+            A(q).View, _kCache!.View, _vCache!.View, A(output).View, (_partials ?? _kCache).View, _batch.View, args);
         Count();
         if (args.Splits > 1)
         {

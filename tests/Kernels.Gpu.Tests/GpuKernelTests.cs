@@ -606,4 +606,122 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             Check.Close(Check.Read(b, x, n), [.. xs.Select((v, i) => v + product[i])], $"{type} residual of matmul+add x {n} tokens");
         }
     }
+
+    public static TheoryData<GgmlType, int, int, int, int, bool, bool> NormQkvRopeCases() => new()
+    {
+        { GgmlType.F32, 2, 1, 32, 32, false, false },
+        { GgmlType.Q8_0, 4, 2, 64, 64, true, true },
+        { GgmlType.Q4_0, 4, 2, 64, 32, false, true },   // partial rotation
+        { GgmlType.Q4_K, 2, 2, 32, 16, true, false },   // partial rotation, NeoX
+        { GgmlType.BF16, 3, 1, 20, 20, false, true },
+    };
+
+    /// <summary>
+    /// The attention block's front as LlamaModel calls it (RmsNorm, Q/K/V matmuls, RoPE of q and k, Attention) runs the
+    /// norm, the matmuls, RoPE and the KV store as one launch, then the attention kernel(s). xb, q, k, v and the
+    /// attention output match references built from VectorOps (RmsNormRef, RopeHead, AttendRef) and the dequantized
+    /// weights, for a prefill of two sequences and decode steps.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(NormQkvRopeCases))]
+    public void NormQkvRopeAndStoreRunAsOneLaunch(GgmlType type, int heads, int kvHeads, int headDim, int dims, bool neox, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(heads * 977 + headDim + dims + (int)type);
+        const int layers = 2, layer = 0, ctx = 48, sequences = 2;
+        int cols = GgmlTypeInfo.BlockSize(type) == 256 ? 256 : 96;
+        int qDim = heads * headDim, kvDim = kvHeads * headDim;
+        float scale = 1f / MathF.Sqrt(headDim);
+        var rope = new RopeConfig(dims, 10000f, 1f, neox, null);
+        b.CreateKvCache(new KvCacheConfig(layers, sequences, ctx, kvHeads, headDim));
+        var ws = Check.Random(rng, cols);
+        var normW = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
+        int[] rows = [qDim, kvDim, kvDim];
+        var parts = rows.Select(r => RandomWeight(rng, type, r, cols)).ToArray();
+        var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", type, rows[i], cols, p.Bytes)).ToArray();
+        var x = b.Allocate(GpuBackends.MaxBatch, cols);
+        var xb = b.Allocate(GpuBackends.MaxBatch, cols);
+        var q = b.Allocate(GpuBackends.MaxBatch, qDim);
+        var k = b.Allocate(GpuBackends.MaxBatch, kvDim);
+        var v = b.Allocate(GpuBackends.MaxBatch, kvDim);
+        var o = b.Allocate(GpuBackends.MaxBatch, qDim);
+        var kHost = new float[sequences, ctx * kvDim];
+        var vHost = new float[sequences, ctx * kvDim];
+        var cos = new float[dims / 2];
+        var sin = new float[dims / 2];
+
+        var prefill = Enumerable.Range(0, 5).Select(p => (Seq: 0, Pos: p)).Concat(Enumerable.Range(0, 3).Select(p => (Seq: 1, Pos: p))).ToArray();
+        (int Seq, int Pos)[][] batches = [prefill, [(1, 3), (0, 5)], [(0, 6)]];
+        foreach (var batch in batches)
+        {
+            int n = batch.Length;
+            var xs = Check.Random(rng, n * cols, 2f);
+            b.Write(x, xs);
+            b.SetBatch(new int[n], [.. batch.Select(e => e.Pos)], [.. batch.Select(e => e.Seq)]);
+            long before = b.Launches;
+            b.RmsNorm(x, normW, 1e-5f, xb);
+            b.MatMul(weights[0], xb, q);
+            b.MatMul(weights[1], xb, k);
+            b.MatMul(weights[2], xb, v);
+            b.Rope(q, headDim, rope);
+            b.Rope(k, headDim, rope);
+            long atAttention = b.Launches;
+            b.Attention(layer, q, k, v, o, heads, kvHeads, headDim, scale);
+            b.Synchronize();
+            Assert.Equal(before, atAttention);
+            Assert.True(b.Launches - before is 2 or 3, $"{b.Launches - before} launches for norm, 3 matmuls, 2 ropes, attention");
+
+            var normed = new float[n * cols];
+            for (int t = 0; t < n; t++) VectorOps.RmsNormRef(xs.AsSpan(t * cols, cols), ws, 1e-5f, normed.AsSpan(t * cols, cols));
+            var outs = new float[3][];
+            for (int i = 0; i < 3; i++)
+            {
+                outs[i] = new float[n * rows[i]];
+                for (int t = 0; t < n; t++)
+                    for (int r = 0; r < rows[i]; r++)
+                    {
+                        double sum = 0;
+                        for (int j = 0; j < cols; j++) sum += (double)parts[i].Dequantized[r * cols + j] * normed[t * cols + j];
+                        outs[i][t * rows[i] + r] = (float)sum;
+                    }
+            }
+            var (qs, ks, vs) = (outs[0], outs[1], outs[2]);
+            for (int t = 0; t < n; t++)
+            {
+                rope.CosSin(batch[t].Pos, cos, sin);
+                for (int h = 0; h < heads; h++) VectorOps.RopeHead(qs.AsSpan(t * qDim + h * headDim, headDim), dims, neox, cos, sin);
+                for (int h = 0; h < kvHeads; h++) VectorOps.RopeHead(ks.AsSpan(t * kvDim + h * headDim, headDim), dims, neox, cos, sin);
+                for (int j = 0; j < kvDim; j++)
+                {
+                    kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = ks[t * kvDim + j];
+                    vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = vs[t * kvDim + j];
+                }
+            }
+            Check.Close(Check.Read(b, xb, n), normed, $"{type} xb, batch of {n}");
+            Check.Close(Check.Read(b, q, n), qs, $"{type} rotated q, batch of {n}");
+            Check.Close(Check.Read(b, k, n), ks, $"{type} rotated k, batch of {n}");
+            Check.Close(Check.Read(b, v, n), vs, $"{type} v, batch of {n}");
+            var expected = new float[n * qDim];
+            var scores = new float[ctx];
+            for (int t = 0; t < n; t++)
+            {
+                var (seq, pos) = batch[t];
+                var keys = new float[ctx * kvDim];
+                var values = new float[ctx * kvDim];
+                for (int j = 0; j < keys.Length; j++) { keys[j] = kHost[seq, j]; values[j] = vHost[seq, j]; }
+                for (int h = 0; h < heads; h++)
+                {
+                    int kvh = h / (heads / kvHeads);
+                    unsafe
+                    {
+                        fixed (float* kp = keys)
+                        fixed (float* vp = values)
+                            VectorOps.AttendRef(qs.AsSpan(t * qDim + h * headDim, headDim), kp + kvh * headDim, vp + kvh * headDim, kvDim, pos + 1, scale, scores,
+                                expected.AsSpan(t * qDim + h * headDim, headDim));
+                    }
+                }
+            }
+            Check.Close(Check.Read(b, o, n), expected, $"{type} norm + qkv + rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
+        }
+    }
 }

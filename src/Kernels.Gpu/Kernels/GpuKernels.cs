@@ -30,7 +30,26 @@ internal struct FusedMatMulArgs
     public float Eps;                           // MatMulNorm: RMSNorm epsilon
     public int XbStride;                        // MatMulNorm: floats per row of the normalized copy xb
 
-    public readonly int TotalRows => SwiGlu != 0 ? Rows0 : Rows0 + Rows1 + Rows2;
+    public int RopeRows;                        // MatMulNorm with RoPE: grid rows (pairs and unrotated rows of q and k, rows of v)
+
+    public readonly int TotalRows => RopeRows > 0 ? RopeRows : SwiGlu != 0 ? Rows0 : Rows0 + Rows1 + Rows2;
+}
+
+/// <summary>
+/// RoPE and the KV store in the epilogue of <see cref="GpuKernels.MatMulNorm"/> over Q, K and V (Enabled = 1): each
+/// rotated pair of q and k is one grid row that computes both dot products and writes them rotated; k and v also go
+/// to the cache. Views travel inside this structure (the launch has no parameter slots left).
+/// </summary>
+internal struct RopeStoreViews
+{
+    public ArrayView<float> KCache, VCache, Cos, Sin;
+    public ArrayView<int> Batch;
+    public int Enabled;
+    public int Dims, NeoX, HeadDim, Heads, KvHeads;
+    public int Layer, Layers, ContextLength, PosOffset, SeqOffset;
+
+    /// <summary>Grid rows per head: Dims/2 pairs, then the unrotated rows Dims..HeadDim.</summary>
+    public readonly int PerHead => Dims / 2 + HeadDim - Dims;
 }
 
 /// <summary>Scalar arguments of <see cref="GpuKernels.RopeStoreKv"/> beyond the attention arguments.</summary>
@@ -265,7 +284,7 @@ internal static class GpuKernels
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
         int t0 = Grid.IdxY * TokensPerTile;
-        FusedBody<TF>(w0, s0, w1, s1, w2, s2, x, (long)t0 * a.XStride, a.XStride, y0, y1, y2, b0, b1, b2, a, sh);
+        FusedBody<TF>(w0, s0, w1, s1, w2, s2, x, (long)t0 * a.XStride, a.XStride, y0, y1, y2, b0, b1, b2, a, sh, new RopeStoreViews());
     }
 
     /// <summary>
@@ -276,7 +295,7 @@ internal static class GpuKernels
     /// </summary>
     public static void MatMulNorm<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
         ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> src, ArrayView<float> normW, ArrayView<float> xb,
-        ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2, FusedMatMulArgs a)
+        ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2, FusedMatMulArgs a, RopeStoreViews rs)
         where TF : struct, IWeightFormat
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
@@ -302,13 +321,13 @@ internal static class GpuKernels
             }
         }
         Group.Barrier();
-        FusedBody<TF>(w0, s0, w1, s1, w2, s2, xs, 0, a.Cols, y0, y1, y2, y0, y0, y0, a, sh);
+        FusedBody<TF>(w0, s0, w1, s1, w2, s2, xs, 0, a.Cols, y0, y1, y2, y0, y0, y0, a, sh, rs);
     }
 
     /// <summary>The rows of <see cref="MatMulFused{TF}"/> for one token tile, its rows starting at x0 in x, xStride apart.</summary>
     private static void FusedBody<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
         ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, long x0, int xStride, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
-        ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, ArrayView<float> sh)
+        ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, ArrayView<float> sh, RopeStoreViews rs)
         where TF : struct, IWeightFormat
     {
         int t0 = Grid.IdxY * TokensPerTile;
@@ -325,13 +344,17 @@ internal static class GpuKernels
         {
             // ILGPU's CPU accelerator: a grid-stride loop of whole rows per thread, no shared memory.
             for (int row = Grid.IdxX * Group.DimX + Group.IdxX; row < total; row += Grid.DimX * Group.DimX)
-                FusedRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, row, 0, 1, t0, nt, r4, sh, false);
+            {
+                if (rs.Enabled != 0) FusedRopeRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, a, rs, row, 0, 1, t0, nt, r4, sh, false);
+                else FusedRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, row, 0, 1, t0, nt, r4, sh, false);
+            }
             return;
         }
         int tid = Group.IdxX;
         int lane = tid % a.SliceThreads;
         int gridRow = Grid.IdxX * (Group.DimX / a.SliceThreads) + tid / a.SliceThreads;
-        FusedRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
+        if (rs.Enabled != 0) FusedRopeRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, a, rs, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
+        else FusedRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
     }
 
     /// <summary>
@@ -381,6 +404,95 @@ internal static class GpuKernels
             }
             else if (part == 1) y1[t * a.YStride1 + local] = a.Bias1 != 0 ? v + b1[local] : v;
             else y2[t * a.YStride2 + local] = a.Bias2 != 0 ? v + b2[local] : v;
+        }
+    }
+
+    /// <summary>
+    /// One grid row of the Q/K/V matmul with RoPE and the KV store (<see cref="RopeStoreViews"/>): grid rows
+    /// [0, Heads * PerHead) are q's, the next KvHeads * PerHead k's, then v's rows. A pair row computes rows a and b
+    /// (a = 2i, b = 2i + 1; NeoX: i, i + Dims/2) and writes a·cos - b·sin, a·sin + b·cos, as <see cref="Rope"/>.
+    /// </summary>
+    private static void FusedRopeRow<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
+        FusedMatMulArgs a, RopeStoreViews rs, int row, int lane, int step, int t0, int nt, Rows4 r4, ArrayView<float> sh, bool reduce)
+        where TF : struct, IWeightFormat
+    {
+        bool valid = row < a.TotalRows;
+        int half = rs.Dims / 2, d = rs.HeadDim, per = rs.PerHead;
+        int qItems = rs.Heads * per, kItems = rs.KvHeads * per;
+        int part = row < qItems ? 0 : row < qItems + kItems ? 1 : 2;
+        int pair = -1, rowA, rowB = 0;
+        if (part == 2) rowA = row - qItems - kItems;
+        else
+        {
+            int item = part == 0 ? row : row - qItems;
+            int h = item / per, i = item % per;
+            if (i < half)
+            {
+                pair = i;
+                rowA = h * d + (rs.NeoX != 0 ? i : 2 * i);
+                rowB = h * d + (rs.NeoX != 0 ? i + half : 2 * i + 1);
+            }
+            else rowA = h * d + rs.Dims + (i - half);
+        }
+        var acc = new Float4();
+        var other = new Float4();
+        if (valid)
+        {
+            if (part == 0)
+            {
+                acc = RowDots<TF>(w0, s0, rowA, a.Cols, lane, step, x, nt, r4);
+                if (pair >= 0) other = RowDots<TF>(w0, s0, rowB, a.Cols, lane, step, x, nt, r4);
+            }
+            else if (part == 1)
+            {
+                acc = RowDots<TF>(w1, s1, rowA, a.Cols, lane, step, x, nt, r4);
+                if (pair >= 0) other = RowDots<TF>(w1, s1, rowB, a.Cols, lane, step, x, nt, r4);
+            }
+            else acc = RowDots<TF>(w2, s2, rowA, a.Cols, lane, step, x, nt, r4);
+        }
+        if (reduce)
+        {
+            acc = SliceSum(sh, acc, lane, step);
+            other = SliceSum(sh, other, lane, step);
+        }
+        if (!valid || lane != 0) return;
+        int kvDim = rs.KvHeads * d;
+        for (int k = 0; k < nt; k++)
+        {
+            int t = t0 + k;
+            int pos = rs.Batch[rs.PosOffset + t];
+            long dst = (((long)rs.Batch[rs.SeqOffset + t] * rs.Layers + rs.Layer) * rs.ContextLength + pos) * kvDim;
+            float va = Get(acc, k);
+            if (part == 2)
+            {
+                y2[(long)t * a.YStride2 + rowA] = va;
+                rs.VCache[dst + rowA] = va;
+                continue;
+            }
+            float ra = va, rb = 0;
+            if (pair >= 0)
+            {
+                float vb = Get(other, k);
+                int c = pos * half + pair;
+                ra = va * rs.Cos[c] - vb * rs.Sin[c];
+                rb = va * rs.Sin[c] + vb * rs.Cos[c];
+            }
+            if (part == 0)
+            {
+                y0[(long)t * a.YStride0 + rowA] = ra;
+                if (pair >= 0) y0[(long)t * a.YStride0 + rowB] = rb;
+            }
+            else
+            {
+                y1[(long)t * a.YStride1 + rowA] = ra;
+                rs.KCache[dst + rowA] = ra;
+                if (pair >= 0)
+                {
+                    y1[(long)t * a.YStride1 + rowB] = rb;
+                    rs.KCache[dst + rowB] = rb;
+                }
+            }
         }
     }
 
