@@ -81,7 +81,15 @@ public sealed class GpuBackend : IBackend
         public GpuWeight? Bias;
     }
 
-    private sealed record PendingNorm(GpuActivation X, GpuWeight W, float Eps, GpuActivation Y, int Rows);
+    /// <summary>y = norm(x) over whole rows; the source rows start SrcOffset floats into x (a gathered row).</summary>
+    private sealed record PendingNorm(GpuActivation X, GpuWeight W, float Eps, GpuActivation Y, int Rows, long SrcOffset = 0)
+    {
+        public ArrayView<float> Src => X.View.SubView(SrcOffset, X.View.Length - SrcOffset);
+    }
+
+    // One row copied by GatherRows: the in-place RmsNorm of the copy that follows reads the source row instead.
+    private GpuActivation? _gatherSrc, _gatherDst;
+    private int _gatherRow;
 
     private struct PendingRope
     {
@@ -406,6 +414,13 @@ public sealed class GpuBackend : IBackend
             throw new ArgumentException($"'{w.Name}' cannot normalize rows of {xa.Cols}");
         int n = Rows(rows);
         // x += r; y = norm(x) in one launch when the pending Add targets exactly these rows of x.
+        // GatherRows of one row then its in-place norm: the norm reads the source row (and may join the next matmul).
+        if (_gatherDst == xa && A(y) == xa && n == 1 && w.Cols == xa.Cols && xa.Cols <= MaxNormFloats)
+        {
+            _pendingNorm = new PendingNorm(_gatherSrc!, w, eps, xa, 1, (long)_gatherRow * _gatherSrc!.Cols);
+            _gatherSrc = _gatherDst = null;
+            return;
+        }
         var residual = _pendingX == xa && _pendingRows == n && !ReferenceEquals(_pendingY, A(y)) ? _pendingY : null;
         if (residual is not null) _pendingX = _pendingY = null;
         else Flush();
@@ -541,13 +556,13 @@ public sealed class GpuBackend : IBackend
             SharedMemoryConfig.RequestDynamic<float>(Math.Min(n, GpuKernels.TokensPerTile) * norm.X.Cols));
         p0.W.Kernels.MatMulNorm(config,
             p0.W.Words.View, (p0.W.Scales ?? _noScales).View, p1.W.Words.View, (p1.W.Scales ?? _noScales).View, p2.W.Words.View, (p2.W.Scales ?? _noScales).View,
-            norm.X.View, norm.W.Floats!.View, norm.Y.View, p0.Y.View, p1.Y.View, p2.Y.View, args, rope);
+            norm.Src, norm.W.Floats!.View, norm.Y.View, p0.Y.View, p1.Y.View, p2.Y.View, args, rope);
         Count();
     }
 
     private void LaunchNorm(PendingNorm norm)
     {
-        _rmsNorm(new KernelConfig(norm.Rows, _group), norm.X.View, norm.X.View, norm.W.Floats!.View, norm.Y.View, norm.X.Cols, norm.W.Cols, 0, norm.Eps);
+        _rmsNorm(new KernelConfig(norm.Rows, _group), norm.Src, norm.Src, norm.W.Floats!.View, norm.Y.View, norm.X.Cols, norm.W.Cols, 0, norm.Eps);
         Count();
     }
 
@@ -768,6 +783,13 @@ public sealed class GpuBackend : IBackend
             _pendingNorm = null;
             LaunchNorm(norm);
         }
+        if (_gatherSrc is { } src)
+        {
+            var dst = _gatherDst!;
+            _gatherSrc = _gatherDst = null;
+            src.View.SubView((long)_gatherRow * src.Cols, src.Cols).CopyTo(dst.View.SubView(0, dst.Cols));
+            Count();
+        }
         for (int i = 0; i < _pendingRopeCount; i++) LaunchRope(_pendingRope[i].X, _pendingRope[i].HeadDim, _pendingRope[i].Rope);
         _pendingRopeCount = 0;
     }
@@ -778,6 +800,13 @@ public sealed class GpuBackend : IBackend
         var s = A(src);
         var d = A(dst);
         if (s.Cols != d.Cols || rows.Length > d.Rows) throw new ArgumentException("gather shapes differ");
+        if (rows.Length == 1 && s != d)
+        {
+            // Deferred: a following in-place RmsNorm of the copy reads the source row directly.
+            if ((uint)rows[0] >= (uint)s.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"row {rows[0]} is outside 0..{s.Rows - 1}");
+            (_gatherSrc, _gatherDst, _gatherRow) = (s, d, rows[0]);
+            return;
+        }
         for (int i = 0; i < rows.Length; i++)
         {
             if ((uint)rows[i] >= (uint)s.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"row {rows[i]} is outside 0..{s.Rows - 1}");

@@ -724,4 +724,62 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             Check.Close(Check.Read(b, o, n), expected, $"{type} norm + qkv + rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
         }
     }
+
+    /// <summary>
+    /// The logits path as LlamaModel calls it (GatherRows of one row, its in-place RmsNorm, the output matmul) is one
+    /// launch: the copy holds the normalized row (VectorOps.RmsNormRef) and the logits match the dequantized reference.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q8_0, false)]
+    [InlineData(GgmlType.Q8_0, true)]
+    [InlineData(GgmlType.BF16, true)]
+    public void GatherNormAndOutputMatMulRunAsOneLaunch(GgmlType type, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(61 + (int)type);
+        const int cols = 128, rows = 41, n = 5, pick = 3;
+        var ws = Check.Random(rng, cols);
+        var normW = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
+        var (bytes, deq) = RandomWeight(rng, type, rows, cols);
+        var w = b.UploadWeight("output", type, rows, cols, bytes);
+        var xs = Check.Random(rng, n * cols, 3f);
+        var x = b.Allocate(GpuBackends.MaxBatch, cols);
+        var last = b.Allocate(GpuBackends.MaxBatch, cols);
+        var logits = b.Allocate(GpuBackends.MaxBatch, rows);
+        b.Write(x, xs);
+        Check.SetTokens(b, n);
+        long before = b.Launches;
+        b.GatherRows(x, [pick], last);
+        b.RmsNorm(last, normW, 1e-5f, last, 1);
+        b.MatMul(w, last, logits, 1);
+        b.Synchronize();
+        Assert.Equal(1, b.Launches - before);
+
+        var normed = new float[cols];
+        VectorOps.RmsNormRef(xs.AsSpan(pick * cols, cols), ws, 1e-5f, normed);
+        var expected = new float[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            double sum = 0;
+            for (int j = 0; j < cols; j++) sum += (double)deq[r * cols + j] * normed[j];
+            expected[r] = (float)sum;
+        }
+        Check.Close(Check.Read(b, last, 1), normed, $"{type} gathered, normalized row");
+        Check.Close(Check.Read(b, logits, 1), expected, $"{type} logits");
+        Check.Close(Check.Read(b, x, n), xs, $"{type} gather source");
+
+        // Without a matmul after it, the gathered norm still runs as one launch.
+        before = b.Launches;
+        b.GatherRows(x, [1], last);
+        b.RmsNorm(last, normW, 1e-5f, last, 1);
+        Check.Close(Check.Read(b, last, 1), Norm(xs.AsSpan(cols, cols), ws), $"{type} gathered norm alone");
+        Assert.Equal(1, b.Launches - before);
+
+        static float[] Norm(ReadOnlySpan<float> row, float[] weight)
+        {
+            var r = new float[row.Length];
+            VectorOps.RmsNormRef(row, weight, 1e-5f, r);
+            return r;
+        }
+    }
 }
