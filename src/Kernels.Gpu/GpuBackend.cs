@@ -19,6 +19,15 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
 /// Q8_0, Q4_0; block formats split into f16 scales and 32-bit quant words) and decoded inside the kernels; every
 /// product and sum is float32. Activations, the batch and the KV cache live on the device: per forward only the
 /// batch ids go in and the requested logit rows come out. Kernels are resolved per weight at load time.
+/// <para>
+/// Launches are fused behind the unchanged seam by deferring work and folding it into the next call when the arguments
+/// fit (anything else launches it first, in call order): RmsNorm → MatMul(s) of its output (the norm runs inside the
+/// matmul launch); MatMul ×3 over one input (Q, K, V) → one launch, with the AddBias calls that follow; Rope(q), Rope(k)
+/// → Attention: rotation and KV store in the Q/K/V epilogue (or in one launch before attention); MatMul gate, up →
+/// SwiGlu: one launch; MatMul → Add of its output: the residual add in the epilogue; GatherRows of one row → its
+/// in-place RmsNorm → the output MatMul: one launch. A llama decode step launches 1 (embed) + 5 per layer (+1 per layer
+/// when attention is split over positions) + 1 (final norm and output).
+/// </para>
 /// </summary>
 public sealed class GpuBackend : IBackend
 {
