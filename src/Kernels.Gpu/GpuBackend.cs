@@ -366,6 +366,7 @@ public sealed class GpuBackend : IBackend
     {
         if (config.HeadDim > GpuKernels.MaxHeadDim)
             throw new UnsupportedModelException(null, $"head size {config.HeadDim} exceeds the GPU attention kernel's {GpuKernels.MaxHeadDim}");
+        Flush();
         foreach (var old in new[] { _kCache, _vCache })
             if (old is not null)
             {
