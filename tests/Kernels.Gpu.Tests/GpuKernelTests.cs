@@ -325,4 +325,461 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             Check.Close(Check.Read(b, o, n), expected, $"attention {heads}/{kvHeads} heads of {headDim}, batch of {n}");
         }
     }
+
+    /// <summary>
+    /// Q, K and V matmuls over the same input, with the biases that follow (qwen2), run as one launch; each output matches
+    /// the dequantized reference plus its bias. The third part has no bias.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void MatMulsOverOneInputFuseWithTheirBiases(GgmlType type, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(21 + (int)type);
+        int blockSize = GgmlTypeInfo.BlockSize(type);
+        int cols = blockSize == 1 ? 17 : blockSize == 32 ? 96 : 256;
+        int[] rows = [33, 7, 9];
+        var parts = rows.Select(r => RandomWeight(rng, type, r, cols)).ToArray();
+        var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", type, rows[i], cols, p.Bytes)).ToArray();
+        var biases = rows.Select(r => Check.Random(rng, r)).ToArray();
+        var biasWeights = biases.Select((v, i) => b.UploadWeight($"b{i}", GgmlType.F32, 1, rows[i], System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan()))).ToArray();
+        foreach (int n in TokenCounts)
+        {
+            var xs = Check.Random(rng, n * cols);
+            var x = b.Allocate(GpuBackends.MaxBatch, cols);
+            var ys = rows.Select(r => b.Allocate(GpuBackends.MaxBatch, r)).ToArray();
+            b.Write(x, xs);
+            Check.SetTokens(b, n);
+            long before = b.Launches;
+            for (int i = 0; i < 3; i++) b.MatMul(weights[i], x, ys[i]);
+            b.AddBias(ys[0], biasWeights[0]);
+            b.AddBias(ys[1], biasWeights[1]);
+            b.Synchronize();
+            Assert.Equal(1, b.Launches - before);
+
+            for (int i = 0; i < 3; i++)
+            {
+                var expected = new float[n * rows[i]];
+                for (int t = 0; t < n; t++)
+                    for (int r = 0; r < rows[i]; r++)
+                    {
+                        double sum = 0;
+                        for (int j = 0; j < cols; j++) sum += (double)parts[i].Dequantized[r * cols + j] * xs[t * cols + j];
+                        expected[t * rows[i] + r] = (float)sum + (i < 2 ? biases[i][r] : 0f);
+                    }
+                Check.Close(Check.Read(b, ys[i], n), expected, $"{type} fused part {i} [{rows[i]} x {cols}] x {n} tokens");
+            }
+        }
+    }
+
+    /// <summary>The gate and up matmuls followed by SwiGlu run as one launch: gate = silu(Wg·x) * (Wu·x), up = Wu·x.</summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void GateUpMatMulsFuseWithSwiGlu(GgmlType type, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(31 + (int)type);
+        int blockSize = GgmlTypeInfo.BlockSize(type);
+        int cols = blockSize == 1 ? 64 : blockSize == 32 ? 288 : 768;
+        const int rows = 37;
+        var (gBytes, gDeq) = RandomWeight(rng, type, rows, cols);
+        var (uBytes, uDeq) = RandomWeight(rng, type, rows, cols);
+        var wg = b.UploadWeight("gate", type, rows, cols, gBytes);
+        var wu = b.UploadWeight("up", type, rows, cols, uBytes);
+        foreach (int n in TokenCounts)
+        {
+            var xs = Check.Random(rng, n * cols);
+            var x = b.Allocate(GpuBackends.MaxBatch, cols);
+            var gate = b.Allocate(GpuBackends.MaxBatch, rows);
+            var up = b.Allocate(GpuBackends.MaxBatch, rows);
+            b.Write(x, xs);
+            Check.SetTokens(b, n);
+            long before = b.Launches;
+            b.MatMul(wg, x, gate);
+            b.MatMul(wu, x, up);
+            b.SwiGlu(gate, up);
+            Assert.Equal(1, b.Launches - before);
+
+            var g = new float[n * rows];
+            var u = new float[n * rows];
+            for (int t = 0; t < n; t++)
+                for (int r = 0; r < rows; r++)
+                {
+                    double sg = 0, su = 0;
+                    for (int j = 0; j < cols; j++)
+                    {
+                        sg += (double)gDeq[r * cols + j] * xs[t * cols + j];
+                        su += (double)uDeq[r * cols + j] * xs[t * cols + j];
+                    }
+                    g[t * rows + r] = (float)sg;
+                    u[t * rows + r] = (float)su;
+                }
+            VectorOps.SwiGluRef(g, u);
+            Check.Close(Check.Read(b, gate, n), g, $"{type} gate/up/swiglu [{rows} x {cols}] x {n} tokens");
+            Check.Close(Check.Read(b, up, n), u, $"{type} up of gate/up/swiglu [{rows} x {cols}] x {n} tokens");
+        }
+    }
+
+    public static TheoryData<int, int, int, int, bool, bool> RopeAttentionCases() => new()
+    {
+        { 2, 1, 32, 32, false, false },
+        { 4, 2, 64, 64, true, true },
+        { 4, 2, 64, 32, true, false },   // partial rotation: k's unrotated tail is stored as is
+        { 3, 3, 20, 20, false, true },
+    };
+
+    /// <summary>
+    /// RoPE of q and of k followed by Attention: the rotations and the KV store run as one launch before the attention
+    /// kernel(s). q and k end rotated (checked against VectorOps.RopeHead), and every output matches VectorOps.AttendRef
+    /// over host-rotated keys, for a prefill of two sequences and then decode steps.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(RopeAttentionCases))]
+    public void RopeFusesIntoTheAttentionStore(int heads, int kvHeads, int headDim, int dims, bool neox, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(heads * 1000 + headDim + dims);
+        const int layers = 2, layer = 1, ctx = 48, sequences = 2;
+        int qDim = heads * headDim, kvDim = kvHeads * headDim;
+        float scale = 1f / MathF.Sqrt(headDim);
+        var rope = new RopeConfig(dims, 10000f, 1f, neox, null);
+        b.CreateKvCache(new KvCacheConfig(layers, sequences, ctx, kvHeads, headDim));
+        var kHost = new float[sequences, ctx * kvDim];
+        var vHost = new float[sequences, ctx * kvDim];
+        var q = b.Allocate(GpuBackends.MaxBatch, qDim);
+        var k = b.Allocate(GpuBackends.MaxBatch, kvDim);
+        var v = b.Allocate(GpuBackends.MaxBatch, kvDim);
+        var o = b.Allocate(GpuBackends.MaxBatch, qDim);
+        var cos = new float[dims / 2];
+        var sin = new float[dims / 2];
+
+        var prefill = Enumerable.Range(0, 9).Select(p => (Seq: 0, Pos: p)).Concat(Enumerable.Range(0, 4).Select(p => (Seq: 1, Pos: p))).ToArray();
+        (int Seq, int Pos)[][] batches = [prefill, [(1, 4), (0, 9)], [(0, 10)]];
+        foreach (var batch in batches)
+        {
+            int n = batch.Length;
+            var qs = Check.Random(rng, n * qDim);
+            var ks = Check.Random(rng, n * kvDim);
+            var vs = Check.Random(rng, n * kvDim);
+            b.Write(q, qs);
+            b.Write(k, ks);
+            b.Write(v, vs);
+            b.SetBatch(new int[n], [.. batch.Select(e => e.Pos)], [.. batch.Select(e => e.Seq)]);
+            long before = b.Launches;
+            b.Rope(q, headDim, rope);
+            b.Rope(k, headDim, rope);
+            b.Attention(layer, q, k, v, o, heads, kvHeads, headDim, scale);
+            b.Synchronize();
+            Assert.True(b.Launches - before is 2 or 3, $"{b.Launches - before} launches for rope, rope, attention");
+
+            for (int t = 0; t < n; t++)
+            {
+                rope.CosSin(batch[t].Pos, cos, sin);
+                for (int h = 0; h < heads; h++) VectorOps.RopeHead(qs.AsSpan(t * qDim + h * headDim, headDim), dims, neox, cos, sin);
+                for (int h = 0; h < kvHeads; h++) VectorOps.RopeHead(ks.AsSpan(t * kvDim + h * headDim, headDim), dims, neox, cos, sin);
+                for (int j = 0; j < kvDim; j++)
+                {
+                    kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = ks[t * kvDim + j];
+                    vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = vs[t * kvDim + j];
+                }
+            }
+            Check.Close(Check.Read(b, q, n), qs, $"rotated q, {heads} heads of {headDim}, batch of {n}");
+            Check.Close(Check.Read(b, k, n), ks, $"rotated k, {kvHeads} heads of {headDim}, batch of {n}");
+            var expected = new float[n * qDim];
+            var scores = new float[ctx];
+            for (int t = 0; t < n; t++)
+            {
+                var (seq, pos) = batch[t];
+                var keys = new float[ctx * kvDim];
+                var values = new float[ctx * kvDim];
+                for (int j = 0; j < keys.Length; j++) { keys[j] = kHost[seq, j]; values[j] = vHost[seq, j]; }
+                for (int h = 0; h < heads; h++)
+                {
+                    int kvh = h / (heads / kvHeads);
+                    unsafe
+                    {
+                        fixed (float* kp = keys)
+                        fixed (float* vp = values)
+                            VectorOps.AttendRef(qs.AsSpan(t * qDim + h * headDim, headDim), kp + kvh * headDim, vp + kvh * headDim, kvDim, pos + 1, scale, scores,
+                                expected.AsSpan(t * qDim + h * headDim, headDim));
+                    }
+                }
+            }
+            Check.Close(Check.Read(b, o, n), expected, $"rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
+        }
+    }
+
+    /// <summary>
+    /// RmsNorm into xb, then matmuls of xb (three parts; or gate and up with SwiGlu): one launch that also writes xb.
+    /// xb matches VectorOps.RmsNormRef and the outputs the dequantized reference applied to it.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void RmsNormFusesIntoTheMatMulsOfItsOutput(GgmlType type, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(41 + (int)type);
+        int blockSize = GgmlTypeInfo.BlockSize(type);
+        int cols = blockSize == 1 ? 255 : blockSize == 32 ? 288 : 768;
+        var ws = Check.Random(rng, cols);
+        var normW = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
+        foreach (bool swiGlu in new[] { false, true })
+        {
+            int[] rows = swiGlu ? [19, 19] : [33, 7, 9];
+            var parts = rows.Select(r => RandomWeight(rng, type, r, cols)).ToArray();
+            var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", type, rows[i], cols, p.Bytes)).ToArray();
+            foreach (int n in TokenCounts)
+            {
+                var xs = Check.Random(rng, n * cols, 3f);
+                var x = b.Allocate(GpuBackends.MaxBatch, cols);
+                var xb = b.Allocate(GpuBackends.MaxBatch, cols);
+                var ys = rows.Select(r => b.Allocate(GpuBackends.MaxBatch, r)).ToArray();
+                b.Write(x, xs);
+                Check.SetTokens(b, n);
+                long before = b.Launches;
+                b.RmsNorm(x, normW, 1e-5f, xb);
+                for (int i = 0; i < rows.Length; i++) b.MatMul(weights[i], xb, ys[i]);
+                if (swiGlu) b.SwiGlu(ys[0], ys[1]);
+                b.Synchronize();
+                Assert.Equal(1, b.Launches - before);
+
+                var normed = new float[n * cols];
+                for (int t = 0; t < n; t++) VectorOps.RmsNormRef(xs.AsSpan(t * cols, cols), ws, 1e-5f, normed.AsSpan(t * cols, cols));
+                Check.Close(Check.Read(b, xb, n), normed, $"{type} normalized input x {n} tokens");
+                Check.Close(Check.Read(b, x, n), xs, $"{type} norm source x {n} tokens");
+                var expected = new float[rows.Length][];
+                for (int i = 0; i < rows.Length; i++)
+                {
+                    expected[i] = new float[n * rows[i]];
+                    for (int t = 0; t < n; t++)
+                        for (int r = 0; r < rows[i]; r++)
+                        {
+                            double sum = 0;
+                            for (int j = 0; j < cols; j++) sum += (double)parts[i].Dequantized[r * cols + j] * normed[t * cols + j];
+                            expected[i][t * rows[i] + r] = (float)sum;
+                        }
+                }
+                if (swiGlu) VectorOps.SwiGluRef(expected[0], expected[1]);
+                for (int i = 0; i < rows.Length; i++)
+                    Check.Close(Check.Read(b, ys[i], n), expected[i], $"{type} norm + part {i} of {rows.Length}{(swiGlu ? " with swiglu" : "")} x {n} tokens");
+            }
+        }
+    }
+
+    /// <summary>MatMul then Add of its output into a residual stream: one launch writes y = W·a and x += y.</summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void ResidualAddFusesIntoTheMatMul(GgmlType type, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(51 + (int)type);
+        int blockSize = GgmlTypeInfo.BlockSize(type);
+        int cols = blockSize == 1 ? 64 : blockSize == 32 ? 96 : 256;
+        const int rows = 23;
+        var (bytes, deq) = RandomWeight(rng, type, rows, cols);
+        var w = b.UploadWeight("wo", type, rows, cols, bytes);
+        foreach (int n in TokenCounts)
+        {
+            var ins = Check.Random(rng, n * cols);
+            var xs = Check.Random(rng, n * rows);
+            var input = b.Allocate(GpuBackends.MaxBatch, cols);
+            var x = b.Allocate(GpuBackends.MaxBatch, rows);
+            var y = b.Allocate(GpuBackends.MaxBatch, rows);
+            b.Write(input, ins);
+            b.Write(x, xs);
+            Check.SetTokens(b, n);
+            long before = b.Launches;
+            b.MatMul(w, input, y);
+            b.Add(x, y);
+            b.Synchronize();
+            Assert.Equal(1, b.Launches - before);
+
+            var product = new float[n * rows];
+            for (int t = 0; t < n; t++)
+                for (int r = 0; r < rows; r++)
+                {
+                    double sum = 0;
+                    for (int j = 0; j < cols; j++) sum += (double)deq[r * cols + j] * ins[t * cols + j];
+                    product[t * rows + r] = (float)sum;
+                }
+            Check.Close(Check.Read(b, y, n), product, $"{type} matmul of matmul+add x {n} tokens");
+            Check.Close(Check.Read(b, x, n), [.. xs.Select((v, i) => v + product[i])], $"{type} residual of matmul+add x {n} tokens");
+        }
+    }
+
+    public static TheoryData<GgmlType, int, int, int, int, bool, bool> NormQkvRopeCases() => new()
+    {
+        { GgmlType.F32, 2, 1, 32, 32, false, false },
+        { GgmlType.Q8_0, 4, 2, 64, 64, true, true },
+        { GgmlType.Q4_0, 4, 2, 64, 32, false, true },   // partial rotation
+        { GgmlType.Q4_K, 2, 2, 32, 16, true, false },   // partial rotation, NeoX
+        { GgmlType.BF16, 3, 1, 20, 20, false, true },
+    };
+
+    /// <summary>
+    /// The attention block's front as LlamaModel calls it (RmsNorm, Q/K/V matmuls, RoPE of q and k, Attention) runs the
+    /// norm, the matmuls, RoPE and the KV store as one launch, then the attention kernel(s). xb, q, k, v and the
+    /// attention output match references built from VectorOps (RmsNormRef, RopeHead, AttendRef) and the dequantized
+    /// weights, for a prefill of two sequences and decode steps.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(NormQkvRopeCases))]
+    public void NormQkvRopeAndStoreRunAsOneLaunch(GgmlType type, int heads, int kvHeads, int headDim, int dims, bool neox, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(heads * 977 + headDim + dims + (int)type);
+        const int layers = 2, layer = 0, ctx = 48, sequences = 2;
+        int cols = GgmlTypeInfo.BlockSize(type) == 256 ? 256 : 96;
+        int qDim = heads * headDim, kvDim = kvHeads * headDim;
+        float scale = 1f / MathF.Sqrt(headDim);
+        var rope = new RopeConfig(dims, 10000f, 1f, neox, null);
+        b.CreateKvCache(new KvCacheConfig(layers, sequences, ctx, kvHeads, headDim));
+        var ws = Check.Random(rng, cols);
+        var normW = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
+        int[] rows = [qDim, kvDim, kvDim];
+        var parts = rows.Select(r => RandomWeight(rng, type, r, cols)).ToArray();
+        var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", type, rows[i], cols, p.Bytes)).ToArray();
+        var x = b.Allocate(GpuBackends.MaxBatch, cols);
+        var xb = b.Allocate(GpuBackends.MaxBatch, cols);
+        var q = b.Allocate(GpuBackends.MaxBatch, qDim);
+        var k = b.Allocate(GpuBackends.MaxBatch, kvDim);
+        var v = b.Allocate(GpuBackends.MaxBatch, kvDim);
+        var o = b.Allocate(GpuBackends.MaxBatch, qDim);
+        var kHost = new float[sequences, ctx * kvDim];
+        var vHost = new float[sequences, ctx * kvDim];
+        var cos = new float[dims / 2];
+        var sin = new float[dims / 2];
+
+        var prefill = Enumerable.Range(0, 5).Select(p => (Seq: 0, Pos: p)).Concat(Enumerable.Range(0, 3).Select(p => (Seq: 1, Pos: p))).ToArray();
+        (int Seq, int Pos)[][] batches = [prefill, [(1, 3), (0, 5)], [(0, 6)]];
+        foreach (var batch in batches)
+        {
+            int n = batch.Length;
+            var xs = Check.Random(rng, n * cols, 2f);
+            b.Write(x, xs);
+            b.SetBatch(new int[n], [.. batch.Select(e => e.Pos)], [.. batch.Select(e => e.Seq)]);
+            long before = b.Launches;
+            b.RmsNorm(x, normW, 1e-5f, xb);
+            b.MatMul(weights[0], xb, q);
+            b.MatMul(weights[1], xb, k);
+            b.MatMul(weights[2], xb, v);
+            b.Rope(q, headDim, rope);
+            b.Rope(k, headDim, rope);
+            long atAttention = b.Launches;
+            b.Attention(layer, q, k, v, o, heads, kvHeads, headDim, scale);
+            b.Synchronize();
+            Assert.Equal(before, atAttention);
+            Assert.True(b.Launches - before is 2 or 3, $"{b.Launches - before} launches for norm, 3 matmuls, 2 ropes, attention");
+
+            var normed = new float[n * cols];
+            for (int t = 0; t < n; t++) VectorOps.RmsNormRef(xs.AsSpan(t * cols, cols), ws, 1e-5f, normed.AsSpan(t * cols, cols));
+            var outs = new float[3][];
+            for (int i = 0; i < 3; i++)
+            {
+                outs[i] = new float[n * rows[i]];
+                for (int t = 0; t < n; t++)
+                    for (int r = 0; r < rows[i]; r++)
+                    {
+                        double sum = 0;
+                        for (int j = 0; j < cols; j++) sum += (double)parts[i].Dequantized[r * cols + j] * normed[t * cols + j];
+                        outs[i][t * rows[i] + r] = (float)sum;
+                    }
+            }
+            var (qs, ks, vs) = (outs[0], outs[1], outs[2]);
+            for (int t = 0; t < n; t++)
+            {
+                rope.CosSin(batch[t].Pos, cos, sin);
+                for (int h = 0; h < heads; h++) VectorOps.RopeHead(qs.AsSpan(t * qDim + h * headDim, headDim), dims, neox, cos, sin);
+                for (int h = 0; h < kvHeads; h++) VectorOps.RopeHead(ks.AsSpan(t * kvDim + h * headDim, headDim), dims, neox, cos, sin);
+                for (int j = 0; j < kvDim; j++)
+                {
+                    kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = ks[t * kvDim + j];
+                    vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = vs[t * kvDim + j];
+                }
+            }
+            Check.Close(Check.Read(b, xb, n), normed, $"{type} xb, batch of {n}");
+            Check.Close(Check.Read(b, q, n), qs, $"{type} rotated q, batch of {n}");
+            Check.Close(Check.Read(b, k, n), ks, $"{type} rotated k, batch of {n}");
+            Check.Close(Check.Read(b, v, n), vs, $"{type} v, batch of {n}");
+            var expected = new float[n * qDim];
+            var scores = new float[ctx];
+            for (int t = 0; t < n; t++)
+            {
+                var (seq, pos) = batch[t];
+                var keys = new float[ctx * kvDim];
+                var values = new float[ctx * kvDim];
+                for (int j = 0; j < keys.Length; j++) { keys[j] = kHost[seq, j]; values[j] = vHost[seq, j]; }
+                for (int h = 0; h < heads; h++)
+                {
+                    int kvh = h / (heads / kvHeads);
+                    unsafe
+                    {
+                        fixed (float* kp = keys)
+                        fixed (float* vp = values)
+                            VectorOps.AttendRef(qs.AsSpan(t * qDim + h * headDim, headDim), kp + kvh * headDim, vp + kvh * headDim, kvDim, pos + 1, scale, scores,
+                                expected.AsSpan(t * qDim + h * headDim, headDim));
+                    }
+                }
+            }
+            Check.Close(Check.Read(b, o, n), expected, $"{type} norm + qkv + rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
+        }
+    }
+
+    /// <summary>
+    /// The logits path as LlamaModel calls it (GatherRows of one row, its in-place RmsNorm, the output matmul) is one
+    /// launch: the copy holds the normalized row (VectorOps.RmsNormRef) and the logits match the dequantized reference.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q8_0, false)]
+    [InlineData(GgmlType.Q8_0, true)]
+    [InlineData(GgmlType.BF16, true)]
+    public void GatherNormAndOutputMatMulRunAsOneLaunch(GgmlType type, bool reducing)
+    {
+        var b = backends.Get(reducing);
+        var rng = new Random(61 + (int)type);
+        const int cols = 128, rows = 41, n = 5, pick = 3;
+        var ws = Check.Random(rng, cols);
+        var normW = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
+        var (bytes, deq) = RandomWeight(rng, type, rows, cols);
+        var w = b.UploadWeight("output", type, rows, cols, bytes);
+        var xs = Check.Random(rng, n * cols, 3f);
+        var x = b.Allocate(GpuBackends.MaxBatch, cols);
+        var last = b.Allocate(GpuBackends.MaxBatch, cols);
+        var logits = b.Allocate(GpuBackends.MaxBatch, rows);
+        b.Write(x, xs);
+        Check.SetTokens(b, n);
+        long before = b.Launches;
+        b.GatherRows(x, [pick], last);
+        b.RmsNorm(last, normW, 1e-5f, last, 1);
+        b.MatMul(w, last, logits, 1);
+        b.Synchronize();
+        Assert.Equal(1, b.Launches - before);
+
+        var normed = new float[cols];
+        VectorOps.RmsNormRef(xs.AsSpan(pick * cols, cols), ws, 1e-5f, normed);
+        var expected = new float[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            double sum = 0;
+            for (int j = 0; j < cols; j++) sum += (double)deq[r * cols + j] * normed[j];
+            expected[r] = (float)sum;
+        }
+        Check.Close(Check.Read(b, last, 1), normed, $"{type} gathered, normalized row");
+        Check.Close(Check.Read(b, logits, 1), expected, $"{type} logits");
+        Check.Close(Check.Read(b, x, n), xs, $"{type} gather source");
+
+        // Without a matmul after it, the gathered norm still runs as one launch.
+        before = b.Launches;
+        b.GatherRows(x, [1], last);
+        b.RmsNorm(last, normW, 1e-5f, last, 1);
+        Check.Close(Check.Read(b, last, 1), Norm(xs.AsSpan(cols, cols), ws), $"{type} gathered norm alone");
+        Assert.Equal(1, b.Launches - before);
+
+        static float[] Norm(ReadOnlySpan<float> row, float[] weight)
+        {
+            var r = new float[row.Length];
+            VectorOps.RmsNormRef(row, weight, 1e-5f, r);
+            return r;
+        }
+    }
 }

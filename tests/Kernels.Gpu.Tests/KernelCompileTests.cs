@@ -30,7 +30,7 @@ public sealed class KernelCompileTests
             Assert.Contains(".entry", compiled.PTXAssembly);
             count++;
         }
-        Assert.Equal(22, count);
+        Assert.Equal(37, count);
     }
 
     [Fact]
@@ -46,6 +46,6 @@ public sealed class KernelCompileTests
             Assert.Contains("kernel", compiled.Source);
             count++;
         }
-        Assert.Equal(22, count);
+        Assert.Equal(37, count);
     }
 }
