@@ -652,7 +652,9 @@ public sealed unsafe class CpuBackend : IBackend
                 if (item >= items) break;
                 int block = (int)(b._blockOrder[item / NKvHeads] & 0xFFFFFFFF), kvHead = item % NKvHeads;
                 int t0 = b._blockStart[block], tokens = b._blockTokens[block];
-                if (!FlashAttention.Worthwhile(tokens, group))
+                int maxPos = 0;
+                for (int t = t0; t < t0 + tokens; t++) maxPos = Math.Max(maxPos, b._positions[t]);
+                if (!FlashAttention.Worthwhile(tokens, group, maxPos + 1))
                 {
                     var scores = Scores(thread);
                     for (int t = t0; t < t0 + tokens; t++)
@@ -750,7 +752,7 @@ public sealed unsafe class CpuBackend : IBackend
             _blockStart[blocks] = start;
             _blockTokens[blocks] = t - start;
             _blockOrder[blocks] = ((int.MaxValue - cost) << 32) | (uint)blocks;
-            anyTile |= FlashAttention.Worthwhile(t - start, group);
+            anyTile |= FlashAttention.Worthwhile(t - start, group, maxPos + 1);
             blocks++;
         }
         if (anyTile) new Span<long>(_blockOrder, blocks).Sort();

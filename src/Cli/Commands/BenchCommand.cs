@@ -38,7 +38,7 @@ internal static class BenchCommand
         if (output is not ("md" or "json")) throw new UsageException("-o must be md or json");
 
         using var file = GgufFile.Open(path);
-        int batch = Math.Max(1, Math.Min(Math.Max(p, 1), 2048));
+        int batch = Math.Max(1, Math.Min(Math.Max(Math.Max(p, depth), 1), 2048)); // the depth context is filled in batches too
         int layers = ModelConfig.FromGguf(file).BlockCount;
         var backends = LoadedModel.CreateBackends(device, gpuLayers, layers, threads, batch, repack, stderr);
         var cpu = backends.Cpu as CpuBackend;

@@ -21,7 +21,38 @@ public unsafe class BackendAttentionTests
     [InlineData(16, 1, 64, 2)] // a group of 16 heads: even a decode token fills a tile
     public void BatchesMatchReference(int nHeads, int nKvHeads, int headDim, int threads)
     {
-        const int layers = 2, contexts = 3, contextLength = 160, maxBatch = 96;
+        (int Sequence, int Start, int Count)[][] batches =
+        [
+            [(0, 0, 37)],                          // prefill
+            [(1, 0, 21), (0, 37, 9), (2, 0, 1)],   // a new sequence, a prefix already cached, a single token
+            [(0, 46, 1)],                          // decode
+            [(1, 21, 1), (2, 1, 1), (0, 47, 1)],   // one token for each sequence
+            [(2, 2, 70), (1, 22, 2)],              // a long block run behind a cached prefix
+        ];
+        RunBatches(nHeads, nKvHeads, headDim, threads, layers: 2, contextLength: 160, maxBatch: 96, batches);
+    }
+
+    /// <summary>
+    /// Decode past <see cref="FlashAttention.SharedKvPositions"/>: a single token of a GQA group goes through the tiled kernel (one read of
+    /// the cache for the group), beside a short sequence that still goes head by head.
+    /// </summary>
+    [Theory]
+    [InlineData(32, 8, 64, 2)]
+    [InlineData(12, 2, 64, 3)]
+    public void LongContextDecodeMatchesReference(int nHeads, int nKvHeads, int headDim, int threads)
+    {
+        int prefill = FlashAttention.SharedKvPositions + 6;
+        var batches = new List<(int, int, int)[]>();
+        for (int s = 0; s < prefill; s += 96) batches.Add([(0, s, Math.Min(96, prefill - s))]);
+        batches.Add([(0, prefill, 1)]);
+        batches.Add([(1, 0, 5)]);
+        batches.Add([(1, 5, 1), (0, prefill + 1, 1)]);
+        RunBatches(nHeads, nKvHeads, headDim, threads, layers: 1, contextLength: prefill + 8, maxBatch: 96, [.. batches]);
+    }
+
+    private static void RunBatches(int nHeads, int nKvHeads, int headDim, int threads, int layers, int contextLength, int maxBatch, (int Sequence, int Start, int Count)[][] batches)
+    {
+        const int contexts = 3;
         int qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
         using var backend = new CpuBackend(threads, maxBatch);
         backend.CreateKvCache(new KvCacheConfig(layers, contexts, contextLength, nKvHeads, headDim));
@@ -32,15 +63,6 @@ public unsafe class BackendAttentionTests
         var keys = new float[layers, contexts, contextLength * kvDim]; // host copy of the cache
         var values = new float[layers, contexts, contextLength * kvDim];
         var rng = new Random(nHeads * 7 + headDim);
-
-        (int Sequence, int Start, int Count)[][] batches =
-        [
-            [(0, 0, 37)],                          // prefill
-            [(1, 0, 21), (0, 37, 9), (2, 0, 1)],   // a new sequence, a prefix already cached, a single token
-            [(0, 46, 1)],                          // decode
-            [(1, 21, 1), (2, 1, 1), (0, 47, 1)],   // one token for each sequence
-            [(2, 2, 70), (1, 22, 2)],              // a long block run behind a cached prefix
-        ];
         foreach (var batch in batches)
         {
             var sequences = batch.SelectMany(r => Enumerable.Repeat(r.Sequence, r.Count)).ToArray();
