@@ -136,6 +136,7 @@ public static unsafe class Q6_Kx8
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
+            Simd.Prefetch(g + Q4_0x8.PrefetchDistance, GroupBlockBytes); // the group super-block that far ahead of the stream
             byte* y = a + (nint)b * Q8_K.TypeSize;
             Vector256<int> isum = default, offset = default;
             // the eight sub-block pairs written out, so every offset is a constant (the JIT does not unroll loops)
