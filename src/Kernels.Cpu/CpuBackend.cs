@@ -25,7 +25,7 @@ public sealed unsafe class CpuBackend : IBackend
     private int* _positions;
     private int* _sequences;
 
-    // KV cache: float32, [sequence][layer][position][kvDim] for K and V.
+    // KV cache: float32, [sequence][layer][kvHead][position][headDim] for K and V (see KvHead).
     private KvCacheConfig? _kv;
     private float* _kCache;
     private float* _vCache;
@@ -195,11 +195,15 @@ public sealed unsafe class CpuBackend : IBackend
         _scratch = (float*)Alloc((long)_scratchPerThread * ThreadCount * sizeof(float));
     }
 
-    private float* KvRow(float* cache, int sequence, int layer, int position)
+    /// <summary>
+    /// The cache rows of one KV head: [sequence][layer][kvHead][position][headDim], so a head's keys (or values) over all positions are
+    /// one contiguous run that attention streams through (position-major rows of all heads put a head's rows 2+ KiB apart, a new page
+    /// every few positions). Row p of the head is at the result + p · headDim.
+    /// </summary>
+    private float* KvHead(float* cache, int sequence, int layer, int kvHead)
     {
         var c = _kv!;
-        long kvDim = (long)c.KvHeads * c.HeadDim;
-        return cache + (((long)sequence * c.Layers + layer) * c.ContextLength + position) * kvDim;
+        return cache + ((((long)sequence * c.Layers + layer) * c.KvHeads + kvHead) * c.ContextLength) * c.HeadDim;
     }
 
     public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences)
@@ -636,8 +640,29 @@ public sealed unsafe class CpuBackend : IBackend
                 if (item >= items) break;
                 int first = item * perItem;
                 int t = first / NHeads, h = first % NHeads;
-                for (int g = 0; g < perItem; g++) AttendHead(t, h + g, scores);
+                if (perItem == group) AttendGroup(t, h / group, thread);
+                else AttendHead(t, h, scores);
             }
+        }
+
+        /// <summary>
+        /// Token t's query heads of one KV head: past <see cref="GroupDecodePositions"/> through <see cref="VectorOps.AttendGroup"/>
+        /// (the cache rows read once for the group, scores in the worker's tile scratch), else head by head.
+        /// </summary>
+        private void AttendGroup(int t, int kvHead, int thread)
+        {
+            int group = NHeads / NKvHeads, pos = b._positions[t];
+            if (group == 1 || pos + 1 < GroupDecodePositions || HeadDim % 8 != 0 || !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+            {
+                var scores = Scores(thread);
+                for (int g = 0; g < group; g++) AttendHead(t, kvHead * group + g, scores);
+                return;
+            }
+            int seq = b._sequences[t];
+            int headOffset = kvHead * group * HeadDim;
+            VectorOps.AttendGroup(Q.Data + (long)t * Q.Cols + headOffset, group, HeadDim,
+                b.KvHead(b._kCache, seq, Layer, kvHead), b.KvHead(b._vCache, seq, Layer, kvHead), HeadDim,
+                pos + 1, Scale, b._tileScratch + thread * b._tileScratchPerThread, Output.Data + (long)t * Output.Cols + headOffset);
         }
 
         private void ExecuteTiled(int thread)
@@ -652,13 +677,9 @@ public sealed unsafe class CpuBackend : IBackend
                 if (item >= items) break;
                 int block = (int)(b._blockOrder[item / NKvHeads] & 0xFFFFFFFF), kvHead = item % NKvHeads;
                 int t0 = b._blockStart[block], tokens = b._blockTokens[block];
-                int maxPos = 0;
-                for (int t = t0; t < t0 + tokens; t++) maxPos = Math.Max(maxPos, b._positions[t]);
-                if (!FlashAttention.Worthwhile(tokens, group, maxPos + 1))
+                if (!FlashAttention.Worthwhile(tokens, group))
                 {
-                    var scores = Scores(thread);
-                    for (int t = t0; t < t0 + tokens; t++)
-                        for (int g = 0; g < group; g++) AttendHead(t, kvHead * group + g, scores);
+                    for (int t = t0; t < t0 + tokens; t++) AttendGroup(t, kvHead, thread);
                     continue;
                 }
                 int seq = b._sequences[t0];
@@ -666,7 +687,7 @@ public sealed unsafe class CpuBackend : IBackend
                 FlashAttention.Attend(
                     Q.Data + (long)t0 * Q.Cols + headOffset, Q.Cols, Output.Data + (long)t0 * Output.Cols + headOffset, Output.Cols,
                     b._positions + t0, tokens, group, HeadDim,
-                    b.KvRow(b._kCache, seq, Layer, 0) + kvHead * HeadDim, b.KvRow(b._vCache, seq, Layer, 0) + kvHead * HeadDim, kvDim,
+                    b.KvHead(b._kCache, seq, Layer, kvHead), b.KvHead(b._vCache, seq, Layer, kvHead), HeadDim,
                     Scale, scratch);
             }
         }
@@ -678,13 +699,19 @@ public sealed unsafe class CpuBackend : IBackend
         {
             int kvHead = h / (NHeads / NKvHeads);
             int seq = b._sequences[t], pos = b._positions[t];
-            float* keys = b.KvRow(b._kCache, seq, Layer, 0) + kvHead * HeadDim;
-            float* values = b.KvRow(b._vCache, seq, Layer, 0) + kvHead * HeadDim;
-            VectorOps.Attend(Q.Row(t).Slice(h * HeadDim, HeadDim), keys, values, NKvHeads * HeadDim, pos + 1, Scale, scores, Output.Row(t).Slice(h * HeadDim, HeadDim));
+            float* keys = b.KvHead(b._kCache, seq, Layer, kvHead);
+            float* values = b.KvHead(b._vCache, seq, Layer, kvHead);
+            VectorOps.Attend(Q.Row(t).Slice(h * HeadDim, HeadDim), keys, values, HeadDim, pos + 1, Scale, scores, Output.Row(t).Slice(h * HeadDim, HeadDim));
         }
     }
 
     private readonly AttentionWork _attention;
+
+    /// <summary>
+    /// Context length from which a decode token's GQA group is attended together (<see cref="VectorOps.AttendGroup"/>): each cache row
+    /// is then read once per group instead of once per query head, and at long contexts decode attention is bound by those reads.
+    /// </summary>
+    internal const int GroupDecodePositions = 1024;
 
     public void Attention(int layer, IActivation q, IActivation k, IActivation v, IActivation output, int nHeads, int nKvHeads, int headDim, float scale)
     {
@@ -696,14 +723,25 @@ public sealed unsafe class CpuBackend : IBackend
         int kvDim = nKvHeads * headDim;
         for (int t = 0; t < _n; t++)
         {
-            ka.Row(t)[..kvDim].CopyTo(new Span<float>(KvRow(_kCache, _sequences[t], layer, _positions[t]), kvDim));
-            va.Row(t)[..kvDim].CopyTo(new Span<float>(KvRow(_vCache, _sequences[t], layer, _positions[t]), kvDim));
+            for (int h = 0; h < nKvHeads; h++)
+            {
+                long row = (long)_positions[t] * headDim;
+                ka.Row(t).Slice(h * headDim, headDim).CopyTo(new Span<float>(KvHead(_kCache, _sequences[t], layer, h) + row, headDim));
+                va.Row(t).Slice(h * headDim, headDim).CopyTo(new Span<float>(KvHead(_vCache, _sequences[t], layer, h) + row, headDim));
+            }
         }
         int group = nHeads / nKvHeads;
         int blockTokens = FlashAttention.BlockTokens(group);
         int blocks = PlanQueryBlocks(blockTokens, group, out bool anyTile);
         _attention.Tiled = anyTile;
         if (_attention.Tiled) EnsureTileScratch(FlashAttention.ScratchFloats(blockTokens, group, headDim));
+        if (group > 1)
+        {
+            // grouped decode past GroupDecodePositions keeps a group's scores (group × context floats) in the same scratch
+            int maxPos = 0;
+            for (int t = 0; t < _n; t++) maxPos = Math.Max(maxPos, _positions[t]);
+            if (maxPos + 1 >= GroupDecodePositions) EnsureTileScratch((long)group * kv.ContextLength);
+        }
         _attention.Blocks = blocks;
         _attention.Layer = layer;
         _attention.NHeads = nHeads;
@@ -752,7 +790,7 @@ public sealed unsafe class CpuBackend : IBackend
             _blockStart[blocks] = start;
             _blockTokens[blocks] = t - start;
             _blockOrder[blocks] = ((int.MaxValue - cost) << 32) | (uint)blocks;
-            anyTile |= FlashAttention.Worthwhile(t - start, group, maxPos + 1);
+            anyTile |= FlashAttention.Worthwhile(t - start, group);
             blocks++;
         }
         if (anyTile) new Span<long>(_blockOrder, blocks).Sort();

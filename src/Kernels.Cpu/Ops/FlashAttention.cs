@@ -29,20 +29,11 @@ public static unsafe class FlashAttention
     public static int BlockTokens(int groupHeads) => Math.Max(1, TargetRows / Math.Max(1, groupHeads));
 
     /// <summary>
-    /// Whether a block of <paramref name="tokens"/> tokens attending to up to <paramref name="positions"/> cache positions is worth the
-    /// tiled kernel: it fills at least half the tile's query rows, or the context is long enough that sharing the cache reads across the
-    /// group pays (<see cref="SharedKvPositions"/>). Other blocks (a decode token of a small group at a short context) go head by head
-    /// through <see cref="VectorOps.Attend"/>.
+    /// Whether a block of <paramref name="tokens"/> tokens is worth the tiled kernel: it fills at least half the tile's query
+    /// rows. Smaller blocks (a decode token of a small group) waste most of the tile and go through <see cref="VectorOps.Attend"/>
+    /// head by head, or <see cref="VectorOps.AttendGroup"/> a GQA group at a time at long contexts.
     /// </summary>
-    public static bool Worthwhile(int tokens, int groupHeads, int positions) =>
-        tokens * groupHeads >= TargetRows / 2 || (groupHeads > 1 && positions >= SharedKvPositions);
-
-    /// <summary>
-    /// Context length from which a block of a GQA group goes through the tiled kernel even when it fills little of the tile (one decode
-    /// token): each cache row is then read once for the whole group instead of once per query head, and at long contexts attention
-    /// is bound by those reads (Llama-3.2-1B Q8_0 decode after 4000 tokens, 2 threads: attention 44.8 -> 32.2 ms per token).
-    /// </summary>
-    public const int SharedKvPositions = 1024;
+    public static bool Worthwhile(int tokens, int groupHeads) => tokens * groupHeads >= TargetRows / 2;
 
     /// <summary>Floats of per-worker scratch <see cref="Attend"/> needs for blocks of up to <paramref name="tokens"/> tokens.</summary>
     public static long ScratchFloats(int tokens, int groupHeads, int headDim) =>

@@ -218,6 +218,111 @@ public static unsafe class VectorOps
         }
     }
 
+    /// <summary>Positions per pass of <see cref="AttendGroup"/>'s weighted sum: their value rows (≤ 32 KiB at 128 dims) stay in L1 for the group.</summary>
+    private const int GroupValueBlock = 64;
+
+    /// <summary>
+    /// One token's <paramref name="group"/> query heads that share a KV head (GQA), over cache positions 0..count-1: the same result
+    /// per head as <see cref="Attend"/>, but each key and value row is read from memory once for the whole group (per block of
+    /// 4 keys / <see cref="GroupValueBlock"/> values, then reused from L1 by every head), which is what bounds decode at long contexts.
+    /// Head g's query is q + g·<paramref name="headDim"/>, its output output + g·headDim; <paramref name="scores"/> holds group·count floats.
+    /// Needs Vector256 and headDim a multiple of 8.
+    /// </summary>
+    public static void AttendGroup(float* q, int group, int headDim, float* keys, float* values, int stride, int count, float scale, float* scores, float* output)
+    {
+        int d = headDim;
+        int p = 0;
+        // scores, 8 keys per pass: 8 independent FMA chains per head, one 8-key block of rows reused from L1 by every head
+        for (; p + 8 <= count; p += 8)
+        {
+            float* k0 = keys + (long)p * stride, k4 = k0 + 4 * stride;
+            for (int g = 0; g < group; g++)
+            {
+                float* qp = q + g * d;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+                for (int i = 0; i < d; i += 8)
+                {
+                    var qv = Vector256.Load(qp + i);
+                    a0 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + i), a0);
+                    a1 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + stride + i), a1);
+                    a2 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + 2 * stride + i), a2);
+                    a3 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + 3 * stride + i), a3);
+                    a4 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k4 + i), a4);
+                    a5 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k4 + stride + i), a5);
+                    a6 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k4 + 2 * stride + i), a6);
+                    a7 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k4 + 3 * stride + i), a7);
+                }
+                float* sp = scores + (long)g * count + p;
+                (HorizontalSum4(a0, a1, a2, a3) * scale).Store(sp);
+                (HorizontalSum4(a4, a5, a6, a7) * scale).Store(sp + 4);
+            }
+        }
+        for (; p < count; p++)
+        {
+            float* k = keys + (long)p * stride;
+            for (int g = 0; g < group; g++)
+            {
+                Vector256<float> a = default;
+                for (int i = 0; i < d; i += 8) a = Vector256.FusedMultiplyAdd(Vector256.Load(q + g * d + i), Vector256.Load(k + i), a);
+                scores[(long)g * count + p] = Vector256.Sum(a) * scale;
+            }
+        }
+
+        for (int g = 0; g < group; g++) Softmax(new Span<float>(scores + (long)g * count, count));
+
+        new Span<float>(output, group * d).Clear();
+        for (int p0 = 0; p0 < count; p0 += GroupValueBlock)
+        {
+            int p1 = Math.Min(count, p0 + GroupValueBlock);
+            for (int g = 0; g < group; g++)
+            {
+                float* o = output + g * d, s = scores + (long)g * count;
+                int i = 0;
+                // 32 output floats in 4 registers, two positions per step in separate accumulators: 8 independent FMA chains
+                for (; i + 32 <= d; i += 32)
+                {
+                    Vector256<float> a0 = Vector256.Load(o + i), a1 = Vector256.Load(o + i + 8), a2 = Vector256.Load(o + i + 16), a3 = Vector256.Load(o + i + 24);
+                    Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+                    int pp = p0;
+                    for (; pp + 2 <= p1; pp += 2)
+                    {
+                        float* v = values + (long)pp * stride + i, u = v + stride;
+                        var w = Vector256.Create(s[pp]);
+                        var x = Vector256.Create(s[pp + 1]);
+                        a0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v), a0);
+                        a1 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 8), a1);
+                        a2 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 16), a2);
+                        a3 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 24), a3);
+                        b0 = Vector256.FusedMultiplyAdd(x, Vector256.Load(u), b0);
+                        b1 = Vector256.FusedMultiplyAdd(x, Vector256.Load(u + 8), b1);
+                        b2 = Vector256.FusedMultiplyAdd(x, Vector256.Load(u + 16), b2);
+                        b3 = Vector256.FusedMultiplyAdd(x, Vector256.Load(u + 24), b3);
+                    }
+                    if (pp < p1)
+                    {
+                        float* v = values + (long)pp * stride + i;
+                        var w = Vector256.Create(s[pp]);
+                        a0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v), a0);
+                        a1 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 8), a1);
+                        a2 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 16), a2);
+                        a3 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 24), a3);
+                    }
+                    (a0 + b0).Store(o + i);
+                    (a1 + b1).Store(o + i + 8);
+                    (a2 + b2).Store(o + i + 16);
+                    (a3 + b3).Store(o + i + 24);
+                }
+                for (; i < d; i += 8)
+                {
+                    Vector256<float> a = Vector256.Load(o + i);
+                    for (int pp = p0; pp < p1; pp++)
+                        a = Vector256.FusedMultiplyAdd(Vector256.Create(s[pp]), Vector256.Load(values + (long)pp * stride + i), a);
+                    a.Store(o + i);
+                }
+            }
+        }
+    }
+
     /// <summary>The four horizontal sums of a0..a3 as lanes 0..3 of a 128-bit vector.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> HorizontalSum4(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)

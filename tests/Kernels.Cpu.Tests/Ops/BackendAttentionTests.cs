@@ -33,7 +33,7 @@ public unsafe class BackendAttentionTests
     }
 
     /// <summary>
-    /// Decode past <see cref="FlashAttention.SharedKvPositions"/>: a single token of a GQA group goes through the tiled kernel (one read of
+    /// Decode past <see cref="CpuBackend.GroupDecodePositions"/>: a single token of a GQA group goes through VectorOps.AttendGroup (one read of
     /// the cache for the group), beside a short sequence that still goes head by head.
     /// </summary>
     [Theory]
@@ -41,7 +41,7 @@ public unsafe class BackendAttentionTests
     [InlineData(12, 2, 64, 3)]
     public void LongContextDecodeMatchesReference(int nHeads, int nKvHeads, int headDim, int threads)
     {
-        int prefill = FlashAttention.SharedKvPositions + 6;
+        int prefill = CpuBackend.GroupDecodePositions + 6;
         var batches = new List<(int, int, int)[]>();
         for (int s = 0; s < prefill; s += 96) batches.Add([(0, s, Math.Min(96, prefill - s))]);
         batches.Add([(0, prefill, 1)]);

@@ -122,4 +122,40 @@ public unsafe class VectorOpsTests
         Assert.Equal(MathF.Sin(3f), sin[0], 6);
         Assert.Equal(MathF.Sin(3f * 0.01f / 4f), sin[1], 6);
     }
+
+    /// <summary>The grouped decode kernel (a GQA group's heads over one cache) equals the scalar reference per head.</summary>
+    [Theory]
+    [InlineData(1, 64)]
+    [InlineData(2, 8)]
+    [InlineData(4, 64)]
+    [InlineData(4, 80)]
+    [InlineData(6, 128)]
+    [InlineData(8, 40)]
+    public void AttendGroupMatchesReferencePerHead(int group, int headDim)
+    {
+        var rng = new Random(group * 1000 + headDim);
+        foreach (int count in Enumerable.Range(1, 20).Concat([63, 64, 65, 130, 1030]))
+        {
+            int stride = headDim + 8; // a padded row, as any cache layout may have
+            var k = new float[count * stride];
+            var v = new float[count * stride];
+            var q = new float[group * headDim];
+            for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() * 2 - 1); v[i] = (float)(rng.NextDouble() * 2 - 1); }
+            for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 4 - 2);
+            var scores = new float[group * count];
+            var output = new float[group * headDim];
+            fixed (float* kp = k, vp = v, qp = q, sp = scores, op = output)
+                VectorOps.AttendGroup(qp, group, headDim, kp, vp, stride, count, 0.125f, sp, op);
+            var refScores = new float[count];
+            var expected = new float[headDim];
+            for (int g = 0; g < group; g++)
+            {
+                fixed (float* kp = k, vp = v)
+                    VectorOps.AttendRef(q.AsSpan(g * headDim, headDim), kp, vp, stride, count, 0.125f, refScores, expected);
+                for (int i = 0; i < headDim; i++)
+                    Assert.True(MathF.Abs(expected[i] - output[g * headDim + i]) <= RowKernelTolerance * (1 + MathF.Abs(expected[i])),
+                        $"group {group} dim {headDim} count {count} head {g} element {i}: {output[g * headDim + i]} vs {expected[i]}");
+            }
+        }
+    }
 }
