@@ -76,12 +76,17 @@ public static unsafe class Q6_Kx8
     /// flavour where AVX-512VL is present, else masks, so the AVX2 flavour (and its tests) uses no AVX-512 instruction.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Column3<T>(byte* sub) where T : struct, IIntDot
+    private static Vector256<byte> Column3<T>(byte* sub) where T : struct, IIntDot =>
+        Column3<T>(Vector256.Load(sub), Vector256.Load(sub + 32), Vector256.Load(sub + 64));
+
+    /// <summary>Column 3 from the sub-block's three vectors already loaded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Column3<T>(Vector256<byte> v0, Vector256<byte> v1, Vector256<byte> v2) where T : struct, IIntDot
     {
         // 16-bit shifts: the wanted bit pair of each byte lands in place; the bits shifted in from the neighbour byte are masked off
-        Vector256<byte> a = Vector256.ShiftRightLogical(Vector256.Load((ushort*)sub), 6).AsByte();
-        Vector256<byte> b = Vector256.ShiftRightLogical(Vector256.Load((ushort*)(sub + 32)), 4).AsByte();
-        Vector256<byte> c = Vector256.ShiftRightLogical(Vector256.Load((ushort*)(sub + 64)), 2).AsByte();
+        Vector256<byte> a = Vector256.ShiftRightLogical(v0.AsUInt16(), 6).AsByte();
+        Vector256<byte> b = Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte();
+        Vector256<byte> c = Vector256.ShiftRightLogical(v2.AsUInt16(), 2).AsByte();
         if (typeof(T) == typeof(VnniDot) && Avx512F.VL.IsSupported)
             return Vector256.ConditionalSelect(Vector256.Create((byte)0x03), a, Vector256.ConditionalSelect(Vector256.Create((byte)0x0C), b, c))
                 & Vector256.Create((byte)0x3F);
@@ -107,8 +112,11 @@ public static unsafe class Q6_Kx8
     {
         byte* sub = g + QuantsOffset + SubBlockBytes * s;
         byte* q8 = y + 4 + 16 * s;
-        Vector256<int> s01 = T.DotU8S8(T.DotU8S8(Vector256<int>.Zero, Column(sub, 0), Broadcast4(q8)), Column(sub, 1), Broadcast4(q8 + 4));
-        Vector256<int> s23 = T.DotU8S8(T.DotU8S8(Vector256<int>.Zero, Column(sub, 2), Broadcast4(q8 + 8)), Column3<T>(sub), Broadcast4(q8 + 12));
+        // each of the three vectors loaded once: columns 0-2 are their low 6 bits, column 3 their top bit pairs
+        Vector256<byte> v0 = Vector256.Load(sub), v1 = Vector256.Load(sub + 32), v2 = Vector256.Load(sub + 64);
+        var m3F = Vector256.Create((byte)0x3F);
+        Vector256<int> s01 = T.DotU8S8(T.DotU8S8(Vector256<int>.Zero, v0 & m3F, Broadcast4(q8)), v1 & m3F, Broadcast4(q8 + 4));
+        Vector256<int> s23 = T.DotU8S8(T.DotU8S8(Vector256<int>.Zero, v2 & m3F, Broadcast4(q8 + 8)), Column3<T>(v0, v1, v2), Broadcast4(q8 + 12));
         return s01 + s23;
     }
 
