@@ -40,7 +40,7 @@ public static unsafe class Q4_Kx8
 
     /// <summary>The per-row 6-bit scales (sc) and mins (m) of 8 rows as bytes within each int32 lane (ggml's utmp trick, on 8 rows at once).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackScales(byte* g, out Vector256<uint> sc03, out Vector256<uint> sc47, out Vector256<uint> m03, out Vector256<uint> m47)
+    internal static void UnpackScales(byte* g, out Vector256<uint> sc03, out Vector256<uint> sc47, out Vector256<uint> m03, out Vector256<uint> m47)
     {
         var kmask1 = Vector256.Create(0x3f3f3f3fu);
         var kmask2 = Vector256.Create(0x0f0f0f0fu);
@@ -53,7 +53,7 @@ public static unsafe class Q4_Kx8
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Byte(Vector256<uint> v, int i) => ((v >> (8 * i)) & Vector256.Create(0xFFu)).AsInt32();
+    internal static Vector256<int> Byte(Vector256<uint> v, int i) => ((v >> (8 * i)) & Vector256.Create(0xFFu)).AsInt32();
 
     /// <summary>Σ_j m_j · (bsums[2j] + bsums[2j+1]) per row (lane).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -139,7 +139,7 @@ public static unsafe class Q4_Kx8
     /// (m0, m2), (m1, m3), (m4, m6), (m5, m7), multiplied with the matching pairs of bsums-pair sums (|Σ| ≤ 2·16·128, fits int16).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> MinsTermMadd<T>(Vector256<uint> m03, Vector256<uint> m47, short* bsums) where T : struct, IIntDot
+    internal static Vector256<int> MinsTermMadd<T>(Vector256<uint> m03, Vector256<uint> m47, short* bsums) where T : struct, IIntDot
     {
         Vector256<short> b = Vector256.Load(bsums);
         // pair sums p0..p7 (int16), reordered to p0 p2 p1 p3 p4 p6 p5 p7 so dword k holds the pair multiplied by madd k
@@ -284,7 +284,7 @@ public static unsafe class Q4_Kx8
 
     /// <summary>The mins of 8 rows as int16 pairs per lane: (m0, m2), (m1, m3), (m4, m6), (m5, m7).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MinWords(byte* g, out Vector256<short> m02, out Vector256<short> m13, out Vector256<short> m46, out Vector256<short> m57)
+    internal static void MinWords(byte* g, out Vector256<short> m02, out Vector256<short> m13, out Vector256<short> m46, out Vector256<short> m57)
     {
         UnpackScales(g, out _, out _, out var m03, out var m47);
         var even = Vector256.Create(0x00FF00FFu);
@@ -339,7 +339,7 @@ public static unsafe class Q4_Kx8
 
     /// <summary>acc += yd · (f − dmin · Σ_j m_j·Σy_j) for both groups of one token (f already carries d · sc_j).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Finish<T>(byte* yBlock, Vector256<float> f0, Vector256<float> f1, Vector256<float> dmin0, Vector256<float> dmin1, Vector256<short> e0, Vector256<short> o0, Vector256<short> e4, Vector256<short> o4,
+    internal static void Finish<T>(byte* yBlock, Vector256<float> f0, Vector256<float> f1, Vector256<float> dmin0, Vector256<float> dmin1, Vector256<short> e0, Vector256<short> o0, Vector256<short> e4, Vector256<short> o4,
         Vector256<short> e1, Vector256<short> o1, Vector256<short> e5, Vector256<short> o5, ref Vector256<float> acc0, ref Vector256<float> acc1)
         where T : struct, IIntDot
     {

@@ -69,23 +69,6 @@ public static unsafe class Q5_Kx8
         return (Vector256.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0E)) | (top.AsByte() & Vector256.Create((byte)0x30));
     }
 
-    /// <summary>The per-row 6-bit scales (sc) and mins (m) of 8 rows as bytes within each int32 lane (as <see cref="Q4_Kx8"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackScales(byte* g, out Vector256<uint> sc03, out Vector256<uint> sc47, out Vector256<uint> m03, out Vector256<uint> m47)
-    {
-        var kmask1 = Vector256.Create(0x3f3f3f3fu);
-        var kmask2 = Vector256.Create(0x0f0f0f0fu);
-        var kmask3 = Vector256.Create(0x03030303u);
-        Vector256<uint> a0 = Vector256.Load((uint*)(g + 32)), a1 = Vector256.Load((uint*)(g + 64)), a2 = Vector256.Load((uint*)(g + 96));
-        sc03 = a0 & kmask1;
-        sc47 = (a2 & kmask2) | (((a0 >> 6) & kmask3) << 4);
-        m03 = a1 & kmask1;
-        m47 = ((a2 >> 4) & kmask2) | (((a1 >> 6) & kmask3) << 4);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Byte(Vector256<uint> v, int i) => ((v >> (8 * i)) & Vector256.Create(0xFFu)).AsInt32();
-
     /// <summary>8 rows of the group · one Q8_K activation row → result[0..7].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
@@ -98,14 +81,14 @@ public static unsafe class Q5_Kx8
             Simd.Prefetch(g + Q4_0x8.PrefetchDistance, GroupBlockBytes); // the group super-block that far ahead of the stream
             byte* y = a + (nint)b * Q8_K.TypeSize;
             float yd = *(float*)y;
-            UnpackScales(g, out var sc03, out var sc47, out var m03, out var m47);
+            Q4_Kx8.UnpackScales(g, out var sc03, out var sc47, out var m03, out var m47);
             // the four sub-block pairs written out, so every offset, bit and scale shift is a constant (the JIT does not unroll loops)
             Vector256<int> isum = SubBlockPairScaled<T>(g, y, 0, sc03) + SubBlockPairScaled<T>(g, y, 1, sc03)
                 + SubBlockPairScaled<T>(g, y, 2, sc47) + SubBlockPairScaled<T>(g, y, 3, sc47);
             Vector256<float> d = HalfScales.Load8Scaled((ushort*)g) * HalfScales.Unbias * yd;
             Vector256<float> dmin = HalfScales.Load8Scaled((ushort*)(g + 16)) * HalfScales.Unbias * yd;
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), d, acc);
-            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinsTermMadd<T>(m03, m47, (short*)(y + 260))), dmin, accMins);
+            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4_Kx8.MinsTermMadd<T>(m03, m47, (short*)(y + 260))), dmin, accMins);
         }
         (acc - accMins).Store(result);
     }
@@ -139,7 +122,7 @@ public static unsafe class Q5_Kx8
             Step<T>(p, h, q8, c, 6, ref lo0, ref lo1, ref hi0, ref hi1);
             sHi = Vector256.ShiftRightArithmetic(hi0 + hi1, 1); // exact: the doubled weights give an even sum
         }
-        return Avx2.MultiplyLow(lo0 + lo1, Byte(scales, (2 * c) & 3)) + Avx2.MultiplyLow(sHi, Byte(scales, (2 * c + 1) & 3));
+        return Avx2.MultiplyLow(lo0 + lo1, Q4_Kx8.Byte(scales, (2 * c) & 3)) + Avx2.MultiplyLow(sHi, Q4_Kx8.Byte(scales, (2 * c + 1) & 3));
     }
 
     /// <summary>Columns k and k + 1 (constants after inlining) of sub-block pair c: 4 dots on two X vectors (the high weights doubled).</summary>
@@ -171,25 +154,6 @@ public static unsafe class Q5_Kx8
         hi1 = T.DotU8S8(hi1, x1 & Vector256.Create((byte)0xE0), b1);
         top0 = T.DotU8S8(top0, Vector256.Load(h + 32 * k) & topMask, b0);
         top1 = T.DotU8S8(top1, Vector256.Load(h + 32 * k + 32) & topMask, b1);
-    }
-
-    /// <summary>
-    /// Σ_j m_j · (bsums[2j] + bsums[2j+1]) per row lane with 4 int16 multiply-adds: lanes hold the mins as int16 pairs
-    /// (m0, m2), (m1, m3), (m4, m6), (m5, m7), multiplied with the matching pairs of bsums-pair sums (|Σ| ≤ 2·16·128, fits int16).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> MinsTermMadd<T>(Vector256<uint> m03, Vector256<uint> m47, short* bsums) where T : struct, IIntDot
-    {
-        Vector256<short> b = Vector256.Load(bsums);
-        // pair sums p0..p7 (int16), reordered to p0 p2 p1 p3 p4 p6 p5 p7 so dword k holds the pair multiplied by madd k
-        Vector128<short> pairs = Ssse3.HorizontalAdd(b.GetLower(), b.GetUpper());
-        pairs = Ssse3.Shuffle(pairs.AsByte(), Vector128.Create((byte)0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15)).AsInt16();
-        Vector256<int> pp = Vector256.Create(pairs, pairs).AsInt32();
-        var lo16 = Vector256.Create(0x00FF00FFu);
-        Vector256<int> s = T.MaddS16(Vector256<int>.Zero, (m03 & lo16).AsInt16(), Avx2.Shuffle(pp, 0x00).AsInt16());
-        s = T.MaddS16(s, ((m03 >> 8) & lo16).AsInt16(), Avx2.Shuffle(pp, 0x55).AsInt16());
-        s = T.MaddS16(s, (m47 & lo16).AsInt16(), Avx2.Shuffle(pp, 0xAA).AsInt16());
-        return T.MaddS16(s, ((m47 >> 8) & lo16).AsInt16(), Avx2.Shuffle(pp, 0xFF).AsInt16());
     }
 
     /// <summary>
@@ -227,13 +191,13 @@ public static unsafe class Q5_Kx8
             TilePair<T, Pair1>(g0, g1, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
             TilePair<T, Pair2>(g0, g1, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
             TilePair<T, Pair3>(g0, g1, y0, y1, y2, y3, scales, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
-            MinWords(g0, out var e0, out var o0, out var e4, out var o4);
-            MinWords(g1, out var e1, out var o1, out var e5, out var o5);
+            Q4_Kx8.MinWords(g0, out var e0, out var o0, out var e4, out var o4);
+            Q4_Kx8.MinWords(g1, out var e1, out var o1, out var e5, out var o5);
             Vector256<float> m0 = Vector256.Load(scales + 128), m1 = Vector256.Load(scales + 136);
-            Finish<T>(y0, f00, f10, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a00, ref a10);
-            Finish<T>(y1, f01, f11, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a01, ref a11);
-            Finish<T>(y2, f02, f12, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a02, ref a12);
-            Finish<T>(y3, f03, f13, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a03, ref a13);
+            Q4_Kx8.Finish<T>(y0, f00, f10, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a00, ref a10);
+            Q4_Kx8.Finish<T>(y1, f01, f11, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a01, ref a11);
+            Q4_Kx8.Finish<T>(y2, f02, f12, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a02, ref a12);
+            Q4_Kx8.Finish<T>(y3, f03, f13, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a03, ref a13);
         }
         a00.Store(y); a10.Store(y + 8);
         a01.Store(y + yStride); a11.Store(y + yStride + 8);
@@ -283,28 +247,16 @@ public static unsafe class Q5_Kx8
             for (int g = 0; g < 2; g++)
             {
                 byte* gb = g0 + g * groupStride;
-                UnpackScales(gb, out var sc03, out var sc47, out _, out _);
+                Q4_Kx8.UnpackScales(gb, out var sc03, out var sc47, out _, out _);
                 Vector256<float> d = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32());
                 for (int i = 0; i < 4; i++)
                 {
-                    (Avx.ConvertToVector256Single(Byte(sc03, i)) * d).Store(dst + 64 * g + 8 * i);
-                    (Avx.ConvertToVector256Single(Byte(sc47, i)) * d).Store(dst + 64 * g + 32 + 8 * i);
+                    (Avx.ConvertToVector256Single(Q4_Kx8.Byte(sc03, i)) * d).Store(dst + 64 * g + 8 * i);
+                    (Avx.ConvertToVector256Single(Q4_Kx8.Byte(sc47, i)) * d).Store(dst + 64 * g + 32 + 8 * i);
                 }
                 F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + 16)).AsUInt32()).Store(dst + 128 + 8 * g);
             }
         }
-    }
-
-    /// <summary>The mins of 8 rows as int16 pairs per lane: (m0, m2), (m1, m3), (m4, m6), (m5, m7).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MinWords(byte* g, out Vector256<short> m02, out Vector256<short> m13, out Vector256<short> m46, out Vector256<short> m57)
-    {
-        UnpackScales(g, out _, out _, out var m03, out var m47);
-        var even = Vector256.Create(0x00FF00FFu);
-        m02 = (m03 & even).AsInt16();
-        m13 = ((m03 >> 8) & even).AsInt16();
-        m46 = (m47 & even).AsInt16();
-        m57 = ((m47 >> 8) & even).AsInt16();
     }
 
     /// <summary>
@@ -357,22 +309,4 @@ public static unsafe class Q5_Kx8
         s03 = T.DotU8S8(s03, w0, b3); s13 = T.DotU8S8(s13, w1, b3);
     }
 
-    /// <summary>acc += yd · (f − dmin · Σ_j m_j·Σy_j) for both groups of one token (f already carries d · sc_j).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Finish<T>(byte* yBlock, Vector256<float> f0, Vector256<float> f1, Vector256<float> dmin0, Vector256<float> dmin1, Vector256<short> e0, Vector256<short> o0, Vector256<short> e4, Vector256<short> o4,
-        Vector256<short> e1, Vector256<short> o1, Vector256<short> e5, Vector256<short> o5, ref Vector256<float> acc0, ref Vector256<float> acc1)
-        where T : struct, IIntDot
-    {
-        // sub-block sums Σy_j (j = 0..7) as int16, then the int32 pairs (S0, S2), (S1, S3), (S4, S6), (S5, S7)
-        Vector256<short> bs = Vector256.Load((short*)(yBlock + 260));
-        Vector128<int> pairs = Ssse3.Shuffle(Ssse3.HorizontalAdd(bs.GetLower(), bs.GetUpper()).AsByte(),
-            Vector128.Create((byte)0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15)).AsInt32();
-        Vector256<short> s02 = Vector256.Create(pairs.GetElement(0)).AsInt16(), s13 = Vector256.Create(pairs.GetElement(1)).AsInt16();
-        Vector256<short> s46 = Vector256.Create(pairs.GetElement(2)).AsInt16(), s57 = Vector256.Create(pairs.GetElement(3)).AsInt16();
-        Vector256<int> mins0 = T.MaddS16(T.MaddS16(T.MaddS16(T.MaddS16(Vector256<int>.Zero, e0, s02), o0, s13), e4, s46), o4, s57);
-        Vector256<int> mins1 = T.MaddS16(T.MaddS16(T.MaddS16(T.MaddS16(Vector256<int>.Zero, e1, s02), o1, s13), e5, s46), o5, s57);
-        var yd = Vector256.Create(*(float*)yBlock);
-        acc0 = Fma.MultiplyAdd(Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(mins0), dmin0, f0), yd, acc0);
-        acc1 = Fma.MultiplyAdd(Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(mins1), dmin1, f1), yd, acc1);
-    }
 }
