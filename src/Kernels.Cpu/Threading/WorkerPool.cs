@@ -52,6 +52,8 @@ public sealed class WorkerPool : IDisposable
         _work = work;
         _error = null;
         Volatile.Write(ref _pending, _threads.Length);
+        // Interlocked (a full fence) before reading the sleeper count: the Dekker handshake with the worker's Interlocked increment
+        // of _sleepers guarantees that either this thread sees the sleeper, or the worker sees the new generation and does not sleep.
         Interlocked.Increment(ref _generation);
         if (Volatile.Read(ref _sleepers) > 0)
             lock (_lock) Monitor.PulseAll(_lock);
@@ -83,9 +85,12 @@ public sealed class WorkerPool : IDisposable
                 {
                     lock (_lock)
                     {
-                        _sleepers++;
+                        // Interlocked (a full fence), not ++: the generation must be read after the count is visible. With a plain
+                        // store, x86 may let the read pass it, so Run could bump the generation, still read 0 sleepers and pulse
+                        // no one while this worker goes to sleep on the old generation: Run then waits forever (seen in CI).
+                        Interlocked.Increment(ref _sleepers);
                         while (Volatile.Read(ref _generation) == seen && !_stop) Monitor.Wait(_lock);
-                        _sleepers--;
+                        Interlocked.Decrement(ref _sleepers);
                     }
                     break;
                 }

@@ -46,6 +46,41 @@ public class WorkerPoolTests
         Assert.Equal(10, work.Partial.Sum());
     }
 
+    private sealed class CountingWork : IParallelWork
+    {
+        public int Count;
+        public void Execute(int thread, int threadCount) => Interlocked.Increment(ref Count);
+    }
+
+    /// <summary>
+    /// Runs issued right around the moment idle workers stop spinning and block (200 µs), thousands of times: a lost wake-up
+    /// (the worker sleeping on a generation that Run already advanced) would leave Run waiting forever. The bound is only a
+    /// hang detector (the loop takes about a second).
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public async Task NeverMissesAWakeUpAroundTheSpinToBlockSwitch(int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        var work = new CountingWork();
+        const int runs = 3000;
+        var loop = Task.Run(() =>
+        {
+            var rng = new Random(7);
+            for (int i = 0; i < runs; i++)
+            {
+                pool.Run(work);
+                long wait = System.Diagnostics.Stopwatch.Frequency / 5000 * rng.Next(80, 125) / 100; // 160-250 µs
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                while (System.Diagnostics.Stopwatch.GetTimestamp() - t0 < wait) { }
+            }
+        });
+        var finished = await Task.WhenAny(loop, Task.Delay(TimeSpan.FromMinutes(2)));
+        Assert.True(finished == loop, $"Run never returned after {Volatile.Read(ref work.Count)} executions: a worker missed its wake-up");
+        Assert.Equal(runs * threads, work.Count);
+    }
+
     private sealed class Failing : IParallelWork
     {
         public void Execute(int thread, int threadCount)
