@@ -732,16 +732,11 @@ public sealed unsafe class CpuBackend : IBackend
         }
         int group = nHeads / nKvHeads;
         int blockTokens = FlashAttention.BlockTokens(group);
-        int blocks = PlanQueryBlocks(blockTokens, group, out bool anyTile);
+        int blocks = PlanQueryBlocks(blockTokens, group, out bool anyTile, out int maxPosition);
         _attention.Tiled = anyTile;
         if (_attention.Tiled) EnsureTileScratch(FlashAttention.ScratchFloats(blockTokens, group, headDim));
-        if (group > 1)
-        {
-            // grouped decode past GroupDecodePositions keeps a group's scores (group × context floats) in the same scratch
-            int maxPos = 0;
-            for (int t = 0; t < _n; t++) maxPos = Math.Max(maxPos, _positions[t]);
-            if (maxPos + 1 >= GroupDecodePositions) EnsureTileScratch((long)group * kv.ContextLength);
-        }
+        // grouped decode past GroupDecodePositions keeps a group's scores (group × context floats) in the same scratch
+        if (group > 1 && maxPosition + 1 >= GroupDecodePositions) EnsureTileScratch((long)group * kv.ContextLength);
         _attention.Blocks = blocks;
         _attention.Layer = layer;
         _attention.NHeads = nHeads;
@@ -776,12 +771,13 @@ public sealed unsafe class CpuBackend : IBackend
     /// <summary>
     /// Splits the batch into query blocks (runs of consecutive tokens of one sequence, at most <paramref name="blockTokens"/>)
     /// and orders them by cost (tokens × positions attended), largest first. Returns the block count; <paramref name="anyTile"/>
-    /// tells whether some block is worth the tiled kernel.
+    /// tells whether some block is worth the tiled kernel, <paramref name="maxPosition"/> is the batch's largest position.
     /// </summary>
-    private int PlanQueryBlocks(int blockTokens, int group, out bool anyTile)
+    private int PlanQueryBlocks(int blockTokens, int group, out bool anyTile, out int maxPosition)
     {
         int blocks = 0;
         anyTile = false;
+        maxPosition = 0;
         for (int t = 0; t < _n;)
         {
             int start = t, maxPos = _positions[t];
@@ -791,6 +787,7 @@ public sealed unsafe class CpuBackend : IBackend
             _blockTokens[blocks] = t - start;
             _blockOrder[blocks] = ((int.MaxValue - cost) << 32) | (uint)blocks;
             anyTile |= FlashAttention.Worthwhile(t - start, group);
+            maxPosition = Math.Max(maxPosition, maxPos);
             blocks++;
         }
         if (anyTile) new Span<long>(_blockOrder, blocks).Sort();

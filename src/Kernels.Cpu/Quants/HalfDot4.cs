@@ -14,7 +14,7 @@ internal unsafe interface IHalfFormat
 internal unsafe struct Bf16Format : IHalfFormat
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Load16(ushort* p) => (Avx512F.ConvertToVector512UInt32(Vector256.Load(p)) << 16).AsSingle();
+    public static Vector512<float> Load16(ushort* p) => BF16.Load16(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToFloat(ushort h) => Bf16.ToFloat(h);

@@ -260,12 +260,18 @@ public static unsafe class Q4_Kx8
     /// d · sc is exact in float (a half times a 6-bit integer needs ≤ 17 significant bits).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
-    internal static void TileScales(int n, byte* group, nint groupStride, float* scales)
+    internal static void TileScales(int n, byte* group, nint groupStride, float* scales) => KTileScales(n / Q4_K.BlockSize, GroupBlockBytes, group, groupStride, scales);
+
+    /// <summary>
+    /// <see cref="TileScales"/> for any group layout that starts with this 128-byte header (d, dmin, packed scales and mins):
+    /// <paramref name="nb"/> super-blocks of <paramref name="groupBlockBytes"/> bytes (Q4_K here, Q5_K in <see cref="Q5_Kx8"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
+    internal static void KTileScales(int nb, int groupBlockBytes, byte* group, nint groupStride, float* scales)
     {
-        int nb = n / Q4_K.BlockSize;
         for (int b = 0; b < nb; b++)
         {
-            byte* g0 = group + (nint)b * GroupBlockBytes;
+            byte* g0 = group + (nint)b * groupBlockBytes;
             float* dst = scales + (nint)b * TileScaleFloats;
             for (int g = 0; g < 2; g++)
             {

@@ -229,7 +229,7 @@ public static unsafe class Q5_Kx8
     }
 
     /// <summary>Floats per super-block that <see cref="TileScales"/> writes: d·sc_j of both groups (2 × 8 × 8), then dmin of both (2 × 8).</summary>
-    internal const int TileScaleFloats = 144;
+    internal const int TileScaleFloats = Q4_Kx8.TileScaleFloats;
 
     /// <summary>
     /// The tile's scales as floats, converted once per tile and reused by every 4-token call. Super-block b at
@@ -237,27 +237,8 @@ public static unsafe class Q5_Kx8
     /// d · sc is exact in float (a half times a 6-bit integer needs ≤ 17 significant bits).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
-    internal static void TileScales(int n, byte* group, nint groupStride, float* scales)
-    {
-        int nb = n / Q5_K.BlockSize;
-        for (int b = 0; b < nb; b++)
-        {
-            byte* g0 = group + (nint)b * GroupBlockBytes;
-            float* dst = scales + (nint)b * TileScaleFloats;
-            for (int g = 0; g < 2; g++)
-            {
-                byte* gb = g0 + g * groupStride;
-                Q4_Kx8.UnpackScales(gb, out var sc03, out var sc47, out _, out _);
-                Vector256<float> d = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32());
-                for (int i = 0; i < 4; i++)
-                {
-                    (Avx.ConvertToVector256Single(Q4_Kx8.Byte(sc03, i)) * d).Store(dst + 64 * g + 8 * i);
-                    (Avx.ConvertToVector256Single(Q4_Kx8.Byte(sc47, i)) * d).Store(dst + 64 * g + 32 + 8 * i);
-                }
-                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + 16)).AsUInt32()).Store(dst + 128 + 8 * g);
-            }
-        }
-    }
+    internal static void TileScales(int n, byte* group, nint groupStride, float* scales) =>
+        Q4_Kx8.KTileScales(n / Q5_K.BlockSize, GroupBlockBytes, group, groupStride, scales);
 
     /// <summary>
     /// One sub-block (2c when <paramref name="high"/> is false, else 2c + 1; both constants after inlining) of both groups against

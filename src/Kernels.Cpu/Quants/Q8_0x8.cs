@@ -45,20 +45,12 @@ public static unsafe class Q8_0x8
         for (; b + 1 < nb; b += 2)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
-            Prefetch9Lines(g + Q4_0x8.PrefetchDistance); // two group-blocks ahead of the stream (2 × 272 bytes)
+            Simd.Prefetch(g + Q4_0x8.PrefetchDistance, 2 * GroupBlockBytes); // the two group-blocks that far ahead of the stream
             acc0 = BlockDot(g, a + (nint)b * Q8_0.TypeSize, sums[b], dys[b], acc0, c);
             acc1 = BlockDot(g + GroupBlockBytes, a + (nint)(b + 1) * Q8_0.TypeSize, sums[b + 1], dys[b + 1], acc1, c);
         }
         if (b < nb) acc0 = BlockDot(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], dys[b], acc0, c);
         (acc0 + acc1).Store(result);
-    }
-
-    /// <summary>Prefetches the 9 cache lines from <paramref name="p"/> on (544 bytes: two group-blocks); past the end of the weights it is harmless.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Prefetch9Lines(byte* p)
-    {
-        Sse.Prefetch0(p); Sse.Prefetch0(p + 64); Sse.Prefetch0(p + 128); Sse.Prefetch0(p + 192); Sse.Prefetch0(p + 256);
-        Sse.Prefetch0(p + 320); Sse.Prefetch0(p + 384); Sse.Prefetch0(p + 448); Sse.Prefetch0(p + 512);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -85,8 +77,7 @@ public static unsafe class Q8_0x8
     {
         int nb = n / Q8_0.BlockSize;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        nint sumsOffset = (nint)nb * Q8_0.TypeSize;
-        int* sums0 = (int*)(a + sumsOffset), sums1 = (int*)(a + aStride + sumsOffset), sums2 = (int*)(a + 2 * aStride + sumsOffset), sums3 = (int*)(a + 3 * aStride + sumsOffset);
+        int* sums0 = Q8_0.BlockSums(a, nb), sums1 = Q8_0.BlockSums(a + aStride, nb), sums2 = Q8_0.BlockSums(a + 2 * aStride, nb), sums3 = Q8_0.BlockSums(a + 3 * aStride, nb);
         float* dys0 = Q8_0.BlockScales(a, nb), dys1 = Q8_0.BlockScales(a + aStride, nb), dys2 = Q8_0.BlockScales(a + 2 * aStride, nb), dys3 = Q8_0.BlockScales(a + 3 * aStride, nb);
         for (int b = 0; b < nb; b++)
         {
@@ -125,8 +116,7 @@ public static unsafe class Q8_0x8
     {
         int nb = n / Q8_0.BlockSize;
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
-        nint sumsOffset = (nint)nb * Q8_0.TypeSize;
-        int* sums0 = (int*)(a + sumsOffset), sums1 = (int*)(a + aStride + sumsOffset), sums2 = (int*)(a + 2 * aStride + sumsOffset), sums3 = (int*)(a + 3 * aStride + sumsOffset);
+        int* sums0 = Q8_0.BlockSums(a, nb), sums1 = Q8_0.BlockSums(a + aStride, nb), sums2 = Q8_0.BlockSums(a + 2 * aStride, nb), sums3 = Q8_0.BlockSums(a + 3 * aStride, nb);
         float* dys0 = Q8_0.BlockScales(a, nb), dys1 = Q8_0.BlockScales(a + aStride, nb), dys2 = Q8_0.BlockScales(a + 2 * aStride, nb), dys3 = Q8_0.BlockScales(a + 3 * aStride, nb);
         for (int b = 0; b < nb; b++)
         {
