@@ -112,7 +112,7 @@ internal sealed class LoadedModel : IDisposable
     /// </summary>
     public static BackendSet CreateBackends(DeviceRequest device, int? gpuLayers, int layers, int threads, int batch, bool repack, TextWriter stderr)
     {
-        if (gpuLayers is < 0) throw new UsageException($"--gpu-layers must be 0 (CPU only) or a number of layers to offload, got {gpuLayers}");
+        ArgumentOutOfRangeException.ThrowIfNegative(gpuLayers ?? 0, nameof(gpuLayers)); // ReadGpuLayers has told the user already
         if (gpuLayers == 0) return new BackendSet(null, new CpuBackend(threads, batch, repack), 0);
         var gpu = OpenGpu(device, batch, stderr);
         if (gpu is null) return new BackendSet(null, new CpuBackend(threads, batch, repack), 0);

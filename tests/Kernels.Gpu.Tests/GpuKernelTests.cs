@@ -296,32 +296,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             b.SetBatch(new int[n], [.. batch.Select(e => e.Pos)], [.. batch.Select(e => e.Seq)]);
             b.Attention(layer, q, k, v, o, heads, kvHeads, headDim, scale);
 
-            for (int t = 0; t < n; t++)
-                for (int j = 0; j < kvDim; j++)
-                {
-                    kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = ks[t * kvDim + j];
-                    vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = vs[t * kvDim + j];
-                }
-            var expected = new float[n * qDim];
-            var scores = new float[ctx];
-            for (int t = 0; t < n; t++)
-            {
-                var (seq, pos) = batch[t];
-                var keys = new float[ctx * kvDim];
-                var values = new float[ctx * kvDim];
-                for (int j = 0; j < keys.Length; j++) { keys[j] = kHost[seq, j]; values[j] = vHost[seq, j]; }
-                for (int h = 0; h < heads; h++)
-                {
-                    int kvh = h / (heads / kvHeads);
-                    unsafe
-                    {
-                        fixed (float* kp = keys)
-                        fixed (float* vp = values)
-                            VectorOps.AttendRef(qs.AsSpan(t * qDim + h * headDim, headDim), kp + kvh * headDim, vp + kvh * headDim, kvDim, pos + 1, scale, scores,
-                                expected.AsSpan(t * qDim + h * headDim, headDim));
-                    }
-                }
-            }
+            StoreKv(kHost, vHost, batch, ks, vs, kvDim);
+            var expected = ReferenceAttention(qs, kHost, vHost, batch, heads, kvHeads, headDim, scale);
             Check.Close(Check.Read(b, o, n), expected, $"attention {heads}/{kvHeads} heads of {headDim}, batch of {n}");
         }
     }
@@ -477,34 +453,11 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
                 rope.CosSin(batch[t].Pos, cos, sin);
                 for (int h = 0; h < heads; h++) VectorOps.RopeHead(qs.AsSpan(t * qDim + h * headDim, headDim), dims, neox, cos, sin);
                 for (int h = 0; h < kvHeads; h++) VectorOps.RopeHead(ks.AsSpan(t * kvDim + h * headDim, headDim), dims, neox, cos, sin);
-                for (int j = 0; j < kvDim; j++)
-                {
-                    kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = ks[t * kvDim + j];
-                    vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = vs[t * kvDim + j];
-                }
             }
+            StoreKv(kHost, vHost, batch, ks, vs, kvDim);
             Check.Close(Check.Read(b, q, n), qs, $"rotated q, {heads} heads of {headDim}, batch of {n}");
             Check.Close(Check.Read(b, k, n), ks, $"rotated k, {kvHeads} heads of {headDim}, batch of {n}");
-            var expected = new float[n * qDim];
-            var scores = new float[ctx];
-            for (int t = 0; t < n; t++)
-            {
-                var (seq, pos) = batch[t];
-                var keys = new float[ctx * kvDim];
-                var values = new float[ctx * kvDim];
-                for (int j = 0; j < keys.Length; j++) { keys[j] = kHost[seq, j]; values[j] = vHost[seq, j]; }
-                for (int h = 0; h < heads; h++)
-                {
-                    int kvh = h / (heads / kvHeads);
-                    unsafe
-                    {
-                        fixed (float* kp = keys)
-                        fixed (float* vp = values)
-                            VectorOps.AttendRef(qs.AsSpan(t * qDim + h * headDim, headDim), kp + kvh * headDim, vp + kvh * headDim, kvDim, pos + 1, scale, scores,
-                                expected.AsSpan(t * qDim + h * headDim, headDim));
-                    }
-                }
-            }
+            var expected = ReferenceAttention(qs, kHost, vHost, batch, heads, kvHeads, headDim, scale);
             Check.Close(Check.Read(b, o, n), expected, $"rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
         }
     }
@@ -691,36 +644,13 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
                 rope.CosSin(batch[t].Pos, cos, sin);
                 for (int h = 0; h < heads; h++) VectorOps.RopeHead(qs.AsSpan(t * qDim + h * headDim, headDim), dims, neox, cos, sin);
                 for (int h = 0; h < kvHeads; h++) VectorOps.RopeHead(ks.AsSpan(t * kvDim + h * headDim, headDim), dims, neox, cos, sin);
-                for (int j = 0; j < kvDim; j++)
-                {
-                    kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = ks[t * kvDim + j];
-                    vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = vs[t * kvDim + j];
-                }
             }
+            StoreKv(kHost, vHost, batch, ks, vs, kvDim);
             Check.Close(Check.Read(b, xb, n), normed, $"{type} xb, batch of {n}");
             Check.Close(Check.Read(b, q, n), qs, $"{type} rotated q, batch of {n}");
             Check.Close(Check.Read(b, k, n), ks, $"{type} rotated k, batch of {n}");
             Check.Close(Check.Read(b, v, n), vs, $"{type} v, batch of {n}");
-            var expected = new float[n * qDim];
-            var scores = new float[ctx];
-            for (int t = 0; t < n; t++)
-            {
-                var (seq, pos) = batch[t];
-                var keys = new float[ctx * kvDim];
-                var values = new float[ctx * kvDim];
-                for (int j = 0; j < keys.Length; j++) { keys[j] = kHost[seq, j]; values[j] = vHost[seq, j]; }
-                for (int h = 0; h < heads; h++)
-                {
-                    int kvh = h / (heads / kvHeads);
-                    unsafe
-                    {
-                        fixed (float* kp = keys)
-                        fixed (float* vp = values)
-                            VectorOps.AttendRef(qs.AsSpan(t * qDim + h * headDim, headDim), kp + kvh * headDim, vp + kvh * headDim, kvDim, pos + 1, scale, scores,
-                                expected.AsSpan(t * qDim + h * headDim, headDim));
-                    }
-                }
-            }
+            var expected = ReferenceAttention(qs, kHost, vHost, batch, heads, kvHeads, headDim, scale);
             Check.Close(Check.Read(b, o, n), expected, $"{type} norm + qkv + rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
         }
     }
@@ -781,5 +711,40 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             VectorOps.RmsNormRef(row, weight, 1e-5f, r);
             return r;
         }
+    }
+
+    /// <summary>Writes the batch's k and v rows into the host copy of the cache ([sequence, position · kvDim + j]).</summary>
+    private static void StoreKv(float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, float[] ks, float[] vs, int kvDim)
+    {
+        for (int t = 0; t < batch.Length; t++)
+            for (int j = 0; j < kvDim; j++)
+            {
+                kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = ks[t * kvDim + j];
+                vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = vs[t * kvDim + j];
+            }
+    }
+
+    /// <summary>The scalar reference attention (<see cref="VectorOps.AttendRef"/>) of every token and head of the batch over the host cache.</summary>
+    private static unsafe float[] ReferenceAttention(float[] qs, float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, int heads, int kvHeads, int headDim, float scale)
+    {
+        int qDim = heads * headDim, kvDim = kvHeads * headDim, cacheFloats = kHost.GetLength(1);
+        var expected = new float[batch.Length * qDim];
+        var scores = new float[cacheFloats / kvDim];
+        for (int t = 0; t < batch.Length; t++)
+        {
+            var (seq, pos) = batch[t];
+            var keys = new float[cacheFloats];
+            var values = new float[cacheFloats];
+            for (int j = 0; j < keys.Length; j++) { keys[j] = kHost[seq, j]; values[j] = vHost[seq, j]; }
+            fixed (float* kp = keys)
+            fixed (float* vp = values)
+                for (int h = 0; h < heads; h++)
+                {
+                    int kvh = h / (heads / kvHeads);
+                    VectorOps.AttendRef(qs.AsSpan(t * qDim + h * headDim, headDim), kp + kvh * headDim, vp + kvh * headDim, kvDim, pos + 1, scale, scores,
+                        expected.AsSpan(t * qDim + h * headDim, headDim));
+                }
+        }
+        return expected;
     }
 }

@@ -34,6 +34,10 @@ public static unsafe class F16
         return sum;
     }
 
+    /// <summary>16 halves → float32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Load16(ushort* p) => ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)));
+
     /// <summary>Half bits (one per uint lane) → float, exact: (bits &amp; 0x7FFF) &lt;&lt; 13 read as float times 2^112 (also right for subnormals), Inf/NaN fixed up.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> ToFloat(Vector512<uint> h)
@@ -67,11 +71,11 @@ public static unsafe class F16
         for (; i + 32 <= n; i += 32)
         {
             Sse.Prefetch0((byte*)(h + i) + Q4_0x8.PrefetchDistance); // decode streams the rows from DRAM
-            acc0 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i))), Vector512.Load(y + i), acc0);
-            acc1 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i + 16))), Vector512.Load(y + i + 16), acc1);
+            acc0 = Avx512F.FusedMultiplyAdd(Load16(h + i), Vector512.Load(y + i), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(Load16(h + i + 16), Vector512.Load(y + i + 16), acc1);
         }
         for (; i + 16 <= n; i += 16)
-            acc0 = Avx512F.FusedMultiplyAdd(ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(h + i))), Vector512.Load(y + i), acc0);
+            acc0 = Avx512F.FusedMultiplyAdd(Load16(h + i), Vector512.Load(y + i), acc0);
         sum = Vector512.Sum(acc0 + acc1);
         for (; i < n; i++) sum = MathF.FusedMultiplyAdd(Fp16.ToFloat(h[i]), y[i], sum);
         return sum;

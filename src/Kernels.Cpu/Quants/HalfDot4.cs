@@ -23,7 +23,7 @@ internal unsafe struct Bf16Format : IHalfFormat
 internal unsafe struct F16Format : IHalfFormat
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Load16(ushort* p) => F16.ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)));
+    public static Vector512<float> Load16(ushort* p) => F16.Load16(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToFloat(ushort h) => Fp16.ToFloat(h);

@@ -53,7 +53,6 @@ public sealed class LlamaModel : IDisposable
     private sealed class Stage
     {
         public required IBackend Backend;
-        public required int First;
         public required Layer[] Layers;
         public required Activations A;
     }
@@ -119,7 +118,7 @@ public sealed class LlamaModel : IDisposable
                 };
                 progress?.Report((i + 1.0) / (config.BlockCount + 1));
             }
-            _stages[s] = new Stage { Backend = backend, First = first, Layers = layers, A = AllocateActivations(backend, output: s == placement.Length - 1) };
+            _stages[s] = new Stage { Backend = backend, Layers = layers, A = AllocateActivations(backend, output: s == placement.Length - 1) };
             backend.CreateKvCache(new KvCacheConfig(count, Sequences, ContextLength, config.HeadCountKv, hd));
         }
 
