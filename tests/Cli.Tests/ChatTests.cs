@@ -6,7 +6,7 @@ using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
 using Infer.Runtime.Sampling;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 using Infer.Runtime.Tokenizers;
 using Infer.Tests;
 

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 
 namespace Infer.Cli.Commands;
 

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 using Infer.Runtime.Tokenizers;
 
 namespace Infer.Cli.Commands;

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
 using Infer.Runtime.Sampling;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 using Infer.Runtime.Tokenizers;
 
 namespace Infer.Runtime.Inference;
