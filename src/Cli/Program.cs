@@ -1,6 +1,6 @@
 using Infer.Cli.Commands;
-using Infer.Runtime;
 using Infer.Hub;
+using Infer.Runtime;
 using Infer.Runtime.Model;
 using Infer.Templates;
 
