@@ -1,5 +1,4 @@
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using Infer.Kernels.Cpu.Quants;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
@@ -10,7 +9,7 @@ public unsafe class HalfScalesTests
     [Fact]
     public void Load8ScaledTimesUnbiasMatchesReferenceForEveryHalf()
     {
-        if (!Avx2.IsSupported) return; // the conversion is only called from AVX2 kernels
+        Assert.SkipUnless(Isa.HasAvx2, Isa.NoAvx2); // the conversion is only called from AVX2 kernels
         var halves = new ushort[65536];
         for (int i = 0; i < halves.Length; i++) halves[i] = (ushort)i;
         var lane = new float[8];
@@ -34,7 +33,7 @@ public unsafe class HalfScalesTests
     [Fact]
     public void ScaledProductRoundsLikeTheDirectProduct()
     {
-        if (!Avx2.IsSupported) return;
+        Assert.SkipUnless(Isa.HasAvx2, Isa.NoAvx2);
         var rnd = new Random(7);
         var h = new ushort[8];
         var lane = new float[8];

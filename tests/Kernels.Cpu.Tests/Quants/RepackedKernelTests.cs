@@ -50,9 +50,11 @@ public unsafe class RepackedKernelTests
         {
             Assert.Equal(0, k.RepackRows);
             Assert.True(k.Repack == null && k.RepackedDot == null && k.RepackedDot4 == null);
+            Isa.RequireRepacked(type, level); // skipped when this CPU, not the design, is why there are none
             return;
         }
         Assert.Equal(8, k.RepackRows);
+        Isa.RequireSimd(type, level);
         int seed = 1;
         int bs = k.BlockSize;
         var lengths = Enumerable.Range(1, 16).Select(b => b * bs).Concat(bs == 32 ? [4096, 32 * 137] : [4096, 14336, 256 * 37]);
@@ -106,9 +108,11 @@ public unsafe class RepackedKernelTests
         if (!Expected(type, level))
         {
             Assert.True(k.RepackedTile == null && k.RepackedTileScales == null && k.TileTokens == 0);
+            Isa.RequireRepacked(type, level);
             return;
         }
         Assert.True(k.RepackedTile != null && k.RepackedTileScales != null && k.TileScaleFloats > 0);
+        Isa.RequireSimd(type, level);
         int tt = k.TileTokens;
         Assert.True(tt >= 1);
         int seed = 100;
@@ -178,8 +182,10 @@ public unsafe class RepackedKernelTests
         if (!Expected(GgmlType.Q6_K, level))
         {
             Assert.Equal(0, k.RepackRows);
+            Isa.RequireRepacked(GgmlType.Q6_K, level);
             return;
         }
+        Isa.RequireSimd(GgmlType.Q6_K, level);
         const int blocks = 9;
         const int n = blocks * Q6_K.BlockSize;
         int rowBytes = (int)k.RowBytes(n), actBytes = (int)k.ActivationRowBytes(n);
@@ -279,8 +285,10 @@ public unsafe class RepackedKernelTests
         if (!Expected(GgmlType.Q5_K, level))
         {
             Assert.Equal(0, k.RepackRows);
+            Isa.RequireRepacked(GgmlType.Q5_K, level);
             return;
         }
+        Isa.RequireSimd(GgmlType.Q5_K, level);
         var rng = new Random(5);
         foreach (int n in new[] { 256, 256 * 3 })
         {
