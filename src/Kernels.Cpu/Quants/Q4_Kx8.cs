@@ -21,6 +21,7 @@ public static unsafe class Q4_Kx8
     internal const int DMinOffset = Rows * sizeof(ushort);
     internal const int ScaleWordsOffset = DMinOffset + Rows * sizeof(ushort);
     internal const int QuantsOffset = ScaleWordsOffset + 3 * Rows * sizeof(uint); // P(0, 0)
+    internal const int PairBytes = 8 * 32; // P(c, 0..7): the vectors of sub-block pair c
 
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
@@ -39,7 +40,7 @@ public static unsafe class Q4_Kx8
                 for (int c = 0; c < 4; c++)
                     for (int k = 0; k < 8; k++)
                         for (int e = 0; e < 4; e++)
-                            g[QuantsOffset + 256 * c + 32 * k + 4 * r + e] = qs[32 * c + 4 * k + e];
+                            g[QuantsOffset + PairBytes * c + 32 * k + 4 * r + e] = qs[32 * c + 4 * k + e];
             }
         }
     }
@@ -141,7 +142,7 @@ public static unsafe class Q4_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SubBlockPairScaled<T>(byte* g, byte* y, int c, Vector256<uint> scales) where T : struct, IIntDot
     {
-        SubBlockPair<T>(g + QuantsOffset + 256 * c, (sbyte*)(y + Q8_KFormat.QsOffset + 64 * c), out var sLo, out var sHi);
+        SubBlockPair<T>(g + QuantsOffset + PairBytes * c, (sbyte*)(y + Q8_KFormat.QsOffset + 64 * c), out var sLo, out var sHi);
         return Avx2.MultiplyLow(sLo, Byte(scales, (2 * c) & 3)) + Avx2.MultiplyLow(sHi, Byte(scales, (2 * c + 1) & 3));
     }
 
@@ -187,7 +188,7 @@ public static unsafe class Q4_Kx8
             Vector256<int> isum0 = default, isum1 = default;
             for (int c = 0; c < 4; c++)
             {
-                byte* p = g + QuantsOffset + 256 * c;
+                byte* p = g + QuantsOffset + PairBytes * c;
                 sbyte* q0 = (sbyte*)(y0 + Q8_KFormat.QsOffset + 64 * c), q1 = (sbyte*)(y1 + Q8_KFormat.QsOffset + 64 * c);
                 Vector256<int> lo0 = default, hi0 = default, lo1 = default, hi1 = default;
                 for (int k = 0; k < 8; k++)
@@ -245,7 +246,7 @@ public static unsafe class Q4_Kx8
             Vector256<float> f00 = default, f01 = default, f02 = default, f03 = default, f10 = default, f11 = default, f12 = default, f13 = default;
             for (int c = 0; c < 4; c++)
             {
-                byte* p0 = g0 + QuantsOffset + 256 * c, p1 = g1 + QuantsOffset + 256 * c;
+                byte* p0 = g0 + QuantsOffset + PairBytes * c, p1 = g1 + QuantsOffset + PairBytes * c;
                 int q = Q8_KFormat.QsOffset + 64 * c;
                 SubBlock<T>(p0, p1, 0, y0 + q, y1 + q, y2 + q, y3 + q, scales + 16 * c, scales + 64 + 16 * c,
                     ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);

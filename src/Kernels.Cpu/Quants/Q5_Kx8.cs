@@ -22,7 +22,7 @@ public static unsafe class Q5_Kx8
     public const int Rows = 8;
     public const int GroupBlockBytes = Rows * Q5_KFormat.TypeSize;
     private const int QuantsOffset = Q4_Kx8.QuantsOffset; // after the header Q4_Kx8 shares
-    private const int HighBitsOffset = QuantsOffset + 4 * 256; // the Y vectors
+    private const int HighBitsOffset = QuantsOffset + 4 * Q4_Kx8.PairBytes; // the Y vectors
 
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
@@ -47,7 +47,7 @@ public static unsafe class Q5_Kx8
                         {
                             int lo = (qs[32 * c + l] & 0xF) | (((qh[l] >> (2 * c)) & 1) << 4);      // element 64c + l
                             int hi = (qs[32 * c + l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4);   // element 64c + 32 + l
-                            g[QuantsOffset + 256 * c + 32 * k + 4 * r + e] = (byte)(lo | (hi << 5));
+                            g[QuantsOffset + Q4_Kx8.PairBytes * c + 32 * k + 4 * r + e] = (byte)(lo | (hi << 5));
                             y |= (hi >> 3) << (2 * c);
                         }
                         g[HighBitsOffset + 32 * k + 4 * r + e] = (byte)y;
@@ -104,7 +104,7 @@ public static unsafe class Q5_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SubBlockPairScaled<T>(byte* g, byte* y, int c, Vector256<uint> scales) where T : struct, IIntDot
     {
-        byte* p = g + QuantsOffset + 256 * c, h = g + HighBitsOffset;
+        byte* p = g + QuantsOffset + Q4_Kx8.PairBytes * c, h = g + HighBitsOffset;
         sbyte* q8 = (sbyte*)(y + Q8_KFormat.QsOffset + 64 * c);
         Vector256<int> lo0 = default, lo1 = default, hi0 = default, hi1 = default, top0 = default, top1 = default;
         Vector256<int> sHi;
@@ -226,7 +226,7 @@ public static unsafe class Q5_Kx8
         where T : struct, IIntDot where TC : struct, IPair
     {
         int c = TC.C;
-        byte* p0 = g0 + QuantsOffset + 256 * c, p1 = g1 + QuantsOffset + 256 * c;
+        byte* p0 = g0 + QuantsOffset + Q4_Kx8.PairBytes * c, p1 = g1 + QuantsOffset + Q4_Kx8.PairBytes * c;
         byte* h0 = g0 + HighBitsOffset, h1 = g1 + HighBitsOffset;
         int q = Q8_KFormat.QsOffset + 64 * c;
         SubBlock<T>(p0, p1, h0, h1, false, c, y0 + q, y1 + q, y2 + q, y3 + q, scales + 16 * c, scales + 64 + 16 * c,
