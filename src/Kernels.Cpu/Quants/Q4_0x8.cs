@@ -18,6 +18,7 @@ public static unsafe class Q4_0x8
     public const int GroupBlockBytes = Rows * Q4_0Format.TypeSize;
     private const int QuantsOffset = Rows * sizeof(ushort); // P_0 (after the 8 scales)
     private const int HalfBlock = Q4_0Format.BlockSize / 2; // a byte holds element k (low nibble) and k + 16 (high nibble)
+    private const int HighQs = Q8_0Format.QsOffset + HalfBlock; // the activations of the high nibbles in a Q8_0 block
 
     /// <summary>
     /// Interleaves 8 Q4_0 rows (<paramref name="src"/> + r * <paramref name="srcStride"/>) of <paramref name="n"/> elements into
@@ -92,12 +93,12 @@ public static unsafe class Q4_0x8
     private static void BlockStep<T>(byte* g, byte* y, int j, in HalfScales.Constants c,
         ref Vector256<int> lo0, ref Vector256<int> lo1, ref Vector256<int> hi0, ref Vector256<int> hi1) where T : struct, IIntDot
     {
-        Vector256<byte> p0 = Vector256.Load(g + QuantsOffset + 32 * j), p1 = Vector256.Load(g + QuantsOffset + 32 + 32 * j);
-        byte* yLo = y + Q8_0Format.QsOffset + 4 * j, yHi = yLo + HalfBlock; // activations of the low and of the high nibbles
-        lo0 = T.DotU8S8(lo0, p0 & c.LowNibble, Vector256.Create(*(int*)yLo).AsSByte());
-        hi0 = T.DotU8S8(hi0, HighNibbles16<T>(p0, c.HighNibble), Vector256.Create(*(int*)yHi).AsSByte());
-        lo1 = T.DotU8S8(lo1, p1 & c.LowNibble, Vector256.Create(*(int*)(yLo + 4)).AsSByte());
-        hi1 = T.DotU8S8(hi1, HighNibbles16<T>(p1, c.HighNibble), Vector256.Create(*(int*)(yHi + 4)).AsSByte());
+        Vector256<byte> p0 = Vector256.Load(g + QuantsOffset + 32 * j), p1 = Vector256.Load(g + (QuantsOffset + 32) + 32 * j);
+        // the activations of the low nibbles start at the block's qs, those of the high nibbles HalfBlock further
+        lo0 = T.DotU8S8(lo0, p0 & c.LowNibble, Vector256.Create(*(int*)(y + Q8_0Format.QsOffset + 4 * j)).AsSByte());
+        hi0 = T.DotU8S8(hi0, HighNibbles16<T>(p0, c.HighNibble), Vector256.Create(*(int*)(y + HighQs + 4 * j)).AsSByte());
+        lo1 = T.DotU8S8(lo1, p1 & c.LowNibble, Vector256.Create(*(int*)(y + (Q8_0Format.QsOffset + 4) + 4 * j)).AsSByte());
+        hi1 = T.DotU8S8(hi1, HighNibbles16<T>(p1, c.HighNibble), Vector256.Create(*(int*)(y + (HighQs + 4) + 4 * j)).AsSByte());
     }
 
     /// <summary>
@@ -140,7 +141,7 @@ public static unsafe class Q4_0x8
             {
                 Vector256<byte> p = Vector256.Load(g + QuantsOffset + 32 * j);
                 Vector256<byte> lo = p & m4, hi = Vector256.ShiftRightLogical(p.AsUInt16(), 4).AsByte() & m4;
-                int ol = Q8_0Format.QsOffset + 4 * j, oh = ol + HalfBlock;
+                int ol = Q8_0Format.QsOffset + 4 * j, oh = HighQs + 4 * j;
                 s0 = T.DotU8S8(T.DotU8S8(s0, lo, Vector256.Create(*(int*)(y0 + ol)).AsSByte()), hi, Vector256.Create(*(int*)(y0 + oh)).AsSByte());
                 s1 = T.DotU8S8(T.DotU8S8(s1, lo, Vector256.Create(*(int*)(y1 + ol)).AsSByte()), hi, Vector256.Create(*(int*)(y1 + oh)).AsSByte());
                 s2 = T.DotU8S8(T.DotU8S8(s2, lo, Vector256.Create(*(int*)(y2 + ol)).AsSByte()), hi, Vector256.Create(*(int*)(y2 + oh)).AsSByte());
@@ -191,7 +192,7 @@ public static unsafe class Q4_0x8
                 Vector256<byte> p0 = Vector256.Load(g0 + QuantsOffset + 32 * j), p1 = Vector256.Load(g1 + QuantsOffset + 32 * j);
                 Vector256<byte> lo0 = p0 & m4, hi0 = Vector256.ShiftRightLogical(p0.AsUInt16(), 4).AsByte() & m4;
                 Vector256<byte> lo1 = p1 & m4, hi1 = Vector256.ShiftRightLogical(p1.AsUInt16(), 4).AsByte() & m4;
-                int ol = Q8_0Format.QsOffset + 4 * j, oh = ol + HalfBlock;
+                int ol = Q8_0Format.QsOffset + 4 * j, oh = HighQs + 4 * j;
                 Step<T>(ref s00, ref s10, lo0, hi0, lo1, hi1, y0 + ol, y0 + oh);
                 Step<T>(ref s01, ref s11, lo0, hi0, lo1, hi1, y1 + ol, y1 + oh);
                 Step<T>(ref s02, ref s12, lo0, hi0, lo1, hi1, y2 + ol, y2 + oh);

@@ -54,8 +54,9 @@ public static unsafe class Q4_Kx8
         var kmask1 = Vector256.Create(0x3f3f3f3fu);
         var kmask2 = Vector256.Create(0x0f0f0f0fu);
         var kmask3 = Vector256.Create(0x03030303u);
-        var words = (uint*)(g + ScaleWordsOffset);
-        Vector256<uint> a0 = Vector256.Load(words), a1 = Vector256.Load(words + Rows), a2 = Vector256.Load(words + 2 * Rows);
+        Vector256<uint> a0 = Vector256.Load((uint*)(g + ScaleWordsOffset));
+        Vector256<uint> a1 = Vector256.Load((uint*)(g + (ScaleWordsOffset + Rows * sizeof(uint))));
+        Vector256<uint> a2 = Vector256.Load((uint*)(g + (ScaleWordsOffset + 2 * Rows * sizeof(uint))));
         sc03 = a0 & kmask1;
         sc47 = (a2 & kmask2) | (((a0 >> 6) & kmask3) << 4);
         m03 = a1 & kmask1;

@@ -73,10 +73,9 @@ public static unsafe class Q6_K
             Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + Q6_KFormat.ScalesOffset));
             float d = HalfBits.ToFloat(*(ushort*)(x + Q6_KFormat.DOffset)) * *(float*)y;
             accOffset = Simd.MulAdd(ScalesTimesBsums(sc16, (short*)(y + Q8_KFormat.BSumsOffset)), 32 * d, accOffset);
-            byte* qh = x + Q6_KFormat.QhOffset;
-            sbyte* q8 = (sbyte*)(y + Q8_KFormat.QsOffset);
-            Vector256<int> sum0 = Half<T>(x, qh, HalfScales(sc16, 0), q8);
-            Vector256<int> sum1 = Half<T>(x + 64, qh + 32, HalfScales(sc16, 1), q8 + 128);
+            Vector256<int> sum0 = Half<T>(x, x + Q6_KFormat.QhOffset, HalfScales(sc16, 0), (sbyte*)(y + Q8_KFormat.QsOffset));
+            Vector256<int> sum1 = Half<T>(x + 64, x + Q6_KFormat.QhOffset + 32, HalfScales(sc16, 1),
+                (sbyte*)(y + Q8_KFormat.QsOffset + 128));
             acc = Simd.MulAdd(sum0 + sum1, d, acc);
         }
         return Simd.HSum(acc - accOffset);
@@ -107,9 +106,8 @@ public static unsafe class Q6_K
             Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + Q6_KFormat.ScalesOffset));
             Vector512<short> sc = sc16.ToVector512Unsafe();
             Vector256<int> offset = ScalesTimesBsums(sc16, (short*)(y + Q8_KFormat.BSumsOffset));
-            byte* qh = x + Q6_KFormat.QhOffset;
-            Vector512<int> sum = HalfAvx512(x, qh, q8, sc, idx01, idx23, shl, shr, m0F, m30);
-            sum += HalfAvx512(x + 64, qh + 32, q8 + 128, sc, idx45, idx67, shl, shr, m0F, m30);
+            Vector512<int> sum = HalfAvx512(x, x + Q6_KFormat.QhOffset, q8, sc, idx01, idx23, shl, shr, m0F, m30);
+            sum += HalfAvx512(x + 64, x + Q6_KFormat.QhOffset + 32, q8 + 128, sc, idx45, idx67, shl, shr, m0F, m30);
             Vector256<int> sum8 = sum.GetLower() + sum.GetUpper() - (offset << 5);
             float d = HalfBits.ToFloat(*(ushort*)(x + Q6_KFormat.DOffset)) * *(float*)y;
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sum8.ToVector512Unsafe()), Vector512.Create(d), acc);

@@ -73,9 +73,10 @@ public static unsafe class Q8_0x8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void BlockStep(byte* g, byte* y, int k, ref Vector256<int> s0, ref Vector256<int> s1)
     {
-        byte* v = g + QuantsOffset + 32 * k, q = y + Q8_0Format.QsOffset + 4 * k;
-        s0 = AvxVnni.MultiplyWideningAndAdd(s0, Vector256.Load(v), Vector256.Create(*(int*)q).AsSByte());
-        s1 = AvxVnni.MultiplyWideningAndAdd(s1, Vector256.Load(v + 32), Vector256.Create(*(int*)(q + 4)).AsSByte());
+        s0 = AvxVnni.MultiplyWideningAndAdd(s0, Vector256.Load(g + QuantsOffset + 32 * k),
+            Vector256.Create(*(int*)(y + Q8_0Format.QsOffset + 4 * k)).AsSByte());
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, Vector256.Load(g + (QuantsOffset + 32) + 32 * k),
+            Vector256.Create(*(int*)(y + (Q8_0Format.QsOffset + 4) + 4 * k)).AsSByte());
     }
 
     /// <summary>8 rows of the group · 4 activation rows with block sums → result[c * 8 + r].</summary>
