@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Backend;
@@ -56,7 +57,7 @@ public unsafe class MatMulTests
         for (int r = 0; r < rows; r++)
         {
             for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
-            QuantKernels.Quantize(type, row, weights.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            RowCodec.Quantize(type, row, weights.AsSpan((int)(r * rowBytes), (int)rowBytes));
         }
         var x = new float[tokens * cols];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);

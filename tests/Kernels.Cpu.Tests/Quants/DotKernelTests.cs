@@ -1,4 +1,5 @@
 using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
@@ -226,7 +227,7 @@ public unsafe class DotKernelTests
                 Array.Fill(w, (ushort)h);
                 Array.Clear(a);
                 a[h % 16] = 1.0f;
-                float expected = Fp16.ToFloatRef((ushort)h);
+                float expected = HalfBits.ToFloatRef((ushort)h);
                 if (float.IsInfinity(expected)) Array.Fill(a, 1.0f);
                 float got = k.Dot(16, (byte*)pw, (byte*)pa);
                 Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(got) || (expected == 0 && got == 0),

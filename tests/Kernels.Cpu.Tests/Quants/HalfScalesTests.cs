@@ -1,5 +1,6 @@
 using System.Runtime.Intrinsics;
 using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
 
@@ -21,7 +22,7 @@ public unsafe class HalfScalesTests
                 (HalfScales.Load8Scaled(h + i) * HalfScales.Unbias).Store(o);
                 for (int e = 0; e < 8; e++)
                 {
-                    float expected = Fp16.ToFloatRef((ushort)(i + e));
+                    float expected = HalfBits.ToFloatRef((ushort)(i + e));
                     if (float.IsNaN(expected)) Assert.True(float.IsNaN(lane[e]), $"half 0x{i + e:X4}: {lane[e]}, expected NaN");
                     else Assert.True(BitConverter.SingleToUInt32Bits(expected) == BitConverter.SingleToUInt32Bits(lane[e]),
                         $"half 0x{i + e:X4}: {lane[e]} vs {expected}");
@@ -41,12 +42,12 @@ public unsafe class HalfScalesTests
         {
             for (int e = 0; e < 8; e++) h[e] = (ushort)rnd.Next(0, 0x7C00); // finite, positive (sign is a bit flip either way)
             ushort yh = (ushort)rnd.Next(0, 0x7C00);
-            float y = Fp16.ToFloatRef(yh);
+            float y = HalfBits.ToFloatRef(yh);
             fixed (ushort* ph = h)
             fixed (float* o = lane)
                 (HalfScales.Load8Scaled(ph) * (y * HalfScales.Unbias)).Store(o);
             for (int e = 0; e < 8; e++)
-                Assert.Equal(BitConverter.SingleToUInt32Bits(Fp16.ToFloatRef(h[e]) * y), BitConverter.SingleToUInt32Bits(lane[e]));
+                Assert.Equal(BitConverter.SingleToUInt32Bits(HalfBits.ToFloatRef(h[e]) * y), BitConverter.SingleToUInt32Bits(lane[e]));
         }
     }
 }
