@@ -18,6 +18,9 @@ public sealed class GrammarMatcher
         _key = constraint.StartKey;
     }
 
+    /// <summary>An independent matcher at the same position (to try a token without moving this one).</summary>
+    public GrammarMatcher Clone() => new(_constraint) { _key = _key };
+
     public GrammarConstraint Constraint => _constraint;
 
     /// <summary>Back to the start of the grammar (a new reply).</summary>

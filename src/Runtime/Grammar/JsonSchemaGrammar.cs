@@ -203,6 +203,7 @@ internal sealed partial class JsonSchemaConverter(JsonElement root)
         var kept = values.Where(v => types.Count == 0 || types.Any(t => HasType(v, t))).ToList();
         if (kept.Count == 0) throw Error(keyword, path, "no value has the schema's type");
         var literals = kept.Select(v => GbnfText.Literal(GbnfText.CompactJson(v))).Distinct();
+        BuiltIn("space");
         return AddRule(name, "(" + string.Join(" | ", literals) + ") space");
     }
 

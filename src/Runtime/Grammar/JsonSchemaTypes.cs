@@ -75,6 +75,7 @@ internal sealed partial class JsonSchemaConverter
     {
         Unsupported(schema, path, "maxProperties", "patternProperties", "propertyNames", "dependentRequired", "dependentSchemas",
             "dependencies", "unevaluatedProperties");
+        BuiltIn("space");
         var props = new List<(string Name, JsonElement Schema)>();
         if (schema.TryGetProperty("properties", out var properties))
         {
@@ -144,7 +145,8 @@ internal sealed partial class JsonSchemaConverter
         if (required) return taken;
         if (rest.TryGetValue((i, first), out var known)) return known;
         string skipped = Members(kvs, extra, i + 1, first, prefix, rest);
-        string rule = AddRule($"{prefix}rest-{i}{(first ? "-first" : "")}", skipped.Length == 0 ? $"{taken} |" : $"{taken} | {skipped}");
+        // (an empty alternative is written as '?': a line ending in '|' would continue on the next line)
+        string rule = AddRule($"{prefix}rest-{i}{(first ? "-first" : "")}", skipped.Length == 0 ? $"({taken})?" : $"{taken} | {skipped}");
         rest[(i, first)] = rule;
         return rule;
     }
