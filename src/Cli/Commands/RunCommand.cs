@@ -14,9 +14,11 @@ internal static class RunCommand
         int nPredict = a.Int(128, "-n", "--n-predict");
         bool ignoreEos = a.Flag("--ignore-eos");
         var sampling = SamplingArgs.Parse(a);
+        var grammar = GrammarArgs.Parse(a);
         var modelArgs = LoadedModel.ReadArgs(a);
         a.EnsureAllUsed();
         using var m = LoadedModel.Load(modelArgs, stderr);
+        sampling = GrammarArgs.Bind(sampling, grammar, m.Tokenizer);
 
         var tok = m.Tokenizer;
         int[] input = tok.Encode(prompt, addSpecial: true, parseSpecial: true);
