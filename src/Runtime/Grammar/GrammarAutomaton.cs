@@ -40,6 +40,11 @@ internal sealed class GrammarAutomaton
         public readonly bool CanEnd = stacks.Length > 0 && stacks[0] == 0;
         public int[]? Ascii;                  // (128): next state, Dead, or Unknown
         public Dictionary<int, int>? Other;   // code point >= 128 -> next state or Dead
+
+        // Which stacks accept a character decides where it leads, so characters that the same stacks accept share
+        // one computed transition (bit i: stack i accepts); a class like [^"\\] then costs one computation, not one
+        // per distinct character of the vocabulary.
+        public Dictionary<ulong, int>? BySignature;
     }
 
     public GrammarAutomaton(GbnfGrammar grammar)
@@ -155,11 +160,31 @@ internal sealed class GrammarAutomaton
 
     private int Compute(State s, int cp)
     {
+        var stacks = s.Stacks;
+        if (stacks.Length > 64) return Advance(s, cp, ulong.MaxValue);
+        ulong signature = 0;
+        for (int i = 0; i < stacks.Length; i++)
+            if (stacks[i] != 0 && _sets[_el[_pos[stacks[i]]].Value].Contains(cp)) signature |= 1UL << i;
+        if (signature == 0) return Dead;
+        s.BySignature ??= [];
+        if (!s.BySignature.TryGetValue(signature, out int next))
+        {
+            next = Advance(s, cp, signature);
+            s.BySignature[signature] = next;
+        }
+        return next;
+    }
+
+    /// <summary>Moves every stack that accepts <paramref name="cp"/> (among those in <paramref name="signature"/>) past its character.</summary>
+    private int Advance(State s, int cp, ulong signature)
+    {
         _next.Clear();
         _seen.Clear();
-        foreach (int stack in s.Stacks)
+        var stacks = s.Stacks;
+        for (int i = 0; i < stacks.Length; i++)
         {
-            if (stack == 0) continue;
+            int stack = stacks[i];
+            if (stack == 0 || i < 64 && (signature >> i & 1) == 0) continue;
             int p = _pos[stack];
             if (!_sets[_el[p].Value].Contains(cp)) continue;
             int parent = _parent[stack];
