@@ -1,9 +1,9 @@
 using Infer.Cli.Commands;
+using Infer.Hub;
 using Infer.Runtime;
 using Infer.Runtime.Grammar;
-using Infer.Runtime.Hub;
 using Infer.Runtime.Model;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 
 namespace Infer.Cli;
 

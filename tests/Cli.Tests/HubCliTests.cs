@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text;
-using Infer.Runtime.Tests.Hub;
+using Infer.Hub.Tests;
 using Infer.Tests;
 
 namespace Infer.Cli.Tests;
