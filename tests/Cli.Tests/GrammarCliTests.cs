@@ -3,7 +3,9 @@ using Infer.Tests;
 
 namespace Infer.Cli.Tests;
 
-/// <summary><c>infer run</c> / <c>chat</c> with <c>--grammar</c>, <c>--grammar-file</c>, <c>-j/--json-schema</c> on a random-weight fixture.</summary>
+/// <summary>
+/// <c>infer run</c> / <c>chat</c> with <c>--grammar</c>, <c>--grammar-file</c>, <c>-j/--json-schema</c> on a random-weight fixture.
+/// </summary>
 public class GrammarCliTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("infer-grammar-").FullName;
@@ -51,7 +53,8 @@ public class GrammarCliTests : IDisposable
     {
         var o = new StringWriter();
         var e = new StringWriter();
-        int code = Program.Run(["chat", "-m", Model, "-t", "1", "--seed", "5", "--grammar", "root ::= [a-c]{1,4}"], o, e, new StringReader("hi\nagain\n"), interactive: false);
+        string[] args = ["chat", "-m", Model, "-t", "1", "--seed", "5", "--grammar", "root ::= [a-c]{1,4}"];
+        int code = Program.Run(args, o, e, new StringReader("hi\nagain\n"), interactive: false);
         Assert.True(code == 0, e.ToString());
         var lines = o.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(2, lines.Length);
@@ -66,13 +69,15 @@ public class GrammarCliTests : IDisposable
         var (code, stdout, stderr) = Infer("run", "-m", Model, "-p", "x", "--grammar-file", file);
         Assert.Equal(2, code);
         Assert.Equal("", stdout);
-        Assert.Equal($"infer run: --grammar-file {file}: line 2, column 16: unterminated character class (no closing ']' on this line)", stderr.TrimEnd());
+        Assert.Equal($"infer run: --grammar-file {file}: line 2, column 16: unterminated character class (no closing ']' on this line)",
+            stderr.TrimEnd());
         Assert.Single(stderr.TrimEnd().Split('\n'));
     }
 
     [Theory]
     [InlineData(new[] { "--grammar", "root ::= foo" }, "infer run: --grammar: line 1, column 10: undefined rule 'foo'")]
-    [InlineData(new[] { "-j", "{\"type\": \"string\", \"format\": \"email\"}" }, "infer run: --json-schema: #: 'format': 'email' is not supported (supported: date, time, date-time, uuid)")]
+    [InlineData(new[] { "-j", "{\"type\": \"string\", \"format\": \"email\"}" },
+        "infer run: --json-schema: #: 'format': 'email' is not supported (supported: date, time, date-time, uuid)")]
     [InlineData(new[] { "-j", "{\"type\": " }, "infer run: --json-schema: the JSON schema is not valid JSON")]
     [InlineData(new[] { "--grammar", "root ::= \"a\"", "-j", "{}" }, "infer run: --grammar and --json-schema cannot be used together")]
     public void BadGrammarOptionsAreUsageErrors(string[] options, string message)

@@ -155,7 +155,8 @@ internal static class JsonSchemaValidator
         return a.ValueKind switch
         {
             JsonValueKind.String => a.GetString() == b.GetString(),
-            JsonValueKind.Array => a.GetArrayLength() == b.GetArrayLength() && a.EnumerateArray().Zip(b.EnumerateArray()).All(p => JsonEquals(p.First, p.Second)),
+            JsonValueKind.Array => a.GetArrayLength() == b.GetArrayLength()
+                && a.EnumerateArray().Zip(b.EnumerateArray()).All(p => JsonEquals(p.First, p.Second)),
             JsonValueKind.Object => a.EnumerateObject().Count() == b.EnumerateObject().Count()
                 && a.EnumerateObject().All(p => b.TryGetProperty(p.Name, out var q) && JsonEquals(p.Value, q)),
             _ => true,

@@ -225,7 +225,10 @@ internal sealed class JsonPattern
     private static readonly CharSet Digit = CharSet.FromRanges([('0', '9')], false);
     private static readonly CharSet Word = CharSet.FromRanges([('0', '9'), ('A', 'Z'), ('a', 'z'), ('_', '_')], false);
     private static readonly (int, int)[] SpaceRanges =
-        [(9, 13), (' ', ' '), (0xA0, 0xA0), (0x1680, 0x1680), (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000), (0xFEFF, 0xFEFF)];
+    [
+        (9, 13), (' ', ' '), (0xA0, 0xA0), (0x1680, 0x1680), (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F),
+        (0x3000, 0x3000), (0xFEFF, 0xFEFF),
+    ];
 
     /// <summary>An escape: a class (\d \w \s and negations; returned) or one character (in <paramref name="single"/>).</summary>
     private CharSet? Escape(bool inClass, out int single)

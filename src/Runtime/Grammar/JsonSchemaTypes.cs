@@ -23,7 +23,10 @@ internal sealed partial class JsonSchemaConverter
     };
 
     private static readonly HashSet<string> ArrayKeywords = new(StringComparer.Ordinal)
-        { "items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains", "minContains", "maxContains", "additionalItems", "unevaluatedItems" };
+    {
+        "items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains", "minContains", "maxContains", "additionalItems",
+        "unevaluatedItems",
+    };
 
     private static readonly HashSet<string> StringKeywords = new(StringComparer.Ordinal)
         { "minLength", "maxLength", "pattern", "format", "contentEncoding", "contentMediaType", "contentSchema" };
@@ -272,7 +275,8 @@ internal sealed partial class JsonSchemaConverter
         if (!lengths) return BuiltIn("string");
         int lo = minLength ?? 0;
         if (maxLength < lo) throw Error("minLength", path, $"no string is at least {lo} and at most {maxLength} characters long");
-        if (Math.Max(lo, maxLength ?? 0) > GbnfParser.MaxRepetition) throw Error(maxLength > lo ? "maxLength" : "minLength", path, "too long to express");
+        if (Math.Max(lo, maxLength ?? 0) > GbnfParser.MaxRepetition)
+            throw Error(maxLength > lo ? "maxLength" : "minLength", path, "too long to express");
         BuiltIn("char");
         BuiltIn("space");
         string count = maxLength is int hi ? (hi == lo ? $"{{{lo}}}" : $"{{{lo},{hi}}}") : $"{{{lo},}}";

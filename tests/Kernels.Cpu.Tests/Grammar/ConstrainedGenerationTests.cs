@@ -175,7 +175,8 @@ public abstract class ConstrainedGenerationTests(string model, ITestOutputHelper
             if (seed < 3) output.WriteLine($"seed {seed}: {shown}");
         }
         var (masks, states) = constraint.CacheStatistics;
-        output.WriteLine($"{model}: {Generations} generations, {tokens} tokens (longest {longest}) in {sw.Elapsed.TotalSeconds:F1} s; {masks} cached masks, {states} states");
+        output.WriteLine($"{model}: {Generations} generations, {tokens} tokens (longest {longest}) in {sw.Elapsed.TotalSeconds:F1} s; "
+            + $"{masks} cached masks, {states} states");
     }
 
     [Theory]

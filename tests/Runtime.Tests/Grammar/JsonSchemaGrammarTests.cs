@@ -44,7 +44,8 @@ public class JsonSchemaGrammarTests
         foreach (char c in s)
         {
             if (c is '"' or '\\') sb.Append('\\').Append(c);
-            else if (c is '\b' or '\f' or '\n' or '\r' or '\t') sb.Append(c switch { '\b' => "\\b", '\f' => "\\f", '\n' => "\\n", '\r' => "\\r", _ => "\\t" });
+            else if (c is '\b' or '\f' or '\n' or '\r' or '\t')
+                sb.Append(c switch { '\b' => "\\b", '\f' => "\\f", '\n' => "\\n", '\r' => "\\r", _ => "\\t" });
             else if (c < 0x20) sb.Append($"\\u{(int)c:x4}");
             else sb.Append(c);
         }
@@ -81,7 +82,8 @@ public class JsonSchemaGrammarTests
     [Fact]
     public void RequiredPropertiesNotDeclaredTakeTheAdditionalSchema()
     {
-        Check("""{"required": ["id"], "additionalProperties": {"type": "integer"}}""", ["{\"id\":1}", "{\"id\":1,\"x\":2}"], ["{}", "{\"id\":\"x\"}"]);
+        Check("""{"required": ["id"], "additionalProperties": {"type": "integer"}}""",
+            ["{\"id\":1}", "{\"id\":1,\"x\":2}"], ["{}", "{\"id\":\"x\"}"]);
     }
 
     [Fact]
