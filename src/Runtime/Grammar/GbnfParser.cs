@@ -30,6 +30,9 @@ internal sealed class GbnfParser
     /// <summary>Largest grammar after repetitions are expanded, in elements.</summary>
     public const int MaxElements = 4_000_000;
 
+    /// <summary>Deepest nesting of groups (the parser recurses per group; a hostile grammar must not overflow the stack).</summary>
+    public const int MaxNesting = 500;
+
     internal sealed class RuleDef(string name, int position, bool generated)
     {
         public string Name { get; } = name;
@@ -45,6 +48,7 @@ internal sealed class GbnfParser
     private readonly string _s;
     private int _p;
     private int _elements;
+    private int _depth;
     private readonly List<RuleDef> _rules = [];
     private readonly Dictionary<string, int> _ids = new(StringComparer.Ordinal);
     private readonly List<CharSet> _sets = [];
@@ -214,9 +218,11 @@ internal sealed class GbnfParser
             else if (c == '(')
             {
                 _p++;
+                if (++_depth > MaxNesting) throw Error(at, $"groups are nested more than {MaxNesting} deep");
                 SkipSpace(newlines: true);
                 var (group, groupId) = NewGeneratedRule(rule, at);
                 group.Alternatives = ParseAlternates(rule, nested: true);
+                _depth--;
                 if (Peek != ')')
                 {
                     var (line, column) = LineColumn(_s, at);

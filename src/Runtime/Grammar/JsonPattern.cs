@@ -16,6 +16,7 @@ internal sealed class JsonPattern
     private readonly Func<string, Exception> _error;
     private readonly Func<string, string, string> _addRule;
     private int _i;
+    private int _depth;
 
     /// <summary>What one item of a sequence matches: a single literal character (merged with its neighbours) or an expression.</summary>
     private readonly record struct Item(int Char, string? Expr);
@@ -86,6 +87,7 @@ internal sealed class JsonPattern
             case '(':
             {
                 _i++;
+                if (++_depth > GbnfParser.MaxNesting) throw Error($"groups are nested more than {GbnfParser.MaxNesting} deep");
                 if (Eat('?'))
                 {
                     if (Eat(':')) { }
@@ -105,6 +107,7 @@ internal sealed class JsonPattern
                     if (!Eat(')')) throw Error("missing ')'");
                     break;
                 }
+                _depth--;
                 return new Item(-1, "(" + string.Join(" | ", alternatives) + ")");
             }
             case '[':

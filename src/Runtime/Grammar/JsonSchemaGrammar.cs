@@ -55,6 +55,10 @@ internal sealed partial class JsonSchemaConverter(JsonElement root)
     private readonly Dictionary<string, string?> _rules = new(StringComparer.Ordinal); // null: reserved, body pending
     private readonly HashSet<string> _builtIns = [];
     private readonly Dictionary<string, string> _refRules = new(StringComparer.Ordinal);
+    private int _depth;
+
+    /// <summary>Deepest nesting of schemas, references included (the visit recurses; a hostile schema must not overflow the stack).</summary>
+    private const int MaxDepth = 300;
 
     public string Format(string rootRule)
     {
@@ -123,6 +127,13 @@ internal sealed partial class JsonSchemaConverter(JsonElement root)
 
     /// <summary>A rule matching the values <paramref name="schema"/> accepts, each followed by optional whitespace.</summary>
     public string Visit(JsonElement schema, string name, string path)
+    {
+        if (++_depth > MaxDepth) throw Error("$ref", path, $"schemas are nested more than {MaxDepth} deep");
+        try { return VisitSchema(schema, name, path); }
+        finally { _depth--; }
+    }
+
+    private string VisitSchema(JsonElement schema, string name, string path)
     {
         if (schema.ValueKind == JsonValueKind.True) return BuiltIn("value");
         if (schema.ValueKind == JsonValueKind.False) throw Error("false", path, "the schema false accepts no value");

@@ -195,4 +195,21 @@ public class GbnfParserTests
         // an unreachable one is harmless
         Assert.True(GbnfGrammar.Parse("root ::= \"a\"\nloop ::= \"c\" loop").IsMatch("a"));
     }
+
+    [Fact]
+    public void HostileNestingIsAnErrorNotAStackOverflow()
+    {
+        string deep = "root ::= " + new string('(', 100_000) + "\"a\"" + new string(')', 100_000);
+        var e = Assert.Throws<GrammarException>(() => GbnfGrammar.Parse(deep));
+        Assert.Contains("nested more than", e.Message);
+        Assert.True(GbnfGrammar.Parse("root ::= " + new string('(', 400) + "\"a\"" + new string(')', 400)).IsMatch("a"));
+        var j = Assert.Throws<JsonSchemaException>(() => JsonSchemaGrammar.Convert(
+            "{\"type\": \"string\", \"pattern\": \"^" + new string('(', 50_000) + new string(')', 50_000) + "$\"}"));
+        Assert.Contains("nested more than", j.Message);
+        // a chain of 2000 references, each to the next
+        var defs = string.Join(", ", Enumerable.Range(0, 2000).Select(i => $"\"d{i}\": {{\"$ref\": \"#/$defs/d{i + 1}\"}}"));
+        string chain = $"{{\"$defs\": {{{defs}, \"d2000\": {{}}}}, \"$ref\": \"#/$defs/d0\"}}";
+        j = Assert.Throws<JsonSchemaException>(() => JsonSchemaGrammar.Convert(chain));
+        Assert.Contains("nested more than", j.Message);
+    }
 }
