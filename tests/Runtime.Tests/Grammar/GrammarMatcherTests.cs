@@ -222,4 +222,26 @@ public class GrammarMatcherTests
         for (int i = 0; i < 50; i++) Run();
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
+
+    [Fact]
+    public void MatchersOnManyThreadsShareOneConstraint()
+    {
+        var constraint = GrammarConstraint.Create(GbnfGrammar.Parse("root ::= (\"{\" [ab]{0,30} \"\\\"\" \"x\"?)+"), Vocab, maskCacheBytes: 64);
+        int[] text = [3, 0, 2, 1, 0, 4, 10, 3, 2, 2, 2, 1, 4, 3, 4, 10];
+        int[][] Walk()
+        {
+            var m = constraint.CreateMatcher();
+            var seen = new List<int[]>();
+            foreach (int t in text)
+            {
+                seen.Add(Allowed(m));
+                m.Accept(t);
+            }
+            return [.. seen];
+        }
+        var expected = Walk();
+        var results = new int[8][][];
+        Parallel.For(0, results.Length, i => { for (int r = 0; r < 20; r++) results[i] = Walk(); });
+        foreach (var r in results) Assert.Equal(expected, r);
+    }
 }
