@@ -20,6 +20,7 @@ internal static class ChatCommand
         string overflow = a.String("--ctx-overflow") ?? "stop";
         int maxReply = a.Int(-1, "-n", "--n-predict");
         var sampling = SamplingArgs.Parse(a);
+        var grammar = GrammarArgs.Parse(a);
         var modelArgs = ModelArgs.Read(a);
         a.EnsureAllUsed();
         var policy = overflow switch
@@ -34,6 +35,7 @@ internal static class ChatCommand
         LoadBar? bar = interactive ? new LoadBar(stderr) : null;
         using var m = modelArgs.Load(stderr, bar);
         bar?.Done();
+        sampling = GrammarArgs.Bind(sampling, grammar, m.Tokenizer);
 
         if (templateText is null && m.TemplateText is null)
             stderr.WriteLine("warning: the model has no chat template; using a plain 'User:/Assistant:' fallback (--chat-template-file FILE to set one)");

@@ -13,9 +13,11 @@ internal static class RunCommand
         int nPredict = a.Int(128, "-n", "--n-predict");
         bool ignoreEos = a.Flag("--ignore-eos");
         var sampling = SamplingArgs.Parse(a);
+        var grammar = GrammarArgs.Parse(a);
         var modelArgs = ModelArgs.Read(a);
         a.EnsureAllUsed();
         using var m = modelArgs.Load(stderr);
+        sampling = GrammarArgs.Bind(sampling, grammar, m.Tokenizer);
 
         var tok = m.Tokenizer;
         int[] input = tok.Encode(prompt, addSpecial: true, parseSpecial: true);
