@@ -53,6 +53,9 @@ internal sealed class AttentionLauncher
 
     public void CreateKvCache(KvCacheConfig config)
     {
+        if (config.KType != KvCacheType.F32 || config.VType != KvCacheType.F32)
+            throw new NotSupportedException($"the GPU backend keeps its KV cache in f32; a {KvCacheTypes.Name(config.KType)}/"
+                + $"{KvCacheTypes.Name(config.VType)} cache (K/V) runs on the CPU backend only");
         if (config.HeadDim > GpuKernels.MaxHeadDim)
             throw new UnsupportedModelException(null, $"head size {config.HeadDim} exceeds the GPU attention kernel's {GpuKernels.MaxHeadDim}");
         d.Release(_kCache);

@@ -104,6 +104,8 @@ public sealed class ProfilingBackend : IBackend
 
     public IActivation Allocate(int rows, int cols) => _inner.Allocate(rows, cols);
 
+    public bool SupportsKvCacheType(KvCacheType type) => _inner.SupportsKvCacheType(type);
+
     public void CreateKvCache(KvCacheConfig config) => _inner.CreateKvCache(config);
 
     public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences)
