@@ -1,16 +1,24 @@
 using Infer.Engine;
 using Infer.Kernels.Gpu;
+using Infer.Runtime.Backend;
 
 namespace Infer.Cli;
 
 /// <summary>The common model options of <c>run</c>, <c>chat</c> and <c>logits</c>, read before anything is loaded.</summary>
-internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers)
+/// <param name="CacheTypeK">-ctk; null: the engine's default (f16 on the CPU, f32 on a GPU).</param>
+/// <param name="CacheTypeV">-ctv; null: the engine's default.</param>
+internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers,
+    KvCacheType? CacheTypeK, KvCacheType? CacheTypeV)
 {
-    /// <summary>-m FILE (or -hf REPO), -t THREADS, -c CONTEXT, -b BATCH, --no-repack, --device, -ngl N.</summary>
+    /// <summary>The spellings of the KV cache type options, as llama.cpp's.</summary>
+    public static readonly string[] CacheTypeKNames = ["-ctk", "--cache-type-k"], CacheTypeVNames = ["-ctv", "--cache-type-v"];
+
+    /// <summary>-m FILE (or -hf REPO), -t THREADS, -c CONTEXT, -b BATCH, --no-repack, --device, -ngl N, -ctk TYPE, -ctv TYPE.</summary>
     public static ModelArgs Read(Args args)
     {
         var m = new ModelArgs(ModelSource.Read(args), args.Int(0, "-t", "--threads"), args.Int(0, "-c", "--ctx-size"),
-            args.Int(512, "-b", "--batch-size"), !args.Flag("--no-repack"), ReadDevice(args), ReadGpuLayers(args));
+            args.Int(512, "-b", "--batch-size"), !args.Flag("--no-repack"), ReadDevice(args), ReadGpuLayers(args),
+            ReadCacheTypes(args, CacheTypeKNames) is [var k] ? k : null, ReadCacheTypes(args, CacheTypeVNames) is [var v] ? v : null);
         if (m.Threads < 0) throw new UsageException("--threads must be positive");
         if (m.Context < 0) throw new UsageException("--ctx-size must be positive");
         if (m.Batch < 1) throw new UsageException("--batch-size must be positive");
@@ -23,6 +31,19 @@ internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, i
         string? device = args.String("--device", "-dev");
         if (device is null) return DeviceRequest.Auto;
         return DeviceRequest.TryParse(device, out var request, out string? error) ? request : throw new UsageException($"--device: {error}");
+    }
+
+    /// <summary>
+    /// A KV cache type option (f32, f16 or q8_0), or a comma list of them where <paramref name="list"/> (bench); empty when absent.
+    /// </summary>
+    public static KvCacheType[] ReadCacheTypes(Args args, string[] names, bool list = false)
+    {
+        string? value = args.String(names);
+        if (value is null) return [];
+        var parts = value.Split(',', StringSplitOptions.TrimEntries);
+        if (parts.Length > 1 && !list) throw new UsageException($"{names[^1]} takes one type, got '{value}'");
+        return parts.Select(p => KvCacheTypes.TryParse(p, out var t) ? t
+            : throw new UsageException($"{names[^1]} must be {string.Join(", ", KvCacheTypes.Names)}, got '{p}'")).ToArray();
     }
 
     /// <summary>
@@ -55,6 +76,8 @@ internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, i
             Repack = Repack,
             Device = Device,
             GpuLayers = GpuLayers,
+            CacheTypeK = CacheTypeK,
+            CacheTypeV = CacheTypeV,
             Progress = progress,
             UploadProgress = bar ? new UploadBar(stderr) : null,
             Log = stderr.WriteLine,

@@ -21,10 +21,11 @@ public static class Program
           template  render a chat template              infer template -m MODEL --messages M.json [--add-generation-prompt]
           devices   list GPUs (CUDA, OpenCL) and the CPU  infer devices
           models    list or remove cached downloads     infer models [--rm OWNER/REPO[:QUANT]]
-          bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-o md|json] [--profile]
+          bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-o md|json|jsonl|csv]
 
         a model is -m FILE or -hf OWNER/REPO[:QUANT] (downloaded from Hugging Face and cached; --hf-file NAME, --revision REV, --offline)
-        common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --device auto|cpu|cuda|opencl[:N]   -ngl, --gpu-layers N   --no-repack   --verbose
+        common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --device auto|cpu|cuda|opencl[:N]   -ngl, --gpu-layers N   --no-repack
+                        -ctk, --cache-type-k / -ctv, --cache-type-v f32|f16|q8_0   --verbose
         run 'infer <command> --help' for a command's options.
         """;
 
@@ -34,12 +35,18 @@ public static class Program
             model:     -m FILE | -hf OWNER/REPO[:QUANT] [--hf-file NAME] [--revision REV] [--offline]
             runtime:   -t THREADS (default: all cores)  -c CONTEXT (default: the model's, at most 4096)  -b BATCH (512)
                        --device auto|cpu|cuda[:N]|opencl[:N]  --no-repack
+                       -ctk, --cache-type-k / -ctv, --cache-type-v f32|f16|q8_0 (KV cache; default f16, f32 on a GPU)
                        -ngl, --gpu-layers N (the first N layers on the GPU, the rest on the CPU; 0: CPU only; default: all)
             sampling:  --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.0 --repeat-last-n 64
                        --frequency-penalty 0 --presence-penalty 0 --seed N   (--temp 0: greedy)
             grammar:   --grammar GBNF | --grammar-file FILE | -j, --json-schema JSON | --json-schema-file FILE
             run:       -p PROMPT  -n TOKENS (128; -1 until the context is full)  --ignore-eos
             chat:      -sys TEXT  -n MAX_REPLY_TOKENS  --chat-template-file FILE  --ctx-overflow stop|shift
+            """,
+        "bench" => """
+            model:     -m FILE | -hf OWNER/REPO[:QUANT]   --device auto|cpu|cuda[:N]|opencl[:N]  -ngl N  --no-repack
+            tests:     -p 512  -n 128  -d 0  -t N  -ctk f16  -ctv f16 (each a comma list: every combination runs in turn)
+                       -r 5 (repetitions)  -o md|json|jsonl|csv  --profile (time per operation)  --no-bandwidth
             """,
         _ => "",
     };
@@ -77,7 +84,8 @@ public static class Program
                 "tokenize" => TokenizeCommand.Execute(rest, stdout, stderr),
                 "info" => InfoCommand.Execute(rest, stdout, stderr),
                 "bench" => BenchCommand.Execute(rest, stdout, stderr),
-                "chat" => ChatCommand.Execute(rest, stdout, stderr, stdin ?? Console.In, interactive ?? (!Console.IsInputRedirected && !Console.IsOutputRedirected)),
+                "chat" => ChatCommand.Execute(rest, stdout, stderr, stdin ?? Console.In,
+                    interactive ?? (!Console.IsInputRedirected && !Console.IsOutputRedirected)),
                 "template" => TemplateCommand.Execute(rest, stdout, stderr),
                 "models" => ModelsCommand.Execute(rest, stdout, stderr),
                 "devices" => DevicesCommand.Execute(rest, stdout, stderr),
@@ -95,7 +103,8 @@ public static class Program
             return 130;
         }
         catch (Exception e) when (e is ModelFormatException or ContextFullException or IOException or UnauthorizedAccessException or ArgumentException
-                                   or InvalidDataException or NotSupportedException or TemplateException or HubException or System.Text.Json.JsonException
+                                   or InvalidDataException or NotSupportedException or TemplateException or HubException
+                                   or System.Text.Json.JsonException
                                    or GrammarException)
         {
             stderr.WriteLine($"infer {command}: error: {e.Message}");

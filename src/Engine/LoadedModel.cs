@@ -1,3 +1,4 @@
+using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
@@ -53,10 +54,19 @@ public sealed class LoadedModel : IDisposable
             int layers = ModelConfig.FromGguf(file).BlockCount;
             var backends = BackendSet.Create(
                 options.Device, options.GpuLayers, layers, options.Threads, options.BatchSize, options.Repack, options.Log);
+            CheckCacheTypes(options, backends);
             var progress = backends.Gpu is not null ? Both(options.Progress, options.UploadProgress) : options.Progress;
-            model = backends.Load(file, new ModelOptions(options.ContextLength, options.BatchSize, options.Sequences), progress);
+            model = backends.Load(file, new ModelOptions(options.ContextLength, options.BatchSize, options.Sequences,
+                options.CacheTypeK, options.CacheTypeV), progress);
             if (backends.Gpu is not null)
+            {
                 options.Log?.Invoke($"offloaded {Math.Min(backends.GpuLayers, layers)}/{layers} layers: {model.DescribePlacement()}");
+                bool defaulted = model.Placement.Any(r => r.Backend == backends.Gpu
+                    && ((options.CacheTypeK is null && r.KType != KvCacheTypes.Default)
+                        || (options.CacheTypeV is null && r.VType != KvCacheTypes.Default)));
+                if (defaulted)
+                    options.Log?.Invoke($"the GPU backend keeps its KV cache in f32 (f16 and q8_0 caches are CPU-only): {model.DescribeKvCache()}");
+            }
             return new LoadedModel(file, tokenizer, model);
         }
         catch
@@ -64,6 +74,19 @@ public sealed class LoadedModel : IDisposable
             model?.Dispose();
             file.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>An explicit cache type the GPU cannot keep fails here, before any weight is uploaded.</summary>
+    private static void CheckCacheTypes(ModelLoadOptions options, BackendSet backends)
+    {
+        if (backends.Gpu is not { } gpu) return;
+        foreach (var (type, what) in new[] { (options.CacheTypeK, "K"), (options.CacheTypeV, "V") })
+        {
+            if (type is not { } t || gpu.SupportsKvCacheType(t)) continue;
+            backends.Dispose();
+            throw new NotSupportedException($"the GPU backend keeps its KV cache in f32; a {KvCacheTypes.Name(t)} {what} cache runs on the CPU "
+                + "backend only (device cpu, or no GPU layers)");
         }
     }
 

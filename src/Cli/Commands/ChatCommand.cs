@@ -38,14 +38,16 @@ internal static class ChatCommand
         sampling = GrammarArgs.Bind(sampling, grammar, m.Tokenizer);
 
         if (templateText is null && m.TemplateText is null)
-            stderr.WriteLine("warning: the model has no chat template; using a plain 'User:/Assistant:' fallback (--chat-template-file FILE to set one)");
+            stderr.WriteLine("warning: the model has no chat template; using a plain 'User:/Assistant:' fallback "
+                + "(--chat-template-file FILE to set one)");
         var template = templateText is null ? m.Template : ChatTemplate.Parse(templateText);
         var chat = m.CreateChat(sampling, system, template, policy, maxReply);
 
         if (interactive)
         {
             var c = m.Config;
-            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {InfoCommand.FormatCount(m.File.Tensors.Sum(t => t.ElementCount))} parameters, {c.BlockCount} layers, context {m.Model.ContextLength}, {m.Model.DescribePlacement()}");
+            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {InfoCommand.FormatCount(m.File.Tensors.Sum(t => t.ElementCount))} "
+                + $"parameters, {c.BlockCount} layers, context {m.Model.ContextLength}, {m.Model.DescribePlacement()}, {m.Model.DescribeKvCache()}");
             stderr.WriteLine("commands: /exit, /reset, /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
         }
 
@@ -121,7 +123,8 @@ internal static class ChatCommand
             if (reply.StopReason == "cancelled") stderr.WriteLine("[interrupted]");
             if (reply.StopReason == "context") stderr.WriteLine("[context full: the reply was cut; /reset or --ctx-overflow shift]");
             if (interactive)
-                stderr.WriteLine($"[{reply.PromptTokens} prompt tokens, {reply.GeneratedTokens} tokens, {reply.GenerationTokensPerSecond:F1} tokens/s]");
+                stderr.WriteLine(
+                    $"[{reply.PromptTokens} prompt tokens, {reply.GeneratedTokens} tokens, {reply.GenerationTokensPerSecond:F1} tokens/s]");
         }
         return 0;
     }
