@@ -76,7 +76,7 @@ public sealed unsafe class CpuBackend : IBackend
         if (!QuantKernels.IsSupported(tensor.Type))
             throw new UnsupportedModelException(null,
                 $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which this runtime does not support yet");
-        return _weights.Bind(tensor.Name, tensor.Type, checked((int)tensor.RowCount), checked((int)tensor.RowLength), tensor.Data);
+        return _weights.Bind(tensor.Name, tensor.Type, checked((int)tensor.RowCount), checked((int)tensor.RowLength), tensor.Data, mapped: true);
     }
 
     /// <summary>A matrix weight over caller-owned memory (rows x row bytes of <paramref name="type"/>), for benchmarks and tests.</summary>

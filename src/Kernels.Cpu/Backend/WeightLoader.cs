@@ -6,7 +6,9 @@ namespace Infer.Kernels.Cpu.Backend;
 
 /// <summary>
 /// Binds weights to their kernels: matrices stay where they are (the memory map); vectors are widened to float32; weights whose
-/// type has interleaved 8-row kernels on this CPU are copied into that layout (in parallel over row groups).
+/// type has interleaved 8-row kernels on this CPU are copied into that layout (in parallel over row groups), and the mapped rows
+/// they were copied from are then released from this process (the page cache keeps them; the embedding lookup reads the few
+/// rows it needs back), so a repacked model is resident once, not twice.
 /// </summary>
 internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool, bool repack)
 {
@@ -18,7 +20,8 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
     /// <summary>Bytes of weights copied into repacked layout so far.</summary>
     public long RepackedBytes { get; private set; }
 
-    public CpuWeight Bind(string name, GgmlType type, int rows, int cols, byte* data)
+    /// <param name="mapped">data is a read-only file mapping (its pages may be released once repacked), not caller memory.</param>
+    public CpuWeight Bind(string name, GgmlType type, int rows, int cols, byte* data, bool mapped = false)
     {
         var kernel = QuantKernels.Get(type);
         long rowBytes = kernel.RowBytes(cols);
@@ -41,8 +44,10 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
             _repack.RowBytes = rowBytes;
             _repack.Cols = cols;
             _repack.Groups = repackedRows / g;
+            _repack.Next = 0;
             pool.Run(_repack);
             RepackedBytes += repackedRows * rowBytes;
+            if (mapped) MemoryAdvice.ReleaseMapped(data, repackedRows * rowBytes);
         }
         return new CpuWeight
         {
@@ -51,20 +56,29 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
         };
     }
 
-    /// <summary>Repacks groups of rows into the interleaved layout, groups split across threads.</summary>
+    /// <summary>
+    /// Repacks groups of rows into the interleaved layout, handed out in chunks from a shared counter: a thread that loses its core
+    /// for a while (the tokenizer is built beside the load) delays one chunk, not a fixed share of the tensor.
+    /// </summary>
     private sealed class RepackWork : IParallelWork
     {
+        private const int ChunkGroups = 16;
         public QuantKernel Kernel = null!;
         public byte* Source, Destination;
         public long RowBytes;
         public int Cols, Groups;
+        public int Next;
 
         public void Execute(int thread, int threadCount)
         {
             int g = Kernel.RepackRows;
-            var (start, end) = WorkerPool.Split(Groups, thread, threadCount);
-            for (int i = start; i < end; i++)
-                Kernel.Repack(Source + (long)i * g * RowBytes, (nint)RowBytes, Destination + (long)i * g * RowBytes, Cols);
+            while (true)
+            {
+                int start = (Interlocked.Increment(ref Next) - 1) * ChunkGroups;
+                if (start >= Groups) break;
+                for (int i = start; i < Math.Min(Groups, start + ChunkGroups); i++)
+                    Kernel.Repack(Source + (long)i * g * RowBytes, (nint)RowBytes, Destination + (long)i * g * RowBytes, Cols);
+            }
         }
     }
 }
