@@ -79,6 +79,16 @@ public sealed unsafe class CpuBackend : IBackend
         return _weights.Bind(tensor.Name, tensor.Type, checked((int)tensor.RowCount), checked((int)tensor.RowLength), tensor.Data, mapped: true);
     }
 
+    /// <summary>The table stays in the file's layout (mapped): lookups dequantize single rows, which need no repacked copy.</summary>
+    public IWeight LoadEmbeddingTable(GgufTensor tensor)
+    {
+        if (!QuantKernels.IsSupported(tensor.Type))
+            throw new UnsupportedModelException(null,
+                $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which this runtime does not support yet");
+        return _weights.Bind(tensor.Name, tensor.Type, checked((int)tensor.RowCount), checked((int)tensor.RowLength), tensor.Data,
+            mapped: true, repack: false);
+    }
+
     /// <summary>A matrix weight over caller-owned memory (rows x row bytes of <paramref name="type"/>), for benchmarks and tests.</summary>
     public IWeight CreateWeight(string name, GgmlType type, int rows, int cols, byte* data) => _weights.Bind(name, type, rows, cols, data);
 

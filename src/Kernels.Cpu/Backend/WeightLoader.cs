@@ -21,7 +21,8 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
     public long RepackedBytes { get; private set; }
 
     /// <param name="mapped">data is a read-only file mapping (its pages may be released once repacked), not caller memory.</param>
-    public CpuWeight Bind(string name, GgmlType type, int rows, int cols, byte* data, bool mapped = false)
+    /// <param name="repack">false: never repacked (a table that is only looked up).</param>
+    public CpuWeight Bind(string name, GgmlType type, int rows, int cols, byte* data, bool mapped = false, bool repack = true)
     {
         var kernel = QuantKernels.Get(type);
         long rowBytes = kernel.RowBytes(cols);
@@ -33,7 +34,7 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
         }
         byte* repacked = null;
         int repackedRows = 0;
-        if (Repack && kernel.RepackRows > 0 && rows >= kernel.RepackRows)
+        if (Repack && repack && kernel.RepackRows > 0 && rows >= kernel.RepackRows)
         {
             int g = kernel.RepackRows;
             repackedRows = rows / g * g;
@@ -53,6 +54,8 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
         {
             Name = name, Type = type, Rows = rows, Cols = cols, Data = data, RowBytes = rowBytes, Kernel = kernel,
             Floats = floats, Repacked = repacked, RepackedRows = repackedRows,
+            // rows read only by lookups (a repacked copy does the matmuls, or there are none) leave the process after each read
+            ReleasesMapped = mapped && rows > 1 && (repacked != null || !repack),
         };
     }
 

@@ -108,6 +108,12 @@ public interface IBackend : IDisposable
     /// <summary>Prepares a tensor for use as a matmul weight, an embedding table or a norm/bias vector.</summary>
     IWeight LoadWeight(GgufTensor tensor);
 
+    /// <summary>
+    /// Prepares a table that is only looked up by <see cref="Embed"/>, never multiplied (an untied token embedding): a backend
+    /// can leave out what only matmuls need (the CPU backend's repacked copy).
+    /// </summary>
+    IWeight LoadEmbeddingTable(GgufTensor tensor) => LoadWeight(tensor);
+
     IActivation Allocate(int rows, int cols);
 
     /// <summary>Whether <see cref="CreateKvCache"/> takes caches of <paramref name="type"/> (for K or V).</summary>

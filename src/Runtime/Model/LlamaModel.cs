@@ -97,7 +97,9 @@ public sealed class LlamaModel : IDisposable
                 KType = CacheType(options.CacheTypeK, placement[s].Backend, hd, "K"),
                 VType = CacheType(options.CacheTypeV, placement[s].Backend, hd, "V"),
             };
-        _tokenEmbd = new WeightBinder(file, placement[0].Backend).Matrix("token_embd.weight", config.VocabSize, dim);
+        // the table doubles as the output matrix only when tied and on the last stage's backend too; otherwise it is only looked up
+        bool embdIsOutput = config.TiedOutput && ReferenceEquals(placement[0].Backend, placement[^1].Backend);
+        _tokenEmbd = new WeightBinder(file, placement[0].Backend).Matrix("token_embd.weight", config.VocabSize, dim, lookupOnly: !embdIsOutput);
         _stages = new Stage[placement.Length];
         for (int s = 0; s < placement.Length; s++)
         {
@@ -309,12 +311,13 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Looks tensors up by name, checks their shapes against the config and loads them on the backend.</summary>
     private readonly struct WeightBinder(GgufFile file, IBackend backend)
     {
-        public IWeight Matrix(string name, int rows, int cols)
+        /// <param name="lookupOnly">the matrix is an embedding table that is never multiplied.</param>
+        public IWeight Matrix(string name, int rows, int cols, bool lookupOnly = false)
         {
             var t = Find(name);
             if (t.Dims.Count != 2 || t.Dims[0] != cols || t.Dims[1] != rows)
                 throw new ModelFormatException(file.Path, $"tensor '{name}' has shape {t.ShapeString}, expected [{cols}, {rows}]");
-            return backend.LoadWeight(t);
+            return lookupOnly ? backend.LoadEmbeddingTable(t) : backend.LoadWeight(t);
         }
 
         public IWeight Vector(string name, int length)

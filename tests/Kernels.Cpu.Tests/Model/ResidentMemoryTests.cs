@@ -34,6 +34,46 @@ public class ResidentMemoryTests
         Assert.True(after <= before - embd.ByteSize * 9 / 10, $"{after} bytes of the mapping still resident (before: {before})");
     }
 
+    /// <summary>
+    /// Embedding lookups of a mapped table release what they read (the kernel maps 64 KiB around each faulting row): after 300
+    /// tokens spread over the vocabulary the mapping holds no more than before them. Tied (repacked: the lookups are the only reads
+    /// of the file rows) and untied (the table is never multiplied, so never repacked).
+    /// </summary>
+    [Theory]
+    [InlineData("llama3", "q8_0")]
+    [InlineData("llama2-spm", "q8_0")]
+    public void LookedUpRowsLeaveTheProcess(string name, string type)
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "/proc/self/smaps is Linux's: the resident pages of one mapping cannot be counted here");
+        string path = Path.GetFullPath(Fixtures.Model(name, type));
+        using var file = GgufFile.Open(path);
+        var embd = file.GetTensor("token_embd.weight");
+        using var backend = new CpuBackend(1);
+        using var model = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 320, BatchSize: 64));
+        var session = new Infer.Runtime.Inference.Session(model);
+        session.Append([1]);
+        long before = MappedResidentBytes(path);
+        int vocab = model.VocabSize;
+        session.Append(Enumerable.Range(1, 300).Select(i => (int)(i * 7919L % vocab)).ToArray());
+        long after = MappedResidentBytes(path);
+        // without the release: 300 windows of 64 KiB, most of the table (8.7 MB / 8.2 MB)
+        Assert.True(after - before <= embd.ByteSize / 16, $"the mapping grew by {after - before} bytes over 300 lookups (table: {embd.ByteSize})");
+    }
+
+    /// <summary>An untied token embedding is only looked up: the CPU backend does not repack it.</summary>
+    [Fact]
+    public void UntiedEmbeddingTableIsNotRepacked()
+    {
+        using var file = GgufFile.Open(Fixtures.Model("llama2-spm", "q8_0"));
+        Assert.False(ModelConfig.FromGguf(file).TiedOutput);
+        var embd = file.GetTensor("token_embd.weight");
+        using var backend = new CpuBackend(1);
+        using var model = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 16));
+        Assert.SkipWhen(backend.RepackedBytes == 0, "Q8_0 weights are not repacked on this CPU (no AVX-VNNI): nothing to compare");
+        long q8Matrices = file.Tensors.Where(t => t.Type == GgmlType.Q8_0 && t.Dims.Count == 2).Sum(t => t.ByteSize);
+        Assert.Equal(q8Matrices - embd.ByteSize, backend.RepackedBytes);
+    }
+
     /// <summary>The Rss of every mapping of <paramref name="path"/> in /proc/self/smaps.</summary>
     private static long MappedResidentBytes(string path)
     {
