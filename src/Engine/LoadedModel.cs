@@ -69,7 +69,9 @@ public sealed class LoadedModel : IDisposable
                 if (defaulted)
                     options.Log?.Invoke($"the GPU backend keeps its KV cache in f32 (f16 and q8_0 caches are CPU-only): {model.DescribeKvCache()}");
             }
-            return new LoadedModel(file, tokenizerTask.GetAwaiter().GetResult(), model);
+            var loaded = new LoadedModel(file, tokenizerTask.GetAwaiter().GetResult(), model);
+            ReturnLoadGarbage();
+            return loaded;
         }
         catch (Exception error)
         {
@@ -90,6 +92,12 @@ public sealed class LoadedModel : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// One compacting collection once the model is loaded: parsing a 128k vocabulary and building its tokenizer leave tens of MB of
+    /// temporary strings and lists that the GC would otherwise keep committed (about 20 MB of resident memory for 20 ms).
+    /// </summary>
+    internal static void ReturnLoadGarbage() => GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
 
     /// <summary>An explicit cache type the GPU cannot keep fails here, before any weight is uploaded.</summary>
     private static void CheckCacheTypes(ModelLoadOptions options, BackendSet backends)

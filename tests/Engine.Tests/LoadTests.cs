@@ -2,6 +2,7 @@ using Infer.Kernels.Cpu;
 using Infer.Kernels.Gpu;
 using Infer.Runtime;
 using Infer.Runtime.Backend;
+using Infer.Runtime.Gguf;
 using Infer.Runtime.Sampling;
 using Infer.Tests;
 
@@ -204,6 +205,35 @@ public sealed class LoadTests : IDisposable
             () => LoadedModel.Load(options with { CacheTypeK = KvCacheType.Q8_0, UploadProgress = upload }));
         Assert.Equal("the GPU backend keeps its KV cache in f32; a q8_0 K cache runs on the CPU backend only (device cpu, or no GPU layers)", e.Message);
         Assert.Empty(upload.Values);
+    }
+
+    /// <summary>
+    /// The tokenizer is built beside the weights; a tokenizer error is still the one reported, whether the weights load or fail
+    /// too (as when the tokenizer was read first).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TokenizerErrorsComeFirst(bool weightsFailToo)
+    {
+        string path = Path.Combine(_dir, "bad-tokenizer.gguf");
+        using (var src = GgufFile.Open(Fixtures.Model("llama3", "q8_0")))
+        using (var w = new GgufWriter(path))
+        {
+            foreach (var key in src.MetadataKeys)
+            {
+                var v = src.Metadata[key];
+                w.Add(key, v.Type, key == "tokenizer.ggml.model" ? "bogus" : v.Value);
+            }
+            var tensors = src.Tensors.Where(t => !(weightsFailToo && t.Name == "blk.1.ffn_down.weight")).ToList();
+            foreach (var t in tensors) w.AddTensor(t.Name, t.Type, t.Dims.ToArray());
+            w.WriteHeader();
+            foreach (var t in tensors) w.WriteTensorData(t.Span);
+            w.Commit();
+        }
+        var e = Assert.Throws<UnsupportedModelException>(() => LoadedModel.Load(new ModelLoadOptions(path) { GpuLayers = 0, Threads = 2 }));
+        Assert.Contains("'tokenizer.ggml.model' is 'bogus'", e.Message);
+        File.Delete(path); // the file was closed: the mapping is gone
     }
 
     [Fact]

@@ -48,6 +48,7 @@ internal static class BenchCommand
                         CacheTypeK: typeK, CacheTypeV: typeV);
                     long loadStart = Stopwatch.GetTimestamp();
                     using var model = backends.Load(file, options);
+                    GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true); // as LoadedModel.Load
                     report.Loaded(model, backends.Gpu, cpu, Stopwatch.GetElapsedTime(loadStart), ProcessMemory.Read());
                     // With a split model the CPU's bandwidth is not the bound of the whole token.
                     if (!o.NoBandwidth && cpu is not null && backends.Gpu is null && !bandwidths.ContainsKey(cpu.ThreadCount))
