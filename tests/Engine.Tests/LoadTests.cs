@@ -203,7 +203,8 @@ public sealed class LoadTests : IDisposable
         var upload = new Recorder();
         var e = Assert.Throws<NotSupportedException>(
             () => LoadedModel.Load(options with { CacheTypeK = KvCacheType.Q8_0, UploadProgress = upload }));
-        Assert.Equal("the GPU backend keeps its KV cache in f32; a q8_0 K cache runs on the CPU backend only (device cpu, or no GPU layers)", e.Message);
+        Assert.Equal("the GPU backend keeps its KV cache in f32; a q8_0 K cache runs on the CPU backend only (device cpu, or no GPU layers)",
+            e.Message);
         Assert.Empty(upload.Values);
     }
 
