@@ -23,13 +23,13 @@ public class ResidentMemoryTests
         {
             for (long i = 0; i < embd.ByteSize; i += 4096) sum += embd.Data[i]; // every page of the table resident
         }
-        long before = MappedResidentBytes(path);
+        long before = MappedResidentBytes(path, embd);
         Assert.True(before >= embd.ByteSize * 9 / 10, $"{before} bytes of the mapping resident after reading {embd.ByteSize} ({sum})");
 
         using var backend = new CpuBackend(1);
         using var model = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 16));
         Assert.SkipWhen(backend.RepackedBytes < embd.ByteSize, "Q8_0 weights are not repacked on this CPU (no AVX-VNNI): nothing to release");
-        long after = MappedResidentBytes(path);
+        long after = MappedResidentBytes(path, embd);
         // all but the pages at the edges of the released ranges (and the file's other tensors: norms, 2 x 64 floats per layer)
         Assert.True(after <= before - embd.ByteSize * 9 / 10, $"{after} bytes of the mapping still resident (before: {before})");
     }
@@ -52,10 +52,10 @@ public class ResidentMemoryTests
         using var model = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 320, BatchSize: 64));
         var session = new Infer.Runtime.Inference.Session(model);
         session.Append([1]);
-        long before = MappedResidentBytes(path);
+        long before = MappedResidentBytes(path, embd);
         int vocab = model.VocabSize;
         session.Append(Enumerable.Range(1, 300).Select(i => (int)(i * 7919L % vocab)).ToArray());
-        long after = MappedResidentBytes(path);
+        long after = MappedResidentBytes(path, embd);
         // without the release: 300 windows of 64 KiB, most of the table (8.7 MB / 8.2 MB)
         Assert.True(after - before <= embd.ByteSize / 16, $"the mapping grew by {after - before} bytes over 300 lookups (table: {embd.ByteSize})");
     }
@@ -74,17 +74,29 @@ public class ResidentMemoryTests
         Assert.Equal(q8Matrices - embd.ByteSize, backend.RepackedBytes);
     }
 
-    /// <summary>The Rss of every mapping of <paramref name="path"/> in /proc/self/smaps.</summary>
-    private static long MappedResidentBytes(string path)
+    /// <summary>
+    /// The Rss in /proc/self/smaps of the mapping of <paramref name="path"/> that holds <paramref name="tensor"/>: this file's one
+    /// mapping (other tests may map the same fixture at the same time).
+    /// </summary>
+    private static unsafe long MappedResidentBytes(string path, GgufTensor tensor)
     {
-        long total = 0;
+        ulong address = (ulong)tensor.Data;
         bool inFile = false;
         foreach (var line in File.ReadLines("/proc/self/smaps"))
         {
             var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (parts.Length > 0 && parts[0].Contains('-') && !parts[0].EndsWith(':')) inFile = line.EndsWith(" " + path, StringComparison.Ordinal);
-            else if (inFile && parts[0] == "Rss:") total += long.Parse(parts[1], CultureInfo.InvariantCulture) * 1024;
+            if (parts.Length > 0 && parts[0].Contains('-') && !parts[0].EndsWith(':'))
+            {
+                var range = parts[0].Split('-');
+                ulong start = ulong.Parse(range[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                ulong end = ulong.Parse(range[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                inFile = line.EndsWith(" " + path, StringComparison.Ordinal) && address >= start && address < end;
+            }
+            else if (inFile && parts[0] == "Rss:")
+            {
+                return long.Parse(parts[1], CultureInfo.InvariantCulture) * 1024;
+            }
         }
-        return total;
+        throw new InvalidOperationException($"no mapping of {path} holds {tensor.Name}");
     }
 }

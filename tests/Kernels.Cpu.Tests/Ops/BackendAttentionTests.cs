@@ -167,6 +167,18 @@ public unsafe class BackendAttentionTests
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
 
+    /// <summary>A q8_0 cache needs whole blocks of 32 along the head: any other head size is refused with a message saying so.</summary>
+    [Fact]
+    public void Q8_0CacheRefusesHeadsThatAreNotWholeBlocks()
+    {
+        using var backend = new CpuBackend(1, 4);
+        var e = Assert.Throws<NotSupportedException>(
+            () => backend.CreateKvCache(new KvCacheConfig(1, 1, 8, 2, 80, KvCacheType.F16, KvCacheType.Q8_0)));
+        Assert.Contains("multiple of 32", e.Message);
+        Assert.Contains("80", e.Message);
+        backend.CreateKvCache(new KvCacheConfig(1, 1, 8, 2, 80, KvCacheType.F16, KvCacheType.F16)); // f16 takes any head size
+    }
+
     /// <summary>Rows of headDim floats as the cache gives them back: stored and read by the scalar reference conversions.</summary>
     private static float[] AsStored(KvCacheType type, float[] rows, int headDim)
     {
