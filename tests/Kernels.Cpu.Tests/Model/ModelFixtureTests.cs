@@ -72,8 +72,8 @@ public class ModelFixtureTests
     }
 
     /// <summary>
-    /// An f16 KV cache (llama.cpp's default) against transformers' float32 logits, BF16 weights: at most 3.1e-3 over the 15
-    /// cases (the keys and values rounded to 11 significant bits), with every greedy token still transformers'.
+    /// An f16 KV cache (llama.cpp's default) against transformers' float32 logits and against our float32 cache, BF16 weights: at
+    /// most 3.1e-3 over the 15 cases (the keys and values rounded to 11 significant bits), with every greedy token still transformers'.
     /// </summary>
     private const double F16CacheLogitTolerance = 5e-3;
 
@@ -89,8 +89,10 @@ public class ModelFixtureTests
     {
         var (logits, greedy) = Run(Fixtures.Model(c.Model, "bf16"), c.InputIds, c.GreedyNewIds.Length,
             kType: KvCacheType.F16, vType: KvCacheType.F16);
-        double diff = MaxAbsDiff(logits, c.LoadLogits());
+        var (f32, _) = Run(Fixtures.Model(c.Model, "bf16"), c.InputIds, 0);
+        double diff = MaxAbsDiff(logits, c.LoadLogits()), fromF32 = MaxAbsDiff(logits, f32);
         Assert.True(diff <= F16CacheLogitTolerance, $"{c}: f16 cache max |dlogit| = {diff}");
+        Assert.True(fromF32 <= F16CacheLogitTolerance, $"{c}: f16 cache max |dlogit| from the f32 cache = {fromF32}");
         Assert.Equal(c.GreedyNewIds, greedy);
     }
 
@@ -99,13 +101,15 @@ public class ModelFixtureTests
     public void Q8_0CacheStaysWithinItsBound(ReferenceCase c)
     {
         var reference = c.LoadLogits();
+        var (f32, _) = Run(Fixtures.Model(c.Model, "bf16"), c.InputIds, 0);
         (KvCacheType K, KvCacheType V)[] pairs =
             [(KvCacheType.Q8_0, KvCacheType.Q8_0), (KvCacheType.Q8_0, KvCacheType.F16), (KvCacheType.F16, KvCacheType.Q8_0)];
         foreach (var (k, v) in pairs)
         {
             var (logits, greedy) = Run(Fixtures.Model(c.Model, "bf16"), c.InputIds, 1, kType: k, vType: v);
-            double diff = MaxAbsDiff(logits, reference);
+            double diff = MaxAbsDiff(logits, reference), fromF32 = MaxAbsDiff(logits, f32);
             Assert.True(diff <= Q8_0CacheLogitTolerance, $"{c}: {k} K, {v} V cache max |dlogit| = {diff}");
+            Assert.True(fromF32 <= Q8_0CacheLogitTolerance, $"{c}: {k} K, {v} V cache max |dlogit| from the f32 cache = {fromF32}");
             // no logit moved by more than the bound, so a top-two gap of twice the bound keeps the top token
             if (c.Top1Top2Gap > 2 * Q8_0CacheLogitTolerance) Assert.Equal(c.GreedyNewIds[0], greedy[0]);
         }
