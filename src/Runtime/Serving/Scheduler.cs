@@ -55,7 +55,8 @@ public sealed partial class Scheduler : IDisposable
         _stepTokens = _options.StepTokens <= 0 ? model.BatchSize : Math.Min(_options.StepTokens, model.BatchSize);
         // Every generating slot's token goes into each step, so a step must hold one token per slot.
         if (_stepTokens < model.Sequences)
-            throw new ArgumentException($"a step of {_stepTokens} tokens cannot hold one token of each of the {model.Sequences} slots; use a larger batch");
+            throw new ArgumentException(
+                $"a step of {_stepTokens} tokens cannot hold one token of each of the {model.Sequences} slots; use a larger batch");
         _slots = new Slot[model.Sequences];
         for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot(i, model.ContextLength, tokenizer);
         _tokens = new int[_stepTokens];
