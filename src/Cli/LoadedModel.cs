@@ -7,7 +7,8 @@ using Infer.Runtime.Tokenizers;
 
 namespace Infer.Cli;
 
-internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers);
+/// <param name="Sequences">independent KV-cache sequences: the server's slots (-np); 1 elsewhere.</param>
+internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers, int Sequences = 1);
 
 /// <summary>
 /// The backends chosen for a model: <paramref name="Gpu"/> runs the first <paramref name="GpuLayers"/> layers (all when it
@@ -83,7 +84,7 @@ internal sealed class LoadedModel : IDisposable
 
     public static LoadedModel Load(ModelArgs args, TextWriter stderr, IProgress<double>? progress = null)
     {
-        var (source, threads, ctx, batch, repack, device, gpuLayers) = args;
+        var (source, threads, ctx, batch, repack, device, gpuLayers, sequences) = args;
         string path = source.Resolve(stderr);
         var file = GgufFile.Open(path);
         try
@@ -93,7 +94,7 @@ internal sealed class LoadedModel : IDisposable
             var backends = CreateBackends(device, gpuLayers, layers, threads, batch, repack, stderr);
             // Uploading to a GPU takes a while: without a caller's progress, a per-layer bar when stderr is a terminal.
             var bar = progress is null && backends.Gpu is not null && ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected ? new UploadBar(stderr) : null;
-            var model = backends.Load(file, new ModelOptions(ctx, batch), progress ?? bar);
+            var model = backends.Load(file, new ModelOptions(ctx, batch, sequences), progress ?? bar);
             bar?.Done();
             if (backends.Gpu is not null) stderr.WriteLine($"offloaded {Math.Min(backends.GpuLayers, layers)}/{layers} layers: {model.DescribePlacement()}");
             return new LoadedModel { File = file, Tokenizer = tokenizer, Model = model };
