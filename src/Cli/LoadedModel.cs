@@ -8,7 +8,8 @@ using Infer.Runtime.Tokenizers;
 namespace Infer.Cli;
 
 /// <param name="Sequences">independent KV-cache sequences: the server's slots (-np); 1 elsewhere.</param>
-internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers, int Sequences = 1);
+internal sealed record ModelArgs(
+    ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers, int Sequences = 1);
 
 /// <summary>
 /// The backends chosen for a model: <paramref name="Gpu"/> runs the first <paramref name="GpuLayers"/> layers (all when it

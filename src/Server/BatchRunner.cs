@@ -21,7 +21,8 @@ public sealed class BatchRunner(Scheduler scheduler, ServedModel model, ServerOp
 {
     private readonly Lock _write = new();
 
-    public async Task<BatchProgress> RunAsync(string inputPath, string outputPath, IProgress<BatchProgress>? progress = null, CancellationToken cancel = default)
+    public async Task<BatchProgress> RunAsync(string inputPath, string outputPath, IProgress<BatchProgress>? progress = null,
+        CancellationToken cancel = default)
     {
         var lines = await File.ReadAllLinesAsync(inputPath, cancel);
         var (doneIds, doneLines) = await ReadFinishedAsync(outputPath, cancel);
@@ -100,7 +101,8 @@ public sealed class BatchRunner(Scheduler scheduler, ServedModel model, ServerOp
                 "/v1/completions" => Endpoint.Completion,
                 _ => throw new BatchLineException("invalid_url", $"'url' must be /v1/chat/completions or /v1/completions, got {url}"),
             };
-            if (f.Get("body") is not { ValueKind: JsonValueKind.Object } body) throw new BatchLineException("missing_body", "'body' must be an object");
+            if (f.Get("body") is not { ValueKind: JsonValueKind.Object } body)
+                throw new BatchLineException("missing_body", "'body' must be an object");
             try
             {
                 var req = kind == Endpoint.Chat ? RequestParser.Chat(body, model, limits) : RequestParser.Completion(body, model, limits);
@@ -124,7 +126,8 @@ public sealed class BatchRunner(Scheduler scheduler, ServedModel model, ServerOp
         }
         catch (Exception e)
         {
-            return (Entry(line, customId, 500, new ApiException(500, "internal error: " + e.Message, code: "internal_error").ToJson(), null), false, 0);
+            var fault = new ApiException(500, "internal error: " + e.Message, code: "internal_error");
+            return (Entry(line, customId, 500, fault.ToJson(), null), false, 0);
         }
     }
 
@@ -163,7 +166,9 @@ public sealed class BatchRunner(Scheduler scheduler, ServedModel model, ServerOp
         }
     }
 
-    /// <summary>One output line: {"id", "custom_id", "line", "response": {"status_code", "request_id", "body"} | null, "error": {...} | null}.</summary>
+    /// <summary>
+    /// One output line: {"id", "custom_id", "line", "response": {"status_code", "request_id", "body"} | null, "error": {...} | null}.
+    /// </summary>
     private static byte[] Entry(int line, string? customId, int? status, byte[]? body, (string Code, string Message)? error)
     {
         var buffer = new ArrayBufferWriter<byte>();

@@ -20,7 +20,9 @@ internal sealed class Endpoints(ServerState state, ServerOptions options)
     {
         var (model, scheduler) = state.Require();
         using var doc = await ReadJsonAsync(ctx, options.MaxBodyBytes);
-        var req = kind == Endpoint.Chat ? RequestParser.Chat(doc.RootElement, model, options) : RequestParser.Completion(doc.RootElement, model, options);
+        var req = kind == Endpoint.Chat
+            ? RequestParser.Chat(doc.RootElement, model, options)
+            : RequestParser.Completion(doc.RootElement, model, options);
         var stats = Stats(ctx);
         stats.PromptTokens = req.Generation.Prompt.Length;
         var stream = Submit(ctx, scheduler, req.Generation);

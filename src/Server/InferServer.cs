@@ -80,7 +80,8 @@ public sealed class InferServer : IAsyncDisposable
     {
         await _app.StartAsync(cancel);
         var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        BaseAddress = new Uri(address.Replace("[::]", "localhost", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal) + "/");
+        address = address.Replace("[::]", "localhost", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
+        BaseAddress = new Uri(address + "/");
         _loading = Task.Run(LoadAsync, CancellationToken.None);
     }
 
@@ -190,7 +191,8 @@ public sealed class InferServer : IAsyncDisposable
         string path = ctx.Request.Path.Value ?? "";
         if (path != "/metrics" && path != "/health")
         {
-            _log.LogInformation("{Id} {Method} {Path} {Status} prompt={Prompt} cached={Cached} generated={Generated} ttft={Ttft:F3}s total={Total:F3}s {Finish}",
+            _log.LogInformation(
+                "{Id} {Method} {Path} {Status} prompt={Prompt} cached={Cached} generated={Generated} ttft={Ttft:F3}s total={Total:F3}s {Finish}",
                 stats.Id ?? "-", ctx.Request.Method, path, status, stats.PromptTokens, stats.CachedTokens, stats.GeneratedTokens,
                 stats.TimeToFirstToken, seconds, stats.Finish ?? "-");
         }

@@ -42,7 +42,8 @@ public sealed class LocalChatClient : IChatClient
 
     public ChatClientMetadata Metadata { get; }
 
-    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        CancellationToken cancellationToken = default)
     {
         var stream = Submit(messages, options, cancellationToken);
         var (text, _, result) = await stream.CollectAsync(cancellationToken).ConfigureAwait(false);
@@ -106,11 +107,13 @@ public sealed class LocalChatClient : IChatClient
             TopK = o.TopK ?? d.TopK,
             FrequencyPenalty = o.FrequencyPenalty ?? d.FrequencyPenalty,
             PresencePenalty = o.PresencePenalty ?? d.PresencePenalty,
-            MinP = Extra(o, "min_p") is { } minP ? Convert.ToSingle(minP, System.Globalization.CultureInfo.InvariantCulture) : d.MinP,
-            RepeatPenalty = Extra(o, "repeat_penalty") is { } rp ? Convert.ToSingle(rp, System.Globalization.CultureInfo.InvariantCulture) : d.RepeatPenalty,
+            MinP = Extra(o, "min_p") is { } minP ? Convert.ToSingle(minP, Invariant) : d.MinP,
+            RepeatPenalty = Extra(o, "repeat_penalty") is { } rp ? Convert.ToSingle(rp, Invariant) : d.RepeatPenalty,
             Seed = o.Seed is { } seed ? unchecked((ulong)seed) : d.Seed,
         };
     }
+
+    private static readonly System.Globalization.CultureInfo Invariant = System.Globalization.CultureInfo.InvariantCulture;
 
     private static object? Extra(ChatOptions? o, string key) =>
         o?.AdditionalProperties is { } p && p.TryGetValue(key, out var v) ? v : null;

@@ -70,17 +70,20 @@ internal static class RequestParser
     {
         if (body.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("the request body must be a JSON object", null, "invalid_type");
         var f = new JsonFields(body);
-        if (f.Integer("n") is { } n && n != 1) throw ApiException.BadRequest($"'n' must be 1 (several choices per request are not supported), got {n}", "n", "unsupported_value");
+        if (f.Integer("n") is { } n && n != 1)
+            throw ApiException.BadRequest($"'n' must be 1 (several choices per request are not supported), got {n}", "n", "unsupported_value");
         return f;
     }
 
     /// <summary>The fields both endpoints share: limits, stop strings, streaming and sampling.</summary>
-    private static ParsedRequest Finish(JsonFields f, Endpoint kind, int[] prompt, string promptField, int logprobs, ServedModel model, ServerOptions options)
+    private static ParsedRequest Finish(
+        JsonFields f, Endpoint kind, int[] prompt, string promptField, int logprobs, ServedModel model, ServerOptions options)
     {
         int context = model.Model.ContextLength;
         if (prompt.Length == 0) throw ApiException.BadRequest("the prompt is empty", promptField, "invalid_value");
         if (prompt.Length >= context)
-            throw ApiException.BadRequest($"the prompt is {prompt.Length} tokens, which does not fit the context of {context} tokens (one is kept for the reply)",
+            throw ApiException.BadRequest(
+                $"the prompt is {prompt.Length} tokens, which does not fit the context of {context} tokens (one is kept for the reply)",
                 promptField, "context_length_exceeded");
         string maxField = f.Get("max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
         long? max = f.Integer(maxField, 1, int.MaxValue);
@@ -132,8 +135,11 @@ internal static class RequestParser
         if (v.ValueKind == JsonValueKind.String) return [v.GetString()!];
         if (v.ValueKind != JsonValueKind.Array) throw f.Wrong("stop", "a string or an array of strings");
         if (v.GetArrayLength() > MaxStops) throw ApiException.BadRequest($"'stop' holds at most {MaxStops} strings", "stop", "invalid_value");
-        return v.EnumerateArray().Select(s => s.ValueKind == JsonValueKind.String ? s.GetString()! : throw f.Wrong("stop", "a string or an array of strings"))
-            .ToArray();
+        var stops = new string[v.GetArrayLength()];
+        int i = 0;
+        foreach (var s in v.EnumerateArray())
+            stops[i++] = s.ValueKind == JsonValueKind.String ? s.GetString()! : throw f.Wrong("stop", "a string or an array of strings");
+        return stops;
     }
 
     private static void ResponseFormat(JsonElement format)
@@ -160,7 +166,8 @@ internal static class RequestParser
             var mf = new JsonFields(m, at + ".");
             string role = mf.String("role") ?? throw ApiException.BadRequest($"'{at}.role' is required", at + ".role", "missing_field");
             if (!Roles.Contains(role))
-                throw ApiException.BadRequest($"'{at}.role' is \"{role}\"; expected system, developer, user, assistant or tool", at + ".role", "invalid_value");
+                throw ApiException.BadRequest($"'{at}.role' is \"{role}\"; expected system, developer, user, assistant or tool", at + ".role",
+                    "invalid_value");
             var msg = new Dictionary<string, object?>(StringComparer.Ordinal) { ["role"] = role == "developer" ? "system" : role };
             msg["content"] = Content(mf, at, required: !(role == "assistant" && mf.Get("tool_calls") is not null));
             foreach (var p in m.EnumerateObject())
@@ -181,9 +188,11 @@ internal static class RequestParser
         foreach (var part in c.EnumerateArray())
         {
             string p = $"{at}.content[{j++}]";
-            var pf = new JsonFields(part.ValueKind == JsonValueKind.Object ? part : throw ApiException.BadRequest($"'{p}' must be an object", p, "invalid_type"), p + ".");
+            if (part.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest($"'{p}' must be an object", p, "invalid_type");
+            var pf = new JsonFields(part, p + ".");
             string type = pf.String("type") ?? "text";
-            if (type != "text") throw ApiException.BadRequest($"'{p}.type' is \"{type}\"; only text content is supported", p + ".type", "unsupported_value");
+            if (type != "text")
+                throw ApiException.BadRequest($"'{p}.type' is \"{type}\"; only text content is supported", p + ".type", "unsupported_value");
             text.Append(pf.String("text") ?? throw ApiException.BadRequest($"'{p}.text' is required", p + ".text", "missing_field"));
         }
         return text.ToString();

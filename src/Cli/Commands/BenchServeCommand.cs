@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Infer.Cli.Load;
 
 namespace Infer.Cli.Commands;
@@ -29,7 +30,8 @@ internal static class BenchServeCommand
             throw new UsageException("-c, -n, --prompt-tokens, --max-tokens and --duration must be positive");
         if (format is not ("md" or "json")) throw new UsageException($"-o must be md or json, got '{format}'");
 
-        stderr.WriteLine($"bench-serve: {o.Requests} requests, {o.Concurrency} at a time, ~{o.PromptTokens} prompt tokens, {o.MaxTokens} output tokens each, " +
+        stderr.WriteLine($"bench-serve: {o.Requests} requests, {o.Concurrency} at a time, ~{o.PromptTokens} prompt tokens, " +
+            $"{o.MaxTokens} output tokens each, " +
             $"against {o.Url} (at most {o.Duration.TotalSeconds:F0} s)");
         var report = new LoadGenerator(o).RunAsync().GetAwaiter().GetResult();
         stdout.WriteLine(format == "json" ? Json(report) : Markdown(report));
@@ -57,11 +59,14 @@ internal static class BenchServeCommand
         var tpot = Percentiles(r.Ok.Select(s => s.TimePerOutputToken));
         var e2e = Percentiles(r.Ok.Select(s => s.Total));
         var ok = r.Ok.ToArray();
+        var known = ok.Where(s => s.PromptTokens >= 0).ToArray();
+        string prompt = known.Length > 0 ? known.Average(s => s.PromptTokens).ToString("F0", CultureInfo.InvariantCulture) : "-";
         return string.Join('\n',
             $"| clients | requests | errors | seconds | requests/s | output tokens/s | prompt tokens (mean) |",
             $"| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            string.Create(CultureInfo.InvariantCulture, $"| {r.Options.Concurrency} | {ok.Length} | {r.Errors} | {r.Seconds:F2} | {r.RequestsPerSecond:F2} | {r.OutputTokensPerSecond:F1} | " +
-                $"{(ok.Any(s => s.PromptTokens >= 0) ? ok.Where(s => s.PromptTokens >= 0).Average(s => s.PromptTokens).ToString("F0", CultureInfo.InvariantCulture) : "-")} |"),
+            string.Create(CultureInfo.InvariantCulture,
+                $"| {r.Options.Concurrency} | {ok.Length} | {r.Errors} | {r.Seconds:F2} | {r.RequestsPerSecond:F2} | " +
+                $"{r.OutputTokensPerSecond:F1} | {prompt} |"),
             "",
             "| ms | p50 | p90 | p99 |",
             "| --- | ---: | ---: | ---: |",
@@ -87,6 +92,6 @@ internal static class BenchServeCommand
             ttft_s = P(Percentiles(ok.Select(s => s.TimeToFirstToken))),
             tpot_s = P(Percentiles(ok.Select(s => s.TimePerOutputToken))),
             e2e_s = P(Percentiles(ok.Select(s => s.Total))),
-        }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
+        }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals });
     }
 }

@@ -45,7 +45,8 @@ internal sealed record ServeArgs(ModelArgs Model, int Slots, string? Alias, stri
         try
         {
             templateText ??= ChatSession.TemplateFromGguf(m.File);
-            if (templateText is null) stderr.WriteLine("warning: the model has no chat template; chat requests use a plain 'User:/Assistant:' fallback");
+            if (templateText is null)
+                stderr.WriteLine("warning: the model has no chat template; chat requests use a plain 'User:/Assistant:' fallback");
             var template = templateText is null ? null : ChatTemplate.Parse(templateText);
             return new ServedModel(m.Model, m.Tokenizer, template, Alias ?? Path.GetFileNameWithoutExtension(m.File.Path), owner: m.File);
         }
@@ -92,7 +93,8 @@ internal static class ServeCommand
             await server.StartAsync();
             stderr.WriteLine($"infer serve: listening on {server.BaseAddress} (loading the model; /health answers 503 until it is ready)");
             await server.Ready; // a load failure ends the command with its message
-            stderr.WriteLine($"infer serve: ready on {server.BaseAddress}: {server.Scheduler!.Slots} slots of {server.Scheduler.ContextLength} tokens");
+            var s = server.Scheduler!;
+            stderr.WriteLine($"infer serve: ready on {server.BaseAddress}: {s.Slots} slots of {s.ContextLength} tokens");
             await server.RunUntilShutdownAsync();
         }
         stderr.WriteLine("infer serve: stopped");

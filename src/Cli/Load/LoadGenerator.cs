@@ -54,7 +54,8 @@ internal sealed class LoadGenerator(LoadOptions options, HttpMessageHandler? han
 
     public async Task<LoadReport> RunAsync(CancellationToken cancel = default)
     {
-        using var http = new HttpClient(handler ?? new SocketsHttpHandler { MaxConnectionsPerServer = options.Concurrency }, disposeHandler: handler is null)
+        var own = handler is null;
+        using var http = new HttpClient(handler ?? new SocketsHttpHandler { MaxConnectionsPerServer = options.Concurrency }, disposeHandler: own)
         {
             BaseAddress = options.Url,
             Timeout = Timeout.InfiniteTimeSpan,
@@ -96,7 +97,8 @@ internal sealed class LoadGenerator(LoadOptions options, HttpMessageHandler? han
             ["stream"] = true,
             ["stream_options"] = new Dictionary<string, object> { ["include_usage"] = true },
         });
-        using var req = new HttpRequestMessage(HttpMethod.Post, "v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        using var req = new HttpRequestMessage(HttpMethod.Post, "v1/completions");
+        req.Content = new StringContent(body, Encoding.UTF8, "application/json");
         if (options.ApiKey is not null) req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", options.ApiKey);
         long start = Stopwatch.GetTimestamp();
         double ttft = double.NaN;
@@ -131,10 +133,12 @@ internal sealed class LoadGenerator(LoadOptions options, HttpMessageHandler? han
             return Failed(start, cancel.IsCancellationRequested ? "cancelled at the time limit" : e.Message);
         }
         int tokens = usageTokens >= 0 ? usageTokens : chunks; // servers without usage in streams send a chunk per token
-        return new RequestSample(tokens > 0, ttft, Stopwatch.GetElapsedTime(start).TotalSeconds, tokens, promptTokens, tokens > 0 ? null : "no tokens");
+        double total = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        return new RequestSample(tokens > 0, ttft, total, tokens, promptTokens, tokens > 0 ? null : "no tokens");
     }
 
-    private static RequestSample Failed(long start, string error) => new(false, double.NaN, Stopwatch.GetElapsedTime(start).TotalSeconds, 0, -1, error);
+    private static RequestSample Failed(long start, string error) =>
+        new(false, double.NaN, Stopwatch.GetElapsedTime(start).TotalSeconds, 0, -1, error);
 
     private static string Truncate(string s) => s.Length <= 200 ? s : s[..200] + "...";
 }

@@ -67,7 +67,8 @@ public sealed class CliCommandTests : IDisposable
         });
         Assert.True(report.OutputTokensPerSecond > 0);
 
-        var (code, stdout, stderr) = CliRunner.Infer("bench-serve", "--url", s.BaseAddress.ToString(), "-c", "2", "-n", "3", "--prompt-tokens", "8", "--max-tokens", "4", "-o", "json");
+        var (code, stdout, stderr) = CliRunner.Infer(
+            "bench-serve", "--url", s.BaseAddress.ToString(), "-c", "2", "-n", "3", "--prompt-tokens", "8", "--max-tokens", "4", "-o", "json");
         Assert.True(code == 0, stderr);
         using var json = JsonDocument.Parse(stdout);
         Assert.Equal(3, json.RootElement.GetProperty("requests").GetInt32());
@@ -81,7 +82,8 @@ public sealed class CliCommandTests : IDisposable
         var unauthorized = await new LoadGenerator(new LoadOptions(s.BaseAddress, 1, 2, 8, 4)).RunAsync();
         Assert.Equal(2, unauthorized.Errors);
         Assert.Contains("HTTP 401", unauthorized.Samples[0].Error);
-        var limited = await new LoadGenerator(new LoadOptions(s.BaseAddress, 1, 100, 8, 1900) { ApiKey = "k", Duration = TimeSpan.FromMilliseconds(300) }).RunAsync();
+        var options = new LoadOptions(s.BaseAddress, 1, 100, 8, 1900) { ApiKey = "k", Duration = TimeSpan.FromMilliseconds(300) };
+        var limited = await new LoadGenerator(options).RunAsync();
         Assert.Single(limited.Samples);
         Assert.Equal("cancelled at the time limit", limited.Samples[0].Error);
     }

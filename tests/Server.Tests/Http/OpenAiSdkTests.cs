@@ -96,7 +96,8 @@ public sealed class OpenAiSdkTests : IAsyncLifetime
     public async Task ExtensionsAiChatClientStreamsAndAnswers()
     {
         IChatClient chat = Client().GetChatClient("test-model").AsIChatClient();
-        List<AiChatMessage> messages = [new(AiChatRole.System, "You are a helpful assistant."), new(AiChatRole.User, "What is the capital of France? Answer in one word.")];
+        List<AiChatMessage> messages =
+            [new(AiChatRole.System, "You are a helpful assistant."), new(AiChatRole.User, "What is the capital of France? Answer in one word.")];
         var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 24 };
         var response = await chat.GetResponseAsync(messages, options);
         Assert.Equal(ReferenceText(ChatCase), response.Text);

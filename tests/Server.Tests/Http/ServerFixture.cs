@@ -14,7 +14,11 @@ public sealed class TestServer : IAsyncDisposable
         Model = model;
         Server = server;
         // No draining of an abandoned response: disposing it closes the connection, as a client that goes away does.
-        Http = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        Http = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 })
+        {
+            BaseAddress = server.BaseAddress,
+            Timeout = TimeSpan.FromSeconds(60),
+        };
     }
 
     public TestModel Model { get; }

@@ -56,12 +56,14 @@ public sealed class ServingBehaviourTests
     [Fact]
     public async Task AFullQueueAnswers429WithRetryAfter()
     {
-        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 2048, o => o with { QueueCapacity = 0, RetryAfterSeconds = 3 });
+        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 2048,
+            o => o with { QueueCapacity = 0, RetryAfterSeconds = 3 });
         var (res, reader) = await StartLongStreamAsync(s);
         using (res)
         using (reader)
         {
-            var (status, json, full) = await s.PostAsync("v1/chat/completions", """{"messages": [{"role":"user","content":"Hi"}], "max_tokens": 2}""");
+            const string chat = """{"messages": [{"role":"user","content":"Hi"}], "max_tokens": 2}""";
+            var (status, json, full) = await s.PostAsync("v1/chat/completions", chat);
             Assert.Equal(429, status);
             Assert.Equal("3", full.Headers.RetryAfter?.ToString());
             var e = json.RootElement.GetProperty("error");
@@ -124,7 +126,8 @@ public sealed class ServingBehaviourTests
             using var http = new HttpClient { BaseAddress = server.BaseAddress };
             var health = await http.GetAsync("health");
             Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
-            Assert.Equal("loading", JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+            var error = JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+            Assert.Equal("loading", error.GetProperty("code").GetString());
             var early = await http.SendAsync(Post("v1/completions", """{"prompt":"Hi"}"""));
             Assert.Equal(HttpStatusCode.ServiceUnavailable, early.StatusCode);
             release.Set();

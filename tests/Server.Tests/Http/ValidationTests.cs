@@ -25,7 +25,8 @@ public sealed class ValidationTests : IAsyncLifetime
         { "chat", """{"messages": []}""", 400, "messages", "invalid_value" },
         { "chat", """{"messages": [{"role":"wizard","content":"hi"}]}""", 400, "messages[0].role", "invalid_value" },
         { "chat", """{"messages": [{"role":"user"}]}""", 400, "messages[0].content", "missing_field" },
-        { "chat", """{"messages": [{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}""", 400, "messages[0].content[0].type", "unsupported_value" },
+        { "chat", """{"messages": [{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}""",
+            400, "messages[0].content[0].type", "unsupported_value" },
         { "chat", $$"""{"messages": {{Msgs}}, "temperature": "hot"}""", 400, "temperature", "invalid_type" },
         { "chat", $$"""{"messages": {{Msgs}}, "top_p": 1.5}""", 400, "top_p", "invalid_value" },
         { "chat", $$"""{"messages": {{Msgs}}, "top_k": 2.5}""", 400, "top_k", "invalid_type" },
@@ -37,7 +38,8 @@ public sealed class ValidationTests : IAsyncLifetime
         { "chat", $$"""{"messages": [{"role":"user","content":"{{string.Concat(Enumerable.Repeat("hello ", 80))}}"}], "max_tokens": 190}""",
             400, "max_tokens", "context_length_exceeded" },
         { "chat", $$"""{"messages": {{Msgs}}, "n": 2}""", 400, "n", "unsupported_value" },
-        { "chat", """{"messages": [{"role":"user","content":"Hi"}], "response_format": {"type":"json_schema","json_schema":{"name":"x","schema":{}}}}""", 400, "response_format", "unsupported_value" },
+        { "chat", """{"messages": [{"role":"user","content":"Hi"}], "response_format": {"type":"json_schema","json_schema":{"schema":{}}}}""",
+            400, "response_format", "unsupported_value" },
         { "chat", $$"""{"messages": {{Msgs}}, "stop": 5}""", 400, "stop", "invalid_type" },
         { "chat", $$"""{"messages": {{Msgs}}, "top_logprobs": 2}""", 400, "top_logprobs", "invalid_value" },
         { "chat", $$"""{"messages": {{Msgs}}, "logprobs": true, "top_logprobs": 21}""", 400, "top_logprobs", "invalid_value" },
@@ -93,7 +95,8 @@ public sealed class ValidationTests : IAsyncLifetime
     [Fact]
     public async Task AfterBadRequestsTheServerStillAnswers()
     {
-        foreach (var (path, body) in new[] { ("v1/chat/completions", "{"), ("v1/completions", "[]"), ("v1/completions", "{\"prompt\":\"x\",\"max_tokens\":-1}") })
+        var bad = new[] { ("v1/chat/completions", "{"), ("v1/completions", "[]"), ("v1/completions", "{\"prompt\":\"x\",\"max_tokens\":-1}") };
+        foreach (var (path, body) in bad)
             Assert.Equal(400, (await _server.PostAsync(path, body)).Status);
         var (s, json, _) = await _server.PostAsync("v1/completions", """{"prompt": "Hello", "max_tokens": 3, "temperature": 0}""");
         Assert.Equal(200, s);

@@ -34,10 +34,11 @@ public sealed class BatchRunnerTests : IDisposable
             object body = i % 2 == 0
                 ? new { messages = new[] { new { role = "user", content = $"Question number {i}?" } }, max_tokens = 6, temperature = 0 }
                 : new { prompt = $"Story {i}:", max_tokens = 6, temperature = 0 };
-            lines.Add(JsonSerializer.Serialize(new { custom_id = $"req-{i}", method = "POST", url = i % 2 == 0 ? "/v1/chat/completions" : "/v1/completions", body }));
+            string url = i % 2 == 0 ? "/v1/chat/completions" : "/v1/completions";
+            lines.Add(JsonSerializer.Serialize(new { custom_id = $"req-{i}", method = "POST", url, body }));
         }
         lines.Insert(3, "{ this is not json");
-        lines.Insert(5, """{"custom_id": "bad-body", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "wizard", "content": "x"}]}}""");
+        lines.Insert(5, """{"custom_id": "bad-body", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "wizard"}]}}""");
         lines.Insert(6, """{"custom_id": "bad-url", "method": "POST", "url": "/v1/embeddings", "body": {}}""");
         lines.Insert(7, "");
         string path = Path.Combine(_dir, "in.jsonl");
@@ -70,7 +71,8 @@ public sealed class BatchRunnerTests : IDisposable
         var badBody = lines.Single(l => l.GetProperty("custom_id").GetString() == "bad-body").GetProperty("response");
         Assert.Equal(400, badBody.GetProperty("status_code").GetInt32());
         Assert.Equal("messages[0].role", badBody.GetProperty("body").GetProperty("error").GetProperty("param").GetString());
-        Assert.Equal("invalid_url", lines.Single(l => l.GetProperty("custom_id").GetString() == "bad-url").GetProperty("error").GetProperty("code").GetString());
+        var badUrl = lines.Single(l => l.GetProperty("custom_id").GetString() == "bad-url");
+        Assert.Equal("invalid_url", badUrl.GetProperty("error").GetProperty("code").GetString());
         var notJson = lines.Single(l => l.GetProperty("custom_id").ValueKind == JsonValueKind.Null);
         Assert.Equal(4, notJson.GetProperty("line").GetInt32());
         Assert.Equal("invalid_json", notJson.GetProperty("error").GetProperty("code").GetString());
@@ -82,7 +84,8 @@ public sealed class BatchRunnerTests : IDisposable
         string input = Input(12), output = Path.Combine(_dir, "out.jsonl");
         using var cts = new CancellationTokenSource();
         var progress = new SyncProgress(p => { if (p.Done >= 4) cts.Cancel(); });
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => new BatchRunner(_scheduler, _served, new ServerOptions()).RunAsync(input, output, progress, cts.Token));
+        var runner = new BatchRunner(_scheduler, _served, new ServerOptions());
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => runner.RunAsync(input, output, progress, cts.Token));
         int first = Output(output).Count;
         Assert.InRange(first, 4, 14);
         File.AppendAllText(output, "{\"id\": \"batch_req_cut\", \"custom_id\": \"req-"); // a line cut off by the interruption
@@ -92,7 +95,9 @@ public sealed class BatchRunnerTests : IDisposable
         Assert.Equal(15 - first, second.Done);
         var lines = Output(output);
         Assert.Equal(15, lines.Count);
-        var ids = lines.Select(l => l.GetProperty("custom_id").ValueKind == JsonValueKind.Null ? "line-" + l.GetProperty("line") : l.GetProperty("custom_id").GetString()).ToList();
+        var ids = lines
+            .Select(l => l.GetProperty("custom_id") is { ValueKind: JsonValueKind.String } id ? id.GetString() : "line-" + l.GetProperty("line"))
+            .ToList();
         Assert.Equal(ids.Count, ids.Distinct().Count());
         Assert.All(Enumerable.Range(0, 12), i => Assert.Contains($"req-{i}", ids));
 

@@ -62,7 +62,10 @@ public sealed class LocalChatClientTests : IDisposable
         Assert.Equal(ReferenceText[..ReferenceText.IndexOf(stop, StringComparison.Ordinal)], stopped.Text);
         Assert.Equal(ChatFinishReason.Stop, stopped.FinishReason);
 
-        var sampled = new ChatOptions { Temperature = 1.5f, TopK = 0, TopP = 1, Seed = 7, MaxOutputTokens = 12, AdditionalProperties = new() { ["min_p"] = 0.0 } };
+        var sampled = new ChatOptions
+        {
+            Temperature = 1.5f, TopK = 0, TopP = 1, Seed = 7, MaxOutputTokens = 12, AdditionalProperties = new() { ["min_p"] = 0.0 },
+        };
         var a = await _chat.GetResponseAsync(Conversation(), sampled);
         var b = await _chat.GetResponseAsync(Conversation(), sampled);
         Assert.Equal(a.Text, b.Text); // the seed makes sampling repeatable
@@ -89,7 +92,8 @@ public sealed class LocalChatClientTests : IDisposable
     [Fact]
     public async Task UnsupportedRequestsAreRefused()
     {
-        await Assert.ThrowsAsync<NotSupportedException>(() => _chat.GetResponseAsync(Conversation(), new ChatOptions { ResponseFormat = ChatResponseFormat.Json }));
+        var json = new ChatOptions { ResponseFormat = ChatResponseFormat.Json };
+        await Assert.ThrowsAsync<NotSupportedException>(() => _chat.GetResponseAsync(Conversation(), json));
         List<ChatMessage> image = [new(ChatRole.User, [new DataContent(new byte[] { 1, 2, 3 }, "image/png")])];
         await Assert.ThrowsAsync<NotSupportedException>(() => _chat.GetResponseAsync(image));
     }
