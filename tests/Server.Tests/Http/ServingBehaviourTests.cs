@@ -40,6 +40,26 @@ public sealed class ServingBehaviourTests
     private static async Task<string> MetricsAsync(TestServer s) => await s.Http.GetStringAsync("metrics");
 
     [Fact]
+    public async Task EightConcurrentHttpRequestsGetTheirTokensAlone()
+    {
+        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 8);
+        var prompts = Serving.SchedulerTests.Prompts.Select(p => s.Model.Tokenizer.Encode(p, addSpecial: true, parseSpecial: true)).ToArray();
+        var answers = await Task.WhenAll(prompts.Select(async p =>
+        {
+            bool stream = p.Length % 2 == 0; // half of them streamed
+            string body = JsonSerializer.Serialize(new { prompt = p, max_tokens = 12, temperature = 0, ignore_eos = true, stream });
+            using var res = await s.Http.SendAsync(Post("v1/completions", body));
+            string text = await res.Content.ReadAsStringAsync();
+            if (!stream) return JsonDocument.Parse(text).RootElement.GetProperty("choices")[0].GetProperty("text").GetString();
+            return string.Concat(text.Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal))
+                .Select(l => JsonDocument.Parse(l[6..]).RootElement.GetProperty("choices")).Where(c => c.GetArrayLength() > 0)
+                .Select(c => c[0].GetProperty("text").GetString()));
+        }));
+        for (int i = 0; i < prompts.Length; i++)
+            Assert.Equal(s.Model.Tokenizer.Decode(s.Model.GreedyAlone(prompts[i], 12), removeSpecial: true), answers[i]);
+    }
+
+    [Fact]
     public async Task AClientThatDisconnectsMidStreamFreesItsSlot()
     {
         await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 2048);

@@ -173,6 +173,36 @@ public sealed class SchedulerTests : IDisposable
         for (int i = 0; i < 3; i++) Assert.Equal(session.Logits[order[i]] - lse, t.TopLogprobs![i].Logprob, 1e-4);
     }
 
+    /// <summary>A sampling hook that fails on its third call: an internal fault inside one request.</summary>
+    private sealed class FailingConstraint : ISamplingConstraint
+    {
+        private int _calls;
+
+        public void Mask(Span<float> logits)
+        {
+            if (++_calls == 3) throw new InvalidOperationException("constraint failed");
+        }
+
+        public void Accept(int token)
+        {
+        }
+
+        public bool IsComplete => false;
+    }
+
+    [Fact]
+    public async Task AFaultInOneRequestFailsOnlyThatRequest()
+    {
+        var healthy = _s.Submit(Request(Tokens(Prompts[0]), 8));
+        var faulty = _s.Submit(Request(Tokens(Prompts[1]), 8) with { Constraint = () => new FailingConstraint() });
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => faulty.CollectAsync());
+        Assert.Equal("constraint failed", e.Message);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => faulty.Completion);
+        Assert.Equal(_m.GreedyAlone(Tokens(Prompts[0]), 8), Ids((await healthy.CollectAsync()).Tokens));
+        Assert.Equal(8, (await _s.Submit(Request(Tokens(Prompts[2]), 8)).CollectAsync()).Result.GeneratedTokens);
+        Assert.Equal(0, _s.BusySlots);
+    }
+
     [Fact]
     public void BadRequestsAreRefusedAtSubmission()
     {
