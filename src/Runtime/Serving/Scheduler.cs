@@ -22,6 +22,12 @@ public sealed record SchedulerOptions
 /// it, samples each slot's next token with the slot's own sampler and streams it out. Requests join at the next step and leave
 /// when done; a new request takes the free slot whose cache shares the longest prefix with its prompt and evaluates only the
 /// rest. Callers talk to it from any thread through <see cref="Submit"/> and the returned stream.
+/// <para>
+/// A request served alone computes exactly what <c>infer run</c> computes (its prompt in one batch, then one token per step).
+/// Batched with others, its rows can differ in the last bits: the CPU matmul multiplies a batch's rows in groups of four
+/// through its tile kernels and the remainder through the single-row dot, and the two round differently (about 1e-6 on the
+/// fixtures' logits), so greedy tokens agree except at near ties.
+/// </para>
 /// </summary>
 public sealed partial class Scheduler : IDisposable
 {
@@ -92,7 +98,10 @@ public sealed partial class Scheduler : IDisposable
     public int CachedTokens => _cachedTokens;
 
     /// <summary>True while no request runs or waits.</summary>
-    public bool Idle => _busy == 0 && QueueLength == 0;
+    public bool Idle
+    {
+        get { lock (_lock) return _busy == 0 && _queue.Count == 0; }
+    }
 
     /// <summary>
     /// Queues a request; it starts at the next step that has a free slot. Cancelling <paramref name="cancel"/> frees its slot
@@ -112,7 +121,9 @@ public sealed partial class Scheduler : IDisposable
         if (prompt.Length >= _model.ContextLength) throw new ContextFullException(_model.ContextLength);
         if (request.MaxTokens is 0 or < -1) throw new ArgumentException($"max tokens must be positive (or -1 for no limit), got {request.MaxTokens}");
         if (request.TopLogprobs > 20) throw new ArgumentException($"at most 20 top log probabilities, got {request.TopLogprobs}");
-        var work = new Work(request, new Sampler(_model.VocabSize, request.Sampling), cancel);
+        ArgumentNullException.ThrowIfNull(request.Sampling);
+        request.Sampling.Validate();
+        var work = new Work(request, cancel);
         lock (_lock)
         {
             if (!_accepting || _disposed) throw new SchedulerStoppedException();
@@ -223,6 +234,7 @@ public sealed partial class Scheduler : IDisposable
                     if (best is null) return;
                 }
                 _queue.Dequeue();
+                if (best is not null) _busy++; // under the lock: never idle between the queue and the slot
             }
             if (best is null) Complete(work, FinishReason.Cancelled);
             else Start(best, work);
@@ -236,17 +248,18 @@ public sealed partial class Scheduler : IDisposable
         int keep = Math.Min(slot.CommonPrefix(prompt), prompt.Length - 1);
         SetCacheCount(slot, keep);
         slot.Job = work;
-        slot.Sampler = work.Sampler;
+        // A slot keeps its sampler (vocabulary-sized buffers) for the next request with the same settings.
+        if (slot.Sampler?.Options != work.Request.Sampling) slot.Sampler = new Sampler(_model.VocabSize, work.Request.Sampling);
+        slot.Sampler.Reset();
         slot.Constraint = work.Request.Constraint?.Invoke();
         slot.PromptNext = keep;
         slot.PendingToken = -1;
         slot.Admitted = ++_admissions;
         slot.Stop.Reset(work.Request.Stop);
         slot.Decoder.Flush();
-        foreach (int t in prompt) work.Sampler.Accept(t); // the penalties see the prompt, as `infer run`
+        foreach (int t in prompt) slot.Sampler.Accept(t); // the penalties see the prompt, as `infer run`
         work.Cached = keep;
         work.Started = Stopwatch.GetTimestamp();
-        _busy++;
         _metrics?.RecordPrompt(prompt.Length, keep);
     }
 

@@ -158,7 +158,6 @@ public sealed partial class Scheduler
     {
         slot.Stop.Reset([]);
         slot.Job = null;
-        slot.Sampler = null;
         slot.Constraint = null;
         slot.PendingToken = -1;
         slot.Chunk = 0;

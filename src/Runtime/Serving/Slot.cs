@@ -17,7 +17,7 @@ internal sealed class Slot(int sequence, int contextLength, Tokenizer tokenizer)
     public float[]? Scratch;                                // (vocab) logits before sampling, for log probabilities
 
     public Work? Job;
-    public Sampler? Sampler;
+    public Sampler? Sampler;      // the current request's; kept for the next request with equal options
     public ISamplingConstraint? Constraint;
     public int PromptNext;        // index of the next prompt token to evaluate
     public int PendingToken = -1; // the last sampled token, evaluated in the next step

@@ -6,10 +6,9 @@ namespace Infer.Runtime.Serving;
 /// <summary>A submitted request while it waits or runs: its stream's writer and the scheduler's bookkeeping.</summary>
 internal sealed class Work
 {
-    public Work(GenerationRequest request, Sampling.Sampler sampler, CancellationToken cancel)
+    public Work(GenerationRequest request, CancellationToken cancel)
     {
         Request = request;
-        Sampler = sampler;
         Cancel = cancel;
         Channel = System.Threading.Channels.Channel.CreateUnbounded<GeneratedToken>(
             new UnboundedChannelOptions { SingleReader = true, SingleWriter = true, AllowSynchronousContinuations = false });
@@ -17,7 +16,6 @@ internal sealed class Work
     }
 
     public readonly GenerationRequest Request;
-    public readonly Sampling.Sampler Sampler;
     public readonly CancellationToken Cancel;
     public readonly Channel<GeneratedToken> Channel;
     public readonly TaskCompletionSource<GenerationResult> Result = new(TaskCreationOptions.RunContinuationsAsynchronously);
