@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Infer.Runtime.Sampling;
 using Infer.Runtime.Serving;
 using Infer.Runtime.Templates;
@@ -171,10 +172,34 @@ internal static class RequestParser
             var msg = new Dictionary<string, object?>(StringComparer.Ordinal) { ["role"] = role == "developer" ? "system" : role };
             msg["content"] = Content(mf, at, required: !(role == "assistant" && mf.Get("tool_calls") is not null));
             foreach (var p in m.EnumerateObject())
-                if (p.Name is not ("role" or "content")) msg[p.Name] = p.Value;
+                if (p.Name is not ("role" or "content")) msg[p.Name] = p.Name == "tool_calls" ? ToolCalls(p.Value) : p.Value;
             result.Add(msg);
         }
         return result;
+    }
+
+    /// <summary>
+    /// Tool calls with their <c>arguments</c> as objects: OpenAI sends them as JSON text, while chat templates (written for
+    /// transformers) expect a mapping and print it with tojson. Arguments that are not a JSON object stay text.
+    /// </summary>
+    private static object ToolCalls(JsonElement calls)
+    {
+        if (calls.ValueKind != JsonValueKind.Array) return calls;
+        var list = JsonNode.Parse(calls.GetRawText())!.AsArray();
+        foreach (var call in list)
+        {
+            if (call?["function"] is not JsonObject function || function["arguments"] is not JsonValue v || !v.TryGetValue(out string? text))
+                continue;
+            try
+            {
+                if (JsonNode.Parse(text) is JsonObject parsed) function["arguments"] = parsed;
+            }
+            catch (JsonException)
+            {
+                // not JSON: the template gets the text
+            }
+        }
+        return list;
     }
 
     private static string? Content(JsonFields mf, string at, bool required)
