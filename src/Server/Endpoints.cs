@@ -121,6 +121,13 @@ internal sealed class Endpoints(ServerState state, ServerOptions options)
             Stats(ctx).Finish = "error";
             throw new StreamFaultException(e);
         }
+        if (result.Reason == FinishReason.Cancelled)
+        {
+            // Cancelled while the client is still there: the grace period of a shutdown ran out.
+            ApiException.WriteError(w, "the request was cancelled: the server is shutting down", "unavailable_error", null, "shutting_down");
+            await Send();
+            return result;
+        }
         json.Chunk(w, req.Kind == Endpoint.Chat ? null : "", null, -1, result.OpenAiFinishReason);
         await Send();
         if (req.IncludeUsage)

@@ -34,6 +34,7 @@ public sealed class InferServer : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _loading = Task.CompletedTask;
+    private Task _drain = Task.CompletedTask;
 
     private InferServer(ServerOptions options, Func<CancellationToken, ServedModel> load, bool ownsModel)
     {
@@ -53,7 +54,6 @@ public sealed class InferServer : IAsyncDisposable
             else k.ListenAnyIP(options.Port);
         });
         builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(ServerOptions.MeterName).AddPrometheusExporter());
-        builder.Services.AddSingleton<IHostedService>(new DrainOnStop(this));
         _app = builder.Build();
         _log = _app.Services.GetService<ILoggerFactory>()?.CreateLogger("Infer.Server") ?? NullLogger.Instance;
         _meter = _app.Services.GetRequiredService<IMeterFactory>().Create(ServerOptions.MeterName);
@@ -78,6 +78,9 @@ public sealed class InferServer : IAsyncDisposable
     /// <summary>Starts listening and begins loading the model.</summary>
     public async Task StartAsync(CancellationToken cancel = default)
     {
+        // ApplicationStopping fires before Kestrel stops (hosted services stop after it, too late): the drain starts first, and
+        // Kestrel's wait for running requests then ends when they finish or the grace period cancels them.
+        _app.Lifetime.ApplicationStopping.Register(() => _drain = DrainAsync());
         await _app.StartAsync(cancel);
         var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         address = address.Replace("[::]", "localhost", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
@@ -205,17 +208,12 @@ public sealed class InferServer : IAsyncDisposable
         _ => "other",
     };
 
-    /// <summary>Registered after Kestrel, so it stops first: it drains the scheduler while Kestrel still serves the running requests.</summary>
-    private sealed class DrainOnStop(InferServer server) : IHostedService
+    /// <summary>New requests get 503; running ones finish within the grace period, then the rest are cancelled.</summary>
+    private async Task DrainAsync()
     {
-        public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-        public async Task StopAsync(CancellationToken cancellationToken)
-        {
-            server._state.Stopping = true;
-            await server._stop.CancelAsync();
-            if (server._state.Scheduler is { } s) await s.ShutdownAsync(server._options.ShutdownGrace);
-        }
+        _state.Stopping = true;
+        await _stop.CancelAsync();
+        if (_state.Scheduler is { } s) await s.ShutdownAsync(_options.ShutdownGrace);
     }
 
     public async ValueTask DisposeAsync()
@@ -228,6 +226,7 @@ public sealed class InferServer : IAsyncDisposable
         {
         }
         await _loading;
+        await _drain;
         await _app.DisposeAsync();
         _state.Scheduler?.Dispose();
         if (_ownsModel) _state.Model?.Dispose();

@@ -161,6 +161,22 @@ public sealed class ServingBehaviourTests
     }
 
     [Fact]
+    public async Task ShutdownCancelsAStreamThatOutlastsTheGracePeriod()
+    {
+        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 2048,
+            o => o with { ShutdownGrace = TimeSpan.FromMilliseconds(200) });
+        var (res, reader) = await StartLongStreamAsync(s);
+        using (res)
+        using (reader)
+        {
+            await s.Server.StopAsync();
+            string rest = await reader.ReadToEndAsync();
+            Assert.Contains("\"code\":\"shutting_down\"", rest);
+            Assert.DoesNotContain("[DONE]", rest);
+        }
+    }
+
+    [Fact]
     public async Task ShutdownLetsARunningRequestFinish()
     {
         await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 512);
