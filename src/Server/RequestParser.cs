@@ -81,10 +81,10 @@ internal static class RequestParser
         JsonFields f, Endpoint kind, int[] prompt, string promptField, int logprobs, ServedModel model, ServerOptions options)
     {
         int context = model.Model.ContextLength;
-        if (prompt.Length == 0) throw ApiException.BadRequest("the prompt is empty", promptField, "invalid_value");
+        if (prompt.Length == 0) throw ApiException.BadRequest($"'{promptField}' is empty", promptField, "invalid_value");
         if (prompt.Length >= context)
             throw ApiException.BadRequest(
-                $"the prompt is {prompt.Length} tokens, which does not fit the context of {context} tokens (one is kept for the reply)",
+                $"'{promptField}' comes to {prompt.Length} tokens, which does not fit the context of {context} tokens (one is kept for the reply)",
                 promptField, "context_length_exceeded");
         string maxField = f.Get("max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
         long? max = f.Integer(maxField, 1, int.MaxValue);
