@@ -135,12 +135,17 @@ public sealed partial class Scheduler : IDisposable
         return work.Stream;
     }
 
-    /// <summary>One small forward pass and a token sampled (kernels compiled, weights touched) before the server reports ready.</summary>
+    /// <summary>
+    /// A small generation before the server reports ready: an 8-token prompt (the batched matmul kernels) and one decode step (the
+    /// single-row kernels), so both are compiled and every weight has been touched once.
+    /// </summary>
     public async Task WarmUpAsync(CancellationToken cancel = default)
     {
         int first = _tokenizer.BosId >= 0 ? _tokenizer.BosId : 0;
-        var stream = Submit(new GenerationRequest { Prompt = [first], MaxTokens = 1, Sampling = new SamplerOptions { Temperature = 0 } }, cancel);
-        await stream.CollectAsync(cancel).ConfigureAwait(false);
+        var prompt = new int[Math.Clamp(_model.ContextLength - 2, 1, 8)];
+        Array.Fill(prompt, first);
+        var request = new GenerationRequest { Prompt = prompt, MaxTokens = 2, IgnoreEos = true, Sampling = new SamplerOptions { Temperature = 0 } };
+        await Submit(request, cancel).CollectAsync(cancel).ConfigureAwait(false);
     }
 
     /// <summary>New requests are refused from now on (<see cref="SchedulerStoppedException"/>); running and waiting ones go on.</summary>
