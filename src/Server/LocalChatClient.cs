@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
+using Infer.Engine;
 using Infer.Runtime.Sampling;
 using Infer.Runtime.Serving;
 using Microsoft.Extensions.AI;
@@ -23,6 +24,15 @@ public sealed class LocalChatClient : IChatClient
     /// <summary>A client with its own scheduler over <paramref name="model"/> (one slot per model sequence).</summary>
     public LocalChatClient(ServedModel model, SchedulerOptions? options = null)
         : this(new Scheduler(model.Model, model.Tokenizer, options), model, ownsScheduler: true)
+    {
+    }
+
+    /// <summary>
+    /// A client over a model from the engine's entry (<c>LoadedModel.Load</c>, with <see cref="ModelLoadOptions.Sequences"/> =
+    /// the requests to serve at once), with its own scheduler; the model stays the caller's.
+    /// </summary>
+    public LocalChatClient(LoadedModel model, string? name = null, SchedulerOptions? options = null)
+        : this(new ServedModel(model.Model, model.Tokenizer, model.Template, name ?? Path.GetFileNameWithoutExtension(model.File.Path)), options)
     {
     }
 

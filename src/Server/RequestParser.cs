@@ -2,7 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Infer.Runtime.Sampling;
 using Infer.Runtime.Serving;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 
 namespace Infer.Server;
 

@@ -1,6 +1,6 @@
 using Infer.Kernels.Cpu.Ops;
-using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime.Backend;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Gpu.Tests;
@@ -32,9 +32,9 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     {
         var w = Check.Random(rng, rows * cols);
         var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
-        QuantKernels.Quantize(type, w, bytes);
+        RowCodec.Quantize(type, w, bytes);
         var deq = new float[rows * cols];
-        QuantKernels.Dequantize(type, bytes, deq);
+        RowCodec.Dequantize(type, bytes, deq);
         return (bytes, deq);
     }
 
@@ -116,7 +116,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             }
     }
 
-    /// <summary>Add followed by RmsNorm of the same rows runs as one fused launch: x += r, then y = norm(x).</summary>
+    /// <summary>AddRmsNorm is one launch: x += r, then y = norm(x).</summary>
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -139,8 +139,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
                 b.Write(r, rs);
                 Check.SetTokens(b, n);
                 long before = b.Launches;
-                b.Add(x, r);
-                b.RmsNorm(x, w, 1e-5f, y);
+                b.AddRmsNorm(x, r, w, 1e-5f, y);
                 Assert.Equal(1, b.Launches - before);
 
                 var sum = xs.Select((v, i) => v + rs[i]).ToArray();
@@ -294,7 +293,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             b.Write(k, ks);
             b.Write(v, vs);
             b.SetBatch(new int[n], [.. batch.Select(e => e.Pos)], [.. batch.Select(e => e.Seq)]);
-            b.Attention(layer, q, k, v, o, heads, kvHeads, headDim, scale);
+            b.StoreKv(layer, k, v);
+            b.Attention(layer, q, o, new AttentionShape(heads, kvHeads, headDim, new RopeConfig(headDim, 10000f, 1f, false, null), 1e-5f));
 
             StoreKv(kHost, vHost, batch, ks, vs, kvDim);
             var expected = ReferenceAttention(qs, kHost, vHost, batch, heads, kvHeads, headDim, scale);
@@ -303,7 +303,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     }
 
     /// <summary>
-    /// Q, K and V matmuls over the same input, with the biases that follow (qwen2), run as one launch; each output matches
+    /// Q, K and V matmuls over the same input, with their biases (qwen2), run as one launch; each output matches
     /// the dequantized reference plus its bias. The third part has no bias.
     /// </summary>
     [Theory]
@@ -327,9 +327,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             b.Write(x, xs);
             Check.SetTokens(b, n);
             long before = b.Launches;
-            for (int i = 0; i < 3; i++) b.MatMul(weights[i], x, ys[i]);
-            b.AddBias(ys[0], biasWeights[0]);
-            b.AddBias(ys[1], biasWeights[1]);
+            b.MatMuls(x, [(weights[0], ys[0], biasWeights[0]), (weights[1], ys[1], biasWeights[1]), (weights[2], ys[2], null)]);
             b.Synchronize();
             Assert.Equal(1, b.Launches - before);
 
@@ -348,7 +346,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         }
     }
 
-    /// <summary>The gate and up matmuls followed by SwiGlu run as one launch: gate = silu(Wg·x) * (Wu·x), up = Wu·x.</summary>
+    /// <summary>The gate and up matmuls with SwiGlu run as one launch: gate = silu(Wg·x) * (Wu·x), up = Wu·x.</summary>
     [Theory]
     [MemberData(nameof(Types))]
     public void GateUpMatMulsFuseWithSwiGlu(GgmlType type, bool reducing)
@@ -371,9 +369,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             b.Write(x, xs);
             Check.SetTokens(b, n);
             long before = b.Launches;
-            b.MatMul(wg, x, gate);
-            b.MatMul(wu, x, up);
-            b.SwiGlu(gate, up);
+            b.GateUpSwiGlu(x, wg, wu, gate, up);
             Assert.Equal(1, b.Launches - before);
 
             var g = new float[n * rows];
@@ -405,8 +401,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     };
 
     /// <summary>
-    /// RoPE of q and of k followed by Attention: the rotations and the KV store run as one launch before the attention
-    /// kernel(s). q and k end rotated (checked against VectorOps.RopeHead), and every output matches VectorOps.AttendRef
+    /// RoPE of q and of k with the KV store (RopeStoreKv), then Attention: the rotations and the store run as one launch before
+    /// the attention kernel(s). q and k end rotated (checked against VectorOps.RopeHead), and every output matches VectorOps.AttendRef
     /// over host-rotated keys, for a prefill of two sequences and then decode steps.
     /// </summary>
     [Theory]
@@ -442,9 +438,9 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             b.Write(v, vs);
             b.SetBatch(new int[n], [.. batch.Select(e => e.Pos)], [.. batch.Select(e => e.Seq)]);
             long before = b.Launches;
-            b.Rope(q, headDim, rope);
-            b.Rope(k, headDim, rope);
-            b.Attention(layer, q, k, v, o, heads, kvHeads, headDim, scale);
+            var shape = new AttentionShape(heads, kvHeads, headDim, rope, 1e-5f);
+            b.RopeStoreKv(layer, q, k, v, shape);
+            b.Attention(layer, q, o, shape);
             b.Synchronize();
             Assert.True(b.Launches - before is 2 or 3, $"{b.Launches - before} launches for rope, rope, attention");
 
@@ -463,7 +459,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     }
 
     /// <summary>
-    /// RmsNorm into xb, then matmuls of xb (three parts; or gate and up with SwiGlu): one launch that also writes xb.
+    /// RmsNorm into xb, then matmuls of xb (three parts; or gate and up with SwiGlu, as NormGateUp): one launch that also writes xb.
     /// xb matches VectorOps.RmsNormRef and the outputs the dequantized reference applied to it.
     /// </summary>
     [Theory]
@@ -490,9 +486,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
                 b.Write(x, xs);
                 Check.SetTokens(b, n);
                 long before = b.Launches;
-                b.RmsNorm(x, normW, 1e-5f, xb);
-                for (int i = 0; i < rows.Length; i++) b.MatMul(weights[i], xb, ys[i]);
-                if (swiGlu) b.SwiGlu(ys[0], ys[1]);
+                if (swiGlu) b.NormGateUp(x, new GateUpWeights(normW, weights[0], weights[1]), 1e-5f, xb, ys[0], ys[1]);
+                else b.NormMatMuls(x, normW, 1e-5f, xb, [(weights[0], ys[0]), (weights[1], ys[1]), (weights[2], ys[2])]);
                 b.Synchronize();
                 Assert.Equal(1, b.Launches - before);
 
@@ -519,7 +514,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         }
     }
 
-    /// <summary>MatMul then Add of its output into a residual stream: one launch writes y = W·a and x += y.</summary>
+    /// <summary>MatMulAdd: one launch writes y = W·a and x += y.</summary>
     [Theory]
     [MemberData(nameof(Types))]
     public void ResidualAddFusesIntoTheMatMul(GgmlType type, bool reducing)
@@ -542,8 +537,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             b.Write(x, xs);
             Check.SetTokens(b, n);
             long before = b.Launches;
-            b.MatMul(w, input, y);
-            b.Add(x, y);
+            b.MatMulAdd(w, input, y, x);
             b.Synchronize();
             Assert.Equal(1, b.Launches - before);
 
@@ -570,8 +564,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     };
 
     /// <summary>
-    /// The attention block's front as LlamaModel calls it (RmsNorm, Q/K/V matmuls, RoPE of q and k, Attention) runs the
-    /// norm, the matmuls, RoPE and the KV store as one launch, then the attention kernel(s). xb, q, k, v and the
+    /// The attention block's front as LlamaModel calls it (NormQkvRope, then Attention) runs the norm, the matmuls, RoPE and
+    /// the KV store as one launch, then the attention kernel(s). xb, q, k, v and the
     /// attention output match references built from VectorOps (RmsNormRef, RopeHead, AttendRef) and the dequantized
     /// weights, for a prefill of two sequences and decode steps.
     /// </summary>
@@ -612,16 +606,12 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             b.Write(x, xs);
             b.SetBatch(new int[n], [.. batch.Select(e => e.Pos)], [.. batch.Select(e => e.Seq)]);
             long before = b.Launches;
-            b.RmsNorm(x, normW, 1e-5f, xb);
-            b.MatMul(weights[0], xb, q);
-            b.MatMul(weights[1], xb, k);
-            b.MatMul(weights[2], xb, v);
-            b.Rope(q, headDim, rope);
-            b.Rope(k, headDim, rope);
+            var shape = new AttentionShape(heads, kvHeads, headDim, rope, 1e-5f);
+            b.NormQkvRope(layer, x, new QkvWeights(normW, weights[0], weights[1], weights[2]), shape, xb, q, k, v);
             long atAttention = b.Launches;
-            b.Attention(layer, q, k, v, o, heads, kvHeads, headDim, scale);
+            b.Attention(layer, q, o, shape);
             b.Synchronize();
-            Assert.Equal(before, atAttention);
+            Assert.Equal(1, atAttention - before);
             Assert.True(b.Launches - before is 2 or 3, $"{b.Launches - before} launches for norm, 3 matmuls, 2 ropes, attention");
 
             var normed = new float[n * cols];
@@ -656,7 +646,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     }
 
     /// <summary>
-    /// The logits path as LlamaModel calls it (GatherRows of one row, its in-place RmsNorm, the output matmul) is one
+    /// The logits path as LlamaModel calls it (NormMatMulRows of one row: the gather, its norm, the output matmul) is one
     /// launch: the copy holds the normalized row (VectorOps.RmsNormRef) and the logits match the dequantized reference.
     /// </summary>
     [Theory]
@@ -679,9 +669,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         b.Write(x, xs);
         Check.SetTokens(b, n);
         long before = b.Launches;
-        b.GatherRows(x, [pick], last);
-        b.RmsNorm(last, normW, 1e-5f, last, 1);
-        b.MatMul(w, last, logits, 1);
+        b.NormMatMulRows(x, [pick], normW, 1e-5f, w, last, logits);
         b.Synchronize();
         Assert.Equal(1, b.Launches - before);
 
@@ -700,8 +688,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
 
         // Without a matmul after it, the gathered norm still runs as one launch.
         before = b.Launches;
-        b.GatherRows(x, [1], last);
-        b.RmsNorm(last, normW, 1e-5f, last, 1);
+        b.NormRow(x, 1, normW, 1e-5f, last);
         Check.Close(Check.Read(b, last, 1), Norm(xs.AsSpan(cols, cols), ws), $"{type} gathered norm alone");
         Assert.Equal(1, b.Launches - before);
 

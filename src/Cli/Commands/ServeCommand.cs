@@ -1,5 +1,4 @@
-using Infer.Runtime.Inference;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 using Infer.Server;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -15,7 +14,7 @@ internal sealed record ServeArgs(ModelArgs Model, int Slots, string? Alias, stri
     {
         int slots = a.Int(4, "-np", "--parallel");
         if (slots < 1) throw new UsageException($"-np must be at least 1, got {slots}");
-        var model = LoadedModel.ReadArgs(a) with { Sequences = slots };
+        var model = ModelArgs.Read(a) with { Sequences = slots };
         if (model.Batch < slots) throw new UsageException($"-b ({model.Batch}) must be at least -np ({slots}): each step holds one token per slot");
         var d = new ServerOptions();
         var server = new ServerOptions
@@ -41,14 +40,13 @@ internal sealed record ServeArgs(ModelArgs Model, int Slots, string? Alias, stri
     {
         string? templateText = TemplateFile is null ? null
             : File.Exists(TemplateFile) ? File.ReadAllText(TemplateFile) : throw new FileNotFoundException($"{TemplateFile}: file not found");
-        var m = LoadedModel.Load(Model, stderr);
+        var m = Model.Load(stderr);
         try
         {
-            templateText ??= ChatSession.TemplateFromGguf(m.File);
-            if (templateText is null)
+            if (templateText is null && m.TemplateText is null)
                 stderr.WriteLine("warning: the model has no chat template; chat requests use a plain 'User:/Assistant:' fallback");
-            var template = templateText is null ? null : ChatTemplate.Parse(templateText);
-            return new ServedModel(m.Model, m.Tokenizer, template, Alias ?? Path.GetFileNameWithoutExtension(m.File.Path), owner: m.File);
+            var template = templateText is null ? m.Template : ChatTemplate.Parse(templateText);
+            return ServedModel.From(m, Alias, template);
         }
         catch
         {

@@ -47,10 +47,47 @@ public sealed record RopeConfig(int Dims, float FreqBase, float FreqScale, bool 
 /// <summary>Shape of the attention KV cache.</summary>
 public sealed record KvCacheConfig(int Layers, int Contexts, int ContextLength, int KvHeads, int HeadDim);
 
+/// <summary>Attention geometry of a model, from its metadata.</summary>
+/// <param name="Heads">query heads.</param>
+/// <param name="KvHeads">key/value heads (grouped-query attention: Heads is a multiple of KvHeads).</param>
+/// <param name="HeadDim">elements per head.</param>
+/// <param name="Rope">the rotation of q and k.</param>
+/// <param name="Eps">RMSNorm epsilon of the block's norms (the input norm and qwen3's per-head q/k norms).</param>
+public sealed record AttentionShape(int Heads, int KvHeads, int HeadDim, RopeConfig Rope, float Eps)
+{
+    /// <summary>Softmax scale of the scores: 1 / sqrt(HeadDim).</summary>
+    public float Scale { get; } = 1f / MathF.Sqrt(HeadDim);
+
+    public int QDim => Heads * HeadDim;
+    public int KvDim => KvHeads * HeadDim;
+}
+
+/// <summary>The weights of one layer's attention input: the norm, Q/K/V projections, their biases (qwen2) and per-head norms (qwen3).</summary>
+/// <param name="Norm">attn_norm (dim).</param>
+/// <param name="Wq">(qDim, dim).</param>
+/// <param name="Wk">(kvDim, dim).</param>
+/// <param name="Wv">(kvDim, dim).</param>
+/// <param name="Bq">(qDim) or null; Bk and Bv are present exactly when Bq is.</param>
+/// <param name="Bk">(kvDim) or null.</param>
+/// <param name="Bv">(kvDim) or null.</param>
+/// <param name="QNorm">(headDim) or null; KNorm is present exactly when QNorm is.</param>
+/// <param name="KNorm">(headDim) or null.</param>
+public sealed record QkvWeights(IWeight Norm, IWeight Wq, IWeight Wk, IWeight Wv,
+    IWeight? Bq = null, IWeight? Bk = null, IWeight? Bv = null, IWeight? QNorm = null, IWeight? KNorm = null);
+
+/// <summary>The weights of one layer's feed-forward input: the norm and the gate and up projections, (ff, dim) each.</summary>
+public sealed record GateUpWeights(IWeight Norm, IWeight Gate, IWeight Up);
+
 /// <summary>
 /// The seam between the model and the hardware: coarse operations over backend-owned buffers. <c>LlamaModel.Forward</c>
 /// is written once against it. Operations act on the first <c>n</c> rows of their activations, where n is the token
-/// count of the batch set by <see cref="SetBatch"/>.
+/// count of the batch set by <see cref="SetBatch"/>. Every operation finishes (in stream order) before the next one starts:
+/// a backend never holds work back to merge it with a later call.
+/// <para>
+/// The fused operations (<see cref="NormQkvRope"/>, <see cref="MatMulAdd"/>, <see cref="NormGateUp"/>,
+/// <see cref="NormMatMulRows"/>) are defined by the primitives they stand for (see <see cref="ComposedOps"/>); a backend
+/// implements each as fused as pays on its hardware and must produce what the composition produces.
+/// </para>
 /// </summary>
 public interface IBackend : IDisposable
 {
@@ -70,10 +107,15 @@ public interface IBackend : IDisposable
     /// <summary>Sets the current batch: token ids, their positions and sequence (cache context) ids. Lengths must match.</summary>
     void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences);
 
+    // ---- primitives ----
+
     /// <summary>x[t, :] = table[tokens[t], :] (dequantized).</summary>
     void Embed(IWeight table, IActivation x);
 
-    /// <summary>y = x / rms(x) * weight, over groups of weight.Cols elements of each row (a row is 1 or more groups); first <paramref name="rows"/> rows (all batch tokens when -1).</summary>
+    /// <summary>
+    /// y = x / rms(x) * weight, over groups of weight.Cols elements of each row (a row is 1 or more groups); first
+    /// <paramref name="rows"/> rows (all batch tokens when -1).
+    /// </summary>
     void RmsNorm(IActivation x, IWeight weight, float eps, IActivation y, int rows = -1);
 
     /// <summary>y[t, :] = W · x[t, :] for the first <paramref name="rows"/> rows (all batch tokens when -1).</summary>
@@ -85,11 +127,14 @@ public interface IBackend : IDisposable
     /// <summary>Rotates each head of x (heads of <paramref name="headDim"/> in a row) by the batch positions.</summary>
     void Rope(IActivation x, int headDim, RopeConfig rope);
 
+    /// <summary>Stores k and v of the batch (kvHeads x headDim per row) in layer <paramref name="layer"/>'s cache at the batch positions.</summary>
+    void StoreKv(int layer, IActivation k, IActivation v);
+
     /// <summary>
-    /// Stores k and v of the batch in layer <paramref name="layer"/>'s cache at the batch positions, then computes causal
-    /// multi-head (grouped-query) attention of q over the cache of each token's sequence, positions 0..pos: out[t] (nHeads x headDim).
+    /// Causal multi-head (grouped-query) attention of q over layer <paramref name="layer"/>'s cache of each token's sequence,
+    /// positions 0..pos (the batch's own k and v must be stored first): output[t] (heads x headDim).
     /// </summary>
-    void Attention(int layer, IActivation q, IActivation k, IActivation v, IActivation output, int nHeads, int nKvHeads, int headDim, float scale);
+    void Attention(int layer, IActivation q, IActivation output, AttentionShape shape);
 
     /// <summary>gate = silu(gate) * up.</summary>
     void SwiGlu(IActivation gate, IActivation up);
@@ -99,6 +144,29 @@ public interface IBackend : IDisposable
 
     /// <summary>dst[i, :] = src[rows[i], :].</summary>
     void GatherRows(IActivation src, ReadOnlySpan<int> rows, IActivation dst);
+
+    // ---- fused operations ----
+
+    /// <summary>
+    /// The attention block's input of one layer: xb = norm(x); q = Wq·xb + bq, k = Wk·xb + bk, v = Wv·xb + bv; per-head
+    /// q_norm(q), k_norm(k) when the weights have them; RoPE of q and k at the batch positions; k and v stored in layer
+    /// <paramref name="layer"/>'s cache. Leaves xb, q (rotated), k (rotated) and v written.
+    /// </summary>
+    void NormQkvRope(int layer, IActivation x, QkvWeights w, AttentionShape shape, IActivation xb, IActivation q, IActivation k, IActivation v);
+
+    /// <summary>y = W · x; residual += y (the sub-block's output added to the residual stream).</summary>
+    void MatMulAdd(IWeight w, IActivation x, IActivation y, IActivation residual);
+
+    /// <summary>The feed-forward input: xb = norm(x); up = Wup·xb; gate = silu(Wgate·xb) * up.</summary>
+    void NormGateUp(IActivation x, GateUpWeights w, float eps, IActivation xb, IActivation gate, IActivation up);
+
+    /// <summary>
+    /// The output head over selected rows: xRows[i] = norm(x[rows[i]]), y[i] = W · xRows[i], for i &lt; rows.Length
+    /// (rows.Length at most the batch size).
+    /// </summary>
+    void NormMatMulRows(IActivation x, ReadOnlySpan<int> rows, IWeight norm, float eps, IWeight w, IActivation xRows, IActivation y);
+
+    // ---- host transfers ----
 
     /// <summary>Copies row <paramref name="row"/> of x to host memory.</summary>
     void ReadRow(IActivation x, int row, Span<float> destination);

@@ -6,7 +6,7 @@ namespace Infer.Runtime.Backend;
 /// <summary>
 /// Wraps a backend and adds up the wall time of every operation, split by operation and, for matmuls, by weight role
 /// (<c>blk.N.ffn_down.weight</c> counts as <c>ffn_down</c>) and type. Meant for a backend whose operations finish before they return
-/// (the CPU backend); an asynchronous backend would be timed at its launches. Recording allocates nothing.
+/// (the CPU backend); an asynchronous backend would be timed at its launches, and a fusing one loses its fusion here. Recording allocates nothing.
 /// </summary>
 public sealed class ProfilingBackend : IBackend
 {
@@ -16,7 +16,7 @@ public sealed class ProfilingBackend : IBackend
     private readonly Dictionary<IWeight, int> _matMulSlots = new(ReferenceEqualityComparer.Instance);
     private long[] _ticks = new long[64];
     private long[] _calls = new long[64];
-    private readonly int _embed, _rmsNorm, _addBias, _rope, _attention, _swiGlu, _add, _gather, _read, _copy, _setBatch, _matMulOther;
+    private readonly int _embed, _rmsNorm, _addBias, _rope, _storeKv, _attention, _swiGlu, _add, _gather, _read, _copy, _setBatch, _matMulOther;
 
     public ProfilingBackend(IBackend inner)
     {
@@ -26,6 +26,7 @@ public sealed class ProfilingBackend : IBackend
         _rmsNorm = Slot("rms norm");
         _addBias = Slot("add bias");
         _rope = Slot("rope");
+        _storeKv = Slot("kv store");
         _attention = Slot("attention");
         _swiGlu = Slot("swiglu");
         _add = Slot("add");
@@ -147,12 +148,33 @@ public sealed class ProfilingBackend : IBackend
         Record(_rope, t);
     }
 
-    public void Attention(int layer, IActivation q, IActivation k, IActivation v, IActivation output, int nHeads, int nKvHeads, int headDim, float scale)
+    public void StoreKv(int layer, IActivation k, IActivation v)
     {
         long t = Stopwatch.GetTimestamp();
-        _inner.Attention(layer, q, k, v, output, nHeads, nKvHeads, headDim, scale);
+        _inner.StoreKv(layer, k, v);
+        Record(_storeKv, t);
+    }
+
+    public void Attention(int layer, IActivation q, IActivation output, AttentionShape shape)
+    {
+        long t = Stopwatch.GetTimestamp();
+        _inner.Attention(layer, q, output, shape);
         Record(_attention, t);
     }
+
+    // The fused operations run as their primitives through this decorator, so each primitive is timed on its own (the CPU
+    // backend, which this is meant for, composes them the same way).
+
+    public void NormQkvRope(int layer, IActivation x, QkvWeights w, AttentionShape shape, IActivation xb, IActivation q, IActivation k, IActivation v) =>
+        ComposedOps.NormQkvRope(this, layer, x, w, shape, xb, q, k, v);
+
+    public void MatMulAdd(IWeight w, IActivation x, IActivation y, IActivation residual) => ComposedOps.MatMulAdd(this, w, x, y, residual);
+
+    public void NormGateUp(IActivation x, GateUpWeights w, float eps, IActivation xb, IActivation gate, IActivation up) =>
+        ComposedOps.NormGateUp(this, x, w, eps, xb, gate, up);
+
+    public void NormMatMulRows(IActivation x, ReadOnlySpan<int> rows, IWeight norm, float eps, IWeight w, IActivation xRows, IActivation y) =>
+        ComposedOps.NormMatMulRows(this, x, rows, norm, eps, w, xRows, y);
 
     public void SwiGlu(IActivation gate, IActivation up)
     {

@@ -23,13 +23,9 @@ public sealed class LlamaModel : IDisposable
     private sealed class Layer
     {
         public required int CacheLayer;             // index of this layer in its backend's KV cache
-        public required IWeight AttnNorm;           // (dim)
-        public required IWeight Wq, Wk, Wv;         // (qDim, dim), (kvDim, dim), (kvDim, dim)
-        public IWeight? Bq, Bk, Bv;                 // (qDim), (kvDim), (kvDim): qwen2
-        public IWeight? QNorm, KNorm;               // (headDim): qwen3
+        public required QkvWeights Attn;            // attn_norm (dim); Wq (qDim, dim), Wk, Wv (kvDim, dim); qwen2 biases; qwen3 q/k norms (headDim)
         public required IWeight Wo;                 // (dim, qDim)
-        public required IWeight FfnNorm;            // (dim)
-        public required IWeight WGate, WUp;         // (ff, dim)
+        public required GateUpWeights Ffn;          // ffn_norm (dim); gate, up (ff, dim)
         public required IWeight WDown;              // (dim, ff)
     }
 
@@ -63,6 +59,7 @@ public sealed class LlamaModel : IDisposable
     private readonly IWeight _outputNorm; // (dim) on the last stage's backend
     private readonly IWeight _output;     // (vocab, dim) on the last stage's backend; token_embd when tied
     private readonly float[] _hidden;     // (batch, dim) host copy of x between stages; empty with one stage
+    private readonly AttentionShape _shape;
 
     public ModelConfig Config { get; }
 
@@ -86,6 +83,7 @@ public sealed class LlamaModel : IDisposable
         BatchSize = Math.Clamp(options.BatchSize, 1, 8192);
         Sequences = Math.Max(1, options.Sequences);
         int dim = config.EmbeddingLength, ff = config.FeedForwardLength, q = config.QDim, kv = config.KvDim, hd = config.HeadDim;
+        _shape = new AttentionShape(config.HeadCount, config.HeadCountKv, hd, config.Rope, config.RmsEps);
 
         _tokenEmbd = new WeightBinder(file, placement[0].Backend).Matrix("token_embd.weight", config.VocabSize, dim);
         _stages = new Stage[placement.Length];
@@ -101,19 +99,21 @@ public sealed class LlamaModel : IDisposable
                 layers[j] = new Layer
                 {
                     CacheLayer = j,
-                    AttnNorm = w.Vector(p + "attn_norm.weight", dim),
-                    Wq = w.Matrix(p + "attn_q.weight", q, dim),
-                    Wk = w.Matrix(p + "attn_k.weight", kv, dim),
-                    Wv = w.Matrix(p + "attn_v.weight", kv, dim),
-                    Bq = config.QkvBias ? w.Vector(p + "attn_q.bias", q) : null,
-                    Bk = config.QkvBias ? w.Vector(p + "attn_k.bias", kv) : null,
-                    Bv = config.QkvBias ? w.Vector(p + "attn_v.bias", kv) : null,
-                    QNorm = config.QkNorm ? w.Vector(p + "attn_q_norm.weight", hd) : null,
-                    KNorm = config.QkNorm ? w.Vector(p + "attn_k_norm.weight", hd) : null,
+                    Attn = new QkvWeights(
+                        Norm: w.Vector(p + "attn_norm.weight", dim),
+                        Wq: w.Matrix(p + "attn_q.weight", q, dim),
+                        Wk: w.Matrix(p + "attn_k.weight", kv, dim),
+                        Wv: w.Matrix(p + "attn_v.weight", kv, dim),
+                        Bq: config.QkvBias ? w.Vector(p + "attn_q.bias", q) : null,
+                        Bk: config.QkvBias ? w.Vector(p + "attn_k.bias", kv) : null,
+                        Bv: config.QkvBias ? w.Vector(p + "attn_v.bias", kv) : null,
+                        QNorm: config.QkNorm ? w.Vector(p + "attn_q_norm.weight", hd) : null,
+                        KNorm: config.QkNorm ? w.Vector(p + "attn_k_norm.weight", hd) : null),
                     Wo = w.Matrix(p + "attn_output.weight", dim, q),
-                    FfnNorm = w.Vector(p + "ffn_norm.weight", dim),
-                    WGate = w.Matrix(p + "ffn_gate.weight", ff, dim),
-                    WUp = w.Matrix(p + "ffn_up.weight", ff, dim),
+                    Ffn = new GateUpWeights(
+                        Norm: w.Vector(p + "ffn_norm.weight", dim),
+                        Gate: w.Matrix(p + "ffn_gate.weight", ff, dim),
+                        Up: w.Matrix(p + "ffn_up.weight", ff, dim)),
                     WDown = w.Matrix(p + "ffn_down.weight", dim, ff),
                 };
                 progress?.Report((i + 1.0) / (config.BlockCount + 1));
@@ -204,12 +204,10 @@ public sealed class LlamaModel : IDisposable
             foreach (var layer in stage.Layers) ForwardLayer(stage.Backend, stage.A, layer);
         }
 
-        // Only the rows that need logits go through the final norm and the (large) output matmul.
+        // logits = output · norm(x) of only the rows that need logits (the output matrix is the largest of all)
         var b = _stages[^1].Backend;
         var a = _stages[^1].A;
-        b.GatherRows(a.X, logitRows, a.XLast!);
-        b.RmsNorm(a.XLast!, _outputNorm, c.RmsEps, a.XLast!, logitRows.Length);
-        b.MatMul(_output, a.XLast!, a.Logits!, logitRows.Length);
+        b.NormMatMulRows(a.X, logitRows, _outputNorm, c.RmsEps, _output, a.XLast!, a.Logits!);
         for (int i = 0; i < logitRows.Length; i++)
             b.ReadRow(a.Logits!, i, logits.Slice(i * c.VocabSize, c.VocabSize));
     }
@@ -217,36 +215,14 @@ public sealed class LlamaModel : IDisposable
     /// <summary>One transformer block on backend <paramref name="b"/>: x += attention(norm(x)); x += ffn(norm(x)).</summary>
     private void ForwardLayer(IBackend b, Activations a, Layer L)
     {
-        var c = Config;
-        // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-        b.RmsNorm(a.X, L.AttnNorm, c.RmsEps, a.Xb);
-        b.MatMul(L.Wq, a.Xb, a.Q);
-        b.MatMul(L.Wk, a.Xb, a.K);
-        b.MatMul(L.Wv, a.Xb, a.V);
-        if (L.Bq is not null)
-        {
-            b.AddBias(a.Q, L.Bq);
-            b.AddBias(a.K, L.Bk!);
-            b.AddBias(a.V, L.Bv!);
-        }
-        if (L.QNorm is not null)
-        {
-            b.RmsNorm(a.Q, L.QNorm, c.RmsEps, a.Q);                    // per head: q_norm(q.view(heads, headDim))
-            b.RmsNorm(a.K, L.KNorm!, c.RmsEps, a.K);
-        }
-        b.Rope(a.Q, c.HeadDim, c.Rope);
-        b.Rope(a.K, c.HeadDim, c.Rope);
-        b.Attention(L.CacheLayer, a.Q, a.K, a.V, a.Att, c.HeadCount, c.HeadCountKv, c.HeadDim, 1f / MathF.Sqrt(c.HeadDim));
-        b.MatMul(L.Wo, a.Att, a.Xb2);
-        b.Add(a.X, a.Xb2);
-
-        // FFN: x += w2(silu(w1(norm(x))) * w3(norm(x)))
-        b.RmsNorm(a.X, L.FfnNorm, c.RmsEps, a.Xb);
-        b.MatMul(L.WGate, a.Xb, a.Hb);
-        b.MatMul(L.WUp, a.Xb, a.Hb2);
-        b.SwiGlu(a.Hb, a.Hb2);
-        b.MatMul(L.WDown, a.Hb, a.Xb2);
-        b.Add(a.X, a.Xb2);
+        // q, k, v = rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x) (+ biases, per-head q/k norms); k, v → cache
+        b.NormQkvRope(L.CacheLayer, a.X, L.Attn, _shape, a.Xb, a.Q, a.K, a.V);
+        // x += Wo · softmax(q·kᵀ / sqrt(headDim)) · v, causal over each token's sequence
+        b.Attention(L.CacheLayer, a.Q, a.Att, _shape);
+        b.MatMulAdd(L.Wo, a.Att, a.Xb2, a.X);
+        // x += w2(silu(w1(norm(x))) * w3(norm(x)))
+        b.NormGateUp(a.X, L.Ffn, Config.RmsEps, a.Xb, a.Hb, a.Hb2);
+        b.MatMulAdd(L.WDown, a.Hb, a.Xb2, a.X);
     }
 
     /// <summary>The residual stream of every batch row moves from one backend to the next through host memory: (n, dim).</summary>

@@ -1,4 +1,4 @@
-using Infer.Runtime.Templates;
+using Infer.Templates;
 using Infer.Runtime.Tokenizers;
 
 namespace Infer.Runtime.Serving;

@@ -2,27 +2,13 @@ using Infer.Runtime.Sampling;
 
 namespace Infer.Runtime.Serving;
 
-/// <summary>
-/// A hook into one sequence's sampling (the structured-output grammar plugs in here): it masks the logits before the sampler
-/// draws and learns each chosen token. One instance per request; called on the scheduler's thread only.
-/// </summary>
-public interface ISamplingConstraint
-{
-    /// <summary>Sets the logits of tokens that may not come next to negative infinity.</summary>
-    void Mask(Span<float> logits);
-
-    /// <summary>Records the token the sampler chose.</summary>
-    void Accept(int token);
-
-    /// <summary>True when the constraint is satisfied and nothing more may follow (the request then finishes with "stop").</summary>
-    bool IsComplete { get; }
-}
-
 /// <summary>One generation: prompt tokens, sampling and limits. Validated by the caller; the scheduler checks only what it must.</summary>
 public sealed record GenerationRequest
 {
     public required int[] Prompt { get; init; }
 
+    /// <summary>The request's sampling; a grammar (structured output) rides in <see cref="SamplerOptions.Grammar"/>: each slot's sampler
+    /// masks with it and advances it, so constrained and free requests share a batch.</summary>
     public SamplerOptions Sampling { get; init; } = new();
 
     /// <summary>Most generated tokens; -1: until the slot's context is full.</summary>
@@ -36,9 +22,6 @@ public sealed record GenerationRequest
 
     /// <summary>-1: no log probabilities; 0..20: the chosen token's log probability and that many alternatives.</summary>
     public int TopLogprobs { get; init; } = -1;
-
-    /// <summary>Creates the request's sampling constraint (a grammar), or null.</summary>
-    public Func<ISamplingConstraint>? Constraint { get; init; }
 }
 
 /// <summary>A candidate token and its log probability (natural log, over the model's distribution before sampling).</summary>
@@ -52,7 +35,7 @@ public readonly record struct GeneratedToken(int Token, string Text, float Logpr
 
 public enum FinishReason
 {
-    /// <summary>An end-of-generation token, a stop string, or a satisfied constraint.</summary>
+    /// <summary>An end-of-generation token or a stop string.</summary>
     Stop,
 
     /// <summary>max_tokens reached, or the slot's context is full.</summary>

@@ -256,7 +256,6 @@ public sealed partial class Scheduler : IDisposable
         // A slot keeps its sampler (vocabulary-sized buffers) for the next request with the same settings.
         if (slot.Sampler?.Options != work.Request.Sampling) slot.Sampler = new Sampler(_model.VocabSize, work.Request.Sampling);
         slot.Sampler.Reset();
-        slot.Constraint = work.Request.Constraint?.Invoke();
         slot.PromptNext = keep;
         slot.PendingToken = -1;
         slot.Admitted = ++_admissions;

@@ -6,6 +6,9 @@ public sealed partial class Scheduler
 {
     private int _step;
 
+    /// <summary>Called before each token of a request is sampled, on the scheduler thread (tests inject faults here).</summary>
+    internal Action<GenerationRequest>? SampleHook { get; set; }
+
     /// <summary>
     /// One batch: the pending token of every generating slot (each needs logits), then prompt chunks of prefilling slots, first
     /// admitted first, within the step's token budget (a prompt's last token needs logits). Then the model runs once and each
@@ -102,7 +105,7 @@ public sealed partial class Scheduler
     {
         var w = slot.Job!;
         var req = w.Request;
-        slot.Constraint?.Mask(logits);
+        SampleHook?.Invoke(req);
         if (req.TopLogprobs >= 0)
         {
             slot.Scratch ??= new float[logits.Length];
@@ -115,7 +118,6 @@ public sealed partial class Scheduler
             return;
         }
         slot.Sampler.Accept(token);
-        slot.Constraint?.Accept(token);
         float logprob = 0;
         TokenLogprob[]? top = null;
         if (req.TopLogprobs >= 0) logprob = Logprobs.Compute(slot.Scratch, token, req.TopLogprobs, out top);
@@ -123,7 +125,6 @@ public sealed partial class Scheduler
         string released = slot.Stop.Append(slot.Decoder.Append(token), out bool stopped);
         w.Channel.Writer.TryWrite(new GeneratedToken(token, released, logprob, top));
         if (stopped) Finish(slot, FinishReason.Stop, flush: false);
-        else if (slot.Constraint is { IsComplete: true }) Finish(slot, FinishReason.Stop);
         else if (req.MaxTokens > 0 && w.Generated >= req.MaxTokens) Finish(slot, FinishReason.Length);
         else if (slot.CacheCount >= _model.ContextLength) Finish(slot, FinishReason.Length);
         else slot.PendingToken = token;
@@ -158,7 +159,6 @@ public sealed partial class Scheduler
     {
         slot.Stop.Reset([]);
         slot.Job = null;
-        slot.Constraint = null;
         slot.PendingToken = -1;
         slot.Chunk = 0;
         slot.LastUsed = Stopwatch.GetTimestamp();

@@ -18,7 +18,6 @@ internal sealed class Slot(int sequence, int contextLength, Tokenizer tokenizer)
 
     public Work? Job;
     public Sampler? Sampler;      // the current request's; kept for the next request with equal options
-    public ISamplingConstraint? Constraint;
     public int PromptNext;        // index of the next prompt token to evaluate
     public int PendingToken = -1; // the last sampled token, evaluated in the next step
     public long LastUsed;         // when the slot last finished a request (least recently used wins a tie)

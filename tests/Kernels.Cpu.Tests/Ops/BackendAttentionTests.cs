@@ -84,7 +84,8 @@ public unsafe class BackendAttentionTests
                 }
 
                 float scale = 1f / MathF.Sqrt(headDim);
-                backend.Attention(layer, q, k, v, output, nHeads, nKvHeads, headDim, scale);
+                backend.StoreKv(layer, k, v);
+                backend.Attention(layer, q, output, new AttentionShape(nHeads, nKvHeads, headDim, NoRope(headDim), 1e-5f));
 
                 var row = new float[qDim];
                 var expected = new float[qDim];
@@ -116,12 +117,24 @@ public unsafe class BackendAttentionTests
         var v = backend.Allocate(n, nKvHeads * headDim);
         var output = backend.Allocate(n, nHeads * headDim);
         backend.SetBatch(new int[n], Enumerable.Range(0, n).ToArray(), new int[n]);
-        for (int i = 0; i < 50; i++) backend.Attention(0, q, k, v, output, nHeads, nKvHeads, headDim, 0.125f); // warm up: JIT tiering
+        var shape = new AttentionShape(nHeads, nKvHeads, headDim, NoRope(headDim), 1e-5f); // scale 1/sqrt(64) = 0.125
+        for (int i = 0; i < 50; i++) // warm up: JIT tiering
+        {
+            backend.StoreKv(0, k, v);
+            backend.Attention(0, q, output, shape);
+        }
 
         long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10; i++) backend.Attention(0, q, k, v, output, nHeads, nKvHeads, headDim, 0.125f);
+        for (int i = 0; i < 10; i++)
+        {
+            backend.StoreKv(0, k, v);
+            backend.Attention(0, q, output, shape);
+        }
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
+
+    /// <summary>Attention does not rotate; the shape still names a rotation.</summary>
+    private static RopeConfig NoRope(int headDim) => new(headDim, 10000f, 1f, false, null);
 
     private static Span<float> Row(float[,,] cache, int layer, int sequence, int position, int kvDim)
     {

@@ -1,7 +1,7 @@
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 using Infer.Server.Tests.Serving;
 
 namespace Infer.Server.Tests.Http;

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 using Infer.Server.Tests.Serving;
 
 namespace Infer.Server.Tests.Http;
@@ -71,6 +71,27 @@ public sealed class ServingBehaviourTests
         Assert.Matches("infer_server_generations_total\\{[^}]*reason=\"cancelled\"[^}]*\\} 1", await MetricsAsync(s));
         var (status, _, _) = await s.PostAsync("v1/completions", """{"prompt": "Hi", "max_tokens": 2}""");
         Assert.Equal(200, status);
+    }
+
+    [Fact]
+    public async Task AnInternalFaultAnswers500ForThatRequestOnly()
+    {
+        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 2);
+        s.Server.Scheduler!.SampleHook = r =>
+        {
+            if (r.MaxTokens == 7) throw new InvalidOperationException("injected fault");
+        };
+        var (status, json, _) = await s.PostAsync("v1/completions", """{"prompt": "Hi", "max_tokens": 7}""");
+        Assert.Equal(500, status);
+        Assert.Equal("server_error", json.RootElement.GetProperty("error").GetProperty("type").GetString());
+        Assert.Contains("injected fault", json.RootElement.GetProperty("error").GetProperty("message").GetString());
+        using (var res = await s.Http.SendAsync(Post("v1/completions", """{"prompt": "Hi", "max_tokens": 7, "stream": true}""")))
+        {
+            string events = await res.Content.ReadAsStringAsync();
+            Assert.Contains("\"type\":\"server_error\"", events); // the headers had gone: an error event ends the stream
+            Assert.DoesNotContain("[DONE]", events);
+        }
+        Assert.Equal(200, (await s.PostAsync("v1/completions", """{"prompt": "Hi", "max_tokens": 3}""")).Status);
     }
 
     [Fact]

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 using Infer.Server.Tests.Serving;
 using Infer.Tests;
 using Microsoft.Extensions.Logging;

@@ -7,10 +7,10 @@ public sealed class ValidationTests : IAsyncLifetime
 {
     private TestServer _server = null!;
 
-    public async Task InitializeAsync() =>
+    public async ValueTask InitializeAsync() =>
         _server = await TestServer.StartAsync("llama3", "q8_0", slots: 2, context: 256, o => o with { MaxBodyBytes = 64 * 1024, MaxTokensCap = 200 });
 
-    public async Task DisposeAsync() => await _server.DisposeAsync();
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync();
 
     private const string Msgs = """[{"role":"user","content":"Hi"}]""";
 

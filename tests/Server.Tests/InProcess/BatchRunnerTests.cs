@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Infer.Runtime.Serving;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 using Infer.Server.Tests.Serving;
 
 namespace Infer.Server.Tests.InProcess;

@@ -1,5 +1,5 @@
 using Infer.Runtime.Serving;
-using ChatTemplate = Infer.Runtime.Templates.ChatTemplate;
+using ChatTemplate = Infer.Templates.ChatTemplate;
 using Infer.Server.Tests.Serving;
 using Infer.Tests;
 using Microsoft.Extensions.AI;

@@ -1,3 +1,4 @@
+using Infer.Runtime.Grammar;
 using Infer.Runtime.Model;
 using Infer.Runtime.Sampling;
 using Infer.Runtime.Serving;
@@ -173,30 +174,36 @@ public sealed class SchedulerTests : IDisposable
         for (int i = 0; i < 3; i++) Assert.Equal(session.Logits[order[i]] - lse, t.TopLogprobs![i].Logprob, 1e-4);
     }
 
-    /// <summary>A sampling hook that fails on its third call: an internal fault inside one request.</summary>
-    private sealed class FailingConstraint : ISamplingConstraint
+    [Fact]
+    public async Task AGrammarConstrainsOneRequestOfTheBatch()
     {
-        private int _calls;
-
-        public void Mask(Span<float> logits)
+        var grammar = GrammarConstraint.Create(GbnfGrammar.Parse("root ::= \"yes\" | \"no\""), _m.Tokenizer);
+        var free = _s.Submit(Request(Tokens(Prompts[0]), 8));
+        var constrained = _s.Submit(new GenerationRequest
         {
-            if (++_calls == 3) throw new InvalidOperationException("constraint failed");
-        }
-
-        public void Accept(int token)
-        {
-        }
-
-        public bool IsComplete => false;
+            Prompt = Tokens(Prompts[1]),
+            MaxTokens = 8,
+            Sampling = new SamplerOptions { Temperature = 1, Seed = 3, Grammar = grammar },
+        });
+        var (text, _, result) = await constrained.CollectAsync();
+        Assert.Contains(text, new[] { "yes", "no" });
+        Assert.Equal(FinishReason.Stop, result.Reason); // the grammar leaves only end-of-generation
+        Assert.Equal(_m.GreedyAlone(Tokens(Prompts[0]), 8), Ids((await free.CollectAsync()).Tokens));
     }
 
     [Fact]
     public async Task AFaultInOneRequestFailsOnlyThatRequest()
     {
+        var faultyRequest = Request(Tokens(Prompts[1]), 8);
+        int calls = 0;
+        _s.SampleHook = r =>
+        {
+            if (ReferenceEquals(r, faultyRequest) && ++calls == 3) throw new InvalidOperationException("injected fault");
+        };
         var healthy = _s.Submit(Request(Tokens(Prompts[0]), 8));
-        var faulty = _s.Submit(Request(Tokens(Prompts[1]), 8) with { Constraint = () => new FailingConstraint() });
+        var faulty = _s.Submit(faultyRequest);
         var e = await Assert.ThrowsAsync<InvalidOperationException>(() => faulty.CollectAsync());
-        Assert.Equal("constraint failed", e.Message);
+        Assert.Equal("injected fault", e.Message);
         await Assert.ThrowsAsync<InvalidOperationException>(() => faulty.Completion);
         Assert.Equal(_m.GreedyAlone(Tokens(Prompts[0]), 8), Ids((await healthy.CollectAsync()).Tokens));
         Assert.Equal(8, (await _s.Submit(Request(Tokens(Prompts[2]), 8)).CollectAsync()).Result.GeneratedTokens);

@@ -6,9 +6,6 @@ using Infer.Runtime.Sampling;
 using Infer.Runtime.Tokenizers;
 using Infer.Tests;
 
-// The tests share 2 cores; models run with 2 worker threads each, so test classes take turns.
-[assembly: CollectionBehavior(DisableTestParallelization = true)]
-
 namespace Infer.Server.Tests.Serving;
 
 /// <summary>A fixture model loaded with several sequences (slots), and the single-sequence greedy reference `infer run` computes.</summary>

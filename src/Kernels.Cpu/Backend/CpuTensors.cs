@@ -1,0 +1,31 @@
+using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Backend;
+using Infer.Runtime.Gguf;
+
+namespace Infer.Kernels.Cpu.Backend;
+
+/// <summary>A weight of the CPU backend: rows in the memory map (or caller memory), optionally a repacked copy.</summary>
+internal sealed unsafe class CpuWeight : IWeight
+{
+    public required string Name { get; init; }
+    public required GgmlType Type { get; init; }
+    public required int Rows { get; init; }
+    public required int Cols { get; init; }
+    public required byte* Data { get; init; }      // (rows, RowBytes), in the memory map
+    public required long RowBytes { get; init; }
+    public required QuantKernel Kernel { get; init; }
+    public float* Floats { get; init; }              // vectors only: (cols) float32
+    public byte* Repacked { get; init; }             // (rows / 8 groups of kernel.RepackRows interleaved rows), or null
+    public int RepackedRows { get; init; }           // rows covered by Repacked (a multiple of 8); later rows use Data
+}
+
+/// <summary>A float32 activation (rows, cols) in native memory. <see cref="Version"/> counts writes (for input-quantization reuse).</summary>
+internal sealed unsafe class CpuActivation : IActivation
+{
+    public required int Rows { get; init; }
+    public required int Cols { get; init; }
+    public required float* Data { get; init; }
+    public int Version;
+
+    public Span<float> Row(int r) => new(Data + (long)r * Cols, Cols);
+}

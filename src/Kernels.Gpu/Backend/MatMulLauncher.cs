@@ -1,0 +1,140 @@
+using ILGPU;
+using ILGPU.Runtime;
+using Infer.Kernels.Gpu.Kernels;
+
+namespace Infer.Kernels.Gpu.Backend;
+
+/// <summary>One weight of a fused matmul launch, its output and optional bias (all batch rows, the weight's full width).</summary>
+internal readonly record struct MatMulPart(GpuWeight W, GpuActivation Y, GpuWeight? Bias = null);
+
+/// <summary>
+/// Launches the matmul kernels: the plain one; <see cref="GpuKernels.MatMulFused{TF}"/> (up to three weights of one format over one
+/// input, with biases, or gate/up with SwiGLU, or one weight with the residual add); <see cref="GpuKernels.MatMulNorm{TF}"/> (the
+/// same with the RMSNorm of the input computed in the launch, optionally with RoPE and the KV store in the epilogue).
+/// </summary>
+internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
+{
+    /// <summary>Most floats of normalized input rows a MatMulNorm group keeps in shared memory (32 KiB).</summary>
+    public const int MaxNormFloats = 8192;
+
+    /// <summary>Whether <see cref="Norm"/> can normalize whole rows of <paramref name="x"/> with <paramref name="norm"/> for n tokens.</summary>
+    public static bool NormFits(GpuActivation x, GpuWeight norm, int n) =>
+        norm.Floats is not null && norm.Cols == x.Cols && Math.Min(n, GpuKernels.TokensPerTile) * x.Cols <= MaxNormFloats;
+
+    /// <summary>Threads per weight row and groups for a matmul over <paramref name="rows"/> rows and <paramref name="n"/> tokens.</summary>
+    private (int Slice, KernelConfig Config) Grid(int rows, int n)
+    {
+        // A warp's worth of threads per row on a GPU; one thread per row on ILGPU's CPU accelerator, where barriers are costly.
+        int group = d.Group;
+        int slice = options.MatMulSliceThreads > 0 ? Math.Min(options.MatMulSliceThreads, group)
+            : d.IsCpuAccelerator ? 1 : Math.Min(group, 32);
+        int rowsPerGroup = group / slice;
+        int groups = (rows + rowsPerGroup - 1) / rowsPerGroup;
+        if (slice == 1) groups = Math.Min(groups, 2 * d.Acc.NumMultiprocessors);
+        var grid = new Index2D(groups, (n + GpuKernels.TokensPerTile - 1) / GpuKernels.TokensPerTile);
+        return (slice, new KernelConfig(grid, new Index2D(group, 1)));
+    }
+
+    public static void CheckShape(GpuWeight w, GpuActivation x, GpuActivation y)
+    {
+        if (x.Cols != w.Cols || y.Cols < w.Rows)
+            throw new ArgumentException($"matmul shape mismatch: '{w.Name}' is [{w.Rows} x {w.Cols}], input has {x.Cols} columns, output {y.Cols}");
+    }
+
+    /// <summary>y[t, :] = W · x[t, :] for the first <paramref name="n"/> rows.</summary>
+    public void Plain(GpuWeight w, GpuActivation x, GpuActivation y, int n)
+    {
+        CheckShape(w, x, y);
+        if (n == 0) return;
+        var (slice, config) = Grid(w.Rows, n);
+        var args = new MatMulArgs { Rows = w.Rows, Cols = w.Cols, Tokens = n, XStride = x.Cols, YStride = y.Cols, SliceThreads = slice };
+        w.Kernels.MatMul(config, w.Words.View, (w.Scales ?? d.NoScales).View, x.View, y.View, args);
+        d.Count();
+    }
+
+    /// <summary>
+    /// One launch over x for 1 to 3 parts of one weight format: each part's y = W·x (+ bias). With <paramref name="swiGlu"/>
+    /// (two parts: gate, up) y0 = silu(W0·x) * (W1·x) and y1 = W1·x. With <paramref name="residual"/> (one part, no bias)
+    /// y0 = W0·x and residual += y0.
+    /// </summary>
+    public void Fused(GpuActivation x, int n, ReadOnlySpan<MatMulPart> parts, bool swiGlu = false, GpuActivation? residual = null)
+    {
+        CheckParts(x, parts);
+        if (n == 0) return;
+        var p0 = parts[0];
+        var p1 = parts.Length > 1 ? parts[1] : p0;
+        var p2 = parts.Length > 2 ? parts[2] : p0;
+        var args = new FusedMatMulArgs
+        {
+            Cols = x.Cols, Tokens = n, XStride = x.Cols,
+            Rows0 = p0.W.Rows, Rows1 = parts.Length > 1 ? p1.W.Rows : 0, Rows2 = parts.Length > 2 ? p2.W.Rows : 0,
+            YStride0 = p0.Y.Cols, YStride1 = residual?.Cols ?? p1.Y.Cols, YStride2 = p2.Y.Cols,
+            Bias0 = p0.Bias is null ? 0 : 1,
+            Bias1 = parts.Length > 1 && p1.Bias is not null ? 1 : 0,
+            Bias2 = parts.Length > 2 && p2.Bias is not null ? 1 : 0,
+            SwiGlu = swiGlu ? 1 : 0, Residual = residual is null ? 0 : 1,
+        };
+        var (slice, config) = Grid(args.TotalRows, n);
+        args.SliceThreads = slice;
+        p0.W.Kernels.MatMulFused(config,
+            p0.W.Words.View, Scales(p0.W), p1.W.Words.View, Scales(p1.W), p2.W.Words.View, Scales(p2.W),
+            x.View, p0.Y.View, (residual ?? p1.Y).View, p2.Y.View, Bias(p0.Bias), Bias(p1.Bias), Bias(p2.Bias), args);
+        d.Count();
+    }
+
+    /// <summary>
+    /// <see cref="Fused"/> (no biases, no residual) with xb = norm(src) computed inside the launch: src rows start
+    /// <paramref name="srcOffset"/> floats into <paramref name="src"/> (a single gathered row), xb is written too, and the parts
+    /// multiply xb. With <paramref name="rope"/> enabled (three parts: Q, K, V), q and k are rotated and k, v stored in the cache.
+    /// </summary>
+    public void Norm(GpuActivation src, long srcOffset, GpuWeight norm, float eps, GpuActivation xb, int n, ReadOnlySpan<MatMulPart> parts,
+        bool swiGlu = false, RopeStoreViews rope = default)
+    {
+        CheckParts(xb, parts);
+        if (!NormFits(src, norm, n) || xb.Cols != src.Cols)
+            throw new ArgumentException($"'{norm.Name}' cannot be fused into a matmul over rows of {src.Cols}");
+        if (n == 0) return;
+        var p0 = parts[0];
+        var p1 = parts.Length > 1 ? parts[1] : p0;
+        var p2 = parts.Length > 2 ? parts[2] : p0;
+        var args = new FusedMatMulArgs
+        {
+            Cols = src.Cols, Tokens = n, XStride = src.Cols, XbStride = xb.Cols, Eps = eps,
+            Rows0 = p0.W.Rows, Rows1 = parts.Length > 1 ? p1.W.Rows : 0, Rows2 = parts.Length > 2 ? p2.W.Rows : 0,
+            YStride0 = p0.Y.Cols, YStride1 = p1.Y.Cols, YStride2 = p2.Y.Cols,
+            SwiGlu = swiGlu ? 1 : 0,
+            RopeRows = rope.Enabled != 0 ? (rope.Heads + rope.KvHeads) * rope.PerHead + p2.W.Rows : 0,
+        };
+        if (rope.Enabled == 0)
+        {
+            // Views the kernel never reads still need valid buffers.
+            rope.KCache = rope.VCache = rope.Cos = rope.Sin = d.NoFloats.View;
+            rope.Batch = d.Batch.View;
+        }
+        var (slice, grid) = Grid(args.TotalRows, n);
+        args.SliceThreads = slice;
+        var config = new KernelConfig(grid.GridDim, grid.GroupDim,
+            SharedMemoryConfig.RequestDynamic<float>(Math.Min(n, GpuKernels.TokensPerTile) * src.Cols));
+        var srcView = src.View.SubView(srcOffset, src.View.Length - srcOffset);
+        p0.W.Kernels.MatMulNorm(config,
+            p0.W.Words.View, Scales(p0.W), p1.W.Words.View, Scales(p1.W), p2.W.Words.View, Scales(p2.W),
+            srcView, norm.Floats!.View, xb.View, p0.Y.View, p1.Y.View, p2.Y.View, args, rope);
+        d.Count();
+    }
+
+    private ArrayView<ushort> Scales(GpuWeight w) => (w.Scales ?? d.NoScales).View;
+
+    private ArrayView<float> Bias(GpuWeight? b) => (b?.Floats ?? d.NoFloats).View;
+
+    private static void CheckParts(GpuActivation x, ReadOnlySpan<MatMulPart> parts)
+    {
+        if (parts.Length is < 1 or > 3) throw new ArgumentException($"a fused matmul takes 1 to 3 weights, got {parts.Length}");
+        foreach (var p in parts)
+        {
+            CheckShape(p.W, x, p.Y);
+            if (p.W.Type != parts[0].W.Type) throw new ArgumentException($"fused weights differ in type: '{p.W.Name}' and '{parts[0].W.Name}'");
+            if (p.Bias is { } b && (b.Floats is null || b.Cols != p.W.Rows))
+                throw new ArgumentException($"bias '{b.Name}' ({b.Cols}) does not match '{p.W.Name}' ({p.W.Rows} rows)");
+        }
+    }
+}

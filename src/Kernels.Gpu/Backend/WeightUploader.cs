@@ -1,0 +1,161 @@
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Runtime;
+using Infer.Kernels.Gpu.Kernels;
+using Infer.Runtime;
+using Infer.Runtime.Backend;
+using Infer.Runtime.Formats;
+using Infer.Runtime.Gguf;
+
+namespace Infer.Kernels.Gpu.Backend;
+
+/// <summary>The embed and matmul kernels of one weight format, compiled once per backend.</summary>
+internal sealed class FormatKernels
+{
+    public required Action<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int> Embed;
+    public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul;
+    public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs> MatMulFused;
+    public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs, RopeStoreViews> MatMulNorm;
+}
+
+/// <summary>Uploads weights in their own format and compiles each format's embed and matmul kernels once.</summary>
+internal sealed class WeightUploader(DeviceState d)
+{
+    private readonly Dictionary<GgmlType, FormatKernels> _formats = [];
+
+    /// <summary>Bytes of weights uploaded so far.</summary>
+    public long WeightBytes { get; private set; }
+
+    private FormatKernels Kernels(GgmlType type)
+    {
+        if (_formats.TryGetValue(type, out var k)) return k;
+        k = type switch
+        {
+            GgmlType.F32 => Load<F32Words>(),
+            GgmlType.F16 => Load<F16Words>(),
+            GgmlType.BF16 => Load<BF16Words>(),
+            GgmlType.Q8_0 => Load<Q8_0Words>(),
+            GgmlType.Q4_0 => Load<Q4_0Words>(),
+            GgmlType.Q4_K => Load<Q4_KWords>(),
+            GgmlType.Q6_K => Load<Q6_KWords>(),
+            _ => throw new NotSupportedException($"no GPU kernels for {GgmlTypeInfo.Name(type)}"),
+        };
+        _formats[type] = k;
+        return k;
+    }
+
+    private FormatKernels Load<TF>() where TF : struct, IWeightFormat => new()
+    {
+        Embed = d.Acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int>(GpuKernels.Embed<TF>),
+        MatMul = d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, MatMulArgs>(GpuKernels.MatMul<TF>),
+        MatMulFused = d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs>(GpuKernels.MatMulFused<TF>),
+        MatMulNorm = d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs, RopeStoreViews>(GpuKernels.MatMulNorm<TF>),
+    };
+
+    /// <summary>Weight types this backend runs.</summary>
+    public static bool IsSupported(GgmlType type) =>
+        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+
+    public unsafe IWeight LoadWeight(GgufTensor tensor)
+    {
+        if (!IsSupported(tensor.Type))
+            throw new UnsupportedModelException(null, $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which the GPU backend does not support yet");
+        int cols = checked((int)tensor.RowLength);
+        int rows = checked((int)tensor.RowCount);
+        return Upload(tensor.Name, tensor.Type, rows, cols, tensor.Data, tensor.ByteSize);
+    }
+
+    /// <summary>Uploads a weight [rows, cols] given in its GGUF encoding (rows of ggml blocks).</summary>
+    public unsafe IWeight UploadWeight(string name, GgmlType type, int rows, int cols, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data) return Upload(name, type, rows, cols, p, data.Length);
+    }
+
+    public unsafe GpuWeight Upload(string name, GgmlType type, int rows, int cols, byte* data, long byteSize)
+    {
+        if (!IsSupported(type))
+            throw new UnsupportedModelException(null, $"tensor '{name}' has type {GgmlTypeInfo.Name(type)}, which the GPU backend does not support yet");
+        if (rows < 1 || cols < 1 || cols % GgmlTypeInfo.BlockSize(type) != 0)
+            throw new ArgumentException($"tensor '{name}': bad shape [{cols}, {rows}] for {GgmlTypeInfo.Name(type)}");
+        long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+        if (byteSize < rowBytes * rows)
+            throw new ArgumentException($"tensor '{name}': {byteSize} bytes, expected {rowBytes * rows}");
+        var kernels = Kernels(type);
+
+        MemoryBuffer1D<float, Stride1D.Dense>? floats = null;
+        if (rows == 1 && HostDecode.CanDecode(type))
+        {
+            var v = new float[cols];
+            HostDecode.Row(type, data, v);
+            floats = d.Track(d.Acc.Allocate1D(v));
+        }
+
+        MemoryBuffer1D<int, Stride1D.Dense> words;
+        MemoryBuffer1D<ushort, Stride1D.Dense>? scales = null;
+        switch (type)
+        {
+            case GgmlType.F32:
+                words = d.Track(d.Acc.Allocate1D<int>((long)rows * cols));
+                words.View.CopyFromCPU(ref Unsafe.AsRef<int>(data), (long)rows * cols);
+                break;
+            case GgmlType.F16:
+            case GgmlType.BF16:
+                {
+                    int wordsPerRow = (cols + 1) / 2;
+                    words = d.Track(d.Acc.Allocate1D<int>((long)rows * wordsPerRow));
+                    if (cols % 2 == 0)
+                        words.View.CopyFromCPU(ref Unsafe.AsRef<int>(data), (long)rows * wordsPerRow);
+                    else
+                    {
+                        // Odd rows: pad each row to whole words.
+                        var packed = new int[(long)rows * wordsPerRow];
+                        fixed (int* dst = packed)
+                            for (long r = 0; r < rows; r++)
+                                Buffer.MemoryCopy(data + r * rowBytes, (byte*)(dst + r * wordsPerRow), (long)wordsPerRow * 4, rowBytes);
+                        words.View.CopyFromCPU(packed);
+                    }
+                    break;
+                }
+            case GgmlType.Q4_K:
+            case GgmlType.Q6_K:
+                {
+                    // Raw super-blocks as words; Q6_K's 210-byte blocks are padded to 212 bytes to keep them word-aligned.
+                    long blocks = (long)rows * (cols / GgmlTypeInfo.QK_K);
+                    int blockBytes = type == GgmlType.Q4_K ? Q4_KFormat.TypeSize : Q6_KFormat.TypeSize;
+                    int wordsPerBlock = type == GgmlType.Q4_K ? Q4_KWords.WordsPerBlock : Q6_KWords.WordsPerBlock;
+                    var q = new int[blocks * wordsPerBlock];
+                    fixed (int* qp = q)
+                        for (long b = 0; b < blocks; b++)
+                            Buffer.MemoryCopy(data + b * blockBytes, qp + b * wordsPerBlock, (long)wordsPerBlock * 4, blockBytes);
+                    words = d.Track(d.Acc.Allocate1D(q));
+                    break;
+                }
+            default: // Q8_0, Q4_0: split the blocks into f16 scales and 32-bit quant words.
+                {
+                    long blocks = (long)rows * (cols / Q8_0Format.BlockSize); // Q4_0's blocks are as long
+                    int quantBytes = type == GgmlType.Q8_0 ? Q8_0Format.QsBytes : Q4_0Format.QsBytes;
+                    int blockBytes = type == GgmlType.Q8_0 ? Q8_0Format.TypeSize : Q4_0Format.TypeSize;
+                    int qsOffset = type == GgmlType.Q8_0 ? Q8_0Format.QsOffset : Q4_0Format.QsOffset;
+                    var s = new ushort[blocks];
+                    var q = new int[blocks * quantBytes / 4];
+                    fixed (ushort* sp = s)
+                    fixed (int* qp = q)
+                        for (long b = 0; b < blocks; b++)
+                        {
+                            byte* src = data + b * blockBytes;
+                            sp[b] = (ushort)(src[Q8_0Format.DOffset] | src[Q8_0Format.DOffset + 1] << 8); // same offset in Q4_0
+                            Buffer.MemoryCopy(src + qsOffset, (byte*)qp + b * quantBytes, quantBytes, quantBytes);
+                        }
+                    scales = d.Track(d.Acc.Allocate1D(s));
+                    words = d.Track(d.Acc.Allocate1D(q));
+                    break;
+                }
+        }
+        WeightBytes += words.LengthInBytes + (scales?.LengthInBytes ?? 0);
+        return new GpuWeight { Name = name, Type = type, Rows = rows, Cols = cols, Words = words, Scales = scales, Floats = floats, Kernels = kernels };
+    }
+}

@@ -1,0 +1,158 @@
+using ILGPU;
+
+namespace Infer.Kernels.Gpu.Kernels;
+
+internal static partial class GpuKernels
+{
+    // ---- attention ----
+
+    /// <summary>Index over n * kvDim: writes k and v of the batch into the cache at (sequence, layer, position).</summary>
+    public static void StoreKv(Index1D i, ArrayView<float> k, ArrayView<float> v, ArrayView<float> kCache, ArrayView<float> vCache,
+        ArrayView<int> batch, AttentionArgs a, int kStride, int vStride)
+    {
+        int kvDim = a.KvHeads * a.HeadDim;
+        int t = i / kvDim, j = i % kvDim;
+        long dst = (((long)batch[a.SeqOffset + t] * a.Layers + a.Layer) * a.ContextLength + batch[a.PosOffset + t]) * kvDim + j;
+        kCache[dst] = k[(long)t * kStride + j];
+        vCache[dst] = v[(long)t * vStride + j];
+    }
+
+    /// <summary>
+    /// RoPE of q and k and the cache store in one launch. Index over n * (Heads * Dims/2 + KvHeads * Dims/2 + kvDim):
+    /// per token, first one item per rotated pair of q (rotated in place), then one per pair of k (rotated in place and
+    /// written to the cache), then one per k/v element (v copied to the cache, and k's unrotated tail when Dims is less
+    /// than the head size). Same arithmetic as <see cref="Rope"/> and <see cref="StoreKv"/>.
+    /// </summary>
+    public static void RopeStoreKv(Index1D idx, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> kCache,
+        ArrayView<float> vCache, ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> batch, AttentionArgs a, RopeStoreArgs r)
+    {
+        int d = a.HeadDim, half = r.Dims / 2;
+        int kvDim = a.KvHeads * d;
+        int qPairs = a.Heads * half, kPairs = a.KvHeads * half;
+        int per = qPairs + kPairs + kvDim;
+        int t = idx / per, e = idx % per;
+        int pos = batch[a.PosOffset + t];
+        long dst = (((long)batch[a.SeqOffset + t] * a.Layers + a.Layer) * a.ContextLength + pos) * kvDim;
+        if (e < qPairs + kPairs)
+        {
+            bool isQ = e < qPairs;
+            int pe = isQ ? e : e - qPairs;
+            int i = pe % half, h = pe / half;
+            int c = pos * half + i;
+            int ja = h * d + (r.NeoX != 0 ? i : 2 * i);
+            int jb = h * d + (r.NeoX != 0 ? i + half : 2 * i + 1);
+            var x = isQ ? q : k;
+            long row = isQ ? (long)t * a.QStride : (long)t * r.KStride;
+            float xa = x[row + ja], xb = x[row + jb];
+            float ra = xa * cos[c] - xb * sin[c];
+            float rb = xa * sin[c] + xb * cos[c];
+            x[row + ja] = ra;
+            x[row + jb] = rb;
+            if (!isQ)
+            {
+                kCache[dst + ja] = ra;
+                kCache[dst + jb] = rb;
+            }
+        }
+        else
+        {
+            int j = e - qPairs - kPairs;
+            vCache[dst + j] = v[(long)t * r.VStride + j];
+            if (j % d >= r.Dims) kCache[dst + j] = k[(long)t * r.KStride + j];
+        }
+    }
+
+    /// <summary>
+    /// Grid (n * Heads, Splits). A group attends one query head of one token over one range of its sequence's cached
+    /// positions 0..pos, in chunks of G positions with an online softmax (running max m and sum l): thread p scores
+    /// position p of the chunk, then thread i accumulates output dimension i. With one split it writes the normalized
+    /// output; otherwise it writes (o unnormalized, m, l) to <paramref name="partials"/> for <see cref="AttentionCombine"/>.
+    /// </summary>
+    public static void Attention(ArrayView<float> q, ArrayView<float> kCache, ArrayView<float> vCache, ArrayView<float> output,
+        ArrayView<float> partials, ArrayView<int> batch, AttentionArgs a)
+    {
+        var qs = SharedMemory.Allocate<float>(MaxHeadDim);
+        var os = SharedMemory.Allocate<float>(MaxHeadDim);
+        var sc = SharedMemory.Allocate<float>(MaxGroup);
+        var scratch = SharedMemory.Allocate<float>(MaxGroup);
+        int tid = Group.IdxX, g = Group.DimX, d = a.HeadDim;
+        int t = Grid.IdxX / a.Heads, h = Grid.IdxX % a.Heads, split = Grid.IdxY;
+        int kvHead = h / (a.Heads / a.KvHeads);
+        int kvDim = a.KvHeads * d;
+        int seq = batch[a.SeqOffset + t];
+        int length = batch[a.PosOffset + t] + 1;
+        int per = (length + a.Splits - 1) / a.Splits;
+        int start = split * per;
+        int end = start + per < length ? start + per : length;
+        long cacheBase = ((long)seq * a.Layers + a.Layer) * a.ContextLength * kvDim + (long)kvHead * d;
+
+        for (int i = tid; i < d; i += g)
+        {
+            qs[i] = q[(long)t * a.QStride + h * d + i];
+            os[i] = 0;
+        }
+        Group.Barrier();
+
+        float m = float.NegativeInfinity, l = 0;
+        for (int c = start; c < end; c += g)
+        {
+            int p = c + tid;
+            float s = float.NegativeInfinity;
+            if (p < end)
+            {
+                long kRow = cacheBase + (long)p * kvDim;
+                float dot = 0;
+                for (int i = 0; i < d; i++) dot += qs[i] * kCache[kRow + i];
+                s = dot * a.Scale;
+            }
+            float newM = XMax(m, GroupMax(scratch, s));
+            float correction = MathF.Exp(m - newM);
+            float e = p < end ? MathF.Exp(s - newM) : 0f;
+            sc[tid] = e;
+            l = l * correction + GroupSum(scratch, e);
+            m = newM;
+            int count = end - c < g ? end - c : g;
+            for (int i = tid; i < d; i += g)
+            {
+                float acc = os[i] * correction;
+                long vCol = cacheBase + (long)c * kvDim + i;
+                for (int j = 0; j < count; j++) acc += sc[j] * vCache[vCol + (long)j * kvDim];
+                os[i] = acc;
+            }
+            Group.Barrier();
+        }
+
+        if (a.Splits == 1)
+        {
+            for (int i = tid; i < d; i += g) output[(long)t * a.OStride + h * d + i] = os[i] / l;
+        }
+        else
+        {
+            long pb = ((long)Grid.IdxX * a.Splits + split) * (d + 2);
+            for (int i = tid; i < d; i += g) partials[pb + i] = os[i];
+            if (tid == 0)
+            {
+                partials[pb + d] = m;
+                partials[pb + d + 1] = l;
+            }
+        }
+    }
+
+    /// <summary>Grid n * Heads: merges the split partials of one (token, head): out = Σ e^(m_s - M) o_s / Σ e^(m_s - M) l_s.</summary>
+    public static void AttentionCombine(ArrayView<float> partials, ArrayView<float> output, AttentionArgs a)
+    {
+        int d = a.HeadDim;
+        int t = Grid.IdxX / a.Heads, h = Grid.IdxX % a.Heads;
+        long pb = (long)Grid.IdxX * a.Splits * (d + 2);
+        float mMax = float.NegativeInfinity;
+        for (int s = 0; s < a.Splits; s++) mMax = XMax(mMax, partials[pb + s * (d + 2) + d]);
+        float den = 0;
+        for (int s = 0; s < a.Splits; s++) den += MathF.Exp(partials[pb + s * (d + 2) + d] - mMax) * partials[pb + s * (d + 2) + d + 1];
+        for (int i = Group.IdxX; i < d; i += Group.DimX)
+        {
+            float num = 0;
+            for (int s = 0; s < a.Splits; s++) num += MathF.Exp(partials[pb + s * (d + 2) + d] - mMax) * partials[pb + s * (d + 2) + i];
+            output[(long)t * a.OStride + h * d + i] = num / den;
+        }
+    }
+}

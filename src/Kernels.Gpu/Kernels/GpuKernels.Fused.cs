@@ -1,0 +1,286 @@
+using ILGPU;
+
+namespace Infer.Kernels.Gpu.Kernels;
+
+internal static partial class GpuKernels
+{
+    // ---- fused matmul: up to three weights over one input, with bias or SwiGLU epilogues ----
+
+    /// <summary>
+    /// One launch for several matmuls over the same x (grid and group as <see cref="MatMul{TF}"/>, over
+    /// <see cref="FusedMatMulArgs.TotalRows"/> rows): rows [0, Rows0) of the grid are W0's, the next Rows1 W1's, the last
+    /// Rows2 W2's, each written to its own output, plus its bias where set. With SwiGlu, each grid row r computes both
+    /// g = W0[r]·x and u = W1[r]·x and writes y0 = silu(g) * u, y1 = u. Sums run in the same order as MatMul's, so the
+    /// results equal the separate launches'.
+    /// </summary>
+    public static void MatMulFused<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
+        ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a)
+        where TF : struct, IWeightFormat
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
+        int t0 = Grid.IdxY * TokensPerTile;
+        FusedBody<TF>(w0, s0, w1, s1, w2, s2, x, (long)t0 * a.XStride, a.XStride, y0, y1, y2, b0, b1, b2, a, sh, new RopeStoreViews());
+    }
+
+    /// <summary>
+    /// RMSNorm of the input fused into <see cref="MatMulFused{TF}"/> (no biases, no residual): every group normalizes its
+    /// tile's rows of <paramref name="src"/> (xs = src / rms(src) * normW, over the whole row, with the same sums as
+    /// <see cref="RmsNorm"/>) into dynamic shared memory [tile tokens, Cols], the groups of grid column 0 also write them
+    /// to <paramref name="xb"/>, then the matmuls read xs. Dynamic shared memory: min(Tokens, 4) * Cols floats.
+    /// </summary>
+    public static void MatMulNorm<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> src, ArrayView<float> normW, ArrayView<float> xb,
+        ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2, FusedMatMulArgs a, RopeStoreViews rs)
+        where TF : struct, IWeightFormat
+    {
+        var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
+        var xs = SharedMemory.GetDynamic<float>();
+        int t0 = Grid.IdxY * TokensPerTile;
+        int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
+        for (int k = 0; k < nt; k++)
+        {
+            long so = (long)(t0 + k) * a.XStride;
+            float ss = 0;
+            for (int i = Group.IdxX; i < a.Cols; i += Group.DimX)
+            {
+                float v = src[so + i];
+                ss += v * v;
+            }
+            ss = GroupSum(sh, ss);
+            float scale = 1f / MathF.Sqrt(ss / a.Cols + a.Eps);
+            for (int i = Group.IdxX; i < a.Cols; i += Group.DimX)
+            {
+                float v = src[so + i] * scale * normW[i];
+                xs[k * a.Cols + i] = v;
+                if (Grid.IdxX == 0) xb[(long)(t0 + k) * a.XbStride + i] = v;
+            }
+        }
+        Group.Barrier();
+        FusedBody<TF>(w0, s0, w1, s1, w2, s2, xs, 0, a.Cols, y0, y1, y2, y0, y0, y0, a, sh, rs);
+    }
+
+    /// <summary>The rows of <see cref="MatMulFused{TF}"/> for one token tile, its rows starting at x0 in x, xStride apart.</summary>
+    private static void FusedBody<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, long x0, int xStride, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
+        ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, ArrayView<float> sh, RopeStoreViews rs)
+        where TF : struct, IWeightFormat
+    {
+        int t0 = Grid.IdxY * TokensPerTile;
+        int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
+        var r4 = new Rows4
+        {
+            R0 = x0,
+            R1 = nt > 1 ? x0 + xStride : x0,
+            R2 = nt > 2 ? x0 + 2L * xStride : x0,
+            R3 = nt > 3 ? x0 + 3L * xStride : x0,
+        };
+        int total = a.TotalRows;
+        if (a.SliceThreads == 1)
+        {
+            // ILGPU's CPU accelerator: a grid-stride loop of whole rows per thread, no shared memory.
+            for (int row = Grid.IdxX * Group.DimX + Group.IdxX; row < total; row += Grid.DimX * Group.DimX)
+            {
+                if (rs.Enabled != 0) FusedRopeRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, a, rs, row, 0, 1, t0, nt, r4, sh, false);
+                else FusedRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, row, 0, 1, t0, nt, r4, sh, false);
+            }
+            return;
+        }
+        int tid = Group.IdxX;
+        int lane = tid % a.SliceThreads;
+        int gridRow = Grid.IdxX * (Group.DimX / a.SliceThreads) + tid / a.SliceThreads;
+        if (rs.Enabled != 0) FusedRopeRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, a, rs, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
+        else FusedRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
+    }
+
+    /// <summary>
+    /// One grid row of <see cref="MatMulFused{TF}"/>: this thread's share (units lane, lane + step, ...) of the row's dot
+    /// products, reduced over the slice through shared memory when <paramref name="reduce"/> (every thread of the group
+    /// must then call it, rows past the end included), then the epilogue by the slice's first thread.
+    /// </summary>
+    private static void FusedRow<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
+        ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, int row, int lane, int step,
+        int t0, int nt, Rows4 r4, ArrayView<float> sh, bool reduce)
+        where TF : struct, IWeightFormat
+    {
+        bool valid = row < a.TotalRows;
+        int part = a.SwiGlu != 0 || row < a.Rows0 ? 0 : row < a.Rows0 + a.Rows1 ? 1 : 2;
+        int local = part == 0 ? row : part == 1 ? row - a.Rows0 : row - a.Rows0 - a.Rows1;
+        var acc = new Float4();
+        var up = new Float4();
+        if (valid)
+        {
+            if (part == 0) acc = RowDots<TF>(w0, s0, local, a.Cols, lane, step, x, nt, r4);
+            else if (part == 1) acc = RowDots<TF>(w1, s1, local, a.Cols, lane, step, x, nt, r4);
+            else acc = RowDots<TF>(w2, s2, local, a.Cols, lane, step, x, nt, r4);
+            if (a.SwiGlu != 0) up = RowDots<TF>(w1, s1, local, a.Cols, lane, step, x, nt, r4);
+        }
+        if (reduce)
+        {
+            acc = SliceSum(sh, acc, lane, step);
+            if (a.SwiGlu != 0) up = SliceSum(sh, up, lane, step);
+        }
+        if (!valid || lane != 0) return;
+        for (int k = 0; k < nt; k++)
+        {
+            long t = t0 + k;
+            float v = Get(acc, k);
+            if (a.SwiGlu != 0)
+            {
+                float u = Get(up, k);
+                y0[t * a.YStride0 + local] = v / (1f + MathF.Exp(-v)) * u;
+                y1[t * a.YStride1 + local] = u;
+            }
+            else if (part == 0)
+            {
+                float o = a.Bias0 != 0 ? v + b0[local] : v;
+                y0[t * a.YStride0 + local] = o;
+                if (a.Residual != 0) y1[t * a.YStride1 + local] += o;
+            }
+            else if (part == 1) y1[t * a.YStride1 + local] = a.Bias1 != 0 ? v + b1[local] : v;
+            else y2[t * a.YStride2 + local] = a.Bias2 != 0 ? v + b2[local] : v;
+        }
+    }
+
+    /// <summary>
+    /// One grid row of the Q/K/V matmul with RoPE and the KV store (<see cref="RopeStoreViews"/>): grid rows
+    /// [0, Heads * PerHead) are q's, the next KvHeads * PerHead k's, then v's rows. A pair row computes rows a and b
+    /// (a = 2i, b = 2i + 1; NeoX: i, i + Dims/2) and writes a·cos - b·sin, a·sin + b·cos, as <see cref="Rope"/>.
+    /// </summary>
+    private static void FusedRopeRow<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
+        FusedMatMulArgs a, RopeStoreViews rs, int row, int lane, int step, int t0, int nt, Rows4 r4, ArrayView<float> sh, bool reduce)
+        where TF : struct, IWeightFormat
+    {
+        bool valid = row < a.TotalRows;
+        int half = rs.Dims / 2, d = rs.HeadDim, per = rs.PerHead;
+        int qItems = rs.Heads * per, kItems = rs.KvHeads * per;
+        int part = row < qItems ? 0 : row < qItems + kItems ? 1 : 2;
+        int pair = -1, rowA, rowB = 0;
+        if (part == 2) rowA = row - qItems - kItems;
+        else
+        {
+            int item = part == 0 ? row : row - qItems;
+            int h = item / per, i = item % per;
+            if (i < half)
+            {
+                pair = i;
+                rowA = h * d + (rs.NeoX != 0 ? i : 2 * i);
+                rowB = h * d + (rs.NeoX != 0 ? i + half : 2 * i + 1);
+            }
+            else rowA = h * d + rs.Dims + (i - half);
+        }
+        var acc = new Float4();
+        var other = new Float4();
+        if (valid)
+        {
+            if (part == 0)
+            {
+                acc = RowDots<TF>(w0, s0, rowA, a.Cols, lane, step, x, nt, r4);
+                if (pair >= 0) other = RowDots<TF>(w0, s0, rowB, a.Cols, lane, step, x, nt, r4);
+            }
+            else if (part == 1)
+            {
+                acc = RowDots<TF>(w1, s1, rowA, a.Cols, lane, step, x, nt, r4);
+                if (pair >= 0) other = RowDots<TF>(w1, s1, rowB, a.Cols, lane, step, x, nt, r4);
+            }
+            else acc = RowDots<TF>(w2, s2, rowA, a.Cols, lane, step, x, nt, r4);
+        }
+        if (reduce)
+        {
+            acc = SliceSum(sh, acc, lane, step);
+            other = SliceSum(sh, other, lane, step);
+        }
+        if (!valid || lane != 0) return;
+        int kvDim = rs.KvHeads * d;
+        for (int k = 0; k < nt; k++)
+        {
+            int t = t0 + k;
+            int pos = rs.Batch[rs.PosOffset + t];
+            long dst = (((long)rs.Batch[rs.SeqOffset + t] * rs.Layers + rs.Layer) * rs.ContextLength + pos) * kvDim;
+            float va = Get(acc, k);
+            if (part == 2)
+            {
+                y2[(long)t * a.YStride2 + rowA] = va;
+                rs.VCache[dst + rowA] = va;
+                continue;
+            }
+            float ra = va, rb = 0;
+            if (pair >= 0)
+            {
+                float vb = Get(other, k);
+                int c = pos * half + pair;
+                ra = va * rs.Cos[c] - vb * rs.Sin[c];
+                rb = va * rs.Sin[c] + vb * rs.Cos[c];
+            }
+            if (part == 0)
+            {
+                y0[(long)t * a.YStride0 + rowA] = ra;
+                if (pair >= 0) y0[(long)t * a.YStride0 + rowB] = rb;
+            }
+            else
+            {
+                y1[(long)t * a.YStride1 + rowA] = ra;
+                rs.KCache[dst + rowA] = ra;
+                if (pair >= 0)
+                {
+                    y1[(long)t * a.YStride1 + rowB] = rb;
+                    rs.KCache[dst + rowB] = rb;
+                }
+            }
+        }
+    }
+
+    /// <summary>Units lane, lane + step, ... of W[row] dotted with the tile's nt tokens (one accumulator per token).</summary>
+    private static Float4 RowDots<TF>(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int lane, int step,
+        ArrayView<float> x, int nt, Rows4 r4)
+        where TF : struct, IWeightFormat
+    {
+        var fmt = default(TF);
+        int units = fmt.Units(cols);
+        var acc = new Float4();
+        if (nt == 1)
+        {
+            for (int u = lane; u < units; u += step) acc.X += fmt.Dot1(words, scales, row, cols, u, x, r4.R0);
+            return acc;
+        }
+        for (int u = lane; u < units; u += step)
+        {
+            var f = fmt.Dot4(words, scales, row, cols, u, x, r4);
+            acc.X += f.X;
+            acc.Y += f.Y;
+            acc.Z += f.Z;
+            acc.W += f.W;
+        }
+        return acc;
+    }
+
+    /// <summary>Sums four accumulators over the <paramref name="slice"/> threads of a row (as MatMul does); valid in lane 0.</summary>
+    private static Float4 SliceSum(ArrayView<float> sh, Float4 v, int lane, int slice)
+    {
+        int b = Group.IdxX * TokensPerTile;
+        sh[b] = v.X;
+        sh[b + 1] = v.Y;
+        sh[b + 2] = v.Z;
+        sh[b + 3] = v.W;
+        Group.Barrier();
+        for (int s = slice / 2; s > 0; s >>= 1)
+        {
+            if (lane < s)
+            {
+                int o = b + s * TokensPerTile;
+                sh[b] += sh[o];
+                sh[b + 1] += sh[o + 1];
+                sh[b + 2] += sh[o + 2];
+                sh[b + 3] += sh[o + 3];
+            }
+            Group.Barrier();
+        }
+        var r = new Float4 { X = sh[b], Y = sh[b + 1], Z = sh[b + 2], W = sh[b + 3] };
+        Group.Barrier();
+        return r;
+    }
+
+    private static float Get(Float4 f, int k) => k == 0 ? f.X : k == 1 ? f.Y : k == 2 ? f.Z : f.W;
+}
