@@ -8,7 +8,6 @@ using Infer.Runtime.Model;
 using Infer.Runtime.Sampling;
 using Infer.Runtime.Tokenizers;
 using Infer.Tests;
-using Xunit.Abstractions;
 
 namespace Infer.Kernels.Cpu.Tests.Grammar;
 
