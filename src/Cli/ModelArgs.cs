@@ -4,7 +4,9 @@ using Infer.Kernels.Gpu;
 namespace Infer.Cli;
 
 /// <summary>The common model options of <c>run</c>, <c>chat</c> and <c>logits</c>, read before anything is loaded.</summary>
-internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers)
+/// <param name="Sequences">independent KV-cache sequences: the server's slots (-np); 1 elsewhere.</param>
+internal sealed record ModelArgs(
+    ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers, int Sequences = 1)
 {
     /// <summary>-m FILE (or -hf REPO), -t THREADS, -c CONTEXT, -b BATCH, --no-repack, --device, -ngl N.</summary>
     public static ModelArgs Read(Args args)
@@ -52,6 +54,7 @@ internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, i
             Threads = Threads,
             ContextLength = Context,
             BatchSize = Batch,
+            Sequences = Sequences,
             Repack = Repack,
             Device = Device,
             GpuLayers = GpuLayers,

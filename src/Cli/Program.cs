@@ -22,6 +22,9 @@ public static class Program
           devices   list GPUs (CUDA, OpenCL) and the CPU  infer devices
           models    list or remove cached downloads     infer models [--rm OWNER/REPO[:QUANT]]
           bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-o md|json] [--profile]
+          serve     OpenAI-compatible HTTP server       infer serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np 4] [-c CTX] [--api-key KEY]
+          batch     answer an OpenAI batch file         infer batch -m MODEL -i requests.jsonl -o results.jsonl [-np 4]
+          bench-serve  load test any OpenAI server      infer bench-serve --url URL [-c 8] [-n 64] [--prompt-tokens 128] [--max-tokens 128]
 
         a model is -m FILE or -hf OWNER/REPO[:QUANT] (downloaded from Hugging Face and cached; --hf-file NAME, --revision REV, --offline)
         common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --device auto|cpu|cuda|opencl[:N]   -ngl, --gpu-layers N   --no-repack   --verbose
@@ -40,6 +43,18 @@ public static class Program
             grammar:   --grammar GBNF | --grammar-file FILE | -j, --json-schema JSON | --json-schema-file FILE
             run:       -p PROMPT  -n TOKENS (128; -1 until the context is full)  --ignore-eos
             chat:      -sys TEXT  -n MAX_REPLY_TOKENS  --chat-template-file FILE  --ctx-overflow stop|shift
+            """,
+        "serve" or "batch" => """
+            model:     -m FILE | -hf OWNER/REPO[:QUANT]  -t THREADS  --device ...  -ngl N  --no-repack  --chat-template-file FILE
+            slots:     -np 4 (requests served at once, each with its own KV cache)  -c CONTEXT (per slot; default: the model's, at most 4096)
+                       -b 512 (tokens per step: the next token of every slot plus chunks of waiting prompts)
+            limits:    --max-tokens 4096 (largest max_tokens a request may ask for)  --alias NAME (the model id clients see)
+            serve:     --host 127.0.0.1  --port 8080  --api-key KEY (or INFER_API_KEY)  --queue 64 (waiting requests; then 429)  --grace 10 (s)
+            batch:     -i REQUESTS.jsonl  -o RESULTS.jsonl (appended; ids already there are skipped, so a re-run resumes)
+            """,
+        "bench-serve" => """
+            --url URL (required)  -c 8 (concurrent clients)  -n 64 (requests)  --prompt-tokens 128  --max-tokens 128
+            --duration 300 (s, at most)  --temp 0  --model NAME  --api-key KEY  -o md|json
             """,
         _ => "",
     };
@@ -81,6 +96,9 @@ public static class Program
                 "template" => TemplateCommand.Execute(rest, stdout, stderr),
                 "models" => ModelsCommand.Execute(rest, stdout, stderr),
                 "devices" => DevicesCommand.Execute(rest, stdout, stderr),
+                "serve" => ServeCommand.Execute(rest, stdout, stderr),
+                "batch" => BatchCommand.Execute(rest, stdout, stderr),
+                "bench-serve" => BenchServeCommand.Execute(rest, stdout, stderr),
                 _ => throw new UsageException($"unknown command '{command}' (run 'infer --help')"),
             };
         }
