@@ -29,9 +29,9 @@ internal static class DeviceChoice
             log.WriteLine("no CUDA device or OpenCL GPU found: testing ILGPU's CPU accelerator");
             return [new DeviceRequest(DeviceKind.IlgpuCpu, 0)];
         }
-        if (!DeviceRequest.TryParse(s, out var request, out string? error)) throw new ArgumentException(error);
+        if (!DeviceRequest.TryParse(s, out var request, out string? error)) throw new UsageException($"--device: {error}");
         if (request.Kind is DeviceKind.Auto or DeviceKind.Cpu)
-            throw new ArgumentException($"--device {text}: backend-ops tests a GPU backend (cuda, opencl, cpu-ilgpu or auto)");
+            throw new UsageException($"--device {text}: backend-ops tests a GPU backend (cuda, opencl, cpu-ilgpu or auto)");
         return [request.Index < 0 ? request with { Index = 0 } : request];
     }
 

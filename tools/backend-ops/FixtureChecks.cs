@@ -56,16 +56,20 @@ public static class FixtureChecks
         string device = a.Value("--device") ?? "auto";
         string? json = a.Value("--json");
         int threads = a.Int("--threads", 0);
+        var only = a.List("--model");
+        var caseIds = a.List("--case");
         a.EnsureAllUsed();
         var request = DeviceChoice.Resolve(device, output)[0];
         var results = new List<FixtureResult>();
         var dirs = Directory.Exists(Path.Combine(root, "models")) ? Directory.GetDirectories(Path.Combine(root, "models")).Order().ToList() : [];
-        dirs = [.. dirs.Where(d => File.Exists(Path.Combine(d, "reference", "reference.json")))];
+        dirs = [.. dirs.Where(d => File.Exists(Path.Combine(d, "reference", "reference.json"))
+            && (only.Count == 0 || only.Contains(Path.GetFileName(d), StringComparer.OrdinalIgnoreCase)))];
         if (dirs.Count == 0) throw new UsageException($"no fixture models under {Path.Combine(root, "models")}");
         foreach (var dir in dirs)
         {
             string name = Path.GetFileName(dir);
-            var cases = FixtureCase.Load(dir);
+            var cases = FixtureCase.Load(dir).Where(c => caseIds.Count == 0 || caseIds.Contains(c.Id)).ToList();
+            if (cases.Count == 0) continue;
             string bf16 = Path.Combine(dir, $"{name}.bf16.gguf"), q8 = Path.Combine(dir, $"{name}.q8_0.gguf");
             if (File.Exists(bf16))
             {

@@ -29,7 +29,7 @@ public static class Program
           backend-ops perf [--device ...|cpu] [-o OP[,OP]] [-t TYPE[,TYPE]] [--model 1b|8b] [--quick] [--json FILE]
               time per operation at the decode (1 token) and prefill (512 tokens) shapes of Llama-3.2-1B and Llama-3.1-8B:
               GB/s (weights + activations moved) and GFLOP/s, median of repeats after a warm-up
-          backend-ops fixtures --fixtures DIR [--device ...] [--json FILE]
+          backend-ops fixtures --fixtures DIR [--device ...] [--model NAME[,NAME]] [--case ID[,ID]] [--json FILE]
               the fixture models on the GPU: bf16 within 1e-3 of transformers with its greedy tokens, q8_0 within llama.cpp's
               distance, and bf16 split with -ngl 1 (GPU, then CPU)
           backend-ops check-logits --model-dir DIR --case ID --logits FILE [--ids-json FILE] [--bound B]

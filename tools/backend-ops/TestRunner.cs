@@ -34,9 +34,13 @@ public sealed record DeviceReport(string Device, string Description, IReadOnlyLi
 /// </summary>
 public static class TestRunner
 {
-    public static DeviceReport Run(DeviceRequest request, TestOptions options, TextWriter output)
+    public static DeviceReport Run(DeviceRequest request, TestOptions options, TextWriter output) =>
+        Run(request, options, output, Grid.All(options.Quick));
+
+    /// <summary>Runs <paramref name="grid"/> (filtered by <paramref name="options"/>) instead of the built-in grid.</summary>
+    internal static DeviceReport Run(DeviceRequest request, TestOptions options, TextWriter output, IEnumerable<OpCase> grid)
     {
-        var cases = Grid.All(options.Quick).Where(c => options.Keeps(c.Op, c.Type, c.Shape)).ToList();
+        var cases = grid.Where(c => options.Keeps(c.Op, c.Type, c.Shape)).ToList();
         using var device = DeviceChoice.Open(request);
         string description = $"{device.Info.Id} {device.Info.Name} ({device.Info.MemoryBytes / (1 << 20)} MiB, "
             + $"{device.Info.Multiprocessors} multiprocessors)";
