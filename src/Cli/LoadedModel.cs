@@ -92,7 +92,8 @@ internal sealed class LoadedModel : IDisposable
             int layers = ModelConfig.FromGguf(file).BlockCount;
             var backends = CreateBackends(device, gpuLayers, layers, threads, batch, repack, stderr);
             // Uploading to a GPU takes a while: without a caller's progress, a per-layer bar when stderr is a terminal.
-            var bar = progress is null && backends.Gpu is not null && ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected ? new UploadBar(stderr) : null;
+            var bar = progress is null && backends.Gpu is not null && ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected
+                ? new UploadBar(stderr, file.Tensors.Sum(t => t.ByteSize)) : null;
             var model = backends.Load(file, new ModelOptions(ctx, batch), progress ?? bar);
             bar?.Done();
             if (backends.Gpu is not null) stderr.WriteLine($"offloaded {Math.Min(backends.GpuLayers, layers)}/{layers} layers: {model.DescribePlacement()}");
@@ -148,18 +149,23 @@ internal sealed class LoadedModel : IDisposable
         return null;
     }
 
-    /// <summary>"uploading [#####.....]  50%" redrawn in place as layers load.</summary>
-    private sealed class UploadBar(TextWriter w) : IProgress<double>
+    /// <summary>
+    /// "uploading [#####.....]  50%  1.20 GiB / 2.40 GiB" redrawn in place; the model reports the fraction of weight bytes
+    /// loaded after each tensor, so the bar moves with the bytes (a large output matrix is not one layer's step).
+    /// </summary>
+    internal sealed class UploadBar(TextWriter w, long totalBytes) : IProgress<double>
     {
         private int _shown = -1;
 
         public void Report(double value)
         {
-            int pct = (int)Math.Clamp(value * 100, 0, 100);
-            if (pct == _shown) return;
-            _shown = pct;
-            int filled = pct * 30 / 100;
-            w.Write($"\ruploading [{new string('#', filled)}{new string('.', 30 - filled)}] {pct,3}%");
+            int permille = (int)Math.Clamp(value * 1000, 0, 1000);
+            if (permille == _shown) return;
+            _shown = permille;
+            int filled = permille * 30 / 1000;
+            string done = Terminal.ProgressBar.FormatSize((long)(value * totalBytes));
+            w.Write($"\ruploading [{new string('#', filled)}{new string('.', 30 - filled)}] {permille / 10,3}%  {done} / "
+                + $"{Terminal.ProgressBar.FormatSize(totalBytes)}   ");
             w.Flush();
         }
 
