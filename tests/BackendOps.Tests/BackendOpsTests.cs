@@ -191,7 +191,7 @@ public sealed class BackendOpsTests
         string md = File.ReadAllText(Path.Combine(outDir, "gpu-check.md"));
         Assert.Contains("| test-cuda | ok | 0 | 12 | cpu-ilgpu:0 CPUAccelerator", md);
         Assert.Contains("| synth-8b.q8_0 | timeout | 124 | 120 |", md);
-        Assert.Contains("| 1b.q4_0 | all 16 layers on gpu | 41000.5 ± 12.0 | 1250.0 ± 3.5 | 98 | 39000 / 1200 | 38964 / 595 |", md);
+        Assert.Contains("| 1b.q4_0 | all 16 layers on gpu | pp512 41000.5 ± 12.0 | tg128 1250.0 ± 3.5 | 98 | 39000 / 1200 | 38964 / 595 |", md);
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "gpu-check.json")));
         var steps = doc.RootElement.GetProperty("steps");
         Assert.Equal(3, steps.GetArrayLength());

@@ -64,7 +64,7 @@ internal static class DeviceChoice
     /// <summary>One line per accelerator ILGPU sees, with what decides how kernels compile (architecture, instruction set, type).</summary>
     public static void Describe(TextWriter w)
     {
-        using var context = ILGPU.Context.Create(b => b.Cuda().OpenCL().CPU());
+        using var context = ILGPU.Context.Create(b => b.Cuda().OpenCL().CPU(GpuContextFactory.DefaultIlgpuCpuDevice));
         var counts = new Dictionary<string, int>();
         foreach (var d in context)
         {

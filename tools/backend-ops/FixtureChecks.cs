@@ -174,6 +174,16 @@ public static class FixtureChecks
         return ok ? 0 : Program.ExitFailed;
     }
 
+    internal static int CaseIds(Options a, TextWriter output)
+    {
+        string dir = a.Required("--model-dir");
+        string id = a.Required("--case");
+        a.EnsureAllUsed();
+        var c = FixtureCase.Load(dir).SingleOrDefault(x => x.Id == id) ?? throw new UsageException($"no case '{id}' in {dir}");
+        output.WriteLine(string.Join(',', c.InputIds));
+        return 0;
+    }
+
     /// <summary>The last line that starts with '{' (infer prints its JSON after any notices).</summary>
     private static string ExtractJson(string text) =>
         text.Split('\n').Select(l => l.Trim()).LastOrDefault(l => l.StartsWith('{')) ?? throw new InvalidDataException("no JSON line");

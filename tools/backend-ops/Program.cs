@@ -23,7 +23,7 @@ public static class Program
     public const string Usage = """
         usage:
           backend-ops test [--device cuda|opencl|cpu-ilgpu|auto|cuda:N|opencl:N] [-o OP[,OP]] [-t TYPE[,TYPE]] [-p SHAPE]
-                           [--quick] [--seed N] [--threads N] [--json FILE]
+                           [--quick] [--seed N] [--threads N] [--json FILE] [--list]
               every backend operation (fused ones included) over a grid of shapes and weight types, on the GPU backend and
               the CPU backend, against a CPU reference with the weights dequantized to F32: one line per case, exit 1 on a failure
           backend-ops perf [--device ...|cpu] [-o OP[,OP]] [-t TYPE[,TYPE]] [--model 1b|8b] [--quick] [--json FILE]
@@ -34,6 +34,8 @@ public static class Program
               distance, and bf16 split with -ngl 1 (GPU, then CPU)
           backend-ops check-logits --model-dir DIR --case ID --logits FILE [--ids-json FILE] [--bound B]
               compares `infer logits --out FILE` (and its printed JSON) with a fixture case
+          backend-ops case-ids --model-dir DIR --case ID
+              prints a fixture case's input ids as 1,2,3 (for `infer logits --ids`)
           backend-ops devices
           backend-ops report --steps FILE --out DIR
               the device check's gpu-check.md and gpu-check.json from its step table and the JSON each step wrote
@@ -61,6 +63,7 @@ public static class Program
                 "perf" => Perf(a, stdout, stderr),
                 "fixtures" => FixtureChecks.Run(a, stdout),
                 "check-logits" => FixtureChecks.CheckLogits(a, stdout),
+                "case-ids" => FixtureChecks.CaseIds(a, stdout),
                 "devices" => Devices(a, stdout),
                 "report" => Report.Write(a, stdout),
                 _ => throw new UsageException($"unknown command '{args[0]}' (run 'backend-ops --help')"),
@@ -91,7 +94,15 @@ public static class Program
             a.Int("--seed", 1234), a.Int("--threads", 0));
         string device = a.Value("--device", "-b") ?? "auto";
         string? json = a.Value("--json");
+        bool list = a.Flag("--list");
         a.EnsureAllUsed();
+        if (list)
+        {
+            var cases = Cases.Grid.All(options.Quick).Where(c => options.Keeps(c.Op, c.Type, c.Shape)).ToList();
+            foreach (var c in cases) stdout.WriteLine($"  {c.Op,-16} {c.Type,-10} {c.Shape}");
+            stdout.WriteLine($"{cases.Count} cases");
+            return 0;
+        }
         var reports = new List<DeviceReport>();
         foreach (var request in DeviceChoice.Resolve(device, stderr))
             reports.Add(TestRunner.Run(request, options, stdout));

@@ -135,7 +135,7 @@ internal static class Report
                     details.AppendLine("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |");
                     foreach (var r in results)
                         details.AppendLine(inv, $"| {r!["Weights"]} | {r["Model"]} | {r["Case"]} | {r["Placement"]} | {Num(D(r["MaxDiff"]))} | "
-                            + $"{Num(D(r["Bound"]))} | {r["GreedyMatched"]}/{r["GreedyTotal"]} | {r["LaunchesPerToken"]} | "
+                            + $"{Num(D(r["Bound"]))} | {Count(r["GreedyMatched"], r["GreedyTotal"])} | {Count(r["LaunchesPerToken"], null)} | "
                             + $"{(r["Ok"]!.GetValue<bool>() ? "yes" : "NO " + r["Error"])} |");
                     return $"{ok}/{results.Count} passed";
                 }
@@ -164,8 +164,8 @@ internal static class Report
     private static void AppendBench(StringBuilder md, List<(string Name, JsonNode Node)> bench)
     {
         var inv = CultureInfo.InvariantCulture;
-        md.AppendLine().AppendLine("## Speed (infer bench -p 512 -n 128 -r 3)").AppendLine();
-        md.AppendLine("| model | backend | pp512 t/s | tg128 t/s | launches/token | target pp / tg | llama.cpp H100 pp / tg |");
+        md.AppendLine().AppendLine("## Speed (infer bench, tokens/s, mean ± sd)").AppendLine();
+        md.AppendLine("| model | backend | prompt | generation | launches/token | target pp512 / tg128 | llama.cpp H100 pp512 / tg128 |");
         md.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
         foreach (var (name, node) in bench)
         {
@@ -173,13 +173,18 @@ internal static class Report
             var results = node["results"]!.AsArray();
             string Rate(string prefix) =>
                 results.FirstOrDefault(r => r!["test"]!.GetValue<string>().StartsWith(prefix, StringComparison.Ordinal)) is { } r
-                ? string.Create(inv, $"{D(r["tokens_per_second"]):F1} ± {D(r["stddev"]):F1}") : "-";
+                ? string.Create(inv, $"{r["test"]} {D(r["tokens_per_second"]):F1} ± {D(r["stddev"]):F1}") : "-";
             string target = Targets.TryGetValue(key, out var t) && t.Pp > 0 ? $"{t.Pp:F0} / {t.Tg:F0}" : "-";
             string llama = Targets.TryGetValue(key, out var l) ? $"{l.LlamaPp:F0} / {l.LlamaTg:F0}" : "-";
             md.AppendLine(inv,
                 $"| {key} | {node["backend"]} | {Rate("pp")} | {Rate("tg")} | {node["kernel_launches_per_token"]} | {target} | {llama} |");
         }
     }
+
+    /// <summary>"matched/total", or the value alone without a total; "-" when it is 0 (not measured).</summary>
+    private static string Count(JsonNode? value, JsonNode? total) =>
+        total is null ? (value?.GetValue<int>() is > 0 ? value.ToJsonString() : "-")
+        : total.GetValue<int>() > 0 ? $"{value}/{total}" : "-";
 
     /// <summary>A number that may have been written as a string ("NaN").</summary>
     private static double D(JsonNode? n) =>

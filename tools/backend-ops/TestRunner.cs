@@ -53,7 +53,8 @@ public static class TestRunner
         {
             foreach (var c in cases)
             {
-                if (trio is null || group != c.Op)
+                // A new trio per operation, and when the weights held reach 4 GiB (the backends free only when disposed).
+                if (trio is null || group != c.Op || trio.LoadedBytes > 4L << 30)
                 {
                     trio?.Dispose();
                     trio = null;

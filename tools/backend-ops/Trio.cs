@@ -63,12 +63,16 @@ internal sealed unsafe class Trio : IDisposable
     public CpuBackend Ref { get; } = null!;
     public int MaxBatch { get; }
 
+    /// <summary>Weight bytes held on the sides so far (freed only with the trio).</summary>
+    public long LoadedBytes { get; private set; }
+
     public IBackend this[int side] => _sides[side];
 
     /// <summary>Quantizes <paramref name="values"/> (rows, cols) to <paramref name="type"/> and loads it on every side.</summary>
     public Weight3 Weight(string name, GgmlType type, int rows, int cols, float[] values)
     {
         byte[] bytes = Data.Quantize(type, values, rows, cols);
+        LoadedBytes += bytes.LongLength + 4L * values.LongLength;
         float[] decoded = type == GgmlType.F32 ? values : Data.Dequantize(type, bytes, rows, cols);
         var gpu = Gpu.UploadWeight(name, type, rows, cols, bytes);
         var cpu = Cpu.CreateWeight(name, type, rows, cols, Pin(bytes));

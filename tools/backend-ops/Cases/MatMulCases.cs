@@ -13,18 +13,18 @@ internal sealed class MatMulCase(GgmlType type, int m, int k, int n) : OpCase
     public override string Shape => $"m={m},k={k},n={n}";
     public override int Batch => n;
 
-    /// <summary>The weight is drawn once per (type, m, k) and shared by the cases of other token counts.</summary>
-    private static readonly Dictionary<(GgmlType, int, int), float[]> Weights = [];
+    /// <summary>The weight values are drawn once per (m, k) and shared by the cases of other types and token counts.</summary>
+    private static readonly Dictionary<(int, int), float[]> Weights = [];
 
     public override List<Comparison> Run(Trio t, Random rng)
     {
         float[] values;
         lock (Weights)
         {
-            if (!Weights.TryGetValue((type, m, k), out values!))
+            if (!Weights.TryGetValue((m, k), out values!))
             {
                 if (Weights.Count > 8) Weights.Clear();
-                Weights[(type, m, k)] = values = (long)m * k > 1 << 20 ? Data.UniformLarge(m + k, m, k) : Data.Uniform(rng, m * k);
+                Weights[(m, k)] = values = (long)m * k > 1 << 20 ? Data.UniformLarge(m + k, m, k) : Data.Uniform(rng, m * k);
             }
         }
         var w = t.Weight("w", type, m, k, values);
