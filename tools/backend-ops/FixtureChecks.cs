@@ -60,6 +60,8 @@ public static class FixtureChecks
         var caseIds = a.List("--case");
         a.EnsureAllUsed();
         var request = DeviceChoice.Resolve(device, output)[0];
+        // One accelerator for every check: its context keeps the compiled kernels.
+        using var gpu = DeviceChoice.Open(request);
         var results = new List<FixtureResult>();
         var dirs = Directory.Exists(Path.Combine(root, "models")) ? Directory.GetDirectories(Path.Combine(root, "models")).Order().ToList() : [];
         dirs = [.. dirs.Where(d => File.Exists(Path.Combine(d, "reference", "reference.json"))
@@ -73,15 +75,15 @@ public static class FixtureChecks
             string bf16 = Path.Combine(dir, $"{name}.bf16.gguf"), q8 = Path.Combine(dir, $"{name}.q8_0.gguf");
             if (File.Exists(bf16))
             {
-                foreach (var c in cases) results.Add(Check(request, bf16, "bf16", c, null, Bf16Bound, true, threads, output));
-                results.Add(Check(request, bf16, "bf16", cases[0], 1, Bf16Bound, true, threads, output));
+                foreach (var c in cases) results.Add(Check(gpu, bf16, "bf16", c, null, Bf16Bound, true, threads, output));
+                results.Add(Check(gpu, bf16, "bf16", cases[0], 1, Bf16Bound, true, threads, output));
             }
             var llamaCpp = FixtureCase.LlamaCppQ8(dir);
             if (File.Exists(q8))
                 foreach (var c in cases.Where(c => llamaCpp.ContainsKey(c.Id)))
                 {
                     double d = llamaCpp[c.Id];
-                    results.Add(Check(request, q8, "q8_0", c, null, Math.Max(1.25 * d, d + 0.02), false, threads, output));
+                    results.Add(Check(gpu, q8, "q8_0", c, null, Math.Max(1.25 * d, d + 0.02), false, threads, output));
                 }
         }
         int failed = results.Count(r => !r.Ok);
@@ -90,7 +92,7 @@ public static class FixtureChecks
         return failed > 0 ? Program.ExitFailed : 0;
     }
 
-    private static FixtureResult Check(DeviceRequest request, string path, string weights, FixtureCase c, int? gpuLayers, double bound,
+    private static FixtureResult Check(GpuDevice device, string path, string weights, FixtureCase c, int? gpuLayers, double bound,
         bool greedy, int threads, TextWriter output)
     {
         string placement = gpuLayers is { } l ? $"-ngl {l}" : "gpu";
@@ -98,7 +100,7 @@ public static class FixtureChecks
         try
         {
             using var file = GgufFile.Open(path);
-            var gpu = new GpuBackend(DeviceChoice.Open(request), new GpuBackendOptions(MaxBatch: 64));
+            var gpu = new GpuBackend(device, new GpuBackendOptions(MaxBatch: 64), ownsDevice: false);
             var options = new ModelOptions(ContextLength: 128, BatchSize: 64);
             using var model = gpuLayers is { } n
                 ? LlamaModel.LoadSplit(file, gpu, n, new CpuBackend(threads, 64), options)

@@ -23,7 +23,7 @@ public static class Program
     public const string Usage = """
         usage:
           backend-ops test [--device cuda|opencl|cpu-ilgpu|auto|cuda:N|opencl:N] [-o OP[,OP]] [-t TYPE[,TYPE]] [-p SHAPE]
-                           [--quick] [--seed N] [--threads N] [--json FILE] [--list]
+                           [--quick] [--seed N] [--threads N] [--max-seconds N] [--json FILE] [--list]
               every backend operation (fused ones included) over a grid of shapes and weight types, on the GPU backend and
               the CPU backend, against a CPU reference with the weights dequantized to F32: one line per case, exit 1 on a failure
           backend-ops perf [--device ...|cpu] [-o OP[,OP]] [-t TYPE[,TYPE]] [--model 1b|8b] [--quick] [--json FILE]
@@ -91,7 +91,7 @@ public static class Program
     private static int Test(Options a, TextWriter stdout, TextWriter stderr)
     {
         var options = new TestOptions(a.List("-o", "--op"), a.List("-t", "--type"), a.Value("-p", "--params"), a.Flag("--quick"),
-            a.Int("--seed", 1234), a.Int("--threads", 0));
+            a.Int("--seed", 1234), a.Int("--threads", 0), a.Int("--max-seconds", 0));
         string device = a.Value("--device", "-b") ?? "auto";
         string? json = a.Value("--json");
         bool list = a.Flag("--list");
@@ -107,9 +107,10 @@ public static class Program
         foreach (var request in DeviceChoice.Resolve(device, stderr))
             reports.Add(TestRunner.Run(request, options, stdout));
         if (json is not null) WriteJson(json, new { command = "test", devices = reports.Select(Report.ToJson) });
-        int passed = reports.Sum(r => r.Passed), failed = reports.Sum(r => r.Failed);
-        stdout.WriteLine($"{reports.Count} device{(reports.Count == 1 ? "" : "s")}: {passed} passed, {failed} failed");
-        return failed > 0 || passed == 0 ? ExitFailed : 0;
+        int passed = reports.Sum(r => r.Passed), failed = reports.Sum(r => r.Failed), notRun = reports.Sum(r => r.NotRun);
+        stdout.WriteLine($"{reports.Count} device{(reports.Count == 1 ? "" : "s")}: {passed} passed, {failed} failed"
+            + (notRun > 0 ? $", {notRun} not run" : ""));
+        return failed > 0 || notRun > 0 || passed == 0 ? ExitFailed : 0;
     }
 
     private static int Perf(Options a, TextWriter stdout, TextWriter stderr)

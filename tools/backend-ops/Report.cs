@@ -28,6 +28,7 @@ internal static class Report
         description = r.Description,
         passed = r.Passed,
         failed = r.Failed,
+        not_run = r.NotRun,
         cases = r.Cases.Select(c => new
         {
             op = c.Op, type = c.Type, shape = c.Shape, ok = c.Ok, error = c.Error, seconds = c.Seconds,
@@ -113,7 +114,8 @@ internal static class Report
                     var parts = new List<string>();
                     foreach (var d in node["devices"]!.AsArray())
                     {
-                        parts.Add($"{d!["description"]}: {d["passed"]} passed, {d["failed"]} failed");
+                        parts.Add($"{d!["description"]}: {d["passed"]} passed, {d["failed"]} failed"
+                            + (d["not_run"]?.GetValue<int>() is > 0 ? $", {d["not_run"]} not run (time limit)" : ""));
                         var failed = d["cases"]!.AsArray().Where(c => !c!["ok"]!.GetValue<bool>()).ToList();
                         if (failed.Count == 0) continue;
                         details.AppendLine().AppendLine(inv, $"## {step}: failed cases on {d["description"]}").AppendLine();

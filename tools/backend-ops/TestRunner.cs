@@ -12,7 +12,9 @@ namespace Infer.BackendOps;
 /// <param name="Quick">the small grid CI runs.</param>
 /// <param name="Seed">seed of the random inputs.</param>
 /// <param name="Threads">CPU threads of the reference backends (0: all cores).</param>
-public sealed record TestOptions(IReadOnlyList<string> Ops, IReadOnlyList<string> Types, string? ShapeFilter, bool Quick, int Seed, int Threads)
+/// <param name="MaxSeconds">start no case after this many seconds (0: no limit); the cases left count as not run.</param>
+public sealed record TestOptions(IReadOnlyList<string> Ops, IReadOnlyList<string> Types, string? ShapeFilter, bool Quick, int Seed, int Threads,
+    int MaxSeconds = 0)
 {
     public bool Keeps(string op, string type, string shape) =>
         (Ops.Count == 0 || Ops.Any(o => o.Equals(op, StringComparison.OrdinalIgnoreCase)))
@@ -21,7 +23,8 @@ public sealed record TestOptions(IReadOnlyList<string> Ops, IReadOnlyList<string
 }
 
 /// <summary>The results of one device.</summary>
-public sealed record DeviceReport(string Device, string Description, IReadOnlyList<CaseResult> Cases)
+/// <param name="NotRun">cases left when the time limit was reached.</param>
+public sealed record DeviceReport(string Device, string Description, IReadOnlyList<CaseResult> Cases, int NotRun = 0)
 {
     public int Passed => Cases.Count(c => c.Ok);
     public int Failed => Cases.Count - Passed;
@@ -49,10 +52,18 @@ public static class TestRunner
         var results = new List<CaseResult>();
         Trio? trio = null;
         string? group = null;
+        int notRun = 0;
         try
         {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             foreach (var c in cases)
             {
+                if (options.MaxSeconds > 0 && clock.Elapsed.TotalSeconds > options.MaxSeconds)
+                {
+                    notRun = cases.Count - results.Count;
+                    output.WriteLine($"stopped after {options.MaxSeconds} s (--max-seconds): {notRun} cases not run");
+                    break;
+                }
                 // A new trio per operation, and when the weights held reach 4 GiB (the backends free only when disposed).
                 if (trio is null || group != c.Op || trio.LoadedBytes > 4L << 30)
                 {
@@ -77,8 +88,9 @@ public static class TestRunner
         {
             trio?.Dispose();
         }
-        var report = new DeviceReport(device.Info.Id, description, results);
-        output.WriteLine($"{report.Passed}/{results.Count} cases passed on {description}{(report.Failed > 0 ? $"; {report.Failed} FAILED" : "")}");
+        var report = new DeviceReport(device.Info.Id, description, results, notRun);
+        output.WriteLine($"{report.Passed}/{results.Count} cases passed on {description}{(report.Failed > 0 ? $"; {report.Failed} FAILED" : "")}"
+            + (notRun > 0 ? $"; {notRun} not run" : ""));
         return report;
     }
 
