@@ -1,8 +1,9 @@
 using Infer.Cli.Commands;
+using Infer.Hub;
 using Infer.Runtime;
-using Infer.Runtime.Hub;
+using Infer.Runtime.Grammar;
 using Infer.Runtime.Model;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 
 namespace Infer.Cli;
 
@@ -36,6 +37,7 @@ public static class Program
                        -ngl, --gpu-layers N (the first N layers on the GPU, the rest on the CPU; 0: CPU only; default: all)
             sampling:  --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.0 --repeat-last-n 64
                        --frequency-penalty 0 --presence-penalty 0 --seed N   (--temp 0: greedy)
+            grammar:   --grammar GBNF | --grammar-file FILE | -j, --json-schema JSON | --json-schema-file FILE
             run:       -p PROMPT  -n TOKENS (128; -1 until the context is full)  --ignore-eos
             chat:      -sys TEXT  -n MAX_REPLY_TOKENS  --chat-template-file FILE  --ctx-overflow stop|shift
             """,
@@ -93,7 +95,8 @@ public static class Program
             return 130;
         }
         catch (Exception e) when (e is ModelFormatException or ContextFullException or IOException or UnauthorizedAccessException or ArgumentException
-                                   or InvalidDataException or NotSupportedException or TemplateException or HubException or System.Text.Json.JsonException)
+                                   or InvalidDataException or NotSupportedException or TemplateException or HubException or System.Text.Json.JsonException
+                                   or GrammarException)
         {
             stderr.WriteLine($"infer {command}: error: {e.Message}");
             if (verbose) stderr.WriteLine(e);

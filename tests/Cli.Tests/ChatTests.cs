@@ -6,8 +6,8 @@ using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
 using Infer.Runtime.Sampling;
-using Infer.Runtime.Templates;
 using Infer.Runtime.Tokenizers;
+using Infer.Templates;
 using Infer.Tests;
 
 namespace Infer.Cli.Tests;

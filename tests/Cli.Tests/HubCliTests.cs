@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text;
-using Infer.Runtime.Tests.Hub;
+using Infer.Hub.Tests;
 using Infer.Tests;
 
 namespace Infer.Cli.Tests;
@@ -11,14 +11,14 @@ public class HubCliTests : IAsyncLifetime
     private readonly FakeHub _hub = new();
     private readonly string _cache = Directory.CreateTempSubdirectory("infer-hf-cache-").FullName;
 
-    public Task InitializeAsync()
+    public ValueTask InitializeAsync()
     {
         var repo = _hub.AddRepo("test/tiny");
         repo.Files["tiny-Q8_0.gguf"] = new FakeFile(File.ReadAllBytes(Fixtures.Model("qwen3", "bf16")));
-        return Task.CompletedTask;
+        return ValueTask.CompletedTask;
     }
 
-    public async Task DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         await _hub.DisposeAsync();
         Directory.Delete(_cache, recursive: true);

@@ -76,11 +76,11 @@ public class PlacementTests
     public void UploadBarShowsBytes()
     {
         var w = new StringWriter();
-        var bar = new LoadedModel.UploadBar(w, 2L << 30);
+        var bar = new ModelArgs.UploadBar(w, 2L << 30);
         bar.Report(0.5);
         bar.Report(0.5); // unchanged: not redrawn
         bar.Report(1.0);
         Assert.Equal("\ruploading [###############...............]  50%  1.00 GiB / 2.00 GiB   "
-            + "\ruploading [##############################] 100%  2.00 GiB / 2.00 GiB   ", w.ToString());
+            + "\ruploading [##############################] 100%  2.00 GiB / 2.00 GiB   " + Environment.NewLine, w.ToString());
     }
 }

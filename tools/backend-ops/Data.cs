@@ -1,4 +1,4 @@
-using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.BackendOps;
@@ -37,7 +37,7 @@ internal static class Data
         long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
         var bytes = new byte[rows * rowBytes];
         ForRowBlocks(rows, cols, (r0, n) =>
-            QuantKernels.Quantize(type, values.AsSpan((int)(r0 * cols), n * cols), bytes.AsSpan((int)(r0 * rowBytes), (int)(n * rowBytes))));
+            RowCodec.Quantize(type, values.AsSpan((int)(r0 * cols), n * cols), bytes.AsSpan((int)(r0 * rowBytes), (int)(n * rowBytes))));
         return bytes;
     }
 
@@ -47,7 +47,7 @@ internal static class Data
         long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
         var values = new float[rows * cols];
         ForRowBlocks(rows, cols, (r0, n) =>
-            QuantKernels.Dequantize(type, bytes.AsSpan((int)(r0 * rowBytes), (int)(n * rowBytes)), values.AsSpan((int)(r0 * cols), n * cols)));
+            RowCodec.Dequantize(type, bytes.AsSpan((int)(r0 * rowBytes), (int)(n * rowBytes)), values.AsSpan((int)(r0 * cols), n * cols)));
         return values;
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Infer.Engine;
 using Infer.Kernels.Cpu;
 using Infer.Kernels.Cpu.Diagnostics;
 using Infer.Runtime.Backend;
@@ -30,8 +31,8 @@ internal static class BenchCommand
         bool noBandwidth = a.Flag("--no-bandwidth");
         bool repack = !a.Flag("--no-repack");
         bool profile = a.Flag("--profile");
-        var device = LoadedModel.ReadDevice(a);
-        int? gpuLayers = LoadedModel.ReadGpuLayers(a);
+        var device = ModelArgs.ReadDevice(a);
+        int? gpuLayers = ModelArgs.ReadGpuLayers(a);
         a.EnsureAllUsed();
         string path = source.Resolve(stderr);
         if (p < 0 || n < 0 || depth < 0 || reps < 1) throw new UsageException("-p, -n and -d must be >= 0 and -r >= 1");
@@ -40,7 +41,7 @@ internal static class BenchCommand
         using var file = GgufFile.Open(path);
         int batch = Math.Max(1, Math.Min(Math.Max(Math.Max(p, depth), 1), 2048)); // the depth context is filled in batches too
         int layers = ModelConfig.FromGguf(file).BlockCount;
-        var backends = LoadedModel.CreateBackends(device, gpuLayers, layers, threads, batch, repack, stderr);
+        var backends = BackendSet.Create(device, gpuLayers, layers, threads, batch, repack, stderr.WriteLine);
         var cpu = backends.Cpu as CpuBackend;
         var gpu = backends.Gpu;
         if (profile && (cpu is null || gpu is not null))

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
-using Infer.Runtime.Templates;
+using Infer.Templates;
 
 namespace Infer.Cli.Commands;
 
@@ -20,7 +20,8 @@ internal static class ChatCommand
         string overflow = a.String("--ctx-overflow") ?? "stop";
         int maxReply = a.Int(-1, "-n", "--n-predict");
         var sampling = SamplingArgs.Parse(a);
-        var modelArgs = LoadedModel.ReadArgs(a);
+        var grammar = GrammarArgs.Parse(a);
+        var modelArgs = ModelArgs.Read(a);
         a.EnsureAllUsed();
         var policy = overflow switch
         {
@@ -32,18 +33,14 @@ internal static class ChatCommand
             : File.Exists(templateFile) ? File.ReadAllText(templateFile) : throw new FileNotFoundException($"{templateFile}: file not found");
 
         LoadBar? bar = interactive ? new LoadBar(stderr) : null;
-        using var m = LoadedModel.Load(modelArgs, stderr, bar);
+        using var m = modelArgs.Load(stderr, bar);
         bar?.Done();
+        sampling = GrammarArgs.Bind(sampling, grammar, m.Tokenizer);
 
-        templateText ??= ChatSession.TemplateFromGguf(m.File);
-        if (templateText is null)
+        if (templateText is null && m.TemplateText is null)
             stderr.WriteLine("warning: the model has no chat template; using a plain 'User:/Assistant:' fallback (--chat-template-file FILE to set one)");
-        var template = ChatTemplate.Parse(templateText ?? ChatSession.FallbackTemplate);
-        var chat = new ChatSession(m.Model, m.Tokenizer, template, sampling, system)
-        {
-            OverflowPolicy = policy,
-            MaxReplyTokens = maxReply,
-        };
+        var template = templateText is null ? m.Template : ChatTemplate.Parse(templateText);
+        var chat = m.CreateChat(sampling, system, template, policy, maxReply);
 
         if (interactive)
         {

@@ -16,8 +16,8 @@ internal static class InfoCommand
     {
         var a = new Args(argv, []);
         var source = ModelSource.Read(a);
-        var device = LoadedModel.ReadDevice(a);
-        int? gpuLayers = LoadedModel.ReadGpuLayers(a);
+        var device = ModelArgs.ReadDevice(a);
+        int? gpuLayers = ModelArgs.ReadGpuLayers(a);
         int ctx = a.Int(0, "-c", "--ctx-size");
         a.EnsureAllUsed();
         string path = source.Resolve(stderr);

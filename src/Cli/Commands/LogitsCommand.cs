@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
-using Infer.Runtime.Inference;
 using Infer.Runtime.Sampling;
 
 namespace Infer.Cli.Commands;
@@ -21,9 +20,9 @@ internal static class LogitsCommand
         int greedy = a.Int(0, "--greedy");
         if ((prompt is null) == (ids is null)) throw new UsageException("give exactly one of --prompt TEXT or --ids 1,2,3");
         if (greedy < 0) throw new UsageException("--greedy must be non-negative");
-        var modelArgs = LoadedModel.ReadArgs(a);
+        var modelArgs = ModelArgs.Read(a);
         a.EnsureAllUsed();
-        using var m = LoadedModel.Load(modelArgs, stderr);
+        using var m = modelArgs.Load(stderr);
 
         int[] input = ids is not null
             ? Args.ParseIds(ids, "--ids")
@@ -32,7 +31,7 @@ internal static class LogitsCommand
         foreach (int id in input)
             if ((uint)id >= (uint)m.Model.VocabSize) throw new UsageException($"token id {id} is outside the vocabulary (0..{m.Model.VocabSize - 1})");
 
-        var session = new Session(m.Model);
+        var session = m.CreateSession();
         session.Append(input);
         if (outFile is not null)
         {

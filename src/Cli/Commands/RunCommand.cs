@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Infer.Runtime.Inference;
 using Infer.Runtime.Sampling;
 
 namespace Infer.Cli.Commands;
@@ -14,9 +13,11 @@ internal static class RunCommand
         int nPredict = a.Int(128, "-n", "--n-predict");
         bool ignoreEos = a.Flag("--ignore-eos");
         var sampling = SamplingArgs.Parse(a);
-        var modelArgs = LoadedModel.ReadArgs(a);
+        var grammar = GrammarArgs.Parse(a);
+        var modelArgs = ModelArgs.Read(a);
         a.EnsureAllUsed();
-        using var m = LoadedModel.Load(modelArgs, stderr);
+        using var m = modelArgs.Load(stderr);
+        sampling = GrammarArgs.Bind(sampling, grammar, m.Tokenizer);
 
         var tok = m.Tokenizer;
         int[] input = tok.Encode(prompt, addSpecial: true, parseSpecial: true);
@@ -25,7 +26,7 @@ internal static class RunCommand
         if (input.Length >= m.Model.ContextLength)
             throw new Runtime.Model.ContextFullException(m.Model.ContextLength);
 
-        var session = new Session(m.Model);
+        var session = m.CreateSession();
         var sampler = new Sampler(m.Model.VocabSize, sampling);
         foreach (int t in input) sampler.Accept(t);
 

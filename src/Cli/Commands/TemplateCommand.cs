@@ -1,8 +1,8 @@
 using System.Text.Json;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
-using Infer.Runtime.Templates;
 using Infer.Runtime.Tokenizers;
+using Infer.Templates;
 
 namespace Infer.Cli.Commands;
 

@@ -1,5 +1,5 @@
 using System.Globalization;
-using Infer.Runtime.Hub;
+using Infer.Hub;
 
 // Not Infer.Cli.Console: a namespace named Console inside Infer.Cli would hide System.Console from every file in namespace Infer.Cli.
 namespace Infer.Cli.Terminal;

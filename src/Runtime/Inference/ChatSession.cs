@@ -2,8 +2,8 @@ using System.Diagnostics;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
 using Infer.Runtime.Sampling;
-using Infer.Runtime.Templates;
 using Infer.Runtime.Tokenizers;
+using Infer.Templates;
 
 namespace Infer.Runtime.Inference;
 

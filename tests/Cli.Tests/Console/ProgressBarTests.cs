@@ -1,5 +1,5 @@
 using Infer.Cli.Terminal;
-using Infer.Runtime.Hub;
+using Infer.Hub;
 
 namespace Infer.Cli.Tests.Terminal;
 

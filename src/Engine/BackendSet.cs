@@ -1,0 +1,85 @@
+using Infer.Kernels.Cpu;
+using Infer.Kernels.Gpu;
+using Infer.Runtime.Backend;
+using Infer.Runtime.Gguf;
+using Infer.Runtime.Model;
+
+namespace Infer.Engine;
+
+/// <summary>
+/// The backends chosen for a model: <paramref name="Gpu"/> runs the first <paramref name="GpuLayers"/> layers (all when it
+/// is the only one), <paramref name="Cpu"/> the rest; either may be null, not both.
+/// </summary>
+public sealed record BackendSet(GpuBackend? Gpu, IBackend? Cpu, int GpuLayers) : IDisposable
+{
+    /// <summary>
+    /// The backends for <paramref name="device"/> and <paramref name="gpuLayers"/> (as <see cref="ModelLoadOptions"/>) for
+    /// a model of <paramref name="layers"/> layers: the GPU alone when it takes every layer (or <paramref name="gpuLayers"/>
+    /// is null), the GPU and the CPU when it takes some, the CPU alone when it takes none, when the device is the CPU, or
+    /// when no GPU is usable (<paramref name="log"/> then gets one line saying why, when a GPU was wanted).
+    /// </summary>
+    public static BackendSet Create(DeviceRequest device, int? gpuLayers, int layers, int threads, int batch, bool repack,
+        Action<string>? log = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(gpuLayers ?? 0, nameof(gpuLayers));
+        if (gpuLayers == 0) return new BackendSet(null, new CpuBackend(threads, batch, repack), 0);
+        var gpu = OpenGpu(device, batch, log);
+        if (gpu is null) return new BackendSet(null, new CpuBackend(threads, batch, repack), 0);
+        int n = Math.Min(gpuLayers ?? layers, layers);
+        if (n == layers) return new BackendSet(gpu, null, n);
+        try
+        {
+            return new BackendSet(gpu, new CpuBackend(threads, batch, repack), n);
+        }
+        catch
+        {
+            gpu.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Loads the model on these backends; the model owns them from here on (disposed here if loading fails).</summary>
+    public LlamaModel Load(GgufFile file, ModelOptions options, IProgress<double>? progress = null)
+    {
+        try
+        {
+            return (Gpu, Cpu) switch
+            {
+                ({ } gpu, { } cpu) => LlamaModel.LoadSplit(file, gpu, GpuLayers, cpu, options, progress),
+                ({ } gpu, null) => LlamaModel.Load(file, gpu, options, progress),
+                (null, { } cpu) => LlamaModel.Load(file, cpu, options, progress),
+                _ => throw new InvalidOperationException("no backend"),
+            };
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Gpu?.Dispose();
+        Cpu?.Dispose();
+    }
+
+    /// <summary>The GPU backend <paramref name="device"/> asks for, or null (after one line saying why, when one was wanted).</summary>
+    private static GpuBackend? OpenGpu(DeviceRequest device, int batch, Action<string>? log)
+    {
+        if (device.Kind == DeviceKind.Cpu) return null;
+        DeviceSelection? selection = null;
+        try
+        {
+            selection = GpuContextFactory.Select(device);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            log?.Invoke($"GPU unavailable ({e.GetType().Name}: {e.Message}); running on the CPU backend");
+        }
+        if (selection?.Device is { } gpu)
+            return new GpuBackend(gpu, new GpuBackendOptions(MaxBatch: Math.Max(batch, 1)));
+        if (selection?.Message is { } message) log?.Invoke(message);
+        return null;
+    }
+}

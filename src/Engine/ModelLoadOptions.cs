@@ -1,0 +1,57 @@
+using Infer.Kernels.Gpu;
+
+namespace Infer.Engine;
+
+/// <summary>
+/// How <see cref="LoadedModel.Load"/> opens a model: the file, the backends (device, <c>-ngl</c> split, threads,
+/// repacking) and the model's buffers (context, batch, sequences). The defaults are the CLI's.
+/// </summary>
+/// <param name="Path">A GGUF file on disk (resolving <c>-hf</c> references is the caller's business).</param>
+public sealed record ModelLoadOptions(string Path)
+{
+    /// <summary>CPU backend worker threads; 0 uses every core.</summary>
+    public int Threads { get; init; }
+
+    /// <summary>KV-cache positions per sequence; 0 takes the model's context length, at most 4096.</summary>
+    public int ContextLength { get; init; }
+
+    /// <summary>Most tokens one forward pass evaluates (prompts are fed in chunks of this size).</summary>
+    public int BatchSize { get; init; } = 512;
+
+    /// <summary>KV-cache sequences (independent conversations) the model holds at once.</summary>
+    public int Sequences { get; init; } = 1;
+
+    /// <summary>Repack quantized weights at load into the CPU kernels' interleaved 8-row layout.</summary>
+    public bool Repack { get; init; } = true;
+
+    /// <summary>Where to run: <c>auto</c> tries CUDA, then OpenCL, then falls back to the CPU backend.</summary>
+    public DeviceRequest Device { get; init; } = DeviceRequest.Auto;
+
+    /// <summary>
+    /// As llama.cpp's <c>-ngl</c>: the token embedding and the first N layers on the GPU, the rest on the CPU; 0 runs on
+    /// the CPU only and never looks for a GPU; null (or at least the layer count) puts every layer on the GPU.
+    /// </summary>
+    public int? GpuLayers { get; init; }
+
+    /// <summary>Load progress from 0 to 1: the fraction of the weight bytes handed to the backends, after each tensor.</summary>
+    public IProgress<double>? Progress { get; init; }
+
+    /// <summary>
+    /// The same reports as <see cref="Progress"/>, but only when a GPU takes layers: for callers that show progress only
+    /// for the slow upload to a device.
+    /// </summary>
+    public IProgress<double>? UploadProgress { get; init; }
+
+    /// <summary>One-line notices for the user: why a GPU that was asked for is not used, and which layers went where.</summary>
+    public Action<string>? Log { get; init; }
+
+    internal void Validate()
+    {
+        ArgumentNullException.ThrowIfNull(Path); // an empty or bad path is GgufFile.Open's to report
+        ArgumentOutOfRangeException.ThrowIfNegative(Threads);
+        ArgumentOutOfRangeException.ThrowIfNegative(ContextLength);
+        ArgumentOutOfRangeException.ThrowIfLessThan(BatchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(Sequences, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(GpuLayers ?? 0, nameof(GpuLayers));
+    }
+}
