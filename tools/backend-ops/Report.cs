@@ -64,7 +64,7 @@ internal static class Report
             JsonNode? node = null;
             string summary = "";
             string? path = s.Json is null ? null : Path.IsPathRooted(s.Json) ? s.Json : Path.Combine(baseDir, s.Json);
-            if (path is not null && File.Exists(path))
+            if (path is not null && File.Exists(path) && new FileInfo(path).Length > 0) // a step that timed out may leave it empty
             {
                 try
                 {
