@@ -59,25 +59,32 @@ internal sealed record ModelArgs(
             Device = Device,
             GpuLayers = GpuLayers,
             Progress = progress,
-            UploadProgress = bar ? new UploadBar(stderr) : null,
+            UploadProgress = bar ? new UploadBar(stderr, new FileInfo(path).Length) : null,
             Log = stderr.WriteLine,
         });
     }
 
-    /// <summary>"uploading [#####.....]  50%" redrawn in place as layers load; the line ends at 100%.</summary>
-    private sealed class UploadBar(TextWriter w) : IProgress<double>
+    /// <summary>
+    /// "uploading [#####.....]  50%  1.20 GiB / 2.40 GiB" redrawn in place; the model reports the fraction of weight bytes
+    /// loaded after each tensor, so the bar moves with the bytes (a large output matrix is not one layer's step). The line
+    /// ends at 100%.
+    /// </summary>
+    /// <param name="totalBytes">the model file's size, shown as the total.</param>
+    internal sealed class UploadBar(TextWriter w, long totalBytes) : IProgress<double>
     {
         private int _shown = -1;
 
         public void Report(double value)
         {
-            int pct = (int)Math.Clamp(value * 100, 0, 100);
-            if (pct == _shown) return;
-            _shown = pct;
-            int filled = pct * 30 / 100;
-            w.Write($"\ruploading [{new string('#', filled)}{new string('.', 30 - filled)}] {pct,3}%");
+            int permille = (int)Math.Clamp(value * 1000, 0, 1000);
+            if (permille == _shown) return;
+            _shown = permille;
+            int filled = permille * 30 / 1000;
+            string done = Terminal.ProgressBar.FormatSize((long)(value * totalBytes));
+            w.Write($"\ruploading [{new string('#', filled)}{new string('.', 30 - filled)}] {permille / 10,3}%  {done} / "
+                + $"{Terminal.ProgressBar.FormatSize(totalBytes)}   ");
             // The model reports 1.0 once, after the last weights: end the line before the "offloaded" notice follows.
-            if (pct == 100) w.WriteLine();
+            if (permille == 1000) w.WriteLine();
             w.Flush();
         }
     }

@@ -1,17 +1,24 @@
 using Infer.Kernels.Cpu.Quants;
+using Infer.Kernels.Gpu;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
 using Infer.Runtime.Tokenizers;
 
 namespace Infer.Cli.Commands;
 
-/// <summary><c>infer info -m MODEL</c>: architecture, parameters, tensor types, context, vocabulary, tokenizer, template, size.</summary>
+/// <summary>
+/// <c>infer info -m MODEL [--device D] [-ngl N] [-c CTX]</c>: architecture, parameters, tensor types, context, vocabulary, tokenizer,
+/// template, size, and where each layer would run (<see cref="InfoPlacement"/>).
+/// </summary>
 internal static class InfoCommand
 {
     public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
     {
         var a = new Args(argv, []);
         var source = ModelSource.Read(a);
+        var device = ModelArgs.ReadDevice(a);
+        int? gpuLayers = ModelArgs.ReadGpuLayers(a);
+        int ctx = a.Int(0, "-c", "--ctx-size");
         a.EnsureAllUsed();
         string path = source.Resolve(stderr);
 
@@ -43,6 +50,7 @@ internal static class InfoCommand
         var repacked = f.Tensors.Where(t => t.RowCount >= 8 && QuantKernels.IsSupported(t.Type) && QuantKernels.Get(t.Type).RepackRows > 0)
             .GroupBy(t => t.Type).Select(g => $"{GgmlTypeInfo.Name(g.Key)} x{g.Count()} ({QuantKernels.Get(g.Key).Isa})").ToList();
         stdout.WriteLine($"cpu repack:      {(repacked.Count == 0 ? "none" : "at load into 8-row interleaved blocks: " + string.Join(", ", repacked) + "; --no-repack keeps the file layout")}");
+        foreach (var line in InfoPlacement.Lines(f, c, device, gpuLayers, ctx, GpuContextFactory.ListDevices)) stdout.WriteLine(line);
         return 0;
     }
 
