@@ -40,7 +40,7 @@ internal static class RunCommand
         for (; generated < nPredict && session.Count < session.ContextLength; generated++)
         {
             int next = sampler.Sample(session.Logits);
-            if (!ignoreEos && tok.IsEndOfGeneration(next)) break;
+            if ((!ignoreEos || sampling.Grammar is not null) && tok.IsEndOfGeneration(next)) break; // a grammar's sentence is complete
             sampler.Accept(next);
             stdout.Write(decoder.Append(next));
             stdout.Flush();

@@ -113,7 +113,9 @@ public sealed partial class Scheduler
             logits.CopyTo(slot.Scratch);
         }
         int token = slot.Sampler!.Sample(logits);
-        if (!req.IgnoreEos && _tokenizer.IsEndOfGeneration(token))
+        // An end-of-generation token ends the request unless told to ignore it; with a grammar it only comes where the
+        // grammar's sentence is complete, so it ends the request even then (nothing may follow it).
+        if ((!req.IgnoreEos || req.Sampling.Grammar is not null) && _tokenizer.IsEndOfGeneration(token))
         {
             Finish(slot, FinishReason.Stop);
             return;

@@ -191,6 +191,23 @@ public sealed class SchedulerTests : IDisposable
         Assert.Equal(_m.GreedyAlone(Tokens(Prompts[0]), 8), Ids((await free.CollectAsync()).Tokens));
     }
 
+    /// <summary>With ignore_eos (bench-serve sends it) a grammar's complete sentence still ends the request: nothing may follow.</summary>
+    [Fact]
+    public async Task AFinishedGrammarEndsTheRequestEvenWhenEndOfGenerationIsIgnored()
+    {
+        var grammar = GrammarConstraint.Create(GbnfGrammar.Parse("root ::= \"yes\" | \"no\""), _m.Tokenizer);
+        var (text, _, result) = await _s.Submit(new GenerationRequest
+        {
+            Prompt = Tokens(Prompts[1]),
+            MaxTokens = 12,
+            IgnoreEos = true,
+            Sampling = new SamplerOptions { Temperature = 1, Seed = 5, Grammar = grammar },
+        }).CollectAsync();
+        Assert.Contains(text, new[] { "yes", "no" });
+        Assert.Equal(FinishReason.Stop, result.Reason);
+        Assert.True(result.GeneratedTokens < 12, $"{result.GeneratedTokens} tokens: generation went on after the grammar ended");
+    }
+
     [Fact]
     public async Task AFaultInOneRequestFailsOnlyThatRequest()
     {
