@@ -48,20 +48,36 @@ public sealed unsafe class GgufFile : IDisposable
 
     internal byte* BasePointer => _base != null ? _base : throw new ObjectDisposedException(Path);
 
-    private GgufFile(string path)
+    /// <summary>
+    /// The size of the file <paramref name="path"/> names, following symbolic links (a link's own length is the length of
+    /// its target's name; Hugging Face's cache is made of links). Missing files, folders and link loops get their own message.
+    /// </summary>
+    private static long ResolveLength(string path)
     {
-        Path = path;
-        FileInfo info;
         try
         {
-            info = new FileInfo(path);
-            if (!info.Exists) throw new ModelFormatException(path, "file not found");
+            FileSystemInfo info = new FileInfo(path);
+            if (info.LinkTarget is not null)
+                info = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
+            if (Directory.Exists(info.FullName)) throw new ModelFormatException(path, "is a directory, not a GGUF file");
+            if (!info.Exists) throw new ModelFormatException(path, info.FullName == System.IO.Path.GetFullPath(path)
+                ? "file not found" : $"file not found (a symbolic link to {info.FullName}, which does not exist)");
+            return ((FileInfo)info).Length;
+        }
+        catch (IOException e) when (e.HResult == 40 || e.Message.Contains("symbolic links", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ModelFormatException(path, "too many levels of symbolic links (a loop of links?)", e);
         }
         catch (Exception e) when (e is UnauthorizedAccessException or IOException or ArgumentException or NotSupportedException)
         {
             throw new ModelFormatException(path, $"cannot open: {e.Message}", e);
         }
-        Length = info.Length;
+    }
+
+    private GgufFile(string path)
+    {
+        Path = path;
+        Length = ResolveLength(path);
         if (Length < 24)
             throw new ModelFormatException(path, $"file is {Length} bytes, too short for a GGUF header (24 bytes)");
         try

@@ -88,6 +88,7 @@ public sealed record ModelConfig
         if (embd.Dims.Count != 2 || embd.Dims[0] != dim)
             throw new ModelFormatException(f.Path, $"tensor 'token_embd.weight' has shape {embd.ShapeString}, expected [{dim}, vocab]");
         int vocab = checked((int)embd.Dims[1]);
+        CheckVocabulary(f, dim, vocab);
 
         return new ModelConfig
         {
@@ -106,5 +107,19 @@ public sealed record ModelConfig
             QkNorm = f.FindTensor("blk.0.attn_q_norm.weight") is not null,
             TiedOutput = f.FindTensor("output.weight") is null,
         };
+    }
+
+    /// <summary>
+    /// The token embedding, the output matrix and the tokenizer's vocabulary must agree on the number of tokens (as llama.cpp
+    /// requires): otherwise sampling picks ids the tokenizer cannot decode or the embedding cannot look up.
+    /// </summary>
+    private static void CheckVocabulary(GgufFile f, int dim, int embdRows)
+    {
+        if (f.FindTensor("output.weight") is { } output && (output.Dims.Count != 2 || output.Dims[0] != dim || output.Dims[1] != embdRows))
+            throw new ModelFormatException(f.Path,
+                $"tensor 'output.weight' has shape {output.ShapeString}, but 'token_embd.weight' gives [{dim}, {embdRows}]: both need a row per token");
+        if (f.TryGetArray("tokenizer.ggml.tokens") is { } tokens && tokens.Length != embdRows)
+            throw new ModelFormatException(f.Path,
+                $"the vocabulary ('tokenizer.ggml.tokens') has {tokens.Length} tokens but tensor 'token_embd.weight' has {embdRows} rows: they must match");
     }
 }
