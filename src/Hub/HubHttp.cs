@@ -93,7 +93,7 @@ internal sealed class HubHttp : IDisposable
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new HubException(HubErrorKind.Network, $"{what}: no answer from {Describe(uri)} within {_timeout.TotalSeconds:0} s");
+            throw new HubException(HubErrorKind.Network, $"{what}: no answer from {Describe(uri)} within {_timeout.TotalSeconds:0.#} s");
         }
         catch (HttpRequestException e)
         {
@@ -159,7 +159,7 @@ internal sealed class HubHttp : IDisposable
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new HubException(HubErrorKind.Network, $"the file listing at {Describe(uri)} did not arrive within {_timeout.TotalSeconds:0} s");
+            throw new HubException(HubErrorKind.Network, $"the file listing at {Describe(uri)} did not arrive within {_timeout.TotalSeconds:0.#} s");
         }
         catch (Exception e) when (e is IOException or HttpRequestException)
         {

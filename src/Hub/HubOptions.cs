@@ -29,8 +29,11 @@ public sealed class HubOptions
     /// <summary>Pause before a retry; it grows linearly with the attempt number.</summary>
     public TimeSpan RetryDelay { get; init; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>A request whose headers or next body bytes take longer than this fails (and is retried).</summary>
-    public TimeSpan NetworkTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>
+    /// A request whose headers or next body bytes take longer than this fails (and is retried at once, up to
+    /// <see cref="MaxAttempts"/> tries): a download that stalls gives up after about MaxAttempts x this, 100 s by default.
+    /// </summary>
+    public TimeSpan NetworkTimeout { get; init; } = TimeSpan.FromSeconds(25);
 
     public static string DefaultEndpoint()
     {
@@ -59,6 +62,8 @@ public sealed class HubOptions
         CacheLayout.ValidateRevision(Revision);
         if (HfFile is not null && !CacheLayout.IsSafeRelativePath(HfFile))
             throw new HubException(HubErrorKind.InvalidReference, $"the file name '{HfFile}' is not a relative path inside a repository");
+        if (!(NetworkTimeout > TimeSpan.Zero))
+            throw new HubException(HubErrorKind.InvalidReference, $"the network timeout must be positive, not {NetworkTimeout.TotalSeconds} s");
         if (MaxAttempts < 1)
             throw new HubException(HubErrorKind.InvalidReference, $"MaxAttempts must be at least 1, not {MaxAttempts}");
         return uri;

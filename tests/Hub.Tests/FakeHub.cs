@@ -21,6 +21,12 @@ internal sealed class FakeFile
     public int? CutAfterBytes { get; init; }
     public int CutRequests { get; init; } = 1;
 
+    /// <summary>Downloads send the file up to this offset, then keep the connection open without sending more (a stalled transfer).</summary>
+    public int? StallAfterBytes { get; init; }
+
+    /// <summary>Sends the body in 64 KiB pieces with this pause between them (a slow transfer).</summary>
+    public TimeSpan ChunkDelay { get; init; }
+
     /// <summary>Serve a body with one byte flipped (the listing keeps the true SHA-256).</summary>
     public bool Corrupt { get; init; }
 
@@ -251,10 +257,37 @@ internal sealed class FakeHub : IAsyncDisposable
             return;
         }
         var body = content.AsMemory((int)start);
+        if (file.StallAfterBytes is int stall || file.ChunkDelay > TimeSpan.Zero)
+        {
+            await RespondSlowly(stream, start, content.Length, body, file);
+            return;
+        }
         if (start > 0)
             await Respond(stream, 206, "Partial Content", body, [("Content-Range", $"bytes {start}-{content.Length - 1}/{content.Length}")], cut);
         else
             await Respond(stream, 200, "OK", body, null, cut);
+    }
+
+    /// <summary>A body sent piece by piece with pauses, or that stops after <see cref="FakeFile.StallAfterBytes"/> and hangs until the hub stops.</summary>
+    private async Task RespondSlowly(NetworkStream stream, long start, int length, ReadOnlyMemory<byte> body, FakeFile file)
+    {
+        var head = new StringBuilder(start > 0 ? "HTTP/1.1 206 Partial Content\r\n" : "HTTP/1.1 200 OK\r\n");
+        head.Append($"Content-Length: {body.Length}\r\nConnection: close\r\nAccept-Ranges: bytes\r\n");
+        if (start > 0) head.Append($"Content-Range: bytes {start}-{length - 1}/{length}\r\n");
+        head.Append("\r\n");
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(head.ToString()), _stop.Token);
+        int limit = file.StallAfterBytes is int stall ? (int)Math.Clamp(stall - start, 0, body.Length) : body.Length;
+        for (int sent = 0; sent < limit; sent += 65536)
+        {
+            await stream.WriteAsync(body[sent..Math.Min(limit, sent + 65536)], _stop.Token);
+            await stream.FlushAsync(_stop.Token);
+            if (file.ChunkDelay > TimeSpan.Zero) await Task.Delay(file.ChunkDelay, _stop.Token);
+        }
+        if (limit < body.Length)
+        {
+            try { await Task.Delay(Timeout.Infinite, _stop.Token); }
+            catch (OperationCanceledException) { }
+        }
     }
 
     private static async Task Respond(NetworkStream stream, int status, string reason, ReadOnlyMemory<byte> body,
