@@ -11,10 +11,36 @@ internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, i
     {
         var m = new ModelArgs(ModelSource.Read(args), args.Int(0, "-t", "--threads"), args.Int(0, "-c", "--ctx-size"),
             args.Int(512, "-b", "--batch-size"), !args.Flag("--no-repack"), ReadDevice(args), ReadGpuLayers(args));
-        if (m.Threads < 0) throw new UsageException("--threads must be positive");
+        CheckThreads(m.Threads);
         if (m.Context < 0) throw new UsageException("--ctx-size must be positive");
         if (m.Batch < 1) throw new UsageException("--batch-size must be positive");
         return m;
+    }
+
+    /// <summary>ggml's limit (GGML_MAX_N_THREADS): more threads than this is a typing mistake, not a configuration.</summary>
+    public const int MaxThreads = 512;
+
+    /// <summary>-t: 0 (every core) up to <see cref="MaxThreads"/>.</summary>
+    public static void CheckThreads(int threads)
+    {
+        if (threads is < 0 or > MaxThreads)
+            throw new UsageException($"--threads must be between 1 and {MaxThreads} (0 or absent: one per core, {Environment.ProcessorCount} here), got {threads}");
+    }
+
+    /// <summary>One line when -t asks for more threads than logical cores: they take turns on the cores and every step waits for the slowest.</summary>
+    public static void WarnAboutThreads(int threads, TextWriter stderr)
+    {
+        if (threads > Environment.ProcessorCount)
+            stderr.WriteLine($"warning: -t {threads} is more than the {Environment.ProcessorCount} logical cores of this machine; "
+                + "the extra threads make generation slower, not faster");
+    }
+
+    /// <summary>-n/--n-predict: a count of tokens, or -1 for no limit (until the context is full or the model stops).</summary>
+    public static int ReadPredict(Args a, int fallback)
+    {
+        int n = a.Int(fallback, "-n", "--n-predict");
+        if (n < -1) throw new UsageException($"-n must be a number of tokens, or -1 for no limit; got {n}");
+        return n;
     }
 
     /// <summary>--device auto|cpu|cuda[:N]|opencl[:N]|cpu-ilgpu[:N]; auto when absent.</summary>
@@ -45,6 +71,7 @@ internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, i
     /// </summary>
     public LoadedModel Load(TextWriter stderr, IProgress<double>? progress = null)
     {
+        WarnAboutThreads(Threads, stderr);
         string path = Source.Resolve(stderr);
         bool bar = progress is null && ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected;
         return LoadedModel.Load(new ModelLoadOptions(path)

@@ -4,11 +4,18 @@ using Infer.Hub;
 namespace Infer.Cli;
 
 /// <summary>Where a command's model comes from: <c>-m FILE</c>, or <c>-hf OWNER/REPO[:QUANT]</c> resolved through the Hugging Face cache.</summary>
-internal sealed record ModelSource(string? Path, ModelReference? Reference, string? HfFile, string Revision, bool Offline)
+internal sealed record ModelSource(string? Path, ModelReference? Reference, string? HfFile, string Revision, bool Offline, TimeSpan? Timeout = null)
 {
-    /// <summary>Reads -m/--model, -hf/--hf-repo, --hf-file, --revision, --offline.</summary>
+    /// <summary>Reads -m/--model, -hf/--hf-repo, --hf-file, --revision, --offline, --timeout.</summary>
     public static ModelSource Read(Args a)
     {
+        TimeSpan? timeout = null;
+        if (a.String("--timeout") is not null)
+        {
+            float seconds = a.Float(0, "--timeout");
+            if (!(seconds > 0)) throw new UsageException($"--timeout must be a positive number of seconds, got {seconds}");
+            timeout = TimeSpan.FromSeconds(seconds);
+        }
         string? path = a.String("-m", "--model");
         string? hf = a.String("-hf", "-hfr", "--hf-repo");
         string? hfFile = a.String("--hf-file", "-hff");
@@ -19,7 +26,7 @@ internal sealed record ModelSource(string? Path, ModelReference? Reference, stri
         ModelReference? reference = null;
         if (hf is not null && !ModelReference.TryParse(hf, out reference, out string? error))
             throw new UsageException($"-hf: {error}");
-        return new ModelSource(path, reference, hfFile, revision, offline);
+        return new ModelSource(path, reference, hfFile, revision, offline, timeout);
     }
 
     /// <summary>The local file: the -m path, or the cached (downloaded if needed, with a progress bar) first part of the -hf model.</summary>
@@ -27,7 +34,10 @@ internal sealed record ModelSource(string? Path, ModelReference? Reference, stri
     {
         if (Path is not null) return Path;
         var defaults = new HubOptions();
-        var options = new HubOptions { Revision = Revision, HfFile = HfFile, Offline = Offline || defaults.Offline };
+        var options = new HubOptions
+        {
+            Revision = Revision, HfFile = HfFile, Offline = Offline || defaults.Offline, NetworkTimeout = Timeout ?? defaults.NetworkTimeout,
+        };
         var bar = ReferenceEquals(stderr, Console.Error) ? ProgressBar.ForStandardError() : new ProgressBar(stderr, interactive: false);
         try
         {

@@ -92,7 +92,7 @@ public static class Program
             stderr.WriteLine($"infer {command}: cancelled");
             return 130;
         }
-        catch (Exception e) when (e is ModelFormatException or ContextFullException or IOException or UnauthorizedAccessException or ArgumentException
+        catch (Exception e) when (e is ModelFormatException or Engine.NotEnoughMemoryException or ContextFullException or IOException or UnauthorizedAccessException or ArgumentException
                                    or InvalidDataException or NotSupportedException or TemplateException or HubException or System.Text.Json.JsonException)
         {
             stderr.WriteLine($"infer {command}: error: {e.Message}");

@@ -29,6 +29,11 @@ public static class Program
                 stderr.WriteLine(Usage);
                 return args.Length == 0 ? 2 : 0;
             }
+            if (args.Skip(1).Any(a => a is "-h" or "--help"))
+            {
+                stderr.WriteLine(Usage);
+                return 0;
+            }
             var progress = showProgress ? new ProgressBar(stderr, interactive: ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected) : null;
             var opts = new Options(args.Skip(1).ToArray());
             switch (args[0])

@@ -34,6 +34,8 @@ internal static class BenchCommand
         var device = ModelArgs.ReadDevice(a);
         int? gpuLayers = ModelArgs.ReadGpuLayers(a);
         a.EnsureAllUsed();
+        ModelArgs.CheckThreads(threads);
+        ModelArgs.WarnAboutThreads(threads, stderr);
         string path = source.Resolve(stderr);
         if (p < 0 || n < 0 || depth < 0 || reps < 1) throw new UsageException("-p, -n and -d must be >= 0 and -r >= 1");
         if (output is not ("md" or "json")) throw new UsageException("-o must be md or json");

@@ -18,7 +18,7 @@ internal static class ChatCommand
         string? system = a.String("-sys", "--system-prompt");
         string? templateFile = a.String("--chat-template-file");
         string overflow = a.String("--ctx-overflow") ?? "stop";
-        int maxReply = a.Int(-1, "-n", "--n-predict");
+        int maxReply = ModelArgs.ReadPredict(a, -1);
         var sampling = SamplingArgs.Parse(a);
         var modelArgs = ModelArgs.Read(a);
         a.EnsureAllUsed();
@@ -63,6 +63,9 @@ internal static class ChatCommand
             }
         });
 
+        // Piped turns that fail are each reported once and make the exit code non-zero at the end.
+        int turn = 0, failed = 0;
+        string TurnName(int n) => interactive ? "" : $"turn {n}: ";
         while (true)
         {
             if (interactive)
@@ -83,7 +86,7 @@ internal static class ChatCommand
                 switch (cmd)
                 {
                     case "/exit" or "/quit":
-                        return 0;
+                        return Finish();
                     case "/reset":
                         chat.Reset();
                         stderr.WriteLine("conversation reset");
@@ -95,6 +98,7 @@ internal static class ChatCommand
                 }
             }
 
+            turn++;
             var cts = new CancellationTokenSource();
             Volatile.Write(ref replyCancel, cts);
             ChatReply reply;
@@ -104,7 +108,15 @@ internal static class ChatCommand
             }
             catch (ContextFullException e)
             {
-                stderr.WriteLine($"context full: {e.Message}. Use /reset, a larger -c, or --ctx-overflow shift.");
+                failed++;
+                stderr.WriteLine($"{TurnName(turn)}the conversation does not fit the context of {e.ContextLength} tokens: "
+                    + "/reset, a larger -c, or --ctx-overflow shift");
+                continue;
+            }
+            catch (TemplateException e)
+            {
+                failed++;
+                stderr.WriteLine($"{TurnName(turn)}the chat template failed: {e.Message}");
                 continue;
             }
             finally
@@ -121,7 +133,14 @@ internal static class ChatCommand
             if (interactive)
                 stderr.WriteLine($"[{reply.PromptTokens} prompt tokens, {reply.GeneratedTokens} tokens, {reply.GenerationTokensPerSecond:F1} tokens/s]");
         }
-        return 0;
+        return Finish();
+
+        int Finish()
+        {
+            if (interactive || failed == 0) return 0;
+            stderr.WriteLine($"{failed} of {turn} turns failed");
+            return 1;
+        }
     }
 
     /// <summary>A load progress bar on stderr.</summary>

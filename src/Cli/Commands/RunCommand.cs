@@ -10,7 +10,7 @@ internal static class RunCommand
     {
         var a = new Args(argv, ["--ignore-eos"]);
         string prompt = a.Required("PROMPT", "-p", "--prompt");
-        int nPredict = a.Int(128, "-n", "--n-predict");
+        int nPredict = ModelArgs.ReadPredict(a, 128);
         bool ignoreEos = a.Flag("--ignore-eos");
         var sampling = SamplingArgs.Parse(a);
         var modelArgs = ModelArgs.Read(a);

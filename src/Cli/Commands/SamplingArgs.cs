@@ -1,3 +1,4 @@
+using System.Globalization;
 using Infer.Runtime.Sampling;
 
 namespace Infer.Cli.Commands;
@@ -23,6 +24,9 @@ internal static class SamplingArgs
             PresencePenalty = a.Float(d.PresencePenalty, "--presence-penalty"),
             Seed = seedValue,
         };
+        // llama.cpp reads a negative temperature as greedy and a negative top-k as "off": say so instead of guessing.
+        if (o.Temperature < 0) throw new UsageException($"--temp must be 0 (greedy) or positive, got {o.Temperature.ToString(CultureInfo.InvariantCulture)}");
+        if (o.TopK < 0) throw new UsageException($"--top-k must be 0 (off) or positive, got {o.TopK}");
         try { o.Validate(); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
         return o;

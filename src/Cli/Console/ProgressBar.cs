@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.RegularExpressions;
 using Infer.Hub;
 
 // Not Infer.Cli.Console: a namespace named Console inside Infer.Cli would hide System.Console from every file in namespace Infer.Cli.
@@ -27,6 +28,7 @@ public sealed class ProgressBar : IProgress<DownloadProgress>
     private int _lastQuarter;
     private bool _lineOpen;
     private bool _finished;
+    private string? _lastStatus;
 
     /// <param name="writer">Where to draw.</param>
     /// <param name="interactive">True on a terminal (redraw in place), false when redirected (sparse lines).</param>
@@ -94,7 +96,9 @@ public sealed class ProgressBar : IProgress<DownloadProgress>
     private void DrawInPlace(DownloadProgress p, long now)
     {
         bool first = _lastDraw == 0;
-        if (!first && !p.IsComplete && _time.GetElapsedTime(_lastDraw, now) < RedrawInterval) return;
+        bool statusChanged = p.Status != _lastStatus;
+        _lastStatus = p.Status;
+        if (!first && !p.IsComplete && !statusChanged && _time.GetElapsedTime(_lastDraw, now) < RedrawInterval) return;
         _lastDraw = now;
         string line = p.IsComplete ? DoneLine(p, _time.GetElapsedTime(_fileStarted, now)) : RenderLine(p, _width);
         if (line.Length > _width) line = line[.._width];
@@ -109,6 +113,17 @@ public sealed class ProgressBar : IProgress<DownloadProgress>
 
     private void WriteSparse(DownloadProgress p, long now)
     {
+        if (p.Status is not null)
+        {
+            // Once per kind of wait: the counting seconds of a stall are not news in a log.
+            string key = Regex.Replace(p.Status, @"\d+(\.\d+)? s\b", "");
+            if (key == _lastStatus) return;
+            _lastStatus = key;
+            _writer.WriteLine($"{p.File}: {p.Status}");
+            _writer.Flush();
+            return;
+        }
+        _lastStatus = null;
         if (p.IsComplete)
         {
             _writer.WriteLine(DoneLine(p, _time.GetElapsedTime(_fileStarted, now)));
@@ -140,7 +155,9 @@ public sealed class ProgressBar : IProgress<DownloadProgress>
     /// </summary>
     public static string RenderLine(DownloadProgress p, int width)
     {
-        string stats = $" {Percent(p),4} {FormatSize(p.BytesDone)} / {FormatSize(p.BytesTotal)}  {FormatSpeed(p.BytesPerSecond)}  {FormatEta(p.Eta)} left";
+        string stats = p.Status is { } status
+            ? $" {Percent(p),4} {FormatSize(p.BytesDone)} / {FormatSize(p.BytesTotal)}  {status}"
+            : $" {Percent(p),4} {FormatSize(p.BytesDone)} / {FormatSize(p.BytesTotal)}  {FormatSpeed(p.BytesPerSecond)}  {FormatEta(p.Eta)} left";
         int room = width - stats.Length;
         int nameWidth = Math.Min(p.File.Length, Math.Max(room / 2 - 1, 12));
         string name = p.File.Length <= nameWidth ? p.File : "…" + p.File[^(nameWidth - 1)..];

@@ -1,0 +1,68 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Infer.Cli.Tests;
+
+/// <summary>The built <c>infer</c> executable run as a user runs it: a separate process, its exit code and both output streams.</summary>
+internal static class InferProcess
+{
+    public sealed record Result(int Code, string Out, string Err)
+    {
+        /// <summary>stderr's lines, without the empty one after the last newline.</summary>
+        public string[] ErrLines => Err.Replace("\r\n", "\n").TrimEnd('\n').Split('\n', StringSplitOptions.None);
+    }
+
+    public static string Dll => Path.Combine(AppContext.BaseDirectory, "infer.dll");
+
+    /// <summary>Starts infer with redirected streams; <paramref name="environment"/> entries with a null value are removed.</summary>
+    public static Process Start(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            StandardOutputEncoding = Encoding.UTF8,
+            StandardErrorEncoding = Encoding.UTF8,
+        };
+        psi.ArgumentList.Add(Dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment.Remove("HF_TOKEN");
+        psi.Environment.Remove("HF_HUB_OFFLINE");
+        foreach (var (key, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null) psi.Environment.Remove(key);
+            else psi.Environment[key] = value;
+        }
+        return Process.Start(psi)!;
+    }
+
+    /// <summary>Runs to the end with <paramref name="stdin"/> piped in; fails the test if it takes longer than <paramref name="timeoutSeconds"/>.</summary>
+    public static Result Run(string[] args, string stdin = "", IReadOnlyDictionary<string, string?>? environment = null, int timeoutSeconds = 120)
+    {
+        using var p = Start(args, environment);
+        return Finish(p, stdin, timeoutSeconds);
+    }
+
+    public static Result Run(params string[] args) => Run(args, "");
+
+    public static Result Finish(Process p, string stdin = "", int timeoutSeconds = 120)
+    {
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        try
+        {
+            p.StandardInput.Write(stdin);
+            p.StandardInput.Close();
+        }
+        catch (IOException) { } // it exited before reading its input
+        if (!p.WaitForExit(timeoutSeconds * 1000))
+        {
+            p.Kill(entireProcessTree: true);
+            Assert.Fail($"infer did not finish within {timeoutSeconds} s; stderr so far: {(stderr.IsCompleted ? stderr.Result : "")}");
+        }
+        p.WaitForExit();
+        return new Result(p.ExitCode, stdout.Result, stderr.Result);
+    }
+}
