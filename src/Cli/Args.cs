@@ -2,9 +2,6 @@ using System.Globalization;
 
 namespace Infer.Cli;
 
-/// <summary>A command-line usage error: printed as one line, exit code 2.</summary>
-public sealed class UsageException(string message) : Exception(message);
-
 /// <summary>
 /// A small parser for llama.cpp-style arguments: options with one or two dashes (including multi-letter single-dash
 /// names such as <c>-hf</c> and <c>-sys</c>, which CommandLineParser cannot express), values as the next argument or after '='.

@@ -1,3 +1,4 @@
+using Infer.CommandLine;
 using Infer.Engine;
 using Infer.Kernels.Gpu;
 
@@ -83,26 +84,8 @@ internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, i
             Device = Device,
             GpuLayers = GpuLayers,
             Progress = progress,
-            UploadProgress = bar ? new UploadBar(stderr) : null,
+            UploadProgress = bar ? ProgressBar.ForStandardError().Fraction("uploading to the GPU") : null,
             Log = stderr.WriteLine,
         });
-    }
-
-    /// <summary>"uploading [#####.....]  50%" redrawn in place as layers load; the line ends at 100%.</summary>
-    private sealed class UploadBar(TextWriter w) : IProgress<double>
-    {
-        private int _shown = -1;
-
-        public void Report(double value)
-        {
-            int pct = (int)Math.Clamp(value * 100, 0, 100);
-            if (pct == _shown) return;
-            _shown = pct;
-            int filled = pct * 30 / 100;
-            w.Write($"\ruploading [{new string('#', filled)}{new string('.', 30 - filled)}] {pct,3}%");
-            // The model reports 1.0 once, after the last weights: end the line before the "offloaded" notice follows.
-            if (pct == 100) w.WriteLine();
-            w.Flush();
-        }
     }
 }

@@ -1,4 +1,4 @@
-using Infer.Cli.Terminal;
+using Infer.CommandLine;
 using Infer.Hub;
 
 namespace Infer.Cli;
@@ -38,10 +38,10 @@ internal sealed record ModelSource(string? Path, ModelReference? Reference, stri
         {
             Revision = Revision, HfFile = HfFile, Offline = Offline || defaults.Offline, NetworkTimeout = Timeout ?? defaults.NetworkTimeout,
         };
-        var bar = ReferenceEquals(stderr, Console.Error) ? ProgressBar.ForStandardError() : new ProgressBar(stderr, interactive: false);
+        var bar = ProgressBar.For(stderr);
         try
         {
-            var paths = HubClient.ResolveAsync(Reference!, options, bar).GetAwaiter().GetResult();
+            var paths = HubClient.ResolveAsync(Reference!, options, new DownloadBar(bar)).GetAwaiter().GetResult();
             bar.Finish();
             return paths[0];
         }

@@ -37,6 +37,3 @@ public sealed record OutputType(string Name, int FileType, GgmlType BaseType)
             ?? throw new UsageException($"unknown type '{name}'; supported: {string.Join(", ", All.Select(t => t.Name))}, q4_k (= q4_k_m), q5_k (= q5_k_m)");
     }
 }
-
-/// <summary>Bad command-line usage.</summary>
-public sealed class UsageException(string message) : Exception(message);

@@ -34,7 +34,7 @@ public static class Program
                 stderr.WriteLine(Usage);
                 return 0;
             }
-            var progress = showProgress ? new ProgressBar(stderr, interactive: ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected) : null;
+            var bar = showProgress ? ProgressBar.For(stderr) : null;
             var opts = new Options(args.Skip(1).ToArray());
             switch (args[0])
             {
@@ -44,8 +44,8 @@ public static class Program
                         string output = opts.Required("-o", "--output");
                         var type = OutputType.Parse(opts.Value("--type", "--outtype") ?? "bf16");
                         opts.EnsureAllUsed(1);
-                        Converter.Convert(dir, output, type, progress);
-                        progress?.Done();
+                        Converter.Convert(dir, output, type, WriteBar.For(bar, output));
+                        bar?.Finish();
                         stderr.WriteLine($"wrote {output}");
                         return 0;
                     }
@@ -55,8 +55,8 @@ public static class Program
                         string output = opts.Positional(1, "OUT.gguf");
                         var type = OutputType.Parse(opts.Positional(2, "TYPE"));
                         opts.EnsureAllUsed(3);
-                        Quantizer.Quantize(input, output, type, progress);
-                        progress?.Done();
+                        Quantizer.Quantize(input, output, type, WriteBar.For(bar, output));
+                        bar?.Finish();
                         stderr.WriteLine($"wrote {output}");
                         return 0;
                     }
@@ -83,8 +83,8 @@ public static class Program
                             name = "Synthetic";
                         }
                         opts.EnsureAllUsed(0);
-                        Synth.Write(shape, type, donor, output, seed, name, progress);
-                        progress?.Done();
+                        Synth.Write(shape, type, donor, output, seed, name, WriteBar.For(bar, output));
+                        bar?.Finish();
                         stderr.WriteLine($"wrote {output}");
                         return 0;
                     }
@@ -204,37 +204,11 @@ internal sealed class Options
     }
 }
 
-/// <summary>A one-line progress bar on stderr, redrawn at most a few times a second; on a file or pipe, a line every 10%.</summary>
-internal sealed class ProgressBar(TextWriter output, bool interactive) : IProgress<WriteProgress>
+/// <summary>A GGUF file being written, on the shared <see cref="ProgressBar"/>: bytes written and the tensor at work.</summary>
+internal sealed class WriteBar(ProgressBar bar, string label) : IProgress<WriteProgress>
 {
-    private const int Width = 30;
-    private long _lastDraw = -1;
-    private int _lastPercent = -1;
-    private bool _drawn;
+    public static WriteBar? For(ProgressBar? bar, string output) => bar is null ? null : new WriteBar(bar, Path.GetFileName(output));
 
-    public void Report(WriteProgress p)
-    {
-        int percent = p.BytesTotal == 0 ? 100 : (int)(p.BytesDone * 100 / p.BytesTotal);
-        if (!interactive)
-        {
-            if (percent / 10 == _lastPercent / 10) return;
-            _lastPercent = percent;
-            output.WriteLine($"{percent,3}% {p.BytesDone / 1048576.0,9:F1} / {p.BytesTotal / 1048576.0:F1} MiB  {p.Tensor}");
-            return;
-        }
-        long now = Environment.TickCount64;
-        if (percent == _lastPercent && now - _lastDraw < 250) return;
-        _lastPercent = percent;
-        _lastDraw = now;
-        int filled = percent * Width / 100;
-        string tensor = p.Tensor.Length > 32 ? p.Tensor[..32] : p.Tensor;
-        output.Write($"\r[{new string('#', filled)}{new string('.', Width - filled)}] {percent,3}% {p.BytesDone / 1048576.0,9:F1} / {p.BytesTotal / 1048576.0:F1} MiB  {tensor,-32}");
-        _drawn = true;
-    }
-
-    public void Done()
-    {
-        if (_drawn) output.WriteLine();
-        _drawn = false;
-    }
+    public void Report(WriteProgress p) =>
+        bar.Report(new ProgressUpdate(label, p.BytesDone, p.BytesTotal) { Detail = p.Tensor, Verb = "writing" });
 }

@@ -1,3 +1,4 @@
+using Infer.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Infer.Engine;
@@ -63,7 +64,7 @@ internal static class BenchCommand
         var embd = file.GetTensor("token_embd.weight");
         // Decode reads every weight once, but only one row of the embedding table (unless it doubles as the output).
         long bytesPerToken = modelBytes - (c.TiedOutput ? 0 : embd.ByteSize - embd.RowBytes);
-        string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}{(cpu?.RepackedBytes > 0 ? " (repacked)" : "")}";
+        string modelName = $"{c.Architecture} {Units.FormatCount(parameters)} {DominantType(file)}{(cpu?.RepackedBytes > 0 ? " (repacked)" : "")}";
         double bandwidth = noBandwidth || cpu is null || !cpuOnly ? 0 : MemoryBandwidth.Measure(cpu.Pool);
         int? threadCount = cpu?.ThreadCount;
         string backendName = gpu is null ? "cpu" : cpu is null ? gpu.Name : $"{gpu.Name} {model.Placement[0].Count}/{layers} + cpu";
@@ -104,8 +105,8 @@ internal static class BenchCommand
         string at = depth > 0 ? $" @ d{depth}" : "";
         var rows = new List<Row>();
         var profiles = new List<(string Test, int Tokens, IReadOnlyList<ProfilingBackend.Entry> Entries)>();
-        string size = InfoCommand.FormatBytes(modelBytes);
-        string pars = InfoCommand.FormatCount(parameters);
+        string size = Units.FormatSize(modelBytes);
+        string pars = Units.FormatCount(parameters);
         if (p > 0)
         {
             var (mean, std) = Measure(Prompt, p, reps, profiler);

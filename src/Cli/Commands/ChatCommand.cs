@@ -1,3 +1,4 @@
+using Infer.CommandLine;
 using System.Runtime.InteropServices;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
@@ -31,9 +32,9 @@ internal static class ChatCommand
         string? templateText = templateFile is null ? null
             : File.Exists(templateFile) ? File.ReadAllText(templateFile) : throw new FileNotFoundException($"{templateFile}: file not found");
 
-        LoadBar? bar = interactive ? new LoadBar(stderr) : null;
-        using var m = modelArgs.Load(stderr, bar);
-        bar?.Done();
+        var bar = interactive ? ProgressBar.For(stderr) : null;
+        using var m = modelArgs.Load(stderr, bar?.Fraction("loading the model"));
+        bar?.Finish();
 
         if (templateText is null && m.TemplateText is null)
             stderr.WriteLine("warning: the model has no chat template; using a plain 'User:/Assistant:' fallback (--chat-template-file FILE to set one)");
@@ -43,7 +44,7 @@ internal static class ChatCommand
         if (interactive)
         {
             var c = m.Config;
-            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {InfoCommand.FormatCount(m.File.Tensors.Sum(t => t.ElementCount))} parameters, {c.BlockCount} layers, context {m.Model.ContextLength}, {m.Model.DescribePlacement()}");
+            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {Units.FormatCount(m.File.Tensors.Sum(t => t.ElementCount))} parameters, {c.BlockCount} layers, context {m.Model.ContextLength}, {m.Model.DescribePlacement()}");
             stderr.WriteLine("commands: /exit, /reset, /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
         }
 
@@ -141,23 +142,5 @@ internal static class ChatCommand
             stderr.WriteLine($"{failed} of {turn} turns failed");
             return 1;
         }
-    }
-
-    /// <summary>A load progress bar on stderr.</summary>
-    private sealed class LoadBar(TextWriter w) : IProgress<double>
-    {
-        private int _shown = -1;
-
-        public void Report(double value)
-        {
-            int pct = (int)Math.Clamp(value * 100, 0, 100);
-            if (pct == _shown) return;
-            _shown = pct;
-            int filled = pct * 30 / 100;
-            w.Write($"\rloading [{new string('#', filled)}{new string('.', 30 - filled)}] {pct,3}%");
-            w.Flush();
-        }
-
-        public void Done() => w.WriteLine();
     }
 }

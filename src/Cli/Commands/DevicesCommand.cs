@@ -1,4 +1,4 @@
-using Infer.Cli.Terminal;
+using Infer.CommandLine;
 using Infer.Kernels.Gpu;
 
 namespace Infer.Cli.Commands;
@@ -23,7 +23,7 @@ internal static class DevicesCommand
             return 0;
         }
         foreach (var d in devices.Where(d => d.Kind != DeviceKind.IlgpuCpu))
-            stdout.WriteLine($"{d.Id,-12} {ProgressBar.FormatSize(d.MemoryBytes),10}  {d.Name}");
+            stdout.WriteLine($"{d.Id,-12} {Units.FormatSize(d.MemoryBytes),10}  {d.Name}");
         if (!devices.Any(d => d.Kind is DeviceKind.Cuda or DeviceKind.OpenCL))
             stdout.WriteLine("no CUDA or OpenCL device found");
         return 0;

@@ -1,3 +1,4 @@
+using Infer.CommandLine;
 using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
@@ -26,9 +27,9 @@ internal static class InfoCommand
         stdout.WriteLine($"file:            {path}");
         stdout.WriteLine($"name:            {name}");
         stdout.WriteLine($"format:          GGUF v{f.Version}, {f.Tensors.Count} tensors, {f.Metadata.Count} metadata keys");
-        stdout.WriteLine($"file size:       {FormatBytes(f.Length)}");
+        stdout.WriteLine($"file size:       {Units.FormatSize(f.Length)}");
         stdout.WriteLine($"architecture:    {c.Architecture}");
-        stdout.WriteLine($"parameters:      {FormatCount(parameters)}");
+        stdout.WriteLine($"parameters:      {Units.FormatCount(parameters)}");
         stdout.WriteLine($"tensor types:    {string.Join(", ", types)}");
         stdout.WriteLine($"layers:          {c.BlockCount}");
         stdout.WriteLine($"embedding:       {c.EmbeddingLength}");
@@ -53,20 +54,4 @@ internal static class InfoCommand
         if (c.QkNorm) yield return "Q/K norm";
         yield return c.TiedOutput ? "tied output" : "separate output";
     }
-
-    public static string FormatBytes(long bytes) => bytes switch
-    {
-        >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
-        >= 1L << 20 => $"{bytes / (double)(1L << 20):F2} MiB",
-        >= 1L << 10 => $"{bytes / 1024.0:F1} KiB",
-        _ => $"{bytes} B",
-    };
-
-    public static string FormatCount(long n) => n switch
-    {
-        >= 1_000_000_000 => $"{n / 1e9:F2} B",
-        >= 1_000_000 => $"{n / 1e6:F2} M",
-        >= 1_000 => $"{n / 1e3:F1} K",
-        _ => n.ToString(),
-    };
 }

@@ -1,4 +1,4 @@
-using Infer.Cli.Terminal;
+using Infer.CommandLine;
 using Infer.Hub;
 
 namespace Infer.Cli.Commands;
@@ -23,7 +23,7 @@ internal static class ModelsCommand
             var removed = ModelCache.Remove(cache, remove, revision);
             foreach (var r in removed)
                 stdout.WriteLine(r.File.Length == 0 ? $"removed {r.Reference} (revision {r.Revision}): an empty download folder"
-                    : $"removed {r.Reference} {r.File} ({ProgressBar.FormatSize(r.Size)}{(r.Complete ? "" : ", incomplete")})");
+                    : $"removed {r.Reference} {r.File} ({Units.FormatSize(r.Size)}{(r.Complete ? "" : ", incomplete")})");
             return 0;
         }
         if (verify) return Verify(cache, stdout, stderr);
@@ -35,7 +35,7 @@ internal static class ModelsCommand
         }
         stdout.WriteLine($"{"REFERENCE",-48} {"REVISION",-10} {"SIZE",10}  FILE");
         foreach (var e in entries)
-            stdout.WriteLine($"{e.Reference,-48} {e.Revision,-10} {ProgressBar.FormatSize(e.Size),10}  {Describe(e)}");
+            stdout.WriteLine($"{e.Reference,-48} {e.Revision,-10} {Units.FormatSize(e.Size),10}  {Describe(e)}");
         if (entries.Any(e => !e.Complete))
             stdout.WriteLine("incomplete downloads resume when the model is used again; 'infer models --rm OWNER/REPO' removes them");
         stdout.WriteLine($"cache: {cache}");
@@ -45,13 +45,13 @@ internal static class ModelsCommand
     private static string Describe(CachedModel e) =>
         e.Complete ? e.File
         : e.File.Length == 0 ? "(incomplete: a listing, no file downloaded yet)"
-        : $"{e.File} (incomplete{(e.ListedSize is long total ? $": {ProgressBar.FormatSize(e.Size)} of {ProgressBar.FormatSize(total)}" : "")})";
+        : $"{e.File} (incomplete{(e.ListedSize is long total ? $": {Units.FormatSize(e.Size)} of {Units.FormatSize(total)}" : "")})";
 
     private static int Verify(string cache, TextWriter stdout, TextWriter stderr)
     {
         // Hashing shows a bar on a terminal; in a log the result lines say it all.
         var bar = ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected ? ProgressBar.ForStandardError() : null;
-        var results = CacheVerifier.Verify(cache, bar);
+        var results = CacheVerifier.Verify(cache, bar is null ? null : new DownloadBar(bar));
         bar?.Finish();
         foreach (var r in results)
         {
