@@ -1,4 +1,3 @@
-using Infer.CommandLine;
 using Infer.Hub;
 
 namespace Infer.Cli;

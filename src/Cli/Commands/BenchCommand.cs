@@ -1,9 +1,11 @@
-using Infer.CommandLine;
+using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
+using Infer.Cli.Options;
 using Infer.Engine;
 using Infer.Kernels.Cpu;
 using Infer.Kernels.Cpu.Diagnostics;
+using Infer.Kernels.Gpu;
 using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
@@ -19,27 +21,42 @@ internal static class BenchCommand
 {
     private sealed record Row(string Model, string Size, string Params, string Backend, int? Threads, string Test, double Mean, double Std, double? GBs, double? Fraction);
 
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, ["--no-bandwidth", "--profile"]);
-        var source = ModelSource.Read(a);
-        int p = a.Int(512, "-p", "--n-prompt");
-        int n = a.Int(128, "-n", "--n-gen");
-        int depth = a.Int(0, "-d", "--n-depth");
-        int reps = a.Int(5, "-r", "--repetitions");
-        int threads = a.Int(0, "-t", "--threads");
-        string output = a.String("-o", "--output") ?? "md";
-        bool noBandwidth = a.Flag("--no-bandwidth");
-        bool repack = !a.Flag("--no-repack");
-        bool profile = a.Flag("--profile");
-        var device = ModelArgs.ReadDevice(a);
-        int? gpuLayers = ModelArgs.ReadGpuLayers(a);
-        a.EnsureAllUsed();
-        ModelArgs.CheckThreads(threads);
-        ModelArgs.WarnAboutThreads(threads, stderr);
+        var prompt = Count("--n-prompt", "-p", "prompt tokens of the pp test; 0 skips it", 512, 0);
+        var gen = Count("--n-gen", "-n", "generated tokens of the tg test; 0 skips it", 128, 0);
+        var depth = Count("--n-depth", "-d", "run the tests after this many tokens of context", 0, 0);
+        var reps = Count("--repetitions", "-r", "timed runs per test", 5, 1);
+        var output = new Option<string>("--output", "-o") { Description = "table format", HelpName = "md|json", DefaultValueFactory = _ => "md" }
+            .Check(v => v is "md" or "json" ? null : $"-o must be md or json, got '{v}'").Suggest("md", "json");
+        var noBandwidth = new Option<bool>("--no-bandwidth") { Description = "skip measuring the read bandwidth" };
+        var profile = new Option<bool>("--profile") { Description = "time every operation (CPU backend)" };
+        var source = new ModelSourceOptions();
+        var runtime = new RuntimeOptions();
+        var command = new Command("bench", "prompt and generation speed, llama-bench style, with GB/s against the read bandwidth")
+        {
+            prompt, gen, depth, reps, output, noBandwidth, profile,
+        };
+        source.AddTo(command);
+        runtime.AddTo(command, contextAndBatch: false);
+        command.SetAction(r => Execute(new Settings(r.GetValue(prompt), r.GetValue(gen), r.GetValue(depth), r.GetValue(reps), r.GetValue(output)!,
+            r.GetValue(noBandwidth), r.GetValue(profile), r.GetValue(runtime.Threads), !r.GetValue(runtime.NoRepack)),
+            source.Read(r), runtime.ReadDevice(r), runtime.ReadGpuLayers(r), io));
+        return command;
+    }
+
+    private static Option<int> Count(string name, string alias, string description, int fallback, int min) =>
+        new Option<int>(name, alias) { Description = description, HelpName = "N", DefaultValueFactory = _ => fallback }
+            .Check(v => v >= min ? null : $"{alias} must be at least {min}, got {v}");
+
+    private sealed record Settings(int P, int N, int Depth, int Reps, string Output, bool NoBandwidth, bool Profile, int Threads, bool Repack);
+
+    private static int Execute(Settings s, ModelSource source, DeviceRequest device, int? gpuLayers, CliContext io)
+    {
+        var (stdout, stderr) = (io.Out, io.Err);
+        var (p, n, depth, reps, output, noBandwidth, profile, threads, repack) = (s.P, s.N, s.Depth, s.Reps, s.Output, s.NoBandwidth, s.Profile, s.Threads, s.Repack);
+        RuntimeOptions.WarnAboutThreads(threads, stderr);
         string path = source.Resolve(stderr);
-        if (p < 0 || n < 0 || depth < 0 || reps < 1) throw new UsageException("-p, -n and -d must be >= 0 and -r >= 1");
-        if (output is not ("md" or "json")) throw new UsageException("-o must be md or json");
 
         using var file = GgufFile.Open(path);
         int batch = Math.Max(1, Math.Min(Math.Max(Math.Max(p, depth), 1), 2048)); // the depth context is filled in batches too

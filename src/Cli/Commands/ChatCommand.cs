@@ -1,7 +1,9 @@
-using Infer.CommandLine;
+using System.CommandLine;
 using System.Runtime.InteropServices;
+using Infer.Cli.Options;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
+using Infer.Runtime.Sampling;
 using Infer.Templates;
 
 namespace Infer.Cli.Commands;
@@ -13,22 +15,44 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class ChatCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr, TextReader stdin, bool interactive)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, []);
-        string? system = a.String("-sys", "--system-prompt");
-        string? templateFile = a.String("--chat-template-file");
-        string overflow = a.String("--ctx-overflow") ?? "stop";
-        int maxReply = ModelArgs.ReadPredict(a, -1);
-        var sampling = SamplingArgs.Parse(a);
-        var modelArgs = ModelArgs.Read(a);
-        a.EnsureAllUsed();
-        var policy = overflow switch
+        var system = new Option<string?>("--system-prompt", "-sys") { Description = "the system prompt", HelpName = "TEXT" };
+        var templateFile = new Option<string?>("--chat-template-file") { Description = "a Jinja chat template instead of the model's", HelpName = "FILE" };
+        var overflow = new Option<string>("--ctx-overflow")
         {
-            "stop" => ContextOverflowPolicy.Stop,
-            "shift" => ContextOverflowPolicy.Shift,
-            _ => throw new UsageException($"--ctx-overflow must be stop or shift, got '{overflow}'"),
+            Description = "when the context is full: stop says so, shift drops the oldest turns", HelpName = "stop|shift",
+            DefaultValueFactory = _ => "stop",
+        }.Check(v => v is "stop" or "shift" ? null : $"--ctx-overflow must be stop or shift, got '{v}'").Suggest("stop", "shift");
+        var shift = new Option<bool>("--context-shift") { Description = "llama.cpp's spelling of --ctx-overflow shift" };
+        var noShift = new Option<bool>("--no-context-shift") { Description = "llama.cpp's spelling of --ctx-overflow stop" };
+        var maxReply = RunCommand.PredictOption(-1, "most tokens per reply; -1 until the context is full or the model stops");
+        var source = new ModelSourceOptions();
+        var runtime = new RuntimeOptions();
+        var sampling = new SamplingOptions();
+        var command = new Command("chat", "chat with the model in its own chat template (piped stdin: one turn per line)")
+        {
+            system, templateFile, overflow, shift, noShift, maxReply,
         };
+        sampling.AddTo(command);
+        source.AddTo(command);
+        runtime.AddTo(command);
+        command.SetAction(r =>
+        {
+            bool overflowGiven = r.GetResult(overflow) is { Implicit: false };
+            if (new[] { overflowGiven, r.GetValue(shift), r.GetValue(noShift) }.Count(x => x) > 1)
+                throw new UsageException("give one of --ctx-overflow, --context-shift and --no-context-shift");
+            var policy = r.GetValue(shift) || r.GetValue(overflow) == "shift" ? ContextOverflowPolicy.Shift : ContextOverflowPolicy.Stop;
+            return Execute(r.GetValue(system), r.GetValue(templateFile), policy, r.GetValue(maxReply), sampling.Read(r),
+                ModelArgs.Read(r, source, runtime), io);
+        });
+        return command;
+    }
+
+    private static int Execute(string? system, string? templateFile, ContextOverflowPolicy policy, int maxReply, SamplerOptions sampling,
+        ModelArgs modelArgs, CliContext io)
+    {
+        var (stdout, stderr, stdin, interactive) = (io.Out, io.Err, io.In, io.Interactive);
         string? templateText = templateFile is null ? null
             : File.Exists(templateFile) ? File.ReadAllText(templateFile) : throw new FileNotFoundException($"{templateFile}: file not found");
 
@@ -45,7 +69,7 @@ internal static class ChatCommand
         {
             var c = m.Config;
             stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {Units.FormatCount(m.File.Tensors.Sum(t => t.ElementCount))} parameters, {c.BlockCount} layers, context {m.Model.ContextLength}, {m.Model.DescribePlacement()}");
-            stderr.WriteLine("commands: /exit, /reset, /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
+            stderr.WriteLine("commands: /exit, /reset (or /clear), /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
         }
 
         // Ctrl+C (SIGINT): during a reply it cancels the reply; at the prompt the default action ends the process.
@@ -88,7 +112,7 @@ internal static class ChatCommand
                 {
                     case "/exit" or "/quit":
                         return Finish();
-                    case "/reset":
+                    case "/reset" or "/clear":
                         chat.Reset();
                         stderr.WriteLine("conversation reset");
                         continue;

@@ -1,4 +1,5 @@
-using Infer.CommandLine;
+using System.CommandLine;
+using Infer.Cli.Options;
 using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
@@ -9,13 +10,19 @@ namespace Infer.Cli.Commands;
 /// <summary><c>infer info -m MODEL</c>: architecture, parameters, tensor types, context, vocabulary, tokenizer, template, size.</summary>
 internal static class InfoCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, []);
-        var source = ModelSource.Read(a);
-        a.EnsureAllUsed();
-        string path = source.Resolve(stderr);
+        var source = new ModelSourceOptions();
+        var command = new Command("info", "summarize a model file: architecture, shapes, types, tokenizer, template");
+        source.AddTo(command);
+        command.SetAction(r => Execute(source.Read(r), io));
+        return command;
+    }
 
+    private static int Execute(ModelSource source, CliContext io)
+    {
+        var stdout = io.Out;
+        string path = source.Resolve(io.Err);
         using var f = GgufFile.Open(path);
         var c = ModelConfig.FromGguf(f);
         var tok = Tokenizer.FromGguf(f);

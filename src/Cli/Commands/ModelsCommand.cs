@@ -1,4 +1,4 @@
-using Infer.CommandLine;
+using System.CommandLine;
 using Infer.Hub;
 
 namespace Infer.Cli.Commands;
@@ -9,14 +9,22 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class ModelsCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, ["--verify"]);
-        string? remove = a.String("--rm");
-        string? revision = a.String("--revision");
-        bool verify = a.Flag("--verify");
-        a.EnsureAllUsed();
-        if (verify && remove is not null) throw new UsageException("give --rm REF or --verify, not both");
+        var remove = new Option<string?>("--rm") { Description = "remove a cached model (all its files, or the QUANT's)", HelpName = "OWNER/REPO[:QUANT]" };
+        var revision = new Option<string?>("--revision") { Description = "only this revision, with --rm", HelpName = "REV" };
+        var verify = new Option<bool>("--verify") { Description = "re-hash every cached file against the SHA-256 the Hub listed" };
+        var command = new Command("models", "list, remove or verify the models downloaded with -hf") { remove, revision, verify };
+        command.SetAction(r =>
+        {
+            if (r.GetValue(verify) && r.GetValue(remove) is not null) throw new UsageException("give --rm REF or --verify, not both");
+            return Execute(r.GetValue(remove), r.GetValue(revision), r.GetValue(verify), io.Out, io.Err);
+        });
+        return command;
+    }
+
+    private static int Execute(string? remove, string? revision, bool verify, TextWriter stdout, TextWriter stderr)
+    {
         string cache = new HubOptions().CacheDir;
         if (remove is not null)
         {

@@ -1,4 +1,6 @@
+using System.CommandLine;
 using System.Text.Json;
+using Infer.Cli.Options;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Tokenizers;
@@ -13,17 +15,27 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class TemplateCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, ["--add-generation-prompt"]);
-        string? templateFile = a.String("--template-file", "--chat-template-file");
-        string? contextFile = a.String("--context");
-        string? messagesFile = a.String("--messages");
-        bool addGenerationPrompt = a.Flag("--add-generation-prompt");
-        bool hasModel = a.String("-m", "--model") is not null || a.String("-hf", "-hfr", "--hf-repo") is not null;
-        ModelSource? source = hasModel ? ModelSource.Read(a) : null;
-        a.EnsureAllUsed();
+        var templateFile = new Option<string?>("--template-file", "--chat-template-file") { Description = "a Jinja chat template", HelpName = "FILE" };
+        var context = new Option<string?>("--context") { Description = "every template variable, as JSON (with --template-file)", HelpName = "CONTEXT.json" };
+        var messages = new Option<string?>("--messages") { Description = "the conversation: a JSON array of {role, content}", HelpName = "MESSAGES.json" };
+        var addGenerationPrompt = new Option<bool>("--add-generation-prompt") { Description = "end with the assistant's turn opening" };
+        var source = new ModelSourceOptions();
+        var command = new Command("template", "render a chat template (the model's, or a file) byte-exact to stdout")
+        {
+            templateFile, context, messages, addGenerationPrompt,
+        };
+        source.AddTo(command);
+        command.SetAction(r => Execute(r.GetValue(templateFile), r.GetValue(context), r.GetValue(messages), r.GetValue(addGenerationPrompt),
+            source.Given(r) ? source.Read(r) : null, io));
+        return command;
+    }
 
+    private static int Execute(string? templateFile, string? contextFile, string? messagesFile, bool addGenerationPrompt, ModelSource? source,
+        CliContext io)
+    {
+        var (stdout, stderr) = (io.Out, io.Err);
         string rendered;
         if (contextFile is not null)
         {
