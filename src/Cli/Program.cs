@@ -23,10 +23,14 @@ public static class Program
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, TextReader? stdin = null, bool? interactive = null)
     {
         var io = new CliContext(stdout, stderr, stdin ?? Console.In, interactive ?? (!Console.IsInputRedirected && !Console.IsOutputRedirected));
-        var verbose = new Option<bool>("--verbose", "-v") { Description = "print the stack trace of an error", Recursive = true };
+        var verbose = VerboseOption();
         var root = BuildRoot(io, verbose);
         return CommandLineApp.Run(root, args, stdout, stderr, IsBadInput, verbose);
     }
+
+    /// <summary>-v/--verbose (as llama.cpp), on every command: an error's stack trace after its one line.</summary>
+    internal static Option<bool> VerboseOption() =>
+        new("--verbose", "-v") { Description = "print the stack trace of an error", Recursive = true };
 
     /// <summary>The command tree of <c>infer</c>: every command with its options, defaults and help.</summary>
     internal static RootCommand BuildRoot(CliContext io, Option<bool> verbose)

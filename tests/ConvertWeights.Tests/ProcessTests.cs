@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using Infer.Tests;
 
 namespace Infer.ConvertWeights.Tests;
 
@@ -33,5 +34,36 @@ public sealed class ProcessTests
         string help = stdout + stderr;
         Assert.Contains($"convert-weights {command}", help);
         Assert.DoesNotContain("needs a value", help);
+    }
+
+    [Fact]
+    public void ConvertWritesTheOutfile()
+    {
+        string dir = Directory.CreateTempSubdirectory("convert-process-").FullName;
+        try
+        {
+            string output = Path.Combine(dir, "out.gguf");
+            var (code, _, stderr) = Run("convert", Path.Combine(Fixtures.ModelDir("llama2-spm"), "hf"), "--outfile", output, "--outtype", "bf16");
+            Assert.True(code == 0, stderr);
+            Assert.EndsWith($"wrote {output}", stderr.TrimEnd('\n'));
+            using var file = Infer.Runtime.Gguf.GgufFile.Open(output);
+            using var reference = Infer.Runtime.Gguf.GgufFile.Open(Fixtures.Model("llama2-spm", "bf16"));
+            Assert.Equal(reference.Tensors.Select(t => (t.Name, t.ShapeString)).Order(), file.Tensors.Select(t => (t.Name, t.ShapeString)).Order());
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("convert-weights: unknown command 'frobnicate' (see 'convert-weights --help')", "frobnicate")]
+    [InlineData("convert-weights quantize: missing IN.gguf OUT.gguf TYPE (see 'convert-weights quantize --help')", "quantize", "a.gguf")]
+    [InlineData("convert-weights convert: unknown option --bogus (see 'convert-weights convert --help')", "convert", "dir", "--bogus", "-o", "x.gguf")]
+    public void UsageErrorsAreOneLineWithExitCodeTwo(string message, params string[] args)
+    {
+        var (code, _, stderr) = Run(args);
+        Assert.Equal(2, code);
+        Assert.Equal(message, stderr.TrimEnd('\n'));
     }
 }
