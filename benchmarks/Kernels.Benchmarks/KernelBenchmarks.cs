@@ -4,6 +4,7 @@ using Infer.Kernels.Cpu;
 using Infer.Kernels.Cpu.Ops;
 using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime.Backend;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Benchmarks;
@@ -46,7 +47,7 @@ public abstract unsafe class MatMulBenchmarkBase : IThroughput, IDisposable
         for (int r = 0; r < rows; r++)
         {
             for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 0.04 - 0.02);
-            QuantKernels.Quantize(Type, row, new Span<byte>(_data + r * rowBytes, (int)rowBytes));
+            RowCodec.Quantize(Type, row, new Span<byte>(_data + r * rowBytes, (int)rowBytes));
         }
         Backend = new CpuBackend(Threads, Math.Max(Tokens, 1));
         Weight = Backend.CreateWeight("w", Type, rows, cols, _data);
@@ -141,7 +142,7 @@ public unsafe class DotIsaBenchmarks : IThroughput, IDisposable
         for (int r = 0; r < Rows; r++)
         {
             for (int i = 0; i < Cols; i++) row[i] = (float)(rng.NextDouble() * 0.04 - 0.02);
-            QuantKernels.Quantize(Type, row, new Span<byte>(_w + r * rowBytes, (int)rowBytes));
+            RowCodec.Quantize(Type, row, new Span<byte>(_w + r * rowBytes, (int)rowBytes));
         }
         for (int i = 0; i < Cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
         fixed (float* x = row) _k.QuantizeActivations(x, _a, Cols);

@@ -11,14 +11,14 @@ public class HubCliTests : IAsyncLifetime
     private readonly FakeHub _hub = new();
     private readonly string _cache = Directory.CreateTempSubdirectory("infer-hf-cache-").FullName;
 
-    public Task InitializeAsync()
+    public ValueTask InitializeAsync()
     {
         var repo = _hub.AddRepo("test/tiny");
         repo.Files["tiny-Q8_0.gguf"] = new FakeFile(File.ReadAllBytes(Fixtures.Model("qwen3", "bf16")));
-        return Task.CompletedTask;
+        return ValueTask.CompletedTask;
     }
 
-    public async Task DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         await _hub.DisposeAsync();
         Directory.Delete(_cache, recursive: true);

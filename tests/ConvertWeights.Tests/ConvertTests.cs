@@ -1,4 +1,4 @@
-using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 using Infer.Tests;
 
@@ -71,7 +71,7 @@ public class ConvertTests(ConvertedFixtures converted) : IClassFixture<Converted
             Assert.Equal(GgmlType.F32, a.Type);
             Assert.Equal(e.Dims, a.Dims);
             var widened = new float[e.ElementCount];
-            QuantKernels.Dequantize(e.Type, e.Span, widened);
+            RowCodec.Dequantize(e.Type, e.Span, widened);
             var actual = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(a.Span);
             Assert.True(actual.SequenceEqual(widened), $"tensor '{e.Name}' differs from the widened bf16 values");
         }
@@ -87,7 +87,7 @@ public class ConvertTests(ConvertedFixtures converted) : IClassFixture<Converted
         {
             var a = f16.GetTensor(e.Name);
             var values = new float[e.ElementCount];
-            QuantKernels.Dequantize(e.Type, e.Span, values);
+            RowCodec.Dequantize(e.Type, e.Span, values);
             if (e.Type == GgmlType.F32)
             {
                 Assert.Equal(GgmlType.F32, a.Type); // 1-D tensors stay F32

@@ -1,4 +1,4 @@
-using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 using Infer.Tests;
 
@@ -53,8 +53,8 @@ public class QuantizeTests : IDisposable
             Assert.Equal(o.Dims, q.Dims);
             var x = new float[o.ElementCount];
             var y = new float[o.ElementCount];
-            QuantKernels.Dequantize(o.Type, o.Span, x);
-            QuantKernels.Dequantize(q.Type, q.Span, y);
+            RowCodec.Dequantize(o.Type, o.Span, x);
+            RowCodec.Dequantize(q.Type, q.Span, y);
             if (q.Type == o.Type)
             {
                 Assert.True(o.Span.SequenceEqual(q.Span), $"{o.Name} kept its type but changed bytes");

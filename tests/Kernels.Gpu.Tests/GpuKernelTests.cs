@@ -1,6 +1,6 @@
 using Infer.Kernels.Cpu.Ops;
-using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime.Backend;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Gpu.Tests;
@@ -32,9 +32,9 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     {
         var w = Check.Random(rng, rows * cols);
         var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
-        QuantKernels.Quantize(type, w, bytes);
+        RowCodec.Quantize(type, w, bytes);
         var deq = new float[rows * cols];
-        QuantKernels.Dequantize(type, bytes, deq);
+        RowCodec.Dequantize(type, bytes, deq);
         return (bytes, deq);
     }
 

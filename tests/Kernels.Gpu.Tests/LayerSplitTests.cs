@@ -1,5 +1,5 @@
 using Infer.Kernels.Cpu;
-using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
@@ -194,9 +194,9 @@ public sealed class LayerSplitTests : IDisposable
                 continue;
             }
             var floats = new float[t.ElementCount];
-            QuantKernels.Dequantize(t.Type, t.Span, floats);
+            RowCodec.Dequantize(t.Type, t.Span, floats);
             var q = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_0, (int)t.RowLength) * t.RowCount];
-            QuantKernels.Quantize(GgmlType.Q8_0, floats, q);
+            RowCodec.Quantize(GgmlType.Q8_0, floats, q);
             w.WriteTensorData(q);
         }
         w.Commit();

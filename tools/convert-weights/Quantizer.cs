@@ -1,4 +1,5 @@
 using Infer.Runtime;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.ConvertWeights;
@@ -52,8 +53,9 @@ public sealed unsafe class GgufSource : ITensorSource
 
     public GgufSource(GgufFile file, GgufTensor tensor)
     {
-        if (!Infer.Kernels.Cpu.Quants.QuantKernels.QuantizableTypes.Contains(tensor.Type))
-            throw new UnsupportedModelException(file.Path, $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which cannot be decoded for requantization");
+        if (!RowCodec.IsSupported(tensor.Type))
+            throw new UnsupportedModelException(file.Path,
+                $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which cannot be decoded for requantization");
         _tensor = tensor;
         _rowBytes = GgmlTypeInfo.RowBytes(tensor.Type, tensor.RowLength);
     }

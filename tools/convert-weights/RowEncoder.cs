@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.ConvertWeights;
@@ -14,9 +14,9 @@ public static class RowEncoder
     public static void Encode(GgmlType type, ReadOnlySpan<float> src, int rowLength, Span<byte> dst)
     {
         if (type == GgmlType.F32) MemoryMarshal.AsBytes(src).CopyTo(dst);
-        else QuantKernels.Quantize(type, src, dst); // ggml's reference quantizers (and RNE float16 / bfloat16)
+        else RowCodec.Quantize(type, src, dst); // ggml's reference quantizers (and RNE float16 / bfloat16)
     }
 
     /// <summary>Decodes whole rows of <paramref name="type"/> to float32.</summary>
-    public static void Decode(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst) => QuantKernels.Dequantize(type, src, dst);
+    public static void Decode(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst) => RowCodec.Dequantize(type, src, dst);
 }

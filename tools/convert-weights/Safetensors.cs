@@ -1,14 +1,17 @@
 using System.IO.MemoryMappedFiles;
 using System.Text.Json;
-using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime;
+using Infer.Runtime.Formats;
 
 namespace Infer.ConvertWeights;
 
 /// <summary>Element types of safetensors that the converter reads.</summary>
 public enum SafetensorsDtype { F32, F16, BF16 }
 
-/// <summary>One tensor of a safetensors file: a view into its memory map. <see cref="Shape"/> is in PyTorch order (last dimension contiguous).</summary>
+/// <summary>
+/// One tensor of a safetensors file: a view into its memory map. <see cref="Shape"/> is in PyTorch order (last dimension
+/// contiguous).
+/// </summary>
 public sealed unsafe class SafetensorsTensor
 {
     private readonly SafetensorsFile _file;
@@ -55,13 +58,13 @@ public sealed unsafe class SafetensorsTensor
             case SafetensorsDtype.F16:
                 {
                     var h = new ReadOnlySpan<ushort>(p, dst.Length);
-                    for (int i = 0; i < h.Length; i++) dst[i] = Fp16.ToFloat(h[i]);
+                    for (int i = 0; i < h.Length; i++) dst[i] = HalfBits.ToFloat(h[i]);
                     break;
                 }
             case SafetensorsDtype.BF16:
                 {
                     var b = new ReadOnlySpan<ushort>(p, dst.Length);
-                    for (int i = 0; i < b.Length; i++) dst[i] = Bf16.ToFloat(b[i]);
+                    for (int i = 0; i < b.Length; i++) dst[i] = BFloat16Bits.ToFloat(b[i]);
                     break;
                 }
         }
@@ -198,7 +201,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
             throw Error($"corrupt header: tensor '{name}' data_offsets [{begin}, {end}] lie outside the {dataLen}-byte data section");
         int elemSize = type == SafetensorsDtype.F32 ? 4 : 2;
         if (elements > long.MaxValue / elemSize || end - begin != elements * elemSize)
-            throw Error($"corrupt header: tensor '{name}' holds {end - begin} bytes but shape [{string.Join(", ", shape)}] x {dtype} needs {elements * elemSize}");
+            throw Error($"corrupt header: tensor '{name}' holds {end - begin} bytes but shape [{string.Join(", ", shape)}] x {dtype} "
+                + $"needs {elements * elemSize}");
         return new SafetensorsTensor(this, name, type, shape, begin, end);
     }
 
@@ -250,10 +254,12 @@ public sealed class SafetensorsCheckpoint : IDisposable
             else
             {
                 parts = Directory.Exists(dir)
-                    ? Directory.GetFiles(dir, "model*.safetensors").Select(System.IO.Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList()
+                    ? Directory.GetFiles(dir, "model*.safetensors").Select(System.IO.Path.GetFileName).OfType<string>()
+                        .Order(StringComparer.Ordinal).ToList()
                     : [];
                 if (parts.Count == 0)
-                    throw new ModelFormatException(single, "file not found (no model.safetensors, model.safetensors.index.json or model-*.safetensors shards)");
+                    throw new ModelFormatException(single,
+                        "file not found (no model.safetensors, model.safetensors.index.json or model-*.safetensors shards)");
             }
             foreach (var part in parts)
             {
@@ -270,7 +276,8 @@ public sealed class SafetensorsCheckpoint : IDisposable
             {
                 var missing = expected.Where(n => !cp._byName.ContainsKey(n)).Order(StringComparer.Ordinal).ToList();
                 if (missing.Count > 0)
-                    throw new ModelFormatException(index, $"{missing.Count} tensor(s) listed in the index are missing from the shards, first '{missing[0]}'");
+                    throw new ModelFormatException(index,
+                        $"{missing.Count} tensor(s) listed in the index are missing from the shards, first '{missing[0]}'");
             }
             return cp;
         }

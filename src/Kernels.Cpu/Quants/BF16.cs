@@ -1,34 +1,19 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
 
 /// <summary>BF16 weights with F32 activations (no rounding of activations), accumulated in float32.</summary>
 public static unsafe class BF16
 {
-    public const int BlockSize = 1;
-    public const int TypeSize = 2;
-
-    /// <summary>ggml's <c>ggml_fp32_to_bf16_row_ref</c>: round to nearest even, NaN forced quiet.</summary>
-    public static void QuantizeRef(float* x, byte* y, int n)
-    {
-        var b = (ushort*)y;
-        for (int i = 0; i < n; i++) b[i] = Bf16.FromFloat(x[i]);
-    }
-
-    public static void DequantizeRef(byte* x, float* y, int n)
-    {
-        var b = (ushort*)x;
-        for (int i = 0; i < n; i++) y[i] = Bf16.ToFloat(b[i]);
-    }
-
     public static float DotRef(int n, byte* w, byte* a)
     {
         var b = (ushort*)w;
         var y = (float*)a;
         float sum = 0;
-        for (int i = 0; i < n; i++) sum += Bf16.ToFloat(b[i]) * y[i];
+        for (int i = 0; i < n; i++) sum += BFloat16Bits.ToFloat(b[i]) * y[i];
         return sum;
     }
 
@@ -50,7 +35,7 @@ public static unsafe class BF16
         }
         for (; i + 16 <= n; i += 16) acc0 = Avx512F.FusedMultiplyAdd(Load16(b + i), Vector512.Load(y + i), acc0);
         sum = Vector512.Sum((acc0 + acc1) + (acc2 + acc3));
-        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(Bf16.ToFloat(b[i]), y[i], sum);
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(BFloat16Bits.ToFloat(b[i]), y[i], sum);
         return sum;
     }
 
@@ -68,7 +53,7 @@ public static unsafe class BF16
         }
         for (; i + 8 <= n; i += 8) acc0 = Fma.MultiplyAdd(Load8(b + i), Vector256.Load(y + i), acc0);
         sum = Simd.HSum(acc0 + acc1);
-        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(Bf16.ToFloat(b[i]), y[i], sum);
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(BFloat16Bits.ToFloat(b[i]), y[i], sum);
         return sum;
     }
 

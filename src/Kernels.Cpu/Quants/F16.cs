@@ -1,36 +1,22 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
 
 /// <summary>F16 weights with F32 activations (no rounding of activations), accumulated in float32.</summary>
 public static unsafe class F16
 {
-    public const int BlockSize = 1;
-    public const int TypeSize = 2;
-
     /// <summary>2^112: rebiases a half exponent (bias 15) to float (bias 127).</summary>
     private const float Pow2Plus112 = 5.192296858534828e33f;
-
-    public static void QuantizeRef(float* x, byte* y, int n)
-    {
-        var h = (ushort*)y;
-        for (int i = 0; i < n; i++) h[i] = Fp16.FromFloat(x[i]);
-    }
-
-    public static void DequantizeRef(byte* x, float* y, int n)
-    {
-        var h = (ushort*)x;
-        for (int i = 0; i < n; i++) y[i] = Fp16.ToFloat(h[i]);
-    }
 
     public static float DotRef(int n, byte* w, byte* a)
     {
         var h = (ushort*)w;
         var y = (float*)a;
         float sum = 0;
-        for (int i = 0; i < n; i++) sum += Fp16.ToFloat(h[i]) * y[i];
+        for (int i = 0; i < n; i++) sum += HalfBits.ToFloat(h[i]) * y[i];
         return sum;
     }
 
@@ -38,7 +24,10 @@ public static unsafe class F16
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> Load16(ushort* p) => ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)));
 
-    /// <summary>Half bits (one per uint lane) → float, exact: (bits &amp; 0x7FFF) &lt;&lt; 13 read as float times 2^112 (also right for subnormals), Inf/NaN fixed up.</summary>
+    /// <summary>
+    /// Half bits (one per uint lane) → float, exact: (bits &amp; 0x7FFF) &lt;&lt; 13 read as float times 2^112 (also right for
+    /// subnormals), Inf/NaN fixed up.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> ToFloat(Vector512<uint> h)
     {
@@ -77,7 +66,7 @@ public static unsafe class F16
         for (; i + 16 <= n; i += 16)
             acc0 = Avx512F.FusedMultiplyAdd(Load16(h + i), Vector512.Load(y + i), acc0);
         sum = Vector512.Sum(acc0 + acc1);
-        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(Fp16.ToFloat(h[i]), y[i], sum);
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(HalfBits.ToFloat(h[i]), y[i], sum);
         return sum;
     }
 
@@ -96,7 +85,7 @@ public static unsafe class F16
         for (; i + 8 <= n; i += 8)
             acc0 = Fma.MultiplyAdd(ToFloat(Avx2.ConvertToVector256Int32(Vector128.Load(h + i)).AsUInt32()), Vector256.Load(y + i), acc0);
         sum = Simd.HSum(acc0 + acc1);
-        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(Fp16.ToFloat(h[i]), y[i], sum);
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(HalfBits.ToFloat(h[i]), y[i], sum);
         return sum;
     }
 

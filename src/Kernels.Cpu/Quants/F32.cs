@@ -6,13 +6,6 @@ namespace Infer.Kernels.Cpu.Quants;
 /// <summary>F32 weights with F32 activations, accumulated in float32.</summary>
 public static unsafe class F32
 {
-    public const int BlockSize = 1;
-    public const int TypeSize = 4;
-
-    public static void QuantizeRef(float* x, byte* y, int n) => Buffer.MemoryCopy(x, y, (long)n * 4, (long)n * 4);
-
-    public static void DequantizeRef(byte* x, float* y, int n) => Buffer.MemoryCopy(x, y, (long)n * 4, (long)n * 4);
-
     public static float DotRef(int n, byte* w, byte* a)
     {
         float* x = (float*)w, y = (float*)a;

@@ -1,32 +1,33 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
 
 /// <summary>A 16-bit float format's conversion to float32, 16 at a time and one at a time (BF16, F16).</summary>
-internal unsafe interface IHalfFormat
+internal unsafe interface IHalfToFloat
 {
     static abstract Vector512<float> Load16(ushort* p);
     static abstract float ToFloat(ushort h);
 }
 
-internal unsafe struct Bf16Format : IHalfFormat
+internal unsafe struct BF16ToFloat : IHalfToFloat
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Load16(ushort* p) => BF16.Load16(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float ToFloat(ushort h) => Bf16.ToFloat(h);
+    public static float ToFloat(ushort h) => BFloat16Bits.ToFloat(h);
 }
 
-internal unsafe struct F16Format : IHalfFormat
+internal unsafe struct F16ToFloat : IHalfToFloat
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Load16(ushort* p) => F16.Load16(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float ToFloat(ushort h) => Fp16.ToFloat(h);
+    public static float ToFloat(ushort h) => HalfBits.ToFloat(h);
 }
 
 /// <summary>
@@ -36,7 +37,7 @@ internal unsafe struct F16Format : IHalfFormat
 internal static unsafe class HalfDot4
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
-    public static void Avx512<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IHalfFormat
+    public static void Avx512<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IHalfToFloat
     {
         var h = (ushort*)w;
         float* y0 = (float*)a, y1 = (float*)(a + aStride), y2 = (float*)(a + 2 * aStride), y3 = (float*)(a + 3 * aStride);
@@ -80,7 +81,7 @@ internal static unsafe class HalfDot4
     /// activations from L2 per weight row).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
-    public static void Tile4x4Avx512<T>(int n, byte* w, nint wStride, byte* a, nint aStride, float* result) where T : struct, IHalfFormat
+    public static void Tile4x4Avx512<T>(int n, byte* w, nint wStride, byte* a, nint aStride, float* result) where T : struct, IHalfToFloat
     {
         ushort* h0 = (ushort*)w, h1 = (ushort*)(w + wStride), h2 = (ushort*)(w + 2 * wStride), h3 = (ushort*)(w + 3 * wStride);
         float* y0 = (float*)a, y1 = (float*)(a + aStride), y2 = (float*)(a + 2 * aStride), y3 = (float*)(a + 3 * aStride);

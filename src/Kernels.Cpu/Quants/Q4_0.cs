@@ -1,80 +1,28 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
-
-/// <summary>ggml <c>block_q4_0</c>: 32 values = d (fp16) * (q - 8), q in 0..15; qs[j] holds element j (low nibble) and j+16 (high nibble).</summary>
-[StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_0
-{
-    public ushort D;
-    public fixed byte Qs[16];
-}
 
 /// <summary>Q4_0 weights, multiplied with Q8_0 activations.</summary>
 public static unsafe class Q4_0
 {
-    public const int BlockSize = 32;
-    public const int TypeSize = 18;
-
-    /// <summary>ggml's <c>quantize_row_q4_0_ref</c>: d = max/-8 (max = the value of largest magnitude), q = min(15, (int8)(x/d + 8.5)).</summary>
-    public static void QuantizeRef(float* x, byte* y, int n)
-    {
-        int nb = n / BlockSize;
-        for (int i = 0; i < nb; i++)
-        {
-            float* xb = x + (nint)i * BlockSize;
-            var yb = (BlockQ4_0*)(y + (nint)i * TypeSize);
-            float amax = 0, max = 0;
-            for (int j = 0; j < BlockSize; j++)
-            {
-                float v = xb[j];
-                if (amax < MathF.Abs(v)) { amax = MathF.Abs(v); max = v; }
-            }
-            float d = max / -8;
-            float id = d != 0 ? 1.0f / d : 0.0f;
-            yb->D = Fp16.FromFloat(d);
-            for (int j = 0; j < BlockSize / 2; j++)
-            {
-                int xi0 = Math.Min(15, Scalar.TruncToInt8(xb[j] * id + 8.5f));
-                int xi1 = Math.Min(15, Scalar.TruncToInt8(xb[BlockSize / 2 + j] * id + 8.5f));
-                yb->Qs[j] = (byte)(xi0 | (xi1 << 4));
-            }
-        }
-    }
-
-    public static void DequantizeRef(byte* x, float* y, int n)
-    {
-        int nb = n / BlockSize;
-        for (int i = 0; i < nb; i++)
-        {
-            var xb = (BlockQ4_0*)(x + (nint)i * TypeSize);
-            float d = Fp16.ToFloat(xb->D);
-            for (int j = 0; j < BlockSize / 2; j++)
-            {
-                y[(nint)i * BlockSize + j] = ((xb->Qs[j] & 0x0F) - 8) * d;
-                y[(nint)i * BlockSize + j + BlockSize / 2] = ((xb->Qs[j] >> 4) - 8) * d;
-            }
-        }
-    }
-
     /// <summary>ggml's <c>ggml_vec_dot_q4_0_q8_0</c> (generic): Q4_0 weights · Q8_0 activations.</summary>
     public static float DotRef(int n, byte* w, byte* a)
     {
-        int nb = n / BlockSize;
+        int nb = n / Q4_0Format.BlockSize;
         float sumf = 0;
         for (int i = 0; i < nb; i++)
         {
-            var x = (BlockQ4_0*)(w + (nint)i * TypeSize);
-            var y = (BlockQ8_0*)(a + (nint)i * Q8_0.TypeSize);
+            var x = (BlockQ4_0*)(w + (nint)i * Q4_0Format.TypeSize);
+            var y = (BlockQ8_0*)(a + (nint)i * Q8_0Format.TypeSize);
             int sumi0 = 0, sumi1 = 0;
-            for (int j = 0; j < BlockSize / 2; j++)
+            for (int j = 0; j < Q4_0Format.BlockSize / 2; j++)
             {
                 sumi0 += ((x->Qs[j] & 0x0F) - 8) * y->Qs[j];
-                sumi1 += ((x->Qs[j] >> 4) - 8) * y->Qs[j + BlockSize / 2];
+                sumi1 += ((x->Qs[j] >> 4) - 8) * y->Qs[j + Q4_0Format.BlockSize / 2];
             }
-            sumf += (sumi0 + sumi1) * (Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D));
+            sumf += (sumi0 + sumi1) * (HalfBits.ToFloat(x->D) * HalfBits.ToFloat(y->D));
         }
         return sumf;
     }
@@ -82,43 +30,46 @@ public static unsafe class Q4_0
     /// <summary>Q4_0 · Q8_0: nibbles u (0..15) as unsigned, Σ(u-8)·y = Σu·y - Σ8·y.</summary>
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
-        int nb = n / BlockSize;
+        int nb = n / Q4_0Format.BlockSize;
         Vector256<float> acc0 = default, acc1 = default;
         int i = 0;
         for (; i + 1 < nb; i += 2)
         {
-            byte* x = w + (nint)i * TypeSize, y = a + (nint)i * Q8_0.TypeSize;
+            byte* x = w + (nint)i * Q4_0Format.TypeSize, y = a + (nint)i * Q8_0Format.TypeSize;
             acc0 = BlockDot<T>(x, y, acc0);
-            acc1 = BlockDot<T>(x + TypeSize, y + Q8_0.TypeSize, acc1);
+            acc1 = BlockDot<T>(x + Q4_0Format.TypeSize, y + Q8_0Format.TypeSize, acc1);
         }
-        if (i < nb) acc0 = BlockDot<T>(w + (nint)i * TypeSize, a + (nint)i * Q8_0.TypeSize, acc0);
+        if (i < nb) acc0 = BlockDot<T>(w + (nint)i * Q4_0Format.TypeSize, a + (nint)i * Q8_0Format.TypeSize, acc0);
         return Simd.HSum(acc0 + acc1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> BlockDot<T>(byte* x, byte* y, Vector256<float> acc) where T : struct, IIntDot =>
-        Column<T>(Simd.BytesFromNibbles32(x + 2), Fp16.ToFloat(*(ushort*)x), y, acc);
+        Column<T>(Simd.BytesFromNibbles32(x + Q4_0Format.QsOffset), HalfBits.ToFloat(*(ushort*)x), y, acc);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Column<T>(Vector256<byte> u, float dx, byte* y, Vector256<float> acc) where T : struct, IIntDot
     {
-        Vector256<sbyte> qy = Vector256.Load((sbyte*)(y + 2));
+        Vector256<sbyte> qy = Vector256.Load((sbyte*)(y + Q8_0Format.QsOffset));
         Vector256<int> sumi = T.DotU8S8(Vector256<int>.Zero, u, qy) - T.DotU8S8(Vector256<int>.Zero, Vector256.Create((byte)8), qy);
-        return Simd.MulAdd(sumi, dx * Fp16.ToFloat(*(ushort*)y), acc);
+        return Simd.MulAdd(sumi, dx * HalfBits.ToFloat(*(ushort*)y), acc);
     }
 
-    /// <summary>One weight row against 4 activation rows (<paramref name="a"/> + r * <paramref name="aStride"/> bytes), unpacking each weight block once.</summary>
+    /// <summary>
+    /// One weight row against 4 activation rows (<paramref name="a"/> + r * <paramref name="aStride"/> bytes), unpacking each weight
+    /// block once.
+    /// </summary>
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
-        int nb = n / BlockSize;
+        int nb = n / Q4_0Format.BlockSize;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
         for (int i = 0; i < nb; i++)
         {
-            byte* x = w + (nint)i * TypeSize;
-            nint o = (nint)i * Q8_0.TypeSize;
-            Vector256<byte> u = Simd.BytesFromNibbles32(x + 2);
-            float dx = Fp16.ToFloat(*(ushort*)x);
+            byte* x = w + (nint)i * Q4_0Format.TypeSize;
+            nint o = (nint)i * Q8_0Format.TypeSize;
+            Vector256<byte> u = Simd.BytesFromNibbles32(x + Q4_0Format.QsOffset);
+            float dx = HalfBits.ToFloat(*(ushort*)x);
             acc0 = Column<T>(u, dx, a0 + o, acc0);
             acc1 = Column<T>(u, dx, a1 + o, acc1);
             acc2 = Column<T>(u, dx, a2 + o, acc2);

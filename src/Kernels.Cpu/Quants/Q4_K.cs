@@ -1,84 +1,28 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
-
-/// <summary>
-/// ggml <c>block_q4_K</c>: 256 values in 8 sub-blocks of 32; value = d * sc[j] * q - dmin * m[j], q in 0..15, 6-bit sc/m packed in 12 bytes.
-/// qs[32c + l] holds element 64c + l (low nibble) and 64c + 32 + l (high nibble).
-/// </summary>
-[StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_K
-{
-    public ushort D;
-    public ushort DMin;
-    public fixed byte Scales[12];
-    public fixed byte Qs[128];
-}
 
 /// <summary>Q4_K weights, multiplied with Q8_K activations.</summary>
 public static unsafe class Q4_K
 {
-    public const int BlockSize = 256;
-    public const int TypeSize = 144;
-
-    /// <summary>ggml's <c>quantize_row_q4_K_ref</c> (make_qkx2_quants with nmax 15, rmin -1, rdelta 0.1, 20 steps).</summary>
-    public static void QuantizeRef(float* x, byte* y, int n)
-    {
-        int nb = n / BlockSize;
-        byte* L = stackalloc byte[BlockSize];
-        for (int i = 0; i < nb; i++)
-        {
-            var yb = (BlockQ4_K*)(y + (nint)i * TypeSize);
-            KQuants.QuantizeScaleMinSuperBlock(x + (nint)i * BlockSize, 15, -1.0f, 0.1f, 20, L, yb->Scales, out yb->D, out yb->DMin);
-            byte* q = yb->Qs;
-            for (int j = 0; j < BlockSize; j += 64)
-            {
-                for (int l = 0; l < 32; ++l) q[l] = (byte)(L[j + l] | (L[j + l + 32] << 4));
-                q += 32;
-            }
-        }
-    }
-
-    public static void DequantizeRef(byte* x, float* y, int n)
-    {
-        int nb = n / BlockSize;
-        for (int i = 0; i < nb; i++)
-        {
-            var xb = (BlockQ4_K*)(x + (nint)i * TypeSize);
-            float d = Fp16.ToFloat(xb->D), min = Fp16.ToFloat(xb->DMin);
-            byte* q = xb->Qs;
-            int isub = 0;
-            for (int j = 0; j < BlockSize; j += 64)
-            {
-                KQuants.GetScaleMinK4(isub + 0, xb->Scales, out byte sc, out byte m);
-                float d1 = d * sc, m1 = min * m;
-                KQuants.GetScaleMinK4(isub + 1, xb->Scales, out sc, out m);
-                float d2 = d * sc, m2 = min * m;
-                for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
-                for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
-                q += 32; isub += 2;
-            }
-        }
-    }
-
     /// <summary>Q4_K · Q8_K: Σ_blocks d_w d_a Σ_j sc_j (q·y)_j - dmin_w d_a Σ_j m_j (bsum_2j + bsum_2j+1).</summary>
     public static float DotRef(int n, byte* w, byte* a)
     {
-        int nb = n / BlockSize;
+        int nb = n / Q4_KFormat.BlockSize;
         float sumf = 0;
         for (int i = 0; i < nb; i++)
         {
-            var x = (BlockQ4_K*)(w + (nint)i * TypeSize);
-            var y = (BlockQ8_K*)(a + (nint)i * Q8_K.TypeSize);
-            float d = Fp16.ToFloat(x->D) * y->D;
-            float dmin = Fp16.ToFloat(x->DMin) * y->D;
+            var x = (BlockQ4_K*)(w + (nint)i * Q4_KFormat.TypeSize);
+            var y = (BlockQ8_K*)(a + (nint)i * Q8_KFormat.TypeSize);
+            float d = HalfBits.ToFloat(x->D) * y->D;
+            float dmin = HalfBits.ToFloat(x->DMin) * y->D;
             int isum = 0, summ = 0;
             for (int j = 0; j < 8; j++)
             {
-                KQuants.GetScaleMinK4(j, x->Scales, out byte sc, out byte m);
+                ScaleMinK4.Get(j, x->Scales, out byte sc, out byte m);
                 summ += m * (y->BSums[2 * j] + y->BSums[2 * j + 1]);
                 int dot = 0;
                 int shift = (j & 1) * 4;
@@ -106,7 +50,10 @@ public static unsafe class Q4_K
         return Avx2.ConvertToVector256Int16(Vector128.Create(u0, u1, u2, u3).AsByte());
     }
 
-    /// <summary>Per int32 lane k (0..3): m[2k]·(bsums[4k]+bsums[4k+1]) + m[2k+1]·(bsums[4k+2]+bsums[4k+3]); the lanes sum to Σ_j m_j (bsum_2j + bsum_2j+1).</summary>
+    /// <summary>
+    /// Per int32 lane k (0..3): m[2k]·(bsums[4k]+bsums[4k+1]) + m[2k+1]·(bsums[4k+2]+bsums[4k+3]); the lanes sum to
+    /// Σ_j m_j (bsum_2j + bsum_2j+1).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector128<int> MinsTimesBsums(Vector256<short> scalesMins, short* bsums)
     {
@@ -122,22 +69,23 @@ public static unsafe class Q4_K
 
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
-        int nb = n / BlockSize;
+        int nb = n / Q4_KFormat.BlockSize;
         Vector256<float> acc = default;
         Vector128<float> accMins = default;
         for (int i = 0; i < nb; i++)
         {
-            byte* x = w + (nint)i * TypeSize;
-            byte* y = a + (nint)i * Q8_K.TypeSize;
+            byte* x = w + (nint)i * Q4_KFormat.TypeSize;
+            byte* y = a + (nint)i * Q8_KFormat.TypeSize;
             float yd = *(float*)y;
-            float d = Fp16.ToFloat(*(ushort*)x) * yd;
-            float dmin = Fp16.ToFloat(*(ushort*)(x + 2)) * yd;
-            Vector256<short> scalesMins = UnpackScalesMins(x + 4);
-            accMins = Fma.MultiplyAdd(Sse2.ConvertToVector128Single(MinsTimesBsums(scalesMins, (short*)(y + 260))), Vector128.Create(dmin), accMins);
+            float d = HalfBits.ToFloat(*(ushort*)x) * yd;
+            float dmin = HalfBits.ToFloat(*(ushort*)(x + Q4_KFormat.DMinOffset)) * yd;
+            Vector256<short> scalesMins = UnpackScalesMins(x + Q4_KFormat.ScalesOffset);
+            Vector128<int> mins = MinsTimesBsums(scalesMins, (short*)(y + Q8_KFormat.BSumsOffset));
+            accMins = Fma.MultiplyAdd(Sse2.ConvertToVector128Single(mins), Vector128.Create(dmin), accMins);
             Vector256<byte> scales = Vector256.Create(scalesMins.GetLower(), scalesMins.GetLower()).AsByte();
 
-            byte* qs = x + 16;
-            sbyte* q8 = (sbyte*)(y + 4);
+            byte* qs = x + Q4_KFormat.QsOffset;
+            sbyte* q8 = (sbyte*)(y + Q8_KFormat.QsOffset);
             Vector256<int> sumLo = Vector256<int>.Zero, sumHi = Vector256<int>.Zero;
             for (int c = 0; c < 4; c++)
             {
@@ -155,16 +103,16 @@ public static unsafe class Q4_K
     /// <summary>One weight row against 4 Q8_K activation rows, unpacking each weight super-block once.</summary>
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
-        int nb = n / BlockSize;
+        int nb = n / Q4_KFormat.BlockSize;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         Vector128<float> m0 = default, m1 = default, m2 = default, m3 = default;
         for (int i = 0; i < nb; i++)
         {
-            byte* x = w + (nint)i * TypeSize;
-            nint o = (nint)i * Q8_K.TypeSize;
+            byte* x = w + (nint)i * Q4_KFormat.TypeSize;
+            nint o = (nint)i * Q8_KFormat.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
-            float xd = Fp16.ToFloat(*(ushort*)x), xdmin = Fp16.ToFloat(*(ushort*)(x + 2));
-            Vector256<short> scalesMins = UnpackScalesMins(x + 4);
+            float xd = HalfBits.ToFloat(*(ushort*)x), xdmin = HalfBits.ToFloat(*(ushort*)(x + Q4_KFormat.DMinOffset));
+            Vector256<short> scalesMins = UnpackScalesMins(x + Q4_KFormat.ScalesOffset);
             m0 = MinsTerm(scalesMins, xdmin, y0, m0);
             m1 = MinsTerm(scalesMins, xdmin, y1, m1);
             m2 = MinsTerm(scalesMins, xdmin, y2, m2);
@@ -173,10 +121,10 @@ public static unsafe class Q4_K
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
             for (int c = 0; c < 4; c++)
             {
-                Vector256<byte> q = Vector256.Load(x + 16 + 32 * c);
+                Vector256<byte> q = Vector256.Load(x + Q4_KFormat.QsOffset + 32 * c);
                 Vector256<byte> lo = Simd.LowNibbles(q), hi = Simd.HighNibbles(q);
                 Vector256<short> scLo = BroadcastScale(scales, 2 * c), scHi = BroadcastScale(scales, 2 * c + 1);
-                int off = 4 + 64 * c;
+                int off = Q8_KFormat.QsOffset + 64 * c;
                 s0 = SubBlockPair<T>(s0, lo, hi, scLo, scHi, (sbyte*)(y0 + off));
                 s1 = SubBlockPair<T>(s1, lo, hi, scLo, scHi, (sbyte*)(y1 + off));
                 s2 = SubBlockPair<T>(s2, lo, hi, scLo, scHi, (sbyte*)(y2 + off));
@@ -192,12 +140,15 @@ public static unsafe class Q4_K
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> MinsTerm(Vector256<short> scalesMins, float xdmin, byte* y, Vector128<float> acc) =>
-        Fma.MultiplyAdd(Sse2.ConvertToVector128Single(MinsTimesBsums(scalesMins, (short*)(y + 260))), Vector128.Create(xdmin * *(float*)y), acc);
+    private static Vector128<float> MinsTerm(Vector256<short> scalesMins, float xdmin, byte* y, Vector128<float> acc)
+    {
+        Vector128<int> mins = MinsTimesBsums(scalesMins, (short*)(y + Q8_KFormat.BSumsOffset));
+        return Fma.MultiplyAdd(Sse2.ConvertToVector128Single(mins), Vector128.Create(xdmin * *(float*)y), acc);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> SubBlockPair<T>(Vector256<int> s, Vector256<byte> lo, Vector256<byte> hi, Vector256<short> scLo, Vector256<short> scHi, sbyte* q8)
-        where T : struct, IIntDot
+    private static Vector256<int> SubBlockPair<T>(Vector256<int> s, Vector256<byte> lo, Vector256<byte> hi, Vector256<short> scLo,
+        Vector256<short> scHi, sbyte* q8) where T : struct, IIntDot
     {
         s = T.MaddS16(s, Avx2.MultiplyAddAdjacent(lo, Vector256.Load(q8)), scLo);
         return T.MaddS16(s, Avx2.MultiplyAddAdjacent(hi, Vector256.Load(q8 + 32)), scHi);

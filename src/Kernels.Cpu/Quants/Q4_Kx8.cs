@@ -1,51 +1,62 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
 
 /// <summary>
 /// Q4_K weights repacked at load time, 8 rows interleaved so one int32 lane holds one row (see <see cref="Q4_0x8"/>). Same bytes per
 /// super-block as Q4_K. Group super-block (1152 bytes) for rows r = 0..7:
-/// d[8] fp16 (16 B), dmin[8] fp16 (16 B), the 12 packed scale bytes of each row as three uint arrays A0[8], A1[8], A2[8] (bytes 0-3, 4-7, 8-11; 96 B),
-/// then for c = 0..3 and k = 0..7 a 32-byte vector P(c,k) whose byte 4r + e is qs_r[32c + 4k + e]: low nibble = element 64c + 4k + e
-/// (sub-block 2c), high nibble = element 64c + 32 + 4k + e (sub-block 2c + 1).
+/// d[8] fp16 (16 B), dmin[8] fp16 (16 B), the 12 packed scale bytes of each row as three uint arrays A0[8], A1[8], A2[8]
+/// (bytes 0-3, 4-7, 8-11; 96 B), then for c = 0..3 and k = 0..7 a 32-byte vector P(c,k) whose byte 4r + e is qs_r[32c + 4k + e]:
+/// low nibble = element 64c + 4k + e (sub-block 2c), high nibble = element 64c + 32 + 4k + e (sub-block 2c + 1).
 /// </summary>
 public static unsafe class Q4_Kx8
 {
     public const int Rows = 8;
-    public const int GroupBlockBytes = Rows * Q4_K.TypeSize;
-    private const int QuantsOffset = 16 + 16 + 96;
+    public const int GroupBlockBytes = Rows * Q4_KFormat.TypeSize;
+
+    // the group super-block header, shared with Q5_Kx8: d[8], dmin[8] (fp16), the scale words A0[8], A1[8], A2[8] (uint)
+    internal const int DMinOffset = Rows * sizeof(ushort);
+    internal const int ScaleWordsOffset = DMinOffset + Rows * sizeof(ushort);
+    internal const int QuantsOffset = ScaleWordsOffset + 3 * Rows * sizeof(uint); // P(0, 0)
+    internal const int PairBytes = 8 * 32; // P(c, 0..7): the vectors of sub-block pair c
 
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
-        int nb = n / Q4_K.BlockSize;
+        int nb = n / Q4_KFormat.BlockSize;
         for (int b = 0; b < nb; b++)
         {
             byte* g = dst + (nint)b * GroupBlockBytes;
             for (int r = 0; r < Rows; r++)
             {
-                byte* blk = src + r * srcStride + (nint)b * Q4_K.TypeSize;
+                byte* blk = src + r * srcStride + (nint)b * Q4_KFormat.TypeSize;
                 ((ushort*)g)[r] = *(ushort*)blk;
-                ((ushort*)(g + 16))[r] = *(ushort*)(blk + 2);
-                for (int w = 0; w < 3; w++) ((uint*)(g + 32 + 32 * w))[r] = ((uint*)(blk + 4))[w];
-                byte* qs = blk + 16;
+                ((ushort*)(g + DMinOffset))[r] = *(ushort*)(blk + Q4_KFormat.DMinOffset);
+                for (int w = 0; w < 3; w++)
+                    ((uint*)(g + ScaleWordsOffset + Rows * sizeof(uint) * w))[r] = ((uint*)(blk + Q4_KFormat.ScalesOffset))[w];
+                byte* qs = blk + Q4_KFormat.QsOffset;
                 for (int c = 0; c < 4; c++)
                     for (int k = 0; k < 8; k++)
                         for (int e = 0; e < 4; e++)
-                            g[QuantsOffset + 256 * c + 32 * k + 4 * r + e] = qs[32 * c + 4 * k + e];
+                            g[QuantsOffset + PairBytes * c + 32 * k + 4 * r + e] = qs[32 * c + 4 * k + e];
             }
         }
     }
 
-    /// <summary>The per-row 6-bit scales (sc) and mins (m) of 8 rows as bytes within each int32 lane (ggml's utmp trick, on 8 rows at once).</summary>
+    /// <summary>
+    /// The per-row 6-bit scales (sc) and mins (m) of 8 rows as bytes within each int32 lane (ggml's utmp trick, on 8 rows at once).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void UnpackScales(byte* g, out Vector256<uint> sc03, out Vector256<uint> sc47, out Vector256<uint> m03, out Vector256<uint> m47)
     {
         var kmask1 = Vector256.Create(0x3f3f3f3fu);
         var kmask2 = Vector256.Create(0x0f0f0f0fu);
         var kmask3 = Vector256.Create(0x03030303u);
-        Vector256<uint> a0 = Vector256.Load((uint*)(g + 32)), a1 = Vector256.Load((uint*)(g + 64)), a2 = Vector256.Load((uint*)(g + 96));
+        Vector256<uint> a0 = Vector256.Load((uint*)(g + ScaleWordsOffset));
+        Vector256<uint> a1 = Vector256.Load((uint*)(g + (ScaleWordsOffset + Rows * sizeof(uint))));
+        Vector256<uint> a2 = Vector256.Load((uint*)(g + (ScaleWordsOffset + 2 * Rows * sizeof(uint))));
         sc03 = a0 & kmask1;
         sc47 = (a2 & kmask2) | (((a0 >> 6) & kmask3) << 4);
         m03 = a1 & kmask1;
@@ -76,29 +87,30 @@ public static unsafe class Q4_Kx8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
     {
-        int nb = n / Q4_K.BlockSize;
+        int nb = n / Q4_KFormat.BlockSize;
         Vector256<float> acc = default, accMins = default;
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
             Simd.Prefetch(g + Q4_0x8.PrefetchDistance, GroupBlockBytes); // the group super-block that far ahead of the stream
-            byte* y = a + (nint)b * Q8_K.TypeSize;
+            byte* y = a + (nint)b * Q8_KFormat.TypeSize;
             float yd = *(float*)y;
             UnpackScales(g, out var sc03, out var sc47, out var m03, out var m47);
             // the four sub-block pairs written out, so every offset and scale shift is a constant (the JIT does not unroll loops)
             Vector256<int> isum = SubBlockPairScaled<T>(g, y, 0, sc03) + SubBlockPairScaled<T>(g, y, 1, sc03)
                 + SubBlockPairScaled<T>(g, y, 2, sc47) + SubBlockPairScaled<T>(g, y, 3, sc47);
             Vector256<float> d = HalfScales.Load8Scaled((ushort*)g) * HalfScales.Unbias * yd;
-            Vector256<float> dmin = HalfScales.Load8Scaled((ushort*)(g + 16)) * HalfScales.Unbias * yd;
+            Vector256<float> dmin = HalfScales.Load8Scaled((ushort*)(g + DMinOffset)) * HalfScales.Unbias * yd;
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), d, acc);
-            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinsTermMadd<T>(m03, m47, (short*)(y + 260))), dmin, accMins);
+            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinsTermMadd<T>(m03, m47, (short*)(y + Q8_KFormat.BSumsOffset))), dmin, accMins);
         }
         (acc - accMins).Store(result);
     }
 
     /// <summary>
-    /// Sub-blocks 2c and 2c+1 of 8 rows against one activation row: (Σ lo·y, Σ hi·y) per lane: the high nibbles via <see cref="Q4_0x8.HighNibbles16{T}"/> (one AND with VNNI, as 16·hi),
-    /// scaled back with an exact arithmetic shift; four independent accumulators per half.
+    /// Sub-blocks 2c and 2c+1 of 8 rows against one activation row: (Σ lo·y, Σ hi·y) per lane: the high nibbles via
+    /// <see cref="Q4_0x8.HighNibbles16{T}"/> (one AND with VNNI, as 16·hi), scaled back with an exact arithmetic shift; four independent
+    /// accumulators per half.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void SubBlockPair<T>(byte* p, sbyte* q8, out Vector256<int> sLo, out Vector256<int> sHi) where T : struct, IIntDot
@@ -115,7 +127,8 @@ public static unsafe class Q4_Kx8
 
     /// <summary>Columns k and k + 1 (a constant after inlining) of a sub-block pair: 4 dots on two 32-byte weight vectors.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step<T>(byte* p, sbyte* q8, int k, ref Vector256<int> lo0, ref Vector256<int> lo1, ref Vector256<int> hi0, ref Vector256<int> hi1)
+    private static void Step<T>(byte* p, sbyte* q8, int k,
+        ref Vector256<int> lo0, ref Vector256<int> lo1, ref Vector256<int> hi0, ref Vector256<int> hi1)
         where T : struct, IIntDot
     {
         var m4 = Vector256.Create((byte)0x0F);
@@ -130,7 +143,7 @@ public static unsafe class Q4_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SubBlockPairScaled<T>(byte* g, byte* y, int c, Vector256<uint> scales) where T : struct, IIntDot
     {
-        SubBlockPair<T>(g + QuantsOffset + 256 * c, (sbyte*)(y + 4 + 64 * c), out var sLo, out var sHi);
+        SubBlockPair<T>(g + QuantsOffset + PairBytes * c, (sbyte*)(y + Q8_KFormat.QsOffset + 64 * c), out var sLo, out var sHi);
         return Avx2.MultiplyLow(sLo, Byte(scales, (2 * c) & 3)) + Avx2.MultiplyLow(sHi, Byte(scales, (2 * c + 1) & 3));
     }
 
@@ -153,7 +166,9 @@ public static unsafe class Q4_Kx8
         return T.MaddS16(s, ((m47 >> 8) & lo16).AsInt16(), Avx2.Shuffle(pp, 0xFF).AsInt16());
     }
 
-    /// <summary>8 rows of the group · 4 Q8_K activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r].</summary>
+    /// <summary>
+    /// 8 rows of the group · 4 Q8_K activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r].
+    /// </summary>
     internal static void Dot4<T>(int n, byte* group, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         for (int col = 0; col < 4; col += 2)
@@ -163,19 +178,19 @@ public static unsafe class Q4_Kx8
     /// <summary>Two columns at a time: the unpacked nibbles are shared, and the accumulators fit the 16 AVX2 registers.</summary>
     private static void Dot2<T>(int n, byte* group, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
-        int nb = n / Q4_K.BlockSize;
+        int nb = n / Q4_KFormat.BlockSize;
         Vector256<float> acc0 = default, acc1 = default;
         var m4 = Vector256.Create((byte)0x0F);
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
-            byte* y0 = a + (nint)b * Q8_K.TypeSize, y1 = y0 + aStride;
+            byte* y0 = a + (nint)b * Q8_KFormat.TypeSize, y1 = y0 + aStride;
             UnpackScales(g, out var sc03, out var sc47, out var m03, out var m47);
             Vector256<int> isum0 = default, isum1 = default;
             for (int c = 0; c < 4; c++)
             {
-                byte* p = g + QuantsOffset + 256 * c;
-                sbyte* q0 = (sbyte*)(y0 + 4 + 64 * c), q1 = (sbyte*)(y1 + 4 + 64 * c);
+                byte* p = g + QuantsOffset + PairBytes * c;
+                sbyte* q0 = (sbyte*)(y0 + Q8_KFormat.QsOffset + 64 * c), q1 = (sbyte*)(y1 + Q8_KFormat.QsOffset + 64 * c);
                 Vector256<int> lo0 = default, hi0 = default, lo1 = default, hi1 = default;
                 for (int k = 0; k < 8; k++)
                 {
@@ -192,7 +207,7 @@ public static unsafe class Q4_Kx8
                 isum1 += Avx2.MultiplyLow(lo1, sLoScale) + Avx2.MultiplyLow(hi1, sHiScale);
             }
             Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
-            Vector256<float> dminx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(g + 16)).AsUInt32());
+            Vector256<float> dminx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(g + DMinOffset)).AsUInt32());
             acc0 = Column(acc0, isum0, dx, dminx, m03, m47, y0);
             acc1 = Column(acc1, isum1, dx, dminx, m03, m47, y1);
         }
@@ -206,32 +221,34 @@ public static unsafe class Q4_Kx8
     {
         float yd = *(float*)y;
         acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), dx * yd, acc);
-        return Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(MinsTerm(m03, m47, (short*)(y + 260))), dminx * yd, acc);
+        return Fma.MultiplyAddNegated(Avx.ConvertToVector256Single(MinsTerm(m03, m47, (short*)(y + Q8_KFormat.BSumsOffset))), dminx * yd, acc);
     }
 
     /// <summary>
     /// GEMM tile: 16 rows (two consecutive groups, the second at <paramref name="group"/> + <paramref name="groupStride"/>) · 4 Q8_K
     /// activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → y[c * <paramref name="yStride"/> + r], r = 0..15,
-    /// with the scales from <see cref="TileScales"/>. Per sub-block: 8 integer dots per (group, token) share each unpacked weight vector and each broadcast activation; the 6-bit
-    /// scale is applied in float (the integer dot of a sub-block is ≤ 32·15·127 in magnitude, exact as float), the mins term
-    /// Σ m_j·Σy_j with int16 multiply-adds (m_j ≤ 63, |Σy_j| ≤ 32·127: both fit int16, the sum fits int32).
+    /// with the scales from <see cref="TileScales"/>. Per sub-block: 8 integer dots per (group, token) share each unpacked weight vector
+    /// and each broadcast activation; the 6-bit scale is applied in float (the integer dot of a sub-block is ≤ 32·15·127 in magnitude,
+    /// exact as float), the mins term Σ m_j·Σy_j with int16 multiply-adds (m_j ≤ 63, |Σy_j| ≤ 32·127: both fit int16, the sum fits
+    /// int32).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
-    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* tileScales, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
+    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* tileScales, byte* a, nint aStride, float* y,
+        nint yStride) where T : struct, IIntDot
     {
-        int nb = n / Q4_K.BlockSize;
+        int nb = n / Q4_KFormat.BlockSize;
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         for (int b = 0; b < nb; b++)
         {
             byte* g0 = group + (nint)b * GroupBlockBytes, g1 = g0 + groupStride;
-            nint o = (nint)b * Q8_K.TypeSize;
+            nint o = (nint)b * Q8_KFormat.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
             float* scales = tileScales + (nint)b * TileScaleFloats;
             Vector256<float> f00 = default, f01 = default, f02 = default, f03 = default, f10 = default, f11 = default, f12 = default, f13 = default;
             for (int c = 0; c < 4; c++)
             {
-                byte* p0 = g0 + QuantsOffset + 256 * c, p1 = g1 + QuantsOffset + 256 * c;
-                int q = 4 + 64 * c;
+                byte* p0 = g0 + QuantsOffset + PairBytes * c, p1 = g1 + QuantsOffset + PairBytes * c;
+                int q = Q8_KFormat.QsOffset + 64 * c;
                 SubBlock<T>(p0, p1, 0, y0 + q, y1 + q, y2 + q, y3 + q, scales + 16 * c, scales + 64 + 16 * c,
                     ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
                 SubBlock<T>(p0, p1, 4, y0 + q + 32, y1 + q + 32, y2 + q + 32, y3 + q + 32, scales + 16 * c + 8, scales + 64 + 16 * c + 8,
@@ -251,7 +268,9 @@ public static unsafe class Q4_Kx8
         a03.Store(y + 3 * yStride); a13.Store(y + 3 * yStride + 8);
     }
 
-    /// <summary>Floats per super-block that <see cref="TileScales"/> writes: d·sc_j of both groups (2 × 8 × 8), then dmin of both (2 × 8).</summary>
+    /// <summary>
+    /// Floats per super-block that <see cref="TileScales"/> writes: d·sc_j of both groups (2 × 8 × 8), then dmin of both (2 × 8).
+    /// </summary>
     internal const int TileScaleFloats = 144;
 
     /// <summary>
@@ -260,7 +279,8 @@ public static unsafe class Q4_Kx8
     /// d · sc is exact in float (a half times a 6-bit integer needs ≤ 17 significant bits).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
-    internal static void TileScales(int n, byte* group, nint groupStride, float* scales) => KTileScales(n / Q4_K.BlockSize, GroupBlockBytes, group, groupStride, scales);
+    internal static void TileScales(int n, byte* group, nint groupStride, float* scales) =>
+        KTileScales(n / Q4_KFormat.BlockSize, GroupBlockBytes, group, groupStride, scales);
 
     /// <summary>
     /// <see cref="TileScales"/> for any group layout that starts with this 128-byte header (d, dmin, packed scales and mins):
@@ -283,7 +303,7 @@ public static unsafe class Q4_Kx8
                     (Avx.ConvertToVector256Single(Byte(sc03, i)) * d).Store(dst + 64 * g + 8 * i);
                     (Avx.ConvertToVector256Single(Byte(sc47, i)) * d).Store(dst + 64 * g + 32 + 8 * i);
                 }
-                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + 16)).AsUInt32()).Store(dst + 128 + 8 * g);
+                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + DMinOffset)).AsUInt32()).Store(dst + 128 + 8 * g);
             }
         }
     }
@@ -345,12 +365,13 @@ public static unsafe class Q4_Kx8
 
     /// <summary>acc += yd · (f − dmin · Σ_j m_j·Σy_j) for both groups of one token (f already carries d · sc_j).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Finish<T>(byte* yBlock, Vector256<float> f0, Vector256<float> f1, Vector256<float> dmin0, Vector256<float> dmin1, Vector256<short> e0, Vector256<short> o0, Vector256<short> e4, Vector256<short> o4,
+    internal static void Finish<T>(byte* yBlock, Vector256<float> f0, Vector256<float> f1, Vector256<float> dmin0, Vector256<float> dmin1,
+        Vector256<short> e0, Vector256<short> o0, Vector256<short> e4, Vector256<short> o4,
         Vector256<short> e1, Vector256<short> o1, Vector256<short> e5, Vector256<short> o5, ref Vector256<float> acc0, ref Vector256<float> acc1)
         where T : struct, IIntDot
     {
         // sub-block sums Σy_j (j = 0..7) as int16, then the int32 pairs (S0, S2), (S1, S3), (S4, S6), (S5, S7)
-        Vector256<short> bs = Vector256.Load((short*)(yBlock + 260));
+        Vector256<short> bs = Vector256.Load((short*)(yBlock + Q8_KFormat.BSumsOffset));
         Vector128<int> pairs = Ssse3.Shuffle(Ssse3.HorizontalAdd(bs.GetLower(), bs.GetUpper()).AsByte(),
             Vector128.Create((byte)0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15)).AsInt32();
         Vector256<short> s02 = Vector256.Create(pairs.GetElement(0)).AsInt16(), s13 = Vector256.Create(pairs.GetElement(1)).AsInt16();

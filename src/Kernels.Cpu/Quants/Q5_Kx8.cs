@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
 
@@ -12,31 +13,32 @@ namespace Infer.Kernels.Cpu.Quants;
 /// then for c = 0..3 and k = 0..7 a 32-byte vector X(c,k) whose byte 4r + e is q(64c + 4k + e) (sub-block 2c) in bits 0-4 and
 /// bits 0-2 of h = q(64c + 32 + 4k + e) (sub-block 2c + 1) in bits 5-7,
 /// then for k = 0..7 a 32-byte vector Y(k) whose byte 4r + e holds bits 3-4 of that h for c = 0..3 in its bits 2c, 2c + 1.
-/// The kernels take w = X &amp; 0x1F and 2h = ((X &gt;&gt; 4) &amp; 0x0E) | (Y shifted so bits 2c, 2c+1 land on 4, 5) &amp; 0x30 (≤ 62: unsigned, fits
-/// vpdpbusd, and vpmaddubsw pairs 2·62·128 &lt; 32767), halving the doubled sums exactly; the VNNI GEMV instead dots X &amp; 0xE0 and
-/// Y &amp; (3 &lt;&lt; 2c) separately (no shifts; see <see cref="StepSplit{T}"/>).
+/// The kernels take w = X &amp; 0x1F and 2h = ((X &gt;&gt; 4) &amp; 0x0E) | (Y shifted so bits 2c, 2c+1 land on 4, 5) &amp; 0x30
+/// (≤ 62: unsigned, fits vpdpbusd, and vpmaddubsw pairs 2·62·128 &lt; 32767), halving the doubled sums exactly; the VNNI GEMV
+/// instead dots X &amp; 0xE0 and Y &amp; (3 &lt;&lt; 2c) separately (no shifts; see <see cref="StepSplit{T}"/>).
 /// </summary>
 public static unsafe class Q5_Kx8
 {
     public const int Rows = 8;
-    public const int GroupBlockBytes = Rows * Q5_K.TypeSize;
-    private const int QuantsOffset = 16 + 16 + 96;
-    private const int HighBitsOffset = QuantsOffset + 4 * 256; // the Y vectors
+    public const int GroupBlockBytes = Rows * Q5_KFormat.TypeSize;
+    private const int QuantsOffset = Q4_Kx8.QuantsOffset; // after the header Q4_Kx8 shares
+    private const int HighBitsOffset = QuantsOffset + 4 * Q4_Kx8.PairBytes; // the Y vectors
 
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
-        int nb = n / Q5_K.BlockSize;
+        int nb = n / Q5_KFormat.BlockSize;
         for (int b = 0; b < nb; b++)
         {
             byte* g = dst + (nint)b * GroupBlockBytes;
             for (int r = 0; r < Rows; r++)
             {
-                byte* blk = src + r * srcStride + (nint)b * Q5_K.TypeSize;
+                byte* blk = src + r * srcStride + (nint)b * Q5_KFormat.TypeSize;
                 ((ushort*)g)[r] = *(ushort*)blk;
-                ((ushort*)(g + 16))[r] = *(ushort*)(blk + 2);
-                for (int w = 0; w < 3; w++) ((uint*)(g + 32 + 32 * w))[r] = ((uint*)(blk + 4))[w];
-                byte* qh = blk + 16;
-                byte* qs = blk + 48;
+                ((ushort*)(g + Q4_Kx8.DMinOffset))[r] = *(ushort*)(blk + Q5_KFormat.DMinOffset);
+                for (int w = 0; w < 3; w++)
+                    ((uint*)(g + Q4_Kx8.ScaleWordsOffset + Rows * sizeof(uint) * w))[r] = ((uint*)(blk + Q5_KFormat.ScalesOffset))[w];
+                byte* qh = blk + Q5_KFormat.QhOffset;
+                byte* qs = blk + Q5_KFormat.QsOffset;
                 for (int k = 0; k < 8; k++)
                     for (int e = 0; e < 4; e++)
                     {
@@ -45,7 +47,7 @@ public static unsafe class Q5_Kx8
                         {
                             int lo = (qs[32 * c + l] & 0xF) | (((qh[l] >> (2 * c)) & 1) << 4);      // element 64c + l
                             int hi = (qs[32 * c + l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4);   // element 64c + 32 + l
-                            g[QuantsOffset + 256 * c + 32 * k + 4 * r + e] = (byte)(lo | (hi << 5));
+                            g[QuantsOffset + Q4_Kx8.PairBytes * c + 32 * k + 4 * r + e] = (byte)(lo | (hi << 5));
                             y |= (hi >> 3) << (2 * c);
                         }
                         g[HighBitsOffset + 32 * k + 4 * r + e] = (byte)y;
@@ -65,7 +67,8 @@ public static unsafe class Q5_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> DoubledHigh5(Vector256<byte> x, Vector256<byte> y, int c)
     {
-        Vector256<ushort> top = c < 2 ? Vector256.ShiftLeft(y.AsUInt16(), 4 - 2 * c) : c == 3 ? Vector256.ShiftRightLogical(y.AsUInt16(), 2) : y.AsUInt16();
+        Vector256<ushort> top = c < 2 ? Vector256.ShiftLeft(y.AsUInt16(), 4 - 2 * c)
+            : c == 3 ? Vector256.ShiftRightLogical(y.AsUInt16(), 2) : y.AsUInt16();
         return (Vector256.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0E)) | (top.AsByte() & Vector256.Create((byte)0x30));
     }
 
@@ -73,22 +76,23 @@ public static unsafe class Q5_Kx8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
     {
-        int nb = n / Q5_K.BlockSize;
+        int nb = n / Q5_KFormat.BlockSize;
         Vector256<float> acc = default, accMins = default;
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
             Simd.Prefetch(g + Q4_0x8.PrefetchDistance, GroupBlockBytes); // the group super-block that far ahead of the stream
-            byte* y = a + (nint)b * Q8_K.TypeSize;
+            byte* y = a + (nint)b * Q8_KFormat.TypeSize;
             float yd = *(float*)y;
             Q4_Kx8.UnpackScales(g, out var sc03, out var sc47, out var m03, out var m47);
             // the four sub-block pairs written out, so every offset, bit and scale shift is a constant (the JIT does not unroll loops)
             Vector256<int> isum = SubBlockPairScaled<T>(g, y, 0, sc03) + SubBlockPairScaled<T>(g, y, 1, sc03)
                 + SubBlockPairScaled<T>(g, y, 2, sc47) + SubBlockPairScaled<T>(g, y, 3, sc47);
             Vector256<float> d = HalfScales.Load8Scaled((ushort*)g) * HalfScales.Unbias * yd;
-            Vector256<float> dmin = HalfScales.Load8Scaled((ushort*)(g + 16)) * HalfScales.Unbias * yd;
+            Vector256<float> dmin = HalfScales.Load8Scaled((ushort*)(g + Q4_Kx8.DMinOffset)) * HalfScales.Unbias * yd;
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), d, acc);
-            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4_Kx8.MinsTermMadd<T>(m03, m47, (short*)(y + 260))), dmin, accMins);
+            Vector256<int> mins = Q4_Kx8.MinsTermMadd<T>(m03, m47, (short*)(y + Q8_KFormat.BSumsOffset));
+            accMins = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mins), dmin, accMins);
         }
         (acc - accMins).Store(result);
     }
@@ -100,8 +104,8 @@ public static unsafe class Q5_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SubBlockPairScaled<T>(byte* g, byte* y, int c, Vector256<uint> scales) where T : struct, IIntDot
     {
-        byte* p = g + QuantsOffset + 256 * c, h = g + HighBitsOffset;
-        sbyte* q8 = (sbyte*)(y + 4 + 64 * c);
+        byte* p = g + QuantsOffset + Q4_Kx8.PairBytes * c, h = g + HighBitsOffset;
+        sbyte* q8 = (sbyte*)(y + Q8_KFormat.QsOffset + 64 * c);
         Vector256<int> lo0 = default, lo1 = default, hi0 = default, hi1 = default, top0 = default, top1 = default;
         Vector256<int> sHi;
         if (typeof(T) == typeof(VnniDot))
@@ -127,7 +131,8 @@ public static unsafe class Q5_Kx8
 
     /// <summary>Columns k and k + 1 (constants after inlining) of sub-block pair c: 4 dots on two X vectors (the high weights doubled).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step<T>(byte* p, byte* h, sbyte* q8, int c, int k, ref Vector256<int> lo0, ref Vector256<int> lo1, ref Vector256<int> hi0, ref Vector256<int> hi1)
+    private static void Step<T>(byte* p, byte* h, sbyte* q8, int c, int k,
+        ref Vector256<int> lo0, ref Vector256<int> lo1, ref Vector256<int> hi0, ref Vector256<int> hi1)
         where T : struct, IIntDot
     {
         Vector256<byte> x0 = Vector256.Load(p + 32 * k), x1 = Vector256.Load(p + 32 * k + 32);
@@ -175,14 +180,15 @@ public static unsafe class Q5_Kx8
     /// exact as float), the mins term Σ m_j·Σy_j with int16 multiply-adds (m_j ≤ 63, |Σy_j| ≤ 32·127: both fit int16, the sum fits int32).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
-    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* tileScales, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
+    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* tileScales, byte* a, nint aStride, float* y,
+        nint yStride) where T : struct, IIntDot
     {
-        int nb = n / Q5_K.BlockSize;
+        int nb = n / Q5_KFormat.BlockSize;
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         for (int b = 0; b < nb; b++)
         {
             byte* g0 = group + (nint)b * GroupBlockBytes, g1 = g0 + groupStride;
-            nint o = (nint)b * Q8_K.TypeSize;
+            nint o = (nint)b * Q8_KFormat.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
             float* scales = tileScales + (nint)b * TileScaleFloats;
             Vector256<float> f00 = default, f01 = default, f02 = default, f03 = default, f10 = default, f11 = default, f12 = default, f13 = default;
@@ -216,19 +222,23 @@ public static unsafe class Q5_Kx8
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilePair<T, TC>(byte* g0, byte* g1, byte* y0, byte* y1, byte* y2, byte* y3, float* scales,
         ref Vector256<float> f00, ref Vector256<float> f01, ref Vector256<float> f02, ref Vector256<float> f03,
-        ref Vector256<float> f10, ref Vector256<float> f11, ref Vector256<float> f12, ref Vector256<float> f13) where T : struct, IIntDot where TC : struct, IPair
+        ref Vector256<float> f10, ref Vector256<float> f11, ref Vector256<float> f12, ref Vector256<float> f13)
+        where T : struct, IIntDot where TC : struct, IPair
     {
         int c = TC.C;
-        byte* p0 = g0 + QuantsOffset + 256 * c, p1 = g1 + QuantsOffset + 256 * c;
+        byte* p0 = g0 + QuantsOffset + Q4_Kx8.PairBytes * c, p1 = g1 + QuantsOffset + Q4_Kx8.PairBytes * c;
         byte* h0 = g0 + HighBitsOffset, h1 = g1 + HighBitsOffset;
-        int q = 4 + 64 * c;
+        int q = Q8_KFormat.QsOffset + 64 * c;
         SubBlock<T>(p0, p1, h0, h1, false, c, y0 + q, y1 + q, y2 + q, y3 + q, scales + 16 * c, scales + 64 + 16 * c,
             ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
-        SubBlock<T>(p0, p1, h0, h1, true, c, y0 + q + 32, y1 + q + 32, y2 + q + 32, y3 + q + 32, scales + 16 * c + 8, scales + 64 + 16 * c + 8,
+        SubBlock<T>(p0, p1, h0, h1, true, c, y0 + q + 32, y1 + q + 32, y2 + q + 32, y3 + q + 32,
+            scales + 16 * c + 8, scales + 64 + 16 * c + 8,
             ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
     }
 
-    /// <summary>Floats per super-block that <see cref="TileScales"/> writes: d·sc_j of both groups (2 × 8 × 8), then dmin of both (2 × 8).</summary>
+    /// <summary>
+    /// Floats per super-block that <see cref="TileScales"/> writes: d·sc_j of both groups (2 × 8 × 8), then dmin of both (2 × 8).
+    /// </summary>
     internal const int TileScaleFloats = Q4_Kx8.TileScaleFloats;
 
     /// <summary>
@@ -238,14 +248,15 @@ public static unsafe class Q5_Kx8
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void TileScales(int n, byte* group, nint groupStride, float* scales) =>
-        Q4_Kx8.KTileScales(n / Q5_K.BlockSize, GroupBlockBytes, group, groupStride, scales);
+        Q4_Kx8.KTileScales(n / Q5_KFormat.BlockSize, GroupBlockBytes, group, groupStride, scales);
 
     /// <summary>
     /// One sub-block (2c when <paramref name="high"/> is false, else 2c + 1; both constants after inlining) of both groups against
     /// 4 tokens' 32 activations; f += float(dot) · scale.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void SubBlock<T>(byte* p0, byte* p1, byte* h0, byte* h1, bool high, int c, byte* q0, byte* q1, byte* q2, byte* q3, float* sc0, float* sc1,
+    private static void SubBlock<T>(byte* p0, byte* p1, byte* h0, byte* h1, bool high, int c,
+        byte* q0, byte* q1, byte* q2, byte* q3, float* sc0, float* sc1,
         ref Vector256<float> f00, ref Vector256<float> f01, ref Vector256<float> f02, ref Vector256<float> f03,
         ref Vector256<float> f10, ref Vector256<float> f11, ref Vector256<float> f12, ref Vector256<float> f13) where T : struct, IIntDot
     {

@@ -1,127 +1,23 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
-
-/// <summary>
-/// ggml <c>block_q6_K</c>: 256 values in 16 groups of 16; value = d * sc[g] * (q - 32), q in 0..63 (low 4 bits in ql, high 2 in qh), sc int8.
-/// Per 128-half h: ql[64h + l] holds elements 128h + l (low nibble) and 128h + 64 + l (high); ql[64h + 32 + l] holds 128h + 32 + l and 128h + 96 + l;
-/// qh[32h + l] holds bits 4-5 of those four elements in bit pairs 0, 2, 4, 6.
-/// </summary>
-[StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ6_K
-{
-    public fixed byte Ql[128];
-    public fixed byte Qh[64];
-    public fixed sbyte Scales[16];
-    public ushort D;
-}
 
 /// <summary>Q6_K weights, multiplied with Q8_K activations.</summary>
 public static unsafe class Q6_K
 {
-    public const int BlockSize = 256;
-    public const int TypeSize = 210;
-    private const float GroupMaxEps = 1e-15f;
-
-    /// <summary>ggml's <c>quantize_row_q6_K_ref</c> (make_qx_quants with nmax 32, rmse_type 1; int8 scales relative to d = max_scale / -128).</summary>
-    public static void QuantizeRef(float* x, byte* y, int n)
-    {
-        int nb = n / BlockSize;
-        sbyte* L = stackalloc sbyte[BlockSize];
-        float* scales = stackalloc float[BlockSize / 16];
-        for (int i = 0; i < nb; i++)
-        {
-            float* xb = x + (nint)i * BlockSize;
-            var yb = (BlockQ6_K*)(y + (nint)i * TypeSize);
-            float maxScale = 0, maxAbsScale = 0;
-            for (int ib = 0; ib < BlockSize / 16; ++ib)
-            {
-                float scale = KQuants.MakeQxQuants(16, 32, xb + 16 * ib, L + 16 * ib);
-                scales[ib] = scale;
-                float absScale = MathF.Abs(scale);
-                if (absScale > maxAbsScale) { maxAbsScale = absScale; maxScale = scale; }
-            }
-            if (maxAbsScale < GroupMaxEps)
-            {
-                new Span<byte>(yb, TypeSize).Clear();
-                continue;
-            }
-            float iscale = -128.0f / maxScale;
-            yb->D = Fp16.FromFloat(1 / iscale);
-            for (int ib = 0; ib < BlockSize / 16; ++ib) yb->Scales[ib] = (sbyte)Math.Min(127, Scalar.NearestInt(iscale * scales[ib]));
-            for (int j = 0; j < BlockSize / 16; ++j)
-            {
-                float d = Fp16.ToFloat(yb->D) * yb->Scales[j];
-                if (d == 0) continue;
-                for (int ii = 0; ii < 16; ++ii)
-                {
-                    int l = Scalar.NearestInt(xb[16 * j + ii] / d);
-                    l = Math.Max(-32, Math.Min(31, l));
-                    L[16 * j + ii] = (sbyte)(l + 32);
-                }
-            }
-            byte* ql = yb->Ql;
-            byte* qh = yb->Qh;
-            for (int j = 0; j < BlockSize; j += 128)
-            {
-                for (int l = 0; l < 32; ++l)
-                {
-                    int q1 = L[j + l + 0] & 0xF, q2 = L[j + l + 32] & 0xF, q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
-                    ql[l + 0] = (byte)(q1 | (q3 << 4));
-                    ql[l + 32] = (byte)(q2 | (q4 << 4));
-                    qh[l] = (byte)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
-                }
-                ql += 64;
-                qh += 32;
-            }
-        }
-    }
-
-    public static void DequantizeRef(byte* x, float* y, int n)
-    {
-        int nb = n / BlockSize;
-        for (int i = 0; i < nb; i++)
-        {
-            var xb = (BlockQ6_K*)(x + (nint)i * TypeSize);
-            float d = Fp16.ToFloat(xb->D);
-            byte* ql = xb->Ql;
-            byte* qh = xb->Qh;
-            sbyte* sc = xb->Scales;
-            for (int nn = 0; nn < BlockSize; nn += 128)
-            {
-                for (int l = 0; l < 32; ++l)
-                {
-                    int isub = l / 16;
-                    int q1 = ((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                    int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                    int q3 = ((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                    int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                    y[l + 0] = d * sc[isub + 0] * q1;
-                    y[l + 32] = d * sc[isub + 2] * q2;
-                    y[l + 64] = d * sc[isub + 4] * q3;
-                    y[l + 96] = d * sc[isub + 6] * q4;
-                }
-                y += 128;
-                ql += 64;
-                qh += 32;
-                sc += 8;
-            }
-        }
-    }
-
     /// <summary>Q6_K · Q8_K: Σ_blocks d_w d_a Σ_g sc_g Σ (q - 32)·y over the 16 groups.</summary>
     public static float DotRef(int n, byte* w, byte* a)
     {
-        int nb = n / BlockSize;
+        int nb = n / Q6_KFormat.BlockSize;
         float sumf = 0;
-        int* q = stackalloc int[BlockSize];
+        int* q = stackalloc int[Q6_KFormat.BlockSize];
         for (int i = 0; i < nb; i++)
         {
-            var x = (BlockQ6_K*)(w + (nint)i * TypeSize);
-            var y = (BlockQ8_K*)(a + (nint)i * Q8_K.TypeSize);
+            var x = (BlockQ6_K*)(w + (nint)i * Q6_KFormat.TypeSize);
+            var y = (BlockQ8_K*)(a + (nint)i * Q8_KFormat.TypeSize);
             for (int h = 0; h < 2; h++)
             {
                 byte* ql = x->Ql + 64 * h;
@@ -141,7 +37,7 @@ public static unsafe class Q6_K
                 for (int l = 0; l < 16; l++) dot += q[16 * g + l] * y->Qs[16 * g + l];
                 isum += x->Scales[g] * dot;
             }
-            sumf += Fp16.ToFloat(x->D) * y->D * isum;
+            sumf += HalfBits.ToFloat(x->D) * y->D * isum;
         }
         return sumf;
     }
@@ -168,17 +64,18 @@ public static unsafe class Q6_K
 
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
-        int nb = n / BlockSize;
+        int nb = n / Q6_KFormat.BlockSize;
         Vector256<float> acc = default, accOffset = default;
         for (int i = 0; i < nb; i++)
         {
-            byte* x = w + (nint)i * TypeSize;
-            byte* y = a + (nint)i * Q8_K.TypeSize;
-            Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + 192));
-            float d = Fp16.ToFloat(*(ushort*)(x + 208)) * *(float*)y;
-            accOffset = Simd.MulAdd(ScalesTimesBsums(sc16, (short*)(y + 260)), 32 * d, accOffset);
-            Vector256<int> sum0 = Half<T>(x, x + 128, HalfScales(sc16, 0), (sbyte*)(y + 4));
-            Vector256<int> sum1 = Half<T>(x + 64, x + 128 + 32, HalfScales(sc16, 1), (sbyte*)(y + 4 + 128));
+            byte* x = w + (nint)i * Q6_KFormat.TypeSize;
+            byte* y = a + (nint)i * Q8_KFormat.TypeSize;
+            Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + Q6_KFormat.ScalesOffset));
+            float d = HalfBits.ToFloat(*(ushort*)(x + Q6_KFormat.DOffset)) * *(float*)y;
+            accOffset = Simd.MulAdd(ScalesTimesBsums(sc16, (short*)(y + Q8_KFormat.BSumsOffset)), 32 * d, accOffset);
+            Vector256<int> sum0 = Half<T>(x, x + Q6_KFormat.QhOffset, HalfScales(sc16, 0), (sbyte*)(y + Q8_KFormat.QsOffset));
+            Vector256<int> sum1 = Half<T>(x + 64, x + Q6_KFormat.QhOffset + 32, HalfScales(sc16, 1),
+                (sbyte*)(y + Q8_KFormat.QsOffset + 128));
             acc = Simd.MulAdd(sum0 + sum1, d, acc);
         }
         return Simd.HSum(acc - accOffset);
@@ -192,7 +89,7 @@ public static unsafe class Q6_K
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static float DotAvx512(int n, byte* w, byte* a)
     {
-        int nb = n / BlockSize;
+        int nb = n / Q6_KFormat.BlockSize;
         Vector512<float> acc = default;
         var m0F = Vector512.Create((byte)0x0F);
         var m30 = Vector512.Create((byte)0x30);
@@ -203,16 +100,16 @@ public static unsafe class Q6_K
         Vector512<short> idx01 = ScaleIndex(0), idx23 = ScaleIndex(4), idx45 = ScaleIndex(8), idx67 = ScaleIndex(12);
         for (int i = 0; i < nb; i++)
         {
-            byte* x = w + (nint)i * TypeSize;
-            byte* y = a + (nint)i * Q8_K.TypeSize;
-            sbyte* q8 = (sbyte*)(y + 4);
-            Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + 192));
+            byte* x = w + (nint)i * Q6_KFormat.TypeSize;
+            byte* y = a + (nint)i * Q8_KFormat.TypeSize;
+            sbyte* q8 = (sbyte*)(y + Q8_KFormat.QsOffset);
+            Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + Q6_KFormat.ScalesOffset));
             Vector512<short> sc = sc16.ToVector512Unsafe();
-            Vector256<int> offset = ScalesTimesBsums(sc16, (short*)(y + 260));
-            Vector512<int> sum = HalfAvx512(x, x + 128, q8, sc, idx01, idx23, shl, shr, m0F, m30);
-            sum += HalfAvx512(x + 64, x + 128 + 32, q8 + 128, sc, idx45, idx67, shl, shr, m0F, m30);
+            Vector256<int> offset = ScalesTimesBsums(sc16, (short*)(y + Q8_KFormat.BSumsOffset));
+            Vector512<int> sum = HalfAvx512(x, x + Q6_KFormat.QhOffset, q8, sc, idx01, idx23, shl, shr, m0F, m30);
+            sum += HalfAvx512(x + 64, x + Q6_KFormat.QhOffset + 32, q8 + 128, sc, idx45, idx67, shl, shr, m0F, m30);
             Vector256<int> sum8 = sum.GetLower() + sum.GetUpper() - (offset << 5);
-            float d = Fp16.ToFloat(*(ushort*)(x + 208)) * *(float*)y;
+            float d = HalfBits.ToFloat(*(ushort*)(x + Q6_KFormat.DOffset)) * *(float*)y;
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sum8.ToVector512Unsafe()), Vector512.Create(d), acc);
         }
         return Simd.HSum(acc.GetLower());
@@ -234,7 +131,8 @@ public static unsafe class Q6_K
         Vector256<ushort> qh256 = Vector256.Load((ushort*)qhp);
         Vector512<ushort> qh = Vector512.Create(qh256, qh256);
         Vector512<byte> q12 = (l & m0F) | (Avx512BW.ShiftLeftLogicalVariable(qh, shl).AsByte() & m30);
-        Vector512<byte> q34 = (Vector512.ShiftRightLogical(l.AsUInt16(), 4).AsByte() & m0F) | (Avx512BW.ShiftRightLogicalVariable(qh, shr).AsByte() & m30);
+        Vector512<byte> q34 = (Vector512.ShiftRightLogical(l.AsUInt16(), 4).AsByte() & m0F)
+            | (Avx512BW.ShiftRightLogicalVariable(qh, shr).AsByte() & m30);
         Vector512<int> s = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q12, Vector512.Load(q8)), Avx512BW.PermuteVar32x16(sc, idxLow));
         return s + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q34, Vector512.Load(q8 + 64)), Avx512BW.PermuteVar32x16(sc, idxHigh));
     }
@@ -260,30 +158,30 @@ public static unsafe class Q6_K
     /// <summary>One weight row against 4 Q8_K activation rows, unpacking each weight half once.</summary>
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
-        int nb = n / BlockSize;
+        int nb = n / Q6_KFormat.BlockSize;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         var m30 = Vector256.Create((byte)0x30);
         for (int i = 0; i < nb; i++)
         {
-            byte* x = w + (nint)i * TypeSize;
-            nint o = (nint)i * Q8_K.TypeSize;
+            byte* x = w + (nint)i * Q6_KFormat.TypeSize;
+            nint o = (nint)i * Q8_KFormat.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
-            Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + 192));
-            float xd = Fp16.ToFloat(*(ushort*)(x + 208));
+            Vector256<short> sc16 = Avx2.ConvertToVector256Int16((sbyte*)(x + Q6_KFormat.ScalesOffset));
+            float xd = HalfBits.ToFloat(*(ushort*)(x + Q6_KFormat.DOffset));
             float d0 = xd * *(float*)y0, d1 = xd * *(float*)y1, d2 = xd * *(float*)y2, d3 = xd * *(float*)y3;
             // -32 offset term, folded into the integer sums: s = Σ sc·(q·y) - 32 Σ sc·bsums
             Vector256<int> s0 = Offset(sc16, y0), s1 = Offset(sc16, y1), s2 = Offset(sc16, y2), s3 = Offset(sc16, y3);
             for (int h = 0; h < 2; h++)
             {
                 Vector256<byte> ql0 = Vector256.Load(x + 64 * h), ql1 = Vector256.Load(x + 64 * h + 32);
-                Vector256<ushort> qh = Vector256.Load((ushort*)(x + 128 + 32 * h));
+                Vector256<ushort> qh = Vector256.Load((ushort*)(x + Q6_KFormat.QhOffset + 32 * h));
                 Vector256<byte> q1 = Simd.LowNibbles(ql0) | (Vector256.ShiftLeft(qh, 4).AsByte() & m30);
                 Vector256<byte> q2 = Simd.LowNibbles(ql1) | (Vector256.ShiftLeft(qh, 2).AsByte() & m30);
                 Vector256<byte> q3 = Simd.HighNibbles(ql0) | (qh.AsByte() & m30);
                 Vector256<byte> q4 = Simd.HighNibbles(ql1) | (Vector256.ShiftRightLogical(qh, 2).AsByte() & m30);
                 Vector256<byte> hs = HalfScales(sc16, h);
                 Vector256<short> c1 = PairScales(hs, 0), c2 = PairScales(hs, 1), c3 = PairScales(hs, 2), c4 = PairScales(hs, 3);
-                int off = 4 + 128 * h;
+                int off = Q8_KFormat.QsOffset + 128 * h;
                 s0 = Quad<T>(s0, q1, q2, q3, q4, c1, c2, c3, c4, (sbyte*)(y0 + off));
                 s1 = Quad<T>(s1, q1, q2, q3, q4, c1, c2, c3, c4, (sbyte*)(y1 + off));
                 s2 = Quad<T>(s2, q1, q2, q3, q4, c1, c2, c3, c4, (sbyte*)(y2 + off));
@@ -297,10 +195,13 @@ public static unsafe class Q6_K
         result[0] = Simd.HSum(acc0); result[1] = Simd.HSum(acc1); result[2] = Simd.HSum(acc2); result[3] = Simd.HSum(acc3);
     }
 
-    /// <summary>-32 · (sc·bsums per lane pair): the offset that turns Σ sc·(q·y) with unsigned q into Σ sc·((q-32)·y). Fits int32 (|·| ≤ 32·2·128·2032).</summary>
+    /// <summary>
+    /// -32 · (sc·bsums per lane pair): the offset that turns Σ sc·(q·y) with unsigned q into Σ sc·((q-32)·y). Fits int32
+    /// (|·| ≤ 32·2·128·2032).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Offset(Vector256<short> sc16, byte* y) =>
-        Vector256<int>.Zero - (ScalesTimesBsums(sc16, (short*)(y + 260)) << 5);
+        Vector256<int>.Zero - (ScalesTimesBsums(sc16, (short*)(y + Q8_KFormat.BSumsOffset)) << 5);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Quad<T>(Vector256<int> s, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3, Vector256<byte> q4,

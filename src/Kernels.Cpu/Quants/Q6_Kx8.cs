@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
 
@@ -10,7 +11,8 @@ namespace Infer.Kernels.Cpu.Quants;
 /// through the activations' 16-element sums (Q8_K bsums), as ggml does. Group super-block (1680 bytes) for rows r = 0..7:
 /// <list type="bullet">
 /// <item>d[8] fp16 (16 B);</item>
-/// <item>the int8 scales as pairs (128 B): byte 16p + 2r + j = sc_r[2p + j] (p = 0..7), so one sign extension gives int16 lanes (sc[2p], sc[2p + 1]) per row;</item>
+/// <item>the int8 scales as pairs (128 B): byte 16p + 2r + j = sc_r[2p + j] (p = 0..7), so one sign extension gives int16 lanes
+/// (sc[2p], sc[2p + 1]) per row;</item>
 /// <item>for each 16-element sub-block s = 0..15 (96 B at 144 + 96s), three 32-byte vectors V_k (k = 0..2) whose byte 4r + e is
 /// q_r[16s + 4k + e] in bits 0-5 and bits 2k, 2k + 1 of q_r[16s + 12 + e] in bits 6-7: columns 0-2 unpack with one AND,
 /// column 3 is gathered from the three top bit pairs.</item>
@@ -19,33 +21,37 @@ namespace Infer.Kernels.Cpu.Quants;
 public static unsafe class Q6_Kx8
 {
     public const int Rows = 8;
-    public const int GroupBlockBytes = Rows * Q6_K.TypeSize;
-    private const int ScalesOffset = 16;
-    private const int QuantsOffset = 16 + 128;
-    private const int SubBlockBytes = 96;
+    public const int GroupBlockBytes = Rows * Q6_KFormat.TypeSize;
+    private const int ScalesOffset = Rows * sizeof(ushort); // after d[8]
+    private const int QuantsOffset = ScalesOffset + Rows * 16; // after the 16 int8 scales of each row
+    private const int SubBlockBytes = 3 * 32;
 
-    /// <summary>Interleaves 8 Q6_K rows (<paramref name="src"/> + r * <paramref name="srcStride"/>) of <paramref name="n"/> elements into <paramref name="dst"/> (8 × row bytes).</summary>
+    /// <summary>
+    /// Interleaves 8 Q6_K rows (<paramref name="src"/> + r * <paramref name="srcStride"/>) of <paramref name="n"/> elements into
+    /// <paramref name="dst"/> (8 × row bytes).
+    /// </summary>
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
-        int nb = n / Q6_K.BlockSize;
-        byte* q = stackalloc byte[Q6_K.BlockSize];
+        int nb = n / Q6_KFormat.BlockSize;
+        byte* q = stackalloc byte[Q6_KFormat.BlockSize];
         for (int b = 0; b < nb; b++)
         {
             byte* g = dst + (nint)b * GroupBlockBytes;
             for (int r = 0; r < Rows; r++)
             {
-                byte* blk = src + r * srcStride + (nint)b * Q6_K.TypeSize;
+                byte* blk = src + r * srcStride + (nint)b * Q6_KFormat.TypeSize;
                 Unpack6(blk, q);
-                ((ushort*)g)[r] = *(ushort*)(blk + 208);
+                ((ushort*)g)[r] = *(ushort*)(blk + Q6_KFormat.DOffset);
                 for (int p = 0; p < 8; p++)
                     for (int j = 0; j < 2; j++)
-                        g[ScalesOffset + 16 * p + 2 * r + j] = blk[192 + 2 * p + j];
+                        g[ScalesOffset + 16 * p + 2 * r + j] = blk[Q6_KFormat.ScalesOffset + 2 * p + j];
                 for (int s = 0; s < 16; s++)
                 {
                     // the 4 bytes of row r in V_k as one little-endian uint: byte e = q[16s + 4k + e] | bits 2k, 2k + 1 of q[16s + 12 + e] << 6
                     uint col3 = *(uint*)(q + 16 * s + 12);
                     for (int k = 0; k < 3; k++)
-                        *(uint*)(g + QuantsOffset + SubBlockBytes * s + 32 * k + 4 * r) = *(uint*)(q + 16 * s + 4 * k) | (((col3 >> (2 * k)) & 0x03030303u) << 6);
+                        *(uint*)(g + QuantsOffset + SubBlockBytes * s + 32 * k + 4 * r) =
+                            *(uint*)(q + 16 * s + 4 * k) | (((col3 >> (2 * k)) & 0x03030303u) << 6);
                 }
             }
         }
@@ -58,7 +64,8 @@ public static unsafe class Q6_Kx8
         var m30 = Vector256.Create((byte)0x30);
         for (int h = 0; h < 2; h++)
         {
-            Vector256<byte> ql0 = Vector256.Load(blk + 64 * h), ql1 = Vector256.Load(blk + 64 * h + 32), qh = Vector256.Load(blk + 128 + 32 * h);
+            Vector256<byte> ql0 = Vector256.Load(blk + 64 * h), ql1 = Vector256.Load(blk + 64 * h + 32);
+            Vector256<byte> qh = Vector256.Load(blk + Q6_KFormat.QhOffset + 32 * h);
             byte* o = q + 128 * h;
             ((ql0 & m0F) | ((qh << 4) & m30)).Store(o);
             ((ql1 & m0F) | ((qh << 2) & m30)).Store(o + 32);
@@ -95,7 +102,8 @@ public static unsafe class Q6_Kx8
 
     /// <summary>The scales of sub-blocks 2p and 2p + 1 as int16 pairs per row lane: lane r = sc_r[2p] | sc_r[2p + 1] &lt;&lt; 16.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> ScalePair(byte* g, int p) => Avx2.ConvertToVector256Int16((sbyte*)(g + ScalesOffset + 16 * p)).AsInt32();
+    private static Vector256<int> ScalePair(byte* g, int p) =>
+        Avx2.ConvertToVector256Int16((sbyte*)(g + ScalesOffset + 16 * p)).AsInt32();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> EvenScale(Vector256<int> pair) => Vector256.ShiftRightArithmetic(pair << 16, 16);
@@ -106,17 +114,20 @@ public static unsafe class Q6_Kx8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<sbyte> Broadcast4(byte* q8) => Vector256.Create(*(int*)q8).AsSByte();
 
-    /// <summary>Σ q·y over sub-block <paramref name="s"/> (16 elements) of 8 rows against one Q8_K block; q unsigned, |Σ| ≤ 16·63·127.</summary>
+    /// <summary>
+    /// Σ q·y over sub-block <paramref name="s"/> (16 elements) of 8 rows against one Q8_K block; q unsigned, |Σ| ≤ 16·63·127.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SubBlock<T>(byte* g, byte* y, int s) where T : struct, IIntDot
     {
         byte* sub = g + QuantsOffset + SubBlockBytes * s;
-        byte* q8 = y + 4 + 16 * s;
+        byte* q8 = y + Q8_KFormat.QsOffset + 16 * s;
         // each of the three vectors loaded once: columns 0-2 are their low 6 bits, column 3 their top bit pairs
         Vector256<byte> v0 = Vector256.Load(sub), v1 = Vector256.Load(sub + 32), v2 = Vector256.Load(sub + 64);
         var m3F = Vector256.Create((byte)0x3F);
         Vector256<int> s01 = T.DotU8S8(T.DotU8S8(Vector256<int>.Zero, v0 & m3F, Broadcast4(q8)), v1 & m3F, Broadcast4(q8 + 4));
-        Vector256<int> s23 = T.DotU8S8(T.DotU8S8(Vector256<int>.Zero, v2 & m3F, Broadcast4(q8 + 8)), Column3<T>(v0, v1, v2), Broadcast4(q8 + 12));
+        Vector256<int> s23 = T.DotU8S8(T.DotU8S8(Vector256<int>.Zero, v2 & m3F, Broadcast4(q8 + 8)), Column3<T>(v0, v1, v2),
+            Broadcast4(q8 + 12));
         return s01 + s23;
     }
 
@@ -128,8 +139,9 @@ public static unsafe class Q6_Kx8
     private static void Pair<T>(byte* g, byte* y, int p, ref Vector256<int> isum, ref Vector256<int> offset) where T : struct, IIntDot
     {
         Vector256<int> sc = ScalePair(g, p);
-        offset = T.MaddS16(offset, sc.AsInt16(), Vector256.Create(*(int*)(y + 260 + 4 * p)).AsInt16());
-        isum += Avx2.MultiplyLow(SubBlock<T>(g, y, 2 * p), EvenScale(sc)) + Avx2.MultiplyLow(SubBlock<T>(g, y, 2 * p + 1), OddScale(sc));
+        offset = T.MaddS16(offset, sc.AsInt16(), Vector256.Create(*(int*)(y + Q8_KFormat.BSumsOffset + 4 * p)).AsInt16());
+        isum += Avx2.MultiplyLow(SubBlock<T>(g, y, 2 * p), EvenScale(sc))
+            + Avx2.MultiplyLow(SubBlock<T>(g, y, 2 * p + 1), OddScale(sc));
     }
 
     /// <summary>
@@ -139,13 +151,13 @@ public static unsafe class Q6_Kx8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Dot<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
     {
-        int nb = n / Q6_K.BlockSize;
+        int nb = n / Q6_KFormat.BlockSize;
         Vector256<float> acc = default;
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
             Simd.Prefetch(g + Q4_0x8.PrefetchDistance, GroupBlockBytes); // the group super-block that far ahead of the stream
-            byte* y = a + (nint)b * Q8_K.TypeSize;
+            byte* y = a + (nint)b * Q8_KFormat.TypeSize;
             Vector256<int> isum = default, offset = default;
             // the eight sub-block pairs written out, so every offset is a constant (the JIT does not unroll loops)
             Pair<T>(g, y, 0, ref isum, ref offset);
@@ -162,25 +174,28 @@ public static unsafe class Q6_Kx8
         acc.Store(result);
     }
 
-    /// <summary>8 rows of the group · 4 Q8_K activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r]; each sub-block is unpacked once for the 4 rows.</summary>
+    /// <summary>
+    /// 8 rows of the group · 4 Q8_K activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r];
+    /// each sub-block is unpacked once for the 4 rows.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4<T>(int n, byte* group, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
-        int nb = n / Q6_K.BlockSize;
+        int nb = n / Q6_KFormat.BlockSize;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
-            nint o = (nint)b * Q8_K.TypeSize;
+            nint o = (nint)b * Q8_KFormat.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
             Vector256<int> i0 = default, i1 = default, i2 = default, i3 = default, o0 = default, o1 = default, o2 = default, o3 = default;
             for (int p = 0; p < 8; p++)
             {
                 Vector256<int> sc = ScalePair(g, p);
-                o0 = T.MaddS16(o0, sc.AsInt16(), Vector256.Create(*(int*)(y0 + 260 + 4 * p)).AsInt16());
-                o1 = T.MaddS16(o1, sc.AsInt16(), Vector256.Create(*(int*)(y1 + 260 + 4 * p)).AsInt16());
-                o2 = T.MaddS16(o2, sc.AsInt16(), Vector256.Create(*(int*)(y2 + 260 + 4 * p)).AsInt16());
-                o3 = T.MaddS16(o3, sc.AsInt16(), Vector256.Create(*(int*)(y3 + 260 + 4 * p)).AsInt16());
+                o0 = T.MaddS16(o0, sc.AsInt16(), Vector256.Create(*(int*)(y0 + Q8_KFormat.BSumsOffset + 4 * p)).AsInt16());
+                o1 = T.MaddS16(o1, sc.AsInt16(), Vector256.Create(*(int*)(y1 + Q8_KFormat.BSumsOffset + 4 * p)).AsInt16());
+                o2 = T.MaddS16(o2, sc.AsInt16(), Vector256.Create(*(int*)(y2 + Q8_KFormat.BSumsOffset + 4 * p)).AsInt16());
+                o3 = T.MaddS16(o3, sc.AsInt16(), Vector256.Create(*(int*)(y3 + Q8_KFormat.BSumsOffset + 4 * p)).AsInt16());
                 SubBlock4<T>(g, 2 * p, EvenScale(sc), y0, y1, y2, y3, ref i0, ref i1, ref i2, ref i3);
                 SubBlock4<T>(g, 2 * p + 1, OddScale(sc), y0, y1, y2, y3, ref i0, ref i1, ref i2, ref i3);
             }
@@ -199,7 +214,7 @@ public static unsafe class Q6_Kx8
         ref Vector256<int> i0, ref Vector256<int> i1, ref Vector256<int> i2, ref Vector256<int> i3) where T : struct, IIntDot
     {
         byte* sub = g + QuantsOffset + SubBlockBytes * s;
-        int q = 4 + 16 * s;
+        int q = Q8_KFormat.QsOffset + 16 * s;
         Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
         Step4<T>(Column(sub, 0), q, y0, y1, y2, y3, ref s0, ref s1, ref s2, ref s3);
         Step4<T>(Column(sub, 1), q + 4, y0, y1, y2, y3, ref s0, ref s1, ref s2, ref s3);
@@ -217,7 +232,9 @@ public static unsafe class Q6_Kx8
         s2 = T.DotU8S8(s2, w, Broadcast4(y2 + q)); s3 = T.DotU8S8(s3, w, Broadcast4(y3 + q));
     }
 
-    /// <summary>Floats per super-block that <see cref="TileScales"/> writes: d·sc_s of both groups (2 × 16 × 8), then −32·d of both (2 × 8).</summary>
+    /// <summary>
+    /// Floats per super-block that <see cref="TileScales"/> writes: d·sc_s of both groups (2 × 16 × 8), then −32·d of both (2 × 8).
+    /// </summary>
     internal const int TileScaleFloats = 272;
 
     /// <summary>
@@ -228,7 +245,7 @@ public static unsafe class Q6_Kx8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void TileScales(int n, byte* group, nint groupStride, float* scales)
     {
-        int nb = n / Q6_K.BlockSize;
+        int nb = n / Q6_KFormat.BlockSize;
         for (int b = 0; b < nb; b++)
         {
             byte* g0 = group + (nint)b * GroupBlockBytes;
@@ -256,25 +273,27 @@ public static unsafe class Q6_Kx8
     /// Σ_s sc_s·bsum_s with int16 multiply-adds once per super-block (|·| ≤ 16·128·2032 &lt; 2^24, exact as float).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
-    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* tileScales, byte* a, nint aStride, float* y, nint yStride) where T : struct, IIntDot
+    internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* tileScales, byte* a, nint aStride, float* y,
+        nint yStride) where T : struct, IIntDot
     {
-        int nb = n / Q6_K.BlockSize;
+        int nb = n / Q6_KFormat.BlockSize;
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         for (int b = 0; b < nb; b++)
         {
             byte* g0 = group + (nint)b * GroupBlockBytes, g1 = g0 + groupStride;
-            nint o = (nint)b * Q8_K.TypeSize;
+            nint o = (nint)b * Q8_KFormat.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
             float* scales = tileScales + (nint)b * TileScaleFloats;
             Vector256<float> f00 = default, f01 = default, f02 = default, f03 = default, f10 = default, f11 = default, f12 = default, f13 = default;
             for (int s = 0; s < 16; s++)
-                TileSubBlock<T>(g0 + QuantsOffset + SubBlockBytes * s, g1 + QuantsOffset + SubBlockBytes * s, 4 + 16 * s, y0, y1, y2, y3,
+                TileSubBlock<T>(g0 + QuantsOffset + SubBlockBytes * s, g1 + QuantsOffset + SubBlockBytes * s,
+                    Q8_KFormat.QsOffset + 16 * s, y0, y1, y2, y3,
                     scales + 8 * s, scales + 128 + 8 * s, ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
             Vector256<int> o00 = default, o01 = default, o02 = default, o03 = default, o10 = default, o11 = default, o12 = default, o13 = default;
             for (int p = 0; p < 8; p++)
             {
                 Vector256<short> sc0 = ScalePair(g0, p).AsInt16(), sc1 = ScalePair(g1, p).AsInt16();
-                int bo = 260 + 4 * p;
+                int bo = Q8_KFormat.BSumsOffset + 4 * p;
                 OffsetStep<T>(sc0, sc1, y0 + bo, ref o00, ref o10);
                 OffsetStep<T>(sc0, sc1, y1 + bo, ref o01, ref o11);
                 OffsetStep<T>(sc0, sc1, y2 + bo, ref o02, ref o12);
@@ -292,7 +311,10 @@ public static unsafe class Q6_Kx8
         a03.Store(y + 3 * yStride); a13.Store(y + 3 * yStride + 8);
     }
 
-    /// <summary>One sub-block of both groups (<paramref name="p0"/>, <paramref name="p1"/>) against 4 tokens' 16 activations (at offset <paramref name="q"/>); f += float(Σq·y) · d·sc.</summary>
+    /// <summary>
+    /// One sub-block of both groups (<paramref name="p0"/>, <paramref name="p1"/>) against 4 tokens' 16 activations (at offset
+    /// <paramref name="q"/>); f += float(Σq·y) · d·sc.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void TileSubBlock<T>(byte* p0, byte* p1, int q, byte* y0, byte* y1, byte* y2, byte* y3, float* sc0, float* sc1,
         ref Vector256<float> f00, ref Vector256<float> f01, ref Vector256<float> f02, ref Vector256<float> f03,

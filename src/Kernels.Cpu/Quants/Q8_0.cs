@@ -1,49 +1,22 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
-
-/// <summary>ggml <c>block_q8_0</c>: 32 values = d (fp16) * qs[i] (int8).</summary>
-[StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ8_0
-{
-    public ushort D;
-    public fixed sbyte Qs[32];
-}
 
 /// <summary>Q8_0 weights (and the activation format of Q4_0, Q5_0 and Q8_0 weights).</summary>
 public static unsafe class Q8_0
 {
-    public const int BlockSize = 32;
-    public const int TypeSize = 34;
-
-    /// <summary>ggml's <c>quantize_row_q8_0_ref</c>: d = amax/127, q = roundf(x/d) (half away from zero).</summary>
-    public static void QuantizeRef(float* x, byte* y, int n)
-    {
-        int nb = n / BlockSize;
-        for (int i = 0; i < nb; i++)
-        {
-            float* xb = x + (nint)i * BlockSize;
-            var yb = (BlockQ8_0*)(y + (nint)i * TypeSize);
-            float amax = 0;
-            for (int j = 0; j < BlockSize; j++) amax = MathF.Max(amax, MathF.Abs(xb[j]));
-            float d = amax / 127;
-            float id = d != 0 ? 1.0f / d : 0.0f;
-            yb->D = Fp16.FromFloat(d);
-            for (int j = 0; j < BlockSize; j++) yb->Qs[j] = (sbyte)Scalar.RoundF(xb[j] * id);
-        }
-    }
-
     /// <summary>
-    /// Activation rows for the Q8_0-paired kernels (<see cref="QuantKernel.QuantizeActivations"/>): the Q8_0 blocks of <see cref="QuantizeRef"/>
-    /// (n/32 × 34 bytes), then one int32 per block, Σ qs, then one float per block, the block's scale d as float32 (the repacked
-    /// kernels read these instead of summing and converting per weight row; see <see cref="BlockSums"/> and <see cref="BlockScales"/>).
+    /// Activation rows for the Q8_0-paired kernels (<see cref="QuantKernel.QuantizeActivations"/>): the Q8_0 blocks of
+    /// <see cref="Q8_0Format.QuantizeRef"/> (n/32 × 34 bytes), then one int32 per block, Σ qs, then one float per block, the block's
+    /// scale d as float32 (the repacked kernels read these instead of summing and converting per weight row; see
+    /// <see cref="BlockSums"/> and <see cref="BlockScales"/>).
     /// </summary>
     public static void QuantizeActivationsRef(float* x, byte* y, int n)
     {
-        QuantizeRef(x, y, n);
+        Q8_0Format.QuantizeRef(x, y, n);
         WriteBlockSums(y, n);
     }
 
@@ -55,42 +28,43 @@ public static unsafe class Q8_0
     }
 
     /// <summary>Bytes of an activation row with its block-sum and block-scale trailers.</summary>
-    public static long ActivationRowBytes(long n) => n / BlockSize * (TypeSize + sizeof(int) + sizeof(float));
+    public static long ActivationRowBytes(long n) => n / Q8_0Format.BlockSize * (Q8_0Format.TypeSize + sizeof(int) + sizeof(float));
 
     /// <summary>The int32 Σ qs per block of an activation row of <paramref name="nb"/> blocks.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int* BlockSums(byte* row, int nb) => (int*)(row + (nint)nb * TypeSize);
+    public static int* BlockSums(byte* row, int nb) => (int*)(row + (nint)nb * Q8_0Format.TypeSize);
 
     /// <summary>The float32 scale per block of an activation row of <paramref name="nb"/> blocks.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float* BlockScales(byte* row, int nb) => (float*)(row + (nint)nb * (TypeSize + sizeof(int)));
+    public static float* BlockScales(byte* row, int nb) => (float*)(row + (nint)nb * (Q8_0Format.TypeSize + sizeof(int)));
 
     private static void WriteBlockSums(byte* y, int n)
     {
-        int nb = n / BlockSize;
+        int nb = n / Q8_0Format.BlockSize;
         int* sums = BlockSums(y, nb);
         float* scales = BlockScales(y, nb);
         for (int i = 0; i < nb; i++)
         {
-            var block = (BlockQ8_0*)(y + (nint)i * TypeSize);
+            var block = (BlockQ8_0*)(y + (nint)i * Q8_0Format.TypeSize);
             int s = 0;
-            for (int j = 0; j < BlockSize; j++) s += block->Qs[j];
+            for (int j = 0; j < Q8_0Format.BlockSize; j++) s += block->Qs[j];
             sums[i] = s;
-            scales[i] = Fp16.ToFloat(block->D);
+            scales[i] = HalfBits.ToFloat(block->D);
         }
     }
 
-    /// <summary>Same bytes as <see cref="QuantizeRef"/>, vectorized (AVX2).</summary>
+    /// <summary>Same bytes as <see cref="Q8_0Format.QuantizeRef"/>, vectorized (AVX2).</summary>
     public static void QuantizeFast(float* x, byte* y, int n)
     {
-        if (!Avx2.IsSupported) { QuantizeRef(x, y, n); return; }
-        int nb = n / BlockSize;
+        if (!Avx2.IsSupported) { Q8_0Format.QuantizeRef(x, y, n); return; }
+        int nb = n / Q8_0Format.BlockSize;
         var signMask = Vector256.Create(0x7FFFFFFF).AsSingle();
         for (int i = 0; i < nb; i++)
         {
-            float* xb = x + (nint)i * BlockSize;
-            var yb = (BlockQ8_0*)(y + (nint)i * TypeSize);
-            Vector256<float> v0 = Avx.LoadVector256(xb), v1 = Avx.LoadVector256(xb + 8), v2 = Avx.LoadVector256(xb + 16), v3 = Avx.LoadVector256(xb + 24);
+            float* xb = x + (nint)i * Q8_0Format.BlockSize;
+            var yb = (BlockQ8_0*)(y + (nint)i * Q8_0Format.TypeSize);
+            Vector256<float> v0 = Avx.LoadVector256(xb), v1 = Avx.LoadVector256(xb + 8);
+            Vector256<float> v2 = Avx.LoadVector256(xb + 16), v3 = Avx.LoadVector256(xb + 24);
             Vector256<float> m = Avx.Max(Avx.Max(v0 & signMask, v1 & signMask), Avx.Max(v2 & signMask, v3 & signMask));
             Vector128<float> m4 = Sse.Max(m.GetLower(), m.GetUpper());
             m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b01_00_11_10));
@@ -98,7 +72,7 @@ public static unsafe class Q8_0
             float amax = m4.ToScalar();
             float d = amax / 127;
             float id = d != 0 ? 1.0f / d : 0.0f;
-            yb->D = Fp16.FromFloat(d);
+            yb->D = HalfBits.FromFloat(d);
             var vid = Vector256.Create(id);
             Vector256<int> i0 = RoundAway(v0 * vid), i1 = RoundAway(v1 * vid), i2 = RoundAway(v2 * vid), i3 = RoundAway(v3 * vid);
             // int32 → int16 → int8 packs work per 128-bit lane; fix the order with one permute
@@ -123,29 +97,18 @@ public static unsafe class Q8_0
         return Avx.ConvertToVector256Int32WithTruncation(t + step);
     }
 
-    public static void DequantizeRef(byte* x, float* y, int n)
-    {
-        int nb = n / BlockSize;
-        for (int i = 0; i < nb; i++)
-        {
-            var xb = (BlockQ8_0*)(x + (nint)i * TypeSize);
-            float d = Fp16.ToFloat(xb->D);
-            for (int j = 0; j < BlockSize; j++) y[(nint)i * BlockSize + j] = xb->Qs[j] * d;
-        }
-    }
-
     /// <summary>ggml's <c>ggml_vec_dot_q8_0_q8_0</c> (generic): per block, integer sum times d_w * d_a.</summary>
     public static float DotRef(int n, byte* w, byte* a)
     {
-        int nb = n / BlockSize;
+        int nb = n / Q8_0Format.BlockSize;
         float sumf = 0;
         for (int i = 0; i < nb; i++)
         {
-            var x = (BlockQ8_0*)(w + (nint)i * TypeSize);
-            var y = (BlockQ8_0*)(a + (nint)i * TypeSize);
+            var x = (BlockQ8_0*)(w + (nint)i * Q8_0Format.TypeSize);
+            var y = (BlockQ8_0*)(a + (nint)i * Q8_0Format.TypeSize);
             int sumi = 0;
-            for (int j = 0; j < BlockSize; j++) sumi += x->Qs[j] * y->Qs[j];
-            sumf += sumi * (Fp16.ToFloat(x->D) * Fp16.ToFloat(y->D));
+            for (int j = 0; j < Q8_0Format.BlockSize; j++) sumi += x->Qs[j] * y->Qs[j];
+            sumf += sumi * (HalfBits.ToFloat(x->D) * HalfBits.ToFloat(y->D));
         }
         return sumf;
     }
@@ -153,39 +116,43 @@ public static unsafe class Q8_0
     /// <summary>Q8_0 · Q8_0, one block per 256-bit vector, two accumulators.</summary>
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
-        int nb = n / BlockSize;
+        int nb = n / Q8_0Format.BlockSize;
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
         int i = 0;
         for (; i + 1 < nb; i += 2)
         {
-            byte* x = w + (nint)i * TypeSize, y = a + (nint)i * TypeSize;
+            byte* x = w + (nint)i * Q8_0Format.TypeSize, y = a + (nint)i * Q8_0Format.TypeSize;
             acc0 = BlockDot<T>(x, y, acc0);
-            acc1 = BlockDot<T>(x + TypeSize, y + TypeSize, acc1);
+            acc1 = BlockDot<T>(x + Q8_0Format.TypeSize, y + Q8_0Format.TypeSize, acc1);
         }
-        if (i < nb) acc0 = BlockDot<T>(w + (nint)i * TypeSize, a + (nint)i * TypeSize, acc0);
+        if (i < nb) acc0 = BlockDot<T>(w + (nint)i * Q8_0Format.TypeSize, a + (nint)i * Q8_0Format.TypeSize, acc0);
         return Simd.HSum(acc0 + acc1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> BlockDot<T>(byte* x, byte* y, Vector256<float> acc) where T : struct, IIntDot
     {
-        Vector256<int> sumi = Simd.DotS8S8<T>(Vector256<int>.Zero, Vector256.Load((sbyte*)(x + 2)), Vector256.Load((sbyte*)(y + 2)));
-        return Simd.MulAdd(sumi, Fp16.ToFloat(*(ushort*)x) * Fp16.ToFloat(*(ushort*)y), acc);
+        Vector256<sbyte> qx = Vector256.Load((sbyte*)(x + Q8_0Format.QsOffset)), qy = Vector256.Load((sbyte*)(y + Q8_0Format.QsOffset));
+        Vector256<int> sumi = Simd.DotS8S8<T>(Vector256<int>.Zero, qx, qy);
+        return Simd.MulAdd(sumi, HalfBits.ToFloat(*(ushort*)x) * HalfBits.ToFloat(*(ushort*)y), acc);
     }
 
-    /// <summary>One weight row against 4 activation rows (<paramref name="a"/> + r * <paramref name="aStride"/> bytes), sharing the weight loads.</summary>
+    /// <summary>
+    /// One weight row against 4 activation rows (<paramref name="a"/> + r * <paramref name="aStride"/> bytes), sharing the weight
+    /// loads.
+    /// </summary>
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
-        int nb = n / BlockSize;
+        int nb = n / Q8_0Format.BlockSize;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
         for (int i = 0; i < nb; i++)
         {
-            nint o = (nint)i * TypeSize;
+            nint o = (nint)i * Q8_0Format.TypeSize;
             byte* x = w + o;
-            Vector256<sbyte> qx = Vector256.Load((sbyte*)(x + 2));
+            Vector256<sbyte> qx = Vector256.Load((sbyte*)(x + Q8_0Format.QsOffset));
             Vector256<byte> ax = Avx2.Abs(qx);
-            float dx = Fp16.ToFloat(*(ushort*)x);
+            float dx = HalfBits.ToFloat(*(ushort*)x);
             acc0 = Column<T>(ax, qx, dx, a0 + o, acc0);
             acc1 = Column<T>(ax, qx, dx, a1 + o, acc1);
             acc2 = Column<T>(ax, qx, dx, a2 + o, acc2);
@@ -195,10 +162,11 @@ public static unsafe class Q8_0
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Column<T>(Vector256<byte> ax, Vector256<sbyte> qx, float dx, byte* y, Vector256<float> acc) where T : struct, IIntDot
+    private static Vector256<float> Column<T>(Vector256<byte> ax, Vector256<sbyte> qx, float dx, byte* y, Vector256<float> acc)
+        where T : struct, IIntDot
     {
-        Vector256<int> sumi = T.DotU8S8(Vector256<int>.Zero, ax, Avx2.Sign(Vector256.Load((sbyte*)(y + 2)), qx));
-        return Simd.MulAdd(sumi, dx * Fp16.ToFloat(*(ushort*)y), acc);
+        Vector256<int> sumi = T.DotU8S8(Vector256<int>.Zero, ax, Avx2.Sign(Vector256.Load((sbyte*)(y + Q8_0Format.QsOffset)), qx));
+        return Simd.MulAdd(sumi, dx * HalfBits.ToFloat(*(ushort*)y), acc);
     }
 
     internal static void Dot4Ref(int n, byte* w, byte* a, nint aStride, float* result)

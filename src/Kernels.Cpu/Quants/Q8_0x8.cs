@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
 
@@ -13,30 +14,34 @@ namespace Infer.Kernels.Cpu.Quants;
 public static unsafe class Q8_0x8
 {
     public const int Rows = 8;
-    public const int GroupBlockBytes = Rows * Q8_0.TypeSize;
+    public const int GroupBlockBytes = Rows * Q8_0Format.TypeSize;
+    private const int QuantsOffset = Rows * sizeof(ushort); // V_0 (after the 8 scales)
 
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
-        int nb = n / Q8_0.BlockSize;
+        int nb = n / Q8_0Format.BlockSize;
         for (int b = 0; b < nb; b++)
         {
             byte* g = dst + (nint)b * GroupBlockBytes;
             for (int r = 0; r < Rows; r++)
             {
-                byte* blk = src + r * srcStride + (nint)b * Q8_0.TypeSize;
+                byte* blk = src + r * srcStride + (nint)b * Q8_0Format.TypeSize;
                 ((ushort*)g)[r] = *(ushort*)blk;
                 for (int k = 0; k < 8; k++)
                     for (int e = 0; e < 4; e++)
-                        g[16 + 32 * k + 4 * r + e] = (byte)(blk[2 + 4 * k + e] ^ 0x80);
+                        g[QuantsOffset + 32 * k + 4 * r + e] = (byte)(blk[Q8_0Format.QsOffset + 4 * k + e] ^ 0x80);
             }
         }
     }
 
-    /// <summary>8 rows of the group · one activation row from <see cref="QuantKernel.QuantizeActivations"/> (Q8_0 blocks, block sums, block scales) → result[0..7].</summary>
+    /// <summary>
+    /// 8 rows of the group · one activation row from <see cref="QuantKernel.QuantizeActivations"/> (Q8_0 blocks, block sums, block
+    /// scales) → result[0..7].
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void Dot(int n, byte* group, byte* a, float* result)
     {
-        int nb = n / Q8_0.BlockSize;
+        int nb = n / Q8_0Format.BlockSize;
         int* sums = Q8_0.BlockSums(a, nb);
         float* dys = Q8_0.BlockScales(a, nb);
         Vector256<float> acc0 = default, acc1 = default;
@@ -46,10 +51,10 @@ public static unsafe class Q8_0x8
         {
             byte* g = group + (nint)b * GroupBlockBytes;
             Simd.Prefetch(g + Q4_0x8.PrefetchDistance, 2 * GroupBlockBytes); // the two group-blocks that far ahead of the stream
-            acc0 = BlockDot(g, a + (nint)b * Q8_0.TypeSize, sums[b], dys[b], acc0, c);
-            acc1 = BlockDot(g + GroupBlockBytes, a + (nint)(b + 1) * Q8_0.TypeSize, sums[b + 1], dys[b + 1], acc1, c);
+            acc0 = BlockDot(g, a + (nint)b * Q8_0Format.TypeSize, sums[b], dys[b], acc0, c);
+            acc1 = BlockDot(g + GroupBlockBytes, a + (nint)(b + 1) * Q8_0Format.TypeSize, sums[b + 1], dys[b + 1], acc1, c);
         }
-        if (b < nb) acc0 = BlockDot(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0.TypeSize, sums[b], dys[b], acc0, c);
+        if (b < nb) acc0 = BlockDot(group + (nint)b * GroupBlockBytes, a + (nint)b * Q8_0Format.TypeSize, sums[b], dys[b], acc0, c);
         (acc0 + acc1).Store(result);
     }
 
@@ -68,27 +73,31 @@ public static unsafe class Q8_0x8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void BlockStep(byte* g, byte* y, int k, ref Vector256<int> s0, ref Vector256<int> s1)
     {
-        s0 = AvxVnni.MultiplyWideningAndAdd(s0, Vector256.Load(g + 16 + 32 * k), Vector256.Create(*(int*)(y + 2 + 4 * k)).AsSByte());
-        s1 = AvxVnni.MultiplyWideningAndAdd(s1, Vector256.Load(g + 48 + 32 * k), Vector256.Create(*(int*)(y + 6 + 4 * k)).AsSByte());
+        s0 = AvxVnni.MultiplyWideningAndAdd(s0, Vector256.Load(g + QuantsOffset + 32 * k),
+            Vector256.Create(*(int*)(y + Q8_0Format.QsOffset + 4 * k)).AsSByte());
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, Vector256.Load(g + (QuantsOffset + 32) + 32 * k),
+            Vector256.Create(*(int*)(y + (Q8_0Format.QsOffset + 4) + 4 * k)).AsSByte());
     }
 
     /// <summary>8 rows of the group · 4 activation rows with block sums → result[c * 8 + r].</summary>
     internal static void Dot4(int n, byte* group, byte* a, nint aStride, float* result)
     {
-        int nb = n / Q8_0.BlockSize;
+        int nb = n / Q8_0Format.BlockSize;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        int* sums0 = Q8_0.BlockSums(a, nb), sums1 = Q8_0.BlockSums(a + aStride, nb), sums2 = Q8_0.BlockSums(a + 2 * aStride, nb), sums3 = Q8_0.BlockSums(a + 3 * aStride, nb);
-        float* dys0 = Q8_0.BlockScales(a, nb), dys1 = Q8_0.BlockScales(a + aStride, nb), dys2 = Q8_0.BlockScales(a + 2 * aStride, nb), dys3 = Q8_0.BlockScales(a + 3 * aStride, nb);
+        int* sums0 = Q8_0.BlockSums(a, nb), sums1 = Q8_0.BlockSums(a + aStride, nb);
+        int* sums2 = Q8_0.BlockSums(a + 2 * aStride, nb), sums3 = Q8_0.BlockSums(a + 3 * aStride, nb);
+        float* dys0 = Q8_0.BlockScales(a, nb), dys1 = Q8_0.BlockScales(a + aStride, nb);
+        float* dys2 = Q8_0.BlockScales(a + 2 * aStride, nb), dys3 = Q8_0.BlockScales(a + 3 * aStride, nb);
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
-            nint o = (nint)b * Q8_0.TypeSize;
+            nint o = (nint)b * Q8_0Format.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
             for (int k = 0; k < 8; k++)
             {
-                Vector256<byte> v = Vector256.Load(g + 16 + 32 * k);
-                int off = 2 + 4 * k;
+                Vector256<byte> v = Vector256.Load(g + QuantsOffset + 32 * k);
+                int off = Q8_0Format.QsOffset + 4 * k;
                 s0 = AvxVnni.MultiplyWideningAndAdd(s0, v, Vector256.Create(*(int*)(y0 + off)).AsSByte());
                 s1 = AvxVnni.MultiplyWideningAndAdd(s1, v, Vector256.Create(*(int*)(y1 + off)).AsSByte());
                 s2 = AvxVnni.MultiplyWideningAndAdd(s2, v, Vector256.Create(*(int*)(y2 + off)).AsSByte());
@@ -104,31 +113,38 @@ public static unsafe class Q8_0x8
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Column(Vector256<int> s, Vector256<float> dx, float dy, int sumY, Vector256<float> acc) => Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Create(128 * sumY)), dx * dy, acc);
+    private static Vector256<float> Column(Vector256<int> s, Vector256<float> dx, float dy, int sumY, Vector256<float> acc) =>
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Create(128 * sumY)), dx * dy, acc);
 
     /// <summary>
     /// GEMM tile: 16 rows (two consecutive groups, the second at <paramref name="group"/> + <paramref name="groupStride"/>) · 4 activation
-    /// rows → y[c * <paramref name="yStride"/> + r], r = 0..15, row scales from <see cref="TileScales"/> (see <see cref="Q4_0x8.Tile16x4{T}"/>). The +128 bias is removed by starting
-    /// each accumulator at −128·Σy (exact: |Σ| ≤ 32·255·127 + 128·32·127 fits int32).
+    /// rows → y[c * <paramref name="yStride"/> + r], r = 0..15, row scales from <see cref="TileScales"/> (see
+    /// <see cref="Q4_0x8.Tile16x4{T}"/>). The +128 bias is removed by starting each accumulator at −128·Σy (exact:
+    /// |Σ| ≤ 32·255·127 + 128·32·127 fits int32).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
-    internal static void Tile16x4(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride)
+    internal static void Tile16x4(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y,
+        nint yStride)
     {
-        int nb = n / Q8_0.BlockSize;
-        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
-        int* sums0 = Q8_0.BlockSums(a, nb), sums1 = Q8_0.BlockSums(a + aStride, nb), sums2 = Q8_0.BlockSums(a + 2 * aStride, nb), sums3 = Q8_0.BlockSums(a + 3 * aStride, nb);
-        float* dys0 = Q8_0.BlockScales(a, nb), dys1 = Q8_0.BlockScales(a + aStride, nb), dys2 = Q8_0.BlockScales(a + 2 * aStride, nb), dys3 = Q8_0.BlockScales(a + 3 * aStride, nb);
+        int nb = n / Q8_0Format.BlockSize;
+        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
+        Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
+        int* sums0 = Q8_0.BlockSums(a, nb), sums1 = Q8_0.BlockSums(a + aStride, nb);
+        int* sums2 = Q8_0.BlockSums(a + 2 * aStride, nb), sums3 = Q8_0.BlockSums(a + 3 * aStride, nb);
+        float* dys0 = Q8_0.BlockScales(a, nb), dys1 = Q8_0.BlockScales(a + aStride, nb);
+        float* dys2 = Q8_0.BlockScales(a + 2 * aStride, nb), dys3 = Q8_0.BlockScales(a + 3 * aStride, nb);
         for (int b = 0; b < nb; b++)
         {
             byte* g0 = group + (nint)b * GroupBlockBytes, g1 = g0 + groupStride;
-            nint o = (nint)b * Q8_0.TypeSize;
+            nint o = (nint)b * Q8_0Format.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
-            Vector256<int> s00 = Vector256.Create(-128 * sums0[b]), s01 = Vector256.Create(-128 * sums1[b]), s02 = Vector256.Create(-128 * sums2[b]), s03 = Vector256.Create(-128 * sums3[b]);
+            Vector256<int> s00 = Vector256.Create(-128 * sums0[b]), s01 = Vector256.Create(-128 * sums1[b]);
+            Vector256<int> s02 = Vector256.Create(-128 * sums2[b]), s03 = Vector256.Create(-128 * sums3[b]);
             Vector256<int> s10 = s00, s11 = s01, s12 = s02, s13 = s03;
             for (int k = 0; k < 8; k++)
             {
-                Vector256<byte> v0 = Vector256.Load(g0 + 16 + 32 * k), v1 = Vector256.Load(g1 + 16 + 32 * k);
-                int off = 2 + 4 * k;
+                Vector256<byte> v0 = Vector256.Load(g0 + QuantsOffset + 32 * k), v1 = Vector256.Load(g1 + QuantsOffset + 32 * k);
+                int off = Q8_0Format.QsOffset + 4 * k;
                 Step(ref s00, ref s10, v0, v1, y0 + off);
                 Step(ref s01, ref s11, v0, v1, y1 + off);
                 Step(ref s02, ref s12, v0, v1, y2 + off);
@@ -149,7 +165,7 @@ public static unsafe class Q8_0x8
     /// <summary>The tile's row scales as floats, scales[16 b + r] (as <see cref="Q4_0x8.TileScales"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
     internal static void TileScales(int n, byte* group, nint groupStride, float* scales) =>
-        Q4_0x8.GroupScales(n / Q8_0.BlockSize, GroupBlockBytes, group, groupStride, scales);
+        Q4_0x8.GroupScales(n / Q8_0Format.BlockSize, GroupBlockBytes, group, groupStride, scales);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step(ref Vector256<int> s0, ref Vector256<int> s1, Vector256<byte> v0, Vector256<byte> v1, byte* yk)

@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Quants;
@@ -26,7 +27,8 @@ public sealed unsafe class QuantKernel
 
     /// <summary>
     /// (x: n floats, y: an activation row of exactly <see cref="ActivationRowBytes"/>, n). Null when <see cref="VecDotType"/> is F32.
-    /// For Q8_0 the row is the Q8_0 blocks (byte-identical to quantize_row_q8_0_ref) followed by one int32 Σqs per block, which the repacked kernels read.
+    /// For Q8_0 the row is the Q8_0 blocks (byte-identical to quantize_row_q8_0_ref) followed by one int32 Σqs per block, which the
+    /// repacked kernels read.
     /// </summary>
     public required delegate*<float*, byte*, int, void> QuantizeActivations { get; init; }
 
@@ -47,17 +49,24 @@ public sealed unsafe class QuantKernel
 
     /// <summary>
     /// Rows per repacked group (8), or 0 when this type has no repacked kernels on this CPU. A repacked group of 8 rows takes exactly
-    /// 8 × <see cref="RowBytes"/>; the caller repacks row groups once at load (a tail of fewer than 8 rows stays in the plain layout and uses <see cref="Dot"/>).
+    /// 8 × <see cref="RowBytes"/>; the caller repacks row groups once at load (a tail of fewer than 8 rows stays in the plain layout
+    /// and uses <see cref="Dot"/>).
     /// </summary>
     public int RepackRows { get; init; }
 
     /// <summary>(8 source rows, source row stride in bytes, destination group, n). Null when <see cref="RepackRows"/> is 0.</summary>
     public delegate*<byte*, nint, byte*, int, void> Repack { get; init; }
 
-    /// <summary>(n, repacked group, activation row, float[8] results): the group's 8 rows · one activation row. Null when <see cref="RepackRows"/> is 0.</summary>
+    /// <summary>
+    /// (n, repacked group, activation row, float[8] results): the group's 8 rows · one activation row. Null when
+    /// <see cref="RepackRows"/> is 0.
+    /// </summary>
     public delegate*<int, byte*, byte*, float*, void> RepackedDot { get; init; }
 
-    /// <summary>(n, repacked group, activation row 0, activation row stride in bytes, float[32] results, [c * 8 + r]): 8 rows · 4 activation rows.</summary>
+    /// <summary>
+    /// (n, repacked group, activation row 0, activation row stride in bytes, float[32] results, [c * 8 + r]): 8 rows · 4 activation
+    /// rows.
+    /// </summary>
     public delegate*<int, byte*, byte*, nint, float*, void> RepackedDot4 { get; init; }
 
     /// <summary>
@@ -92,7 +101,7 @@ public sealed unsafe class QuantKernel
     public long ActivationRowBytes(long n) => VecDotType == GgmlType.Q8_0 ? Q8_0.ActivationRowBytes(n) : n / VecDotBlockSize * VecDotTypeSize;
 }
 
-/// <summary>The kernel table keyed by <see cref="GgmlType"/>, plus the reference quantizers the converter uses.</summary>
+/// <summary>The kernel table keyed by <see cref="GgmlType"/> (the formats' reference quantizers are in <see cref="RowCodec"/>).</summary>
 public static unsafe class QuantKernels
 {
     /// <summary>Selects the instruction set for tests and benchmarks: <see cref="IsaLevel.Best"/> by default.</summary>
@@ -106,9 +115,6 @@ public static unsafe class QuantKernels
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
         GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
     ];
-
-    /// <summary>Types <see cref="Quantize"/> and <see cref="Dequantize"/> accept (the weight types plus the activation formats Q8_1 and Q8_K).</summary>
-    public static readonly IReadOnlyList<GgmlType> QuantizableTypes = [.. SupportedWeightTypes, GgmlType.Q8_1, GgmlType.Q8_K];
 
     public static bool IsSupported(GgmlType type) => (uint)type < (uint)Best.Length && Best[(int)type] is not null;
 
@@ -135,57 +141,65 @@ public static unsafe class QuantKernels
         var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
 
         delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsRef;
-        delegate*<float*, byte*, int, void> q8_1 = &Q8_1.QuantizeRef;
-        delegate*<float*, byte*, int, void> q8_K = avx2 ? &Q8_K.QuantizeFast : &Q8_K.QuantizeRef;
+        delegate*<float*, byte*, int, void> q8_1 = &Q8_1Format.QuantizeRef;
+        delegate*<float*, byte*, int, void> q8_K = avx2 ? &Q8_K.QuantizeFast : &Q8_KFormat.QuantizeRef;
 
-        t[(int)GgmlType.F32] = Float(GgmlType.F32, 4, floatIsa,
+        t[(int)GgmlType.F32] = Float(GgmlType.F32, F32Format.TypeSize, floatIsa,
             avx512 ? &F32.DotAvx512 : avx2 ? &F32.DotAvx2 : &F32.DotRef,
-            avx512 ? &F32.Dot4Avx512 : avx2 ? &F32.Dot4Avx2 : &F32.Dot4Ref, &F32.DequantizeRef);
-        t[(int)GgmlType.F16] = Float(GgmlType.F16, 2, floatIsa,
+            avx512 ? &F32.Dot4Avx512 : avx2 ? &F32.Dot4Avx2 : &F32.Dot4Ref, &F32Format.DequantizeRef);
+        t[(int)GgmlType.F16] = Float(GgmlType.F16, F16Format.TypeSize, floatIsa,
             avx512 ? &F16.DotAvx512 : avx2 ? &F16.DotAvx2 : &F16.DotRef,
-            avx512 ? &HalfDot4.Avx512<F16Format> : avx2 ? &F16.Dot4Avx2 : &F16.Dot4Ref, &F16.DequantizeRef,
-            avx512 ? &HalfDot4.Tile4x4Avx512<F16Format> : null);
-        t[(int)GgmlType.BF16] = Float(GgmlType.BF16, 2, floatIsa,
+            avx512 ? &HalfDot4.Avx512<F16ToFloat> : avx2 ? &F16.Dot4Avx2 : &F16.Dot4Ref, &F16Format.DequantizeRef,
+            avx512 ? &HalfDot4.Tile4x4Avx512<F16ToFloat> : null);
+        t[(int)GgmlType.BF16] = Float(GgmlType.BF16, BF16Format.TypeSize, floatIsa,
             avx512 ? &BF16.DotAvx512 : avx2 ? &BF16.DotAvx2 : &BF16.DotRef,
-            avx512 ? &HalfDot4.Avx512<Bf16Format> : avx2 ? &BF16.Dot4Avx2 : &BF16.Dot4Ref, &BF16.DequantizeRef,
-            avx512 ? &HalfDot4.Tile4x4Avx512<Bf16Format> : null);
+            avx512 ? &HalfDot4.Avx512<BF16ToFloat> : avx2 ? &BF16.Dot4Avx2 : &BF16.Dot4Ref, &BF16Format.DequantizeRef,
+            avx512 ? &HalfDot4.Tile4x4Avx512<BF16ToFloat> : null);
 
-        var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0.BlockSize, Q8_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
+        var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize,
+            GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
-            vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0.DequantizeRef);
+            vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0Format.DequantizeRef);
         t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot, &Q8_0x8.Dot4,
             &Q8_0x8.Tile16x4, &Q8_0x8.TileScales, 16);
-        var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0.BlockSize, Q4_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
+        var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0Format.BlockSize, Q4_0Format.TypeSize,
+            GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,
-            vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0.DequantizeRef);
+            vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0Format.DequantizeRef);
         t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : WithRepack(q4_0Kernel, Q4_0x8.Rows, &Q4_0x8.Repack,
             vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>, vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>,
             vnni ? &Q4_0x8.Tile16x4<VnniDot> : &Q4_0x8.Tile16x4<Avx2Dot>, &Q4_0x8.TileScales, 16);
-        t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1.BlockSize, Q4_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
+        t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1Format.BlockSize, Q4_1Format.TypeSize,
+            GgmlType.Q8_1, Q8_1Format.BlockSize, Q8_1Format.TypeSize, q8_1, intIsa,
             vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,
-            vnni ? &Q4_1.Dot4Simd<VnniDot> : avx2 ? &Q4_1.Dot4Simd<Avx2Dot> : &Q4_1.Dot4Ref, &Q4_1.DequantizeRef);
-        t[(int)GgmlType.Q5_0] = Quant(GgmlType.Q5_0, Q5_0.BlockSize, Q5_0.TypeSize, GgmlType.Q8_0, 32, Q8_0.TypeSize, q8_0, intIsa,
+            vnni ? &Q4_1.Dot4Simd<VnniDot> : avx2 ? &Q4_1.Dot4Simd<Avx2Dot> : &Q4_1.Dot4Ref, &Q4_1Format.DequantizeRef);
+        t[(int)GgmlType.Q5_0] = Quant(GgmlType.Q5_0, Q5_0Format.BlockSize, Q5_0Format.TypeSize,
+            GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q5_0.DotSimd<VnniDot> : avx2 ? &Q5_0.DotSimd<Avx2Dot> : &Q5_0.DotRef,
-            vnni ? &Q5_0.Dot4Simd<VnniDot> : avx2 ? &Q5_0.Dot4Simd<Avx2Dot> : &Q5_0.Dot4Ref, &Q5_0.DequantizeRef);
-        t[(int)GgmlType.Q5_1] = Quant(GgmlType.Q5_1, Q5_1.BlockSize, Q5_1.TypeSize, GgmlType.Q8_1, 32, Q8_1.TypeSize, q8_1, intIsa,
+            vnni ? &Q5_0.Dot4Simd<VnniDot> : avx2 ? &Q5_0.Dot4Simd<Avx2Dot> : &Q5_0.Dot4Ref, &Q5_0Format.DequantizeRef);
+        t[(int)GgmlType.Q5_1] = Quant(GgmlType.Q5_1, Q5_1Format.BlockSize, Q5_1Format.TypeSize,
+            GgmlType.Q8_1, Q8_1Format.BlockSize, Q8_1Format.TypeSize, q8_1, intIsa,
             vnni ? &Q5_1.DotSimd<VnniDot> : avx2 ? &Q5_1.DotSimd<Avx2Dot> : &Q5_1.DotRef,
-            vnni ? &Q5_1.Dot4Simd<VnniDot> : avx2 ? &Q5_1.Dot4Simd<Avx2Dot> : &Q5_1.Dot4Ref, &Q5_1.DequantizeRef);
-        var q4_KKernel = Quant(GgmlType.Q4_K, Q4_K.BlockSize, Q4_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
+            vnni ? &Q5_1.Dot4Simd<VnniDot> : avx2 ? &Q5_1.Dot4Simd<Avx2Dot> : &Q5_1.Dot4Ref, &Q5_1Format.DequantizeRef);
+        var q4_KKernel = Quant(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize,
+            GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
-            vnni ? &Q4_K.Dot4Simd<VnniDot> : avx2 ? &Q4_K.Dot4Simd<Avx2Dot> : &Q4_K.Dot4Ref, &Q4_K.DequantizeRef);
+            vnni ? &Q4_K.Dot4Simd<VnniDot> : avx2 ? &Q4_K.Dot4Simd<Avx2Dot> : &Q4_K.Dot4Ref, &Q4_KFormat.DequantizeRef);
         t[(int)GgmlType.Q4_K] = !avx2 ? q4_KKernel : WithRepack(q4_KKernel, Q4_Kx8.Rows, &Q4_Kx8.Repack,
             vnni ? &Q4_Kx8.Dot<VnniDot> : &Q4_Kx8.Dot<Avx2Dot>, vnni ? &Q4_Kx8.Dot4<VnniDot> : &Q4_Kx8.Dot4<Avx2Dot>,
             vnni ? &Q4_Kx8.Tile16x4<VnniDot> : &Q4_Kx8.Tile16x4<Avx2Dot>, &Q4_Kx8.TileScales, Q4_Kx8.TileScaleFloats);
-        var q5_KKernel = Quant(GgmlType.Q5_K, Q5_K.BlockSize, Q5_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K, intIsa,
+        var q5_KKernel = Quant(GgmlType.Q5_K, Q5_KFormat.BlockSize, Q5_KFormat.TypeSize,
+            GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
-            vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_K.DequantizeRef);
+            vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_KFormat.DequantizeRef);
         t[(int)GgmlType.Q5_K] = !avx2 ? q5_KKernel : WithRepack(q5_KKernel, Q5_Kx8.Rows, &Q5_Kx8.Repack,
             vnni ? &Q5_Kx8.Dot<VnniDot> : &Q5_Kx8.Dot<Avx2Dot>, vnni ? &Q5_Kx8.Dot4<VnniDot> : &Q5_Kx8.Dot4<Avx2Dot>,
             vnni ? &Q5_Kx8.Tile16x4<VnniDot> : &Q5_Kx8.Tile16x4<Avx2Dot>, &Q5_Kx8.TileScales, Q5_Kx8.TileScaleFloats);
-        var q6_KKernel = Quant(GgmlType.Q6_K, Q6_K.BlockSize, Q6_K.TypeSize, GgmlType.Q8_K, 256, Q8_K.TypeSize, q8_K,
+        var q6_KKernel = Quant(GgmlType.Q6_K, Q6_KFormat.BlockSize, Q6_KFormat.TypeSize,
+            GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K,
             avx512bw ? intIsa + " (unrepacked GEMV: avx512bw)" : intIsa,
             avx512bw ? &Q6_K.DotAvx512 : vnni ? &Q6_K.DotSimd<VnniDot> : avx2 ? &Q6_K.DotSimd<Avx2Dot> : &Q6_K.DotRef,
-            vnni ? &Q6_K.Dot4Simd<VnniDot> : avx2 ? &Q6_K.Dot4Simd<Avx2Dot> : &Q6_K.Dot4Ref, &Q6_K.DequantizeRef);
+            vnni ? &Q6_K.Dot4Simd<VnniDot> : avx2 ? &Q6_K.Dot4Simd<Avx2Dot> : &Q6_K.Dot4Ref, &Q6_KFormat.DequantizeRef);
         t[(int)GgmlType.Q6_K] = !avx2 ? q6_KKernel : WithRepack(q6_KKernel, Q6_Kx8.Rows, &Q6_Kx8.Repack,
             vnni ? &Q6_Kx8.Dot<VnniDot> : &Q6_Kx8.Dot<Avx2Dot>, vnni ? &Q6_Kx8.Dot4<VnniDot> : &Q6_Kx8.Dot4<Avx2Dot>,
             vnni ? &Q6_Kx8.Tile16x4<VnniDot> : &Q6_Kx8.Tile16x4<Avx2Dot>, &Q6_Kx8.TileScales, Q6_Kx8.TileScaleFloats);
@@ -205,98 +219,21 @@ public static unsafe class QuantKernels
         };
 
     private static QuantKernel Float(GgmlType type, int typeSize, string isa,
-        delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4, delegate*<byte*, float*, int, void> dequantize,
-        delegate*<int, byte*, nint, byte*, nint, float*, void> dot4x4 = null) => new()
+        delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4,
+        delegate*<byte*, float*, int, void> dequantize, delegate*<int, byte*, nint, byte*, nint, float*, void> dot4x4 = null) => new()
         {
-            Type = type, VecDotType = GgmlType.F32, BlockSize = 1, TypeSize = typeSize, VecDotBlockSize = 1, VecDotTypeSize = 4, Isa = isa,
+            Type = type, VecDotType = GgmlType.F32, BlockSize = 1, TypeSize = typeSize,
+            VecDotBlockSize = F32Format.BlockSize, VecDotTypeSize = F32Format.TypeSize, Isa = isa,
             QuantizeActivations = null, Dot = dot, Dot4 = dot4, Dequantize = dequantize, Dot4x4 = dot4x4,
         };
 
-    private static QuantKernel Quant(GgmlType type, int blockSize, int typeSize, GgmlType vecDotType, int vecDotBlockSize, int vecDotTypeSize,
-        delegate*<float*, byte*, int, void> quantizeActivations, string isa,
-        delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4, delegate*<byte*, float*, int, void> dequantize) => new()
+    private static QuantKernel Quant(GgmlType type, int blockSize, int typeSize,
+        GgmlType vecDotType, int vecDotBlockSize, int vecDotTypeSize, delegate*<float*, byte*, int, void> quantizeActivations, string isa,
+        delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4,
+        delegate*<byte*, float*, int, void> dequantize) => new()
         {
             Type = type, VecDotType = vecDotType, BlockSize = blockSize, TypeSize = typeSize,
             VecDotBlockSize = vecDotBlockSize, VecDotTypeSize = vecDotTypeSize, Isa = isa,
             QuantizeActivations = quantizeActivations, Dot = dot, Dot4 = dot4, Dequantize = dequantize,
         };
-
-    /// <summary>
-    /// Quantizes <paramref name="src"/> (whole rows, a multiple of the block size) with ggml's reference quantizer of <paramref name="type"/>
-    /// (byte-identical to <c>quantize_row_*_ref</c>). <paramref name="dst"/> must hold exactly the quantized bytes.
-    /// </summary>
-    public static void Quantize(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst)
-    {
-        var (bs, ts) = Layout(type);
-        CheckSizes(type, src.Length, dst.Length, bs, ts);
-        if (src.Length == 0) return;
-        fixed (float* x = src)
-        fixed (byte* y = dst)
-        {
-            int n = src.Length;
-            switch (type)
-            {
-                case GgmlType.F32: F32.QuantizeRef(x, y, n); break;
-                case GgmlType.F16: F16.QuantizeRef(x, y, n); break;
-                case GgmlType.BF16: BF16.QuantizeRef(x, y, n); break;
-                case GgmlType.Q8_0: Q8_0.QuantizeRef(x, y, n); break;
-                case GgmlType.Q8_1: Q8_1.QuantizeRef(x, y, n); break;
-                case GgmlType.Q8_K: Q8_K.QuantizeRef(x, y, n); break;
-                case GgmlType.Q4_0: Q4_0.QuantizeRef(x, y, n); break;
-                case GgmlType.Q4_1: Q4_1.QuantizeRef(x, y, n); break;
-                case GgmlType.Q5_0: Q5_0.QuantizeRef(x, y, n); break;
-                case GgmlType.Q5_1: Q5_1.QuantizeRef(x, y, n); break;
-                case GgmlType.Q4_K: Q4_K.QuantizeRef(x, y, n); break;
-                case GgmlType.Q5_K: Q5_K.QuantizeRef(x, y, n); break;
-                case GgmlType.Q6_K: Q6_K.QuantizeRef(x, y, n); break;
-            }
-        }
-    }
-
-    /// <summary>Dequantizes <paramref name="src"/> (whole blocks of <paramref name="type"/>) into <paramref name="dst"/>, which must hold exactly the elements.</summary>
-    public static void Dequantize(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
-    {
-        var (bs, ts) = Layout(type);
-        CheckSizes(type, dst.Length, src.Length, bs, ts);
-        if (dst.Length == 0) return;
-        fixed (byte* x = src)
-        fixed (float* y = dst)
-        {
-            int n = dst.Length;
-            switch (type)
-            {
-                case GgmlType.F32: F32.DequantizeRef(x, y, n); break;
-                case GgmlType.F16: F16.DequantizeRef(x, y, n); break;
-                case GgmlType.BF16: BF16.DequantizeRef(x, y, n); break;
-                case GgmlType.Q8_0: Q8_0.DequantizeRef(x, y, n); break;
-                case GgmlType.Q8_1: Q8_1.DequantizeRef(x, y, n); break;
-                case GgmlType.Q8_K: Q8_K.DequantizeRef(x, y, n); break;
-                case GgmlType.Q4_0: Q4_0.DequantizeRef(x, y, n); break;
-                case GgmlType.Q4_1: Q4_1.DequantizeRef(x, y, n); break;
-                case GgmlType.Q5_0: Q5_0.DequantizeRef(x, y, n); break;
-                case GgmlType.Q5_1: Q5_1.DequantizeRef(x, y, n); break;
-                case GgmlType.Q4_K: Q4_K.DequantizeRef(x, y, n); break;
-                case GgmlType.Q5_K: Q5_K.DequantizeRef(x, y, n); break;
-                case GgmlType.Q6_K: Q6_K.DequantizeRef(x, y, n); break;
-            }
-        }
-    }
-
-    private static (int BlockSize, int TypeSize) Layout(GgmlType type)
-    {
-        if (!QuantizableTypes.Contains(type))
-            throw new NotSupportedException(
-                $"cannot (de)quantize type {GgmlTypeInfo.Name(type)} (supported: {string.Join(", ", QuantizableTypes)})");
-        GgmlTypeInfo.TryGetLayout(type, out int bs, out int ts);
-        return (bs, ts);
-    }
-
-    private static void CheckSizes(GgmlType type, int elements, int bytes, int bs, int ts)
-    {
-        if (elements % bs != 0)
-            throw new ArgumentException($"{GgmlTypeInfo.Name(type)}: {elements} elements is not a multiple of the block size {bs}");
-        long expected = (long)elements / bs * ts;
-        if (bytes != expected)
-            throw new ArgumentException($"{GgmlTypeInfo.Name(type)}: {elements} elements need {expected} bytes, the buffer has {bytes}");
-    }
 }

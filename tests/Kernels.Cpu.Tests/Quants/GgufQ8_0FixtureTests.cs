@@ -1,4 +1,4 @@
-using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 using Infer.Tests;
 
@@ -20,9 +20,9 @@ public class GgufQ8_0FixtureTests
             Assert.Equal(GgmlType.BF16, src.Type);
             Assert.Equal(t.ElementCount, src.ElementCount);
             var floats = new float[src.ElementCount];
-            QuantKernels.Dequantize(GgmlType.BF16, src.Span, floats);
+            RowCodec.Dequantize(GgmlType.BF16, src.Span, floats);
             var ours = new byte[t.ByteSize];
-            QuantKernels.Quantize(GgmlType.Q8_0, floats, ours);
+            RowCodec.Quantize(GgmlType.Q8_0, floats, ours);
             byte[] theirs = t.Span.ToArray();
             int firstDiff = -1;
             for (int i = 0; i < ours.Length; i++)

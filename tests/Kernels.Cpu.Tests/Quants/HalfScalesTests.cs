@@ -1,6 +1,6 @@
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
 
@@ -10,7 +10,7 @@ public unsafe class HalfScalesTests
     [Fact]
     public void Load8ScaledTimesUnbiasMatchesReferenceForEveryHalf()
     {
-        if (!Avx2.IsSupported) return; // the conversion is only called from AVX2 kernels
+        Assert.SkipUnless(Isa.HasAvx2, Isa.NoAvx2); // the conversion is only called from AVX2 kernels
         var halves = new ushort[65536];
         for (int i = 0; i < halves.Length; i++) halves[i] = (ushort)i;
         var lane = new float[8];
@@ -22,7 +22,7 @@ public unsafe class HalfScalesTests
                 (HalfScales.Load8Scaled(h + i) * HalfScales.Unbias).Store(o);
                 for (int e = 0; e < 8; e++)
                 {
-                    float expected = Fp16.ToFloatRef((ushort)(i + e));
+                    float expected = HalfBits.ToFloatRef((ushort)(i + e));
                     if (float.IsNaN(expected)) Assert.True(float.IsNaN(lane[e]), $"half 0x{i + e:X4}: {lane[e]}, expected NaN");
                     else Assert.True(BitConverter.SingleToUInt32Bits(expected) == BitConverter.SingleToUInt32Bits(lane[e]),
                         $"half 0x{i + e:X4}: {lane[e]} vs {expected}");
@@ -34,7 +34,7 @@ public unsafe class HalfScalesTests
     [Fact]
     public void ScaledProductRoundsLikeTheDirectProduct()
     {
-        if (!Avx2.IsSupported) return;
+        Assert.SkipUnless(Isa.HasAvx2, Isa.NoAvx2);
         var rnd = new Random(7);
         var h = new ushort[8];
         var lane = new float[8];
@@ -42,12 +42,12 @@ public unsafe class HalfScalesTests
         {
             for (int e = 0; e < 8; e++) h[e] = (ushort)rnd.Next(0, 0x7C00); // finite, positive (sign is a bit flip either way)
             ushort yh = (ushort)rnd.Next(0, 0x7C00);
-            float y = Fp16.ToFloatRef(yh);
+            float y = HalfBits.ToFloatRef(yh);
             fixed (ushort* ph = h)
             fixed (float* o = lane)
                 (HalfScales.Load8Scaled(ph) * (y * HalfScales.Unbias)).Store(o);
             for (int e = 0; e < 8; e++)
-                Assert.Equal(BitConverter.SingleToUInt32Bits(Fp16.ToFloatRef(h[e]) * y), BitConverter.SingleToUInt32Bits(lane[e]));
+                Assert.Equal(BitConverter.SingleToUInt32Bits(HalfBits.ToFloatRef(h[e]) * y), BitConverter.SingleToUInt32Bits(lane[e]));
         }
     }
 }

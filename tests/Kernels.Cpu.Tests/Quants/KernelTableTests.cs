@@ -1,4 +1,5 @@
 using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
@@ -77,10 +78,10 @@ public unsafe class KernelTableTests
     [Fact]
     public void QuantizeRejectsBadSizes()
     {
-        Assert.Throws<ArgumentException>(() => QuantKernels.Quantize(GgmlType.Q4_0, new float[33], new byte[36]));
-        Assert.Throws<ArgumentException>(() => QuantKernels.Quantize(GgmlType.Q4_0, new float[32], new byte[17]));
-        Assert.Throws<ArgumentException>(() => QuantKernels.Dequantize(GgmlType.Q6_K, new byte[209], new float[256]));
-        var ex = Assert.Throws<NotSupportedException>(() => QuantKernels.Quantize(GgmlType.Q3_K, new float[256], new byte[110]));
+        Assert.Throws<ArgumentException>(() => RowCodec.Quantize(GgmlType.Q4_0, new float[33], new byte[36]));
+        Assert.Throws<ArgumentException>(() => RowCodec.Quantize(GgmlType.Q4_0, new float[32], new byte[17]));
+        Assert.Throws<ArgumentException>(() => RowCodec.Dequantize(GgmlType.Q6_K, new byte[209], new float[256]));
+        var ex = Assert.Throws<NotSupportedException>(() => RowCodec.Quantize(GgmlType.Q3_K, new float[256], new byte[110]));
         Assert.Contains("Q3_K", ex.Message);
     }
 

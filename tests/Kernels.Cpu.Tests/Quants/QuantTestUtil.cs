@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
@@ -32,14 +33,14 @@ internal static unsafe class QuantTestUtil
     {
         if (type == GgmlType.F32) return MemoryMarshal.AsBytes(x.AsSpan()).ToArray();
         var dst = new byte[GgmlTypeInfo.RowBytes(type, x.Length)];
-        QuantKernels.Quantize(type, x, dst);
+        RowCodec.Quantize(type, x, dst);
         return dst;
     }
 
     public static float[] Dequantize(GgmlType type, byte[] q, int n)
     {
         var y = new float[n];
-        QuantKernels.Dequantize(type, q, y);
+        RowCodec.Dequantize(type, q, y);
         return y;
     }
 

@@ -1,4 +1,5 @@
 using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
@@ -11,7 +12,7 @@ public class QuantizationErrorTests
     private const float MaxDotProductError = 0.02f;
     private const int TestSize = 32 * 128;
 
-    public static TheoryData<GgmlType> AllQuantizable => [.. QuantKernels.QuantizableTypes];
+    public static TheoryData<GgmlType> AllQuantizable => [.. RowCodec.Types];
     public static TheoryData<GgmlType> AllWeightTypes => [.. QuantKernels.SupportedWeightTypes];
 
     /// <summary>ggml's array_rmse: sqrt(Σ diff²) / n.</summary>

@@ -1,4 +1,5 @@
 using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
@@ -50,9 +51,11 @@ public unsafe class RepackedKernelTests
         {
             Assert.Equal(0, k.RepackRows);
             Assert.True(k.Repack == null && k.RepackedDot == null && k.RepackedDot4 == null);
+            Isa.RequireRepacked(type, level); // skipped when this CPU, not the design, is why there are none
             return;
         }
         Assert.Equal(8, k.RepackRows);
+        Isa.RequireSimd(type, level);
         int seed = 1;
         int bs = k.BlockSize;
         var lengths = Enumerable.Range(1, 16).Select(b => b * bs).Concat(bs == 32 ? [4096, 32 * 137] : [4096, 14336, 256 * 37]);
@@ -106,9 +109,11 @@ public unsafe class RepackedKernelTests
         if (!Expected(type, level))
         {
             Assert.True(k.RepackedTile == null && k.RepackedTileScales == null && k.TileTokens == 0);
+            Isa.RequireRepacked(type, level);
             return;
         }
         Assert.True(k.RepackedTile != null && k.RepackedTileScales != null && k.TileScaleFloats > 0);
+        Isa.RequireSimd(type, level);
         int tt = k.TileTokens;
         Assert.True(tt >= 1);
         int seed = 100;
@@ -178,10 +183,12 @@ public unsafe class RepackedKernelTests
         if (!Expected(GgmlType.Q6_K, level))
         {
             Assert.Equal(0, k.RepackRows);
+            Isa.RequireRepacked(GgmlType.Q6_K, level);
             return;
         }
+        Isa.RequireSimd(GgmlType.Q6_K, level);
         const int blocks = 9;
-        const int n = blocks * Q6_K.BlockSize;
+        const int n = blocks * Q6_KFormat.BlockSize;
         int rowBytes = (int)k.RowBytes(n), actBytes = (int)k.ActivationRowBytes(n);
         var rng = new Random(7);
         var rows = new byte[QuantKernel.TileRows][];
@@ -192,11 +199,11 @@ public unsafe class RepackedKernelTests
             rng.NextBytes(rows[r]);
             for (int b = 0; b < blocks; b++)
             {
-                int o = b * Q6_K.TypeSize;
+                int o = b * Q6_KFormat.TypeSize;
                 if (b == 4) rows[r].AsSpan(o, 192).Fill(0xFF); // q = 63 everywhere
                 if (b == 4 || r % 3 == 0) rows[r].AsSpan(o + 192, 16).Fill(0x80); // scales −128
                 rows[r][o + 192 + 1] = 127;
-                BitConverter.TryWriteBytes(rows[r].AsSpan(o + 208), Fp16.FromFloat((float)(0.001 + 0.01 * rng.NextDouble())));
+                BitConverter.TryWriteBytes(rows[r].AsSpan(o + 208), HalfBits.FromFloat((float)(0.001 + 0.01 * rng.NextDouble())));
             }
             rows[r].CopyTo(plain, r * rowBytes);
         }
@@ -207,7 +214,7 @@ public unsafe class RepackedKernelTests
             acts[c] = new byte[actBytes];
             for (int b = 0; b < blocks; b++)
             {
-                int o = b * Q8_K.TypeSize;
+                int o = b * Q8_KFormat.TypeSize;
                 BitConverter.TryWriteBytes(acts[c].AsSpan(o), (float)(0.01 + 0.1 * rng.NextDouble()));
                 for (int j = 0; j < 16; j++)
                 {
@@ -279,27 +286,29 @@ public unsafe class RepackedKernelTests
         if (!Expected(GgmlType.Q5_K, level))
         {
             Assert.Equal(0, k.RepackRows);
+            Isa.RequireRepacked(GgmlType.Q5_K, level);
             return;
         }
+        Isa.RequireSimd(GgmlType.Q5_K, level);
         var rng = new Random(5);
         foreach (int n in new[] { 256, 256 * 3 })
         {
-            int nb = n / Q5_K.BlockSize, rowBytes = (int)k.RowBytes(n), actBytes = (int)k.ActivationRowBytes(n);
+            int nb = n / Q5_KFormat.BlockSize, rowBytes = (int)k.RowBytes(n), actBytes = (int)k.ActivationRowBytes(n);
             var plain = new byte[16 * rowBytes];
             rng.NextBytes(plain);
             for (int r = 0; r < 16; r++)
                 for (int b = 0; b < nb; b++)
                 {
-                    int o = r * rowBytes + b * Q5_K.TypeSize;
+                    int o = r * rowBytes + b * Q5_KFormat.TypeSize;
                     BitConverter.TryWriteBytes(plain.AsSpan(o), (ushort)(0x2000 + rng.Next(0x0C00))); // d: a normal half in [2^-7, 2^-4)
                     BitConverter.TryWriteBytes(plain.AsSpan(o + 2), (ushort)(0x1C00 + rng.Next(0x0C00))); // dmin
-                    if (r % 4 == 0) plain.AsSpan(o + 4, Q5_K.TypeSize - 4).Fill(0xFF); // all weights 31, all scales and mins 63
+                    if (r % 4 == 0) plain.AsSpan(o + 4, Q5_KFormat.TypeSize - 4).Fill(0xFF); // all weights 31, all scales and mins 63
                 }
             var act = new byte[4 * actBytes];
             for (int c = 0; c < 4; c++)
                 for (int b = 0; b < nb; b++)
                 {
-                    int o = c * actBytes + b * Q8_K.TypeSize;
+                    int o = c * actBytes + b * Q8_KFormat.TypeSize;
                     BitConverter.TryWriteBytes(act.AsSpan(o), 0.01f + c);
                     var qs = new sbyte[256];
                     for (int i = 0; i < 256; i++)

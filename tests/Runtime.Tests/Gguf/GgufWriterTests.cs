@@ -188,7 +188,8 @@ public class GgufWriterTests : IDisposable
     [Fact]
     public void DiskFullIsATypedError()
     {
-        if (!File.Exists("/dev/full")) return; // Linux only: /dev/full fails every write with ENOSPC
+        // Linux only: /dev/full fails every write with ENOSPC
+        Assert.SkipUnless(File.Exists("/dev/full"), "no /dev/full on this OS (Linux only)");
         using var stream = new FileStream("/dev/full", FileMode.Open, FileAccess.Write, FileShare.ReadWrite, bufferSize: 0);
         using var w = new GgufWriter(stream, "/dev/full");
         w.AddString("general.architecture", "llama");

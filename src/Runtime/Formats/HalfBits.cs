@@ -1,21 +1,24 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
-namespace Infer.Kernels.Cpu.Quants;
+namespace Infer.Runtime.Formats;
 
 /// <summary>
-/// IEEE half precision conversions exactly as ggml does them (ggml-impl.h, <c>ggml_compute_fp32_to_fp16</c> /
+/// IEEE half precision bits ↔ float32 exactly as ggml converts them (ggml-impl.h, <c>ggml_compute_fp32_to_fp16</c> /
 /// <c>ggml_compute_fp16_to_fp32</c>): round to nearest even, NaN kept quiet (0x7E00 with the sign).
 /// The scalar bit tricks are the reference; <see cref="ToFloat"/> reads a 64k-entry table built from them.
 /// </summary>
-public static unsafe class Fp16
+public static unsafe class HalfBits
 {
     private static readonly float Pow2Minus112 = BitConverter.UInt32BitsToSingle((127 - 112) << 23);
     private static readonly float Pow2Plus112 = BitConverter.UInt32BitsToSingle((127 + 112) << 23);
     private static readonly float Pow2Minus110 = BitConverter.UInt32BitsToSingle((127 - 110) << 23);
 
-    /// <summary>All 65536 half values as floats (256 KiB, native, never freed). Declared after the constants it reads: static initializers run in textual order.</summary>
-    internal static readonly float* Table = BuildTable();
+    /// <summary>
+    /// All 65536 half values as floats (256 KiB, native, never freed). Declared after the constants it reads: static initializers
+    /// run in textual order.
+    /// </summary>
+    private static readonly float* Table = BuildTable();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToFloat(ushort h) => Table[h];
@@ -59,19 +62,5 @@ public static unsafe class Fp16
         var table = (float*)NativeMemory.AlignedAlloc(65536 * sizeof(float), 64);
         for (int i = 0; i < 65536; i++) table[i] = ToFloatRef((ushort)i);
         return table;
-    }
-}
-
-/// <summary>bfloat16 conversions as ggml does them (<c>ggml_compute_fp32_to_bf16</c>): round to nearest even, NaN forced quiet.</summary>
-public static class Bf16
-{
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float ToFloat(ushort b) => BitConverter.UInt32BitsToSingle((uint)b << 16);
-
-    public static ushort FromFloat(float f)
-    {
-        uint u = BitConverter.SingleToUInt32Bits(f);
-        if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (ushort)((u >> 16) | 64); // NaN: keep the sign and top payload, force quiet
-        return (ushort)((u + (0x7FFFu + ((u >> 16) & 1))) >> 16);
     }
 }

@@ -1,12 +1,20 @@
-namespace Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Gguf;
 
-/// <summary>The search routines of ggml's reference K-quant quantizers (ggml-quants.c), transcribed operation for operation so results match bit for bit.</summary>
-internal static unsafe class KQuants
+namespace Infer.Runtime.Formats;
+
+/// <summary>
+/// The search routines of ggml's reference K-quant quantizers (ggml-quants.c), transcribed operation for operation so results
+/// match bit for bit.
+/// </summary>
+internal static unsafe class KQuantFit
 {
-    public const int QK_K = 256;
+    private const int QK_K = GgmlTypeInfo.QK_K;
     private const float GroupMaxEps = 1e-15f;
 
-    /// <summary>ggml's <c>make_qkx2_quants</c>: fits x ≈ scale * L - min with L in 0..nmax, trying nstep+1 scales around the range; returns scale, writes the (positive) min.</summary>
+    /// <summary>
+    /// ggml's <c>make_qkx2_quants</c>: fits x ≈ scale * L - min with L in 0..nmax, trying nstep+1 scales around the range;
+    /// returns scale, writes the (positive) min.
+    /// </summary>
     public static float MakeQkx2Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin, byte* Laux,
         float rmin, float rdelta, int nstep, bool useMad)
     {
@@ -33,7 +41,7 @@ internal static unsafe class KQuants
         float bestError = 0;
         for (int i = 0; i < n; ++i)
         {
-            int l = Scalar.NearestInt(iscale * (x[i] - min));
+            int l = GgmlRounding.NearestInt(iscale * (x[i] - min));
             L[i] = (byte)Math.Max(0, Math.Min(nmax, l));
             float diff = scale * L[i] + min - x[i];
             diff = useMad ? MathF.Abs(diff) : diff * diff;
@@ -50,7 +58,7 @@ internal static unsafe class KQuants
             float sumL = 0, sumL2 = 0, sumXL = 0;
             for (int i = 0; i < n; ++i)
             {
-                int l = Scalar.NearestInt(iscale * (x[i] - min));
+                int l = GgmlRounding.NearestInt(iscale * (x[i] - min));
                 l = Math.Max(0, Math.Min(nmax, l));
                 Laux[i] = (byte)l;
                 float w = weights[i];
@@ -88,7 +96,10 @@ internal static unsafe class KQuants
         return scale;
     }
 
-    /// <summary>ggml's <c>make_qx_quants</c> with rmse_type 1 and no importance weights (w = x²): symmetric fit x ≈ scale * (L - nmax), L in 0..2nmax-1.</summary>
+    /// <summary>
+    /// ggml's <c>make_qx_quants</c> with rmse_type 1 and no importance weights (w = x²): symmetric fit x ≈ scale * (L - nmax),
+    /// L in 0..2nmax-1.
+    /// </summary>
     public static float MakeQxQuants(int n, int nmax, float* x, sbyte* L)
     {
         float max = 0, amax = 0;
@@ -106,7 +117,7 @@ internal static unsafe class KQuants
         float sumlx = 0, suml2 = 0;
         for (int i = 0; i < n; ++i)
         {
-            int l = Scalar.NearestInt(iscale * x[i]);
+            int l = GgmlRounding.NearestInt(iscale * x[i]);
             l = Math.Max(-nmax, Math.Min(nmax - 1, l));
             L[i] = (sbyte)(l + nmax);
             float w = x[i] * x[i];
@@ -122,7 +133,7 @@ internal static unsafe class KQuants
             sumlx = suml2 = 0;
             for (int i = 0; i < n; ++i)
             {
-                int l = Scalar.NearestInt(iscale * x[i]);
+                int l = GgmlRounding.NearestInt(iscale * x[i]);
                 l = Math.Max(-nmax, Math.Min(nmax - 1, l));
                 float w = x[i] * x[i];
                 sumlx += w * x[i] * l;
@@ -132,7 +143,7 @@ internal static unsafe class KQuants
             {
                 for (int i = 0; i < n; ++i)
                 {
-                    int l = Scalar.NearestInt(iscale * x[i]);
+                    int l = GgmlRounding.NearestInt(iscale * x[i]);
                     L[i] = (sbyte)(nmax + Math.Max(-nmax, Math.Min(nmax - 1, l)));
                 }
                 scale = sumlx / suml2;
@@ -140,37 +151,6 @@ internal static unsafe class KQuants
             }
         }
         return scale;
-    }
-
-    /// <summary>ggml's <c>get_scale_min_k4</c>: the j-th 6-bit scale and min of a Q4_K / Q5_K super-block.</summary>
-    public static void GetScaleMinK4(int j, byte* q, out byte d, out byte m)
-    {
-        if (j < 4)
-        {
-            d = (byte)(q[j] & 63);
-            m = (byte)(q[j + 4] & 63);
-        }
-        else
-        {
-            d = (byte)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-            m = (byte)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
-        }
-    }
-
-    /// <summary>Packs 8 (scale, min) 6-bit pairs into 12 bytes, as the Q4_K / Q5_K reference quantizers do.</summary>
-    public static void PackScalesMins(byte* scales, int j, byte ls, byte lm)
-    {
-        if (j < 4)
-        {
-            scales[j] = ls;
-            scales[j + 4] = lm;
-        }
-        else
-        {
-            scales[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
-            scales[j - 4] |= (byte)((ls >> 4) << 6);
-            scales[j - 0] |= (byte)((lm >> 4) << 6);
-        }
     }
 
     /// <summary>
@@ -198,27 +178,27 @@ internal static unsafe class KQuants
 
         float invScale = maxScale > 0 ? 63.0f / maxScale : 0.0f;
         float invMin = maxMin > 0 ? 63.0f / maxMin : 0.0f;
-        for (int k = 0; k < 12; k++) scalesOut[k] = 0;
+        for (int k = 0; k < ScaleMinK4.Bytes; k++) scalesOut[k] = 0;
         for (int j = 0; j < QK_K / 32; ++j)
         {
-            byte ls = (byte)Scalar.NearestInt(invScale * scales[j]);
-            byte lm = (byte)Scalar.NearestInt(invMin * mins[j]);
+            byte ls = (byte)GgmlRounding.NearestInt(invScale * scales[j]);
+            byte lm = (byte)GgmlRounding.NearestInt(invMin * mins[j]);
             ls = Math.Min((byte)63, ls);
             lm = Math.Min((byte)63, lm);
-            PackScalesMins(scalesOut, j, ls, lm);
+            ScaleMinK4.Pack(scalesOut, j, ls, lm);
         }
-        dOut = Fp16.FromFloat(maxScale / 63.0f);
-        dminOut = Fp16.FromFloat(maxMin / 63.0f);
+        dOut = HalfBits.FromFloat(maxScale / 63.0f);
+        dminOut = HalfBits.FromFloat(maxMin / 63.0f);
 
         for (int j = 0; j < QK_K / 32; ++j)
         {
-            GetScaleMinK4(j, scalesOut, out byte sc, out byte m);
-            float d = Fp16.ToFloat(dOut) * sc;
+            ScaleMinK4.Get(j, scalesOut, out byte sc, out byte m);
+            float d = HalfBits.ToFloat(dOut) * sc;
             if (d == 0) continue;
-            float dm = Fp16.ToFloat(dminOut) * m;
+            float dm = HalfBits.ToFloat(dminOut) * m;
             for (int ii = 0; ii < 32; ++ii)
             {
-                int l = Scalar.NearestInt((x[32 * j + ii] + dm) / d);
+                int l = GgmlRounding.NearestInt((x[32 * j + ii] + dm) / d);
                 L[32 * j + ii] = (byte)Math.Max(0, Math.Min(nmax, l));
             }
         }

@@ -1,9 +1,9 @@
 using System.Runtime.CompilerServices;
 
-namespace Infer.Kernels.Cpu.Quants;
+namespace Infer.Runtime.Formats;
 
 /// <summary>The scalar rounding rules of ggml's reference quantizers, reproduced bit for bit.</summary>
-internal static class Scalar
+internal static class GgmlRounding
 {
     /// <summary>C's <c>roundf</c>: nearest, halfway cases away from zero (exact for every float).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -13,7 +13,10 @@ internal static class Scalar
         return MathF.Abs(v - t) >= 0.5f ? t + MathF.CopySign(1.0f, v) : t;
     }
 
-    /// <summary>ggml's <c>nearest_int</c>: adds 1.5 * 2^23 so the FPU rounds to nearest even, then reads the mantissa (valid for |x| ≤ 4194303).</summary>
+    /// <summary>
+    /// ggml's <c>nearest_int</c>: adds 1.5 * 2^23 so the FPU rounds to nearest even, then reads the mantissa
+    /// (valid for |x| ≤ 4194303).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int NearestInt(float fval)
     {
