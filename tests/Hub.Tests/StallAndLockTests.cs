@@ -9,9 +9,9 @@ public sealed class StallAndLockTests : IAsyncLifetime
     private readonly FakeHub _hub = new();
     private readonly string _cache = Path.Combine(Path.GetTempPath(), "infer-hub-test-" + Guid.NewGuid().ToString("N"));
 
-    public Task InitializeAsync() => Task.CompletedTask;
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
 
-    public async Task DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         await _hub.DisposeAsync();
         if (Directory.Exists(_cache)) Directory.Delete(_cache, recursive: true);

@@ -14,9 +14,9 @@ public sealed class HubDownloadTests : IAsyncLifetime
     private readonly FakeHub _hub = new();
     private readonly string _cache = Directory.CreateTempSubdirectory("infer-hf-cache-").FullName;
 
-    public Task InitializeAsync() => Task.CompletedTask;
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
 
-    public async Task DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         await _hub.DisposeAsync();
         Directory.Delete(_cache, recursive: true);
