@@ -180,7 +180,8 @@ public sealed partial class ProgressBar : IProgress<ProgressUpdate>
         : "";
 
     private static string StartLine(ProgressUpdate p) => p.Bytes
-        ? $"{p.Label}: {(p.Verb is null ? "" : p.Verb + " ")}{Units.FormatSize(p.Total)}{(p.Done > 0 ? $", resuming at {Units.FormatSize(p.Done)}" : "")}"
+        ? $"{p.Label}: {(p.Verb is null ? "" : p.Verb + " ")}{Units.FormatSize(p.Total)}"
+            + (p.Done > 0 ? $", resuming at {Units.FormatSize(p.Done)}" : "")
         : $"{p.Label}: {p.Verb ?? "started"}";
 
     private static string DoneLine(ProgressUpdate p, TimeSpan elapsed) =>

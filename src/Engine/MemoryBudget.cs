@@ -46,7 +46,8 @@ public static class MemoryBudget
         throw new NotEnoughMemoryException(
             $"a context of {context} tokens needs {FormatGiB(need)} for the KV cache ({layers} layers x {config.HeadCountKv} KV heads x "
             + $"{config.HeadDim} x 2 x 4 bytes per token{(sequences > 1 ? $", {sequences} sequences" : "")}), but only "
-            + $"{FormatGiB(available)} of memory is available: use a smaller -c (at most about {MaxContext(config, layers, sequences, threads, available)})",
+            + $"{FormatGiB(available)} of memory is available: use a smaller -c "
+            + $"(at most about {MaxContext(config, layers, sequences, threads, available)})",
             need, available);
     }
 

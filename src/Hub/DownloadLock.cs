@@ -24,7 +24,10 @@ internal sealed class DownloadLock : IDisposable
 
     public static string LockPath(string finalPath) => finalPath + ".lock";
 
-    /// <summary>Takes the lock of <paramref name="finalPath"/>, waiting for a live holder; <paramref name="waiting"/> is called every poll meanwhile.</summary>
+    /// <summary>
+    /// Takes the lock of <paramref name="finalPath"/>, waiting for a live holder; <paramref name="waiting"/> gets the
+    /// holder's process id at every poll meanwhile.
+    /// </summary>
     public static async Task<DownloadLock> AcquireAsync(string finalPath, Action<int>? waiting, CancellationToken ct)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(finalPath)!);

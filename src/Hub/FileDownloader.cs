@@ -52,7 +52,8 @@ internal static class FileDownloader
                 }
                 try
                 {
-                    have = await TransferAsync(http, url, file, repoId, revision, stream, have, hasher, rate, progress, label, ct).ConfigureAwait(false);
+                    have = await TransferAsync(http, url, file, repoId, revision, stream, have, hasher, rate, progress, label, ct)
+                        .ConfigureAwait(false);
                     lastError = null;
                 }
                 catch (Exception e) when (IsRetryable(e, ct))
@@ -67,7 +68,8 @@ internal static class FileDownloader
             {
                 string reason = Reason(lastError);
                 throw new HubException(HubErrorKind.Network,
-                    $"downloading {label} stopped after {have} of {file.Size} bytes ({reason}); run again to resume", (lastError as HubException)?.StatusCode, lastError);
+                    $"downloading {label} stopped after {have} of {file.Size} bytes ({reason}); run again to resume",
+                    (lastError as HubException)?.StatusCode, lastError);
             }
 
             await stream.FlushAsync(ct).ConfigureAwait(false);
@@ -76,7 +78,8 @@ internal static class FileDownloader
             {
                 keepPart = false;
                 throw new HubException(HubErrorKind.Integrity,
-                    $"{label}: the downloaded file's {hasher.Algorithm} is {actual} but the Hub lists {expected}; the download was deleted (run again to retry)");
+                    $"{label}: the downloaded file's {hasher.Algorithm} is {actual} but the Hub lists {expected}; "
+                    + "the download was deleted (run again to retry)");
             }
             await stream.DisposeAsync().ConfigureAwait(false);
             File.Move(partPath, finalPath, overwrite: true);
@@ -134,8 +137,8 @@ internal static class FileDownloader
                 int n;
                 try
                 {
-                    n = await ReadReportingStallsAsync(body, buffer.AsMemory(0, BufferSize), readTimeout.Token, progress, file, have, http.Timeout, ct)
-                        .ConfigureAwait(false);
+                    n = await ReadReportingStallsAsync(body, buffer.AsMemory(0, BufferSize), readTimeout.Token, progress, file, have,
+                        http.Timeout, ct).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (!ct.IsCancellationRequested)
                 {
@@ -203,7 +206,8 @@ internal static class FileDownloader
         }
         catch (IOException e)
         {
-            throw new HubException(HubErrorKind.Network, $"cannot open {partPath} for {label} (is another process downloading it?): {e.Message}", null, e);
+            throw new HubException(HubErrorKind.Network,
+                $"cannot open {partPath} for {label} (is another process downloading it?): {e.Message}", null, e);
         }
     }
 

@@ -27,7 +27,8 @@ public static class HubClient
             var cached = TryResolveFromCache(manifest, reference, options, revisionDir, out var cacheMiss);
             if (cached is not null) return cached;
             if (options.Offline)
-                throw new HubException(HubErrorKind.Offline, $"{described}: {cacheMiss} and offline mode forbids downloading; run once without --offline");
+                throw new HubException(HubErrorKind.Offline,
+                    $"{described}: {cacheMiss} and offline mode forbids downloading; run once without --offline");
         }
         else if (options.Offline)
         {
@@ -76,7 +77,8 @@ public static class HubClient
     }
 
     /// <summary>The cached paths when the manifest selects files that are all present; else null and why.</summary>
-    private static List<string>? TryResolveFromCache(CacheManifest manifest, ModelReference reference, HubOptions options, string revisionDir, out string miss)
+    private static List<string>? TryResolveFromCache(CacheManifest manifest, ModelReference reference, HubOptions options, string revisionDir,
+        out string miss)
     {
         IReadOnlyList<HubFile> selected;
         try

@@ -1,6 +1,9 @@
 namespace Infer.Hub;
 
-/// <summary>Where and how to resolve model references. Defaults come from the environment (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, INFER_CACHE, XDG_CACHE_HOME); set every property explicitly to ignore it.</summary>
+/// <summary>
+/// Where and how to resolve model references. Defaults come from the environment (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE,
+/// INFER_CACHE, XDG_CACHE_HOME); set every property explicitly to ignore it.
+/// </summary>
 public sealed class HubOptions
 {
     public const string PublicEndpoint = "https://huggingface.co";
@@ -55,8 +58,10 @@ public sealed class HubOptions
     /// <summary>Checks the endpoint and revision; returns the endpoint as a URI.</summary>
     internal Uri Validate()
     {
-        if (!Uri.TryCreate(Endpoint.TrimEnd('/'), UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
-            throw new HubException(HubErrorKind.InvalidReference, $"the Hub endpoint '{Endpoint}' is not an http(s) URL (set HF_ENDPOINT to something like https://huggingface.co)");
+        if (!Uri.TryCreate(Endpoint.TrimEnd('/'), UriKind.Absolute, out var uri)
+            || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+            throw new HubException(HubErrorKind.InvalidReference,
+                $"the Hub endpoint '{Endpoint}' is not an http(s) URL (set HF_ENDPOINT to something like https://huggingface.co)");
         if (string.IsNullOrEmpty(CacheDir))
             throw new HubException(HubErrorKind.InvalidReference, "the model cache directory is empty");
         CacheLayout.ValidateRevision(Revision);

@@ -45,7 +45,10 @@ public static class ModelCache
                         string relative = System.IO.Path.GetRelativePath(revisionDir, part ? file[..^CacheLayout.PartSuffix.Length] : file)
                             .Replace(System.IO.Path.DirectorySeparatorChar, '/');
                         long? size = listed is not null && listed.TryGetValue(relative, out long s) ? s : null;
-                        entries.Add(new CachedModel(reference.RepoId, revision, relative, new FileInfo(file).Length, file) { Complete = !part, ListedSize = size });
+                        entries.Add(new CachedModel(reference.RepoId, revision, relative, new FileInfo(file).Length, file)
+                        {
+                            Complete = !part, ListedSize = size,
+                        });
                     }
                     if (entries.Count == before)
                         entries.Add(new CachedModel(reference.RepoId, revision, "", 0, CacheLayout.ManifestPath(revisionDir)) { Complete = false });
@@ -94,7 +97,8 @@ public static class ModelCache
         foreach (var revisionDir in removed.Select(RevisionDirOf).Distinct())
         {
             bool anyLeft = Directory.Exists(revisionDir) && Directory.EnumerateFiles(revisionDir, "*", SearchOption.AllDirectories)
-                .Any(f => f.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".gguf" + CacheLayout.PartSuffix, StringComparison.OrdinalIgnoreCase));
+                .Any(f => f.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)
+                    || f.EndsWith(".gguf" + CacheLayout.PartSuffix, StringComparison.OrdinalIgnoreCase));
             if (!anyLeft && Directory.Exists(revisionDir)) Directory.Delete(revisionDir, recursive: true);
             DeleteIfEmpty(System.IO.Path.GetDirectoryName(revisionDir)!);
             DeleteIfEmpty(System.IO.Path.GetDirectoryName(System.IO.Path.GetDirectoryName(revisionDir)!)!);

@@ -59,7 +59,8 @@ public sealed class ProcessTests
     [Theory]
     [InlineData("convert-weights: unknown command 'frobnicate' (see 'convert-weights --help')", "frobnicate")]
     [InlineData("convert-weights quantize: missing IN.gguf OUT.gguf TYPE (see 'convert-weights quantize --help')", "quantize", "a.gguf")]
-    [InlineData("convert-weights convert: unknown option --bogus (see 'convert-weights convert --help')", "convert", "dir", "--bogus", "-o", "x.gguf")]
+    [InlineData("convert-weights convert: unknown option --bogus (see 'convert-weights convert --help')",
+        "convert", "dir", "--bogus", "-o", "x.gguf")]
     public void UsageErrorsAreOneLineWithExitCodeTwo(string message, params string[] args)
     {
         var (code, _, stderr) = Run(args);

@@ -99,7 +99,8 @@ internal sealed class FakeHub : IAsyncDisposable
         _stop.Cancel();
         _hub.Stop();
         _cdn.Stop();
-        try { await Task.WhenAll(_loops); } catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
+        try { await Task.WhenAll(_loops); }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
         _stop.Dispose();
     }
 
@@ -164,7 +165,8 @@ internal sealed class FakeHub : IAsyncDisposable
 
         // /{owner}/{repo}/resolve/{revision}/{path}
         var segments = path.TrimStart('/').Split('/', 5);
-        if (segments.Length == 5) segments = [.. segments[..4].Select(Uri.UnescapeDataString), string.Join('/', segments[4].Split('/').Select(Uri.UnescapeDataString))];
+        if (segments.Length == 5)
+            segments = [.. segments[..4].Select(Uri.UnescapeDataString), string.Join('/', segments[4].Split('/').Select(Uri.UnescapeDataString))];
         if (segments.Length == 5 && segments[2] == "resolve")
         {
             var repo = await Authorize(stream, request, $"{segments[0]}/{segments[1]}", segments[3]);
@@ -174,7 +176,8 @@ internal sealed class FakeHub : IAsyncDisposable
                 await Respond(stream, 404, "Not Found", Json(new { error = "Entry not found" }), [("X-Error-Code", "EntryNotFound")]);
                 return;
             }
-            string location = $"{CdnBase}/blobs/{segments[0]}/{segments[1]}/{string.Join('/', segments[4].Split('/').Select(Uri.EscapeDataString))}?X-Amz-Signature=deadbeef";
+            string escaped = string.Join('/', segments[4].Split('/').Select(Uri.EscapeDataString));
+            string location = $"{CdnBase}/blobs/{segments[0]}/{segments[1]}/{escaped}?X-Amz-Signature=deadbeef";
             await Respond(stream, 302, "Found", Array.Empty<byte>(), [("Location", location)]);
             return;
         }
@@ -189,7 +192,8 @@ internal sealed class FakeHub : IAsyncDisposable
             await Respond(stream, 404, "Not Found", Json(new { error = "Repository not found" }), [("X-Error-Code", "RepoNotFound")]);
             return null;
         }
-        if (repo.RequiredToken is not null && !(listing && repo.ListingIsPublic) && (!request.Headers.TryGetValue("Authorization", out var auth) || auth != $"Bearer {repo.RequiredToken}"))
+        if (repo.RequiredToken is not null && !(listing && repo.ListingIsPublic)
+            && (!request.Headers.TryGetValue("Authorization", out var auth) || auth != $"Bearer {repo.RequiredToken}"))
         {
             await Respond(stream, 401, "Unauthorized", Json(new { error = "Access to model is restricted." }), [("X-Error-Code", "GatedRepo")]);
             return null;
@@ -204,13 +208,19 @@ internal sealed class FakeHub : IAsyncDisposable
 
     private async Task ServeListing(NetworkStream stream, FakeRepo repo, Request request, int cursor)
     {
-        var entries = new List<object> { new { type = "file", oid = "a6344aac8c09253b3b630fb776ae94478aa0275b", size = 1519, path = ".gitattributes" } };
+        var entries = new List<object>
+        {
+            new { type = "file", oid = "a6344aac8c09253b3b630fb776ae94478aa0275b", size = 1519, path = ".gitattributes" },
+        };
         foreach (var dir in repo.Files.Keys.Where(p => p.Contains('/')).Select(p => p[..p.LastIndexOf('/')]).Distinct())
             entries.Add(new { type = "directory", oid = "0000000000000000000000000000000000000000", size = 0, path = dir });
         foreach (var (path, file) in repo.Files.OrderBy(f => f.Key, StringComparer.Ordinal))
         {
             if (file.Lfs)
-                entries.Add(new { type = "file", oid = file.GitOid, size = file.Content.Length, lfs = new { oid = file.Sha256, size = file.Content.Length, pointerSize = 134 }, path });
+            {
+                var lfs = new { oid = file.Sha256, size = file.Content.Length, pointerSize = 134 };
+                entries.Add(new { type = "file", oid = file.GitOid, size = file.Content.Length, lfs, path });
+            }
             else
                 entries.Add(new { type = "file", oid = file.GitOid, size = file.Content.Length, path });
         }
@@ -268,7 +278,10 @@ internal sealed class FakeHub : IAsyncDisposable
             await Respond(stream, 200, "OK", body, null, cut);
     }
 
-    /// <summary>A body sent piece by piece with pauses, or that stops after <see cref="FakeFile.StallAfterBytes"/> and hangs until the hub stops.</summary>
+    /// <summary>
+    /// A body sent piece by piece with pauses, or that stops at <see cref="FakeFile.StallAfterBytes"/> and hangs until the
+    /// hub stops.
+    /// </summary>
     private async Task RespondSlowly(NetworkStream stream, long start, int length, ReadOnlyMemory<byte> body, FakeFile file)
     {
         var head = new StringBuilder(start > 0 ? "HTTP/1.1 206 Partial Content\r\n" : "HTTP/1.1 200 OK\r\n");

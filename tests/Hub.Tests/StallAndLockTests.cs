@@ -49,8 +49,10 @@ public sealed class StallAndLockTests : IAsyncLifetime
             HubClient.ResolveAsync(ModelReference.Parse("test/tiny:Q8_0"), Options(1, 2), progress));
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(20), "a retry after a stall waited the 30 s retry delay");
         Assert.Equal(HubErrorKind.Network, e.Kind);
-        Assert.Equal($"downloading tiny-Q8_0.gguf of test/tiny stopped after 2000 of {Q8.Value.Length} bytes (no data for 1 s); run again to resume", e.Message);
-        Assert.Contains(progress.Reports, p => p.Status is { } s && s.StartsWith("waiting: no data for ", StringComparison.Ordinal) && p.BytesDone == 2000);
+        Assert.Equal($"downloading tiny-Q8_0.gguf of test/tiny stopped after 2000 of {Q8.Value.Length} bytes (no data for 1 s); "
+            + "run again to resume", e.Message);
+        Assert.Contains(progress.Reports,
+            p => p.Status is { } s && s.StartsWith("waiting: no data for ", StringComparison.Ordinal) && p.BytesDone == 2000);
         Assert.Contains(progress.Reports, p => p.Status == "retrying (2 of 2) after: no data for 1 s");
     }
 

@@ -42,7 +42,10 @@ public static class Program
     {
         var dir = new Argument<string>("HF_DIR") { Description = "a Hugging Face checkpoint: config.json, *.safetensors, tokenizer files" };
         var output = OutFile();
-        var type = new Option<string>("--outtype", "--type") { Description = $"weight type: {Types}", HelpName = "TYPE", DefaultValueFactory = _ => "bf16" };
+        var type = new Option<string>("--outtype", "--type")
+        {
+            Description = $"weight type: {Types}", HelpName = "TYPE", DefaultValueFactory = _ => "bf16",
+        };
         var command = new Command("convert", "a Hugging Face checkpoint (Llama, Mistral, Qwen2, Qwen3) to one GGUF file") { dir, output, type };
         command.SetAction(r =>
         {
@@ -58,7 +61,10 @@ public static class Program
         var input = new Argument<string>("IN.gguf") { Description = "the GGUF file to quantize" };
         var output = new Argument<string>("OUT.gguf") { Description = "the GGUF file to write" };
         var type = new Argument<string>("TYPE") { Description = Types };
-        var command = new Command("quantize", "a GGUF file to another weight type (norms and small tensors stay as they are)") { input, output, type };
+        var command = new Command("quantize", "a GGUF file to another weight type (norms and small tensors stay as they are)")
+        {
+            input, output, type,
+        };
         command.SetAction(r =>
         {
             string outPath = r.GetValue(output)!;

@@ -12,10 +12,16 @@ internal sealed class SynthOptions
      .Suggest([.. Synth.Presets.Keys]);
 
     private readonly Option<string?> _type = new("--type", "--outtype") { Description = "weight type (as quantize's TYPE)", HelpName = "TYPE" };
-    private readonly Option<string?> _donor = new("--tokenizer-from") { Description = "a GGUF whose tokenizer (and vocabulary size) to copy", HelpName = "MODEL.gguf" };
+    private readonly Option<string?> _donor = new("--tokenizer-from")
+    {
+        Description = "a GGUF whose tokenizer (and vocabulary size) to copy", HelpName = "MODEL.gguf",
+    };
     private readonly Option<string?> _output = new("--outfile", "-o", "--output") { Description = "the GGUF file to write", HelpName = "OUT.gguf" };
     private readonly Option<ulong> _seed = new("--seed") { Description = "random seed", HelpName = "S", DefaultValueFactory = _ => 1234 };
-    private readonly Option<string> _arch = new Option<string>("--arch") { Description = "architecture", HelpName = "llama|qwen2|qwen3", DefaultValueFactory = _ => "llama" }
+    private readonly Option<string> _arch = new Option<string>("--arch")
+    {
+        Description = "architecture", HelpName = "llama|qwen2|qwen3", DefaultValueFactory = _ => "llama",
+    }
         .Suggest("llama", "qwen2", "qwen3");
     private readonly Option<int?> _layers = Shape("--layers", "transformer blocks");
     private readonly Option<int?> _hidden = Shape("--hidden", "embedding length");
@@ -24,14 +30,20 @@ internal sealed class SynthOptions
     private readonly Option<int?> _kvHeads = Shape("--kv-heads", "key/value heads [default: --heads]");
     private readonly Option<int?> _headDim = Shape("--head-dim", "size of one head [default: hidden / heads]");
     private readonly Option<int> _ctx = new("--ctx") { Description = "trained context length", HelpName = "N", DefaultValueFactory = _ => 4096 };
-    private readonly Option<double> _ropeTheta = new("--rope-theta") { Description = "RoPE base frequency", HelpName = "X", DefaultValueFactory = _ => 10000.0 };
+    private readonly Option<double> _ropeTheta = new("--rope-theta")
+    {
+        Description = "RoPE base frequency", HelpName = "X", DefaultValueFactory = _ => 10000.0,
+    };
     private readonly Option<double> _rmsEps = new("--rms-eps") { Description = "RMSNorm epsilon", HelpName = "X", DefaultValueFactory = _ => 1e-5 };
     private readonly Option<bool> _tied = new("--tied") { Description = "the output matrix is the token embedding" };
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { _preset, _type, _donor, _output, _seed, _arch, _layers, _hidden, _ffn, _heads, _kvHeads, _headDim, _ctx, _ropeTheta, _rmsEps, _tied })
-            command.Options.Add(o);
+        Option[] all =
+        [
+            _preset, _type, _donor, _output, _seed, _arch, _layers, _hidden, _ffn, _heads, _kvHeads, _headDim, _ctx, _ropeTheta, _rmsEps, _tied,
+        ];
+        foreach (var o in all) command.Options.Add(o);
     }
 
     public (HfConfig Shape, string Name, string Output, OutputType Type, string Donor, ulong Seed) Read(ParseResult r)
@@ -50,5 +62,6 @@ internal sealed class SynthOptions
         r.GetValue(option) ?? throw new UsageException($"missing option {option.Name} (or give --preset)");
 
     private static Option<int?> Shape(string name, string description) =>
-        new Option<int?>(name) { Description = description, HelpName = "N" }.Check(v => v is null or > 0 ? null : $"{name} must be positive, got {v}");
+        new Option<int?>(name) { Description = description, HelpName = "N" }
+            .Check(v => v is null or > 0 ? null : $"{name} must be positive, got {v}");
 }

@@ -19,7 +19,8 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
-    private sealed record Row(string Model, string Size, string Params, string Backend, int? Threads, string Test, double Mean, double Std, double? GBs, double? Fraction);
+    private sealed record Row(string Model, string Size, string Params, string Backend, int? Threads, string Test, double Mean, double Std,
+        double? GBs, double? Fraction);
 
     public static Command Create(CliContext io)
     {
@@ -54,7 +55,8 @@ internal static class BenchCommand
     private static int Execute(Settings s, ModelSource source, DeviceRequest device, int? gpuLayers, CliContext io)
     {
         var (stdout, stderr) = (io.Out, io.Err);
-        var (p, n, depth, reps, output, noBandwidth, profile, threads, repack) = (s.P, s.N, s.Depth, s.Reps, s.Output, s.NoBandwidth, s.Profile, s.Threads, s.Repack);
+        var (p, n, depth, reps, output) = (s.P, s.N, s.Depth, s.Reps, s.Output);
+        var (noBandwidth, profile, threads, repack) = (s.NoBandwidth, s.Profile, s.Threads, s.Repack);
         RuntimeOptions.WarnAboutThreads(threads, stderr);
         string path = source.Resolve(stderr);
 
@@ -135,20 +137,28 @@ internal static class BenchCommand
             var (mean, std) = Measure(Generate, n, reps, profiler);
             if (profiler is not null) profiles.Add(($"tg{n}{at}", n * reps, profiler.Snapshot()));
             double gbs = bytesPerToken * mean / 1e9;
-            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"tg{n}{at}", mean, std, gbs, bandwidth > 0 ? gbs * 1e9 / bandwidth : null));
+            double? fraction = bandwidth > 0 ? gbs * 1e9 / bandwidth : null;
+            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"tg{n}{at}", mean, std, gbs, fraction));
         }
 
         if (output == "json")
         {
             stdout.WriteLine(JsonSerializer.Serialize(new
             {
-                model = modelName, file = path, size_bytes = modelBytes, parameters, threads = threadCount, kernel_launches_per_token = gpu?.LaunchesThisBatch,
+                model = modelName, file = path, size_bytes = modelBytes, parameters, threads = threadCount,
+                kernel_launches_per_token = gpu?.LaunchesThisBatch,
                 backend = model.DescribePlacement(), bytes_per_token = bytesPerToken, read_bandwidth_gbs = bandwidth / 1e9,
-                results = rows.Select(r => new { test = r.Test, tokens_per_second = r.Mean, stddev = r.Std, gbs = r.GBs, fraction_of_bandwidth = r.Fraction }),
+                results = rows.Select(r => new
+                {
+                    test = r.Test, tokens_per_second = r.Mean, stddev = r.Std, gbs = r.GBs, fraction_of_bandwidth = r.Fraction,
+                }),
                 profile = profiles.Count == 0 ? null : profiles.Select(pr => new
                 {
                     test = pr.Test,
-                    operations = pr.Entries.Select(e => new { operation = e.Operation, calls = e.Calls, microseconds_per_token = e.Time.TotalMicroseconds / pr.Tokens }),
+                    operations = pr.Entries.Select(e => new
+                    {
+                        operation = e.Operation, calls = e.Calls, microseconds_per_token = e.Time.TotalMicroseconds / pr.Tokens,
+                    }),
                 }),
             }));
         }
@@ -157,9 +167,19 @@ internal static class BenchCommand
             stdout.WriteLine("| model | size | params | backend | threads | test | t/s | GB/s | % of read BW |");
             stdout.WriteLine("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
             foreach (var r in rows)
-                stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {(r.Threads is { } th ? th.ToString() : "-")} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} | {(r.GBs is { } g ? g.ToString("F1") : "")} | {(r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "")} |");
-            if (bandwidth > 0) stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {threadCount} threads; tg reads {bytesPerToken / 1e6:F0} MB per token");
-            if (gpu is not null) stdout.WriteLine($"\n{gpu.Description}: {gpu.LaunchesThisBatch} kernel launches per decoded token{(cpu is null ? "" : $" ({model.Placement[0].Count} of {layers} layers)")}");
+            {
+                string threadsText = r.Threads is { } th ? th.ToString() : "-";
+                string gbsText = r.GBs is { } g ? g.ToString("F1") : "";
+                string fractionText = r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "";
+                stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {threadsText} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} "
+                    + $"| {gbsText} | {fractionText} |");
+            }
+            if (bandwidth > 0)
+                stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {threadCount} threads; "
+                    + $"tg reads {bytesPerToken / 1e6:F0} MB per token");
+            if (gpu is not null)
+                stdout.WriteLine($"\n{gpu.Description}: {gpu.LaunchesThisBatch} kernel launches per decoded token"
+                    + (cpu is null ? "" : $" ({model.Placement[0].Count} of {layers} layers)"));
             foreach (var (test, tokenCount, entries) in profiles) WriteProfile(stdout, test, tokenCount, entries);
         }
         return 0;
@@ -176,7 +196,8 @@ internal static class BenchCommand
         stdout.WriteLine("| operation | calls per token | µs per token | % |");
         stdout.WriteLine("| --- | ---: | ---: | ---: |");
         foreach (var e in entries)
-            stdout.WriteLine($"| {e.Operation} | {(double)e.Calls / tokens:G3} | {e.Time.TotalMicroseconds / tokens:F1} | {e.Time.TotalSeconds / total * 100:F1} |");
+            stdout.WriteLine($"| {e.Operation} | {(double)e.Calls / tokens:G3} | {e.Time.TotalMicroseconds / tokens:F1} "
+                + $"| {e.Time.TotalSeconds / total * 100:F1} |");
     }
 
     /// <summary>One warm-up run, then <paramref name="reps"/> timed runs: tokens/s mean and sample standard deviation.</summary>

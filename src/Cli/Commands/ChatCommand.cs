@@ -18,7 +18,10 @@ internal static class ChatCommand
     public static Command Create(CliContext io)
     {
         var system = new Option<string?>("--system-prompt", "-sys") { Description = "the system prompt", HelpName = "TEXT" };
-        var templateFile = new Option<string?>("--chat-template-file") { Description = "a Jinja chat template instead of the model's", HelpName = "FILE" };
+        var templateFile = new Option<string?>("--chat-template-file")
+        {
+            Description = "a Jinja chat template instead of the model's", HelpName = "FILE",
+        };
         var overflow = new Option<string>("--ctx-overflow")
         {
             Description = "when the context is full: stop says so, shift drops the oldest turns", HelpName = "stop|shift",
@@ -61,14 +64,17 @@ internal static class ChatCommand
         bar?.Finish();
 
         if (templateText is null && m.TemplateText is null)
-            stderr.WriteLine("warning: the model has no chat template; using a plain 'User:/Assistant:' fallback (--chat-template-file FILE to set one)");
+            stderr.WriteLine("warning: the model has no chat template; using a plain 'User:/Assistant:' fallback "
+                + "(--chat-template-file FILE to set one)");
         var template = templateText is null ? m.Template : ChatTemplate.Parse(templateText);
         var chat = m.CreateChat(sampling, system, template, policy, maxReply);
 
         if (interactive)
         {
             var c = m.Config;
-            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {Units.FormatCount(m.File.Tensors.Sum(t => t.ElementCount))} parameters, {c.BlockCount} layers, context {m.Model.ContextLength}, {m.Model.DescribePlacement()}");
+            string parameters = Units.FormatCount(m.File.Tensors.Sum(t => t.ElementCount));
+            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {parameters} parameters, {c.BlockCount} layers, "
+                + $"context {m.Model.ContextLength}, {m.Model.DescribePlacement()}");
             stderr.WriteLine("commands: /exit, /reset (or /clear), /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
         }
 
@@ -156,7 +162,8 @@ internal static class ChatCommand
             if (reply.StopReason == "cancelled") stderr.WriteLine("[interrupted]");
             if (reply.StopReason == "context") stderr.WriteLine("[context full: the reply was cut; /reset or --ctx-overflow shift]");
             if (interactive)
-                stderr.WriteLine($"[{reply.PromptTokens} prompt tokens, {reply.GeneratedTokens} tokens, {reply.GenerationTokensPerSecond:F1} tokens/s]");
+                stderr.WriteLine($"[{reply.PromptTokens} prompt tokens, {reply.GeneratedTokens} tokens, "
+                    + $"{reply.GenerationTokensPerSecond:F1} tokens/s]");
         }
         return Finish();
 

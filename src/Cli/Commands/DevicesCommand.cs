@@ -17,7 +17,9 @@ internal static class DevicesCommand
     public static int List(TextWriter stdout, TextWriter stderr)
     {
         stdout.WriteLine($"{"DEVICE",-12} {"MEMORY",10}  NAME");
-        stdout.WriteLine($"{"cpu",-12} {"",10}  {Environment.ProcessorCount} cores ({(System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "AVX-512" : System.Runtime.Intrinsics.X86.Avx2.IsSupported ? "AVX2" : "no AVX2")}), the default when no GPU is found");
+        string isa = System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "AVX-512"
+            : System.Runtime.Intrinsics.X86.Avx2.IsSupported ? "AVX2" : "no AVX2";
+        stdout.WriteLine($"{"cpu",-12} {"",10}  {Environment.ProcessorCount} cores ({isa}), the default when no GPU is found");
         IReadOnlyList<GpuDeviceInfo> devices;
         try
         {

@@ -43,14 +43,18 @@ internal static class InfoCommand
         stdout.WriteLine($"feed forward:    {c.FeedForwardLength}");
         stdout.WriteLine($"heads:           {c.HeadCount} (kv {c.HeadCountKv}, head dim {c.HeadDim})");
         stdout.WriteLine($"context length:  {c.ContextLength}");
-        stdout.WriteLine($"rope:            {(c.Rope.NeoX ? "neox" : "normal")}, base {c.Rope.FreqBase}{(c.Rope.FreqFactors is null ? "" : ", rope_freqs")}{(c.Rope.FreqScale != 1 ? $", linear x{1 / c.Rope.FreqScale}" : "")}");
+        string ropeFactors = c.Rope.FreqFactors is null ? "" : ", rope_freqs";
+        string ropeScale = c.Rope.FreqScale != 1 ? $", linear x{1 / c.Rope.FreqScale}" : "";
+        stdout.WriteLine($"rope:            {(c.Rope.NeoX ? "neox" : "normal")}, base {c.Rope.FreqBase}{ropeFactors}{ropeScale}");
         stdout.WriteLine($"rms epsilon:     {c.RmsEps:G}");
         stdout.WriteLine($"features:        {string.Join(", ", Features(c))}");
         stdout.WriteLine($"vocabulary:      {tok.VocabSize} tokens, {tok.Kind} tokenizer{(tok.Pre is { Length: > 0 } pre ? $" (pre: {pre})" : "")}");
         stdout.WriteLine($"chat template:   {(f.ContainsKey("tokenizer.chat_template") ? "present" : "none")}");
         var repacked = f.Tensors.Where(t => t.RowCount >= 8 && QuantKernels.IsSupported(t.Type) && QuantKernels.Get(t.Type).RepackRows > 0)
             .GroupBy(t => t.Type).Select(g => $"{GgmlTypeInfo.Name(g.Key)} x{g.Count()} ({QuantKernels.Get(g.Key).Isa})").ToList();
-        stdout.WriteLine($"cpu repack:      {(repacked.Count == 0 ? "none" : "at load into 8-row interleaved blocks: " + string.Join(", ", repacked) + "; --no-repack keeps the file layout")}");
+        string repack = repacked.Count == 0 ? "none"
+            : "at load into 8-row interleaved blocks: " + string.Join(", ", repacked) + "; --no-repack keeps the file layout";
+        stdout.WriteLine($"cpu repack:      {repack}");
         return 0;
     }
 

@@ -17,7 +17,10 @@ internal static class LogitsCommand
         var prompt = new Option<string?>("--prompt", "-p") { Description = "text to tokenize (with BOS unless --no-bos)", HelpName = "TEXT" };
         var ids = new Option<string?>("--ids") { Description = "token ids instead of text", HelpName = "1,2,3" };
         var noBos = new Option<bool>("--no-bos") { Description = "do not add the BOS token to --prompt" };
-        var outFile = new Option<string?>("--out", "-o") { Description = "write the last position's logits (float32 little-endian) here", HelpName = "FILE" };
+        var outFile = new Option<string?>("--out", "-o")
+        {
+            Description = "write the last position's logits (float32 little-endian) here", HelpName = "FILE",
+        };
         var greedy = new Option<int>("--greedy") { Description = "also decode N greedy tokens", HelpName = "N", DefaultValueFactory = _ => 0 }
             .Check(v => v >= 0 ? null : $"--greedy must be non-negative, got {v}");
         var source = new ModelSourceOptions();
@@ -30,7 +33,8 @@ internal static class LogitsCommand
         runtime.AddTo(command);
         command.SetAction(r =>
         {
-            if ((r.GetValue(prompt) is null) == (r.GetValue(ids) is null)) throw new UsageException("give exactly one of --prompt TEXT or --ids 1,2,3");
+            if ((r.GetValue(prompt) is null) == (r.GetValue(ids) is null))
+                throw new UsageException("give exactly one of --prompt TEXT or --ids 1,2,3");
             return Execute(r.GetValue(prompt), r.GetValue(ids), r.GetValue(noBos), r.GetValue(outFile), r.GetValue(greedy),
                 ModelArgs.Read(r, source, runtime), io);
         });
@@ -47,7 +51,8 @@ internal static class LogitsCommand
             : m.Tokenizer.Encode(prompt!, addSpecial: !noBos, parseSpecial: true);
         if (input.Length == 0) throw new UsageException("no input tokens");
         foreach (int id in input)
-            if ((uint)id >= (uint)m.Model.VocabSize) throw new UsageException($"token id {id} is outside the vocabulary (0..{m.Model.VocabSize - 1})");
+            if ((uint)id >= (uint)m.Model.VocabSize)
+                throw new UsageException($"token id {id} is outside the vocabulary (0..{m.Model.VocabSize - 1})");
 
         var session = m.CreateSession();
         session.Append(input);

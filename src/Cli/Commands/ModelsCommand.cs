@@ -11,7 +11,10 @@ internal static class ModelsCommand
 {
     public static Command Create(CliContext io)
     {
-        var remove = new Option<string?>("--rm") { Description = "remove a cached model (all its files, or the QUANT's)", HelpName = "OWNER/REPO[:QUANT]" };
+        var remove = new Option<string?>("--rm")
+        {
+            Description = "remove a cached model (all its files, or the QUANT's)", HelpName = "OWNER/REPO[:QUANT]",
+        };
         var revision = new Option<string?>("--revision") { Description = "only this revision, with --rm", HelpName = "REV" };
         var verify = new Option<bool>("--verify") { Description = "re-hash every cached file against the SHA-256 the Hub listed" };
         var command = new Command("models", "list, remove or verify the models downloaded with -hf") { remove, revision, verify };

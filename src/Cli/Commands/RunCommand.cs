@@ -78,7 +78,8 @@ internal static class RunCommand
         stdout.Write(decoder.Flush());
         stdout.WriteLine();
         double genSeconds = Stopwatch.GetElapsedTime(t1).TotalSeconds;
-        stderr.WriteLine($"prompt: {input.Length} tokens, {input.Length / Math.Max(promptSeconds, 1e-9):F1} tokens/s | generation: {generated} tokens, {generated / Math.Max(genSeconds, 1e-9):F1} tokens/s");
+        stderr.WriteLine($"prompt: {input.Length} tokens, {input.Length / Math.Max(promptSeconds, 1e-9):F1} tokens/s | "
+            + $"generation: {generated} tokens, {generated / Math.Max(genSeconds, 1e-9):F1} tokens/s");
         return 0;
     }
 }

@@ -17,9 +17,18 @@ internal static class TemplateCommand
 {
     public static Command Create(CliContext io)
     {
-        var templateFile = new Option<string?>("--template-file", "--chat-template-file") { Description = "a Jinja chat template", HelpName = "FILE" };
-        var context = new Option<string?>("--context") { Description = "every template variable, as JSON (with --template-file)", HelpName = "CONTEXT.json" };
-        var messages = new Option<string?>("--messages") { Description = "the conversation: a JSON array of {role, content}", HelpName = "MESSAGES.json" };
+        var templateFile = new Option<string?>("--template-file", "--chat-template-file")
+        {
+            Description = "a Jinja chat template", HelpName = "FILE",
+        };
+        var context = new Option<string?>("--context")
+        {
+            Description = "every template variable, as JSON (with --template-file)", HelpName = "CONTEXT.json",
+        };
+        var messages = new Option<string?>("--messages")
+        {
+            Description = "the conversation: a JSON array of {role, content}", HelpName = "MESSAGES.json",
+        };
         var addGenerationPrompt = new Option<bool>("--add-generation-prompt") { Description = "end with the assistant's turn opening" };
         var source = new ModelSourceOptions();
         var command = new Command("template", "render a chat template (the model's, or a file) byte-exact to stdout")
@@ -40,14 +49,16 @@ internal static class TemplateCommand
         if (contextFile is not null)
         {
             if (templateFile is null) throw new UsageException("--context needs --template-file FILE");
-            if (source is not null || messagesFile is not null) throw new UsageException("--context renders a template file; it takes no -m or --messages");
+            if (source is not null || messagesFile is not null)
+                throw new UsageException("--context renders a template file; it takes no -m or --messages");
             var template = ChatTemplate.Parse(File.ReadAllText(templateFile));
             var variables = TemplateValues.FromJson(ReadJson(contextFile));
             rendered = template.Render(variables);
         }
         else
         {
-            if (messagesFile is null) throw new UsageException("give --context CONTEXT.json (with --template-file) or --messages MESSAGES.json (with -m MODEL)");
+            if (messagesFile is null)
+                throw new UsageException("give --context CONTEXT.json (with --template-file) or --messages MESSAGES.json (with -m MODEL)");
             if (source is null && templateFile is null) throw new UsageException("--messages needs -m MODEL or --template-file FILE");
             var messages = ReadMessages(messagesFile);
             string bos = "", eos = "";
@@ -78,8 +89,10 @@ internal static class TemplateCommand
         try
         {
             using var doc = JsonDocument.Parse(ReadJson(path));
-            var root = doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("messages", out var m) ? m : doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Array) throw new UsageException($"{path}: expected a JSON array of {{\"role\", \"content\"}} messages");
+            var root = doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("messages", out var m)
+                ? m : doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Array)
+                throw new UsageException($"{path}: expected a JSON array of {{\"role\", \"content\"}} messages");
             return root.EnumerateArray().Select(e => new ChatMessage(
                 e.GetProperty("role").GetString() ?? throw new UsageException($"{path}: a message has no role"),
                 e.GetProperty("content").GetString() ?? "")).ToList();

@@ -19,7 +19,8 @@ internal static class TokenizeCommand
         source.AddTo(command);
         command.SetAction(r =>
         {
-            if ((r.GetValue(text) is null) == (r.GetValue(detok) is null)) throw new UsageException("give exactly one of -p TEXT or --detokenize 1,2,3");
+            if ((r.GetValue(text) is null) == (r.GetValue(detok) is null))
+                throw new UsageException("give exactly one of -p TEXT or --detokenize 1,2,3");
             return Execute(r.GetValue(text), r.GetValue(detok), r.GetValue(noSpecial), source.Read(r), io);
         });
         return command;

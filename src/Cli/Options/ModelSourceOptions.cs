@@ -14,7 +14,10 @@ internal sealed class ModelSourceOptions
         HelpName = "OWNER/REPO[:QUANT]",
     };
 
-    public Option<string?> HfFile { get; } = new("--hf-file", "-hff") { Description = "the exact GGUF file of the -hf repository", HelpName = "NAME" };
+    public Option<string?> HfFile { get; } = new("--hf-file", "-hff")
+    {
+        Description = "the exact GGUF file of the -hf repository", HelpName = "NAME",
+    };
 
     public Option<string> Revision { get; } = new("--revision")
     {

@@ -72,7 +72,10 @@ internal sealed class RuntimeOptions
 
     public int? ReadGpuLayers(ParseResult r) => r.GetValue(GpuLayers) is { } text && ParseGpuLayers(text, out int? n) ? n : null;
 
-    /// <summary>One line when -t asks for more threads than logical cores: they take turns on the cores and every step waits for the slowest.</summary>
+    /// <summary>
+    /// One line when -t asks for more threads than logical cores: they take turns on the cores and every step waits for
+    /// the slowest.
+    /// </summary>
     public static void WarnAboutThreads(int threads, TextWriter stderr)
     {
         if (threads > Environment.ProcessorCount)

@@ -19,7 +19,8 @@ internal sealed class SamplingOptions
         Description = "keep the K most likely tokens; 0 keeps all", HelpName = "K", DefaultValueFactory = _ => Defaults.TopK,
     }.Check(v => v >= 0 ? null : $"--top-k must be 0 (off) or positive, got {v}");
 
-    public Option<float> TopP { get; } = Probability("--top-p", "nucleus sampling: the smallest set of tokens with this much probability", Defaults.TopP);
+    public Option<float> TopP { get; } =
+        Probability("--top-p", "nucleus sampling: the smallest set of tokens with this much probability", Defaults.TopP);
 
     public Option<float> MinP { get; } = Probability("--min-p", "drop tokens less likely than this times the most likely one", Defaults.MinP);
 
@@ -34,11 +35,16 @@ internal sealed class SamplingOptions
         DefaultValueFactory = _ => Defaults.RepeatLastN,
     }.Check(v => v >= -1 ? null : $"--repeat-last-n must be -1 (the context), 0 (off) or positive, got {v}");
 
-    public Option<float> FrequencyPenalty { get; } = Penalty("--frequency-penalty", "subtract this times a token's count so far", Defaults.FrequencyPenalty);
+    public Option<float> FrequencyPenalty { get; } =
+        Penalty("--frequency-penalty", "subtract this times a token's count so far", Defaults.FrequencyPenalty);
 
-    public Option<float> PresencePenalty { get; } = Penalty("--presence-penalty", "subtract this from every token seen so far", Defaults.PresencePenalty);
+    public Option<float> PresencePenalty { get; } =
+        Penalty("--presence-penalty", "subtract this from every token seen so far", Defaults.PresencePenalty);
 
-    public Option<ulong> Seed { get; } = new("--seed", "-s") { Description = "random seed; the default draws a new one every run", HelpName = "N", DefaultValueFactory = _ => Defaults.Seed };
+    public Option<ulong> Seed { get; } = new("--seed", "-s")
+    {
+        Description = "random seed; the default draws a new one every run", HelpName = "N", DefaultValueFactory = _ => Defaults.Seed,
+    };
 
     public void AddTo(Command command)
     {

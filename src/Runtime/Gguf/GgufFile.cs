@@ -48,36 +48,10 @@ public sealed unsafe class GgufFile : IDisposable
 
     internal byte* BasePointer => _base != null ? _base : throw new ObjectDisposedException(Path);
 
-    /// <summary>
-    /// The size of the file <paramref name="path"/> names, following symbolic links (a link's own length is the length of
-    /// its target's name; Hugging Face's cache is made of links). Missing files, folders and link loops get their own message.
-    /// </summary>
-    private static long ResolveLength(string path)
-    {
-        try
-        {
-            FileSystemInfo info = new FileInfo(path);
-            if (info.LinkTarget is not null)
-                info = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
-            if (Directory.Exists(info.FullName)) throw new ModelFormatException(path, "is a directory, not a GGUF file");
-            if (!info.Exists) throw new ModelFormatException(path, info.FullName == System.IO.Path.GetFullPath(path)
-                ? "file not found" : $"file not found (a symbolic link to {info.FullName}, which does not exist)");
-            return ((FileInfo)info).Length;
-        }
-        catch (IOException e) when (e.HResult == 40 || e.Message.Contains("symbolic links", StringComparison.OrdinalIgnoreCase))
-        {
-            throw new ModelFormatException(path, "too many levels of symbolic links (a loop of links?)", e);
-        }
-        catch (Exception e) when (e is UnauthorizedAccessException or IOException or ArgumentException or NotSupportedException)
-        {
-            throw new ModelFormatException(path, $"cannot open: {e.Message}", e);
-        }
-    }
-
     private GgufFile(string path)
     {
         Path = path;
-        Length = ResolveLength(path);
+        Length = GgufPath.ResolveLength(path);
         if (Length < 24)
             throw new ModelFormatException(path, $"file is {Length} bytes, too short for a GGUF header (24 bytes)");
         try
@@ -105,7 +79,8 @@ public sealed unsafe class GgufFile : IDisposable
                 throw Error($"bad magic 0x{magic:X8} (expected \"GGUF\"): not a GGUF file");
             Version = r.U32("version");
             if (Version is not (2 or 3))
-                throw Error(Version == 1 ? "GGUF version 1 is not supported (versions 2 and 3 are)" : $"unsupported GGUF version {Version} (versions 2 and 3 are supported)");
+                throw Error(Version == 1 ? "GGUF version 1 is not supported (versions 2 and 3 are)"
+                    : $"unsupported GGUF version {Version} (versions 2 and 3 are supported)");
             long tensorCount = r.Count("tensor count", MaxTensorCount, minBytesEach: 8 + 4 + 8 + 4 + 8);
             long kvCount = r.Count("metadata count", MaxMetadataCount, minBytesEach: 8 + 4 + 1);
 
@@ -179,7 +154,8 @@ public sealed unsafe class GgufFile : IDisposable
                 if (offset % Alignment != 0)
                     throw Error($"tensor '{name}' offset {offset} is not a multiple of the alignment {Alignment}");
                 if (offset > (ulong)dataBytes || size > dataBytes - (long)offset)
-                    throw Error($"tensor '{name}' ({size} bytes at data offset {offset}) extends past the end of the file (data section is {dataBytes} bytes)");
+                    throw Error($"tensor '{name}' ({size} bytes at data offset {offset}) extends past the end of the file "
+                        + $"(data section is {dataBytes} bytes)");
                 var tensor = new GgufTensor(this, name, type, dims, (long)offset, DataOffset + (long)offset, size);
                 if (!_tensorsByName.TryAdd(name, tensor))
                     throw Error($"duplicate tensor name '{name}'");

@@ -69,7 +69,8 @@ public sealed class ProgressBarTests
         Assert.Equal(3, text.Count(c => c == '\r'));
         Assert.DoesNotContain(" 10%", text);
         Assert.Contains(" 50% 5.00 MiB / 10.0 MiB", text);
-        Assert.EndsWith("\rtiny-Q8_0.gguf: done, 10.0 MiB in 0:03" + new string(' ', text.Split('\r')[2].Length - "tiny-Q8_0.gguf: done, 10.0 MiB in 0:03".Length) + Environment.NewLine, text);
+        const string done = "tiny-Q8_0.gguf: done, 10.0 MiB in 0:03";
+        Assert.EndsWith("\r" + done + new string(' ', text.Split('\r')[2].Length - done.Length) + Environment.NewLine, text);
     }
 
     [Fact]

@@ -81,7 +81,8 @@ public sealed class BadInputTests : IDisposable
             : ["bench", "-m", Fixtures.Model("llama3", "bf16"), "-t", threads];
         var r = Infer(args);
         Assert.Equal(2, r.Code);
-        Assert.Equal($"infer {command}: --threads must be between 1 and 512 (0 or absent: one per core, {Environment.ProcessorCount} here), got {threads}",
+        Assert.Equal($"infer {command}: --threads must be between 1 and 512 (0 or absent: one per core, {Environment.ProcessorCount} here), "
+            + $"got {threads}",
             Assert.Single(r.ErrLines));
     }
 
@@ -93,7 +94,8 @@ public sealed class BadInputTests : IDisposable
         var r = Infer("run", "-m", Fixtures.Model("llama3", "bf16"), "-p", "hi", "-c", "100000000", "-t", "2", "--device", "cpu");
         Assert.Equal(1, r.Code);
         string line = r.ErrLines[^1];
-        Assert.StartsWith("infer run: error: a context of 100000000 tokens needs 48.4 GiB for the KV cache (2 layers x 1 KV heads x 32 x 2 x 4 bytes per token)", line);
+        Assert.StartsWith("infer run: error: a context of 100000000 tokens needs 48.4 GiB for the KV cache "
+            + "(2 layers x 1 KV heads x 32 x 2 x 4 bytes per token)", line);
         Assert.Matches(@"but only \d+\.\d GiB of memory is available: use a smaller -c \(at most about \d+\)$", line);
         Assert.Equal(2, r.ErrLines.Length); // the warning about the trained context, then the error
         Assert.StartsWith("warning: a context of 100000000 tokens is beyond the 4096 the model was trained for", r.ErrLines[0]);
@@ -167,7 +169,8 @@ public sealed class BadInputTests : IDisposable
     {
         // transformers' tokenization of the prompt (with BOS) in a context of 20: exactly 20 - that many more fit.
         int prompt = FoxCase().GetProperty("input_ids").GetArrayLength();
-        var r = Infer("run", "-m", Fixtures.Model("llama3", "bf16"), "-p", Fox, "-n", "-1", "-c", "20", "--temp", "0", "--ignore-eos", "-t", "2", "--device", "cpu");
+        var r = Infer("run", "-m", Fixtures.Model("llama3", "bf16"), "-p", Fox, "-n", "-1", "-c", "20", "--temp", "0", "--ignore-eos",
+            "-t", "2", "--device", "cpu");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains($"prompt: {prompt} tokens", r.Err);
         Assert.Contains($"generation: {20 - prompt} tokens", r.Err);

@@ -16,6 +16,8 @@ public sealed class CommandLineTests : IDisposable
 
     private static string Llama3 => Fixtures.Model("llama3", "bf16");
 
+    private static string Qwen3 => Fixtures.Model("qwen3", "bf16");
+
     [Theory]
     [InlineData("run", "-n, --n-predict <N>", "[default: 128]")]
     [InlineData("chat", "-sys, --system-prompt <TEXT>", "--ctx-overflow <stop|shift>")]
@@ -101,7 +103,7 @@ public sealed class CommandLineTests : IDisposable
     public void ContextShiftIsCtxOverflowShift(string option, int code)
     {
         string turns = string.Concat(Enumerable.Range(1, 6).Select(i => $"Tell me about the number {i}, please.\n"));
-        var r = InferProcess.Run(["chat", "-m", Fixtures.Model("qwen3", "bf16"), "-c", "64", "-n", "4", "--temp", "0", "-t", "2", "--device", "cpu", option], turns);
+        var r = InferProcess.Run(["chat", "-m", Qwen3, "-c", "64", "-n", "4", "--temp", "0", "-t", "2", "--device", "cpu", option], turns);
         Assert.True(r.Code == code, r.Err);
         if (code == 0) Assert.Contains(r.ErrLines, l => l.StartsWith("[context shift: dropped the", StringComparison.Ordinal));
         else Assert.Contains(r.ErrLines, l => l.Contains("does not fit the context of 64 tokens"));
@@ -112,7 +114,7 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("/reset")]
     public void ClearIsReset(string command)
     {
-        var r = InferProcess.Run(["chat", "-m", Fixtures.Model("qwen3", "bf16"), "-n", "2", "--temp", "0", "-t", "2", "--device", "cpu"], $"Hi\n{command}\n");
+        var r = InferProcess.Run(["chat", "-m", Qwen3, "-n", "2", "--temp", "0", "-t", "2", "--device", "cpu"], $"Hi\n{command}\n");
         Assert.True(r.Code == 0, r.Err);
         Assert.Equal("conversation reset", Assert.Single(r.ErrLines));
     }
@@ -146,7 +148,7 @@ public sealed class CommandLineTests : IDisposable
     public async Task HfTokenIsSentLikeHfToken()
     {
         await using var hub = new FakeHub();
-        hub.AddRepo("test/gated", requiredToken: "hf_secret").Files["tiny-Q8_0.gguf"] = new FakeFile(File.ReadAllBytes(Fixtures.Model("qwen3", "bf16")));
+        hub.AddRepo("test/gated", requiredToken: "hf_secret").Files["tiny-Q8_0.gguf"] = new FakeFile(File.ReadAllBytes(Qwen3));
         var env = new Dictionary<string, string?> { ["HF_ENDPOINT"] = hub.Endpoint, ["INFER_CACHE"] = Path.Combine(_dir, "cache") };
         var without = InferProcess.Run(["info", "-hf", "test/gated:Q8_0"], "", env);
         Assert.Equal(1, without.Code);

@@ -132,7 +132,8 @@ public sealed class HubDownloadTests : IAsyncLifetime
         Assert.Equal(1, tampered.Code);
         Assert.Contains($"CHANGED   test/tiny tiny-Q8_0.gguf: SHA-256 is ", tampered.Out);
         Assert.Contains($"but the Hub listed {Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Model.Value))}", tampered.Out);
-        Assert.Equal("test/tiny tiny-Q8_0.gguf differs from the Hub's file: 'infer models --rm test/tiny:Q8_0' removes it and the next use downloads it again",
+        Assert.Equal("test/tiny tiny-Q8_0.gguf differs from the Hub's file: "
+            + "'infer models --rm test/tiny:Q8_0' removes it and the next use downloads it again",
             Assert.Single(tampered.ErrLines));
     }
 }

@@ -38,7 +38,10 @@ internal static class InferProcess
         return Process.Start(psi)!;
     }
 
-    /// <summary>Runs to the end with <paramref name="stdin"/> piped in; fails the test if it takes longer than <paramref name="timeoutSeconds"/>.</summary>
+    /// <summary>
+    /// Runs to the end with <paramref name="stdin"/> piped in; fails the test if it takes longer than
+    /// <paramref name="timeoutSeconds"/>.
+    /// </summary>
     public static Result Run(string[] args, string stdin = "", IReadOnlyDictionary<string, string?>? environment = null, int timeoutSeconds = 120)
     {
         using var p = Start(args, environment);

@@ -5,11 +5,13 @@ namespace Infer.Cli.Tests;
 /// <summary><c>infer chat</c> with piped turns that do not all succeed: each failure said once, and the exit code says so.</summary>
 public sealed class PipedChatTests
 {
+    private static string Qwen3 => Fixtures.Model("qwen3", "bf16");
+
     [Fact]
     public void TurnsThatDoNotFitAreEachReportedOnceAndTheExitCodeIsNonZero()
     {
         string turns = string.Concat(Enumerable.Range(1, 12).Select(i => $"Tell me about the number {i}, please.\n"));
-        var r = InferProcess.Run(["chat", "-m", Fixtures.Model("qwen3", "bf16"), "-c", "64", "-n", "4", "--temp", "0", "-t", "2", "--device", "cpu"], turns);
+        var r = InferProcess.Run(["chat", "-m", Qwen3, "-c", "64", "-n", "4", "--temp", "0", "-t", "2", "--device", "cpu"], turns);
         Assert.Equal(1, r.Code);
         var failures = r.ErrLines.Where(l => l.Contains("does not fit")).ToList();
         Assert.NotEmpty(failures);
@@ -23,7 +25,7 @@ public sealed class PipedChatTests
     [Fact]
     public void TurnsThatAllSucceedExitWithZero()
     {
-        var r = InferProcess.Run(["chat", "-m", Fixtures.Model("qwen3", "bf16"), "-c", "256", "-n", "2", "--temp", "0", "-t", "2", "--device", "cpu"], "Hi\nHello\n");
+        var r = InferProcess.Run(["chat", "-m", Qwen3, "-c", "256", "-n", "2", "--temp", "0", "-t", "2", "--device", "cpu"], "Hi\nHello\n");
         Assert.True(r.Code == 0, r.Err);
         Assert.Equal("", r.Err);
         Assert.Equal(2, r.Out.Count(c => c == '\n')); // one line per reply
