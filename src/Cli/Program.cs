@@ -5,6 +5,7 @@ using Infer.Cli.Commands;
 using Infer.Engine;
 using Infer.Hub;
 using Infer.Runtime;
+using Infer.Runtime.Grammar;
 using Infer.Runtime.Model;
 using Infer.Templates;
 
@@ -25,7 +26,7 @@ public static class Program
         var io = new CliContext(stdout, stderr, stdin ?? Console.In, interactive ?? (!Console.IsInputRedirected && !Console.IsOutputRedirected));
         var verbose = VerboseOption();
         var root = BuildRoot(io, verbose);
-        return CommandLineApp.Run(root, args, stdout, stderr, IsBadInput, verbose);
+        return CommandLineApp.Run(root, "infer", args, stdout, stderr, IsBadInput, verbose);
     }
 
     /// <summary>-v/--verbose (as llama.cpp), on every command: an error's stack trace after its one line.</summary>
@@ -55,7 +56,7 @@ public static class Program
     /// <summary>Errors in what the user gave us (a file, a model, a download), as opposed to bugs.</summary>
     private static bool IsBadInput(Exception e) => e is ModelFormatException or ContextFullException or IOException or UnauthorizedAccessException
         or ArgumentException or InvalidDataException or NotSupportedException or TemplateException or HubException or JsonException
-        or NotEnoughMemoryException;
+        or NotEnoughMemoryException or GrammarException;
 
     private sealed class ListDevicesAction(CliContext io) : SynchronousCommandLineAction
     {

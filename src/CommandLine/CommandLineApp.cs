@@ -14,22 +14,23 @@ namespace Infer.CommandLine;
 public static partial class CommandLineApp
 {
     /// <summary>
-    /// Parses <paramref name="args"/> against <paramref name="root"/> and runs the chosen command's action.
-    /// <paramref name="isBadInput"/> says which exceptions are the user's input or file (exit 1) rather than a bug (exit 3).
+    /// Parses <paramref name="args"/> against <paramref name="root"/> and runs the chosen command's action; messages name
+    /// the executable <paramref name="tool"/>. <paramref name="isBadInput"/> says which exceptions are the user's input or
+    /// file (exit 1) rather than a bug (exit 3).
     /// </summary>
-    public static int Run(RootCommand root, string[] args, TextWriter stdout, TextWriter stderr, Func<Exception, bool> isBadInput,
+    public static int Run(RootCommand root, string tool, string[] args, TextWriter stdout, TextWriter stderr, Func<Exception, bool> isBadInput,
         Option<bool>? verbose = null) =>
-        Run(root, args, stdout, stderr, e => isBadInput(e) ? ExitCodes.BadInput : null, verbose);
+        Run(root, tool, args, stdout, stderr, e => isBadInput(e) ? ExitCodes.BadInput : null, verbose);
 
     /// <summary>
     /// As the other overload, with the exit code of each expected exception from <paramref name="exitCodeFor"/> (null for a bug:
     /// "internal error", exit 3).
     /// </summary>
-    public static int Run(RootCommand root, string[] args, TextWriter stdout, TextWriter stderr, Func<Exception, int?> exitCodeFor,
+    public static int Run(RootCommand root, string tool, string[] args, TextWriter stdout, TextWriter stderr, Func<Exception, int?> exitCodeFor,
         Option<bool>? verbose = null)
     {
         var result = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
-        string name = CommandName(result);
+        string name = CommandName(result, tool);
         if (result.Action is ParseErrorAction)
         {
             if (args.Length == 0)
@@ -40,7 +41,7 @@ public static partial class CommandLineApp
             }
             // An unknown word explains the rest ("missing a command" after a misspelt one): name it first.
             var error = result.Errors.FirstOrDefault(e => Unrecognized().IsMatch(e.Message)) ?? result.Errors[0];
-            stderr.WriteLine($"{name}: {Describe(error, result)}");
+            stderr.WriteLine($"{name}: {Describe(error, result, tool)}");
             return ExitCodes.Usage;
         }
         bool showStack = verbose is not null && result.GetValue(verbose);
@@ -72,21 +73,24 @@ public static partial class CommandLineApp
         }
     }
 
-    /// <summary>"infer run": the executable and the command the arguments reached.</summary>
-    private static string CommandName(ParseResult result)
+    /// <summary>
+    /// "infer run": the executable and the command the arguments reached. The root goes by <paramref name="tool"/>, not
+    /// by the process's name (a test host runs the same tree in-process).
+    /// </summary>
+    private static string CommandName(ParseResult result, string tool)
     {
         var names = new List<string>();
         for (SymbolResult? r = result.CommandResult; r is not null; r = r.Parent)
-            if (r is CommandResult c) names.Add(c.Command.Name);
+            if (r is CommandResult c) names.Add(c.Parent is null ? tool : c.Command.Name);
         names.Reverse();
         return string.Join(' ', names);
     }
 
     /// <summary>A parse error in our words: the option named as it was typed, the value that did not parse, what to run for help.</summary>
-    internal static string Describe(ParseError error, ParseResult result)
+    internal static string Describe(ParseError error, ParseResult result, string tool)
     {
         string message = error.Message;
-        string help = $"(see '{CommandName(result)} --help')";
+        string help = $"(see '{CommandName(result, tool)} --help')";
         if (Unrecognized().Match(message) is { Success: true } u)
         {
             string token = u.Groups[1].Value;

@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 
@@ -19,7 +19,7 @@ public sealed class FusedOpsTests(GpuBackends backends) : IClassFixture<GpuBacke
     private static IWeight Matrix(GpuBackend b, Random rng, string name, GgmlType type, int rows, int cols)
     {
         var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
-        QuantKernels.Quantize(type, Check.Random(rng, rows * cols), bytes);
+        RowCodec.Quantize(type, Check.Random(rng, rows * cols), bytes);
         return b.UploadWeight(name, type, rows, cols, bytes);
     }
 

@@ -22,7 +22,7 @@ public static class Program
         {
             ConvertCommand(stderr, bar), QuantizeCommand(stderr, bar), SynthCommand(stderr, bar),
         };
-        return CommandLineApp.Run(root, args, stdout, stderr, ExitCodeFor);
+        return CommandLineApp.Run(root, "convert-weights", args, stdout, stderr, ExitCodeFor);
     }
 
     private static int? ExitCodeFor(Exception e) => e switch

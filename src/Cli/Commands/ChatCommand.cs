@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Infer.Cli.Options;
+using Infer.Runtime.Grammar;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
 using Infer.Runtime.Sampling;
@@ -33,11 +34,13 @@ internal static class ChatCommand
         var source = new ModelSourceOptions();
         var runtime = new RuntimeOptions();
         var sampling = new SamplingOptions();
+        var grammar = new GrammarOptions();
         var command = new Command("chat", "chat with the model in its own chat template (piped stdin: one turn per line)")
         {
             system, templateFile, overflow, shift, noShift, maxReply,
         };
         sampling.AddTo(command);
+        grammar.AddTo(command);
         source.AddTo(command);
         runtime.AddTo(command);
         command.SetAction(r =>
@@ -46,22 +49,27 @@ internal static class ChatCommand
             if (new[] { overflowGiven, r.GetValue(shift), r.GetValue(noShift) }.Count(x => x) > 1)
                 throw new UsageException("give one of --ctx-overflow, --context-shift and --no-context-shift");
             var policy = r.GetValue(shift) || r.GetValue(overflow) == "shift" ? ContextOverflowPolicy.Shift : ContextOverflowPolicy.Stop;
-            return Execute(r.GetValue(system), r.GetValue(templateFile), policy, r.GetValue(maxReply), sampling.Read(r),
-                ModelArgs.Read(r, source, runtime), io);
+            var settings = new Settings(r.GetValue(system), r.GetValue(templateFile), policy, r.GetValue(maxReply), sampling.Read(r),
+                grammar.Read(r));
+            return Execute(settings, ModelArgs.Read(r, source, runtime), io);
         });
         return command;
     }
 
-    private static int Execute(string? system, string? templateFile, ContextOverflowPolicy policy, int maxReply, SamplerOptions sampling,
-        ModelArgs modelArgs, CliContext io)
+    private sealed record Settings(string? System, string? TemplateFile, ContextOverflowPolicy Policy, int MaxReply, SamplerOptions Sampling,
+        GbnfGrammar? Grammar);
+
+    private static int Execute(Settings s, ModelArgs modelArgs, CliContext io)
     {
         var (stdout, stderr, stdin, interactive) = (io.Out, io.Err, io.In, io.Interactive);
+        var (system, templateFile, policy, maxReply) = (s.System, s.TemplateFile, s.Policy, s.MaxReply);
         string? templateText = templateFile is null ? null
             : File.Exists(templateFile) ? File.ReadAllText(templateFile) : throw new FileNotFoundException($"{templateFile}: file not found");
 
         var bar = interactive ? ProgressBar.For(stderr) : null;
         using var m = modelArgs.Load(stderr, bar?.Fraction("loading the model"));
         bar?.Finish();
+        var sampling = GrammarOptions.Bind(s.Sampling, s.Grammar, m.Tokenizer);
 
         if (templateText is null && m.TemplateText is null)
             stderr.WriteLine("warning: the model has no chat template; using a plain 'User:/Assistant:' fallback "

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Infer.Cli.Options;
+using Infer.Runtime.Grammar;
 using Infer.Runtime.Sampling;
 
 namespace Infer.Cli.Commands;
@@ -17,14 +18,17 @@ internal static class RunCommand
         var source = new ModelSourceOptions();
         var runtime = new RuntimeOptions();
         var sampling = new SamplingOptions();
+        var grammar = new GrammarOptions();
         var command = new Command("run", "generate text from a prompt, streamed to stdout (speeds on stderr)") { prompt, file, predict, ignoreEos };
         sampling.AddTo(command);
+        grammar.AddTo(command);
         source.AddTo(command);
         runtime.AddTo(command);
         command.SetAction(r =>
         {
             string text = ReadPrompt(r.GetValue(prompt), r.GetValue(file));
-            return Execute(text, r.GetValue(predict), r.GetValue(ignoreEos), sampling.Read(r), ModelArgs.Read(r, source, runtime), io);
+            return Execute(text, r.GetValue(predict), r.GetValue(ignoreEos), sampling.Read(r), grammar.Read(r),
+                ModelArgs.Read(r, source, runtime), io);
         });
         return command;
     }
@@ -44,10 +48,12 @@ internal static class RunCommand
         return File.Exists(file) ? File.ReadAllText(file) : throw new FileNotFoundException($"{file}: file not found");
     }
 
-    private static int Execute(string prompt, int nPredict, bool ignoreEos, SamplerOptions sampling, ModelArgs modelArgs, CliContext io)
+    private static int Execute(string prompt, int nPredict, bool ignoreEos, SamplerOptions sampling, GbnfGrammar? grammar, ModelArgs modelArgs,
+        CliContext io)
     {
         var (stdout, stderr) = (io.Out, io.Err);
         using var m = modelArgs.Load(stderr);
+        sampling = GrammarOptions.Bind(sampling, grammar, m.Tokenizer);
         var tok = m.Tokenizer;
         int[] input = tok.Encode(prompt, addSpecial: true, parseSpecial: true);
         if (input.Length == 0) throw new UsageException("the prompt is empty after tokenization");

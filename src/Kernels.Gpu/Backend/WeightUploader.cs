@@ -4,6 +4,7 @@ using ILGPU.Runtime;
 using Infer.Kernels.Gpu.Kernels;
 using Infer.Runtime;
 using Infer.Runtime.Backend;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Gpu.Backend;
@@ -32,13 +33,13 @@ internal sealed class WeightUploader(DeviceState d)
         if (_formats.TryGetValue(type, out var k)) return k;
         k = type switch
         {
-            GgmlType.F32 => Load<F32Format>(),
-            GgmlType.F16 => Load<F16Format>(),
-            GgmlType.BF16 => Load<BF16Format>(),
-            GgmlType.Q8_0 => Load<Q8_0Format>(),
-            GgmlType.Q4_0 => Load<Q4_0Format>(),
-            GgmlType.Q4_K => Load<Q4_KFormat>(),
-            GgmlType.Q6_K => Load<Q6_KFormat>(),
+            GgmlType.F32 => Load<F32Words>(),
+            GgmlType.F16 => Load<F16Words>(),
+            GgmlType.BF16 => Load<BF16Words>(),
+            GgmlType.Q8_0 => Load<Q8_0Words>(),
+            GgmlType.Q4_0 => Load<Q4_0Words>(),
+            GgmlType.Q4_K => Load<Q4_KWords>(),
+            GgmlType.Q6_K => Load<Q6_KWords>(),
             _ => throw new NotSupportedException($"no GPU kernels for {GgmlTypeInfo.Name(type)}"),
         };
         _formats[type] = k;
@@ -123,9 +124,9 @@ internal sealed class WeightUploader(DeviceState d)
             case GgmlType.Q6_K:
                 {
                     // Raw super-blocks as words; Q6_K's 210-byte blocks are padded to 212 bytes to keep them word-aligned.
-                    long blocks = (long)rows * (cols / 256);
-                    int blockBytes = (int)GgmlTypeInfo.RowBytes(type, 256);
-                    int wordsPerBlock = type == GgmlType.Q4_K ? Q4_KFormat.WordsPerBlock : Q6_KFormat.WordsPerBlock;
+                    long blocks = (long)rows * (cols / GgmlTypeInfo.QK_K);
+                    int blockBytes = type == GgmlType.Q4_K ? Q4_KFormat.TypeSize : Q6_KFormat.TypeSize;
+                    int wordsPerBlock = type == GgmlType.Q4_K ? Q4_KWords.WordsPerBlock : Q6_KWords.WordsPerBlock;
                     var q = new int[blocks * wordsPerBlock];
                     fixed (int* qp = q)
                         for (long b = 0; b < blocks; b++)
@@ -133,11 +134,12 @@ internal sealed class WeightUploader(DeviceState d)
                     words = d.Track(d.Acc.Allocate1D(q));
                     break;
                 }
-            default: // Q8_0, Q4_0: split 34- or 18-byte blocks into f16 scales and 32-bit quant words.
+            default: // Q8_0, Q4_0: split the blocks into f16 scales and 32-bit quant words.
                 {
-                    long blocks = (long)rows * (cols / 32);
-                    int quantBytes = type == GgmlType.Q8_0 ? 32 : 16;
-                    int blockBytes = 2 + quantBytes;
+                    long blocks = (long)rows * (cols / Q8_0Format.BlockSize); // Q4_0's blocks are as long
+                    int quantBytes = type == GgmlType.Q8_0 ? Q8_0Format.QsBytes : Q4_0Format.QsBytes;
+                    int blockBytes = type == GgmlType.Q8_0 ? Q8_0Format.TypeSize : Q4_0Format.TypeSize;
+                    int qsOffset = type == GgmlType.Q8_0 ? Q8_0Format.QsOffset : Q4_0Format.QsOffset;
                     var s = new ushort[blocks];
                     var q = new int[blocks * quantBytes / 4];
                     fixed (ushort* sp = s)
@@ -145,8 +147,8 @@ internal sealed class WeightUploader(DeviceState d)
                         for (long b = 0; b < blocks; b++)
                         {
                             byte* src = data + b * blockBytes;
-                            sp[b] = (ushort)(src[0] | src[1] << 8);
-                            Buffer.MemoryCopy(src + 2, (byte*)qp + b * quantBytes, quantBytes, quantBytes);
+                            sp[b] = (ushort)(src[Q8_0Format.DOffset] | src[Q8_0Format.DOffset + 1] << 8); // same offset in Q4_0
+                            Buffer.MemoryCopy(src + qsOffset, (byte*)qp + b * quantBytes, quantBytes, quantBytes);
                         }
                     scales = d.Track(d.Acc.Allocate1D(s));
                     words = d.Track(d.Acc.Allocate1D(q));

@@ -86,7 +86,7 @@ internal static partial class GpuKernels
     public static IEnumerable<(string Name, MethodInfo Method, bool Implicit)> EntryPoints()
     {
         var t = typeof(GpuKernels);
-        Type[] formats = [typeof(F32Format), typeof(F16Format), typeof(BF16Format), typeof(Q8_0Format), typeof(Q4_0Format), typeof(Q4_KFormat), typeof(Q6_KFormat)];
+        Type[] formats = [typeof(F32Words), typeof(F16Words), typeof(BF16Words), typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q6_KWords)];
         foreach (var f in formats)
         {
             yield return ($"Embed<{f.Name}>", t.GetMethod(nameof(Embed))!.MakeGenericMethod(f), true);

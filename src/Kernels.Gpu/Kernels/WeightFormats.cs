@@ -58,7 +58,7 @@ internal static class Numeric
 }
 
 /// <summary>F32: words hold float bits, row-major, unit = one element.</summary>
-internal struct F32Format : IWeightFormat
+internal struct F32Words : IWeightFormat
 {
     public int Units(int cols) => cols;
 
@@ -78,7 +78,7 @@ internal struct F32Format : IWeightFormat
 /// <summary>
 /// F16 / BF16 share the packing: two halves per word (element 2u in the low half), rows padded to whole words.
 /// </summary>
-internal struct F16Format : IWeightFormat
+internal struct F16Words : IWeightFormat
 {
     public int Units(int cols) => (cols + 1) / 2;
 
@@ -115,8 +115,8 @@ internal struct F16Format : IWeightFormat
     }
 }
 
-/// <inheritdoc cref="F16Format"/>
-internal struct BF16Format : IWeightFormat
+/// <inheritdoc cref="F16Words"/>
+internal struct BF16Words : IWeightFormat
 {
     public int Units(int cols) => (cols + 1) / 2;
 
@@ -157,7 +157,7 @@ internal struct BF16Format : IWeightFormat
 /// Q8_0 (blocks of 32 int8 with an f16 scale d: w = d * q), split on upload into scales [rows * nb] and quants
 /// [rows * nb * 8 words]. Unit = one word = four consecutive quants.
 /// </summary>
-internal struct Q8_0Format : IWeightFormat
+internal struct Q8_0Words : IWeightFormat
 {
     public int Units(int cols) => cols / 32 * 8;
 
@@ -200,7 +200,7 @@ internal struct Q8_0Format : IWeightFormat
 /// its high nibble; w = d * (nibble - 8)), split into scales and quants [rows * nb * 4 words]. Unit = one word =
 /// elements j..j+3 and j+16..j+19.
 /// </summary>
-internal struct Q4_0Format : IWeightFormat
+internal struct Q4_0Words : IWeightFormat
 {
     public int Units(int cols) => cols / 32 * 4;
 
@@ -284,7 +284,7 @@ internal static class KQuant
 /// Q4_K (144-byte super-blocks of 256: f16 d, f16 dmin, 12 bytes of packed 6-bit scales and mins, 128 bytes of nibbles;
 /// w = d * sc * q - dmin * m per 32-element sub-block), uploaded as 36 words per block. Unit = 8 elements.
 /// </summary>
-internal struct Q4_KFormat : IWeightFormat
+internal struct Q4_KWords : IWeightFormat
 {
     public const int WordsPerBlock = 36;
 
@@ -325,7 +325,7 @@ internal struct Q4_KFormat : IWeightFormat
 /// Q6_K (210-byte super-blocks of 256: 128 bytes of low nibbles, 64 bytes of high 2-bit pairs, 16 int8 scales, f16 d;
 /// w = d * scale * (q - 32) per 16 elements), uploaded padded to 53 words per block. Unit = 8 elements.
 /// </summary>
-internal struct Q6_KFormat : IWeightFormat
+internal struct Q6_KWords : IWeightFormat
 {
     public const int WordsPerBlock = 53;
 

@@ -1,3 +1,5 @@
+using Infer.Runtime.Grammar;
+
 namespace Infer.Runtime.Sampling;
 
 /// <summary>Sampling settings with llama.cpp's defaults.</summary>
@@ -12,6 +14,9 @@ public sealed record SamplerOptions
     public float PresencePenalty { get; init; } = 0.0f;
     public int RepeatLastN { get; init; } = 64;
     public ulong Seed { get; init; } = 0xFFFFFFFF; // llama.cpp's LLAMA_DEFAULT_SEED: pick a random seed
+
+    /// <summary>Restricts sampling to sentences of a grammar (each sampler gets its own matcher); null: unconstrained.</summary>
+    public GrammarConstraint? Grammar { get; init; }
 
     public bool IsGreedy => Temperature <= 0;
 
@@ -28,6 +33,7 @@ public sealed record SamplerOptions
 /// <summary>
 /// The sampling pipeline, in llama.cpp's order: penalties over the last N tokens, top-k, top-p, min-p, temperature,
 /// then a draw from a seeded RNG. Temperature 0 is greedy (argmax after penalties). Buffers are allocated once.
+/// With a grammar, its mask comes first (as in llama.cpp) and the chosen token advances it.
 /// </summary>
 public sealed class Sampler
 {
@@ -38,6 +44,7 @@ public sealed class Sampler
     private readonly int[] _history;
     private int _historyCount, _historyStart;
     private Random _rng;
+    private readonly GrammarMatcher? _grammar;
 
     public Sampler(int vocabSize, SamplerOptions options)
     {
@@ -48,18 +55,23 @@ public sealed class Sampler
         _history = new int[Math.Max(1, options.RepeatLastN < 0 ? 4096 : options.RepeatLastN)];
         _probs = new float[vocabSize];
         _rng = NewRng(options.Seed);
+        _grammar = options.Grammar?.CreateMatcher();
     }
 
     public SamplerOptions Options => _o;
 
+    /// <summary>Where generation stands in <see cref="SamplerOptions.Grammar"/>; null without a grammar.</summary>
+    public GrammarMatcher? Grammar => _grammar;
+
     private static Random NewRng(ulong seed) =>
         seed == 0xFFFFFFFF ? new Random() : new Random(unchecked((int)(seed ^ (seed >> 32))));
 
-    /// <summary>Forgets the penalty history (a new conversation) and restarts the RNG from the seed.</summary>
+    /// <summary>Forgets the penalty history (a new conversation), restarts the RNG from the seed and the grammar from its start.</summary>
     public void Reset()
     {
         _historyCount = _historyStart = 0;
         _rng = NewRng(_o.Seed);
+        _grammar?.Reset();
     }
 
     /// <summary>Records a token (prompt or generated) for the repetition penalties.</summary>
@@ -71,10 +83,23 @@ public sealed class Sampler
         else { _history[_historyStart] = token; _historyStart = (_historyStart + 1) % cap; }
     }
 
-    /// <summary>Picks the next token from <paramref name="logits"/> (modified in place by the penalties).</summary>
+    /// <summary>
+    /// Picks the next token from <paramref name="logits"/> (modified in place by the grammar mask and the penalties)
+    /// and advances the grammar with it.
+    /// </summary>
+    /// <exception cref="GrammarException">no token can continue the grammar.</exception>
     public int Sample(Span<float> logits)
     {
         if (logits.Length > _ids.Length) throw new ArgumentException("logits longer than the vocabulary");
+        int allowed = _grammar?.Mask(logits) ?? logits.Length;
+        int token = Choose(logits, allowed);
+        _grammar?.Accept(token);
+        return token;
+    }
+
+    /// <param name="allowed">how many logits are not -inf after the grammar mask: candidates beyond them are cut.</param>
+    private int Choose(Span<float> logits, int allowed)
+    {
         ApplyPenalties(logits);
         if (_o.IsGreedy) return ArgMax(logits);
 
@@ -82,7 +107,7 @@ public sealed class Sampler
         for (int i = 0; i < n; i++) { _ids[i] = i; _values[i] = logits[i]; }
 
         // top-k: keep the k largest, sorted descending.
-        int k = _o.TopK <= 0 ? n : Math.Min(_o.TopK, n);
+        int k = Math.Min(_o.TopK <= 0 ? n : Math.Min(_o.TopK, n), allowed);
         SortDescendingTop(n, k);
         n = k;
 
