@@ -20,22 +20,25 @@ internal sealed class HubHttp : IDisposable
     private readonly Uri _endpoint;
     private readonly string? _token;
     private readonly TimeSpan _timeout;
+    private readonly TimeSpan _requestTimeout;
 
     public HubHttp(Uri endpoint, HubOptions options)
     {
         _endpoint = endpoint;
         _token = options.Token;
         _timeout = options.NetworkTimeout;
+        _requestTimeout = options.RequestTimeout;
         var handler = new SocketsHttpHandler
         {
             AllowAutoRedirect = false,
             AutomaticDecompression = DecompressionMethods.None,
-            ConnectTimeout = options.NetworkTimeout,
+            ConnectTimeout = _requestTimeout,
         };
         _client = new HttpClient(handler) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
         _client.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("infer", "0.1"));
     }
 
+    /// <summary>How long a download's body may go without data before the try is abandoned.</summary>
     public TimeSpan Timeout => _timeout;
 
     public Uri TreeUri(ModelReference reference, string revision) =>
@@ -77,7 +80,7 @@ internal sealed class HubHttp : IDisposable
     public async Task<HttpResponseMessage> SendAsync(Uri uri, long? rangeStart, string what, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(_timeout);
+        timeout.CancelAfter(_requestTimeout);
         try
         {
             for (int hop = 0; ; hop++)
@@ -102,7 +105,7 @@ internal sealed class HubHttp : IDisposable
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new HubException(HubErrorKind.Network, $"{what}: no answer from {Describe(uri)} within {_timeout.TotalSeconds:0.#} s");
+            throw new HubException(HubErrorKind.Network, $"{what}: no answer from {Describe(uri)} within {_requestTimeout.TotalSeconds:0.#} s");
         }
         catch (HttpRequestException e)
         {
@@ -155,7 +158,7 @@ internal sealed class HubHttp : IDisposable
         if (response.Content.Headers.ContentLength > MaxListingPageBytes)
             throw new HubException(HubErrorKind.Protocol, $"the file listing at {Describe(uri)} is larger than {MaxListingPageBytes >> 20} MiB");
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(_timeout);
+        timeout.CancelAfter(_requestTimeout);
         try
         {
             await using var stream = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
@@ -173,7 +176,7 @@ internal sealed class HubHttp : IDisposable
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new HubException(HubErrorKind.Network, $"the file listing at {Describe(uri)} did not arrive within {_timeout.TotalSeconds:0.#} s");
+            throw new HubException(HubErrorKind.Network, $"the file listing at {Describe(uri)} did not arrive within {_requestTimeout.TotalSeconds:0.#} s");
         }
         catch (Exception e) when (e is IOException or HttpRequestException)
         {

@@ -38,6 +38,14 @@ public sealed class HubOptions
     /// </summary>
     public TimeSpan NetworkTimeout { get; init; } = TimeSpan.FromSeconds(25);
 
+    /// <summary>
+    /// Connecting, a response's headers and the file listing get <see cref="NetworkTimeout"/>, but never less than 10 s: a
+    /// short stall timeout is about a transfer that stops, not about a slow first answer.
+    /// </summary>
+    public TimeSpan RequestTimeout => NetworkTimeout > MinRequestTimeout ? NetworkTimeout : MinRequestTimeout;
+
+    private static readonly TimeSpan MinRequestTimeout = TimeSpan.FromSeconds(10);
+
     public static string DefaultEndpoint()
     {
         string? env = NonEmpty(Environment.GetEnvironmentVariable("HF_ENDPOINT"));

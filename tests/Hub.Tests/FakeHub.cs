@@ -27,6 +27,12 @@ internal sealed class FakeFile
     /// <summary>Sends the body in 64 KiB pieces with this pause between them (a slow transfer).</summary>
     public TimeSpan ChunkDelay { get; init; }
 
+    /// <summary>Downloads send the file up to this offset, then wait for <see cref="Gate"/> before sending the rest.</summary>
+    public int? PauseAtBytes { get; init; }
+
+    /// <summary>Opens the pause of <see cref="PauseAtBytes"/>.</summary>
+    public TaskCompletionSource Gate { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>Serve a body with one byte flipped (the listing keeps the true SHA-256).</summary>
     public bool Corrupt { get; init; }
 
@@ -267,7 +273,7 @@ internal sealed class FakeHub : IAsyncDisposable
             return;
         }
         var body = content.AsMemory((int)start);
-        if (file.StallAfterBytes is int stall || file.ChunkDelay > TimeSpan.Zero)
+        if (file.StallAfterBytes is not null || file.PauseAtBytes is not null || file.ChunkDelay > TimeSpan.Zero)
         {
             await RespondSlowly(stream, start, content.Length, body, file);
             return;
@@ -290,9 +296,14 @@ internal sealed class FakeHub : IAsyncDisposable
         head.Append("\r\n");
         await stream.WriteAsync(Encoding.ASCII.GetBytes(head.ToString()), _stop.Token);
         int limit = file.StallAfterBytes is int stall ? (int)Math.Clamp(stall - start, 0, body.Length) : body.Length;
-        for (int sent = 0; sent < limit; sent += 65536)
+        int pause = file.PauseAtBytes is int at ? (int)Math.Clamp(at - start, 0, limit) : -1;
+        for (int sent = 0; sent < limit;)
         {
-            await stream.WriteAsync(body[sent..Math.Min(limit, sent + 65536)], _stop.Token);
+            if (sent == pause) await file.Gate.Task.WaitAsync(_stop.Token);
+            int end = Math.Min(limit, sent + 65536);
+            if (pause > sent && pause < end) end = pause;
+            await stream.WriteAsync(body[sent..end], _stop.Token);
+            sent = end;
             await stream.FlushAsync(_stop.Token);
             if (file.ChunkDelay > TimeSpan.Zero) await Task.Delay(file.ChunkDelay, _stop.Token);
         }

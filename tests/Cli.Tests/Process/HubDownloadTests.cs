@@ -51,18 +51,23 @@ public sealed class HubDownloadTests : IAsyncLifetime
     [Fact]
     public void TheSecondOfTwoProcessesWaitsForTheFirstThenUsesItsFile()
     {
-        // About 2 s for the whole body: long enough for the second process to find the first at work.
-        var file = Serve("test/slow", new FakeFile(Model.Value) { ChunkDelay = TimeSpan.FromMilliseconds(2000.0 * 65536 / Model.Value.Length) });
-        using var first = InferProcess.Start(["info", "-hf", "test/slow:Q8_0"], Environment);
+        // The first download halts halfway until the second process says it waits for the first.
+        var file = Serve("test/slow", new FakeFile(Model.Value) { PauseAtBytes = Model.Value.Length / 2 });
+        using var first = new InferProcess.Live(["info", "-hf", "test/slow:Q8_0"], Environment);
         var sw = Stopwatch.StartNew();
-        while (Volatile.Read(ref file.Served) == 0 && sw.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20);
+        while (Volatile.Read(ref file.Served) == 0 && sw.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20); // it holds the lock
         Assert.Equal(1, Volatile.Read(ref file.Served));
-        var second = Infer("info", "-hf", "test/slow:Q8_0");
-        var firstResult = InferProcess.Finish(first);
+        using var secondProcess = new InferProcess.Live(["info", "-hf", "test/slow:Q8_0"], Environment);
+        string waiting = $"tiny-Q8_0.gguf: waiting for process {first.Process.Id}, which is downloading it";
+        bool waited = secondProcess.WaitForErr(e => e.Contains(waiting));
+        file.Gate.SetResult();
+        var firstResult = first.Finish();
+        var second = secondProcess.Finish();
+        Assert.True(waited, "the second process did not say it waits: " + second.Err);
 
         Assert.True(firstResult.Code == 0, firstResult.Err);
         Assert.True(second.Code == 0, second.Err);
-        Assert.Contains($"tiny-Q8_0.gguf: waiting for process {first.Id}, which is downloading it", second.ErrLines);
+        Assert.Contains(waiting, second.ErrLines);
         Assert.Equal(firstResult.Out, second.Out);
         Assert.Equal(1, file.Served); // one download for both
         Assert.False(File.Exists(CachedPath("test/slow") + ".lock"));

@@ -50,6 +50,62 @@ internal static class InferProcess
 
     public static Result Run(params string[] args) => Run(args, "");
 
+    /// <summary>A started process whose output is collected as it comes, so a test can wait for a line before going on.</summary>
+    public sealed class Live : IDisposable
+    {
+        private readonly StringBuilder _out = new(), _err = new();
+        private readonly Task _pumps;
+
+        public Live(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null)
+        {
+            Process = Start(args, environment);
+            Process.StandardInput.Close();
+            _pumps = Task.WhenAll(Pump(Process.StandardOutput, _out), Pump(Process.StandardError, _err));
+        }
+
+        public Process Process { get; }
+
+        public string Err { get { lock (_err) return _err.ToString(); } }
+
+        /// <summary>Waits until stderr satisfies <paramref name="condition"/>; false after <paramref name="timeoutSeconds"/>.</summary>
+        public bool WaitForErr(Func<string, bool> condition, int timeoutSeconds = 60)
+        {
+            var sw = Stopwatch.StartNew();
+            while (!condition(Err))
+            {
+                if (sw.Elapsed.TotalSeconds > timeoutSeconds || Process.HasExited && _pumps.IsCompleted && !condition(Err)) return false;
+                Thread.Sleep(20);
+            }
+            return true;
+        }
+
+        public Result Finish(int timeoutSeconds = 120)
+        {
+            if (!Process.WaitForExit(timeoutSeconds * 1000))
+            {
+                Process.Kill(entireProcessTree: true);
+                Assert.Fail($"infer did not finish within {timeoutSeconds} s; stderr so far: {Err}");
+            }
+            Process.WaitForExit();
+            _pumps.Wait(TimeSpan.FromSeconds(30));
+            lock (_out) return new Result(Process.ExitCode, _out.ToString(), Err);
+        }
+
+        public void Dispose()
+        {
+            if (!Process.HasExited) Process.Kill(entireProcessTree: true);
+            Process.Dispose();
+        }
+
+        private static Task Pump(StreamReader reader, StringBuilder into) => Task.Run(() =>
+        {
+            var buffer = new char[4096];
+            int n;
+            while ((n = reader.Read(buffer, 0, buffer.Length)) > 0)
+                lock (into) into.Append(buffer, 0, n);
+        });
+    }
+
     public static Result Finish(Process p, string stdin = "", int timeoutSeconds = 120)
     {
         var stdout = p.StandardOutput.ReadToEndAsync();
