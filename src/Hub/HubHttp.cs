@@ -176,7 +176,8 @@ internal sealed class HubHttp : IDisposable
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new HubException(HubErrorKind.Network, $"the file listing at {Describe(uri)} did not arrive within {_requestTimeout.TotalSeconds:0.#} s");
+            throw new HubException(HubErrorKind.Network,
+                $"the file listing at {Describe(uri)} did not arrive within {_requestTimeout.TotalSeconds:0.#} s");
         }
         catch (Exception e) when (e is IOException or HttpRequestException)
         {
