@@ -6,7 +6,9 @@ using Infer.Kernels.Gpu;
 namespace Infer.Cli;
 
 /// <summary>The common model options of <c>run</c>, <c>chat</c> and <c>logits</c>, read before anything is loaded.</summary>
-internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers)
+/// <param name="Sequences">independent KV-cache sequences: the server's slots (-np); 1 elsewhere.</param>
+internal sealed record ModelArgs(
+    ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers, int Sequences = 1)
 {
     public static ModelArgs Read(ParseResult r, ModelSourceOptions source, RuntimeOptions runtime) =>
         new(source.Read(r), r.GetValue(runtime.Threads), r.GetValue(runtime.Context), r.GetValue(runtime.Batch), !r.GetValue(runtime.NoRepack),
@@ -27,6 +29,7 @@ internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, i
             Threads = Threads,
             ContextLength = Context,
             BatchSize = Batch,
+            Sequences = Sequences,
             Repack = Repack,
             Device = Device,
             GpuLayers = GpuLayers,
