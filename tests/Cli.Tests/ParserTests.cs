@@ -39,6 +39,7 @@ public sealed class ParserTests
     [InlineData("chat", "-hf", "a/b", "-sys", "be brief", "-ngl", "all", "-s", "5", "-n", "-1")]
     [InlineData("bench", "-hf", "a/b", "-ngl", "0", "-p", "8", "-n", "4", "-d", "0", "-r", "1")]
     [InlineData("run", "-m", "x.gguf", "-hft", "hf_abc", "-hff", "x-Q8_0.gguf", "-f", "prompt.txt", "-dev", "cpu", "-v")]
+    [InlineData("serve", "-hf", "a/b", "-np", "4", "-ngl", "all", "-c", "512", "--port", "8080")]
     public void InfersCommandsTakeLlamaCppsSpellings(params string[] args)
     {
         var r = ParseInfer(args);

@@ -28,6 +28,9 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("template", "--messages <MESSAGES.json>", "--add-generation-prompt")]
     [InlineData("models", "--verify", "--rm <OWNER/REPO[:QUANT]>")]
     [InlineData("devices", "Usage:", "-?, -h, --help")]
+    [InlineData("serve", "-np, --parallel <N>", "--port <N>")]
+    [InlineData("batch", "-i, --input <REQUESTS.jsonl>", "-np, --parallel <N>")]
+    [InlineData("bench-serve", "-c, --concurrency <N>", "[default: 8]")]
     public void EveryCommandHasItsOwnHelpWithOptionsAndDefaults(string command, string option, string more)
     {
         var r = Infer(command, "--help");
