@@ -34,7 +34,8 @@ internal sealed record ModelArgs(
             Device = Device,
             GpuLayers = GpuLayers,
             Progress = progress,
-            UploadProgress = bar ? ProgressBar.ForStandardError().Fraction("uploading to the GPU") : null,
+            // The model reports the fraction of weight bytes loaded after each tensor: shown against the file's size.
+            UploadProgress = bar ? ProgressBar.ForStandardError().Fraction("uploading to the GPU", new FileInfo(path).Length) : null,
             Log = stderr.WriteLine,
         });
     }

@@ -58,8 +58,11 @@ public sealed partial class ProgressBar : IProgress<ProgressUpdate>
     public static ProgressBar For(TextWriter writer) =>
         ReferenceEquals(writer, Console.Error) ? ForStandardError() : new ProgressBar(writer, interactive: false);
 
-    /// <summary>An <see cref="IProgress{T}"/> of fractions 0..1 (a model's load) drawn as <paramref name="label"/> with a percentage.</summary>
-    public IProgress<double> Fraction(string label) => new FractionProgress(this, label);
+    /// <summary>
+    /// An <see cref="IProgress{T}"/> of fractions 0..1 (a model's load) drawn as <paramref name="label"/> with a percentage,
+    /// and with sizes when the fraction is of <paramref name="totalBytes"/>.
+    /// </summary>
+    public IProgress<double> Fraction(string label, long? totalBytes = null) => new FractionProgress(this, label, totalBytes);
 
     public void Report(ProgressUpdate value)
     {
@@ -194,11 +197,14 @@ public sealed partial class ProgressBar : IProgress<ProgressUpdate>
     [GeneratedRegex(@"\d+(\.\d+)? s\b")]
     private static partial Regex Seconds();
 
-    private sealed class FractionProgress(ProgressBar bar, string label) : IProgress<double>
+    private sealed class FractionProgress(ProgressBar bar, string label, long? totalBytes) : IProgress<double>
     {
         private const long Scale = 1000;
 
-        public void Report(double value) =>
-            bar.Report(new ProgressUpdate(label, (long)(Math.Clamp(value, 0, 1) * Scale), Scale) { Bytes = false });
+        public void Report(double value)
+        {
+            long total = totalBytes ?? Scale;
+            bar.Report(new ProgressUpdate(label, (long)(Math.Clamp(value, 0, 1) * total), total) { Bytes = totalBytes is not null });
+        }
     }
 }

@@ -33,7 +33,7 @@ public sealed record ModelLoadOptions(string Path)
     /// </summary>
     public int? GpuLayers { get; init; }
 
-    /// <summary>Load progress from 0 to 1, reported as each layer's weights reach their backend.</summary>
+    /// <summary>Load progress from 0 to 1: the fraction of the weight bytes handed to the backends, after each tensor.</summary>
     public IProgress<double>? Progress { get; init; }
 
     /// <summary>

@@ -1,25 +1,33 @@
 using System.CommandLine;
 using Infer.Cli.Options;
 using Infer.Kernels.Cpu.Quants;
+using Infer.Kernels.Gpu;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
 using Infer.Runtime.Tokenizers;
 
 namespace Infer.Cli.Commands;
 
-/// <summary><c>infer info -m MODEL</c>: architecture, parameters, tensor types, context, vocabulary, tokenizer, template, size.</summary>
+/// <summary>
+/// <c>infer info -m MODEL [--device D] [-ngl N] [-c CTX]</c>: architecture, parameters, tensor types, context, vocabulary, tokenizer,
+/// template, size, and where each layer would run (<see cref="InfoPlacement"/>).
+/// </summary>
 internal static class InfoCommand
 {
     public static Command Create(CliContext io)
     {
         var source = new ModelSourceOptions();
-        var command = new Command("info", "summarize a model file: architecture, shapes, types, tokenizer, template");
+        var runtime = new RuntimeOptions();
+        var command = new Command("info", "summarize a model file: architecture, shapes, types, tokenizer, template, and where it would run")
+        {
+            runtime.Device, runtime.GpuLayers, runtime.Context,
+        };
         source.AddTo(command);
-        command.SetAction(r => Execute(source.Read(r), io));
+        command.SetAction(r => Execute(source.Read(r), runtime.ReadDevice(r), runtime.ReadGpuLayers(r), r.GetValue(runtime.Context), io));
         return command;
     }
 
-    private static int Execute(ModelSource source, CliContext io)
+    private static int Execute(ModelSource source, DeviceRequest device, int? gpuLayers, int ctx, CliContext io)
     {
         var stdout = io.Out;
         string path = source.Resolve(io.Err);
@@ -55,6 +63,7 @@ internal static class InfoCommand
         string repack = repacked.Count == 0 ? "none"
             : "at load into 8-row interleaved blocks: " + string.Join(", ", repacked) + "; --no-repack keeps the file layout";
         stdout.WriteLine($"cpu repack:      {repack}");
+        foreach (var line in InfoPlacement.Lines(f, c, device, gpuLayers, ctx, GpuContextFactory.ListDevices)) stdout.WriteLine(line);
         return 0;
     }
 
