@@ -37,7 +37,6 @@ internal static class RequestParser
         }
         if (f.Get("tool_choice") is { } choice && !(choice.ValueKind == JsonValueKind.String && choice.GetString() is "auto" or "none"))
             throw ApiException.BadRequest("'tool_choice' other than \"auto\" or \"none\" is not supported", "tool_choice", "unsupported_value");
-        if (f.Get("response_format") is { } format) ResponseFormat(format);
         bool logprobs = f.Bool("logprobs") ?? false;
         int top = (int)(f.Integer("top_logprobs", 0, 20) ?? 0);
         if (f.Get("top_logprobs") is not null && !logprobs)
@@ -106,9 +105,10 @@ internal static class RequestParser
             Prompt = prompt,
             MaxTokens = (int)(max ?? Math.Min(options.MaxTokensCap, context - prompt.Length)),
             Stop = Stops(f),
-            Sampling = Sampling(f),
+            Sampling = Sampling(f) with { Grammar = StructuredOutput.Grammar(f, GrammarCache.For(model.Tokenizer)) },
             IgnoreEos = f.Bool("ignore_eos") ?? false,
             TopLogprobs = logprobs,
+            LogitBias = LogitBias(f, model.Model.VocabSize),
         };
         return new ParsedRequest(kind, generation, stream, usage, logprobs);
     }
@@ -143,13 +143,23 @@ internal static class RequestParser
         return stops;
     }
 
-    private static void ResponseFormat(JsonElement format)
+    /// <summary>OpenAI's logit_bias: an object from token ids (as strings) to a bias between -100 and 100.</summary>
+    private static TokenBias[] LogitBias(JsonFields f, int vocabSize)
     {
-        string? type = format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
-            ? t.GetString() : throw ApiException.BadRequest("'response_format' must be an object with a 'type'", "response_format", "invalid_type");
-        if (type != "text")
-            throw ApiException.BadRequest($"'response_format' of type \"{type}\" is not supported yet (structured output is coming); use \"text\"",
-                "response_format", "unsupported_value");
+        if (f.Get("logit_bias") is not { } v) return [];
+        if (v.ValueKind != JsonValueKind.Object) throw f.Wrong("logit_bias", "an object from token ids to biases");
+        var biases = new List<TokenBias>();
+        foreach (var p in v.EnumerateObject())
+        {
+            if (!int.TryParse(p.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id)
+                || id >= vocabSize)
+                throw ApiException.BadRequest($"'logit_bias' keys must be token ids in 0..{vocabSize - 1}, got \"{p.Name}\"", "logit_bias",
+                    "invalid_value");
+            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetDouble(out double bias) || bias is < -100 or > 100)
+                throw ApiException.BadRequest($"'logit_bias.{p.Name}' must be a number between -100 and 100", "logit_bias", "invalid_value");
+            biases.Add(new TokenBias(id, (float)bias));
+        }
+        return [.. biases];
     }
 
     /// <summary>The messages as the template sees them: role, content as one string, other fields (tool calls, names) passed through.</summary>

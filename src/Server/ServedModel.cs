@@ -8,7 +8,7 @@ using Infer.Runtime.Tokenizers;
 namespace Infer.Server;
 
 /// <summary>
-/// What the server, <c>infer batch</c> and the in-process chat client serve: a model loaded with one sequence per slot, its
+/// What the server and <c>infer batch</c> serve: a model loaded with one sequence per slot, its
 /// tokenizer and chat template, and the name clients see. <see cref="From"/> takes it from the engine's <see cref="LoadedModel"/>.
 /// </summary>
 public sealed class ServedModel : IDisposable

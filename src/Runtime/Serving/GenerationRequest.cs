@@ -22,7 +22,13 @@ public sealed record GenerationRequest
 
     /// <summary>-1: no log probabilities; 0..20: the chosen token's log probability and that many alternatives.</summary>
     public int TopLogprobs { get; init; } = -1;
+
+    /// <summary>Added to the tokens' logits before sampling (OpenAI's logit_bias; -100 all but bans a token).</summary>
+    public TokenBias[] LogitBias { get; init; } = [];
 }
+
+/// <summary>A bias added to one token's logit.</summary>
+public readonly record struct TokenBias(int Token, float Bias);
 
 /// <summary>A candidate token and its log probability (natural log, over the model's distribution before sampling).</summary>
 public readonly record struct TokenLogprob(int Token, float Logprob);

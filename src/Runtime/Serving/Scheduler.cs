@@ -107,7 +107,9 @@ public sealed partial class Scheduler : IDisposable
     /// Queues a request; it starts at the next step that has a free slot. Cancelling <paramref name="cancel"/> frees its slot
     /// within one step and ends the stream with <see cref="FinishReason.Cancelled"/>.
     /// </summary>
-    /// <exception cref="ArgumentException">empty prompt, a token outside the vocabulary, bad sampling options or max tokens.</exception>
+    /// <exception cref="ArgumentException">
+    /// empty prompt, a token outside the vocabulary, bad sampling options, logit biases or max tokens.
+    /// </exception>
     /// <exception cref="ContextFullException">the prompt does not leave room for one generated token.</exception>
     /// <exception cref="QueueFullException">every slot is busy and the queue is full.</exception>
     /// <exception cref="SchedulerStoppedException">the scheduler no longer accepts requests.</exception>
@@ -123,6 +125,12 @@ public sealed partial class Scheduler : IDisposable
         if (request.TopLogprobs > 20) throw new ArgumentException($"at most 20 top log probabilities, got {request.TopLogprobs}");
         ArgumentNullException.ThrowIfNull(request.Sampling);
         request.Sampling.Validate();
+        foreach (var b in request.LogitBias ?? throw new ArgumentException("the logit bias list is null"))
+        {
+            if ((uint)b.Token >= (uint)_model.VocabSize)
+                throw new ArgumentException($"logit bias for token id {b.Token}, which is outside the vocabulary (0..{_model.VocabSize - 1})");
+            if (!float.IsFinite(b.Bias)) throw new ArgumentException($"the logit bias of token {b.Token} is not a finite number");
+        }
         var work = new Work(request, cancel);
         lock (_lock)
         {

@@ -106,6 +106,7 @@ public sealed partial class Scheduler
         var w = slot.Job!;
         var req = w.Request;
         SampleHook?.Invoke(req);
+        foreach (var b in req.LogitBias) logits[b.Token] += b.Bias;
         if (req.TopLogprobs >= 0)
         {
             slot.Scratch ??= new float[logits.Length];

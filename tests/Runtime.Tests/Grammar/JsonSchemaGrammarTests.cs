@@ -114,6 +114,22 @@ public class JsonSchemaGrammarTests
     }
 
     [Fact]
+    public void UnknownFormatsArePlainStringsWhenAsked()
+    {
+        Assert.Throws<JsonSchemaException>(() => JsonSchemaGrammar.Convert("""{"type": "string", "format": "email"}"""));
+        static bool Matches(string schema, string text) => GbnfGrammar.Parse(JsonSchemaGrammar.Convert(schema, true)).IsMatch(text);
+        // no type: format still makes it a string; lengths and patterns still apply; known formats are still enforced
+        Assert.True(Matches("""{"format": "email"}""", "\"not an address\""));
+        Assert.False(Matches("""{"format": "email"}""", "3"));
+        Assert.True(Matches("""{"type": "string", "format": "uri", "maxLength": 3}""", "\"abc\""));
+        Assert.False(Matches("""{"type": "string", "format": "uri", "maxLength": 3}""", "\"abcd\""));
+        Assert.True(Matches("""{"type": "string", "format": "hostname", "pattern": "^h"}""", "\"host\""));
+        Assert.False(Matches("""{"type": "string", "format": "hostname", "pattern": "^h"}""", "\"x\""));
+        Assert.False(Matches("""{"type": "string", "format": "date"}""", "\"x\""));
+        Assert.True(Matches("""{"type": ["string", "null"], "format": "uri"}""", "null"));
+    }
+
+    [Fact]
     public void EnumConstAndTypeLists()
     {
         Check("""{"enum": ["red", 1, null, {"a": [true]}]}""", ["\"red\"", "1", "null", "{\"a\":[true]}"], ["\"blue\"", "2", "{\"a\":[false]}"]);

@@ -1,53 +1,71 @@
+using System.Collections;
 using System.Runtime.CompilerServices;
 using System.Text;
-using System.Text.Json;
-using Infer.Engine;
+using Infer.Runtime.Grammar;
+using Infer.Runtime.Inference;
+using Infer.Runtime.Model;
 using Infer.Runtime.Sampling;
 using Infer.Runtime.Serving;
+using Infer.Runtime.Tokenizers;
+using ChatTemplate = Infer.Templates.ChatTemplate;
 using Microsoft.Extensions.AI;
 using AiFinishReason = Microsoft.Extensions.AI.ChatFinishReason;
 
-namespace Infer.Server;
+namespace Infer.Engine;
 
 /// <summary>
 /// Microsoft.Extensions.AI's <see cref="IChatClient"/> over a local model, without HTTP: the same chat template, scheduler and
 /// sampling as the server. <see cref="ChatOptions"/> maps to our sampling (temperature, top-p, top-k, penalties, seed, stop
-/// sequences, max output tokens; "min_p", "repeat_penalty" and "ignore_eos" through AdditionalProperties). Cancelling the token
-/// frees the request's slot within one step and throws <see cref="OperationCanceledException"/>.
+/// sequences, max output tokens; "min_p", "repeat_penalty", "ignore_eos" and "logit_bias" (token id to bias) through
+/// AdditionalProperties). <see cref="ChatOptions.ResponseFormat"/> constrains the output with a grammar:
+/// <see cref="ChatResponseFormat.Json"/> to any JSON object, a <see cref="ChatResponseFormatJson"/> with a schema to values of
+/// that schema, so that <c>GetResponseAsync&lt;T&gt;</c> returns a <c>T</c>. Schemas generated from .NET types leave
+/// <c>additionalProperties</c> open and use formats the grammar cannot enforce (a <see cref="Uri"/> is <c>format: uri</c>),
+/// so objects that declare properties are closed where the schema does not say otherwise (properties a type does not
+/// declare never reach it; llama.cpp's converter does the same), and such a format is a plain string. Other keywords the
+/// grammar cannot express throw <see cref="JsonSchemaException"/> naming them. Cancelling the token frees the request's
+/// slot within one step and throws <see cref="OperationCanceledException"/>.
 /// </summary>
 public sealed class LocalChatClient : IChatClient
 {
     private readonly Scheduler _scheduler;
-    private readonly ServedModel _model;
+    private readonly ChatPrompt _prompt;
+    private readonly string _name;
+    private readonly GrammarCache _grammars;
     private readonly bool _ownsScheduler;
-
-    /// <summary>A client with its own scheduler over <paramref name="model"/> (one slot per model sequence).</summary>
-    public LocalChatClient(ServedModel model, SchedulerOptions? options = null)
-        : this(new Scheduler(model.Model, model.Tokenizer, options), model, ownsScheduler: true)
-    {
-    }
 
     /// <summary>
     /// A client over a model from the engine's entry (<c>LoadedModel.Load</c>, with <see cref="ModelLoadOptions.Sequences"/> =
     /// the requests to serve at once), with its own scheduler; the model stays the caller's.
     /// </summary>
     public LocalChatClient(LoadedModel model, string? name = null, SchedulerOptions? options = null)
-        : this(new ServedModel(model.Model, model.Tokenizer, model.Template, name ?? Path.GetFileNameWithoutExtension(model.File.Path)), options)
+        : this(model.Model, model.Tokenizer, model.Template, name ?? Path.GetFileNameWithoutExtension(model.File.Path), options)
+    {
+    }
+
+    /// <summary>
+    /// A client with its own scheduler (one slot per model sequence) over a loaded model and its tokenizer; <paramref name="template"/>
+    /// null: a plain fallback template. The model stays the caller's.
+    /// </summary>
+    public LocalChatClient(LlamaModel model, Tokenizer tokenizer, ChatTemplate? template, string name, SchedulerOptions? options = null)
+        : this(new Scheduler(model, tokenizer, options), template, name, ownsScheduler: true)
     {
     }
 
     /// <summary>A client sharing a scheduler (with a server, for instance); the scheduler stays the caller's.</summary>
-    public LocalChatClient(Scheduler scheduler, ServedModel model)
-        : this(scheduler, model, ownsScheduler: false)
+    public LocalChatClient(Scheduler scheduler, ChatTemplate? template, string name)
+        : this(scheduler, template, name, ownsScheduler: false)
     {
     }
 
-    private LocalChatClient(Scheduler scheduler, ServedModel model, bool ownsScheduler)
+    private LocalChatClient(Scheduler scheduler, ChatTemplate? template, string name, bool ownsScheduler)
     {
         _scheduler = scheduler;
-        _model = model;
+        _prompt = new ChatPrompt(scheduler.Tokenizer, template ?? ChatTemplate.Parse(ChatSession.FallbackTemplate));
+        _name = name;
+        _grammars = GrammarCache.For(scheduler.Tokenizer);
         _ownsScheduler = ownsScheduler;
-        Metadata = new ChatClientMetadata("infer", null, model.Name);
+        Metadata = new ChatClientMetadata("infer", null, name);
     }
 
     public ChatClientMetadata Metadata { get; }
@@ -60,7 +78,7 @@ public sealed class LocalChatClient : IChatClient
         cancellationToken.ThrowIfCancellationRequested();
         return new ChatResponse(new ChatMessage(ChatRole.Assistant, text))
         {
-            ModelId = _model.Name,
+            ModelId = _name,
             CreatedAt = DateTimeOffset.UtcNow,
             FinishReason = Finish(result),
             Usage = Usage(result),
@@ -75,35 +93,55 @@ public sealed class LocalChatClient : IChatClient
         await foreach (var t in stream.Tokens.ReadAllAsync(cancellationToken).ConfigureAwait(false))
         {
             if (t.Text.Length == 0) continue;
-            yield return new ChatResponseUpdate(ChatRole.Assistant, t.Text) { ResponseId = id, ModelId = _model.Name };
+            yield return new ChatResponseUpdate(ChatRole.Assistant, t.Text) { ResponseId = id, ModelId = _name };
         }
         var result = await stream.Completion.ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
         yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(result))])
         {
             ResponseId = id,
-            ModelId = _model.Name,
+            ModelId = _name,
             FinishReason = Finish(result),
         };
     }
 
     private GenerationStream Submit(IEnumerable<ChatMessage> messages, ChatOptions? options, CancellationToken cancel)
     {
-        var prompt = _model.Prompt.Tokenize(_model.Prompt.Render(Messages(messages), Tools(options)));
+        var prompt = _prompt.Tokenize(_prompt.Render(Messages(messages), Tools(options)));
         int room = _scheduler.ContextLength - prompt.Length;
         int max = options?.MaxOutputTokens ?? -1;
         if (max == 0 || max < -1) throw new ArgumentException($"MaxOutputTokens must be positive, got {max}", nameof(options));
-        if (options?.ResponseFormat is ChatResponseFormatJson)
-            throw new NotSupportedException("JSON response formats are not supported yet (structured output is coming)");
         var request = new GenerationRequest
         {
             Prompt = prompt,
             MaxTokens = max > 0 ? Math.Min(max, Math.Max(1, room)) : -1,
             Stop = options?.StopSequences?.ToArray() ?? [],
-            Sampling = Sampling(options),
+            Sampling = Sampling(options) with { Grammar = Grammar(options?.ResponseFormat) },
             IgnoreEos = Extra(options, "ignore_eos") is true,
+            LogitBias = LogitBias(Extra(options, "logit_bias")),
         };
         return _scheduler.Submit(request, cancel);
+    }
+
+    /// <summary>Objects that declare properties get <c>additionalProperties: false</c> where the schema does not say.</summary>
+    private static readonly AIJsonSchemaTransformCache ClosedObjects = new(new AIJsonSchemaTransformOptions { DisallowAdditionalProperties = true });
+
+    private GrammarConstraint? Grammar(ChatResponseFormat? format) => format switch
+    {
+        ChatResponseFormatJson { Schema: not null } json =>
+            _grammars.JsonSchema(ClosedObjects.GetOrCreateTransformedSchema(json)!.Value, unknownFormatsAsStrings: true),
+        ChatResponseFormatJson => _grammars.JsonObject(),
+        _ => null,
+    };
+
+    /// <summary>A dictionary from token ids to biases (any numeric types), as OpenAI's logit_bias.</summary>
+    private static TokenBias[] LogitBias(object? value)
+    {
+        if (value is null) return [];
+        if (value is not IDictionary map) throw new ArgumentException("the \"logit_bias\" option must be a dictionary from token ids to biases");
+        var biases = new List<TokenBias>();
+        foreach (DictionaryEntry e in map) biases.Add(new TokenBias(Convert.ToInt32(e.Key, Invariant), Convert.ToSingle(e.Value, Invariant)));
+        return [.. biases];
     }
 
     private static SamplerOptions Sampling(ChatOptions? o)
