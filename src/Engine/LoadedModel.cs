@@ -41,6 +41,7 @@ public sealed class LoadedModel : IDisposable
     /// Opens <see cref="ModelLoadOptions.Path"/>, reads its tokenizer, picks the backends and loads the weights onto them.
     /// </summary>
     /// <exception cref="Infer.Runtime.ModelFormatException">the file is missing, not GGUF, malformed or unsupported.</exception>
+    /// <exception cref="NotEnoughMemoryException">the CPU backend's KV cache for the context would not fit in memory.</exception>
     public static LoadedModel Load(ModelLoadOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -50,9 +51,28 @@ public sealed class LoadedModel : IDisposable
         try
         {
             var tokenizer = Tokenizer.FromGguf(file);
-            int layers = ModelConfig.FromGguf(file).BlockCount;
+            var config = ModelConfig.FromGguf(file);
+            int layers = config.BlockCount;
+            if (options.ContextLength > config.ContextLength)
+                options.Log?.Invoke($"warning: a context of {options.ContextLength} tokens is beyond the {config.ContextLength} "
+                    + "the model was trained for; expect worse text past that");
             var backends = BackendSet.Create(
                 options.Device, options.GpuLayers, layers, options.Threads, options.BatchSize, options.Repack, options.Log);
+            if (backends.Cpu is not null)
+            {
+                int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.ContextLength, 4096);
+                int threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
+                try
+                {
+                    MemoryBudget.Check(config, layers - (backends.Gpu is null ? 0 : backends.GpuLayers), context, options.Sequences,
+                        threads, options.AvailableMemory ?? MemoryBudget.AvailableBytes());
+                }
+                catch
+                {
+                    backends.Dispose();
+                    throw;
+                }
+            }
             var progress = backends.Gpu is not null ? Both(options.Progress, options.UploadProgress) : options.Progress;
             model = backends.Load(file, new ModelOptions(options.ContextLength, options.BatchSize, options.Sequences), progress);
             if (backends.Gpu is not null)

@@ -45,6 +45,9 @@ public sealed record ModelLoadOptions(string Path)
     /// <summary>One-line notices for the user: why a GPU that was asked for is not used, and which layers went where.</summary>
     public Action<string>? Log { get; init; }
 
+    /// <summary>Host memory the KV cache may take; null measures what the machine has available.</summary>
+    public long? AvailableMemory { get; init; }
+
     internal void Validate()
     {
         ArgumentNullException.ThrowIfNull(Path); // an empty or bad path is GgufFile.Open's to report

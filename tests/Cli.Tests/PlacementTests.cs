@@ -1,4 +1,5 @@
 using Infer.Cli.Commands;
+using Infer.CommandLine;
 using Infer.Kernels.Gpu;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
@@ -48,7 +49,8 @@ public class PlacementTests
         using var file = GgufFile.Open(Fixtures.Model("llama3", "q8_0"));
         var c = ModelConfig.FromGguf(file);
         var lines = InfoPlacement.Lines(file, c, DeviceRequest.Auto, 1, 256, () => [FakeGpu]).ToList();
-        Assert.Equal("placement:       cuda:0 Fake H200 (141.00 GiB), 1/2 layers; KV cache of 256 positions", lines[0]);
+        // Sizes print as everywhere in both executables (Units.FormatSize: three significant digits).
+        Assert.Equal("placement:       cuda:0 Fake H200 (141 GiB), 1/2 layers; KV cache of 256 positions", lines[0]);
         Assert.StartsWith("  cuda:0        token embedding, layer 0: ", lines[1]);
         Assert.EndsWith("of weights + 64.0 KiB KV cache", lines[1]);
         Assert.StartsWith("  cpu           layer 1, output: ", lines[2]);
@@ -75,12 +77,15 @@ public class PlacementTests
     [Fact]
     public void UploadBarShowsBytes()
     {
+        // The GPU upload is the shared progress bar over the fraction of the file's bytes (src/CommandLine/ProgressBar).
         var w = new StringWriter();
-        var bar = new ModelArgs.UploadBar(w, 2L << 30);
-        bar.Report(0.5);
-        bar.Report(0.5); // unchanged: not redrawn
-        bar.Report(1.0);
-        Assert.Equal("\ruploading [###############...............]  50%  1.00 GiB / 2.00 GiB   "
-            + "\ruploading [##############################] 100%  2.00 GiB / 2.00 GiB   " + Environment.NewLine, w.ToString());
+        var upload = new ProgressBar(w, interactive: true, width: 100).Fraction("uploading to the GPU", 2L << 30);
+        upload.Report(0.5);
+        upload.Report(0.5); // unchanged within 100 ms: not redrawn
+        upload.Report(1.0);
+        // 100 columns: the 20-column label, " [", 52 of bar (26 filled), "]", "  50%" and the sizes; then the done line padded over it.
+        string half = $"uploading to the GPU [{new string('#', 26)}{new string('-', 26)}]  50% 1.00 GiB / 2.00 GiB";
+        string done = "uploading to the GPU: done, 2.00 GiB in 0:00";
+        Assert.Equal($"\r{half}\r{done}{new string(' ', half.Length - done.Length)}{Environment.NewLine}", w.ToString());
     }
 }

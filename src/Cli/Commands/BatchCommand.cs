@@ -1,5 +1,7 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using Infer.Cli.Options;
 using Infer.Runtime.Serving;
 using Infer.Server;
 
@@ -11,13 +13,28 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class BatchCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, []);
-        string input = a.Required("REQUESTS.jsonl", "-i", "--input");
-        string output = a.Required("RESULTS.jsonl", "-o", "--output");
-        var serve = ServeArgs.Read(a, http: false);
-        a.EnsureAllUsed();
+        var input = new Option<string?>("--input", "-i")
+        {
+            Description = "requests in OpenAI's batch format, one per line", HelpName = "REQUESTS.jsonl",
+        };
+        var output = new Option<string?>("--output", "-o")
+        {
+            Description = "answers, appended; ids already there are skipped, so a re-run resumes", HelpName = "RESULTS.jsonl",
+        };
+        var options = new ServeOptions(http: false);
+        var command = new Command("batch", "answer an OpenAI batch file through the continuous-batching scheduler") { input, output };
+        options.AddTo(command);
+        command.SetAction(r => Execute(
+            r.GetValue(input) ?? throw new UsageException("missing -i REQUESTS.jsonl"),
+            r.GetValue(output) ?? throw new UsageException("missing -o RESULTS.jsonl"),
+            options.Read(r), io.Out, io.Err));
+        return command;
+    }
+
+    private static int Execute(string input, string output, ServeArgs serve, TextWriter stdout, TextWriter stderr)
+    {
         if (!File.Exists(input)) throw new FileNotFoundException($"{input}: file not found");
 
         using var model = serve.Load(stderr);
@@ -28,7 +45,7 @@ internal static class BatchCommand
             ctx.Cancel = true;
             cts.Cancel();
         });
-        var bar = new BatchBar(stderr, ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected);
+        var bar = new BatchBar(ProgressBar.For(stderr));
         long t0 = Stopwatch.GetTimestamp();
         try
         {
@@ -47,39 +64,21 @@ internal static class BatchCommand
         }
     }
 
-    /// <summary>"[#####.....] 12/40 requests, 1 error, 45.2 tokens/s" redrawn in place on a terminal; a line per 10% otherwise.</summary>
-    private sealed class BatchBar(TextWriter w, bool interactive) : IProgress<BatchProgress>
+    /// <summary>Requests answered of the file, with errors and tokens/s, on the shared <see cref="ProgressBar"/>.</summary>
+    private sealed class BatchBar(ProgressBar bar) : IProgress<BatchProgress>
     {
         private readonly long _start = Stopwatch.GetTimestamp();
-        private readonly Lock _lock = new();
-        private int _lastDecile = -1;
-        private bool _drawn;
 
         public void Report(BatchProgress p)
         {
-            lock (_lock)
+            double tps = p.GeneratedTokens / Math.Max(Stopwatch.GetElapsedTime(_start).TotalSeconds, 1e-9);
+            bar.Report(new ProgressUpdate("requests", p.Skipped + p.Done, Math.Max(p.Total, 1))
             {
-                int todo = Math.Max(1, p.Total - p.Skipped);
-                double tps = p.GeneratedTokens / Math.Max(Stopwatch.GetElapsedTime(_start).TotalSeconds, 1e-9);
-                string text = $"{p.Skipped + p.Done}/{p.Total} requests, {p.Errors} error{(p.Errors == 1 ? "" : "s")}, {tps:F1} tokens/s";
-                if (interactive)
-                {
-                    int filled = 30 * p.Done / todo;
-                    w.Write($"\r[{new string('#', filled)}{new string('.', 30 - filled)}] {text}   ");
-                    _drawn = true;
-                }
-                else if (10 * p.Done / todo is var decile && decile != _lastDecile)
-                {
-                    _lastDecile = decile;
-                    w.WriteLine(text);
-                }
-            }
+                Bytes = false,
+                Detail = $"{p.Skipped + p.Done}/{p.Total}, {p.Errors} error{(p.Errors == 1 ? "" : "s")}, {tps:F1} tokens/s",
+            });
         }
 
-        public void Done()
-        {
-            lock (_lock)
-                if (_drawn) w.WriteLine();
-        }
+        public void Done() => bar.Finish();
     }
 }

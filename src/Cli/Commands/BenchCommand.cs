@@ -1,8 +1,11 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
+using Infer.Cli.Options;
 using Infer.Engine;
 using Infer.Kernels.Cpu;
 using Infer.Kernels.Cpu.Diagnostics;
+using Infer.Kernels.Gpu;
 using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
@@ -16,27 +19,46 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
-    private sealed record Row(string Model, string Size, string Params, string Backend, int? Threads, string Test, double Mean, double Std, double? GBs, double? Fraction);
+    private sealed record Row(string Model, string Size, string Params, string Backend, int? Threads, string Test, double Mean, double Std,
+        double? GBs, double? Fraction);
 
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, ["--no-bandwidth", "--profile"]);
-        var source = ModelSource.Read(a);
-        int p = a.Int(512, "-p", "--n-prompt");
-        int n = a.Int(128, "-n", "--n-gen");
-        int depth = a.Int(0, "-d", "--n-depth");
-        int reps = a.Int(5, "-r", "--repetitions");
-        int threads = a.Int(0, "-t", "--threads");
-        string output = a.String("-o", "--output") ?? "md";
-        bool noBandwidth = a.Flag("--no-bandwidth");
-        bool repack = !a.Flag("--no-repack");
-        bool profile = a.Flag("--profile");
-        var device = ModelArgs.ReadDevice(a);
-        int? gpuLayers = ModelArgs.ReadGpuLayers(a);
-        a.EnsureAllUsed();
+        var prompt = Count("--n-prompt", "-p", "prompt tokens of the pp test; 0 skips it", 512, 0);
+        var gen = Count("--n-gen", "-n", "generated tokens of the tg test; 0 skips it", 128, 0);
+        var depth = Count("--n-depth", "-d", "run the tests after this many tokens of context", 0, 0);
+        var reps = Count("--repetitions", "-r", "timed runs per test", 5, 1);
+        var output = new Option<string>("--output", "-o") { Description = "table format", HelpName = "md|json", DefaultValueFactory = _ => "md" }
+            .Check(v => v is "md" or "json" ? null : $"-o must be md or json, got '{v}'").Suggest("md", "json");
+        var noBandwidth = new Option<bool>("--no-bandwidth") { Description = "skip measuring the read bandwidth" };
+        var profile = new Option<bool>("--profile") { Description = "time every operation (CPU backend)" };
+        var source = new ModelSourceOptions();
+        var runtime = new RuntimeOptions();
+        var command = new Command("bench", "prompt and generation speed, llama-bench style, with GB/s against the read bandwidth")
+        {
+            prompt, gen, depth, reps, output, noBandwidth, profile,
+        };
+        source.AddTo(command);
+        runtime.AddTo(command, contextAndBatch: false);
+        command.SetAction(r => Execute(new Settings(r.GetValue(prompt), r.GetValue(gen), r.GetValue(depth), r.GetValue(reps), r.GetValue(output)!,
+            r.GetValue(noBandwidth), r.GetValue(profile), r.GetValue(runtime.Threads), !r.GetValue(runtime.NoRepack)),
+            source.Read(r), runtime.ReadDevice(r), runtime.ReadGpuLayers(r), io));
+        return command;
+    }
+
+    private static Option<int> Count(string name, string alias, string description, int fallback, int min) =>
+        new Option<int>(name, alias) { Description = description, HelpName = "N", DefaultValueFactory = _ => fallback }
+            .Check(v => v >= min ? null : $"{alias} must be at least {min}, got {v}");
+
+    private sealed record Settings(int P, int N, int Depth, int Reps, string Output, bool NoBandwidth, bool Profile, int Threads, bool Repack);
+
+    private static int Execute(Settings s, ModelSource source, DeviceRequest device, int? gpuLayers, CliContext io)
+    {
+        var (stdout, stderr) = (io.Out, io.Err);
+        var (p, n, depth, reps, output) = (s.P, s.N, s.Depth, s.Reps, s.Output);
+        var (noBandwidth, profile, threads, repack) = (s.NoBandwidth, s.Profile, s.Threads, s.Repack);
+        RuntimeOptions.WarnAboutThreads(threads, stderr);
         string path = source.Resolve(stderr);
-        if (p < 0 || n < 0 || depth < 0 || reps < 1) throw new UsageException("-p, -n and -d must be >= 0 and -r >= 1");
-        if (output is not ("md" or "json")) throw new UsageException("-o must be md or json");
 
         using var file = GgufFile.Open(path);
         int batch = Math.Max(1, Math.Min(Math.Max(Math.Max(p, depth), 1), 2048)); // the depth context is filled in batches too
@@ -61,7 +83,7 @@ internal static class BenchCommand
         var embd = file.GetTensor("token_embd.weight");
         // Decode reads every weight once, but only one row of the embedding table (unless it doubles as the output).
         long bytesPerToken = modelBytes - (c.TiedOutput ? 0 : embd.ByteSize - embd.RowBytes);
-        string modelName = $"{c.Architecture} {InfoCommand.FormatCount(parameters)} {DominantType(file)}{(cpu?.RepackedBytes > 0 ? " (repacked)" : "")}";
+        string modelName = $"{c.Architecture} {Units.FormatCount(parameters)} {DominantType(file)}{(cpu?.RepackedBytes > 0 ? " (repacked)" : "")}";
         double bandwidth = noBandwidth || cpu is null || !cpuOnly ? 0 : MemoryBandwidth.Measure(cpu.Pool);
         int? threadCount = cpu?.ThreadCount;
         string backendName = gpu is null ? "cpu" : cpu is null ? gpu.Name : $"{gpu.Name} {model.Placement[0].Count}/{layers} + cpu";
@@ -102,8 +124,8 @@ internal static class BenchCommand
         string at = depth > 0 ? $" @ d{depth}" : "";
         var rows = new List<Row>();
         var profiles = new List<(string Test, int Tokens, IReadOnlyList<ProfilingBackend.Entry> Entries)>();
-        string size = InfoCommand.FormatBytes(modelBytes);
-        string pars = InfoCommand.FormatCount(parameters);
+        string size = Units.FormatSize(modelBytes);
+        string pars = Units.FormatCount(parameters);
         if (p > 0)
         {
             var (mean, std) = Measure(Prompt, p, reps, profiler);
@@ -115,20 +137,28 @@ internal static class BenchCommand
             var (mean, std) = Measure(Generate, n, reps, profiler);
             if (profiler is not null) profiles.Add(($"tg{n}{at}", n * reps, profiler.Snapshot()));
             double gbs = bytesPerToken * mean / 1e9;
-            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"tg{n}{at}", mean, std, gbs, bandwidth > 0 ? gbs * 1e9 / bandwidth : null));
+            double? fraction = bandwidth > 0 ? gbs * 1e9 / bandwidth : null;
+            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"tg{n}{at}", mean, std, gbs, fraction));
         }
 
         if (output == "json")
         {
             stdout.WriteLine(JsonSerializer.Serialize(new
             {
-                model = modelName, file = path, size_bytes = modelBytes, parameters, threads = threadCount, kernel_launches_per_token = gpu?.LaunchesThisBatch,
+                model = modelName, file = path, size_bytes = modelBytes, parameters, threads = threadCount,
+                kernel_launches_per_token = gpu?.LaunchesThisBatch,
                 backend = model.DescribePlacement(), bytes_per_token = bytesPerToken, read_bandwidth_gbs = bandwidth / 1e9,
-                results = rows.Select(r => new { test = r.Test, tokens_per_second = r.Mean, stddev = r.Std, gbs = r.GBs, fraction_of_bandwidth = r.Fraction }),
+                results = rows.Select(r => new
+                {
+                    test = r.Test, tokens_per_second = r.Mean, stddev = r.Std, gbs = r.GBs, fraction_of_bandwidth = r.Fraction,
+                }),
                 profile = profiles.Count == 0 ? null : profiles.Select(pr => new
                 {
                     test = pr.Test,
-                    operations = pr.Entries.Select(e => new { operation = e.Operation, calls = e.Calls, microseconds_per_token = e.Time.TotalMicroseconds / pr.Tokens }),
+                    operations = pr.Entries.Select(e => new
+                    {
+                        operation = e.Operation, calls = e.Calls, microseconds_per_token = e.Time.TotalMicroseconds / pr.Tokens,
+                    }),
                 }),
             }));
         }
@@ -137,9 +167,19 @@ internal static class BenchCommand
             stdout.WriteLine("| model | size | params | backend | threads | test | t/s | GB/s | % of read BW |");
             stdout.WriteLine("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
             foreach (var r in rows)
-                stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {(r.Threads is { } th ? th.ToString() : "-")} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} | {(r.GBs is { } g ? g.ToString("F1") : "")} | {(r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "")} |");
-            if (bandwidth > 0) stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {threadCount} threads; tg reads {bytesPerToken / 1e6:F0} MB per token");
-            if (gpu is not null) stdout.WriteLine($"\n{gpu.Description}: {gpu.LaunchesThisBatch} kernel launches per decoded token{(cpu is null ? "" : $" ({model.Placement[0].Count} of {layers} layers)")}");
+            {
+                string threadsText = r.Threads is { } th ? th.ToString() : "-";
+                string gbsText = r.GBs is { } g ? g.ToString("F1") : "";
+                string fractionText = r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "";
+                stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {threadsText} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} "
+                    + $"| {gbsText} | {fractionText} |");
+            }
+            if (bandwidth > 0)
+                stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {threadCount} threads; "
+                    + $"tg reads {bytesPerToken / 1e6:F0} MB per token");
+            if (gpu is not null)
+                stdout.WriteLine($"\n{gpu.Description}: {gpu.LaunchesThisBatch} kernel launches per decoded token"
+                    + (cpu is null ? "" : $" ({model.Placement[0].Count} of {layers} layers)"));
             foreach (var (test, tokenCount, entries) in profiles) WriteProfile(stdout, test, tokenCount, entries);
         }
         return 0;
@@ -156,7 +196,8 @@ internal static class BenchCommand
         stdout.WriteLine("| operation | calls per token | µs per token | % |");
         stdout.WriteLine("| --- | ---: | ---: | ---: |");
         foreach (var e in entries)
-            stdout.WriteLine($"| {e.Operation} | {(double)e.Calls / tokens:G3} | {e.Time.TotalMicroseconds / tokens:F1} | {e.Time.TotalSeconds / total * 100:F1} |");
+            stdout.WriteLine($"| {e.Operation} | {(double)e.Calls / tokens:G3} | {e.Time.TotalMicroseconds / tokens:F1} "
+                + $"| {e.Time.TotalSeconds / total * 100:F1} |");
     }
 
     /// <summary>One warm-up run, then <paramref name="reps"/> timed runs: tokens/s mean and sample standard deviation.</summary>

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -12,24 +13,47 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class BenchServeCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, []);
-        string url = a.Required("URL (the server's base address, e.g. http://127.0.0.1:8080)", "--url");
-        var o = new LoadOptions(ParseUrl(url), a.Int(8, "-c", "--concurrency"), a.Int(64, "-n", "--requests"),
-            a.Int(128, "--prompt-tokens"), a.Int(128, "--max-tokens"))
+        var url = new Option<string?>("--url") { Description = "the server's base address, e.g. http://127.0.0.1:8080", HelpName = "URL" };
+        var clients = Positive("--concurrency", "-c", "clients sending requests at once", 8);
+        var requests = Positive("--requests", "-n", "requests in all", 64);
+        var promptTokens = Positive("--prompt-tokens", null, "prompt length of each request, about", 128);
+        var maxTokens = Positive("--max-tokens", null, "tokens each request generates", 128);
+        var duration = Positive("--duration", null, "stop after this many seconds at most", 300);
+        var apiKey = new Option<string?>("--api-key") { Description = "sent as a bearer token [default: $INFER_API_KEY]", HelpName = "KEY" };
+        var model = new Option<string>("--model")
         {
-            Duration = TimeSpan.FromSeconds(a.Int(300, "--duration")),
-            ApiKey = a.String("--api-key") ?? (Environment.GetEnvironmentVariable("INFER_API_KEY") is { Length: > 0 } k ? k : null),
-            Model = a.String("--model") ?? "default",
-            Temperature = a.Float(0, "--temp"),
+            Description = "the model id to ask for", HelpName = "NAME", DefaultValueFactory = _ => "default",
         };
-        string format = a.String("-o", "--output") ?? "md";
-        a.EnsureAllUsed();
-        if (o.Concurrency < 1 || o.Requests < 1 || o.PromptTokens < 1 || o.MaxTokens < 1 || o.Duration <= TimeSpan.Zero)
-            throw new UsageException("-c, -n, --prompt-tokens, --max-tokens and --duration must be positive");
-        if (format is not ("md" or "json")) throw new UsageException($"-o must be md or json, got '{format}'");
+        var temp = new Option<float>("--temp") { Description = "temperature of the requests", HelpName = "T", DefaultValueFactory = _ => 0 };
+        var output = new Option<string>("--output", "-o") { Description = "report format", HelpName = "md|json", DefaultValueFactory = _ => "md" }
+            .Check(v => v is "md" or "json" ? null : $"-o must be md or json, got '{v}'").Suggest("md", "json");
+        var command = new Command("bench-serve", "load on any OpenAI-compatible server: requests/s, tokens/s, latency percentiles")
+        {
+            url, clients, requests, promptTokens, maxTokens, duration, apiKey, model, temp, output,
+        };
+        command.SetAction(r =>
+        {
+            string address = r.GetValue(url) ?? throw new UsageException("missing --url URL (the server's base address, e.g. http://127.0.0.1:8080)");
+            var o = new LoadOptions(ParseUrl(address), r.GetValue(clients), r.GetValue(requests), r.GetValue(promptTokens), r.GetValue(maxTokens))
+            {
+                Duration = TimeSpan.FromSeconds(r.GetValue(duration)),
+                ApiKey = r.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable("INFER_API_KEY") is { Length: > 0 } k ? k : null),
+                Model = r.GetValue(model)!,
+                Temperature = r.GetValue(temp),
+            };
+            return Execute(o, r.GetValue(output)!, io.Out, io.Err);
+        });
+        return command;
+    }
 
+    private static Option<int> Positive(string name, string? alias, string description, int fallback) =>
+        new Option<int>(name, alias is null ? [] : [alias]) { Description = description, HelpName = "N", DefaultValueFactory = _ => fallback }
+            .Check(v => v >= 1 ? null : $"{alias ?? name} must be positive, got {v}");
+
+    private static int Execute(LoadOptions o, string format, TextWriter stdout, TextWriter stderr)
+    {
         stderr.WriteLine($"bench-serve: {o.Requests} requests, {o.Concurrency} at a time, ~{o.PromptTokens} prompt tokens, " +
             $"{o.MaxTokens} output tokens each, " +
             $"against {o.Url} (at most {o.Duration.TotalSeconds:F0} s)");

@@ -33,14 +33,14 @@ internal static class InfoPlacement
         int ctx = contextLength > 0 ? contextLength : Math.Min(config.ContextLength, 4096);
         var parts = ModelPlacement.Plan(file, config, n, ctx);
         string head = gpu is null ? $"CPU backend ({why?.Replace("; running on the CPU backend", "")})"
-            : $"{gpu.Id} {gpu.Name} ({InfoCommand.FormatBytes(gpu.MemoryBytes)}), {n}/{config.BlockCount} layers";
+            : $"{gpu.Id} {gpu.Name} ({Units.FormatSize(gpu.MemoryBytes)}), {n}/{config.BlockCount} layers";
         yield return $"placement:       {head}; KV cache of {ctx} positions";
         foreach (var p in parts)
         {
             bool onGpu = gpu is not null && p.IsFirst;
             string where = onGpu ? gpu!.Id : "cpu";
-            yield return $"  {where,-13} {p.Describe()}: {InfoCommand.FormatBytes(p.WeightBytes)} of weights{(onGpu ? "" : " (mapped)")}"
-                + $" + {InfoCommand.FormatBytes(p.KvCacheBytes)} KV cache";
+            yield return $"  {where,-13} {p.Describe()}: {Units.FormatSize(p.WeightBytes)} of weights{(onGpu ? "" : " (mapped)")}"
+                + $" + {Units.FormatSize(p.KvCacheBytes)} KV cache";
             if (!onGpu) continue;
             var unsupported = p.Tensors.Where(t => !GpuBackend.IsSupported(t.Type)).ToList();
             if (unsupported.Count > 0)
@@ -49,7 +49,7 @@ internal static class InfoPlacement
                     + "use -ngl 0 or --device cpu";
             long needed = p.WeightBytes + p.KvCacheBytes;
             if (needed > gpu!.MemoryBytes)
-                yield return $"  {InfoCommand.FormatBytes(needed)} do not fit in {gpu.Id}'s {InfoCommand.FormatBytes(gpu.MemoryBytes)}: "
+                yield return $"  {Units.FormatSize(needed)} do not fit in {gpu.Id}'s {Units.FormatSize(gpu.MemoryBytes)}: "
                     + "lower -ngl or -c";
         }
     }

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using Infer.Cli.Options;
 using Infer.Templates;
 using Infer.Server;
 using Microsoft.Extensions.DependencyInjection;
@@ -9,32 +11,6 @@ namespace Infer.Cli.Commands;
 /// <summary>What <c>serve</c> and <c>batch</c> read besides the model options: slots, template, name and the server's limits.</summary>
 internal sealed record ServeArgs(ModelArgs Model, int Slots, string? Alias, string? TemplateFile, ServerOptions Server)
 {
-    /// <summary>-np, --alias, --chat-template-file, and for serve --host --port --api-key (or INFER_API_KEY) --queue --max-tokens --grace.</summary>
-    public static ServeArgs Read(Args a, bool http)
-    {
-        int slots = a.Int(4, "-np", "--parallel");
-        if (slots < 1) throw new UsageException($"-np must be at least 1, got {slots}");
-        var model = ModelArgs.Read(a) with { Sequences = slots };
-        if (model.Batch < slots) throw new UsageException($"-b ({model.Batch}) must be at least -np ({slots}): each step holds one token per slot");
-        var d = new ServerOptions();
-        var server = new ServerOptions
-        {
-            Host = http ? a.String("--host") ?? d.Host : d.Host,
-            Port = http ? a.Int(d.Port, "--port") : 0,
-            ApiKey = http ? a.String("--api-key") ?? NullIfEmpty(Environment.GetEnvironmentVariable("INFER_API_KEY")) : null,
-            QueueCapacity = http ? a.Int(d.QueueCapacity, "--queue") : d.QueueCapacity,
-            MaxTokensCap = a.Int(d.MaxTokensCap, "--max-tokens"),
-            ShutdownGrace = http ? TimeSpan.FromSeconds(a.Int((int)d.ShutdownGrace.TotalSeconds, "--grace")) : d.ShutdownGrace,
-            StepTokens = model.Batch,
-        };
-        if (server.Port is < 0 or > 65535) throw new UsageException($"--port must be 0..65535, got {server.Port}");
-        if (server.QueueCapacity < 0) throw new UsageException("--queue must not be negative");
-        if (server.MaxTokensCap < 1) throw new UsageException("--max-tokens must be positive");
-        return new ServeArgs(model, slots, a.String("--alias"), a.String("--chat-template-file"), server);
-    }
-
-    private static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
-
     /// <summary>Loads the model with one KV-cache sequence per slot, its chat template (or the file's) and its name.</summary>
     public ServedModel Load(TextWriter stderr)
     {
@@ -63,11 +39,17 @@ internal sealed record ServeArgs(ModelArgs Model, int Slots, string? Alias, stri
 /// </summary>
 internal static class ServeCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, []);
-        var serve = ServeArgs.Read(a, http: true);
-        a.EnsureAllUsed();
+        var options = new ServeOptions(http: true);
+        var command = new Command("serve", "an OpenAI-compatible HTTP server with continuous batching (see 'Serving' in the README)");
+        options.AddTo(command);
+        command.SetAction(r => Execute(options.Read(r), io.Err));
+        return command;
+    }
+
+    private static int Execute(ServeArgs serve, TextWriter stderr)
+    {
         var options = serve.Server with
         {
             Logging = b =>
