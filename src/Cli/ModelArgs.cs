@@ -1,3 +1,5 @@
+using System.CommandLine;
+using Infer.Cli.Options;
 using Infer.Engine;
 using Infer.Kernels.Gpu;
 using Infer.Runtime.Backend;
@@ -5,59 +7,16 @@ using Infer.Runtime.Backend;
 namespace Infer.Cli;
 
 /// <summary>The common model options of <c>run</c>, <c>chat</c> and <c>logits</c>, read before anything is loaded.</summary>
+/// <param name="Sequences">independent KV-cache sequences: the server's slots (-np); 1 elsewhere.</param>
 /// <param name="CacheTypeK">-ctk; null: the engine's default (f16 on the CPU, f32 on a GPU).</param>
 /// <param name="CacheTypeV">-ctv; null: the engine's default.</param>
-internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers,
-    KvCacheType? CacheTypeK, KvCacheType? CacheTypeV)
+internal sealed record ModelArgs(
+    ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers, int Sequences = 1,
+    KvCacheType? CacheTypeK = null, KvCacheType? CacheTypeV = null)
 {
-    /// <summary>The spellings of the KV cache type options, as llama.cpp's.</summary>
-    public static readonly string[] CacheTypeKNames = ["-ctk", "--cache-type-k"], CacheTypeVNames = ["-ctv", "--cache-type-v"];
-
-    /// <summary>-m FILE (or -hf REPO), -t THREADS, -c CONTEXT, -b BATCH, --no-repack, --device, -ngl N, -ctk TYPE, -ctv TYPE.</summary>
-    public static ModelArgs Read(Args args)
-    {
-        var m = new ModelArgs(ModelSource.Read(args), args.Int(0, "-t", "--threads"), args.Int(0, "-c", "--ctx-size"),
-            args.Int(512, "-b", "--batch-size"), !args.Flag("--no-repack"), ReadDevice(args), ReadGpuLayers(args),
-            ReadCacheTypes(args, CacheTypeKNames) is [var k] ? k : null, ReadCacheTypes(args, CacheTypeVNames) is [var v] ? v : null);
-        if (m.Threads < 0) throw new UsageException("--threads must be positive");
-        if (m.Context < 0) throw new UsageException("--ctx-size must be positive");
-        if (m.Batch < 1) throw new UsageException("--batch-size must be positive");
-        return m;
-    }
-
-    /// <summary>--device auto|cpu|cuda[:N]|opencl[:N]|cpu-ilgpu[:N]; auto when absent.</summary>
-    public static DeviceRequest ReadDevice(Args args)
-    {
-        string? device = args.String("--device", "-dev");
-        if (device is null) return DeviceRequest.Auto;
-        return DeviceRequest.TryParse(device, out var request, out string? error) ? request : throw new UsageException($"--device: {error}");
-    }
-
-    /// <summary>
-    /// A KV cache type option (f32, f16 or q8_0), or a comma list of them where <paramref name="list"/> (bench); empty when absent.
-    /// </summary>
-    public static KvCacheType[] ReadCacheTypes(Args args, string[] names, bool list = false)
-    {
-        string? value = args.String(names);
-        if (value is null) return [];
-        var parts = value.Split(',', StringSplitOptions.TrimEntries);
-        if (parts.Length > 1 && !list) throw new UsageException($"{names[^1]} takes one type, got '{value}'");
-        return parts.Select(p => KvCacheTypes.TryParse(p, out var t) ? t
-            : throw new UsageException($"{names[^1]} must be {string.Join(", ", KvCacheTypes.Names)}, got '{p}'")).ToArray();
-    }
-
-    /// <summary>
-    /// --gpu-layers N (-ngl N, as llama.cpp): the first N layers on the GPU, the rest on the CPU; 0 runs on the CPU only.
-    /// Null when absent: every layer on the GPU, if there is one.
-    /// </summary>
-    public static int? ReadGpuLayers(Args args)
-    {
-        string[] names = ["--gpu-layers", "-ngl", "--n-gpu-layers"];
-        if (args.String(names) is null) return null;
-        int n = args.Int(0, names);
-        if (n < 0) throw new UsageException($"--gpu-layers must be 0 (CPU only) or a number of layers to offload, got {n}");
-        return n;
-    }
+    public static ModelArgs Read(ParseResult r, ModelSourceOptions source, RuntimeOptions runtime) =>
+        new(source.Read(r), r.GetValue(runtime.Threads), r.GetValue(runtime.Context), r.GetValue(runtime.Batch), !r.GetValue(runtime.NoRepack),
+            runtime.ReadDevice(r), runtime.ReadGpuLayers(r), CacheTypeK: runtime.ReadCacheTypeK(r), CacheTypeV: runtime.ReadCacheTypeV(r));
 
     /// <summary>
     /// Resolves the model (downloading an -hf one) and loads it through the engine; its notices go to
@@ -66,6 +25,7 @@ internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, i
     /// </summary>
     public LoadedModel Load(TextWriter stderr, IProgress<double>? progress = null)
     {
+        RuntimeOptions.WarnAboutThreads(Threads, stderr);
         string path = Source.Resolve(stderr);
         bool bar = progress is null && ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected;
         return LoadedModel.Load(new ModelLoadOptions(path)
@@ -73,32 +33,16 @@ internal sealed record ModelArgs(ModelSource Source, int Threads, int Context, i
             Threads = Threads,
             ContextLength = Context,
             BatchSize = Batch,
+            Sequences = Sequences,
             Repack = Repack,
             Device = Device,
             GpuLayers = GpuLayers,
             CacheTypeK = CacheTypeK,
             CacheTypeV = CacheTypeV,
             Progress = progress,
-            UploadProgress = bar ? new UploadBar(stderr) : null,
+            // The model reports the fraction of weight bytes loaded after each tensor: shown against the file's size.
+            UploadProgress = bar ? ProgressBar.ForStandardError().Fraction("uploading to the GPU", new FileInfo(path).Length) : null,
             Log = stderr.WriteLine,
         });
-    }
-
-    /// <summary>"uploading [#####.....]  50%" redrawn in place as layers load; the line ends at 100%.</summary>
-    private sealed class UploadBar(TextWriter w) : IProgress<double>
-    {
-        private int _shown = -1;
-
-        public void Report(double value)
-        {
-            int pct = (int)Math.Clamp(value * 100, 0, 100);
-            if (pct == _shown) return;
-            _shown = pct;
-            int filled = pct * 30 / 100;
-            w.Write($"\ruploading [{new string('#', filled)}{new string('.', 30 - filled)}] {pct,3}%");
-            // The model reports 1.0 once, after the last weights: end the line before the "offloaded" notice follows.
-            if (pct == 100) w.WriteLine();
-            w.Flush();
-        }
     }
 }

@@ -1,4 +1,8 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
+using System.Text.Json;
 using Infer.Cli.Commands;
+using Infer.Engine;
 using Infer.Hub;
 using Infer.Runtime;
 using Infer.Runtime.Grammar;
@@ -9,48 +13,6 @@ namespace Infer.Cli;
 
 public static class Program
 {
-    private const string Usage = """
-        usage: infer <command> [options]
-
-        commands:
-          run       generate text from a prompt         infer run -m MODEL -p PROMPT [-n N]
-          logits    dump the last position's logits     infer logits -m MODEL (--prompt TEXT | --ids 1,2,3) [--out FILE] [--greedy N]
-          tokenize  text to token ids and back          infer tokenize -m MODEL -p TEXT | --detokenize 1,2,3
-          info      summarize a model file              infer info -m MODEL
-          chat      interactive chat with the model's template  infer chat -m MODEL [-sys TEXT] [-c CTX] [--ctx-overflow stop|shift]
-          template  render a chat template              infer template -m MODEL --messages M.json [--add-generation-prompt]
-          devices   list GPUs (CUDA, OpenCL) and the CPU  infer devices
-          models    list or remove cached downloads     infer models [--rm OWNER/REPO[:QUANT]]
-          bench     prompt and generation speed         infer bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-o md|json|jsonl|csv]
-
-        a model is -m FILE or -hf OWNER/REPO[:QUANT] (downloaded from Hugging Face and cached; --hf-file NAME, --revision REV, --offline)
-        common options: -m, --model FILE   -t, --threads N   -c, --ctx-size N   --device auto|cpu|cuda|opencl[:N]   -ngl, --gpu-layers N   --no-repack
-                        -ctk, --cache-type-k / -ctv, --cache-type-v f32|f16|q8_0   --verbose
-        run 'infer <command> --help' for a command's options.
-        """;
-
-    private static string CommandHelp(string command) => command switch
-    {
-        "run" or "chat" => """
-            model:     -m FILE | -hf OWNER/REPO[:QUANT] [--hf-file NAME] [--revision REV] [--offline]
-            runtime:   -t THREADS (default: all cores)  -c CONTEXT (default: the model's, at most 4096)  -b BATCH (512)
-                       --device auto|cpu|cuda[:N]|opencl[:N]  --no-repack
-                       -ctk, --cache-type-k / -ctv, --cache-type-v f32|f16|q8_0 (KV cache; default f16, f32 on a GPU)
-                       -ngl, --gpu-layers N (the first N layers on the GPU, the rest on the CPU; 0: CPU only; default: all)
-            sampling:  --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.0 --repeat-last-n 64
-                       --frequency-penalty 0 --presence-penalty 0 --seed N   (--temp 0: greedy)
-            grammar:   --grammar GBNF | --grammar-file FILE | -j, --json-schema JSON | --json-schema-file FILE
-            run:       -p PROMPT  -n TOKENS (128; -1 until the context is full)  --ignore-eos
-            chat:      -sys TEXT  -n MAX_REPLY_TOKENS  --chat-template-file FILE  --ctx-overflow stop|shift
-            """,
-        "bench" => """
-            model:     -m FILE | -hf OWNER/REPO[:QUANT]   --device auto|cpu|cuda[:N]|opencl[:N]  -ngl N  --no-repack
-            tests:     -p 512  -n 128  -d 0  -t N  -ctk f16  -ctv f16 (each a comma list: every combination runs in turn)
-                       -r 5 (repetitions)  -o md|json|jsonl|csv  --profile (time per operation)  --no-bandwidth
-            """,
-        _ => "",
-    };
-
     public static int Main(string[] args)
     {
         Console.OutputEncoding = new System.Text.UTF8Encoding(false);
@@ -61,61 +23,46 @@ public static class Program
     /// <summary>Entry point with explicit streams (used by tests). Returns the process exit code.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, TextReader? stdin = null, bool? interactive = null)
     {
-        bool verbose = args.Contains("--verbose");
-        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        var io = new CliContext(stdout, stderr, stdin ?? Console.In, interactive ?? (!Console.IsInputRedirected && !Console.IsOutputRedirected));
+        var verbose = VerboseOption();
+        var root = BuildRoot(io, verbose);
+        return CommandLineApp.Run(root, "infer", args, stdout, stderr, IsBadInput, verbose);
+    }
+
+    /// <summary>-v/--verbose (as llama.cpp), on every command: an error's stack trace after its one line.</summary>
+    internal static Option<bool> VerboseOption() =>
+        new("--verbose", "-v") { Description = "print the stack trace of an error", Recursive = true };
+
+    /// <summary>The command tree of <c>infer</c>: every command with its options, defaults and help.</summary>
+    internal static RootCommand BuildRoot(CliContext io, Option<bool> verbose)
+    {
+        var root = new RootCommand("infer: run Llama-family GGUF models (Llama 2/3, Mistral, Qwen2/2.5, Qwen3) on our own CPU and GPU kernels.\n"
+            + "A model is -m FILE or -hf OWNER/REPO[:QUANT] (downloaded from Hugging Face once and cached).");
+        root.Options.Add(verbose);
+        var listDevices = new Option<bool>("--list-devices") { Description = "list the devices and exit (as 'infer devices')" };
+        listDevices.Action = new ListDevicesAction(io);
+        root.Options.Add(listDevices);
+        foreach (var command in new[]
         {
-            stdout.WriteLine(Usage);
-            return args.Length == 0 ? 2 : 0;
-        }
-        string command = args[0];
-        var rest = args.Skip(1).Where(a => a != "--verbose").ToArray();
-        if (rest.Any(a => a is "-h" or "--help"))
+            RunCommand.Create(io), ChatCommand.Create(io), InfoCommand.Create(io), BenchCommand.Create(io), LogitsCommand.Create(io),
+            TokenizeCommand.Create(io), TemplateCommand.Create(io), ModelsCommand.Create(io), DevicesCommand.Create(io),
+            ServeCommand.Create(io), BatchCommand.Create(io), BenchServeCommand.Create(io),
+        })
         {
-            stdout.WriteLine(Usage);
-            stdout.WriteLine(CommandHelp(command));
-            return 0;
+            root.Subcommands.Add(command);
         }
-        try
-        {
-            return command switch
-            {
-                "run" => RunCommand.Execute(rest, stdout, stderr),
-                "logits" => LogitsCommand.Execute(rest, stdout, stderr),
-                "tokenize" => TokenizeCommand.Execute(rest, stdout, stderr),
-                "info" => InfoCommand.Execute(rest, stdout, stderr),
-                "bench" => BenchCommand.Execute(rest, stdout, stderr),
-                "chat" => ChatCommand.Execute(rest, stdout, stderr, stdin ?? Console.In,
-                    interactive ?? (!Console.IsInputRedirected && !Console.IsOutputRedirected)),
-                "template" => TemplateCommand.Execute(rest, stdout, stderr),
-                "models" => ModelsCommand.Execute(rest, stdout, stderr),
-                "devices" => DevicesCommand.Execute(rest, stdout, stderr),
-                _ => throw new UsageException($"unknown command '{command}' (run 'infer --help')"),
-            };
-        }
-        catch (UsageException e)
-        {
-            stderr.WriteLine($"infer {command}: {e.Message}");
-            return 2;
-        }
-        catch (OperationCanceledException)
-        {
-            stderr.WriteLine($"infer {command}: cancelled");
-            return 130;
-        }
-        catch (Exception e) when (e is ModelFormatException or ContextFullException or IOException or UnauthorizedAccessException or ArgumentException
-                                   or InvalidDataException or NotSupportedException or TemplateException or HubException
-                                   or System.Text.Json.JsonException
-                                   or GrammarException)
-        {
-            stderr.WriteLine($"infer {command}: error: {e.Message}");
-            if (verbose) stderr.WriteLine(e);
-            return 1;
-        }
-        catch (Exception e)
-        {
-            stderr.WriteLine($"infer {command}: internal error: {e.GetType().Name}: {e.Message}");
-            if (verbose) stderr.WriteLine(e);
-            return 3;
-        }
+        return root;
+    }
+
+    /// <summary>Errors in what the user gave us (a file, a model, a download), as opposed to bugs.</summary>
+    private static bool IsBadInput(Exception e) => e is ModelFormatException or ContextFullException or IOException or UnauthorizedAccessException
+        or ArgumentException or InvalidDataException or NotSupportedException or TemplateException or HubException or JsonException
+        or NotEnoughMemoryException or GrammarException;
+
+    private sealed class ListDevicesAction(CliContext io) : SynchronousCommandLineAction
+    {
+        public override bool Terminating => true;
+
+        public override int Invoke(ParseResult parseResult) => DevicesCommand.List(io.Out, io.Err);
     }
 }

@@ -44,6 +44,7 @@ public sealed class LoadedModel : IDisposable
     /// the weights load and repack; its errors still come first.
     /// </summary>
     /// <exception cref="Infer.Runtime.ModelFormatException">the file is missing, not GGUF, malformed or unsupported.</exception>
+    /// <exception cref="NotEnoughMemoryException">the CPU backend's KV cache for the context would not fit in memory.</exception>
     public static LoadedModel Load(ModelLoadOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -53,10 +54,31 @@ public sealed class LoadedModel : IDisposable
         var tokenizerTask = Task.Run(() => Tokenizer.FromGguf(file));
         try
         {
-            int layers = ModelConfig.FromGguf(file).BlockCount;
+            var config = ModelConfig.FromGguf(file);
+            int layers = config.BlockCount;
+            if (options.ContextLength > config.ContextLength)
+                options.Log?.Invoke($"warning: a context of {options.ContextLength} tokens is beyond the {config.ContextLength} "
+                    + "the model was trained for; expect worse text past that");
             var backends = BackendSet.Create(
                 options.Device, options.GpuLayers, layers, options.Threads, options.BatchSize, options.Repack, options.Log);
             CheckCacheTypes(options, backends);
+            if (backends.Cpu is not null)
+            {
+                int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.ContextLength, 4096);
+                int threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
+                try
+                {
+                    // the CPU backend stores every type, so its cache is what was asked, or the default
+                    MemoryBudget.Check(config, layers - (backends.Gpu is null ? 0 : backends.GpuLayers), context, options.Sequences,
+                        threads, options.AvailableMemory ?? MemoryBudget.AvailableBytes(),
+                        options.CacheTypeK ?? KvCacheTypes.Default, options.CacheTypeV ?? KvCacheTypes.Default);
+                }
+                catch
+                {
+                    backends.Dispose();
+                    throw;
+                }
+            }
             var progress = backends.Gpu is not null ? Both(options.Progress, options.UploadProgress) : options.Progress;
             model = backends.Load(file, new ModelOptions(options.ContextLength, options.BatchSize, options.Sequences,
                 options.CacheTypeK, options.CacheTypeV), progress);

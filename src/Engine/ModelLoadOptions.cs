@@ -44,7 +44,7 @@ public sealed record ModelLoadOptions(string Path)
     /// </summary>
     public int? GpuLayers { get; init; }
 
-    /// <summary>Load progress from 0 to 1, reported as each layer's weights reach their backend.</summary>
+    /// <summary>Load progress from 0 to 1: the fraction of the weight bytes handed to the backends, after each tensor.</summary>
     public IProgress<double>? Progress { get; init; }
 
     /// <summary>
@@ -58,6 +58,9 @@ public sealed record ModelLoadOptions(string Path)
     /// an f32 KV cache where the default is f16.
     /// </summary>
     public Action<string>? Log { get; init; }
+
+    /// <summary>Host memory the KV cache may take; null measures what the machine has available.</summary>
+    public long? AvailableMemory { get; init; }
 
     internal void Validate()
     {

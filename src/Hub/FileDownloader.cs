@@ -13,6 +13,8 @@ internal static class FileDownloader
 {
     private const int BufferSize = 1 << 20;
     private static readonly TimeSpan ReportInterval = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan StallTick = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan StallNotice = TimeSpan.FromSeconds(2);
 
     public static async Task DownloadAsync(HubHttp http, Uri url, HubFile file, string repoId, string revision, string finalPath,
         HubOptions options, IProgress<DownloadProgress>? progress, CancellationToken ct)
@@ -38,11 +40,20 @@ internal static class FileDownloader
             Exception? lastError = null;
             for (int attempt = 1; have < file.Size && attempt <= options.MaxAttempts; attempt++)
             {
-                if (attempt > 1 && options.RetryDelay > TimeSpan.Zero)
-                    await Task.Delay(options.RetryDelay * (attempt - 1), ct).ConfigureAwait(false);
+                if (attempt > 1)
+                {
+                    progress?.Report(new DownloadProgress(file.Path, have, file.Size, 0, null)
+                    {
+                        Status = $"retrying ({attempt} of {options.MaxAttempts}) after: {Reason(lastError)}",
+                    });
+                    // A stall has already waited a whole timeout; errors that come at once get a growing pause.
+                    if (lastError is not TimeoutException && options.RetryDelay > TimeSpan.Zero)
+                        await Task.Delay(options.RetryDelay * (attempt - 1), ct).ConfigureAwait(false);
+                }
                 try
                 {
-                    have = await TransferAsync(http, url, file, repoId, revision, stream, have, hasher, rate, progress, label, ct).ConfigureAwait(false);
+                    have = await TransferAsync(http, url, file, repoId, revision, stream, have, hasher, rate, progress, label, ct)
+                        .ConfigureAwait(false);
                     lastError = null;
                 }
                 catch (Exception e) when (IsRetryable(e, ct))
@@ -55,9 +66,10 @@ internal static class FileDownloader
 
             if (have < file.Size)
             {
-                string reason = lastError is HubException h ? h.Message : lastError?.Message ?? "the server sent too few bytes";
+                string reason = Reason(lastError);
                 throw new HubException(HubErrorKind.Network,
-                    $"downloading {label} stopped after {have} of {file.Size} bytes ({reason}); run again to resume", (lastError as HubException)?.StatusCode, lastError);
+                    $"downloading {label} stopped after {have} of {file.Size} bytes ({reason}); run again to resume",
+                    (lastError as HubException)?.StatusCode, lastError);
             }
 
             await stream.FlushAsync(ct).ConfigureAwait(false);
@@ -66,7 +78,8 @@ internal static class FileDownloader
             {
                 keepPart = false;
                 throw new HubException(HubErrorKind.Integrity,
-                    $"{label}: the downloaded file's {hasher.Algorithm} is {actual} but the Hub lists {expected}; the download was deleted (run again to retry)");
+                    $"{label}: the downloaded file's {hasher.Algorithm} is {actual} but the Hub lists {expected}; "
+                    + "the download was deleted (run again to retry)");
             }
             await stream.DisposeAsync().ConfigureAwait(false);
             File.Move(partPath, finalPath, overwrite: true);
@@ -124,11 +137,12 @@ internal static class FileDownloader
                 int n;
                 try
                 {
-                    n = await body.ReadAsync(buffer.AsMemory(0, BufferSize), readTimeout.Token).ConfigureAwait(false);
+                    n = await ReadReportingStallsAsync(body, buffer.AsMemory(0, BufferSize), readTimeout.Token, progress, file, have,
+                        http.Timeout, ct).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (!ct.IsCancellationRequested)
                 {
-                    throw new TimeoutException($"no data for {http.Timeout.TotalSeconds:0} s");
+                    throw new TimeoutException($"no data for {http.Timeout.TotalSeconds:0.#} s");
                 }
                 if (n == 0) break;
                 if (have + n > file.Size)
@@ -157,6 +171,33 @@ internal static class FileDownloader
         return have;
     }
 
+    private static string Reason(Exception? e) => e?.Message ?? "the server sent too few bytes";
+
+    /// <summary>
+    /// The next read of the body, reporting every second of silence past <see cref="StallNotice"/> (or half the timeout) as a status, so the
+    /// progress line says the download is waiting rather than looking frozen.
+    /// </summary>
+    private static async Task<int> ReadReportingStallsAsync(Stream body, Memory<byte> buffer, CancellationToken readToken,
+        IProgress<DownloadProgress>? progress, HubFile file, long have, TimeSpan timeout, CancellationToken ct)
+    {
+        var read = body.ReadAsync(buffer, readToken).AsTask();
+        if (progress is null) return await read.ConfigureAwait(false);
+        long start = Stopwatch.GetTimestamp();
+        var notice = timeout / 2 < StallNotice ? timeout / 2 : StallNotice;
+        while (!read.IsCompleted)
+        {
+            var tick = Task.Delay(StallTick, ct);
+            if (await Task.WhenAny(read, tick).ConfigureAwait(false) == read) break;
+            var silent = Stopwatch.GetElapsedTime(start);
+            if (silent >= notice)
+                progress.Report(new DownloadProgress(file.Path, have, file.Size, 0, null)
+                {
+                    Status = $"waiting: no data for {silent.TotalSeconds:0} s (a try ends after {timeout.TotalSeconds:0.#} s)",
+                });
+        }
+        return await read.ConfigureAwait(false);
+    }
+
     private static FileStream OpenPart(string partPath, string label)
     {
         try
@@ -165,7 +206,8 @@ internal static class FileDownloader
         }
         catch (IOException e)
         {
-            throw new HubException(HubErrorKind.Network, $"cannot open {partPath} for {label} (is another process downloading it?): {e.Message}", null, e);
+            throw new HubException(HubErrorKind.Network,
+                $"cannot open {partPath} for {label} (is another process downloading it?): {e.Message}", null, e);
         }
     }
 

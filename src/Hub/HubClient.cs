@@ -27,7 +27,8 @@ public static class HubClient
             var cached = TryResolveFromCache(manifest, reference, options, revisionDir, out var cacheMiss);
             if (cached is not null) return cached;
             if (options.Offline)
-                throw new HubException(HubErrorKind.Offline, $"{described}: {cacheMiss} and offline mode forbids downloading; run once without --offline");
+                throw new HubException(HubErrorKind.Offline,
+                    $"{described}: {cacheMiss} and offline mode forbids downloading; run once without --offline");
         }
         else if (options.Offline)
         {
@@ -46,17 +47,38 @@ public static class HubClient
             string path = CacheLayout.FilePath(revisionDir, file.Path);
             if (!IsCachedCopy(path, file, manifest))
             {
-                DeleteIfExists(path);
-                var url = http.ResolveUri(reference, revision, file.Path);
-                await FileDownloader.DownloadAsync(http, url, file, reference.RepoId, revision, path, options, progress, cancellationToken).ConfigureAwait(false);
+                using var fileLock = await DownloadLock.AcquireAsync(path, pid => progress?.Report(WaitingFor(path, file, pid)), cancellationToken)
+                    .ConfigureAwait(false);
+                if (IsCachedCopy(path, file, manifest))
+                {
+                    // The process we waited for finished (and verified) this very file.
+                    progress?.Report(new DownloadProgress(file.Path, file.Size, file.Size, 0, TimeSpan.Zero));
+                }
+                else
+                {
+                    DeleteIfExists(path);
+                    var url = http.ResolveUri(reference, revision, file.Path);
+                    await FileDownloader.DownloadAsync(http, url, file, reference.RepoId, revision, path, options, progress, cancellationToken)
+                        .ConfigureAwait(false);
+                }
             }
             paths.Add(path);
         }
         return paths;
     }
 
+    /// <summary>Progress while another process holds the file's lock: how far its partial download has come.</summary>
+    private static DownloadProgress WaitingFor(string path, HubFile file, int pid)
+    {
+        var part = new FileInfo(path + CacheLayout.PartSuffix);
+        long done = part.Exists ? Math.Min(part.Length, Math.Max(file.Size - 1, 0)) : 0;
+        string who = pid > 0 ? $"process {pid}" : "another process";
+        return new DownloadProgress(file.Path, done, file.Size, 0, null) { Status = $"waiting for {who}, which is downloading it" };
+    }
+
     /// <summary>The cached paths when the manifest selects files that are all present; else null and why.</summary>
-    private static List<string>? TryResolveFromCache(CacheManifest manifest, ModelReference reference, HubOptions options, string revisionDir, out string miss)
+    private static List<string>? TryResolveFromCache(CacheManifest manifest, ModelReference reference, HubOptions options, string revisionDir,
+        out string miss)
     {
         IReadOnlyList<HubFile> selected;
         try

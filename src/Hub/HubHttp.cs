@@ -20,29 +20,36 @@ internal sealed class HubHttp : IDisposable
     private readonly Uri _endpoint;
     private readonly string? _token;
     private readonly TimeSpan _timeout;
+    private readonly TimeSpan _requestTimeout;
 
     public HubHttp(Uri endpoint, HubOptions options)
     {
         _endpoint = endpoint;
         _token = options.Token;
         _timeout = options.NetworkTimeout;
+        _requestTimeout = options.RequestTimeout;
         var handler = new SocketsHttpHandler
         {
             AllowAutoRedirect = false,
             AutomaticDecompression = DecompressionMethods.None,
-            ConnectTimeout = options.NetworkTimeout,
+            ConnectTimeout = _requestTimeout,
         };
         _client = new HttpClient(handler) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
         _client.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("infer", "0.1"));
     }
 
+    /// <summary>How long a download's body may go without data before the try is abandoned.</summary>
     public TimeSpan Timeout => _timeout;
 
     public Uri TreeUri(ModelReference reference, string revision) =>
-        new($"{_endpoint.AbsoluteUri.TrimEnd('/')}/api/models/{reference.Owner}/{reference.Repo}/tree/{Uri.EscapeDataString(revision)}?recursive=true");
+        new($"{Base}/api/models/{reference.Owner}/{reference.Repo}/tree/{Uri.EscapeDataString(revision)}?recursive=true");
 
     public Uri ResolveUri(ModelReference reference, string revision, string path) =>
-        new($"{_endpoint.AbsoluteUri.TrimEnd('/')}/{reference.Owner}/{reference.Repo}/resolve/{Uri.EscapeDataString(revision)}/{string.Join('/', path.Split('/').Select(Uri.EscapeDataString))}");
+        new($"{Base}/{reference.Owner}/{reference.Repo}/resolve/{Uri.EscapeDataString(revision)}/"
+            + string.Join('/', path.Split('/').Select(Uri.EscapeDataString)));
+
+    /// <summary>The endpoint without a trailing slash.</summary>
+    private string Base => _endpoint.AbsoluteUri.TrimEnd('/');
 
     /// <summary>Every file (not folder) of the revision, across all pages of the listing.</summary>
     public async Task<IReadOnlyList<HubFile>> ListFilesAsync(ModelReference reference, string revision, CancellationToken ct)
@@ -53,7 +60,8 @@ internal sealed class HubHttp : IDisposable
         for (int page = 0; next is not null; page++)
         {
             if (page == MaxListingPages || totalBytes > MaxListingBytes)
-                throw new HubException(HubErrorKind.Protocol, $"the file listing of {reference.RepoId} is longer than {MaxListingPages} pages or {MaxListingBytes >> 20} MiB");
+                throw new HubException(HubErrorKind.Protocol,
+                    $"the file listing of {reference.RepoId} is longer than {MaxListingPages} pages or {MaxListingBytes >> 20} MiB");
             using var response = await SendAsync(next, rangeStart: null, reference.RepoId, ct).ConfigureAwait(false);
             if (response.StatusCode != HttpStatusCode.OK)
                 throw ErrorFor(response, reference.RepoId, revision, file: null);
@@ -65,11 +73,14 @@ internal sealed class HubHttp : IDisposable
         return files;
     }
 
-    /// <summary>GET with redirects followed; <paramref name="rangeStart"/> adds <c>Range: bytes=N-</c>. Returns the final response (any status); the caller disposes it.</summary>
+    /// <summary>
+    /// GET with redirects followed; <paramref name="rangeStart"/> adds <c>Range: bytes=N-</c>. Returns the final response
+    /// (any status); the caller disposes it.
+    /// </summary>
     public async Task<HttpResponseMessage> SendAsync(Uri uri, long? rangeStart, string what, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(_timeout);
+        timeout.CancelAfter(_requestTimeout);
         try
         {
             for (int hop = 0; ; hop++)
@@ -83,7 +94,8 @@ internal sealed class HubHttp : IDisposable
                 var location = response.Headers.Location;
                 response.Dispose();
                 if (location is null)
-                    throw new HubException(HubErrorKind.Protocol, $"{what}: redirect without a Location header from {Describe(uri)}", (int)response.StatusCode);
+                    throw new HubException(HubErrorKind.Protocol, $"{what}: redirect without a Location header from {Describe(uri)}",
+                        (int)response.StatusCode);
                 if (hop == MaxRedirects)
                     throw new HubException(HubErrorKind.Protocol, $"{what}: more than {MaxRedirects} redirects starting at {Describe(uri)}");
                 uri = location.IsAbsoluteUri ? location : new Uri(uri, location);
@@ -93,11 +105,12 @@ internal sealed class HubHttp : IDisposable
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new HubException(HubErrorKind.Network, $"{what}: no answer from {Describe(uri)} within {_timeout.TotalSeconds:0} s");
+            throw new HubException(HubErrorKind.Network, $"{what}: no answer from {Describe(uri)} within {_requestTimeout.TotalSeconds:0.#} s");
         }
         catch (HttpRequestException e)
         {
-            throw new HubException(HubErrorKind.Network, $"{what}: cannot reach {Describe(uri)}: {e.Message} (use --offline to run from the cache only)", null, e);
+            throw new HubException(HubErrorKind.Network,
+                $"{what}: cannot reach {Describe(uri)}: {e.Message} (use --offline to run from the cache only)", null, e);
         }
     }
 
@@ -106,7 +119,7 @@ internal sealed class HubHttp : IDisposable
     {
         int status = (int)response.StatusCode;
         string? code = response.Headers.TryGetValues("X-Error-Code", out var values) ? values.FirstOrDefault() : null;
-        string page = $"{_endpoint.AbsoluteUri.TrimEnd('/')}/{repoId}";
+        string page = $"{Base}/{repoId}";
         string what = file is null ? repoId : $"{file} in {repoId}";
         switch (status)
         {
@@ -118,18 +131,21 @@ internal sealed class HubHttp : IDisposable
                     ? "No HF_TOKEN is set."
                     : "The HF_TOKEN that was sent does not grant access: check that it is valid and that its account has accepted the terms.";
                 return new HubException(HubErrorKind.Unauthorized,
-                    $"{access} To get access, open {page}, log in and accept the model's terms, then create a read token at {_endpoint.AbsoluteUri.TrimEnd('/')}/settings/tokens and set HF_TOKEN. {tokenState}", status);
+                    $"{access} To get access, open {page}, log in and accept the model's terms, then create a read token at "
+                    + $"{Base}/settings/tokens and set HF_TOKEN. {tokenState}", status);
             case 404:
                 string message = code switch
                 {
                     "RevisionNotFound" => $"revision '{revision}' of {repoId} was not found (HTTP 404)",
                     "EntryNotFound" => $"{what} was not found at revision '{revision}' (HTTP 404)",
                     _ when file is not null => $"{what} was not found at revision '{revision}' (HTTP 404)",
-                    _ => $"repository {repoId} (revision '{revision}') was not found at {_endpoint.AbsoluteUri.TrimEnd('/')} (HTTP 404): check the spelling; a private repository also needs HF_TOKEN",
+                    _ => $"repository {repoId} (revision '{revision}') was not found at {Base} (HTTP 404): check the spelling; "
+                        + "a private repository also needs HF_TOKEN",
                 };
                 return new HubException(HubErrorKind.NotFound, message, status);
             case 429 or >= 500:
-                return new HubException(HubErrorKind.Network, $"{what}: the Hub answered HTTP {status} ({response.ReasonPhrase}); try again later", status);
+                return new HubException(HubErrorKind.Network,
+                    $"{what}: the Hub answered HTTP {status} ({response.ReasonPhrase}); try again later", status);
             default:
                 return new HubException(HubErrorKind.Protocol, $"{what}: unexpected HTTP {status} ({response.ReasonPhrase}) from the Hub", status);
         }
@@ -142,7 +158,7 @@ internal sealed class HubHttp : IDisposable
         if (response.Content.Headers.ContentLength > MaxListingPageBytes)
             throw new HubException(HubErrorKind.Protocol, $"the file listing at {Describe(uri)} is larger than {MaxListingPageBytes >> 20} MiB");
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(_timeout);
+        timeout.CancelAfter(_requestTimeout);
         try
         {
             await using var stream = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
@@ -152,14 +168,16 @@ internal sealed class HubHttp : IDisposable
             while ((n = await stream.ReadAsync(chunk, timeout.Token).ConfigureAwait(false)) > 0)
             {
                 if (buffer.Length + n > MaxListingPageBytes)
-                    throw new HubException(HubErrorKind.Protocol, $"the file listing at {Describe(uri)} is larger than {MaxListingPageBytes >> 20} MiB");
+                    throw new HubException(HubErrorKind.Protocol,
+                        $"the file listing at {Describe(uri)} is larger than {MaxListingPageBytes >> 20} MiB");
                 buffer.Write(chunk, 0, n);
             }
             return buffer.ToArray();
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new HubException(HubErrorKind.Network, $"the file listing at {Describe(uri)} did not arrive within {_timeout.TotalSeconds:0} s");
+            throw new HubException(HubErrorKind.Network,
+                $"the file listing at {Describe(uri)} did not arrive within {_requestTimeout.TotalSeconds:0.#} s");
         }
         catch (Exception e) when (e is IOException or HttpRequestException)
         {
@@ -212,7 +230,10 @@ internal sealed class HubHttp : IDisposable
         return value;
     }
 
-    /// <summary>The lower-case hex string of <paramref name="length"/> digits under <paramref name="name"/>; null when absent or not of that form.</summary>
+    /// <summary>
+    /// The lower-case hex string of <paramref name="length"/> digits under <paramref name="name"/>; null when absent or
+    /// not of that form.
+    /// </summary>
     private static string? ReadHex(JsonElement obj, string name, int length, string repoId, string path)
     {
         if (!obj.TryGetProperty(name, out var element) || element.ValueKind != JsonValueKind.String) return null;

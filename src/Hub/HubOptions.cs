@@ -1,6 +1,9 @@
 namespace Infer.Hub;
 
-/// <summary>Where and how to resolve model references. Defaults come from the environment (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, INFER_CACHE, XDG_CACHE_HOME); set every property explicitly to ignore it.</summary>
+/// <summary>
+/// Where and how to resolve model references. Defaults come from the environment (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE,
+/// INFER_CACHE, XDG_CACHE_HOME); set every property explicitly to ignore it.
+/// </summary>
 public sealed class HubOptions
 {
     public const string PublicEndpoint = "https://huggingface.co";
@@ -29,8 +32,19 @@ public sealed class HubOptions
     /// <summary>Pause before a retry; it grows linearly with the attempt number.</summary>
     public TimeSpan RetryDelay { get; init; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>A request whose headers or next body bytes take longer than this fails (and is retried).</summary>
-    public TimeSpan NetworkTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>
+    /// A request whose headers or next body bytes take longer than this fails (and is retried at once, up to
+    /// <see cref="MaxAttempts"/> tries): a download that stalls gives up after about MaxAttempts x this, 100 s by default.
+    /// </summary>
+    public TimeSpan NetworkTimeout { get; init; } = TimeSpan.FromSeconds(25);
+
+    /// <summary>
+    /// Connecting, a response's headers and the file listing get <see cref="NetworkTimeout"/>, but never less than 10 s: a
+    /// short stall timeout is about a transfer that stops, not about a slow first answer.
+    /// </summary>
+    public TimeSpan RequestTimeout => NetworkTimeout > MinRequestTimeout ? NetworkTimeout : MinRequestTimeout;
+
+    private static readonly TimeSpan MinRequestTimeout = TimeSpan.FromSeconds(10);
 
     public static string DefaultEndpoint()
     {
@@ -52,13 +66,17 @@ public sealed class HubOptions
     /// <summary>Checks the endpoint and revision; returns the endpoint as a URI.</summary>
     internal Uri Validate()
     {
-        if (!Uri.TryCreate(Endpoint.TrimEnd('/'), UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
-            throw new HubException(HubErrorKind.InvalidReference, $"the Hub endpoint '{Endpoint}' is not an http(s) URL (set HF_ENDPOINT to something like https://huggingface.co)");
+        if (!Uri.TryCreate(Endpoint.TrimEnd('/'), UriKind.Absolute, out var uri)
+            || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+            throw new HubException(HubErrorKind.InvalidReference,
+                $"the Hub endpoint '{Endpoint}' is not an http(s) URL (set HF_ENDPOINT to something like https://huggingface.co)");
         if (string.IsNullOrEmpty(CacheDir))
             throw new HubException(HubErrorKind.InvalidReference, "the model cache directory is empty");
         CacheLayout.ValidateRevision(Revision);
         if (HfFile is not null && !CacheLayout.IsSafeRelativePath(HfFile))
             throw new HubException(HubErrorKind.InvalidReference, $"the file name '{HfFile}' is not a relative path inside a repository");
+        if (!(NetworkTimeout > TimeSpan.Zero))
+            throw new HubException(HubErrorKind.InvalidReference, $"the network timeout must be positive, not {NetworkTimeout.TotalSeconds} s");
         if (MaxAttempts < 1)
             throw new HubException(HubErrorKind.InvalidReference, $"MaxAttempts must be at least 1, not {MaxAttempts}");
         return uri;

@@ -1,8 +1,17 @@
 namespace Infer.Hub;
 
-/// <summary>One downloaded file in the cache. <paramref name="Reference"/> is <c>owner/repo</c>; <paramref name="File"/> its path in the repository.</summary>
+/// <summary>
+/// One downloaded file in the cache. <paramref name="Reference"/> is <c>owner/repo</c>; <paramref name="File"/> its path in the
+/// repository. An incomplete entry is a partial download (<paramref name="Path"/> is the <c>.part</c> file) or, with an empty
+/// <paramref name="File"/>, a revision folder that holds only the listing of a download that never started.
+/// </summary>
 public sealed record CachedModel(string Reference, string Revision, string File, long Size, string Path)
 {
+    public bool Complete { get; init; } = true;
+
+    /// <summary>The size the Hub listed for the file, when the manifest has it.</summary>
+    public long? ListedSize { get; init; }
+
     /// <summary>The quantization named in the file name ("Q8_0", "BF16"), or the name without ".gguf".</summary>
     public string Quant => GgufSelector.QuantLabel(File);
 }
@@ -10,7 +19,10 @@ public sealed record CachedModel(string Reference, string Revision, string File,
 /// <summary>Lists and removes what <see cref="HubClient"/> downloaded.</summary>
 public static class ModelCache
 {
-    /// <summary>Every complete GGUF file in the cache (downloads in progress are not listed), sorted by reference, revision and file.</summary>
+    /// <summary>
+    /// Every GGUF file in the cache, complete or partly downloaded, and every revision folder left with nothing but its
+    /// listing (a download that failed before its first byte), sorted by reference, revision and file.
+    /// </summary>
     public static IReadOnlyList<CachedModel> List(string cacheDir)
     {
         var entries = new List<CachedModel>();
@@ -24,12 +36,22 @@ public static class ModelCache
                 foreach (var revisionDir in Directory.EnumerateDirectories(repoDir))
                 {
                     string revision = CacheLayout.DecodeRevision(System.IO.Path.GetFileName(revisionDir));
+                    var listed = CacheManifest.TryRead(CacheLayout.ManifestPath(revisionDir))?.Files.ToDictionary(f => f.Path, f => f.Size);
+                    int before = entries.Count;
                     foreach (var file in Directory.EnumerateFiles(revisionDir, "*", SearchOption.AllDirectories))
                     {
-                        if (!file.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) continue;
-                        string relative = System.IO.Path.GetRelativePath(revisionDir, file).Replace(System.IO.Path.DirectorySeparatorChar, '/');
-                        entries.Add(new CachedModel(reference.RepoId, revision, relative, new FileInfo(file).Length, file));
+                        bool part = file.EndsWith(".gguf" + CacheLayout.PartSuffix, StringComparison.OrdinalIgnoreCase);
+                        if (!part && !file.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) continue;
+                        string relative = System.IO.Path.GetRelativePath(revisionDir, part ? file[..^CacheLayout.PartSuffix.Length] : file)
+                            .Replace(System.IO.Path.DirectorySeparatorChar, '/');
+                        long? size = listed is not null && listed.TryGetValue(relative, out long s) ? s : null;
+                        entries.Add(new CachedModel(reference.RepoId, revision, relative, new FileInfo(file).Length, file)
+                        {
+                            Complete = !part, ListedSize = size,
+                        });
                     }
+                    if (entries.Count == before)
+                        entries.Add(new CachedModel(reference.RepoId, revision, "", 0, CacheLayout.ManifestPath(revisionDir)) { Complete = false });
                 }
             }
         }
@@ -58,22 +80,25 @@ public static class ModelCache
         var removed = new List<CachedModel>();
         foreach (var group in candidates.GroupBy(RevisionDirOf))
         {
-            removed.AddRange(reference.Quant is null ? group : SelectQuant(group.ToList(), reference));
+            // A folder with only a listing goes with any reference to its repository: there is no file to tell quants apart.
+            var files = group.Where(e => e.File.Length > 0).ToList();
+            removed.AddRange(reference.Quant is null || files.Count == 0 ? group : SelectQuant(files, reference));
         }
         if (removed.Count == 0)
             throw new HubException(HubErrorKind.NotFound,
                 $"nothing in the cache {cacheDir} matches {reference}{(revision is null ? "" : $" (revision {revision})")}");
 
-        foreach (var entry in removed)
+        foreach (var entry in removed.Where(e => e.File.Length > 0))
         {
-            File.Delete(entry.Path);
-            string part = entry.Path + CacheLayout.PartSuffix;
-            if (File.Exists(part)) File.Delete(part);
+            string final = System.IO.Path.Combine(RevisionDirOf(entry), entry.File.Replace('/', System.IO.Path.DirectorySeparatorChar));
+            foreach (var path in new[] { final, final + CacheLayout.PartSuffix })
+                if (File.Exists(path)) File.Delete(path);
         }
         foreach (var revisionDir in removed.Select(RevisionDirOf).Distinct())
         {
-            bool anyLeft = Directory.Exists(revisionDir)
-                && Directory.EnumerateFiles(revisionDir, "*", SearchOption.AllDirectories).Any(f => f.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase));
+            bool anyLeft = Directory.Exists(revisionDir) && Directory.EnumerateFiles(revisionDir, "*", SearchOption.AllDirectories)
+                .Any(f => f.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)
+                    || f.EndsWith(".gguf" + CacheLayout.PartSuffix, StringComparison.OrdinalIgnoreCase));
             if (!anyLeft && Directory.Exists(revisionDir)) Directory.Delete(revisionDir, recursive: true);
             DeleteIfEmpty(System.IO.Path.GetDirectoryName(revisionDir)!);
             DeleteIfEmpty(System.IO.Path.GetDirectoryName(System.IO.Path.GetDirectoryName(revisionDir)!)!);
@@ -83,7 +108,7 @@ public static class ModelCache
 
     private static IEnumerable<CachedModel> SelectQuant(List<CachedModel> entries, ModelReference reference)
     {
-        var files = entries.Select(e => new HubFile(e.File, e.Size, null, null)).ToList();
+        var files = entries.DistinctBy(e => e.File).Select(e => new HubFile(e.File, e.Size, null, null)).ToList();
         IReadOnlyList<HubFile> selected;
         try
         {
@@ -100,10 +125,10 @@ public static class ModelCache
     }
 
     /// <summary>{cache}/{owner}/{repo}/{revision} of an entry.</summary>
-    private static string RevisionDirOf(CachedModel entry)
+    internal static string RevisionDirOf(CachedModel entry)
     {
         string dir = entry.Path;
-        foreach (var _ in entry.File.Split('/')) dir = System.IO.Path.GetDirectoryName(dir)!;
+        foreach (var _ in entry.File.Length == 0 ? [""] : entry.File.Split('/')) dir = System.IO.Path.GetDirectoryName(dir)!;
         return dir;
     }
 

@@ -191,31 +191,41 @@ public static class GpuContextFactory
         var context = CreateContext(ilgpuCpu);
         try
         {
-            var kinds = request.Kind == DeviceKind.Auto ? [DeviceKind.Cuda, DeviceKind.OpenCL] : new[] { request.Kind };
-            foreach (var kind in kinds)
+            var (info, message) = Choose(request, Describe(context));
+            if (info is null)
             {
-                var devices = DevicesOf(context, kind);
-                if (devices.Count == 0) continue;
-                int index = request.Index < 0 ? 0 : request.Index;
-                if (index >= devices.Count)
-                {
-                    context.Dispose();
-                    return new DeviceSelection(null, $"no {Display(kind)} device {index} (found {devices.Count}); running on the CPU backend");
-                }
-                var d = devices[index];
-                var accelerator = d.CreateAccelerator(context);
-                return new DeviceSelection(
-                    new GpuDevice(context, accelerator, new GpuDeviceInfo(kind, index, d.Name.Trim(), d.MemorySize, d.NumMultiprocessors, d.WarpSize)), null);
+                context.Dispose();
+                return new DeviceSelection(null, message);
             }
-            context.Dispose();
-            string what = request.Kind == DeviceKind.Auto ? "GPU (CUDA or OpenCL)" : Display(request.Kind);
-            return new DeviceSelection(null, $"no {what} device found; running on the CPU backend");
+            var d = DevicesOf(context, info.Kind)[info.Index];
+            return new DeviceSelection(new GpuDevice(context, d.CreateAccelerator(context), info), null);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             context.Dispose();
             return new DeviceSelection(null, $"could not open {request}: {e.Message.Trim()}; running on the CPU backend");
         }
+    }
+
+    /// <summary>
+    /// Which of <paramref name="devices"/> (as <see cref="ListDevices"/> lists them) <paramref name="request"/> picks, without
+    /// opening it: <c>auto</c> the first CUDA device, else the first OpenCL one; a kind the one of that index (0 when not
+    /// given). Null with the one-line reason when none fits (the caller runs on the CPU backend), or for <c>cpu</c>.
+    /// </summary>
+    public static (GpuDeviceInfo? Device, string? Message) Choose(DeviceRequest request, IReadOnlyList<GpuDeviceInfo> devices)
+    {
+        if (request.Kind == DeviceKind.Cpu) return (null, null);
+        var kinds = request.Kind == DeviceKind.Auto ? [DeviceKind.Cuda, DeviceKind.OpenCL] : new[] { request.Kind };
+        foreach (var kind in kinds)
+        {
+            var ofKind = devices.Where(d => d.Kind == kind).ToList();
+            if (ofKind.Count == 0) continue;
+            int index = request.Index < 0 ? 0 : request.Index;
+            if (index >= ofKind.Count) return (null, $"no {Display(kind)} device {index} (found {ofKind.Count}); running on the CPU backend");
+            return (ofKind[index], null);
+        }
+        string what = request.Kind == DeviceKind.Auto ? "GPU (CUDA or OpenCL)" : Display(request.Kind);
+        return (null, $"no {what} device found; running on the CPU backend");
     }
 
     /// <summary>Opens ILGPU's CPU accelerator (tests): always present.</summary>

@@ -90,7 +90,7 @@ public class CliTests : IDisposable
 
     [Theory]
     [InlineData("-ctk", "q4_0", "must be f32, f16, q8_0")]
-    [InlineData("-ctv", "f16,q8_0", "takes one type")]
+    [InlineData("-ctv", "f16,q8_0", "-ctv must be f32, f16, q8_0, got 'f16,q8_0'")]
     public void CacheTypeOptionsRejectWhatTheyCannotDo(string option, string value, string message)
     {
         var (code, _, stderr) = Infer("run", "-m", Fixtures.Model("qwen2", "bf16"), "-p", "hi", "-n", "1", option, value);

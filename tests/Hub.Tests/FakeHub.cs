@@ -21,6 +21,18 @@ internal sealed class FakeFile
     public int? CutAfterBytes { get; init; }
     public int CutRequests { get; init; } = 1;
 
+    /// <summary>Downloads send the file up to this offset, then keep the connection open without sending more (a stalled transfer).</summary>
+    public int? StallAfterBytes { get; init; }
+
+    /// <summary>Sends the body in 64 KiB pieces with this pause between them (a slow transfer).</summary>
+    public TimeSpan ChunkDelay { get; init; }
+
+    /// <summary>Downloads send the file up to this offset, then wait for <see cref="Gate"/> before sending the rest.</summary>
+    public int? PauseAtBytes { get; init; }
+
+    /// <summary>Opens the pause of <see cref="PauseAtBytes"/>.</summary>
+    public TaskCompletionSource Gate { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>Serve a body with one byte flipped (the listing keeps the true SHA-256).</summary>
     public bool Corrupt { get; init; }
 
@@ -93,7 +105,8 @@ internal sealed class FakeHub : IAsyncDisposable
         _stop.Cancel();
         _hub.Stop();
         _cdn.Stop();
-        try { await Task.WhenAll(_loops); } catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
+        try { await Task.WhenAll(_loops); }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
         _stop.Dispose();
     }
 
@@ -158,7 +171,8 @@ internal sealed class FakeHub : IAsyncDisposable
 
         // /{owner}/{repo}/resolve/{revision}/{path}
         var segments = path.TrimStart('/').Split('/', 5);
-        if (segments.Length == 5) segments = [.. segments[..4].Select(Uri.UnescapeDataString), string.Join('/', segments[4].Split('/').Select(Uri.UnescapeDataString))];
+        if (segments.Length == 5)
+            segments = [.. segments[..4].Select(Uri.UnescapeDataString), string.Join('/', segments[4].Split('/').Select(Uri.UnescapeDataString))];
         if (segments.Length == 5 && segments[2] == "resolve")
         {
             var repo = await Authorize(stream, request, $"{segments[0]}/{segments[1]}", segments[3]);
@@ -168,7 +182,8 @@ internal sealed class FakeHub : IAsyncDisposable
                 await Respond(stream, 404, "Not Found", Json(new { error = "Entry not found" }), [("X-Error-Code", "EntryNotFound")]);
                 return;
             }
-            string location = $"{CdnBase}/blobs/{segments[0]}/{segments[1]}/{string.Join('/', segments[4].Split('/').Select(Uri.EscapeDataString))}?X-Amz-Signature=deadbeef";
+            string escaped = string.Join('/', segments[4].Split('/').Select(Uri.EscapeDataString));
+            string location = $"{CdnBase}/blobs/{segments[0]}/{segments[1]}/{escaped}?X-Amz-Signature=deadbeef";
             await Respond(stream, 302, "Found", Array.Empty<byte>(), [("Location", location)]);
             return;
         }
@@ -183,7 +198,8 @@ internal sealed class FakeHub : IAsyncDisposable
             await Respond(stream, 404, "Not Found", Json(new { error = "Repository not found" }), [("X-Error-Code", "RepoNotFound")]);
             return null;
         }
-        if (repo.RequiredToken is not null && !(listing && repo.ListingIsPublic) && (!request.Headers.TryGetValue("Authorization", out var auth) || auth != $"Bearer {repo.RequiredToken}"))
+        if (repo.RequiredToken is not null && !(listing && repo.ListingIsPublic)
+            && (!request.Headers.TryGetValue("Authorization", out var auth) || auth != $"Bearer {repo.RequiredToken}"))
         {
             await Respond(stream, 401, "Unauthorized", Json(new { error = "Access to model is restricted." }), [("X-Error-Code", "GatedRepo")]);
             return null;
@@ -198,13 +214,19 @@ internal sealed class FakeHub : IAsyncDisposable
 
     private async Task ServeListing(NetworkStream stream, FakeRepo repo, Request request, int cursor)
     {
-        var entries = new List<object> { new { type = "file", oid = "a6344aac8c09253b3b630fb776ae94478aa0275b", size = 1519, path = ".gitattributes" } };
+        var entries = new List<object>
+        {
+            new { type = "file", oid = "a6344aac8c09253b3b630fb776ae94478aa0275b", size = 1519, path = ".gitattributes" },
+        };
         foreach (var dir in repo.Files.Keys.Where(p => p.Contains('/')).Select(p => p[..p.LastIndexOf('/')]).Distinct())
             entries.Add(new { type = "directory", oid = "0000000000000000000000000000000000000000", size = 0, path = dir });
         foreach (var (path, file) in repo.Files.OrderBy(f => f.Key, StringComparer.Ordinal))
         {
             if (file.Lfs)
-                entries.Add(new { type = "file", oid = file.GitOid, size = file.Content.Length, lfs = new { oid = file.Sha256, size = file.Content.Length, pointerSize = 134 }, path });
+            {
+                var lfs = new { oid = file.Sha256, size = file.Content.Length, pointerSize = 134 };
+                entries.Add(new { type = "file", oid = file.GitOid, size = file.Content.Length, lfs, path });
+            }
             else
                 entries.Add(new { type = "file", oid = file.GitOid, size = file.Content.Length, path });
         }
@@ -251,10 +273,45 @@ internal sealed class FakeHub : IAsyncDisposable
             return;
         }
         var body = content.AsMemory((int)start);
+        if (file.StallAfterBytes is not null || file.PauseAtBytes is not null || file.ChunkDelay > TimeSpan.Zero)
+        {
+            await RespondSlowly(stream, start, content.Length, body, file);
+            return;
+        }
         if (start > 0)
             await Respond(stream, 206, "Partial Content", body, [("Content-Range", $"bytes {start}-{content.Length - 1}/{content.Length}")], cut);
         else
             await Respond(stream, 200, "OK", body, null, cut);
+    }
+
+    /// <summary>
+    /// A body sent piece by piece with pauses, or that stops at <see cref="FakeFile.StallAfterBytes"/> and hangs until the
+    /// hub stops.
+    /// </summary>
+    private async Task RespondSlowly(NetworkStream stream, long start, int length, ReadOnlyMemory<byte> body, FakeFile file)
+    {
+        var head = new StringBuilder(start > 0 ? "HTTP/1.1 206 Partial Content\r\n" : "HTTP/1.1 200 OK\r\n");
+        head.Append($"Content-Length: {body.Length}\r\nConnection: close\r\nAccept-Ranges: bytes\r\n");
+        if (start > 0) head.Append($"Content-Range: bytes {start}-{length - 1}/{length}\r\n");
+        head.Append("\r\n");
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(head.ToString()), _stop.Token);
+        int limit = file.StallAfterBytes is int stall ? (int)Math.Clamp(stall - start, 0, body.Length) : body.Length;
+        int pause = file.PauseAtBytes is int at ? (int)Math.Clamp(at - start, 0, limit) : -1;
+        for (int sent = 0; sent < limit;)
+        {
+            if (sent == pause) await file.Gate.Task.WaitAsync(_stop.Token);
+            int end = Math.Min(limit, sent + 65536);
+            if (pause > sent && pause < end) end = pause;
+            await stream.WriteAsync(body[sent..end], _stop.Token);
+            sent = end;
+            await stream.FlushAsync(_stop.Token);
+            if (file.ChunkDelay > TimeSpan.Zero) await Task.Delay(file.ChunkDelay, _stop.Token);
+        }
+        if (limit < body.Length)
+        {
+            try { await Task.Delay(Timeout.Infinite, _stop.Token); }
+            catch (OperationCanceledException) { }
+        }
     }
 
     private static async Task Respond(NetworkStream stream, int status, string reason, ReadOnlyMemory<byte> body,

@@ -34,9 +34,7 @@ public sealed record OutputType(string Name, int FileType, GgmlType BaseType)
             var x => x,
         };
         return All.FirstOrDefault(t => t.Name == n)
-            ?? throw new UsageException($"unknown type '{name}'; supported: {string.Join(", ", All.Select(t => t.Name))}, q4_k (= q4_k_m), q5_k (= q5_k_m)");
+            ?? throw new UsageException(
+                $"unknown type '{name}'; supported: {string.Join(", ", All.Select(t => t.Name))}, q4_k (= q4_k_m), q5_k (= q5_k_m)");
     }
 }
-
-/// <summary>Bad command-line usage.</summary>
-public sealed class UsageException(string message) : Exception(message);

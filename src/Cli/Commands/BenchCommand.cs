@@ -1,4 +1,6 @@
+using System.CommandLine;
 using System.Diagnostics;
+using Infer.Cli.Options;
 using Infer.Engine;
 using Infer.Kernels.Cpu;
 using Infer.Kernels.Cpu.Diagnostics;
@@ -17,11 +19,19 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, BenchArgs.Flags);
-        var o = BenchArgs.Read(a);
-        a.EnsureAllUsed();
+        var options = new BenchArgs.Options();
+        var command = new Command("bench", "prompt and generation speed, llama-bench style, with GB/s against the read bandwidth "
+            + "and the resident memory; -p, -n, -d, -t, -ctk and -ctv take comma lists and every combination runs");
+        options.AddTo(command);
+        command.SetAction(r => Execute(options.Read(r), io.Out, io.Err));
+        return command;
+    }
+
+    private static int Execute(BenchArgs o, TextWriter stdout, TextWriter stderr)
+    {
+        foreach (int threads in o.Threads) RuntimeOptions.WarnAboutThreads(threads, stderr);
         string path = o.Source.Resolve(stderr);
 
         using var file = GgufFile.Open(path);

@@ -57,7 +57,7 @@ internal sealed class BenchReport(GgufFile file, string path, ModelConfig config
         _gpu = gpu;
         _cpu = cpu;
         if (_modelName is not null) return;
-        _modelName = $"{config.Architecture} {InfoCommand.FormatCount(_parameters)} {DominantType(file)}"
+        _modelName = $"{config.Architecture} {Units.FormatCount(_parameters)} {DominantType(file)}"
             + (cpu?.RepackedBytes > 0 ? " (repacked)" : "");
         _afterLoad = memory;
         _loadTime = loadTime;
@@ -173,7 +173,7 @@ internal sealed class BenchReport(GgufFile file, string path, ModelConfig config
     {
         // like llama-bench, the cache types get columns only when a row does not use the default
         bool types = _rows.Any(r => r.TypeK != KvCacheTypes.Name(KvCacheTypes.Default) || r.TypeV != KvCacheTypes.Name(KvCacheTypes.Default));
-        string size = InfoCommand.FormatBytes(_modelBytes), pars = InfoCommand.FormatCount(_parameters);
+        string size = Units.FormatSize(_modelBytes), pars = Units.FormatCount(_parameters);
         w.WriteLine($"| model | size | params | backend | threads |{(types ? " type_k | type_v |" : "")} test | t/s | GB/s | % of read BW |");
         w.WriteLine($"| --- | ---: | ---: | --- | ---: |{(types ? " --- | --- |" : "")} ---: | ---: | ---: | ---: |");
         foreach (var r in _rows)
@@ -188,7 +188,7 @@ internal sealed class BenchReport(GgufFile file, string path, ModelConfig config
         {
             w.WriteLine($"\nresident memory after loading ({_loadTime.TotalSeconds:F2} s): {load}");
             if (_afterTests is { } done) w.WriteLine($"resident memory after the tests: {done}");
-            w.WriteLine($"weights {InfoCommand.FormatBytes(_modelBytes)} (mapped), KV cache {InfoCommand.FormatBytes(_kvCacheBytes)} "
+            w.WriteLine($"weights {Units.FormatSize(_modelBytes)} (mapped), KV cache {Units.FormatSize(_kvCacheBytes)} "
                 + $"({_model.DescribeKvCache()}, "
                 + $"{_model.ContextLength} positions)");
         }

@@ -1,6 +1,10 @@
+using System.CommandLine;
 using System.Runtime.InteropServices;
+using Infer.Cli.Options;
+using Infer.Runtime.Grammar;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
+using Infer.Runtime.Sampling;
 using Infer.Templates;
 
 namespace Infer.Cli.Commands;
@@ -12,30 +16,60 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class ChatCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr, TextReader stdin, bool interactive)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, []);
-        string? system = a.String("-sys", "--system-prompt");
-        string? templateFile = a.String("--chat-template-file");
-        string overflow = a.String("--ctx-overflow") ?? "stop";
-        int maxReply = a.Int(-1, "-n", "--n-predict");
-        var sampling = SamplingArgs.Parse(a);
-        var grammar = GrammarArgs.Parse(a);
-        var modelArgs = ModelArgs.Read(a);
-        a.EnsureAllUsed();
-        var policy = overflow switch
+        var system = new Option<string?>("--system-prompt", "-sys") { Description = "the system prompt", HelpName = "TEXT" };
+        var templateFile = new Option<string?>("--chat-template-file")
         {
-            "stop" => ContextOverflowPolicy.Stop,
-            "shift" => ContextOverflowPolicy.Shift,
-            _ => throw new UsageException($"--ctx-overflow must be stop or shift, got '{overflow}'"),
+            Description = "a Jinja chat template instead of the model's", HelpName = "FILE",
         };
+        var overflow = new Option<string>("--ctx-overflow")
+        {
+            Description = "when the context is full: stop says so, shift drops the oldest turns", HelpName = "stop|shift",
+            DefaultValueFactory = _ => "stop",
+        }.Check(v => v is "stop" or "shift" ? null : $"--ctx-overflow must be stop or shift, got '{v}'").Suggest("stop", "shift");
+        var shift = new Option<bool>("--context-shift") { Description = "llama.cpp's spelling of --ctx-overflow shift" };
+        var noShift = new Option<bool>("--no-context-shift") { Description = "llama.cpp's spelling of --ctx-overflow stop" };
+        var maxReply = RunCommand.PredictOption(-1, "most tokens per reply; -1 until the context is full or the model stops");
+        var source = new ModelSourceOptions();
+        var runtime = new RuntimeOptions();
+        var sampling = new SamplingOptions();
+        var grammar = new GrammarOptions();
+        var command = new Command("chat", "chat with the model in its own chat template (piped stdin: one turn per line)")
+        {
+            system, templateFile, overflow, shift, noShift, maxReply,
+        };
+        sampling.AddTo(command);
+        grammar.AddTo(command);
+        source.AddTo(command);
+        runtime.AddTo(command);
+        command.SetAction(r =>
+        {
+            bool overflowGiven = r.GetResult(overflow) is { Implicit: false };
+            if (new[] { overflowGiven, r.GetValue(shift), r.GetValue(noShift) }.Count(x => x) > 1)
+                throw new UsageException("give one of --ctx-overflow, --context-shift and --no-context-shift");
+            var policy = r.GetValue(shift) || r.GetValue(overflow) == "shift" ? ContextOverflowPolicy.Shift : ContextOverflowPolicy.Stop;
+            var settings = new Settings(r.GetValue(system), r.GetValue(templateFile), policy, r.GetValue(maxReply), sampling.Read(r),
+                grammar.Read(r));
+            return Execute(settings, ModelArgs.Read(r, source, runtime), io);
+        });
+        return command;
+    }
+
+    private sealed record Settings(string? System, string? TemplateFile, ContextOverflowPolicy Policy, int MaxReply, SamplerOptions Sampling,
+        GbnfGrammar? Grammar);
+
+    private static int Execute(Settings s, ModelArgs modelArgs, CliContext io)
+    {
+        var (stdout, stderr, stdin, interactive) = (io.Out, io.Err, io.In, io.Interactive);
+        var (system, templateFile, policy, maxReply) = (s.System, s.TemplateFile, s.Policy, s.MaxReply);
         string? templateText = templateFile is null ? null
             : File.Exists(templateFile) ? File.ReadAllText(templateFile) : throw new FileNotFoundException($"{templateFile}: file not found");
 
-        LoadBar? bar = interactive ? new LoadBar(stderr) : null;
-        using var m = modelArgs.Load(stderr, bar);
-        bar?.Done();
-        sampling = GrammarArgs.Bind(sampling, grammar, m.Tokenizer);
+        var bar = interactive ? ProgressBar.For(stderr) : null;
+        using var m = modelArgs.Load(stderr, bar?.Fraction("loading the model"));
+        bar?.Finish();
+        var sampling = GrammarOptions.Bind(s.Sampling, s.Grammar, m.Tokenizer);
 
         if (templateText is null && m.TemplateText is null)
             stderr.WriteLine("warning: the model has no chat template; using a plain 'User:/Assistant:' fallback "
@@ -46,9 +80,10 @@ internal static class ChatCommand
         if (interactive)
         {
             var c = m.Config;
-            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {InfoCommand.FormatCount(m.File.Tensors.Sum(t => t.ElementCount))} "
-                + $"parameters, {c.BlockCount} layers, context {m.Model.ContextLength}, {m.Model.DescribePlacement()}, {m.Model.DescribeKvCache()}");
-            stderr.WriteLine("commands: /exit, /reset, /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
+            string parameters = Units.FormatCount(m.File.Tensors.Sum(t => t.ElementCount));
+            stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {parameters} parameters, {c.BlockCount} layers, "
+                + $"context {m.Model.ContextLength}, {m.Model.DescribePlacement()}, {m.Model.DescribeKvCache()}");
+            stderr.WriteLine("commands: /exit, /reset (or /clear), /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
         }
 
         // Ctrl+C (SIGINT): during a reply it cancels the reply; at the prompt the default action ends the process.
@@ -67,6 +102,9 @@ internal static class ChatCommand
             }
         });
 
+        // Piped turns that fail are each reported once and make the exit code non-zero at the end.
+        int turn = 0, failed = 0;
+        string TurnName(int n) => interactive ? "" : $"turn {n}: ";
         while (true)
         {
             if (interactive)
@@ -87,8 +125,8 @@ internal static class ChatCommand
                 switch (cmd)
                 {
                     case "/exit" or "/quit":
-                        return 0;
-                    case "/reset":
+                        return Finish();
+                    case "/reset" or "/clear":
                         chat.Reset();
                         stderr.WriteLine("conversation reset");
                         continue;
@@ -99,6 +137,7 @@ internal static class ChatCommand
                 }
             }
 
+            turn++;
             var cts = new CancellationTokenSource();
             Volatile.Write(ref replyCancel, cts);
             ChatReply reply;
@@ -108,7 +147,15 @@ internal static class ChatCommand
             }
             catch (ContextFullException e)
             {
-                stderr.WriteLine($"context full: {e.Message}. Use /reset, a larger -c, or --ctx-overflow shift.");
+                failed++;
+                stderr.WriteLine($"{TurnName(turn)}the conversation does not fit the context of {e.ContextLength} tokens: "
+                    + "/reset, a larger -c, or --ctx-overflow shift");
+                continue;
+            }
+            catch (TemplateException e)
+            {
+                failed++;
+                stderr.WriteLine($"{TurnName(turn)}the chat template failed: {e.Message}");
                 continue;
             }
             finally
@@ -123,27 +170,16 @@ internal static class ChatCommand
             if (reply.StopReason == "cancelled") stderr.WriteLine("[interrupted]");
             if (reply.StopReason == "context") stderr.WriteLine("[context full: the reply was cut; /reset or --ctx-overflow shift]");
             if (interactive)
-                stderr.WriteLine(
-                    $"[{reply.PromptTokens} prompt tokens, {reply.GeneratedTokens} tokens, {reply.GenerationTokensPerSecond:F1} tokens/s]");
+                stderr.WriteLine($"[{reply.PromptTokens} prompt tokens, {reply.GeneratedTokens} tokens, "
+                    + $"{reply.GenerationTokensPerSecond:F1} tokens/s]");
         }
-        return 0;
-    }
+        return Finish();
 
-    /// <summary>A load progress bar on stderr.</summary>
-    private sealed class LoadBar(TextWriter w) : IProgress<double>
-    {
-        private int _shown = -1;
-
-        public void Report(double value)
+        int Finish()
         {
-            int pct = (int)Math.Clamp(value * 100, 0, 100);
-            if (pct == _shown) return;
-            _shown = pct;
-            int filled = pct * 30 / 100;
-            w.Write($"\rloading [{new string('#', filled)}{new string('.', 30 - filled)}] {pct,3}%");
-            w.Flush();
+            if (interactive || failed == 0) return 0;
+            stderr.WriteLine($"{failed} of {turn} turns failed");
+            return 1;
         }
-
-        public void Done() => w.WriteLine();
     }
 }

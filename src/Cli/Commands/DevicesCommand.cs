@@ -1,4 +1,4 @@
-using Infer.Cli.Terminal;
+using System.CommandLine;
 using Infer.Kernels.Gpu;
 
 namespace Infer.Cli.Commands;
@@ -6,12 +6,20 @@ namespace Infer.Cli.Commands;
 /// <summary><c>infer devices</c>: the accelerators ILGPU finds (CUDA, OpenCL), with memory, and the CPU backend.</summary>
 internal static class DevicesCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, []);
-        a.EnsureAllUsed();
+        var command = new Command("devices", "list the GPUs (CUDA, OpenCL) and the CPU");
+        command.SetAction(_ => List(io.Out, io.Err));
+        return command;
+    }
+
+    /// <summary>The device table (also <c>infer --list-devices</c>, llama.cpp's spelling).</summary>
+    public static int List(TextWriter stdout, TextWriter stderr)
+    {
         stdout.WriteLine($"{"DEVICE",-12} {"MEMORY",10}  NAME");
-        stdout.WriteLine($"{"cpu",-12} {"",10}  {Environment.ProcessorCount} cores ({(System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "AVX-512" : System.Runtime.Intrinsics.X86.Avx2.IsSupported ? "AVX2" : "no AVX2")}), the default when no GPU is found");
+        string isa = System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "AVX-512"
+            : System.Runtime.Intrinsics.X86.Avx2.IsSupported ? "AVX2" : "no AVX2";
+        stdout.WriteLine($"{"cpu",-12} {"",10}  {Environment.ProcessorCount} cores ({isa}), the default when no GPU is found");
         IReadOnlyList<GpuDeviceInfo> devices;
         try
         {
@@ -23,7 +31,7 @@ internal static class DevicesCommand
             return 0;
         }
         foreach (var d in devices.Where(d => d.Kind != DeviceKind.IlgpuCpu))
-            stdout.WriteLine($"{d.Id,-12} {ProgressBar.FormatSize(d.MemoryBytes),10}  {d.Name}");
+            stdout.WriteLine($"{d.Id,-12} {Units.FormatSize(d.MemoryBytes),10}  {d.Name}");
         if (!devices.Any(d => d.Kind is DeviceKind.Cuda or DeviceKind.OpenCL))
             stdout.WriteLine("no CUDA or OpenCL device found");
         return 0;

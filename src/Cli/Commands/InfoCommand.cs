@@ -1,20 +1,36 @@
+using System.CommandLine;
+using Infer.Cli.Options;
 using Infer.Kernels.Cpu.Quants;
+using Infer.Kernels.Gpu;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
 using Infer.Runtime.Tokenizers;
 
 namespace Infer.Cli.Commands;
 
-/// <summary><c>infer info -m MODEL</c>: architecture, parameters, tensor types, context, vocabulary, tokenizer, template, size.</summary>
+/// <summary>
+/// <c>infer info -m MODEL [--device D] [-ngl N] [-c CTX]</c>: architecture, parameters, tensor types, context, vocabulary, tokenizer,
+/// template, size, and where each layer would run (<see cref="InfoPlacement"/>).
+/// </summary>
 internal static class InfoCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, []);
-        var source = ModelSource.Read(a);
-        a.EnsureAllUsed();
-        string path = source.Resolve(stderr);
+        var source = new ModelSourceOptions();
+        var runtime = new RuntimeOptions();
+        var command = new Command("info", "summarize a model file: architecture, shapes, types, tokenizer, template, and where it would run")
+        {
+            runtime.Device, runtime.GpuLayers, runtime.Context,
+        };
+        source.AddTo(command);
+        command.SetAction(r => Execute(source.Read(r), runtime.ReadDevice(r), runtime.ReadGpuLayers(r), r.GetValue(runtime.Context), io));
+        return command;
+    }
 
+    private static int Execute(ModelSource source, DeviceRequest device, int? gpuLayers, int ctx, CliContext io)
+    {
+        var stdout = io.Out;
+        string path = source.Resolve(io.Err);
         using var f = GgufFile.Open(path);
         var c = ModelConfig.FromGguf(f);
         var tok = Tokenizer.FromGguf(f);
@@ -26,23 +42,28 @@ internal static class InfoCommand
         stdout.WriteLine($"file:            {path}");
         stdout.WriteLine($"name:            {name}");
         stdout.WriteLine($"format:          GGUF v{f.Version}, {f.Tensors.Count} tensors, {f.Metadata.Count} metadata keys");
-        stdout.WriteLine($"file size:       {FormatBytes(f.Length)}");
+        stdout.WriteLine($"file size:       {Units.FormatSize(f.Length)}");
         stdout.WriteLine($"architecture:    {c.Architecture}");
-        stdout.WriteLine($"parameters:      {FormatCount(parameters)}");
+        stdout.WriteLine($"parameters:      {Units.FormatCount(parameters)}");
         stdout.WriteLine($"tensor types:    {string.Join(", ", types)}");
         stdout.WriteLine($"layers:          {c.BlockCount}");
         stdout.WriteLine($"embedding:       {c.EmbeddingLength}");
         stdout.WriteLine($"feed forward:    {c.FeedForwardLength}");
         stdout.WriteLine($"heads:           {c.HeadCount} (kv {c.HeadCountKv}, head dim {c.HeadDim})");
         stdout.WriteLine($"context length:  {c.ContextLength}");
-        stdout.WriteLine($"rope:            {(c.Rope.NeoX ? "neox" : "normal")}, base {c.Rope.FreqBase}{(c.Rope.FreqFactors is null ? "" : ", rope_freqs")}{(c.Rope.FreqScale != 1 ? $", linear x{1 / c.Rope.FreqScale}" : "")}");
+        string ropeFactors = c.Rope.FreqFactors is null ? "" : ", rope_freqs";
+        string ropeScale = c.Rope.FreqScale != 1 ? $", linear x{1 / c.Rope.FreqScale}" : "";
+        stdout.WriteLine($"rope:            {(c.Rope.NeoX ? "neox" : "normal")}, base {c.Rope.FreqBase}{ropeFactors}{ropeScale}");
         stdout.WriteLine($"rms epsilon:     {c.RmsEps:G}");
         stdout.WriteLine($"features:        {string.Join(", ", Features(c))}");
         stdout.WriteLine($"vocabulary:      {tok.VocabSize} tokens, {tok.Kind} tokenizer{(tok.Pre is { Length: > 0 } pre ? $" (pre: {pre})" : "")}");
         stdout.WriteLine($"chat template:   {(f.ContainsKey("tokenizer.chat_template") ? "present" : "none")}");
         var repacked = f.Tensors.Where(t => t.RowCount >= 8 && QuantKernels.IsSupported(t.Type) && QuantKernels.Get(t.Type).RepackRows > 0)
             .GroupBy(t => t.Type).Select(g => $"{GgmlTypeInfo.Name(g.Key)} x{g.Count()} ({QuantKernels.Get(g.Key).Isa})").ToList();
-        stdout.WriteLine($"cpu repack:      {(repacked.Count == 0 ? "none" : "at load into 8-row interleaved blocks: " + string.Join(", ", repacked) + "; --no-repack keeps the file layout")}");
+        string repack = repacked.Count == 0 ? "none"
+            : "at load into 8-row interleaved blocks: " + string.Join(", ", repacked) + "; --no-repack keeps the file layout";
+        stdout.WriteLine($"cpu repack:      {repack}");
+        foreach (var line in InfoPlacement.Lines(f, c, device, gpuLayers, ctx, GpuContextFactory.ListDevices)) stdout.WriteLine(line);
         return 0;
     }
 
@@ -53,20 +74,4 @@ internal static class InfoCommand
         if (c.QkNorm) yield return "Q/K norm";
         yield return c.TiedOutput ? "tied output" : "separate output";
     }
-
-    public static string FormatBytes(long bytes) => bytes switch
-    {
-        >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
-        >= 1L << 20 => $"{bytes / (double)(1L << 20):F2} MiB",
-        >= 1L << 10 => $"{bytes / 1024.0:F1} KiB",
-        _ => $"{bytes} B",
-    };
-
-    public static string FormatCount(long n) => n switch
-    {
-        >= 1_000_000_000 => $"{n / 1e9:F2} B",
-        >= 1_000_000 => $"{n / 1e6:F2} M",
-        >= 1_000 => $"{n / 1e3:F1} K",
-        _ => n.ToString(),
-    };
 }

@@ -1,5 +1,7 @@
+using System.CommandLine;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using Infer.Cli.Options;
 using Infer.Runtime.Sampling;
 
 namespace Infer.Cli.Commands;
@@ -10,26 +12,47 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class LogitsCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, ["--no-bos"]);
-        string? prompt = a.String("-p", "--prompt");
-        string? ids = a.String("--ids");
-        bool noBos = a.Flag("--no-bos");
-        string? outFile = a.String("-o", "--out");
-        int greedy = a.Int(0, "--greedy");
-        if ((prompt is null) == (ids is null)) throw new UsageException("give exactly one of --prompt TEXT or --ids 1,2,3");
-        if (greedy < 0) throw new UsageException("--greedy must be non-negative");
-        var modelArgs = ModelArgs.Read(a);
-        a.EnsureAllUsed();
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "text to tokenize (with BOS unless --no-bos)", HelpName = "TEXT" };
+        var ids = new Option<string?>("--ids") { Description = "token ids instead of text", HelpName = "1,2,3" };
+        var noBos = new Option<bool>("--no-bos") { Description = "do not add the BOS token to --prompt" };
+        var outFile = new Option<string?>("--out", "-o")
+        {
+            Description = "write the last position's logits (float32 little-endian) here", HelpName = "FILE",
+        };
+        var greedy = new Option<int>("--greedy") { Description = "also decode N greedy tokens", HelpName = "N", DefaultValueFactory = _ => 0 }
+            .Check(v => v >= 0 ? null : $"--greedy must be non-negative, got {v}");
+        var source = new ModelSourceOptions();
+        var runtime = new RuntimeOptions();
+        var command = new Command("logits", "the last position's logits of a prompt, and its greedy continuation, for parity checks")
+        {
+            prompt, ids, noBos, outFile, greedy,
+        };
+        source.AddTo(command);
+        runtime.AddTo(command);
+        command.SetAction(r =>
+        {
+            if ((r.GetValue(prompt) is null) == (r.GetValue(ids) is null))
+                throw new UsageException("give exactly one of --prompt TEXT or --ids 1,2,3");
+            return Execute(r.GetValue(prompt), r.GetValue(ids), r.GetValue(noBos), r.GetValue(outFile), r.GetValue(greedy),
+                ModelArgs.Read(r, source, runtime), io);
+        });
+        return command;
+    }
+
+    private static int Execute(string? prompt, string? ids, bool noBos, string? outFile, int greedy, ModelArgs modelArgs, CliContext io)
+    {
+        var (stdout, stderr) = (io.Out, io.Err);
         using var m = modelArgs.Load(stderr);
 
         int[] input = ids is not null
-            ? Args.ParseIds(ids, "--ids")
+            ? TokenIds.Parse(ids, "--ids")
             : m.Tokenizer.Encode(prompt!, addSpecial: !noBos, parseSpecial: true);
         if (input.Length == 0) throw new UsageException("no input tokens");
         foreach (int id in input)
-            if ((uint)id >= (uint)m.Model.VocabSize) throw new UsageException($"token id {id} is outside the vocabulary (0..{m.Model.VocabSize - 1})");
+            if ((uint)id >= (uint)m.Model.VocabSize)
+                throw new UsageException($"token id {id} is outside the vocabulary (0..{m.Model.VocabSize - 1})");
 
         var session = m.CreateSession();
         session.Append(input);

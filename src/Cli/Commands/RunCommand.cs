@@ -1,4 +1,7 @@
+using System.CommandLine;
 using System.Diagnostics;
+using Infer.Cli.Options;
+using Infer.Runtime.Grammar;
 using Infer.Runtime.Sampling;
 
 namespace Infer.Cli.Commands;
@@ -6,19 +9,51 @@ namespace Infer.Cli.Commands;
 /// <summary><c>infer run -m MODEL -p PROMPT [-n N]</c>: streams the generated text; speeds on stderr.</summary>
 internal static class RunCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, ["--ignore-eos"]);
-        string prompt = a.Required("PROMPT", "-p", "--prompt");
-        int nPredict = a.Int(128, "-n", "--n-predict");
-        bool ignoreEos = a.Flag("--ignore-eos");
-        var sampling = SamplingArgs.Parse(a);
-        var grammar = GrammarArgs.Parse(a);
-        var modelArgs = ModelArgs.Read(a);
-        a.EnsureAllUsed();
-        using var m = modelArgs.Load(stderr);
-        sampling = GrammarArgs.Bind(sampling, grammar, m.Tokenizer);
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "the prompt", HelpName = "TEXT" };
+        var file = new Option<string?>("--file", "-f") { Description = "read the prompt from a file", HelpName = "FILE" };
+        var predict = PredictOption(128, "tokens to generate; -1 until the context is full or the model stops");
+        var ignoreEos = new Option<bool>("--ignore-eos") { Description = "keep generating past the end-of-text token" };
+        var source = new ModelSourceOptions();
+        var runtime = new RuntimeOptions();
+        var sampling = new SamplingOptions();
+        var grammar = new GrammarOptions();
+        var command = new Command("run", "generate text from a prompt, streamed to stdout (speeds on stderr)") { prompt, file, predict, ignoreEos };
+        sampling.AddTo(command);
+        grammar.AddTo(command);
+        source.AddTo(command);
+        runtime.AddTo(command);
+        command.SetAction(r =>
+        {
+            string text = ReadPrompt(r.GetValue(prompt), r.GetValue(file));
+            return Execute(text, r.GetValue(predict), r.GetValue(ignoreEos), sampling.Read(r), grammar.Read(r),
+                ModelArgs.Read(r, source, runtime), io);
+        });
+        return command;
+    }
 
+    /// <summary>-n/--n-predict: a count of tokens, or -1 for no limit.</summary>
+    public static Option<int> PredictOption(int fallback, string description) => new Option<int>("--n-predict", "-n")
+    {
+        Description = description, HelpName = "N", DefaultValueFactory = _ => fallback,
+    }.Check(n => n >= -1 ? null : $"-n must be a number of tokens, or -1 for no limit; got {n}");
+
+    /// <summary>-p TEXT or -f FILE (as llama.cpp), exactly one.</summary>
+    private static string ReadPrompt(string? prompt, string? file)
+    {
+        if (prompt is not null && file is not null) throw new UsageException("give -p TEXT or -f FILE, not both");
+        if (file is null) return prompt ?? throw new UsageException("missing -p PROMPT (or -f FILE)");
+        if (Directory.Exists(file)) throw new UsageException($"-f {file}: is a directory");
+        return File.Exists(file) ? File.ReadAllText(file) : throw new FileNotFoundException($"{file}: file not found");
+    }
+
+    private static int Execute(string prompt, int nPredict, bool ignoreEos, SamplerOptions sampling, GbnfGrammar? grammar, ModelArgs modelArgs,
+        CliContext io)
+    {
+        var (stdout, stderr) = (io.Out, io.Err);
+        using var m = modelArgs.Load(stderr);
+        sampling = GrammarOptions.Bind(sampling, grammar, m.Tokenizer);
         var tok = m.Tokenizer;
         int[] input = tok.Encode(prompt, addSpecial: true, parseSpecial: true);
         if (input.Length == 0) throw new UsageException("the prompt is empty after tokenization");
@@ -40,7 +75,7 @@ internal static class RunCommand
         for (; generated < nPredict && session.Count < session.ContextLength; generated++)
         {
             int next = sampler.Sample(session.Logits);
-            if (!ignoreEos && tok.IsEndOfGeneration(next)) break;
+            if ((!ignoreEos || sampling.Grammar is not null) && tok.IsEndOfGeneration(next)) break; // a grammar's sentence is complete
             sampler.Accept(next);
             stdout.Write(decoder.Append(next));
             stdout.Flush();
@@ -49,7 +84,8 @@ internal static class RunCommand
         stdout.Write(decoder.Flush());
         stdout.WriteLine();
         double genSeconds = Stopwatch.GetElapsedTime(t1).TotalSeconds;
-        stderr.WriteLine($"prompt: {input.Length} tokens, {input.Length / Math.Max(promptSeconds, 1e-9):F1} tokens/s | generation: {generated} tokens, {generated / Math.Max(genSeconds, 1e-9):F1} tokens/s");
+        stderr.WriteLine($"prompt: {input.Length} tokens, {input.Length / Math.Max(promptSeconds, 1e-9):F1} tokens/s | "
+            + $"generation: {generated} tokens, {generated / Math.Max(genSeconds, 1e-9):F1} tokens/s");
         return 0;
     }
 }

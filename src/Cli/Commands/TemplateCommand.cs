@@ -1,4 +1,6 @@
+using System.CommandLine;
 using System.Text.Json;
+using Infer.Cli.Options;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Tokenizers;
@@ -13,29 +15,50 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class TemplateCommand
 {
-    public static int Execute(string[] argv, TextWriter stdout, TextWriter stderr)
+    public static Command Create(CliContext io)
     {
-        var a = new Args(argv, ["--add-generation-prompt"]);
-        string? templateFile = a.String("--template-file", "--chat-template-file");
-        string? contextFile = a.String("--context");
-        string? messagesFile = a.String("--messages");
-        bool addGenerationPrompt = a.Flag("--add-generation-prompt");
-        bool hasModel = a.String("-m", "--model") is not null || a.String("-hf", "-hfr", "--hf-repo") is not null;
-        ModelSource? source = hasModel ? ModelSource.Read(a) : null;
-        a.EnsureAllUsed();
+        var templateFile = new Option<string?>("--template-file", "--chat-template-file")
+        {
+            Description = "a Jinja chat template", HelpName = "FILE",
+        };
+        var context = new Option<string?>("--context")
+        {
+            Description = "every template variable, as JSON (with --template-file)", HelpName = "CONTEXT.json",
+        };
+        var messages = new Option<string?>("--messages")
+        {
+            Description = "the conversation: a JSON array of {role, content}", HelpName = "MESSAGES.json",
+        };
+        var addGenerationPrompt = new Option<bool>("--add-generation-prompt") { Description = "end with the assistant's turn opening" };
+        var source = new ModelSourceOptions();
+        var command = new Command("template", "render a chat template (the model's, or a file) byte-exact to stdout")
+        {
+            templateFile, context, messages, addGenerationPrompt,
+        };
+        source.AddTo(command);
+        command.SetAction(r => Execute(r.GetValue(templateFile), r.GetValue(context), r.GetValue(messages), r.GetValue(addGenerationPrompt),
+            source.Given(r) ? source.Read(r) : null, io));
+        return command;
+    }
 
+    private static int Execute(string? templateFile, string? contextFile, string? messagesFile, bool addGenerationPrompt, ModelSource? source,
+        CliContext io)
+    {
+        var (stdout, stderr) = (io.Out, io.Err);
         string rendered;
         if (contextFile is not null)
         {
             if (templateFile is null) throw new UsageException("--context needs --template-file FILE");
-            if (source is not null || messagesFile is not null) throw new UsageException("--context renders a template file; it takes no -m or --messages");
+            if (source is not null || messagesFile is not null)
+                throw new UsageException("--context renders a template file; it takes no -m or --messages");
             var template = ChatTemplate.Parse(File.ReadAllText(templateFile));
             var variables = TemplateValues.FromJson(ReadJson(contextFile));
             rendered = template.Render(variables);
         }
         else
         {
-            if (messagesFile is null) throw new UsageException("give --context CONTEXT.json (with --template-file) or --messages MESSAGES.json (with -m MODEL)");
+            if (messagesFile is null)
+                throw new UsageException("give --context CONTEXT.json (with --template-file) or --messages MESSAGES.json (with -m MODEL)");
             if (source is null && templateFile is null) throw new UsageException("--messages needs -m MODEL or --template-file FILE");
             var messages = ReadMessages(messagesFile);
             string bos = "", eos = "";
@@ -66,8 +89,10 @@ internal static class TemplateCommand
         try
         {
             using var doc = JsonDocument.Parse(ReadJson(path));
-            var root = doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("messages", out var m) ? m : doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Array) throw new UsageException($"{path}: expected a JSON array of {{\"role\", \"content\"}} messages");
+            var root = doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("messages", out var m)
+                ? m : doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Array)
+                throw new UsageException($"{path}: expected a JSON array of {{\"role\", \"content\"}} messages");
             return root.EnumerateArray().Select(e => new ChatMessage(
                 e.GetProperty("role").GetString() ?? throw new UsageException($"{path}: a message has no role"),
                 e.GetProperty("content").GetString() ?? "")).ToList();

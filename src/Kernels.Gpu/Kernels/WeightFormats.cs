@@ -8,6 +8,12 @@ internal struct Float4
     public float X, Y, Z, W;
 }
 
+/// <summary>Eight decoded weights: one k-quant unit.</summary>
+internal struct Float8
+{
+    public float A, B, C, D, E, F, G, H;
+}
+
 /// <summary>Offsets (in floats) of the activation rows of up to four tokens.</summary>
 internal struct Rows4
 {
@@ -254,29 +260,18 @@ internal static class KQuant
     /// <summary>Byte <paramref name="k"/> of the block starting at word <paramref name="word0"/>.</summary>
     public static int Byte(ArrayView<int> words, long word0, int k) => (words[word0 + (k >> 2)] >> (8 * (k & 3))) & 0xFF;
 
-    /// <summary>Eight consecutive elements (j0..j0+7) dotted with x: the k-quant unit. Decodes per element (plain path).</summary>
-    public static float Dot8<TF>(TF fmt, ArrayView<int> words, int row, int cols, int unit, ArrayView<float> x, long xo) where TF : struct, IWeightFormat
+    /// <summary>A decoded unit dotted with x[j..j+7], summed in element order.</summary>
+    public static float Dot8(Float8 w, ArrayView<float> x, long j)
     {
-        int j0 = unit * 8;
-        float s = 0;
-        for (int k = 0; k < 8; k++) s += fmt.Element(words, default, row, cols, j0 + k) * x[xo + j0 + k];
+        float s = w.A * x[j];
+        s += w.B * x[j + 1];
+        s += w.C * x[j + 2];
+        s += w.D * x[j + 3];
+        s += w.E * x[j + 4];
+        s += w.F * x[j + 5];
+        s += w.G * x[j + 6];
+        s += w.H * x[j + 7];
         return s;
-    }
-
-    public static Float4 Dot8x4<TF>(TF fmt, ArrayView<int> words, int row, int cols, int unit, ArrayView<float> x, Rows4 r) where TF : struct, IWeightFormat
-    {
-        int j0 = unit * 8;
-        var f = new Float4();
-        for (int k = 0; k < 8; k++)
-        {
-            int j = j0 + k;
-            float w = fmt.Element(words, default, row, cols, j);
-            f.X += w * x[r.R0 + j];
-            f.Y += w * x[r.R1 + j];
-            f.Z += w * x[r.R2 + j];
-            f.W += w * x[r.R3 + j];
-        }
-        return f;
     }
 }
 
@@ -290,29 +285,62 @@ internal struct Q4_KWords : IWeightFormat
 
     public int Units(int cols) => cols / 8;
 
-    public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo) =>
-        KQuant.Dot8(this, words, row, cols, unit, x, xo);
+    public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo)
+    {
+        var w = Unit(words, row, cols, unit);
+        return KQuant.Dot8(w, x, xo + unit * 8);
+    }
 
-    public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r) =>
-        KQuant.Dot8x4(this, words, row, cols, unit, x, r);
+    public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r)
+    {
+        var w = Unit(words, row, cols, unit);
+        int j = unit * 8;
+        return new Float4
+        {
+            X = KQuant.Dot8(w, x, r.R0 + j), Y = KQuant.Dot8(w, x, r.R1 + j), Z = KQuant.Dot8(w, x, r.R2 + j), W = KQuant.Dot8(w, x, r.R3 + j),
+        };
+    }
+
+    /// <summary>
+    /// The 8 weights of a unit, decoded with one read of their sub-block's scale and min and two words of nibbles (the unit's 8
+    /// quant bytes are word-aligned: 8 consecutive bytes of one 32-byte group). Each value is what <see cref="Element"/> gives.
+    /// </summary>
+    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
+    {
+        int j = unit * 8;
+        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
+        int e = j & 255;
+        int sub = e >> 6, within = e & 63;
+        var (sc, m) = ScaleMin(words, w0, 2 * sub + (within >= 32 ? 1 : 0));
+        int dw = words[w0];
+        float d = Numeric.HalfToFloat(dw), dmin = Numeric.HalfToFloat(dw >> 16);
+        float dm = dmin * m;
+        long q = w0 + 4 + sub * 8 + ((within & 31) >> 2);
+        int shift = within < 32 ? 0 : 4;
+        int q0 = words[q] >> shift, q1 = words[q + 1] >> shift;
+        return new Float8
+        {
+            A = d * sc * (q0 & 0xF) - dm, B = d * sc * ((q0 >> 8) & 0xF) - dm,
+            C = d * sc * ((q0 >> 16) & 0xF) - dm, D = d * sc * ((q0 >> 24) & 0xF) - dm,
+            E = d * sc * (q1 & 0xF) - dm, F = d * sc * ((q1 >> 8) & 0xF) - dm,
+            G = d * sc * ((q1 >> 16) & 0xF) - dm, H = d * sc * ((q1 >> 24) & 0xF) - dm,
+        };
+    }
+
+    /// <summary>The 6-bit scale and min of sub-block <paramref name="s"/> (0..7) from the block's 12 packed bytes.</summary>
+    private static (int Scale, int Min) ScaleMin(ArrayView<int> words, long w0, int s)
+    {
+        if (s < 4) return (KQuant.Byte(words, w0, 4 + s) & 63, KQuant.Byte(words, w0, 4 + s + 4) & 63);
+        int b = KQuant.Byte(words, w0, 4 + s + 4);
+        return ((b & 0xF) | ((KQuant.Byte(words, w0, 4 + s - 4) >> 6) << 4), (b >> 4) | ((KQuant.Byte(words, w0, 4 + s) >> 6) << 4));
+    }
 
     public float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j)
     {
         long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
         int e = j & 255;
         int sub = e >> 6, within = e & 63;
-        int s = 2 * sub + (within >= 32 ? 1 : 0);
-        int sc, m;
-        if (s < 4)
-        {
-            sc = KQuant.Byte(words, w0, 4 + s) & 63;
-            m = KQuant.Byte(words, w0, 4 + s + 4) & 63;
-        }
-        else
-        {
-            sc = (KQuant.Byte(words, w0, 4 + s + 4) & 0xF) | ((KQuant.Byte(words, w0, 4 + s - 4) >> 6) << 4);
-            m = (KQuant.Byte(words, w0, 4 + s + 4) >> 4) | ((KQuant.Byte(words, w0, 4 + s) >> 6) << 4);
-        }
+        var (sc, m) = ScaleMin(words, w0, 2 * sub + (within >= 32 ? 1 : 0));
         int q = KQuant.Byte(words, w0, 16 + sub * 32 + (within & 31));
         int nib = within < 32 ? q & 0xF : q >> 4;
         int dw = words[w0];
@@ -331,11 +359,48 @@ internal struct Q6_KWords : IWeightFormat
 
     public int Units(int cols) => cols / 8;
 
-    public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo) =>
-        KQuant.Dot8(this, words, row, cols, unit, x, xo);
+    public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo)
+    {
+        var w = Unit(words, row, cols, unit);
+        return KQuant.Dot8(w, x, xo + unit * 8);
+    }
 
-    public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r) =>
-        KQuant.Dot8x4(this, words, row, cols, unit, x, r);
+    public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r)
+    {
+        var w = Unit(words, row, cols, unit);
+        int j = unit * 8;
+        return new Float4
+        {
+            X = KQuant.Dot8(w, x, r.R0 + j), Y = KQuant.Dot8(w, x, r.R1 + j), Z = KQuant.Dot8(w, x, r.R2 + j), W = KQuant.Dot8(w, x, r.R3 + j),
+        };
+    }
+
+    /// <summary>
+    /// The 8 weights of a unit: one scale, one d, and two words each of low nibbles and high bit pairs (the unit's 8 bytes of
+    /// each are consecutive and word-aligned). Each value is what <see cref="Element"/> gives.
+    /// </summary>
+    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
+    {
+        int j = unit * 8;
+        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
+        int e = j & 255;
+        int half = e >> 7, r = e & 127;
+        int quarter = r >> 5, l = r & 31;
+        long lo = w0 + (half * 64 + l + (quarter & 1) * 32) / 4, hi = w0 + (128 + half * 32 + l) / 4;
+        int lowShift = quarter < 2 ? 0 : 4, highShift = 2 * quarter;
+        int l0 = words[lo] >> lowShift, l1 = words[lo + 1] >> lowShift;
+        int h0 = words[hi] >> highShift, h1 = words[hi + 1] >> highShift;
+        int sc = (KQuant.Byte(words, w0, 192 + half * 8 + (l >> 4) + 2 * quarter) << 24) >> 24;
+        float d = Numeric.HalfToFloat(words[w0 + 52]);
+        return new Float8
+        {
+            A = d * sc * Q(l0, h0, 0), B = d * sc * Q(l0, h0, 1), C = d * sc * Q(l0, h0, 2), D = d * sc * Q(l0, h0, 3),
+            E = d * sc * Q(l1, h1, 0), F = d * sc * Q(l1, h1, 1), G = d * sc * Q(l1, h1, 2), H = d * sc * Q(l1, h1, 3),
+        };
+    }
+
+    /// <summary>Quant k of a word pair (low nibbles and high bit pairs already shifted into place): 6 bits, minus 32.</summary>
+    private static int Q(int low, int high, int k) => (((low >> (8 * k)) & 0xF) | (((high >> (8 * k)) & 3) << 4)) - 32;
 
     public float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j)
     {

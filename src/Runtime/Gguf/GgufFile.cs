@@ -51,17 +51,7 @@ public sealed unsafe class GgufFile : IDisposable
     private GgufFile(string path)
     {
         Path = path;
-        FileInfo info;
-        try
-        {
-            info = new FileInfo(path);
-            if (!info.Exists) throw new ModelFormatException(path, "file not found");
-        }
-        catch (Exception e) when (e is UnauthorizedAccessException or IOException or ArgumentException or NotSupportedException)
-        {
-            throw new ModelFormatException(path, $"cannot open: {e.Message}", e);
-        }
-        Length = info.Length;
+        Length = GgufPath.ResolveLength(path);
         if (Length < 24)
             throw new ModelFormatException(path, $"file is {Length} bytes, too short for a GGUF header (24 bytes)");
         try
@@ -89,7 +79,8 @@ public sealed unsafe class GgufFile : IDisposable
                 throw Error($"bad magic 0x{magic:X8} (expected \"GGUF\"): not a GGUF file");
             Version = r.U32("version");
             if (Version is not (2 or 3))
-                throw Error(Version == 1 ? "GGUF version 1 is not supported (versions 2 and 3 are)" : $"unsupported GGUF version {Version} (versions 2 and 3 are supported)");
+                throw Error(Version == 1 ? "GGUF version 1 is not supported (versions 2 and 3 are)"
+                    : $"unsupported GGUF version {Version} (versions 2 and 3 are supported)");
             long tensorCount = r.Count("tensor count", MaxTensorCount, minBytesEach: 8 + 4 + 8 + 4 + 8);
             long kvCount = r.Count("metadata count", MaxMetadataCount, minBytesEach: 8 + 4 + 1);
 
@@ -163,7 +154,8 @@ public sealed unsafe class GgufFile : IDisposable
                 if (offset % Alignment != 0)
                     throw Error($"tensor '{name}' offset {offset} is not a multiple of the alignment {Alignment}");
                 if (offset > (ulong)dataBytes || size > dataBytes - (long)offset)
-                    throw Error($"tensor '{name}' ({size} bytes at data offset {offset}) extends past the end of the file (data section is {dataBytes} bytes)");
+                    throw Error($"tensor '{name}' ({size} bytes at data offset {offset}) extends past the end of the file "
+                        + $"(data section is {dataBytes} bytes)");
                 var tensor = new GgufTensor(this, name, type, dims, (long)offset, DataOffset + (long)offset, size);
                 if (!_tensorsByName.TryAdd(name, tensor))
                     throw Error($"duplicate tensor name '{name}'");

@@ -28,8 +28,10 @@ internal static class JsonGrammarRules
         ["value"] = ("object | array | string | number | boolean | null", ["object", "array", "string", "number", "boolean", "null"]),
         ["object"] = ("\"{\" space ( string \":\" space value (\",\" space string \":\" space value)* )? \"}\" space", ["string", "value", "space"]),
         ["array"] = ("\"[\" space ( value (\",\" space value)* )? \"]\" space", ["value", "space"]),
-        ["date"] = ("[0-9]{4} \"-\" ( ( \"0\" [13578] | \"1\" [02] ) \"-\" day31 | ( \"0\" [469] | \"11\" ) \"-\" day30 | \"02-\" day28 )",
-            ["day28", "day30", "day31"]),
+        ["date"] = ("year \"-\" ( ( \"0\" [13578] | \"1\" [02] ) \"-\" day31 | ( \"0\" [469] | \"11\" ) \"-\" day30 | \"02-\" day28 )",
+            ["year", "day28", "day30", "day31"]),
+        // 0001-9999: year 0 exists in no calendar .NET (DateOnly, DateTime) or most JSON consumers parse
+        ["year"] = ("[1-9] [0-9]{3} | \"0\" [1-9] [0-9]{2} | \"00\" [1-9] [0-9] | \"000\" [1-9]", []),
         ["day28"] = ("\"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8]", []),
         ["day30"] = ("\"0\" [1-9] | [12] [0-9] | \"30\"", []),
         ["day31"] = ("\"0\" [1-9] | [12] [0-9] | \"3\" [01]", []),

@@ -11,7 +11,9 @@ namespace Infer.Runtime.Grammar;
 /// <c>$ref</c> within the document (<c>#/$defs/...</c>, <c>#/definitions/...</c>), <c>type</c> lists, and <c>{}</c> /
 /// <c>true</c> for any value. Properties come in the order the schema declares them; optional ones may be left out.
 /// A keyword the grammar cannot express is a <see cref="JsonSchemaException"/> naming it, never silently dropped.
-/// Annotations (title, description, default, examples, ...) are ignored.
+/// Annotations (title, description, default, examples, ...) are ignored. A <c>format</c> other than those four is an
+/// error too, unless the caller asks for <c>unknownFormatsAsStrings</c>: then, as JSON Schema 2020-12 treats
+/// <c>format</c> by default (an annotation) and as llama.cpp does, it is a plain string (its lengths still apply).
 /// </summary>
 public static class JsonSchemaGrammar
 {
@@ -23,33 +25,35 @@ public static class JsonSchemaGrammar
 
     private static string BuiltIn(string name)
     {
-        var c = new JsonSchemaConverter(default);
+        var c = new JsonSchemaConverter(default, false);
         return c.Format(c.BuiltIn(name));
     }
 
     /// <summary>Converts a JSON schema (text) to GBNF.</summary>
+    /// <param name="unknownFormatsAsStrings">a <c>format</c> the grammar cannot enforce is a plain string, not an error.</param>
     /// <exception cref="JsonSchemaException">a keyword cannot be expressed (the message names it and where it is).</exception>
     /// <exception cref="GrammarException">the text is not JSON.</exception>
-    public static string Convert(string schemaJson)
+    public static string Convert(string schemaJson, bool unknownFormatsAsStrings = false)
     {
         ArgumentNullException.ThrowIfNull(schemaJson);
         JsonDocument doc;
         try { doc = JsonDocument.Parse(schemaJson, new JsonDocumentOptions { MaxDepth = 256 }); }
         catch (JsonException e) { throw new GrammarException($"the JSON schema is not valid JSON: {e.Message}"); }
-        using (doc) return Convert(doc.RootElement);
+        using (doc) return Convert(doc.RootElement, unknownFormatsAsStrings);
     }
 
     /// <summary>Converts a JSON schema to GBNF.</summary>
+    /// <param name="unknownFormatsAsStrings">a <c>format</c> the grammar cannot enforce is a plain string, not an error.</param>
     /// <exception cref="JsonSchemaException">a keyword cannot be expressed (the message names it and where it is).</exception>
-    public static string Convert(JsonElement schema)
+    public static string Convert(JsonElement schema, bool unknownFormatsAsStrings = false)
     {
-        var c = new JsonSchemaConverter(schema);
+        var c = new JsonSchemaConverter(schema, unknownFormatsAsStrings);
         return c.Format(c.Visit(schema, "root", "#"));
     }
 }
 
 /// <summary>The conversion itself: one visit per schema object, each returning the name of a rule matching its values.</summary>
-internal sealed partial class JsonSchemaConverter(JsonElement root)
+internal sealed partial class JsonSchemaConverter(JsonElement root, bool unknownFormatsAsStrings)
 {
     private readonly List<string> _order = [];
     private readonly Dictionary<string, string?> _rules = new(StringComparer.Ordinal); // null: reserved, body pending

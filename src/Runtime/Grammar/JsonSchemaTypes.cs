@@ -254,23 +254,31 @@ internal sealed partial class JsonSchemaConverter
         Unsupported(schema, path, "contentEncoding", "contentMediaType", "contentSchema");
         int? minLength = Count(schema, "minLength", path), maxLength = Count(schema, "maxLength", path);
         bool lengths = minLength is not null || maxLength is not null;
+        string? format = null;
+        if (schema.TryGetProperty("format", out var formatValue))
+        {
+            format = formatValue.ValueKind == JsonValueKind.String ? formatValue.GetString()! : "";
+            if (format is not ("date" or "time" or "date-time" or "uuid"))
+            {
+                if (!unknownFormatsAsStrings)
+                    throw Error("format", path, $"'{formatValue}' is not supported (supported: date, time, date-time, uuid)");
+                format = null; // an annotation: the string rules below apply
+            }
+        }
         if (schema.TryGetProperty("pattern", out var pattern))
         {
             if (pattern.ValueKind != JsonValueKind.String) throw Error("pattern", path, "expected a string");
             if (lengths) throw Error(minLength is not null ? "minLength" : "maxLength", path, "cannot be combined with 'pattern'");
-            if (schema.TryGetProperty("format", out _)) throw Error("format", path, "cannot be combined with 'pattern'");
+            if (format is not null) throw Error("format", path, "cannot be combined with 'pattern'");
             BuiltIn("char");
             BuiltIn("space");
             string inner = JsonPattern.Convert(pattern.GetString()!, m => Error("pattern", path, m), AddRule, "char");
             return AddRule(name, $"\"\\\"\" {inner} \"\\\"\" space");
         }
-        if (schema.TryGetProperty("format", out var format))
+        if (format is not null)
         {
-            string f = format.ValueKind == JsonValueKind.String ? format.GetString()! : "";
-            if (f is not ("date" or "time" or "date-time" or "uuid"))
-                throw Error("format", path, $"'{format}' is not supported (supported: date, time, date-time, uuid)");
             if (lengths) throw Error(minLength is not null ? "minLength" : "maxLength", path, "cannot be combined with 'format'");
-            return BuiltIn(f + "-string");
+            return BuiltIn(format + "-string");
         }
         if (!lengths) return BuiltIn("string");
         int lo = minLength ?? 0;

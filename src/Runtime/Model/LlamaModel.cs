@@ -97,14 +97,17 @@ public sealed class LlamaModel : IDisposable
                 KType = CacheType(options.CacheTypeK, placement[s].Backend, hd, "K"),
                 VType = CacheType(options.CacheTypeV, placement[s].Backend, hd, "V"),
             };
+        // Progress counts bytes, not layers: the output matrix alone can outweigh several layers.
+        var loaded = progress is null ? null : new LoadProgress(progress, LoadBytes(file, config, placement.Length > 1));
         // the table doubles as the output matrix only when tied and on the last stage's backend too; otherwise it is only looked up
         bool embdIsOutput = config.TiedOutput && ReferenceEquals(placement[0].Backend, placement[^1].Backend);
-        _tokenEmbd = new WeightBinder(file, placement[0].Backend).Matrix("token_embd.weight", config.VocabSize, dim, lookupOnly: !embdIsOutput);
+        _tokenEmbd = new WeightBinder(file, placement[0].Backend, loaded)
+            .Matrix("token_embd.weight", config.VocabSize, dim, lookupOnly: !embdIsOutput);
         _stages = new Stage[placement.Length];
         for (int s = 0; s < placement.Length; s++)
         {
             var (backend, first, count, kType, vType) = placement[s];
-            var w = new WeightBinder(file, backend);
+            var w = new WeightBinder(file, backend, loaded);
             var layers = new Layer[count];
             for (int j = 0; j < count; j++)
             {
@@ -130,14 +133,13 @@ public sealed class LlamaModel : IDisposable
                         Up: w.Matrix(p + "ffn_up.weight", ff, dim)),
                     WDown = w.Matrix(p + "ffn_down.weight", dim, ff),
                 };
-                progress?.Report((i + 1.0) / (config.BlockCount + 1));
             }
             _stages[s] = new Stage { Backend = backend, Layers = layers, A = AllocateActivations(backend, output: s == placement.Length - 1) };
             backend.CreateKvCache(new KvCacheConfig(count, Sequences, ContextLength, config.HeadCountKv, hd, kType, vType));
         }
 
         var last = placement[^1].Backend;
-        var o = new WeightBinder(file, last);
+        var o = new WeightBinder(file, last, loaded);
         _outputNorm = o.Vector("output_norm.weight", dim);
         _output = !config.TiedOutput ? o.Matrix("output.weight", config.VocabSize, dim)
             : ReferenceEquals(last, placement[0].Backend) ? _tokenEmbd
@@ -309,7 +311,30 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>Looks tensors up by name, checks their shapes against the config and loads them on the backend.</summary>
-    private readonly struct WeightBinder(GgufFile file, IBackend backend)
+    /// <summary>
+    /// Bytes of the tensors a load hands to backends: every tensor of the file but rope_freqs (read into the config), and the
+    /// token embedding twice when it doubles as the output matrix on another backend.
+    /// </summary>
+    private static long LoadBytes(GgufFile file, ModelConfig config, bool split)
+    {
+        long total = file.Tensors.Where(t => t.Name != "rope_freqs.weight").Sum(t => t.ByteSize);
+        if (config.TiedOutput && split) total += file.GetTensor("token_embd.weight").ByteSize;
+        return Math.Max(total, 1);
+    }
+
+    /// <summary>Reports the fraction of <see cref="LoadBytes"/> handed to backends so far, after each tensor.</summary>
+    private sealed class LoadProgress(IProgress<double> progress, long total)
+    {
+        private long _done;
+
+        public void Add(long bytes)
+        {
+            _done += bytes;
+            progress.Report(Math.Min(1.0, (double)_done / total));
+        }
+    }
+
+    private readonly struct WeightBinder(GgufFile file, IBackend backend, LoadProgress? progress)
     {
         /// <param name="lookupOnly">the matrix is an embedding table that is never multiplied.</param>
         public IWeight Matrix(string name, int rows, int cols, bool lookupOnly = false)
@@ -317,7 +342,7 @@ public sealed class LlamaModel : IDisposable
             var t = Find(name);
             if (t.Dims.Count != 2 || t.Dims[0] != cols || t.Dims[1] != rows)
                 throw new ModelFormatException(file.Path, $"tensor '{name}' has shape {t.ShapeString}, expected [{cols}, {rows}]");
-            return lookupOnly ? backend.LoadEmbeddingTable(t) : backend.LoadWeight(t);
+            return Load(t, lookupOnly);
         }
 
         public IWeight Vector(string name, int length)
@@ -325,7 +350,14 @@ public sealed class LlamaModel : IDisposable
             var t = Find(name);
             if (t.ElementCount != length || t.Dims[0] != length)
                 throw new ModelFormatException(file.Path, $"tensor '{name}' has shape {t.ShapeString}, expected [{length}]");
-            return backend.LoadWeight(t);
+            return Load(t);
+        }
+
+        private IWeight Load(GgufTensor t, bool lookupOnly = false)
+        {
+            var w = lookupOnly ? backend.LoadEmbeddingTable(t) : backend.LoadWeight(t);
+            progress?.Add(t.ByteSize);
+            return w;
         }
 
         private GgufTensor Find(string name) =>

@@ -34,7 +34,8 @@ public sealed record ModelConfig
         string arch = f.TryGetString("general.architecture")
             ?? throw new ModelFormatException(f.Path, "metadata key 'general.architecture' not found");
         if (!SupportedArchitectures.Contains(arch))
-            throw new UnsupportedModelException(f.Path, $"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})");
+            throw new UnsupportedModelException(f.Path,
+                $"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})");
 
         const int maxDim = 1 << 20;
         int dim = f.GetInt32($"{arch}.embedding_length", 1, maxDim);
@@ -43,12 +44,15 @@ public sealed record ModelConfig
         int heads = f.GetInt32($"{arch}.attention.head_count", 1, 4096);
         int kvHeads = f.TryGetInt32($"{arch}.attention.head_count_kv", 1, 4096) ?? heads;
         if (heads % kvHeads != 0)
-            throw new ModelFormatException(f.Path, $"'{arch}.attention.head_count' ({heads}) is not a multiple of '{arch}.attention.head_count_kv' ({kvHeads})");
+            throw new ModelFormatException(f.Path,
+                $"'{arch}.attention.head_count' ({heads}) is not a multiple of '{arch}.attention.head_count_kv' ({kvHeads})");
         int headDim = f.TryGetInt32($"{arch}.attention.key_length", 1, 65536) ?? (dim % heads == 0 ? dim / heads
-            : throw new ModelFormatException(f.Path, $"'{arch}.embedding_length' ({dim}) is not a multiple of the head count ({heads}) and '{arch}.attention.key_length' is absent"));
+            : throw new ModelFormatException(f.Path,
+                $"'{arch}.embedding_length' ({dim}) is not a multiple of the head count ({heads}) and '{arch}.attention.key_length' is absent"));
         int valueDim = f.TryGetInt32($"{arch}.attention.value_length", 1, 65536) ?? headDim;
         if (valueDim != headDim)
-            throw new UnsupportedModelException(f.Path, $"'{arch}.attention.value_length' ({valueDim}) differs from key_length ({headDim}); not supported");
+            throw new UnsupportedModelException(f.Path,
+                $"'{arch}.attention.value_length' ({valueDim}) differs from key_length ({headDim}); not supported");
         int ctx = f.TryGetInt32($"{arch}.context_length", 1, 1 << 24) ?? 4096;
         float eps = (float)(f.TryGetFloat($"{arch}.attention.layer_norm_rms_epsilon")
             ?? throw new ModelFormatException(f.Path, $"metadata key '{arch}.attention.layer_norm_rms_epsilon' not found"));
@@ -79,7 +83,8 @@ public sealed record ModelConfig
         if (f.FindTensor("rope_freqs.weight") is { } rf)
         {
             if (rf.Type != GgmlType.F32 || rf.ElementCount != ropeDims / 2)
-                throw new ModelFormatException(f.Path, $"tensor 'rope_freqs.weight' is {GgmlTypeInfo.Name(rf.Type)} {rf.ShapeString}, expected F32 [{ropeDims / 2}]");
+                throw new ModelFormatException(f.Path,
+                    $"tensor 'rope_freqs.weight' is {GgmlTypeInfo.Name(rf.Type)} {rf.ShapeString}, expected F32 [{ropeDims / 2}]");
             freqFactors = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(rf.Span).ToArray();
         }
 
@@ -88,6 +93,7 @@ public sealed record ModelConfig
         if (embd.Dims.Count != 2 || embd.Dims[0] != dim)
             throw new ModelFormatException(f.Path, $"tensor 'token_embd.weight' has shape {embd.ShapeString}, expected [{dim}, vocab]");
         int vocab = checked((int)embd.Dims[1]);
+        CheckVocabulary(f, dim, vocab);
 
         return new ModelConfig
         {
@@ -106,5 +112,21 @@ public sealed record ModelConfig
             QkNorm = f.FindTensor("blk.0.attn_q_norm.weight") is not null,
             TiedOutput = f.FindTensor("output.weight") is null,
         };
+    }
+
+    /// <summary>
+    /// The token embedding, the output matrix and the tokenizer's vocabulary must agree on the number of tokens (as llama.cpp
+    /// requires): otherwise sampling picks ids the tokenizer cannot decode or the embedding cannot look up.
+    /// </summary>
+    private static void CheckVocabulary(GgufFile f, int dim, int embdRows)
+    {
+        if (f.FindTensor("output.weight") is { } output && (output.Dims.Count != 2 || output.Dims[0] != dim || output.Dims[1] != embdRows))
+            throw new ModelFormatException(f.Path,
+                $"tensor 'output.weight' has shape {output.ShapeString}, but 'token_embd.weight' gives [{dim}, {embdRows}]: "
+                + "both need a row per token");
+        if (f.TryGetArray("tokenizer.ggml.tokens") is { } tokens && tokens.Length != embdRows)
+            throw new ModelFormatException(f.Path,
+                $"the vocabulary ('tokenizer.ggml.tokens') has {tokens.Length} tokens but tensor 'token_embd.weight' has {embdRows} rows: "
+                + "they must match");
     }
 }

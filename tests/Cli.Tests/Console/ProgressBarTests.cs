@@ -1,7 +1,9 @@
-using Infer.Cli.Terminal;
+using Infer.CommandLine;
 using Infer.Hub;
 
 namespace Infer.Cli.Tests.Terminal;
+
+/// <summary>The shared progress bar (src/CommandLine) as downloads, loads and the converter drive it.</summary>
 
 public sealed class ProgressBarTests
 {
@@ -16,8 +18,8 @@ public sealed class ProgressBarTests
         public void Advance(TimeSpan by) => _ticks += by.Ticks;
     }
 
-    private static DownloadProgress At(long done, long total = 10 * MiB, double speed = 2 * MiB, string file = "tiny-Q8_0.gguf") =>
-        new(file, done, total, speed, speed > 0 ? TimeSpan.FromSeconds((total - done) / speed) : null);
+    private static ProgressUpdate At(long done, long total = 10 * MiB, double speed = 2 * MiB, string file = "tiny-Q8_0.gguf") =>
+        DownloadBar.ToUpdate(new DownloadProgress(file, done, total, speed, speed > 0 ? TimeSpan.FromSeconds((total - done) / speed) : null));
 
     [Theory]
     [InlineData(0, "0 B")]
@@ -27,7 +29,7 @@ public sealed class ProgressBarTests
     [InlineData(24_422_432, "23.3 MiB")]
     [InlineData(4_370_000_000, "4.07 GiB")]
     [InlineData(200L * 1024 * 1024 * 1024, "200 GiB")]
-    public void FormatSize_UsesBinaryUnits(long bytes, string expected) => Assert.Equal(expected, ProgressBar.FormatSize(bytes));
+    public void FormatSize_UsesBinaryUnits(long bytes, string expected) => Assert.Equal(expected, Units.FormatSize(bytes));
 
     [Theory]
     [InlineData(0, "0:00")]
@@ -35,7 +37,7 @@ public sealed class ProgressBarTests
     [InlineData(754, "12:34")]
     [InlineData(3723, "1:02:03")]
     [InlineData(1e7, "99:59:59+")]
-    public void FormatDuration(double seconds, string expected) => Assert.Equal(expected, ProgressBar.FormatDuration(TimeSpan.FromSeconds(seconds)));
+    public void FormatDuration(double seconds, string expected) => Assert.Equal(expected, Units.FormatDuration(TimeSpan.FromSeconds(seconds)));
 
     [Fact]
     public void RenderLine_ShowsBarPercentSizeSpeedAndTimeLeft_WithinWidth()
@@ -67,7 +69,8 @@ public sealed class ProgressBarTests
         Assert.Equal(3, text.Count(c => c == '\r'));
         Assert.DoesNotContain(" 10%", text);
         Assert.Contains(" 50% 5.00 MiB / 10.0 MiB", text);
-        Assert.EndsWith("\rtiny-Q8_0.gguf: done, 10.0 MiB in 0:03" + new string(' ', text.Split('\r')[2].Length - "tiny-Q8_0.gguf: done, 10.0 MiB in 0:03".Length) + Environment.NewLine, text);
+        const string done = "tiny-Q8_0.gguf: done, 10.0 MiB in 0:03";
+        Assert.EndsWith("\r" + done + new string(' ', text.Split('\r')[2].Length - done.Length) + Environment.NewLine, text);
     }
 
     [Fact]
@@ -111,5 +114,52 @@ public sealed class ProgressBarTests
         Assert.StartsWith("\ra-00001-of-00002.gguf [", lines[0]);
         Assert.StartsWith("\ra-00002-of-00002.gguf [", lines[1]);
         Assert.Equal("", lines[2]);
+    }
+
+    [Fact]
+    public void AWaitIsShownInPlaceOfTheRateAndLoggedOncePerKind()
+    {
+        var time = new ManualTime();
+        var terminal = new StringWriter();
+        var log = new StringWriter();
+        var bars = new[] { new ProgressBar(terminal, interactive: true, width: 100, time), new ProgressBar(log, interactive: false, time: time) };
+        foreach (var bar in bars)
+        {
+            bar.Report(At(MiB));
+            for (int s = 2; s <= 4; s++)
+            {
+                time.Advance(TimeSpan.FromSeconds(1));
+                bar.Report(At(MiB) with { Status = $"waiting: no data for {s} s (a try ends after 25 s)" });
+            }
+            bar.Report(At(MiB) with { Status = "retrying (2 of 4) after: no data for 25 s" });
+        }
+        Assert.Contains("\rtiny-Q8_0.gguf [", terminal.ToString());
+        Assert.EndsWith("10% 1.00 MiB / 10.0 MiB  retrying (2 of 4) after: no data for 25 s", terminal.ToString().Split('\r')[^1].TrimEnd());
+        Assert.Equal(
+            [
+                "tiny-Q8_0.gguf: downloading 10.0 MiB, resuming at 1.00 MiB",
+                "tiny-Q8_0.gguf: waiting: no data for 2 s (a try ends after 25 s)",
+                "tiny-Q8_0.gguf: retrying (2 of 4) after: no data for 25 s",
+            ], log.ToString().Split(Environment.NewLine, StringSplitOptions.RemoveEmptyEntries));
+    }
+
+    [Fact]
+    public void AFractionIsAPercentageWithoutSizes()
+    {
+        var output = new StringWriter();
+        var bar = new ProgressBar(output, interactive: false, time: new ManualTime());
+        var load = bar.Fraction("loading the model");
+        foreach (double f in new[] { 0, 0.3, 0.6, 0.9, 1.0 }) load.Report(f);
+        Assert.Equal(
+            [
+                "loading the model: started",
+                "loading the model: 30%",
+                "loading the model: 60%",
+                "loading the model: 90%",
+                "loading the model: done in 0:00",
+            ], output.ToString().Split(Environment.NewLine, StringSplitOptions.RemoveEmptyEntries));
+        // 80 columns: the 17-column label, " [", 55 of bar (16 filled: 30%), "]" and "  30%".
+        Assert.Equal($"loading the model [{new string('#', 16)}{new string('-', 39)}]  30%",
+            ProgressBar.RenderLine(new ProgressUpdate("loading the model", 300, 1000) { Bytes = false }, 80));
     }
 }

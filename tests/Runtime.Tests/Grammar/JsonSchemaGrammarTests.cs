@@ -107,10 +107,28 @@ public class JsonSchemaGrammarTests
     [Fact]
     public void StringFormats()
     {
-        Check("""{"format": "date"}""", ["\"2024-02-28\"", "\"1999-12-31\""], ["\"2024-02-30\"", "\"2024-13-01\"", "\"2024-1-01\"", "\"x\""]);
+        Check("""{"format": "date"}""", ["\"2024-02-28\"", "\"1999-12-31\"", "\"0001-01-01\"", "\"0999-12-31\"", "\"0010-05-05\""],
+            ["\"2024-02-30\"", "\"2024-13-01\"", "\"2024-1-01\"", "\"x\""],
+            excluded: ["\"0000-01-01\""]); // RFC 3339 allows year 0; .NET's DateOnly and DateTime do not
         Check("""{"type": "string", "format": "time"}""", ["\"23:59:59Z\"", "\"00:00:00.123+05:30\""], ["\"24:00:00Z\"", "\"12:00:00\""]);
         Check("""{"type": "string", "format": "date-time"}""", ["\"2024-06-30T12:34:56-01:00\""], ["\"2024-06-30 12:34:56Z\""]);
         Check("""{"type": "string", "format": "uuid"}""", ["\"123e4567-e89b-12d3-a456-426614174000\""], ["\"123e4567e89b12d3a456426614174000\""]);
+    }
+
+    [Fact]
+    public void UnknownFormatsArePlainStringsWhenAsked()
+    {
+        Assert.Throws<JsonSchemaException>(() => JsonSchemaGrammar.Convert("""{"type": "string", "format": "email"}"""));
+        static bool Matches(string schema, string text) => GbnfGrammar.Parse(JsonSchemaGrammar.Convert(schema, true)).IsMatch(text);
+        // no type: format still makes it a string; lengths and patterns still apply; known formats are still enforced
+        Assert.True(Matches("""{"format": "email"}""", "\"not an address\""));
+        Assert.False(Matches("""{"format": "email"}""", "3"));
+        Assert.True(Matches("""{"type": "string", "format": "uri", "maxLength": 3}""", "\"abc\""));
+        Assert.False(Matches("""{"type": "string", "format": "uri", "maxLength": 3}""", "\"abcd\""));
+        Assert.True(Matches("""{"type": "string", "format": "hostname", "pattern": "^h"}""", "\"host\""));
+        Assert.False(Matches("""{"type": "string", "format": "hostname", "pattern": "^h"}""", "\"x\""));
+        Assert.False(Matches("""{"type": "string", "format": "date"}""", "\"x\""));
+        Assert.True(Matches("""{"type": ["string", "null"], "format": "uri"}""", "null"));
     }
 
     [Fact]
