@@ -21,6 +21,7 @@ public enum DeviceKind
 }
 
 /// <summary>A parsed <c>--device</c> value: <c>auto</c>, <c>cpu</c>, <c>cuda[:i]</c>, <c>opencl[:i]</c>, <c>cpu-ilgpu[:i]</c>.</summary>
+/// <param name="Kind">the backend asked for.</param>
 /// <param name="Index">Index among the devices of that kind; -1 when not given (the first, or the best for auto).</param>
 public readonly record struct DeviceRequest(DeviceKind Kind, int Index = -1)
 {
@@ -81,7 +82,12 @@ public readonly record struct DeviceRequest(DeviceKind Kind, int Index = -1)
 }
 
 /// <summary>One accelerator ILGPU can see (for <c>infer devices</c>).</summary>
+/// <param name="Kind">CUDA, OpenCL or ILGPU's CPU accelerator.</param>
 /// <param name="Index">Index among the devices of the same kind (the N of <c>cuda:N</c>).</param>
+/// <param name="Name">the name the driver reports.</param>
+/// <param name="MemoryBytes">device memory in bytes.</param>
+/// <param name="Multiprocessors">streaming multiprocessors (CUDA) or compute units (OpenCL).</param>
+/// <param name="WarpSize">threads per warp (CUDA) or per wavefront/subgroup as ILGPU reports it.</param>
 public sealed record GpuDeviceInfo(DeviceKind Kind, int Index, string Name, long MemoryBytes, int Multiprocessors, int WarpSize)
 {
     /// <summary>The <c>--device</c> value that picks this device.</summary>

@@ -29,6 +29,8 @@ internal sealed class JsonPattern
     }
 
     /// <summary>GBNF for the inside of the JSON string (no quotes).</summary>
+    /// <param name="pattern">the schema's <c>pattern</c> value.</param>
+    /// <param name="error">makes the exception thrown for an unsupported or malformed pattern (the message says where).</param>
     /// <param name="addRule">adds a helper rule (name, body) and returns the name it got.</param>
     /// <param name="anyChar">the rule for one JSON string character, used on an unanchored side.</param>
     public static string Convert(string pattern, Func<string, Exception> error, Func<string, string, string> addRule, string anyChar)

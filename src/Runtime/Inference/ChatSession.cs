@@ -21,6 +21,8 @@ public enum ContextOverflowPolicy
 /// <param name="Text">the reply as decoded text.</param>
 /// <param name="PromptTokens">tokens evaluated before generation (only the part not already in the cache).</param>
 /// <param name="GeneratedTokens">tokens generated.</param>
+/// <param name="PromptSeconds">wall time of evaluating the new prompt tokens.</param>
+/// <param name="GenerationSeconds">wall time of sampling and evaluating the reply, from the first sample to the end.</param>
 /// <param name="DroppedTurns">turns removed by the shift policy before this reply (0 when none).</param>
 /// <param name="StopReason">"eog", "limit", "cancelled" or "context".</param>
 public sealed record ChatReply(string Text, int PromptTokens, int GeneratedTokens, double PromptSeconds, double GenerationSeconds, int DroppedTurns, string StopReason)

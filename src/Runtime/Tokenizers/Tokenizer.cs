@@ -339,6 +339,7 @@ public sealed class Tokenizer
     // ---- encoding ----
 
     /// <summary>Tokenizes text.</summary>
+    /// <param name="text">the text; control-token spellings in it are tokens only as <paramref name="parseSpecial"/> says.</param>
     /// <param name="addSpecial">Add BOS/EOS as the model's metadata asks.</param>
     /// <param name="parseSpecial">Turn control-token text (e.g. "&lt;|im_start|&gt;") into those tokens; user-defined tokens are always matched.</param>
     public int[] Encode(string text, bool addSpecial = true, bool parseSpecial = true)

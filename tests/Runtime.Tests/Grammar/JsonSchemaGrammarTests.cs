@@ -12,6 +12,9 @@ namespace Infer.Runtime.Tests.Grammar;
 /// </summary>
 public class JsonSchemaGrammarTests
 {
+    /// <param name="schema">the schema (JSON text).</param>
+    /// <param name="valid">instances both the grammar and the validator accept.</param>
+    /// <param name="invalid">strings the grammar rejects; those that are JSON the validator rejects too.</param>
     /// <param name="excluded">valid by the specification, but left out by the grammar on purpose.</param>
     private static void Check(string schema, string[] valid, string[] invalid, string[]? excluded = null)
     {
