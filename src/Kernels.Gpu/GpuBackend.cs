@@ -1,7 +1,5 @@
-using ILGPU;
 using ILGPU.Runtime;
 using Infer.Kernels.Gpu.Backend;
-using Infer.Runtime;
 using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 

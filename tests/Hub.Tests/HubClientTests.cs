@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using Infer.Hub;
 using Infer.Tests;
 
 namespace Infer.Hub.Tests;

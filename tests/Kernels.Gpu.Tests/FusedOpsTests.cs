@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
-using Infer.Runtime.Formats;
 using Infer.Runtime.Backend;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Gpu.Tests;

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Infer.Templates;
 
 namespace Infer.Templates.Tests;
 

@@ -216,7 +216,7 @@ public class JsonSchemaGrammarTests
         {
             decimal v = decimal.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
             bool inside = (min is null || (minEx ? v > min : v >= min)) && (max is null || (maxEx ? v < max : v <= max));
-            if (text == "-0.0" || text == "-0" ) inside = false; // negative zero is left out (it is also 0)
+            if (text == "-0.0" || text == "-0") inside = false; // negative zero is left out (it is also 0)
             Assert.True(inside == g.IsMatch(text), $"{text} for {schema}");
         }
     }
