@@ -42,7 +42,8 @@ public readonly record struct DeviceRequest(DeviceKind Kind, int Index = -1)
         if (colon >= 0)
         {
             string n = s[(colon + 1)..];
-            if (!int.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out index) || index > 1024)
+            if (!int.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out index)
+                || index > 1024)
             {
                 error = $"bad device index '{n}' in '{text}' (expected a number such as cuda:0)";
                 return false;
@@ -117,7 +118,10 @@ public sealed class DeviceSelection
     /// <summary>The opened accelerator, or null when the CPU backend should be used.</summary>
     public GpuDevice? Device { get; }
 
-    /// <summary>Why no GPU was opened although one was asked for (or auto found none), e.g. "no CUDA device found; running on the CPU backend"; null when nothing needs saying.</summary>
+    /// <summary>
+    /// Why no GPU was opened although one was asked for (or auto found none), e.g. "no CUDA device found; running on the
+    /// CPU backend"; null when nothing needs saying.
+    /// </summary>
     public string? Message { get; }
 
     public bool IsGpu => Device is not null;
@@ -153,7 +157,10 @@ public static class GpuContextFactory
     /// </summary>
     public static CPUDevice DefaultIlgpuCpuDevice { get; } = new(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 1, numMultiprocessors: 2);
 
-    /// <summary>A context with CUDA, OpenCL and the CPU accelerator; the Algorithms library supplies MathF.Exp and friends on CUDA and OpenCL.</summary>
+    /// <summary>
+    /// A context with CUDA, OpenCL and the CPU accelerator; the Algorithms library supplies MathF.Exp and friends on CUDA
+    /// and OpenCL.
+    /// </summary>
     internal static Context CreateContext(CPUDevice? cpu = null) =>
         Context.Create(b => b.Cuda().OpenCL().CPU(cpu ?? DefaultIlgpuCpuDevice).Optimize(OptimizationLevel.O1).EnableAlgorithms());
 

@@ -23,7 +23,9 @@ public sealed class KernelCompileTests
         int count = 0;
         foreach (var (name, method, isImplicit) in GpuKernels.EntryPoints())
         {
-            var entry = isImplicit ? EntryPointDescription.FromImplicitlyGroupedKernel(method) : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+            var entry = isImplicit
+                ? EntryPointDescription.FromImplicitlyGroupedKernel(method)
+                : EntryPointDescription.FromExplicitlyGroupedKernel(method);
             var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
             Assert.Contains(".entry", compiled.PTXAssembly);
             count++;
@@ -39,7 +41,9 @@ public sealed class KernelCompileTests
         int count = 0;
         foreach (var (name, method, isImplicit) in GpuKernels.EntryPoints())
         {
-            var entry = isImplicit ? EntryPointDescription.FromImplicitlyGroupedKernel(method) : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+            var entry = isImplicit
+                ? EntryPointDescription.FromImplicitlyGroupedKernel(method)
+                : EntryPointDescription.FromExplicitlyGroupedKernel(method);
             var compiled = (CLCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
             Assert.Contains("kernel", compiled.Source);
             count++;
