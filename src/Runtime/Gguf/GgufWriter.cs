@@ -56,7 +56,7 @@ public sealed class GgufWriter : IDisposable
 
     public uint Alignment { get; }
 
-    /// <summary>Final path of the file.</summary>
+    /// <summary>Where the file appears on <see cref="Commit"/> (full path); until then it is written to <c>PATH.tmp</c>.</summary>
     public string Path => _path;
 
     /// <summary>Creates <c>path.tmp</c> beside <paramref name="path"/>; the file appears under its own name only on <see cref="Commit"/>.</summary>

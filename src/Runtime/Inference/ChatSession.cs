@@ -20,7 +20,7 @@ public enum ContextOverflowPolicy
 /// <summary>The outcome of one reply.</summary>
 /// <param name="Text">the reply as decoded text.</param>
 /// <param name="PromptTokens">tokens evaluated before generation (only the part not already in the cache).</param>
-/// <param name="GeneratedTokens">tokens generated.</param>
+/// <param name="GeneratedTokens">tokens sampled for the reply, the end-of-generation token not counted.</param>
 /// <param name="PromptSeconds">wall time of evaluating the new prompt tokens.</param>
 /// <param name="GenerationSeconds">wall time of sampling and evaluating the reply, from the first sample to the end.</param>
 /// <param name="DroppedTurns">turns removed by the shift policy before this reply (0 when none).</param>

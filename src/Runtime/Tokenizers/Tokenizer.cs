@@ -346,7 +346,10 @@ public sealed class Tokenizer
 
     // ---- encoding ----
 
-    /// <summary>Tokenizes text.</summary>
+    /// <summary>
+    /// Token ids of <paramref name="text"/>: special-token text is split out first, the pieces between are encoded by the
+    /// model's SentencePiece or byte-level BPE.
+    /// </summary>
     /// <param name="text">the text; control-token spellings in it are tokens only as <paramref name="parseSpecial"/> says.</param>
     /// <param name="addSpecial">Add BOS/EOS as the model's metadata asks.</param>
     /// <param name="parseSpecial">
