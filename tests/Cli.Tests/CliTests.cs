@@ -47,13 +47,15 @@ public class CliTests : IDisposable
         var c = Case("qwen2", "prompt0");
         string outFile = Path.Combine(_dir, "l.f32");
         var ids = string.Join(",", Ints(c.GetProperty("input_ids")));
-        var (code, stdout, stderr) = Infer("logits", "-m", Fixtures.Model("qwen2", "bf16"), "--ids", ids, "--out", outFile, "--greedy", "24", "-t", "2");
+        var (code, stdout, stderr) = Infer("logits", "-m", Fixtures.Model("qwen2", "bf16"), "--ids", ids, "--out", outFile, "--greedy", "24",
+            "-t", "2");
         Assert.True(code == 0, stderr);
         using var json = JsonDocument.Parse(stdout);
         Assert.Equal(Ints(c.GetProperty("input_ids")), Ints(json.RootElement.GetProperty("input_ids")));
         Assert.Equal(Ints(c.GetProperty("greedy_new_ids")), Ints(json.RootElement.GetProperty("greedy_ids")));
         var ours = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(outFile)).ToArray();
-        var reference = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(Fixtures.ModelDir("qwen2"), "reference", c.GetProperty("last_logits_file").GetString()!))).ToArray();
+        string referenceFile = Path.Combine(Fixtures.ModelDir("qwen2"), "reference", c.GetProperty("last_logits_file").GetString()!);
+        var reference = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(referenceFile)).ToArray();
         Assert.Equal(reference.Length, ours.Length);
         Assert.True(reference.Zip(ours, (a, b) => Math.Abs(a - b)).Max() <= 1e-3);
     }
@@ -88,7 +90,8 @@ public class CliTests : IDisposable
     [Fact]
     public void RunGeneratesGreedyText()
     {
-        var (code, stdout, stderr) = Infer("run", "-m", Fixtures.Model("llama3", "bf16"), "-p", "The quick brown fox jumps over the lazy dog.", "-n", "24", "--temp", "0");
+        var (code, stdout, stderr) = Infer("run", "-m", Fixtures.Model("llama3", "bf16"), "-p", "The quick brown fox jumps over the lazy dog.",
+            "-n", "24", "--temp", "0");
         Assert.True(code == 0, stderr);
         // transformers' greedy continuation of this prompt (reference.json prompt0 greedy_text)
         var c = Case("llama3", "prompt0");
@@ -157,7 +160,8 @@ public class CliTests : IDisposable
     public void DeviceCudaWithoutAGpuSaysSoOnceAndRunsOnTheCpu()
     {
         // CI machines have no GPU; where one is present this run goes to it and the line is not printed.
-        var (code, stdout, stderr) = Infer("run", "--device", "cuda", "-m", Fixtures.Model("llama3", "bf16"), "-p", "The quick brown fox jumps over the lazy dog.", "-n", "24", "--temp", "0");
+        var (code, stdout, stderr) = Infer("run", "--device", "cuda", "-m", Fixtures.Model("llama3", "bf16"),
+            "-p", "The quick brown fox jumps over the lazy dog.", "-n", "24", "--temp", "0");
         Assert.True(code == 0, stderr);
         var c = Case("llama3", "prompt0");
         Assert.Equal(c.GetProperty("greedy_text").GetString(), stdout.TrimEnd('\n'));
@@ -171,10 +175,12 @@ public class CliTests : IDisposable
     public void GpuLayersSplitsTheModelBetweenGpuAndCpu(string option)
     {
         // ILGPU's CPU accelerator stands in for the GPU: layer 0 runs there, layer 1 and the output on the CPU backend.
-        var (code, stdout, stderr) = Infer("run", "--device", "cpu-ilgpu", option, "1", "-m", Fixtures.Model("llama3", "bf16"), "-p", "The quick brown fox jumps over the lazy dog.", "-n", "24", "--temp", "0");
+        var (code, stdout, stderr) = Infer("run", "--device", "cpu-ilgpu", option, "1", "-m", Fixtures.Model("llama3", "bf16"),
+            "-p", "The quick brown fox jumps over the lazy dog.", "-n", "24", "--temp", "0");
         Assert.True(code == 0, stderr);
         Assert.Equal(Case("llama3", "prompt0").GetProperty("greedy_text").GetString(), stdout.TrimEnd('\n'));
-        Assert.Single(stderr.Split('\n'), l => l.StartsWith("offloaded 1/2 layers: layer 0 on gpu (cpu-ilgpu:0") && l.Contains("; layer 1 and the output on cpu (CPU,"));
+        Assert.Single(stderr.Split('\n'),
+            l => l.StartsWith("offloaded 1/2 layers: layer 0 on gpu (cpu-ilgpu:0") && l.Contains("; layer 1 and the output on cpu (CPU,"));
     }
 
     [Fact]
@@ -208,7 +214,8 @@ public class CliTests : IDisposable
     [Fact]
     public void BenchPrintsOneRowPerTestWithTheRoofline()
     {
-        var (code, stdout, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-p", "8", "-n", "4", "-r", "2", "-t", "2", "--device", "cpu");
+        var (code, stdout, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-p", "8", "-n", "4", "-r", "2", "-t", "2",
+            "--device", "cpu");
         Assert.True(code == 0, stderr);
         var rows = stdout.Split('\n').Where(l => l.StartsWith("| llama", StringComparison.Ordinal)).ToList();
         Assert.Equal(2, rows.Count);
@@ -227,7 +234,8 @@ public class CliTests : IDisposable
         using var json = JsonDocument.Parse(stdout);
         var profile = json.RootElement.GetProperty("profile").EnumerateArray().ToList();
         Assert.Equal(["pp8", "tg2"], profile.Select(p => p.GetProperty("test").GetString()));
-        var tg = profile[1].GetProperty("operations").EnumerateArray().ToDictionary(o => o.GetProperty("operation").GetString()!, o => o.GetProperty("calls").GetInt64());
+        var tg = profile[1].GetProperty("operations").EnumerateArray()
+            .ToDictionary(o => o.GetProperty("operation").GetString()!, o => o.GetProperty("calls").GetInt64());
         Assert.Equal(2, tg["embed"]); // one per generated token (one timed run)
         Assert.Contains(tg.Keys, k => k.StartsWith("matmul ffn_down ", StringComparison.Ordinal));
     }

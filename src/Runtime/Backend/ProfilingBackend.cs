@@ -36,7 +36,7 @@ public sealed class ProfilingBackend : IBackend
         _matMulOther = Slot("matmul");
     }
 
-    /// <summary>The wrapped backend.</summary>
+    /// <summary>The backend every call is forwarded to and timed around.</summary>
     public IBackend Inner => _inner;
 
     public string Name => _inner.Name;
@@ -165,7 +165,8 @@ public sealed class ProfilingBackend : IBackend
     // The fused operations run as their primitives through this decorator, so each primitive is timed on its own (the CPU
     // backend, which this is meant for, composes them the same way).
 
-    public void NormQkvRope(int layer, IActivation x, QkvWeights w, AttentionShape shape, IActivation xb, IActivation q, IActivation k, IActivation v) =>
+    public void NormQkvRope(int layer, IActivation x, QkvWeights w, AttentionShape shape, IActivation xb, IActivation q, IActivation k,
+        IActivation v) =>
         ComposedOps.NormQkvRope(this, layer, x, w, shape, xb, q, k, v);
 
     public void MatMulAdd(IWeight w, IActivation x, IActivation y, IActivation residual) => ComposedOps.MatMulAdd(this, w, x, y, residual);
