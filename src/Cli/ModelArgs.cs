@@ -7,6 +7,13 @@ using Infer.Runtime.Backend;
 namespace Infer.Cli;
 
 /// <summary>The common model options of <c>run</c>, <c>chat</c> and <c>logits</c>, read before anything is loaded.</summary>
+/// <param name="Source">where the model file comes from (<c>-m</c> or <c>-hf</c>).</param>
+/// <param name="Threads"><c>-t</c>: CPU worker threads.</param>
+/// <param name="Context"><c>-c</c>: KV positions per sequence (0: the model's own).</param>
+/// <param name="Batch"><c>-b</c>: most prompt tokens per forward pass.</param>
+/// <param name="Repack">repack quantized weights into the 8-row layout at load (false with <c>--no-repack</c>).</param>
+/// <param name="Device"><c>--device</c>.</param>
+/// <param name="GpuLayers"><c>-ngl</c>: layers on the GPU; null for all.</param>
 /// <param name="Sequences">independent KV-cache sequences: the server's slots (-np); 1 elsewhere.</param>
 /// <param name="CacheTypeK">-ctk; null: the engine's default (f16 on the CPU, f32 on a GPU).</param>
 /// <param name="CacheTypeV">-ctv; null: the engine's default.</param>

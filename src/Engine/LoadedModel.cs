@@ -143,6 +143,10 @@ public sealed class LoadedModel : IDisposable
     }
 
     /// <summary>A conversation on sequence 0, rendered with <paramref name="template"/> (default: <see cref="Template"/>).</summary>
+    /// <param name="sampling">the sampler of every reply (a grammar in it constrains every reply).</param>
+    /// <param name="systemPrompt">the system message that opens every rendering; null or empty for none.</param>
+    /// <param name="template">another template than the model's (<c>--chat-template-file</c>).</param>
+    /// <param name="overflow">what a full context does: stop, or drop the oldest turns.</param>
     /// <param name="maxReplyTokens">most tokens per reply; -1 until the context is full.</param>
     public ChatSession CreateChat(SamplerOptions sampling, string? systemPrompt = null, ChatTemplate? template = null,
         ContextOverflowPolicy overflow = ContextOverflowPolicy.Stop, int maxReplyTokens = -1) =>

@@ -33,7 +33,10 @@ internal static class CacheLayout
             throw new HubException(HubErrorKind.InvalidReference, $"invalid revision '{revision}' (expected a branch, tag or commit such as main)");
     }
 
-    /// <summary>True for a non-empty relative path of '/'-separated segments without "." or "..", backslashes, colons or control characters.</summary>
+    /// <summary>
+    /// True for a non-empty relative path of '/'-separated segments without "." or "..", backslashes, colons or control
+    /// characters.
+    /// </summary>
     public static bool IsSafeRelativePath(string path)
     {
         if (path.Length == 0 || path.Length > MaxPathLength || path[0] == '/') return false;

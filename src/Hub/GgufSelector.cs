@@ -47,7 +47,8 @@ internal static partial class GgufSelector
         }
         if (models.Count == 1) return Complete(models[0], repoId);
         throw new HubException(HubErrorKind.NoMatchingQuant,
-            $"{repoId} (revision {revision}) has no {string.Join(", ", DefaultQuants)} file to pick by default; it offers: {string.Join(", ", OfferedQuants(models))}; choose one with {repoId}:QUANT");
+            $"{repoId} (revision {revision}) has no {string.Join(", ", DefaultQuants)} file to pick by default; "
+            + $"it offers: {string.Join(", ", OfferedQuants(models))}; choose one with {repoId}:QUANT");
     }
 
     /// <summary>The quantization label in a file name ("Q4_K_M", "UD-Q4_K_XL", "BF16"), or the name without ".gguf" when it has none.</summary>
@@ -82,11 +83,13 @@ internal static partial class GgufSelector
         {
             var ggufs = files.Where(IsGguf).Select(f => f.Path).Take(20).ToList();
             throw new HubException(HubErrorKind.NotFound,
-                $"{repoId} (revision {revision}) has no file '{hfFile}'; its GGUF files are: {(ggufs.Count == 0 ? "(none)" : string.Join(", ", ggufs))}");
+                $"{repoId} (revision {revision}) has no file '{hfFile}'; "
+                + $"its GGUF files are: {(ggufs.Count == 0 ? "(none)" : string.Join(", ", ggufs))}");
         }
         if (exact.Count > 1)
             throw new HubException(HubErrorKind.Ambiguous,
-                $"{repoId} (revision {revision}) has several files named '{hfFile}': {string.Join(", ", exact.Select(f => f.Path))}; give the full path");
+                $"{repoId} (revision {revision}) has several files named '{hfFile}': "
+                + $"{string.Join(", ", exact.Select(f => f.Path))}; give the full path");
 
         var file = exact[0];
         var (key, _, count) = SplitInfo(file.Path);
@@ -110,10 +113,14 @@ internal static partial class GgufSelector
         return matches.Count == 1 ? matches[0] : null;
     }
 
-    /// <summary>True when <paramref name="quant"/> occurs in <paramref name="text"/> not preceded by a letter or digit and not followed by a letter, digit or '_'.</summary>
+    /// <summary>
+    /// True when <paramref name="quant"/> occurs in <paramref name="text"/> not preceded by a letter or digit and not followed
+    /// by a letter, digit or '_'.
+    /// </summary>
     private static bool ContainsAsToken(string text, string quant)
     {
-        for (int at = text.IndexOf(quant, StringComparison.OrdinalIgnoreCase); at >= 0; at = text.IndexOf(quant, at + 1, StringComparison.OrdinalIgnoreCase))
+        for (int at = text.IndexOf(quant, StringComparison.OrdinalIgnoreCase); at >= 0;
+             at = text.IndexOf(quant, at + 1, StringComparison.OrdinalIgnoreCase))
         {
             int end = at + quant.Length;
             bool startOk = at == 0 || !char.IsAsciiLetterOrDigit(text[at - 1]);
@@ -149,7 +156,8 @@ internal static partial class GgufSelector
         for (int i = 1; i <= model.ExpectedParts; i++)
         {
             if (!byIndex.ContainsKey(i))
-                throw new HubException(HubErrorKind.NotFound, $"{repoId}: part {i} of {model.ExpectedParts} of split model {model.Key} is missing from the repository");
+                throw new HubException(HubErrorKind.NotFound,
+                    $"{repoId}: part {i} of {model.ExpectedParts} of split model {model.Key} is missing from the repository");
         }
         return byIndex.Values.ToList();
     }

@@ -20,7 +20,11 @@ public sealed record ModelReference
     public ModelReference(string owner, string repo, string? quant = null)
     {
         string? error = ValidateName(owner, "owner") ?? ValidateName(repo, "repository name") ?? (quant is null ? null : ValidateQuant(quant));
-        if (error is not null) throw new HubException(HubErrorKind.InvalidReference, $"invalid model reference '{owner}/{repo}{(quant is null ? "" : ":" + quant)}': {error}");
+        if (error is not null)
+        {
+            throw new HubException(HubErrorKind.InvalidReference,
+                $"invalid model reference '{owner}/{repo}{(quant is null ? "" : ":" + quant)}': {error}");
+        }
         Owner = owner;
         Repo = repo;
         Quant = quant;
@@ -31,7 +35,8 @@ public sealed record ModelReference
     public static ModelReference Parse(string text)
     {
         if (TryParse(text, out var reference, out var error)) return reference;
-        throw new HubException(HubErrorKind.InvalidReference, $"invalid model reference '{text}': {error} (expected OWNER/REPO or OWNER/REPO:QUANT, for example Qwen/Qwen3-0.6B-GGUF:Q8_0)");
+        throw new HubException(HubErrorKind.InvalidReference,
+            $"invalid model reference '{text}': {error} (expected OWNER/REPO or OWNER/REPO:QUANT, for example Qwen/Qwen3-0.6B-GGUF:Q8_0)");
     }
 
     public static bool TryParse(string? text, [NotNullWhen(true)] out ModelReference? reference, [NotNullWhen(false)] out string? error)
@@ -65,14 +70,18 @@ public sealed record ModelReference
 
     private static string StripHostPrefix(string s)
     {
-        foreach (var prefix in (ReadOnlySpan<string>)["https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "https://hf.co/", "hf.co/"])
+        ReadOnlySpan<string> prefixes = ["https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "https://hf.co/", "hf.co/"];
+        foreach (var prefix in prefixes)
         {
             if (s.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)) return s[prefix.Length..];
         }
         return s;
     }
 
-    /// <summary>The Hub's rule for owner and repository names: 1..96 of [A-Za-z0-9_.-], starting and ending with a letter, digit or '_', without "--" or "..".</summary>
+    /// <summary>
+    /// The Hub's rule for owner and repository names: 1..96 of [A-Za-z0-9_.-], starting and ending with a letter, digit or
+    /// '_', without "--" or "..".
+    /// </summary>
     private static string? ValidateName(string name, string what)
     {
         if (name.Length == 0) return $"the {what} is empty";
@@ -82,7 +91,8 @@ public sealed record ModelReference
             if (!IsNameChar(c)) return $"the {what} '{name}' contains '{c}' (allowed: letters, digits, '_', '-', '.')";
         }
         if (!IsWordChar(name[0]) || !IsWordChar(name[^1])) return $"the {what} '{name}' must start and end with a letter, digit or '_'";
-        if (name.Contains("--", StringComparison.Ordinal) || name.Contains("..", StringComparison.Ordinal)) return $"the {what} '{name}' contains '--' or '..'";
+        if (name.Contains("--", StringComparison.Ordinal) || name.Contains("..", StringComparison.Ordinal))
+            return $"the {what} '{name}' contains '--' or '..'";
         if (name.EndsWith(".git", StringComparison.OrdinalIgnoreCase)) return $"the {what} '{name}' ends with '.git'";
         return null;
     }

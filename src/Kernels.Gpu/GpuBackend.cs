@@ -1,7 +1,5 @@
-using ILGPU;
 using ILGPU.Runtime;
 using Infer.Kernels.Gpu.Backend;
-using Infer.Runtime;
 using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 
@@ -10,7 +8,9 @@ namespace Infer.Kernels.Gpu;
 /// <summary>Sizing and test knobs of a <see cref="GpuBackend"/>.</summary>
 /// <param name="MaxBatch">Most tokens per batch; at least the model's batch size (LlamaModel caps it at 8192). Costs 12 bytes per token.</param>
 /// <param name="AttentionSplits">Position ranges per (token, head) in attention; 0 chooses from the device and the batch.</param>
-/// <param name="MatMulSliceThreads">Threads sharing one weight row in a matmul (a power of two); 0: 32 on a GPU, 1 on ILGPU's CPU accelerator.</param>
+/// <param name="MatMulSliceThreads">
+/// Threads sharing one weight row in a matmul (a power of two); 0: 32 on a GPU, 1 on ILGPU's CPU accelerator.
+/// </param>
 public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0);
 
 /// <summary>
@@ -92,7 +92,8 @@ public sealed class GpuBackend : IBackend
     public IWeight LoadWeight(GgufTensor tensor) => _weights.LoadWeight(tensor);
 
     /// <summary>Uploads a weight [rows, cols] given in its GGUF encoding (rows of ggml blocks).</summary>
-    public IWeight UploadWeight(string name, GgmlType type, int rows, int cols, ReadOnlySpan<byte> data) => _weights.UploadWeight(name, type, rows, cols, data);
+    public IWeight UploadWeight(string name, GgmlType type, int rows, int cols, ReadOnlySpan<byte> data) =>
+        _weights.UploadWeight(name, type, rows, cols, data);
 
     public IActivation Allocate(int rows, int cols)
     {
@@ -110,13 +111,15 @@ public sealed class GpuBackend : IBackend
 
     public void CreateKvCache(KvCacheConfig config) => _attention.CreateKvCache(config);
 
-    public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences) => _state.SetBatch(tokens, positions, sequences);
+    public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences) =>
+        _state.SetBatch(tokens, positions, sequences);
 
     // ---- primitives: one launch each (GatherRows: one copy per row) ----
 
     public void Embed(IWeight table, IActivation x) => _rows.Embed(W(table), A(x));
 
-    public void RmsNorm(IActivation x, IWeight weight, float eps, IActivation y, int rows = -1) => _rows.RmsNorm(A(x), W(weight), eps, A(y), Rows(rows));
+    public void RmsNorm(IActivation x, IWeight weight, float eps, IActivation y, int rows = -1) =>
+        _rows.RmsNorm(A(x), W(weight), eps, A(y), Rows(rows));
 
     public void MatMul(IWeight w, IActivation x, IActivation y, int rows = -1) => _matMul.Plain(W(w), A(x), A(y), Rows(rows));
 
@@ -246,7 +249,8 @@ public sealed class GpuBackend : IBackend
         _matMul.Fused(A(x), _state.N, [new(W(wGate), A(gate)), new(W(wUp), A(up))], swiGlu: true);
 
     /// <summary>xb = norm(x), then up to three matmuls of xb (or gate/up with SwiGLU): one launch.</summary>
-    internal void NormMatMuls(IActivation x, IWeight norm, float eps, IActivation xb, ReadOnlySpan<(IWeight W, IActivation Y)> parts, bool swiGlu = false)
+    internal void NormMatMuls(IActivation x, IWeight norm, float eps, IActivation xb, ReadOnlySpan<(IWeight W, IActivation Y)> parts,
+        bool swiGlu = false)
     {
         Span<MatMulPart> p = new MatMulPart[parts.Length];
         for (int i = 0; i < parts.Length; i++) p[i] = new(W(parts[i].W), A(parts[i].Y));

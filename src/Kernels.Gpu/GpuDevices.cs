@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
@@ -21,6 +20,7 @@ public enum DeviceKind
 }
 
 /// <summary>A parsed <c>--device</c> value: <c>auto</c>, <c>cpu</c>, <c>cuda[:i]</c>, <c>opencl[:i]</c>, <c>cpu-ilgpu[:i]</c>.</summary>
+/// <param name="Kind">the backend asked for.</param>
 /// <param name="Index">Index among the devices of that kind; -1 when not given (the first, or the best for auto).</param>
 public readonly record struct DeviceRequest(DeviceKind Kind, int Index = -1)
 {
@@ -42,7 +42,8 @@ public readonly record struct DeviceRequest(DeviceKind Kind, int Index = -1)
         if (colon >= 0)
         {
             string n = s[(colon + 1)..];
-            if (!int.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out index) || index > 1024)
+            if (!int.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out index)
+                || index > 1024)
             {
                 error = $"bad device index '{n}' in '{text}' (expected a number such as cuda:0)";
                 return false;
@@ -81,7 +82,12 @@ public readonly record struct DeviceRequest(DeviceKind Kind, int Index = -1)
 }
 
 /// <summary>One accelerator ILGPU can see (for <c>infer devices</c>).</summary>
+/// <param name="Kind">CUDA, OpenCL or ILGPU's CPU accelerator.</param>
 /// <param name="Index">Index among the devices of the same kind (the N of <c>cuda:N</c>).</param>
+/// <param name="Name">the name the driver reports.</param>
+/// <param name="MemoryBytes">device memory in bytes.</param>
+/// <param name="Multiprocessors">streaming multiprocessors (CUDA) or compute units (OpenCL).</param>
+/// <param name="WarpSize">threads per warp (CUDA) or per wavefront/subgroup as ILGPU reports it.</param>
 public sealed record GpuDeviceInfo(DeviceKind Kind, int Index, string Name, long MemoryBytes, int Multiprocessors, int WarpSize)
 {
     /// <summary>The <c>--device</c> value that picks this device.</summary>
@@ -112,7 +118,10 @@ public sealed class DeviceSelection
     /// <summary>The opened accelerator, or null when the CPU backend should be used.</summary>
     public GpuDevice? Device { get; }
 
-    /// <summary>Why no GPU was opened although one was asked for (or auto found none), e.g. "no CUDA device found; running on the CPU backend"; null when nothing needs saying.</summary>
+    /// <summary>
+    /// Why no GPU was opened although one was asked for (or auto found none), e.g. "no CUDA device found; running on the
+    /// CPU backend"; null when nothing needs saying.
+    /// </summary>
     public string? Message { get; }
 
     public bool IsGpu => Device is not null;
@@ -148,7 +157,10 @@ public static class GpuContextFactory
     /// </summary>
     public static CPUDevice DefaultIlgpuCpuDevice { get; } = new(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 1, numMultiprocessors: 2);
 
-    /// <summary>A context with CUDA, OpenCL and the CPU accelerator; the Algorithms library supplies MathF.Exp and friends on CUDA and OpenCL.</summary>
+    /// <summary>
+    /// A context with CUDA, OpenCL and the CPU accelerator; the Algorithms library supplies MathF.Exp and friends on CUDA
+    /// and OpenCL.
+    /// </summary>
     internal static Context CreateContext(CPUDevice? cpu = null) =>
         Context.Create(b => b.Cuda().OpenCL().CPU(cpu ?? DefaultIlgpuCpuDevice).Optimize(OptimizationLevel.O1).EnableAlgorithms());
 

@@ -1,6 +1,9 @@
 namespace Infer.Runtime;
 
-/// <summary>A model file is malformed, truncated, hostile or uses something we do not support. The message names the file and the key or tensor.</summary>
+/// <summary>
+/// A model file is malformed, truncated, hostile or uses something we do not support. The message names the file and the key
+/// or tensor.
+/// </summary>
 public class ModelFormatException : Exception
 {
     public string? FilePath { get; }

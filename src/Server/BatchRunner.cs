@@ -9,6 +9,8 @@ namespace Infer.Server;
 /// <param name="Total">requests in the input file.</param>
 /// <param name="Skipped">requests already answered in the output (a resumed job).</param>
 /// <param name="Done">requests answered in this run, errors included.</param>
+/// <param name="Errors">of <paramref name="Done"/>, those answered with an error line.</param>
+/// <param name="GeneratedTokens">tokens generated in this run.</param>
 public readonly record struct BatchProgress(int Total, int Skipped, int Done, int Errors, long GeneratedTokens);
 
 /// <summary>

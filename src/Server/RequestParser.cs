@@ -13,6 +13,10 @@ internal enum Endpoint
 }
 
 /// <summary>A validated request: what to generate and how to answer.</summary>
+/// <param name="Kind">the endpoint it came to (chat or plain completion).</param>
+/// <param name="Generation">what the scheduler runs.</param>
+/// <param name="Stream">answer with server-sent events, one chunk per token.</param>
+/// <param name="IncludeUsage"><c>stream_options.include_usage</c>: a last chunk with the token counts.</param>
 /// <param name="Logprobs">-1: none; else how many alternatives per token.</param>
 internal sealed record ParsedRequest(Endpoint Kind, GenerationRequest Generation, bool Stream, bool IncludeUsage, int Logprobs);
 

@@ -2,8 +2,8 @@ using Infer.Engine;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
 using Infer.Runtime.Serving;
-using Infer.Templates;
 using Infer.Runtime.Tokenizers;
+using Infer.Templates;
 
 namespace Infer.Server;
 

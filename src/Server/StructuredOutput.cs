@@ -71,6 +71,9 @@ internal static class StructuredOutput
         }
     }
 
+    /// <param name="schema">the schema a request gave.</param>
+    /// <param name="cache">the model's compiled grammars.</param>
+    /// <param name="field">the request field that held the schema, named in a 400.</param>
     /// <param name="strict">
     /// OpenAI's <c>strict</c>: every keyword must be enforced. Without it, a <c>format</c> the grammar cannot enforce (email,
     /// uri, ...) is a plain string, as JSON Schema treats format by default.

@@ -5,7 +5,7 @@ namespace Infer.Templates;
 /// <summary>One chat message as transformers passes it to a template: <c>{"role": ..., "content": ...}</c>.</summary>
 public sealed record ChatMessage(string Role, string Content);
 
-/// <summary>Render settings.</summary>
+/// <summary>What a render may depend on beyond its variables (the clock) and how much work it may do.</summary>
 public sealed class TemplateOptions
 {
     /// <summary>The clock <c>strftime_now</c> reads (local time, as Python's datetime.now()). Null means <see cref="DateTime.Now"/>.</summary>

@@ -180,7 +180,9 @@ internal sealed class CondExpr(int line, Expr test, Expr then, Expr? otherwise) 
     public override object? Eval(Context ctx)
     {
         if (Py.Truthy(test.Eval(ctx))) return then.Eval(ctx);
-        return otherwise is null ? new Undefined("the inline if-expression on line " + Line + " evaluated to false and no else section was defined.") : otherwise.Eval(ctx);
+        return otherwise is null
+            ? new Undefined("the inline if-expression on line " + Line + " evaluated to false and no else section was defined.")
+            : otherwise.Eval(ctx);
     }
 }
 

@@ -56,7 +56,9 @@ internal static class FilterLibrary
         ["float"] = ToFloat,
         ["abs"] = (_, v, _) => v switch
         {
-            long l => l == long.MinValue ? throw new TemplateRuntimeError("OverflowError", "integer result does not fit in 64 bits") : (object)Math.Abs(l),
+            long l => l == long.MinValue
+                ? throw new TemplateRuntimeError("OverflowError", "integer result does not fit in 64 bits")
+                : (object)Math.Abs(l),
             double d => (object)Math.Abs(d),
             bool b => (object)(b ? 1L : 0L),
             _ => throw TemplateRuntimeError.Type($"bad operand type for abs(): '{Py.TypeName(v)}'"),
@@ -170,7 +172,9 @@ internal static class FilterLibrary
     /// <summary>Jinja2's make_attrgetter: dotted path, integer parts index, optional default for undefined.</summary>
     private static Func<object?, object?> AttrGetter(string attribute, object? fallback)
     {
-        var parts = attribute.Split('.').Select(p => long.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out long n) ? (object)n : p).ToArray();
+        var parts = attribute.Split('.')
+            .Select(p => long.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out long n) ? (object)n : p)
+            .ToArray();
         return item =>
         {
             foreach (var part in parts) item = Builtins.GetItem(item, part);
@@ -245,7 +249,8 @@ internal static class FilterLibrary
         if (a.Count > off)
         {
             var name = Py.Str(a.Positional[off]);
-            if (!TestLibrary.Table.TryGetValue(name, out var t)) throw new TemplateRuntimeError("TemplateRuntimeError", $"No test named '{name}' found.");
+            if (!TestLibrary.Table.TryGetValue(name, out var t))
+                throw new TemplateRuntimeError("TemplateRuntimeError", $"No test named '{name}' found.");
             var rest = new CallArgs(a.Positional.Skip(off + 1).ToList(), a.Keywords);
             test = x => t(ctx, x, rest);
         }

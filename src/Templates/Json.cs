@@ -35,7 +35,10 @@ internal static class PyJson
             case bool b: sb.Append(b ? "true" : "false"); break;
             case long l: sb.Append(l.ToString(CultureInfo.InvariantCulture)); break;
             case double d:
-                sb.Append(double.IsNaN(d) ? "NaN" : double.IsPositiveInfinity(d) ? "Infinity" : double.IsNegativeInfinity(d) ? "-Infinity" : Py.FloatRepr(d));
+                sb.Append(double.IsNaN(d) ? "NaN"
+                    : double.IsPositiveInfinity(d) ? "Infinity"
+                    : double.IsNegativeInfinity(d) ? "-Infinity"
+                    : Py.FloatRepr(d));
                 break;
             case string s: WriteString(sb, s, style.EnsureAscii); break;
             case Markup m: WriteString(sb, m.Value, style.EnsureAscii); break;

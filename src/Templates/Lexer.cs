@@ -151,7 +151,11 @@ internal sealed class Lexer
         {
             while (pos < _src.Length && char.IsWhiteSpace(_src[pos])) pos++;
             if (pos >= _src.Length)
-                throw new TemplateException("TemplateSyntaxError", kind == '{' ? "unexpected end of template, expected '}}'" : "unexpected end of template, expected '%}'", LineAt(pos), kind == '{' ? "print" : "statement");
+            {
+                throw new TemplateException("TemplateSyntaxError",
+                    kind == '{' ? "unexpected end of template, expected '}}'" : "unexpected end of template, expected '%}'",
+                    LineAt(pos), kind == '{' ? "print" : "statement");
+            }
             if (depth == 0)
             {
                 string close = kind == '{' ? "}}" : "%}";

@@ -83,7 +83,8 @@ internal static class Methods
                     for (int i = 0; i < items.Count; i++)
                     {
                         if (i > 0) sb.Append(s);
-                        sb.Append(items[i] is Markup m ? m.Value : items[i] as string ?? throw TemplateRuntimeError.Type($"sequence item {i}: expected str instance, {Py.TypeName(items[i])} found"));
+                        sb.Append(items[i] is Markup m ? m.Value : items[i] as string
+                            ?? throw TemplateRuntimeError.Type($"sequence item {i}: expected str instance, {Py.TypeName(items[i])} found"));
                     }
                     return sb.ToString();
                 }
@@ -121,7 +122,11 @@ internal static class Methods
                     return new PyTuple([s[..i], sep, s[(i + sep.Length)..]]);
                 }
             case "removeprefix": { var p = Str(a, 0, "prefix", name); return s.StartsWith(p, StringComparison.Ordinal) ? s[p.Length..] : s; }
-            case "removesuffix": { var p = Str(a, 0, "suffix", name); return p.Length > 0 && s.EndsWith(p, StringComparison.Ordinal) ? s[..^p.Length] : s; }
+            case "removesuffix":
+                {
+                    var p = Str(a, 0, "suffix", name);
+                    return p.Length > 0 && s.EndsWith(p, StringComparison.Ordinal) ? s[..^p.Length] : s;
+                }
             case "expandtabs": return s.Replace("\t", new string(' ', (int)Py.ToLong(a.Get(0, "tabsize", 8L))));
             case "format": return StrFormat(s, a);
         }
@@ -254,7 +259,11 @@ internal static class Methods
         IEnumerable<object?> options = arg is PyTuple t ? t.Items : [arg];
         foreach (var o in options)
         {
-            if (o is not string p) throw TemplateRuntimeError.Type($"{(start ? "startswith" : "endswith")} first arg must be str or a tuple of str, not {Py.TypeName(o)}");
+            if (o is not string p)
+            {
+                throw TemplateRuntimeError.Type(
+                    $"{(start ? "startswith" : "endswith")} first arg must be str or a tuple of str, not {Py.TypeName(o)}");
+            }
             if (start ? target.StartsWith(p, StringComparison.Ordinal) : target.EndsWith(p, StringComparison.Ordinal)) return true;
         }
         return false;
@@ -337,7 +346,8 @@ internal static class Methods
                 object? v;
                 if (field.Length == 0) v = a.Get(auto++, "\0");
                 else if (int.TryParse(field, NumberStyles.None, CultureInfo.InvariantCulture, out int idx)) v = a.Get(idx, "\0");
-                else v = a.Keywords is not null && a.Keywords.TryGetValue(field, out var kv) ? kv : throw new TemplateRuntimeError("KeyError", $"'{field}'");
+                else if (a.Keywords is not null && a.Keywords.TryGetValue(field, out var kv)) v = kv;
+                else throw new TemplateRuntimeError("KeyError", $"'{field}'");
                 Py.AppendStr(sb, v);
                 i = close;
             }
@@ -361,7 +371,8 @@ internal static class Methods
             case "get":
                 {
                     var key = a.Get(0, "key");
-                    return key is not null and not Undefined and not List<object?> and not PyDict && d.TryGetValue(key, out var v) ? v : a.Get(1, "default");
+                    bool hashable = key is not null and not Undefined and not List<object?> and not PyDict;
+                    return hashable && d.TryGetValue(key!, out var v) ? v : a.Get(1, "default");
                 }
             case "items": return new PyDictView(d, PyDictView.ViewKind.Items);
             case "keys": return new PyDictView(d, PyDictView.ViewKind.Keys);

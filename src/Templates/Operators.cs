@@ -120,7 +120,8 @@ internal static class Operators
                     }
                     break;
             }
-            throw TemplateRuntimeError.Type($"unsupported operand type(s) for {(op == "**" ? "** or pow()" : op)}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
+            throw TemplateRuntimeError.Type(
+                $"unsupported operand type(s) for {(op == "**" ? "** or pow()" : op)}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
         }
     }
 
@@ -279,7 +280,8 @@ internal static class Operators
     /// <summary>%.Nf as Python prints it: the double rounded half-to-even at N decimals.</summary>
     private static string FixedPoint(double v, int precision) =>
         double.IsFinite(v)
-            ? Math.Round(v, Math.Min(precision, 15), MidpointRounding.ToEven).ToString("F" + precision, System.Globalization.CultureInfo.InvariantCulture)
+            ? Math.Round(v, Math.Min(precision, 15), MidpointRounding.ToEven)
+                .ToString("F" + precision, System.Globalization.CultureInfo.InvariantCulture)
             : Py.FloatRepr(v);
 
     private static int PrecisionOf(string spec, int fallback)

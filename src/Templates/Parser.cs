@@ -49,7 +49,11 @@ internal sealed class Parser
         {
             if (soft) continue;
             bool known = isFilter ? Builtins.Filters.ContainsKey(name) : Builtins.Tests.ContainsKey(name);
-            if (!known) throw new TemplateException("TemplateAssertionError", $"No {(isFilter ? "filter" : "test")} named '{name}'.", line, isFilter ? "filter" : "test");
+            if (!known)
+            {
+                throw new TemplateException("TemplateAssertionError", $"No {(isFilter ? "filter" : "test")} named '{name}'.", line,
+                    isFilter ? "filter" : "test");
+            }
         }
     }
 
@@ -137,7 +141,10 @@ internal sealed class Parser
         return true;
     }
 
-    /// <summary>Parses statements until one of <paramref name="endTags"/> opens a block (left unconsumed: the tag name is in <paramref name="endTag"/>).</summary>
+    /// <summary>
+    /// Parses statements until one of <paramref name="endTags"/> opens a block (left unconsumed: the tag name is in
+    /// <paramref name="endTag"/>).
+    /// </summary>
     private List<Stmt> ParseBody(string[] endTags, out string? endTag)
     {
         var savedEndTags = _endTags;
@@ -458,7 +465,8 @@ internal sealed class Parser
     private bool IsTupleEnd()
     {
         var t = Current;
-        return t.Kind is TokenKind.VarEnd or TokenKind.BlockEnd or TokenKind.Eof || t.IsOp(")") || (t.Kind == TokenKind.Name && t.Value is "if" or "in");
+        return t.Kind is TokenKind.VarEnd or TokenKind.BlockEnd or TokenKind.Eof || t.IsOp(")")
+            || (t.Kind == TokenKind.Name && t.Value is "if" or "in");
     }
 
     private const int MaxNesting = 200;

@@ -221,7 +221,8 @@ internal sealed class ContinueStmt(int line) : Stmt(line)
     protected override Flow ExecCore(Context ctx, StringBuilder output) => Flow.Continue;
 }
 
-internal sealed class ForStmt(int line, Target target, Expr iterable, Expr? filter, List<Stmt> body, List<Stmt>? otherwise, HashSet<string> stores) : Stmt(line)
+internal sealed class ForStmt(
+    int line, Target target, Expr iterable, Expr? filter, List<Stmt> body, List<Stmt>? otherwise, HashSet<string> stores) : Stmt(line)
 {
     public override string Construct => "for";
 
@@ -356,7 +357,10 @@ internal sealed class Macro
     public string Invoke(Context ctx, CallArgs args, Scope closure)
     {
         if (ctx.CallDepth >= Context.MaxCallDepth)
-            throw new TemplateRuntimeError("RecursionError", $"maximum recursion depth exceeded: macro '{Name}' nested deeper than {Context.MaxCallDepth} calls");
+        {
+            throw new TemplateRuntimeError("RecursionError",
+                $"maximum recursion depth exceeded: macro '{Name}' nested deeper than {Context.MaxCallDepth} calls");
+        }
         var scope = new Scope(closure, stores: Stores);
         // The caller of a call block stays visible inside the macro.
         if (ctx.Current.TryGet("caller", out var caller) && caller is BuiltinFunction) scope.Set("caller", caller);

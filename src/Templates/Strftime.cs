@@ -50,7 +50,9 @@ internal static class Strftime
                 case 'T': sb.Append(t.ToString("HH:mm:ss", inv)); break;
                 case 'D': sb.Append(t.ToString("MM/dd/yy", inv)); break;
                 case 'R': sb.Append(t.ToString("HH:mm", inv)); break;
-                case 'c': sb.Append(t.ToString("ddd MMM ", inv)).Append(t.Day.ToString(inv).PadLeft(2)).Append(t.ToString(" HH:mm:ss yyyy", inv)); break;
+                case 'c':
+                    sb.Append(t.ToString("ddd MMM ", inv)).Append(t.Day.ToString(inv).PadLeft(2)).Append(t.ToString(" HH:mm:ss yyyy", inv));
+                    break;
                 case 'x': sb.Append(t.ToString("MM/dd/yy", inv)); break;
                 case 'X': sb.Append(t.ToString("HH:mm:ss", inv)); break;
                 case 'Z': break;

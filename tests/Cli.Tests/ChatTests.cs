@@ -12,7 +12,10 @@ using Infer.Tests;
 
 namespace Infer.Cli.Tests;
 
-/// <summary>Chat: the model's own template and tokenization against the fixtures, KV-cache reuse across turns, and the <c>infer chat</c> process.</summary>
+/// <summary>
+/// Chat: the model's own template and tokenization against the fixtures, KV-cache reuse across turns, and the
+/// <c>infer chat</c> process.
+/// </summary>
 public class ChatTests
 {
     private static readonly SamplerOptions Greedy = new() { Temperature = 0 };
@@ -31,7 +34,10 @@ public class ChatTests
     private static Loaded Load(string name, int ctx = 512)
     {
         var f = GgufFile.Open(Fixtures.Model(name, "bf16"));
-        return new Loaded { File = f, Tokenizer = Tokenizer.FromGguf(f), Model = LlamaModel.Load(f, new CpuBackend(2), new ModelOptions(ContextLength: ctx)) };
+        return new Loaded
+        {
+            File = f, Tokenizer = Tokenizer.FromGguf(f), Model = LlamaModel.Load(f, new CpuBackend(2), new ModelOptions(ContextLength: ctx)),
+        };
     }
 
     [Theory]

@@ -56,8 +56,8 @@ public class CliTests : IDisposable
         Assert.Equal(Ints(c.GetProperty("input_ids")), Ints(json.RootElement.GetProperty("input_ids")));
         Assert.Equal(Ints(c.GetProperty("greedy_new_ids")), Ints(json.RootElement.GetProperty("greedy_ids")));
         var ours = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(outFile)).ToArray();
-        var reference = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(Fixtures.ModelDir("qwen2"), "reference",
-            c.GetProperty("last_logits_file").GetString()!))).ToArray();
+        string referenceFile = Path.Combine(Fixtures.ModelDir("qwen2"), "reference", c.GetProperty("last_logits_file").GetString()!);
+        var reference = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(referenceFile)).ToArray();
         Assert.Equal(reference.Length, ours.Length);
         Assert.True(reference.Zip(ours, (a, b) => Math.Abs(a - b)).Max() <= 1e-3);
     }
@@ -219,7 +219,8 @@ public class CliTests : IDisposable
         Assert.Equal(Case("llama3", "prompt0").GetProperty("greedy_text").GetString(), stdout.TrimEnd('\n'));
         Assert.Single(stderr.Split('\n'),
             l => l.StartsWith("offloaded 1/2 layers: layer 0 on gpu (cpu-ilgpu:0") && l.Contains("; layer 1 and the output on cpu (CPU,"));
-        Assert.Single(stderr.Split('\n'), l => l.StartsWith("the GPU backend keeps its KV cache in f32") && l.EndsWith("KV cache gpu f32, cpu f16"));
+        Assert.Single(stderr.Split('\n'),
+            l => l.StartsWith("the GPU backend keeps its KV cache in f32") && l.EndsWith("KV cache gpu f32, cpu f16"));
     }
 
     [Fact]
@@ -299,8 +300,11 @@ public class CliTests : IDisposable
             "-t", "1,2", "-ctk", "f16,q8_0", "--device", "cpu", "--no-bandwidth", "-o", "jsonl");
         Assert.True(code == 0, stderr);
         var rows = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
-        var expected = from t in new[] { 1, 2 } from k in new[] { "f16", "q8_0" } from d in new[] { 0, 5 }
-                       from test in new[] { (4, 0), (8, 0), (0, 2) } select (t, k, d, test.Item1, test.Item2);
+        var expected = from t in new[] { 1, 2 }
+                       from k in new[] { "f16", "q8_0" }
+                       from d in new[] { 0, 5 }
+                       from test in new[] { (4, 0), (8, 0), (0, 2) }
+                       select (t, k, d, test.Item1, test.Item2);
         Assert.Equal(expected, rows.Select(r => (r.GetProperty("n_threads").GetInt32(), r.GetProperty("type_k").GetString(),
             r.GetProperty("n_depth").GetInt32(), r.GetProperty("n_prompt").GetInt32(), r.GetProperty("n_gen").GetInt32())));
         foreach (var r in rows)

@@ -15,7 +15,8 @@ public class TemplateCommandTests : IDisposable
         using var doc = JsonDocument.Parse(File.ReadAllText(Fixtures.File("chat-templates", "vectors.json")));
         // One vector per template that renders without an error and does not print today's date.
         return doc.RootElement.EnumerateArray()
-            .Where(v => v.TryGetProperty("expected", out _) && !File.ReadAllText(Fixtures.File("chat-templates", "templates", v.GetProperty("template").GetString()!)).Contains("strftime_now"))
+            .Where(v => v.TryGetProperty("expected", out _)
+                && !File.ReadAllText(Fixtures.File("chat-templates", "templates", v.GetProperty("template").GetString()!)).Contains("strftime_now"))
             .GroupBy(v => v.GetProperty("template").GetString())
             .Select(g => new object[] { g.Key!, g.First().GetProperty("conversation").GetString()! })
             .ToList();
@@ -26,10 +27,12 @@ public class TemplateCommandTests : IDisposable
     public void TemplateFileWithContextIsByteExact(string template, string conversation)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(Fixtures.File("chat-templates", "vectors.json")));
-        var v = doc.RootElement.EnumerateArray().First(e => e.GetProperty("template").GetString() == template && e.GetProperty("conversation").GetString() == conversation && e.TryGetProperty("expected", out _));
+        var v = doc.RootElement.EnumerateArray().First(e => e.GetProperty("template").GetString() == template
+            && e.GetProperty("conversation").GetString() == conversation && e.TryGetProperty("expected", out _));
         string context = Path.Combine(_dir, "context.json");
         File.WriteAllText(context, v.GetProperty("context").GetRawText());
-        var (code, stdout, stderr) = CliTests.Infer("template", "--template-file", Fixtures.File("chat-templates", "templates", template), "--context", context);
+        var (code, stdout, stderr) = CliTests.Infer("template", "--template-file", Fixtures.File("chat-templates", "templates", template),
+            "--context", context);
         Assert.True(code == 0, stderr);
         Assert.Equal(v.GetProperty("expected").GetString(), stdout);
     }
@@ -41,7 +44,8 @@ public class TemplateCommandTests : IDisposable
         var c = doc.RootElement.GetProperty("cases").EnumerateArray().First(e => e.GetProperty("id").GetString() == "chat");
         string messages = Path.Combine(_dir, "messages.json");
         File.WriteAllText(messages, c.GetProperty("messages").GetRawText());
-        var (code, stdout, stderr) = CliTests.Infer("template", "-m", Fixtures.Model("qwen3", "bf16"), "--messages", messages, "--add-generation-prompt");
+        var (code, stdout, stderr) = CliTests.Infer("template", "-m", Fixtures.Model("qwen3", "bf16"), "--messages", messages,
+            "--add-generation-prompt");
         Assert.True(code == 0, stderr);
         Assert.Equal(c.GetProperty("rendered").GetString(), stdout);
     }
@@ -65,7 +69,8 @@ public class TemplateCommandTests : IDisposable
     {
         string messages = Path.Combine(_dir, "m.json");
         File.WriteAllText(messages, "[{\"role\":\"user\",\"content\":\"Hi\"}]");
-        var (code, stdout, stderr) = CliTests.Infer("template", "-m", Fixtures.Model("llama2-spm", "bf16"), "--messages", messages, "--add-generation-prompt");
+        var (code, stdout, stderr) = CliTests.Infer("template", "-m", Fixtures.Model("llama2-spm", "bf16"), "--messages", messages,
+            "--add-generation-prompt");
         Assert.Equal(0, code);
         Assert.Contains("no chat template", stderr);
         Assert.Equal("User: Hi\nAssistant:", stdout);

@@ -55,7 +55,8 @@ public class CheckpointTests : IDisposable
             foreach (var t in first) weightMap[t.Name] = "model-00001-of-00002.safetensors";
             foreach (var t in second) weightMap[t.Name] = "model-00002-of-00002.safetensors";
         }
-        File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"), JsonSerializer.Serialize(new { metadata = new { }, weight_map = weightMap }));
+        File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"),
+            JsonSerializer.Serialize(new { metadata = new { }, weight_map = weightMap }));
 
         string output = Path.Combine(_dir, "sharded.gguf");
         var err = new StringWriter();
@@ -117,7 +118,8 @@ public class SafetensorsReadTests : IDisposable
         var f32 = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
         var f16 = values.SelectMany(v => BitConverter.GetBytes(BitConverter.HalfToUInt16Bits((Half)v))).ToArray();
         var bf16 = values.SelectMany(v => BitConverter.GetBytes((ushort)(BitConverter.SingleToUInt32Bits(v) >> 16))).ToArray();
-        string header = """{"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, "b": {"dtype": "F16", "shape": [6], "data_offsets": [24, 36]}, "c": {"dtype": "BF16", "shape": [3, 2], "data_offsets": [36, 48]}}""";
+        string header = """{"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, "b": """
+            + """{"dtype": "F16", "shape": [6], "data_offsets": [24, 36]}, "c": {"dtype": "BF16", "shape": [3, 2], "data_offsets": [36, 48]}}""";
         byte[] h = Encoding.UTF8.GetBytes(header);
         File.WriteAllBytes(_path, [.. BitConverter.GetBytes((ulong)h.Length), .. h, .. f32, .. f16, .. bf16]);
         using var f = SafetensorsFile.Open(_path);

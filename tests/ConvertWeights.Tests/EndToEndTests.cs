@@ -52,7 +52,10 @@ public class EndToEndTests : IDisposable
         }
     }
 
-    /// <summary>llama.cpp's own q8_0 results differ from transformers by 0.10 to 0.24 on these fixtures (llamacpp_q8_0.json); 1.25 x the largest.</summary>
+    /// <summary>
+    /// llama.cpp's own q8_0 results differ from transformers by 0.10 to 0.24 on these fixtures (llamacpp_q8_0.json); 1.25 x the
+    /// largest.
+    /// </summary>
     private const double Q8_0LogitBound = 0.30;
 
     [Theory]

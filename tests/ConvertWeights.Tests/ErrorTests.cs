@@ -83,7 +83,8 @@ public class ErrorTests : IDisposable
         string dir = CopyCheckpoint();
         File.Move(Path.Combine(dir, "model.safetensors"), Path.Combine(dir, "model-00001-of-00002.safetensors"));
         File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"),
-            """{"metadata": {}, "weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors", "lm_head.weight": "model-00002-of-00002.safetensors"}}""");
+            """{"metadata": {}, "weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors", "lm_head.weight":"""
+            + """ "model-00002-of-00002.safetensors"}}""");
         var (rc, msg) = Convert(dir);
         Assert.Equal(1, rc);
         Assert.Contains("model-00002-of-00002.safetensors: file not found", msg);
@@ -93,7 +94,8 @@ public class ErrorTests : IDisposable
     [InlineData("not json at all", "not valid JSON")]
     [InlineData("""{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 64]}}""", "outside the 16-byte data section")]
     [InlineData("""{"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}""", "holds 16 bytes but shape [3] x F32 needs 12")]
-    [InlineData("""{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}""", "overlap")]
+    [InlineData("""{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": """
+        + """{"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}""", "overlap")]
     [InlineData("""{"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}""", "bad dimension")]
     [InlineData("""["a"]""", "not an object")]
     public void CorruptSafetensorsHeader(string header, string expected)
@@ -125,7 +127,8 @@ public class ErrorTests : IDisposable
     public void UnknownDtypeNamesTensorAndDtype()
     {
         string dir = CopyCheckpoint();
-        WriteSafetensors(Path.Combine(dir, "model.safetensors"), """{"model.norm.weight": {"dtype": "F8_E4M3", "shape": [64], "data_offsets": [0, 64]}}""", 64);
+        WriteSafetensors(Path.Combine(dir, "model.safetensors"),
+            """{"model.norm.weight": {"dtype": "F8_E4M3", "shape": [64], "data_offsets": [0, 64]}}""", 64);
         var (rc, msg) = Convert(dir);
         Assert.Equal(1, rc);
         Assert.Contains("tensor 'model.norm.weight' has dtype 'F8_E4M3'", msg);
@@ -151,7 +154,8 @@ public class ErrorTests : IDisposable
         File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("LlamaForCausalLM", "GPT2LMHeadModel"));
         var (rc, msg) = Convert(dir);
         Assert.Equal(1, rc);
-        Assert.Contains("architecture 'GPT2LMHeadModel' is not supported; supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM", msg);
+        Assert.Contains("architecture 'GPT2LMHeadModel' is not supported; "
+            + "supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM", msg);
     }
 
     [Fact]

@@ -12,7 +12,10 @@ internal static class GgufCompare
         "general.description", "general.license", "general.url", "general.repo_url", "general.source.url", "general.tags", "general.languages",
     ];
 
-    /// <summary>Every key of <paramref name="expected"/> (except descriptive ones) is in <paramref name="actual"/> with the same type and value.</summary>
+    /// <summary>
+    /// Every key of <paramref name="expected"/> (except descriptive ones) is in <paramref name="actual"/> with the same type and
+    /// value.
+    /// </summary>
     public static void MetadataMatches(GgufFile expected, GgufFile actual)
     {
         foreach (var key in expected.MetadataKeys)

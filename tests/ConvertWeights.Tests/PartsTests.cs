@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using Infer.Runtime;
 using Infer.Tests;
@@ -76,7 +75,11 @@ public class PreTokenizerTests
         PreTokenizer.Identify(JsonDocument.Parse($"{{\"pre_tokenizer\": {preTokenizerJson}}}").RootElement, "tokenizer.json");
 
     private static string Split(string regex) =>
-        $$"""{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":{{JsonSerializer.Serialize(regex)}}},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]}""";
+        $$"""
+        {"type":"Sequence","pretokenizers":[
+            {"type":"Split","pattern":{"Regex":{{JsonSerializer.Serialize(regex)}}},"behavior":"Isolated","invert":false},
+            {"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]}
+        """;
 
     [Fact]
     public void Llama3RegexIsLlamaBpe() => Assert.Equal("llama-bpe", Identify(Split(PreTokenizer.Llama3Regex)));
@@ -166,7 +169,8 @@ public class PreTokenizerHashTests
 
 public class RopeScalingMetadataTests
 {
-    private static HfConfig Config(RopeScaling? rs) => Synth.Custom("llama", 1, 64, 128, 2, 1, null, 4096, 10000, 1e-5, false) with { VocabSize = 10, RopeScaling = rs };
+    private static HfConfig Config(RopeScaling? rs) =>
+        Synth.Custom("llama", 1, 64, 128, 2, 1, null, 4096, 10000, 1e-5, false) with { VocabSize = 10, RopeScaling = rs };
 
     private static MetadataList Metadata(RopeScaling? rs) => Converter.BuildMetadata(Config(rs), OutputType.BF16, [], [], "x");
 

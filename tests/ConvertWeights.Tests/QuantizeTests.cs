@@ -96,8 +96,9 @@ public class QuantizeTests : IDisposable
     {
         // 8 layers, hidden 256: every K-quant block fits, so the mixes' per-layer choices show.
         string input = Path.Combine(_dir, "wide.gguf");
-        var shape = Synth.Custom("llama", layers: 8, hidden: 256, ffn: 512, heads: 4, kv: 2, headDim: null, ctx: 4096,
-            ropeTheta: 10000, rmsEps: 1e-5, tied: false) with { VocabSize = 512 };
+        var custom = Synth.Custom("llama", layers: 8, hidden: 256, ffn: 512, heads: 4, kv: 2, headDim: null, ctx: 4096,
+            ropeTheta: 10000, rmsEps: 1e-5, tied: false);
+        var shape = custom with { VocabSize = 512 };
         var plan = Synth.Plan(shape, OutputType.F32, seed: 3);
         Converter.Write(input, Converter.BuildMetadata(shape, OutputType.F32, plan, [], "wide"), plan, progress: null);
         using var original = GgufFile.Open(input);

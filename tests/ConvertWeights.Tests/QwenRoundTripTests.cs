@@ -68,17 +68,29 @@ public class QwenRoundTripTests : IDisposable
         {
             if (types[i] == TokenType.Normal) vocab[tokens[i]] = i;
             else if (types[i] is TokenType.Control or TokenType.UserDefined)
-                added.Add(new JsonObject { ["id"] = i, ["content"] = tokens[i], ["special"] = types[i] == TokenType.Control, ["normalized"] = false });
+            {
+                added.Add(new JsonObject
+                {
+                    ["id"] = i, ["content"] = tokens[i], ["special"] = types[i] == TokenType.Control, ["normalized"] = false,
+                });
+            }
         }
         var merges = new JsonArray(g.TryGetStringArray("tokenizer.ggml.merges")!.Select(m => (JsonNode)m).ToArray());
         var tokenizer = new JsonObject
         {
             ["added_tokens"] = added,
             ["normalizer"] = new JsonObject { ["type"] = "NFC" },
-            ["pre_tokenizer"] = JsonNode.Parse($$"""{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":{{JsonSerializer.Serialize(PreTokenizer.Qwen2Regex)}}},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]}"""),
+            ["pre_tokenizer"] = JsonNode.Parse($$"""
+                {"type":"Sequence","pretokenizers":[
+                    {"type":"Split","pattern":{"Regex":{{JsonSerializer.Serialize(PreTokenizer.Qwen2Regex)}}},"behavior":"Isolated","invert":false},
+                    {"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]}
+                """),
             ["post_processor"] = JsonNode.Parse("""{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}"""),
             ["decoder"] = JsonNode.Parse("""{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}"""),
-            ["model"] = new JsonObject { ["type"] = "BPE", ["byte_fallback"] = false, ["ignore_merges"] = false, ["vocab"] = vocab, ["merges"] = merges },
+            ["model"] = new JsonObject
+            {
+                ["type"] = "BPE", ["byte_fallback"] = false, ["ignore_merges"] = false, ["vocab"] = vocab, ["merges"] = merges,
+            },
         };
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tokenizer.ToJsonString());
         var tc = new JsonObject

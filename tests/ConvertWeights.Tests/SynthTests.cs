@@ -44,7 +44,8 @@ public class SynthTests : IDisposable
         Assert.Null(plan.Find(t => t.Name == "output.weight")); // tied
         Assert.Equal(GgmlType.Q6_K, plan.Single(t => t.Name == "token_embd.weight").Type); // doubles as the output matrix
         Assert.All(plan.Where(t => t.Dims.Length == 1), t => Assert.Equal(GgmlType.F32, t.Type));
-        Assert.All(plan.Where(t => t.Name.StartsWith("blk.", StringComparison.Ordinal) && t.Dims.Length == 2), t => Assert.Equal(GgmlType.Q4_0, t.Type));
+        Assert.All(plan.Where(t => t.Name.StartsWith("blk.", StringComparison.Ordinal) && t.Dims.Length == 2),
+            t => Assert.Equal(GgmlType.Q4_0, t.Type));
         Assert.Equal(147, plan.Count);
     }
 
@@ -93,7 +94,8 @@ public class SynthTests : IDisposable
     public void UnknownPresetIsAUsageError()
     {
         var err = new StringWriter();
-        int rc = Program.Run(["synth", "--preset", "gpt-5", "--type", "q4_0", "--tokenizer-from", "x.gguf", "-o", Path.Combine(_dir, "x.gguf")], err, showProgress: false);
+        int rc = Program.Run(["synth", "--preset", "gpt-5", "--type", "q4_0", "--tokenizer-from", "x.gguf", "-o", Path.Combine(_dir, "x.gguf")],
+            err, showProgress: false);
         Assert.Equal(2, rc);
         Assert.Contains("unknown preset 'gpt-5'", err.ToString());
         Assert.Contains("llama-3.2-1b", err.ToString());

@@ -1,10 +1,12 @@
 using System.Security.Cryptography;
-using Infer.Hub;
 using Infer.Tests;
 
 namespace Infer.Hub.Tests;
 
-/// <summary>End-to-end resolution against <see cref="FakeHub"/> on 127.0.0.1, serving fixture GGUF files; every test has its own temp cache.</summary>
+/// <summary>
+/// End-to-end resolution against <see cref="FakeHub"/> on 127.0.0.1, serving fixture GGUF files; every test has its own temp
+/// cache.
+/// </summary>
 public sealed class HubClientTests : IAsyncLifetime
 {
     // Real GGUF files from the shared fixtures, served under Hub-style names.
@@ -269,7 +271,10 @@ public sealed class HubClientTests : IAsyncLifetime
             probe.Start();
             port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
         }
-        var options = new HubOptions { Endpoint = $"http://127.0.0.1:{port}", Token = null, CacheDir = _cache, Offline = false, NetworkTimeout = TimeSpan.FromSeconds(5) };
+        var options = new HubOptions
+        {
+            Endpoint = $"http://127.0.0.1:{port}", Token = null, CacheDir = _cache, Offline = false, NetworkTimeout = TimeSpan.FromSeconds(5),
+        };
 
         var e = await Assert.ThrowsAsync<HubException>(() => Resolve("test/tiny", options));
 

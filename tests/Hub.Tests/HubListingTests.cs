@@ -1,10 +1,11 @@
-using System.Net.Http.Headers;
 using System.Text;
-using Infer.Hub;
 
 namespace Infer.Hub.Tests;
 
-/// <summary>The tree API's page format, as the Hub documents it (huggingface.js ListFileEntry: type, oid, size, path, lfs {oid, size, pointerSize}).</summary>
+/// <summary>
+/// The tree API's page format, as the Hub documents it (huggingface.js ListFileEntry: type, oid, size, path, lfs {oid, size,
+/// pointerSize}).
+/// </summary>
 public sealed class HubListingTests
 {
     private const string Sha = "6b9b12b1b31e8f1a2e45d7f4e96895b1ca7ce0246b01f5457597b12d16ed5b43";

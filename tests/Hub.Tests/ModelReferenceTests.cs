@@ -1,5 +1,3 @@
-using Infer.Hub;
-
 namespace Infer.Hub.Tests;
 
 public sealed class ModelReferenceTests

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
-using Infer.Runtime.Formats;
 using Infer.Runtime.Backend;
+using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Gpu.Tests;
@@ -43,7 +43,9 @@ public sealed class FusedOpsTests(GpuBackends backends) : IClassFixture<GpuBacke
         var shape = new AttentionShape(heads, kvHeads, headDim, new RopeConfig(headDim, 10000f, 1f, qkNorms, null), 1e-5f);
         var w = new QkvWeights(
             Vector(b, "norm", Check.Random(rng, cols)),
-            Matrix(b, rng, "wq", qkType, shape.QDim, cols), Matrix(b, rng, "wk", qkType, shape.KvDim, cols), Matrix(b, rng, "wv", vType, shape.KvDim, cols),
+            Matrix(b, rng, "wq", qkType, shape.QDim, cols),
+            Matrix(b, rng, "wk", qkType, shape.KvDim, cols),
+            Matrix(b, rng, "wv", vType, shape.KvDim, cols),
             biases ? Vector(b, "bq", Check.Random(rng, shape.QDim)) : null,
             biases ? Vector(b, "bk", Check.Random(rng, shape.KvDim)) : null,
             biases ? Vector(b, "bv", Check.Random(rng, shape.KvDim)) : null,

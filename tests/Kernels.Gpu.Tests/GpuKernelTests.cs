@@ -318,7 +318,9 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         var parts = rows.Select(r => RandomWeight(rng, type, r, cols)).ToArray();
         var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", type, rows[i], cols, p.Bytes)).ToArray();
         var biases = rows.Select(r => Check.Random(rng, r)).ToArray();
-        var biasWeights = biases.Select((v, i) => b.UploadWeight($"b{i}", GgmlType.F32, 1, rows[i], System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan()))).ToArray();
+        var biasWeights = biases
+            .Select((v, i) => b.UploadWeight($"b{i}", GgmlType.F32, 1, rows[i], System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan())))
+            .ToArray();
         foreach (int n in TokenCounts)
         {
             var xs = Check.Random(rng, n * cols);
@@ -509,7 +511,10 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
                 }
                 if (swiGlu) VectorOps.SwiGluRef(expected[0], expected[1]);
                 for (int i = 0; i < rows.Length; i++)
-                    Check.Close(Check.Read(b, ys[i], n), expected[i], $"{type} norm + part {i} of {rows.Length}{(swiGlu ? " with swiglu" : "")} x {n} tokens");
+                {
+                    Check.Close(Check.Read(b, ys[i], n), expected[i],
+                        $"{type} norm + part {i} of {rows.Length}{(swiGlu ? " with swiglu" : "")} x {n} tokens");
+                }
             }
         }
     }
@@ -641,7 +646,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             Check.Close(Check.Read(b, k, n), ks, $"{type} rotated k, batch of {n}");
             Check.Close(Check.Read(b, v, n), vs, $"{type} v, batch of {n}");
             var expected = ReferenceAttention(qs, kHost, vHost, batch, heads, kvHeads, headDim, scale);
-            Check.Close(Check.Read(b, o, n), expected, $"{type} norm + qkv + rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
+            Check.Close(Check.Read(b, o, n), expected,
+                $"{type} norm + qkv + rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
         }
     }
 
@@ -711,8 +717,12 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             }
     }
 
-    /// <summary>The scalar reference attention (<see cref="VectorOps.AttendRef"/>) of every token and head of the batch over the host cache.</summary>
-    private static unsafe float[] ReferenceAttention(float[] qs, float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, int heads, int kvHeads, int headDim, float scale)
+    /// <summary>
+    /// The scalar reference attention (<see cref="VectorOps.AttendRef"/>) of every token and head of the batch over the host
+    /// cache.
+    /// </summary>
+    private static unsafe float[] ReferenceAttention(float[] qs, float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, int heads,
+        int kvHeads, int headDim, float scale)
     {
         int qDim = heads * headDim, kvDim = kvHeads * headDim, cacheFloats = kHost.GetLength(1);
         var expected = new float[batch.Length * qDim];
@@ -728,8 +738,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
                 for (int h = 0; h < heads; h++)
                 {
                     int kvh = h / (heads / kvHeads);
-                    VectorOps.AttendRef(qs.AsSpan(t * qDim + h * headDim, headDim), kp + kvh * headDim, vp + kvh * headDim, kvDim, pos + 1, scale, scores,
-                        expected.AsSpan(t * qDim + h * headDim, headDim));
+                    VectorOps.AttendRef(qs.AsSpan(t * qDim + h * headDim, headDim), kp + kvh * headDim, vp + kvh * headDim, kvDim, pos + 1,
+                        scale, scores, expected.AsSpan(t * qDim + h * headDim, headDim));
                 }
         }
         return expected;

@@ -13,7 +13,8 @@ public sealed class GpuBackends : IDisposable
     public const int MaxBatch = 16;
 
     public GpuBackend RowPerThread { get; } = new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch));
-    public GpuBackend Reducing { get; } = new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4));
+    public GpuBackend Reducing { get; } =
+        new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4));
 
     public GpuBackend Get(bool reducing) => reducing ? Reducing : RowPerThread;
 

@@ -1,9 +1,7 @@
-using ILGPU;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.OpenCL;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
-using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
 using Infer.Kernels.Gpu.Kernels;
@@ -25,7 +23,9 @@ public sealed class KernelCompileTests
         int count = 0;
         foreach (var (name, method, isImplicit) in GpuKernels.EntryPoints())
         {
-            var entry = isImplicit ? EntryPointDescription.FromImplicitlyGroupedKernel(method) : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+            var entry = isImplicit
+                ? EntryPointDescription.FromImplicitlyGroupedKernel(method)
+                : EntryPointDescription.FromExplicitlyGroupedKernel(method);
             var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
             Assert.Contains(".entry", compiled.PTXAssembly);
             count++;
@@ -41,7 +41,9 @@ public sealed class KernelCompileTests
         int count = 0;
         foreach (var (name, method, isImplicit) in GpuKernels.EntryPoints())
         {
-            var entry = isImplicit ? EntryPointDescription.FromImplicitlyGroupedKernel(method) : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+            var entry = isImplicit
+                ? EntryPointDescription.FromImplicitlyGroupedKernel(method)
+                : EntryPointDescription.FromExplicitlyGroupedKernel(method);
             var compiled = (CLCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
             Assert.Contains("kernel", compiled.Source);
             count++;

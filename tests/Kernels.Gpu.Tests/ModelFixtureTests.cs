@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using System.Text.Json;
-using Infer.Kernels.Gpu;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;

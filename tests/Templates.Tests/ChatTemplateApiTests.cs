@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Infer.Templates;
 
 namespace Infer.Templates.Tests;
 
@@ -147,7 +146,8 @@ public class ChatTemplateApiTests
     public void EndlessLoopsStopAtTheIterationLimit()
     {
         var t = ChatTemplate.Parse("{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}");
-        var ex = Assert.Throws<TemplateException>(() => t.Render(new Dictionary<string, object?>(), new TemplateOptions { MaxLoopIterations = 5000 }));
+        var ex = Assert.Throws<TemplateException>(
+            () => t.Render(new Dictionary<string, object?>(), new TemplateOptions { MaxLoopIterations = 5000 }));
         Assert.Contains("5000 loop iterations", ex.Detail);
     }
 

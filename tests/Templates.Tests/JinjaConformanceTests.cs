@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Infer.Templates;
 using Infer.Tests;
 
 namespace Infer.Templates.Tests;

@@ -19,6 +19,7 @@ public readonly record struct Bound(string Name, double Value)
 /// <summary>One output of a case compared with its reference.</summary>
 /// <param name="What">which output and which backend ("gpu y", "cpu q").</param>
 /// <param name="Nmse">Σ(ref - x)² / Σ ref² (ggml's nmse); NaN when x holds a NaN (an element never written).</param>
+/// <param name="Bound">the largest <paramref name="Nmse"/> that passes.</param>
 public sealed record Comparison(string What, double Nmse, Bound Bound)
 {
     public bool Ok => Nmse <= Bound.Value; // false for NaN

@@ -9,8 +9,11 @@ using Infer.Runtime.Gguf;
 namespace Infer.BackendOps;
 
 /// <summary>What <c>backend-ops perf</c> times.</summary>
+/// <param name="Ops">operation names to time (empty: all).</param>
+/// <param name="Types">weight types to time (empty: all).</param>
 /// <param name="Model">"1b", "8b" or null for both.</param>
 /// <param name="Quick">one weight type, a tiny model's decode shapes, few repeats and no rotation (CI, the CPU accelerator).</param>
+/// <param name="Threads">threads of the CPU backend's baseline sweep (0: all cores).</param>
 public sealed record PerfOptions(IReadOnlyList<string> Ops, IReadOnlyList<string> Types, string? Model, bool Quick, int Threads);
 
 /// <summary>One timed operation: median time per call, bytes and FLOPs it must move and do, and the rates they give.</summary>

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Infer.Kernels.Gpu;
 
 namespace Infer.BackendOps;
 

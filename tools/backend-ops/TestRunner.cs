@@ -23,6 +23,9 @@ public sealed record TestOptions(IReadOnlyList<string> Ops, IReadOnlyList<string
 }
 
 /// <summary>The results of one device.</summary>
+/// <param name="Device">its <c>--device</c> id (<c>cuda:0</c>).</param>
+/// <param name="Description">its id, name and memory, as printed in the summary line.</param>
+/// <param name="Cases">one result per case run, in the order run.</param>
 /// <param name="NotRun">cases left when the time limit was reached.</param>
 public sealed record DeviceReport(string Device, string Description, IReadOnlyList<CaseResult> Cases, int NotRun = 0)
 {

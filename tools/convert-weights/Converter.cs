@@ -72,8 +72,10 @@ public static class Converter
             int permute = 0;
             if (cfg.PermuteQk && name.StartsWith("blk.", StringComparison.Ordinal))
             {
-                if (name.EndsWith(".attn_q.weight", StringComparison.Ordinal) || name.EndsWith(".attn_q.bias", StringComparison.Ordinal)) permute = cfg.HeadCount;
-                else if (name.EndsWith(".attn_k.weight", StringComparison.Ordinal) || name.EndsWith(".attn_k.bias", StringComparison.Ordinal)) permute = cfg.HeadCountKv;
+                if (name.EndsWith(".attn_q.weight", StringComparison.Ordinal) || name.EndsWith(".attn_q.bias", StringComparison.Ordinal))
+                    permute = cfg.HeadCount;
+                else if (name.EndsWith(".attn_k.weight", StringComparison.Ordinal) || name.EndsWith(".attn_k.bias", StringComparison.Ordinal))
+                    permute = cfg.HeadCountKv;
             }
             plan.Add(new PlannedTensor(name, GgmlType.F32, dims, new SafetensorsSource(t, permute)));
         }
@@ -181,7 +183,8 @@ public static class Converter
                 case "dynamic":
                     break; // dynamic NTK scaling: llama.cpp's converter writes nothing for it either
                 default:
-                    throw new UnsupportedModelException(cfg.Path, $"rope_scaling type '{rs.Type}' is not supported (default, linear, yarn, llama3, dynamic are)");
+                    throw new UnsupportedModelException(cfg.Path,
+                        $"rope_scaling type '{rs.Type}' is not supported (default, linear, yarn, llama3, dynamic are)");
             }
         }
         if (cfg.RopeTheta is { } theta) md.Float32($"{a}.rope.freq_base", (float)theta);

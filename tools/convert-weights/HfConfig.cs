@@ -77,7 +77,8 @@ public sealed record HfConfig
             var r = new JsonReader(path, root);
             string hfArch = r.Architecture();
             if (!SupportedArchitectures.TryGetValue(hfArch, out var arch))
-                throw new UnsupportedModelException(path, $"architecture '{hfArch}' is not supported; supported: {string.Join(", ", SupportedArchitectures.Keys)}");
+                throw new UnsupportedModelException(path,
+                    $"architecture '{hfArch}' is not supported; supported: {string.Join(", ", SupportedArchitectures.Keys)}");
             int heads = r.RequiredInt("num_attention_heads", "n_head", "n_heads");
             int hidden = r.RequiredInt("hidden_size", "n_embd", "dim");
             // llama.cpp prefers rope_parameters (transformers 5) over rope_scaling, and its rope_theta over the top-level one
@@ -160,7 +161,8 @@ public sealed record HfConfig
 
         public string Architecture()
         {
-            if (!obj.TryGetProperty("architectures", out var a) || a.ValueKind != JsonValueKind.Array || a.GetArrayLength() == 0 || a[0].ValueKind != JsonValueKind.String)
+            if (!obj.TryGetProperty("architectures", out var a) || a.ValueKind != JsonValueKind.Array || a.GetArrayLength() == 0
+                || a[0].ValueKind != JsonValueKind.String)
                 throw new ModelFormatException(path, "no 'architectures' list");
             return a[0].GetString()!;
         }

@@ -24,7 +24,8 @@ public sealed class QuantRules
     {
         _type = type;
         _tiedEmbeddings = !tensorNames.Contains("output.weight");
-        _nAttentionV = tensorNames.Count(n => n.Contains("attn_v.weight", StringComparison.Ordinal) || n.Contains("attn_qkv.weight", StringComparison.Ordinal));
+        _nAttentionV = tensorNames.Count(n =>
+            n.Contains("attn_v.weight", StringComparison.Ordinal) || n.Contains("attn_qkv.weight", StringComparison.Ordinal));
         _nFfnDown = tensorNames.Count(n => n.Contains("ffn_down", StringComparison.Ordinal));
         _is70B = arch == "llama" && blockCount == 80; // LLM_TYPE_70B: 8 heads share attn_v
     }

@@ -18,9 +18,12 @@ public static class Synth
         ["llama-3.2-1b"] = Llama("llama-3.2-1b", layers: 16, hidden: 2048, ffn: 8192, heads: 32, kv: 8, headDim: 64, tied: true, ropeFactor: 32),
         ["llama-3.2-3b"] = Llama("llama-3.2-3b", layers: 28, hidden: 3072, ffn: 8192, heads: 24, kv: 8, headDim: 128, tied: true, ropeFactor: 32),
         ["llama-3.1-8b"] = Llama("llama-3.1-8b", layers: 32, hidden: 4096, ffn: 14336, heads: 32, kv: 8, headDim: 128, tied: false, ropeFactor: 8),
-        ["qwen2.5-0.5b"] = Qwen("qwen2.5-0.5b", "Qwen2ForCausalLM", "qwen2", layers: 24, hidden: 896, ffn: 4864, heads: 14, kv: 2, headDim: null, ctx: 32768, tied: true),
-        ["qwen3-0.6b"] = Qwen("qwen3-0.6b", "Qwen3ForCausalLM", "qwen3", layers: 28, hidden: 1024, ffn: 3072, heads: 16, kv: 8, headDim: 128, ctx: 40960, tied: true),
-        ["qwen3-8b"] = Qwen("qwen3-8b", "Qwen3ForCausalLM", "qwen3", layers: 36, hidden: 4096, ffn: 12288, heads: 32, kv: 8, headDim: 128, ctx: 40960, tied: false),
+        ["qwen2.5-0.5b"] = Qwen("qwen2.5-0.5b", "Qwen2ForCausalLM", "qwen2",
+            layers: 24, hidden: 896, ffn: 4864, heads: 14, kv: 2, headDim: null, ctx: 32768, tied: true),
+        ["qwen3-0.6b"] = Qwen("qwen3-0.6b", "Qwen3ForCausalLM", "qwen3",
+            layers: 28, hidden: 1024, ffn: 3072, heads: 16, kv: 8, headDim: 128, ctx: 40960, tied: true),
+        ["qwen3-8b"] = Qwen("qwen3-8b", "Qwen3ForCausalLM", "qwen3",
+            layers: 36, hidden: 4096, ffn: 12288, heads: 32, kv: 8, headDim: 128, ctx: 40960, tied: false),
     };
 
     private static HfConfig Llama(string name, int layers, int hidden, int ffn, int heads, int kv, int headDim, bool tied, double ropeFactor) => new()
@@ -42,26 +45,28 @@ public static class Synth
         RopeScaling = new RopeScaling("llama3", ropeFactor, 1.0, 4.0, 8192),
     };
 
-    private static HfConfig Qwen(string name, string hfArch, string arch, int layers, int hidden, int ffn, int heads, int kv, int? headDim, int ctx, bool tied) => new()
-    {
-        Path = $"preset {name}",
-        HfArchitecture = hfArch,
-        Arch = arch,
-        BlockCount = layers,
-        ContextLength = ctx,
-        EmbeddingLength = hidden,
-        FeedForwardLength = ffn,
-        HeadCount = heads,
-        HeadCountKv = kv,
-        HeadDimFromConfig = headDim,
-        RopeTheta = 1000000,
-        RmsNormEps = 1e-6,
-        VocabSize = 151936,
-        TieWordEmbeddings = tied,
-    };
+    private static HfConfig Qwen(string name, string hfArch, string arch, int layers, int hidden, int ffn, int heads, int kv, int? headDim,
+        int ctx, bool tied) => new()
+        {
+            Path = $"preset {name}",
+            HfArchitecture = hfArch,
+            Arch = arch,
+            BlockCount = layers,
+            ContextLength = ctx,
+            EmbeddingLength = hidden,
+            FeedForwardLength = ffn,
+            HeadCount = heads,
+            HeadCountKv = kv,
+            HeadDimFromConfig = headDim,
+            RopeTheta = 1000000,
+            RmsNormEps = 1e-6,
+            VocabSize = 151936,
+            TieWordEmbeddings = tied,
+        };
 
     /// <summary>Shapes given on the command line (architecture llama unless stated).</summary>
-    public static HfConfig Custom(string arch, int layers, int hidden, int ffn, int heads, int kv, int? headDim, int ctx, double ropeTheta, double rmsEps, bool tied)
+    public static HfConfig Custom(string arch, int layers, int hidden, int ffn, int heads, int kv, int? headDim, int ctx, double ropeTheta,
+        double rmsEps, bool tied)
     {
         string hfArch = HfConfig.SupportedArchitectures.FirstOrDefault(kv => kv.Value == arch).Key
             ?? throw new UsageException($"unknown architecture '{arch}' (llama, qwen2, qwen3)");
@@ -90,11 +95,15 @@ public static class Synth
         };
     }
 
-    /// <summary>The tensors of a model with <paramref name="cfg"/>'s shapes, in llama.cpp's converter order, with their types for <paramref name="type"/>.</summary>
+    /// <summary>
+    /// The tensors of a model with <paramref name="cfg"/>'s shapes, in llama.cpp's converter order, with their types for
+    /// <paramref name="type"/>.
+    /// </summary>
     public static List<PlannedTensor> Plan(HfConfig cfg, OutputType type, ulong seed)
     {
         var names = new List<(string Name, long[] Dims)>();
-        long hidden = cfg.EmbeddingLength, q = (long)cfg.HeadCount * cfg.HeadDim, kv = (long)cfg.HeadCountKv * cfg.HeadDim, ff = cfg.FeedForwardLength;
+        long hidden = cfg.EmbeddingLength, ff = cfg.FeedForwardLength;
+        long q = (long)cfg.HeadCount * cfg.HeadDim, kv = (long)cfg.HeadCountKv * cfg.HeadDim;
         if (cfg.TieWordEmbeddings != true) names.Add(("output.weight", [hidden, cfg.VocabSize]));
         names.Add(("token_embd.weight", [hidden, cfg.VocabSize]));
         for (int b = 0; b < cfg.BlockCount; b++)
@@ -120,7 +129,8 @@ public static class Synth
         var plan = new List<PlannedTensor>();
         if (cfg.Arch == "llama" && cfg.RopeScaling is { Type: "llama3" } rs)
         {
-            float[] factors = Llama3RopeFactors.Compute(cfg.RopeTheta ?? 10000, cfg.HeadDim, rs.Factor, rs.LowFreqFactor, rs.HighFreqFactor, rs.OriginalContextLength ?? 8192);
+            float[] factors = Llama3RopeFactors.Compute(cfg.RopeTheta ?? 10000, cfg.HeadDim, rs.Factor, rs.LowFreqFactor, rs.HighFreqFactor,
+                rs.OriginalContextLength ?? 8192);
             plan.Add(new PlannedTensor("rope_freqs.weight", GgmlType.F32, [factors.Length], new ArraySource(factors)));
         }
         for (int i = 0; i < names.Count; i++)
@@ -135,7 +145,8 @@ public static class Synth
     }
 
     /// <summary>Writes the model; the donor's tokenizer.* keys are copied and its token count sets the vocabulary size.</summary>
-    public static void Write(HfConfig shape, OutputType type, string donorPath, string outPath, ulong seed, string name, IProgress<WriteProgress>? progress = null)
+    public static void Write(HfConfig shape, OutputType type, string donorPath, string outPath, ulong seed, string name,
+        IProgress<WriteProgress>? progress = null)
     {
         MetadataList vocab;
         int vocabSize;

@@ -67,7 +67,10 @@ public static partial class TensorNames
     }
 }
 
-/// <summary>Hugging Face's llama checkpoints store Q and K rows in the "rotate half" RoPE layout; llama.cpp's graph expects interleaved pairs.</summary>
+/// <summary>
+/// Hugging Face's llama checkpoints store Q and K rows in the "rotate half" RoPE layout; llama.cpp's graph expects
+/// interleaved pairs.
+/// </summary>
 public static class QkPermutation
 {
     /// <summary>

@@ -102,7 +102,8 @@ public static class Vocab
             }
         }
         string tcPath = Path.Combine(dir, "tokenizer_config.json");
-        if (ReadJsonObject(tcPath) is { } tc && tc.TryGetProperty("added_tokens_decoder", out var decoder) && decoder.ValueKind == JsonValueKind.Object)
+        if (ReadJsonObject(tcPath) is { } tc
+            && tc.TryGetProperty("added_tokens_decoder", out var decoder) && decoder.ValueKind == JsonValueKind.Object)
         {
             foreach (var p in decoder.EnumerateObject())
             {
@@ -141,9 +142,12 @@ public static class Vocab
             throw new ModelFormatException(path, "no 'model' object");
         string? modelType = model.TryGetProperty("type", out var mt) ? mt.GetString() : null;
         bool byteFallback = model.TryGetProperty("byte_fallback", out var bf) && bf.ValueKind == JsonValueKind.True;
-        string? decoderType = root.TryGetProperty("decoder", out var dec) && dec.ValueKind == JsonValueKind.Object && dec.TryGetProperty("type", out var dt) ? dt.GetString() : null;
+        string? decoderType = root.TryGetProperty("decoder", out var dec) && dec.ValueKind == JsonValueKind.Object
+            && dec.TryGetProperty("type", out var dt) ? dt.GetString() : null;
         if (modelType != "BPE" || byteFallback || decoderType != "ByteLevel")
-            throw new UnsupportedModelException(path, $"tokenizer model '{modelType}' (byte_fallback {byteFallback}, decoder '{decoderType}') is not a byte-level BPE; only byte-level BPE tokenizer.json or SentencePiece tokenizer.model are supported");
+            throw new UnsupportedModelException(path,
+                $"tokenizer model '{modelType}' (byte_fallback {byteFallback}, decoder '{decoderType}') is not a byte-level BPE; "
+                + "only byte-level BPE tokenizer.json or SentencePiece tokenizer.model are supported");
 
         var added = ReadAddedTokens(root, path, out var addedSpecial);
         int vocabSize = cfg.VocabSize;
@@ -205,7 +209,8 @@ public static class Vocab
         foreach (var m in merges.EnumerateArray())
         {
             if (m.ValueKind == JsonValueKind.String) result[i++] = m.GetString()!;
-            else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2 && m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String)
+            else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2
+                && m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String)
                 // transformers >= 4.45 pairs; a space inside a part is written as U+0120 as gguf-py does
                 result[i++] = m[0].GetString()!.Replace(' ', '\u0120') + " " + m[1].GetString()!.Replace(' ', '\u0120');
             else throw new ModelFormatException(path, $"merge #{i} has an unknown format");
@@ -284,7 +289,8 @@ public static class Vocab
             {
                 string jinja = Path.Combine(dir, "chat_template.jinja");
                 if (File.Exists(jinja)) chatTemplate = File.ReadAllText(jinja);
-                else if (ReadJsonObject(Path.Combine(dir, "chat_template.json")) is { } cj && cj.TryGetProperty("chat_template", out var cjt) && cjt.ValueKind == JsonValueKind.String)
+                else if (ReadJsonObject(Path.Combine(dir, "chat_template.json")) is { } cj
+                    && cj.TryGetProperty("chat_template", out var cjt) && cjt.ValueKind == JsonValueKind.String)
                     chatTemplate = cjt.GetString();
             }
             foreach (var typ in SpecialTypes)
@@ -295,7 +301,8 @@ public static class Vocab
                 if (t.TryGetProperty($"{typ}_token", out var e))
                 {
                     if (e.ValueKind == JsonValueKind.String) content = e.GetString();
-                    else if (e.ValueKind == JsonValueKind.Object && e.TryGetProperty("content", out var ec) && ec.ValueKind == JsonValueKind.String) content = ec.GetString();
+                    else if (e.ValueKind == JsonValueKind.Object && e.TryGetProperty("content", out var ec) && ec.ValueKind == JsonValueKind.String)
+                        content = ec.GetString();
                 }
                 if (content is not null && addedTokens.TryGetValue(content, out int id)) SetId(typ, id);
             }
@@ -380,10 +387,12 @@ public static class Vocab
 public static class PreTokenizer
 {
     /// <summary>Llama 3's split regex (tiktoken cl100k style, digits in groups of up to three).</summary>
-    public const string Llama3Regex = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    public const string Llama3Regex =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     /// <summary>Qwen 2 / 2.5 / 3's split regex (the same, but single digits).</summary>
-    public const string Qwen2Regex = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    public const string Qwen2Regex =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     public static readonly IReadOnlyDictionary<string, string> KnownRegexes = new Dictionary<string, string>
     {
@@ -429,7 +438,8 @@ public static class PreTokenizer
         if (regexes.Count == 0 && byteLevelRegex) return "gpt-2"; // plain ByteLevel pre-tokenizer: GPT-2's built-in regex
         if (regexes.Count == 1 && !byteLevelRegex && KnownRegexes.TryGetValue(regexes[0], out var name)) return name;
         throw new UnsupportedModelException(path,
-            $"unrecognized BPE pre-tokenizer ({(regexes.Count == 0 ? "no split regex" : "regex " + string.Join(" + ", regexes))}); known: {string.Join(", ", KnownRegexes.Values)}, gpt-2");
+            $"unrecognized BPE pre-tokenizer ({(regexes.Count == 0 ? "no split regex" : "regex " + string.Join(" + ", regexes))}); "
+            + $"known: {string.Join(", ", KnownRegexes.Values)}, gpt-2");
     }
 
     private static void Collect(JsonElement e, List<string> regexes, ref bool byteLevelRegex)

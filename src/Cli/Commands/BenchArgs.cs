@@ -10,13 +10,20 @@ namespace Infer.Cli.Commands;
 /// The settings of <c>infer bench</c>. As llama-bench, -p, -n, -d, -t, -ctk and -ctv take comma lists (<c>-p 128,512 -d 0,4096
 /// -t 1,2</c>) and every combination runs in turn.
 /// </summary>
+/// <param name="Source">-m FILE or -hf REPO.</param>
 /// <param name="Prompt">-p: prompt lengths of the pp tests (0: none).</param>
 /// <param name="Gen">-n: tokens of the tg tests (0: none).</param>
 /// <param name="Depth">-d: tokens already in the KV cache before each test.</param>
 /// <param name="Threads">-t: CPU threads (0: every core).</param>
 /// <param name="TypeK">-ctk: K cache types; null is the default (f16 on the CPU, f32 on a GPU).</param>
 /// <param name="TypeV">-ctv: V cache types.</param>
+/// <param name="Repetitions">-r: timed runs per test (after one warm-up run).</param>
 /// <param name="Output">-o: md, json, jsonl or csv.</param>
+/// <param name="NoBandwidth">--no-bandwidth: skip measuring the read bandwidth.</param>
+/// <param name="Repack">false with --no-repack.</param>
+/// <param name="Profile">--profile: time each operation (CPU backend).</param>
+/// <param name="Device">--device.</param>
+/// <param name="GpuLayers">-ngl; null: every layer on the GPU, if there is one.</param>
 internal sealed record BenchArgs(ModelSource Source, int[] Prompt, int[] Gen, int[] Depth, int[] Threads, KvCacheType?[] TypeK,
     KvCacheType?[] TypeV, int Repetitions, string Output, bool NoBandwidth, bool Repack, bool Profile, DeviceRequest Device, int? GpuLayers)
 {

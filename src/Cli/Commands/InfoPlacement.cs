@@ -11,6 +11,11 @@ namespace Infer.Cli.Commands;
 /// </summary>
 internal static class InfoPlacement
 {
+    /// <param name="file">the model file; only its tensor table is read.</param>
+    /// <param name="config">the model's hyperparameters (layer count, KV heads, context).</param>
+    /// <param name="device">the <c>--device</c> value.</param>
+    /// <param name="gpuLayers"><c>-ngl</c>: layers on the GPU; null for all, 0 for the CPU only.</param>
+    /// <param name="contextLength"><c>-c</c>: KV positions (0: the model's own, at most 4096).</param>
     /// <param name="listDevices">the accelerators present (<see cref="GpuContextFactory.ListDevices"/>; tests pass their own).</param>
     public static IEnumerable<string> Lines(GgufFile file, ModelConfig config, DeviceRequest device, int? gpuLayers, int contextLength,
         Func<IReadOnlyList<GpuDeviceInfo>> listDevices)

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using Infer.Cli.Options;
-using Infer.Templates;
 using Infer.Server;
+using Infer.Templates;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;

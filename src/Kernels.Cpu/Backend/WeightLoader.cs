@@ -20,6 +20,11 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
     /// <summary>Bytes of weights copied into repacked layout so far.</summary>
     public long RepackedBytes { get; private set; }
 
+    /// <param name="name">the tensor's name, for messages and profiles.</param>
+    /// <param name="type">its element type.</param>
+    /// <param name="rows">rows of the matrix (1 for a vector).</param>
+    /// <param name="cols">elements per row.</param>
+    /// <param name="data">rows × row bytes of <paramref name="type"/>.</param>
     /// <param name="mapped">data is a read-only file mapping (its pages may be released once repacked), not caller memory.</param>
     /// <param name="repack">false: never repacked (a table that is only looked up).</param>
     public CpuWeight Bind(string name, GgmlType type, int rows, int cols, byte* data, bool mapped = false, bool repack = true)

@@ -56,10 +56,17 @@ public static unsafe class FlashAttention
     /// and the <paramref name="groupHeads"/> query heads of one KV head.
     /// </summary>
     /// <param name="q">query of token t, group head g at q[t * qStride + g * headDim + i] (the caller offsets to the group's first head).</param>
+    /// <param name="qStride">floats from one token's queries to the next token's.</param>
     /// <param name="output">output of token t, group head g at output[t * outStride + g * headDim + i].</param>
+    /// <param name="outStride">floats from one token's output to the next token's.</param>
     /// <param name="positions">cache position of each token; token t attends to positions 0..positions[t].</param>
+    /// <param name="tokens">tokens in the block (rows of q and output).</param>
+    /// <param name="groupHeads">query heads that share this KV head (grouped-query attention).</param>
+    /// <param name="headDim">floats per head, in q, k, v and output alike.</param>
     /// <param name="keys">key of cache position p at keys[p * kvStride + i] (offset to the KV head).</param>
     /// <param name="values">value of cache position p at values[p * kvStride + i].</param>
+    /// <param name="kvStride">floats from one cache position's key (or value) to the next position's.</param>
+    /// <param name="scale">multiplies q·k before the softmax (1/√headDim for standard attention).</param>
     /// <param name="scratch">at least <see cref="ScratchFloats"/>(tokens, groupHeads, headDim) floats, 64-byte aligned.</param>
     public static void Attend(float* q, int qStride, float* output, int outStride, int* positions, int tokens, int groupHeads, int headDim,
         float* keys, float* values, int kvStride, float scale, float* scratch)
@@ -141,7 +148,8 @@ public static unsafe class FlashAttention
 
     /// <summary>
     /// Scalar reference: naive softmax attention, one query row at a time (scores over 0..pos, softmax, weighted sum of values).
-    /// Same arguments as <see cref="Attend"/>; allocates its score buffer (a test reference, not for the forward pass).
+    /// Same arguments as <see cref="Attend(float*, int, float*, int, int*, int, int, int, float*, float*, int, float, float*)"/>;
+    /// allocates its score buffer (a test reference, not for the forward pass).
     /// </summary>
     public static void AttendRef(float* q, int qStride, float* output, int outStride, int* positions, int tokens, int groupHeads, int headDim,
         float* keys, float* values, int kvStride, float scale)

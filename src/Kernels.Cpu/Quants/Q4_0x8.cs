@@ -114,7 +114,7 @@ public static unsafe class Q4_0x8
     internal static Vector256<byte> HighNibbles16<T>(Vector256<byte> p, Vector256<byte> highMask) where T : struct, IIntDot =>
         typeof(T) == typeof(VnniDot) ? p & highMask : Vector256.ShiftRightLogical(p.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
 
-    /// <summary>A sum of <see cref="HighNibbles16{T}"/> products as 16·Σhi·y.</summary>
+    /// <summary>A sum of <see cref="HighNibbles16{T}(Vector256{byte})"/> products as 16·Σhi·y.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<int> HighSum16<T>(Vector256<int> s) where T : struct, IIntDot => typeof(T) == typeof(VnniDot) ? s : s << 4;
 

@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Runtime;
 using Infer.Kernels.Gpu.Kernels;
 
 namespace Infer.Kernels.Gpu.Backend;

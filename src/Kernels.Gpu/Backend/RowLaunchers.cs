@@ -51,7 +51,8 @@ internal sealed class RowLaunchers
 
     public void AddBias(GpuActivation y, GpuWeight bias)
     {
-        if (bias.Floats is null || bias.Cols != y.Cols) throw new ArgumentException($"bias '{bias.Name}' ({bias.Cols}) does not match rows of {y.Cols}");
+        if (bias.Floats is null || bias.Cols != y.Cols)
+            throw new ArgumentException($"bias '{bias.Name}' ({bias.Cols}) does not match rows of {y.Cols}");
         if (d.N == 0) return;
         _addBias(d.N * y.Cols, y.View, bias.Floats.View, y.Cols);
         d.Count();

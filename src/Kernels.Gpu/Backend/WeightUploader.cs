@@ -15,9 +15,11 @@ internal sealed class FormatKernels
     public required Action<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int> Embed;
     public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, MatMulArgs> MatMul;
     public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
-        ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs> MatMulFused;
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        FusedMatMulArgs> MatMulFused;
     public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
-        ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs, RopeStoreViews> MatMulNorm;
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        FusedMatMulArgs, RopeStoreViews> MatMulNorm;
 }
 
 /// <summary>Uploads weights in their own format and compiles each format's embed and matmul kernels once.</summary>
@@ -48,12 +50,15 @@ internal sealed class WeightUploader(DeviceState d)
 
     private FormatKernels Load<TF>() where TF : struct, IWeightFormat => new()
     {
-        Embed = d.Acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int>(GpuKernels.Embed<TF>),
+        Embed = d.Acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int>(
+            GpuKernels.Embed<TF>),
         MatMul = d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, MatMulArgs>(GpuKernels.MatMul<TF>),
         MatMulFused = d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs>(GpuKernels.MatMulFused<TF>),
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            FusedMatMulArgs>(GpuKernels.MatMulFused<TF>),
         MatMulNorm = d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, FusedMatMulArgs, RopeStoreViews>(GpuKernels.MatMulNorm<TF>),
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            FusedMatMulArgs, RopeStoreViews>(GpuKernels.MatMulNorm<TF>),
     };
 
     /// <summary>Weight types this backend runs.</summary>
@@ -63,7 +68,8 @@ internal sealed class WeightUploader(DeviceState d)
     public unsafe IWeight LoadWeight(GgufTensor tensor)
     {
         if (!IsSupported(tensor.Type))
-            throw new UnsupportedModelException(null, $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which the GPU backend does not support yet");
+            throw new UnsupportedModelException(null,
+                $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which the GPU backend does not support yet");
         int cols = checked((int)tensor.RowLength);
         int rows = checked((int)tensor.RowCount);
         return Upload(tensor.Name, tensor.Type, rows, cols, tensor.Data, tensor.ByteSize);
@@ -78,7 +84,8 @@ internal sealed class WeightUploader(DeviceState d)
     public unsafe GpuWeight Upload(string name, GgmlType type, int rows, int cols, byte* data, long byteSize)
     {
         if (!IsSupported(type))
-            throw new UnsupportedModelException(null, $"tensor '{name}' has type {GgmlTypeInfo.Name(type)}, which the GPU backend does not support yet");
+            throw new UnsupportedModelException(null,
+                $"tensor '{name}' has type {GgmlTypeInfo.Name(type)}, which the GPU backend does not support yet");
         if (rows < 1 || cols < 1 || cols % GgmlTypeInfo.BlockSize(type) != 0)
             throw new ArgumentException($"tensor '{name}': bad shape [{cols}, {rows}] for {GgmlTypeInfo.Name(type)}");
         long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
@@ -156,6 +163,9 @@ internal sealed class WeightUploader(DeviceState d)
                 }
         }
         WeightBytes += words.LengthInBytes + (scales?.LengthInBytes ?? 0);
-        return new GpuWeight { Name = name, Type = type, Rows = rows, Cols = cols, Words = words, Scales = scales, Floats = floats, Kernels = kernels };
+        return new GpuWeight
+        {
+            Name = name, Type = type, Rows = rows, Cols = cols, Words = words, Scales = scales, Floats = floats, Kernels = kernels,
+        };
     }
 }

@@ -62,7 +62,8 @@ internal static partial class GpuKernels
 
     /// <summary>The rows of <see cref="MatMulFused{TF}"/> for one token tile, its rows starting at x0 in x, xStride apart.</summary>
     private static void FusedBody<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
-        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, long x0, int xStride, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
+        ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, long x0, int xStride,
+        ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
         ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, ArrayView<float> sh, RopeStoreViews rs)
         where TF : struct, IWeightFormat
     {

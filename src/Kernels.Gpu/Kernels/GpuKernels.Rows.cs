@@ -11,7 +11,8 @@ internal static partial class GpuKernels
     /// <paramref name="residual"/> into x (x += r, written back), fusing the residual add that precedes every norm.
     /// Each thread touches the same indices in both passes, so x may alias y.
     /// </summary>
-    public static void RmsNorm(ArrayView<float> x, ArrayView<float> residual, ArrayView<float> w, ArrayView<float> y, int cols, int gc, int addResidual, float eps)
+    public static void RmsNorm(ArrayView<float> x, ArrayView<float> residual, ArrayView<float> w, ArrayView<float> y, int cols, int gc,
+        int addResidual, float eps)
     {
         var scratch = SharedMemory.Allocate<float>(MaxGroup);
         int chunks = cols / gc;

@@ -86,7 +86,8 @@ internal static partial class GpuKernels
     public static IEnumerable<(string Name, MethodInfo Method, bool Implicit)> EntryPoints()
     {
         var t = typeof(GpuKernels);
-        Type[] formats = [typeof(F32Words), typeof(F16Words), typeof(BF16Words), typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q6_KWords)];
+        Type[] formats =
+            [typeof(F32Words), typeof(F16Words), typeof(BF16Words), typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q6_KWords)];
         foreach (var f in formats)
         {
             yield return ($"Embed<{f.Name}>", t.GetMethod(nameof(Embed))!.MakeGenericMethod(f), true);

@@ -45,6 +45,11 @@ public sealed record RopeConfig(int Dims, float FreqBase, float FreqScale, bool 
 }
 
 /// <summary>Shape of the attention KV cache and how it stores K and V.</summary>
+/// <param name="Layers">layers whose K and V this cache holds.</param>
+/// <param name="Contexts">independent sequences.</param>
+/// <param name="ContextLength">positions per sequence.</param>
+/// <param name="KvHeads">key/value heads per layer.</param>
+/// <param name="HeadDim">elements per head (a cached row).</param>
 /// <param name="KType">element type of the cached keys (float32 when not given: the seam's exact default; models load with
 /// <see cref="KvCacheTypes.Default"/>).</param>
 /// <param name="VType">element type of the cached values.</param>

@@ -36,7 +36,7 @@ public sealed class ProfilingBackend : IBackend
         _matMulOther = Slot("matmul");
     }
 
-    /// <summary>The wrapped backend.</summary>
+    /// <summary>The backend every call is forwarded to and timed around.</summary>
     public IBackend Inner => _inner;
 
     public string Name => _inner.Name;

@@ -16,7 +16,7 @@ public static unsafe class Q4_0Format
     public const int BlockSize = 32;
     /// <summary>Bytes per block (<c>sizeof(block_q4_0)</c>).</summary>
     public const int TypeSize = 18;
-    /// <summary>Bytes of qs.</summary>
+    /// <summary>Bytes of qs: 32 4-bit quants, two to a byte (low nibbles the first 16 values, high nibbles the last 16).</summary>
     public const int QsBytes = 16;
 
     // byte offsets of the block fields (a test checks them against BlockQ4_0)

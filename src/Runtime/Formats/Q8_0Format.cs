@@ -16,7 +16,7 @@ public static unsafe class Q8_0Format
     public const int BlockSize = 32;
     /// <summary>Bytes per block (<c>sizeof(block_q8_0)</c>).</summary>
     public const int TypeSize = 34;
-    /// <summary>Bytes of qs.</summary>
+    /// <summary>Bytes of qs: 32 int8 quants, one per value.</summary>
     public const int QsBytes = 32;
 
     // byte offsets of the block fields (a test checks them against BlockQ8_0)

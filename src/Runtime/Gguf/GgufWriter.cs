@@ -25,7 +25,8 @@ public sealed class GgufDiskFullException : GgufWriteException
 /// <summary>
 /// Writes a GGUF v3 file in one pass with bounded memory:
 /// <list type="number">
-/// <item>declare metadata (<see cref="Add(string, GgufValueType, object)"/> and typed helpers) and tensors (<see cref="AddTensor"/>) in file order;</item>
+/// <item>declare metadata (<see cref="Add(string, GgufValueType, object)"/> and typed helpers) and tensors
+/// (<see cref="AddTensor"/>) in file order;</item>
 /// <item><see cref="WriteHeader"/>;</item>
 /// <item>stream each tensor's bytes, in declaration order, with <see cref="WriteTensorData"/> (any number of chunks per tensor);</item>
 /// <item><see cref="Commit"/>: pads, flushes and renames the temporary file <c>PATH.tmp</c> to <c>PATH</c>.</item>
@@ -55,7 +56,7 @@ public sealed class GgufWriter : IDisposable
 
     public uint Alignment { get; }
 
-    /// <summary>Final path of the file.</summary>
+    /// <summary>Where the file appears on <see cref="Commit"/> (full path); until then it is written to <c>PATH.tmp</c>.</summary>
     public string Path => _path;
 
     /// <summary>Creates <c>path.tmp</c> beside <paramref name="path"/>; the file appears under its own name only on <see cref="Commit"/>.</summary>
@@ -150,7 +151,8 @@ public sealed class GgufWriter : IDisposable
         if (!ok) throw new ArgumentException($"metadata key '{key}': value of CLR type {value.GetType().Name} does not match GGUF type {type}");
         if (value is GgufArray a)
         {
-            if (depth >= GgufFile.MaxArrayDepth) throw new ArgumentException($"metadata key '{key}': arrays nested deeper than {GgufFile.MaxArrayDepth}");
+            if (depth >= GgufFile.MaxArrayDepth)
+                throw new ArgumentException($"metadata key '{key}': arrays nested deeper than {GgufFile.MaxArrayDepth}");
             Type expected = a.ElementType switch
             {
                 GgufValueType.UInt8 => typeof(byte[]),
@@ -197,7 +199,8 @@ public sealed class GgufWriter : IDisposable
             elements = checked(elements * d);
         }
         if (dims[0] % blockSize != 0)
-            throw new ArgumentException($"tensor '{name}' row length {dims[0]} is not a multiple of the {GgmlTypeInfo.Name(type)} block size {blockSize}");
+            throw new ArgumentException(
+                $"tensor '{name}' row length {dims[0]} is not a multiple of the {GgmlTypeInfo.Name(type)} block size {blockSize}");
         if (!_tensorNames.Add(name)) throw new ArgumentException($"duplicate tensor name '{name}'");
         long size = checked(elements / blockSize * typeSize);
         _tensors.Add(new TensorInfo(name, type, dims.ToArray(), size, _dataSize));
@@ -276,7 +279,8 @@ public sealed class GgufWriter : IDisposable
         if (_currentTensor < _tensors.Count)
         {
             var t = _tensors[_currentTensor];
-            throw new InvalidOperationException($"tensor '{t.Name}' has {_currentWritten} of its {t.ByteSize} bytes; {_tensors.Count - _currentTensor} tensor(s) incomplete");
+            throw new InvalidOperationException(
+                $"tensor '{t.Name}' has {_currentWritten} of its {t.ByteSize} bytes; {_tensors.Count - _currentTensor} tensor(s) incomplete");
         }
         var stream = _stream ?? throw new ObjectDisposedException(_path);
         try

@@ -2,7 +2,7 @@ namespace Infer.Runtime.Grammar;
 
 /// <summary>
 /// A parsed GBNF grammar (llama.cpp's syntax, see grammars/README.md there), independent of any tokenizer. Bind it to a
-/// vocabulary with <see cref="GrammarConstraint.Create(GbnfGrammar, Tokenizers.Tokenizer)"/> to constrain sampling.
+/// vocabulary with <see cref="GrammarConstraint.Create(GbnfGrammar, Tokenizers.Tokenizer, long)"/> to constrain sampling.
 /// Immutable and thread-safe.
 /// </summary>
 public sealed class GbnfGrammar

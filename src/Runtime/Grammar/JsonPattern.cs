@@ -29,6 +29,8 @@ internal sealed class JsonPattern
     }
 
     /// <summary>GBNF for the inside of the JSON string (no quotes).</summary>
+    /// <param name="pattern">the schema's <c>pattern</c> value.</param>
+    /// <param name="error">makes the exception thrown for an unsupported or malformed pattern (the message says where).</param>
     /// <param name="addRule">adds a helper rule (name, body) and returns the name it got.</param>
     /// <param name="anyChar">the rule for one JSON string character, used on an unanchored side.</param>
     public static string Convert(string pattern, Func<string, Exception> error, Func<string, string, string> addRule, string anyChar)
@@ -85,41 +87,41 @@ internal sealed class JsonPattern
         switch (c)
         {
             case '(':
-            {
-                _i++;
-                if (++_depth > GbnfParser.MaxNesting) throw Error($"groups are nested more than {GbnfParser.MaxNesting} deep");
-                if (Eat('?'))
                 {
-                    if (Eat(':')) { }
-                    else if (!AtEnd && Peek == '<' && _i + 1 < _p.Length && _p[_i + 1] is not ('=' or '!'))
+                    _i++;
+                    if (++_depth > GbnfParser.MaxNesting) throw Error($"groups are nested more than {GbnfParser.MaxNesting} deep");
+                    if (Eat('?'))
                     {
-                        int close = _p.IndexOf('>', _i);
-                        if (close < 0) throw Error("unterminated group name");
-                        _i = close + 1;
+                        if (Eat(':')) { }
+                        else if (!AtEnd && Peek == '<' && _i + 1 < _p.Length && _p[_i + 1] is not ('=' or '!'))
+                        {
+                            int close = _p.IndexOf('>', _i);
+                            if (close < 0) throw Error("unterminated group name");
+                            _i = close + 1;
+                        }
+                        else throw Error("lookahead and lookbehind are not supported");
                     }
-                    else throw Error("lookahead and lookbehind are not supported");
+                    var alternatives = new List<string>();
+                    while (true)
+                    {
+                        alternatives.Add(Join(Sequence(topLevel: false)) is { Length: > 0 } s ? s : "\"\"");
+                        if (Eat('|')) continue;
+                        if (!Eat(')')) throw Error("missing ')'");
+                        break;
+                    }
+                    _depth--;
+                    return new Item(-1, "(" + string.Join(" | ", alternatives) + ")");
                 }
-                var alternatives = new List<string>();
-                while (true)
-                {
-                    alternatives.Add(Join(Sequence(topLevel: false)) is { Length: > 0 } s ? s : "\"\"");
-                    if (Eat('|')) continue;
-                    if (!Eat(')')) throw Error("missing ')'");
-                    break;
-                }
-                _depth--;
-                return new Item(-1, "(" + string.Join(" | ", alternatives) + ")");
-            }
             case '[':
                 return new Item(-1, ClassExpr(Class()));
             case '.':
                 _i++;
                 return new Item(-1, _addRule("dot", ClassExpr(CharSet.FromRanges([('\n', '\n'), ('\r', '\r'), (0x2028, 0x2029)], negate: true))));
             case '\\':
-            {
-                var set = Escape(inClass: false, out int single);
-                return set is null ? new Item(single, null) : new Item(-1, ClassExpr(set));
-            }
+                {
+                    var set = Escape(inClass: false, out int single);
+                    return set is null ? new Item(single, null) : new Item(-1, ClassExpr(set));
+                }
             case '*' or '+' or '?':
                 throw Error($"'{c}' has nothing to repeat");
             default:

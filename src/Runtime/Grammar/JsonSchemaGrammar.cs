@@ -30,6 +30,7 @@ public static class JsonSchemaGrammar
     }
 
     /// <summary>Converts a JSON schema (text) to GBNF.</summary>
+    /// <param name="schemaJson">the schema as JSON text (nested at most 256 deep).</param>
     /// <param name="unknownFormatsAsStrings">a <c>format</c> the grammar cannot enforce is a plain string, not an error.</param>
     /// <exception cref="JsonSchemaException">a keyword cannot be expressed (the message names it and where it is).</exception>
     /// <exception cref="GrammarException">the text is not JSON.</exception>
@@ -43,6 +44,7 @@ public static class JsonSchemaGrammar
     }
 
     /// <summary>Converts a JSON schema to GBNF.</summary>
+    /// <param name="schema">the schema's root; <c>$ref</c>s resolve against it.</param>
     /// <param name="unknownFormatsAsStrings">a <c>format</c> the grammar cannot enforce is a plain string, not an error.</param>
     /// <exception cref="JsonSchemaException">a keyword cannot be expressed (the message names it and where it is).</exception>
     public static string Convert(JsonElement schema, bool unknownFormatsAsStrings = false)

@@ -20,10 +20,13 @@ public enum ContextOverflowPolicy
 /// <summary>The outcome of one reply.</summary>
 /// <param name="Text">the reply as decoded text.</param>
 /// <param name="PromptTokens">tokens evaluated before generation (only the part not already in the cache).</param>
-/// <param name="GeneratedTokens">tokens generated.</param>
+/// <param name="GeneratedTokens">tokens sampled for the reply, the end-of-generation token not counted.</param>
+/// <param name="PromptSeconds">wall time of evaluating the new prompt tokens.</param>
+/// <param name="GenerationSeconds">wall time of sampling and evaluating the reply, from the first sample to the end.</param>
 /// <param name="DroppedTurns">turns removed by the shift policy before this reply (0 when none).</param>
 /// <param name="StopReason">"eog", "limit", "cancelled" or "context".</param>
-public sealed record ChatReply(string Text, int PromptTokens, int GeneratedTokens, double PromptSeconds, double GenerationSeconds, int DroppedTurns, string StopReason)
+public sealed record ChatReply(
+    string Text, int PromptTokens, int GeneratedTokens, double PromptSeconds, double GenerationSeconds, int DroppedTurns, string StopReason)
 {
     public double GenerationTokensPerSecond => GeneratedTokens / Math.Max(GenerationSeconds, 1e-9);
 }
@@ -36,7 +39,12 @@ public sealed class ChatSession
 {
     /// <summary>Used when a model carries no chat template: plain role-prefixed turns.</summary>
     public const string FallbackTemplate =
-        "{% for m in messages %}{% if m.role == 'system' %}{{ m.content }}\n\n{% elif m.role == 'user' %}User: {{ m.content }}\n{% else %}Assistant: {{ m.content }}\n{% endif %}{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}";
+        "{% for m in messages %}"
+        + "{% if m.role == 'system' %}{{ m.content }}\n\n"
+        + "{% elif m.role == 'user' %}User: {{ m.content }}\n"
+        + "{% else %}Assistant: {{ m.content }}\n{% endif %}"
+        + "{% endfor %}"
+        + "{% if add_generation_prompt %}Assistant:{% endif %}";
 
     private readonly Session _session;
     private readonly Tokenizer _tokenizer;
@@ -84,7 +92,10 @@ public sealed class ChatSession
         return all;
     }
 
-    /// <summary>Tokens of a rendered conversation: special-token text is parsed; BOS is added only if the model wants one and the template did not write it.</summary>
+    /// <summary>
+    /// Tokens of a rendered conversation: special-token text is parsed; BOS is added only if the model wants one and the
+    /// template did not write it.
+    /// </summary>
     public int[] Tokenize(string rendered)
     {
         var ids = _tokenizer.Encode(rendered, addSpecial: false, parseSpecial: true);
@@ -108,7 +119,9 @@ public sealed class ChatSession
     /// Adds a user turn and generates the assistant's reply, streaming decoded text to <paramref name="onText"/>
     /// (never half a UTF-8 character). Cancellation stops the reply within one token; the partial reply is kept.
     /// </summary>
-    /// <exception cref="ContextFullException">the conversation does not fit and the policy is <see cref="ContextOverflowPolicy.Stop"/> (the turn is not added).</exception>
+    /// <exception cref="ContextFullException">
+    /// the conversation does not fit and the policy is <see cref="ContextOverflowPolicy.Stop"/> (the turn is not added).
+    /// </exception>
     public ChatReply Respond(string userText, Action<string> onText, CancellationToken cancel = default)
     {
         _messages.Add(new ChatMessage("user", userText));

@@ -336,6 +336,9 @@ public sealed class LlamaModel : IDisposable
 
     private readonly struct WeightBinder(GgufFile file, IBackend backend, LoadProgress? progress)
     {
+        /// <param name="name">the tensor's name in the file.</param>
+        /// <param name="rows">rows the config expects (ggml's ne[1]).</param>
+        /// <param name="cols">row length the config expects (ne[0]).</param>
         /// <param name="lookupOnly">the matrix is an embedding table that is never multiplied.</param>
         public IWeight Matrix(string name, int rows, int cols, bool lookupOnly = false)
         {

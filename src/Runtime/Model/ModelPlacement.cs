@@ -7,6 +7,11 @@ namespace Infer.Runtime.Model;
 /// One part of a model as <see cref="LlamaModel.LoadSplit"/> places it: layers [First, First + Count) on one backend, with the
 /// token embedding (the first part) and the output norm and matrix (the last part).
 /// </summary>
+/// <param name="IsFirst">the part on the first backend (the GPU); false for the part on the CPU, and for the whole model with -ngl 0.</param>
+/// <param name="First">its first layer.</param>
+/// <param name="Count">its layers (0 when it holds only the embedding or the output).</param>
+/// <param name="Embedding">it holds the token embedding.</param>
+/// <param name="Output">it holds the output norm and matrix.</param>
 /// <param name="Tensors">the tensors the part loads (the token embedding twice over the parts when it doubles as the output).</param>
 /// <param name="KvCacheBytes">its layers' K and V for every position and sequence, in the part's cache types (float32 on the GPU).</param>
 public sealed record PlacedPart(bool IsFirst, int First, int Count, bool Embedding, bool Output, IReadOnlyList<GgufTensor> Tensors,
@@ -31,8 +36,11 @@ public sealed record PlacedPart(bool IsFirst, int First, int Count, bool Embeddi
 /// </summary>
 public static class ModelPlacement
 {
+    /// <param name="file">the model; only its tensor table is read.</param>
+    /// <param name="config">the model's hyperparameters.</param>
     /// <param name="firstLayers">layers on the first backend (the GPU); at least the layer count puts everything there, 0 nothing.</param>
     /// <param name="contextLength">KV positions per sequence; 0: the model's own, at most 4096 (as <see cref="LlamaModel"/>).</param>
+    /// <param name="sequences">KV-cache sequences (the server's slots); the cache grows with each.</param>
     /// <param name="cpuKType">how the CPU part's cache stores keys (the GPU part keeps float32).</param>
     /// <param name="cpuVType">how the CPU part's cache stores values.</param>
     public static IReadOnlyList<PlacedPart> Plan(GgufFile file, ModelConfig config, int firstLayers, int contextLength = 0, int sequences = 1,

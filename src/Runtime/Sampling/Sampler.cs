@@ -97,6 +97,7 @@ public sealed class Sampler
         return token;
     }
 
+    /// <param name="logits">one position's logits, already masked by the grammar; penalties change them in place.</param>
     /// <param name="allowed">how many logits are not -inf after the grammar mask: candidates beyond them are cut.</param>
     private int Choose(Span<float> logits, int allowed)
     {

@@ -1,5 +1,5 @@
-using Infer.Templates;
 using Infer.Runtime.Tokenizers;
+using Infer.Templates;
 
 namespace Infer.Runtime.Serving;
 

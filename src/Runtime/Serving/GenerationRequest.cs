@@ -52,8 +52,10 @@ public enum FinishReason
 }
 
 /// <summary>How a generation ended, with its token counts and timings.</summary>
-/// <param name="PromptTokens">tokens of the prompt.</param>
+/// <param name="Reason">why it stopped.</param>
+/// <param name="PromptTokens">the prompt's length in tokens, the cached ones included.</param>
 /// <param name="CachedTokens">prompt tokens whose KV cache was reused from the slot's previous request.</param>
+/// <param name="GeneratedTokens">tokens sampled, the end-of-generation token not counted.</param>
 /// <param name="QueueSeconds">time spent waiting for a slot.</param>
 /// <param name="TimeToFirstToken">from submission to the first generated token (seconds; 0 when none).</param>
 /// <param name="TotalSeconds">from submission to the end.</param>

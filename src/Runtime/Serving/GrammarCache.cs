@@ -46,6 +46,7 @@ public sealed class GrammarCache
     public GrammarConstraint JsonObject() => Gbnf(JsonSchemaGrammar.AnyObject);
 
     /// <summary>Values that <paramref name="schema"/> accepts.</summary>
+    /// <param name="schema">a JSON schema; equal schemas (by their GBNF) share one constraint.</param>
     /// <param name="unknownFormatsAsStrings">a <c>format</c> the grammar cannot enforce is a plain string instead of an error.</param>
     /// <exception cref="JsonSchemaException">the schema uses a keyword the grammar cannot express (named in the exception).</exception>
     public GrammarConstraint JsonSchema(JsonElement schema, bool unknownFormatsAsStrings = false) =>

@@ -23,6 +23,7 @@ internal sealed class BytePairEncoder
 
     /// <param name="vocab">token text to id</param>
     /// <param name="merges">tokenizer.ggml.merges: "left right", in rank order</param>
+    /// <param name="preTokenizer">splits text into the pieces merged one by one (the model's tokenizer.ggml.pre).</param>
     /// <param name="onBadMerge">called with the index of a merge whose parts are not in the vocabulary</param>
     public BytePairEncoder(Dictionary<string, int> vocab, string[] merges, PreTokenizer preTokenizer, Action<int, string> onBadMerge)
     {

@@ -117,7 +117,8 @@ internal sealed class SentencePieceEncoder
         queue.Enqueue(bigram, bigram);
     }
 
-    private void Resegment(string text, int start, int length, Dictionary<string, (int Start, int LeftLength, int RightLength)>? revMerge, List<int> output)
+    private void Resegment(string text, int start, int length, Dictionary<string, (int Start, int LeftLength, int RightLength)>? revMerge,
+        List<int> output)
     {
         var piece = text.AsSpan(start, length);
         if (_lookup.TryGetValue(piece, out int id))

@@ -30,10 +30,16 @@ public sealed class Tokenizer
 
     // texts llama.cpp recognises as end-of-turn / end-of-generation tokens (llama_vocab::impl::load)
     private static readonly string[] EotTexts =
-        ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>"];
+    [
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]",
+        "<｜end▁of▁sentence｜>", "<end_of_utterance>",
+    ];
     private static readonly string[] EogTexts =
-        ["<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>",
-         "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~["];
+    [
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>",
+        "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+        "<｜end▁of▁sentence｜>", "[e~[",
+    ];
     private static readonly string[] FimPadTexts = ["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
     private static readonly string[] FimRepTexts = ["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
     private static readonly string[] FimSepTexts = ["<|file_sep|>"];
@@ -85,7 +91,8 @@ public sealed class Tokenizer
         {
             "llama" => TokenizerKind.SentencePiece,
             "gpt2" => TokenizerKind.BytePairEncoding,
-            _ => throw new UnsupportedModelException(path, $"metadata key '{ModelKey}' is '{model}'; supported tokenizers: llama (SentencePiece), gpt2 (byte-level BPE)"),
+            _ => throw new UnsupportedModelException(path,
+                $"metadata key '{ModelKey}' is '{model}'; supported tokenizers: llama (SentencePiece), gpt2 (byte-level BPE)"),
         };
 
         var texts = f.TryGetStringArray(TokensKey) ?? throw Error(path, $"metadata key '{TokensKey}' not found");
@@ -169,7 +176,8 @@ public sealed class Tokenizer
         {
             var merges = f.TryGetStringArray(MergesKey) ?? throw Error(path, $"metadata key '{MergesKey}' not found (required for a gpt2 tokenizer)");
             string? badMerge = null;
-            _bpe = new BytePairEncoder(_textToId, merges, pre!, (i, why) => badMerge ??= $"metadata key '{MergesKey}': merge {i} '{merges[i]}' {why}");
+            _bpe = new BytePairEncoder(_textToId, merges, pre!,
+                (i, why) => badMerge ??= $"metadata key '{MergesKey}': merge {i} '{merges[i]}' {why}");
             if (badMerge is not null) throw Error(path, badMerge);
         }
     }
@@ -338,9 +346,15 @@ public sealed class Tokenizer
 
     // ---- encoding ----
 
-    /// <summary>Tokenizes text.</summary>
+    /// <summary>
+    /// Token ids of <paramref name="text"/>: special-token text is split out first, the pieces between are encoded by the
+    /// model's SentencePiece or byte-level BPE.
+    /// </summary>
+    /// <param name="text">the text; control-token spellings in it are tokens only as <paramref name="parseSpecial"/> says.</param>
     /// <param name="addSpecial">Add BOS/EOS as the model's metadata asks.</param>
-    /// <param name="parseSpecial">Turn control-token text (e.g. "&lt;|im_start|&gt;") into those tokens; user-defined tokens are always matched.</param>
+    /// <param name="parseSpecial">
+    /// Turn control-token text (e.g. "&lt;|im_start|&gt;") into those tokens; user-defined tokens are always matched.
+    /// </param>
     public int[] Encode(string text, bool addSpecial = true, bool parseSpecial = true)
     {
         ArgumentNullException.ThrowIfNull(text);

@@ -32,8 +32,14 @@ for cp in range(0x110000):
 if cur and cur[2] != 0:
     ranges.append(tuple(cur))
 
-def arr(name, values, per_line=16):
+MAX_LINE = 150  # the house limit on a source line (.editorconfig's max_line_length)
+
+def arr(name, values, per_line=16, group=1):
+    """At most per_line values a line, fewer (a multiple of group) when the widest value would pass MAX_LINE."""
     out = [f"    internal static ReadOnlySpan<int> {name} => ["]
+    width = max(len(f"0x{v:X}" if v >= 0 else str(v)) for v in values) + 2  # "value, "
+    while 8 + per_line * width - 1 > MAX_LINE:
+        per_line -= group
     for i in range(0, len(values), per_line):
         out.append("        " + ", ".join(f"0x{v:X}" if v >= 0 else str(v) for v in values[i:i + per_line]) + ",")
     out.append("    ];")
@@ -65,5 +71,5 @@ print("    /// <summary>Runs of non-zero canonical combining class: start, end (
 flat = []
 for r in ranges:
     flat.extend(r)
-print(arr("CombiningClassRanges", flat, 15))
+print(arr("CombiningClassRanges", flat, 15, group=3))
 print("}")

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Infer.Hub.Tests;
 using Infer.Tests;
 

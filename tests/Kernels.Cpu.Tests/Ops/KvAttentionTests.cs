@@ -70,7 +70,9 @@ public unsafe class KvAttentionTests
         }
     }
 
-    /// <summary>A cache of <paramref name="rows"/> random rows stored by the reference conversion (kernel and reference read the same bytes).</summary>
+    /// <summary>
+    /// A cache of <paramref name="rows"/> random rows stored by the reference conversion (kernel and reference read the same bytes).
+    /// </summary>
     internal static byte[] RandomCache(KvCacheType type, int rows, int headDim, Random rng)
     {
         var x = new float[headDim];

@@ -1,5 +1,5 @@
-using Infer.Tests;
 using Infer.Runtime.Gguf;
+using Infer.Tests;
 
 namespace Infer.Runtime.Tests.Gguf;
 

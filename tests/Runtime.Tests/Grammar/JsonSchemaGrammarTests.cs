@@ -12,6 +12,9 @@ namespace Infer.Runtime.Tests.Grammar;
 /// </summary>
 public class JsonSchemaGrammarTests
 {
+    /// <param name="schema">the schema (JSON text).</param>
+    /// <param name="valid">instances both the grammar and the validator accept.</param>
+    /// <param name="invalid">strings the grammar rejects; those that are JSON the validator rejects too.</param>
     /// <param name="excluded">valid by the specification, but left out by the grammar on purpose.</param>
     private static void Check(string schema, string[] valid, string[] invalid, string[]? excluded = null)
     {
@@ -213,7 +216,7 @@ public class JsonSchemaGrammarTests
         {
             decimal v = decimal.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
             bool inside = (min is null || (minEx ? v > min : v >= min)) && (max is null || (maxEx ? v < max : v <= max));
-            if (text == "-0.0" || text == "-0" ) inside = false; // negative zero is left out (it is also 0)
+            if (text == "-0.0" || text == "-0") inside = false; // negative zero is left out (it is also 0)
             Assert.True(inside == g.IsMatch(text), $"{text} for {schema}");
         }
     }

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Infer.Runtime.Tokenizers;
 
 namespace Infer.Runtime.Tests.Tokenizers;
 

@@ -174,7 +174,8 @@ public sealed class HandMadeVocabTests : IDisposable
     public void MissingTokens() => Rejects(VocabGguf.TinySpm().Remove(Tokenizer.TokensKey), Tokenizer.TokensKey);
 
     [Fact]
-    public void DuplicateToken() => Rejects(VocabGguf.TinyBpe().Strings(Tokenizer.MergesKey).Strings(Tokenizer.TokensKey, "a", "b", "a"), Tokenizer.TokensKey);
+    public void DuplicateToken() =>
+        Rejects(VocabGguf.TinyBpe().Strings(Tokenizer.MergesKey).Strings(Tokenizer.TokensKey, "a", "b", "a"), Tokenizer.TokensKey);
 
     [Fact]
     public void ShortScores() => Rejects(VocabGguf.TinySpm().Floats(Tokenizer.ScoresKey, 0f, 1f), Tokenizer.ScoresKey);

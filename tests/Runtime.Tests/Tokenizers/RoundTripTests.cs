@@ -15,7 +15,8 @@ public class RoundTripTests
         "\u0301", "\u200D", "\uFFFD", "½", "①", "𝟘", "𐐀", "🚀", "😀", "👍🏽", "🦙",
     ];
 
-    public static TheoryData<string> Tokenizers() => [.. TokenizerFixtures.Models.Select(m => "model:" + m), .. TokenizerFixtures.Vocabs.Select(v => "vocab:" + v)];
+    public static TheoryData<string> Tokenizers() =>
+        [.. TokenizerFixtures.Models.Select(m => "model:" + m), .. TokenizerFixtures.Vocabs.Select(v => "vocab:" + v)];
 
     private static Tokenizer Get(string name) =>
         name.StartsWith("model:", StringComparison.Ordinal) ? TokenizerFixtures.Model(name[6..]) : TokenizerFixtures.Vocab(name[6..]);

@@ -1,5 +1,3 @@
-using Infer.Runtime.Tokenizers;
-
 namespace Infer.Runtime.Tests.Tokenizers;
 
 public class StreamingDecoderTests

@@ -59,7 +59,8 @@ public class TokenizerMetadataAndSpeedTests
         Assert.Equal([64, 54939], TokenizerFixtures.Model("llama3").Encode("a\u0301", addSpecial: false));
     }
 
-    private static readonly string[] LongInputKinds = ["letters", "spaces", "digits", "newlines", "emoji", "mixed", "punctuation", "spaces-then-symbol"];
+    private static readonly string[] LongInputKinds =
+        ["letters", "spaces", "digits", "newlines", "emoji", "mixed", "punctuation", "spaces-then-symbol"];
 
     public static TheoryData<string, string> LongInputs()
     {

@@ -110,7 +110,10 @@ internal sealed class VocabGguf
             .Ints("tokenizer.ggml.token_type", [.. types]);
     }
 
-    /// <summary>A tiny byte-level BPE vocabulary: the 256 byte characters, then "Ġa", "ab", "Ġab" from merges, and an EOS "&lt;|endoftext|&gt;".</summary>
+    /// <summary>
+    /// A tiny byte-level BPE vocabulary: the 256 byte characters, then "Ġa", "ab", "Ġab" from merges, and an EOS
+    /// "&lt;|endoftext|&gt;".
+    /// </summary>
     public static VocabGguf TinyBpe(string pre = "gpt-2")
     {
         var tokens = new List<string>();

@@ -1,8 +1,8 @@
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
-using Infer.Templates;
 using Infer.Server.Tests.Serving;
+using Infer.Templates;
 
 namespace Infer.Server.Tests.Http;
 

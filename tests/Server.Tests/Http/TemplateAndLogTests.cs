@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
-using Infer.Templates;
 using Infer.Server.Tests.Serving;
+using Infer.Templates;
 using Infer.Tests;
 using Microsoft.Extensions.Logging;
 

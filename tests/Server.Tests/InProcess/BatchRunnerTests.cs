@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Infer.Runtime.Serving;
-using Infer.Templates;
 using Infer.Server.Tests.Serving;
+using Infer.Templates;
 
 namespace Infer.Server.Tests.InProcess;
 

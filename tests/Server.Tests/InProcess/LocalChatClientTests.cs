@@ -1,9 +1,9 @@
 using Infer.Engine;
 using Infer.Runtime.Serving;
-using ChatTemplate = Infer.Templates.ChatTemplate;
 using Infer.Server.Tests.Serving;
 using Infer.Tests;
 using Microsoft.Extensions.AI;
+using ChatTemplate = Infer.Templates.ChatTemplate;
 
 namespace Infer.Server.Tests.InProcess;
 

@@ -2,7 +2,6 @@ using Infer.Runtime.Grammar;
 using Infer.Runtime.Model;
 using Infer.Runtime.Sampling;
 using Infer.Runtime.Serving;
-using Infer.Tests;
 
 namespace Infer.Server.Tests.Serving;
 
