@@ -200,7 +200,8 @@ public unsafe class AttentionBenchmarks : IThroughput
             for (int h = 0; h < Heads; h++)
             {
                 int kv = h / (Heads / KvHeads);
-                VectorOps.Attend(_q.AsSpan(h * HeadDim, HeadDim), k + kv * HeadDim, v + kv * HeadDim, KvHeads * HeadDim, Positions, 0.088f, _scores, _out.AsSpan(h * HeadDim, HeadDim));
+                VectorOps.Attend(_q.AsSpan(h * HeadDim, HeadDim), k + kv * HeadDim, v + kv * HeadDim, KvHeads * HeadDim, Positions, 0.088f, _scores,
+                    _out.AsSpan(h * HeadDim, HeadDim));
             }
         }
     }
@@ -239,7 +240,8 @@ public unsafe class AttentionPrefillBenchmarks : IThroughput, IDisposable
         _out = Fill((long)Tokens * Heads * HeadDim);
         _positions = (int*)NativeMemory.AlignedAlloc((nuint)(Tokens * sizeof(int)), 64);
         for (int t = 0; t < Tokens; t++) _positions[t] = t;
-        _scratch = (float*)NativeMemory.AlignedAlloc((nuint)(FlashAttention.ScratchFloats(FlashAttention.BlockTokens(Group), Group, HeadDim) * sizeof(float)), 64);
+        long scratchFloats = FlashAttention.ScratchFloats(FlashAttention.BlockTokens(Group), Group, HeadDim);
+        _scratch = (float*)NativeMemory.AlignedAlloc((nuint)(scratchFloats * sizeof(float)), 64);
     }
 
     [GlobalCleanup]
@@ -261,8 +263,11 @@ public unsafe class AttentionPrefillBenchmarks : IThroughput, IDisposable
         {
             int n = Math.Min(block, Tokens - t0);
             for (int kv = 0; kv < KvHeads; kv++)
-                FlashAttention.Attend(_q + (long)t0 * qStride + kv * Group * HeadDim, qStride, _out + (long)t0 * qStride + kv * Group * HeadDim, qStride,
+            {
+                long offset = (long)t0 * qStride + kv * Group * HeadDim;
+                FlashAttention.Attend(_q + offset, qStride, _out + offset, qStride,
                     _positions + t0, n, Group, HeadDim, _k + kv * HeadDim, _v + kv * HeadDim, kvStride, 0.088f, _scratch);
+            }
         }
     }
 }

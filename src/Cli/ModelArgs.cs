@@ -2,6 +2,7 @@ using System.CommandLine;
 using Infer.Cli.Options;
 using Infer.Engine;
 using Infer.Kernels.Gpu;
+using Infer.Runtime.Backend;
 
 namespace Infer.Cli;
 
@@ -14,12 +15,15 @@ namespace Infer.Cli;
 /// <param name="Device"><c>--device</c>.</param>
 /// <param name="GpuLayers"><c>-ngl</c>: layers on the GPU; null for all.</param>
 /// <param name="Sequences">independent KV-cache sequences: the server's slots (-np); 1 elsewhere.</param>
+/// <param name="CacheTypeK">-ctk; null: the engine's default (f16 on the CPU, f32 on a GPU).</param>
+/// <param name="CacheTypeV">-ctv; null: the engine's default.</param>
 internal sealed record ModelArgs(
-    ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers, int Sequences = 1)
+    ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers, int Sequences = 1,
+    KvCacheType? CacheTypeK = null, KvCacheType? CacheTypeV = null)
 {
     public static ModelArgs Read(ParseResult r, ModelSourceOptions source, RuntimeOptions runtime) =>
         new(source.Read(r), r.GetValue(runtime.Threads), r.GetValue(runtime.Context), r.GetValue(runtime.Batch), !r.GetValue(runtime.NoRepack),
-            runtime.ReadDevice(r), runtime.ReadGpuLayers(r));
+            runtime.ReadDevice(r), runtime.ReadGpuLayers(r), CacheTypeK: runtime.ReadCacheTypeK(r), CacheTypeV: runtime.ReadCacheTypeV(r));
 
     /// <summary>
     /// Resolves the model (downloading an -hf one) and loads it through the engine; its notices go to
@@ -40,6 +44,8 @@ internal sealed record ModelArgs(
             Repack = Repack,
             Device = Device,
             GpuLayers = GpuLayers,
+            CacheTypeK = CacheTypeK,
+            CacheTypeV = CacheTypeV,
             Progress = progress,
             // The model reports the fraction of weight bytes loaded after each tensor: shown against the file's size.
             UploadProgress = bar ? ProgressBar.ForStandardError().Fraction("uploading to the GPU", new FileInfo(path).Length) : null,

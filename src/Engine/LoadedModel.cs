@@ -1,3 +1,4 @@
+using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
@@ -38,7 +39,9 @@ public sealed class LoadedModel : IDisposable
     public ChatTemplate Template => _template ??= ChatTemplate.Parse(TemplateText ?? ChatSession.FallbackTemplate);
 
     /// <summary>
-    /// Opens <see cref="ModelLoadOptions.Path"/>, reads its tokenizer, picks the backends and loads the weights onto them.
+    /// Opens <see cref="ModelLoadOptions.Path"/>, reads its tokenizer, picks the backends and loads the weights onto them. The
+    /// tokenizer (a few hundred thousand strings for a 128k vocabulary: a quarter of a second) is built on another thread while
+    /// the weights load and repack; its errors still come first.
     /// </summary>
     /// <exception cref="Infer.Runtime.ModelFormatException">the file is missing, not GGUF, malformed or unsupported.</exception>
     /// <exception cref="NotEnoughMemoryException">the CPU backend's KV cache for the context would not fit in memory.</exception>
@@ -48,9 +51,9 @@ public sealed class LoadedModel : IDisposable
         options.Validate();
         var file = GgufFile.Open(options.Path);
         LlamaModel? model = null;
+        var tokenizerTask = Task.Run(() => Tokenizer.FromGguf(file));
         try
         {
-            var tokenizer = Tokenizer.FromGguf(file);
             var config = ModelConfig.FromGguf(file);
             int layers = config.BlockCount;
             if (options.ContextLength > config.ContextLength)
@@ -58,14 +61,17 @@ public sealed class LoadedModel : IDisposable
                     + "the model was trained for; expect worse text past that");
             var backends = BackendSet.Create(
                 options.Device, options.GpuLayers, layers, options.Threads, options.BatchSize, options.Repack, options.Log);
+            CheckCacheTypes(options, backends);
             if (backends.Cpu is not null)
             {
                 int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.ContextLength, 4096);
                 int threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
                 try
                 {
+                    // the CPU backend stores every type, so its cache is what was asked, or the default
                     MemoryBudget.Check(config, layers - (backends.Gpu is null ? 0 : backends.GpuLayers), context, options.Sequences,
-                        threads, options.AvailableMemory ?? MemoryBudget.AvailableBytes());
+                        threads, options.AvailableMemory ?? MemoryBudget.AvailableBytes(),
+                        options.CacheTypeK ?? KvCacheTypes.Default, options.CacheTypeV ?? KvCacheTypes.Default);
                 }
                 catch
                 {
@@ -74,16 +80,57 @@ public sealed class LoadedModel : IDisposable
                 }
             }
             var progress = backends.Gpu is not null ? Both(options.Progress, options.UploadProgress) : options.Progress;
-            model = backends.Load(file, new ModelOptions(options.ContextLength, options.BatchSize, options.Sequences), progress);
+            model = backends.Load(file, new ModelOptions(options.ContextLength, options.BatchSize, options.Sequences,
+                options.CacheTypeK, options.CacheTypeV), progress);
             if (backends.Gpu is not null)
+            {
                 options.Log?.Invoke($"offloaded {Math.Min(backends.GpuLayers, layers)}/{layers} layers: {model.DescribePlacement()}");
-            return new LoadedModel(file, tokenizer, model);
+                bool defaulted = model.Placement.Any(r => r.Backend == backends.Gpu
+                    && ((options.CacheTypeK is null && r.KType != KvCacheTypes.Default)
+                        || (options.CacheTypeV is null && r.VType != KvCacheTypes.Default)));
+                if (defaulted)
+                    options.Log?.Invoke($"the GPU backend keeps its KV cache in f32 (f16 and q8_0 caches are CPU-only): {model.DescribeKvCache()}");
+            }
+            var loaded = new LoadedModel(file, tokenizerTask.GetAwaiter().GetResult(), model);
+            ReturnLoadGarbage();
+            return loaded;
         }
-        catch
+        catch (Exception error)
         {
             model?.Dispose();
+            // the tokenizer's thread reads the file: let it finish first, and report its error as loading in order would have
+            Exception? tokenizerError = null;
+            try
+            {
+                tokenizerTask.GetAwaiter().GetResult();
+            }
+            catch (Exception e)
+            {
+                tokenizerError = e;
+            }
             file.Dispose();
+            if (tokenizerError is not null && !ReferenceEquals(tokenizerError, error))
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(tokenizerError);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// One compacting collection once the model is loaded: parsing a 128k vocabulary and building its tokenizer leave tens of MB of
+    /// temporary strings and lists that the GC would otherwise keep committed (about 20 MB of resident memory for 20 ms).
+    /// </summary>
+    internal static void ReturnLoadGarbage() => GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+
+    /// <summary>An explicit cache type the GPU cannot keep fails here, before any weight is uploaded.</summary>
+    private static void CheckCacheTypes(ModelLoadOptions options, BackendSet backends)
+    {
+        if (backends.Gpu is not { } gpu) return;
+        foreach (var (type, what) in new[] { (options.CacheTypeK, "K"), (options.CacheTypeV, "V") })
+        {
+            if (type is not { } t || gpu.SupportsKvCacheType(t)) continue;
+            backends.Dispose();
+            throw new NotSupportedException($"the GPU backend keeps its KV cache in f32; a {KvCacheTypes.Name(t)} {what} cache runs on the CPU "
+                + "backend only (device cpu, or no GPU layers)");
         }
     }
 

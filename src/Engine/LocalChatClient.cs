@@ -7,9 +7,9 @@ using Infer.Runtime.Model;
 using Infer.Runtime.Sampling;
 using Infer.Runtime.Serving;
 using Infer.Runtime.Tokenizers;
-using ChatTemplate = Infer.Templates.ChatTemplate;
 using Microsoft.Extensions.AI;
 using AiFinishReason = Microsoft.Extensions.AI.ChatFinishReason;
+using ChatTemplate = Infer.Templates.ChatTemplate;
 
 namespace Infer.Engine;
 

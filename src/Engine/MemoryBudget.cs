@@ -1,4 +1,5 @@
 using System.Globalization;
+using Infer.Runtime.Backend;
 using Infer.Runtime.Model;
 
 namespace Infer.Engine;
@@ -17,12 +18,14 @@ public sealed class NotEnoughMemoryException(string message, long requiredBytes,
 public static class MemoryBudget
 {
     /// <summary>
-    /// Bytes of the CPU backend's KV cache: K and V in float32 for every layer it holds, sequence and position
-    /// ((sequences, layers, kvHeads, context, headDim) twice), plus one row of attention scores per position and thread.
+    /// Bytes of the CPU backend's KV cache: K and V in their types for every layer it holds, sequence and position
+    /// ((sequences, layers, kvHeads, context) rows of headDim elements, twice), plus one row of attention scores per position
+    /// and thread.
     /// </summary>
-    public static long KvCacheBytes(ModelConfig config, int layers, int context, int sequences, int threads)
+    public static long KvCacheBytes(ModelConfig config, int layers, int context, int sequences, int threads,
+        KvCacheType kType = KvCacheType.F32, KvCacheType vType = KvCacheType.F32)
     {
-        long kv = 2L * sequences * layers * context * config.HeadCountKv * config.HeadDim * sizeof(float);
+        long kv = new KvCacheConfig(layers, sequences, context, config.HeadCountKv, config.HeadDim, kType, vType).Bytes;
         long scores = (long)context * Math.Max(threads, 1) * sizeof(float);
         return kv + scores;
     }
@@ -39,21 +42,25 @@ public static class MemoryBudget
     }
 
     /// <exception cref="NotEnoughMemoryException">the KV cache of <paramref name="layers"/> CPU layers does not fit.</exception>
-    internal static void Check(ModelConfig config, int layers, int context, int sequences, int threads, long available)
+    internal static void Check(ModelConfig config, int layers, int context, int sequences, int threads, long available,
+        KvCacheType kType = KvCacheType.F32, KvCacheType vType = KvCacheType.F32)
     {
-        long need = KvCacheBytes(config, layers, context, sequences, threads);
+        long need = KvCacheBytes(config, layers, context, sequences, threads, kType, vType);
         if (need <= available) return;
+        long kRow = KvCacheTypes.RowBytes(kType, config.HeadDim), vRow = KvCacheTypes.RowBytes(vType, config.HeadDim);
+        string types = kType == vType ? KvCacheTypes.Name(kType) : $"{KvCacheTypes.Name(kType)} K, {KvCacheTypes.Name(vType)} V";
         throw new NotEnoughMemoryException(
             $"a context of {context} tokens needs {FormatGiB(need)} for the KV cache ({layers} layers x {config.HeadCountKv} KV heads x "
-            + $"{config.HeadDim} x 2 x 4 bytes per token{(sequences > 1 ? $", {sequences} sequences" : "")}), but only "
+            + $"({kRow} + {vRow}) bytes per token, {types}{(sequences > 1 ? $", {sequences} sequences" : "")}), but only "
             + $"{FormatGiB(available)} of memory is available: use a smaller -c "
-            + $"(at most about {MaxContext(config, layers, sequences, threads, available)})",
+            + $"(at most about {MaxContext(config, layers, sequences, threads, available, kType, vType)})",
             need, available);
     }
 
-    private static long MaxContext(ModelConfig config, int layers, int sequences, int threads, long available)
+    private static long MaxContext(ModelConfig config, int layers, int sequences, int threads, long available, KvCacheType kType,
+        KvCacheType vType)
     {
-        long perToken = KvCacheBytes(config, layers, 1, sequences, threads);
+        long perToken = KvCacheBytes(config, layers, 1, sequences, threads, kType, vType);
         return Math.Max(available / perToken / 1024 * 1024, 0);
     }
 

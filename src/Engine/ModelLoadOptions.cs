@@ -1,4 +1,5 @@
 using Infer.Kernels.Gpu;
+using Infer.Runtime.Backend;
 
 namespace Infer.Engine;
 
@@ -24,6 +25,16 @@ public sealed record ModelLoadOptions(string Path)
     /// <summary>Repack quantized weights at load into the CPU kernels' interleaved 8-row layout.</summary>
     public bool Repack { get; init; } = true;
 
+    /// <summary>
+    /// How the KV cache stores keys (llama.cpp's <c>--cache-type-k</c>). Null: f16, the default, on the CPU backend, and f32 on
+    /// the GPU backend, which keeps only f32 (a notice through <see cref="Log"/> says so); an explicit type the chosen backend
+    /// cannot keep fails the load with <see cref="NotSupportedException"/> before any weight is read.
+    /// </summary>
+    public KvCacheType? CacheTypeK { get; init; }
+
+    /// <summary>How the KV cache stores values (<c>--cache-type-v</c>), as <see cref="CacheTypeK"/>.</summary>
+    public KvCacheType? CacheTypeV { get; init; }
+
     /// <summary>Where to run: <c>auto</c> tries CUDA, then OpenCL, then falls back to the CPU backend.</summary>
     public DeviceRequest Device { get; init; } = DeviceRequest.Auto;
 
@@ -42,7 +53,10 @@ public sealed record ModelLoadOptions(string Path)
     /// </summary>
     public IProgress<double>? UploadProgress { get; init; }
 
-    /// <summary>One-line notices for the user: why a GPU that was asked for is not used, and which layers went where.</summary>
+    /// <summary>
+    /// One-line notices for the user: why a GPU that was asked for is not used, which layers went where, and that the GPU keeps
+    /// an f32 KV cache where the default is f16.
+    /// </summary>
     public Action<string>? Log { get; init; }
 
     /// <summary>Host memory the KV cache may take; null measures what the machine has available.</summary>

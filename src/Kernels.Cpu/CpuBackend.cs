@@ -74,8 +74,19 @@ public sealed unsafe class CpuBackend : IBackend
     public IWeight LoadWeight(GgufTensor tensor)
     {
         if (!QuantKernels.IsSupported(tensor.Type))
-            throw new UnsupportedModelException(null, $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which this runtime does not support yet");
-        return _weights.Bind(tensor.Name, tensor.Type, checked((int)tensor.RowCount), checked((int)tensor.RowLength), tensor.Data);
+            throw new UnsupportedModelException(null,
+                $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which this runtime does not support yet");
+        return _weights.Bind(tensor.Name, tensor.Type, checked((int)tensor.RowCount), checked((int)tensor.RowLength), tensor.Data, mapped: true);
+    }
+
+    /// <summary>The table stays in the file's layout (mapped): lookups dequantize single rows, which need no repacked copy.</summary>
+    public IWeight LoadEmbeddingTable(GgufTensor tensor)
+    {
+        if (!QuantKernels.IsSupported(tensor.Type))
+            throw new UnsupportedModelException(null,
+                $"tensor '{tensor.Name}' has type {GgmlTypeInfo.Name(tensor.Type)}, which this runtime does not support yet");
+        return _weights.Bind(tensor.Name, tensor.Type, checked((int)tensor.RowCount), checked((int)tensor.RowLength), tensor.Data,
+            mapped: true, repack: false);
     }
 
     /// <summary>A matrix weight over caller-owned memory (rows x row bytes of <paramref name="type"/>), for benchmarks and tests.</summary>
@@ -91,15 +102,20 @@ public sealed unsafe class CpuBackend : IBackend
         return new(A(x).Data, checked(rows * A(x).Cols));
     }
 
+    /// <summary>Every <see cref="KvCacheType"/>: the attention kernels read F16 and Q8_0 caches directly.</summary>
+    public bool SupportsKvCacheType(KvCacheType type) => AttentionDriver.Supports(type);
+
     public void CreateKvCache(KvCacheConfig config) => _attention.CreateKvCache(config);
 
-    public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences) => _batch.Set(tokens, positions, sequences);
+    public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences) =>
+        _batch.Set(tokens, positions, sequences);
 
     // ---- primitives ----
 
     public void Embed(IWeight table, IActivation x) => _rows.Embed(W(table), A(x));
 
-    public void RmsNorm(IActivation x, IWeight weight, float eps, IActivation y, int rows = -1) => _rows.RmsNorm(A(x), W(weight), eps, A(y), Rows(rows));
+    public void RmsNorm(IActivation x, IWeight weight, float eps, IActivation y, int rows = -1) =>
+        _rows.RmsNorm(A(x), W(weight), eps, A(y), Rows(rows));
 
     public void MatMul(IWeight w, IActivation x, IActivation y, int rows = -1) => _matMul.MatMul(W(w), A(x), A(y), Rows(rows));
 
@@ -125,7 +141,8 @@ public sealed unsafe class CpuBackend : IBackend
 
     // ---- fused operations: their primitives ----
 
-    public void NormQkvRope(int layer, IActivation x, QkvWeights w, AttentionShape shape, IActivation xb, IActivation q, IActivation k, IActivation v) =>
+    public void NormQkvRope(int layer, IActivation x, QkvWeights w, AttentionShape shape, IActivation xb, IActivation q, IActivation k,
+        IActivation v) =>
         ComposedOps.NormQkvRope(this, layer, x, w, shape, xb, q, k, v);
 
     public void MatMulAdd(IWeight w, IActivation x, IActivation y, IActivation residual) => ComposedOps.MatMulAdd(this, w, x, y, residual);

@@ -106,6 +106,9 @@ public sealed class GpuBackend : IBackend
     /// <summary>Copies host rows into an activation (tests).</summary>
     public void Write(IActivation x, ReadOnlySpan<float> data) => A(x).View.SubView(0, data.Length).CopyFromCPU(data);
 
+    /// <summary>The GPU kernels read a float32 cache only.</summary>
+    public bool SupportsKvCacheType(KvCacheType type) => type == KvCacheType.F32;
+
     public void CreateKvCache(KvCacheConfig config) => _attention.CreateKvCache(config);
 
     public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences) =>

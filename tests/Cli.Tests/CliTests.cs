@@ -41,6 +41,7 @@ public class CliTests : IDisposable
         Assert.Contains(feature == "untied" ? "separate output" : feature, stdout);
     }
 
+    /// <summary>With a float32 KV cache (-ctk/-ctv f32): the fixtures' 1e-3 bound of float32 activations.</summary>
     [Fact]
     public void LogitsCommandMatchesTransformers()
     {
@@ -48,7 +49,8 @@ public class CliTests : IDisposable
         string outFile = Path.Combine(_dir, "l.f32");
         var ids = string.Join(",", Ints(c.GetProperty("input_ids")));
         var (code, stdout, stderr) = Infer("logits", "-m", Fixtures.Model("qwen2", "bf16"), "--ids", ids, "--out", outFile, "--greedy", "24",
-            "-t", "2");
+            "-t", "2",
+            "-ctk", "f32", "--cache-type-v", "f32");
         Assert.True(code == 0, stderr);
         using var json = JsonDocument.Parse(stdout);
         Assert.Equal(Ints(c.GetProperty("input_ids")), Ints(json.RootElement.GetProperty("input_ids")));
@@ -58,6 +60,42 @@ public class CliTests : IDisposable
         var reference = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(referenceFile)).ToArray();
         Assert.Equal(reference.Length, ours.Length);
         Assert.True(reference.Zip(ours, (a, b) => Math.Abs(a - b)).Max() <= 1e-3);
+    }
+
+    /// <summary>
+    /// The default KV cache is f16 (llama.cpp's): within ModelFixtureTests' f16 bound (5e-3; 2.5e-3 on this case) and
+    /// transformers' greedy tokens; q8_0 within its 0.1.
+    /// </summary>
+    [Theory]
+    [InlineData(null, 5e-3)]
+    [InlineData("q8_0", 0.1)]
+    public void LogitsWithANarrowerCacheStayWithinItsBound(string? type, double bound)
+    {
+        var c = Case("qwen2", "prompt0");
+        string outFile = Path.Combine(_dir, "l.f32");
+        var ids = string.Join(",", Ints(c.GetProperty("input_ids")));
+        string[] cache = type is null ? [] : ["-ctk", type, "-ctv", type];
+        var (code, stdout, stderr) = Infer(["logits", "-m", Fixtures.Model("qwen2", "bf16"), "--ids", ids, "--out", outFile, "--greedy", "24",
+            "-t", "2",
+            "--device", "cpu", .. cache]);
+        Assert.True(code == 0, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        if (type is null) Assert.Equal(Ints(c.GetProperty("greedy_new_ids")), Ints(json.RootElement.GetProperty("greedy_ids")));
+        var ours = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(outFile)).ToArray();
+        var reference = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(Fixtures.ModelDir("qwen2"), "reference",
+            c.GetProperty("last_logits_file").GetString()!))).ToArray();
+        double diff = reference.Zip(ours, (a, b) => Math.Abs(a - b)).Max();
+        Assert.True(diff <= bound, $"{type ?? "default"} cache: max |dlogit| {diff}, bound {bound}");
+    }
+
+    [Theory]
+    [InlineData("-ctk", "q4_0", "must be f32, f16, q8_0")]
+    [InlineData("-ctv", "f16,q8_0", "-ctv must be f32, f16, q8_0, got 'f16,q8_0'")]
+    public void CacheTypeOptionsRejectWhatTheyCannotDo(string option, string value, string message)
+    {
+        var (code, _, stderr) = Infer("run", "-m", Fixtures.Model("qwen2", "bf16"), "-p", "hi", "-n", "1", option, value);
+        Assert.Equal(2, code);
+        Assert.Contains(message, stderr);
     }
 
     [Theory]
@@ -181,6 +219,8 @@ public class CliTests : IDisposable
         Assert.Equal(Case("llama3", "prompt0").GetProperty("greedy_text").GetString(), stdout.TrimEnd('\n'));
         Assert.Single(stderr.Split('\n'),
             l => l.StartsWith("offloaded 1/2 layers: layer 0 on gpu (cpu-ilgpu:0") && l.Contains("; layer 1 and the output on cpu (CPU,"));
+        Assert.Single(stderr.Split('\n'),
+            l => l.StartsWith("the GPU backend keeps its KV cache in f32") && l.EndsWith("KV cache gpu f32, cpu f16"));
     }
 
     [Fact]
@@ -223,6 +263,7 @@ public class CliTests : IDisposable
         Assert.Contains("| tg4 |", rows[1]);
         Assert.Contains("%", rows[1]); // the fraction of the measured read bandwidth
         Assert.Contains("measured read bandwidth:", stdout);
+        if (OperatingSystem.IsLinux()) Assert.Contains("resident memory after the tests: ", stdout);
     }
 
     [Fact]
@@ -249,6 +290,59 @@ public class CliTests : IDisposable
         using var json = JsonDocument.Parse(stdout);
         var tests = json.RootElement.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("test").GetString()).ToList();
         Assert.Equal(["pp4 @ d9", "tg2 @ d9"], tests);
+    }
+
+    /// <summary>Comma lists run every combination in turn, in llama-bench's order, with its field names (jsonl: one object per test).</summary>
+    [Fact]
+    public void BenchListsRunEveryCombination()
+    {
+        var (code, stdout, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-p", "4,8", "-n", "2", "-d", "0,5", "-r", "1",
+            "-t", "1,2", "-ctk", "f16,q8_0", "--device", "cpu", "--no-bandwidth", "-o", "jsonl");
+        Assert.True(code == 0, stderr);
+        var rows = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        var expected = from t in new[] { 1, 2 }
+                       from k in new[] { "f16", "q8_0" }
+                       from d in new[] { 0, 5 }
+                       from test in new[] { (4, 0), (8, 0), (0, 2) }
+                       select (t, k, d, test.Item1, test.Item2);
+        Assert.Equal(expected, rows.Select(r => (r.GetProperty("n_threads").GetInt32(), r.GetProperty("type_k").GetString(),
+            r.GetProperty("n_depth").GetInt32(), r.GetProperty("n_prompt").GetInt32(), r.GetProperty("n_gen").GetInt32())));
+        foreach (var r in rows)
+        {
+            Assert.Equal("f16", r.GetProperty("type_v").GetString());
+            Assert.True(r.GetProperty("avg_ts").GetDouble() > 0);
+            Assert.Equal(1, r.GetProperty("samples_ts").GetArrayLength());
+        }
+    }
+
+    [Fact]
+    public void BenchCsvHasLlamaBenchColumnsAndJsonTheMemory()
+    {
+        var (code, stdout, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-p", "4", "-n", "2", "-r", "1", "-t", "1",
+            "--device", "cpu", "--no-bandwidth", "-o", "csv");
+        Assert.True(code == 0, stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, lines.Length);
+        var header = lines[0].Split(',');
+        foreach (var field in new[] { "model_filename", "n_threads", "type_k", "type_v", "n_prompt", "n_gen", "n_depth", "avg_ns", "avg_ts",
+            "stddev_ts" })
+            Assert.Contains(field, header);
+        Assert.Equal(header.Length, lines[1].Split("\",\"").Length);
+
+        (code, stdout, stderr) = Infer("bench", "-m", Fixtures.Model("llama3", "q8_0"), "-p", "4", "-n", "2", "-r", "1", "-t", "1",
+            "--device", "cpu", "--no-bandwidth", "-o", "json");
+        Assert.True(code == 0, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        var memory = json.RootElement.GetProperty("memory");
+        using (var file = Runtime.Gguf.GgufFile.Open(Fixtures.Model("llama3", "q8_0")))
+        {
+            // the tensor data section, less at most one alignment of padding per tensor
+            long data = file.Length - file.DataOffset;
+            Assert.InRange(memory.GetProperty("weights_bytes").GetInt64(), data - (long)file.Alignment * file.Tensors.Count, data);
+        }
+        // 2 layers x 2 (K, V) x 1 KV head x 5 positions (4 + 1, as -p 4 needs) x 32 halves x 2 bytes
+        Assert.Equal(2 * 2 * 5 * 32 * 2, memory.GetProperty("kv_cache_bytes").GetInt64());
+        if (OperatingSystem.IsLinux()) Assert.True(memory.GetProperty("rss_after_tests_bytes").GetInt64() > 0);
     }
 
     [Fact]

@@ -1,6 +1,8 @@
 using Infer.Kernels.Cpu;
 using Infer.Kernels.Gpu;
 using Infer.Runtime;
+using Infer.Runtime.Backend;
+using Infer.Runtime.Gguf;
 using Infer.Runtime.Sampling;
 using Infer.Tests;
 
@@ -15,6 +17,9 @@ public sealed class LoadTests : IDisposable
 {
     /// <summary>The fixtures' bound for BF16 weights with float32 activations (as ModelFixtureTests).</summary>
     private const double Bf16LogitTolerance = 1e-3;
+
+    /// <summary>The same with the default f16 KV cache (as ModelFixtureTests.F16CacheLogitTolerance).</summary>
+    private const double F16CacheLogitTolerance = 5e-3;
 
     private readonly string _dir = Directory.CreateTempSubdirectory("engine-load-").FullName;
 
@@ -72,22 +77,27 @@ public sealed class LoadTests : IDisposable
         AssertRisesToOne(progress.Values);
         if (HasGpu())
         {
+            // the GPU keeps an f32 cache, and says so
             Assert.IsType<GpuBackend>(range.Backend);
-            Assert.Equal($"offloaded 2/2 layers: {m.Model.DescribePlacement()}", Assert.Single(log.Lines));
+            Assert.Equal([$"offloaded 2/2 layers: {m.Model.DescribePlacement()}",
+                "the GPU backend keeps its KV cache in f32 (f16 and q8_0 caches are CPU-only): KV cache f32"], log.Lines);
             Assert.Equal(progress.Values, upload.Values);
+            Assert.Equal((KvCacheType.F32, KvCacheType.F32), (range.KType, range.VType));
         }
         else
         {
             Assert.IsType<CpuBackend>(range.Backend);
             Assert.Equal("no GPU (CUDA or OpenCL) device found; running on the CPU backend", Assert.Single(log.Lines));
             Assert.Empty(upload.Values);
+            Assert.Equal((KvCacheType.F16, KvCacheType.F16), (range.KType, range.VType)); // llama.cpp's default
         }
         Assert.Equal(Math.Min(m.Config.ContextLength, 4096), m.Model.ContextLength);
         Assert.Equal(512, m.Model.BatchSize);
 
         var (logits, greedy) = Run(m, c.InputIds, c.GreedyNewIds.Length);
         double diff = MaxAbsDiff(logits, c.LoadLogits());
-        Assert.True(diff <= Bf16LogitTolerance, $"{c}: max |dlogit| = {diff}");
+        double bound = range.KType == KvCacheType.F32 ? Bf16LogitTolerance : F16CacheLogitTolerance;
+        Assert.True(diff <= bound, $"{c}: max |dlogit| = {diff}, bound {bound} ({m.Model.DescribeKvCache()})");
         Assert.Equal(c.GreedyNewIds, greedy);
     }
 
@@ -138,6 +148,8 @@ public sealed class LoadTests : IDisposable
             Threads = 2,
             ContextLength = 128,
             BatchSize = 64,
+            CacheTypeK = KvCacheType.F32, // both parts float32: the 1e-3 bound is float32 attention's
+            CacheTypeV = KvCacheType.F32,
             UploadProgress = upload,
             Log = log.Log,
         });
@@ -156,6 +168,73 @@ public sealed class LoadTests : IDisposable
         double diff = MaxAbsDiff(logits, c.LoadLogits());
         Assert.True(diff <= Bf16LogitTolerance, $"{c} split: max |dlogit| = {diff}");
         Assert.Equal(c.GreedyNewIds, greedy);
+    }
+
+    /// <summary>
+    /// With the default cache types a split model keeps f32 on the GPU and f16 on the CPU, and a second line says so; an explicit
+    /// type the GPU cannot keep fails before any weight is uploaded.
+    /// </summary>
+    [Fact]
+    public void GpuKeepsAnF32CacheAndSaysSo()
+    {
+        var c = ReferenceCase.Find("llama3", "prompt0");
+        var log = new Recorder();
+        var options = new ModelLoadOptions(Fixtures.Model("llama3", "bf16"))
+        {
+            Device = new DeviceRequest(DeviceKind.IlgpuCpu),
+            GpuLayers = 1,
+            Threads = 2,
+            ContextLength = 64,
+            BatchSize = 16,
+            Log = log.Log,
+        };
+        using (var m = LoadedModel.Load(options))
+        {
+            Assert.Equal((KvCacheType.F32, KvCacheType.F32), (m.Model.Placement[0].KType, m.Model.Placement[0].VType));
+            Assert.Equal((KvCacheType.F16, KvCacheType.F16), (m.Model.Placement[1].KType, m.Model.Placement[1].VType));
+            Assert.Equal(2, log.Lines.Count);
+            Assert.Equal("the GPU backend keeps its KV cache in f32 (f16 and q8_0 caches are CPU-only): KV cache gpu f32, cpu f16", log.Lines[1]);
+            var (logits, greedy) = Run(m, c.InputIds, 4);
+            double diff = MaxAbsDiff(logits, c.LoadLogits());
+            Assert.True(diff <= F16CacheLogitTolerance, $"{c} split, f16 on the CPU: max |dlogit| = {diff}");
+            Assert.Equal(c.GreedyNewIds[..4], greedy);
+        }
+
+        var upload = new Recorder();
+        var e = Assert.Throws<NotSupportedException>(
+            () => LoadedModel.Load(options with { CacheTypeK = KvCacheType.Q8_0, UploadProgress = upload }));
+        Assert.Equal("the GPU backend keeps its KV cache in f32; a q8_0 K cache runs on the CPU backend only (device cpu, or no GPU layers)",
+            e.Message);
+        Assert.Empty(upload.Values);
+    }
+
+    /// <summary>
+    /// The tokenizer is built beside the weights; a tokenizer error is still the one reported, whether the weights load or fail
+    /// too (as when the tokenizer was read first).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TokenizerErrorsComeFirst(bool weightsFailToo)
+    {
+        string path = Path.Combine(_dir, "bad-tokenizer.gguf");
+        using (var src = GgufFile.Open(Fixtures.Model("llama3", "q8_0")))
+        using (var w = new GgufWriter(path))
+        {
+            foreach (var key in src.MetadataKeys)
+            {
+                var v = src.Metadata[key];
+                w.Add(key, v.Type, key == "tokenizer.ggml.model" ? "bogus" : v.Value);
+            }
+            var tensors = src.Tensors.Where(t => !(weightsFailToo && t.Name == "blk.1.ffn_down.weight")).ToList();
+            foreach (var t in tensors) w.AddTensor(t.Name, t.Type, t.Dims.ToArray());
+            w.WriteHeader();
+            foreach (var t in tensors) w.WriteTensorData(t.Span);
+            w.Commit();
+        }
+        var e = Assert.Throws<UnsupportedModelException>(() => LoadedModel.Load(new ModelLoadOptions(path) { GpuLayers = 0, Threads = 2 }));
+        Assert.Contains("'tokenizer.ggml.model' is 'bogus'", e.Message);
+        File.Delete(path); // the file was closed: the mapping is gone
     }
 
     [Fact]

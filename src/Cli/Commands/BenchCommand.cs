@@ -1,11 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json;
 using Infer.Cli.Options;
 using Infer.Engine;
 using Infer.Kernels.Cpu;
 using Infer.Kernels.Cpu.Diagnostics;
-using Infer.Kernels.Gpu;
 using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Model;
@@ -13,83 +11,73 @@ using Infer.Runtime.Model;
 namespace Infer.Cli.Commands;
 
 /// <summary>
-/// <c>infer bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-o md|json]</c>, modelled on llama-bench: prompt processing
-/// (pp: one batch of p tokens) and text generation (tg: n tokens one at a time), mean ± standard deviation over r runs,
-/// with a roofline column: the bytes tg reads per token times tokens/s, against the read bandwidth measured here.
+/// <c>infer bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-ctk f16] [-ctv f16] [-o md|json|jsonl|csv]</c>, modelled on
+/// llama-bench: prompt processing (pp: one batch of p tokens) and text generation (tg: n tokens one at a time), mean ± standard
+/// deviation over r runs, with a roofline column: the bytes tg reads per token times tokens/s, against the read bandwidth
+/// measured here. -p, -n, -d, -t, -ctk and -ctv take comma lists; every combination runs in turn (the model is loaded once per
+/// thread count and cache type pair). Resident memory (/proc/self/status) is reported after the first load and after the tests.
 /// </summary>
 internal static class BenchCommand
 {
-    private sealed record Row(string Model, string Size, string Params, string Backend, int? Threads, string Test, double Mean, double Std,
-        double? GBs, double? Fraction);
-
     public static Command Create(CliContext io)
     {
-        var prompt = Count("--n-prompt", "-p", "prompt tokens of the pp test; 0 skips it", 512, 0);
-        var gen = Count("--n-gen", "-n", "generated tokens of the tg test; 0 skips it", 128, 0);
-        var depth = Count("--n-depth", "-d", "run the tests after this many tokens of context", 0, 0);
-        var reps = Count("--repetitions", "-r", "timed runs per test", 5, 1);
-        var output = new Option<string>("--output", "-o") { Description = "table format", HelpName = "md|json", DefaultValueFactory = _ => "md" }
-            .Check(v => v is "md" or "json" ? null : $"-o must be md or json, got '{v}'").Suggest("md", "json");
-        var noBandwidth = new Option<bool>("--no-bandwidth") { Description = "skip measuring the read bandwidth" };
-        var profile = new Option<bool>("--profile") { Description = "time every operation (CPU backend)" };
-        var source = new ModelSourceOptions();
-        var runtime = new RuntimeOptions();
-        var command = new Command("bench", "prompt and generation speed, llama-bench style, with GB/s against the read bandwidth")
-        {
-            prompt, gen, depth, reps, output, noBandwidth, profile,
-        };
-        source.AddTo(command);
-        runtime.AddTo(command, contextAndBatch: false);
-        command.SetAction(r => Execute(new Settings(r.GetValue(prompt), r.GetValue(gen), r.GetValue(depth), r.GetValue(reps), r.GetValue(output)!,
-            r.GetValue(noBandwidth), r.GetValue(profile), r.GetValue(runtime.Threads), !r.GetValue(runtime.NoRepack)),
-            source.Read(r), runtime.ReadDevice(r), runtime.ReadGpuLayers(r), io));
+        var options = new BenchArgs.Options();
+        var command = new Command("bench", "prompt and generation speed, llama-bench style, with GB/s against the read bandwidth "
+            + "and the resident memory; -p, -n, -d, -t, -ctk and -ctv take comma lists and every combination runs");
+        options.AddTo(command);
+        command.SetAction(r => Execute(options.Read(r), io.Out, io.Err));
         return command;
     }
 
-    private static Option<int> Count(string name, string alias, string description, int fallback, int min) =>
-        new Option<int>(name, alias) { Description = description, HelpName = "N", DefaultValueFactory = _ => fallback }
-            .Check(v => v >= min ? null : $"{alias} must be at least {min}, got {v}");
-
-    private sealed record Settings(int P, int N, int Depth, int Reps, string Output, bool NoBandwidth, bool Profile, int Threads, bool Repack);
-
-    private static int Execute(Settings s, ModelSource source, DeviceRequest device, int? gpuLayers, CliContext io)
+    private static int Execute(BenchArgs o, TextWriter stdout, TextWriter stderr)
     {
-        var (stdout, stderr) = (io.Out, io.Err);
-        var (p, n, depth, reps, output) = (s.P, s.N, s.Depth, s.Reps, s.Output);
-        var (noBandwidth, profile, threads, repack) = (s.NoBandwidth, s.Profile, s.Threads, s.Repack);
-        RuntimeOptions.WarnAboutThreads(threads, stderr);
-        string path = source.Resolve(stderr);
+        foreach (int threads in o.Threads) RuntimeOptions.WarnAboutThreads(threads, stderr);
+        string path = o.Source.Resolve(stderr);
 
         using var file = GgufFile.Open(path);
-        int batch = Math.Max(1, Math.Min(Math.Max(Math.Max(p, depth), 1), 2048)); // the depth context is filled in batches too
-        int layers = ModelConfig.FromGguf(file).BlockCount;
-        var backends = BackendSet.Create(device, gpuLayers, layers, threads, batch, repack, stderr.WriteLine);
-        var cpu = backends.Cpu as CpuBackend;
-        var gpu = backends.Gpu;
-        if (profile && (cpu is null || gpu is not null))
-        {
-            backends.Dispose();
-            throw new UsageException("--profile times the CPU backend's operations; use it with --device cpu (or -ngl 0)");
-        }
-        var profiler = profile ? new ProfilingBackend(cpu!) : null;
-        if (profiler is not null) backends = backends with { Cpu = profiler };
-        using var model = backends.Load(file, new ModelOptions(ContextLength: depth + Math.Max(p, n) + 1, BatchSize: batch));
+        var config = ModelConfig.FromGguf(file);
+        int maxPrompt = o.Prompt.Max(), maxGen = o.Gen.Max(), maxDepth = o.Depth.Max();
+        // llama-bench's n_ubatch: forward passes of at most 512 tokens (longer prompts and the depth context go in several)
+        int batch = Math.Min(Math.Max(Math.Max(maxPrompt, maxDepth), 1), 512);
+        var report = new BenchReport(file, path, config);
+        var bandwidths = new Dictionary<int, double>();
+        foreach (int threads in o.Threads)
+            foreach (var typeK in o.TypeK)
+                foreach (var typeV in o.TypeV)
+                {
+                    var backends = BackendSet.Create(o.Device, o.GpuLayers, config.BlockCount, threads, batch, o.Repack, stderr.WriteLine);
+                    if (o.Profile && (backends.Cpu is not CpuBackend || backends.Gpu is not null))
+                    {
+                        backends.Dispose();
+                        throw new UsageException("--profile times the CPU backend's operations; use it with --device cpu (or -ngl 0)");
+                    }
+                    var cpu = backends.Cpu as CpuBackend;
+                    var profiler = o.Profile ? new ProfilingBackend(cpu!) : null;
+                    if (profiler is not null) backends = backends with { Cpu = profiler };
+                    var options = new ModelOptions(ContextLength: maxDepth + Math.Max(maxPrompt, maxGen) + 1, BatchSize: batch,
+                        CacheTypeK: typeK, CacheTypeV: typeV);
+                    long loadStart = Stopwatch.GetTimestamp();
+                    using var model = backends.Load(file, options);
+                    GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true); // as LoadedModel.Load
+                    report.Loaded(model, backends.Gpu, cpu, Stopwatch.GetElapsedTime(loadStart), ProcessMemory.Read());
+                    // With a split model the CPU's bandwidth is not the bound of the whole token.
+                    if (!o.NoBandwidth && cpu is not null && backends.Gpu is null && !bandwidths.ContainsKey(cpu.ThreadCount))
+                        bandwidths[cpu.ThreadCount] = MemoryBandwidth.Measure(cpu.Pool);
+                    double bandwidth = cpu is not null && backends.Gpu is null ? bandwidths.GetValueOrDefault(cpu.ThreadCount) : 0;
+                    RunTests(model, o, profiler, report, bandwidth);
+                    report.TestsDone(ProcessMemory.Read());
+                }
+        report.Write(stdout, o.Output);
+        return 0;
+    }
+
+    /// <summary>Every (depth, test) of <paramref name="o"/> on one loaded model, in llama-bench's order: each depth, pp then tg.</summary>
+    private static void RunTests(LlamaModel model, BenchArgs o, ProfilingBackend? profiler, BenchReport report, double bandwidth)
+    {
         var c = model.Config;
-        // With a split model the CPU's bandwidth is not the bound of the whole token.
-        bool cpuOnly = gpu is null;
-
-        long modelBytes = file.Tensors.Sum(t => t.ByteSize);
-        long parameters = file.Tensors.Sum(t => t.ElementCount);
-        var embd = file.GetTensor("token_embd.weight");
-        // Decode reads every weight once, but only one row of the embedding table (unless it doubles as the output).
-        long bytesPerToken = modelBytes - (c.TiedOutput ? 0 : embd.ByteSize - embd.RowBytes);
-        string modelName = $"{c.Architecture} {Units.FormatCount(parameters)} {DominantType(file)}{(cpu?.RepackedBytes > 0 ? " (repacked)" : "")}";
-        double bandwidth = noBandwidth || cpu is null || !cpuOnly ? 0 : MemoryBandwidth.Measure(cpu.Pool);
-        int? threadCount = cpu?.ThreadCount;
-        string backendName = gpu is null ? "cpu" : cpu is null ? gpu.Name : $"{gpu.Name} {model.Placement[0].Count}/{layers} + cpu";
-
+        int batch = model.BatchSize;
         var rng = new Random(42);
-        int[] tokens = Enumerable.Range(0, depth + Math.Max(p, n)).Select(_ => rng.Next(c.VocabSize)).ToArray();
+        int[] tokens = Enumerable.Range(0, model.ContextLength).Select(_ => rng.Next(c.VocabSize)).ToArray();
         var positions = new int[batch];
         var sequences = new int[batch];
         var logits = new float[c.VocabSize];
@@ -107,9 +95,7 @@ internal static class BenchCommand
             }
         }
 
-        void Prompt() => Prefill(depth, p);
-
-        void Generate()
+        void Generate(int depth, int n)
         {
             for (int i = 0; i < n; i++)
             {
@@ -119,101 +105,35 @@ internal static class BenchCommand
             }
         }
 
-        // llama-bench's -d: every test runs after a context of `depth` tokens already in the KV cache (filled once, not timed).
-        Prefill(0, depth);
-        string at = depth > 0 ? $" @ d{depth}" : "";
-        var rows = new List<Row>();
-        var profiles = new List<(string Test, int Tokens, IReadOnlyList<ProfilingBackend.Entry> Entries)>();
-        string size = Units.FormatSize(modelBytes);
-        string pars = Units.FormatCount(parameters);
-        if (p > 0)
+        foreach (int depth in o.Depth)
         {
-            var (mean, std) = Measure(Prompt, p, reps, profiler);
-            if (profiler is not null) profiles.Add(($"pp{p}{at}", p * reps, profiler.Snapshot()));
-            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"pp{p}{at}", mean, std, null, null));
-        }
-        if (n > 0)
-        {
-            var (mean, std) = Measure(Generate, n, reps, profiler);
-            if (profiler is not null) profiles.Add(($"tg{n}{at}", n * reps, profiler.Snapshot()));
-            double gbs = bytesPerToken * mean / 1e9;
-            double? fraction = bandwidth > 0 ? gbs * 1e9 / bandwidth : null;
-            rows.Add(new Row(modelName, size, pars, backendName, threadCount, $"tg{n}{at}", mean, std, gbs, fraction));
-        }
-
-        if (output == "json")
-        {
-            stdout.WriteLine(JsonSerializer.Serialize(new
+            // llama-bench's -d: every test runs after a context of `depth` tokens already in the KV cache (filled once, not timed).
+            Prefill(0, depth);
+            foreach (int p in o.Prompt.Where(p => p > 0))
             {
-                model = modelName, file = path, size_bytes = modelBytes, parameters, threads = threadCount,
-                kernel_launches_per_token = gpu?.LaunchesThisBatch,
-                backend = model.DescribePlacement(), bytes_per_token = bytesPerToken, read_bandwidth_gbs = bandwidth / 1e9,
-                results = rows.Select(r => new
-                {
-                    test = r.Test, tokens_per_second = r.Mean, stddev = r.Std, gbs = r.GBs, fraction_of_bandwidth = r.Fraction,
-                }),
-                profile = profiles.Count == 0 ? null : profiles.Select(pr => new
-                {
-                    test = pr.Test,
-                    operations = pr.Entries.Select(e => new
-                    {
-                        operation = e.Operation, calls = e.Calls, microseconds_per_token = e.Time.TotalMicroseconds / pr.Tokens,
-                    }),
-                }),
-            }));
-        }
-        else
-        {
-            stdout.WriteLine("| model | size | params | backend | threads | test | t/s | GB/s | % of read BW |");
-            stdout.WriteLine("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
-            foreach (var r in rows)
-            {
-                string threadsText = r.Threads is { } th ? th.ToString() : "-";
-                string gbsText = r.GBs is { } g ? g.ToString("F1") : "";
-                string fractionText = r.Fraction is { } f ? (f * 100).ToString("F0") + "%" : "";
-                stdout.WriteLine($"| {r.Model} | {r.Size} | {r.Params} | {r.Backend} | {threadsText} | {r.Test} | {r.Mean:F2} ± {r.Std:F2} "
-                    + $"| {gbsText} | {fractionText} |");
+                var samples = Measure(() => Prefill(depth, p), o.Repetitions, profiler);
+                report.Add(p, 0, depth, samples, p, profiler);
             }
-            if (bandwidth > 0)
-                stdout.WriteLine($"\nmeasured read bandwidth: {bandwidth / 1e9:F1} GB/s with {threadCount} threads; "
-                    + $"tg reads {bytesPerToken / 1e6:F0} MB per token");
-            if (gpu is not null)
-                stdout.WriteLine($"\n{gpu.Description}: {gpu.LaunchesThisBatch} kernel launches per decoded token"
-                    + (cpu is null ? "" : $" ({model.Placement[0].Count} of {layers} layers)"));
-            foreach (var (test, tokenCount, entries) in profiles) WriteProfile(stdout, test, tokenCount, entries);
+            foreach (int n in o.Gen.Where(n => n > 0))
+            {
+                var samples = Measure(() => Generate(depth, n), o.Repetitions, profiler);
+                report.Add(0, n, depth, samples, n, profiler, bandwidth);
+            }
         }
-        return 0;
     }
 
-    private static string DominantType(GgufFile f) =>
-        GgmlTypeInfo.Name(f.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key);
-
-    /// <summary>Per-operation time of one test, slowest first, as a markdown table.</summary>
-    private static void WriteProfile(TextWriter stdout, string test, int tokens, IReadOnlyList<ProfilingBackend.Entry> entries)
-    {
-        double total = entries.Sum(e => e.Time.TotalSeconds);
-        stdout.WriteLine($"\nprofile of {test} (operation time per token, over the timed runs):\n");
-        stdout.WriteLine("| operation | calls per token | µs per token | % |");
-        stdout.WriteLine("| --- | ---: | ---: | ---: |");
-        foreach (var e in entries)
-            stdout.WriteLine($"| {e.Operation} | {(double)e.Calls / tokens:G3} | {e.Time.TotalMicroseconds / tokens:F1} "
-                + $"| {e.Time.TotalSeconds / total * 100:F1} |");
-    }
-
-    /// <summary>One warm-up run, then <paramref name="reps"/> timed runs: tokens/s mean and sample standard deviation.</summary>
-    private static (double Mean, double Std) Measure(Action run, int tokens, int reps, ProfilingBackend? profiler)
+    /// <summary>One warm-up run, then <paramref name="reps"/> timed runs: the time of each.</summary>
+    private static TimeSpan[] Measure(Action run, int reps, ProfilingBackend? profiler)
     {
         run();
         profiler?.Reset();
-        var rates = new double[reps];
+        var times = new TimeSpan[reps];
         for (int i = 0; i < reps; i++)
         {
             long t0 = Stopwatch.GetTimestamp();
             run();
-            rates[i] = tokens / Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            times[i] = Stopwatch.GetElapsedTime(t0);
         }
-        double mean = rates.Average();
-        double std = reps > 1 ? Math.Sqrt(rates.Sum(r => (r - mean) * (r - mean)) / (reps - 1)) : 0;
-        return (mean, std);
+        return times;
     }
 }

@@ -82,7 +82,7 @@ internal static class ChatCommand
             var c = m.Config;
             string parameters = Units.FormatCount(m.File.Tensors.Sum(t => t.ElementCount));
             stderr.WriteLine($"{Path.GetFileName(m.File.Path)}: {c.Architecture}, {parameters} parameters, {c.BlockCount} layers, "
-                + $"context {m.Model.ContextLength}, {m.Model.DescribePlacement()}");
+                + $"context {m.Model.ContextLength}, {m.Model.DescribePlacement()}, {m.Model.DescribeKvCache()}");
             stderr.WriteLine("commands: /exit, /reset (or /clear), /system TEXT; Ctrl+C stops a reply; Ctrl+C at an empty prompt or Ctrl+D exits");
         }
 

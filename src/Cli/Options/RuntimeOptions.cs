@@ -1,10 +1,11 @@
 using System.CommandLine;
 using System.Globalization;
 using Infer.Kernels.Gpu;
+using Infer.Runtime.Backend;
 
 namespace Infer.Cli.Options;
 
-/// <summary>How a model runs: threads, context, batch, repacking, device and the <c>-ngl</c> split.</summary>
+/// <summary>How a model runs: threads, context, batch, repacking, device, the <c>-ngl</c> split and the KV cache types.</summary>
 internal sealed class RuntimeOptions
 {
     /// <summary>ggml's limit (GGML_MAX_N_THREADS): more threads than this is a typing mistake, not a configuration.</summary>
@@ -40,6 +41,38 @@ internal sealed class RuntimeOptions
     }.Check(v => v is null || ParseGpuLayers(v, out _) ? null
         : $"--gpu-layers must be 0 (CPU only), a number of layers to offload or all, got {v}").Suggest("all", "0");
 
+    public Option<string?> CacheTypeK { get; } = CacheTypeOption("--cache-type-k", "-ctk", "keys");
+
+    public Option<string?> CacheTypeV { get; } = CacheTypeOption("--cache-type-v", "-ctv", "values");
+
+    /// <summary>llama.cpp's -ctk / -ctv: f32, f16 or q8_0 (bench takes comma lists of them through its own options).</summary>
+    private static Option<string?> CacheTypeOption(string name, string alias, string what) => new Option<string?>(name, alias)
+    {
+        Description = $"how the KV cache stores {what}: f16 (half the bytes of f32), f32 (exact) or q8_0 (a quarter) "
+            + "[default: f16; f32 on a GPU, which keeps only f32]",
+        HelpName = "f32|f16|q8_0",
+    }.Check(v => v is null || ParseCacheTypes(v, list: false, out _) ? null
+        : $"{alias} must be {string.Join(", ", KvCacheTypes.Names)}, got '{v}'").Suggest([.. KvCacheTypes.Names]);
+
+    /// <summary>A cache type, or (where <paramref name="list"/>) a comma list of them.</summary>
+    public static bool ParseCacheTypes(string text, bool list, out KvCacheType[] types)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        types = new KvCacheType[parts.Length];
+        if (parts.Length > 1 && !list) return false;
+        for (int i = 0; i < parts.Length; i++)
+            if (!KvCacheTypes.TryParse(parts[i], out types[i])) return false;
+        return true;
+    }
+
+    /// <summary>The K cache type asked for, or null for the engine's default.</summary>
+    public KvCacheType? ReadCacheTypeK(ParseResult r) => ReadCacheType(r, CacheTypeK);
+
+    public KvCacheType? ReadCacheTypeV(ParseResult r) => ReadCacheType(r, CacheTypeV);
+
+    private static KvCacheType? ReadCacheType(ParseResult r, Option<string?> option) =>
+        r.GetValue(option) is { } text && ParseCacheTypes(text, list: false, out var types) ? types[0] : null;
+
     public static string? CheckThreads(int threads) => threads is >= 0 and <= MaxThreads ? null
         : $"--threads must be between 1 and {MaxThreads} (0 or absent: one per core, {Environment.ProcessorCount} here), got {threads}";
 
@@ -53,10 +86,13 @@ internal sealed class RuntimeOptions
         return true;
     }
 
-    /// <summary>The options <c>run</c>, <c>chat</c> and <c>logits</c> take; <c>bench</c> leaves out context and batch (it sets them).</summary>
-    public void AddTo(Command command, bool contextAndBatch = true)
+    /// <summary>
+    /// The options <c>run</c>, <c>chat</c> and <c>logits</c> take; <c>bench</c> leaves out context and batch (it sets them) and has
+    /// its own list forms of threads and the cache types.
+    /// </summary>
+    public void AddTo(Command command, bool contextAndBatch = true, bool threadsAndCacheTypes = true)
     {
-        command.Options.Add(Threads);
+        if (threadsAndCacheTypes) command.Options.Add(Threads);
         if (contextAndBatch)
         {
             command.Options.Add(Context);
@@ -65,6 +101,11 @@ internal sealed class RuntimeOptions
         command.Options.Add(NoRepack);
         command.Options.Add(Device);
         command.Options.Add(GpuLayers);
+        if (threadsAndCacheTypes)
+        {
+            command.Options.Add(CacheTypeK);
+            command.Options.Add(CacheTypeV);
+        }
     }
 
     public DeviceRequest ReadDevice(ParseResult r) =>

@@ -5,23 +5,30 @@ using Infer.Runtime.Backend;
 namespace Infer.Kernels.Cpu.Backend;
 
 /// <summary>
-/// The KV cache and the attention over it. The cache is float32, [sequence][layer][kvHead][position][headDim] for K and V,
-/// so a head's keys (or values) over all positions are one contiguous run that attention streams through (position-major rows
-/// of all heads would put a head's rows 2+ KiB apart, a new page every few positions).
+/// The KV cache and the attention over it. The cache is [sequence][layer][kvHead][position] rows of headDim elements for K and V,
+/// each in its <see cref="KvCacheType"/> (float32, F16, or Q8_0 blocks along the head), so a head's keys (or values) over all
+/// positions are one contiguous run that attention streams through (position-major rows of all heads would put a head's rows
+/// 2+ KiB apart, a new page every few positions). The store converts on write; the kernels read the narrower types directly,
+/// a block of rows at a time (<see cref="KvAttention"/>, <see cref="FlashAttention"/>).
 /// </summary>
-internal sealed unsafe class AttentionDriver
+internal sealed unsafe partial class AttentionDriver
 {
     private readonly NativeBuffers _buffers;
     private readonly WorkerPool _pool;
     private readonly BatchState _batch;
-    private readonly AttentionWork _attention;
+    private AttentionWork? _attention; // specialized for the cache's (K type, V type) when it is created
 
     private KvCacheConfig? _kv;
-    private float* _kCache, _vCache;
+    private byte* _kCache, _vCache;
+    private long _kRowBytes, _vRowBytes;
 
     // Per-thread scratch for the attention scores of one head (ContextLength floats, whole cache lines per thread).
     private float* _scratch;
     private int _scratchPerThread;
+
+    // Per-thread scratch for cache rows converted to float32 in decode (KvAttention.ScratchFloats), narrower caches only.
+    private float* _rowScratch;
+    private long _rowScratchPerThread;
 
     // Query blocks of the current batch for tiled attention: runs of consecutive batch tokens of one sequence, at most
     // FlashAttention.BlockTokens(group) long. (maxBatch) each.
@@ -35,6 +42,7 @@ internal sealed unsafe class AttentionDriver
     /// <summary>
     /// Context length from which a decode token's GQA group is attended together (<see cref="VectorOps.AttendGroup"/>): each cache row
     /// is then read once per group instead of once per query head, and at long contexts decode attention is bound by those reads.
+    /// A narrower cache is always attended a group at a time (<see cref="KvAttention"/>): its conversion is then shared too.
     /// </summary>
     internal const int GroupDecodePositions = 1024;
 
@@ -46,42 +54,59 @@ internal sealed unsafe class AttentionDriver
         _blockStart = (int*)buffers.Alloc(sizeof(int) * (long)batch.MaxBatch);
         _blockTokens = (int*)buffers.Alloc(sizeof(int) * (long)batch.MaxBatch);
         _blockOrder = (long*)buffers.Alloc(sizeof(long) * (long)batch.MaxBatch);
-        _attention = new AttentionWork(this);
     }
+
+    /// <summary>Every <see cref="KvCacheType"/> has kernels here.</summary>
+    public static bool Supports(KvCacheType type) => type is KvCacheType.F32 or KvCacheType.F16 or KvCacheType.Q8_0;
 
     public void CreateKvCache(KvCacheConfig config)
     {
+        foreach (var type in new[] { config.KType, config.VType })
+        {
+            if (!Supports(type)) throw new NotSupportedException($"the CPU backend has no KV cache of type {type}");
+            if (KvCacheTypes.Unsupported(type, config.HeadDim) is { } why) throw new NotSupportedException(why);
+        }
+        _buffers.Free(_kCache);
+        _buffers.Free(_vCache);
+        _buffers.Free(_scratch);
+        _buffers.Free(_rowScratch);
         _kv = config;
-        long elements = (long)config.Contexts * config.Layers * config.ContextLength * config.KvHeads * config.HeadDim;
-        _kCache = (float*)_buffers.Alloc(elements * sizeof(float));
-        _vCache = (float*)_buffers.Alloc(elements * sizeof(float));
+        _kRowBytes = KvCacheTypes.RowBytes(config.KType, config.HeadDim);
+        _vRowBytes = KvCacheTypes.RowBytes(config.VType, config.HeadDim);
+        long rows = (long)config.Contexts * config.Layers * config.ContextLength * config.KvHeads;
+        _kCache = (byte*)_buffers.Alloc(rows * _kRowBytes);
+        _vCache = (byte*)_buffers.Alloc(rows * _vRowBytes);
         _scratchPerThread = (config.ContextLength + 15) / 16 * 16;
         _scratch = (float*)_buffers.Alloc((long)_scratchPerThread * _pool.ThreadCount * sizeof(float));
+        _attention = AttentionWork.Create(this, config.KType, config.VType);
+        _rowScratchPerThread = _attention.Converts ? (KvAttention.ScratchFloats(config.HeadDim) + 15) / 16 * 16 : 0;
+        _rowScratch = _attention.Converts ? (float*)_buffers.Alloc(_rowScratchPerThread * _pool.ThreadCount * sizeof(float)) : null;
     }
 
-    /// <summary>The cache rows of one KV head: row p of the head is at the result + p · headDim.</summary>
-    private float* KvHead(float* cache, int sequence, int layer, int kvHead)
+    /// <summary>The cache rows of one KV head: row p of the head is at the result + p · rowBytes.</summary>
+    private byte* KvHead(byte* cache, long rowBytes, int sequence, int layer, int kvHead)
     {
         var c = _kv!;
-        return cache + ((((long)sequence * c.Layers + layer) * c.KvHeads + kvHead) * c.ContextLength) * c.HeadDim;
+        return cache + ((((long)sequence * c.Layers + layer) * c.KvHeads + kvHead) * c.ContextLength) * rowBytes;
     }
 
     private KvCacheConfig Config => _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
 
-    /// <summary>Copies k and v of every batch token into the token's sequence and position, head by head.</summary>
+    /// <summary>Writes k and v of every batch token into the token's sequence and position, head by head, in the cache's types.</summary>
     public void Store(int layer, CpuActivation k, CpuActivation v)
     {
         var kv = Config;
         int headDim = kv.HeadDim, kvDim = kv.KvHeads * headDim;
         if ((uint)layer >= (uint)kv.Layers || k.Cols < kvDim || v.Cols < kvDim)
-            throw new ArgumentException($"storing rows of {k.Cols}/{v.Cols} in layer {layer} does not fit the KV cache ({kv.Layers} layers, {kv.KvHeads} KV heads of {headDim})");
+            throw new ArgumentException($"storing rows of {k.Cols}/{v.Cols} in layer {layer} does not fit the KV cache "
+                + $"({kv.Layers} layers, {kv.KvHeads} KV heads of {headDim})");
         for (int t = 0; t < _batch.N; t++)
         {
-            long row = (long)_batch.Positions[t] * headDim;
+            int position = _batch.Positions[t], sequence = _batch.Sequences[t];
             for (int h = 0; h < kv.KvHeads; h++)
             {
-                k.Row(t).Slice(h * headDim, headDim).CopyTo(new Span<float>(KvHead(_kCache, _batch.Sequences[t], layer, h) + row, headDim));
-                v.Row(t).Slice(h * headDim, headDim).CopyTo(new Span<float>(KvHead(_vCache, _batch.Sequences[t], layer, h) + row, headDim));
+                _attention!.StoreRow(k.Data + (long)t * k.Cols + h * headDim, KvHead(_kCache, _kRowBytes, sequence, layer, h) + position * _kRowBytes,
+                    v.Data + (long)t * v.Cols + h * headDim, KvHead(_vCache, _vRowBytes, sequence, layer, h) + position * _vRowBytes, headDim);
             }
         }
     }
@@ -89,26 +114,29 @@ internal sealed unsafe class AttentionDriver
     public void Attend(int layer, CpuActivation q, CpuActivation output, AttentionShape shape)
     {
         var kv = Config;
+        var work = _attention!;
         int nHeads = shape.Heads, nKvHeads = shape.KvHeads, headDim = shape.HeadDim;
         if (nKvHeads != kv.KvHeads || headDim != kv.HeadDim || nHeads % nKvHeads != 0 || (uint)layer >= (uint)kv.Layers)
-            throw new ArgumentException($"attention with {nHeads} heads over {nKvHeads} KV heads of {headDim} does not fit the KV cache ({kv.KvHeads} KV heads of {kv.HeadDim})");
+            throw new ArgumentException($"attention with {nHeads} heads over {nKvHeads} KV heads of {headDim} does not fit the KV cache "
+                + $"({kv.KvHeads} KV heads of {kv.HeadDim})");
         int group = nHeads / nKvHeads;
         int blockTokens = FlashAttention.BlockTokens(group);
         int blocks = PlanQueryBlocks(blockTokens, group, out bool anyTile, out int maxPosition);
-        _attention.Tiled = anyTile;
-        if (_attention.Tiled) EnsureTileScratch(FlashAttention.ScratchFloats(blockTokens, group, headDim));
-        // grouped decode past GroupDecodePositions keeps a group's scores (group × context floats) in the same scratch
-        if (group > 1 && maxPosition + 1 >= GroupDecodePositions) EnsureTileScratch((long)group * kv.ContextLength);
-        _attention.Blocks = blocks;
-        _attention.Layer = layer;
-        _attention.NHeads = nHeads;
-        _attention.NKvHeads = nKvHeads;
-        _attention.HeadDim = headDim;
-        _attention.Scale = shape.Scale;
-        _attention.Q = q;
-        _attention.Output = output;
-        _attention.NextItem = 0;
-        _pool.Run(_attention);
+        work.Tiled = anyTile;
+        if (work.Tiled) EnsureTileScratch(FlashAttention.ScratchFloats(blockTokens, group, headDim));
+        // grouped decode keeps a group's scores (group × context floats) in the same scratch: past GroupDecodePositions for a
+        // float32 cache, always for a narrower one
+        if (group > 1 && (work.Converts || maxPosition + 1 >= GroupDecodePositions)) EnsureTileScratch((long)group * kv.ContextLength);
+        work.Blocks = blocks;
+        work.Layer = layer;
+        work.NHeads = nHeads;
+        work.NKvHeads = nKvHeads;
+        work.HeadDim = headDim;
+        work.Scale = shape.Scale;
+        work.Q = q;
+        work.Output = output;
+        work.NextItem = 0;
+        _pool.Run(work);
         output.Version++;
     }
 
@@ -125,7 +153,8 @@ internal sealed unsafe class AttentionDriver
         for (int t = 0; t < _batch.N;)
         {
             int start = t, maxPos = _batch.Positions[t];
-            for (t++; t < _batch.N && t - start < blockTokens && _batch.Sequences[t] == _batch.Sequences[start]; t++) maxPos = Math.Max(maxPos, _batch.Positions[t]);
+            for (t++; t < _batch.N && t - start < blockTokens && _batch.Sequences[t] == _batch.Sequences[start]; t++)
+                maxPos = Math.Max(maxPos, _batch.Positions[t]);
             long cost = Math.Min((long)(t - start) * (maxPos + 1), int.MaxValue);
             _blockStart[blocks] = start;
             _blockTokens[blocks] = t - start;
@@ -145,108 +174,5 @@ internal sealed unsafe class AttentionDriver
         _buffers.Free(_tileScratch);
         _tileScratch = (float*)_buffers.Alloc(floatsPerThread * _pool.ThreadCount * sizeof(float));
         _tileScratchPerThread = floatsPerThread;
-    }
-
-    /// <summary>
-    /// Attention work. When no query block is worth a tile (decode, or one token per sequence, with a small GQA group), items
-    /// are (token, head) pairs through <see cref="VectorOps.Attend"/>. Otherwise items are (query block, KV head) through
-    /// <see cref="FlashAttention.Attend"/>, so every K/V row serves all the block's tokens and the group's heads (blocks too
-    /// small for a tile go head by head inside their item); items are handed out from a shared counter, most expensive block
-    /// first, so the threads finish together.
-    /// </summary>
-    private sealed class AttentionWork(AttentionDriver b) : IParallelWork
-    {
-        public int Layer, NHeads, NKvHeads, HeadDim;
-        public float Scale;
-        public CpuActivation Q = null!, Output = null!;
-        public bool Tiled;
-        public int Blocks;
-        public int NextItem;
-
-        public void Execute(int thread, int threadCount)
-        {
-            if (Tiled) ExecuteTiled(thread);
-            else ExecutePerHead(thread, threadCount);
-        }
-
-        /// <summary>
-        /// (token, head) work, handed out a whole GQA group at a time when there are enough groups to keep every thread busy: one
-        /// thread then reads a KV head's cache rows and its other query heads find them in its L2 (long contexts).
-        /// </summary>
-        private void ExecutePerHead(int thread, int threadCount)
-        {
-            int group = NHeads / NKvHeads;
-            int perItem = b._batch.N * NKvHeads >= 2 * threadCount ? group : 1;
-            int items = b._batch.N * NHeads / perItem;
-            var scores = Scores(thread);
-            while (true)
-            {
-                int item = Interlocked.Increment(ref NextItem) - 1;
-                if (item >= items) break;
-                int first = item * perItem;
-                int t = first / NHeads, h = first % NHeads;
-                if (perItem == group) AttendGroup(t, h / group, thread);
-                else AttendHead(t, h, scores);
-            }
-        }
-
-        /// <summary>
-        /// Token t's query heads of one KV head: past <see cref="GroupDecodePositions"/> through <see cref="VectorOps.AttendGroup"/>
-        /// (the cache rows read once for the group, scores in the worker's tile scratch), else head by head.
-        /// </summary>
-        private void AttendGroup(int t, int kvHead, int thread)
-        {
-            int group = NHeads / NKvHeads, pos = b._batch.Positions[t];
-            if (group == 1 || pos + 1 < GroupDecodePositions || HeadDim % 8 != 0 || !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
-            {
-                var scores = Scores(thread);
-                for (int g = 0; g < group; g++) AttendHead(t, kvHead * group + g, scores);
-                return;
-            }
-            int seq = b._batch.Sequences[t];
-            int headOffset = kvHead * group * HeadDim;
-            VectorOps.AttendGroup(Q.Data + (long)t * Q.Cols + headOffset, group, HeadDim,
-                b.KvHead(b._kCache, seq, Layer, kvHead), b.KvHead(b._vCache, seq, Layer, kvHead), HeadDim,
-                pos + 1, Scale, b._tileScratch + thread * b._tileScratchPerThread, Output.Data + (long)t * Output.Cols + headOffset);
-        }
-
-        private void ExecuteTiled(int thread)
-        {
-            int items = Blocks * NKvHeads;
-            int group = NHeads / NKvHeads;
-            int kvDim = NKvHeads * HeadDim;
-            float* scratch = b._tileScratch + thread * b._tileScratchPerThread;
-            while (true)
-            {
-                int item = Interlocked.Increment(ref NextItem) - 1;
-                if (item >= items) break;
-                int block = (int)(b._blockOrder[item / NKvHeads] & 0xFFFFFFFF), kvHead = item % NKvHeads;
-                int t0 = b._blockStart[block], tokens = b._blockTokens[block];
-                if (!FlashAttention.Worthwhile(tokens, group))
-                {
-                    for (int t = t0; t < t0 + tokens; t++) AttendGroup(t, kvHead, thread);
-                    continue;
-                }
-                int seq = b._batch.Sequences[t0];
-                int headOffset = kvHead * group * HeadDim;
-                FlashAttention.Attend(
-                    Q.Data + (long)t0 * Q.Cols + headOffset, Q.Cols, Output.Data + (long)t0 * Output.Cols + headOffset, Output.Cols,
-                    b._batch.Positions + t0, tokens, group, HeadDim,
-                    b.KvHead(b._kCache, seq, Layer, kvHead), b.KvHead(b._vCache, seq, Layer, kvHead), HeadDim,
-                    Scale, scratch);
-            }
-        }
-
-        private Span<float> Scores(int thread) => new(b._scratch + (long)thread * b._scratchPerThread, b._kv!.ContextLength);
-
-        /// <summary>Head h of token t over its sequence's cache positions 0..pos.</summary>
-        private void AttendHead(int t, int h, Span<float> scores)
-        {
-            int kvHead = h / (NHeads / NKvHeads);
-            int seq = b._batch.Sequences[t], pos = b._batch.Positions[t];
-            float* keys = b.KvHead(b._kCache, seq, Layer, kvHead);
-            float* values = b.KvHead(b._vCache, seq, Layer, kvHead);
-            VectorOps.Attend(Q.Row(t).Slice(h * HeadDim, HeadDim), keys, values, HeadDim, pos + 1, Scale, scores, Output.Row(t).Slice(h * HeadDim, HeadDim));
-        }
     }
 }

@@ -17,6 +17,7 @@ internal sealed unsafe class CpuWeight : IWeight
     public float* Floats { get; init; }              // vectors only: (cols) float32
     public byte* Repacked { get; init; }             // (rows / 8 groups of kernel.RepackRows interleaved rows), or null
     public int RepackedRows { get; init; }           // rows covered by Repacked (a multiple of 8); later rows use Data
+    public bool ReleasesMapped { get; init; }        // Data is a file mapping whose rows are released after each lookup (Embed)
 }
 
 /// <summary>A float32 activation (rows, cols) in native memory. <see cref="Version"/> counts writes (for input-quantization reuse).</summary>

@@ -33,6 +33,25 @@ internal sealed unsafe class RowOps(NativeBuffers buffers, WorkerPool pool, Batc
     {
         Run(Op.Embed, x, weight: table);
         x.Version++;
+        if (table.ReleasesMapped) ReleaseLookedUpRows(table);
+    }
+
+    /// <summary>
+    /// A mapped table whose file rows serve only these lookups (untied, or tied with a repacked copy for the output matmul): the
+    /// kernel maps 64 KiB of the file around each faulting row (fault-around), so a few thousand distinct tokens would bring most of
+    /// the table back into the process. The windows just read are released again (one madvise per row; the page cache keeps them).
+    /// </summary>
+    private void ReleaseLookedUpRows(CpuWeight table)
+    {
+        const long Window = 64 << 10;
+        long tableStart = (long)table.Data, tableEnd = tableStart + (long)table.Rows * table.RowBytes;
+        for (int r = 0; r < batch.N; r++)
+        {
+            long row = tableStart + batch.Tokens[r] * table.RowBytes;
+            if (row >= tableEnd) continue;
+            long start = Math.Max(tableStart, row / Window * Window), end = Math.Min(tableEnd, (row + table.RowBytes + Window - 1) / Window * Window);
+            MemoryAdvice.ReleaseMapped((void*)start, end - start);
+        }
     }
 
     public void RmsNorm(CpuActivation x, CpuWeight w, float eps, CpuActivation y, int rows)

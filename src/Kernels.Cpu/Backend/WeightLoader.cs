@@ -6,7 +6,9 @@ namespace Infer.Kernels.Cpu.Backend;
 
 /// <summary>
 /// Binds weights to their kernels: matrices stay where they are (the memory map); vectors are widened to float32; weights whose
-/// type has interleaved 8-row kernels on this CPU are copied into that layout (in parallel over row groups).
+/// type has interleaved 8-row kernels on this CPU are copied into that layout (in parallel over row groups), and the mapped rows
+/// they were copied from are then released from this process (the page cache keeps them; the embedding lookup reads the few
+/// rows it needs back), so a repacked model is resident once, not twice.
 /// </summary>
 internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool, bool repack)
 {
@@ -18,7 +20,14 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
     /// <summary>Bytes of weights copied into repacked layout so far.</summary>
     public long RepackedBytes { get; private set; }
 
-    public CpuWeight Bind(string name, GgmlType type, int rows, int cols, byte* data)
+    /// <param name="name">the tensor's name, for messages and profiles.</param>
+    /// <param name="type">its element type.</param>
+    /// <param name="rows">rows of the matrix (1 for a vector).</param>
+    /// <param name="cols">elements per row.</param>
+    /// <param name="data">rows × row bytes of <paramref name="type"/>.</param>
+    /// <param name="mapped">data is a read-only file mapping (its pages may be released once repacked), not caller memory.</param>
+    /// <param name="repack">false: never repacked (a table that is only looked up).</param>
+    public CpuWeight Bind(string name, GgmlType type, int rows, int cols, byte* data, bool mapped = false, bool repack = true)
     {
         var kernel = QuantKernels.Get(type);
         long rowBytes = kernel.RowBytes(cols);
@@ -30,7 +39,7 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
         }
         byte* repacked = null;
         int repackedRows = 0;
-        if (Repack && kernel.RepackRows > 0 && rows >= kernel.RepackRows)
+        if (Repack && repack && kernel.RepackRows > 0 && rows >= kernel.RepackRows)
         {
             int g = kernel.RepackRows;
             repackedRows = rows / g * g;
@@ -41,30 +50,43 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
             _repack.RowBytes = rowBytes;
             _repack.Cols = cols;
             _repack.Groups = repackedRows / g;
+            _repack.Next = 0;
             pool.Run(_repack);
             RepackedBytes += repackedRows * rowBytes;
+            if (mapped) MemoryAdvice.ReleaseMapped(data, repackedRows * rowBytes);
         }
         return new CpuWeight
         {
             Name = name, Type = type, Rows = rows, Cols = cols, Data = data, RowBytes = rowBytes, Kernel = kernel,
             Floats = floats, Repacked = repacked, RepackedRows = repackedRows,
+            // rows read only by lookups (a repacked copy does the matmuls, or there are none) leave the process after each read
+            ReleasesMapped = mapped && rows > 1 && (repacked != null || !repack),
         };
     }
 
-    /// <summary>Repacks groups of rows into the interleaved layout, groups split across threads.</summary>
+    /// <summary>
+    /// Repacks groups of rows into the interleaved layout, handed out in chunks from a shared counter: a thread that loses its core
+    /// for a while (the tokenizer is built beside the load) delays one chunk, not a fixed share of the tensor.
+    /// </summary>
     private sealed class RepackWork : IParallelWork
     {
+        private const int ChunkGroups = 16;
         public QuantKernel Kernel = null!;
         public byte* Source, Destination;
         public long RowBytes;
         public int Cols, Groups;
+        public int Next;
 
         public void Execute(int thread, int threadCount)
         {
             int g = Kernel.RepackRows;
-            var (start, end) = WorkerPool.Split(Groups, thread, threadCount);
-            for (int i = start; i < end; i++)
-                Kernel.Repack(Source + (long)i * g * RowBytes, (nint)RowBytes, Destination + (long)i * g * RowBytes, Cols);
+            while (true)
+            {
+                int start = (Interlocked.Increment(ref Next) - 1) * ChunkGroups;
+                if (start >= Groups) break;
+                for (int i = start; i < Math.Min(Groups, start + ChunkGroups); i++)
+                    Kernel.Repack(Source + (long)i * g * RowBytes, (nint)RowBytes, Destination + (long)i * g * RowBytes, Cols);
+            }
         }
     }
 }

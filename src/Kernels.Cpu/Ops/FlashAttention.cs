@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using Infer.Runtime.Backend;
 
 namespace Infer.Kernels.Cpu.Ops;
 
@@ -19,13 +20,20 @@ namespace Infer.Kernels.Cpu.Ops;
 /// Token t attends to cache positions 0..positions[t]; positions need not be consecutive. Every cache row 0..max(positions)
 /// must hold a written key and value (rows a token cannot see are multiplied by zero).
 /// </para>
+/// <para>
+/// A cache in a narrower type (<see cref="KvCacheType"/> F16, Q8_0) is read a key block at a time: the block's rows are
+/// converted into float32 scratch (keys (KeyBlock, headDim), values (KeyBlock, DPad)) and the same tiles run over it.
+/// </para>
 /// </summary>
 public static unsafe class FlashAttention
 {
     /// <summary>Query rows (tokens × group heads) a block should hold: two rows of 16-float vectors (the score kernel's row chunk).</summary>
     public const int TargetRows = 32;
 
-    /// <summary>Tokens per block for a group of <paramref name="groupHeads"/> query heads per KV head, so a block holds about <see cref="TargetRows"/> query rows.</summary>
+    /// <summary>
+    /// Tokens per block for a group of <paramref name="groupHeads"/> query heads per KV head, so a block holds about
+    /// <see cref="TargetRows"/> query rows.
+    /// </summary>
     public static int BlockTokens(int groupHeads) => Math.Max(1, TargetRows / Math.Max(1, groupHeads));
 
     /// <summary>
@@ -35,9 +43,13 @@ public static unsafe class FlashAttention
     /// </summary>
     public static bool Worthwhile(int tokens, int groupHeads) => tokens * groupHeads >= TargetRows / 2;
 
-    /// <summary>Floats of per-worker scratch <see cref="Attend"/> needs for blocks of up to <paramref name="tokens"/> tokens.</summary>
+    /// <summary>
+    /// Floats of per-worker scratch <see cref="Attend(float*, int, float*, int, int*, int, int, int, float*, float*, int, float, float*)"/>
+    /// and the typed entry need for blocks of up to <paramref name="tokens"/> tokens, whatever the cache type.
+    /// </summary>
     public static long ScratchFloats(int tokens, int groupHeads, int headDim) =>
-        Math.Max(ScratchFloats<Tile512>(tokens, groupHeads, headDim), ScratchFloats<Tile256>(tokens, groupHeads, headDim));
+        Math.Max(ScratchFloats<Tile512>(tokens, groupHeads, headDim, converts: true),
+            ScratchFloats<Tile256>(tokens, groupHeads, headDim, converts: true));
 
     /// <summary>
     /// out[t, g] = Σ_{p ≤ positions[t]} softmax_p(scale · q[t, g]·k_p) v_p for the <paramref name="tokens"/> tokens of a block
@@ -67,8 +79,77 @@ public static unsafe class FlashAttention
     }
 
     /// <summary>
+    /// <see cref="Attend(float*, int, float*, int, int*, int, int, int, float*, float*, int, float, float*)"/> over a cache of
+    /// <paramref name="kType"/> keys and <paramref name="vType"/> values, the rows of the KV head consecutive (row p of K at
+    /// keys + p · RowBytes(kType, headDim)).
+    /// </summary>
+    public static void Attend(KvCacheType kType, KvCacheType vType, float* q, int qStride, float* output, int outStride, int* positions,
+        int tokens, int groupHeads, int headDim, byte* keys, byte* values, float scale, float* scratch)
+    {
+        var args = new Args(q, qStride, output, outStride, positions, tokens, groupHeads, headDim, keys, KvCacheTypes.RowBytes(kType, headDim),
+            values, KvCacheTypes.RowBytes(vType, headDim), scale, scratch);
+        switch (kType)
+        {
+            case KvCacheType.F32: Attend<KvF32>(vType, args); break;
+            case KvCacheType.F16: Attend<KvF16>(vType, args); break;
+            case KvCacheType.Q8_0: Attend<KvQ8_0>(vType, args); break;
+            default: throw new ArgumentOutOfRangeException(nameof(kType));
+        }
+    }
+
+    private static void Attend<TK>(KvCacheType vType, in Args a) where TK : struct, IKvRows
+    {
+        switch (vType)
+        {
+            case KvCacheType.F32: Attend<TK, KvF32>(a); break;
+            case KvCacheType.F16: Attend<TK, KvF16>(a); break;
+            case KvCacheType.Q8_0: Attend<TK, KvQ8_0>(a); break;
+            default: throw new ArgumentOutOfRangeException(nameof(vType));
+        }
+    }
+
+    /// <summary>The typed entry for one (K type, V type) pair, at the widest tile this CPU runs.</summary>
+    internal static void Attend<TK, TV>(in Args a) where TK : struct, IKvRows where TV : struct, IKvRows
+    {
+        if (Vector512.IsHardwareAccelerated) Attend<Tile512, TK, TV>(a);
+        else Attend<Tile256, TK, TV>(a);
+    }
+
+    /// <summary>The arguments of one block, as the typed entry takes them, with the row sizes of K and V in bytes.</summary>
+    internal readonly struct Args(float* q, int qStride, float* output, int outStride, int* positions, int tokens, int groupHeads,
+        int headDim, byte* keys, long keyRowBytes, byte* values, long valueRowBytes, float scale, float* scratch)
+    {
+        public readonly float* Q = q, Output = output, Scratch = scratch;
+        public readonly int QStride = qStride, OutStride = outStride, Tokens = tokens, GroupHeads = groupHeads, HeadDim = headDim;
+        public readonly int* Positions = positions;
+        public readonly byte* Keys = keys, Values = values;
+        public readonly long KeyRowBytes = keyRowBytes, ValueRowBytes = valueRowBytes;
+        public readonly float Scale = scale;
+    }
+
+    /// <summary>
+    /// Scalar reference of the typed entry: the cache rows converted by <see cref="KvRows.LoadRef"/>, then the float32 reference
+    /// (<see cref="AttendRef(float*, int, float*, int, int*, int, int, int, float*, float*, int, float)"/>).
+    /// </summary>
+    public static void AttendRef(KvCacheType kType, KvCacheType vType, float* q, int qStride, float* output, int outStride, int* positions,
+        int tokens, int groupHeads, int headDim, byte* keys, byte* values, float scale)
+    {
+        int rows = 0;
+        for (int t = 0; t < tokens; t++) rows = Math.Max(rows, positions[t] + 1);
+        var k = new float[(long)rows * headDim];
+        var v = new float[(long)rows * headDim];
+        fixed (float* kp = k, vp = v)
+        {
+            KvRows.LoadRef(kType, keys, rows, headDim, kp, headDim);
+            KvRows.LoadRef(vType, values, rows, headDim, vp, headDim);
+            AttendRef(q, qStride, output, outStride, positions, tokens, groupHeads, headDim, kp, vp, headDim, scale);
+        }
+    }
+
+    /// <summary>
     /// Scalar reference: naive softmax attention, one query row at a time (scores over 0..pos, softmax, weighted sum of values).
-    /// Same arguments as <see cref="Attend"/>; allocates its score buffer (a test reference, not for the forward pass).
+    /// Same arguments as <see cref="Attend(float*, int, float*, int, int*, int, int, int, float*, float*, int, float, float*)"/>;
+    /// allocates its score buffer (a test reference, not for the forward pass).
     /// </summary>
     public static void AttendRef(float* q, int qStride, float* output, int outStride, int* positions, int tokens, int groupHeads, int headDim,
         float* keys, float* values, int kvStride, float scale)
@@ -109,14 +190,15 @@ public static unsafe class FlashAttention
     private readonly struct TileShape
     {
         public readonly int Rows, RowsPad, HeadDim, DPad;
-        public readonly bool CopyValues;
+        public readonly bool CopyValues, Converts;
 
-        public TileShape(int rows, int headDim, int rowChunk, int valueColumns)
+        public TileShape(int rows, int headDim, int rowChunk, int valueColumns, bool converts)
         {
             Rows = rows;
             RowsPad = RoundUp(rows, rowChunk);
             HeadDim = headDim;
             DPad = RoundUp(headDim, valueColumns);
+            Converts = converts;
             CopyValues = DPad != headDim;
         }
 
@@ -124,25 +206,38 @@ public static unsafe class FlashAttention
         public long QtFloats => (long)HeadDim * RowsPad;               // Qᵀ (headDim, RowsPad)
         public long OFloats => (long)RowsPad * DPad;                   // O (RowsPad, DPad)
         public long SFloats(int keyBlock) => (long)keyBlock * RowsPad; // Sᵀ, then Pᵀ (KeyBlock, RowsPad)
-        public long VFloats(int keyBlock) => CopyValues ? (long)keyBlock * DPad : 0; // values padded to DPad (KeyBlock, DPad)
-        public long Total(int keyBlock) => RoundUp(QtFloats, 16) + OFloats + SFloats(keyBlock) + 4L * RowsPad + VFloats(keyBlock);
+        public long VFloats(int keyBlock) => CopyValues || Converts ? (long)keyBlock * DPad : 0; // values padded to DPad (KeyBlock, DPad)
+        public long KFloats(int keyBlock) => Converts ? (long)keyBlock * HeadDim : 0;  // converted keys (KeyBlock, headDim)
+        public long Total(int keyBlock) => RoundUp(QtFloats, 16) + OFloats + SFloats(keyBlock) + 4L * RowsPad + VFloats(keyBlock) + KFloats(keyBlock);
     }
 
     private static int RoundUp(int x, int m) => (x + m - 1) / m * m;
     private static long RoundUp(long x, long m) => (x + m - 1) / m * m;
 
-    private static TileShape Shape<T>(int tokens, int groupHeads, int headDim) where T : struct, ITileOps =>
-        new(tokens * groupHeads, headDim, T.RowChunk, T.ValueColumns);
+    private static TileShape Shape<T>(int tokens, int groupHeads, int headDim, bool converts) where T : struct, ITileOps =>
+        new(tokens * groupHeads, headDim, T.RowChunk, T.ValueColumns, converts);
 
-    internal static long ScratchFloats<T>(int tokens, int groupHeads, int headDim) where T : struct, ITileOps =>
-        Shape<T>(tokens, groupHeads, headDim).Total(T.KeyBlock);
+    internal static long ScratchFloats<T>(int tokens, int groupHeads, int headDim, bool converts = false) where T : struct, ITileOps =>
+        Shape<T>(tokens, groupHeads, headDim, converts).Total(T.KeyBlock);
 
-    /// <summary>The tiled kernel for one vector width (tests call each width).</summary>
+    /// <summary>The tiled kernel for one vector width over a float32 cache (tests call each width).</summary>
     internal static void Attend<T>(float* q, int qStride, float* output, int outStride, int* positions, int tokens, int groupHeads, int headDim,
-        float* keys, float* values, int kvStride, float scale, float* scratch) where T : struct, ITileOps
+        float* keys, float* values, int kvStride, float scale, float* scratch) where T : struct, ITileOps =>
+        Attend<T, KvF32, KvF32>(new Args(q, qStride, output, outStride, positions, tokens, groupHeads, headDim,
+            (byte*)keys, 4L * kvStride, (byte*)values, 4L * kvStride, scale, scratch));
+
+    /// <summary>The tiled kernel for one vector width and one (K type, V type) pair (tests call each).</summary>
+    internal static void Attend<T, TK, TV>(in Args a) where T : struct, ITileOps where TK : struct, IKvRows where TV : struct, IKvRows
     {
+        float* q = a.Q, output = a.Output, scratch = a.Scratch;
+        int qStride = a.QStride, outStride = a.OutStride, tokens = a.Tokens, groupHeads = a.GroupHeads, headDim = a.HeadDim;
+        int* positions = a.Positions;
+        byte* keys = a.Keys, values = a.Values;
+        long kRowBytes = a.KeyRowBytes, vRowBytes = a.ValueRowBytes;
+        float scale = a.Scale;
         if (tokens <= 0) return;
-        var shape = Shape<T>(tokens, groupHeads, headDim);
+        bool converts = TK.Converts || TV.Converts;
+        var shape = Shape<T>(tokens, groupHeads, headDim, converts);
         int m = shape.Rows, mPad = shape.RowsPad, d = headDim, dPad = shape.DPad;
         int keyBlock = T.KeyBlock;
 
@@ -154,6 +249,7 @@ public static unsafe class FlashAttention
         float* correction = rowSum + mPad;                     // (mPad)
         int* rowPos = (int*)(correction + mPad);               // (mPad)
         float* vPad = (float*)(rowPos + mPad);                 // (keyBlock, dPad) when values are copied
+        float* kBuf = vPad + shape.VFloats(keyBlock);          // (keyBlock, d) when the cache is converted
 
         int minPos = int.MaxValue, maxPos = -1;
         for (int t = 0; t < tokens; t++)
@@ -169,24 +265,37 @@ public static unsafe class FlashAttention
             rowSum[r] = 0;
         }
         new Span<float>(o, m * dPad).Clear();
-        if (shape.CopyValues) new Span<float>(vPad, keyBlock * dPad).Clear();
+        if (shape.CopyValues || TV.Converts) new Span<float>(vPad, keyBlock * dPad).Clear();
 
         for (int p0 = 0; p0 <= maxPos; p0 += keyBlock)
         {
             int count = Math.Min(keyBlock, maxPos + 1 - p0);
-            float* k0 = keys + (long)p0 * kvStride;
+            float* k0 = (float*)(keys + p0 * kRowBytes);
+            int kStride = (int)(kRowBytes / sizeof(float));
+            if (TK.Converts)
+            {
+                TK.Load(keys + p0 * kRowBytes, count, d, kBuf, d);
+                k0 = kBuf;
+                kStride = d;
+            }
             for (int j = 0; j < count; j += T.ScoreKeys)
-                T.Scores(qt, mPad, d, k0 + (long)j * kvStride, kvStride, count - j, s + (long)j * mPad);
+                T.Scores(qt, mPad, d, k0 + (long)j * kStride, kStride, count - j, s + (long)j * mPad);
 
             bool masked = p0 + count - 1 > minPos; // some row cannot see the block's last key
             T.UpdateSoftmax(s, mPad, count, masked ? p0 : -1, rowPos, rowMax, rowSum, correction);
 
-            float* v = values + (long)p0 * kvStride;
-            int vStride = kvStride;
-            if (shape.CopyValues)
+            float* v = (float*)(values + p0 * vRowBytes);
+            int vStride = (int)(vRowBytes / sizeof(float));
+            if (TV.Converts)
+            {
+                TV.Load(values + p0 * vRowBytes, count, d, vPad, dPad);
+                v = vPad;
+                vStride = dPad;
+            }
+            else if (shape.CopyValues)
             {
                 for (int j = 0; j < count; j++)
-                    new ReadOnlySpan<float>(v + (long)j * kvStride, d).CopyTo(new Span<float>(vPad + (long)j * dPad, d));
+                    new ReadOnlySpan<float>(v + (long)j * vStride, d).CopyTo(new Span<float>(vPad + (long)j * dPad, d));
                 v = vPad;
                 vStride = dPad;
             }
@@ -227,7 +336,8 @@ public static unsafe class FlashAttention
         for (int r = 0; r < m; r++)
         {
             float* dst = output + (long)(r / groupHeads) * rowStride + (r % groupHeads) * d;
-            System.Numerics.Tensors.TensorPrimitives.Multiply(new ReadOnlySpan<float>(o + (long)r * dPad, d), 1f / rowSum[r], new Span<float>(dst, d));
+            System.Numerics.Tensors.TensorPrimitives.Multiply(
+                new ReadOnlySpan<float>(o + (long)r * dPad, d), 1f / rowSum[r], new Span<float>(dst, d));
         }
     }
 }

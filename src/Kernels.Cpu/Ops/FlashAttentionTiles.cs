@@ -34,7 +34,9 @@ internal unsafe interface ITileOps
     /// </summary>
     static abstract void UpdateSoftmax(float* s, int mPad, int count, int maskFrom, int* rowPos, float* rowMax, float* rowSum, float* correction);
 
-    /// <summary>O[r, 0..ValueColumns) = O[r, ..] · correction[r] + Σ_j Pᵀ[j, r] · v_j[0..ValueColumns) for four rows r (O rows oStride apart).</summary>
+    /// <summary>
+    /// O[r, 0..ValueColumns) = O[r, ..] · correction[r] + Σ_j Pᵀ[j, r] · v_j[0..ValueColumns) for four rows r (O rows oStride apart).
+    /// </summary>
     static abstract void Accumulate4(float* o, int oStride, float* p, int pStride, float* correction, float* v, int vStride, int count);
 
     /// <summary><see cref="Accumulate4"/> for one row.</summary>
@@ -55,7 +57,8 @@ internal unsafe struct Tile512 : ITileOps
     public static void Scores(float* qt, int mPad, int d, float* k, int kStride, int available, float* s)
     {
         float* k0 = k, k1 = KeyRow(k, kStride, 1, available), k2 = KeyRow(k, kStride, 2, available), k3 = KeyRow(k, kStride, 3, available);
-        float* k4 = KeyRow(k, kStride, 4, available), k5 = KeyRow(k, kStride, 5, available), k6 = KeyRow(k, kStride, 6, available), k7 = KeyRow(k, kStride, 7, available);
+        float* k4 = KeyRow(k, kStride, 4, available), k5 = KeyRow(k, kStride, 5, available);
+        float* k6 = KeyRow(k, kStride, 6, available), k7 = KeyRow(k, kStride, 7, available);
         for (int c = 0; c < mPad; c += 32)
         {
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
@@ -131,10 +134,14 @@ internal unsafe struct Tile512 : ITileOps
         var c1 = Vector512.Create(correction[1]);
         var c2 = Vector512.Create(correction[2]);
         var c3 = Vector512.Create(correction[3]);
-        Vector512<float> r00 = Vector512.Load(o0) * c0, r01 = Vector512.Load(o0 + 16) * c0, r02 = Vector512.Load(o0 + 32) * c0, r03 = Vector512.Load(o0 + 48) * c0;
-        Vector512<float> r10 = Vector512.Load(o1) * c1, r11 = Vector512.Load(o1 + 16) * c1, r12 = Vector512.Load(o1 + 32) * c1, r13 = Vector512.Load(o1 + 48) * c1;
-        Vector512<float> r20 = Vector512.Load(o2) * c2, r21 = Vector512.Load(o2 + 16) * c2, r22 = Vector512.Load(o2 + 32) * c2, r23 = Vector512.Load(o2 + 48) * c2;
-        Vector512<float> r30 = Vector512.Load(o3) * c3, r31 = Vector512.Load(o3 + 16) * c3, r32 = Vector512.Load(o3 + 32) * c3, r33 = Vector512.Load(o3 + 48) * c3;
+        Vector512<float> r00 = Vector512.Load(o0) * c0, r01 = Vector512.Load(o0 + 16) * c0;
+        Vector512<float> r02 = Vector512.Load(o0 + 32) * c0, r03 = Vector512.Load(o0 + 48) * c0;
+        Vector512<float> r10 = Vector512.Load(o1) * c1, r11 = Vector512.Load(o1 + 16) * c1;
+        Vector512<float> r12 = Vector512.Load(o1 + 32) * c1, r13 = Vector512.Load(o1 + 48) * c1;
+        Vector512<float> r20 = Vector512.Load(o2) * c2, r21 = Vector512.Load(o2 + 16) * c2;
+        Vector512<float> r22 = Vector512.Load(o2 + 32) * c2, r23 = Vector512.Load(o2 + 48) * c2;
+        Vector512<float> r30 = Vector512.Load(o3) * c3, r31 = Vector512.Load(o3 + 16) * c3;
+        Vector512<float> r32 = Vector512.Load(o3 + 32) * c3, r33 = Vector512.Load(o3 + 48) * c3;
         float* vj = v, pj = p;
         for (int j = 0; j < count; j++, vj += vStride, pj += pStride)
         {
@@ -156,7 +163,8 @@ internal unsafe struct Tile512 : ITileOps
     public static void Accumulate1(float* o, float* p, int pStride, float correction, float* v, int vStride, int count)
     {
         var c = Vector512.Create(correction);
-        Vector512<float> r0 = Vector512.Load(o) * c, r1 = Vector512.Load(o + 16) * c, r2 = Vector512.Load(o + 32) * c, r3 = Vector512.Load(o + 48) * c;
+        Vector512<float> r0 = Vector512.Load(o) * c, r1 = Vector512.Load(o + 16) * c;
+        Vector512<float> r2 = Vector512.Load(o + 32) * c, r3 = Vector512.Load(o + 48) * c;
         float* vj = v, pj = p;
         for (int j = 0; j < count; j++, vj += vStride, pj += pStride)
         {
@@ -187,7 +195,8 @@ internal unsafe struct Tile256 : ITileOps
 
     public static void Scores(float* qt, int mPad, int d, float* k, int kStride, int available, float* s)
     {
-        float* k0 = k, k1 = Tile512.KeyRow(k, kStride, 1, available), k2 = Tile512.KeyRow(k, kStride, 2, available), k3 = Tile512.KeyRow(k, kStride, 3, available);
+        float* k0 = k, k1 = Tile512.KeyRow(k, kStride, 1, available);
+        float* k2 = Tile512.KeyRow(k, kStride, 2, available), k3 = Tile512.KeyRow(k, kStride, 3, available);
         for (int c = 0; c < mPad; c += 16)
         {
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;

@@ -109,7 +109,10 @@ public static unsafe class VectorOps
 
     // ---- RoPE ----
 
-    /// <summary>Rotates one head in place by the angles of <c>RopeConfig.CosSin</c>. NeoX pairs (i, i + dims/2); normal pairs (2i, 2i+1). Dimensions past dims are untouched.</summary>
+    /// <summary>
+    /// Rotates one head in place by the angles of <c>RopeConfig.CosSin</c>. NeoX pairs (i, i + dims/2); normal pairs (2i, 2i+1).
+    /// Dimensions past dims are untouched.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void RopeHead(Span<float> head, int dims, bool neox, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
     {
@@ -139,7 +142,8 @@ public static unsafe class VectorOps
     /// <summary>
     /// Scalar reference: out = Σ_p softmax_p(scale · q·k_p) v_p over positions 0..count-1, where k_p = keys + p*stride.
     /// </summary>
-    public static void AttendRef(ReadOnlySpan<float> q, float* keys, float* values, int stride, int count, float scale, Span<float> scores, Span<float> output)
+    public static void AttendRef(ReadOnlySpan<float> q, float* keys, float* values, int stride, int count, float scale, Span<float> scores,
+        Span<float> output)
     {
         int d = q.Length;
         for (int p = 0; p < count; p++)
@@ -154,7 +158,8 @@ public static unsafe class VectorOps
             for (int i = 0; i < d; i++) output[i] += scores[p] * values[(long)p * stride + i];
     }
 
-    public static void Attend(ReadOnlySpan<float> q, float* keys, float* values, int stride, int count, float scale, Span<float> scores, Span<float> output)
+    public static void Attend(ReadOnlySpan<float> q, float* keys, float* values, int stride, int count, float scale, Span<float> scores,
+        Span<float> output)
     {
         int d = q.Length;
         if (!Vector256.IsHardwareAccelerated || d % 16 != 0 || d > 256)
@@ -218,7 +223,9 @@ public static unsafe class VectorOps
         }
     }
 
-    /// <summary>Positions per pass of <see cref="AttendGroup"/>'s weighted sum: their value rows (≤ 32 KiB at 128 dims) stay in L1 for the group.</summary>
+    /// <summary>
+    /// Positions per pass of <see cref="AttendGroup"/>'s weighted sum: their value rows (≤ 32 KiB at 128 dims) stay in L1 for the group.
+    /// </summary>
     private const int GroupValueBlock = 64;
 
     /// <summary>
@@ -228,7 +235,8 @@ public static unsafe class VectorOps
     /// Head g's query is q + g·<paramref name="headDim"/>, its output output + g·headDim; <paramref name="scores"/> holds group·count floats.
     /// Needs Vector256 and headDim a multiple of 8.
     /// </summary>
-    public static void AttendGroup(float* q, int group, int headDim, float* keys, float* values, int stride, int count, float scale, float* scores, float* output)
+    public static void AttendGroup(float* q, int group, int headDim, float* keys, float* values, int stride, int count, float scale,
+        float* scores, float* output)
     {
         int d = headDim;
         int p = 0;
@@ -281,7 +289,8 @@ public static unsafe class VectorOps
                 // 32 output floats in 4 registers, two positions per step in separate accumulators: 8 independent FMA chains
                 for (; i + 32 <= d; i += 32)
                 {
-                    Vector256<float> a0 = Vector256.Load(o + i), a1 = Vector256.Load(o + i + 8), a2 = Vector256.Load(o + i + 16), a3 = Vector256.Load(o + i + 24);
+                    Vector256<float> a0 = Vector256.Load(o + i), a1 = Vector256.Load(o + i + 8);
+                    Vector256<float> a2 = Vector256.Load(o + i + 16), a3 = Vector256.Load(o + i + 24);
                     Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
                     int pp = p0;
                     for (; pp + 2 <= p1; pp += 2)
@@ -325,7 +334,7 @@ public static unsafe class VectorOps
 
     /// <summary>The four horizontal sums of a0..a3 as lanes 0..3 of a 128-bit vector.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> HorizontalSum4(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)
+    internal static Vector128<float> HorizontalSum4(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)
     {
         var s0 = a0.GetLower() + a0.GetUpper();
         var s1 = a1.GetLower() + a1.GetUpper();
@@ -340,7 +349,8 @@ public static unsafe class VectorOps
         return Vector128.Create(Vector128.Sum(s0), Vector128.Sum(s1), Vector128.Sum(s2), Vector128.Sum(s3));
     }
 
-    private static void AttendTensorPrimitives(ReadOnlySpan<float> q, float* keys, float* values, int stride, int count, float scale, Span<float> scores, Span<float> output)
+    private static void AttendTensorPrimitives(ReadOnlySpan<float> q, float* keys, float* values, int stride, int count, float scale,
+        Span<float> scores, Span<float> output)
     {
         int d = q.Length;
         for (int p = 0; p < count; p++)

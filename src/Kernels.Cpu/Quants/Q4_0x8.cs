@@ -35,9 +35,9 @@ public static unsafe class Q4_0x8
                 byte* blk = src + r * srcStride + (nint)b * Q4_0Format.TypeSize;
                 ((ushort*)g)[r] = *(ushort*)blk;
                 byte* qs = blk + Q4_0Format.QsOffset;
+                // bytes 4j..4j+3 of qs (elements 4j + e low, 16 + 4j + e high) go to bytes 4r..4r+3 of P_j: one 4-byte move each
                 for (int j = 0; j < 4; j++)
-                    for (int e = 0; e < 4; e++)
-                        g[QuantsOffset + 32 * j + 4 * r + e] = qs[4 * j + e]; // qs[k] already holds element k (low) and k + 16 (high)
+                    Unsafe.WriteUnaligned(g + QuantsOffset + 32 * j + 4 * r, Unsafe.ReadUnaligned<uint>(qs + 4 * j));
             }
         }
     }

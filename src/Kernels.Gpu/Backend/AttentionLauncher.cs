@@ -16,7 +16,8 @@ internal sealed class AttentionLauncher
     private readonly DeviceState d; // short: every launch goes through it
     private readonly GpuBackendOptions _options;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int> _rope;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int> _storeKv;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int>
+        _storeKv;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<int>, AttentionArgs> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, AttentionArgs> _attentionCombine;
@@ -38,8 +39,8 @@ internal sealed class AttentionLauncher
         d = state;
         _options = options;
         var acc = d.Acc;
-        _rope = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int>(
-            GpuKernels.Rope);
+        _rope = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int,
+            int>(GpuKernels.Rope);
         _storeKv = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
             AttentionArgs, int, int>(GpuKernels.StoreKv);
         _attention = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
@@ -53,6 +54,9 @@ internal sealed class AttentionLauncher
 
     public void CreateKvCache(KvCacheConfig config)
     {
+        if (config.KType != KvCacheType.F32 || config.VType != KvCacheType.F32)
+            throw new NotSupportedException($"the GPU backend keeps its KV cache in f32; a {KvCacheTypes.Name(config.KType)}/"
+                + $"{KvCacheTypes.Name(config.VType)} cache (K/V) runs on the CPU backend only");
         if (config.HeadDim > GpuKernels.MaxHeadDim)
             throw new UnsupportedModelException(null, $"head size {config.HeadDim} exceeds the GPU attention kernel's {GpuKernels.MaxHeadDim}");
         d.Release(_kCache);

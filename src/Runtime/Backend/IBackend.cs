@@ -44,8 +44,22 @@ public sealed record RopeConfig(int Dims, float FreqBase, float FreqScale, bool 
     }
 }
 
-/// <summary>Shape of the attention KV cache.</summary>
-public sealed record KvCacheConfig(int Layers, int Contexts, int ContextLength, int KvHeads, int HeadDim);
+/// <summary>Shape of the attention KV cache and how it stores K and V.</summary>
+/// <param name="Layers">layers whose K and V this cache holds.</param>
+/// <param name="Contexts">independent sequences.</param>
+/// <param name="ContextLength">positions per sequence.</param>
+/// <param name="KvHeads">key/value heads per layer.</param>
+/// <param name="HeadDim">elements per head (a cached row).</param>
+/// <param name="KType">element type of the cached keys (float32 when not given: the seam's exact default; models load with
+/// <see cref="KvCacheTypes.Default"/>).</param>
+/// <param name="VType">element type of the cached values.</param>
+public sealed record KvCacheConfig(int Layers, int Contexts, int ContextLength, int KvHeads, int HeadDim,
+    KvCacheType KType = KvCacheType.F32, KvCacheType VType = KvCacheType.F32)
+{
+    /// <summary>Bytes of K and V together for every layer, sequence and position.</summary>
+    public long Bytes => (long)Contexts * Layers * ContextLength * KvHeads
+        * (KvCacheTypes.RowBytes(KType, HeadDim) + KvCacheTypes.RowBytes(VType, HeadDim));
+}
 
 /// <summary>Attention geometry of a model, from its metadata.</summary>
 /// <param name="Heads">query heads.</param>
@@ -99,9 +113,21 @@ public interface IBackend : IDisposable
     /// <summary>Prepares a tensor for use as a matmul weight, an embedding table or a norm/bias vector.</summary>
     IWeight LoadWeight(GgufTensor tensor);
 
+    /// <summary>
+    /// Prepares a table that is only looked up by <see cref="Embed"/>, never multiplied (an untied token embedding): a backend
+    /// can leave out what only matmuls need (the CPU backend's repacked copy).
+    /// </summary>
+    IWeight LoadEmbeddingTable(GgufTensor tensor) => LoadWeight(tensor);
+
     IActivation Allocate(int rows, int cols);
 
-    /// <summary>Creates the KV cache; <paramref name="config"/>.Contexts independent sequences of ContextLength positions.</summary>
+    /// <summary>Whether <see cref="CreateKvCache"/> takes caches of <paramref name="type"/> (for K or V).</summary>
+    bool SupportsKvCacheType(KvCacheType type);
+
+    /// <summary>
+    /// Creates the KV cache; <paramref name="config"/>.Contexts independent sequences of ContextLength positions.
+    /// Throws <see cref="NotSupportedException"/> for a cache type this backend does not store.
+    /// </summary>
     void CreateKvCache(KvCacheConfig config);
 
     /// <summary>Sets the current batch: token ids, their positions and sequence (cache context) ids. Lengths must match.</summary>

@@ -102,7 +102,11 @@ public sealed class ProfilingBackend : IBackend
         return w;
     }
 
+    public IWeight LoadEmbeddingTable(GgufTensor tensor) => _inner.LoadEmbeddingTable(tensor);
+
     public IActivation Allocate(int rows, int cols) => _inner.Allocate(rows, cols);
+
+    public bool SupportsKvCacheType(KvCacheType type) => _inner.SupportsKvCacheType(type);
 
     public void CreateKvCache(KvCacheConfig config) => _inner.CreateKvCache(config);
 

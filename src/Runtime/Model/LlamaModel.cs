@@ -7,10 +7,16 @@ namespace Infer.Runtime.Model;
 /// <param name="ContextLength">KV cache positions per sequence; 0 means the model's trained context (capped at 4096).</param>
 /// <param name="BatchSize">Most tokens evaluated by one forward call; longer inputs are split.</param>
 /// <param name="Sequences">Independent sequences (KV cache contexts).</param>
-public sealed record ModelOptions(int ContextLength = 0, int BatchSize = 512, int Sequences = 1);
+/// <param name="CacheTypeK">How the KV cache stores keys: exact float32 unless asked otherwise (the engine and the CLI ask for
+/// null, llama.cpp's default). Null: <see cref="KvCacheTypes.Default"/> (f16) on a backend that stores it, float32 on one that
+/// does not (<see cref="LayerRange.KType"/> tells which). An explicit type a backend cannot store is a <see cref="NotSupportedException"/>.</param>
+/// <param name="CacheTypeV">How the KV cache stores values (as <paramref name="CacheTypeK"/>).</param>
+public sealed record ModelOptions(int ContextLength = 0, int BatchSize = 512, int Sequences = 1,
+    KvCacheType? CacheTypeK = KvCacheType.F32, KvCacheType? CacheTypeV = KvCacheType.F32);
 
-/// <summary>Consecutive layers [First, First + Count) and the backend that runs them.</summary>
-public sealed record LayerRange(IBackend Backend, int First, int Count);
+/// <summary>Consecutive layers [First, First + Count), the backend that runs them and how its KV cache stores K and V.</summary>
+public sealed record LayerRange(IBackend Backend, int First, int Count,
+    KvCacheType KType = KvCacheType.F32, KvCacheType VType = KvCacheType.F32);
 
 /// <summary>
 /// A Llama-family transformer (llama, mistral, qwen2, qwen3) over an <see cref="IBackend"/>. The forward pass is written
@@ -85,13 +91,22 @@ public sealed class LlamaModel : IDisposable
         int dim = config.EmbeddingLength, ff = config.FeedForwardLength, q = config.QDim, kv = config.KvDim, hd = config.HeadDim;
         _shape = new AttentionShape(config.HeadCount, config.HeadCountKv, hd, config.Rope, config.RmsEps);
 
+        for (int s = 0; s < placement.Length; s++)
+            placement[s] = placement[s] with
+            {
+                KType = CacheType(options.CacheTypeK, placement[s].Backend, hd, "K"),
+                VType = CacheType(options.CacheTypeV, placement[s].Backend, hd, "V"),
+            };
         // Progress counts bytes, not layers: the output matrix alone can outweigh several layers.
         var loaded = progress is null ? null : new LoadProgress(progress, LoadBytes(file, config, placement.Length > 1));
-        _tokenEmbd = new WeightBinder(file, placement[0].Backend, loaded).Matrix("token_embd.weight", config.VocabSize, dim);
+        // the table doubles as the output matrix only when tied and on the last stage's backend too; otherwise it is only looked up
+        bool embdIsOutput = config.TiedOutput && ReferenceEquals(placement[0].Backend, placement[^1].Backend);
+        _tokenEmbd = new WeightBinder(file, placement[0].Backend, loaded)
+            .Matrix("token_embd.weight", config.VocabSize, dim, lookupOnly: !embdIsOutput);
         _stages = new Stage[placement.Length];
         for (int s = 0; s < placement.Length; s++)
         {
-            var (backend, first, count) = placement[s];
+            var (backend, first, count, kType, vType) = placement[s];
             var w = new WeightBinder(file, backend, loaded);
             var layers = new Layer[count];
             for (int j = 0; j < count; j++)
@@ -120,7 +135,7 @@ public sealed class LlamaModel : IDisposable
                 };
             }
             _stages[s] = new Stage { Backend = backend, Layers = layers, A = AllocateActivations(backend, output: s == placement.Length - 1) };
-            backend.CreateKvCache(new KvCacheConfig(count, Sequences, ContextLength, config.HeadCountKv, hd));
+            backend.CreateKvCache(new KvCacheConfig(count, Sequences, ContextLength, config.HeadCountKv, hd, kType, vType));
         }
 
         var last = placement[^1].Backend;
@@ -131,6 +146,19 @@ public sealed class LlamaModel : IDisposable
             : o.Matrix("token_embd.weight", config.VocabSize, dim);
         _hidden = placement.Length > 1 ? new float[(long)BatchSize * dim] : [];
         progress?.Report(1.0);
+    }
+
+    /// <summary>The requested cache type, or the default where the backend stores it (float32 where it does not).</summary>
+    private static KvCacheType CacheType(KvCacheType? requested, IBackend backend, int headDim, string what)
+    {
+        if (requested is { } type)
+        {
+            if (!backend.SupportsKvCacheType(type))
+                throw new NotSupportedException($"the {backend.Name} backend cannot keep the {what} cache in {KvCacheTypes.Name(type)}");
+            return type;
+        }
+        return backend.SupportsKvCacheType(KvCacheTypes.Default) && KvCacheTypes.Unsupported(KvCacheTypes.Default, headDim) is null
+            ? KvCacheTypes.Default : KvCacheType.F32;
     }
 
     private Activations AllocateActivations(IBackend b, bool output)
@@ -153,7 +181,9 @@ public sealed class LlamaModel : IDisposable
         };
     }
 
-    /// <summary>Reads the configuration from <paramref name="file"/>, validates every tensor's type and shape and hands the weights to the backend.</summary>
+    /// <summary>
+    /// Reads the configuration from <paramref name="file"/>, validates every tensor's type and shape and hands the weights to the backend.
+    /// </summary>
     public static LlamaModel Load(GgufFile file, IBackend backend, ModelOptions? options = null, IProgress<double>? progress = null)
     {
         var config = ModelConfig.FromGguf(file);
@@ -167,9 +197,11 @@ public sealed class LlamaModel : IDisposable
     /// <paramref name="rest"/>; at least the layer count runs everything on <paramref name="first"/>. The model owns
     /// both backends, used or not, and disposes them.
     /// </summary>
-    public static LlamaModel LoadSplit(GgufFile file, IBackend first, int firstLayers, IBackend rest, ModelOptions? options = null, IProgress<double>? progress = null)
+    public static LlamaModel LoadSplit(GgufFile file, IBackend first, int firstLayers, IBackend rest, ModelOptions? options = null,
+        IProgress<double>? progress = null)
     {
-        if (firstLayers < 0) throw new ArgumentOutOfRangeException(nameof(firstLayers), $"the number of offloaded layers must not be negative, got {firstLayers}");
+        if (firstLayers < 0)
+            throw new ArgumentOutOfRangeException(nameof(firstLayers), $"the number of offloaded layers must not be negative, got {firstLayers}");
         if (ReferenceEquals(first, rest)) throw new ArgumentException("the two parts of a split model need two different backends", nameof(rest));
         var config = ModelConfig.FromGguf(file);
         int n = Math.Min(firstLayers, config.BlockCount);
@@ -184,14 +216,30 @@ public sealed class LlamaModel : IDisposable
     {
         if (Placement.Count == 1) return $"all {Config.BlockCount} layers on {Placement[0].Backend.Name} ({Placement[0].Backend.Description})";
         return string.Join("; ", Placement.Select((r, i) =>
-            $"{(r.Count == 1 ? $"layer {r.First}" : $"layers {r.First}-{r.First + r.Count - 1}")}{(i == Placement.Count - 1 ? " and the output" : "")} on {r.Backend.Name} ({r.Backend.Description})"));
+            $"{(r.Count == 1 ? $"layer {r.First}" : $"layers {r.First}-{r.First + r.Count - 1}")}"
+            + $"{(i == Placement.Count - 1 ? " and the output" : "")} on {r.Backend.Name} ({r.Backend.Description})"));
+    }
+
+    /// <summary>Bytes of the KV caches of every backend (K and V, every layer, sequence and position), as allocated.</summary>
+    public long KvCacheBytes => Placement.Sum(r => new KvCacheConfig(r.Count, Sequences, ContextLength, Config.HeadCountKv, Config.HeadDim,
+        r.KType, r.VType).Bytes);
+
+    /// <summary>"KV cache f16" (K and V alike), "KV cache q8_0 K, f16 V", or per backend when they differ ("gpu f32, cpu f16").</summary>
+    public string DescribeKvCache()
+    {
+        static string Types(LayerRange r) => r.KType == r.VType ? KvCacheTypes.Name(r.KType)
+            : $"{KvCacheTypes.Name(r.KType)} K, {KvCacheTypes.Name(r.VType)} V";
+        var distinct = Placement.Select(Types).Distinct().ToList();
+        return distinct.Count == 1 ? $"KV cache {distinct[0]}"
+            : "KV cache " + string.Join(", ", Placement.Select(r => $"{r.Backend.Name} {Types(r)}"));
     }
 
     /// <summary>
     /// Evaluates one batch (at most <see cref="BatchSize"/> tokens): token ids with their positions and sequences. Writes the
     /// logits of the batch rows listed in <paramref name="logitRows"/> to <paramref name="logits"/> (logitRows.Length x vocab).
     /// </summary>
-    public void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences, ReadOnlySpan<int> logitRows, Span<float> logits)
+    public void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences, ReadOnlySpan<int> logitRows,
+        Span<float> logits)
     {
         var c = Config;
         ValidateBatch(tokens, positions, sequences, logitRows, logits);
@@ -234,7 +282,8 @@ public sealed class LlamaModel : IDisposable
         to.Backend.WriteRows(to.A.X, rows);
     }
 
-    private void ValidateBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences, ReadOnlySpan<int> logitRows, Span<float> logits)
+    private void ValidateBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences, ReadOnlySpan<int> logitRows,
+        Span<float> logits)
     {
         int n = tokens.Length;
         if (n == 0 || n > BatchSize)
@@ -287,12 +336,16 @@ public sealed class LlamaModel : IDisposable
 
     private readonly struct WeightBinder(GgufFile file, IBackend backend, LoadProgress? progress)
     {
-        public IWeight Matrix(string name, int rows, int cols)
+        /// <param name="name">the tensor's name in the file.</param>
+        /// <param name="rows">rows the config expects (ggml's ne[1]).</param>
+        /// <param name="cols">row length the config expects (ne[0]).</param>
+        /// <param name="lookupOnly">the matrix is an embedding table that is never multiplied.</param>
+        public IWeight Matrix(string name, int rows, int cols, bool lookupOnly = false)
         {
             var t = Find(name);
             if (t.Dims.Count != 2 || t.Dims[0] != cols || t.Dims[1] != rows)
                 throw new ModelFormatException(file.Path, $"tensor '{name}' has shape {t.ShapeString}, expected [{cols}, {rows}]");
-            return Load(t);
+            return Load(t, lookupOnly);
         }
 
         public IWeight Vector(string name, int length)
@@ -303,9 +356,9 @@ public sealed class LlamaModel : IDisposable
             return Load(t);
         }
 
-        private IWeight Load(GgufTensor t)
+        private IWeight Load(GgufTensor t, bool lookupOnly = false)
         {
-            var w = backend.LoadWeight(t);
+            var w = lookupOnly ? backend.LoadEmbeddingTable(t) : backend.LoadWeight(t);
             progress?.Add(t.ByteSize);
             return w;
         }

@@ -1,3 +1,4 @@
+using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 
 namespace Infer.Runtime.Model;
@@ -12,7 +13,7 @@ namespace Infer.Runtime.Model;
 /// <param name="Embedding">it holds the token embedding.</param>
 /// <param name="Output">it holds the output norm and matrix.</param>
 /// <param name="Tensors">the tensors the part loads (the token embedding twice over the parts when it doubles as the output).</param>
-/// <param name="KvCacheBytes">its layers' float32 K and V for every position and sequence.</param>
+/// <param name="KvCacheBytes">its layers' K and V for every position and sequence, in the part's cache types (float32 on the GPU).</param>
 public sealed record PlacedPart(bool IsFirst, int First, int Count, bool Embedding, bool Output, IReadOnlyList<GgufTensor> Tensors,
     long KvCacheBytes)
 {
@@ -40,13 +41,17 @@ public static class ModelPlacement
     /// <param name="firstLayers">layers on the first backend (the GPU); at least the layer count puts everything there, 0 nothing.</param>
     /// <param name="contextLength">KV positions per sequence; 0: the model's own, at most 4096 (as <see cref="LlamaModel"/>).</param>
     /// <param name="sequences">KV-cache sequences (the server's slots); the cache grows with each.</param>
-    public static IReadOnlyList<PlacedPart> Plan(GgufFile file, ModelConfig config, int firstLayers, int contextLength = 0, int sequences = 1)
+    /// <param name="cpuKType">how the CPU part's cache stores keys (the GPU part keeps float32).</param>
+    /// <param name="cpuVType">how the CPU part's cache stores values.</param>
+    public static IReadOnlyList<PlacedPart> Plan(GgufFile file, ModelConfig config, int firstLayers, int contextLength = 0, int sequences = 1,
+        KvCacheType cpuKType = KvCacheType.F32, KvCacheType cpuVType = KvCacheType.F32)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(firstLayers);
         int layers = config.BlockCount;
         int n = Math.Min(firstLayers, layers);
         int ctx = contextLength > 0 ? contextLength : Math.Min(config.ContextLength, 4096);
-        long kvPerLayer = 2L * Math.Max(1, sequences) * ctx * config.KvDim * sizeof(float);
+        long KvPerLayer(bool gpu) => new KvCacheConfig(1, Math.Max(1, sequences), ctx, config.HeadCountKv, config.HeadDim,
+            gpu ? KvCacheType.F32 : cpuKType, gpu ? KvCacheType.F32 : cpuVType).Bytes;
         var embd = file.FindTensor("token_embd.weight") ?? throw new ModelFormatException(file.Path, "tensor 'token_embd.weight' not found");
         var outputs = new List<GgufTensor>();
         if (file.FindTensor("output_norm.weight") is { } norm) outputs.Add(norm);
@@ -62,7 +67,8 @@ public static class ModelPlacement
             tensors.AddRange(Layers(first, count));
             // A tied output on the part that already holds the embedding shares it.
             if (output) tensors.AddRange(outputs.Where(t => !(embedding && ReferenceEquals(t, embd))));
-            return new PlacedPart(isFirst, first, count, embedding, output, tensors, kvPerLayer * count);
+            // the first part is the GPU's whenever there is one (firstLayers > 0)
+            return new PlacedPart(isFirst, first, count, embedding, output, tensors, KvPerLayer(isFirst) * count);
         }
 
         if (n == 0) return [Part(false, 0, layers, true, true)];

@@ -89,13 +89,13 @@ public sealed class BadInputTests : IDisposable
     [Fact]
     public void AContextBeyondMemoryFailsBeforeAllocatingAndSaysHowMuch()
     {
-        // llama3 fixture: 2 layers x 1 KV head x 32 x (K and V) x 4 bytes = 512 bytes per token: 1G tokens need 476.8 GiB
-        // (+ 7.5 GiB of attention scores, one row per thread): more than any machine this runs on has.
+        // llama3 fixture, the default f16 cache: 2 layers x 1 KV head x (32 halves of K + 32 of V) = 256 bytes per token: 1G tokens
+        // need 238.4 GiB (+ 7.5 GiB of attention scores, one row per thread): more than any machine this runs on has.
         var r = Infer("run", "-m", Fixtures.Model("llama3", "bf16"), "-p", "hi", "-c", "1000000000", "-t", "2", "--device", "cpu");
         Assert.Equal(1, r.Code);
         string line = r.ErrLines[^1];
-        Assert.StartsWith("infer run: error: a context of 1000000000 tokens needs 484.3 GiB for the KV cache "
-            + "(2 layers x 1 KV heads x 32 x 2 x 4 bytes per token)", line);
+        Assert.StartsWith("infer run: error: a context of 1000000000 tokens needs 245.9 GiB for the KV cache "
+            + "(2 layers x 1 KV heads x (64 + 64) bytes per token, f16)", line);
         Assert.Matches(@"but only \d+\.\d GiB of memory is available: use a smaller -c \(at most about \d+\)$", line);
         Assert.Equal(2, r.ErrLines.Length); // the warning about the trained context, then the error
         Assert.StartsWith("warning: a context of 1000000000 tokens is beyond the 4096 the model was trained for", r.ErrLines[0]);

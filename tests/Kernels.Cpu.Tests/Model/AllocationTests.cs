@@ -1,3 +1,4 @@
+using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
@@ -13,10 +14,18 @@ public class AllocationTests
     [InlineData("llama3", "q8_0")]
     [InlineData("qwen2", "bf16")]
     [InlineData("qwen3", "bf16")]
-    public void DecodeStepsAllocateNothing(string name, string type)
+    public void DecodeStepsAllocateNothing(string name, string type) => DecodeAllocatesNothing(name, type, KvCacheType.F32);
+
+    [Theory]
+    [InlineData("llama3", "q8_0", KvCacheType.F16)]
+    [InlineData("qwen3", "bf16", KvCacheType.Q8_0)]
+    public void DecodeStepsOverANarrowCacheAllocateNothing(string name, string type, KvCacheType cache) =>
+        DecodeAllocatesNothing(name, type, cache);
+
+    private static void DecodeAllocatesNothing(string name, string type, KvCacheType cache)
     {
         using var file = GgufFile.Open(Fixtures.Model(name, type));
-        using var model = LlamaModel.Load(file, new CpuBackend(2), new ModelOptions(ContextLength: 512));
+        using var model = LlamaModel.Load(file, new CpuBackend(2), new ModelOptions(ContextLength: 512, CacheTypeK: cache, CacheTypeV: cache));
         var session = new Session(model);
         var sampler = new Sampler(model.VocabSize, new SamplerOptions { Temperature = 0.8f, Seed = 1, RepeatPenalty = 1.1f });
         session.Append([1, 2, 3, 4]);

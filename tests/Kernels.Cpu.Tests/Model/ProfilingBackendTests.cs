@@ -5,7 +5,10 @@ using Infer.Tests;
 
 namespace Infer.Kernels.Cpu.Tests.Model;
 
-/// <summary><see cref="ProfilingBackend"/> (behind <c>infer bench --profile</c>): counts every operation of a forward pass and leaves its results unchanged.</summary>
+/// <summary>
+/// <see cref="ProfilingBackend"/> (behind <c>infer bench --profile</c>): counts every operation of a forward pass and leaves its
+/// results unchanged.
+/// </summary>
 public class ProfilingBackendTests
 {
     [Theory]

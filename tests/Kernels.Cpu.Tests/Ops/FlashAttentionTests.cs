@@ -92,7 +92,8 @@ public unsafe class FlashAttentionTests
     /// Runs one block in a cache of 3 KV heads (the block's KV head is the middle one) and query rows of 3 groups, then checks
     /// the group's heads against the reference, that the other heads' output is untouched and that scratch past its size is.
     /// </summary>
-    private static void Check<T>(int group, int headDim, int[] positions, int seed, float queryScale = 2, bool dispatch = false) where T : struct, ITileOps
+    private static void Check<T>(int group, int headDim, int[] positions, int seed, float queryScale = 2, bool dispatch = false)
+        where T : struct, ITileOps
     {
         const int kvHeads = 3, kvHead = 1;
         int tokens = positions.Length;
@@ -107,7 +108,8 @@ public unsafe class FlashAttentionTests
         var actual = new float[tokens * rowStride];
         Array.Fill(actual, float.NaN);
 
-        long scratchFloats = dispatch ? FlashAttention.ScratchFloats(tokens, group, headDim) : FlashAttention.ScratchFloats<T>(tokens, group, headDim);
+        long scratchFloats = dispatch ? FlashAttention.ScratchFloats(tokens, group, headDim)
+            : FlashAttention.ScratchFloats<T>(tokens, group, headDim);
         const int Guard = 64;
         float* scratch = (float*)NativeMemory.AlignedAlloc((nuint)((scratchFloats + Guard) * sizeof(float)), 64);
         try
@@ -118,15 +120,18 @@ public unsafe class FlashAttentionTests
             fixed (float* qp = q, kp = keys, vp = values, ep = expected, ap = actual)
             fixed (int* pp = positions)
             {
-                FlashAttention.AttendRef(qp + groupOffset, rowStride, ep + groupOffset, rowStride, pp, tokens, group, headDim, kp + kvHead * headDim, vp + kvHead * headDim, kvStride, scale);
+                float* kh = kp + kvHead * headDim, vh = vp + kvHead * headDim;
+                float* qg = qp + groupOffset, eg = ep + groupOffset, ag = ap + groupOffset;
+                FlashAttention.AttendRef(qg, rowStride, eg, rowStride, pp, tokens, group, headDim, kh, vh, kvStride, scale);
                 if (dispatch)
-                    FlashAttention.Attend(qp + groupOffset, rowStride, ap + groupOffset, rowStride, pp, tokens, group, headDim, kp + kvHead * headDim, vp + kvHead * headDim, kvStride, scale, scratch);
+                    FlashAttention.Attend(qg, rowStride, ag, rowStride, pp, tokens, group, headDim, kh, vh, kvStride, scale, scratch);
                 else
-                    FlashAttention.Attend<T>(qp + groupOffset, rowStride, ap + groupOffset, rowStride, pp, tokens, group, headDim, kp + kvHead * headDim, vp + kvHead * headDim, kvStride, scale, scratch);
+                    FlashAttention.Attend<T>(qg, rowStride, ag, rowStride, pp, tokens, group, headDim, kh, vh, kvStride, scale, scratch);
             }
             for (int i = 0; i < Guard; i++) Assert.Equal(12345f, scratch[scratchFloats + i]);
 
-            string Shape() => $"{typeof(T).Name}, group {group}, head dim {headDim}, positions [{string.Join(",", positions.Take(8))}{(tokens > 8 ? ",…" : "")}] ({tokens} tokens)";
+            string Shape() => $"{typeof(T).Name}, group {group}, head dim {headDim}, "
+                + $"positions [{string.Join(",", positions.Take(8))}{(tokens > 8 ? ",…" : "")}] ({tokens} tokens)";
             for (int t = 0; t < tokens; t++)
                 for (int c = 0; c < rowStride; c++)
                 {
