@@ -85,7 +85,7 @@ public sealed unsafe class QuantKernel
     /// <summary>Floats per weight block that <see cref="RepackedTileScales"/> writes.</summary>
     public int TileScaleFloats { get; init; }
 
-    /// <summary>Activation rows per <see cref="RepackedTile"/> call: 4 (0 when there is no tile kernel).</summary>
+    /// <summary>Activation rows per <see cref="RepackedTile"/> call: 4, or 8 for the 512-bit tiles (0 when there is no tile kernel).</summary>
     public int TileTokens { get; init; }
 
     /// <summary>Weight rows per <see cref="RepackedTile"/> call.</summary>
@@ -104,8 +104,13 @@ public sealed unsafe class QuantKernel
 /// <summary>The kernel table keyed by <see cref="GgmlType"/> (the formats' reference quantizers are in <see cref="RowCodec"/>).</summary>
 public static unsafe class QuantKernels
 {
-    /// <summary>Selects the instruction set for tests and benchmarks: <see cref="IsaLevel.Best"/> by default.</summary>
-    public enum IsaLevel { Best, Avx2, Scalar }
+    /// <summary>
+    /// Selects the instruction sets for tests and benchmarks: <see cref="IsaLevel.Best"/> (the default) takes, per kernel, the fastest
+    /// this CPU has; the others restrict it to one family so every path can be tested on one machine. Avx512: the 512-bit AVX-512BW
+    /// tiles with the AVX2 256-bit kernels for the rest (an AVX-512 CPU without AVX-VNNI, such as Zen 4); AvxVnni: the 256-bit
+    /// AVX-VNNI kernels only; Avx2: the AVX2 kernels only.
+    /// </summary>
+    public enum IsaLevel { Best, Avx2, Scalar, Avx512, AvxVnni }
 
     private static readonly QuantKernel?[] Best = Build(IsaLevel.Best);
 
@@ -132,11 +137,15 @@ public static unsafe class QuantKernels
 
     private static QuantKernel?[] Build(IsaLevel level)
     {
-        bool vnni = level == IsaLevel.Best && VnniDot.IsSupported;
+        bool vnni = (level is IsaLevel.Best or IsaLevel.AvxVnni) && VnniDot.IsSupported;
         bool avx2 = level != IsaLevel.Scalar && Avx2Dot.IsSupported;
-        bool avx512 = level == IsaLevel.Best && Avx512F.IsSupported && Fma.IsSupported;
+        bool avx512 = (level is IsaLevel.Best or IsaLevel.Avx512) && Avx512F.IsSupported && Fma.IsSupported;
         bool avx512bw = avx512 && Avx512BW.IsSupported && Avx2.IsSupported;
+        // 512-bit tiles: vpmaddubsw zmm with int16 sums does 64 products per multiply instruction, vpdpbusd ymm 32 (Zen 5, one core:
+        // 402 against 217 GMAC/s at peak, `Kernels.Benchmarks cputime peak`), so they win wherever AVX-512BW is present
+        bool wide = avx512bw && Wide.IsSupported;
         string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
+        string tileIsa = wide ? intIsa + ", avx512bw tiles" : intIsa;
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
         var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
 
@@ -160,15 +169,19 @@ public static unsafe class QuantKernels
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
             vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0Format.DequantizeRef);
-        t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot, &Q8_0x8.Dot4,
-            &Q8_0x8.Tile16x4, &Q8_0x8.TileScales, 16);
+        t[(int)GgmlType.Q8_0] = !avx2 ? q8_0Kernel : vnni
+            ? WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot<VnniDot>, &Q8_0x8.Dot4<VnniDot>,
+                &Q8_0x8.Tile16x4<VnniDot>, &Q8_0x8.TileScales, 16)
+            : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.RepackSigned, &Q8_0x8.Dot<Avx2Dot>, &Q8_0x8.Dot4<Avx2Dot>,
+                &Q8_0x8.Tile16x4<Avx2Dot>, &Q8_0x8.TileScales, 16);
         var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0Format.BlockSize, Q4_0Format.TypeSize,
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,
             vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0Format.DequantizeRef);
         t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : WithRepack(q4_0Kernel, Q4_0x8.Rows, &Q4_0x8.Repack,
             vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>, vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>,
-            vnni ? &Q4_0x8.Tile16x4<VnniDot> : &Q4_0x8.Tile16x4<Avx2Dot>, &Q4_0x8.TileScales, 16);
+            wide ? &Q4_0x8.Tile16x8Avx512 : vnni ? &Q4_0x8.Tile16x4<VnniDot> : &Q4_0x8.Tile16x4<Avx2Dot>, &Q4_0x8.TileScales, 16,
+            wide ? Q4_0x8.WideTileTokens : 4, wide ? tileIsa : null);
         t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1Format.BlockSize, Q4_1Format.TypeSize,
             GgmlType.Q8_1, Q8_1Format.BlockSize, Q8_1Format.TypeSize, q8_1, intIsa,
             vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,
@@ -209,13 +222,13 @@ public static unsafe class QuantKernels
     private static QuantKernel WithRepack(QuantKernel k, int rows, delegate*<byte*, nint, byte*, int, void> repack,
         delegate*<int, byte*, byte*, float*, void> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4,
         delegate*<int, byte*, nint, float*, byte*, nint, float*, nint, void> tile = null,
-        delegate*<int, byte*, nint, float*, void> tileScales = null, int tileScaleFloats = 0) => new()
+        delegate*<int, byte*, nint, float*, void> tileScales = null, int tileScaleFloats = 0, int tileTokens = 4, string? isa = null) => new()
         {
             Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
-            VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = k.Isa,
+            VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = isa ?? k.Isa,
             QuantizeActivations = k.QuantizeActivations, Dot = k.Dot, Dot4 = k.Dot4, Dequantize = k.Dequantize,
             RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4,
-            RepackedTile = tile, RepackedTileScales = tileScales, TileScaleFloats = tileScaleFloats, TileTokens = tile == null ? 0 : 4,
+            RepackedTile = tile, RepackedTileScales = tileScales, TileScaleFloats = tileScaleFloats, TileTokens = tile == null ? 0 : tileTokens,
         };
 
     private static QuantKernel Float(GgmlType type, int typeSize, string isa,

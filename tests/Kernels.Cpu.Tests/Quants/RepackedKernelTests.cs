@@ -10,18 +10,18 @@ public unsafe class RepackedKernelTests
     /// <summary>Integer sums are exact; only float accumulation order differs (relative to Σ|w·a|).</summary>
     private const double DotRelTolerance = 2e-6;
 
-    public static TheoryData<GgmlType, QuantKernels.IsaLevel> Cases() => new()
+    public static TheoryData<GgmlType, QuantKernels.IsaLevel> Cases()
     {
-        { GgmlType.Q4_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_0, QuantKernels.IsaLevel.Scalar },
-        { GgmlType.Q8_0, QuantKernels.IsaLevel.Best }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q8_0, QuantKernels.IsaLevel.Scalar },
-        { GgmlType.Q4_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q4_K, QuantKernels.IsaLevel.Scalar },
-        { GgmlType.Q5_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q5_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q5_K, QuantKernels.IsaLevel.Scalar },
-        { GgmlType.Q6_K, QuantKernels.IsaLevel.Best }, { GgmlType.Q6_K, QuantKernels.IsaLevel.Avx2 }, { GgmlType.Q6_K, QuantKernels.IsaLevel.Scalar },
-    };
+        var data = new TheoryData<GgmlType, QuantKernels.IsaLevel>();
+        foreach (var type in Isa.Repacked)
+            foreach (var level in Enum.GetValues<QuantKernels.IsaLevel>())
+                data.Add(type, level);
+        return data;
+    }
 
+    /// <summary>Whether this CPU has repacked kernels of <paramref name="type"/> at <paramref name="level"/>.</summary>
     private static bool Expected(GgmlType type, QuantKernels.IsaLevel level) =>
-        level != QuantKernels.IsaLevel.Scalar && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported &&
-        (type != GgmlType.Q8_0 || (level == QuantKernels.IsaLevel.Best && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported));
+        level != QuantKernels.IsaLevel.Scalar && Isa.HasAvx2 && Isa.Repacked.Contains(type);
 
     private static double AbsDot(GgmlType type, byte[] w, GgmlType aType, byte[] a, int n)
     {
