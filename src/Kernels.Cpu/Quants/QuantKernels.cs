@@ -200,14 +200,18 @@ public static unsafe class QuantKernels
             vnni ? &Q4_K.Dot4Simd<VnniDot> : avx2 ? &Q4_K.Dot4Simd<Avx2Dot> : &Q4_K.Dot4Ref, &Q4_KFormat.DequantizeRef);
         t[(int)GgmlType.Q4_K] = !avx2 ? q4_KKernel : WithRepack(q4_KKernel, Q4_Kx8.Rows, &Q4_Kx8.Repack,
             vnni ? &Q4_Kx8.Dot<VnniDot> : &Q4_Kx8.Dot<Avx2Dot>, vnni ? &Q4_Kx8.Dot4<VnniDot> : &Q4_Kx8.Dot4<Avx2Dot>,
-            vnni ? &Q4_Kx8.Tile16x4<VnniDot> : &Q4_Kx8.Tile16x4<Avx2Dot>, &Q4_Kx8.TileScales, Q4_Kx8.TileScaleFloats);
+            wide ? &Q4_Kx8.Tile16x8Avx512 : vnni ? &Q4_Kx8.Tile16x4<VnniDot> : &Q4_Kx8.Tile16x4<Avx2Dot>,
+            wide ? &Q4_Kx8.WideTileScales : &Q4_Kx8.TileScales, wide ? Q4_Kx8.WideTileScaleFloats : Q4_Kx8.TileScaleFloats,
+            wide ? 8 : 4, wide ? tileIsa : null);
         var q5_KKernel = Quant(GgmlType.Q5_K, Q5_KFormat.BlockSize, Q5_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
             vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_KFormat.DequantizeRef);
         t[(int)GgmlType.Q5_K] = !avx2 ? q5_KKernel : WithRepack(q5_KKernel, Q5_Kx8.Rows, &Q5_Kx8.Repack,
             vnni ? &Q5_Kx8.Dot<VnniDot> : &Q5_Kx8.Dot<Avx2Dot>, vnni ? &Q5_Kx8.Dot4<VnniDot> : &Q5_Kx8.Dot4<Avx2Dot>,
-            vnni ? &Q5_Kx8.Tile16x4<VnniDot> : &Q5_Kx8.Tile16x4<Avx2Dot>, &Q5_Kx8.TileScales, Q5_Kx8.TileScaleFloats);
+            wide ? &Q5_Kx8.Tile16x8Avx512 : vnni ? &Q5_Kx8.Tile16x4<VnniDot> : &Q5_Kx8.Tile16x4<Avx2Dot>,
+            wide ? &Q5_Kx8.WideTileScales : &Q5_Kx8.TileScales, wide ? Q4_Kx8.WideTileScaleFloats : Q5_Kx8.TileScaleFloats,
+            wide ? 8 : 4, wide ? tileIsa : null);
         var q6_KKernel = Quant(GgmlType.Q6_K, Q6_KFormat.BlockSize, Q6_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K,
             avx512bw ? intIsa + " (unrepacked GEMV: avx512bw)" : intIsa,
@@ -215,7 +219,9 @@ public static unsafe class QuantKernels
             vnni ? &Q6_K.Dot4Simd<VnniDot> : avx2 ? &Q6_K.Dot4Simd<Avx2Dot> : &Q6_K.Dot4Ref, &Q6_KFormat.DequantizeRef);
         t[(int)GgmlType.Q6_K] = !avx2 ? q6_KKernel : WithRepack(q6_KKernel, Q6_Kx8.Rows, &Q6_Kx8.Repack,
             vnni ? &Q6_Kx8.Dot<VnniDot> : &Q6_Kx8.Dot<Avx2Dot>, vnni ? &Q6_Kx8.Dot4<VnniDot> : &Q6_Kx8.Dot4<Avx2Dot>,
-            vnni ? &Q6_Kx8.Tile16x4<VnniDot> : &Q6_Kx8.Tile16x4<Avx2Dot>, &Q6_Kx8.TileScales, Q6_Kx8.TileScaleFloats);
+            wide ? &Q6_Kx8.Tile16x8Avx512 : vnni ? &Q6_Kx8.Tile16x4<VnniDot> : &Q6_Kx8.Tile16x4<Avx2Dot>,
+            wide ? &Q6_Kx8.WideTileScales : &Q6_Kx8.TileScales, wide ? Q6_Kx8.WideTileScaleFloats : Q6_Kx8.TileScaleFloats,
+            wide ? 8 : 4, wide ? tileIsa : null);
         return t;
     }
 

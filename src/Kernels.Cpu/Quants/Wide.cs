@@ -43,4 +43,48 @@ internal static unsafe class Wide
     /// <summary>Stores the 16 row results of a token: rows 0..15 at <paramref name="y"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector512<float> v, float* y) => v.Store(y);
+
+    /// <summary>
+    /// s + <paramref name="scale"/> · Σ w_k·y over one 32-element sub-block of 16 rows (8 vectors of 4 elements) against one token's
+    /// activations at <paramref name="q"/>: the products add up in int16 (each lane sums 16 of them: the caller keeps w·y small
+    /// enough), then one <c>vpmaddwd</c> widens them with the scale.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<int> SubBlock32(Vector512<int> s, in WideWeights w, Vector512<short> scale, byte* q)
+    {
+        Vector512<short> p = Mul16(w.W0, Broadcast4(q));
+        p = MulAdd16(p, w.W1, Broadcast4(q + 4));
+        p = MulAdd16(p, w.W2, Broadcast4(q + 8));
+        p = MulAdd16(p, w.W3, Broadcast4(q + 12));
+        p = MulAdd16(p, w.W4, Broadcast4(q + 16));
+        p = MulAdd16(p, w.W5, Broadcast4(q + 20));
+        p = MulAdd16(p, w.W6, Broadcast4(q + 24));
+        p = MulAdd16(p, w.W7, Broadcast4(q + 28));
+        return s + Widen(p, scale);
+    }
+
+    /// <summary>
+    /// <see cref="SubBlock32"/> for weights up to 31: the products add up in int16 over 4 vectors at a time (each lane then sums 8
+    /// products, at most 8·31·128 = 31744), widened twice.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<int> SubBlock32Split(Vector512<int> s, in WideWeights w, Vector512<short> scale, byte* q)
+    {
+        Vector512<short> p = Mul16(w.W0, Broadcast4(q));
+        p = MulAdd16(p, w.W1, Broadcast4(q + 4));
+        p = MulAdd16(p, w.W2, Broadcast4(q + 8));
+        p = MulAdd16(p, w.W3, Broadcast4(q + 12));
+        Vector512<short> r = Mul16(w.W4, Broadcast4(q + 16));
+        r = MulAdd16(r, w.W5, Broadcast4(q + 20));
+        r = MulAdd16(r, w.W6, Broadcast4(q + 24));
+        r = MulAdd16(r, w.W7, Broadcast4(q + 28));
+        return s + Widen(p, scale) + Widen(r, scale);
+    }
+}
+
+/// <summary>The 8 unpacked weight vectors of one 32-element sub-block of 16 rows: W_k holds elements 4k..4k+3 of every row.</summary>
+internal readonly struct WideWeights(Vector512<byte> w0, Vector512<byte> w1, Vector512<byte> w2, Vector512<byte> w3,
+    Vector512<byte> w4, Vector512<byte> w5, Vector512<byte> w6, Vector512<byte> w7)
+{
+    public readonly Vector512<byte> W0 = w0, W1 = w1, W2 = w2, W3 = w3, W4 = w4, W5 = w5, W6 = w6, W7 = w7;
 }
