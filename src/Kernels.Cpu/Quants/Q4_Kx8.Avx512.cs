@@ -113,7 +113,7 @@ public static unsafe partial class Q4_Kx8
             Vector512.ShiftRightLogical(Wide.Load2(p0 + 224, p1 + 224).AsUInt16(), shift).AsByte() & m4);
     }
 
-    /// <summary>The end of a super-block for the 8 tokens of a tile: f_c += dy_c · (d · isum_c − dmin · mins_c) (see <see cref="WideFinish"/>).</summary>
+    /// <summary>The end of a super-block for the 8 tokens of a tile: f_c += dy_c · (d · isum_c − dmin · mins_c).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void WideFinish8(byte* a, nint aStride, nint o, byte* sc, Vector512<int> s0, Vector512<int> s1, Vector512<int> s2,
         Vector512<int> s3, Vector512<int> s4, Vector512<int> s5, Vector512<int> s6, Vector512<int> s7,
