@@ -48,6 +48,7 @@ public static unsafe partial class CpuTimeProbe
             case "peak": Peak(); break;
             case "tile": foreach (var t in types) Tile(t); break;
             case "gemv": foreach (var t in types) Gemv(t); break;
+            case "dram": foreach (var t in types) { GemvDram(t, false); GemvDram(t, true); } break;
             default: Console.Error.WriteLine("modes: tile, gemv, peak"); return 2;
         }
         return 0;
@@ -119,6 +120,36 @@ public static unsafe partial class CpuTimeProbe
             });
             Console.WriteLine($"{type,-5} {level,-7} {k.Isa,-10} {(k.RepackedDot != null ? "repacked" : "plain   ")} gemv: {gbs,6:F1} GB/s");
         }
+    }
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int MAdvise(nint address, nuint length, int advice);
+
+    /// <summary>
+    /// The repacked GEMV over 256 MB of weights (DRAM, not cache) against one token, GB/s on one thread by CPU time (a thread
+    /// stalled on memory accrues CPU time), with the weights on 4 KiB pages or on 2 MiB pages (madvise MADV_HUGEPAGE).
+    /// </summary>
+    private static void GemvDram(GgmlType type, bool hugePages)
+    {
+        const int cols = 4096;
+        var k = QuantKernels.Get(type);
+        long rowBytes = k.RowBytes(cols);
+        int rows = (int)(256L * 1024 * 1024 / rowBytes) / 8 * 8;
+        nuint bytes = (nuint)(rows * rowBytes);
+        const int huge = 2 * 1024 * 1024;
+        nuint size = (bytes + huge - 1) / huge * huge;
+        byte* w = (byte*)NativeMemory.AlignedAlloc(size, huge);
+        if (hugePages) MAdvise((nint)w, size, 14); // MADV_HUGEPAGE
+        using var data = new ProbeData(k, 64, cols, 1);
+        for (long r = 0; r < rows; r += 64) Buffer.MemoryCopy(data.Packed, w + r * rowBytes, 64 * rowBytes, Math.Min(64, rows - r) * rowBytes);
+        float* y = (float*)NativeMemory.AlignedAlloc((nuint)rows * 4, 64);
+        double gbs = Rate(1e-9 * rows * rowBytes, () =>
+        {
+            for (int r = 0; r < rows; r += 8) k.RepackedDot(cols, w + r * rowBytes, data.Act, y + r);
+        });
+        Console.WriteLine($"{type,-5} {k.Isa,-10} repacked gemv, 256 MB, {(hugePages ? "2 MiB" : "4 KiB")} pages: {gbs,6:F1} GB/s");
+        NativeMemory.AlignedFree(y);
+        NativeMemory.AlignedFree(w);
     }
 
     /// <summary>Random weights (plain and repacked) and quantized activations in aligned native memory.</summary>
