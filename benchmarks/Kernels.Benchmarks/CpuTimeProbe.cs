@@ -118,7 +118,12 @@ public static unsafe partial class CpuTimeProbe
                 else
                     for (int r = 0; r < rows; r++) data.Y[r] = k.Dot(cols, data.Plain + r * rowBytes, data.Act);
             });
-            Console.WriteLine($"{type,-5} {level,-7} {k.Isa,-10} {(k.RepackedDot != null ? "repacked" : "plain   ")} gemv: {gbs,6:F1} GB/s");
+            double plain = Rate(1e-9 * rows * rowBytes, () =>
+            {
+                for (int r = 0; r < rows; r++) data.Y[r] = k.Dot(cols, data.Plain + r * rowBytes, data.Act);
+            });
+            Console.WriteLine($"{type,-5} {level,-7} {k.Isa,-10} {(k.RepackedDot != null ? "repacked" : "plain   ")} gemv: {gbs,6:F1} GB/s"
+                + $" (plain dot {plain,5:F1})");
         }
     }
 

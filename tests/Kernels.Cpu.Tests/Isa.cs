@@ -60,5 +60,5 @@ internal static class Isa
 
     /// <summary>The types with 8-row repacked kernels on every AVX2 CPU.</summary>
     public static readonly GgmlType[] Repacked =
-        [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+        [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
 }

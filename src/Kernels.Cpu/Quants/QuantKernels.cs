@@ -27,8 +27,8 @@ public sealed unsafe class QuantKernel
 
     /// <summary>
     /// (x: n floats, y: an activation row of exactly <see cref="ActivationRowBytes"/>, n). Null when <see cref="VecDotType"/> is F32.
-    /// For Q8_0 the row is the Q8_0 blocks (byte-identical to quantize_row_q8_0_ref) followed by one int32 Σqs per block, which the
-    /// repacked kernels read.
+    /// For Q8_0 the row is the Q8_0 blocks (byte-identical to quantize_row_q8_0_ref) followed by one int32 Σqs and one float d per
+    /// block, for Q8_1 the Q8_1 blocks followed by float d and float s per block, which the repacked kernels read.
     /// </summary>
     public required delegate*<float*, byte*, int, void> QuantizeActivations { get; init; }
 
@@ -96,9 +96,14 @@ public sealed unsafe class QuantKernel
 
     /// <summary>
     /// Bytes of an activation row of <paramref name="n"/> elements as <see cref="QuantizeActivations"/> writes it (floats when F32):
-    /// for Q8_0, the blocks plus one int32 block sum per block.
+    /// for Q8_0 and Q8_1, the blocks plus two 4-byte values per block.
     /// </summary>
-    public long ActivationRowBytes(long n) => VecDotType == GgmlType.Q8_0 ? Q8_0.ActivationRowBytes(n) : n / VecDotBlockSize * VecDotTypeSize;
+    public long ActivationRowBytes(long n) => VecDotType switch
+    {
+        GgmlType.Q8_0 => Q8_0.ActivationRowBytes(n),
+        GgmlType.Q8_1 => Q8_1.ActivationRowBytes(n),
+        _ => n / VecDotBlockSize * VecDotTypeSize,
+    };
 }
 
 /// <summary>The kernel table keyed by <see cref="GgmlType"/> (the formats' reference quantizers are in <see cref="RowCodec"/>).</summary>
@@ -150,7 +155,7 @@ public static unsafe class QuantKernels
         var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
 
         delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsRef;
-        delegate*<float*, byte*, int, void> q8_1 = &Q8_1Format.QuantizeRef;
+        delegate*<float*, byte*, int, void> q8_1 = avx2 ? &Q8_1.QuantizeActivationsFast : &Q8_1.QuantizeActivationsRef;
         delegate*<float*, byte*, int, void> q8_K = avx2 ? &Q8_K.QuantizeFast : &Q8_KFormat.QuantizeRef;
 
         t[(int)GgmlType.F32] = Float(GgmlType.F32, F32Format.TypeSize, floatIsa,
@@ -183,18 +188,21 @@ public static unsafe class QuantKernels
             vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>, vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>,
             wide ? &Q4_0x8.Tile16x8Avx512 : vnni ? &Q4_0x8.Tile16x4<VnniDot> : &Q4_0x8.Tile16x4<Avx2Dot>, &Q4_0x8.TileScales, 16,
             wide ? Q4_0x8.WideTileTokens : 4, wide ? tileIsa : null);
-        t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1Format.BlockSize, Q4_1Format.TypeSize,
+        var q4_1Kernel = Quant(GgmlType.Q4_1, Q4_1Format.BlockSize, Q4_1Format.TypeSize,
             GgmlType.Q8_1, Q8_1Format.BlockSize, Q8_1Format.TypeSize, q8_1, intIsa,
             vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,
             vnni ? &Q4_1.Dot4Simd<VnniDot> : avx2 ? &Q4_1.Dot4Simd<Avx2Dot> : &Q4_1.Dot4Ref, &Q4_1Format.DequantizeRef);
-        t[(int)GgmlType.Q5_0] = Quant(GgmlType.Q5_0, Q5_0Format.BlockSize, Q5_0Format.TypeSize,
+        t[(int)GgmlType.Q4_1] = !avx2 ? q4_1Kernel : Legacy<Q4_1x8>(q4_1Kernel, vnni, wide, tileIsa);
+        var q5_0Kernel = Quant(GgmlType.Q5_0, Q5_0Format.BlockSize, Q5_0Format.TypeSize,
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q5_0.DotSimd<VnniDot> : avx2 ? &Q5_0.DotSimd<Avx2Dot> : &Q5_0.DotRef,
             vnni ? &Q5_0.Dot4Simd<VnniDot> : avx2 ? &Q5_0.Dot4Simd<Avx2Dot> : &Q5_0.Dot4Ref, &Q5_0Format.DequantizeRef);
-        t[(int)GgmlType.Q5_1] = Quant(GgmlType.Q5_1, Q5_1Format.BlockSize, Q5_1Format.TypeSize,
+        t[(int)GgmlType.Q5_0] = !avx2 ? q5_0Kernel : Legacy<Q5_0x8>(q5_0Kernel, vnni, wide, tileIsa);
+        var q5_1Kernel = Quant(GgmlType.Q5_1, Q5_1Format.BlockSize, Q5_1Format.TypeSize,
             GgmlType.Q8_1, Q8_1Format.BlockSize, Q8_1Format.TypeSize, q8_1, intIsa,
             vnni ? &Q5_1.DotSimd<VnniDot> : avx2 ? &Q5_1.DotSimd<Avx2Dot> : &Q5_1.DotRef,
             vnni ? &Q5_1.Dot4Simd<VnniDot> : avx2 ? &Q5_1.Dot4Simd<Avx2Dot> : &Q5_1.Dot4Ref, &Q5_1Format.DequantizeRef);
+        t[(int)GgmlType.Q5_1] = !avx2 ? q5_1Kernel : Legacy<Q5_1x8>(q5_1Kernel, vnni, wide, tileIsa);
         var q4_KKernel = Quant(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
@@ -237,6 +245,13 @@ public static unsafe class QuantKernels
             RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4,
             RepackedTile = tile, RepackedTileScales = tileScales, TileScaleFloats = tileScaleFloats, TileTokens = tile == null ? 0 : tileTokens,
         };
+
+    /// <summary>The repacked kernels of a legacy type (<see cref="LegacyX8"/>) on an AVX2 CPU.</summary>
+    private static QuantKernel Legacy<F>(QuantKernel k, bool vnni, bool wide, string tileIsa) where F : struct, ILegacyX8 =>
+        WithRepack(k, LegacyX8.Rows, &LegacyX8.Repack<F>, vnni ? &LegacyX8.Dot<F, VnniDot> : &LegacyX8.Dot<F, Avx2Dot>,
+            vnni ? &LegacyX8.Dot4<F, VnniDot> : &LegacyX8.Dot4<F, Avx2Dot>,
+            wide ? &LegacyX8.Tile16x8Avx512<F> : vnni ? &LegacyX8.Tile16x4<F, VnniDot> : &LegacyX8.Tile16x4<F, Avx2Dot>,
+            &LegacyX8.TileScales<F>, LegacyX8.TileScaleFloats<F>(), wide ? 8 : 4, wide ? tileIsa : null);
 
     private static QuantKernel Float(GgmlType type, int typeSize, string isa,
         delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4,

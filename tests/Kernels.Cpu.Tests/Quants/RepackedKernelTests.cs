@@ -4,7 +4,7 @@ using Infer.Runtime.Gguf;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
 
-/// <summary>The 8-row interleaved (repacked) Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K kernels against the scalar reference dot, row by row.</summary>
+/// <summary>The 8-row interleaved (repacked) kernels of every type that has them against the scalar reference dot, row by row.</summary>
 public unsafe class RepackedKernelTests
 {
     /// <summary>Integer sums are exact; only float accumulation order differs (relative to Σ|w·a|).</summary>
@@ -36,6 +36,9 @@ public unsafe class RepackedKernelTests
         {
             GgmlType.Q4_0 => &Q4_0.DotRef,
             GgmlType.Q8_0 => &Q8_0.DotRef,
+            GgmlType.Q4_1 => &Q4_1.DotRef,
+            GgmlType.Q5_0 => &Q5_0.DotRef,
+            GgmlType.Q5_1 => &Q5_1.DotRef,
             GgmlType.Q4_K => &Q4_K.DotRef,
             GgmlType.Q5_K => &Q5_K.DotRef,
             GgmlType.Q6_K => &Q6_K.DotRef,
@@ -94,7 +97,8 @@ public unsafe class RepackedKernelTests
                 {
                     float expected = QuantTestUtil.Dot(Reference(type), n, rows[r], acts[c]);
                     double tol = DotRelTolerance * AbsDot(type, rows[r], k.VecDotType, acts[c], n) + 1e-30;
-                    Assert.True(Math.Abs(four[c * 8 + r] - expected) <= tol, $"{type} {k.Isa} n={n} Dot4 col {c} row {r}: {four[c * 8 + r]} vs {expected}");
+                    Assert.True(Math.Abs(four[c * 8 + r] - expected) <= tol,
+                        $"{type} {k.Isa} n={n} Dot4 col {c} row {r}: {four[c * 8 + r]} vs {expected}");
                     if (c == 0) Assert.True(Math.Abs(one[r] - expected) <= tol, $"{type} {k.Isa} n={n} Dot row {r}: {one[r]} vs {expected}");
                 }
         }
@@ -258,7 +262,8 @@ public unsafe class RepackedKernelTests
                             float expected = QuantTestUtil.Dot(&Q6_K.DotRef, n, rows[row], acts[c]);
                             double tol = DotRelTolerance * AbsDot(GgmlType.Q6_K, rows[row], GgmlType.Q8_K, acts[c], n) + 1e-30;
                             Assert.True(Math.Abs(one[r] - expected) <= tol, $"{k.Isa} Dot row {row} col {c}: {one[r]} vs {expected}");
-                            Assert.True(Math.Abs(four[8 * c + r] - expected) <= tol, $"{k.Isa} Dot4 row {row} col {c}: {four[8 * c + r]} vs {expected}");
+                            Assert.True(Math.Abs(four[8 * c + r] - expected) <= tol,
+                                $"{k.Isa} Dot4 row {row} col {c}: {four[8 * c + r]} vs {expected}");
                             float got = tile[c * QuantKernel.TileRows + row];
                             Assert.True(Math.Abs(got - expected) <= tol, $"{k.Isa} tile row {row} col {c}: {got} vs {expected}");
                         }
@@ -312,7 +317,8 @@ public unsafe class RepackedKernelTests
                     BitConverter.TryWriteBytes(act.AsSpan(o), 0.01f + c);
                     var qs = new sbyte[256];
                     for (int i = 0; i < 256; i++)
-                        qs[i] = c == 0 ? (sbyte)127 : c == 1 ? (sbyte)-128 : (sbyte)(rng.Next(3) switch { 0 => -128, 1 => 127, _ => rng.Next(-128, 128) });
+                        qs[i] = c == 0 ? (sbyte)127 : c == 1 ? (sbyte)-128
+                            : (sbyte)(rng.Next(3) switch { 0 => -128, 1 => 127, _ => rng.Next(-128, 128) });
                     for (int i = 0; i < 256; i++) act[o + 4 + i] = (byte)qs[i];
                     for (int j = 0; j < 16; j++)
                     {
