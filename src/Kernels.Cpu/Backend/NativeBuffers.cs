@@ -28,7 +28,6 @@ internal sealed unsafe partial class NativeBuffers : IDisposable
     [LibraryImport("libc", EntryPoint = "madvise")]
     private static partial int MAdvise(nint address, nuint length, int advice);
 
-
     /// <summary>Frees a buffer from <see cref="Alloc"/> before the others (a scratch buffer being regrown); null is ignored.</summary>
     public void Free(void* p)
     {

@@ -43,8 +43,6 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
             _repack.Groups = repackedRows / g;
             pool.Run(_repack);
             RepackedBytes += repackedRows * rowBytes;
-            // the repacked rows are read from the copy from now on: their mapped original need not stay resident too
-            MappedPages.Release(data, repackedRows * rowBytes);
         }
         return new CpuWeight
         {
