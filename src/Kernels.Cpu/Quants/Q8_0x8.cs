@@ -13,7 +13,7 @@ namespace Infer.Kernels.Cpu.Quants;
 /// (<see cref="RepackSigned"/>) they stay signed and the dots take |w| against y with w's sign (<c>vpsignb</c>), since
 /// <c>vpmaddubsw</c> would saturate on unsigned bytes up to 255 (|w| ≤ 127: a pair of products fits int16).
 /// </summary>
-public static unsafe class Q8_0x8
+public static unsafe partial class Q8_0x8
 {
     public const int Rows = 8;
     public const int GroupBlockBytes = Rows * Q8_0Format.TypeSize;

@@ -149,6 +149,9 @@ public static unsafe class QuantKernels
         // 512-bit tiles: vpmaddubsw zmm with int16 sums does 64 products per multiply instruction, vpdpbusd ymm 32 (Zen 5, one core:
         // 402 against 217 GMAC/s at peak, `Kernels.Benchmarks cputime peak`), so they win wherever AVX-512BW is present
         bool wide = avx512bw && Wide.IsSupported;
+        // Q8_0 without VNNI: the 512-bit tile (|w| times y with w's sign, no int16 headroom) needs as many instructions as two 256-bit
+        // ones, so it pays only where a 512-bit instruction costs one (one core here: 143 against 88 GMAC/s for the AVX2 tile)
+        bool wide8 = wide && Wide.FullWidth;
         string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
         string tileIsa = wide ? intIsa + ", avx512bw tiles" : intIsa;
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
@@ -179,7 +182,7 @@ public static unsafe class QuantKernels
                 avx512 ? &Q8_0x8.Tile16x4Vnni512 : &Q8_0x8.Tile16x4<VnniDot>, &Q8_0x8.TileScales, 16,
                 isa: avx512 ? "avx-vnni, avx512 tiles" : null)
             : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.RepackSigned, &Q8_0x8.Dot<Avx2Dot>, &Q8_0x8.Dot4<Avx2Dot>,
-                &Q8_0x8.Tile16x4<Avx2Dot>, &Q8_0x8.TileScales, 16);
+                wide8 ? &Q8_0x8.Tile16x8Avx512 : &Q8_0x8.Tile16x4<Avx2Dot>, &Q8_0x8.TileScales, 16, wide8 ? 8 : 4, wide8 ? tileIsa : null);
         var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0Format.BlockSize, Q4_0Format.TypeSize,
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,
