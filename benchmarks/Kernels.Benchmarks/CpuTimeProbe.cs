@@ -13,7 +13,7 @@ namespace Infer.Benchmarks;
 /// Kernel rates by the CPU time of the calling thread (<c>CLOCK_THREAD_CPUTIME_ID</c>), not wall time, so the figures hold on a
 /// machine shared with other work (a descheduled thread accrues no CPU time). Each figure is the median of several repeats on one
 /// thread; the data are sized to stay in L2, so the kernel is measured, not DRAM.
-/// <c>Kernels.Benchmarks cputime tile|gemv|peak [types...]</c>.
+/// <c>Kernels.Benchmarks cputime tile|gemv|dram|peak [types...]</c>, or <c>cputime model FILE</c> (see <see cref="Model"/>).
 /// </summary>
 public static unsafe partial class CpuTimeProbe
 {
@@ -40,6 +40,11 @@ public static unsafe partial class CpuTimeProbe
     public static int Run(string[] args)
     {
         string mode = args.Length > 1 ? args[1] : "tile";
+        if (mode == "model")
+        {
+            Model(args);
+            return 0;
+        }
         var types = args.Skip(2).Select(Enum.Parse<GgmlType>).ToArray();
         if (types.Length == 0) types = [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
         Console.WriteLine($"isa: avx-vnni {AvxVnni.IsSupported}, avx512bw {Avx512BW.IsSupported}, avx2 {Avx2.IsSupported}");
@@ -78,7 +83,8 @@ public static unsafe partial class CpuTimeProbe
     /// <summary>The GEMM tile: 64 weight rows × 4096 columns × 64 tokens, GMAC/s on one thread.</summary>
     private static void Tile(GgmlType type)
     {
-        const int rows = 64, cols = 4096, tokens = 64;
+        // defaults stay in L2; PROBE_ROWS / PROBE_COLS / PROBE_TOKENS size it like a model's matmul (weights then come from L3)
+        int rows = Env("PROBE_ROWS", 64), cols = Env("PROBE_COLS", 4096), tokens = Env("PROBE_TOKENS", 64);
         foreach (var level in Enum.GetValues<QuantKernels.IsaLevel>())
         {
             var k = QuantKernels.Get(type, level);
@@ -87,13 +93,13 @@ public static unsafe partial class CpuTimeProbe
             int tt = k.TileTokens;
             nint groupStride = (nint)(8 * k.RowBytes(cols));
             float* scales = (float*)NativeMemory.AlignedAlloc((nuint)(cols / k.BlockSize * k.TileScaleFloats * 4), 64);
-            double gmac = Rate(1e-9 * rows * cols * tokens, () =>
+            double gmac = Rate(1e-9 * rows * cols * (tokens / tt * tt), () =>
             {
                 for (int r = 0; r < rows; r += QuantKernel.TileRows)
                 {
                     byte* g = data.Packed + r * k.RowBytes(cols);
                     k.RepackedTileScales(cols, g, groupStride, scales);
-                    for (int t = 0; t < tokens; t += tt)
+                    for (int t = 0; t + tt <= tokens; t += tt)
                         k.RepackedTile(cols, g, groupStride, scales, data.Act + t * data.ActBytes, (nint)data.ActBytes, data.Y + t * rows + r, rows);
                 }
             });
@@ -101,6 +107,8 @@ public static unsafe partial class CpuTimeProbe
             Console.WriteLine($"{type,-5} {level,-7} {k.Isa,-10} tile {QuantKernel.TileRows}x{tt}: {gmac,6:F1} GMAC/s");
         }
     }
+
+    private static int Env(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out int v) ? v : fallback;
 
     /// <summary>The repacked GEMV (or the plain dot): 64 rows × 4096 columns against one token, GB/s of weights on one thread.</summary>
     private static void Gemv(GgmlType type)
