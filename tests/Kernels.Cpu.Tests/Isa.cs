@@ -16,36 +16,49 @@ internal static class Isa
 
     public static bool HasAvx2 => Avx2.IsSupported && Fma.IsSupported;
 
+    public const string NoAvx512Bw = "this CPU lacks AVX-512BW: the 512-bit integer tiles are not run";
+
     /// <summary>
     /// Skips unless <paramref name="level"/> selects kernels of <paramref name="type"/> that no other level tests here.
-    /// Without AVX2 every level is the scalar reference (compared with itself, it checks nothing); level Best adds to
-    /// level Avx2 only AVX-VNNI for the integer formats (and AVX-512BW for Q6_K's dot), AVX-512F for the float formats.
+    /// Without AVX2 every level is the scalar reference (compared with itself, it checks nothing). Level Avx512 adds the
+    /// 512-bit AVX-512BW tiles to level Avx2 (and AVX-512F for the float formats), AvxVnni adds AVX-VNNI, Best takes both.
     /// </summary>
     public static void RequireSimd(GgmlType type, QuantKernels.IsaLevel level)
     {
         if (level == QuantKernels.IsaLevel.Scalar) return;
         Assert.SkipUnless(HasAvx2, NoAvx2);
-        if (level != QuantKernels.IsaLevel.Best) return;
-        if (type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16) Assert.SkipUnless(Avx512F.IsSupported, NoAvx512);
-        else if (!(type == GgmlType.Q6_K && Avx512BW.IsSupported)) Assert.SkipUnless(AvxVnni.IsSupported, NoAvxVnni);
+        bool isFloat = type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
+        switch (level)
+        {
+            case QuantKernels.IsaLevel.Avx512:
+                Assert.SkipUnless(isFloat ? Avx512F.IsSupported : Avx512BW.IsSupported, isFloat ? NoAvx512 : NoAvx512Bw);
+                break;
+            case QuantKernels.IsaLevel.AvxVnni:
+                Assert.SkipUnless(!isFloat && AvxVnni.IsSupported, isFloat ? NoAvxVnniFloat : NoAvxVnni);
+                break;
+            case QuantKernels.IsaLevel.Best:
+                if (isFloat) Assert.SkipUnless(Avx512F.IsSupported, NoAvx512);
+                else Assert.SkipUnless(AvxVnni.IsSupported || Avx512BW.IsSupported, NoVnniNorAvx512Bw);
+                break;
+        }
     }
+
+    public const string NoAvxVnniFloat = "AVX-VNNI has no float kernels: level AvxVnni runs the AVX2 float kernels, tested at Avx2";
+    public const string NoVnniNorAvx512Bw = "this CPU lacks AVX-VNNI and AVX-512BW: level Best is level Avx2 here";
 
     /// <summary>
     /// Skips when <paramref name="type"/> has 8-row repacked kernels at <paramref name="level"/> on a CPU with every
     /// instruction set they use, but not on this one. Returns false when the type has none at that level by design
-    /// (scalar level, or Q8_0 below AVX-VNNI): then there is nothing to skip.
+    /// (the scalar level): then there is nothing to skip.
     /// </summary>
     public static bool RequireRepacked(GgmlType type, QuantKernels.IsaLevel level)
     {
-        bool designed = level switch
-        {
-            QuantKernels.IsaLevel.Scalar => false,
-            QuantKernels.IsaLevel.Avx2 => type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K,
-            _ => type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K,
-        };
-        if (!designed) return false;
+        if (level == QuantKernels.IsaLevel.Scalar || !Repacked.Contains(type)) return false;
         Assert.SkipUnless(HasAvx2, NoAvx2);
-        if (type == GgmlType.Q8_0) Assert.SkipUnless(AvxVnni.IsSupported, NoAvxVnni);
         return true;
     }
+
+    /// <summary>The types with 8-row repacked kernels on every AVX2 CPU.</summary>
+    public static readonly GgmlType[] Repacked =
+        [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
 }

@@ -63,7 +63,8 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 _quantize.Quantizer = quantizer;
                 _quantize.Rows = n;
                 _quantize.RowBytes = inputRowBytes;
-                pool.Run(_quantize);
+                if ((long)n * xa.Cols <= RowOps.InlineElements) _quantize.Execute(0, 1); // a decode step's row: no pool round trip
+                else pool.Run(_quantize);
                 _quantizedSource = xa;
                 _quantizedVersion = xa.Version;
                 _quantizedWith = (nint)quantizer;

@@ -26,8 +26,15 @@ internal sealed unsafe class RowOps(NativeBuffers buffers, WorkerPool pool, Batc
         _work.Y = y!;
         _work.Weight = weight!;
         _work.Tokens = batch.Tokens;
-        pool.Run(_work);
+        if ((long)_work.Rows * x.Cols <= InlineElements) _work.Execute(0, 1);
+        else pool.Run(_work);
     }
+
+    /// <summary>
+    /// Work of at most this many elements (a decode step's rows: a few µs) runs on the calling thread: waking the pool and waiting at
+    /// its barrier costs about as much, and on a busy machine a worker that has lost its core delays every small step of a token.
+    /// </summary>
+    internal const int InlineElements = 16384;
 
     public void Embed(CpuWeight table, CpuActivation x)
     {

@@ -12,7 +12,7 @@ namespace Infer.Kernels.Cpu.Quants;
 /// Group-block b (144 bytes) for rows r = 0..7: 8 fp16 scales d_r, then P_j (j = 0..3, 32 bytes each) where byte 4r + e holds
 /// element 4j + e of row r in its low nibble and element 16 + 4j + e in its high nibble.
 /// </summary>
-public static unsafe class Q4_0x8
+public static unsafe partial class Q4_0x8
 {
     public const int Rows = 8;
     public const int GroupBlockBytes = Rows * Q4_0Format.TypeSize;

@@ -12,7 +12,7 @@ namespace Infer.Kernels.Cpu.Quants;
 /// (bytes 0-3, 4-7, 8-11; 96 B), then for c = 0..3 and k = 0..7 a 32-byte vector P(c,k) whose byte 4r + e is qs_r[32c + 4k + e]:
 /// low nibble = element 64c + 4k + e (sub-block 2c), high nibble = element 64c + 32 + 4k + e (sub-block 2c + 1).
 /// </summary>
-public static unsafe class Q4_Kx8
+public static unsafe partial class Q4_Kx8
 {
     public const int Rows = 8;
     public const int GroupBlockBytes = Rows * Q4_KFormat.TypeSize;

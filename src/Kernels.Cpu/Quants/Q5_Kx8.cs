@@ -17,7 +17,7 @@ namespace Infer.Kernels.Cpu.Quants;
 /// (≤ 62: unsigned, fits vpdpbusd, and vpmaddubsw pairs 2·62·128 &lt; 32767), halving the doubled sums exactly; the VNNI GEMV
 /// instead dots X &amp; 0xE0 and Y &amp; (3 &lt;&lt; 2c) separately (no shifts; see <see cref="StepSplit{T}"/>).
 /// </summary>
-public static unsafe class Q5_Kx8
+public static unsafe partial class Q5_Kx8
 {
     public const int Rows = 8;
     public const int GroupBlockBytes = Rows * Q5_KFormat.TypeSize;

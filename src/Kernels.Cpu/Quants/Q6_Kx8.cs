@@ -18,7 +18,7 @@ namespace Infer.Kernels.Cpu.Quants;
 /// column 3 is gathered from the three top bit pairs.</item>
 /// </list>
 /// </summary>
-public static unsafe class Q6_Kx8
+public static unsafe partial class Q6_Kx8
 {
     public const int Rows = 8;
     public const int GroupBlockBytes = Rows * Q6_KFormat.TypeSize;

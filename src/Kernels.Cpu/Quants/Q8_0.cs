@@ -58,29 +58,34 @@ public static unsafe class Q8_0
     {
         if (!Avx2.IsSupported) { Q8_0Format.QuantizeRef(x, y, n); return; }
         int nb = n / Q8_0Format.BlockSize;
-        var signMask = Vector256.Create(0x7FFFFFFF).AsSingle();
         for (int i = 0; i < nb; i++)
         {
-            float* xb = x + (nint)i * Q8_0Format.BlockSize;
             var yb = (BlockQ8_0*)(y + (nint)i * Q8_0Format.TypeSize);
-            Vector256<float> v0 = Avx.LoadVector256(xb), v1 = Avx.LoadVector256(xb + 8);
-            Vector256<float> v2 = Avx.LoadVector256(xb + 16), v3 = Avx.LoadVector256(xb + 24);
-            Vector256<float> m = Avx.Max(Avx.Max(v0 & signMask, v1 & signMask), Avx.Max(v2 & signMask, v3 & signMask));
-            Vector128<float> m4 = Sse.Max(m.GetLower(), m.GetUpper());
-            m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b01_00_11_10));
-            m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b10_11_00_01));
-            float amax = m4.ToScalar();
-            float d = amax / 127;
-            float id = d != 0 ? 1.0f / d : 0.0f;
-            yb->D = HalfBits.FromFloat(d);
-            var vid = Vector256.Create(id);
-            Vector256<int> i0 = RoundAway(v0 * vid), i1 = RoundAway(v1 * vid), i2 = RoundAway(v2 * vid), i3 = RoundAway(v3 * vid);
-            // int32 → int16 → int8 packs work per 128-bit lane; fix the order with one permute
-            Vector256<short> s01 = Avx2.PackSignedSaturate(i0, i1), s23 = Avx2.PackSignedSaturate(i2, i3);
-            Vector256<sbyte> b = Avx2.PackSignedSaturate(s01, s23);
-            b = Avx2.PermuteVar8x32(b.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
-            b.Store(yb->Qs);
+            yb->D = HalfBits.FromFloat(QuantizeBlock(x + (nint)i * Q8_0Format.BlockSize, yb->Qs));
         }
+    }
+
+    /// <summary>One block of 32 (AVX2): the quants as <see cref="Q8_0Format.QuantizeRef"/> makes them, to <paramref name="qs"/>; returns d.</summary>
+    internal static float QuantizeBlock(float* xb, sbyte* qs)
+    {
+        var signMask = Vector256.Create(0x7FFFFFFF).AsSingle();
+        Vector256<float> v0 = Avx.LoadVector256(xb), v1 = Avx.LoadVector256(xb + 8);
+        Vector256<float> v2 = Avx.LoadVector256(xb + 16), v3 = Avx.LoadVector256(xb + 24);
+        Vector256<float> m = Avx.Max(Avx.Max(v0 & signMask, v1 & signMask), Avx.Max(v2 & signMask, v3 & signMask));
+        Vector128<float> m4 = Sse.Max(m.GetLower(), m.GetUpper());
+        m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b01_00_11_10));
+        m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b10_11_00_01));
+        float amax = m4.ToScalar();
+        float d = amax / 127;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        var vid = Vector256.Create(id);
+        Vector256<int> i0 = RoundAway(v0 * vid), i1 = RoundAway(v1 * vid), i2 = RoundAway(v2 * vid), i3 = RoundAway(v3 * vid);
+        // int32 → int16 → int8 packs work per 128-bit lane; fix the order with one permute
+        Vector256<short> s01 = Avx2.PackSignedSaturate(i0, i1), s23 = Avx2.PackSignedSaturate(i2, i3);
+        Vector256<sbyte> b = Avx2.PackSignedSaturate(s01, s23);
+        b = Avx2.PermuteVar8x32(b.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
+        b.Store(qs);
+        return d;
     }
 
     /// <summary>roundf: half away from zero. trunc(x + copysign(0.5, x)) is wrong for 0.49999997; this is exact.</summary>

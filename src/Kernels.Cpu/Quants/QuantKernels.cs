@@ -27,8 +27,8 @@ public sealed unsafe class QuantKernel
 
     /// <summary>
     /// (x: n floats, y: an activation row of exactly <see cref="ActivationRowBytes"/>, n). Null when <see cref="VecDotType"/> is F32.
-    /// For Q8_0 the row is the Q8_0 blocks (byte-identical to quantize_row_q8_0_ref) followed by one int32 Σqs per block, which the
-    /// repacked kernels read.
+    /// For Q8_0 the row is the Q8_0 blocks (byte-identical to quantize_row_q8_0_ref) followed by one int32 Σqs and one float d per
+    /// block, for Q8_1 the Q8_1 blocks followed by float d and float s per block, which the repacked kernels read.
     /// </summary>
     public required delegate*<float*, byte*, int, void> QuantizeActivations { get; init; }
 
@@ -85,7 +85,7 @@ public sealed unsafe class QuantKernel
     /// <summary>Floats per weight block that <see cref="RepackedTileScales"/> writes.</summary>
     public int TileScaleFloats { get; init; }
 
-    /// <summary>Activation rows per <see cref="RepackedTile"/> call: 4 (0 when there is no tile kernel).</summary>
+    /// <summary>Activation rows per <see cref="RepackedTile"/> call: 4, or 8 for the 512-bit tiles (0 when there is no tile kernel).</summary>
     public int TileTokens { get; init; }
 
     /// <summary>Weight rows per <see cref="RepackedTile"/> call.</summary>
@@ -96,16 +96,26 @@ public sealed unsafe class QuantKernel
 
     /// <summary>
     /// Bytes of an activation row of <paramref name="n"/> elements as <see cref="QuantizeActivations"/> writes it (floats when F32):
-    /// for Q8_0, the blocks plus one int32 block sum per block.
+    /// for Q8_0 and Q8_1, the blocks plus two 4-byte values per block.
     /// </summary>
-    public long ActivationRowBytes(long n) => VecDotType == GgmlType.Q8_0 ? Q8_0.ActivationRowBytes(n) : n / VecDotBlockSize * VecDotTypeSize;
+    public long ActivationRowBytes(long n) => VecDotType switch
+    {
+        GgmlType.Q8_0 => Q8_0.ActivationRowBytes(n),
+        GgmlType.Q8_1 => Q8_1.ActivationRowBytes(n),
+        _ => n / VecDotBlockSize * VecDotTypeSize,
+    };
 }
 
 /// <summary>The kernel table keyed by <see cref="GgmlType"/> (the formats' reference quantizers are in <see cref="RowCodec"/>).</summary>
 public static unsafe class QuantKernels
 {
-    /// <summary>Selects the instruction set for tests and benchmarks: <see cref="IsaLevel.Best"/> by default.</summary>
-    public enum IsaLevel { Best, Avx2, Scalar }
+    /// <summary>
+    /// Selects the instruction sets for tests and benchmarks: <see cref="IsaLevel.Best"/> (the default) takes, per kernel, the fastest
+    /// this CPU has; the others restrict it to one family so every path can be tested on one machine. Avx512: the 512-bit AVX-512BW
+    /// tiles with the AVX2 256-bit kernels for the rest (an AVX-512 CPU without AVX-VNNI, such as Zen 4); AvxVnni: the 256-bit
+    /// AVX-VNNI kernels only; Avx2: the AVX2 kernels only.
+    /// </summary>
+    public enum IsaLevel { Best, Avx2, Scalar, Avx512, AvxVnni }
 
     private static readonly QuantKernel?[] Best = Build(IsaLevel.Best);
 
@@ -132,16 +142,23 @@ public static unsafe class QuantKernels
 
     private static QuantKernel?[] Build(IsaLevel level)
     {
-        bool vnni = level == IsaLevel.Best && VnniDot.IsSupported;
+        bool vnni = (level is IsaLevel.Best or IsaLevel.AvxVnni) && VnniDot.IsSupported;
         bool avx2 = level != IsaLevel.Scalar && Avx2Dot.IsSupported;
-        bool avx512 = level == IsaLevel.Best && Avx512F.IsSupported && Fma.IsSupported;
+        bool avx512 = (level is IsaLevel.Best or IsaLevel.Avx512) && Avx512F.IsSupported && Fma.IsSupported;
         bool avx512bw = avx512 && Avx512BW.IsSupported && Avx2.IsSupported;
+        // 512-bit tiles: vpmaddubsw zmm with int16 sums does 64 products per multiply instruction, vpdpbusd ymm 32 (Zen 5, one core:
+        // 402 against 217 GMAC/s at peak, `Kernels.Benchmarks cputime peak`), so they win wherever AVX-512BW is present
+        bool wide = avx512bw && Wide.IsSupported;
+        // Q8_0 without VNNI: the 512-bit tile (|w| times y with w's sign, no int16 headroom) needs as many instructions as two 256-bit
+        // ones, so it pays only where a 512-bit instruction costs one (one core here: 143 against 88 GMAC/s for the AVX2 tile)
+        bool wide8 = wide && Wide.FullWidth;
         string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
+        string tileIsa = wide ? intIsa + ", avx512bw tiles" : intIsa;
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
         var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
 
         delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsRef;
-        delegate*<float*, byte*, int, void> q8_1 = &Q8_1Format.QuantizeRef;
+        delegate*<float*, byte*, int, void> q8_1 = avx2 ? &Q8_1.QuantizeActivationsFast : &Q8_1.QuantizeActivationsRef;
         delegate*<float*, byte*, int, void> q8_K = avx2 ? &Q8_K.QuantizeFast : &Q8_KFormat.QuantizeRef;
 
         t[(int)GgmlType.F32] = Float(GgmlType.F32, F32Format.TypeSize, floatIsa,
@@ -160,41 +177,53 @@ public static unsafe class QuantKernels
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
             vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0Format.DequantizeRef);
-        t[(int)GgmlType.Q8_0] = !vnni ? q8_0Kernel : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot, &Q8_0x8.Dot4,
-            &Q8_0x8.Tile16x4, &Q8_0x8.TileScales, 16);
+        t[(int)GgmlType.Q8_0] = !avx2 ? q8_0Kernel : vnni
+            ? WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot<VnniDot>, &Q8_0x8.Dot4<VnniDot>,
+                avx512 ? &Q8_0x8.Tile16x6Vnni512 : &Q8_0x8.Tile16x4<VnniDot>, &Q8_0x8.TileScales, 16, avx512 ? 6 : 4,
+                isa: avx512 ? "avx-vnni, avx512 tiles" : null)
+            : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.RepackSigned, &Q8_0x8.Dot<Avx2Dot>, &Q8_0x8.Dot4<Avx2Dot>,
+                wide8 ? &Q8_0x8.Tile16x8Avx512 : &Q8_0x8.Tile16x4<Avx2Dot>, &Q8_0x8.TileScales, 16, wide8 ? 8 : 4, wide8 ? tileIsa : null);
         var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0Format.BlockSize, Q4_0Format.TypeSize,
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,
             vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0Format.DequantizeRef);
         t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : WithRepack(q4_0Kernel, Q4_0x8.Rows, &Q4_0x8.Repack,
             vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>, vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>,
-            vnni ? &Q4_0x8.Tile16x4<VnniDot> : &Q4_0x8.Tile16x4<Avx2Dot>, &Q4_0x8.TileScales, 16);
-        t[(int)GgmlType.Q4_1] = Quant(GgmlType.Q4_1, Q4_1Format.BlockSize, Q4_1Format.TypeSize,
+            wide ? &Q4_0x8.Tile16x8Avx512 : vnni ? &Q4_0x8.Tile16x4<VnniDot> : &Q4_0x8.Tile16x4<Avx2Dot>, &Q4_0x8.TileScales, 16,
+            wide ? Q4_0x8.WideTileTokens : 4, wide ? tileIsa : null);
+        var q4_1Kernel = Quant(GgmlType.Q4_1, Q4_1Format.BlockSize, Q4_1Format.TypeSize,
             GgmlType.Q8_1, Q8_1Format.BlockSize, Q8_1Format.TypeSize, q8_1, intIsa,
             vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,
             vnni ? &Q4_1.Dot4Simd<VnniDot> : avx2 ? &Q4_1.Dot4Simd<Avx2Dot> : &Q4_1.Dot4Ref, &Q4_1Format.DequantizeRef);
-        t[(int)GgmlType.Q5_0] = Quant(GgmlType.Q5_0, Q5_0Format.BlockSize, Q5_0Format.TypeSize,
+        t[(int)GgmlType.Q4_1] = !avx2 ? q4_1Kernel : Legacy<Q4_1x8>(q4_1Kernel, vnni, wide, tileIsa);
+        var q5_0Kernel = Quant(GgmlType.Q5_0, Q5_0Format.BlockSize, Q5_0Format.TypeSize,
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q5_0.DotSimd<VnniDot> : avx2 ? &Q5_0.DotSimd<Avx2Dot> : &Q5_0.DotRef,
             vnni ? &Q5_0.Dot4Simd<VnniDot> : avx2 ? &Q5_0.Dot4Simd<Avx2Dot> : &Q5_0.Dot4Ref, &Q5_0Format.DequantizeRef);
-        t[(int)GgmlType.Q5_1] = Quant(GgmlType.Q5_1, Q5_1Format.BlockSize, Q5_1Format.TypeSize,
+        t[(int)GgmlType.Q5_0] = !avx2 ? q5_0Kernel : Legacy<Q5_0x8>(q5_0Kernel, vnni, wide, tileIsa);
+        var q5_1Kernel = Quant(GgmlType.Q5_1, Q5_1Format.BlockSize, Q5_1Format.TypeSize,
             GgmlType.Q8_1, Q8_1Format.BlockSize, Q8_1Format.TypeSize, q8_1, intIsa,
             vnni ? &Q5_1.DotSimd<VnniDot> : avx2 ? &Q5_1.DotSimd<Avx2Dot> : &Q5_1.DotRef,
             vnni ? &Q5_1.Dot4Simd<VnniDot> : avx2 ? &Q5_1.Dot4Simd<Avx2Dot> : &Q5_1.Dot4Ref, &Q5_1Format.DequantizeRef);
+        t[(int)GgmlType.Q5_1] = !avx2 ? q5_1Kernel : Legacy<Q5_1x8>(q5_1Kernel, vnni, wide, tileIsa);
         var q4_KKernel = Quant(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
             vnni ? &Q4_K.Dot4Simd<VnniDot> : avx2 ? &Q4_K.Dot4Simd<Avx2Dot> : &Q4_K.Dot4Ref, &Q4_KFormat.DequantizeRef);
         t[(int)GgmlType.Q4_K] = !avx2 ? q4_KKernel : WithRepack(q4_KKernel, Q4_Kx8.Rows, &Q4_Kx8.Repack,
             vnni ? &Q4_Kx8.Dot<VnniDot> : &Q4_Kx8.Dot<Avx2Dot>, vnni ? &Q4_Kx8.Dot4<VnniDot> : &Q4_Kx8.Dot4<Avx2Dot>,
-            vnni ? &Q4_Kx8.Tile16x4<VnniDot> : &Q4_Kx8.Tile16x4<Avx2Dot>, &Q4_Kx8.TileScales, Q4_Kx8.TileScaleFloats);
+            wide ? &Q4_Kx8.Tile16x8Avx512 : vnni ? &Q4_Kx8.Tile16x4<VnniDot> : &Q4_Kx8.Tile16x4<Avx2Dot>,
+            wide ? &Q4_Kx8.WideTileScales : &Q4_Kx8.TileScales, wide ? Q4_Kx8.WideTileScaleFloats : Q4_Kx8.TileScaleFloats,
+            wide ? 8 : 4, wide ? tileIsa : null);
         var q5_KKernel = Quant(GgmlType.Q5_K, Q5_KFormat.BlockSize, Q5_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q5_K.DotSimd<VnniDot> : avx2 ? &Q5_K.DotSimd<Avx2Dot> : &Q5_K.DotRef,
             vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_KFormat.DequantizeRef);
         t[(int)GgmlType.Q5_K] = !avx2 ? q5_KKernel : WithRepack(q5_KKernel, Q5_Kx8.Rows, &Q5_Kx8.Repack,
             vnni ? &Q5_Kx8.Dot<VnniDot> : &Q5_Kx8.Dot<Avx2Dot>, vnni ? &Q5_Kx8.Dot4<VnniDot> : &Q5_Kx8.Dot4<Avx2Dot>,
-            vnni ? &Q5_Kx8.Tile16x4<VnniDot> : &Q5_Kx8.Tile16x4<Avx2Dot>, &Q5_Kx8.TileScales, Q5_Kx8.TileScaleFloats);
+            wide ? &Q5_Kx8.Tile16x8Avx512 : vnni ? &Q5_Kx8.Tile16x4<VnniDot> : &Q5_Kx8.Tile16x4<Avx2Dot>,
+            wide ? &Q5_Kx8.WideTileScales : &Q5_Kx8.TileScales, wide ? Q4_Kx8.WideTileScaleFloats : Q5_Kx8.TileScaleFloats,
+            wide ? 8 : 4, wide ? tileIsa : null);
         var q6_KKernel = Quant(GgmlType.Q6_K, Q6_KFormat.BlockSize, Q6_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K,
             avx512bw ? intIsa + " (unrepacked GEMV: avx512bw)" : intIsa,
@@ -202,21 +231,30 @@ public static unsafe class QuantKernels
             vnni ? &Q6_K.Dot4Simd<VnniDot> : avx2 ? &Q6_K.Dot4Simd<Avx2Dot> : &Q6_K.Dot4Ref, &Q6_KFormat.DequantizeRef);
         t[(int)GgmlType.Q6_K] = !avx2 ? q6_KKernel : WithRepack(q6_KKernel, Q6_Kx8.Rows, &Q6_Kx8.Repack,
             vnni ? &Q6_Kx8.Dot<VnniDot> : &Q6_Kx8.Dot<Avx2Dot>, vnni ? &Q6_Kx8.Dot4<VnniDot> : &Q6_Kx8.Dot4<Avx2Dot>,
-            vnni ? &Q6_Kx8.Tile16x4<VnniDot> : &Q6_Kx8.Tile16x4<Avx2Dot>, &Q6_Kx8.TileScales, Q6_Kx8.TileScaleFloats);
+            wide ? &Q6_Kx8.Tile16x8Avx512 : vnni ? &Q6_Kx8.Tile16x4<VnniDot> : &Q6_Kx8.Tile16x4<Avx2Dot>,
+            wide ? &Q6_Kx8.WideTileScales : &Q6_Kx8.TileScales, wide ? Q6_Kx8.WideTileScaleFloats : Q6_Kx8.TileScaleFloats,
+            wide ? 8 : 4, wide ? tileIsa : null);
         return t;
     }
 
     private static QuantKernel WithRepack(QuantKernel k, int rows, delegate*<byte*, nint, byte*, int, void> repack,
         delegate*<int, byte*, byte*, float*, void> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4,
         delegate*<int, byte*, nint, float*, byte*, nint, float*, nint, void> tile = null,
-        delegate*<int, byte*, nint, float*, void> tileScales = null, int tileScaleFloats = 0) => new()
+        delegate*<int, byte*, nint, float*, void> tileScales = null, int tileScaleFloats = 0, int tileTokens = 4, string? isa = null) => new()
         {
             Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
-            VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = k.Isa,
+            VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = isa ?? k.Isa,
             QuantizeActivations = k.QuantizeActivations, Dot = k.Dot, Dot4 = k.Dot4, Dequantize = k.Dequantize,
             RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4,
-            RepackedTile = tile, RepackedTileScales = tileScales, TileScaleFloats = tileScaleFloats, TileTokens = tile == null ? 0 : 4,
+            RepackedTile = tile, RepackedTileScales = tileScales, TileScaleFloats = tileScaleFloats, TileTokens = tile == null ? 0 : tileTokens,
         };
+
+    /// <summary>The repacked kernels of a legacy type (<see cref="LegacyX8"/>) on an AVX2 CPU.</summary>
+    private static QuantKernel Legacy<F>(QuantKernel k, bool vnni, bool wide, string tileIsa) where F : struct, ILegacyX8 =>
+        WithRepack(k, LegacyX8.Rows, &LegacyX8.Repack<F>, vnni ? &LegacyX8.Dot<F, VnniDot> : &LegacyX8.Dot<F, Avx2Dot>,
+            vnni ? &LegacyX8.Dot4<F, VnniDot> : &LegacyX8.Dot4<F, Avx2Dot>,
+            wide ? &LegacyX8.Tile16x8Avx512<F> : vnni ? &LegacyX8.Tile16x4<F, VnniDot> : &LegacyX8.Tile16x4<F, Avx2Dot>,
+            &LegacyX8.TileScales<F>, LegacyX8.TileScaleFloats<F>(), wide ? 8 : 4, wide ? tileIsa : null);
 
     private static QuantKernel Float(GgmlType type, int typeSize, string isa,
         delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4,

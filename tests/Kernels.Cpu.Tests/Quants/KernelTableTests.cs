@@ -26,8 +26,9 @@ public unsafe class KernelTableTests
         Assert.Equal(vecDot, k.VecDotType);
         Assert.Equal(GgmlTypeInfo.BlockSize(type), k.BlockSize);
         Assert.Equal(GgmlTypeInfo.TypeSize(type), k.TypeSize);
-        // Q8_0 activation rows carry one int32 block sum per block after the blocks (read by the repacked kernels)
-        Assert.Equal(GgmlTypeInfo.RowBytes(vecDot, 4096) + (vecDot == GgmlType.Q8_0 ? 4096 / 32 * 8 : 0), k.ActivationRowBytes(4096));
+        // Q8_0 and Q8_1 activation rows carry two 4-byte values per block after the blocks (read by the repacked kernels)
+        long trailers = vecDot is GgmlType.Q8_0 or GgmlType.Q8_1 ? 4096 / 32 * 8 : 0;
+        Assert.Equal(GgmlTypeInfo.RowBytes(vecDot, 4096) + trailers, k.ActivationRowBytes(4096));
         Assert.True(k.Dot != null && k.Dot4 != null && k.Dequantize != null);
         Assert.Equal(vecDot == GgmlType.F32, k.QuantizeActivations == null);
         Assert.Same(k, QuantKernels.Get(type));
@@ -57,6 +58,16 @@ public unsafe class KernelTableTests
                     Assert.Equal(sum, BitConverter.ToInt32(y, reference.Length + 4 * b));
                     // the block's scale as float32, after the sums
                     Assert.Equal((float)BitConverter.ToHalf(reference, b * 34), BitConverter.ToSingle(y, reference.Length + 4 * 4096 / 32 + 4 * b));
+                }
+            }
+            else if (k.VecDotType == GgmlType.Q8_1)
+            {
+                for (int b = 0; b < 4096 / 32; b++)
+                {
+                    // the block's d, then its s, as float32
+                    Assert.Equal((float)BitConverter.ToHalf(reference, b * 36), BitConverter.ToSingle(y, reference.Length + 4 * b));
+                    float s = BitConverter.ToSingle(y, reference.Length + 4 * 4096 / 32 + 4 * b);
+                    Assert.Equal((float)BitConverter.ToHalf(reference, b * 36 + 2), s);
                 }
             }
             else Assert.Equal(reference.Length + 1, y.Length);
