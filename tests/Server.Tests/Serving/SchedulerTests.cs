@@ -105,21 +105,24 @@ public sealed class SchedulerTests : IDisposable
     [Fact]
     public async Task CancellingFreesTheSlotWithinAStep()
     {
+        // A long context, so the request is still running when it is cancelled (the tiny model fills 256 tokens in ms).
+        using var m = new TestModel("llama3", "q8_0", sequences: 1, context: 16384);
+        using var s = new Scheduler(m.Model, m.Tokenizer);
         using var cts = new CancellationTokenSource();
-        var stream = _s.Submit(Request(Tokens(Prompts[1]), -1), cts.Token);
+        var stream = s.Submit(Request(Tokens(Prompts[1]), -1), cts.Token);
         Assert.True(await stream.Tokens.WaitToReadAsync());
-        Assert.Equal(1, _s.BusySlots);
+        Assert.Equal(1, s.BusySlots);
         await cts.CancelAsync();
         var result = await stream.Completion.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(FinishReason.Cancelled, result.Reason);
-        Assert.Equal(0, _s.BusySlots);
-        Assert.True(result.GeneratedTokens < _m.Model.ContextLength - 2);
+        Assert.Equal(0, s.BusySlots);
+        Assert.True(result.GeneratedTokens < m.Model.ContextLength - 2);
     }
 
     [Fact]
     public async Task TheQueueIsBoundedBeyondTheFreeSlots()
     {
-        using var m = new TestModel("llama3", "q8_0", sequences: 1);
+        using var m = new TestModel("llama3", "q8_0", sequences: 1, context: 16384); // still running when the queue is probed
         using var s = new Scheduler(m.Model, m.Tokenizer, new SchedulerOptions { QueueCapacity = 1 });
         using var cts = new CancellationTokenSource();
         var running = s.Submit(Request(Tokens(Prompts[0]), -1), cts.Token);
@@ -247,8 +250,11 @@ public sealed class SchedulerTests : IDisposable
     [Fact]
     public async Task ShutdownCancelsWhatOutlastsTheGracePeriod()
     {
-        var running = _s.Submit(Request(Tokens(Prompts[0]), -1));
-        await _s.ShutdownAsync(TimeSpan.FromMilliseconds(50));
+        // A context far longer than the grace period lets the tiny model fill (the 256 tokens of _m's slots fit in 50 ms).
+        using var m = new TestModel("llama3", "q8_0", sequences: 1, context: 16384);
+        using var s = new Scheduler(m.Model, m.Tokenizer);
+        var running = s.Submit(Request(Tokens(Prompts[0]), -1));
+        await s.ShutdownAsync(TimeSpan.FromMilliseconds(20));
         Assert.Equal(FinishReason.Cancelled, (await running.Completion).Reason);
     }
 }
