@@ -80,7 +80,9 @@ public abstract unsafe class MatMulBenchmarkBase : IThroughput, IDisposable
 [Config(typeof(ThroughputConfig))]
 public class GemvBenchmarks : MatMulBenchmarkBase
 {
-    [Params(GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K)]
+    [Params(
+        GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
+        GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K)]
     public override GgmlType Type { get; set; }
 
     [Params("4096x4096", "14336x4096")]

@@ -160,7 +160,10 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             }
         }
 
-        /// <summary>Rows r0..r1 of the weight times tokens t0..t1; <paramref name="tileScales"/> is scratch for one tile's scales, or null (no tile kernel).</summary>
+        /// <summary>
+        /// Rows r0..r1 of the weight times tokens t0..t1; <paramref name="tileScales"/> is scratch for one tile's scales, or null
+        /// (no tile kernel).
+        /// </summary>
         private void Multiply(int r0, int r1, int t0, int t1, float* tileScales)
         {
             var w = W;

@@ -31,7 +31,10 @@ internal static unsafe class HalfScales
         return (bits | (infNan & c.FloatExponent)).AsSingle();
     }
 
-    /// <summary>The masks of <see cref="Load8Scaled(ushort*, in Constants)"/> and the nibble masks of the 4-bit kernels, created once per call.</summary>
+    /// <summary>
+    /// The masks of <see cref="Load8Scaled(ushort*, in Constants)"/> and the nibble masks of the 4-bit kernels, created once per
+    /// call.
+    /// </summary>
     public readonly struct Constants
     {
         public Vector256<int> SignExponentMantissa { get; init; }

@@ -109,8 +109,8 @@ public static unsafe partial class Q4_Kx8
 
     /// <summary>
     /// Sub-blocks 2c and 2c+1 of 8 rows against one activation row: (Σ lo·y, Σ hi·y) per lane: the high nibbles via
-    /// <see cref="Q4_0x8.HighNibbles16{T}(Vector256{byte})"/> (one AND with VNNI, as 16·hi), scaled back with an exact arithmetic shift; four independent
-    /// accumulators per half.
+    /// <see cref="Q4_0x8.HighNibbles16{T}(Vector256{byte})"/> (one AND with VNNI, as 16·hi), scaled back with an exact
+    /// arithmetic shift; four independent accumulators per half.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void SubBlockPair<T>(byte* p, sbyte* q8, out Vector256<int> sLo, out Vector256<int> sHi) where T : struct, IIntDot

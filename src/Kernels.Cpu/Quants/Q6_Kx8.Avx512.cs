@@ -111,7 +111,10 @@ public static unsafe partial class Q6_Kx8
         public readonly Vector512<byte> W0 = w0, W1 = w1, W2 = w2, W3 = w3;
     }
 
-    /// <summary>Column 3 of a sub-block from the top bit pairs of V_0, V_1, V_2 (two bit-selects, as <see cref="Column3{T}(Vector256{byte}, Vector256{byte}, Vector256{byte})"/>).</summary>
+    /// <summary>
+    /// Column 3 of a sub-block from the top bit pairs of V_0, V_1, V_2 (two bit-selects, as
+    /// <see cref="Column3{T}(Vector256{byte}, Vector256{byte}, Vector256{byte})"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> WideColumn3(Vector512<byte> v0, Vector512<byte> v1, Vector512<byte> v2)
     {

@@ -8,8 +8,8 @@ namespace Infer.Kernels.Cpu.Quants;
 /// <summary>
 /// Q8_0 weights repacked at load time, 8 rows interleaved (see <see cref="Q4_0x8"/>). Same bytes per block as Q8_0.
 /// Group-block b (272 bytes): 8 fp16 scales, then V_k (k = 0..7, 32 bytes each) where byte 4r + e is element 4k + e of row r.
-/// Two flavours of the bytes, chosen with the kernels: for AVX-VNNI (<see cref="Repack(byte*, nint, byte*, int)"/>) weights are stored biased (w + 128,
-/// unsigned) so <c>vpdpbusd</c> takes them as its unsigned operand: Σ(w + 128)·y = Σw·y + 128·Σy; for AVX2
+/// Two flavours of the bytes, chosen with the kernels: for AVX-VNNI (<see cref="Repack(byte*, nint, byte*, int)"/>) weights
+/// are stored biased (w + 128, unsigned) so <c>vpdpbusd</c> takes them as its unsigned operand: Σ(w + 128)·y = Σw·y + 128·Σy; for AVX2
 /// (<see cref="RepackSigned"/>) they stay signed and the dots take |w| against y with w's sign (<c>vpsignb</c>), since
 /// <c>vpmaddubsw</c> would saturate on unsigned bytes up to 255 (|w| ≤ 127: a pair of products fits int16).
 /// </summary>

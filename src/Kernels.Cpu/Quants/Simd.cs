@@ -11,7 +11,10 @@ namespace Infer.Kernels.Cpu.Quants;
 /// </summary>
 internal interface IIntDot
 {
-    /// <summary>acc + sums of 4 adjacent u8*s8 products per int32 lane. AVX2 flavour: every adjacent pair u*s + u*s must fit int16 (u ≤ 128, |s| ≤ 127).</summary>
+    /// <summary>
+    /// acc + sums of 4 adjacent u8*s8 products per int32 lane. AVX2 flavour: every adjacent pair u*s + u*s must fit int16
+    /// (u ≤ 128, |s| ≤ 127).
+    /// </summary>
     static abstract Vector256<int> DotU8S8(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> s);
 
     /// <summary>acc + sums of 2 adjacent s16*s16 products per int32 lane.</summary>
@@ -46,7 +49,10 @@ internal struct Avx2Dot : IIntDot
 /// <summary>Named SIMD idioms shared by the formats (candle's <c>bytes_from_nibbles_32</c>, <c>hsum_float_8</c>, ...).</summary>
 internal static unsafe class Simd
 {
-    /// <summary>Prefetches (into all cache levels) the cache lines of <paramref name="bytes"/> bytes from <paramref name="p"/>; addresses past the end of a buffer are harmless.</summary>
+    /// <summary>
+    /// Prefetches (into all cache levels) the cache lines of <paramref name="bytes"/> bytes from <paramref name="p"/>;
+    /// addresses past the end of a buffer are harmless.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Prefetch(byte* p, int bytes)
     {
@@ -65,7 +71,8 @@ internal static unsafe class Simd
     public static Vector256<byte> LowNibbles(Vector256<byte> q) => q & Vector256.Create((byte)0x0F);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<byte> HighNibbles(Vector256<byte> q) => Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+    public static Vector256<byte> HighNibbles(Vector256<byte> q) =>
+        Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
 
     /// <summary>32 bits → 32 bytes, 0xFF where the bit is set (byte k from bit k).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -16,7 +16,11 @@ public unsafe class MatMulTests
 
     public static IEnumerable<object[]> Cases()
     {
-        GgmlType[] types = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+        GgmlType[] types =
+        [
+            GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
+            GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+        ];
         foreach (var type in types)
             foreach (var (rows, tokens) in new[] { (1, 1), (7, 3), (8, 4), (13, 5), (67, 9), (130, 1), (40, 16) })
                 foreach (bool repack in new[] { true, false })
@@ -37,7 +41,8 @@ public unsafe class MatMulTests
     /// <summary>Token blocks of a few activation rows (ragged last block, tile tails inside each block) through the tile kernels.</summary>
     [Theory]
     [MemberData(nameof(BlockedCases))]
-    public void TokenBlockedMatchesScalarReference(GgmlType type, int rows, int tokens, int blockRows) => Check(type, rows, tokens, true, 1024, blockRows);
+    public void TokenBlockedMatchesScalarReference(GgmlType type, int rows, int tokens, int blockRows) =>
+        Check(type, rows, tokens, true, 1024, blockRows);
 
     /// <summary>A weight too wide for the tile scratch falls back to the 8-row × 4-token kernels.</summary>
     [Theory]

@@ -4,7 +4,10 @@ using Infer.Tests;
 
 namespace Infer.Kernels.Cpu.Tests.Quants;
 
-/// <summary>Our Q8_0 quantizer against llama.cpp's converter output: the q8_0 fixture was made from the same BF16 checkpoint as the bf16 one.</summary>
+/// <summary>
+/// Our Q8_0 quantizer against llama.cpp's converter output: the q8_0 fixture was made from the same BF16 checkpoint as the
+/// bf16 one.
+/// </summary>
 public class GgufQ8_0FixtureTests
 {
     [Fact]

@@ -16,11 +16,16 @@ public unsafe class RepackedRangeTests
     /// <summary>As <see cref="RepackedKernelTests"/>: integer sums are exact, float accumulation order differs.</summary>
     private const double DotRelTolerance = 2e-6;
 
+    private static readonly QuantKernels.IsaLevel[] Levels =
+    [
+        QuantKernels.IsaLevel.Best, QuantKernels.IsaLevel.Avx512, QuantKernels.IsaLevel.AvxVnni, QuantKernels.IsaLevel.Avx2,
+    ];
+
     public static TheoryData<GgmlType, QuantKernels.IsaLevel> Cases()
     {
         var data = new TheoryData<GgmlType, QuantKernels.IsaLevel>();
         foreach (var type in Isa.Repacked)
-            foreach (var level in new[] { QuantKernels.IsaLevel.Best, QuantKernels.IsaLevel.Avx512, QuantKernels.IsaLevel.AvxVnni, QuantKernels.IsaLevel.Avx2 })
+            foreach (var level in Levels)
                 data.Add(type, level);
         return data;
     }
