@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;

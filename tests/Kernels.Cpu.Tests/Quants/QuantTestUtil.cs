@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
