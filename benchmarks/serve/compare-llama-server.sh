@@ -18,9 +18,14 @@ INFER="$OUT/infer/infer"
 MODEL="$OUT/$PRESET.$TYPE.gguf"
 [ -f "$MODEL" ] || "$OUT/convert/convert-weights" synth --preset "$PRESET" --type "$TYPE" --tokenizer-from "$TOKENIZER" -o "$MODEL"
 
+# A server this script started is stopped however the script ends (an error, Ctrl-C), so none is left running.
+PID=
+trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; true' EXIT
+
 wait_ready() { for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 0.5; done; echo "no server on $1" >&2; exit 1; }
 load() { # port name clients requests
-  "$INFER" bench-serve --url "http://127.0.0.1:$1" -c "$3" -n "$4" --prompt-tokens "$PROMPT" --max-tokens "$MAX" -o json > "$OUT/$2-c$3.json"
+  "$INFER" bench-serve --url "http://127.0.0.1:$1" -c "$3" -n "$4" --prompt-tokens "$PROMPT" --max-tokens "$MAX" -o json > "$OUT/$2-c$3.json" \
+    || echo "bench-serve against $2 with $3 clients reported errors (see the table)" >&2
 }
 
 "$INFER" bench -m "$MODEL" -t "$THREADS" -p "$PROMPT" -n "$MAX" -r 3 --device cpu -o json > "$OUT/infer-bench.json"
@@ -31,14 +36,14 @@ PID=$!
 wait_ready 18080
 load 18080 llama-server "$SLOTS" "$REQUESTS"
 load 18080 llama-server 1 $((REQUESTS / 4))
-kill "$PID"; wait "$PID" 2>/dev/null || true
+kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
 
 "$INFER" serve -m "$MODEL" -t "$THREADS" -np "$SLOTS" -c 512 --device cpu --port 18081 > "$OUT/infer-serve.log" 2>&1 &
 PID=$!
 wait_ready 18081
 load 18081 infer "$SLOTS" "$REQUESTS"
 load 18081 infer 1 $((REQUESTS / 4))
-kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
+kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; PID=
 
 python3 - "$OUT" "$SLOTS" <<'PY'
 import json, sys

@@ -97,15 +97,12 @@ internal sealed class LoadGenerator(LoadOptions options, HttpMessageHandler? han
             ["stream"] = true,
             ["stream_options"] = new Dictionary<string, object> { ["include_usage"] = true },
         });
-        using var req = new HttpRequestMessage(HttpMethod.Post, "v1/completions");
-        req.Content = new StringContent(body, Encoding.UTF8, "application/json");
-        if (options.ApiKey is not null) req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", options.ApiKey);
         long start = Stopwatch.GetTimestamp();
         double ttft = double.NaN;
         int chunks = 0, usageTokens = -1, promptTokens = -1;
         try
         {
-            using var res = await http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, cancel);
+            using var res = await SendAsync(http, body, cancel);
             if (!res.IsSuccessStatusCode)
                 return Failed(start, $"HTTP {(int)res.StatusCode}: {Truncate(await res.Content.ReadAsStringAsync(cancel))}");
             using var reader = new StreamReader(await res.Content.ReadAsStreamAsync(cancel));
@@ -130,12 +127,37 @@ internal sealed class LoadGenerator(LoadOptions options, HttpMessageHandler? han
         }
         catch (Exception e) when (e is HttpRequestException or IOException or JsonException or OperationCanceledException)
         {
-            return Failed(start, cancel.IsCancellationRequested ? "cancelled at the time limit" : e.Message);
+            return Failed(start, cancel.IsCancellationRequested ? "cancelled at the time limit" : Message(e));
         }
         int tokens = usageTokens >= 0 ? usageTokens : chunks; // servers without usage in streams send a chunk per token
         double total = Stopwatch.GetElapsedTime(start).TotalSeconds;
         return new RequestSample(tokens > 0, ttft, total, tokens, promptTokens, tokens > 0 ? null : "no tokens");
     }
+
+    /// <summary>
+    /// Posts <paramref name="body"/>; a request that fails before any response (a kept-alive connection the server closed as
+    /// it was reused: llama-server closes a connection after a few requests) is sent again on a new connection, at most twice.
+    /// The request's time still counts from the first try.
+    /// </summary>
+    private async Task<HttpResponseMessage> SendAsync(HttpClient http, string body, CancellationToken cancel)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            using var req = new HttpRequestMessage(HttpMethod.Post, "v1/completions");
+            req.Content = new StringContent(body, Encoding.UTF8, "application/json");
+            if (options.ApiKey is not null) req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", options.ApiKey);
+            try
+            {
+                return await http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, cancel);
+            }
+            catch (HttpRequestException) when (attempt < 2 && !cancel.IsCancellationRequested)
+            {
+            }
+        }
+    }
+
+    private static string Message(Exception e) =>
+        e.InnerException is { } inner && !string.IsNullOrEmpty(inner.Message) ? $"{e.Message} ({inner.Message})" : e.Message;
 
     private static RequestSample Failed(long start, string error) =>
         new(false, double.NaN, Stopwatch.GetElapsedTime(start).TotalSeconds, 0, -1, error);

@@ -78,14 +78,42 @@ public sealed class CliCommandTests : IDisposable
     [Fact]
     public async Task BenchServeStopsAtItsTimeLimitAndCountsErrors()
     {
-        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 2048, configure: o => o with { ApiKey = "k" });
+        // 4000 tokens in a 16384-token context outlast the 300 ms limit even at 10k tokens/s.
+        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 16384, configure: o => o with { ApiKey = "k" });
         var unauthorized = await new LoadGenerator(new LoadOptions(s.BaseAddress, 1, 2, 8, 4)).RunAsync();
         Assert.Equal(2, unauthorized.Errors);
         Assert.Contains("HTTP 401", unauthorized.Samples[0].Error);
-        var options = new LoadOptions(s.BaseAddress, 1, 100, 8, 1900) { ApiKey = "k", Duration = TimeSpan.FromMilliseconds(300) };
+        var options = new LoadOptions(s.BaseAddress, 1, 100, 8, 4000) { ApiKey = "k", Duration = TimeSpan.FromMilliseconds(300) };
         var limited = await new LoadGenerator(options).RunAsync();
         Assert.Single(limited.Samples);
         Assert.Equal("cancelled at the time limit", limited.Samples[0].Error);
+    }
+
+    [Fact]
+    public async Task BenchServeSendsARequestAgainWhenItsConnectionFailsBeforeAnyResponse()
+    {
+        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1);
+        using var flaky = new FailingFirst(2) { InnerHandler = new SocketsHttpHandler() };
+        var report = await new LoadGenerator(new LoadOptions(s.BaseAddress, 1, 2, 8, 3), flaky).RunAsync();
+        Assert.Equal(0, report.Errors);
+        Assert.Equal(4, flaky.Sends); // the first request on its third try, the second at once
+        Assert.All(report.Samples, r => Assert.Equal(3, r.OutputTokens));
+
+        using var dead = new FailingFirst(3) { InnerHandler = new SocketsHttpHandler() };
+        var failed = await new LoadGenerator(new LoadOptions(s.BaseAddress, 1, 1, 8, 3), dead).RunAsync();
+        Assert.Equal(1, failed.Errors);
+        Assert.Equal("An error occurred while sending the request. (connection reset)", failed.Samples[0].Error);
+    }
+
+    /// <summary>Fails its first <paramref name="failures"/> sends as a connection reset would, then passes requests on.</summary>
+    private sealed class FailingFirst(int failures) : DelegatingHandler
+    {
+        public int Sends;
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            Interlocked.Increment(ref Sends) <= failures
+                ? throw new HttpRequestException("An error occurred while sending the request.", new IOException("connection reset"))
+                : base.SendAsync(request, cancellationToken);
     }
 
     [Fact]
