@@ -28,6 +28,7 @@ public static unsafe partial class Q8_0x8
     private static void Repack(byte* src, nint srcStride, byte* dst, int n, byte bias)
     {
         int nb = n / Q8_0Format.BlockSize;
+        uint bias4 = bias * 0x01010101u;
         for (int b = 0; b < nb; b++)
         {
             byte* g = dst + (nint)b * GroupBlockBytes;
@@ -35,9 +36,12 @@ public static unsafe partial class Q8_0x8
             {
                 byte* blk = src + r * srcStride + (nint)b * Q8_0Format.TypeSize;
                 ((ushort*)g)[r] = *(ushort*)blk;
+                // elements 4k..4k+3 of the row go to bytes 4r..4r+3 of V_k: one 4-byte move (and bias) each
                 for (int k = 0; k < 8; k++)
-                    for (int e = 0; e < 4; e++)
-                        g[QuantsOffset + 32 * k + 4 * r + e] = (byte)(blk[Q8_0Format.QsOffset + 4 * k + e] ^ bias);
+                {
+                    uint q = Unsafe.ReadUnaligned<uint>(blk + Q8_0Format.QsOffset + 4 * k);
+                    Unsafe.WriteUnaligned(g + QuantsOffset + 32 * k + 4 * r, q ^ bias4);
+                }
             }
         }
     }
