@@ -6,7 +6,7 @@ namespace Infer.Benchmarks;
 
 /// <summary>
 /// Whole-model prompt processing and generation on one thread, timed by that thread's CPU time (so the figures hold on a machine
-/// shared with other work): <c>Kernels.Benchmarks cputime model FILE [-p 512] [-n 32] [-r 3]</c>. Tokens per CPU-second is a core's
+/// shared with other work): <c>Kernels.Benchmarks cputime model FILE [-p 512] [-n 32] [-r 3] [-t 1] [-b KIB]</c>. Tokens per CPU-second is a core's
 /// throughput; with two cores and a parallel split, a quiet machine's wall-clock rate approaches twice it.
 /// </summary>
 public static unsafe partial class CpuTimeProbe
@@ -16,7 +16,9 @@ public static unsafe partial class CpuTimeProbe
         string path = args[2];
         int p = Option(args, "-p", 512), n = Option(args, "-n", 32), reps = Option(args, "-r", 3), threads = Option(args, "-t", 1);
         using var file = GgufFile.Open(path);
-        using var model = LlamaModel.Load(file, new CpuBackend(threads, maxBatch: p), new ModelOptions(ContextLength: p + n + 1, BatchSize: p));
+        var backend = new CpuBackend(threads, maxBatch: p);
+        if (Option(args, "-b", 0) is > 0 and var blockKiB) backend.MatMulTokenBlockBytes = blockKiB * 1024L; // activation KiB per token block
+        using var model = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: p + n + 1, BatchSize: p));
         var c = model.Config;
         var rng = new Random(42);
         int[] tokens = Enumerable.Range(0, p + n).Select(_ => rng.Next(c.VocabSize)).ToArray();
