@@ -77,7 +77,7 @@ public static unsafe class KvAttention
         {
             int n = Math.Min(BlockRows, count - p0);
             float* k = Block<TK>(keys + p0 * kRow, n, d, rows);
-            if (simd) ScoresSimd(q, group, d, k, n, scale, scores + p0, count);
+            if (simd) VectorOps.GroupScores(q, group, d, k, d, n, scale, scores + p0, count);
             else ScoresScalar(q, group, d, k, n, scale, scores + p0, count);
         }
         for (int g = 0; g < group; g++) VectorOps.Softmax(new Span<float>(scores + (long)g * count, count));
@@ -91,7 +91,7 @@ public static unsafe class KvAttention
             for (int g = 0; g < group; g++)
             {
                 float* o = output + g * d, s = scores + (long)g * count + p0;
-                if (simd) AccumulateSimd(o, d, v, n, s);
+                if (simd) VectorOps.AccumulateRows(o, d, v, d, n, s);
                 else
                     for (int j = 0; j < n; j++)
                         TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(v + (long)j * d, d), s[j], new Span<float>(o, d), new Span<float>(o, d));
@@ -108,98 +108,13 @@ public static unsafe class KvAttention
         return rows;
     }
 
-    /// <summary>s[g · sStride + j] = scale · q_g · k_j for the n keys of a block (rows d apart), 8 keys per pass.</summary>
-    private static void ScoresSimd(float* q, int group, int d, float* k, int n, float scale, float* s, int sStride)
-    {
-        int j = 0;
-        for (; j + 8 <= n; j += 8)
-        {
-            float* k0 = k + (long)j * d, k4 = k0 + 4 * d;
-            for (int g = 0; g < group; g++)
-            {
-                float* qp = q + g * d;
-                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-                for (int i = 0; i < d; i += 8)
-                {
-                    var qv = Vector256.Load(qp + i);
-                    a0 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + i), a0);
-                    a1 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + d + i), a1);
-                    a2 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + 2 * d + i), a2);
-                    a3 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + 3 * d + i), a3);
-                    a4 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k4 + i), a4);
-                    a5 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k4 + d + i), a5);
-                    a6 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k4 + 2 * d + i), a6);
-                    a7 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k4 + 3 * d + i), a7);
-                }
-                float* sp = s + (long)g * sStride + j;
-                (VectorOps.HorizontalSum4(a0, a1, a2, a3) * scale).Store(sp);
-                (VectorOps.HorizontalSum4(a4, a5, a6, a7) * scale).Store(sp + 4);
-            }
-        }
-        for (; j < n; j++)
-        {
-            float* kj = k + (long)j * d;
-            for (int g = 0; g < group; g++)
-            {
-                Vector256<float> a = default;
-                for (int i = 0; i < d; i += 8) a = Vector256.FusedMultiplyAdd(Vector256.Load(q + g * d + i), Vector256.Load(kj + i), a);
-                s[(long)g * sStride + j] = Vector256.Sum(a) * scale;
-            }
-        }
-    }
-
+    /// <summary>s[g · sStride + j] = scale · q_g · k_j for the n keys of a block (rows d apart), without Vector256.</summary>
     private static void ScoresScalar(float* q, int group, int d, float* k, int n, float scale, float* s, int sStride)
     {
         for (int g = 0; g < group; g++)
         {
             var qg = new ReadOnlySpan<float>(q + g * d, d);
             for (int j = 0; j < n; j++) s[(long)g * sStride + j] = TensorPrimitives.Dot(qg, new ReadOnlySpan<float>(k + (long)j * d, d)) * scale;
-        }
-    }
-
-    /// <summary>o[0..d) += Σ_j s[j] · v_j over the n rows of a block (rows d apart): 32 columns in 4 registers, two rows per step.</summary>
-    private static void AccumulateSimd(float* o, int d, float* v, int n, float* s)
-    {
-        int i = 0;
-        for (; i + 32 <= d; i += 32)
-        {
-            Vector256<float> a0 = Vector256.Load(o + i), a1 = Vector256.Load(o + i + 8);
-            Vector256<float> a2 = Vector256.Load(o + i + 16), a3 = Vector256.Load(o + i + 24);
-            Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
-            int j = 0;
-            for (; j + 2 <= n; j += 2)
-            {
-                float* vj = v + (long)j * d + i, uj = vj + d;
-                var w = Vector256.Create(s[j]);
-                var x = Vector256.Create(s[j + 1]);
-                a0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(vj), a0);
-                a1 = Vector256.FusedMultiplyAdd(w, Vector256.Load(vj + 8), a1);
-                a2 = Vector256.FusedMultiplyAdd(w, Vector256.Load(vj + 16), a2);
-                a3 = Vector256.FusedMultiplyAdd(w, Vector256.Load(vj + 24), a3);
-                b0 = Vector256.FusedMultiplyAdd(x, Vector256.Load(uj), b0);
-                b1 = Vector256.FusedMultiplyAdd(x, Vector256.Load(uj + 8), b1);
-                b2 = Vector256.FusedMultiplyAdd(x, Vector256.Load(uj + 16), b2);
-                b3 = Vector256.FusedMultiplyAdd(x, Vector256.Load(uj + 24), b3);
-            }
-            if (j < n)
-            {
-                float* vj = v + (long)j * d + i;
-                var w = Vector256.Create(s[j]);
-                a0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(vj), a0);
-                a1 = Vector256.FusedMultiplyAdd(w, Vector256.Load(vj + 8), a1);
-                a2 = Vector256.FusedMultiplyAdd(w, Vector256.Load(vj + 16), a2);
-                a3 = Vector256.FusedMultiplyAdd(w, Vector256.Load(vj + 24), a3);
-            }
-            (a0 + b0).Store(o + i);
-            (a1 + b1).Store(o + i + 8);
-            (a2 + b2).Store(o + i + 16);
-            (a3 + b3).Store(o + i + 24);
-        }
-        for (; i < d; i += 8)
-        {
-            Vector256<float> a = Vector256.Load(o + i);
-            for (int j = 0; j < n; j++) a = Vector256.FusedMultiplyAdd(Vector256.Create(s[j]), Vector256.Load(v + (long)j * d + i), a);
-            a.Store(o + i);
         }
     }
 }

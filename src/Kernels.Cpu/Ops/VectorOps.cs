@@ -239,11 +239,30 @@ public static unsafe class VectorOps
         float* scores, float* output)
     {
         int d = headDim;
-        int p = 0;
-        // scores, 8 keys per pass: 8 independent FMA chains per head, one 8-key block of rows reused from L1 by every head
-        for (; p + 8 <= count; p += 8)
+        GroupScores(q, group, d, keys, stride, count, scale, scores, count);
+
+        for (int g = 0; g < group; g++) Softmax(new Span<float>(scores + (long)g * count, count));
+
+        new Span<float>(output, group * d).Clear();
+        for (int p0 = 0; p0 < count; p0 += GroupValueBlock)
         {
-            float* k0 = keys + (long)p * stride, k4 = k0 + 4 * stride;
+            int p1 = Math.Min(count, p0 + GroupValueBlock);
+            for (int g = 0; g < group; g++)
+                AccumulateRows(output + g * d, d, values + (long)p0 * stride, stride, p1 - p0, scores + (long)g * count + p0);
+        }
+    }
+
+    /// <summary>
+    /// s[g·sStride + j] = scale · q_g · k_j for the <paramref name="group"/> query heads (q_g = q + g·d) and n key rows
+    /// <paramref name="stride"/> floats apart (d a multiple of 8): 8 keys per pass, 8 independent FMA chains per head, each
+    /// 8-key block reused from L1 by every head.
+    /// </summary>
+    internal static void GroupScores(float* q, int group, int d, float* keys, long stride, int n, float scale, float* s, long sStride)
+    {
+        int j = 0;
+        for (; j + 8 <= n; j += 8)
+        {
+            float* k0 = keys + j * stride, k4 = k0 + 4 * stride;
             for (int g = 0; g < group; g++)
             {
                 float* qp = q + g * d;
@@ -260,75 +279,69 @@ public static unsafe class VectorOps
                     a6 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k4 + 2 * stride + i), a6);
                     a7 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k4 + 3 * stride + i), a7);
                 }
-                float* sp = scores + (long)g * count + p;
+                float* sp = s + g * sStride + j;
                 (HorizontalSum4(a0, a1, a2, a3) * scale).Store(sp);
                 (HorizontalSum4(a4, a5, a6, a7) * scale).Store(sp + 4);
             }
         }
-        for (; p < count; p++)
+        for (; j < n; j++)
         {
-            float* k = keys + (long)p * stride;
+            float* k = keys + j * stride;
             for (int g = 0; g < group; g++)
             {
                 Vector256<float> a = default;
                 for (int i = 0; i < d; i += 8) a = Vector256.FusedMultiplyAdd(Vector256.Load(q + g * d + i), Vector256.Load(k + i), a);
-                scores[(long)g * count + p] = Vector256.Sum(a) * scale;
+                s[g * sStride + j] = Vector256.Sum(a) * scale;
             }
         }
+    }
 
-        for (int g = 0; g < group; g++) Softmax(new Span<float>(scores + (long)g * count, count));
-
-        new Span<float>(output, group * d).Clear();
-        for (int p0 = 0; p0 < count; p0 += GroupValueBlock)
+    /// <summary>
+    /// o[0..d) += Σ_j w[j] · rows[j] over n rows <paramref name="stride"/> floats apart (d a multiple of 8): 32 output floats in 4
+    /// registers, two rows per step in separate accumulators (8 independent FMA chains).
+    /// </summary>
+    internal static void AccumulateRows(float* o, int d, float* rows, long stride, int n, float* w)
+    {
+        int i = 0;
+        for (; i + 32 <= d; i += 32)
         {
-            int p1 = Math.Min(count, p0 + GroupValueBlock);
-            for (int g = 0; g < group; g++)
+            Vector256<float> a0 = Vector256.Load(o + i), a1 = Vector256.Load(o + i + 8);
+            Vector256<float> a2 = Vector256.Load(o + i + 16), a3 = Vector256.Load(o + i + 24);
+            Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+            int j = 0;
+            for (; j + 2 <= n; j += 2)
             {
-                float* o = output + g * d, s = scores + (long)g * count;
-                int i = 0;
-                // 32 output floats in 4 registers, two positions per step in separate accumulators: 8 independent FMA chains
-                for (; i + 32 <= d; i += 32)
-                {
-                    Vector256<float> a0 = Vector256.Load(o + i), a1 = Vector256.Load(o + i + 8);
-                    Vector256<float> a2 = Vector256.Load(o + i + 16), a3 = Vector256.Load(o + i + 24);
-                    Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
-                    int pp = p0;
-                    for (; pp + 2 <= p1; pp += 2)
-                    {
-                        float* v = values + (long)pp * stride + i, u = v + stride;
-                        var w = Vector256.Create(s[pp]);
-                        var x = Vector256.Create(s[pp + 1]);
-                        a0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v), a0);
-                        a1 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 8), a1);
-                        a2 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 16), a2);
-                        a3 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 24), a3);
-                        b0 = Vector256.FusedMultiplyAdd(x, Vector256.Load(u), b0);
-                        b1 = Vector256.FusedMultiplyAdd(x, Vector256.Load(u + 8), b1);
-                        b2 = Vector256.FusedMultiplyAdd(x, Vector256.Load(u + 16), b2);
-                        b3 = Vector256.FusedMultiplyAdd(x, Vector256.Load(u + 24), b3);
-                    }
-                    if (pp < p1)
-                    {
-                        float* v = values + (long)pp * stride + i;
-                        var w = Vector256.Create(s[pp]);
-                        a0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v), a0);
-                        a1 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 8), a1);
-                        a2 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 16), a2);
-                        a3 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 24), a3);
-                    }
-                    (a0 + b0).Store(o + i);
-                    (a1 + b1).Store(o + i + 8);
-                    (a2 + b2).Store(o + i + 16);
-                    (a3 + b3).Store(o + i + 24);
-                }
-                for (; i < d; i += 8)
-                {
-                    Vector256<float> a = Vector256.Load(o + i);
-                    for (int pp = p0; pp < p1; pp++)
-                        a = Vector256.FusedMultiplyAdd(Vector256.Create(s[pp]), Vector256.Load(values + (long)pp * stride + i), a);
-                    a.Store(o + i);
-                }
+                float* v = rows + j * stride + i, u = v + stride;
+                var x0 = Vector256.Create(w[j]);
+                var x1 = Vector256.Create(w[j + 1]);
+                a0 = Vector256.FusedMultiplyAdd(x0, Vector256.Load(v), a0);
+                a1 = Vector256.FusedMultiplyAdd(x0, Vector256.Load(v + 8), a1);
+                a2 = Vector256.FusedMultiplyAdd(x0, Vector256.Load(v + 16), a2);
+                a3 = Vector256.FusedMultiplyAdd(x0, Vector256.Load(v + 24), a3);
+                b0 = Vector256.FusedMultiplyAdd(x1, Vector256.Load(u), b0);
+                b1 = Vector256.FusedMultiplyAdd(x1, Vector256.Load(u + 8), b1);
+                b2 = Vector256.FusedMultiplyAdd(x1, Vector256.Load(u + 16), b2);
+                b3 = Vector256.FusedMultiplyAdd(x1, Vector256.Load(u + 24), b3);
             }
+            if (j < n)
+            {
+                float* v = rows + j * stride + i;
+                var x0 = Vector256.Create(w[j]);
+                a0 = Vector256.FusedMultiplyAdd(x0, Vector256.Load(v), a0);
+                a1 = Vector256.FusedMultiplyAdd(x0, Vector256.Load(v + 8), a1);
+                a2 = Vector256.FusedMultiplyAdd(x0, Vector256.Load(v + 16), a2);
+                a3 = Vector256.FusedMultiplyAdd(x0, Vector256.Load(v + 24), a3);
+            }
+            (a0 + b0).Store(o + i);
+            (a1 + b1).Store(o + i + 8);
+            (a2 + b2).Store(o + i + 16);
+            (a3 + b3).Store(o + i + 24);
+        }
+        for (; i < d; i += 8)
+        {
+            Vector256<float> a = Vector256.Load(o + i);
+            for (int j = 0; j < n; j++) a = Vector256.FusedMultiplyAdd(Vector256.Create(w[j]), Vector256.Load(rows + j * stride + i), a);
+            a.Store(o + i);
         }
     }
 
