@@ -273,6 +273,12 @@ internal static class KQuant
         s += w.H * x[j + 7];
         return s;
     }
+
+    /// <summary><see cref="Dot8"/> of one decoded unit with x[j..j+7] of the four activation rows of <paramref name="r"/>.</summary>
+    public static Float4 Dot8x4(Float8 w, ArrayView<float> x, Rows4 r, int j) => new()
+    {
+        X = Dot8(w, x, r.R0 + j), Y = Dot8(w, x, r.R1 + j), Z = Dot8(w, x, r.R2 + j), W = Dot8(w, x, r.R3 + j),
+    };
 }
 
 /// <summary>
@@ -293,12 +299,7 @@ internal struct Q4_KWords : IWeightFormat
 
     public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r)
     {
-        var w = Unit(words, row, cols, unit);
-        int j = unit * 8;
-        return new Float4
-        {
-            X = KQuant.Dot8(w, x, r.R0 + j), Y = KQuant.Dot8(w, x, r.R1 + j), Z = KQuant.Dot8(w, x, r.R2 + j), W = KQuant.Dot8(w, x, r.R3 + j),
-        };
+        return KQuant.Dot8x4(Unit(words, row, cols, unit), x, r, unit * 8);
     }
 
     /// <summary>
@@ -367,12 +368,7 @@ internal struct Q6_KWords : IWeightFormat
 
     public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r)
     {
-        var w = Unit(words, row, cols, unit);
-        int j = unit * 8;
-        return new Float4
-        {
-            X = KQuant.Dot8(w, x, r.R0 + j), Y = KQuant.Dot8(w, x, r.R1 + j), Z = KQuant.Dot8(w, x, r.R2 + j), W = KQuant.Dot8(w, x, r.R3 + j),
-        };
+        return KQuant.Dot8x4(Unit(words, row, cols, unit), x, r, unit * 8);
     }
 
     /// <summary>
