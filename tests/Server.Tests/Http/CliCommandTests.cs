@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Infer.Cli.Load;
 using Infer.Cli.Tests;
+using Infer.Server.Tests.Serving;
 using Infer.Tests;
 
 namespace Infer.Server.Tests.Http;
@@ -78,8 +79,9 @@ public sealed class CliCommandTests : IDisposable
     [Fact]
     public async Task BenchServeStopsAtItsTimeLimitAndCountsErrors()
     {
-        // 4000 tokens in a 16384-token context outlast the 300 ms limit even at 10k tokens/s.
-        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 16384, configure: o => o with { ApiKey = "k" });
+        // 4000 tokens outlast the 300 ms limit even at 10k tokens/s.
+        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: TestModel.LongContext,
+            configure: o => o with { ApiKey = "k" });
         var unauthorized = await new LoadGenerator(new LoadOptions(s.BaseAddress, 1, 2, 8, 4)).RunAsync();
         Assert.Equal(2, unauthorized.Errors);
         Assert.Contains("HTTP 401", unauthorized.Samples[0].Error);

@@ -10,7 +10,7 @@ namespace Infer.Server.Tests.Http;
 /// <summary>Disconnects, the queue bound, the API key, metrics, readiness and shutdown, each on its own small server.</summary>
 public sealed class ServingBehaviourTests
 {
-    // 4000 tokens (the server's cap is 4096) in a 16384-token context: still running when a test acts on it, even at 10k tokens/s.
+    // 4000 tokens (the server's cap is 4096) in a long context: still running when a test acts on it, even at 10k tokens/s.
     private const string LongStream = """{"prompt": "Once upon a time", "max_tokens": 4000, "ignore_eos": true, "stream": true}""";
 
     private static HttpRequestMessage Post(string path, string json, string? key = null)
@@ -63,7 +63,7 @@ public sealed class ServingBehaviourTests
     [Fact]
     public async Task AClientThatDisconnectsMidStreamFreesItsSlot()
     {
-        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 16384);
+        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: TestModel.LongContext);
         var (res, reader) = await StartLongStreamAsync(s);
         Assert.Equal(1, s.Server.Scheduler!.BusySlots);
         reader.Dispose();
@@ -98,7 +98,7 @@ public sealed class ServingBehaviourTests
     [Fact]
     public async Task AFullQueueAnswers429WithRetryAfter()
     {
-        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 16384,
+        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: TestModel.LongContext,
             o => o with { QueueCapacity = 0, RetryAfterSeconds = 3 });
         var (res, reader) = await StartLongStreamAsync(s);
         using (res)
@@ -185,7 +185,7 @@ public sealed class ServingBehaviourTests
     [Fact]
     public async Task ShutdownCancelsAStreamThatOutlastsTheGracePeriod()
     {
-        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: 16384,
+        await using var s = await TestServer.StartAsync("llama3", "q8_0", slots: 1, context: TestModel.LongContext,
             o => o with { ShutdownGrace = TimeSpan.FromMilliseconds(200) });
         var (res, reader) = await StartLongStreamAsync(s);
         using (res)

@@ -105,8 +105,7 @@ public sealed class SchedulerTests : IDisposable
     [Fact]
     public async Task CancellingFreesTheSlotWithinAStep()
     {
-        // A long context, so the request is still running when it is cancelled (the tiny model fills 256 tokens in ms).
-        using var m = new TestModel("llama3", "q8_0", sequences: 1, context: 16384);
+        using var m = new TestModel("llama3", "q8_0", sequences: 1, context: TestModel.LongContext);
         using var s = new Scheduler(m.Model, m.Tokenizer);
         using var cts = new CancellationTokenSource();
         var stream = s.Submit(Request(Tokens(Prompts[1]), -1), cts.Token);
@@ -122,7 +121,7 @@ public sealed class SchedulerTests : IDisposable
     [Fact]
     public async Task TheQueueIsBoundedBeyondTheFreeSlots()
     {
-        using var m = new TestModel("llama3", "q8_0", sequences: 1, context: 16384); // still running when the queue is probed
+        using var m = new TestModel("llama3", "q8_0", sequences: 1, context: TestModel.LongContext);
         using var s = new Scheduler(m.Model, m.Tokenizer, new SchedulerOptions { QueueCapacity = 1 });
         using var cts = new CancellationTokenSource();
         var running = s.Submit(Request(Tokens(Prompts[0]), -1), cts.Token);
@@ -250,8 +249,7 @@ public sealed class SchedulerTests : IDisposable
     [Fact]
     public async Task ShutdownCancelsWhatOutlastsTheGracePeriod()
     {
-        // A context far longer than the grace period lets the tiny model fill (the 256 tokens of _m's slots fit in 50 ms).
-        using var m = new TestModel("llama3", "q8_0", sequences: 1, context: 16384);
+        using var m = new TestModel("llama3", "q8_0", sequences: 1, context: TestModel.LongContext);
         using var s = new Scheduler(m.Model, m.Tokenizer);
         var running = s.Submit(Request(Tokens(Prompts[0]), -1));
         await s.ShutdownAsync(TimeSpan.FromMilliseconds(20));

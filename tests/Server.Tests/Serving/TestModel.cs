@@ -11,6 +11,12 @@ namespace Infer.Server.Tests.Serving;
 /// <summary>A fixture model loaded with several sequences (slots), and the single-sequence greedy reference `infer run` computes.</summary>
 public sealed class TestModel : IDisposable
 {
+    /// <summary>
+    /// A context the tiny fixture model (thousands of tokens/s) cannot fill while a test acts on a running request: a cancel,
+    /// a queue probe, a shutdown grace period. 256 tokens take a few milliseconds.
+    /// </summary>
+    public const int LongContext = 16384;
+
     public TestModel(string name, string type, int sequences, int context = 256, int batch = 512)
     {
         Name = name;
