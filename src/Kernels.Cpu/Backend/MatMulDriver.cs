@@ -179,13 +179,20 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             {
                 int tt = k.TileTokens;
                 nint groupStride = (nint)(g * w.RowBytes);
+                var tail = k.RepackedTileTail;
+                // with a 4-token tail tile, a remainder of 2 or 3 tokens gives back one full tile: 6 + 2 = 4 + 4, 6 + 3 = 4 + 4 + 1
+                int full = (t1 - t0) / tt, rest = (t1 - t0) % tt;
+                if (tail != null && full > 0 && rest is 2 or 3) full--;
                 for (; r + QuantKernel.TileRows <= rEnd; r += QuantKernel.TileRows)
                 {
                     byte* group = w.Repacked + r * w.RowBytes;
-                    int t = t0;
-                    if (t + tt <= t1) k.RepackedTileScales(cols, group, groupStride, tileScales);
-                    for (; t + tt <= t1; t += tt)
+                    int t = t0, tEnd = t0 + full * tt;
+                    if (full > 0 || (tail != null && t + 4 <= t1)) k.RepackedTileScales(cols, group, groupStride, tileScales);
+                    for (; t < tEnd; t += tt)
                         k.RepackedTile(cols, group, groupStride, tileScales, X + t * XRowBytes, (nint)XRowBytes, Y.Data + (long)t * yCols + r, yCols);
+                    if (tail != null)
+                        for (; t + 4 <= t1; t += 4)
+                            tail(cols, group, groupStride, tileScales, X + t * XRowBytes, (nint)XRowBytes, Y.Data + (long)t * yCols + r, yCols);
                     for (; t < t1; t++)
                     {
                         float* y = Y.Data + (long)t * yCols + r;

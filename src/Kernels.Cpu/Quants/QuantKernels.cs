@@ -85,8 +85,15 @@ public sealed unsafe class QuantKernel
     /// <summary>Floats per weight block that <see cref="RepackedTileScales"/> writes.</summary>
     public int TileScaleFloats { get; init; }
 
-    /// <summary>Activation rows per <see cref="RepackedTile"/> call: 4, or 8 for the 512-bit tiles (0 when there is no tile kernel).</summary>
+    /// <summary>Activation rows per <see cref="RepackedTile"/> call: 4, 6 or 8 (0 when there is no tile kernel).</summary>
     public int TileTokens { get; init; }
+
+    /// <summary>
+    /// Optional 4-token tile with <see cref="RepackedTile"/>'s arguments and scales, for the tokens a <see cref="TileTokens"/>-wide
+    /// tile leaves (6-token tiles: 512 tokens are 84 tiles of 6 and two of 4, not 85 and two single-token dots, which read the
+    /// tile's weights once per token). Null when <see cref="TileTokens"/> is 4 or 8.
+    /// </summary>
+    public delegate*<int, byte*, nint, float*, byte*, nint, float*, nint, void> RepackedTileTail { get; init; }
 
     /// <summary>Weight rows per <see cref="RepackedTile"/> call.</summary>
     public const int TileRows = 16;
@@ -180,7 +187,7 @@ public static unsafe class QuantKernels
         t[(int)GgmlType.Q8_0] = !avx2 ? q8_0Kernel : vnni
             ? WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot<VnniDot>, &Q8_0x8.Dot4<VnniDot>,
                 avx512 ? &Q8_0x8.Tile16x6Vnni512 : &Q8_0x8.Tile16x4<VnniDot>, &Q8_0x8.TileScales, 16, avx512 ? 6 : 4,
-                isa: avx512 ? "avx-vnni, avx512 tiles" : null)
+                isa: avx512 ? "avx-vnni, avx512 tiles" : null, tail: avx512 ? &Q8_0x8.Tile16x4<VnniDot> : null)
             : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.RepackSigned, &Q8_0x8.Dot<Avx2Dot>, &Q8_0x8.Dot4<Avx2Dot>,
                 wide8 ? &Q8_0x8.Tile16x8Avx512 : &Q8_0x8.Tile16x4<Avx2Dot>, &Q8_0x8.TileScales, 16, wide8 ? 8 : 4, wide8 ? tileIsa : null);
         var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0Format.BlockSize, Q4_0Format.TypeSize,
@@ -240,13 +247,15 @@ public static unsafe class QuantKernels
     private static QuantKernel WithRepack(QuantKernel k, int rows, delegate*<byte*, nint, byte*, int, void> repack,
         delegate*<int, byte*, byte*, float*, void> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4,
         delegate*<int, byte*, nint, float*, byte*, nint, float*, nint, void> tile = null,
-        delegate*<int, byte*, nint, float*, void> tileScales = null, int tileScaleFloats = 0, int tileTokens = 4, string? isa = null) => new()
+        delegate*<int, byte*, nint, float*, void> tileScales = null, int tileScaleFloats = 0, int tileTokens = 4, string? isa = null,
+        delegate*<int, byte*, nint, float*, byte*, nint, float*, nint, void> tail = null) => new()
         {
             Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
             VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = isa ?? k.Isa,
             QuantizeActivations = k.QuantizeActivations, Dot = k.Dot, Dot4 = k.Dot4, Dequantize = k.Dequantize,
             RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4,
             RepackedTile = tile, RepackedTileScales = tileScales, TileScaleFloats = tileScaleFloats, TileTokens = tile == null ? 0 : tileTokens,
+            RepackedTileTail = tail,
         };
 
     /// <summary>The repacked kernels of a legacy type (<see cref="LegacyX8"/>) on an AVX2 CPU.</summary>
