@@ -20,11 +20,26 @@ public static unsafe class Q8_0
         WriteBlockSums(y, n);
     }
 
-    /// <summary><see cref="QuantizeActivationsRef"/>, vectorized (same bytes).</summary>
+    /// <summary><see cref="QuantizeActivationsRef"/>, vectorized (same bytes): each block's sum and scale written as it is quantized.</summary>
     public static void QuantizeActivationsFast(float* x, byte* y, int n)
     {
-        QuantizeFast(x, y, n);
-        WriteBlockSums(y, n);
+        if (!Avx2.IsSupported) { QuantizeActivationsRef(x, y, n); return; }
+        int nb = n / Q8_0Format.BlockSize;
+        int* sums = BlockSums(y, nb);
+        float* scales = BlockScales(y, nb);
+        var ones = Vector256.Create((byte)1);
+        var ones16 = Vector256.Create((short)1);
+        for (int i = 0; i < nb; i++)
+        {
+            var yb = (BlockQ8_0*)(y + (nint)i * Q8_0Format.TypeSize);
+            Vector256<sbyte> q = QuantizeBlock(x + (nint)i * Q8_0Format.BlockSize, out float d);
+            q.Store(yb->Qs);
+            ushort h = HalfBits.FromFloat(d);
+            yb->D = h;
+            // Σ qs from the stored bytes: pairs (1·q + 1·q, |Σ| ≤ 254) then quads as int32
+            sums[i] = Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(ones, q), ones16));
+            scales[i] = HalfBits.ToFloat(h);
+        }
     }
 
     /// <summary>Bytes of an activation row with its block-sum and block-scale trailers.</summary>
@@ -66,7 +81,16 @@ public static unsafe class Q8_0
     }
 
     /// <summary>One block of 32 (AVX2): the quants as <see cref="Q8_0Format.QuantizeRef"/> makes them, to <paramref name="qs"/>; returns d.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float QuantizeBlock(float* xb, sbyte* qs)
+    {
+        QuantizeBlock(xb, out float d).Store(qs);
+        return d;
+    }
+
+    /// <summary>One block of 32 (AVX2): the quants as <see cref="Q8_0Format.QuantizeRef"/> makes them, in element order, and d.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> QuantizeBlock(float* xb, out float d)
     {
         var signMask = Vector256.Create(0x7FFFFFFF).AsSingle();
         Vector256<float> v0 = Avx.LoadVector256(xb), v1 = Avx.LoadVector256(xb + 8);
@@ -76,16 +100,14 @@ public static unsafe class Q8_0
         m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b01_00_11_10));
         m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b10_11_00_01));
         float amax = m4.ToScalar();
-        float d = amax / 127;
+        d = amax / 127;
         float id = d != 0 ? 1.0f / d : 0.0f;
         var vid = Vector256.Create(id);
         Vector256<int> i0 = RoundAway(v0 * vid), i1 = RoundAway(v1 * vid), i2 = RoundAway(v2 * vid), i3 = RoundAway(v3 * vid);
         // int32 → int16 → int8 packs work per 128-bit lane; fix the order with one permute
         Vector256<short> s01 = Avx2.PackSignedSaturate(i0, i1), s23 = Avx2.PackSignedSaturate(i2, i3);
         Vector256<sbyte> b = Avx2.PackSignedSaturate(s01, s23);
-        b = Avx2.PermuteVar8x32(b.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
-        b.Store(qs);
-        return d;
+        return Avx2.PermuteVar8x32(b.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
     }
 
     /// <summary>roundf: half away from zero. trunc(x + copysign(0.5, x)) is wrong for 0.49999997; this is exact.</summary>
