@@ -16,14 +16,15 @@ public sealed record BackendSet(GpuBackend? Gpu, IBackend? Cpu, int GpuLayers) :
     /// The backends for <paramref name="device"/> and <paramref name="gpuLayers"/> (as <see cref="ModelLoadOptions"/>) for
     /// a model of <paramref name="layers"/> layers: the GPU alone when it takes every layer (or <paramref name="gpuLayers"/>
     /// is null), the GPU and the CPU when it takes some, the CPU alone when it takes none, when the device is the CPU, or
-    /// when no GPU is usable (<paramref name="log"/> then gets one line saying why, when a GPU was wanted).
+    /// when no GPU is usable (<paramref name="log"/> then gets one line saying why, unless the request was a plain auto, without a
+    /// layer count, on a machine with no GPU at all).
     /// </summary>
     public static BackendSet Create(DeviceRequest device, int? gpuLayers, int layers, int threads, int batch, bool repack,
         Action<string>? log = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(gpuLayers ?? 0, nameof(gpuLayers));
         if (gpuLayers == 0) return new BackendSet(null, new CpuBackend(threads, batch, repack), 0);
-        var gpu = OpenGpu(device, batch, log);
+        var gpu = OpenGpu(device, batch, gpuLayers is not null ? log : null, log);
         if (gpu is null) return new BackendSet(null, new CpuBackend(threads, batch, repack), 0);
         int n = Math.Min(gpuLayers ?? layers, layers);
         if (n == layers) return new BackendSet(gpu, null, n);
@@ -64,8 +65,11 @@ public sealed record BackendSet(GpuBackend? Gpu, IBackend? Cpu, int GpuLayers) :
         Cpu?.Dispose();
     }
 
-    /// <summary>The GPU backend <paramref name="device"/> asks for, or null (after one line saying why, when one was wanted).</summary>
-    private static GpuBackend? OpenGpu(DeviceRequest device, int batch, Action<string>? log)
+    /// <summary>
+    /// The GPU backend <paramref name="device"/> asks for, or null after one line saying why; <paramref name="noGpuLog"/> gets the
+    /// line instead when the request is auto and the machine has no GPU at all (null: say nothing, as a CPU build of llama.cpp).
+    /// </summary>
+    private static GpuBackend? OpenGpu(DeviceRequest device, int batch, Action<string>? noGpuLog, Action<string>? log)
     {
         if (device.Kind == DeviceKind.Cpu) return null;
         DeviceSelection? selection = null;
@@ -79,7 +83,8 @@ public sealed record BackendSet(GpuBackend? Gpu, IBackend? Cpu, int GpuLayers) :
         }
         if (selection?.Device is { } gpu)
             return new GpuBackend(gpu, new GpuBackendOptions(MaxBatch: Math.Max(batch, 1)));
-        if (selection?.Message is { } message) log?.Invoke(message);
+        if (selection?.Message is { } message)
+            (device.Kind == DeviceKind.Auto && selection.NoneFound ? noGpuLog : log)?.Invoke(message);
         return null;
     }
 }

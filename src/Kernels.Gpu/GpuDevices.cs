@@ -109,10 +109,11 @@ public sealed record GpuDeviceInfo(DeviceKind Kind, int Index, string Name, long
 /// </summary>
 public sealed class DeviceSelection
 {
-    internal DeviceSelection(GpuDevice? device, string? message)
+    internal DeviceSelection(GpuDevice? device, string? message, bool noneFound = false)
     {
         Device = device;
         Message = message;
+        NoneFound = noneFound;
     }
 
     /// <summary>The opened accelerator, or null when the CPU backend should be used.</summary>
@@ -123,6 +124,9 @@ public sealed class DeviceSelection
     /// CPU backend"; null when nothing needs saying.
     /// </summary>
     public string? Message { get; }
+
+    /// <summary>True when the machine has no CUDA or OpenCL device at all (not one that failed to open, nor a missing index).</summary>
+    public bool NoneFound { get; }
 
     public bool IsGpu => Device is not null;
 }
@@ -203,11 +207,12 @@ public static class GpuContextFactory
         var context = CreateContext(ilgpuCpu);
         try
         {
-            var (info, message) = Choose(request, Describe(context));
+            var devices = Describe(context);
+            var (info, message) = Choose(request, devices);
             if (info is null)
             {
                 context.Dispose();
-                return new DeviceSelection(null, message);
+                return new DeviceSelection(null, message, noneFound: !devices.Any(d => d.Kind is DeviceKind.Cuda or DeviceKind.OpenCL));
             }
             var d = DevicesOf(context, info.Kind)[info.Index];
             return new DeviceSelection(new GpuDevice(context, d.CreateAccelerator(context), info), null);

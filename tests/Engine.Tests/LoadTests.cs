@@ -87,7 +87,7 @@ public sealed class LoadTests : IDisposable
         else
         {
             Assert.IsType<CpuBackend>(range.Backend);
-            Assert.Equal("no GPU (CUDA or OpenCL) device found; running on the CPU backend", Assert.Single(log.Lines));
+            Assert.Empty(log.Lines); // auto without a GPU: the CPU backend, without a line about it
             Assert.Empty(upload.Values);
             Assert.Equal((KvCacheType.F16, KvCacheType.F16), (range.KType, range.VType)); // llama.cpp's default
         }
@@ -132,6 +132,24 @@ public sealed class LoadTests : IDisposable
         double diff = MaxAbsDiff(logits, reference);
         Assert.True(diff <= bound, $"{c}: max |dlogit| = {diff}, bound {bound} (llama.cpp: {llamaCpp})");
         if (c.Top1Top2Gap > 0.05) Assert.Equal(Sampler.ArgMax(reference), Sampler.ArgMax(logits));
+    }
+
+    /// <summary>Auto with a layer count asks for a GPU: without one the model runs on the CPU and one line says why.</summary>
+    [Fact]
+    public void GpuLayersWithoutAGpuSayWhyOnce()
+    {
+        if (HasGpu()) Assert.Skip("this machine has a GPU: the layers go there");
+        var log = new Recorder();
+        using var m = LoadedModel.Load(new ModelLoadOptions(Fixtures.Model("llama3", "bf16"))
+        {
+            GpuLayers = 1,
+            Threads = 2,
+            ContextLength = 64,
+            BatchSize = 16,
+            Log = log.Log,
+        });
+        Assert.IsType<CpuBackend>(Assert.Single(m.Model.Placement).Backend);
+        Assert.Equal("no GPU (CUDA or OpenCL) device found; running on the CPU backend", Assert.Single(log.Lines));
     }
 
     [Fact]
