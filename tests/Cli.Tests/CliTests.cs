@@ -345,6 +345,40 @@ public class CliTests : IDisposable
         if (OperatingSystem.IsLinux()) Assert.True(memory.GetProperty("rss_after_tests_bytes").GetInt64() > 0);
     }
 
+    /// <summary>
+    /// The model column names the file's type from general.file_type as llama-bench does ("Q4_K - Medium" for a Q4_K_M file whose
+    /// small tensors are Q8_0 or Q6_K), not the type holding the most bytes: a copy of the Q8_0 fixture that says it is a Q4_K_M
+    /// file is labelled so.
+    /// </summary>
+    [Fact]
+    public void BenchNamesTheTypeFromTheFileType()
+    {
+        string path = Path.Combine(_dir, "says-q4_k_m.gguf");
+        using (var src = Runtime.Gguf.GgufFile.Open(Fixtures.Model("llama3", "q8_0")))
+        using (var w = new Runtime.Gguf.GgufWriter(path))
+        {
+            Assert.Equal(7, src.TryGetInt("general.file_type")); // llama.cpp's LLAMA_FTYPE_MOSTLY_Q8_0
+            foreach (string key in src.MetadataKeys)
+            {
+                var v = src.Metadata[key];
+                w.Add(key, v.Type, key == "general.file_type" ? 15u : v.Value); // LLAMA_FTYPE_MOSTLY_Q4_K_M
+            }
+            foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Type, t.Dims.ToArray());
+            w.WriteHeader();
+            foreach (var t in src.Tensors) w.WriteTensorData(t.Span);
+            w.Commit();
+        }
+        foreach (var (file, type) in new[] { (Fixtures.Model("llama3", "q8_0"), "Q8_0"), (path, "Q4_K - Medium") })
+        {
+            var (code, stdout, stderr) = Infer("bench", "-m", file, "-p", "4", "-n", "0", "-r", "1", "-t", "1", "--device", "cpu",
+                "--no-bandwidth", "-o", "json");
+            Assert.True(code == 0, stderr);
+            using var json = JsonDocument.Parse(stdout);
+            string model = json.RootElement.GetProperty("model").GetString()!;
+            Assert.Matches($"^llama .+ {System.Text.RegularExpressions.Regex.Escape(type)}( \\(repacked\\))?$", model);
+        }
+    }
+
     [Fact]
     public void BenchRejectsBadCounts()
     {

@@ -208,8 +208,21 @@ internal sealed class BenchReport(GgufFile file, string path, ModelConfig config
                 + $" {e.Time.TotalSeconds / total * 100:F1} |");
     }
 
+    /// <summary>
+    /// The file's type as llama-bench names it from general.file_type ("Q4_K - Medium": a Q4_K_M file whose small tensors are
+    /// Q8_0 or Q6_K is still a Q4_K_M file), else the type holding the most bytes.
+    /// </summary>
     private static string DominantType(GgufFile f) =>
-        GgmlTypeInfo.Name(f.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key);
+        f.TryGetInt("general.file_type") is { } ft && FileTypeNames.TryGetValue(ft, out var name) ? name
+            : GgmlTypeInfo.Name(f.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.ByteSize)).First().Key);
+
+    /// <summary>llama.cpp's llama_ftype values and the names llama_model_ftype_name gives them.</summary>
+    private static readonly Dictionary<long, string> FileTypeNames = new()
+    {
+        [0] = "all F32", [1] = "F16", [2] = "Q4_0", [3] = "Q4_1", [7] = "Q8_0", [8] = "Q5_0", [9] = "Q5_1",
+        [10] = "Q2_K - Medium", [11] = "Q3_K - Small", [12] = "Q3_K - Medium", [13] = "Q3_K - Large",
+        [14] = "Q4_K - Small", [15] = "Q4_K - Medium", [16] = "Q5_K - Small", [17] = "Q5_K - Medium", [18] = "Q6_K", [32] = "BF16",
+    };
 
     private static double StdDev(double[] x)
     {
