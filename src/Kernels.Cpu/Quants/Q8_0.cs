@@ -14,16 +14,30 @@ public static unsafe class Q8_0
     /// scale d as float32 (the repacked kernels read these instead of summing and converting per weight row; see
     /// <see cref="BlockSums"/> and <see cref="BlockScales"/>).
     /// </summary>
-    public static void QuantizeActivationsRef(float* x, byte* y, int n)
+    public static void QuantizeActivationsRef(float* x, byte* y, int n) => QuantizeActivationsRef(x, y, n, 1);
+
+    /// <summary><see cref="QuantizeActivationsRef(float*, byte*, int)"/>, vectorized (same bytes): each block's sum and scale written as it is quantized.</summary>
+    public static void QuantizeActivationsFast(float* x, byte* y, int n) => QuantizeActivationsFast(x, y, n, 1);
+
+    /// <summary>
+    /// The activation rows of the AVX-VNNI Q8_0 kernels (<see cref="Q8_0x8"/>): as <see cref="QuantizeActivationsFast(float*, byte*, int)"/>
+    /// but each block's int32 is −128·Σqs (<see cref="VnniSumFactor"/>), the term that removes the weights' +128 bias, so the kernels
+    /// start their sums with one broadcast load instead of a multiply and a move from a general register per token and block.
+    /// </summary>
+    public static void QuantizeActivationsVnni(float* x, byte* y, int n) => QuantizeActivationsFast(x, y, n, VnniSumFactor);
+
+    /// <summary>What <see cref="QuantizeActivationsVnni"/> multiplies each block's Σqs by.</summary>
+    public const int VnniSumFactor = -128;
+
+    private static void QuantizeActivationsRef(float* x, byte* y, int n, int sumFactor)
     {
         Q8_0Format.QuantizeRef(x, y, n);
-        WriteBlockSums(y, n);
+        WriteBlockSums(y, n, sumFactor);
     }
 
-    /// <summary><see cref="QuantizeActivationsRef"/>, vectorized (same bytes): each block's sum and scale written as it is quantized.</summary>
-    public static void QuantizeActivationsFast(float* x, byte* y, int n)
+    private static void QuantizeActivationsFast(float* x, byte* y, int n, int sumFactor)
     {
-        if (!Avx2.IsSupported) { QuantizeActivationsRef(x, y, n); return; }
+        if (!Avx2.IsSupported) { QuantizeActivationsRef(x, y, n, sumFactor); return; }
         int nb = n / Q8_0Format.BlockSize;
         int* sums = BlockSums(y, nb);
         float* scales = BlockScales(y, nb);
@@ -37,7 +51,7 @@ public static unsafe class Q8_0
             ushort h = HalfBits.FromFloat(d);
             yb->D = h;
             // Σ qs from the stored bytes: pairs (1·q + 1·q, |Σ| ≤ 254) then quads as int32
-            sums[i] = Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(ones, q), ones16));
+            sums[i] = sumFactor * Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(ones, q), ones16));
             scales[i] = HalfBits.ToFloat(h);
         }
     }
@@ -45,7 +59,7 @@ public static unsafe class Q8_0
     /// <summary>Bytes of an activation row with its block-sum and block-scale trailers.</summary>
     public static long ActivationRowBytes(long n) => n / Q8_0Format.BlockSize * (Q8_0Format.TypeSize + sizeof(int) + sizeof(float));
 
-    /// <summary>The int32 Σ qs per block of an activation row of <paramref name="nb"/> blocks.</summary>
+    /// <summary>The int32 Σ qs per block of an activation row of <paramref name="nb"/> blocks (−128·Σ qs in <see cref="QuantizeActivationsVnni"/>'s rows).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int* BlockSums(byte* row, int nb) => (int*)(row + (nint)nb * Q8_0Format.TypeSize);
 
@@ -53,7 +67,7 @@ public static unsafe class Q8_0
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float* BlockScales(byte* row, int nb) => (float*)(row + (nint)nb * (Q8_0Format.TypeSize + sizeof(int)));
 
-    private static void WriteBlockSums(byte* y, int n)
+    private static void WriteBlockSums(byte* y, int n, int sumFactor)
     {
         int nb = n / Q8_0Format.BlockSize;
         int* sums = BlockSums(y, nb);
@@ -63,7 +77,7 @@ public static unsafe class Q8_0
             var block = (BlockQ8_0*)(y + (nint)i * Q8_0Format.TypeSize);
             int s = 0;
             for (int j = 0; j < Q8_0Format.BlockSize; j++) s += block->Qs[j];
-            sums[i] = s;
+            sums[i] = sumFactor * s;
             scales[i] = HalfBits.ToFloat(block->D);
         }
     }

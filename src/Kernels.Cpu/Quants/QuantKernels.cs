@@ -32,6 +32,12 @@ public sealed unsafe class QuantKernel
     /// </summary>
     public required delegate*<float*, byte*, int, void> QuantizeActivations { get; init; }
 
+    /// <summary>
+    /// What the Q8_0 activation row's per-block int32 holds, as a multiple of Σqs: 1, or <see cref="Q8_0.VnniSumFactor"/> for the
+    /// AVX-VNNI Q8_0 kernels (<see cref="Q8_0.QuantizeActivationsVnni"/>).
+    /// </summary>
+    public int ActivationSumFactor { get; init; } = 1;
+
     /// <summary>(n, weightRow, activationRow) → Σ w·a.</summary>
     public required delegate*<int, byte*, byte*, float> Dot { get; init; }
 
@@ -180,10 +186,12 @@ public static unsafe class QuantKernels
             avx512 ? &HalfDot4.Avx512<BF16ToFloat> : avx2 ? &BF16.Dot4Avx2 : &BF16.Dot4Ref, &BF16Format.DequantizeRef,
             avx512 ? &HalfDot4.Tile4x4Avx512<BF16ToFloat> : null);
 
+        // the VNNI Q8_0 kernels take their activations' block sums as −128·Σqs (the weights' bias), the others as Σqs or not at all
         var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize,
-            GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
+            GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, vnni ? &Q8_0.QuantizeActivationsVnni : q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
-            vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0Format.DequantizeRef);
+            vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0Format.DequantizeRef,
+            vnni ? Q8_0.VnniSumFactor : 1);
         t[(int)GgmlType.Q8_0] = !avx2 ? q8_0Kernel : vnni
             ? WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot<VnniDot>, &Q8_0x8.Dot4<VnniDot>,
                 avx512 ? &Q8_0x8.Tile16x6Vnni512 : &Q8_0x8.Tile16x4<VnniDot>, &Q8_0x8.TileScales, 16, avx512 ? 6 : 4,
@@ -252,8 +260,8 @@ public static unsafe class QuantKernels
         {
             Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
             VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize, Isa = isa ?? k.Isa,
-            QuantizeActivations = k.QuantizeActivations, Dot = k.Dot, Dot4 = k.Dot4, Dequantize = k.Dequantize,
-            RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4,
+            QuantizeActivations = k.QuantizeActivations, ActivationSumFactor = k.ActivationSumFactor, Dot = k.Dot, Dot4 = k.Dot4,
+            Dequantize = k.Dequantize, RepackRows = rows, Repack = repack, RepackedDot = dot, RepackedDot4 = dot4,
             RepackedTile = tile, RepackedTileScales = tileScales, TileScaleFloats = tileScaleFloats, TileTokens = tile == null ? 0 : tileTokens,
             RepackedTileTail = tail,
         };
@@ -277,10 +285,11 @@ public static unsafe class QuantKernels
     private static QuantKernel Quant(GgmlType type, int blockSize, int typeSize,
         GgmlType vecDotType, int vecDotBlockSize, int vecDotTypeSize, delegate*<float*, byte*, int, void> quantizeActivations, string isa,
         delegate*<int, byte*, byte*, float> dot, delegate*<int, byte*, byte*, nint, float*, void> dot4,
-        delegate*<byte*, float*, int, void> dequantize) => new()
+        delegate*<byte*, float*, int, void> dequantize, int activationSumFactor = 1) => new()
         {
             Type = type, VecDotType = vecDotType, BlockSize = blockSize, TypeSize = typeSize,
             VecDotBlockSize = vecDotBlockSize, VecDotTypeSize = vecDotTypeSize, Isa = isa,
-            QuantizeActivations = quantizeActivations, Dot = dot, Dot4 = dot4, Dequantize = dequantize,
+            QuantizeActivations = quantizeActivations, ActivationSumFactor = activationSumFactor, Dot = dot, Dot4 = dot4,
+            Dequantize = dequantize,
         };
 }
