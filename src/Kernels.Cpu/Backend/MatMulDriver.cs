@@ -193,11 +193,20 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                     if (tail != null)
                         for (; t + 4 <= t1; t += 4)
                             tail(cols, group, groupStride, tileScales, X + t * XRowBytes, (nint)XRowBytes, Y.Data + (long)t * yCols + r, yCols);
-                    for (; t < t1; t++)
+                    // without a tail tile (the 8-token tiles), 4 of the 1-7 tokens left at a time through the 8-row x 4-token dot,
+                    // after the single-token dots (which prefetch the weights' stream; the 4-token dots then find them in cache):
+                    // a batch of a few sequences (serving) unpacks each group's weights once per 4 tokens, not once per token
+                    int singles = (t1 - t) % 4;
+                    for (int s = 0; s < singles; s++, t++)
                     {
                         float* y = Y.Data + (long)t * yCols + r;
                         k.RepackedDot(cols, group, X + t * XRowBytes, y);
                         k.RepackedDot(cols, group + groupStride, X + t * XRowBytes, y + g);
+                    }
+                    for (; t + 4 <= t1; t += 4)
+                    {
+                        Dot4Group(group, t, r, results);
+                        Dot4Group(group + groupStride, t, r + g, results);
                     }
                 }
             }
@@ -205,15 +214,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             {
                 byte* group = w.Repacked + r * w.RowBytes;
                 int t = t0;
-                for (; t + 4 <= t1; t += 4)
-                {
-                    k.RepackedDot4(cols, group, X + t * XRowBytes, (nint)XRowBytes, results);
-                    for (int c = 0; c < 4; c++)
-                    {
-                        float* y = Y.Data + (long)(t + c) * yCols + r;
-                        for (int i = 0; i < g; i++) y[i] = results[c * 8 + i];
-                    }
-                }
+                for (; t + 4 <= t1; t += 4) Dot4Group(group, t, r, results);
                 for (; t < t1; t++) k.RepackedDot(cols, group, X + t * XRowBytes, Y.Data + (long)t * yCols + r);
             }
 
@@ -245,6 +246,19 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                     for (int c = 0; c < 4; c++) Y.Data[(long)(t + c) * yCols + r] = results[c];
                 }
                 for (; t < t1; t++) Y.Data[(long)t * yCols + r] = k.Dot(cols, wr, X + t * XRowBytes);
+            }
+        }
+
+        /// <summary>The repacked group at <paramref name="group"/> (rows r..r+7) times tokens t..t+3; <paramref name="results"/> is 32 floats of scratch.</summary>
+        private void Dot4Group(byte* group, int t, int r, float* results)
+        {
+            var k = W.Kernel;
+            int yCols = Y.Cols;
+            k.RepackedDot4(W.Cols, group, X + t * XRowBytes, (nint)XRowBytes, results);
+            for (int c = 0; c < 4; c++)
+            {
+                float* y = Y.Data + (long)(t + c) * yCols + r;
+                for (int i = 0; i < k.RepackRows; i++) y[i] = results[c * 8 + i];
             }
         }
     }
