@@ -249,7 +249,10 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             }
         }
 
-        /// <summary>The repacked group at <paramref name="group"/> (rows r..r+7) times tokens t..t+3; <paramref name="results"/> is 32 floats of scratch.</summary>
+        /// <summary>
+        /// The repacked group at <paramref name="group"/> (rows r..r+7) times tokens t..t+3; <paramref name="results"/> is 32 floats
+        /// of scratch.
+        /// </summary>
         private void Dot4Group(byte* group, int t, int r, float* results)
         {
             var k = W.Kernel;

@@ -16,7 +16,10 @@ public static unsafe class Q8_0
     /// </summary>
     public static void QuantizeActivationsRef(float* x, byte* y, int n) => QuantizeActivationsRef(x, y, n, 1);
 
-    /// <summary><see cref="QuantizeActivationsRef(float*, byte*, int)"/>, vectorized (same bytes): each block's sum and scale written as it is quantized.</summary>
+    /// <summary>
+    /// <see cref="QuantizeActivationsRef(float*, byte*, int)"/>, vectorized (same bytes): each block's sum and scale written as it is
+    /// quantized.
+    /// </summary>
     public static void QuantizeActivationsFast(float* x, byte* y, int n) => QuantizeActivationsFast(x, y, n, 1);
 
     /// <summary>
@@ -59,7 +62,10 @@ public static unsafe class Q8_0
     /// <summary>Bytes of an activation row with its block-sum and block-scale trailers.</summary>
     public static long ActivationRowBytes(long n) => n / Q8_0Format.BlockSize * (Q8_0Format.TypeSize + sizeof(int) + sizeof(float));
 
-    /// <summary>The int32 Σ qs per block of an activation row of <paramref name="nb"/> blocks (−128·Σ qs in <see cref="QuantizeActivationsVnni"/>'s rows).</summary>
+    /// <summary>
+    /// The int32 Σ qs per block of an activation row of <paramref name="nb"/> blocks (−128·Σ qs in
+    /// <see cref="QuantizeActivationsVnni"/>'s rows).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int* BlockSums(byte* row, int nb) => (int*)(row + (nint)nb * Q8_0Format.TypeSize);
 
