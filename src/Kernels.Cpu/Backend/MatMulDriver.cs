@@ -193,8 +193,8 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                     if (tail != null)
                         for (; t + 4 <= t1; t += 4)
                             tail(cols, group, groupStride, tileScales, X + t * XRowBytes, (nint)XRowBytes, Y.Data + (long)t * yCols + r, yCols);
-                    // without a tail tile (the 8-token tiles), 4 of the 1-7 tokens left at a time through the 8-row x 4-token dot,
-                    // after the single-token dots (which prefetch the weights' stream; the 4-token dots then find them in cache):
+                    // the tokens left (1-3 after a tail tile, 1-7 after an 8-token tile): 4 at a time through the 8-row x 4-token
+                    // dot, after the single-token dots (which prefetch the weights' stream; the 4-token dots then find them in cache):
                     // a batch of a few sequences (serving) unpacks each group's weights once per 4 tokens, not once per token
                     int singles = (t1 - t) % 4;
                     for (int s = 0; s < singles; s++, t++)
