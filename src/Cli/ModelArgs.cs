@@ -15,7 +15,7 @@ namespace Infer.Cli;
 /// <param name="Device"><c>--device</c>.</param>
 /// <param name="GpuLayers"><c>-ngl</c>: layers on the GPU; null for all.</param>
 /// <param name="Sequences">independent KV-cache sequences: the server's slots (-np); 1 elsewhere.</param>
-/// <param name="CacheTypeK">-ctk; null: the engine's default (f16 on the CPU, f32 on a GPU).</param>
+/// <param name="CacheTypeK">-ctk; null: the engine's default (f16).</param>
 /// <param name="CacheTypeV">-ctv; null: the engine's default.</param>
 internal sealed record ModelArgs(
     ModelSource Source, int Threads, int Context, int Batch, bool Repack, DeviceRequest Device, int? GpuLayers, int Sequences = 1,

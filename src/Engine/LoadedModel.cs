@@ -85,11 +85,6 @@ public sealed class LoadedModel : IDisposable
             if (backends.Gpu is not null)
             {
                 options.Log?.Invoke($"offloaded {Math.Min(backends.GpuLayers, layers)}/{layers} layers: {model.DescribePlacement()}");
-                bool defaulted = model.Placement.Any(r => r.Backend == backends.Gpu
-                    && ((options.CacheTypeK is null && r.KType != KvCacheTypes.Default)
-                        || (options.CacheTypeV is null && r.VType != KvCacheTypes.Default)));
-                if (defaulted)
-                    options.Log?.Invoke($"the GPU backend keeps its KV cache in f32 (f16 and q8_0 caches are CPU-only): {model.DescribeKvCache()}");
             }
             var loaded = new LoadedModel(file, tokenizerTask.GetAwaiter().GetResult(), model);
             ReturnLoadGarbage();
@@ -129,8 +124,8 @@ public sealed class LoadedModel : IDisposable
         {
             if (type is not { } t || gpu.SupportsKvCacheType(t)) continue;
             backends.Dispose();
-            throw new NotSupportedException($"the GPU backend keeps its KV cache in f32; a {KvCacheTypes.Name(t)} {what} cache runs on the CPU "
-                + "backend only (device cpu, or no GPU layers)");
+            throw new NotSupportedException($"the GPU backend keeps its KV cache in f32 or f16; a {KvCacheTypes.Name(t)} {what} cache runs on "
+                + "the CPU backend only (device cpu, or no GPU layers)");
         }
     }
 

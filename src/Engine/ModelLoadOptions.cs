@@ -26,9 +26,9 @@ public sealed record ModelLoadOptions(string Path)
     public bool Repack { get; init; } = true;
 
     /// <summary>
-    /// How the KV cache stores keys (llama.cpp's <c>--cache-type-k</c>). Null: f16, the default, on the CPU backend, and f32 on
-    /// the GPU backend, which keeps only f32 (a notice through <see cref="Log"/> says so); an explicit type the chosen backend
-    /// cannot keep fails the load with <see cref="NotSupportedException"/> before any weight is read.
+    /// How the KV cache stores keys (llama.cpp's <c>--cache-type-k</c>). Null: f16, llama.cpp's default, on either backend; an
+    /// explicit type the chosen backend cannot keep (q8_0 on the GPU) fails the load with <see cref="NotSupportedException"/>
+    /// before any weight is read.
     /// </summary>
     public KvCacheType? CacheTypeK { get; init; }
 

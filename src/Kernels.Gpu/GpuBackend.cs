@@ -106,8 +106,8 @@ public sealed class GpuBackend : IBackend
     /// <summary>Copies host rows into an activation (tests).</summary>
     public void Write(IActivation x, ReadOnlySpan<float> data) => A(x).View.SubView(0, data.Length).CopyFromCPU(data);
 
-    /// <summary>The GPU kernels read a float32 cache only.</summary>
-    public bool SupportsKvCacheType(KvCacheType type) => type == KvCacheType.F32;
+    /// <summary>The GPU kernels store and read a float32 or IEEE-half cache (not q8_0).</summary>
+    public bool SupportsKvCacheType(KvCacheType type) => AttentionLauncher.Supports(type);
 
     public void CreateKvCache(KvCacheConfig config) => _attention.CreateKvCache(config);
 

@@ -52,7 +52,7 @@ public class PlacementTests
         // Sizes print as everywhere in both executables (Units.FormatSize: three significant digits).
         Assert.Equal("placement:       cuda:0 Fake H200 (141 GiB), 1/2 layers; KV cache of 256 positions", lines[0]);
         Assert.StartsWith("  cuda:0        token embedding, layer 0: ", lines[1]);
-        Assert.EndsWith("of weights + 64.0 KiB KV cache", lines[1]);
+        Assert.EndsWith("of weights + 32.0 KiB KV cache", lines[1]); // f16, the default on the GPU too: 256 x 32 x 2 (K, V) x 2 bytes
         Assert.StartsWith("  cpu           layer 1, output: ", lines[2]);
         Assert.Contains("(mapped)", lines[2]);
         Assert.Equal(3, lines.Count);

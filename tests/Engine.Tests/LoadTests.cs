@@ -77,12 +77,11 @@ public sealed class LoadTests : IDisposable
         AssertRisesToOne(progress.Values);
         if (HasGpu())
         {
-            // the GPU keeps an f32 cache, and says so
+            // the GPU keeps the default f16 cache too
             Assert.IsType<GpuBackend>(range.Backend);
-            Assert.Equal([$"offloaded 2/2 layers: {m.Model.DescribePlacement()}",
-                "the GPU backend keeps its KV cache in f32 (f16 and q8_0 caches are CPU-only): KV cache f32"], log.Lines);
+            Assert.Equal([$"offloaded 2/2 layers: {m.Model.DescribePlacement()}"], log.Lines);
             Assert.Equal(progress.Values, upload.Values);
-            Assert.Equal((KvCacheType.F32, KvCacheType.F32), (range.KType, range.VType));
+            Assert.Equal((KvCacheType.F16, KvCacheType.F16), (range.KType, range.VType));
         }
         else
         {
@@ -189,11 +188,11 @@ public sealed class LoadTests : IDisposable
     }
 
     /// <summary>
-    /// With the default cache types a split model keeps f32 on the GPU and f16 on the CPU, and a second line says so; an explicit
-    /// type the GPU cannot keep fails before any weight is uploaded.
+    /// With the default cache types a split model keeps f16 on both parts (llama.cpp's default) and stays within the f16 cache's
+    /// logit bound; an explicit f32 is kept on both; a type the GPU cannot keep (q8_0) fails before any weight is uploaded.
     /// </summary>
     [Fact]
-    public void GpuKeepsAnF32CacheAndSaysSo()
+    public void GpuKeepsTheDefaultF16CacheAndRefusesQ8_0()
     {
         var c = ReferenceCase.Find("llama3", "prompt0");
         var log = new Recorder();
@@ -208,20 +207,29 @@ public sealed class LoadTests : IDisposable
         };
         using (var m = LoadedModel.Load(options))
         {
-            Assert.Equal((KvCacheType.F32, KvCacheType.F32), (m.Model.Placement[0].KType, m.Model.Placement[0].VType));
+            Assert.Equal((KvCacheType.F16, KvCacheType.F16), (m.Model.Placement[0].KType, m.Model.Placement[0].VType));
             Assert.Equal((KvCacheType.F16, KvCacheType.F16), (m.Model.Placement[1].KType, m.Model.Placement[1].VType));
-            Assert.Equal(2, log.Lines.Count);
-            Assert.Equal("the GPU backend keeps its KV cache in f32 (f16 and q8_0 caches are CPU-only): KV cache gpu f32, cpu f16", log.Lines[1]);
+            Assert.Single(log.Lines);
+            Assert.Equal("KV cache f16", m.Model.DescribeKvCache());
             var (logits, greedy) = Run(m, c.InputIds, 4);
             double diff = MaxAbsDiff(logits, c.LoadLogits());
             Assert.True(diff <= F16CacheLogitTolerance, $"{c} split, f16 on the CPU: max |dlogit| = {diff}");
             Assert.Equal(c.GreedyNewIds[..4], greedy);
         }
 
+        using (var m = LoadedModel.Load(options with { CacheTypeK = KvCacheType.F32, CacheTypeV = KvCacheType.F32 }))
+        {
+            Assert.All(m.Model.Placement, r => Assert.Equal((KvCacheType.F32, KvCacheType.F32), (r.KType, r.VType)));
+            var (logits, greedy) = Run(m, c.InputIds, 4);
+            double diff = MaxAbsDiff(logits, c.LoadLogits());
+            Assert.True(diff <= Bf16LogitTolerance, $"{c} split, f32 caches: max |dlogit| = {diff}");
+            Assert.Equal(c.GreedyNewIds[..4], greedy);
+        }
+
         var upload = new Recorder();
         var e = Assert.Throws<NotSupportedException>(
             () => LoadedModel.Load(options with { CacheTypeK = KvCacheType.Q8_0, UploadProgress = upload }));
-        Assert.Equal("the GPU backend keeps its KV cache in f32; a q8_0 K cache runs on the CPU backend only (device cpu, or no GPU layers)",
+        Assert.Equal("the GPU backend keeps its KV cache in f32 or f16; a q8_0 K cache runs on the CPU backend only (device cpu, or no GPU layers)",
             e.Message);
         Assert.Empty(upload.Values);
     }

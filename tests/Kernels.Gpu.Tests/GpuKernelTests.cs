@@ -250,29 +250,34 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         Assert.Throws<ArgumentOutOfRangeException>(() => b.GatherRows(src, [GpuBackends.MaxBatch], dst));
     }
 
-    public static TheoryData<int, int, int, bool> AttentionCases() => new()
+    public static TheoryData<int, int, int, bool, KvCacheType, KvCacheType> AttentionCases() => new()
     {
-        { 2, 1, 32, false },
-        { 2, 1, 32, true },
-        { 4, 2, 64, false },
-        { 4, 2, 64, true },
-        { 3, 3, 20, true },
+        { 2, 1, 32, false, KvCacheType.F32, KvCacheType.F32 },
+        { 2, 1, 32, true, KvCacheType.F32, KvCacheType.F32 },
+        { 4, 2, 64, false, KvCacheType.F32, KvCacheType.F32 },
+        { 4, 2, 64, true, KvCacheType.F32, KvCacheType.F32 },
+        { 3, 3, 20, true, KvCacheType.F32, KvCacheType.F32 },
+        { 2, 1, 32, false, KvCacheType.F16, KvCacheType.F16 },
+        { 4, 2, 64, true, KvCacheType.F16, KvCacheType.F16 },
+        { 3, 3, 20, true, KvCacheType.F16, KvCacheType.F32 },
+        { 4, 2, 64, false, KvCacheType.F32, KvCacheType.F16 },
     };
 
     /// <summary>
     /// Prefills two sequences in one batch, then decodes one token of each, checking every output against
-    /// VectorOps.AttendRef over a host copy of the cache (causal, grouped-query).
+    /// VectorOps.AttendRef over a host copy of the cache (causal, grouped-query); an f16 cache's copy holds each value
+    /// rounded to half by System.Half.
     /// </summary>
     [Theory]
     [MemberData(nameof(AttentionCases))]
-    public void AttentionMatchesReference(int heads, int kvHeads, int headDim, bool reducing)
+    public void AttentionMatchesReference(int heads, int kvHeads, int headDim, bool reducing, KvCacheType kType, KvCacheType vType)
     {
         var b = backends.Get(reducing);
         var rng = new Random(heads * 100 + headDim);
         const int layers = 2, layer = 1, ctx = 48, sequences = 2;
         int qDim = heads * headDim, kvDim = kvHeads * headDim;
         float scale = 1f / MathF.Sqrt(headDim);
-        b.CreateKvCache(new KvCacheConfig(layers, sequences, ctx, kvHeads, headDim));
+        b.CreateKvCache(new KvCacheConfig(layers, sequences, ctx, kvHeads, headDim, kType, vType));
         var kHost = new float[sequences, ctx * kvDim];
         var vHost = new float[sequences, ctx * kvDim];
         var q = b.Allocate(GpuBackends.MaxBatch, qDim);
@@ -296,9 +301,9 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             b.StoreKv(layer, k, v);
             b.Attention(layer, q, o, new AttentionShape(heads, kvHeads, headDim, new RopeConfig(headDim, 10000f, 1f, false, null), 1e-5f));
 
-            StoreKv(kHost, vHost, batch, ks, vs, kvDim);
+            StoreKv(kHost, vHost, batch, ks, vs, kvDim, kType, vType);
             var expected = ReferenceAttention(qs, kHost, vHost, batch, heads, kvHeads, headDim, scale);
-            Check.Close(Check.Read(b, o, n), expected, $"attention {heads}/{kvHeads} heads of {headDim}, batch of {n}");
+            Check.Close(Check.Read(b, o, n), expected, $"attention {heads}/{kvHeads} heads of {headDim}, {kType}/{vType} cache, batch of {n}");
         }
     }
 
@@ -394,12 +399,14 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         }
     }
 
-    public static TheoryData<int, int, int, int, bool, bool> RopeAttentionCases() => new()
+    public static TheoryData<int, int, int, int, bool, bool, KvCacheType> RopeAttentionCases() => new()
     {
-        { 2, 1, 32, 32, false, false },
-        { 4, 2, 64, 64, true, true },
-        { 4, 2, 64, 32, true, false },   // partial rotation: k's unrotated tail is stored as is
-        { 3, 3, 20, 20, false, true },
+        { 2, 1, 32, 32, false, false, KvCacheType.F32 },
+        { 4, 2, 64, 64, true, true, KvCacheType.F32 },
+        { 4, 2, 64, 32, true, false, KvCacheType.F32 },   // partial rotation: k's unrotated tail is stored as is
+        { 3, 3, 20, 20, false, true, KvCacheType.F32 },
+        { 4, 2, 64, 64, true, true, KvCacheType.F16 },
+        { 4, 2, 64, 32, false, false, KvCacheType.F16 },  // partial rotation
     };
 
     /// <summary>
@@ -409,7 +416,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     /// </summary>
     [Theory]
     [MemberData(nameof(RopeAttentionCases))]
-    public void RopeFusesIntoTheAttentionStore(int heads, int kvHeads, int headDim, int dims, bool neox, bool reducing)
+    public void RopeFusesIntoTheAttentionStore(int heads, int kvHeads, int headDim, int dims, bool neox, bool reducing, KvCacheType kv)
     {
         var b = backends.Get(reducing);
         var rng = new Random(heads * 1000 + headDim + dims);
@@ -417,7 +424,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         int qDim = heads * headDim, kvDim = kvHeads * headDim;
         float scale = 1f / MathF.Sqrt(headDim);
         var rope = new RopeConfig(dims, 10000f, 1f, neox, null);
-        b.CreateKvCache(new KvCacheConfig(layers, sequences, ctx, kvHeads, headDim));
+        b.CreateKvCache(new KvCacheConfig(layers, sequences, ctx, kvHeads, headDim, kv, kv));
         var kHost = new float[sequences, ctx * kvDim];
         var vHost = new float[sequences, ctx * kvDim];
         var q = b.Allocate(GpuBackends.MaxBatch, qDim);
@@ -452,11 +459,12 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
                 for (int h = 0; h < heads; h++) VectorOps.RopeHead(qs.AsSpan(t * qDim + h * headDim, headDim), dims, neox, cos, sin);
                 for (int h = 0; h < kvHeads; h++) VectorOps.RopeHead(ks.AsSpan(t * kvDim + h * headDim, headDim), dims, neox, cos, sin);
             }
-            StoreKv(kHost, vHost, batch, ks, vs, kvDim);
+            StoreKv(kHost, vHost, batch, ks, vs, kvDim, kv, kv);
             Check.Close(Check.Read(b, q, n), qs, $"rotated q, {heads} heads of {headDim}, batch of {n}");
             Check.Close(Check.Read(b, k, n), ks, $"rotated k, {kvHeads} heads of {headDim}, batch of {n}");
             var expected = ReferenceAttention(qs, kHost, vHost, batch, heads, kvHeads, headDim, scale);
-            Check.Close(Check.Read(b, o, n), expected, $"rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
+            Check.Close(Check.Read(b, o, n), expected,
+                $"rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, {kv} cache, batch of {n}");
         }
     }
 
@@ -559,13 +567,15 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         }
     }
 
-    public static TheoryData<GgmlType, int, int, int, int, bool, bool> NormQkvRopeCases() => new()
+    public static TheoryData<GgmlType, int, int, int, int, bool, bool, KvCacheType> NormQkvRopeCases() => new()
     {
-        { GgmlType.F32, 2, 1, 32, 32, false, false },
-        { GgmlType.Q8_0, 4, 2, 64, 64, true, true },
-        { GgmlType.Q4_0, 4, 2, 64, 32, false, true },   // partial rotation
-        { GgmlType.Q4_K, 2, 2, 32, 16, true, false },   // partial rotation, NeoX
-        { GgmlType.BF16, 3, 1, 20, 20, false, true },
+        { GgmlType.F32, 2, 1, 32, 32, false, false, KvCacheType.F32 },
+        { GgmlType.Q8_0, 4, 2, 64, 64, true, true, KvCacheType.F32 },
+        { GgmlType.Q4_0, 4, 2, 64, 32, false, true, KvCacheType.F32 },   // partial rotation
+        { GgmlType.Q4_K, 2, 2, 32, 16, true, false, KvCacheType.F32 },   // partial rotation, NeoX
+        { GgmlType.BF16, 3, 1, 20, 20, false, true, KvCacheType.F32 },
+        { GgmlType.Q8_0, 4, 2, 64, 64, true, true, KvCacheType.F16 },
+        { GgmlType.Q4_K, 2, 2, 32, 16, true, false, KvCacheType.F16 },   // partial rotation, NeoX
     };
 
     /// <summary>
@@ -576,7 +586,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     /// </summary>
     [Theory]
     [MemberData(nameof(NormQkvRopeCases))]
-    public void NormQkvRopeAndStoreRunAsOneLaunch(GgmlType type, int heads, int kvHeads, int headDim, int dims, bool neox, bool reducing)
+    public void NormQkvRopeAndStoreRunAsOneLaunch(GgmlType type, int heads, int kvHeads, int headDim, int dims, bool neox, bool reducing,
+        KvCacheType kv)
     {
         var b = backends.Get(reducing);
         var rng = new Random(heads * 977 + headDim + dims + (int)type);
@@ -585,7 +596,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         int qDim = heads * headDim, kvDim = kvHeads * headDim;
         float scale = 1f / MathF.Sqrt(headDim);
         var rope = new RopeConfig(dims, 10000f, 1f, neox, null);
-        b.CreateKvCache(new KvCacheConfig(layers, sequences, ctx, kvHeads, headDim));
+        b.CreateKvCache(new KvCacheConfig(layers, sequences, ctx, kvHeads, headDim, kv, kv));
         var ws = Check.Random(rng, cols);
         var normW = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
         int[] rows = [qDim, kvDim, kvDim];
@@ -640,14 +651,14 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
                 for (int h = 0; h < heads; h++) VectorOps.RopeHead(qs.AsSpan(t * qDim + h * headDim, headDim), dims, neox, cos, sin);
                 for (int h = 0; h < kvHeads; h++) VectorOps.RopeHead(ks.AsSpan(t * kvDim + h * headDim, headDim), dims, neox, cos, sin);
             }
-            StoreKv(kHost, vHost, batch, ks, vs, kvDim);
+            StoreKv(kHost, vHost, batch, ks, vs, kvDim, kv, kv);
             Check.Close(Check.Read(b, xb, n), normed, $"{type} xb, batch of {n}");
             Check.Close(Check.Read(b, q, n), qs, $"{type} rotated q, batch of {n}");
             Check.Close(Check.Read(b, k, n), ks, $"{type} rotated k, batch of {n}");
             Check.Close(Check.Read(b, v, n), vs, $"{type} v, batch of {n}");
             var expected = ReferenceAttention(qs, kHost, vHost, batch, heads, kvHeads, headDim, scale);
             Check.Close(Check.Read(b, o, n), expected,
-                $"{type} norm + qkv + rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, batch of {n}");
+                $"{type} norm + qkv + rope + attention {heads}/{kvHeads} heads of {headDim}, dims {dims}, {kv} cache, batch of {n}");
         }
     }
 
@@ -706,14 +717,19 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         }
     }
 
-    /// <summary>Writes the batch's k and v rows into the host copy of the cache ([sequence, position · kvDim + j]).</summary>
-    private static void StoreKv(float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, float[] ks, float[] vs, int kvDim)
+    /// <summary>
+    /// Writes the batch's k and v rows into the host copy of the cache ([sequence, position · kvDim + j]), each value rounded
+    /// to half by System.Half where that part of the cache is f16.
+    /// </summary>
+    private static void StoreKv(float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, float[] ks, float[] vs, int kvDim,
+        KvCacheType kType = KvCacheType.F32, KvCacheType vType = KvCacheType.F32)
     {
+        static float Stored(float x, KvCacheType type) => type == KvCacheType.F16 ? (float)(Half)x : x;
         for (int t = 0; t < batch.Length; t++)
             for (int j = 0; j < kvDim; j++)
             {
-                kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = ks[t * kvDim + j];
-                vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = vs[t * kvDim + j];
+                kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = Stored(ks[t * kvDim + j], kType);
+                vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = Stored(vs[t * kvDim + j], vType);
             }
     }
 

@@ -1,3 +1,5 @@
+using Infer.Kernels.Cpu;
+using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
@@ -96,5 +98,45 @@ public sealed class ModelFixtureTests
         }
         Assert.Equal(c.GreedyNewIds, greedy);
         Assert.True(backend.LaunchesThisBatch > 0);
+    }
+
+    /// <summary>
+    /// The f16 KV cache (llama.cpp's default) on the GPU kernels: within the CPU backend's f16-cache bound of transformers
+    /// (5e-3: keys and values rounded to 11 significant bits), every greedy token still transformers', and the last logits
+    /// within the same bound of the CPU backend's own f16 cache.
+    /// </summary>
+    [Theory]
+    [InlineData("llama3", "prompt0")]
+    [InlineData("qwen2", "chat")]
+    public void F16CacheStaysWithinTheCpuBound(string model, string caseId)
+    {
+        const float f16CacheTolerance = 5e-3f;
+        var c = ReferenceCase.Find(model, caseId);
+        using var file = GgufFile.Open(Fixtures.Model(model, "bf16"));
+        var options = new ModelOptions(ContextLength: 128, BatchSize: 64, CacheTypeK: KvCacheType.F16, CacheTypeV: KvCacheType.F16);
+        var backend = new GpuBackend(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch: 64));
+        using var m = LlamaModel.Load(file, backend, options);
+        Assert.All(m.Placement, r => Assert.Equal((KvCacheType.F16, KvCacheType.F16), (r.KType, r.VType)));
+        using var cpu = LlamaModel.Load(file, new CpuBackend(2, 64), options);
+        var session = new Session(m);
+        var cpuSession = new Session(cpu);
+        session.Append(c.InputIds);
+        var expected = c.LoadLogits();
+        float maxDiff = 0;
+        for (int i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - session.Logits[i]));
+        Assert.True(maxDiff <= f16CacheTolerance, $"{model}/{caseId} f16 cache: max |logit - transformers| = {maxDiff}");
+
+        var greedy = new List<int>();
+        for (int i = 0; i < c.GreedyNewIds.Length; i++)
+        {
+            int next = ArgMax(session.Logits);
+            greedy.Add(next);
+            if (i + 1 < c.GreedyNewIds.Length) session.Append(next);
+        }
+        Assert.Equal(c.GreedyNewIds, greedy);
+        cpuSession.Append([.. c.InputIds, .. greedy[..^1]]);
+        float fromCpu = 0;
+        for (int i = 0; i < expected.Length; i++) fromCpu = Math.Max(fromCpu, Math.Abs(cpuSession.Logits[i] - session.Logits[i]));
+        Assert.True(fromCpu <= f16CacheTolerance, $"{model}/{caseId}: f16 caches, GPU vs CPU backend: max |dlogit| = {fromCpu}");
     }
 }

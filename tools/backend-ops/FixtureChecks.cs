@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Infer.Kernels.Cpu;
 using Infer.Kernels.Gpu;
+using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
@@ -44,11 +45,15 @@ public sealed record FixtureResult(string Model, string Weights, string Case, st
 /// <c>backend-ops fixtures</c>: the fixture models on the GPU, with the bounds the CPU backend's own fixture tests use: BF16
 /// weights within 1e-3 of transformers' logits with its greedy tokens (decoded one at a time through the KV cache); Q8_0 within
 /// max(1.25 x llama.cpp's distance, that + 0.02), and the same top token where the top two are 0.05 apart; BF16 split with
-/// -ngl 1 (layer 0 on the GPU, the rest and the output on the CPU backend) as BF16.
+/// -ngl 1 (layer 0 on the GPU, the rest and the output on the CPU backend) as BF16. These run with an f32 KV cache; one BF16 case
+/// per model runs again with the f16 cache (llama.cpp's and our default) within the CPU backend's f16-cache bound, 5e-3.
 /// </summary>
 public static class FixtureChecks
 {
     public const double Bf16Bound = 1e-3;
+
+    /// <summary>BF16 weights with an f16 KV cache: the CPU backend's fixture bound (at most 3.1e-3 measured there).</summary>
+    public const double F16CacheBound = 5e-3;
 
     internal static int Run(Options a, TextWriter output)
     {
@@ -77,6 +82,7 @@ public static class FixtureChecks
             {
                 foreach (var c in cases) results.Add(Check(gpu, bf16, "bf16", c, null, Bf16Bound, true, threads, output));
                 results.Add(Check(gpu, bf16, "bf16", cases[0], 1, Bf16Bound, true, threads, output));
+                results.Add(Check(gpu, bf16, "bf16", cases[0], null, F16CacheBound, true, threads, output, KvCacheType.F16));
             }
             var llamaCpp = FixtureCase.LlamaCppQ8(dir);
             if (File.Exists(q8))
@@ -93,15 +99,15 @@ public static class FixtureChecks
     }
 
     private static FixtureResult Check(GpuDevice device, string path, string weights, FixtureCase c, int? gpuLayers, double bound,
-        bool greedy, int threads, TextWriter output)
+        bool greedy, int threads, TextWriter output, KvCacheType cache = KvCacheType.F32)
     {
-        string placement = gpuLayers is { } l ? $"-ngl {l}" : "gpu";
+        string placement = (gpuLayers is { } l ? $"-ngl {l}" : "gpu") + (cache == KvCacheType.F32 ? "" : " " + KvCacheTypes.Name(cache));
         FixtureResult result;
         try
         {
             using var file = GgufFile.Open(path);
             var gpu = new GpuBackend(device, new GpuBackendOptions(MaxBatch: 64), ownsDevice: false);
-            var options = new ModelOptions(ContextLength: 128, BatchSize: 64);
+            var options = new ModelOptions(ContextLength: 128, BatchSize: 64, CacheTypeK: cache, CacheTypeV: cache);
             using var model = gpuLayers is { } n
                 ? LlamaModel.LoadSplit(file, gpu, n, new CpuBackend(threads, 64), options)
                 : LlamaModel.Load(file, gpu, options);

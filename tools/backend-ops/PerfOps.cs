@@ -97,18 +97,21 @@ internal sealed class PerfOps
         }
     }
 
-    /// <summary>Attention over the cache: decode after 512 and 4096 positions, and a 512-token prompt. Cache layers rotate.</summary>
+    /// <summary>
+    /// Attention over an f32 and an f16 cache: decode after 512 and 4096 positions, and a 512-token prompt. Cache layers rotate.
+    /// </summary>
     public IEnumerable<PerfRow> AttentionOps(IReadOnlyList<string> ops)
     {
         if (ops.Count > 0 && !ops.Contains("ATTENTION", StringComparer.OrdinalIgnoreCase)) yield break;
         var m = _m;
         (int Context, int N)[] cases = _quick ? [(512, 1)] : [(512, 1), (4096, 1), (0, 512)];
-        foreach (var (context, n) in cases)
+        var grid = new[] { KvCacheType.F32, KvCacheType.F16 }.SelectMany(cache => cases.Select(c => (Cache: cache, c.Context, c.N)));
+        foreach (var (cache, context, n) in grid)
         {
             int length = context + n;
-            long layerBytes = 2L * length * m.KvDim * 4;
+            long layerBytes = 2L * length * KvCacheTypes.RowBytes(cache, m.HeadDim) * m.KvHeads;
             int layers = (int)Math.Clamp((_rotation + layerBytes - 1) / layerBytes, 1, 64);
-            _t.B.CreateKvCache(new KvCacheConfig(layers, 1, length, m.KvHeads, m.HeadDim));
+            _t.B.CreateKvCache(new KvCacheConfig(layers, 1, length, m.KvHeads, m.HeadDim, cache, cache));
             for (int layer = 0; layer < layers; layer++)
                 for (int p0 = 0; p0 < length; p0 += MaxTokens)
                 {
@@ -123,7 +126,7 @@ internal sealed class PerfOps
             for (int i = 0; i < n; i++) pairs += context + i + 1;
             long bytes = layerBytes + 8L * n * m.QDim;
             yield return Row("ATTENTION", $"heads={m.Heads},kv={m.KvHeads},head={m.HeadDim},ctx={context}", n, bytes,
-                4L * m.Heads * m.HeadDim * pairs, i => _t.B.Attention(i % layers, _q, _o, _shape), "f32");
+                4L * m.Heads * m.HeadDim * pairs, i => _t.B.Attention(i % layers, _q, _o, _shape), KvCacheTypes.Name(cache));
         }
     }
 

@@ -15,7 +15,7 @@ namespace Infer.Cli.Commands;
 /// <param name="Gen">-n: tokens of the tg tests (0: none).</param>
 /// <param name="Depth">-d: tokens already in the KV cache before each test.</param>
 /// <param name="Threads">-t: CPU threads (0: every core).</param>
-/// <param name="TypeK">-ctk: K cache types; null is the default (f16 on the CPU, f32 on a GPU).</param>
+/// <param name="TypeK">-ctk: K cache types; null is the default (f16).</param>
 /// <param name="TypeV">-ctv: V cache types.</param>
 /// <param name="Repetitions">-r: timed runs per test (after one warm-up run).</param>
 /// <param name="Output">-o: md, json, jsonl or csv.</param>
@@ -79,7 +79,7 @@ internal sealed record BenchArgs(ModelSource Source, int[] Prompt, int[] Gen, in
 
         private static Option<string?> CacheTypes(string name, string alias, string what) => new Option<string?>(name, alias)
         {
-            Description = $"how the KV cache stores {what} (f32, f16 or q8_0; a comma list runs each) [default: f16; f32 on a GPU]",
+            Description = $"how the KV cache stores {what} (f32, f16 or q8_0; a comma list runs each) [default: f16]",
             HelpName = "TYPE[,TYPE...]",
         }.Check(v => v is null || RuntimeOptions.ParseCacheTypes(v, list: true, out _) ? null
             : $"{alias} must be f32, f16 or q8_0 (or a comma list of them), got '{v}'");

@@ -37,7 +37,7 @@ internal static class InfoPlacement
         }
         int n = gpu is null ? 0 : Math.Min(gpuLayers ?? config.BlockCount, config.BlockCount);
         int ctx = contextLength > 0 ? contextLength : Math.Min(config.ContextLength, 4096);
-        var parts = ModelPlacement.Plan(file, config, n, ctx, cpuKType: KvCacheTypes.Default, cpuVType: KvCacheTypes.Default);
+        var parts = ModelPlacement.Plan(file, config, n, ctx, kType: KvCacheTypes.Default, vType: KvCacheTypes.Default);
         string head = gpu is null ? $"CPU backend ({why?.Replace("; running on the CPU backend", "")})"
             : $"{gpu.Id} {gpu.Name} ({Units.FormatSize(gpu.MemoryBytes)}), {n}/{config.BlockCount} layers";
         yield return $"placement:       {head}; KV cache of {ctx} positions";

@@ -7,7 +7,7 @@ using Infer.Runtime.Backend;
 namespace Infer.Kernels.Gpu.Backend;
 
 /// <summary>
-/// The KV cache (float32, [sequence][layer][position][kvDim] for K and V), the RoPE tables, and the launches that store into the
+/// The KV cache ([sequence][layer][position][kvDim] for K and V, each float32 or IEEE half), the RoPE tables, and the launches that store into the
 /// cache and attend over it: split over positions (flash-decoding) when a decode step has too few (token, head) items to fill
 /// the device, with a combine launch after.
 /// </summary>
@@ -16,16 +16,17 @@ internal sealed class AttentionLauncher
     private readonly DeviceState d; // short: every launch goes through it
     private readonly GpuBackendOptions _options;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int> _rope;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, int, int>
-        _storeKv;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        ArrayView<int>, AttentionArgs> _attention;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<int>, AttentionArgs, int, int> _storeKv;
+    private readonly Action<KernelConfig, ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs>
+        _attention;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, AttentionArgs> _attentionCombine;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        ArrayView<float>, ArrayView<int>, AttentionArgs, RopeStoreArgs> _ropeStoreKv;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>,
+        ArrayView<int>, AttentionArgs, RopeStoreArgs> _ropeStoreKv;
 
     private KvCacheConfig? _kv;
     private MemoryBuffer1D<float, Stride1D.Dense>? _kCache, _vCache;
+    private MemoryBuffer1D<ushort, Stride1D.Dense>? _kCache16, _vCache16;
+    private KvViews _cache;
     private MemoryBuffer1D<float, Stride1D.Dense>? _partials;
     private long _partialFloats;
 
@@ -41,33 +42,53 @@ internal sealed class AttentionLauncher
         var acc = d.Acc;
         _rope = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int,
             int>(GpuKernels.Rope);
-        _storeKv = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
-            AttentionArgs, int, int>(GpuKernels.StoreKv);
-        _attention = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
-            AttentionArgs>(GpuKernels.Attention);
+        _storeKv = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<int>, AttentionArgs, int, int>(
+            GpuKernels.StoreKv);
+        _attention = acc.LoadStreamKernel<ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs>(
+            GpuKernels.Attention);
         _attentionCombine = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuKernels.AttentionCombine);
-        _ropeStoreKv = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs, RopeStoreArgs>(GpuKernels.RopeStoreKv);
+        _ropeStoreKv = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<float>,
+            ArrayView<float>, ArrayView<int>, AttentionArgs, RopeStoreArgs>(GpuKernels.RopeStoreKv);
     }
 
     private KvCacheConfig Kv => _kv ?? throw new InvalidOperationException("CreateKvCache was not called");
 
     public void CreateKvCache(KvCacheConfig config)
     {
-        if (config.KType != KvCacheType.F32 || config.VType != KvCacheType.F32)
-            throw new NotSupportedException($"the GPU backend keeps its KV cache in f32; a {KvCacheTypes.Name(config.KType)}/"
+        if (!Supports(config.KType) || !Supports(config.VType))
+            throw new NotSupportedException($"the GPU backend keeps its KV cache in f32 or f16; a {KvCacheTypes.Name(config.KType)}/"
                 + $"{KvCacheTypes.Name(config.VType)} cache (K/V) runs on the CPU backend only");
         if (config.HeadDim > GpuKernels.MaxHeadDim)
             throw new UnsupportedModelException(null, $"head size {config.HeadDim} exceeds the GPU attention kernel's {GpuKernels.MaxHeadDim}");
         d.Release(_kCache);
         d.Release(_vCache);
+        d.Release(_kCache16);
+        d.Release(_vCache16);
+        _kCache = _vCache = null;
+        _kCache16 = _vCache16 = null;
         _kv = config;
         long elements = (long)config.Contexts * config.Layers * config.ContextLength * config.KvHeads * config.HeadDim;
-        _kCache = d.Track(d.Acc.Allocate1D<float>(elements));
-        _vCache = d.Track(d.Acc.Allocate1D<float>(elements));
-        _kCache.MemSetToZero();
-        _vCache.MemSetToZero();
+        bool kHalf = config.KType == KvCacheType.F16, vHalf = config.VType == KvCacheType.F16;
+        if (kHalf) _kCache16 = Zeroed(d.Track(d.Acc.Allocate1D<ushort>(elements)));
+        else _kCache = Zeroed(d.Track(d.Acc.Allocate1D<float>(elements)));
+        if (vHalf) _vCache16 = Zeroed(d.Track(d.Acc.Allocate1D<ushort>(elements)));
+        else _vCache = Zeroed(d.Track(d.Acc.Allocate1D<float>(elements)));
+        _cache = new KvViews
+        {
+            K = (_kCache ?? d.NoFloats).View, V = (_vCache ?? d.NoFloats).View,
+            K16 = (_kCache16 ?? d.NoScales).View, V16 = (_vCache16 ?? d.NoScales).View,
+            KHalf = kHalf ? 1 : 0, VHalf = vHalf ? 1 : 0,
+        };
+
+        static MemoryBuffer1D<T, Stride1D.Dense> Zeroed<T>(MemoryBuffer1D<T, Stride1D.Dense> b) where T : unmanaged
+        {
+            b.MemSetToZero();
+            return b;
+        }
     }
+
+    /// <summary>The cache types the kernels store and read: float32, and IEEE half (llama.cpp's default).</summary>
+    public static bool Supports(KvCacheType type) => type is KvCacheType.F32 or KvCacheType.F16;
 
     /// <summary>Rotates each head of x (heads of <paramref name="headDim"/>) by the batch positions: one launch.</summary>
     public void Rope(GpuActivation x, int headDim, RopeConfig rope)
@@ -89,7 +110,7 @@ internal sealed class AttentionLauncher
             throw new ArgumentException($"storing rows of {k.Cols}/{v.Cols} in layer {layer} does not fit the KV cache");
         if (d.N == 0) return;
         var args = Args(layer, kv.KvHeads, 0, k.Cols, k.Cols);
-        _storeKv(d.N * kvDim, k.View, v.View, _kCache!.View, _vCache!.View, d.Batch.View, args, k.Cols, v.Cols);
+        _storeKv(d.N * kvDim, k.View, v.View, _cache, d.Batch.View, args, k.Cols, v.Cols);
         d.Count();
     }
 
@@ -105,7 +126,7 @@ internal sealed class AttentionLauncher
         var args = Args(layer, s.Heads, s.Scale, q.Cols, q.Cols);
         var ra = new RopeStoreArgs { Dims = s.Rope.Dims, NeoX = s.Rope.NeoX ? 1 : 0, KStride = k.Cols, VStride = v.Cols };
         int items = d.N * ((s.Heads + s.KvHeads) * (s.Rope.Dims / 2) + s.KvDim);
-        _ropeStoreKv(items, q.View, k.View, v.View, _kCache!.View, _vCache!.View, _ropeCos!.View, _ropeSin!.View, d.Batch.View, args, ra);
+        _ropeStoreKv(items, q.View, k.View, v.View, _cache, _ropeCos!.View, _ropeSin!.View, d.Batch.View, args, ra);
         d.Count();
     }
 
@@ -117,7 +138,7 @@ internal sealed class AttentionLauncher
         EnsureRopeTable(s.Rope);
         return new RopeStoreViews
         {
-            KCache = _kCache!.View, VCache = _vCache!.View, Cos = _ropeCos!.View, Sin = _ropeSin!.View, Batch = d.Batch.View,
+            Cache = _cache, Cos = _ropeCos!.View, Sin = _ropeSin!.View, Batch = d.Batch.View,
             Enabled = 1, Dims = s.Rope.Dims, NeoX = s.Rope.NeoX ? 1 : 0, HeadDim = s.HeadDim, Heads = s.Heads, KvHeads = s.KvHeads,
             Layer = layer, Layers = kv.Layers, ContextLength = kv.ContextLength, PosOffset = d.N, SeqOffset = 2 * d.N,
         };
@@ -132,7 +153,7 @@ internal sealed class AttentionLauncher
         int heads = d.N * s.Heads;
         args.Splits = ChooseSplits(heads, s.HeadDim);
         _attention(new KernelConfig(new Index2D(heads, args.Splits), new Index2D(d.Group, 1)),
-            q.View, _kCache!.View, _vCache!.View, output.View, (_partials ?? _kCache).View, d.Batch.View, args);
+            q.View, _cache, output.View, (_partials ?? d.NoFloats).View, d.Batch.View, args);
         d.Count();
         if (args.Splits > 1)
         {

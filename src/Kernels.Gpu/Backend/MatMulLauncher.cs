@@ -107,7 +107,8 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         if (rope.Enabled == 0)
         {
             // Views the kernel never reads still need valid buffers.
-            rope.KCache = rope.VCache = rope.Cos = rope.Sin = d.NoFloats.View;
+            rope.Cos = rope.Sin = rope.Cache.K = rope.Cache.V = d.NoFloats.View;
+            rope.Cache.K16 = rope.Cache.V16 = d.NoScales.View;
             rope.Batch = d.Batch.View;
         }
         var (slice, grid) = Grid(args.TotalRows, n);

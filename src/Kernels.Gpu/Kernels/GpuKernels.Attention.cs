@@ -7,14 +7,14 @@ internal static partial class GpuKernels
     // ---- attention ----
 
     /// <summary>Index over n * kvDim: writes k and v of the batch into the cache at (sequence, layer, position).</summary>
-    public static void StoreKv(Index1D i, ArrayView<float> k, ArrayView<float> v, ArrayView<float> kCache, ArrayView<float> vCache,
-        ArrayView<int> batch, AttentionArgs a, int kStride, int vStride)
+    public static void StoreKv(Index1D i, ArrayView<float> k, ArrayView<float> v, KvViews cache, ArrayView<int> batch, AttentionArgs a,
+        int kStride, int vStride)
     {
         int kvDim = a.KvHeads * a.HeadDim;
         int t = i / kvDim, j = i % kvDim;
         long dst = (((long)batch[a.SeqOffset + t] * a.Layers + a.Layer) * a.ContextLength + batch[a.PosOffset + t]) * kvDim + j;
-        kCache[dst] = k[(long)t * kStride + j];
-        vCache[dst] = v[(long)t * vStride + j];
+        cache.StoreK(dst, k[(long)t * kStride + j]);
+        cache.StoreV(dst, v[(long)t * vStride + j]);
     }
 
     /// <summary>
@@ -23,8 +23,8 @@ internal static partial class GpuKernels
     /// written to the cache), then one per k/v element (v copied to the cache, and k's unrotated tail when Dims is less
     /// than the head size). Same arithmetic as <see cref="Rope"/> and <see cref="StoreKv"/>.
     /// </summary>
-    public static void RopeStoreKv(Index1D idx, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> kCache,
-        ArrayView<float> vCache, ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> batch, AttentionArgs a, RopeStoreArgs r)
+    public static void RopeStoreKv(Index1D idx, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, KvViews cache,
+        ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> batch, AttentionArgs a, RopeStoreArgs r)
     {
         int d = a.HeadDim, half = r.Dims / 2;
         int kvDim = a.KvHeads * d;
@@ -50,15 +50,15 @@ internal static partial class GpuKernels
             x[row + jb] = rb;
             if (!isQ)
             {
-                kCache[dst + ja] = ra;
-                kCache[dst + jb] = rb;
+                cache.StoreK(dst + ja, ra);
+                cache.StoreK(dst + jb, rb);
             }
         }
         else
         {
             int j = e - qPairs - kPairs;
-            vCache[dst + j] = v[(long)t * r.VStride + j];
-            if (j % d >= r.Dims) kCache[dst + j] = k[(long)t * r.KStride + j];
+            cache.StoreV(dst + j, v[(long)t * r.VStride + j]);
+            if (j % d >= r.Dims) cache.StoreK(dst + j, k[(long)t * r.KStride + j]);
         }
     }
 
@@ -68,8 +68,8 @@ internal static partial class GpuKernels
     /// position p of the chunk, then thread i accumulates output dimension i. With one split it writes the normalized
     /// output; otherwise it writes (o unnormalized, m, l) to <paramref name="partials"/> for <see cref="AttentionCombine"/>.
     /// </summary>
-    public static void Attention(ArrayView<float> q, ArrayView<float> kCache, ArrayView<float> vCache, ArrayView<float> output,
-        ArrayView<float> partials, ArrayView<int> batch, AttentionArgs a)
+    public static void Attention(ArrayView<float> q, KvViews cache, ArrayView<float> output, ArrayView<float> partials,
+        ArrayView<int> batch, AttentionArgs a)
     {
         var qs = SharedMemory.Allocate<float>(MaxHeadDim);
         var os = SharedMemory.Allocate<float>(MaxHeadDim);
@@ -102,7 +102,7 @@ internal static partial class GpuKernels
             {
                 long kRow = cacheBase + (long)p * kvDim;
                 float dot = 0;
-                for (int i = 0; i < d; i++) dot += qs[i] * kCache[kRow + i];
+                for (int i = 0; i < d; i++) dot += qs[i] * cache.LoadK(kRow + i);
                 s = dot * a.Scale;
             }
             float newM = XMax(m, GroupMax(scratch, s));
@@ -116,7 +116,7 @@ internal static partial class GpuKernels
             {
                 float acc = os[i] * correction;
                 long vCol = cacheBase + (long)c * kvDim + i;
-                for (int j = 0; j < count; j++) acc += sc[j] * vCache[vCol + (long)j * kvDim];
+                for (int j = 0; j < count; j++) acc += sc[j] * cache.LoadV(vCol + (long)j * kvDim);
                 os[i] = acc;
             }
             Group.Barrier();

@@ -204,7 +204,7 @@ internal static partial class GpuKernels
             if (part == 2)
             {
                 y2[(long)t * a.YStride2 + rowA] = va;
-                rs.VCache[dst + rowA] = va;
+                rs.Cache.StoreV(dst + rowA, va);
                 continue;
             }
             float ra = va, rb = 0;
@@ -223,11 +223,11 @@ internal static partial class GpuKernels
             else
             {
                 y1[(long)t * a.YStride1 + rowA] = ra;
-                rs.KCache[dst + rowA] = ra;
+                rs.Cache.StoreK(dst + rowA, ra);
                 if (pair >= 0)
                 {
                     y1[(long)t * a.YStride1 + rowB] = rb;
-                    rs.KCache[dst + rowB] = rb;
+                    rs.Cache.StoreK(dst + rowB, rb);
                 }
             }
         }

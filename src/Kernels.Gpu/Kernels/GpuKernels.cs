@@ -42,7 +42,8 @@ internal struct FusedMatMulArgs
 /// </summary>
 internal struct RopeStoreViews
 {
-    public ArrayView<float> KCache, VCache, Cos, Sin;
+    public KvViews Cache;
+    public ArrayView<float> Cos, Sin;
     public ArrayView<int> Batch;
     public int Enabled;
     public int Dims, NeoX, HeadDim, Heads, KvHeads;
@@ -50,6 +51,34 @@ internal struct RopeStoreViews
 
     /// <summary>Grid rows per head: Dims/2 pairs, then the unrotated rows Dims..HeadDim.</summary>
     public readonly int PerHead => Dims / 2 + HeadDim - Dims;
+}
+
+/// <summary>
+/// The KV cache as the kernels see it, [sequence][layer][position][kvDim] for K and for V, each stored as float32 or as
+/// IEEE half (rounded to nearest even on the store, as the CPU backend's f16 cache; read back exactly). The view of the
+/// type not in use is a one-element placeholder.
+/// </summary>
+internal struct KvViews
+{
+    public ArrayView<float> K, V;
+    public ArrayView<ushort> K16, V16;
+    public int KHalf, VHalf;        // 1: K (V) is stored in K16 (V16)
+
+    public readonly float LoadK(long i) => KHalf != 0 ? Numeric.HalfToFloat(K16[i]) : K[i];
+
+    public readonly float LoadV(long i) => VHalf != 0 ? Numeric.HalfToFloat(V16[i]) : V[i];
+
+    public readonly void StoreK(long i, float x)
+    {
+        if (KHalf != 0) K16[i] = Numeric.FloatToHalf(x);
+        else K[i] = x;
+    }
+
+    public readonly void StoreV(long i, float x)
+    {
+        if (VHalf != 0) V16[i] = Numeric.FloatToHalf(x);
+        else V[i] = x;
+    }
 }
 
 /// <summary>Scalar arguments of <see cref="GpuKernels.RopeStoreKv"/> beyond the attention arguments.</summary>

@@ -57,6 +57,29 @@ internal static class Numeric
         return Interop.IntAsFloat(sign | ((uint)(exp + 112) << 23) | ((uint)mant << 13));
     }
 
+    /// <summary>
+    /// float32 to IEEE half bits, rounded to nearest even as <see cref="System.Half"/> and F16C (ggml) round: overflow to
+    /// infinity, subnormals, NaN kept NaN (quiet, sign kept, the top payload bits). Integer arithmetic only, so it gives the
+    /// same bits on every device.
+    /// </summary>
+    public static ushort FloatToHalf(float f)
+    {
+        uint x = Interop.FloatAsInt(f);
+        uint sign = (x >> 16) & 0x8000u;
+        uint abs = x & 0x7FFFFFFFu;
+        if (abs > 0x7F800000u) return (ushort)(sign | 0x7E00u | ((abs >> 13) & 0x3FFu)); // NaN
+        if (abs >= 0x477FF000u) return (ushort)(sign | 0x7C00u); // 65520 and above round to infinity
+        if (abs >= 0x38800000u) // normal: rebias the exponent, round the 13 dropped bits to nearest even
+            return (ushort)(sign | ((abs - 0x38000000u + 0xFFFu + ((abs >> 13) & 1u)) >> 13));
+        if (abs <= 0x33000000u) return (ushort)sign; // at most 2^-25: rounds to zero (2^-25 is a tie, to even)
+        // subnormal: round(m * 2^(e - 126)) for the 24-bit significand m, a right shift of 14..24
+        int shift = 126 - (int)(abs >> 23);
+        uint m = (abs & 0x7FFFFFu) | 0x800000u;
+        uint h = m >> shift, rem = m & ((1u << shift) - 1u), halfway = 1u << (shift - 1);
+        if (rem > halfway || (rem == halfway && (h & 1u) != 0)) h++;
+        return (ushort)(sign | h);
+    }
+
     public static float BF16ToFloat(int h) => Interop.IntAsFloat((uint)(h & 0xFFFF) << 16);
 
     /// <summary>Signed byte <paramref name="k"/> (0..3) of a word.</summary>

@@ -41,17 +41,16 @@ public static class ModelPlacement
     /// <param name="firstLayers">layers on the first backend (the GPU); at least the layer count puts everything there, 0 nothing.</param>
     /// <param name="contextLength">KV positions per sequence; 0: the model's own, at most 4096 (as <see cref="LlamaModel"/>).</param>
     /// <param name="sequences">KV-cache sequences (the server's slots); the cache grows with each.</param>
-    /// <param name="cpuKType">how the CPU part's cache stores keys (the GPU part keeps float32).</param>
-    /// <param name="cpuVType">how the CPU part's cache stores values.</param>
+    /// <param name="kType">how each part's cache stores keys.</param>
+    /// <param name="vType">how each part's cache stores values.</param>
     public static IReadOnlyList<PlacedPart> Plan(GgufFile file, ModelConfig config, int firstLayers, int contextLength = 0, int sequences = 1,
-        KvCacheType cpuKType = KvCacheType.F32, KvCacheType cpuVType = KvCacheType.F32)
+        KvCacheType kType = KvCacheType.F32, KvCacheType vType = KvCacheType.F32)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(firstLayers);
         int layers = config.BlockCount;
         int n = Math.Min(firstLayers, layers);
         int ctx = contextLength > 0 ? contextLength : Math.Min(config.ContextLength, 4096);
-        long KvPerLayer(bool gpu) => new KvCacheConfig(1, Math.Max(1, sequences), ctx, config.HeadCountKv, config.HeadDim,
-            gpu ? KvCacheType.F32 : cpuKType, gpu ? KvCacheType.F32 : cpuVType).Bytes;
+        long kvPerLayer = new KvCacheConfig(1, Math.Max(1, sequences), ctx, config.HeadCountKv, config.HeadDim, kType, vType).Bytes;
         var embd = file.FindTensor("token_embd.weight") ?? throw new ModelFormatException(file.Path, "tensor 'token_embd.weight' not found");
         var outputs = new List<GgufTensor>();
         if (file.FindTensor("output_norm.weight") is { } norm) outputs.Add(norm);
@@ -68,7 +67,7 @@ public static class ModelPlacement
             // A tied output on the part that already holds the embedding shares it.
             if (output) tensors.AddRange(outputs.Where(t => !(embedding && ReferenceEquals(t, embd))));
             // the first part is the GPU's whenever there is one (firstLayers > 0)
-            return new PlacedPart(isFirst, first, count, embedding, output, tensors, KvPerLayer(isFirst) * count);
+            return new PlacedPart(isFirst, first, count, embedding, output, tensors, kvPerLayer * count);
         }
 
         if (n == 0) return [Part(false, 0, layers, true, true)];

@@ -6,22 +6,24 @@ namespace Infer.BackendOps.Cases;
 /// STORE_KV then ATTENTION over the cache: each sequence s first holds <c>contexts[s]</c> positions of random keys and values
 /// (stored in batches), then one batch of <c>queries</c> tokens per sequence continues it (a decode step when 1, a prefill
 /// chunk when more), its own k and v stored before attending. Several sequences share the batch; GQA groups of
-/// heads / kvHeads; long contexts make the GPU split positions (flash-decoding) and combine.
+/// heads / kvHeads; long contexts make the GPU split positions (flash-decoding) and combine. The cache is f32 or f16 (llama.cpp's
+/// default) on both sides, so both compare attention over the same rounded keys and values.
 /// </summary>
-internal sealed class AttentionCase(int heads, int kvHeads, int headDim, int[] contexts, int queries) : OpCase
+internal sealed class AttentionCase(int heads, int kvHeads, int headDim, int[] contexts, int queries, KvCacheType cache = KvCacheType.F32)
+    : OpCase
 {
     private const int Layers = 2, Layer = 1, FillBatch = 512;
 
     public override string Op => "ATTENTION";
     public override string Shape =>
-        $"heads={heads},kv={kvHeads},head={headDim},ctx=[{string.Join(' ', contexts)}],q={queries}";
+        $"heads={heads},kv={kvHeads},head={headDim},ctx=[{string.Join(' ', contexts)}],q={queries},cache={KvCacheTypes.Name(cache)}";
     public override int Batch => Math.Max(contexts.Length * queries, Math.Min(FillBatch, contexts.Max()));
 
     public override List<Comparison> Run(Trio t, Random rng)
     {
         int kvDim = kvHeads * headDim, qDim = heads * headDim, seqs = contexts.Length;
         var shape = new AttentionShape(heads, kvHeads, headDim, new RopeConfig(headDim, 10000f, 1f, false, null), 1e-5f);
-        t.CreateKvCache(new KvCacheConfig(Layers, seqs, contexts.Max() + queries, kvHeads, headDim));
+        t.CreateKvCache(new KvCacheConfig(Layers, seqs, contexts.Max() + queries, kvHeads, headDim, cache, cache));
         int rows = Batch;
         var q = t.Act(rows, qDim);
         var k = t.Act(rows, kvDim);
@@ -69,6 +71,8 @@ internal sealed class AttentionCase(int heads, int kvHeads, int headDim, int[] c
             yield return new AttentionCase(4, 2, 64, [17], 1);
             yield return new AttentionCase(2, 1, 32, [0], 5);
             yield return new AttentionCase(4, 2, 64, [3, 9], 1);
+            yield return new AttentionCase(4, 2, 64, [3, 9], 1, KvCacheType.F16);
+            yield return new AttentionCase(2, 1, 32, [0], 5, KvCacheType.F16);
             yield break;
         }
         (int H, int Kv, int D)[] shapes = [(2, 1, 32), (4, 4, 64), (32, 8, 64), (32, 8, 128), (14, 2, 64), (16, 8, 128)];
@@ -80,6 +84,9 @@ internal sealed class AttentionCase(int heads, int kvHeads, int headDim, int[] c
                 yield return new AttentionCase(h, kv, d, [ctx], 1);     // decode
             yield return new AttentionCase(h, kv, d, [5, 300, 2000], 1); // three sequences decoding in one batch
             yield return new AttentionCase(h, kv, d, [40, 3], 4);       // two sequences' chunks in one batch
+            foreach (int ctx in new[] { 17, 4100 })
+                yield return new AttentionCase(h, kv, d, [ctx], 1, KvCacheType.F16); // decode over the default f16 cache
+            yield return new AttentionCase(h, kv, d, [100], 64, KvCacheType.F16);
         }
     }
 }
