@@ -28,9 +28,15 @@ public sealed class KernelCompileTests
                 : EntryPointDescription.FromExplicitlyGroupedKernel(method);
             var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
             Assert.Contains(".entry", compiled.PTXAssembly);
+            if (name == nameof(GpuKernels.Attention))
+            {
+                // split attention's last group merges the splits: a ticket per (token, head) and device-wide fences
+                Assert.Contains("atom.add.u32", compiled.PTXAssembly);
+                Assert.Contains("membar.gl", compiled.PTXAssembly);
+            }
             count++;
         }
-        Assert.Equal(37, count);
+        Assert.Equal(36, count);
     }
 
     [Fact]
@@ -48,6 +54,6 @@ public sealed class KernelCompileTests
             Assert.Contains("kernel", compiled.Source);
             count++;
         }
-        Assert.Equal(37, count);
+        Assert.Equal(36, count);
     }
 }

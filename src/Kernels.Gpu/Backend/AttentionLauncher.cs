@@ -9,7 +9,7 @@ namespace Infer.Kernels.Gpu.Backend;
 /// <summary>
 /// The KV cache ([sequence][layer][position][kvDim] for K and V, each float32 or IEEE half), the RoPE tables, and the launches that store into the
 /// cache and attend over it: split over positions (flash-decoding) when a decode step has too few (token, head) items to fill
-/// the device, with a combine launch after.
+/// the device, the last split of each item merging them in the same launch.
 /// </summary>
 internal sealed class AttentionLauncher
 {
@@ -17,9 +17,8 @@ internal sealed class AttentionLauncher
     private readonly GpuBackendOptions _options;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int> _rope;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<int>, AttentionArgs, int, int> _storeKv;
-    private readonly Action<KernelConfig, ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs>
-        _attention;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, AttentionArgs> _attentionCombine;
+    private readonly Action<KernelConfig, ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
+        AttentionArgs> _attention;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>,
         ArrayView<int>, AttentionArgs, RopeStoreArgs> _ropeStoreKv;
 
@@ -29,6 +28,7 @@ internal sealed class AttentionLauncher
     private KvViews _cache;
     private MemoryBuffer1D<float, Stride1D.Dense>? _partials;
     private long _partialFloats;
+    private MemoryBuffer1D<int, Stride1D.Dense>? _tickets; // one per (token, head): zero between launches
 
     // RoPE cos/sin tables [position, dims / 2] for the last RoPE configuration seen.
     private RopeConfig? _ropeConfig;
@@ -44,9 +44,8 @@ internal sealed class AttentionLauncher
             int>(GpuKernels.Rope);
         _storeKv = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<int>, AttentionArgs, int, int>(
             GpuKernels.StoreKv);
-        _attention = acc.LoadStreamKernel<ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionArgs>(
-            GpuKernels.Attention);
-        _attentionCombine = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuKernels.AttentionCombine);
+        _attention = acc.LoadStreamKernel<ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
+            AttentionArgs>(GpuKernels.Attention);
         _ropeStoreKv = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<float>,
             ArrayView<float>, ArrayView<int>, AttentionArgs, RopeStoreArgs>(GpuKernels.RopeStoreKv);
     }
@@ -144,7 +143,7 @@ internal sealed class AttentionLauncher
         };
     }
 
-    /// <summary>Attention of q over the cache (the batch's k and v stored already): one launch, two when split over positions.</summary>
+    /// <summary>Attention of q over the cache (the batch's k and v stored already): one launch, split over positions or not.</summary>
     public void Attend(int layer, GpuActivation q, GpuActivation output, AttentionShape s)
     {
         CheckShape(layer, s);
@@ -153,13 +152,8 @@ internal sealed class AttentionLauncher
         int heads = d.N * s.Heads;
         args.Splits = ChooseSplits(heads, s.HeadDim);
         _attention(new KernelConfig(new Index2D(heads, args.Splits), new Index2D(d.Group, 1)),
-            q.View, _cache, output.View, (_partials ?? d.NoFloats).View, d.Batch.View, args);
+            q.View, _cache, output.View, (_partials ?? d.NoFloats).View, (_tickets ?? d.Batch).View, d.Batch.View, args);
         d.Count();
-        if (args.Splits > 1)
-        {
-            _attentionCombine(new KernelConfig(heads, d.Group), _partials!.View, output.View, args);
-            d.Count();
-        }
     }
 
     private void CheckShape(int layer, AttentionShape s)
@@ -199,6 +193,12 @@ internal sealed class AttentionLauncher
             d.Release(_partials);
             _partials = d.Track(d.Acc.Allocate1D<float>(floats));
             _partialFloats = floats;
+        }
+        if (_tickets is null || _tickets.Length < items)
+        {
+            d.Release(_tickets);
+            _tickets = d.Track(d.Acc.Allocate1D<int>(items));
+            _tickets.MemSetToZero();
         }
         return splits;
     }

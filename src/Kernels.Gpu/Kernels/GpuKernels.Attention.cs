@@ -66,15 +66,19 @@ internal static partial class GpuKernels
     /// Grid (n * Heads, Splits). A group attends one query head of one token over one range of its sequence's cached
     /// positions 0..pos, in chunks of G positions with an online softmax (running max m and sum l): thread p scores
     /// position p of the chunk, then thread i accumulates output dimension i. With one split it writes the normalized
-    /// output; otherwise it writes (o unnormalized, m, l) to <paramref name="partials"/> for <see cref="AttentionCombine"/>.
+    /// output. Otherwise it writes (o unnormalized, m, l) to <paramref name="partials"/> and takes a ticket from
+    /// <paramref name="tickets"/> (one counter per (token, head), zero between launches): the group that takes the last
+    /// ticket merges every split's partials into the output (<see cref="CombineSplits"/>) and resets the counter, so split
+    /// attention is one launch, not a second combine launch (flash-decoding's reduction done by the last block).
     /// </summary>
     public static void Attention(ArrayView<float> q, KvViews cache, ArrayView<float> output, ArrayView<float> partials,
-        ArrayView<int> batch, AttentionArgs a)
+        ArrayView<int> tickets, ArrayView<int> batch, AttentionArgs a)
     {
         var qs = SharedMemory.Allocate<float>(MaxHeadDim);
         var os = SharedMemory.Allocate<float>(MaxHeadDim);
         var sc = SharedMemory.Allocate<float>(MaxGroup);
         var scratch = SharedMemory.Allocate<float>(MaxGroup);
+        var last = SharedMemory.Allocate<int>(1);
         int tid = Group.IdxX, g = Group.DimX, d = a.HeadDim;
         int t = Grid.IdxX / a.Heads, h = Grid.IdxX % a.Heads, split = Grid.IdxY;
         int kvHead = h / (a.Heads / a.KvHeads);
@@ -135,11 +139,24 @@ internal static partial class GpuKernels
                 partials[pb + d] = m;
                 partials[pb + d + 1] = l;
             }
+            // every writer's stores are visible device-wide before its group takes a ticket
+            MemoryFence.DeviceLevel();
+            Group.Barrier();
+            if (tid == 0) last[0] = Atomic.Add(ref tickets[Grid.IdxX], 1) == a.Splits - 1 ? 1 : 0;
+            Group.Barrier();
+            if (last[0] != 0)
+            {
+                MemoryFence.DeviceLevel();
+                CombineSplits(partials, output, a);
+                if (tid == 0) tickets[Grid.IdxX] = 0;
+            }
         }
     }
 
-    /// <summary>Grid n * Heads: merges the split partials of one (token, head): out = Σ e^(m_s - M) o_s / Σ e^(m_s - M) l_s.</summary>
-    public static void AttentionCombine(ArrayView<float> partials, ArrayView<float> output, AttentionArgs a)
+    /// <summary>
+    /// The group of (token, head) Grid.IdxX merges its split partials: out = Σ e^(m_s - M) o_s / Σ e^(m_s - M) l_s.
+    /// </summary>
+    private static void CombineSplits(ArrayView<float> partials, ArrayView<float> output, AttentionArgs a)
     {
         int d = a.HeadDim;
         int t = Grid.IdxX / a.Heads, h = Grid.IdxX % a.Heads;

@@ -128,7 +128,7 @@ internal static partial class GpuKernels
             yield return ($"MatMulNorm<{f.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(f), false);
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(RopeStoreKv) })
             yield return (name, t.GetMethod(name)!, true);
-        foreach (var name in new[] { nameof(RmsNorm), nameof(Attention), nameof(AttentionCombine) })
+        foreach (var name in new[] { nameof(RmsNorm), nameof(Attention) })
             yield return (name, t.GetMethod(name)!, false);
     }
 
