@@ -61,7 +61,6 @@ public sealed class LoadedModel : IDisposable
                     + "the model was trained for; expect worse text past that");
             var backends = BackendSet.Create(
                 options.Device, options.GpuLayers, layers, options.Threads, options.BatchSize, options.Repack, options.Log);
-            CheckCacheTypes(options, backends);
             if (backends.Cpu is not null)
             {
                 int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.ContextLength, 4096);
@@ -115,19 +114,6 @@ public sealed class LoadedModel : IDisposable
     /// temporary strings and lists that the GC would otherwise keep committed (about 20 MB of resident memory for 20 ms).
     /// </summary>
     internal static void ReturnLoadGarbage() => GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-
-    /// <summary>An explicit cache type the GPU cannot keep fails here, before any weight is uploaded.</summary>
-    private static void CheckCacheTypes(ModelLoadOptions options, BackendSet backends)
-    {
-        if (backends.Gpu is not { } gpu) return;
-        foreach (var (type, what) in new[] { (options.CacheTypeK, "K"), (options.CacheTypeV, "V") })
-        {
-            if (type is not { } t || gpu.SupportsKvCacheType(t)) continue;
-            backends.Dispose();
-            throw new NotSupportedException($"the GPU backend keeps its KV cache in f32 or f16; a {KvCacheTypes.Name(t)} {what} cache runs on "
-                + "the CPU backend only (device cpu, or no GPU layers)");
-        }
-    }
 
     /// <summary>A KV-cache sequence of this model (0 to <see cref="LlamaModel.Sequences"/> - 1) to evaluate tokens in.</summary>
     public Session CreateSession(int sequence = 0)

@@ -27,8 +27,8 @@ public sealed record ModelLoadOptions(string Path)
 
     /// <summary>
     /// How the KV cache stores keys (llama.cpp's <c>--cache-type-k</c>). Null: f16, llama.cpp's default, on either backend; an
-    /// explicit type the chosen backend cannot keep (q8_0 on the GPU) fails the load with <see cref="NotSupportedException"/>
-    /// before any weight is read.
+    /// explicit type the chosen backend cannot keep fails the load with <see cref="NotSupportedException"/> before any weight
+    /// is read (both backends keep f32, f16 and q8_0).
     /// </summary>
     public KvCacheType? CacheTypeK { get; init; }
 

@@ -106,7 +106,7 @@ public sealed class GpuBackend : IBackend
     /// <summary>Copies host rows into an activation (tests).</summary>
     public void Write(IActivation x, ReadOnlySpan<float> data) => A(x).View.SubView(0, data.Length).CopyFromCPU(data);
 
-    /// <summary>The GPU kernels store and read a float32 or IEEE-half cache (not q8_0).</summary>
+    /// <summary>The GPU kernels store and read a float32, IEEE-half or q8_0 cache.</summary>
     public bool SupportsKvCacheType(KvCacheType type) => AttentionLauncher.Supports(type);
 
     public void CreateKvCache(KvCacheConfig config) => _attention.CreateKvCache(config);
@@ -151,6 +151,7 @@ public sealed class GpuBackend : IBackend
         {
             // norm → Q, K, V → RoPE → KV store: one launch
             _matMul.Norm(xa, 0, W(w.Norm), shape.Eps, xba, n, [new(wq, qa), new(wk, ka), new(wv, va)], rope: _attention.EpilogueViews(layer, shape));
+            _attention.StoreBlocksAfterRope(layer, ka, va); // a q8_0 cache part: one more launch
             return;
         }
         // Biases do not fit MatMulNorm: the norm runs alone, then the biased matmuls. Otherwise the norm joins the first run of one format.

@@ -144,7 +144,8 @@ public sealed class BackendOpsTests
         Assert.Contains("bf16  llama2-spm  prompt0  -ngl 1 ", output);
         Assert.Contains("bf16  llama2-spm  prompt0  gpu f16 max|dlogit| ", output); // the default f16 KV cache, within 5e-3
         Assert.Contains("q8_0  llama2-spm  prompt0  gpu ", output);
-        Assert.Contains("4/4 fixture checks passed", output);
+        Assert.Contains("bf16  llama2-spm  prompt0  gpu q8_0 max|dlogit| ", output); // within 0.1
+        Assert.Contains("5/5 fixture checks passed", output);
     }
 
     [Fact]

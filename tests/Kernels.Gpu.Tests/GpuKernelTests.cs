@@ -261,6 +261,9 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         { 4, 2, 64, true, KvCacheType.F16, KvCacheType.F16 },
         { 3, 3, 20, true, KvCacheType.F16, KvCacheType.F32 },
         { 4, 2, 64, false, KvCacheType.F32, KvCacheType.F16 },
+        { 2, 1, 32, true, KvCacheType.Q8_0, KvCacheType.Q8_0 },
+        { 4, 2, 64, false, KvCacheType.Q8_0, KvCacheType.F16 },
+        { 4, 2, 64, true, KvCacheType.F32, KvCacheType.Q8_0 },
     };
 
     /// <summary>
@@ -407,6 +410,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         { 3, 3, 20, 20, false, true, KvCacheType.F32 },
         { 4, 2, 64, 64, true, true, KvCacheType.F16 },
         { 4, 2, 64, 32, false, false, KvCacheType.F16 },  // partial rotation
+        { 4, 2, 64, 64, true, true, KvCacheType.Q8_0 },
+        { 2, 1, 32, 16, false, false, KvCacheType.Q8_0 }, // partial rotation
     };
 
     /// <summary>
@@ -451,7 +456,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             b.RopeStoreKv(layer, q, k, v, shape);
             b.Attention(layer, q, o, shape);
             b.Synchronize();
-            Assert.Equal(2, b.Launches - before); // rope+store, attention (split or not: one launch)
+            // rope+store, attention (split or not: one launch); a q8_0 cache adds its block store
+            Assert.Equal(kv == KvCacheType.Q8_0 ? 3 : 2, b.Launches - before);
 
             for (int t = 0; t < n; t++)
             {
@@ -576,6 +582,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         { GgmlType.BF16, 3, 1, 20, 20, false, true, KvCacheType.F32 },
         { GgmlType.Q8_0, 4, 2, 64, 64, true, true, KvCacheType.F16 },
         { GgmlType.Q4_K, 2, 2, 32, 16, true, false, KvCacheType.F16 },   // partial rotation, NeoX
+        { GgmlType.Q8_0, 4, 2, 64, 64, true, true, KvCacheType.Q8_0 },
+        { GgmlType.F32, 2, 1, 32, 16, false, false, KvCacheType.Q8_0 },  // partial rotation
     };
 
     /// <summary>
@@ -627,8 +635,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
             long atAttention = b.Launches;
             b.Attention(layer, q, o, shape);
             b.Synchronize();
-            Assert.Equal(1, atAttention - before);
-            Assert.Equal(2, b.Launches - before); // norm+qkv+rope+store, attention
+            Assert.Equal(kv == KvCacheType.Q8_0 ? 2 : 1, atAttention - before); // a q8_0 cache adds its block store
+            Assert.Equal(kv == KvCacheType.Q8_0 ? 3 : 2, b.Launches - before); // norm+qkv+rope+store, attention
 
             var normed = new float[n * cols];
             for (int t = 0; t < n; t++) VectorOps.RmsNormRef(xs.AsSpan(t * cols, cols), ws, 1e-5f, normed.AsSpan(t * cols, cols));
@@ -718,19 +726,38 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     }
 
     /// <summary>
-    /// Writes the batch's k and v rows into the host copy of the cache ([sequence, position · kvDim + j]), each value rounded
-    /// to half by System.Half where that part of the cache is f16.
+    /// Writes the batch's k and v rows into the host copy of the cache ([sequence, position · kvDim + j]) as the cache gives them
+    /// back: rounded to half by System.Half where that part is f16, through ggml's reference q8_0 quantizer and dequantizer
+    /// (Q8_0Format, blocks of 32 along each head) where it is q8_0.
     /// </summary>
     private static void StoreKv(float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, float[] ks, float[] vs, int kvDim,
         KvCacheType kType = KvCacheType.F32, KvCacheType vType = KvCacheType.F32)
     {
-        static float Stored(float x, KvCacheType type) => type == KvCacheType.F16 ? (float)(Half)x : x;
         for (int t = 0; t < batch.Length; t++)
+        {
+            var k = Stored(ks.AsSpan(t * kvDim, kvDim), kType);
+            var v = Stored(vs.AsSpan(t * kvDim, kvDim), vType);
             for (int j = 0; j < kvDim; j++)
             {
-                kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = Stored(ks[t * kvDim + j], kType);
-                vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = Stored(vs[t * kvDim + j], vType);
+                kHost[batch[t].Seq, batch[t].Pos * kvDim + j] = k[j];
+                vHost[batch[t].Seq, batch[t].Pos * kvDim + j] = v[j];
             }
+        }
+
+        static unsafe float[] Stored(ReadOnlySpan<float> row, KvCacheType type)
+        {
+            var r = row.ToArray();
+            if (type == KvCacheType.F16) for (int j = 0; j < r.Length; j++) r[j] = (float)(Half)r[j];
+            if (type != KvCacheType.Q8_0) return r;
+            var bytes = new byte[r.Length / Q8_0Format.BlockSize * Q8_0Format.TypeSize];
+            fixed (float* x = r)
+            fixed (byte* q = bytes)
+            {
+                Q8_0Format.QuantizeRef(x, q, r.Length);
+                Q8_0Format.DequantizeRef(q, x, r.Length);
+            }
+            return r;
+        }
     }
 
     /// <summary>

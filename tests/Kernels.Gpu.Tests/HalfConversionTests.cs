@@ -61,6 +61,29 @@ public sealed class HalfConversionTests
         for (ulong bits = 0; bits <= uint.MaxValue; bits += 4099) Check((uint)bits);
     }
 
+    /// <summary>The q8_0 cache store's roundf against .NET's away-from-zero rounding, at and beside every half step to ±128.</summary>
+    [Fact]
+    public void RoundHalfAwayMatchesRoundAwayFromZero()
+    {
+        for (int i = -256; i <= 256; i++)
+        {
+            uint bits = BitConverter.SingleToUInt32Bits(i / 2f);
+            foreach (uint b in new[] { bits - 1, bits, bits + 1 })
+            {
+                float x = BitConverter.UInt32BitsToSingle(b);
+                if (float.IsNaN(x)) continue;
+                int expected = (int)MathF.Round(x, MidpointRounding.AwayFromZero);
+                Assert.True(expected == Numeric.RoundHalfAway(x), $"{x:R}: {Numeric.RoundHalfAway(x)}, expected {expected}");
+            }
+        }
+        var rng = new Random(5);
+        for (int i = 0; i < 100_000; i++)
+        {
+            float x = (float)(rng.NextDouble() * 300 - 150);
+            Assert.Equal((int)MathF.Round(x, MidpointRounding.AwayFromZero), Numeric.RoundHalfAway(x));
+        }
+    }
+
     [Fact]
     public void EveryHalfReadsBackExactly()
     {

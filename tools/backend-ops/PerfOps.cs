@@ -98,14 +98,15 @@ internal sealed class PerfOps
     }
 
     /// <summary>
-    /// Attention over an f32 and an f16 cache: decode after 512 and 4096 positions, and a 512-token prompt. Cache layers rotate.
+    /// Attention over an f32, f16 and q8_0 cache: decode after 512 and 4096 positions, and a 512-token prompt. Cache layers rotate.
     /// </summary>
     public IEnumerable<PerfRow> AttentionOps(IReadOnlyList<string> ops)
     {
         if (ops.Count > 0 && !ops.Contains("ATTENTION", StringComparer.OrdinalIgnoreCase)) yield break;
         var m = _m;
         (int Context, int N)[] cases = _quick ? [(512, 1)] : [(512, 1), (4096, 1), (0, 512)];
-        var grid = new[] { KvCacheType.F32, KvCacheType.F16 }.SelectMany(cache => cases.Select(c => (Cache: cache, c.Context, c.N)));
+        KvCacheType[] caches = [KvCacheType.F32, KvCacheType.F16, KvCacheType.Q8_0];
+        var grid = caches.SelectMany(cache => cases.Select(c => (Cache: cache, c.Context, c.N)));
         foreach (var (cache, context, n) in grid)
         {
             int length = context + n;

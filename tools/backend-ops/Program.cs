@@ -30,7 +30,7 @@ public static class Program
               GB/s (weights + activations moved) and GFLOP/s, median of repeats after a warm-up
           backend-ops fixtures --fixtures DIR [--device ...] [--model NAME[,NAME]] [--case ID[,ID]] [--json FILE]
               the fixture models on the GPU: bf16 within 1e-3 of transformers with its greedy tokens, q8_0 within llama.cpp's
-              distance, bf16 split with -ngl 1 (GPU, then CPU), and bf16 with the f16 KV cache within 5e-3
+              distance, bf16 split with -ngl 1 (GPU, then CPU), bf16 with the f16 KV cache within 5e-3 and the q8_0 within 0.1
           backend-ops check-logits --model-dir DIR --case ID --logits FILE [--ids-json FILE] [--bound B]
               compares `infer logits --out FILE` (and its printed JSON) with a fixture case
           backend-ops case-ids --model-dir DIR --case ID

@@ -49,7 +49,7 @@ internal sealed class RuntimeOptions
     private static Option<string?> CacheTypeOption(string name, string alias, string what) => new Option<string?>(name, alias)
     {
         Description = $"how the KV cache stores {what}: f16 (half the bytes of f32), f32 (exact) or q8_0 (a quarter) "
-            + "[default: f16; a GPU keeps f32 or f16]",
+            + "[default: f16]",
         HelpName = "f32|f16|q8_0",
     }.Check(v => v is null || ParseCacheTypes(v, list: false, out _) ? null
         : $"{alias} must be {string.Join(", ", KvCacheTypes.Names)}, got '{v}'").Suggest([.. KvCacheTypes.Names]);

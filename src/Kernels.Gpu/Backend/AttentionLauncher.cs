@@ -7,16 +7,17 @@ using Infer.Runtime.Backend;
 namespace Infer.Kernels.Gpu.Backend;
 
 /// <summary>
-/// The KV cache ([sequence][layer][position][kvDim] for K and V, each float32 or IEEE half), the RoPE tables, and the launches that store into the
-/// cache and attend over it: split over positions (flash-decoding) when a decode step has too few (token, head) items to fill
-/// the device, the last split of each item merging them in the same launch.
+/// The KV cache ([sequence][layer][position][kvDim] for K and V, each float32, IEEE half or q8_0), the RoPE tables, and the
+/// launches that store into the cache and attend over it: split over positions (flash-decoding) when a decode step has too
+/// few (token, head) items to fill the device, the last split of each item merging them in the same launch.
 /// </summary>
 internal sealed class AttentionLauncher
 {
     private readonly DeviceState d; // short: every launch goes through it
     private readonly GpuBackendOptions _options;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, int> _rope;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<int>, AttentionArgs, int, int> _storeKv;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<int>, AttentionArgs, int, int> _storeKv,
+        _storeKvBlocks;
     private readonly Action<KernelConfig, ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
         AttentionArgs> _attention;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>,
@@ -24,7 +25,8 @@ internal sealed class AttentionLauncher
 
     private KvCacheConfig? _kv;
     private MemoryBuffer1D<float, Stride1D.Dense>? _kCache, _vCache;
-    private MemoryBuffer1D<ushort, Stride1D.Dense>? _kCache16, _vCache16;
+    private MemoryBuffer1D<ushort, Stride1D.Dense>? _kCache16, _vCache16; // f16 elements, or q8_0 scales
+    private MemoryBuffer1D<sbyte, Stride1D.Dense>? _kCache8, _vCache8;    // q8_0 quants
     private KvViews _cache;
     private MemoryBuffer1D<float, Stride1D.Dense>? _partials;
     private long _partialFloats;
@@ -44,6 +46,8 @@ internal sealed class AttentionLauncher
             int>(GpuKernels.Rope);
         _storeKv = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<int>, AttentionArgs, int, int>(
             GpuKernels.StoreKv);
+        _storeKvBlocks = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<int>, AttentionArgs, int,
+            int>(GpuKernels.StoreKvBlocks);
         _attention = acc.LoadStreamKernel<ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
             AttentionArgs>(GpuKernels.Attention);
         _ropeStoreKv = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<float>,
@@ -54,29 +58,52 @@ internal sealed class AttentionLauncher
 
     public void CreateKvCache(KvCacheConfig config)
     {
-        if (!Supports(config.KType) || !Supports(config.VType))
-            throw new NotSupportedException($"the GPU backend keeps its KV cache in f32 or f16; a {KvCacheTypes.Name(config.KType)}/"
-                + $"{KvCacheTypes.Name(config.VType)} cache (K/V) runs on the CPU backend only");
+        foreach (var type in new[] { config.KType, config.VType })
+        {
+            if (!Supports(type)) throw new NotSupportedException($"the GPU backend has no KV cache of type {type}");
+            if (KvCacheTypes.Unsupported(type, config.HeadDim) is { } why) throw new NotSupportedException(why);
+        }
         if (config.HeadDim > GpuKernels.MaxHeadDim)
             throw new UnsupportedModelException(null, $"head size {config.HeadDim} exceeds the GPU attention kernel's {GpuKernels.MaxHeadDim}");
         d.Release(_kCache);
         d.Release(_vCache);
         d.Release(_kCache16);
         d.Release(_vCache16);
+        d.Release(_kCache8);
+        d.Release(_vCache8);
         _kCache = _vCache = null;
         _kCache16 = _vCache16 = null;
+        _kCache8 = _vCache8 = null;
         _kv = config;
         long elements = (long)config.Contexts * config.Layers * config.ContextLength * config.KvHeads * config.HeadDim;
-        bool kHalf = config.KType == KvCacheType.F16, vHalf = config.VType == KvCacheType.F16;
-        if (kHalf) _kCache16 = Zeroed(d.Track(d.Acc.Allocate1D<ushort>(elements)));
-        else _kCache = Zeroed(d.Track(d.Acc.Allocate1D<float>(elements)));
-        if (vHalf) _vCache16 = Zeroed(d.Track(d.Acc.Allocate1D<ushort>(elements)));
-        else _vCache = Zeroed(d.Track(d.Acc.Allocate1D<float>(elements)));
+        Allocate(config.KType, out _kCache, out _kCache16, out _kCache8);
+        Allocate(config.VType, out _vCache, out _vCache16, out _vCache8);
         _cache = new KvViews
         {
             K = (_kCache ?? d.NoFloats).View, V = (_vCache ?? d.NoFloats).View,
             K16 = (_kCache16 ?? d.NoScales).View, V16 = (_vCache16 ?? d.NoScales).View,
-            KHalf = kHalf ? 1 : 0, VHalf = vHalf ? 1 : 0,
+            K8 = (_kCache8 ?? d.NoQuants).View, V8 = (_vCache8 ?? d.NoQuants).View,
+            KType = Code(config.KType), VType = Code(config.VType),
+        };
+
+        void Allocate(KvCacheType type, out MemoryBuffer1D<float, Stride1D.Dense>? f32, out MemoryBuffer1D<ushort, Stride1D.Dense>? halves,
+            out MemoryBuffer1D<sbyte, Stride1D.Dense>? quants)
+        {
+            f32 = type == KvCacheType.F32 ? Zeroed(d.Track(d.Acc.Allocate1D<float>(elements))) : null;
+            halves = type switch
+            {
+                KvCacheType.F16 => Zeroed(d.Track(d.Acc.Allocate1D<ushort>(elements))),
+                KvCacheType.Q8_0 => Zeroed(d.Track(d.Acc.Allocate1D<ushort>(elements / KvViews.Block))),
+                _ => null,
+            };
+            quants = type == KvCacheType.Q8_0 ? Zeroed(d.Track(d.Acc.Allocate1D<sbyte>(elements))) : null;
+        }
+
+        static int Code(KvCacheType type) => type switch
+        {
+            KvCacheType.F16 => KvViews.F16,
+            KvCacheType.Q8_0 => KvViews.Q8_0,
+            _ => KvViews.F32,
         };
 
         static MemoryBuffer1D<T, Stride1D.Dense> Zeroed<T>(MemoryBuffer1D<T, Stride1D.Dense> b) where T : unmanaged
@@ -86,8 +113,8 @@ internal sealed class AttentionLauncher
         }
     }
 
-    /// <summary>The cache types the kernels store and read: float32, and IEEE half (llama.cpp's default).</summary>
-    public static bool Supports(KvCacheType type) => type is KvCacheType.F32 or KvCacheType.F16;
+    /// <summary>The cache types the kernels store and read: float32, IEEE half (llama.cpp's default) and q8_0.</summary>
+    public static bool Supports(KvCacheType type) => type is KvCacheType.F32 or KvCacheType.F16 or KvCacheType.Q8_0;
 
     /// <summary>Rotates each head of x (heads of <paramref name="headDim"/>) by the batch positions: one launch.</summary>
     public void Rope(GpuActivation x, int headDim, RopeConfig rope)
@@ -109,8 +136,19 @@ internal sealed class AttentionLauncher
             throw new ArgumentException($"storing rows of {k.Cols}/{v.Cols} in layer {layer} does not fit the KV cache");
         if (d.N == 0) return;
         var args = Args(layer, kv.KvHeads, 0, k.Cols, k.Cols);
-        _storeKv(d.N * kvDim, k.View, v.View, _cache, d.Batch.View, args, k.Cols, v.Cols);
+        if (_cache.Blocked) _storeKvBlocks(d.N * kvDim / KvViews.Block, k.View, v.View, _cache, d.Batch.View, args, k.Cols, v.Cols);
+        else _storeKv(d.N * kvDim, k.View, v.View, _cache, d.Batch.View, args, k.Cols, v.Cols);
         d.Count();
+    }
+
+    /// <summary>
+    /// After a launch that rotated k and stored the cache element by element (<see cref="RopeStoreKv"/>, the fused epilogue):
+    /// a q8_0 part is written here, block by block, from the rotated k and v (one more launch); nothing to do otherwise.
+    /// </summary>
+    public void StoreBlocksAfterRope(int layer, GpuActivation k, GpuActivation v)
+    {
+        if (!_cache.Blocked || d.N == 0) return;
+        StoreKv(layer, k, v);
     }
 
     /// <summary>RoPE of q and k, and k and v stored in layer <paramref name="layer"/>'s cache: one launch.</summary>
@@ -127,6 +165,7 @@ internal sealed class AttentionLauncher
         int items = d.N * ((s.Heads + s.KvHeads) * (s.Rope.Dims / 2) + s.KvDim);
         _ropeStoreKv(items, q.View, k.View, v.View, _cache, _ropeCos!.View, _ropeSin!.View, d.Batch.View, args, ra);
         d.Count();
+        StoreBlocksAfterRope(layer, k, v);
     }
 
     /// <summary>The views and sizes with which <see cref="MatMulLauncher.Norm"/> rotates q, k and stores k, v in its epilogue.</summary>

@@ -23,6 +23,7 @@ internal sealed class DeviceState : IDisposable
         Batch = Track(Acc.Allocate1D<int>(_batchHost.Length));
         NoScales = Track(Acc.Allocate1D<ushort>(1));
         NoFloats = Track(Acc.Allocate1D<float>(1));
+        NoQuants = Track(Acc.Allocate1D<sbyte>(1));
     }
 
     public Accelerator Acc { get; }
@@ -44,6 +45,7 @@ internal sealed class DeviceState : IDisposable
     /// <summary>Placeholders for views a kernel takes but does not read (a weight without scales, a part without a bias).</summary>
     public MemoryBuffer1D<ushort, Stride1D.Dense> NoScales { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> NoFloats { get; }
+    public MemoryBuffer1D<sbyte, Stride1D.Dense> NoQuants { get; }
 
     /// <summary>Kernel launches and device-to-device copies issued so far (host transfers not included).</summary>
     public long Launches { get; private set; }

@@ -109,6 +109,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
             // Views the kernel never reads still need valid buffers.
             rope.Cos = rope.Sin = rope.Cache.K = rope.Cache.V = d.NoFloats.View;
             rope.Cache.K16 = rope.Cache.V16 = d.NoScales.View;
+            rope.Cache.K8 = rope.Cache.V8 = d.NoQuants.View;
             rope.Batch = d.Batch.View;
         }
         var (slice, grid) = Grid(args.TotalRows, n);

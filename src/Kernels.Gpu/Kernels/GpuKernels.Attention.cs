@@ -18,6 +18,21 @@ internal static partial class GpuKernels
     }
 
     /// <summary>
+    /// Index over n * kvDim / 32: writes k and v of the batch into the cache block by block of 32 elements, which a q8_0 part
+    /// needs (its quants share a scale; see <see cref="KvViews.StoreBlock"/>). Runs after the element stores of
+    /// <see cref="RopeStoreKv"/> or the fused epilogue when a part is q8_0 (k rotated in place by then).
+    /// </summary>
+    public static void StoreKvBlocks(Index1D i, ArrayView<float> k, ArrayView<float> v, KvViews cache, ArrayView<int> batch,
+        AttentionArgs a, int kStride, int vStride)
+    {
+        int kvDim = a.KvHeads * a.HeadDim, blocks = kvDim / KvViews.Block;
+        int t = i / blocks, j = i % blocks * KvViews.Block;
+        long dst = (((long)batch[a.SeqOffset + t] * a.Layers + a.Layer) * a.ContextLength + batch[a.PosOffset + t]) * kvDim + j;
+        cache.StoreBlock(true, dst, k, (long)t * kStride + j);
+        cache.StoreBlock(false, dst, v, (long)t * vStride + j);
+    }
+
+    /// <summary>
     /// RoPE of q and k and the cache store in one launch. Index over n * (Heads * Dims/2 + KvHeads * Dims/2 + kvDim):
     /// per token, first one item per rotated pair of q (rotated in place), then one per pair of k (rotated in place and
     /// written to the cache), then one per k/v element (v copied to the cache, and k's unrotated tail when Dims is less

@@ -54,30 +54,62 @@ internal struct RopeStoreViews
 }
 
 /// <summary>
-/// The KV cache as the kernels see it, [sequence][layer][position][kvDim] for K and for V, each stored as float32 or as
-/// IEEE half (rounded to nearest even on the store, as the CPU backend's f16 cache; read back exactly). The view of the
-/// type not in use is a one-element placeholder.
+/// The KV cache as the kernels see it, [sequence][layer][position][kvDim] for K and for V, each stored as float32, as IEEE
+/// half (rounded to nearest even on the store, as the CPU backend's f16 cache; read back exactly), or as q8_0 (int8 quants
+/// in K8/V8 and one f16 scale per 32 elements in K16/V16, quantized as ggml's reference and the CPU backend's q8_0 cache).
+/// Views of a type not in use are one-element placeholders. Element stores skip a q8_0 part: its blocks are written
+/// whole by <see cref="StoreBlock"/> (<see cref="GpuKernels.StoreKvBlocks"/>).
 /// </summary>
 internal struct KvViews
 {
+    public const int F32 = 0, F16 = 1, Q8_0 = 2, Block = 32;
+
     public ArrayView<float> K, V;
-    public ArrayView<ushort> K16, V16;
-    public int KHalf, VHalf;        // 1: K (V) is stored in K16 (V16)
+    public ArrayView<ushort> K16, V16;  // f16 elements, or q8_0 scales
+    public ArrayView<sbyte> K8, V8;     // q8_0 quants
+    public int KType, VType;            // F32, F16 or Q8_0
 
-    public readonly float LoadK(long i) => KHalf != 0 ? Numeric.HalfToFloat(K16[i]) : K[i];
+    public readonly bool Blocked => KType == Q8_0 || VType == Q8_0;
 
-    public readonly float LoadV(long i) => VHalf != 0 ? Numeric.HalfToFloat(V16[i]) : V[i];
+    public readonly float LoadK(long i) => Load(K, K16, K8, KType, i);
 
-    public readonly void StoreK(long i, float x)
+    public readonly float LoadV(long i) => Load(V, V16, V8, VType, i);
+
+    public readonly void StoreK(long i, float x) => Store(K, K16, KType, i, x);
+
+    public readonly void StoreV(long i, float x) => Store(V, V16, VType, i, x);
+
+    private static float Load(ArrayView<float> f, ArrayView<ushort> h, ArrayView<sbyte> q, int type, long i) =>
+        type == F32 ? f[i] : type == F16 ? Numeric.HalfToFloat(h[i]) : q[i] * Numeric.HalfToFloat(h[i / Block]);
+
+    private static void Store(ArrayView<float> f, ArrayView<ushort> h, int type, long i, float x)
     {
-        if (KHalf != 0) K16[i] = Numeric.FloatToHalf(x);
-        else K[i] = x;
+        if (type == F32) f[i] = x;
+        else if (type == F16) h[i] = Numeric.FloatToHalf(x);
     }
 
-    public readonly void StoreV(long i, float x)
+    /// <summary>Elements i0..i0+31 of K (isK) or V from src[s0..]: q8_0 quantized as a block, other types element by element.</summary>
+    public readonly void StoreBlock(bool isK, long i0, ArrayView<float> src, long s0)
     {
-        if (VHalf != 0) V16[i] = Numeric.FloatToHalf(x);
-        else V[i] = x;
+        int type = isK ? KType : VType;
+        if (type != Q8_0)
+        {
+            for (int j = 0; j < Block; j++) Store(isK ? K : V, isK ? K16 : V16, type, i0 + j, src[s0 + j]);
+            return;
+        }
+        // ggml's quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d) with x·(1/d), half away from zero; d stored as f16
+        float amax = 0;
+        for (int j = 0; j < Block; j++)
+        {
+            float a = src[s0 + j];
+            a = a < 0 ? -a : a;
+            amax = a > amax ? a : amax;
+        }
+        float d = amax / 127f;
+        float id = d != 0 ? 1f / d : 0f;
+        var quants = isK ? K8 : V8;
+        for (int j = 0; j < Block; j++) quants[i0 + j] = (sbyte)Numeric.RoundHalfAway(src[s0 + j] * id);
+        (isK ? K16 : V16)[i0 / Block] = Numeric.FloatToHalf(d);
     }
 }
 
@@ -126,7 +158,8 @@ internal static partial class GpuKernels
             yield return ($"MatMulFused<{f.Name}>", t.GetMethod(nameof(MatMulFused))!.MakeGenericMethod(f), false);
         foreach (var f in formats)
             yield return ($"MatMulNorm<{f.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(f), false);
-        foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(RopeStoreKv) })
+        foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(StoreKvBlocks),
+            nameof(RopeStoreKv) })
             yield return (name, t.GetMethod(name)!, true);
         foreach (var name in new[] { nameof(RmsNorm), nameof(Attention) })
             yield return (name, t.GetMethod(name)!, false);

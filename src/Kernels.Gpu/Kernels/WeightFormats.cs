@@ -80,6 +80,16 @@ internal static class Numeric
         return (ushort)(sign | h);
     }
 
+    /// <summary>C's roundf (half away from zero) for |v| below 2^31, exactly: the truncation and its exact remainder.</summary>
+    public static int RoundHalfAway(float v)
+    {
+        int t = (int)v;
+        float frac = v - t;
+        if (frac >= 0.5f) t++;
+        else if (frac <= -0.5f) t--;
+        return t;
+    }
+
     public static float BF16ToFloat(int h) => Interop.IntAsFloat((uint)(h & 0xFFFF) << 16);
 
     /// <summary>Signed byte <paramref name="k"/> (0..3) of a word.</summary>

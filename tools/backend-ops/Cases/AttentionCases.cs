@@ -6,8 +6,8 @@ namespace Infer.BackendOps.Cases;
 /// STORE_KV then ATTENTION over the cache: each sequence s first holds <c>contexts[s]</c> positions of random keys and values
 /// (stored in batches), then one batch of <c>queries</c> tokens per sequence continues it (a decode step when 1, a prefill
 /// chunk when more), its own k and v stored before attending. Several sequences share the batch; GQA groups of
-/// heads / kvHeads; long contexts make the GPU split positions (flash-decoding) and combine. The cache is f32 or f16 (llama.cpp's
-/// default) on both sides, so both compare attention over the same rounded keys and values.
+/// heads / kvHeads; long contexts make the GPU split positions (flash-decoding) and combine. The cache is f32, f16 (llama.cpp's
+/// default) or q8_0 on both sides, so both compare attention over the same rounded keys and values.
 /// </summary>
 internal sealed class AttentionCase(int heads, int kvHeads, int headDim, int[] contexts, int queries, KvCacheType cache = KvCacheType.F32)
     : OpCase
@@ -73,6 +73,7 @@ internal sealed class AttentionCase(int heads, int kvHeads, int headDim, int[] c
             yield return new AttentionCase(4, 2, 64, [3, 9], 1);
             yield return new AttentionCase(4, 2, 64, [3, 9], 1, KvCacheType.F16);
             yield return new AttentionCase(2, 1, 32, [0], 5, KvCacheType.F16);
+            yield return new AttentionCase(4, 2, 64, [3, 9], 1, KvCacheType.Q8_0);
             yield break;
         }
         (int H, int Kv, int D)[] shapes = [(2, 1, 32), (4, 4, 64), (32, 8, 64), (32, 8, 128), (14, 2, 64), (16, 8, 128)];
@@ -87,6 +88,11 @@ internal sealed class AttentionCase(int heads, int kvHeads, int headDim, int[] c
             foreach (int ctx in new[] { 17, 4100 })
                 yield return new AttentionCase(h, kv, d, [ctx], 1, KvCacheType.F16); // decode over the default f16 cache
             yield return new AttentionCase(h, kv, d, [100], 64, KvCacheType.F16);
+            if (d % 32 == 0)
+            {
+                yield return new AttentionCase(h, kv, d, [4100], 1, KvCacheType.Q8_0);
+                yield return new AttentionCase(h, kv, d, [40, 3], 4, KvCacheType.Q8_0);
+            }
         }
     }
 }

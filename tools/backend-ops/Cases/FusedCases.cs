@@ -19,7 +19,8 @@ internal readonly record struct Geometry(int Dim, int Heads, int KvHeads, int He
 /// NORM_QKV_ROPE: xb = norm(x); q, k, v = Wq·xb (+ bq), ...; per-head q/k norms (qwen3); RoPE; k, v stored. Then ATTENTION over
 /// the cache, so what was stored is checked too. Variants: plain (the GPU's one launch), biases (qwen2), q/k norms (qwen3),
 /// Wv in another format (Q4_K_M keeps attn_v in Q6_K); the 8B width with several tokens overflows the GPU's fused norm. The cache
-/// is f32, or f16 (llama.cpp's default, which the GPU's fused epilogue rounds as it stores) where the shape says so.
+/// is f32, or f16 (llama.cpp's default, which the GPU's fused epilogue rounds as it stores) or q8_0 (quantized in blocks after
+/// the epilogue) where the shape says so.
 /// </summary>
 internal sealed class NormQkvRopeCase(GgmlType qkType, GgmlType vType, Geometry g, bool biases, bool qkNorm, int context, int n,
     KvCacheType cache = KvCacheType.F32) : OpCase
@@ -27,7 +28,8 @@ internal sealed class NormQkvRopeCase(GgmlType qkType, GgmlType vType, Geometry 
     public override string Op => "NORM_QKV_ROPE";
     public override string Type => qkType == vType ? TypeName(qkType) : $"{TypeName(qkType)}+{TypeName(vType)}";
     public override string Shape =>
-        $"{g},{(biases ? "bias," : "")}{(qkNorm ? "qknorm," : "")}ctx={context},n={n}{(cache == KvCacheType.F32 ? "" : ",cache=f16")}";
+        $"{g},{(biases ? "bias," : "")}{(qkNorm ? "qknorm," : "")}ctx={context},n={n}"
+        + (cache == KvCacheType.F32 ? "" : $",cache={KvCacheTypes.Name(cache)}");
     public override int Batch => Math.Max(n, Math.Min(context, 512));
 
     public override List<Comparison> Run(Trio t, Random rng)
@@ -91,6 +93,7 @@ internal sealed class NormQkvRopeCase(GgmlType qkType, GgmlType vType, Geometry 
             yield return new NormQkvRopeCase(GgmlType.BF16, GgmlType.BF16, s, true, false, 0, 2);
             yield return new NormQkvRopeCase(GgmlType.F16, GgmlType.F16, s, false, true, 2, 2);
             yield return new NormQkvRopeCase(GgmlType.Q8_0, GgmlType.Q8_0, s, false, false, 3, 2, KvCacheType.F16);
+            yield return new NormQkvRopeCase(GgmlType.Q4_0, GgmlType.Q4_0, s, false, false, 3, 2, KvCacheType.Q8_0);
             yield break;
         }
         foreach (var type in WeightTypes)
@@ -104,6 +107,7 @@ internal sealed class NormQkvRopeCase(GgmlType qkType, GgmlType vType, Geometry 
             yield return new NormQkvRopeCase(type, type, Geometry.Llama8B, false, false, 300, 1);
             yield return new NormQkvRopeCase(type, type, Geometry.Llama8B, false, false, 0, 8);
             yield return new NormQkvRopeCase(type, type, Geometry.Llama1B, false, false, 300, 1, KvCacheType.F16);
+            yield return new NormQkvRopeCase(type, type, Geometry.Llama1B, false, false, 300, 1, KvCacheType.Q8_0);
         }
         yield return new NormQkvRopeCase(GgmlType.Q4_K, GgmlType.Q6_K, s, false, false, 9, 3);
         yield return new NormQkvRopeCase(GgmlType.Q4_K, GgmlType.Q6_K, Geometry.Llama1B, false, false, 300, 1);
