@@ -134,6 +134,8 @@ public static unsafe partial class Q4_0x8
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
+            // a batch of exactly 4 tokens starts here with the weights in DRAM (MatMulDriver's remainder): stream them as the GEMV does
+            Simd.Prefetch(g + Q4_0x8.PrefetchDistance, GroupBlockBytes);
             nint o = (nint)b * Q8_0Format.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
