@@ -20,13 +20,14 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
 /// load time. Every call launches its work at once (in stream order); the fused operations of the seam are where launches merge:
 /// <list type="bullet">
 /// <item><see cref="NormQkvRope"/>: one MatMulNorm launch (norm, Q/K/V, RoPE and the KV store in the epilogue) when the three weights
-/// share a format and there are no biases or per-head norms; else the norm, the Q/K/V matmuls (fused per run of one format, with
-/// their biases), the per-head norms, and one launch for RoPE and the store.</item>
+/// share a format (or V's format is paired with Q and K's, as Q4_K_M's Q6_K with Q4_K) and there are no biases or per-head norms;
+/// else the norm, the Q/K/V matmuls (fused per run of one format, with their biases), the per-head norms, and one launch for
+/// RoPE and the store. A q8_0 KV cache part adds one launch that stores its blocks.</item>
 /// <item><see cref="MatMulAdd"/>: the residual add in the matmul's epilogue.</item>
 /// <item><see cref="NormGateUp"/>: norm, gate, up and SwiGLU in one launch.</item>
 /// <item><see cref="NormMatMulRows"/>: for one row, the gather, its norm and the output matmul in one launch.</item>
 /// </list>
-/// A llama decode step launches 1 (embed) + 5 per layer (+1 per layer when attention is split over positions) + 1 (output).
+/// A llama decode step launches 1 (embed) + 5 per layer + 1 (output), attention split over positions or not.
 /// </summary>
 public sealed class GpuBackend : IBackend
 {
@@ -144,7 +145,7 @@ public sealed class GpuBackend : IBackend
         var (xa, xba, qa, ka, va) = (A(x), A(xb), A(q), A(k), A(v));
         var (wq, wk, wv) = (W(w.Wq), W(w.Wk), W(w.Wv));
         int n = _state.N;
-        bool oneFormat = wq.Type == wk.Type && wk.Type == wv.Type;
+        bool oneFormat = wq.Type == wk.Type && MatMulLauncher.MixedFits(wq, wv); // V may differ where a kernel pairs them (Q4_K_M)
         bool normFits = MatMulLauncher.NormFits(xa, W(w.Norm), n) && xba.Cols == xa.Cols;
         if (oneFormat && normFits && w.Bq is null && w.QNorm is null && qa.Cols == shape.QDim && ka.Cols == shape.KvDim
             && wq.Rows == shape.QDim && wk.Rows == shape.KvDim && wv.Rows == shape.KvDim)

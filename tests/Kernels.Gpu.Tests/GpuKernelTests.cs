@@ -595,6 +595,20 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     [Theory]
     [MemberData(nameof(NormQkvRopeCases))]
     public void NormQkvRopeAndStoreRunAsOneLaunch(GgmlType type, int heads, int kvHeads, int headDim, int dims, bool neox, bool reducing,
+        KvCacheType kv) => NormQkvRope(type, type, heads, kvHeads, headDim, dims, neox, reducing, kv);
+
+    /// <summary>
+    /// As <see cref="NormQkvRopeAndStoreRunAsOneLaunch"/> with V in another format than Q and K, as Q4_K_M files keep attn_v in
+    /// Q6_K: still one launch before attention (MatMulNorm&lt;Q4_K, Q6_K&gt;), each part against its own dequantized weight.
+    /// </summary>
+    [Theory]
+    [InlineData(false, KvCacheType.F32)]
+    [InlineData(true, KvCacheType.F16)]
+    [InlineData(true, KvCacheType.Q8_0)]
+    public void Q4_KWithQ6_KValuesRunAsOneLaunch(bool reducing, KvCacheType kv) =>
+        NormQkvRope(GgmlType.Q4_K, GgmlType.Q6_K, 4, 2, 64, 64, true, reducing, kv);
+
+    private void NormQkvRope(GgmlType type, GgmlType vType, int heads, int kvHeads, int headDim, int dims, bool neox, bool reducing,
         KvCacheType kv)
     {
         var b = backends.Get(reducing);
@@ -608,8 +622,9 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         var ws = Check.Random(rng, cols);
         var normW = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
         int[] rows = [qDim, kvDim, kvDim];
-        var parts = rows.Select(r => RandomWeight(rng, type, r, cols)).ToArray();
-        var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", type, rows[i], cols, p.Bytes)).ToArray();
+        GgmlType[] types = [type, type, vType];
+        var parts = rows.Select((r, i) => RandomWeight(rng, types[i], r, cols)).ToArray();
+        var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", types[i], rows[i], cols, p.Bytes)).ToArray();
         var x = b.Allocate(GpuBackends.MaxBatch, cols);
         var xb = b.Allocate(GpuBackends.MaxBatch, cols);
         var q = b.Allocate(GpuBackends.MaxBatch, qDim);

@@ -36,7 +36,7 @@ public sealed class KernelCompileTests
             }
             count++;
         }
-        Assert.Equal(37, count);
+        Assert.Equal(38, count);
     }
 
     [Fact]
@@ -54,6 +54,6 @@ public sealed class KernelCompileTests
             Assert.Contains("kernel", compiled.Source);
             count++;
         }
-        Assert.Equal(37, count);
+        Assert.Equal(38, count);
     }
 }

@@ -8,7 +8,7 @@ internal readonly record struct MatMulPart(GpuWeight W, GpuActivation Y, GpuWeig
 
 /// <summary>
 /// Launches the matmul kernels: the plain one; <see cref="GpuKernels.MatMulFused{TF}"/> (up to three weights of one format over one
-/// input, with biases, or gate/up with SwiGLU, or one weight with the residual add); <see cref="GpuKernels.MatMulNorm{TF}"/> (the
+/// input, with biases, or gate/up with SwiGLU, or one weight with the residual add); <see cref="GpuKernels.MatMulNorm{TF, TV}"/> (the
 /// same with the RMSNorm of the input computed in the launch, optionally with RoPE and the KV store in the epilogue).
 /// </summary>
 internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
@@ -85,11 +85,12 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     /// <see cref="Fused"/> (no biases, no residual) with xb = norm(src) computed inside the launch: src rows start
     /// <paramref name="srcOffset"/> floats into <paramref name="src"/> (a single gathered row), xb is written too, and the parts
     /// multiply xb. With <paramref name="rope"/> enabled (three parts: Q, K, V), q and k are rotated and k, v stored in the cache.
+    /// The third part may be in another format where <see cref="MixedFits"/> says so.
     /// </summary>
     public void Norm(GpuActivation src, long srcOffset, GpuWeight norm, float eps, GpuActivation xb, int n, ReadOnlySpan<MatMulPart> parts,
         bool swiGlu = false, RopeStoreViews rope = default)
     {
-        CheckParts(xb, parts);
+        CheckParts(xb, parts, mixedThird: parts.Length == 3 && MixedFits(parts[0].W, parts[2].W));
         if (!NormFits(src, norm, n) || xb.Cols != src.Cols)
             throw new ArgumentException($"'{norm.Name}' cannot be fused into a matmul over rows of {src.Cols}");
         if (n == 0) return;
@@ -117,7 +118,8 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         var config = new KernelConfig(grid.GridDim, grid.GroupDim,
             SharedMemoryConfig.RequestDynamic<float>(Math.Min(n, GpuKernels.TokensPerTile) * src.Cols));
         var srcView = src.View.SubView(srcOffset, src.View.Length - srcOffset);
-        p0.W.Kernels.MatMulNorm(config,
+        var kernel = p2.W.Type == p0.W.Type ? p0.W.Kernels.MatMulNorm : p0.W.Kernels.MixedNorm[p2.W.Type].Value;
+        kernel(config,
             p0.W.Words.View, Scales(p0.W), p1.W.Words.View, Scales(p1.W), p2.W.Words.View, Scales(p2.W),
             srcView, norm.Floats!.View, xb.View, p0.Y.View, p1.Y.View, p2.Y.View, args, rope);
         d.Count();
@@ -127,13 +129,19 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
 
     private ArrayView<float> Bias(GpuWeight? b) => (b?.Floats ?? d.NoFloats).View;
 
-    private static void CheckParts(GpuActivation x, ReadOnlySpan<MatMulPart> parts)
+    /// <summary>Whether <see cref="Norm"/> takes <paramref name="third"/> in its own format beside parts of <paramref name="first"/>'s.</summary>
+    public static bool MixedFits(GpuWeight first, GpuWeight third) =>
+        third.Type == first.Type || first.Kernels.MixedNorm.ContainsKey(third.Type);
+
+    private static void CheckParts(GpuActivation x, ReadOnlySpan<MatMulPart> parts, bool mixedThird = false)
     {
         if (parts.Length is < 1 or > 3) throw new ArgumentException($"a fused matmul takes 1 to 3 weights, got {parts.Length}");
-        foreach (var p in parts)
+        for (int i = 0; i < parts.Length; i++)
         {
+            var p = parts[i];
             CheckShape(p.W, x, p.Y);
-            if (p.W.Type != parts[0].W.Type) throw new ArgumentException($"fused weights differ in type: '{p.W.Name}' and '{parts[0].W.Name}'");
+            if (p.W.Type != parts[0].W.Type && !(i == 2 && mixedThird))
+                throw new ArgumentException($"fused weights differ in type: '{p.W.Name}' and '{parts[0].W.Name}'");
             if (p.Bias is { } b && (b.Floats is null || b.Cols != p.W.Rows))
                 throw new ArgumentException($"bias '{b.Name}' ({b.Cols}) does not match '{p.W.Name}' ({p.W.Rows} rows)");
         }

@@ -20,6 +20,24 @@ internal sealed class FormatKernels
     public required Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
         ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         FusedMatMulArgs, RopeStoreViews> MatMulNorm;
+
+    /// <summary>MatMulNorm with the third part in another format (key), compiled on first use: see GpuKernels.MixedQkv.</summary>
+    public Dictionary<GgmlType, Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>,
+        ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        FusedMatMulArgs, RopeStoreViews>>> MixedNorm { get; } = [];
+}
+
+internal static class FormatKernelsExtensions
+{
+    /// <summary>Adds the MatMulNorm whose third part is in <typeparamref name="TV"/> (<paramref name="vType"/>), compiled on first use.</summary>
+    public static FormatKernels WithMixedNorm<TF, TV>(this FormatKernels k, DeviceState d, GgmlType vType)
+        where TF : struct, IWeightFormat where TV : struct, IWeightFormat
+    {
+        k.MixedNorm[vType] = new(() => d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>,
+            ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            FusedMatMulArgs, RopeStoreViews>(GpuKernels.MatMulNorm<TF, TV>));
+        return k;
+    }
 }
 
 /// <summary>Uploads weights in their own format and compiles each format's embed and matmul kernels once.</summary>
@@ -40,7 +58,7 @@ internal sealed class WeightUploader(DeviceState d)
             GgmlType.BF16 => Load<BF16Words>(),
             GgmlType.Q8_0 => Load<Q8_0Words>(),
             GgmlType.Q4_0 => Load<Q4_0Words>(),
-            GgmlType.Q4_K => Load<Q4_KWords>(),
+            GgmlType.Q4_K => Load<Q4_KWords>().WithMixedNorm<Q4_KWords, Q6_KWords>(d, GgmlType.Q6_K),
             GgmlType.Q6_K => Load<Q6_KWords>(),
             _ => throw new NotSupportedException($"no GPU kernels for {GgmlTypeInfo.Name(type)}"),
         };
@@ -58,7 +76,7 @@ internal sealed class WeightUploader(DeviceState d)
             FusedMatMulArgs>(GpuKernels.MatMulFused<TF>),
         MatMulNorm = d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            FusedMatMulArgs, RopeStoreViews>(GpuKernels.MatMulNorm<TF>),
+            FusedMatMulArgs, RopeStoreViews>(GpuKernels.MatMulNorm<TF, TF>),
     };
 
     /// <summary>Weight types this backend runs.</summary>

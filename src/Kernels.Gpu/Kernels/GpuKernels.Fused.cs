@@ -20,19 +20,22 @@ internal static partial class GpuKernels
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
         int t0 = Grid.IdxY * TokensPerTile;
-        FusedBody<TF>(w0, s0, w1, s1, w2, s2, x, (long)t0 * a.XStride, a.XStride, y0, y1, y2, b0, b1, b2, a, sh, new RopeStoreViews());
+        FusedBody<TF, TF>(w0, s0, w1, s1, w2, s2, x, (long)t0 * a.XStride, a.XStride, y0, y1, y2, b0, b1, b2, a, sh, new RopeStoreViews());
     }
 
     /// <summary>
     /// RMSNorm of the input fused into <see cref="MatMulFused{TF}"/> (no biases, no residual): every group normalizes its
     /// tile's rows of <paramref name="src"/> (xs = src / rms(src) * normW, over the whole row, with the same sums as
     /// <see cref="RmsNorm"/>) into dynamic shared memory [tile tokens, Cols], the groups of grid column 0 also write them
-    /// to <paramref name="xb"/>, then the matmuls read xs. Dynamic shared memory: min(Tokens, 4) * Cols floats.
+    /// to <paramref name="xb"/>, then the matmuls read xs. Dynamic shared memory: min(Tokens, 4) * Cols floats. The third
+    /// part's weight may be in another format, <typeparamref name="TV"/> (Q4_K_M files keep attn_v in Q6_K beside Q4_K Q and K),
+    /// so that Q, K and V still take one launch.
     /// </summary>
-    public static void MatMulNorm<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+    public static void MatMulNorm<TF, TV>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
         ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> src, ArrayView<float> normW, ArrayView<float> xb,
         ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2, FusedMatMulArgs a, RopeStoreViews rs)
         where TF : struct, IWeightFormat
+        where TV : struct, IWeightFormat
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
         var xs = SharedMemory.GetDynamic<float>();
@@ -57,15 +60,19 @@ internal static partial class GpuKernels
             }
         }
         Group.Barrier();
-        FusedBody<TF>(w0, s0, w1, s1, w2, s2, xs, 0, a.Cols, y0, y1, y2, y0, y0, y0, a, sh, rs);
+        FusedBody<TF, TV>(w0, s0, w1, s1, w2, s2, xs, 0, a.Cols, y0, y1, y2, y0, y0, y0, a, sh, rs);
     }
 
-    /// <summary>The rows of <see cref="MatMulFused{TF}"/> for one token tile, its rows starting at x0 in x, xStride apart.</summary>
-    private static void FusedBody<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+    /// <summary>
+    /// The rows of <see cref="MatMulFused{TF}"/> for one token tile, its rows starting at x0 in x, xStride apart; the third part's
+    /// weight in format <typeparamref name="TV"/>.
+    /// </summary>
+    private static void FusedBody<TF, TV>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
         ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, long x0, int xStride,
         ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
         ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, ArrayView<float> sh, RopeStoreViews rs)
         where TF : struct, IWeightFormat
+        where TV : struct, IWeightFormat
     {
         int t0 = Grid.IdxY * TokensPerTile;
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
@@ -82,16 +89,16 @@ internal static partial class GpuKernels
             // ILGPU's CPU accelerator: a grid-stride loop of whole rows per thread, no shared memory.
             for (int row = Grid.IdxX * Group.DimX + Group.IdxX; row < total; row += Grid.DimX * Group.DimX)
             {
-                if (rs.Enabled != 0) FusedRopeRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, a, rs, row, 0, 1, t0, nt, r4, sh, false);
-                else FusedRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, row, 0, 1, t0, nt, r4, sh, false);
+                if (rs.Enabled != 0) FusedRopeRow<TF, TV>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, a, rs, row, 0, 1, t0, nt, r4, sh, false);
+                else FusedRow<TF, TV>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, row, 0, 1, t0, nt, r4, sh, false);
             }
             return;
         }
         int tid = Group.IdxX;
         int lane = tid % a.SliceThreads;
         int gridRow = Grid.IdxX * (Group.DimX / a.SliceThreads) + tid / a.SliceThreads;
-        if (rs.Enabled != 0) FusedRopeRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, a, rs, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
-        else FusedRow<TF>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
+        if (rs.Enabled != 0) FusedRopeRow<TF, TV>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, a, rs, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
+        else FusedRow<TF, TV>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
     }
 
     /// <summary>
@@ -99,11 +106,12 @@ internal static partial class GpuKernels
     /// products, reduced over the slice through shared memory when <paramref name="reduce"/> (every thread of the group
     /// must then call it, rows past the end included), then the epilogue by the slice's first thread.
     /// </summary>
-    private static void FusedRow<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+    private static void FusedRow<TF, TV>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
         ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
         ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, int row, int lane, int step,
         int t0, int nt, Rows4 r4, ArrayView<float> sh, bool reduce)
         where TF : struct, IWeightFormat
+        where TV : struct, IWeightFormat
     {
         bool valid = row < a.TotalRows;
         int part = a.SwiGlu != 0 || row < a.Rows0 ? 0 : row < a.Rows0 + a.Rows1 ? 1 : 2;
@@ -114,7 +122,7 @@ internal static partial class GpuKernels
         {
             if (part == 0) acc = RowDots<TF>(w0, s0, local, a.Cols, lane, step, x, nt, r4);
             else if (part == 1) acc = RowDots<TF>(w1, s1, local, a.Cols, lane, step, x, nt, r4);
-            else acc = RowDots<TF>(w2, s2, local, a.Cols, lane, step, x, nt, r4);
+            else acc = RowDots<TV>(w2, s2, local, a.Cols, lane, step, x, nt, r4);
             if (a.SwiGlu != 0) up = RowDots<TF>(w1, s1, local, a.Cols, lane, step, x, nt, r4);
         }
         if (reduce)
@@ -149,10 +157,11 @@ internal static partial class GpuKernels
     /// [0, Heads * PerHead) are q's, the next KvHeads * PerHead k's, then v's rows. A pair row computes rows a and b
     /// (a = 2i, b = 2i + 1; NeoX: i, i + Dims/2) and writes a·cos - b·sin, a·sin + b·cos, as <see cref="Rope"/>.
     /// </summary>
-    private static void FusedRopeRow<TF>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
+    private static void FusedRopeRow<TF, TV>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
         ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
         FusedMatMulArgs a, RopeStoreViews rs, int row, int lane, int step, int t0, int nt, Rows4 r4, ArrayView<float> sh, bool reduce)
         where TF : struct, IWeightFormat
+        where TV : struct, IWeightFormat
     {
         bool valid = row < a.TotalRows;
         int half = rs.Dims / 2, d = rs.HeadDim, per = rs.PerHead;
@@ -186,7 +195,7 @@ internal static partial class GpuKernels
                 acc = RowDots<TF>(w1, s1, rowA, a.Cols, lane, step, x, nt, r4);
                 if (pair >= 0) other = RowDots<TF>(w1, s1, rowB, a.Cols, lane, step, x, nt, r4);
             }
-            else acc = RowDots<TF>(w2, s2, rowA, a.Cols, lane, step, x, nt, r4);
+            else acc = RowDots<TV>(w2, s2, rowA, a.Cols, lane, step, x, nt, r4);
         }
         if (reduce)
         {

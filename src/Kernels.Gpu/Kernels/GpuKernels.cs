@@ -143,6 +143,12 @@ internal static partial class GpuKernels
     public const int TokensPerTile = 4;
     public const int MaxHeadDim = 256;
 
+    /// <summary>
+    /// The (Q/K format, V format) pairs of real files whose attention input still takes one <see cref="MatMulNorm{TF, TV}"/>
+    /// launch: Q4_K_M keeps attn_v in Q6_K.
+    /// </summary>
+    public static readonly (Type Qk, Type V)[] MixedQkv = [(typeof(Q4_KWords), typeof(Q6_KWords))];
+
     /// <summary>Every kernel entry point with its instantiations, and whether it is implicitly grouped (takes an Index1D).</summary>
     public static IEnumerable<(string Name, MethodInfo Method, bool Implicit)> EntryPoints()
     {
@@ -157,7 +163,9 @@ internal static partial class GpuKernels
         foreach (var f in formats)
             yield return ($"MatMulFused<{f.Name}>", t.GetMethod(nameof(MatMulFused))!.MakeGenericMethod(f), false);
         foreach (var f in formats)
-            yield return ($"MatMulNorm<{f.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(f), false);
+            yield return ($"MatMulNorm<{f.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(f, f), false);
+        foreach (var (qk, v) in MixedQkv)
+            yield return ($"MatMulNorm<{qk.Name}, {v.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(qk, v), false);
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(StoreKvBlocks),
             nameof(RopeStoreKv) })
             yield return (name, t.GetMethod(name)!, true);
