@@ -22,9 +22,9 @@ internal sealed class FormatKernels
         FusedMatMulArgs, RopeStoreViews> MatMulNorm;
 
     /// <summary>MatMulNorm with the third part in another format (key), compiled on first use: see GpuKernels.MixedQkv.</summary>
-    public Dictionary<GgmlType, Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>,
-        ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        FusedMatMulArgs, RopeStoreViews>>> MixedNorm { get; } = [];
+    public readonly Dictionary<GgmlType, Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
+        ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>, FusedMatMulArgs, RopeStoreViews>>> MixedNorm = [];
 }
 
 internal static class FormatKernelsExtensions
