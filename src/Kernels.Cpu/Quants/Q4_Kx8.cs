@@ -238,36 +238,44 @@ public static unsafe partial class Q4_Kx8
     internal static void Tile16x4<T>(int n, byte* group, nint groupStride, float* tileScales, byte* a, nint aStride, float* y,
         nint yStride) where T : struct, IIntDot
     {
+        // This tile runs where AVX-512 is absent, so the JIT has 16 vector registers: the 8 integer sums of a sub-block stay in
+        // registers, the float sums live in memory (L1): f[2t + g] per super-block, the totals in y. Kept all in registers
+        // (24 accumulators) they spilled inside the dot loop (98.7 GMAC/s on one core with AVX-VNNI; see the commit).
         int nb = n / Q4_KFormat.BlockSize;
-        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        float* f = stackalloc float[64];
+        for (int t = 0; t < 4; t++)
+        {
+            Vector256<float>.Zero.Store(y + t * yStride);
+            Vector256<float>.Zero.Store(y + t * yStride + 8);
+        }
         for (int b = 0; b < nb; b++)
         {
             byte* g0 = group + (nint)b * GroupBlockBytes, g1 = g0 + groupStride;
             nint o = (nint)b * Q8_KFormat.TypeSize;
             byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
             float* scales = tileScales + (nint)b * TileScaleFloats;
-            Vector256<float> f00 = default, f01 = default, f02 = default, f03 = default, f10 = default, f11 = default, f12 = default, f13 = default;
+            for (int i = 0; i < 8; i++) Vector256<float>.Zero.Store(f + 8 * i);
             for (int c = 0; c < 4; c++)
             {
                 byte* p0 = g0 + QuantsOffset + PairBytes * c, p1 = g1 + QuantsOffset + PairBytes * c;
                 int q = Q8_KFormat.QsOffset + 64 * c;
-                SubBlock<T>(p0, p1, 0, y0 + q, y1 + q, y2 + q, y3 + q, scales + 16 * c, scales + 64 + 16 * c,
-                    ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
-                SubBlock<T>(p0, p1, 4, y0 + q + 32, y1 + q + 32, y2 + q + 32, y3 + q + 32, scales + 16 * c + 8, scales + 64 + 16 * c + 8,
-                    ref f00, ref f01, ref f02, ref f03, ref f10, ref f11, ref f12, ref f13);
+                SubBlock<T>(p0, p1, 0, y0 + q, y1 + q, y2 + q, y3 + q, scales + 16 * c, scales + 64 + 16 * c, f);
+                SubBlock<T>(p0, p1, 4, y0 + q + 32, y1 + q + 32, y2 + q + 32, y3 + q + 32, scales + 16 * c + 8, scales + 64 + 16 * c + 8, f);
             }
             MinWords(g0, out var e0, out var o0, out var e4, out var o4);
             MinWords(g1, out var e1, out var o1, out var e5, out var o5);
             Vector256<float> m0 = Vector256.Load(scales + 128), m1 = Vector256.Load(scales + 136);
-            Finish<T>(y0, f00, f10, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a00, ref a10);
-            Finish<T>(y1, f01, f11, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a01, ref a11);
-            Finish<T>(y2, f02, f12, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a02, ref a12);
-            Finish<T>(y3, f03, f13, m0, m1, e0, o0, e4, o4, e1, o1, e5, o5, ref a03, ref a13);
+            byte* ys = y0;
+            for (int t = 0; t < 4; t++, ys += aStride)
+            {
+                float* yt = y + t * yStride;
+                Vector256<float> a0 = Vector256.Load(yt), a1 = Vector256.Load(yt + 8);
+                Finish<T>(ys, Vector256.Load(f + 16 * t), Vector256.Load(f + 16 * t + 8), m0, m1, e0, o0, e4, o4, e1, o1, e5, o5,
+                    ref a0, ref a1);
+                a0.Store(yt);
+                a1.Store(yt + 8);
+            }
         }
-        a00.Store(y); a10.Store(y + 8);
-        a01.Store(y + yStride); a11.Store(y + yStride + 8);
-        a02.Store(y + 2 * yStride); a12.Store(y + 2 * yStride + 8);
-        a03.Store(y + 3 * yStride); a13.Store(y + 3 * yStride + 8);
     }
 
     /// <summary>
@@ -327,9 +335,8 @@ public static unsafe partial class Q4_Kx8
     /// f += float(dot) · scale.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void SubBlock<T>(byte* p0, byte* p1, byte shift, byte* q0, byte* q1, byte* q2, byte* q3, float* sc0, float* sc1,
-        ref Vector256<float> f00, ref Vector256<float> f01, ref Vector256<float> f02, ref Vector256<float> f03,
-        ref Vector256<float> f10, ref Vector256<float> f11, ref Vector256<float> f12, ref Vector256<float> f13) where T : struct, IIntDot
+    private static void SubBlock<T>(byte* p0, byte* p1, byte shift, byte* q0, byte* q1, byte* q2, byte* q3, float* sc0, float* sc1, float* f)
+        where T : struct, IIntDot
     {
         Vector256<int> s00 = default, s01 = default, s02 = default, s03 = default, s10 = default, s11 = default, s12 = default, s13 = default;
         // written out with constant offsets (the JIT does not unroll loops)
@@ -342,11 +349,16 @@ public static unsafe partial class Q4_Kx8
         TileStep<T>(p0, p1, shift, q0, q1, q2, q3, 6, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
         TileStep<T>(p0, p1, shift, q0, q1, q2, q3, 7, ref s00, ref s01, ref s02, ref s03, ref s10, ref s11, ref s12, ref s13);
         Vector256<float> c0 = Vector256.Load(sc0), c1 = Vector256.Load(sc1);
-        f00 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s00), c0, f00); f10 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s10), c1, f10);
-        f01 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s01), c0, f01); f11 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s11), c1, f11);
-        f02 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s02), c0, f02); f12 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s12), c1, f12);
-        f03 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s03), c0, f03); f13 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s13), c1, f13);
+        Scaled(f, s00, c0); Scaled(f + 8, s10, c1);
+        Scaled(f + 16, s01, c0); Scaled(f + 24, s11, c1);
+        Scaled(f + 32, s02, c0); Scaled(f + 40, s12, c1);
+        Scaled(f + 48, s03, c0); Scaled(f + 56, s13, c1);
     }
+
+    /// <summary>f[0..7] += float(s) · c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scaled(float* f, Vector256<int> s, Vector256<float> c) =>
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), c, Vector256.Load(f)).Store(f);
 
     /// <summary>Column k (a constant after inlining) of one sub-block of both groups against 4 tokens.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
