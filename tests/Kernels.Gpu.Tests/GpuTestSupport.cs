@@ -1,4 +1,5 @@
 using Infer.Runtime.Backend;
+using Infer.Runtime.Inference;
 
 namespace Infer.Kernels.Gpu.Tests;
 
@@ -6,7 +7,7 @@ namespace Infer.Kernels.Gpu.Tests;
 /// Backends on ILGPU's CPU accelerator shared by the kernel tests (kernels compile once per backend):
 /// <see cref="RowPerThread"/> takes the accelerator's default paths (one thread per matmul row, attention splits
 /// chosen automatically); <see cref="Reducing"/> forces the GPU paths (four threads per row reduced through shared
-/// memory, three attention splits combined by the second kernel).
+/// memory, three attention splits merged by the last one to finish).
 /// </summary>
 public sealed class GpuBackends : IDisposable
 {
@@ -73,5 +74,42 @@ internal static class Check
         var pos = new int[n];
         for (int i = 0; i < n; i++) { ids[i] = i; pos[i] = i; }
         b.SetBatch(ids, pos, new int[n]);
+    }
+}
+
+/// <summary>Whole-model checks' helpers: the greedy continuation of a session and logit distances.</summary>
+internal static class Logits
+{
+    /// <summary>The next <paramref name="count"/> greedy tokens, each appended to the session but the last.</summary>
+    public static List<int> Greedy(Session session, int count)
+    {
+        var greedy = new List<int>();
+        for (int i = 0; i < count; i++)
+        {
+            int next = ArgMax(session.Logits);
+            greedy.Add(next);
+            if (i + 1 < count) session.Append(next);
+        }
+        return greedy;
+    }
+
+    /// <summary>max |a - b| over two logit rows of one length, none of a NaN.</summary>
+    public static float MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        Assert.Equal(b.Length, a.Length);
+        float max = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            Assert.False(float.IsNaN(a[i]), $"NaN at {i}");
+            max = Math.Max(max, Math.Abs(a[i] - b[i]));
+        }
+        return max;
+    }
+
+    public static int ArgMax(ReadOnlySpan<float> x)
+    {
+        int best = 0;
+        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
+        return best;
     }
 }

@@ -4,6 +4,7 @@ using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
 using Infer.Tests;
+using static Infer.Kernels.Gpu.Tests.Logits;
 
 namespace Infer.Kernels.Gpu.Tests;
 
@@ -201,36 +202,5 @@ public sealed class LayerSplitTests : IDisposable
         }
         w.Commit();
         return path;
-    }
-
-    private static List<int> Greedy(Session session, int count)
-    {
-        var greedy = new List<int>();
-        for (int i = 0; i < count; i++)
-        {
-            int next = ArgMax(session.Logits);
-            greedy.Add(next);
-            if (i + 1 < count) session.Append(next);
-        }
-        return greedy;
-    }
-
-    private static float MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        Assert.Equal(b.Length, a.Length);
-        float max = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            Assert.False(float.IsNaN(a[i]), $"NaN at {i}");
-            max = Math.Max(max, Math.Abs(a[i] - b[i]));
-        }
-        return max;
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> x)
-    {
-        int best = 0;
-        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
-        return best;
     }
 }

@@ -4,6 +4,7 @@ using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
 using Infer.Tests;
+using static Infer.Kernels.Gpu.Tests.Logits;
 
 namespace Infer.Kernels.Gpu.Tests;
 
@@ -31,9 +32,7 @@ public sealed class ModelFixtureTests
         using var m = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 64, BatchSize: 64));
         var session = new Session(m);
         session.Append(c.InputIds);
-        var expected = c.LoadLogits();
-        float maxDiff = 0;
-        for (int i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - session.Logits[i]));
+        float maxDiff = MaxAbsDiff(session.Logits, c.LoadLogits());
         Assert.True(maxDiff <= bound, $"{model}/{caseId} q8_0: max |logit - transformers| = {maxDiff}, llama.cpp's is {bound}");
     }
 
@@ -63,12 +62,6 @@ public sealed class ModelFixtureTests
         }
     }
 
-    private static int ArgMax(ReadOnlySpan<float> x)
-    {
-        int best = 0;
-        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
-        return best;
-    }
 
     [Theory]
     [InlineData("llama2-spm", "prompt0")]
@@ -84,20 +77,9 @@ public sealed class ModelFixtureTests
         var session = new Session(m);
 
         session.Append(c.InputIds);
-        var expected = c.LoadLogits();
-        Assert.Equal(expected.Length, session.Logits.Length);
-        float maxDiff = 0;
-        for (int i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - session.Logits[i]));
+        float maxDiff = MaxAbsDiff(session.Logits, c.LoadLogits());
         Assert.True(maxDiff <= LogitTolerance, $"{model}/{caseId}: max |logit - transformers| = {maxDiff}");
-
-        var greedy = new List<int>();
-        for (int i = 0; i < c.GreedyNewIds.Length; i++)
-        {
-            int next = ArgMax(session.Logits);
-            greedy.Add(next);
-            if (i + 1 < c.GreedyNewIds.Length) session.Append(next);
-        }
-        Assert.Equal(c.GreedyNewIds, greedy);
+        Assert.Equal(c.GreedyNewIds, Greedy(session, c.GreedyNewIds.Length));
         Assert.True(backend.LaunchesThisBatch > 0);
     }
 
@@ -125,24 +107,14 @@ public sealed class ModelFixtureTests
         var session = new Session(m);
         var cpuSession = new Session(cpu);
         session.Append(c.InputIds);
-        var expected = c.LoadLogits();
-        float maxDiff = 0;
-        for (int i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - session.Logits[i]));
+        float maxDiff = MaxAbsDiff(session.Logits, c.LoadLogits());
         Assert.True(maxDiff <= bound, $"{model}/{caseId} {type} cache: max |logit - transformers| = {maxDiff}");
 
-        int steps = type == KvCacheType.F16 ? c.GreedyNewIds.Length : 1;
-        var greedy = new List<int>();
-        for (int i = 0; i < steps; i++)
-        {
-            int next = ArgMax(session.Logits);
-            greedy.Add(next);
-            if (i + 1 < steps) session.Append(next);
-        }
+        var greedy = Greedy(session, type == KvCacheType.F16 ? c.GreedyNewIds.Length : 1);
         if (type == KvCacheType.F16) Assert.Equal(c.GreedyNewIds, greedy);
         else if (c.Top1Top2Gap > 2 * bound) Assert.Equal(c.GreedyNewIds[0], greedy[0]);
         cpuSession.Append([.. c.InputIds, .. greedy[..^1]]);
-        float fromCpu = 0;
-        for (int i = 0; i < expected.Length; i++) fromCpu = Math.Max(fromCpu, Math.Abs(cpuSession.Logits[i] - session.Logits[i]));
+        float fromCpu = MaxAbsDiff(session.Logits, cpuSession.Logits);
         Assert.True(fromCpu <= bound, $"{model}/{caseId}: {type} caches, GPU vs CPU backend: max |dlogit| = {fromCpu}");
     }
 }
