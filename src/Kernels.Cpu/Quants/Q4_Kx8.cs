@@ -184,7 +184,8 @@ public static unsafe partial class Q4_Kx8
         for (int b = 0; b < nb; b++)
         {
             byte* g = group + (nint)b * GroupBlockBytes;
-            // a batch of 4-7 tokens starts here with weights in DRAM (MatMulDriver's remainder); in cache, the prefetches are hits
+            // a batch of exactly 4 tokens starts here with the weights in DRAM (MatMulDriver's remainder; 5-7 run single-token dots
+            // first, which stream them): prefetch as the GEMV does; in cache, the prefetches are hits
             Simd.Prefetch(g + Q4_0x8.PrefetchDistance, GroupBlockBytes);
             byte* y0 = a + (nint)b * Q8_KFormat.TypeSize, y1 = y0 + aStride;
             UnpackScales(g, out var sc03, out var sc47, out var m03, out var m47);
