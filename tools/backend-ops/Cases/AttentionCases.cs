@@ -16,7 +16,8 @@ internal sealed class AttentionCase(int heads, int kvHeads, int headDim, int[] c
 
     public override string Op => "ATTENTION";
     public override string Shape =>
-        $"heads={heads},kv={kvHeads},head={headDim},ctx=[{string.Join(' ', contexts)}],q={queries},cache={KvCacheTypes.Name(cache)}";
+        $"heads={heads},kv={kvHeads},head={headDim},ctx=[{string.Join(' ', contexts)}],q={queries}"
+        + (cache == KvCacheType.F32 ? "" : $",cache={KvCacheTypes.Name(cache)}");
     public override int Batch => Math.Max(contexts.Length * queries, Math.Min(FillBatch, contexts.Max()));
 
     public override List<Comparison> Run(Trio t, Random rng)
