@@ -11,11 +11,17 @@ namespace Infer.Kernels.Gpu;
 /// <param name="MatMulSliceThreads">
 /// Threads sharing one weight row in a matmul (a power of two); 0: 32 on a GPU, 1 on ILGPU's CPU accelerator.
 /// </param>
-public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0);
+/// <param name="GemmMinTokens">
+/// Batches of at least this many tokens multiply Q8_0 and Q4_0 weights with the int8 GEMM (activations quantized to int8 blocks,
+/// tensor cores on CUDA); 0: 16. int.MaxValue keeps every batch on the float32 matmuls.
+/// </param>
+public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0);
 
 /// <summary>
 /// The ILGPU implementation of the backend seam. Weights are uploaded per tensor in their own format (F32, F16, BF16, Q8_0, Q4_0,
-/// Q4_K, Q6_K) and decoded inside the kernels; every product and sum is float32. Activations, the batch and the KV cache live
+/// Q4_K, Q6_K) and decoded inside the kernels; every product and sum is float32, except in batches of Q8_0 or Q4_0 weights of at
+/// least <see cref="GpuBackendOptions.GemmMinTokens"/> tokens (prefill), where the activations are quantized to int8 blocks and
+/// the int8 GEMM (tensor cores on CUDA) sums each block exactly, as the CPU backend's quantized dots. Activations, the batch and the KV cache live
 /// on the device: per forward only the batch ids go in and the requested logit rows come out. Kernels are resolved per weight at
 /// load time. Every call launches its work at once (in stream order); the fused operations of the seam are where launches merge:
 /// <list type="bullet">
@@ -27,7 +33,8 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
 /// <item><see cref="NormGateUp"/>: norm, gate, up and SwiGLU in one launch.</item>
 /// <item><see cref="NormMatMulRows"/>: for one row, the gather, its norm and the output matmul in one launch.</item>
 /// </list>
-/// A llama decode step launches 1 (embed) + 5 per layer + 1 (output), attention split over positions or not.
+/// A llama decode step launches 1 (embed) + 5 per layer + 1 (output), attention split over positions or not. A batch on the int8 GEMM
+/// runs the norms, biases, SwiGLU and residual adds as their own launches, and quantizes each matmul input once.
 /// </summary>
 public sealed class GpuBackend : IBackend
 {
@@ -147,7 +154,17 @@ public sealed class GpuBackend : IBackend
         int n = _state.N;
         bool oneFormat = wq.Type == wk.Type && MatMulLauncher.MixedFits(wq, wv); // V may differ where a kernel pairs them (Q4_K_M)
         bool normFits = MatMulLauncher.NormFits(xa, W(w.Norm), n) && xba.Cols == xa.Cols;
-        if (oneFormat && normFits && w.Bq is null && w.QNorm is null && qa.Cols == shape.QDim && ka.Cols == shape.KvDim
+        bool gemm = _matMul.UsesGemm(n, wq) && _matMul.UsesGemm(n, wk) && _matMul.UsesGemm(n, wv);
+        if (gemm)
+        {
+            // a prefill batch: the norm, the int8 GEMMs over one quantized copy of xb, the biases, RoPE and the store
+            _rows.RmsNorm(xa, W(w.Norm), shape.Eps, xba, n);
+            _matMul.Gemm(xba, n, [new(wq, qa), new(wk, ka), new(wv, va)]);
+            if (w.Bq is not null) _rows.AddBias(qa, W(w.Bq));
+            if (w.Bk is not null) _rows.AddBias(ka, W(w.Bk));
+            if (w.Bv is not null) _rows.AddBias(va, W(w.Bv));
+        }
+        else if (oneFormat && normFits && w.Bq is null && w.QNorm is null && qa.Cols == shape.QDim && ka.Cols == shape.KvDim
             && wq.Rows == shape.QDim && wk.Rows == shape.KvDim && wv.Rows == shape.KvDim)
         {
             // norm → Q, K, V → RoPE → KV store: one launch
@@ -155,19 +172,22 @@ public sealed class GpuBackend : IBackend
             _attention.StoreBlocksAfterRope(layer, ka, va); // a q8_0 cache part: one more launch
             return;
         }
-        // Biases do not fit MatMulNorm: the norm runs alone, then the biased matmuls. Otherwise the norm joins the first run of one format.
-        bool normInMatMul = normFits && w.Bq is null;
-        if (!normInMatMul) _rows.RmsNorm(xa, W(w.Norm), shape.Eps, xba, n);
-        Span<MatMulPart> parts = [new(wq, qa, B(w.Bq)), new(wk, ka, B(w.Bk)), new(wv, va, B(w.Bv))]; // on the stack
-        for (int i = 0; i < 3;)
+        else
         {
-            int j = i + 1;
-            while (j < 3 && parts[j].W.Type == parts[i].W.Type) j++;
-            var run = parts.Slice(i, j - i);
-            if (i == 0 && normInMatMul) _matMul.Norm(xa, 0, W(w.Norm), shape.Eps, xba, n, run);
-            else if (run.Length == 1 && run[0].Bias is null) _matMul.Plain(run[0].W, xba, run[0].Y, n);
-            else _matMul.Fused(xba, n, run);
-            i = j;
+            // Biases do not fit MatMulNorm: the norm runs alone, then the biased matmuls. Otherwise the norm joins the first run of one format.
+            bool normInMatMul = normFits && w.Bq is null;
+            if (!normInMatMul) _rows.RmsNorm(xa, W(w.Norm), shape.Eps, xba, n);
+            Span<MatMulPart> parts = [new(wq, qa, B(w.Bq)), new(wk, ka, B(w.Bk)), new(wv, va, B(w.Bv))]; // on the stack
+            for (int i = 0; i < 3;)
+            {
+                int j = i + 1;
+                while (j < 3 && parts[j].W.Type == parts[i].W.Type) j++;
+                var run = parts.Slice(i, j - i);
+                if (i == 0 && normInMatMul) _matMul.Norm(xa, 0, W(w.Norm), shape.Eps, xba, n, run);
+                else if (run.Length == 1 && run[0].Bias is null) _matMul.Plain(run[0].W, xba, run[0].Y, n);
+                else _matMul.Fused(xba, n, run);
+                i = j;
+            }
         }
         if (w.QNorm is not null)
         {
@@ -180,7 +200,7 @@ public sealed class GpuBackend : IBackend
     public void MatMulAdd(IWeight w, IActivation x, IActivation y, IActivation residual)
     {
         var (wa, xa, ya, ra) = (W(w), A(x), A(y), A(residual));
-        if (wa.Rows == ra.Cols && ya.Cols >= ra.Cols && xa != ra && ra != ya)
+        if (wa.Rows == ra.Cols && ya.Cols >= ra.Cols && xa != ra && ra != ya && !_matMul.UsesGemm(_state.N, wa))
         {
             _matMul.Fused(xa, _state.N, [new(wa, ya)], residual: ra);
             return;
@@ -194,6 +214,14 @@ public sealed class GpuBackend : IBackend
         var (xa, xba, ga, ua, wg, wu) = (A(x), A(xb), A(gate), A(up), W(w.Gate), W(w.Up));
         int n = _state.N;
         bool oneFormat = wg.Type == wu.Type && wg.Rows == ga.Cols && wu.Rows == ga.Cols && ua.Cols == ga.Cols;
+        if (_matMul.UsesGemm(n, wg) && _matMul.UsesGemm(n, wu))
+        {
+            // a prefill batch: the norm, both int8 GEMMs over one quantized copy of xb, SwiGLU
+            _rows.RmsNorm(xa, W(w.Norm), eps, xba, n);
+            _matMul.Gemm(xba, n, [new(wg, ga), new(wu, ua)]);
+            _rows.SwiGlu(ga, ua);
+            return;
+        }
         if (MatMulLauncher.NormFits(xa, W(w.Norm), n) && xba.Cols == xa.Cols)
         {
             if (oneFormat)

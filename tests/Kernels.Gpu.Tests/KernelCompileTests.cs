@@ -34,9 +34,11 @@ public sealed class KernelCompileTests
                 Assert.Contains("atom.add.u32", compiled.PTXAssembly);
                 Assert.Contains("membar.gl", compiled.PTXAssembly);
             }
+            if (name.StartsWith(nameof(GpuKernels.GemmQ8), StringComparison.Ordinal))
+                Assert.Contains("mma.sync.aligned.m8n8k16.row.col.s32.s8.s8.s32", compiled.PTXAssembly); // the tensor-core step, not the fallback
             count++;
         }
-        Assert.Equal(38, count);
+        Assert.Equal(41, count);
     }
 
     [Fact]
@@ -54,6 +56,6 @@ public sealed class KernelCompileTests
             Assert.Contains("kernel", compiled.Source);
             count++;
         }
-        Assert.Equal(38, count);
+        Assert.Equal(41, count);
     }
 }

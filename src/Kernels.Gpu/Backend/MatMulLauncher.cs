@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime;
 using Infer.Kernels.Gpu.Kernels;
 
 namespace Infer.Kernels.Gpu.Backend;
@@ -13,6 +14,15 @@ internal readonly record struct MatMulPart(GpuWeight W, GpuActivation Y, GpuWeig
 /// </summary>
 internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
 {
+    /// <summary>Batches of at least this many tokens take the int8 GEMM where the weights have one (GpuBackendOptions.GemmMinTokens 0).</summary>
+    public const int DefaultGemmMinTokens = 16;
+
+    private readonly int _gemmMin = options.GemmMinTokens > 0 ? options.GemmMinTokens : DefaultGemmMinTokens;
+    private readonly Lazy<Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>> _quantize =
+        new(() => d.Acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(GpuKernels.QuantizeQ8));
+    private MemoryBuffer1D<int, Stride1D.Dense>? _xq;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _xd;
+
     /// <summary>Most floats of normalized input rows a MatMulNorm group keeps in shared memory (32 KiB).</summary>
     public const int MaxNormFloats = 8192;
 
@@ -45,6 +55,11 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     {
         CheckShape(w, x, y);
         if (n == 0) return;
+        if (UsesGemm(n, w))
+        {
+            Gemm(x, n, [new(w, y)]);
+            return;
+        }
         var (slice, config) = Grid(w.Rows, n);
         var args = new MatMulArgs { Rows = w.Rows, Cols = w.Cols, Tokens = n, XStride = x.Cols, YStride = y.Cols, SliceThreads = slice };
         w.Kernels.MatMul(config, w.Words.View, (w.Scales ?? d.NoScales).View, x.View, y.View, args);
@@ -123,6 +138,50 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
             p0.W.Words.View, Scales(p0.W), p1.W.Words.View, Scales(p1.W), p2.W.Words.View, Scales(p2.W),
             srcView, norm.Floats!.View, xb.View, p0.Y.View, p1.Y.View, p2.Y.View, args, rope);
         d.Count();
+    }
+
+    /// <summary>
+    /// Whether a batch of <paramref name="n"/> tokens multiplies <paramref name="w"/> with the int8 GEMM (Q8_0, Q4_0; Cols a multiple of 32).
+    /// A device whose groups hold fewer than <see cref="GpuKernels.GemmThreads"/> threads (ILGPU's CPU accelerator as the backend
+    /// opens it by default) keeps the float32 matmuls.
+    /// </summary>
+    public bool UsesGemm(int n, GpuWeight w) =>
+        n >= _gemmMin && w.Kernels.Gemm is not null && d.Acc.MaxNumThreadsPerGroup >= GpuKernels.GemmThreads;
+
+    /// <summary>
+    /// y = W·x for each part (no biases) with <see cref="GpuKernels.GemmQ8{TF}"/>: x quantized to int8 blocks once
+    /// (<see cref="GpuKernels.QuantizeQ8"/>), then one launch per part.
+    /// </summary>
+    public void Gemm(GpuActivation x, int n, ReadOnlySpan<MatMulPart> parts)
+    {
+        foreach (var p in parts)
+        {
+            CheckShape(p.W, x, p.Y);
+            if (p.W.Kernels.Gemm is null || p.Bias is not null || p.W.Cols % 32 != 0)
+                throw new ArgumentException($"'{p.W.Name}' ({p.W.Type}) has no int8 GEMM without a bias");
+        }
+        if (n == 0) return;
+        int blocks = x.Cols / 32;
+        EnsureScratch(ref _xq, (long)n * x.Cols / 4);
+        EnsureScratch(ref _xd, (long)n * blocks);
+        _quantize.Value(n * blocks, x.View, _xq!.View, _xd!.View, x.Cols, x.Cols);
+        d.Count();
+        foreach (var p in parts)
+        {
+            var grid = new Index2D((p.W.Rows + GpuKernels.GemmRows - 1) / GpuKernels.GemmRows,
+                (n + GpuKernels.GemmTokens - 1) / GpuKernels.GemmTokens);
+            var args = new GemmArgs { Rows = p.W.Rows, Cols = p.W.Cols, Tokens = n, YStride = p.Y.Cols };
+            p.W.Kernels.Gemm!.Value(new KernelConfig(grid, new Index2D(GpuKernels.GemmThreads, 1)), p.W.Words.View, Scales(p.W), _xq.View,
+                _xd.View, p.Y.View, args);
+            d.Count();
+        }
+    }
+
+    private void EnsureScratch<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, long length) where T : unmanaged
+    {
+        if (buffer is not null && buffer.Length >= length) return;
+        d.Release(buffer);
+        buffer = d.Track(d.Acc.Allocate1D<T>(Math.Max(length, 1)));
     }
 
     private ArrayView<ushort> Scales(GpuWeight w) => (w.Scales ?? d.NoScales).View;

@@ -25,6 +25,9 @@ internal sealed class FormatKernels
     public readonly Dictionary<GgmlType, Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>,
         ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, FusedMatMulArgs, RopeStoreViews>>> MixedNorm = [];
+
+    /// <summary>The int8 tensor-core GEMM of batches (GpuKernels.GemmQ8), for formats of int8 blocks; compiled on first use.</summary>
+    public Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GemmArgs>>? Gemm;
 }
 
 internal static class FormatKernelsExtensions
@@ -36,6 +39,14 @@ internal static class FormatKernelsExtensions
         k.MixedNorm[vType] = new(() => d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, ArrayView<int>,
             ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             FusedMatMulArgs, RopeStoreViews>(GpuKernels.MatMulNorm<TF, TV>));
+        return k;
+    }
+
+    /// <summary>Adds <see cref="GpuKernels.GemmQ8{TF}"/> for a format of int8 blocks, compiled on first use.</summary>
+    public static FormatKernels WithGemm<TF>(this FormatKernels k, DeviceState d) where TF : struct, IInt8Blocks
+    {
+        k.Gemm = new(() => d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
+            GemmArgs>(GpuKernels.GemmQ8<TF>));
         return k;
     }
 }
@@ -56,8 +67,8 @@ internal sealed class WeightUploader(DeviceState d)
             GgmlType.F32 => Load<F32Words>(),
             GgmlType.F16 => Load<F16Words>(),
             GgmlType.BF16 => Load<BF16Words>(),
-            GgmlType.Q8_0 => Load<Q8_0Words>(),
-            GgmlType.Q4_0 => Load<Q4_0Words>(),
+            GgmlType.Q8_0 => Load<Q8_0Words>().WithGemm<Q8_0Words>(d),
+            GgmlType.Q4_0 => Load<Q4_0Words>().WithGemm<Q4_0Words>(d),
             GgmlType.Q4_K => Load<Q4_KWords>().WithMixedNorm<Q4_KWords, Q6_KWords>(d, GgmlType.Q6_K),
             GgmlType.Q6_K => Load<Q6_KWords>(),
             _ => throw new NotSupportedException($"no GPU kernels for {GgmlTypeInfo.Name(type)}"),

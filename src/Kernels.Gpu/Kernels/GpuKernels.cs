@@ -166,8 +166,10 @@ internal static partial class GpuKernels
             yield return ($"MatMulNorm<{f.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(f, f), false);
         foreach (var (qk, v) in MixedQkv)
             yield return ($"MatMulNorm<{qk.Name}, {v.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(qk, v), false);
+        foreach (var f in new[] { typeof(Q8_0Words), typeof(Q4_0Words) })
+            yield return ($"GemmQ8<{f.Name}>", t.GetMethod(nameof(GemmQ8))!.MakeGenericMethod(f), false);
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(StoreKvBlocks),
-            nameof(RopeStoreKv) })
+            nameof(RopeStoreKv), nameof(QuantizeQ8) })
             yield return (name, t.GetMethod(name)!, true);
         foreach (var name in new[] { nameof(RmsNorm), nameof(Attention) })
             yield return (name, t.GetMethod(name)!, false);

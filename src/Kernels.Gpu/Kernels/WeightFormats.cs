@@ -196,9 +196,11 @@ internal struct BF16Words : IWeightFormat
 /// Q8_0 (blocks of 32 int8 with an f16 scale d: w = d * q), split on upload into scales [rows * nb] and quants
 /// [rows * nb * 8 words]. Unit = one word = four consecutive quants.
 /// </summary>
-internal struct Q8_0Words : IWeightFormat
+internal struct Q8_0Words : IInt8Blocks
 {
     public int Units(int cols) => cols / 32 * 8;
+
+    public int QuantWord(ArrayView<int> words, long block, int kw) => words[block * 8 + kw];
 
     public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo)
     {
@@ -239,9 +241,20 @@ internal struct Q8_0Words : IWeightFormat
 /// its high nibble; w = d * (nibble - 8)), split into scales and quants [rows * nb * 4 words]. Unit = one word =
 /// elements j..j+3 and j+16..j+19.
 /// </summary>
-internal struct Q4_0Words : IWeightFormat
+internal struct Q4_0Words : IInt8Blocks
 {
     public int Units(int cols) => cols / 32 * 4;
+
+    /// <summary>
+    /// Quants 4kw..4kw+3: the low nibbles of word kw (kw &lt; 4) or the high nibbles of word kw − 4, each minus 8 as a signed byte
+    /// (v ^ 8 is v − 8 in four bits; its bit 3, times 0x1E, fills the byte's top four bits).
+    /// </summary>
+    public int QuantWord(ArrayView<int> words, long block, int kw)
+    {
+        int q = words[block * 4 + (kw & 3)];
+        int s = ((kw < 4 ? q : q >> 4) & 0x0F0F0F0F) ^ 0x08080808;
+        return s | ((s & 0x08080808) * 0x1E);
+    }
 
     private static int Lo(int q, int k) => ((q >> (8 * k)) & 0xF) - 8;
     private static int Hi(int q, int k) => ((q >> (8 * k + 4)) & 0xF) - 8;

@@ -1,0 +1,218 @@
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+
+namespace Infer.Kernels.Gpu.Kernels;
+
+/// <summary>
+/// Weight formats whose 32-element blocks are int8 quants times one scale (Q8_0; Q4_0 as nibble − 8): the weights of
+/// <see cref="GpuKernels.GemmQ8{TF}"/>.
+/// </summary>
+internal interface IInt8Blocks : IWeightFormat
+{
+    /// <summary>Quants 4kw..4kw+3 (kw = 0..7) of block <paramref name="block"/> (row · blocks per row + b) as four signed bytes.</summary>
+    int QuantWord(ArrayView<int> words, long block, int kw);
+}
+
+/// <summary>Scalar arguments of <see cref="GpuKernels.GemmQ8{TF}"/>.</summary>
+internal struct GemmArgs
+{
+    public int Rows, Cols;      // weight [Rows, Cols], Cols a multiple of 32
+    public int Tokens;          // activation rows
+    public int YStride;         // floats per output row
+}
+
+/// <summary>Two int32 sums of a thread's 8x8 accumulator fragment: row g, tokens 2q and 2q + 1 (see <see cref="GpuKernels.GemmQ8{TF}"/>).</summary>
+internal struct Frag
+{
+    public int X, Y;
+}
+
+internal static partial class GpuKernels
+{
+    /// <summary>Weight rows per <see cref="GemmQ8{TF}"/> group (four warps of 16).</summary>
+    public const int GemmRows = 64;
+
+    /// <summary>Tokens per <see cref="GemmQ8{TF}"/> group.</summary>
+    public const int GemmTokens = 32;
+
+    /// <summary>Threads per <see cref="GemmQ8{TF}"/> group: four warps.</summary>
+    public const int GemmThreads = 128;
+
+    /// <summary>Quant blocks of 32 per shared-memory stage of <see cref="GemmQ8{TF}"/> (two barriers per stage).</summary>
+    public const int GemmStageBlocks = 4;
+
+    /// <summary>
+    /// Words per row of a shared tile (32 used: four blocks of 8 words): 36 puts the 8 rows × 4 words a warp reads for one
+    /// fragment in 32 different banks.
+    /// </summary>
+    private const int TileStride = 36;
+
+    /// <summary>
+    /// Activations for <see cref="GemmQ8{TF}"/>: each 32-element block of x[t, :] as int8 quants q = round(x / d) (half away
+    /// from zero), d = max|x| / 127 (ggml's q8_0 rule, d kept as float32). Index: t · blocks + b; xq holds cols / 4 words per
+    /// token, xd one scale per block.
+    /// </summary>
+    public static void QuantizeQ8(Index1D i, ArrayView<float> x, ArrayView<int> xq, ArrayView<float> xd, int cols, int xStride)
+    {
+        int blocks = cols / 32;
+        int t = i / blocks, b = i % blocks;
+        long src = (long)t * xStride + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++)
+        {
+            float v = x[src + j];
+            v = v < 0 ? -v : v;
+            amax = v > amax ? v : amax;
+        }
+        float d = amax / 127f;
+        float id = d != 0 ? 1f / d : 0f;
+        long dst = (long)t * (cols / 4) + b * 8;
+        for (int w = 0; w < 8; w++)
+        {
+            int word = 0;
+            for (int k = 0; k < 4; k++) word |= (Numeric.RoundHalfAway(x[src + 4 * w + k] * id) & 0xFF) << (8 * k);
+            xq[dst + w] = word;
+        }
+        xd[i] = d;
+    }
+
+    /// <summary>
+    /// y[t, r] = Σ_b d_w[r, b] · d_x[t, b] · Σ_k q_w[r, 32b + k] · q_x[t, 32b + k]: int8 weights (<typeparamref name="TF"/>) times int8
+    /// activations (<see cref="QuantizeQ8"/>), exact int32 sums per block. Grid (ceil(Rows / 64), ceil(Tokens / 32)), 128 threads:
+    /// each stage of four blocks of 32 quants goes to shared memory (64 weight rows, 32 tokens, their scales), and warp w computes
+    /// rows 16w..16w+15 against the 32 tokens as 2 × 4 fragments of 8 × 8, two k = 16 steps per block, scaled into float sums.
+    /// On CUDA a fragment step is the tensor-core <c>mma.sync.m8n8k16</c> (s8 · s8 → s32); elsewhere (OpenCL, ILGPU's CPU
+    /// accelerator) each thread computes the same two sums of its fragment from shared memory (<see cref="Mma"/>), so the tile
+    /// loads, layouts and scaling run in the tests.
+    /// </summary>
+    public static void GemmQ8<TF>(ArrayView<int> words, ArrayView<ushort> scales, ArrayView<int> xq, ArrayView<float> xd,
+        ArrayView<float> y, GemmArgs a)
+        where TF : struct, IInt8Blocks
+    {
+        const int StageWords = GemmStageBlocks * 8;
+        var sW = SharedMemory.Allocate<int>(GemmRows * TileStride);
+        var sX = SharedMemory.Allocate<int>(GemmTokens * TileStride);
+        var sWd = SharedMemory.Allocate<float>(GemmRows * GemmStageBlocks);
+        var sXd = SharedMemory.Allocate<float>(GemmTokens * GemmStageBlocks);
+        var fmt = default(TF);
+        int tid = Group.IdxX;
+        int warp = tid >> 5, lane = tid & 31;
+        int g = lane >> 2, q = lane & 3;
+        int row0 = Grid.IdxX * GemmRows, tok0 = Grid.IdxY * GemmTokens;
+        int blocks = a.Cols / 32, xWords = a.Cols / 4;
+        int wr = warp * 16; // the warp's first row in the tile
+
+        // 16 float sums per thread: fragment (m, n) row wr + 8m + g, tokens 8n + 2q (x) and 8n + 2q + 1 (y)
+        float s00x = 0, s00y = 0, s01x = 0, s01y = 0, s02x = 0, s02y = 0, s03x = 0, s03y = 0;
+        float s10x = 0, s10y = 0, s11x = 0, s11y = 0, s12x = 0, s12y = 0, s13x = 0, s13y = 0;
+        for (int b0 = 0; b0 < blocks; b0 += GemmStageBlocks)
+        {
+            // the stage's tiles: 64 rows and 32 tokens × 4 blocks of 8 words (blocks past the row's end: zero quants, zero scales)
+            for (int e = tid; e < GemmRows * StageWords; e += GemmThreads)
+            {
+                int r = e / StageWords, kw = e % StageWords, b = b0 + kw / 8;
+                sW[r * TileStride + kw] = row0 + r < a.Rows && b < blocks ? fmt.QuantWord(words, (long)(row0 + r) * blocks + b, kw % 8) : 0;
+            }
+            for (int e = tid; e < GemmTokens * StageWords; e += GemmThreads)
+            {
+                int t = e / StageWords, kw = e % StageWords;
+                sX[t * TileStride + kw] = tok0 + t < a.Tokens && b0 + kw / 8 < blocks ? xq[(long)(tok0 + t) * xWords + b0 * 8 + kw] : 0;
+            }
+            for (int e = tid; e < GemmRows * GemmStageBlocks; e += GemmThreads)
+            {
+                int r = e / GemmStageBlocks, b = b0 + e % GemmStageBlocks;
+                sWd[e] = row0 + r < a.Rows && b < blocks ? Numeric.HalfToFloat(scales[(long)(row0 + r) * blocks + b]) : 0f;
+            }
+            for (int e = tid; e < GemmTokens * GemmStageBlocks; e += GemmThreads)
+            {
+                int t = e / GemmStageBlocks, b = b0 + e % GemmStageBlocks;
+                sXd[e] = tok0 + t < a.Tokens && b < blocks ? xd[(long)(tok0 + t) * blocks + b] : 0f;
+            }
+            Group.Barrier();
+
+            for (int j = 0; j < GemmStageBlocks; j++)
+            {
+                Frag c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default;
+                for (int s = 0; s < 2; s++)
+                {
+                    int k4 = 8 * j + 4 * s; // the step's first word: quants 32j + 16s ..
+                    int o = k4 + q;
+                    int a0 = sW[(wr + g) * TileStride + o], a1 = sW[(wr + 8 + g) * TileStride + o];
+                    int b0w = sX[g * TileStride + o], b1w = sX[(8 + g) * TileStride + o];
+                    int b2w = sX[(16 + g) * TileStride + o], b3w = sX[(24 + g) * TileStride + o];
+                    c00 = Mma(a0, b0w, c00, sW, sX, wr, 0, k4, g, q);
+                    c01 = Mma(a0, b1w, c01, sW, sX, wr, 8, k4, g, q);
+                    c02 = Mma(a0, b2w, c02, sW, sX, wr, 16, k4, g, q);
+                    c03 = Mma(a0, b3w, c03, sW, sX, wr, 24, k4, g, q);
+                    c10 = Mma(a1, b0w, c10, sW, sX, wr + 8, 0, k4, g, q);
+                    c11 = Mma(a1, b1w, c11, sW, sX, wr + 8, 8, k4, g, q);
+                    c12 = Mma(a1, b2w, c12, sW, sX, wr + 8, 16, k4, g, q);
+                    c13 = Mma(a1, b3w, c13, sW, sX, wr + 8, 24, k4, g, q);
+                }
+
+                // the block's scales: d_w of the thread's two rows, d_x of its eight tokens
+                float w0 = sWd[(wr + g) * GemmStageBlocks + j], w1 = sWd[(wr + 8 + g) * GemmStageBlocks + j];
+                int t0 = 2 * q * GemmStageBlocks + j;
+                const int Next = GemmStageBlocks, Frag8 = 8 * GemmStageBlocks;
+                float x0 = sXd[t0], y0 = sXd[t0 + Next], x1 = sXd[t0 + Frag8], y1 = sXd[t0 + Frag8 + Next];
+                float x2 = sXd[t0 + 2 * Frag8], y2 = sXd[t0 + 2 * Frag8 + Next], x3 = sXd[t0 + 3 * Frag8], y3 = sXd[t0 + 3 * Frag8 + Next];
+                s00x += c00.X * (w0 * x0); s00y += c00.Y * (w0 * y0);
+                s01x += c01.X * (w0 * x1); s01y += c01.Y * (w0 * y1);
+                s02x += c02.X * (w0 * x2); s02y += c02.Y * (w0 * y2);
+                s03x += c03.X * (w0 * x3); s03y += c03.Y * (w0 * y3);
+                s10x += c10.X * (w1 * x0); s10y += c10.Y * (w1 * y0);
+                s11x += c11.X * (w1 * x1); s11y += c11.Y * (w1 * y1);
+                s12x += c12.X * (w1 * x2); s12y += c12.Y * (w1 * y2);
+                s13x += c13.X * (w1 * x3); s13y += c13.Y * (w1 * y3);
+            }
+            Group.Barrier();
+        }
+
+        int rA = row0 + wr + g, rB = rA + 8, t1 = tok0 + 2 * q;
+        StorePair(y, a, rA, t1, s00x, s00y);
+        StorePair(y, a, rA, t1 + 8, s01x, s01y);
+        StorePair(y, a, rA, t1 + 16, s02x, s02y);
+        StorePair(y, a, rA, t1 + 24, s03x, s03y);
+        StorePair(y, a, rB, t1, s10x, s10y);
+        StorePair(y, a, rB, t1 + 8, s11x, s11y);
+        StorePair(y, a, rB, t1 + 16, s12x, s12y);
+        StorePair(y, a, rB, t1 + 24, s13x, s13y);
+    }
+
+    private static void StorePair(ArrayView<float> y, GemmArgs a, int row, int token, float vx, float vy)
+    {
+        if (row >= a.Rows) return;
+        if (token < a.Tokens) y[(long)token * a.YStride + row] = vx;
+        if (token + 1 < a.Tokens) y[(long)(token + 1) * a.YStride + row] = vy;
+    }
+
+    /// <summary>
+    /// One k = 16 step of an 8 × 8 fragment: c + A·B with A the tile rows <paramref name="row0"/>..+7 and B the tokens
+    /// <paramref name="tok0"/>..+7, words <paramref name="k4"/>..+3 of each. On CUDA the warp's <c>mma.sync.aligned.m8n8k16.row.col.s32.s8.s8.s32</c>
+    /// with this thread's fragments <paramref name="aFrag"/> (row g, quants 4q..4q+3) and <paramref name="bFrag"/> (token g, the same
+    /// quants); elsewhere the thread's two sums (row g, tokens 2q and 2q + 1) straight from the shared tiles.
+    /// </summary>
+    private static Frag Mma(int aFrag, int bFrag, Frag c, ArrayView<int> sW, ArrayView<int> sX, int row0, int tok0, int k4, int g, int q)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit(
+                "{ .reg .s32 d0, d1; mma.sync.aligned.m8n8k16.row.col.s32.s8.s8.s32 {d0, d1}, {%1}, {%2}, {%3, %4}; mov.b64 %0, {d0, d1}; }",
+                out long d, aFrag, bFrag, c.X, c.Y);
+            return new Frag { X = (int)d, Y = (int)(d >> 32) };
+        }
+        int wo = (row0 + g) * TileStride + k4, xo = (tok0 + 2 * q) * TileStride + k4;
+        for (int kw = 0; kw < 4; kw++)
+        {
+            int w = sW[wo + kw];
+            c.X = Dp4a(w, sX[xo + kw], c.X);
+            c.Y = Dp4a(w, sX[xo + TileStride + kw], c.Y);
+        }
+        return c;
+    }
+
+    /// <summary>c + Σ of the four signed-byte products of <paramref name="a"/> and <paramref name="b"/> (PTX <c>dp4a.s32.s32</c>).</summary>
+    public static int Dp4a(int a, int b, int c) =>
+        c + Numeric.SByte(a, 0) * Numeric.SByte(b, 0) + Numeric.SByte(a, 1) * Numeric.SByte(b, 1)
+          + Numeric.SByte(a, 2) * Numeric.SByte(b, 2) + Numeric.SByte(a, 3) * Numeric.SByte(b, 3);
+}
