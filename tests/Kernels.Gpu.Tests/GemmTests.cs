@@ -10,10 +10,10 @@ namespace Infer.Kernels.Gpu.Tests;
 
 /// <summary>
 /// The int8 GEMM of prefill batches (<see cref="GpuKernels.GemmQ8{TF}"/> after <see cref="GpuKernels.QuantizeQ8"/>) on ILGPU's CPU
-/// accelerator, where each thread computes its tensor-core fragment from the shared tiles: against a host reference that reads
-/// the weights' quants and scales from the GGUF block bytes and quantizes the activations by ggml's q8_0 rule, with every block
-/// summed exactly in integers (NMSE ≤ 1e-10: only the float order of the per-block scaling differs), over partial row and
-/// token tiles; and against the float32 product within what int8 activations cost.
+/// accelerator, where each thread computes its tensor-core fragment from the shared tiles, for Q8_0, Q4_0, Q4_K and Q6_K:
+/// against ggml's dequantized weights times the activations quantized by ggml's q8_0 rule on the host (NMSE ≤ 1e-10: the GEMM
+/// sums each block's quants exactly in integers, so only the float order of the scaling differs), over partial row tiles,
+/// token tiles and stages; and against the float32 product within what int8 activations cost.
 /// </summary>
 public sealed class GemmTests : IDisposable
 {
@@ -27,7 +27,7 @@ public sealed class GemmTests : IDisposable
 
     public void Dispose() => _backend.Dispose();
 
-    public static TheoryData<GgmlType> Types() => [GgmlType.Q8_0, GgmlType.Q4_0];
+    public static TheoryData<GgmlType> Types() => [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
 
     [Theory]
     [MemberData(nameof(Types))]
@@ -35,12 +35,14 @@ public sealed class GemmTests : IDisposable
     {
         var rng = new Random(7 + (int)type);
         List<float> allGot = [], allPlain = [];
-        foreach (var (rows, cols) in new[] { (1, 32), (63, 96), (64, 64), (65, 288), (130, 32) })
+        var shapes = GgmlTypeInfo.BlockSize(type) == 32
+            ? new[] { (1, 32), (63, 96), (64, 64), (65, 288), (130, 32) }
+            : [(1, 256), (63, 768), (65, 256), (130, 512)];
+        foreach (var (rows, cols) in shapes)
         {
             var w = Check.Random(rng, rows * cols);
             var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
             RowCodec.Quantize(type, w, bytes);
-            var (wq, wd) = Blocks(type, bytes, rows, cols);
             var deq = new float[rows * cols];
             RowCodec.Dequantize(type, bytes, deq);
             var weight = _backend.UploadWeight("w", type, rows, cols, bytes);
@@ -54,27 +56,26 @@ public sealed class GemmTests : IDisposable
                 _backend.MatMul(weight, x, y);
                 var got = Check.Read(_backend, y, n);
 
-                var (xq, xd) = QuantizeActivations(xs, n, cols);
+                // the dequantized weights (scale · q − min, ggml's reference decoders) times the int8 activations: what the GEMM's
+                // integer block sums, scaled, add up to
+                var xq = QuantizeActivations(xs, n, cols);
                 var exact = new float[got.Length];
                 var plain = new float[got.Length];
-                int blocks = cols / 32;
                 for (int t = 0; t < n; t++)
                     for (int r = 0; r < rows; r++)
                     {
                         double s = 0, f = 0;
-                        for (int b = 0; b < blocks; b++)
+                        for (int j = 0; j < cols; j++)
                         {
-                            long dot = 0;
-                            for (int k = 0; k < 32; k++) dot += wq[r * cols + b * 32 + k] * xq[t * cols + b * 32 + k];
-                            s += (double)wd[r * blocks + b] * xd[t * blocks + b] * dot;
+                            s += (double)deq[r * cols + j] * xq[t * cols + j];
+                            f += (double)deq[r * cols + j] * xs[t * cols + j];
                         }
-                        for (int j = 0; j < cols; j++) f += (double)deq[r * cols + j] * xs[t * cols + j];
                         exact[t * (rows + 5) + r] = (float)s;
                         plain[t * (rows + 5) + r] = (float)f;
                     }
                 string what = $"{type} [{rows} x {cols}] x {n} tokens";
                 double nmse = Check.Nmse(got, exact);
-                Assert.True(nmse <= 1e-10, $"{what}: NMSE {nmse:E2} against the exact block sums");
+                Assert.True(nmse <= 1e-10, $"{what}: NMSE {nmse:E2} against the int8-activation product");
                 allGot.AddRange(got);
                 allPlain.AddRange(plain);
             }
@@ -151,43 +152,22 @@ public sealed class GemmTests : IDisposable
         Assert.True(backend.Launches - before > 2 + 5 * m.Config.BlockCount, "the prompt ran the unfused GEMM path"); // norms, GEMMs, adds
     }
 
-    /// <summary>Each weight's int8 quant (Q4_0: nibble − 8) and each block's scale, from the GGUF block bytes.</summary>
-    private static (int[] Quants, float[] Scales) Blocks(GgmlType type, byte[] bytes, int rows, int cols)
+    /// <summary>
+    /// ggml's q8_0 rule per 32 activations, d = max|x| / 127 and q = round(x / d) half away from zero, returned dequantized
+    /// (q · d, d kept as float32).
+    /// </summary>
+    private static double[] QuantizeActivations(float[] x, int n, int cols)
     {
-        int blocks = cols / 32, blockBytes = type == GgmlType.Q8_0 ? 34 : 18;
-        var q = new int[rows * cols];
-        var d = new float[rows * blocks];
-        for (int r = 0; r < rows; r++)
-            for (int b = 0; b < blocks; b++)
-            {
-                int o = (r * blocks + b) * blockBytes;
-                d[r * blocks + b] = (float)BitConverter.ToHalf(bytes, o);
-                for (int k = 0; k < 32; k++)
-                {
-                    int v = type == GgmlType.Q8_0 ? (sbyte)bytes[o + 2 + k]
-                        : (k < 16 ? bytes[o + 2 + k] & 0xF : bytes[o + 2 + k - 16] >> 4) - 8;
-                    q[r * cols + b * 32 + k] = v;
-                }
-            }
-        return (q, d);
-    }
-
-    /// <summary>ggml's q8_0 rule per 32 activations: d = max|x| / 127, q = round(x / d) half away from zero (d kept as float32).</summary>
-    private static (int[] Quants, float[] Scales) QuantizeActivations(float[] x, int n, int cols)
-    {
-        int blocks = cols / 32;
-        var q = new int[n * cols];
-        var d = new float[n * blocks];
+        var v = new double[n * cols];
         for (int t = 0; t < n; t++)
-            for (int b = 0; b < blocks; b++)
+            for (int b = 0; b < cols / 32; b++)
             {
                 int o = t * cols + b * 32;
                 float amax = 0;
                 for (int k = 0; k < 32; k++) amax = Math.Max(amax, Math.Abs(x[o + k]));
-                float s = amax / 127f, id = s != 0 ? 1f / s : 0f;
-                for (int k = 0; k < 32; k++) q[o + k] = (int)MathF.Round(x[o + k] * id, MidpointRounding.AwayFromZero);
-                d[t * blocks + b] = s;
+                float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+                for (int k = 0; k < 32; k++) v[o + k] = (double)d * (int)MathF.Round(x[o + k] * id, MidpointRounding.AwayFromZero);
             }
-        return (q, d);
+        return v;
     }
 }

@@ -18,10 +18,11 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     public const int DefaultGemmMinTokens = 16;
 
     private readonly int _gemmMin = options.GemmMinTokens > 0 ? options.GemmMinTokens : DefaultGemmMinTokens;
-    private readonly Lazy<Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>> _quantize =
-        new(() => d.Acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(GpuKernels.QuantizeQ8));
+    private readonly Lazy<Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>> _quantize =
+        new(() => d.Acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(
+            GpuKernels.QuantizeQ8));
     private MemoryBuffer1D<int, Stride1D.Dense>? _xq;
-    private MemoryBuffer1D<float, Stride1D.Dense>? _xd;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _xd, _xs;
 
     /// <summary>Most floats of normalized input rows a MatMulNorm group keeps in shared memory (32 KiB).</summary>
     public const int MaxNormFloats = 8192;
@@ -141,7 +142,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     }
 
     /// <summary>
-    /// Whether a batch of <paramref name="n"/> tokens multiplies <paramref name="w"/> with the int8 GEMM (Q8_0, Q4_0; Cols a multiple of 32).
+    /// Whether a batch of <paramref name="n"/> tokens multiplies <paramref name="w"/> with the int8 GEMM (Q8_0, Q4_0, Q4_K, Q6_K).
     /// A device whose groups hold fewer than <see cref="GpuKernels.GemmThreads"/> threads (ILGPU's CPU accelerator as the backend
     /// opens it by default) keeps the float32 matmuls.
     /// </summary>
@@ -164,7 +165,8 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         int blocks = x.Cols / 32;
         EnsureScratch(ref _xq, (long)n * x.Cols / 4);
         EnsureScratch(ref _xd, (long)n * blocks);
-        _quantize.Value(n * blocks, x.View, _xq!.View, _xd!.View, x.Cols, x.Cols);
+        EnsureScratch(ref _xs, (long)n * blocks);
+        _quantize.Value(n * blocks, x.View, _xq!.View, _xd!.View, _xs!.View, x.Cols, x.Cols);
         d.Count();
         foreach (var p in parts)
         {
@@ -172,7 +174,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
                 (n + GpuKernels.GemmTokens - 1) / GpuKernels.GemmTokens);
             var args = new GemmArgs { Rows = p.W.Rows, Cols = p.W.Cols, Tokens = n, YStride = p.Y.Cols };
             p.W.Kernels.Gemm!.Value(new KernelConfig(grid, new Index2D(GpuKernels.GemmThreads, 1)), p.W.Words.View, Scales(p.W), _xq.View,
-                _xd.View, p.Y.View, args);
+                _xd.View, _xs.View, p.Y.View, args);
             d.Count();
         }
     }

@@ -27,7 +27,8 @@ internal sealed class FormatKernels
         ArrayView<float>, FusedMatMulArgs, RopeStoreViews>>> MixedNorm = [];
 
     /// <summary>The int8 tensor-core GEMM of batches (GpuKernels.GemmQ8), for formats of int8 blocks; compiled on first use.</summary>
-    public Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GemmArgs>>? Gemm;
+    public Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        GemmArgs>>? Gemm;
 }
 
 internal static class FormatKernelsExtensions
@@ -46,7 +47,7 @@ internal static class FormatKernelsExtensions
     public static FormatKernels WithGemm<TF>(this FormatKernels k, DeviceState d) where TF : struct, IInt8Blocks
     {
         k.Gemm = new(() => d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
-            GemmArgs>(GpuKernels.GemmQ8<TF>));
+            ArrayView<float>, GemmArgs>(GpuKernels.GemmQ8<TF>));
         return k;
     }
 }
@@ -69,8 +70,8 @@ internal sealed class WeightUploader(DeviceState d)
             GgmlType.BF16 => Load<BF16Words>(),
             GgmlType.Q8_0 => Load<Q8_0Words>().WithGemm<Q8_0Words>(d),
             GgmlType.Q4_0 => Load<Q4_0Words>().WithGemm<Q4_0Words>(d),
-            GgmlType.Q4_K => Load<Q4_KWords>().WithMixedNorm<Q4_KWords, Q6_KWords>(d, GgmlType.Q6_K),
-            GgmlType.Q6_K => Load<Q6_KWords>(),
+            GgmlType.Q4_K => Load<Q4_KWords>().WithMixedNorm<Q4_KWords, Q6_KWords>(d, GgmlType.Q6_K).WithGemm<Q4_KWords>(d),
+            GgmlType.Q6_K => Load<Q6_KWords>().WithGemm<Q6_KWords>(d),
             _ => throw new NotSupportedException($"no GPU kernels for {GgmlTypeInfo.Name(type)}"),
         };
         _formats[type] = k;

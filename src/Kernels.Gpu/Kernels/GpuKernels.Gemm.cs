@@ -4,13 +4,32 @@ using ILGPU.Runtime.Cuda;
 namespace Infer.Kernels.Gpu.Kernels;
 
 /// <summary>
-/// Weight formats whose 32-element blocks are int8 quants times one scale (Q8_0; Q4_0 as nibble − 8): the weights of
-/// <see cref="GpuKernels.GemmQ8{TF}"/>.
+/// Weight formats whose 32-element blocks are int8 quants with a scale per 16 or 32 and an optional min per 32: w = scale · q − min
+/// (Q8_0; Q4_0 as nibble − 8; Q4_K's sub-blocks with d · sc and dmin · m; Q6_K's as q − 32 with d · sc per 16): the weights of
+/// <see cref="GpuKernels.GemmQ8{TF}"/>. A block is row · (cols / 32) + b, so a k-quant's super-block is block / 8.
 /// </summary>
 internal interface IInt8Blocks : IWeightFormat
 {
-    /// <summary>Quants 4kw..4kw+3 (kw = 0..7) of block <paramref name="block"/> (row · blocks per row + b) as four signed bytes.</summary>
+    /// <summary>Quants 4kw..4kw+3 (kw = 0..7) of a block as four signed bytes.</summary>
     int QuantWord(ArrayView<int> words, long block, int kw);
+
+    /// <summary>The scale of quants 16·step..16·step+15 (step 0, 1) of a block.</summary>
+    float BlockScale(ArrayView<int> words, ArrayView<ushort> scales, long block, int step);
+
+    /// <summary>What the block subtracts from every weight (0 where the format has no mins).</summary>
+    float BlockMin(ArrayView<int> words, long block);
+
+    /// <summary>Whether <see cref="BlockMin"/> can be non-zero.</summary>
+    bool HasMins { get; }
+
+    /// <summary>Whether the two halves of a block have their own scales (Q6_K).</summary>
+    bool ScalePerStep { get; }
+}
+
+/// <summary>Eight float sums of a thread: tokens 8n + 2q (Xn) and 8n + 2q + 1 (Yn) of one fragment row.</summary>
+internal struct Sums8
+{
+    public float X0, Y0, X1, Y1, X2, Y2, X3, Y3;
 }
 
 /// <summary>Scalar arguments of <see cref="GpuKernels.GemmQ8{TF}"/>.</summary>
@@ -50,9 +69,10 @@ internal static partial class GpuKernels
     /// <summary>
     /// Activations for <see cref="GemmQ8{TF}"/>: each 32-element block of x[t, :] as int8 quants q = round(x / d) (half away
     /// from zero), d = max|x| / 127 (ggml's q8_0 rule, d kept as float32). Index: t · blocks + b; xq holds cols / 4 words per
-    /// token, xd one scale per block.
+    /// token, xd one scale per block, xs d · Σq per block (what a block's min multiplies).
     /// </summary>
-    public static void QuantizeQ8(Index1D i, ArrayView<float> x, ArrayView<int> xq, ArrayView<float> xd, int cols, int xStride)
+    public static void QuantizeQ8(Index1D i, ArrayView<float> x, ArrayView<int> xq, ArrayView<float> xd, ArrayView<float> xs, int cols,
+        int xStride)
     {
         int blocks = cols / 32;
         int t = i / blocks, b = i % blocks;
@@ -67,13 +87,20 @@ internal static partial class GpuKernels
         float d = amax / 127f;
         float id = d != 0 ? 1f / d : 0f;
         long dst = (long)t * (cols / 4) + b * 8;
+        int sum = 0;
         for (int w = 0; w < 8; w++)
         {
             int word = 0;
-            for (int k = 0; k < 4; k++) word |= (Numeric.RoundHalfAway(x[src + 4 * w + k] * id) & 0xFF) << (8 * k);
+            for (int k = 0; k < 4; k++)
+            {
+                int v = Numeric.RoundHalfAway(x[src + 4 * w + k] * id);
+                sum += v;
+                word |= (v & 0xFF) << (8 * k);
+            }
             xq[dst + w] = word;
         }
         xd[i] = d;
+        xs[i] = d * sum;
     }
 
     /// <summary>
@@ -86,14 +113,16 @@ internal static partial class GpuKernels
     /// loads, layouts and scaling run in the tests.
     /// </summary>
     public static void GemmQ8<TF>(ArrayView<int> words, ArrayView<ushort> scales, ArrayView<int> xq, ArrayView<float> xd,
-        ArrayView<float> y, GemmArgs a)
+        ArrayView<float> xs, ArrayView<float> y, GemmArgs a)
         where TF : struct, IInt8Blocks
     {
-        const int StageWords = GemmStageBlocks * 8;
+        const int Stage = GemmStageBlocks, StageWords = Stage * 8;
         var sW = SharedMemory.Allocate<int>(GemmRows * TileStride);
         var sX = SharedMemory.Allocate<int>(GemmTokens * TileStride);
-        var sWd = SharedMemory.Allocate<float>(GemmRows * GemmStageBlocks);
-        var sXd = SharedMemory.Allocate<float>(GemmTokens * GemmStageBlocks);
+        var sWd = SharedMemory.Allocate<float>(GemmRows * Stage * 2); // [row][block][step]
+        var sWm = SharedMemory.Allocate<float>(GemmRows * Stage);     // [row][block]
+        var sXd = SharedMemory.Allocate<float>(GemmTokens * Stage);   // [token][block]
+        var sXs = SharedMemory.Allocate<float>(GemmTokens * Stage);
         var fmt = default(TF);
         int tid = Group.IdxX;
         int warp = tid >> 5, lane = tid & 31;
@@ -101,11 +130,11 @@ internal static partial class GpuKernels
         int row0 = Grid.IdxX * GemmRows, tok0 = Grid.IdxY * GemmTokens;
         int blocks = a.Cols / 32, xWords = a.Cols / 4;
         int wr = warp * 16; // the warp's first row in the tile
+        int rA = wr + g, rB = rA + 8;
 
-        // 16 float sums per thread: fragment (m, n) row wr + 8m + g, tokens 8n + 2q (x) and 8n + 2q + 1 (y)
-        float s00x = 0, s00y = 0, s01x = 0, s01y = 0, s02x = 0, s02y = 0, s03x = 0, s03y = 0;
-        float s10x = 0, s10y = 0, s11x = 0, s11y = 0, s12x = 0, s12y = 0, s13x = 0, s13y = 0;
-        for (int b0 = 0; b0 < blocks; b0 += GemmStageBlocks)
+        // the thread's sums: fragment rows rA (top) and rB (bottom), tokens 8n + 2q and 8n + 2q + 1
+        Sums8 top = default, bottom = default;
+        for (int b0 = 0; b0 < blocks; b0 += Stage)
         {
             // the stage's tiles: 64 rows and 32 tokens × 4 blocks of 8 words (blocks past the row's end: zero quants, zero scales)
             for (int e = tid; e < GemmRows * StageWords; e += GemmThreads)
@@ -118,26 +147,33 @@ internal static partial class GpuKernels
                 int t = e / StageWords, kw = e % StageWords;
                 sX[t * TileStride + kw] = tok0 + t < a.Tokens && b0 + kw / 8 < blocks ? xq[(long)(tok0 + t) * xWords + b0 * 8 + kw] : 0;
             }
-            for (int e = tid; e < GemmRows * GemmStageBlocks; e += GemmThreads)
+            for (int e = tid; e < GemmRows * Stage; e += GemmThreads)
             {
-                int r = e / GemmStageBlocks, b = b0 + e % GemmStageBlocks;
-                sWd[e] = row0 + r < a.Rows && b < blocks ? Numeric.HalfToFloat(scales[(long)(row0 + r) * blocks + b]) : 0f;
+                int r = e / Stage, b = b0 + e % Stage;
+                bool inside = row0 + r < a.Rows && b < blocks;
+                long block = (long)(row0 + r) * blocks + b;
+                sWd[2 * e] = inside ? fmt.BlockScale(words, scales, block, 0) : 0f;
+                sWd[2 * e + 1] = inside && fmt.ScalePerStep ? fmt.BlockScale(words, scales, block, 1) : sWd[2 * e];
+                if (fmt.HasMins) sWm[e] = inside ? fmt.BlockMin(words, block) : 0f;
             }
-            for (int e = tid; e < GemmTokens * GemmStageBlocks; e += GemmThreads)
+            for (int e = tid; e < GemmTokens * Stage; e += GemmThreads)
             {
-                int t = e / GemmStageBlocks, b = b0 + e % GemmStageBlocks;
-                sXd[e] = tok0 + t < a.Tokens && b < blocks ? xd[(long)(tok0 + t) * blocks + b] : 0f;
+                int t = e / Stage, b = b0 + e % Stage;
+                bool inside = tok0 + t < a.Tokens && b < blocks;
+                sXd[e] = inside ? xd[(long)(tok0 + t) * blocks + b] : 0f;
+                if (fmt.HasMins) sXs[e] = inside ? xs[(long)(tok0 + t) * blocks + b] : 0f;
             }
             Group.Barrier();
 
-            for (int j = 0; j < GemmStageBlocks; j++)
+            for (int j = 0; j < Stage; j++)
             {
                 Frag c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default;
+                int tx = 2 * q * Stage + j; // the scale of the thread's first token in this block
                 for (int s = 0; s < 2; s++)
                 {
                     int k4 = 8 * j + 4 * s; // the step's first word: quants 32j + 16s ..
                     int o = k4 + q;
-                    int a0 = sW[(wr + g) * TileStride + o], a1 = sW[(wr + 8 + g) * TileStride + o];
+                    int a0 = sW[rA * TileStride + o], a1 = sW[rB * TileStride + o];
                     int b0w = sX[g * TileStride + o], b1w = sX[(8 + g) * TileStride + o];
                     int b2w = sX[(16 + g) * TileStride + o], b3w = sX[(24 + g) * TileStride + o];
                     c00 = Mma(a0, b0w, c00, sW, sX, wr, 0, k4, g, q);
@@ -148,35 +184,67 @@ internal static partial class GpuKernels
                     c11 = Mma(a1, b1w, c11, sW, sX, wr + 8, 8, k4, g, q);
                     c12 = Mma(a1, b2w, c12, sW, sX, wr + 8, 16, k4, g, q);
                     c13 = Mma(a1, b3w, c13, sW, sX, wr + 8, 24, k4, g, q);
+                    if (fmt.ScalePerStep || s == 1)
+                    {
+                        // the integer sums so far (the block, or its half) times d_w · d_x into the float sums
+                        top = AddScaled(top, c00, c01, c02, c03, sWd[(rA * Stage + j) * 2 + s], sXd, tx);
+                        bottom = AddScaled(bottom, c10, c11, c12, c13, sWd[(rB * Stage + j) * 2 + s], sXd, tx);
+                        c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = default;
+                    }
                 }
-
-                // the block's scales: d_w of the thread's two rows, d_x of its eight tokens
-                float w0 = sWd[(wr + g) * GemmStageBlocks + j], w1 = sWd[(wr + 8 + g) * GemmStageBlocks + j];
-                int t0 = 2 * q * GemmStageBlocks + j;
-                const int Next = GemmStageBlocks, Frag8 = 8 * GemmStageBlocks;
-                float x0 = sXd[t0], y0 = sXd[t0 + Next], x1 = sXd[t0 + Frag8], y1 = sXd[t0 + Frag8 + Next];
-                float x2 = sXd[t0 + 2 * Frag8], y2 = sXd[t0 + 2 * Frag8 + Next], x3 = sXd[t0 + 3 * Frag8], y3 = sXd[t0 + 3 * Frag8 + Next];
-                s00x += c00.X * (w0 * x0); s00y += c00.Y * (w0 * y0);
-                s01x += c01.X * (w0 * x1); s01y += c01.Y * (w0 * y1);
-                s02x += c02.X * (w0 * x2); s02y += c02.Y * (w0 * y2);
-                s03x += c03.X * (w0 * x3); s03y += c03.Y * (w0 * y3);
-                s10x += c10.X * (w1 * x0); s10y += c10.Y * (w1 * y0);
-                s11x += c11.X * (w1 * x1); s11y += c11.Y * (w1 * y1);
-                s12x += c12.X * (w1 * x2); s12y += c12.Y * (w1 * y2);
-                s13x += c13.X * (w1 * x3); s13y += c13.Y * (w1 * y3);
+                if (fmt.HasMins)
+                {
+                    top = SubtractMins(top, sWm[rA * Stage + j], sXs, tx);
+                    bottom = SubtractMins(bottom, sWm[rB * Stage + j], sXs, tx);
+                }
             }
             Group.Barrier();
         }
 
-        int rA = row0 + wr + g, rB = rA + 8, t1 = tok0 + 2 * q;
-        StorePair(y, a, rA, t1, s00x, s00y);
-        StorePair(y, a, rA, t1 + 8, s01x, s01y);
-        StorePair(y, a, rA, t1 + 16, s02x, s02y);
-        StorePair(y, a, rA, t1 + 24, s03x, s03y);
-        StorePair(y, a, rB, t1, s10x, s10y);
-        StorePair(y, a, rB, t1 + 8, s11x, s11y);
-        StorePair(y, a, rB, t1 + 16, s12x, s12y);
-        StorePair(y, a, rB, t1 + 24, s13x, s13y);
+        int t1 = tok0 + 2 * q;
+        StoreSums(y, a, row0 + rA, t1, top);
+        StoreSums(y, a, row0 + rB, t1, bottom);
+    }
+
+    /// <summary>
+    /// Token scales of the thread's fragment columns: token 8n + 2q at sXd[tx + 32n], its neighbour 4 floats on (four blocks
+    /// per token in a stage).
+    /// </summary>
+    private static Sums8 AddScaled(Sums8 acc, Frag c0, Frag c1, Frag c2, Frag c3, float w, ArrayView<float> sXd, int tx)
+    {
+        const int Next = GemmStageBlocks, Frag8 = 8 * GemmStageBlocks;
+        acc.X0 += c0.X * (w * sXd[tx]);
+        acc.Y0 += c0.Y * (w * sXd[tx + Next]);
+        acc.X1 += c1.X * (w * sXd[tx + Frag8]);
+        acc.Y1 += c1.Y * (w * sXd[tx + Frag8 + Next]);
+        acc.X2 += c2.X * (w * sXd[tx + 2 * Frag8]);
+        acc.Y2 += c2.Y * (w * sXd[tx + 2 * Frag8 + Next]);
+        acc.X3 += c3.X * (w * sXd[tx + 3 * Frag8]);
+        acc.Y3 += c3.Y * (w * sXd[tx + 3 * Frag8 + Next]);
+        return acc;
+    }
+
+    /// <summary>Σ_k (scale·q_k − m)·d_x·p_k = scale·(the integer sum)·d_x − m·(d_x·Σp): the second term per token.</summary>
+    private static Sums8 SubtractMins(Sums8 acc, float m, ArrayView<float> sXs, int tx)
+    {
+        const int Next = GemmStageBlocks, Frag8 = 8 * GemmStageBlocks;
+        acc.X0 -= m * sXs[tx];
+        acc.Y0 -= m * sXs[tx + Next];
+        acc.X1 -= m * sXs[tx + Frag8];
+        acc.Y1 -= m * sXs[tx + Frag8 + Next];
+        acc.X2 -= m * sXs[tx + 2 * Frag8];
+        acc.Y2 -= m * sXs[tx + 2 * Frag8 + Next];
+        acc.X3 -= m * sXs[tx + 3 * Frag8];
+        acc.Y3 -= m * sXs[tx + 3 * Frag8 + Next];
+        return acc;
+    }
+
+    private static void StoreSums(ArrayView<float> y, GemmArgs a, int row, int token, Sums8 v)
+    {
+        StorePair(y, a, row, token, v.X0, v.Y0);
+        StorePair(y, a, row, token + 8, v.X1, v.Y1);
+        StorePair(y, a, row, token + 16, v.X2, v.Y2);
+        StorePair(y, a, row, token + 24, v.X3, v.Y3);
     }
 
     private static void StorePair(ArrayView<float> y, GemmArgs a, int row, int token, float vx, float vy)

@@ -166,7 +166,7 @@ internal static partial class GpuKernels
             yield return ($"MatMulNorm<{f.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(f, f), false);
         foreach (var (qk, v) in MixedQkv)
             yield return ($"MatMulNorm<{qk.Name}, {v.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(qk, v), false);
-        foreach (var f in new[] { typeof(Q8_0Words), typeof(Q4_0Words) })
+        foreach (var f in new[] { typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q6_KWords) })
             yield return ($"GemmQ8<{f.Name}>", t.GetMethod(nameof(GemmQ8))!.MakeGenericMethod(f), false);
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(StoreKvBlocks),
             nameof(RopeStoreKv), nameof(QuantizeQ8) })

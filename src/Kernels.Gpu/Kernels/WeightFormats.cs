@@ -202,6 +202,14 @@ internal struct Q8_0Words : IInt8Blocks
 
     public int QuantWord(ArrayView<int> words, long block, int kw) => words[block * 8 + kw];
 
+    public float BlockScale(ArrayView<int> words, ArrayView<ushort> scales, long block, int step) => Numeric.HalfToFloat(scales[block]);
+
+    public float BlockMin(ArrayView<int> words, long block) => 0f;
+
+    public bool HasMins => false;
+
+    public bool ScalePerStep => false;
+
     public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo)
     {
         long block = (long)row * (cols / 32) + (unit >> 3);
@@ -256,6 +264,14 @@ internal struct Q4_0Words : IInt8Blocks
         return s | ((s & 0x08080808) * 0x1E);
     }
 
+    public float BlockScale(ArrayView<int> words, ArrayView<ushort> scales, long block, int step) => Numeric.HalfToFloat(scales[block]);
+
+    public float BlockMin(ArrayView<int> words, long block) => 0f;
+
+    public bool HasMins => false;
+
+    public bool ScalePerStep => false;
+
     private static int Lo(int q, int k) => ((q >> (8 * k)) & 0xF) - 8;
     private static int Hi(int q, int k) => ((q >> (8 * k + 4)) & 0xF) - 8;
 
@@ -297,165 +313,5 @@ internal struct Q4_0Words : IInt8Blocks
         int q = words[block * 4 + (k >> 2)];
         int v = i < 16 ? Lo(q, k & 3) : Hi(q, k & 3);
         return Numeric.HalfToFloat(scales[block]) * v;
-    }
-}
-
-/// <summary>Helpers for the k-quant formats, whose super-blocks of 256 elements are uploaded as raw 32-bit words.</summary>
-internal static class KQuant
-{
-    /// <summary>Byte <paramref name="k"/> of the block starting at word <paramref name="word0"/>.</summary>
-    public static int Byte(ArrayView<int> words, long word0, int k) => (words[word0 + (k >> 2)] >> (8 * (k & 3))) & 0xFF;
-
-    /// <summary>A decoded unit dotted with x[j..j+7], summed in element order.</summary>
-    public static float Dot8(Float8 w, ArrayView<float> x, long j)
-    {
-        float s = w.A * x[j];
-        s += w.B * x[j + 1];
-        s += w.C * x[j + 2];
-        s += w.D * x[j + 3];
-        s += w.E * x[j + 4];
-        s += w.F * x[j + 5];
-        s += w.G * x[j + 6];
-        s += w.H * x[j + 7];
-        return s;
-    }
-
-    /// <summary><see cref="Dot8"/> of one decoded unit with x[j..j+7] of the four activation rows of <paramref name="r"/>.</summary>
-    public static Float4 Dot8x4(Float8 w, ArrayView<float> x, Rows4 r, int j) => new()
-    {
-        X = Dot8(w, x, r.R0 + j), Y = Dot8(w, x, r.R1 + j), Z = Dot8(w, x, r.R2 + j), W = Dot8(w, x, r.R3 + j),
-    };
-}
-
-/// <summary>
-/// Q4_K (144-byte super-blocks of 256: f16 d, f16 dmin, 12 bytes of packed 6-bit scales and mins, 128 bytes of nibbles;
-/// w = d * sc * q - dmin * m per 32-element sub-block), uploaded as 36 words per block. Unit = 8 elements.
-/// </summary>
-internal struct Q4_KWords : IWeightFormat
-{
-    public const int WordsPerBlock = 36;
-
-    public int Units(int cols) => cols / 8;
-
-    public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo)
-    {
-        var w = Unit(words, row, cols, unit);
-        return KQuant.Dot8(w, x, xo + unit * 8);
-    }
-
-    public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r)
-    {
-        return KQuant.Dot8x4(Unit(words, row, cols, unit), x, r, unit * 8);
-    }
-
-    /// <summary>
-    /// The 8 weights of a unit, decoded with one read of their sub-block's scale and min and two words of nibbles (the unit's 8
-    /// quant bytes are word-aligned: 8 consecutive bytes of one 32-byte group). Each value is what <see cref="Element"/> gives.
-    /// </summary>
-    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
-    {
-        int j = unit * 8;
-        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
-        int e = j & 255;
-        int sub = e >> 6, within = e & 63;
-        var (sc, m) = ScaleMin(words, w0, 2 * sub + (within >= 32 ? 1 : 0));
-        int dw = words[w0];
-        float d = Numeric.HalfToFloat(dw), dmin = Numeric.HalfToFloat(dw >> 16);
-        float dm = dmin * m;
-        long q = w0 + 4 + sub * 8 + ((within & 31) >> 2);
-        int shift = within < 32 ? 0 : 4;
-        int q0 = words[q] >> shift, q1 = words[q + 1] >> shift;
-        return new Float8
-        {
-            A = d * sc * (q0 & 0xF) - dm, B = d * sc * ((q0 >> 8) & 0xF) - dm,
-            C = d * sc * ((q0 >> 16) & 0xF) - dm, D = d * sc * ((q0 >> 24) & 0xF) - dm,
-            E = d * sc * (q1 & 0xF) - dm, F = d * sc * ((q1 >> 8) & 0xF) - dm,
-            G = d * sc * ((q1 >> 16) & 0xF) - dm, H = d * sc * ((q1 >> 24) & 0xF) - dm,
-        };
-    }
-
-    /// <summary>The 6-bit scale and min of sub-block <paramref name="s"/> (0..7) from the block's 12 packed bytes.</summary>
-    private static (int Scale, int Min) ScaleMin(ArrayView<int> words, long w0, int s)
-    {
-        if (s < 4) return (KQuant.Byte(words, w0, 4 + s) & 63, KQuant.Byte(words, w0, 4 + s + 4) & 63);
-        int b = KQuant.Byte(words, w0, 4 + s + 4);
-        return ((b & 0xF) | ((KQuant.Byte(words, w0, 4 + s - 4) >> 6) << 4), (b >> 4) | ((KQuant.Byte(words, w0, 4 + s) >> 6) << 4));
-    }
-
-    public float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j)
-    {
-        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
-        int e = j & 255;
-        int sub = e >> 6, within = e & 63;
-        var (sc, m) = ScaleMin(words, w0, 2 * sub + (within >= 32 ? 1 : 0));
-        int q = KQuant.Byte(words, w0, 16 + sub * 32 + (within & 31));
-        int nib = within < 32 ? q & 0xF : q >> 4;
-        int dw = words[w0];
-        float d = Numeric.HalfToFloat(dw), dmin = Numeric.HalfToFloat(dw >> 16);
-        return d * sc * nib - dmin * m;
-    }
-}
-
-/// <summary>
-/// Q6_K (210-byte super-blocks of 256: 128 bytes of low nibbles, 64 bytes of high 2-bit pairs, 16 int8 scales, f16 d;
-/// w = d * scale * (q - 32) per 16 elements), uploaded padded to 53 words per block. Unit = 8 elements.
-/// </summary>
-internal struct Q6_KWords : IWeightFormat
-{
-    public const int WordsPerBlock = 53;
-
-    public int Units(int cols) => cols / 8;
-
-    public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo)
-    {
-        var w = Unit(words, row, cols, unit);
-        return KQuant.Dot8(w, x, xo + unit * 8);
-    }
-
-    public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r)
-    {
-        return KQuant.Dot8x4(Unit(words, row, cols, unit), x, r, unit * 8);
-    }
-
-    /// <summary>
-    /// The 8 weights of a unit: one scale, one d, and two words each of low nibbles and high bit pairs (the unit's 8 bytes of
-    /// each are consecutive and word-aligned). Each value is what <see cref="Element"/> gives.
-    /// </summary>
-    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
-    {
-        int j = unit * 8;
-        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
-        int e = j & 255;
-        int half = e >> 7, r = e & 127;
-        int quarter = r >> 5, l = r & 31;
-        long lo = w0 + (half * 64 + l + (quarter & 1) * 32) / 4, hi = w0 + (128 + half * 32 + l) / 4;
-        int lowShift = quarter < 2 ? 0 : 4, highShift = 2 * quarter;
-        int l0 = words[lo] >> lowShift, l1 = words[lo + 1] >> lowShift;
-        int h0 = words[hi] >> highShift, h1 = words[hi + 1] >> highShift;
-        int sc = (KQuant.Byte(words, w0, 192 + half * 8 + (l >> 4) + 2 * quarter) << 24) >> 24;
-        float d = Numeric.HalfToFloat(words[w0 + 52]);
-        return new Float8
-        {
-            A = d * sc * Q(l0, h0, 0), B = d * sc * Q(l0, h0, 1), C = d * sc * Q(l0, h0, 2), D = d * sc * Q(l0, h0, 3),
-            E = d * sc * Q(l1, h1, 0), F = d * sc * Q(l1, h1, 1), G = d * sc * Q(l1, h1, 2), H = d * sc * Q(l1, h1, 3),
-        };
-    }
-
-    /// <summary>Quant k of a word pair (low nibbles and high bit pairs already shifted into place): 6 bits, minus 32.</summary>
-    private static int Q(int low, int high, int k) => (((low >> (8 * k)) & 0xF) | (((high >> (8 * k)) & 3) << 4)) - 32;
-
-    public float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j)
-    {
-        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
-        int e = j & 255;
-        int half = e >> 7, r = e & 127;
-        int quarter = r >> 5, l = r & 31;
-        int ql = KQuant.Byte(words, w0, half * 64 + l + (quarter & 1) * 32);
-        int low = quarter < 2 ? ql & 0xF : ql >> 4;
-        int high = (KQuant.Byte(words, w0, 128 + half * 32 + l) >> (2 * quarter)) & 3;
-        int q = (low | (high << 4)) - 32;
-        int sc = (KQuant.Byte(words, w0, 192 + half * 8 + (l >> 4) + 2 * quarter) << 24) >> 24;
-        float d = Numeric.HalfToFloat(KQuant.Byte(words, w0, 208) | (KQuant.Byte(words, w0, 209) << 8));
-        return d * sc * q;
     }
 }
