@@ -12,14 +12,14 @@ namespace Infer.Kernels.Gpu;
 /// Threads sharing one weight row in a matmul (a power of two); 0: 32 on a GPU, 1 on ILGPU's CPU accelerator.
 /// </param>
 /// <param name="GemmMinTokens">
-/// Batches of at least this many tokens multiply Q8_0 and Q4_0 weights with the int8 GEMM (activations quantized to int8 blocks,
-/// tensor cores on CUDA); 0: 16. int.MaxValue keeps every batch on the float32 matmuls.
+/// Batches of at least this many tokens multiply Q8_0, Q4_0, Q4_K and Q6_K weights with the int8 GEMM (activations quantized to
+/// int8 blocks, tensor cores on CUDA); 0: 16. int.MaxValue keeps every batch on the float32 matmuls.
 /// </param>
 public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0);
 
 /// <summary>
 /// The ILGPU implementation of the backend seam. Weights are uploaded per tensor in their own format (F32, F16, BF16, Q8_0, Q4_0,
-/// Q4_K, Q6_K) and decoded inside the kernels; every product and sum is float32, except in batches of Q8_0 or Q4_0 weights of at
+/// Q4_K, Q6_K) and decoded inside the kernels; every product and sum is float32, except in batches over quantized weights of at
 /// least <see cref="GpuBackendOptions.GemmMinTokens"/> tokens (prefill), where the activations are quantized to int8 blocks and
 /// the int8 GEMM (tensor cores on CUDA) sums each block exactly, as the CPU backend's quantized dots. Activations, the batch and the KV cache live
 /// on the device: per forward only the batch ids go in and the requested logit rows come out. Kernels are resolved per weight at
@@ -81,6 +81,12 @@ public sealed class GpuBackend : IBackend
 
     /// <summary>Kernel launches and device-to-device copies issued so far (host transfers not included).</summary>
     public long Launches => _state.Launches;
+
+    /// <summary>
+    /// Batches of at least this many tokens multiply Q8_0, Q4_0, Q4_K and Q6_K weights with the int8 GEMM (activations rounded
+    /// to int8 blocks); null where this device cannot run it (ILGPU's CPU accelerator as opened by default).
+    /// </summary>
+    public int? Int8GemmMinTokens => _matMul.GemmMinTokens;
 
     /// <summary>Launches since the last <see cref="SetBatch"/>: after a forward pass, that pass's count.</summary>
     public int LaunchesThisBatch => _state.LaunchesThisBatch;

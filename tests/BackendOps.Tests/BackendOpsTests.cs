@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Infer.BackendOps.Cases;
 using Infer.Kernels.Gpu;
+using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
 using Infer.Tests;
 
@@ -46,6 +47,36 @@ public sealed class BackendOpsTests
             Assert.All(gpu, x => Assert.True(x.GetProperty("nmse").GetDouble() <= 1e-7));
         }
         Assert.Contains($"{cases.Count}/{cases.Count} cases passed", output);
+    }
+
+    /// <summary>
+    /// Batches that take the GPU's int8 GEMM (on a CPU accelerator with 128-thread groups, as a GPU's): every quantized weight type
+    /// through MUL_MAT and each fused operation's GEMM route passes, held to test-backend-ops' <c>mul_mat</c> bound (the activations are
+    /// rounded to int8 blocks), and the GPU's error shows the GEMM did run (above float32's 1e-7 bound); the norm outputs stay at 1e-7.
+    /// </summary>
+    [Fact]
+    public void Int8GemmBatchesPassAtTheMulMatBound()
+    {
+        var small = Geometry.Small;
+        OpCase[] grid =
+        [
+            .. new[] { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K }.Select(t => new MatMulCase(t, 67, 512, 40)),
+            new NormQkvRopeCase(GgmlType.Q4_K, GgmlType.Q6_K, small, false, false, 0, 20, KvCacheType.F16),
+            new NormQkvRopeCase(GgmlType.Q8_0, GgmlType.Q8_0, small, true, false, 3, 17),
+            new NormGateUpCase(GgmlType.Q4_0, GgmlType.Q4_0, 256, 512, 33),
+            new MatMulAddCase(GgmlType.Q6_K, 256, 512, 18),
+        ];
+        var o = new StringWriter();
+        var wide = new ILGPU.Runtime.CPU.CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 4, numMultiprocessors: 2);
+        var report = TestRunner.Run(new DeviceRequest(DeviceKind.IlgpuCpu, 0), new TestOptions([], [], null, false, 1, 2), o, grid, wide);
+        Assert.True(report.Failed == 0, o.ToString());
+        foreach (var c in report.Cases)
+            foreach (var x in c.Comparisons.Where(x => x.What.StartsWith("gpu ", StringComparison.Ordinal) && !x.What.Contains("xb")
+                && !x.What.Contains("untouched")))
+            {
+                Assert.Equal(Bound.MulMatQ8, x.Bound);
+                Assert.True(x.Nmse is > 1e-7 and <= 5e-4, $"{c.Op} {c.Shape} {x.What}: {x.Nmse:E2}");
+            }
     }
 
     /// <summary>A MUL_MAT whose GPU side never runs, or whose GPU result is off by one part in a thousand, fails.</summary>

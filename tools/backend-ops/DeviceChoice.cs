@@ -36,9 +36,11 @@ internal static class DeviceChoice
     }
 
     /// <summary>Opens one accelerator, or throws <see cref="NoDeviceException"/> naming what is missing.</summary>
-    public static GpuDevice Open(DeviceRequest request)
+    /// <param name="request">the device kind and index.</param>
+    /// <param name="ilgpuCpu">the shape of ILGPU's CPU accelerator (tests: groups wide enough for the int8 GEMM); null: the default.</param>
+    public static GpuDevice Open(DeviceRequest request, CPUDevice? ilgpuCpu = null)
     {
-        var selection = GpuContextFactory.Select(request);
+        var selection = GpuContextFactory.Select(request, ilgpuCpu);
         return selection.Device
             ?? throw new NoDeviceException(selection.Message?.Replace("; running on the CPU backend", "") ?? $"no device {request}");
     }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using ILGPU.Runtime.CPU;
 using Infer.BackendOps.Cases;
 using Infer.Kernels.Gpu;
 
@@ -44,10 +45,11 @@ public static class TestRunner
         Run(request, options, output, Grid.All(options.Quick));
 
     /// <summary>Runs <paramref name="grid"/> (filtered by <paramref name="options"/>) instead of the built-in grid.</summary>
-    internal static DeviceReport Run(DeviceRequest request, TestOptions options, TextWriter output, IEnumerable<OpCase> grid)
+    internal static DeviceReport Run(DeviceRequest request, TestOptions options, TextWriter output, IEnumerable<OpCase> grid,
+        CPUDevice? ilgpuCpu = null)
     {
         var cases = grid.Where(c => options.Keeps(c.Op, c.Type, c.Shape)).ToList();
-        using var device = DeviceChoice.Open(request);
+        using var device = DeviceChoice.Open(request, ilgpuCpu);
         string description = $"{device.Info.Id} {device.Info.Name} ({device.Info.MemoryBytes / (1 << 20)} MiB, "
             + $"{device.Info.Multiprocessors} multiprocessors)";
         output.WriteLine($"Testing {cases.Count} cases on {description} against the CPU backend (reference: weights dequantized to F32)");

@@ -132,14 +132,23 @@ internal sealed unsafe class Trio : IDisposable
 
     /// <summary>
     /// The first <paramref name="rows"/> rows (columns [0, <paramref name="cols"/>), all when -1) of <paramref name="a"/>: the GPU
-    /// against the reference at <see cref="Bound.F32"/>; with <paramref name="cpuBound"/>, the CPU backend against it too.
+    /// against the reference at <paramref name="gpuBound"/> (<see cref="Bound.F32"/> unless given: see <see cref="GpuBound"/>); with
+    /// <paramref name="cpuBound"/>, the CPU backend against it too.
     /// </summary>
-    public IEnumerable<Comparison> Compare(string what, Act3 a, int rows, Bound? cpuBound, int cols = -1)
+    public IEnumerable<Comparison> Compare(string what, Act3 a, int rows, Bound? cpuBound, int cols = -1, Bound? gpuBound = null)
     {
         var reference = Columns(Read(RefSide, a, rows), a.Cols, cols);
-        yield return Comparison.Of($"gpu {what}", Columns(Read(GpuSide, a, rows), a.Cols, cols), reference, Bound.F32);
+        yield return Comparison.Of($"gpu {what}", Columns(Read(GpuSide, a, rows), a.Cols, cols), reference, gpuBound ?? Bound.F32);
         if (cpuBound is { } b) yield return Comparison.Of($"cpu {what}", Columns(Read(CpuSide, a, rows), a.Cols, cols), reference, b);
     }
+
+    /// <summary>
+    /// The GPU backend's bound for a batch of <paramref name="n"/> tokens over weights of these types: float32 arithmetic, except
+    /// where the batch takes the GPU's int8 GEMM (a quantized weight, at least its threshold of tokens, a device that runs it):
+    /// there the activations are rounded to int8 blocks as on the CPU backend, and test-backend-ops' <c>mul_mat</c> bound applies.
+    /// </summary>
+    public Bound GpuBound(int n, params GgmlType[] types) =>
+        Gpu.Int8GemmMinTokens is int min && n >= min && CpuBound(types) == Bound.MulMatQ8 ? Bound.MulMatQ8 : Bound.F32;
 
     /// <summary>The CPU backend's bound for a case whose weights have these types: float unless one is quantized.</summary>
     public static Bound CpuBound(params GgmlType[] types) =>

@@ -141,13 +141,15 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         d.Count();
     }
 
+    /// <summary>The int8 GEMM's threshold in tokens, or null where the device cannot run it (groups under 128 threads).</summary>
+    public int? GemmMinTokens => d.Acc.MaxNumThreadsPerGroup >= GpuKernels.GemmThreads ? _gemmMin : null;
+
     /// <summary>
     /// Whether a batch of <paramref name="n"/> tokens multiplies <paramref name="w"/> with the int8 GEMM (Q8_0, Q4_0, Q4_K, Q6_K).
     /// A device whose groups hold fewer than <see cref="GpuKernels.GemmThreads"/> threads (ILGPU's CPU accelerator as the backend
     /// opens it by default) keeps the float32 matmuls.
     /// </summary>
-    public bool UsesGemm(int n, GpuWeight w) =>
-        n >= _gemmMin && w.Kernels.Gemm is not null && d.Acc.MaxNumThreadsPerGroup >= GpuKernels.GemmThreads;
+    public bool UsesGemm(int n, GpuWeight w) => GemmMinTokens is int min && n >= min && w.Kernels.Gemm is not null;
 
     /// <summary>
     /// y = W·x for each part (no biases) with <see cref="GpuKernels.GemmQ8{TF}"/>: x quantized to int8 blocks once

@@ -22,8 +22,8 @@ internal sealed class MatMulAddCase(GgmlType type, int rows, int cols, int n) : 
         t.SetTokens(n);
         t.Poison(y, n);
         t.Run((b, s) => b.MatMulAdd(w[s], x[s], y[s], r[s]));
-        var bound = Trio.CpuBound(type);
-        return [.. t.Compare("y", y, n, bound), .. t.Compare("residual", r, n, bound)];
+        var (bound, gpu) = (Trio.CpuBound(type), t.GpuBound(n, type));
+        return [.. t.Compare("y", y, n, bound, gpuBound: gpu), .. t.Compare("residual", r, n, bound, gpuBound: gpu)];
     }
 
     public static IEnumerable<OpCase> Grid(bool quick)
@@ -62,8 +62,9 @@ internal sealed class NormGateUpCase(GgmlType gateType, GgmlType upType, int dim
         t.SetTokens(n);
         foreach (var a in new[] { xb, gate, up }) t.Poison(a, n);
         t.Run((b, s) => b.NormGateUp(x[s], new GateUpWeights(norm[s], gw[s], uw[s]), 1e-5f, xb[s], gate[s], up[s]));
-        var bound = Trio.CpuBound(gateType, upType);
-        return [.. t.Compare("xb", xb, n, Bound.F32), .. t.Compare("gate", gate, n, bound), .. t.Compare("up", up, n, bound)];
+        var (bound, gpu) = (Trio.CpuBound(gateType, upType), t.GpuBound(n, gateType, upType));
+        return [.. t.Compare("xb", xb, n, Bound.F32), .. t.Compare("gate", gate, n, bound, gpuBound: gpu),
+            .. t.Compare("up", up, n, bound, gpuBound: gpu)];
     }
 
     public static IEnumerable<OpCase> Grid(bool quick)
@@ -105,7 +106,8 @@ internal sealed class NormMatMulRowsCase(GgmlType type, int dim, int vocab, int 
         t.Poison(xRows, rows.Length);
         t.Poison(y, rows.Length);
         t.Run((b, s) => b.NormMatMulRows(x[s], rows, norm[s], 1e-5f, w[s], xRows[s], y[s]));
-        return [.. t.Compare("xrows", xRows, rows.Length, Bound.F32), .. t.Compare("y", y, rows.Length, Trio.CpuBound(type))];
+        return [.. t.Compare("xrows", xRows, rows.Length, Bound.F32),
+            .. t.Compare("y", y, rows.Length, Trio.CpuBound(type), gpuBound: t.GpuBound(rows.Length, type))];
     }
 
     public static IEnumerable<OpCase> Grid(bool quick)

@@ -71,9 +71,9 @@ internal sealed class NormQkvRopeCase(GgmlType qkType, GgmlType vType, Geometry 
             b.NormQkvRope(1, x[s], Side(s), shape, xb[s], q[s], k[s], v[s]);
             b.Attention(1, q[s], o[s], shape);
         });
-        var bound = Trio.CpuBound(qkType, vType);
-        return [.. t.Compare("xb", xb, n, Bound.F32), .. t.Compare("q", q, n, bound), .. t.Compare("k", k, n, bound),
-            .. t.Compare("v", v, n, bound), .. t.Compare("attention", o, n, bound)];
+        var (bound, gpu) = (Trio.CpuBound(qkType, vType), t.GpuBound(n, qkType, vType));
+        return [.. t.Compare("xb", xb, n, Bound.F32), .. t.Compare("q", q, n, bound, gpuBound: gpu), .. t.Compare("k", k, n, bound, gpuBound: gpu),
+            .. t.Compare("v", v, n, bound, gpuBound: gpu), .. t.Compare("attention", o, n, bound, gpuBound: gpu)];
     }
 
     /// <summary>

@@ -35,7 +35,7 @@ internal sealed class MatMulCase(GgmlType type, int m, int k, int n) : OpCase
         t.Poison(y, n);
         t.Gpu.WriteRows(y[Trio.GpuSide], PoisonWithGap(y.Cols, n));
         t.Run((b, s) => b.MatMul(w[s], x[s], y[s]));
-        var result = t.Compare("y", y, n, Trio.CpuBound(type), cols: m).ToList();
+        var result = t.Compare("y", y, n, Trio.CpuBound(type), cols: m, gpuBound: t.GpuBound(n, type)).ToList();
         var gpu = t.Read(Trio.GpuSide, y, n);
         bool untouched = true;
         for (int i = 0; i < n; i++)
