@@ -88,6 +88,14 @@ public sealed class GpuBackend : IBackend
     /// </summary>
     public int? Int8GemmMinTokens => _matMul.GemmMinTokens;
 
+    /// <summary>Why the int8 GEMM is off: its kernels did not compile for this device; null while none failed.</summary>
+    public string? Int8GemmError => _matMul.GemmError;
+
+    /// <summary>One line on the int8 GEMM of prompts: from how many tokens it runs, or why it does not.</summary>
+    public string Int8GemmStatus => Int8GemmError is { } e ? $"int8 GEMM off ({e}): prompts run on the float32 matmuls"
+        : Int8GemmMinTokens is int min ? $"int8 GEMM for batches of {min}+ tokens over Q8_0, Q4_0, Q4_K, Q6_K"
+        : "int8 GEMM off (this device's groups hold fewer than 128 threads): prompts run on the float32 matmuls";
+
     /// <summary>Launches since the last <see cref="SetBatch"/>: after a forward pass, that pass's count.</summary>
     public int LaunchesThisBatch => _state.LaunchesThisBatch;
 

@@ -83,6 +83,7 @@ internal sealed class BenchReport(GgufFile file, string path, ModelConfig config
             ProcessMemory.Read()?.Resident);
         _rows.Add(row);
         if (profiler is not null) _profiles.Add((row.Test, tokens * samples.Length, profiler.Snapshot()));
+        if (_gpu is not null && nPrompt > 0 && !_notes.Contains(_gpu.Int8GemmStatus)) _notes.Add(_gpu.Int8GemmStatus);
         if (_gpu is not null && nGen > 0)
             _notes.Add($"{_gpu.Description}: {_gpu.LaunchesThisBatch} kernel launches per decoded token"
                 + (_cpu is null ? "" : $" ({gpuLayers} of {config.BlockCount} layers)"));
@@ -102,7 +103,8 @@ internal sealed class BenchReport(GgufFile file, string path, ModelConfig config
     private object Document() => new
     {
         model = _modelName, file = path, size_bytes = _modelBytes, parameters = _parameters, threads = _rows.FirstOrDefault()?.Threads,
-        kernel_launches_per_token = _gpu?.LaunchesThisBatch, backend = _rows.FirstOrDefault()?.Placement, bytes_per_token = BytesPerToken,
+        kernel_launches_per_token = _gpu?.LaunchesThisBatch,
+        gpu_int8_gemm = _gpu?.Int8GemmStatus, backend = _rows.FirstOrDefault()?.Placement, bytes_per_token = BytesPerToken,
         read_bandwidth_gbs = _bandwidths.Count > 0 ? _bandwidths.First().Value / 1e9 : 0,
         memory = new
         {

@@ -142,14 +142,39 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     }
 
     /// <summary>The int8 GEMM's threshold in tokens, or null where the device cannot run it (groups under 128 threads).</summary>
-    public int? GemmMinTokens => d.Acc.MaxNumThreadsPerGroup >= GpuKernels.GemmThreads ? _gemmMin : null;
+    public int? GemmMinTokens => GemmError is null && d.Acc.MaxNumThreadsPerGroup >= GpuKernels.GemmThreads ? _gemmMin : null;
+
+    /// <summary>
+    /// Why the int8 GEMM is off on this device: its kernels failed to compile for it (the batches then run on the float32
+    /// matmuls); null while none has failed.
+    /// </summary>
+    public string? GemmError { get; private set; }
 
     /// <summary>
     /// Whether a batch of <paramref name="n"/> tokens multiplies <paramref name="w"/> with the int8 GEMM (Q8_0, Q4_0, Q4_K, Q6_K).
     /// A device whose groups hold fewer than <see cref="GpuKernels.GemmThreads"/> threads (ILGPU's CPU accelerator as the backend
     /// opens it by default) keeps the float32 matmuls.
     /// </summary>
-    public bool UsesGemm(int n, GpuWeight w) => GemmMinTokens is int min && n >= min && w.Kernels.Gemm is not null;
+    public bool UsesGemm(int n, GpuWeight w) => GemmMinTokens is int min && n >= min && w.Kernels.Gemm is { } gemm && Compiles(gemm);
+
+    /// <summary>
+    /// Compiles the GEMM of a format and the activation quantizer on first use; a failure turns the GEMM off (<see cref="GemmError"/>).
+    /// </summary>
+    private bool Compiles<T>(Lazy<T> gemm)
+    {
+        if (gemm.IsValueCreated && _quantize.IsValueCreated) return true;
+        try
+        {
+            _ = _quantize.Value;
+            _ = gemm.Value;
+            return true;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            GemmError = $"{e.GetType().Name}: {e.Message}";
+            return false;
+        }
+    }
 
     /// <summary>
     /// y = W·x for each part (no biases) with <see cref="GpuKernels.GemmQ8{TF}"/>: x quantized to int8 blocks once
