@@ -15,7 +15,12 @@ namespace Infer.Kernels.Gpu;
 /// Batches of at least this many tokens multiply Q8_0, Q4_0, Q4_K and Q6_K weights with the int8 GEMM (activations quantized to
 /// int8 blocks, tensor cores on CUDA); 0: 16. int.MaxValue keeps every batch on the float32 matmuls.
 /// </param>
-public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0);
+/// <param name="Int8Decode">
+/// One-token tiles (decode) of Q8_0 and Q4_0 weights dot an int8 copy of the activations (dp4a on CUDA), as llama.cpp's CUDA
+/// decode does; false keeps them in float32.
+/// </param>
+public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0,
+    bool Int8Decode = true);
 
 /// <summary>
 /// The ILGPU implementation of the backend seam. Weights are uploaded per tensor in their own format (F32, F16, BF16, Q8_0, Q4_0,
@@ -87,6 +92,9 @@ public sealed class GpuBackend : IBackend
     /// to int8 blocks); null where this device cannot run it (ILGPU's CPU accelerator as opened by default).
     /// </summary>
     public int? Int8GemmMinTokens => _matMul.GemmMinTokens;
+
+    /// <summary>Whether decode dots Q8_0 and Q4_0 weights against int8 activations (GpuBackendOptions.Int8Decode on a GPU path).</summary>
+    public bool Int8Decode => _matMul.Int8Decode;
 
     /// <summary>Why the int8 GEMM is off: its kernels did not compile for this device; null while none failed.</summary>
     public string? Int8GemmError => _matMul.GemmError;

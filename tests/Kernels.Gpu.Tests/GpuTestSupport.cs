@@ -7,7 +7,8 @@ namespace Infer.Kernels.Gpu.Tests;
 /// Backends on ILGPU's CPU accelerator shared by the kernel tests (kernels compile once per backend):
 /// <see cref="RowPerThread"/> takes the accelerator's default paths (one thread per matmul row, attention splits
 /// chosen automatically); <see cref="Reducing"/> forces the GPU paths (four threads per row reduced through shared
-/// memory, three attention splits merged by the last one to finish).
+/// memory, three attention splits merged by the last one to finish; its decode dots stay float32, and
+/// <see cref="ReducingInt8"/> is the same with int8 decode, as a GPU runs by default).
 /// </summary>
 public sealed class GpuBackends : IDisposable
 {
@@ -15,6 +16,10 @@ public sealed class GpuBackends : IDisposable
 
     public GpuBackend RowPerThread { get; } = new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch));
     public GpuBackend Reducing { get; } =
+        new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4, Int8Decode: false));
+
+    /// <summary>The GPU paths as a GPU runs them by default: one-token tiles of Q8_0 and Q4_0 dot int8 activations (Int8DecodeTests).</summary>
+    public GpuBackend ReducingInt8 { get; } =
         new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4));
 
     public GpuBackend Get(bool reducing) => reducing ? Reducing : RowPerThread;
@@ -23,6 +28,7 @@ public sealed class GpuBackends : IDisposable
     {
         RowPerThread.Dispose();
         Reducing.Dispose();
+        ReducingInt8.Dispose();
     }
 }
 

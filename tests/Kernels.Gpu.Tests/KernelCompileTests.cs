@@ -20,7 +20,7 @@ public sealed class KernelCompileTests
     {
         using var context = GpuContextFactory.CreateContext();
         using var backend = new PTXBackend(context, CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null!);
-        int count = 0;
+        int count = 0, dp4a = 0;
         foreach (var (name, method, isImplicit) in GpuKernels.EntryPoints())
         {
             var entry = isImplicit
@@ -36,9 +36,15 @@ public sealed class KernelCompileTests
             }
             if (name.StartsWith(nameof(GpuKernels.GemmQ8), StringComparison.Ordinal))
                 Assert.Contains("mma.sync.aligned.m8n8k16.row.col.s32.s8.s8.s32", compiled.PTXAssembly); // the tensor-core step, not the fallback
+            if (name is "MatMul<Q8_0Words>" or "MatMulFused<Q4_0Words>" or "MatMulNorm<Q8_0Words>")
+            {
+                Assert.Contains("dp4a.s32.s32", compiled.PTXAssembly); // int8 decode's dot, not the scalar fallback
+                dp4a++;
+            }
             count++;
         }
         Assert.Equal(43, count);
+        Assert.Equal(3, dp4a);
     }
 
     [Fact]

@@ -31,13 +31,23 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     public static bool NormFits(GpuActivation x, GpuWeight norm, int n) =>
         norm.Floats is not null && norm.Cols == x.Cols && Math.Min(n, GpuKernels.TokensPerTile) * x.Cols <= MaxNormFloats;
 
+    private int Int8Flag => options.Int8Decode ? 1 : 0;
+
+    /// <summary>
+    /// Whether one-token tiles of Q8_0 and Q4_0 weights dot an int8 copy of the activations (decode on a GPU: the GPU path of the
+    /// matmuls, one weight row per group of threads; ILGPU's CPU accelerator takes whole rows per thread and keeps float32).
+    /// </summary>
+    public bool Int8Decode => options.Int8Decode && Slice() > 1;
+
+    private int Slice() => options.MatMulSliceThreads > 0 ? Math.Min(options.MatMulSliceThreads, d.Group)
+        : d.IsCpuAccelerator ? 1 : Math.Min(d.Group, 32);
+
     /// <summary>Threads per weight row and groups for a matmul over <paramref name="rows"/> rows and <paramref name="n"/> tokens.</summary>
     private (int Slice, KernelConfig Config) Grid(int rows, int n)
     {
         // A warp's worth of threads per row on a GPU; one thread per row on ILGPU's CPU accelerator, where barriers are costly.
         int group = d.Group;
-        int slice = options.MatMulSliceThreads > 0 ? Math.Min(options.MatMulSliceThreads, group)
-            : d.IsCpuAccelerator ? 1 : Math.Min(group, 32);
+        int slice = Slice();
         int rowsPerGroup = group / slice;
         int groups = (rows + rowsPerGroup - 1) / rowsPerGroup;
         if (slice == 1) groups = Math.Min(groups, 2 * d.Acc.NumMultiprocessors);
@@ -62,7 +72,10 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
             return;
         }
         var (slice, config) = Grid(w.Rows, n);
-        var args = new MatMulArgs { Rows = w.Rows, Cols = w.Cols, Tokens = n, XStride = x.Cols, YStride = y.Cols, SliceThreads = slice };
+        var args = new MatMulArgs
+        {
+            Rows = w.Rows, Cols = w.Cols, Tokens = n, XStride = x.Cols, YStride = y.Cols, SliceThreads = slice, Int8 = Int8Flag,
+        };
         w.Kernels.MatMul(config, w.Words.View, (w.Scales ?? d.NoScales).View, x.View, y.View, args);
         d.Count();
     }
@@ -87,7 +100,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
             Bias0 = p0.Bias is null ? 0 : 1,
             Bias1 = parts.Length > 1 && p1.Bias is not null ? 1 : 0,
             Bias2 = parts.Length > 2 && p2.Bias is not null ? 1 : 0,
-            SwiGlu = swiGlu ? 1 : 0, Residual = residual is null ? 0 : 1,
+            SwiGlu = swiGlu ? 1 : 0, Residual = residual is null ? 0 : 1, Int8 = Int8Flag,
         };
         var (slice, config) = Grid(args.TotalRows, n);
         args.SliceThreads = slice;
@@ -119,7 +132,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
             Rows0 = p0.W.Rows, Rows1 = parts.Length > 1 ? p1.W.Rows : 0, Rows2 = parts.Length > 2 ? p2.W.Rows : 0,
             YStride0 = p0.Y.Cols, YStride1 = p1.Y.Cols, YStride2 = p2.Y.Cols,
             SwiGlu = swiGlu ? 1 : 0,
-            RopeRows = rope.Enabled != 0 ? (rope.Heads + rope.KvHeads) * rope.PerHead + p2.W.Rows : 0,
+            RopeRows = rope.Enabled != 0 ? (rope.Heads + rope.KvHeads) * rope.PerHead + p2.W.Rows : 0, Int8 = Int8Flag,
         };
         if (rope.Enabled == 0)
         {

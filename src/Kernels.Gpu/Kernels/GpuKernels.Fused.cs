@@ -19,8 +19,11 @@ internal static partial class GpuKernels
         where TF : struct, IWeightFormat
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
+        var sq = SharedMemory.Allocate<int>(MaxInt8Cols / 4);
+        var sd = SharedMemory.Allocate<float>(MaxInt8Cols / 32);
         int t0 = Grid.IdxY * TokensPerTile;
-        FusedBody<TF, TF>(w0, s0, w1, s1, w2, s2, x, (long)t0 * a.XStride, a.XStride, y0, y1, y2, b0, b1, b2, a, sh, new RopeStoreViews());
+        FusedBody<TF, TF>(w0, s0, w1, s1, w2, s2, x, (long)t0 * a.XStride, a.XStride, y0, y1, y2, b0, b1, b2, a, sh, new RopeStoreViews(),
+            sq, sd, MaxInt8Cols);
     }
 
     /// <summary>
@@ -38,6 +41,8 @@ internal static partial class GpuKernels
         where TV : struct, IWeightFormat
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
+        var sq = SharedMemory.Allocate<int>(MaxNormInt8Cols / 4); // static + dynamic stay within 48 KiB: 4 + 9 + 32 KiB
+        var sd = SharedMemory.Allocate<float>(MaxNormInt8Cols / 32);
         var xs = SharedMemory.GetDynamic<float>();
         int t0 = Grid.IdxY * TokensPerTile;
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
@@ -60,7 +65,7 @@ internal static partial class GpuKernels
             }
         }
         Group.Barrier();
-        FusedBody<TF, TV>(w0, s0, w1, s1, w2, s2, xs, 0, a.Cols, y0, y1, y2, y0, y0, y0, a, sh, rs);
+        FusedBody<TF, TV>(w0, s0, w1, s1, w2, s2, xs, 0, a.Cols, y0, y1, y2, y0, y0, y0, a, sh, rs, sq, sd, MaxNormInt8Cols);
     }
 
     /// <summary>
@@ -70,7 +75,8 @@ internal static partial class GpuKernels
     private static void FusedBody<TF, TV>(ArrayView<int> w0, ArrayView<ushort> s0, ArrayView<int> w1, ArrayView<ushort> s1,
         ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, long x0, int xStride,
         ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
-        ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, ArrayView<float> sh, RopeStoreViews rs)
+        ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, ArrayView<float> sh, RopeStoreViews rs,
+        ArrayView<int> sq, ArrayView<float> sd, int int8Cols)
         where TF : struct, IWeightFormat
         where TV : struct, IWeightFormat
     {
@@ -82,7 +88,12 @@ internal static partial class GpuKernels
             R1 = nt > 1 ? x0 + xStride : x0,
             R2 = nt > 2 ? x0 + 2L * xStride : x0,
             R3 = nt > 3 ? x0 + 3L * xStride : x0,
+            Q = sq,
+            D = sd,
+            // a one-token tile on the GPU path: the dots of formats with int8 blocks read the group's int8 copy of x
+            Int8 = a.Int8 != 0 && nt == 1 && a.SliceThreads > 1 && a.Cols <= int8Cols && (default(TF).Int8Dot || default(TV).Int8Dot) ? 1 : 0,
         };
+        if (r4.Int8 != 0) QuantizeToShared(x, x0, a.Cols, sq, sd);
         int total = a.TotalRows;
         if (a.SliceThreads == 1)
         {
@@ -250,6 +261,11 @@ internal static partial class GpuKernels
         var fmt = default(TF);
         int units = fmt.Units(cols);
         var acc = new Float4();
+        if (nt == 1 && r4.Int8 != 0 && fmt.Int8Dot)
+        {
+            for (int u = lane; u < units; u += step) acc.X += fmt.Dot1Q8(words, scales, row, cols, u, r4.Q, r4.D);
+            return acc;
+        }
         if (nt == 1)
         {
             for (int u = lane; u < units; u += step) acc.X += fmt.Dot1(words, scales, row, cols, u, x, r4.R0);

@@ -76,7 +76,21 @@ internal static partial class GpuKernels
     {
         int blocks = cols / 32;
         int t = i / blocks, b = i % blocks;
-        long src = (long)t * xStride + b * 32;
+        var q = QuantizeBlock(x, (long)t * xStride + b * 32, xq, (long)t * (cols / 4) + b * 8);
+        xd[i] = q.D;
+        xs[i] = q.D * q.Sum;
+    }
+
+    /// <summary>A quantized block's scale and the sum of its quants.</summary>
+    private struct BlockQ8
+    {
+        public float D;
+        public int Sum;
+    }
+
+    /// <summary>x[src..src+31] by ggml's q8_0 rule (d = max|x| / 127, q = round(x / d) half away from zero) into words q[dst..dst+7].</summary>
+    private static BlockQ8 QuantizeBlock(ArrayView<float> x, long src, ArrayView<int> q, long dst)
+    {
         float amax = 0;
         for (int j = 0; j < 32; j++)
         {
@@ -86,7 +100,6 @@ internal static partial class GpuKernels
         }
         float d = amax / 127f;
         float id = d != 0 ? 1f / d : 0f;
-        long dst = (long)t * (cols / 4) + b * 8;
         int sum = 0;
         for (int w = 0; w < 8; w++)
         {
@@ -97,10 +110,19 @@ internal static partial class GpuKernels
                 sum += v;
                 word |= (v & 0xFF) << (8 * k);
             }
-            xq[dst + w] = word;
+            q[dst + w] = word;
         }
-        xd[i] = d;
-        xs[i] = d * sum;
+        return new BlockQ8 { D = d, Sum = sum };
+    }
+
+    /// <summary>
+    /// The group's copy of one activation row for the decode dots (<see cref="IWeightFormat.Dot1Q8"/>): x[x0..x0+cols) quantized
+    /// block by block into shared <paramref name="sq"/> and <paramref name="sd"/>, then a barrier. Every thread must call it.
+    /// </summary>
+    private static void QuantizeToShared(ArrayView<float> x, long x0, int cols, ArrayView<int> sq, ArrayView<float> sd)
+    {
+        for (int b = Group.IdxX; b < cols / 32; b += Group.DimX) sd[b] = QuantizeBlock(x, x0 + 32L * b, sq, 8L * b).D;
+        Group.Barrier();
     }
 
     /// <summary>
@@ -273,14 +295,9 @@ internal static partial class GpuKernels
         for (int kw = 0; kw < 4; kw++)
         {
             int w = sW[wo + kw];
-            c.X = Dp4a(w, sX[xo + kw], c.X);
-            c.Y = Dp4a(w, sX[xo + TileStride + kw], c.Y);
+            c.X = Numeric.Dp4a(w, sX[xo + kw], c.X);
+            c.Y = Numeric.Dp4a(w, sX[xo + TileStride + kw], c.Y);
         }
         return c;
     }
-
-    /// <summary>c + Σ of the four signed-byte products of <paramref name="a"/> and <paramref name="b"/> (PTX <c>dp4a.s32.s32</c>).</summary>
-    public static int Dp4a(int a, int b, int c) =>
-        c + Numeric.SByte(a, 0) * Numeric.SByte(b, 0) + Numeric.SByte(a, 1) * Numeric.SByte(b, 1)
-          + Numeric.SByte(a, 2) * Numeric.SByte(b, 2) + Numeric.SByte(a, 3) * Numeric.SByte(b, 3);
 }

@@ -25,6 +25,8 @@ internal static partial class GpuKernels
         where TF : struct, IWeightFormat
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
+        var sq = SharedMemory.Allocate<int>(MaxInt8Cols / 4);
+        var sd = SharedMemory.Allocate<float>(MaxInt8Cols / 32);
         if (a.SliceThreads == 1)
         {
             MatMulRowPerThread<TF>(words, scales, x, y, a);
@@ -38,11 +40,17 @@ internal static partial class GpuKernels
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
 
         float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        bool int8 = a.Int8 != 0 && nt == 1 && fmt.Int8Dot && a.Cols <= MaxInt8Cols;
+        if (int8) QuantizeToShared(x, (long)t0 * a.XStride, a.Cols, sq, sd); // decode: the group's int8 copy of x
         if (row < a.Rows)
         {
             int units = fmt.Units(a.Cols);
             long x0 = (long)t0 * a.XStride;
-            if (nt == 1)
+            if (int8)
+            {
+                for (int u = lane; u < units; u += a.SliceThreads) a0 += fmt.Dot1Q8(words, scales, row, a.Cols, u, sq, sd);
+            }
+            else if (nt == 1)
             {
                 for (int u = lane; u < units; u += a.SliceThreads) a0 += fmt.Dot1(words, scales, row, a.Cols, u, x, x0);
             }

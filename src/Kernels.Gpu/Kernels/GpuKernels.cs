@@ -10,6 +10,7 @@ internal struct MatMulArgs
     public int Tokens;              // activation rows to multiply
     public int XStride, YStride;    // floats per activation row of x and y
     public int SliceThreads;        // threads that share one weight row (a power of two)
+    public int Int8;                // 1: a one-token tile on the GPU path dots int8 blocks against an int8 copy of x (Dot1Q8)
 }
 
 /// <summary>
@@ -31,6 +32,7 @@ internal struct FusedMatMulArgs
     public int XbStride;                        // MatMulNorm: floats per row of the normalized copy xb
 
     public int RopeRows;                        // MatMulNorm with RoPE: grid rows (pairs and unrotated rows of q and k, rows of v)
+    public int Int8;                            // 1: one-token tiles of int8-block formats dot an int8 copy of x (Dot1Q8)
 
     public readonly int TotalRows => RopeRows > 0 ? RopeRows : SwiGlu != 0 ? Rows0 : Rows0 + Rows1 + Rows2;
 }
@@ -142,6 +144,12 @@ internal static partial class GpuKernels
     public const int MaxGroup = 256;
     public const int TokensPerTile = 4;
     public const int MaxHeadDim = 256;
+
+    /// <summary>Widest row the plain and fused matmuls quantize to int8 for decode (16 KiB of shared quants, 2 KiB of scales).</summary>
+    public const int MaxInt8Cols = 16384;
+
+    /// <summary>The same for MatMulNorm, whose normalized rows take up to 32 KiB of dynamic shared memory beside it.</summary>
+    public const int MaxNormInt8Cols = 8192;
 
     /// <summary>
     /// The (Q/K format, V format) pairs of real files whose attention input still takes one <see cref="MatMulNorm{TF, TV}"/>

@@ -35,6 +35,11 @@ internal static class KQuant
 /// </summary>
 internal struct Q4_KWords : IInt8Blocks
 {
+    public bool Int8Dot => false;
+
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
+        0f;
+
     public const int WordsPerBlock = 36;
 
     /// <summary>Sub-block b = block % 8 of super-block block / 8: the low (even b) or high (odd b) nibbles of 32-byte group b / 2.</summary>
@@ -128,6 +133,11 @@ internal struct Q4_KWords : IInt8Blocks
 /// </summary>
 internal struct Q6_KWords : IInt8Blocks
 {
+    public bool Int8Dot => false;
+
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
+        0f;
+
     public const int WordsPerBlock = 53;
 
     /// <summary>

@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime.Cuda;
 
 namespace Infer.Kernels.Gpu.Kernels;
 
@@ -14,10 +15,16 @@ internal struct Float8
     public float A, B, C, D, E, F, G, H;
 }
 
-/// <summary>Offsets (in floats) of the activation rows of up to four tokens.</summary>
+/// <summary>
+/// Offsets (in floats) of the activation rows of up to four tokens; for a one-token tile with <see cref="Int8"/> set, the
+/// group's int8 copy of that row (<see cref="IWeightFormat.Dot1Q8"/>: <see cref="Q"/> quants, <see cref="D"/> block scales).
+/// </summary>
 internal struct Rows4
 {
     public long R0, R1, R2, R3;
+    public ArrayView<int> Q;
+    public ArrayView<float> D;
+    public int Int8;
 }
 
 /// <summary>
@@ -38,6 +45,15 @@ internal interface IWeightFormat
 
     /// <summary>W[row, j] as float32.</summary>
     float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j);
+
+    /// <summary>Whether <see cref="Dot1Q8"/> exists: decode against int8 activations (Q8_0, Q4_0).</summary>
+    bool Int8Dot { get; }
+
+    /// <summary>
+    /// <see cref="Dot1"/> against activations quantized to int8 blocks of 32 (<paramref name="xq"/>: four per word, in element
+    /// order; <paramref name="xd"/>: one scale per block): exact integer sums (dp4a), then the two scales.
+    /// </summary>
+    float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd);
 }
 
 internal static class Numeric
@@ -92,6 +108,17 @@ internal static class Numeric
 
     public static float BF16ToFloat(int h) => Interop.IntAsFloat((uint)(h & 0xFFFF) << 16);
 
+    /// <summary>c + Σ of the four signed-byte products of <paramref name="a"/> and <paramref name="b"/>: PTX <c>dp4a.s32.s32</c> on CUDA.</summary>
+    public static int Dp4a(int a, int b, int c)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("dp4a.s32.s32 %0, %1, %2, %3;", out int r, a, b, c);
+            return r;
+        }
+        return c + SByte(a, 0) * SByte(b, 0) + SByte(a, 1) * SByte(b, 1) + SByte(a, 2) * SByte(b, 2) + SByte(a, 3) * SByte(b, 3);
+    }
+
     /// <summary>Signed byte <paramref name="k"/> (0..3) of a word.</summary>
     public static int SByte(int word, int k) => (word << (24 - 8 * k)) >> 24;
 }
@@ -99,6 +126,11 @@ internal static class Numeric
 /// <summary>F32: words hold float bits, row-major, unit = one element.</summary>
 internal struct F32Words : IWeightFormat
 {
+    public bool Int8Dot => false;
+
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
+        0f;
+
     public int Units(int cols) => cols;
 
     public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo) =>
@@ -119,6 +151,11 @@ internal struct F32Words : IWeightFormat
 /// </summary>
 internal struct F16Words : IWeightFormat
 {
+    public bool Int8Dot => false;
+
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
+        0f;
+
     public int Units(int cols) => (cols + 1) / 2;
 
     public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo)
@@ -157,6 +194,11 @@ internal struct F16Words : IWeightFormat
 /// <inheritdoc cref="F16Words"/>
 internal struct BF16Words : IWeightFormat
 {
+    public bool Int8Dot => false;
+
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
+        0f;
+
     public int Units(int cols) => (cols + 1) / 2;
 
     public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo)
@@ -201,6 +243,14 @@ internal struct Q8_0Words : IInt8Blocks
     public int Units(int cols) => cols / 32 * 8;
 
     public int QuantWord(ArrayView<int> words, long block, int kw) => words[block * 8 + kw];
+
+    public bool Int8Dot => true;
+
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
+    {
+        long block = (long)row * (cols / 32) + (unit >> 3);
+        return Numeric.HalfToFloat(scales[block]) * xd[unit >> 3] * Numeric.Dp4a(words[block * 8 + (unit & 7)], xq[unit], 0);
+    }
 
     public float BlockScale(ArrayView<int> words, ArrayView<ushort> scales, long block, int step) => Numeric.HalfToFloat(scales[block]);
 
@@ -262,6 +312,17 @@ internal struct Q4_0Words : IInt8Blocks
         int q = words[block * 4 + (kw & 3)];
         int s = ((kw < 4 ? q : q >> 4) & 0x0F0F0F0F) ^ 0x08080808;
         return s | ((s & 0x08080808) * 0x1E);
+    }
+
+    public bool Int8Dot => true;
+
+    /// <summary>The unit's word as two signed quant words (elements j..j+3 and j+16..j+19) against the same activation words.</summary>
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
+    {
+        long block = (long)row * (cols / 32) + (unit >> 2);
+        int k = unit & 3, x0 = (unit >> 2) * 8 + k;
+        int sum = Numeric.Dp4a(QuantWord(words, block, k), xq[x0], Numeric.Dp4a(QuantWord(words, block, k + 4), xq[x0 + 4], 0));
+        return Numeric.HalfToFloat(scales[block]) * xd[unit >> 2] * sum;
     }
 
     public float BlockScale(ArrayView<int> words, ArrayView<ushort> scales, long block, int step) => Numeric.HalfToFloat(scales[block]);

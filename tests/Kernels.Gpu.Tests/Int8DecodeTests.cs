@@ -1,0 +1,155 @@
+using Infer.Kernels.Cpu.Ops;
+using Infer.Runtime.Formats;
+using Infer.Runtime.Gguf;
+using Infer.Runtime.Inference;
+using Infer.Runtime.Model;
+using Infer.Tests;
+
+namespace Infer.Kernels.Gpu.Tests;
+
+/// <summary>
+/// Decode on the GPU paths with int8 activations (<see cref="GpuBackendOptions.Int8Decode"/>, the default on a GPU): each group
+/// quantizes its one-token tile of x into shared memory by ggml's q8_0 rule and the Q8_0 and Q4_0 dots sum int8 products
+/// exactly (dp4a). Against ggml's dequantized weights times the host-quantized activations (NMSE ≤ 1e-10) for the plain matmul,
+/// the biased and the SwiGLU fusions and the norm fusion, tokens of multi-token tiles staying float32; and the Q8_0 fixture
+/// models within the CPU backend's Q8_0 bound.
+/// </summary>
+public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBackends>
+{
+    public static TheoryData<GgmlType> Types() => [GgmlType.Q8_0, GgmlType.Q4_0];
+
+    private static (byte[] Bytes, float[] Dequantized) Weight(Random rng, GgmlType type, int rows, int cols)
+    {
+        var w = Check.Random(rng, rows * cols);
+        var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
+        RowCodec.Quantize(type, w, bytes);
+        var deq = new float[rows * cols];
+        RowCodec.Dequantize(type, bytes, deq);
+        return (bytes, deq);
+    }
+
+    /// <summary>x quantized per 32 by ggml's q8_0 rule and returned dequantized (q · d, d as float32), row by row.</summary>
+    private static float[] Int8(float[] x, int cols)
+    {
+        var v = new float[x.Length];
+        for (int o = 0; o < x.Length; o += 32)
+        {
+            float amax = 0;
+            for (int k = 0; k < 32; k++) amax = Math.Max(amax, Math.Abs(x[o + k]));
+            float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+            for (int k = 0; k < 32; k++) v[o + k] = d * (int)MathF.Round(x[o + k] * id, MidpointRounding.AwayFromZero);
+        }
+        return v;
+    }
+
+    private static float Dot(float[] w, int row, float[] x, int t, int cols)
+    {
+        double s = 0;
+        for (int j = 0; j < cols; j++) s += (double)w[row * cols + j] * x[t * cols + j];
+        return (float)s;
+    }
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void OneTokenTilesDotInt8Activations(GgmlType type)
+    {
+        var b = backends.ReducingInt8;
+        Assert.True(b.Int8Decode);
+        var rng = new Random(11 + (int)type);
+        foreach (int cols in new[] { 32, 96, 288 })
+            foreach (int rows in new[] { 1, 7, 33 })
+            {
+                var (bytes, deq) = Weight(rng, type, rows, cols);
+                var w = b.UploadWeight("w", type, rows, cols, bytes);
+                foreach (int n in new[] { 1, 3, 5 })
+                {
+                    var xs = Check.Random(rng, n * cols, 2f);
+                    var xq = Int8(xs, cols);
+                    var x = b.Allocate(GpuBackends.MaxBatch, cols);
+                    var y = b.Allocate(GpuBackends.MaxBatch, rows);
+                    b.Write(x, xs);
+                    Check.SetTokens(b, n);
+                    b.MatMul(w, x, y);
+                    var got = Check.Read(b, y, n);
+                    var expected = new float[n * rows];
+                    for (int t = 0; t < n; t++)
+                    {
+                        bool oneTokenTile = t == n - 1 && n % 4 == 1; // token tiles of 4: the last of 1 or 5 tokens is alone
+                        for (int r = 0; r < rows; r++) expected[t * rows + r] = Dot(deq, r, oneTokenTile ? xq : xs, t, cols);
+                    }
+                    double nmse = Check.Nmse(got, expected);
+                    Assert.True(nmse <= 1e-10, $"{type} [{rows} x {cols}] x {n}: NMSE {nmse:E2}");
+                }
+            }
+    }
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void FusedMatMulsDotInt8Activations(GgmlType type)
+    {
+        var b = backends.ReducingInt8;
+        var rng = new Random(23 + (int)type);
+        int cols = 96, rows = 40;
+        var (bytesA, deqA) = Weight(rng, type, rows, cols);
+        var (bytesB, deqB) = Weight(rng, type, rows, cols);
+        var wa = b.UploadWeight("a", type, rows, cols, bytesA);
+        var wb = b.UploadWeight("b", type, rows, cols, bytesB);
+        var bias = Check.Random(rng, rows);
+        var wBias = b.UploadWeight("bias", GgmlType.F32, 1, rows, System.Runtime.InteropServices.MemoryMarshal.AsBytes(bias.AsSpan()).ToArray());
+        var normW = Check.Random(rng, cols, 1f);
+        var wNorm = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(normW.AsSpan()).ToArray());
+        var xs = Check.Random(rng, cols, 2f);
+        var xq = Int8(xs, cols);
+        var x = b.Allocate(GpuBackends.MaxBatch, cols);
+        var xb = b.Allocate(GpuBackends.MaxBatch, cols);
+        var (y0, y1) = (b.Allocate(GpuBackends.MaxBatch, rows), b.Allocate(GpuBackends.MaxBatch, rows));
+        b.Write(x, xs);
+        Check.SetTokens(b, 1);
+
+        // biased fusion: y0 = A·x + bias, y1 = B·x
+        b.MatMuls(x, [(wa, y0, wBias), (wb, y1, null)]);
+        var (g0, g1) = (Check.Read(b, y0, 1), Check.Read(b, y1, 1));
+        var e0 = Enumerable.Range(0, rows).Select(r => Dot(deqA, r, xq, 0, cols) + bias[r]).ToArray();
+        var e1 = Enumerable.Range(0, rows).Select(r => Dot(deqB, r, xq, 0, cols)).ToArray();
+        Assert.True(Check.Nmse(g0, e0) <= 1e-10 && Check.Nmse(g1, e1) <= 1e-10, $"{type} biased: {Check.Nmse(g0, e0):E2} {Check.Nmse(g1, e1):E2}");
+
+        // SwiGLU fusion: gate = silu(A·x) * (B·x), up = B·x
+        b.GateUpSwiGlu(x, wa, wb, y0, y1);
+        (g0, g1) = (Check.Read(b, y0, 1), Check.Read(b, y1, 1));
+        var up = Enumerable.Range(0, rows).Select(r => Dot(deqB, r, xq, 0, cols)).ToArray();
+        var gate = Enumerable.Range(0, rows).Select(r => { float g = Dot(deqA, r, xq, 0, cols); return g / (1 + MathF.Exp(-g)) * up[r]; }).ToArray();
+        Assert.True(Check.Nmse(g0, gate) <= 1e-10 && Check.Nmse(g1, up) <= 1e-10, $"{type} swiglu: {Check.Nmse(g0, gate):E2}");
+
+        // norm fusion: xb = norm(x), y0 = A·xb (xb quantized inside the group; the host norm may differ in the last bit)
+        b.NormMatMuls(x, wNorm, 1e-5f, xb, [(wa, y0)]);
+        var normed = new float[cols];
+        VectorOps.RmsNorm(xs, normW, 1e-5f, normed);
+        var nq = Int8(normed, cols);
+        g0 = Check.Read(b, y0, 1);
+        e0 = Enumerable.Range(0, rows).Select(r => Dot(deqA, r, nq, 0, cols)).ToArray();
+        Assert.True(Check.Nmse(g0, e0) <= 1e-8, $"{type} norm: {Check.Nmse(g0, e0):E2}");
+    }
+
+    /// <summary>
+    /// The Q8_0 fixtures with int8 decode (the last logits come from a one-row output matmul), within the bound the CPU backend,
+    /// which rounds every quantized matmul's activations, is held to: max(1.25 × llama.cpp's distance, that + 0.02). (Measured:
+    /// 0.087 and 0.110 against llama.cpp's 0.084 and 0.106.)
+    /// </summary>
+    [Theory]
+    [InlineData("llama3", "prompt1")]
+    [InlineData("llama2-spm", "prompt0")]
+    public void Q8_0ModelWithInt8DecodeStaysWithinLlamaCppBound(string model, string caseId)
+    {
+        var c = ReferenceCase.Find(model, caseId);
+        double llamaCpp = ReferenceCase.LlamaCppQ8Differences(model)[caseId];
+        double bound = Math.Max(1.25 * llamaCpp, llamaCpp + 0.02);
+        using var file = GgufFile.Open(Fixtures.Model(model, "q8_0"));
+        using var backend = new GpuBackend(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch: 64, MatMulSliceThreads: 4));
+        Assert.True(backend.Int8Decode);
+        using var m = LlamaModel.Load(file, backend, new ModelOptions(ContextLength: 64, BatchSize: 64));
+        var session = new Session(m);
+        session.Append(c.InputIds);
+        float maxDiff = Logits.MaxAbsDiff(session.Logits, c.LoadLogits());
+        Assert.True(maxDiff <= bound, $"{model}/{caseId} q8_0 with int8 decode: max |logit - transformers| = {maxDiff}, bound {bound}");
+    }
+}
