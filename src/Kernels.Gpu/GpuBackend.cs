@@ -16,7 +16,7 @@ namespace Infer.Kernels.Gpu;
 /// int8 blocks, tensor cores on CUDA); 0: 16. int.MaxValue keeps every batch on the float32 matmuls.
 /// </param>
 /// <param name="Int8Decode">
-/// One-token tiles (decode) of Q8_0 and Q4_0 weights dot an int8 copy of the activations (dp4a on CUDA), as llama.cpp's CUDA
+/// One-token tiles (decode) of Q8_0, Q4_0, Q4_K and Q6_K weights dot an int8 copy of the activations (dp4a on CUDA), as llama.cpp's CUDA
 /// decode does; false keeps them in float32.
 /// </param>
 public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0,
@@ -93,7 +93,7 @@ public sealed class GpuBackend : IBackend
     /// </summary>
     public int? Int8GemmMinTokens => _matMul.GemmMinTokens;
 
-    /// <summary>Whether decode dots Q8_0 and Q4_0 weights against int8 activations (GpuBackendOptions.Int8Decode on a GPU path).</summary>
+    /// <summary>Whether decode dots quantized weights against int8 activations (GpuBackendOptions.Int8Decode on a GPU path).</summary>
     public bool Int8Decode => _matMul.Int8Decode;
 
     /// <summary>Why the int8 GEMM is off: its kernels did not compile for this device; null while none failed.</summary>

@@ -9,14 +9,14 @@ namespace Infer.Kernels.Gpu.Tests;
 
 /// <summary>
 /// Decode on the GPU paths with int8 activations (<see cref="GpuBackendOptions.Int8Decode"/>, the default on a GPU): each group
-/// quantizes its one-token tile of x into shared memory by ggml's q8_0 rule and the Q8_0 and Q4_0 dots sum int8 products
-/// exactly (dp4a). Against ggml's dequantized weights times the host-quantized activations (NMSE ≤ 1e-10) for the plain matmul,
+/// quantizes its one-token tile of x into shared memory by ggml's q8_0 rule and the Q8_0, Q4_0, Q4_K and Q6_K dots sum int8
+/// products exactly (dp4a). Against ggml's dequantized weights times the host-quantized activations (NMSE ≤ 1e-10) for the plain matmul,
 /// the biased and the SwiGLU fusions and the norm fusion, tokens of multi-token tiles staying float32; and the Q8_0 fixture
 /// models within the CPU backend's Q8_0 bound.
 /// </summary>
 public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBackends>
 {
-    public static TheoryData<GgmlType> Types() => [GgmlType.Q8_0, GgmlType.Q4_0];
+    public static TheoryData<GgmlType> Types() => [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
 
     private static (byte[] Bytes, float[] Dequantized) Weight(Random rng, GgmlType type, int rows, int cols)
     {
@@ -56,7 +56,7 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         var b = backends.ReducingInt8;
         Assert.True(b.Int8Decode);
         var rng = new Random(11 + (int)type);
-        foreach (int cols in new[] { 32, 96, 288 })
+        foreach (int cols in GgmlTypeInfo.BlockSize(type) == 32 ? new[] { 32, 96, 288 } : [256, 768])
             foreach (int rows in new[] { 1, 7, 33 })
             {
                 var (bytes, deq) = Weight(rng, type, rows, cols);
@@ -89,7 +89,7 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
     {
         var b = backends.ReducingInt8;
         var rng = new Random(23 + (int)type);
-        int cols = 96, rows = 40;
+        int cols = GgmlTypeInfo.BlockSize(type) == 32 ? 96 : 512, rows = 40;
         var (bytesA, deqA) = Weight(rng, type, rows, cols);
         var (bytesB, deqB) = Weight(rng, type, rows, cols);
         var wa = b.UploadWeight("a", type, rows, cols, bytesA);

@@ -145,12 +145,12 @@ internal sealed unsafe class Trio : IDisposable
     /// <summary>
     /// The GPU backend's bound for a batch of <paramref name="n"/> tokens over weights of these types: float32 arithmetic, except
     /// where the batch takes the GPU's int8 GEMM (a quantized weight, at least its threshold of tokens, a device that runs it) or
-    /// its int8 decode (Q8_0 or Q4_0 weights on the GPU path: one-token tiles, at any batch of 4k + 1 tokens): there the
+    /// its int8 decode (quantized weights on the GPU path: one-token tiles, at any batch of 4k + 1 tokens): there the
     /// activations are rounded to int8 blocks as on the CPU backend, and test-backend-ops' <c>mul_mat</c> bound applies.
     /// </summary>
     public Bound GpuBound(int n, params GgmlType[] types) =>
         (Gpu.Int8GemmMinTokens is int min && n >= min && CpuBound(types) == Bound.MulMatQ8)
-        || (Gpu.Int8Decode && types.Any(t => t is GgmlType.Q8_0 or GgmlType.Q4_0)) ? Bound.MulMatQ8 : Bound.F32;
+        || (Gpu.Int8Decode && CpuBound(types) == Bound.MulMatQ8) ? Bound.MulMatQ8 : Bound.F32;
 
     /// <summary>The CPU backend's bound for a case whose weights have these types: float unless one is quantized.</summary>
     public static Bound CpuBound(params GgmlType[] types) =>

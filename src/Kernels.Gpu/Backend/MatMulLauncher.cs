@@ -34,7 +34,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     private int Int8Flag => options.Int8Decode ? 1 : 0;
 
     /// <summary>
-    /// Whether one-token tiles of Q8_0 and Q4_0 weights dot an int8 copy of the activations (decode on a GPU: the GPU path of the
+    /// Whether one-token tiles of Q8_0, Q4_0, Q4_K and Q6_K weights dot an int8 copy of the activations (decode on a GPU: the GPU path of the
     /// matmuls, one weight row per group of threads; ILGPU's CPU accelerator takes whole rows per thread and keeps float32).
     /// </summary>
     public bool Int8Decode => options.Int8Decode && Slice() > 1;

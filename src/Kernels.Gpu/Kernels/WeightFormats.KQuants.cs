@@ -35,10 +35,28 @@ internal static class KQuant
 /// </summary>
 internal struct Q4_KWords : IInt8Blocks
 {
-    public bool Int8Dot => false;
+    public bool Int8Dot => true;
 
-    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
-        0f;
+    /// <summary>
+    /// The unit's 8 nibbles as two int8 words against x[j..j+7]: d·sc·x_d·Σq·x_q − dmin·m·x_d·Σx_q over the unit (the activation
+    /// sum as a dp4a with ones).
+    /// </summary>
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
+    {
+        int j = unit * 8;
+        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
+        int e = j & 255;
+        int sub = e >> 6, within = e & 63;
+        var (sc, m) = ScaleMin(words, w0, 2 * sub + (within >= 32 ? 1 : 0));
+        int dw = words[w0];
+        long q = w0 + 4 + sub * 8 + ((within & 31) >> 2);
+        int shift = within < 32 ? 0 : 4;
+        int q0 = (words[q] >> shift) & 0x0F0F0F0F, q1 = (words[q + 1] >> shift) & 0x0F0F0F0F;
+        int x0 = xq[2 * unit], x1 = xq[2 * unit + 1];
+        int dot = Numeric.Dp4a(q0, x0, Numeric.Dp4a(q1, x1, 0));
+        int sum = Numeric.Dp4a(0x01010101, x0, Numeric.Dp4a(0x01010101, x1, 0));
+        return xd[j / 32] * (Numeric.HalfToFloat(dw) * sc * dot - Numeric.HalfToFloat(dw >> 16) * m * sum);
+    }
 
     public const int WordsPerBlock = 36;
 
@@ -133,10 +151,30 @@ internal struct Q4_KWords : IInt8Blocks
 /// </summary>
 internal struct Q6_KWords : IInt8Blocks
 {
-    public bool Int8Dot => false;
+    public bool Int8Dot => true;
 
-    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
-        0f;
+    /// <summary>The unit's 8 quants (q − 32 as signed bytes, one scale) as two int8 words against x[j..j+7].</summary>
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
+    {
+        int j = unit * 8;
+        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
+        int e = j & 255;
+        int half = e >> 7, r = e & 127;
+        int quarter = r >> 5, l = r & 31;
+        long lo = w0 + (half * 64 + l + (quarter & 1) * 32) / 4, hi = w0 + (128 + half * 32 + l) / 4;
+        int lowShift = quarter < 2 ? 0 : 4, highShift = 2 * quarter;
+        int sc = (KQuant.Byte(words, w0, 192 + half * 8 + (l >> 4) + 2 * quarter) << 24) >> 24;
+        int q0 = Signed6(words[lo] >> lowShift, words[hi] >> highShift), q1 = Signed6(words[lo + 1] >> lowShift, words[hi + 1] >> highShift);
+        int dot = Numeric.Dp4a(q0, xq[2 * unit], Numeric.Dp4a(q1, xq[2 * unit + 1], 0));
+        return xd[j / 32] * Numeric.HalfToFloat(words[w0 + 52]) * sc * dot;
+    }
+
+    /// <summary>Four 6-bit quants (low nibbles and high bit pairs already shifted into place) minus 32, as signed bytes.</summary>
+    private static int Signed6(int low, int high)
+    {
+        int s = ((low & 0x0F0F0F0F) | ((high & 0x03030303) << 4)) ^ 0x20202020;
+        return s | ((s & 0x20202020) * 6);
+    }
 
     public const int WordsPerBlock = 53;
 
@@ -151,9 +189,7 @@ internal struct Q6_KWords : IInt8Blocks
         long w0 = (block >> 3) * WordsPerBlock;
         int low = words[w0 + 16 * half + 8 * (quarter & 1) + kw];
         int high = words[w0 + 32 + 8 * half + kw];
-        int q = ((quarter < 2 ? low : low >> 4) & 0x0F0F0F0F) | (((high >> (2 * quarter)) & 0x03030303) << 4);
-        int s = q ^ 0x20202020;
-        return s | ((s & 0x20202020) * 6);
+        return Signed6(quarter < 2 ? low : low >> 4, high >> (2 * quarter));
     }
 
     /// <summary>d · the int8 scale of the block's 16 quants 16·step..: scale 2·quarter + step of the half's eight.</summary>
