@@ -24,9 +24,10 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
 
 /// <summary>
 /// The ILGPU implementation of the backend seam. Weights are uploaded per tensor in their own format (F32, F16, BF16, Q8_0, Q4_0,
-/// Q4_K, Q6_K) and decoded inside the kernels; every product and sum is float32, except in batches over quantized weights of at
-/// least <see cref="GpuBackendOptions.GemmMinTokens"/> tokens (prefill), where the activations are quantized to int8 blocks and
-/// the int8 GEMM (tensor cores on CUDA) sums each block exactly, as the CPU backend's quantized dots. Activations, the batch and the KV cache live
+/// Q4_K, Q6_K) and decoded inside the kernels; every product and sum is float32, except with quantized weights in batches of at
+/// least <see cref="GpuBackendOptions.GemmMinTokens"/> tokens (prefill: the int8 GEMM, tensor cores on CUDA) and in one-token
+/// tiles on a GPU (decode: <see cref="GpuBackendOptions.Int8Decode"/>, dp4a), where the activations are quantized to int8 blocks
+/// and each block is summed exactly, as the CPU backend's quantized dots do. Activations, the batch and the KV cache live
 /// on the device: per forward only the batch ids go in and the requested logit rows come out. Kernels are resolved per weight at
 /// load time. Every call launches its work at once (in stream order); the fused operations of the seam are where launches merge:
 /// <list type="bullet">

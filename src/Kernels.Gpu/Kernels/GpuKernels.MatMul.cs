@@ -19,7 +19,8 @@ internal static partial class GpuKernels
     /// <summary>
     /// Grid (ceil(Rows / rowsPerGroup), ceil(Tokens / 4)); a group of G threads handles G / SliceThreads weight rows and
     /// four tokens. The SliceThreads threads of a row stride over its words (adjacent threads read adjacent words, so
-    /// loads coalesce), keep one float32 accumulator per token, and reduce through shared memory.
+    /// loads coalesce), keep one float32 accumulator per token, and reduce through shared memory. A one-token tile of a format with
+    /// int8 blocks (Int8 set) first has the group quantize x into shared memory and dots it with <see cref="IWeightFormat.Dot1Q8"/>.
     /// </summary>
     public static void MatMul<TF>(ArrayView<int> words, ArrayView<ushort> scales, ArrayView<float> x, ArrayView<float> y, MatMulArgs a)
         where TF : struct, IWeightFormat
