@@ -82,7 +82,7 @@ public sealed record BackendSet(GpuBackend? Gpu, IBackend? Cpu, int GpuLayers) :
             log?.Invoke($"GPU unavailable ({e.GetType().Name}: {e.Message}); running on the CPU backend");
         }
         if (selection?.Device is { } gpu)
-            return new GpuBackend(gpu, new GpuBackendOptions(MaxBatch: Math.Max(batch, 1)));
+            return new GpuBackend(gpu, GpuBackendOptions.ForRun(Math.Max(batch, 1)));
         if (selection?.Message is { } message)
             (device.Kind == DeviceKind.Auto && selection.NoneFound ? noGpuLog : log)?.Invoke(message);
         return null;

@@ -20,7 +20,22 @@ namespace Infer.Kernels.Gpu;
 /// decode does; false keeps them in float32.
 /// </param>
 public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0,
-    bool Int8Decode = true);
+    bool Int8Decode = true)
+{
+    /// <summary>The environment variable that turns the int8 paths off for a run when it is "0".</summary>
+    public const string Int8Variable = "INFER_GPU_INT8";
+
+    /// <summary>
+    /// The options of a run (the CLI, the server, backend-ops): <paramref name="maxBatch"/>, and the int8 GEMM and int8 decode
+    /// unless <paramref name="int8Setting"/> (by default the environment variable <see cref="Int8Variable"/>) is "0", which keeps
+    /// prompts and decode in float32: a comparison, or a way round a device where the int8 kernels misbehave.
+    /// </summary>
+    public static GpuBackendOptions ForRun(int maxBatch, string? int8Setting = null)
+    {
+        bool off = (int8Setting ?? Environment.GetEnvironmentVariable(Int8Variable))?.Trim() == "0";
+        return new GpuBackendOptions(maxBatch, GemmMinTokens: off ? int.MaxValue : 0, Int8Decode: !off);
+    }
+}
 
 /// <summary>
 /// The ILGPU implementation of the backend seam. Weights are uploaded per tensor in their own format (F32, F16, BF16, Q8_0, Q4_0,
@@ -102,6 +117,7 @@ public sealed class GpuBackend : IBackend
 
     /// <summary>One line on the int8 GEMM of prompts: from how many tokens it runs, or why it does not.</summary>
     public string Int8GemmStatus => Int8GemmError is { } e ? $"int8 GEMM off ({e}): prompts run on the float32 matmuls"
+        : Int8GemmMinTokens is int.MaxValue ? $"int8 GEMM off (GemmMinTokens; {GpuBackendOptions.Int8Variable}=0): prompts run on the float32 matmuls"
         : Int8GemmMinTokens is int min ? $"int8 GEMM for batches of {min}+ tokens over Q8_0, Q4_0, Q4_K, Q6_K"
         : "int8 GEMM off (this device's groups hold fewer than 128 threads): prompts run on the float32 matmuls";
 

@@ -130,6 +130,22 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         Assert.True(Check.Nmse(g0, e0) <= 1e-8, $"{type} norm: {Check.Nmse(g0, e0):E2}");
     }
 
+    /// <summary>A run's options: the int8 paths on, unless INFER_GPU_INT8 (here passed in) is "0"; then the backend says so.</summary>
+    [Fact]
+    public void RunOptionsTurnTheInt8PathsOffWithZero()
+    {
+        var on = GpuBackendOptions.ForRun(8, "1");
+        Assert.True(on.Int8Decode);
+        Assert.Equal(0, on.GemmMinTokens);
+        Assert.Equal(new GpuBackendOptions(8), GpuBackendOptions.ForRun(8, ""));
+        var off = GpuBackendOptions.ForRun(8, " 0 ");
+        Assert.False(off.Int8Decode);
+        Assert.Equal(int.MaxValue, off.GemmMinTokens);
+        using var b = GemmTests.Open(gemmMinTokens: int.MaxValue);
+        Assert.Equal(int.MaxValue, b.Int8GemmMinTokens);
+        Assert.StartsWith("int8 GEMM off (GemmMinTokens; INFER_GPU_INT8=0)", b.Int8GemmStatus);
+    }
+
     /// <summary>
     /// The Q8_0 fixtures with int8 decode (the last logits come from a one-row output matmul), within the bound the CPU backend,
     /// which rounds every quantized matmul's activations, is held to: max(1.25 × llama.cpp's distance, that + 0.02). (Measured:

@@ -111,7 +111,7 @@ public static class FixtureChecks
         try
         {
             using var file = GgufFile.Open(path);
-            var gpu = new GpuBackend(device, new GpuBackendOptions(MaxBatch: 64), ownsDevice: false);
+            var gpu = new GpuBackend(device, GpuBackendOptions.ForRun(64), ownsDevice: false);
             var options = new ModelOptions(ContextLength: 128, BatchSize: 64, CacheTypeK: cache, CacheTypeV: cache);
             using var model = gpuLayers is { } n
                 ? LlamaModel.LoadSplit(file, gpu, n, new CpuBackend(threads, 64), options)

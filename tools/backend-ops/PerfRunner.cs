@@ -49,7 +49,7 @@ public static class PerfRunner
         output.WriteLine($"Timing on {device.Info.Id} {device.Info.Name}");
         return Sweep(options, output, device.Info.Id, () =>
         {
-            var gpu = new GpuBackend(device, new GpuBackendOptions(MaxBatch: 512), ownsDevice: false);
+            var gpu = new GpuBackend(device, GpuBackendOptions.ForRun(512), ownsDevice: false);
             return new Target(gpu, (n, t, r, c, b) => gpu.UploadWeight(n, t, r, c, b), gpu.Synchronize, () => gpu.Launches);
         });
     }

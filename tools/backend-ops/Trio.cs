@@ -43,7 +43,7 @@ internal sealed unsafe class Trio : IDisposable
     /// <param name="threads">CPU worker threads (0: all cores).</param>
     public Trio(GpuDevice device, int maxBatch, int threads)
     {
-        Gpu = new GpuBackend(device, new GpuBackendOptions(MaxBatch: maxBatch), ownsDevice: false);
+        Gpu = new GpuBackend(device, GpuBackendOptions.ForRun(maxBatch), ownsDevice: false);
         try
         {
             Cpu = new CpuBackend(threads, maxBatch, repack: true);
