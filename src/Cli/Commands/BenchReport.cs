@@ -83,7 +83,7 @@ internal sealed class BenchReport(GgufFile file, string path, ModelConfig config
             ProcessMemory.Read()?.Resident);
         _rows.Add(row);
         if (profiler is not null) _profiles.Add((row.Test, tokens * samples.Length, profiler.Snapshot()));
-        if (_gpu is not null && nPrompt > 0 && !_notes.Contains(_gpu.Int8GemmStatus)) _notes.Add(_gpu.Int8GemmStatus);
+        if (_gpu is not null && nPrompt > 0) _notes.Add(_gpu.Int8GemmStatus); // the notes print once each (Distinct)
         if (_gpu is not null && nGen > 0)
             _notes.Add($"{_gpu.Description}: {_gpu.LaunchesThisBatch} kernel launches per decoded token"
                 + (_cpu is null ? "" : $" ({gpuLayers} of {config.BlockCount} layers)"));

@@ -91,14 +91,7 @@ internal static partial class GpuKernels
     /// <summary>x[src..src+31] by ggml's q8_0 rule (d = max|x| / 127, q = round(x / d) half away from zero) into words q[dst..dst+7].</summary>
     private static BlockQ8 QuantizeBlock(ArrayView<float> x, long src, ArrayView<int> q, long dst)
     {
-        float amax = 0;
-        for (int j = 0; j < 32; j++)
-        {
-            float v = x[src + j];
-            v = v < 0 ? -v : v;
-            amax = v > amax ? v : amax;
-        }
-        float d = amax / 127f;
+        float d = Numeric.Q8Scale(x, src);
         float id = d != 0 ? 1f / d : 0f;
         int sum = 0;
         for (int w = 0; w < 8; w++)

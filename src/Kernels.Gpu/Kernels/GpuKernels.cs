@@ -100,14 +100,7 @@ internal struct KvViews
             return;
         }
         // ggml's quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d) with x·(1/d), half away from zero; d stored as f16
-        float amax = 0;
-        for (int j = 0; j < Block; j++)
-        {
-            float a = src[s0 + j];
-            a = a < 0 ? -a : a;
-            amax = a > amax ? a : amax;
-        }
-        float d = amax / 127f;
+        float d = Numeric.Q8Scale(src, s0);
         float id = d != 0 ? 1f / d : 0f;
         var quants = isK ? K8 : V8;
         for (int j = 0; j < Block; j++) quants[i0 + j] = (sbyte)Numeric.RoundHalfAway(src[s0 + j] * id);

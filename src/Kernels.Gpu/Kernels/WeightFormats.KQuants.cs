@@ -35,29 +35,6 @@ internal static class KQuant
 /// </summary>
 internal struct Q4_KWords : IInt8Blocks
 {
-    public bool Int8Dot => true;
-
-    /// <summary>
-    /// The unit's 8 nibbles as two int8 words against x[j..j+7]: d·sc·x_d·Σq·x_q − dmin·m·x_d·Σx_q over the unit (the activation
-    /// sum as a dp4a with ones).
-    /// </summary>
-    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
-    {
-        int j = unit * 8;
-        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
-        int e = j & 255;
-        int sub = e >> 6, within = e & 63;
-        var (sc, m) = ScaleMin(words, w0, 2 * sub + (within >= 32 ? 1 : 0));
-        int dw = words[w0];
-        long q = w0 + 4 + sub * 8 + ((within & 31) >> 2);
-        int shift = within < 32 ? 0 : 4;
-        int q0 = (words[q] >> shift) & 0x0F0F0F0F, q1 = (words[q + 1] >> shift) & 0x0F0F0F0F;
-        int x0 = xq[2 * unit], x1 = xq[2 * unit + 1];
-        int dot = Numeric.Dp4a(q0, x0, Numeric.Dp4a(q1, x1, 0));
-        int sum = Numeric.Dp4a(0x01010101, x0, Numeric.Dp4a(0x01010101, x1, 0));
-        return xd[j / 32] * (Numeric.HalfToFloat(dw) * sc * dot - Numeric.HalfToFloat(dw >> 16) * m * sum);
-    }
-
     public const int WordsPerBlock = 36;
 
     /// <summary>Sub-block b = block % 8 of super-block block / 8: the low (even b) or high (odd b) nibbles of 32-byte group b / 2.</summary>
@@ -97,23 +74,53 @@ internal struct Q4_KWords : IInt8Blocks
         return KQuant.Dot8x4(Unit(words, row, cols, unit), x, r, unit * 8);
     }
 
+    public bool Int8Dot => true;
+
     /// <summary>
-    /// The 8 weights of a unit, decoded with one read of their sub-block's scale and min and two words of nibbles (the unit's 8
-    /// quant bytes are word-aligned: 8 consecutive bytes of one 32-byte group). Each value is what <see cref="Element"/> gives.
+    /// The unit's 8 nibbles as two int8 words against x[j..j+7]: d·sc·x_d·Σq·x_q − dmin·m·x_d·Σx_q over the unit (the activation
+    /// sum as a dp4a with ones).
     /// </summary>
-    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
+    {
+        var u = Locate(words, row, cols, unit);
+        int x0 = xq[2 * unit], x1 = xq[2 * unit + 1];
+        int dot = Numeric.Dp4a(u.Q0, x0, Numeric.Dp4a(u.Q1, x1, 0));
+        int sum = Numeric.Dp4a(0x01010101, x0, Numeric.Dp4a(0x01010101, x1, 0));
+        return xd[unit / 4] * (Numeric.HalfToFloat(u.D) * u.Scale * dot - Numeric.HalfToFloat(u.D >> 16) * u.Min * sum);
+    }
+
+    /// <summary>A unit's quants (four nibbles per word, low to high: elements j..j+7), its sub-block's scale and min, d | dmin.</summary>
+    private struct UnitBits
+    {
+        public int Q0, Q1, Scale, Min, D;
+    }
+
+    /// <summary>
+    /// The unit's bits with one read of its sub-block's scale and min and two words of nibbles (the unit's 8 quant bytes are
+    /// word-aligned: 8 consecutive bytes of one 32-byte group).
+    /// </summary>
+    private static UnitBits Locate(ArrayView<int> words, int row, int cols, int unit)
     {
         int j = unit * 8;
         long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
         int e = j & 255;
         int sub = e >> 6, within = e & 63;
         var (sc, m) = ScaleMin(words, w0, 2 * sub + (within >= 32 ? 1 : 0));
-        int dw = words[w0];
-        float d = Numeric.HalfToFloat(dw), dmin = Numeric.HalfToFloat(dw >> 16);
-        float dm = dmin * m;
         long q = w0 + 4 + sub * 8 + ((within & 31) >> 2);
         int shift = within < 32 ? 0 : 4;
-        int q0 = words[q] >> shift, q1 = words[q + 1] >> shift;
+        return new UnitBits
+        {
+            Q0 = (words[q] >> shift) & 0x0F0F0F0F, Q1 = (words[q + 1] >> shift) & 0x0F0F0F0F, Scale = sc, Min = m, D = words[w0],
+        };
+    }
+
+    /// <summary>The 8 weights of a unit (<see cref="Locate"/>). Each value is what <see cref="Element"/> gives.</summary>
+    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
+    {
+        var u = Locate(words, row, cols, unit);
+        float d = Numeric.HalfToFloat(u.D), dmin = Numeric.HalfToFloat(u.D >> 16);
+        float dm = dmin * u.Min;
+        int sc = u.Scale, q0 = u.Q0, q1 = u.Q1;
         return new Float8
         {
             A = d * sc * (q0 & 0xF) - dm, B = d * sc * ((q0 >> 8) & 0xF) - dm,
@@ -151,31 +158,6 @@ internal struct Q4_KWords : IInt8Blocks
 /// </summary>
 internal struct Q6_KWords : IInt8Blocks
 {
-    public bool Int8Dot => true;
-
-    /// <summary>The unit's 8 quants (q − 32 as signed bytes, one scale) as two int8 words against x[j..j+7].</summary>
-    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
-    {
-        int j = unit * 8;
-        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
-        int e = j & 255;
-        int half = e >> 7, r = e & 127;
-        int quarter = r >> 5, l = r & 31;
-        long lo = w0 + (half * 64 + l + (quarter & 1) * 32) / 4, hi = w0 + (128 + half * 32 + l) / 4;
-        int lowShift = quarter < 2 ? 0 : 4, highShift = 2 * quarter;
-        int sc = (KQuant.Byte(words, w0, 192 + half * 8 + (l >> 4) + 2 * quarter) << 24) >> 24;
-        int q0 = Signed6(words[lo] >> lowShift, words[hi] >> highShift), q1 = Signed6(words[lo + 1] >> lowShift, words[hi + 1] >> highShift);
-        int dot = Numeric.Dp4a(q0, xq[2 * unit], Numeric.Dp4a(q1, xq[2 * unit + 1], 0));
-        return xd[j / 32] * Numeric.HalfToFloat(words[w0 + 52]) * sc * dot;
-    }
-
-    /// <summary>Four 6-bit quants (low nibbles and high bit pairs already shifted into place) minus 32, as signed bytes.</summary>
-    private static int Signed6(int low, int high)
-    {
-        int s = ((low & 0x0F0F0F0F) | ((high & 0x03030303) << 4)) ^ 0x20202020;
-        return s | ((s & 0x20202020) * 6);
-    }
-
     public const int WordsPerBlock = 53;
 
     /// <summary>
@@ -220,11 +202,27 @@ internal struct Q6_KWords : IInt8Blocks
         return KQuant.Dot8x4(Unit(words, row, cols, unit), x, r, unit * 8);
     }
 
+    public bool Int8Dot => true;
+
+    /// <summary>The unit's 8 quants (q − 32 as signed bytes, one scale) as two int8 words against x[j..j+7].</summary>
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
+    {
+        var u = Locate(words, row, cols, unit);
+        int dot = Numeric.Dp4a(u.Q0, xq[2 * unit], Numeric.Dp4a(u.Q1, xq[2 * unit + 1], 0));
+        return xd[unit / 4] * Numeric.HalfToFloat(u.D) * u.Scale * dot;
+    }
+
+    /// <summary>A unit's quants (q − 32 as signed bytes, elements j..j+7), its 16-element group's int8 scale, and d.</summary>
+    private struct UnitBits
+    {
+        public int Q0, Q1, Scale, D;
+    }
+
     /// <summary>
-    /// The 8 weights of a unit: one scale, one d, and two words each of low nibbles and high bit pairs (the unit's 8 bytes of
-    /// each are consecutive and word-aligned). Each value is what <see cref="Element"/> gives.
+    /// The unit's bits: one scale, one d, and two words each of low nibbles and high bit pairs (the unit's 8 bytes of each are
+    /// consecutive and word-aligned).
     /// </summary>
-    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
+    private static UnitBits Locate(ArrayView<int> words, int row, int cols, int unit)
     {
         int j = unit * 8;
         long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
@@ -233,19 +231,33 @@ internal struct Q6_KWords : IInt8Blocks
         int quarter = r >> 5, l = r & 31;
         long lo = w0 + (half * 64 + l + (quarter & 1) * 32) / 4, hi = w0 + (128 + half * 32 + l) / 4;
         int lowShift = quarter < 2 ? 0 : 4, highShift = 2 * quarter;
-        int l0 = words[lo] >> lowShift, l1 = words[lo + 1] >> lowShift;
-        int h0 = words[hi] >> highShift, h1 = words[hi + 1] >> highShift;
-        int sc = (KQuant.Byte(words, w0, 192 + half * 8 + (l >> 4) + 2 * quarter) << 24) >> 24;
-        float d = Numeric.HalfToFloat(words[w0 + 52]);
-        return new Float8
+        return new UnitBits
         {
-            A = d * sc * Q(l0, h0, 0), B = d * sc * Q(l0, h0, 1), C = d * sc * Q(l0, h0, 2), D = d * sc * Q(l0, h0, 3),
-            E = d * sc * Q(l1, h1, 0), F = d * sc * Q(l1, h1, 1), G = d * sc * Q(l1, h1, 2), H = d * sc * Q(l1, h1, 3),
+            Q0 = Signed6(words[lo] >> lowShift, words[hi] >> highShift),
+            Q1 = Signed6(words[lo + 1] >> lowShift, words[hi + 1] >> highShift),
+            Scale = (KQuant.Byte(words, w0, 192 + half * 8 + (l >> 4) + 2 * quarter) << 24) >> 24,
+            D = words[w0 + 52],
         };
     }
 
-    /// <summary>Quant k of a word pair (low nibbles and high bit pairs already shifted into place): 6 bits, minus 32.</summary>
-    private static int Q(int low, int high, int k) => (((low >> (8 * k)) & 0xF) | (((high >> (8 * k)) & 3) << 4)) - 32;
+    /// <summary>The 8 weights of a unit (<see cref="Locate"/>). Each value is what <see cref="Element"/> gives.</summary>
+    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
+    {
+        var u = Locate(words, row, cols, unit);
+        float ds = Numeric.HalfToFloat(u.D) * u.Scale;
+        return new Float8
+        {
+            A = ds * Numeric.SByte(u.Q0, 0), B = ds * Numeric.SByte(u.Q0, 1), C = ds * Numeric.SByte(u.Q0, 2), D = ds * Numeric.SByte(u.Q0, 3),
+            E = ds * Numeric.SByte(u.Q1, 0), F = ds * Numeric.SByte(u.Q1, 1), G = ds * Numeric.SByte(u.Q1, 2), H = ds * Numeric.SByte(u.Q1, 3),
+        };
+    }
+
+    /// <summary>Four 6-bit quants (low nibbles and high bit pairs already shifted into place) minus 32, as signed bytes.</summary>
+    private static int Signed6(int low, int high)
+    {
+        int s = ((low & 0x0F0F0F0F) | ((high & 0x03030303) << 4)) ^ 0x20202020;
+        return s | ((s & 0x20202020) * 6);
+    }
 
     public float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j)
     {

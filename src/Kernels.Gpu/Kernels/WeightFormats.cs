@@ -119,6 +119,19 @@ internal static class Numeric
         return c + SByte(a, 0) * SByte(b, 0) + SByte(a, 1) * SByte(b, 1) + SByte(a, 2) * SByte(b, 2) + SByte(a, 3) * SByte(b, 3);
     }
 
+    /// <summary>ggml's q8_0 scale of x[src..src+31]: d = max|x| / 127 (the quants are then round(x · (1/d)), 0 where d is 0).</summary>
+    public static float Q8Scale(ArrayView<float> x, long src)
+    {
+        float amax = 0;
+        for (int j = 0; j < 32; j++)
+        {
+            float a = x[src + j];
+            a = a < 0 ? -a : a;
+            amax = a > amax ? a : amax;
+        }
+        return amax / 127f;
+    }
+
     /// <summary>Signed byte <paramref name="k"/> (0..3) of a word.</summary>
     public static int SByte(int word, int k) => (word << (24 - 8 * k)) >> 24;
 }
@@ -303,14 +316,20 @@ internal struct Q4_0Words : IInt8Blocks
 {
     public int Units(int cols) => cols / 32 * 4;
 
-    /// <summary>
-    /// Quants 4kw..4kw+3: the low nibbles of word kw (kw &lt; 4) or the high nibbles of word kw − 4, each minus 8 as a signed byte
-    /// (v ^ 8 is v − 8 in four bits; its bit 3, times 0x1E, fills the byte's top four bits).
-    /// </summary>
+    /// <summary>Quants 4kw..4kw+3: the low nibbles of word kw (kw &lt; 4) or the high nibbles of word kw − 4.</summary>
     public int QuantWord(ArrayView<int> words, long block, int kw)
     {
         int q = words[block * 4 + (kw & 3)];
-        int s = ((kw < 4 ? q : q >> 4) & 0x0F0F0F0F) ^ 0x08080808;
+        return Signed4(kw < 4 ? q : q >> 4);
+    }
+
+    /// <summary>
+    /// The low nibbles of four bytes minus 8, as signed bytes (v ^ 8 is v − 8 in four bits; its bit 3, times 0x1E, fills the
+    /// byte's top four bits).
+    /// </summary>
+    private static int Signed4(int nibbles)
+    {
+        int s = (nibbles & 0x0F0F0F0F) ^ 0x08080808;
         return s | ((s & 0x08080808) * 0x1E);
     }
 
@@ -320,8 +339,8 @@ internal struct Q4_0Words : IInt8Blocks
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
     {
         long block = (long)row * (cols / 32) + (unit >> 2);
-        int k = unit & 3, x0 = (unit >> 2) * 8 + k;
-        int sum = Numeric.Dp4a(QuantWord(words, block, k), xq[x0], Numeric.Dp4a(QuantWord(words, block, k + 4), xq[x0 + 4], 0));
+        int q = words[block * 4 + (unit & 3)], x0 = (unit >> 2) * 8 + (unit & 3);
+        int sum = Numeric.Dp4a(Signed4(q), xq[x0], Numeric.Dp4a(Signed4(q >> 4), xq[x0 + 4], 0));
         return Numeric.HalfToFloat(scales[block]) * xd[unit >> 2] * sum;
     }
 
