@@ -1,6 +1,5 @@
 using ILGPU.Runtime.CPU;
 using Infer.Kernels.Gpu.Kernels;
-using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
@@ -40,11 +39,7 @@ public sealed class GemmTests : IDisposable
             : [(1, 256), (63, 768), (65, 256), (130, 512)];
         foreach (var (rows, cols) in shapes)
         {
-            var w = Check.Random(rng, rows * cols);
-            var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
-            RowCodec.Quantize(type, w, bytes);
-            var deq = new float[rows * cols];
-            RowCodec.Dequantize(type, bytes, deq);
+            var (bytes, deq) = Check.RandomWeight(rng, type, rows, cols);
             var weight = _backend.UploadWeight("w", type, rows, cols, bytes);
             foreach (int n in new[] { 1, 5, 31, 32, 33, 70 })
             {
@@ -58,7 +53,7 @@ public sealed class GemmTests : IDisposable
 
                 // the dequantized weights (scale · q − min, ggml's reference decoders) times the int8 activations: what the GEMM's
                 // integer block sums, scaled, add up to
-                var xq = QuantizeActivations(xs, n, cols);
+                var xq = Check.Int8Activations(xs);
                 var exact = new float[got.Length];
                 var plain = new float[got.Length];
                 for (int t = 0; t < n; t++)
@@ -91,11 +86,7 @@ public sealed class GemmTests : IDisposable
         using var b = Open(gemmMinTokens: 8);
         var rng = new Random(3);
         int rows = 40, cols = 64;
-        var w = Check.Random(rng, rows * cols);
-        var bytes = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_0, cols) * rows];
-        RowCodec.Quantize(GgmlType.Q8_0, w, bytes);
-        var deq = new float[rows * cols];
-        RowCodec.Dequantize(GgmlType.Q8_0, bytes, deq);
+        var (bytes, deq) = Check.RandomWeight(rng, GgmlType.Q8_0, rows, cols);
         var weight = b.UploadWeight("w", GgmlType.Q8_0, rows, cols, bytes);
         foreach (int n in new[] { 7, 8 })
         {
@@ -150,24 +141,5 @@ public sealed class GemmTests : IDisposable
         float maxDiff = Logits.MaxAbsDiff(session.Logits, c.LoadLogits());
         Assert.True(maxDiff <= bound, $"{model}/{caseId} q8_0 on the GEMM: max |logit - transformers| = {maxDiff}, llama.cpp's is {bound}");
         Assert.True(backend.Launches - before > 2 + 5 * m.Config.BlockCount, "the prompt ran the unfused GEMM path"); // norms, GEMMs, adds
-    }
-
-    /// <summary>
-    /// ggml's q8_0 rule per 32 activations, d = max|x| / 127 and q = round(x / d) half away from zero, returned dequantized
-    /// (q · d, d kept as float32).
-    /// </summary>
-    private static double[] QuantizeActivations(float[] x, int n, int cols)
-    {
-        var v = new double[n * cols];
-        for (int t = 0; t < n; t++)
-            for (int b = 0; b < cols / 32; b++)
-            {
-                int o = t * cols + b * 32;
-                float amax = 0;
-                for (int k = 0; k < 32; k++) amax = Math.Max(amax, Math.Abs(x[o + k]));
-                float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
-                for (int k = 0; k < 32; k++) v[o + k] = (double)d * (int)MathF.Round(x[o + k] * id, MidpointRounding.AwayFromZero);
-            }
-        return v;
     }
 }

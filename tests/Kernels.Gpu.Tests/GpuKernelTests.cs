@@ -28,16 +28,6 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         return d;
     }
 
-    private static (byte[] Bytes, float[] Dequantized) RandomWeight(Random rng, GgmlType type, int rows, int cols)
-    {
-        var w = Check.Random(rng, rows * cols);
-        var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
-        RowCodec.Quantize(type, w, bytes);
-        var deq = new float[rows * cols];
-        RowCodec.Dequantize(type, bytes, deq);
-        return (bytes, deq);
-    }
-
     [Theory]
     [MemberData(nameof(Types))]
     public void MatMulMatchesDequantizedReference(GgmlType type, bool reducing)
@@ -48,7 +38,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         foreach (int cols in blockSize == 1 ? FloatCols : blockSize == 32 ? BlockCols : SuperBlockCols)
             foreach (int rows in WeightRows)
             {
-                var (bytes, deq) = RandomWeight(rng, type, rows, cols);
+                var (bytes, deq) = Check.RandomWeight(rng, type, rows, cols);
                 var w = b.UploadWeight("w", type, rows, cols, bytes);
                 foreach (int n in TokenCounts)
                 {
@@ -80,7 +70,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         var b = backends.Get(reducing);
         var rng = new Random(7);
         int cols = Math.Max(GgmlTypeInfo.BlockSize(type) == 1 ? 37 : 64, GgmlTypeInfo.BlockSize(type)), rows = 11;
-        var (bytes, deq) = RandomWeight(rng, type, rows, cols);
+        var (bytes, deq) = Check.RandomWeight(rng, type, rows, cols);
         var w = b.UploadWeight("table", type, rows, cols, bytes);
         int[] tokens = [10, 0, 3, 3, 7];
         b.SetBatch(tokens, [0, 1, 2, 3, 4], [0, 0, 0, 0, 0]);
@@ -323,7 +313,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         int blockSize = GgmlTypeInfo.BlockSize(type);
         int cols = blockSize == 1 ? 17 : blockSize == 32 ? 96 : 256;
         int[] rows = [33, 7, 9];
-        var parts = rows.Select(r => RandomWeight(rng, type, r, cols)).ToArray();
+        var parts = rows.Select(r => Check.RandomWeight(rng, type, r, cols)).ToArray();
         var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", type, rows[i], cols, p.Bytes)).ToArray();
         var biases = rows.Select(r => Check.Random(rng, r)).ToArray();
         var biasWeights = biases
@@ -366,8 +356,8 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         int blockSize = GgmlTypeInfo.BlockSize(type);
         int cols = blockSize == 1 ? 64 : blockSize == 32 ? 288 : 768;
         const int rows = 37;
-        var (gBytes, gDeq) = RandomWeight(rng, type, rows, cols);
-        var (uBytes, uDeq) = RandomWeight(rng, type, rows, cols);
+        var (gBytes, gDeq) = Check.RandomWeight(rng, type, rows, cols);
+        var (uBytes, uDeq) = Check.RandomWeight(rng, type, rows, cols);
         var wg = b.UploadWeight("gate", type, rows, cols, gBytes);
         var wu = b.UploadWeight("up", type, rows, cols, uBytes);
         foreach (int n in TokenCounts)
@@ -491,7 +481,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         foreach (bool swiGlu in new[] { false, true })
         {
             int[] rows = swiGlu ? [19, 19] : [33, 7, 9];
-            var parts = rows.Select(r => RandomWeight(rng, type, r, cols)).ToArray();
+            var parts = rows.Select(r => Check.RandomWeight(rng, type, r, cols)).ToArray();
             var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", type, rows[i], cols, p.Bytes)).ToArray();
             foreach (int n in TokenCounts)
             {
@@ -543,7 +533,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         int blockSize = GgmlTypeInfo.BlockSize(type);
         int cols = blockSize == 1 ? 64 : blockSize == 32 ? 96 : 256;
         const int rows = 23;
-        var (bytes, deq) = RandomWeight(rng, type, rows, cols);
+        var (bytes, deq) = Check.RandomWeight(rng, type, rows, cols);
         var w = b.UploadWeight("wo", type, rows, cols, bytes);
         foreach (int n in TokenCounts)
         {
@@ -623,7 +613,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         var normW = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
         int[] rows = [qDim, kvDim, kvDim];
         GgmlType[] types = [type, type, vType];
-        var parts = rows.Select((r, i) => RandomWeight(rng, types[i], r, cols)).ToArray();
+        var parts = rows.Select((r, i) => Check.RandomWeight(rng, types[i], r, cols)).ToArray();
         var weights = parts.Select((p, i) => b.UploadWeight($"w{i}", types[i], rows[i], cols, p.Bytes)).ToArray();
         var x = b.Allocate(GpuBackends.MaxBatch, cols);
         var xb = b.Allocate(GpuBackends.MaxBatch, cols);
@@ -700,7 +690,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         const int cols = 128, rows = 41, n = 5, pick = 3;
         var ws = Check.Random(rng, cols);
         var normW = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ws.AsSpan()));
-        var (bytes, deq) = RandomWeight(rng, type, rows, cols);
+        var (bytes, deq) = Check.RandomWeight(rng, type, rows, cols);
         var w = b.UploadWeight("output", type, rows, cols, bytes);
         var xs = Check.Random(rng, n * cols, 3f);
         var x = b.Allocate(GpuBackends.MaxBatch, cols);

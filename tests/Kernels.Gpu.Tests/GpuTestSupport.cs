@@ -1,4 +1,6 @@
 using Infer.Runtime.Backend;
+using Infer.Runtime.Formats;
+using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 
 namespace Infer.Kernels.Gpu.Tests;
@@ -64,6 +66,34 @@ internal static class Check
         var a = new float[n];
         for (int i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() * 2 - 1) * scale;
         return a;
+    }
+
+    /// <summary>A random weight quantized by ggml's reference quantizer: its GGUF bytes and their dequantized values.</summary>
+    public static (byte[] Bytes, float[] Dequantized) RandomWeight(Random rng, GgmlType type, int rows, int cols)
+    {
+        var w = Random(rng, rows * cols);
+        var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
+        RowCodec.Quantize(type, w, bytes);
+        var deq = new float[rows * cols];
+        RowCodec.Dequantize(type, bytes, deq);
+        return (bytes, deq);
+    }
+
+    /// <summary>
+    /// Activations as the GPU's int8 paths see them, on the host: ggml's q8_0 rule per 32 (d = max|x| / 127, q = round(x / d)
+    /// half away from zero, d as float32), returned dequantized (q · d, exactly).
+    /// </summary>
+    public static double[] Int8Activations(float[] x)
+    {
+        var v = new double[x.Length];
+        for (int o = 0; o < x.Length; o += 32)
+        {
+            float amax = 0;
+            for (int k = 0; k < 32; k++) amax = Math.Max(amax, Math.Abs(x[o + k]));
+            float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+            for (int k = 0; k < 32; k++) v[o + k] = (double)d * (int)MathF.Round(x[o + k] * id, MidpointRounding.AwayFromZero);
+        }
+        return v;
     }
 
     /// <summary>Reads the first <paramref name="rows"/> rows of an activation back to the host.</summary>

@@ -1,5 +1,4 @@
 using Infer.Kernels.Cpu.Ops;
-using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 using Infer.Runtime.Inference;
 using Infer.Runtime.Model;
@@ -18,31 +17,7 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
 {
     public static TheoryData<GgmlType> Types() => [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
 
-    private static (byte[] Bytes, float[] Dequantized) Weight(Random rng, GgmlType type, int rows, int cols)
-    {
-        var w = Check.Random(rng, rows * cols);
-        var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
-        RowCodec.Quantize(type, w, bytes);
-        var deq = new float[rows * cols];
-        RowCodec.Dequantize(type, bytes, deq);
-        return (bytes, deq);
-    }
-
-    /// <summary>x quantized per 32 by ggml's q8_0 rule and returned dequantized (q · d, d as float32), row by row.</summary>
-    private static float[] Int8(float[] x, int cols)
-    {
-        var v = new float[x.Length];
-        for (int o = 0; o < x.Length; o += 32)
-        {
-            float amax = 0;
-            for (int k = 0; k < 32; k++) amax = Math.Max(amax, Math.Abs(x[o + k]));
-            float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
-            for (int k = 0; k < 32; k++) v[o + k] = d * (int)MathF.Round(x[o + k] * id, MidpointRounding.AwayFromZero);
-        }
-        return v;
-    }
-
-    private static float Dot(float[] w, int row, float[] x, int t, int cols)
+    private static float Dot(float[] w, int row, double[] x, int t, int cols)
     {
         double s = 0;
         for (int j = 0; j < cols; j++) s += (double)w[row * cols + j] * x[t * cols + j];
@@ -59,12 +34,12 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         foreach (int cols in GgmlTypeInfo.BlockSize(type) == 32 ? new[] { 32, 96, 288 } : [256, 768])
             foreach (int rows in new[] { 1, 7, 33 })
             {
-                var (bytes, deq) = Weight(rng, type, rows, cols);
+                var (bytes, deq) = Check.RandomWeight(rng, type, rows, cols);
                 var w = b.UploadWeight("w", type, rows, cols, bytes);
                 foreach (int n in new[] { 1, 3, 5 })
                 {
                     var xs = Check.Random(rng, n * cols, 2f);
-                    var xq = Int8(xs, cols);
+                    var (xf, xq) = (Array.ConvertAll(xs, v => (double)v), Check.Int8Activations(xs));
                     var x = b.Allocate(GpuBackends.MaxBatch, cols);
                     var y = b.Allocate(GpuBackends.MaxBatch, rows);
                     b.Write(x, xs);
@@ -75,7 +50,7 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
                     for (int t = 0; t < n; t++)
                     {
                         bool oneTokenTile = t == n - 1 && n % 4 == 1; // token tiles of 4: the last of 1 or 5 tokens is alone
-                        for (int r = 0; r < rows; r++) expected[t * rows + r] = Dot(deq, r, oneTokenTile ? xq : xs, t, cols);
+                        for (int r = 0; r < rows; r++) expected[t * rows + r] = Dot(deq, r, oneTokenTile ? xq : xf, t, cols);
                     }
                     double nmse = Check.Nmse(got, expected);
                     Assert.True(nmse <= 1e-10, $"{type} [{rows} x {cols}] x {n}: NMSE {nmse:E2}");
@@ -90,8 +65,8 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         var b = backends.ReducingInt8;
         var rng = new Random(23 + (int)type);
         int cols = GgmlTypeInfo.BlockSize(type) == 32 ? 96 : 512, rows = 40;
-        var (bytesA, deqA) = Weight(rng, type, rows, cols);
-        var (bytesB, deqB) = Weight(rng, type, rows, cols);
+        var (bytesA, deqA) = Check.RandomWeight(rng, type, rows, cols);
+        var (bytesB, deqB) = Check.RandomWeight(rng, type, rows, cols);
         var wa = b.UploadWeight("a", type, rows, cols, bytesA);
         var wb = b.UploadWeight("b", type, rows, cols, bytesB);
         var bias = Check.Random(rng, rows);
@@ -99,7 +74,7 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         var normW = Check.Random(rng, cols, 1f);
         var wNorm = b.UploadWeight("norm", GgmlType.F32, 1, cols, System.Runtime.InteropServices.MemoryMarshal.AsBytes(normW.AsSpan()).ToArray());
         var xs = Check.Random(rng, cols, 2f);
-        var xq = Int8(xs, cols);
+        var xq = Check.Int8Activations(xs);
         var x = b.Allocate(GpuBackends.MaxBatch, cols);
         var xb = b.Allocate(GpuBackends.MaxBatch, cols);
         var (y0, y1) = (b.Allocate(GpuBackends.MaxBatch, rows), b.Allocate(GpuBackends.MaxBatch, rows));
@@ -124,7 +99,7 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         b.NormMatMuls(x, wNorm, 1e-5f, xb, [(wa, y0)]);
         var normed = new float[cols];
         VectorOps.RmsNorm(xs, normW, 1e-5f, normed);
-        var nq = Int8(normed, cols);
+        var nq = Check.Int8Activations(normed);
         g0 = Check.Read(b, y0, 1);
         e0 = Enumerable.Range(0, rows).Select(r => Dot(deqA, r, nq, 0, cols)).ToArray();
         Assert.True(Check.Nmse(g0, e0) <= 1e-8, $"{type} norm: {Check.Nmse(g0, e0):E2}");
