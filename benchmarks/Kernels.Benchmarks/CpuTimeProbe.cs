@@ -82,9 +82,12 @@ public static unsafe partial class CpuTimeProbe
     {
         // defaults stay in L2; PROBE_ROWS / PROBE_COLS / PROBE_TOKENS size it like a model's matmul (weights then come from L3)
         int rows = Env("PROBE_ROWS", 64), cols = Env("PROBE_COLS", 4096), tokens = Env("PROBE_TOKENS", 64);
-        foreach (var level in Enum.GetValues<QuantKernels.IsaLevel>())
+        // each level, then its intrinsics-only twin where the level takes generated tiles
+        var kernels = Enum.GetValues<QuantKernels.IsaLevel>()
+            .SelectMany(l => new[] { (l, QuantKernels.Get(type, l)), (l, QuantKernels.Get(type, l, false)) })
+            .DistinctBy(p => (p.l, p.Item2.Isa));
+        foreach (var (level, k) in kernels)
         {
-            var k = QuantKernels.Get(type, level);
             if (k.RepackedTile == null) { Console.WriteLine($"{type,-5} {level,-7} {k.Isa,-10} no tile"); continue; }
             using var data = new ProbeData(k, rows, cols, tokens);
             int tt = k.TileTokens;

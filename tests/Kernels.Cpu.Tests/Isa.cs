@@ -58,6 +58,18 @@ internal static class Isa
         return true;
     }
 
+    /// <summary>The levels that take the generated Q8_0 tiles where the CPU has AVX512-VNNI (<see cref="QuantKernels.Generated"/>).</summary>
+    public static readonly QuantKernels.IsaLevel[] GeneratedLevels = [QuantKernels.IsaLevel.Best, QuantKernels.IsaLevel.Avx512];
+
+    public const string NoGenerated =
+        "no generated Q8_0 tiles on this CPU (no AVX512-VNNI or not Linux x64): a level without them is the level itself, tested above";
+
+    /// <summary>Skips a case of the intrinsics-only kernels (<paramref name="generated"/> false) where no level has generated ones.</summary>
+    public static void RequireWithoutGenerated(bool generated)
+    {
+        if (!generated) Assert.SkipUnless(QuantKernels.Generated, NoGenerated);
+    }
+
     /// <summary>The types with 8-row repacked kernels on every AVX2 CPU.</summary>
     public static readonly GgmlType[] Repacked =
         [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];

@@ -180,9 +180,10 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 int tt = k.TileTokens;
                 nint groupStride = (nint)(g * w.RowBytes);
                 var tail = k.RepackedTileTail;
-                // with a 4-token tail tile, a remainder of 2 or 3 tokens gives back one full tile: 6 + 2 = 4 + 4, 6 + 3 = 4 + 4 + 1
+                // with a 4-token tail tile, a remainder of 2 or 3 tokens after 6-token tiles gives back one full tile: 6 + 2 = 4 + 4,
+                // 6 + 3 = 4 + 4 + 1 (tiles of a multiple of 4 tokens leave the same 2 or 3 either way)
                 int full = (t1 - t0) / tt, rest = (t1 - t0) % tt;
-                if (tail != null && full > 0 && rest is 2 or 3) full--;
+                if (tail != null && full > 0 && rest is 2 or 3 && tt % 4 != 0) full--;
                 for (; r + QuantKernel.TileRows <= rEnd; r += QuantKernel.TileRows)
                 {
                     byte* group = w.Repacked + r * w.RowBytes;

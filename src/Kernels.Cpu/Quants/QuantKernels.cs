@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics.X86;
+using Infer.Kernels.Cpu.Jit;
 using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
@@ -130,7 +131,17 @@ public static unsafe class QuantKernels
     /// </summary>
     public enum IsaLevel { Best, Avx2, Scalar, Avx512, AvxVnni }
 
-    private static readonly QuantKernel?[] Best = Build(IsaLevel.Best);
+    private static readonly QuantKernel?[] Best = Build(IsaLevel.Best, generated: true);
+
+    /// <summary>
+    /// Whether the Q8_0 GEMM tiles run as generated machine code with 512-bit AVX512-VNNI (<see cref="Q8_0x8Jit"/>) in
+    /// <see cref="Get(GgmlType)"/>'s kernels; <see cref="GeneratedUnavailable"/> says why not. <c>INFER_CPU_JIT=0</c> turns it off.
+    /// </summary>
+    public static bool Generated => Q8_0x8Jit.Ready;
+
+    /// <summary>Why <see cref="Generated"/> is false: "" when it is true.</summary>
+    public static string GeneratedUnavailable =>
+        Q8_0x8Jit.Ready ? "" : Q8_0x8Jit.IsSupported ? "executable memory was refused" : Q8_0x8Jit.Unsupported;
 
     /// <summary>Weight types with a dot kernel.</summary>
     public static readonly IReadOnlyList<GgmlType> SupportedWeightTypes =
@@ -145,15 +156,21 @@ public static unsafe class QuantKernels
     /// <exception cref="NotSupportedException">The type has no kernel; the message names it.</exception>
     public static QuantKernel Get(GgmlType type) => Get(type, IsaLevel.Best);
 
-    public static QuantKernel Get(GgmlType type, IsaLevel level)
+    /// <param name="type">The weight type.</param>
+    /// <param name="level">The instruction sets (<see cref="IsaLevel"/>).</param>
+    /// <param name="generated">
+    /// Whether the level may take the generated Q8_0 tiles (<see cref="Generated"/>; Best and Avx512 only): false keeps the .NET
+    /// intrinsics tiles, so tests can run both on one CPU.
+    /// </param>
+    public static QuantKernel Get(GgmlType type, IsaLevel level, bool generated = true)
     {
-        var table = level == IsaLevel.Best ? Best : Build(level);
+        var table = level == IsaLevel.Best && generated ? Best : Build(level, generated);
         if ((uint)type < (uint)table.Length && table[(int)type] is { } k) return k;
         throw new NotSupportedException(
             $"weight type {GgmlTypeInfo.Name(type)} is not supported by the CPU kernels (supported: {string.Join(", ", SupportedWeightTypes)})");
     }
 
-    private static QuantKernel?[] Build(IsaLevel level)
+    private static QuantKernel?[] Build(IsaLevel level, bool generated)
     {
         bool vnni = (level is IsaLevel.Best or IsaLevel.AvxVnni) && VnniDot.IsSupported;
         bool avx2 = level != IsaLevel.Scalar && Avx2Dot.IsSupported;
@@ -165,6 +182,9 @@ public static unsafe class QuantKernels
         // Q8_0 without VNNI: the 512-bit tile (|w| times y with w's sign, no int16 headroom) needs as many instructions as two 256-bit
         // ones, so it pays only where a 512-bit instruction costs one (one core here: 143 against 88 GMAC/s for the AVX2 tile)
         bool wide8 = wide && Wide.FullWidth;
+        // Q8_0 GEMM tiles with 512-bit vpdpbusd, generated (.NET 10 has only the 256-bit form): 64 products per multiply
+        // instruction against 32 for every intrinsics tile of signed int8 weights
+        bool jit = generated && avx512bw && Q8_0x8Jit.Ready;
         string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
         string tileIsa = wide ? intIsa + ", avx512bw tiles" : intIsa;
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
@@ -187,17 +207,25 @@ public static unsafe class QuantKernels
             avx512 ? &HalfDot4.Tile4x4Avx512<BF16ToFloat> : null);
 
         // the VNNI Q8_0 kernels take their activations' block sums as −128·Σqs (the weights' bias), the others as Σqs or not at all
+        // the VNNI layouts' activation rows carry −128·Σqs per block (the generated tiles' bias term on either layout)
+        bool vnniActivations = vnni || jit;
         var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize,
-            GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, vnni ? &Q8_0.QuantizeActivationsVnni : q8_0, intIsa,
+            GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, vnniActivations ? &Q8_0.QuantizeActivationsVnni : q8_0, intIsa,
             vnni ? &Q8_0.DotSimd<VnniDot> : avx2 ? &Q8_0.DotSimd<Avx2Dot> : &Q8_0.DotRef,
             vnni ? &Q8_0.Dot4Simd<VnniDot> : avx2 ? &Q8_0.Dot4Simd<Avx2Dot> : &Q8_0.Dot4Ref, &Q8_0Format.DequantizeRef,
-            vnni ? Q8_0.VnniSumFactor : 1);
+            vnniActivations ? Q8_0.VnniSumFactor : 1);
+        const string jitIsa = ", avx512-vnni tiles (generated)";
         t[(int)GgmlType.Q8_0] = !avx2 ? q8_0Kernel : vnni
             ? WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot<VnniDot>, &Q8_0x8.Dot4<VnniDot>,
-                avx512 ? &Q8_0x8.Tile16x6Vnni512 : &Q8_0x8.Tile16x4<VnniDot>, &Q8_0x8.TileScales, 16, avx512 ? 6 : 4,
-                isa: avx512 ? "avx-vnni, avx512 tiles" : null, tail: avx512 ? &Q8_0x8.Tile16x4<VnniDot> : null)
-            : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.RepackSigned, &Q8_0x8.Dot<Avx2Dot>, &Q8_0x8.Dot4<Avx2Dot>,
-                wide8 ? &Q8_0x8.Tile16x8Avx512 : &Q8_0x8.Tile16x4<Avx2Dot>, &Q8_0x8.TileScales, 16, wide8 ? 8 : 4, wide8 ? tileIsa : null);
+                jit ? &Q8_0x8Jit.Biased : avx512 ? &Q8_0x8.Tile16x6Vnni512 : &Q8_0x8.Tile16x4<VnniDot>, &Q8_0x8.TileScales, 16,
+                jit ? Q8_0x8Jit.TileTokens : avx512 ? 6 : 4, isa: jit ? intIsa + jitIsa : avx512 ? "avx-vnni, avx512 tiles" : null,
+                tail: jit ? &Q8_0x8Jit.BiasedTail : avx512 ? &Q8_0x8.Tile16x4<VnniDot> : null)
+            : jit
+                ? WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.RepackSigned, &Q8_0x8.Dot<Avx2Dot>, &Q8_0x8.Dot4<Avx2Dot>,
+                    &Q8_0x8Jit.Signed, &Q8_0x8.TileScales, 16, Q8_0x8Jit.TileTokens, intIsa + jitIsa, &Q8_0x8Jit.SignedTail)
+                : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.RepackSigned, &Q8_0x8.Dot<Avx2Dot>, &Q8_0x8.Dot4<Avx2Dot>,
+                    wide8 ? &Q8_0x8.Tile16x8Avx512 : &Q8_0x8.Tile16x4<Avx2Dot>, &Q8_0x8.TileScales, 16, wide8 ? 8 : 4,
+                    wide8 ? tileIsa : null);
         var q4_0Kernel = Quant(GgmlType.Q4_0, Q4_0Format.BlockSize, Q4_0Format.TypeSize,
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &Q4_0.DotSimd<VnniDot> : avx2 ? &Q4_0.DotSimd<Avx2Dot> : &Q4_0.DotRef,

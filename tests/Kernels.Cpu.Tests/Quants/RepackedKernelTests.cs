@@ -10,12 +10,13 @@ public unsafe class RepackedKernelTests
     /// <summary>Integer sums are exact; only float accumulation order differs (relative to Σ|w·a|).</summary>
     private const double DotRelTolerance = 2e-6;
 
-    public static TheoryData<GgmlType, QuantKernels.IsaLevel> Cases()
+    public static TheoryData<GgmlType, QuantKernels.IsaLevel, bool> Cases()
     {
-        var data = new TheoryData<GgmlType, QuantKernels.IsaLevel>();
+        var data = new TheoryData<GgmlType, QuantKernels.IsaLevel, bool>();
         foreach (var type in Isa.Repacked)
             foreach (var level in Enum.GetValues<QuantKernels.IsaLevel>())
-                data.Add(type, level);
+                data.Add(type, level, true);
+        foreach (var level in Isa.GeneratedLevels) data.Add(GgmlType.Q8_0, level, false);
         return data;
     }
 
@@ -47,9 +48,10 @@ public unsafe class RepackedKernelTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void RepackedDotsMatchReference(GgmlType type, QuantKernels.IsaLevel level)
+    public void RepackedDotsMatchReference(GgmlType type, QuantKernels.IsaLevel level, bool generated)
     {
-        var k = QuantKernels.Get(type, level);
+        Isa.RequireWithoutGenerated(generated);
+        var k = QuantKernels.Get(type, level, generated);
         if (!Expected(type, level))
         {
             Assert.Equal(0, k.RepackRows);
@@ -107,9 +109,10 @@ public unsafe class RepackedKernelTests
     /// <summary>The 16-row × TileTokens GEMM tile (two consecutive groups) against the scalar reference dot, into a strided output.</summary>
     [Theory]
     [MemberData(nameof(Cases))]
-    public void RepackedTileMatchesReference(GgmlType type, QuantKernels.IsaLevel level)
+    public void RepackedTileMatchesReference(GgmlType type, QuantKernels.IsaLevel level, bool generated)
     {
-        var k = QuantKernels.Get(type, level);
+        Isa.RequireWithoutGenerated(generated);
+        var k = QuantKernels.Get(type, level, generated);
         if (!Expected(type, level))
         {
             Assert.True(k.RepackedTile == null && k.RepackedTileScales == null && k.TileTokens == 0);

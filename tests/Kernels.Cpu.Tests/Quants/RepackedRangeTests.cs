@@ -21,12 +21,13 @@ public unsafe class RepackedRangeTests
         QuantKernels.IsaLevel.Best, QuantKernels.IsaLevel.Avx512, QuantKernels.IsaLevel.AvxVnni, QuantKernels.IsaLevel.Avx2,
     ];
 
-    public static TheoryData<GgmlType, QuantKernels.IsaLevel> Cases()
+    public static TheoryData<GgmlType, QuantKernels.IsaLevel, bool> Cases()
     {
-        var data = new TheoryData<GgmlType, QuantKernels.IsaLevel>();
+        var data = new TheoryData<GgmlType, QuantKernels.IsaLevel, bool>();
         foreach (var type in Isa.Repacked)
             foreach (var level in Levels)
-                data.Add(type, level);
+                data.Add(type, level, true);
+        foreach (var level in Isa.GeneratedLevels) data.Add(GgmlType.Q8_0, level, false);
         return data;
     }
 
@@ -41,10 +42,11 @@ public unsafe class RepackedRangeTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void RepackedKernelsMatchReferenceAtRangeLimits(GgmlType type, QuantKernels.IsaLevel level)
+    public void RepackedKernelsMatchReferenceAtRangeLimits(GgmlType type, QuantKernels.IsaLevel level, bool generated)
     {
+        Isa.RequireWithoutGenerated(generated);
         Isa.RequireSimd(type, level);
-        var k = QuantKernels.Get(type, level);
+        var k = QuantKernels.Get(type, level, generated);
         Assert.Equal(8, k.RepackRows);
         var reference = QuantKernels.Get(type, QuantKernels.IsaLevel.Scalar);
         var rng = new Random((int)type * 7 + (int)level);
