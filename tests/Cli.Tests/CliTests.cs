@@ -41,6 +41,25 @@ public class CliTests : IDisposable
         Assert.Contains(feature == "untied" ? "separate output" : feature, stdout);
     }
 
+    /// <summary>
+    /// info names the Q8_0 tiles the process runs: the generated AVX512-VNNI ones where this CPU has them, the intrinsics ones
+    /// with INFER_CPU_JIT=0 (read once per process, so a separate process each).
+    /// </summary>
+    [Fact]
+    public void InfoNamesTheGeneratedQ8_0TilesAndInferCpuJitTurnsThemOff()
+    {
+        Assert.SkipUnless(Kernels.Cpu.Quants.QuantKernels.Generated,
+            "no generated Q8_0 tiles on this CPU: " + Kernels.Cpu.Quants.QuantKernels.GeneratedUnavailable);
+        string[] args = ["info", "-m", Fixtures.Model("llama3", "q8_0")];
+        var on = InferProcess.Run(args);
+        Assert.True(on.Code == 0, on.Err);
+        Assert.Contains("avx512-vnni tiles (generated)", on.Out);
+        var off = InferProcess.Run(args, environment: new Dictionary<string, string?> { ["INFER_CPU_JIT"] = "0" });
+        Assert.True(off.Code == 0, off.Err);
+        Assert.Contains("Q8_0 x", off.Out);
+        Assert.DoesNotContain("generated", off.Out);
+    }
+
     /// <summary>With a float32 KV cache (-ctk/-ctv f32): the fixtures' 1e-3 bound of float32 activations.</summary>
     [Fact]
     public void LogitsCommandMatchesTransformers()

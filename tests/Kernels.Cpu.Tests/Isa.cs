@@ -58,11 +58,14 @@ internal static class Isa
         return true;
     }
 
-    /// <summary>The levels that take the generated Q8_0 tiles where the CPU has AVX512-VNNI (<see cref="QuantKernels.Generated"/>).</summary>
+    /// <summary>The levels that take the generated tiles where the CPU has AVX512-VNNI (<see cref="QuantKernels.Generated"/>).</summary>
     public static readonly QuantKernels.IsaLevel[] GeneratedLevels = [QuantKernels.IsaLevel.Best, QuantKernels.IsaLevel.Avx512];
 
+    /// <summary>The types with generated tiles.</summary>
+    public static readonly GgmlType[] GeneratedTypes = [GgmlType.Q8_0, GgmlType.Q4_0];
+
     public const string NoGenerated =
-        "no generated Q8_0 tiles on this CPU (no AVX512-VNNI or not Linux x64): a level without them is the level itself, tested above";
+        "no generated tiles on this CPU (no AVX512-VNNI or not Linux x64): a level without them is the level itself, tested above";
 
     /// <summary>Skips a case of the intrinsics-only kernels (<paramref name="generated"/> false) where no level has generated ones.</summary>
     public static void RequireWithoutGenerated(bool generated)

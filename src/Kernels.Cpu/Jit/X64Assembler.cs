@@ -10,7 +10,7 @@ internal readonly record struct Mem(Gpr Base, Gpr? Index = null, int Scale = 1, 
 }
 
 /// <summary>
-/// The few x86-64 instructions the generated kernels use (<see cref="Q8_0x8Jit"/>), encoded by hand: general-register moves and
+/// The few x86-64 instructions the generated kernels use (<see cref="GeneratedTiles"/>), encoded by hand: general-register moves and
 /// arithmetic for the pointers, and EVEX-encoded AVX-512 (F and VNNI) on zmm0-31. Memory operands take the shortest displacement
 /// (EVEX's 8-bit one in units of the operand's size): a loop of a thousand 7-byte instructions, not 11-byte ones, stays within
 /// what the front end delivers per cycle. Labels are resolved when <see cref="ToArray"/> is called.
@@ -170,6 +170,19 @@ internal sealed class X64Assembler
 
     /// <summary>vpxord zmm, a, b.</summary>
     public void VpXorD(int zmm, int a, int b) => EvexReg(Map0F, Pp66, false, L512, 0xEF, zmm, a, b);
+
+    /// <summary>vpandd zmm, a, b.</summary>
+    public void VpAndD(int zmm, int a, int b) => EvexReg(Map0F, Pp66, false, L512, 0xDB, zmm, a, b);
+
+    /// <summary>vpsrlw zmm, src, imm8: each 16-bit lane shifted right (logical).</summary>
+    public void VpSrlW(int zmm, int src, byte imm)
+    {
+        EvexReg(Map0F, Pp66, false, L512, 0x71, 2, zmm, src); // /2, the destination in vvvv
+        Emit(imm);
+    }
+
+    /// <summary>vpmulld zmm, a, dword [m]{1to16}: the low 32 bits of each lane's product.</summary>
+    public void VpMullDBcst(int zmm, int a, Mem m) => Evex(Map0F38, Pp66, false, L512, 0x40, zmm, a, m, true, 4);
 
     /// <summary>vpdpbusd zmm, u8 zmm_a, s8 dword [m]{1to16} (AVX512-VNNI): zmm += Σ of four u8·s8 products per int32 lane.</summary>
     public void VpDpBusdBcst(int zmm, int a, Mem m) => Evex(Map0F38, Pp66, false, L512, 0x50, zmm, a, m, true, 4);

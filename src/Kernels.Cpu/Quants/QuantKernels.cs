@@ -134,14 +134,14 @@ public static unsafe class QuantKernels
     private static readonly QuantKernel?[] Best = Build(IsaLevel.Best, generated: true);
 
     /// <summary>
-    /// Whether the Q8_0 GEMM tiles run as generated machine code with 512-bit AVX512-VNNI (<see cref="Q8_0x8Jit"/>) in
+    /// Whether the Q8_0 and Q4_0 GEMM tiles run as generated machine code with 512-bit AVX512-VNNI (<see cref="GeneratedTiles"/>) in
     /// <see cref="Get(GgmlType)"/>'s kernels; <see cref="GeneratedUnavailable"/> says why not. <c>INFER_CPU_JIT=0</c> turns it off.
     /// </summary>
-    public static bool Generated => Q8_0x8Jit.Ready;
+    public static bool Generated => GeneratedTiles.Ready;
 
     /// <summary>Why <see cref="Generated"/> is false: "" when it is true.</summary>
     public static string GeneratedUnavailable =>
-        Q8_0x8Jit.Ready ? "" : Q8_0x8Jit.IsSupported ? "executable memory was refused" : Q8_0x8Jit.Unsupported;
+        GeneratedTiles.Ready ? "" : GeneratedTiles.IsSupported ? "executable memory was refused" : GeneratedTiles.Unsupported;
 
     /// <summary>Weight types with a dot kernel.</summary>
     public static readonly IReadOnlyList<GgmlType> SupportedWeightTypes =
@@ -182,9 +182,9 @@ public static unsafe class QuantKernels
         // Q8_0 without VNNI: the 512-bit tile (|w| times y with w's sign, no int16 headroom) needs as many instructions as two 256-bit
         // ones, so it pays only where a 512-bit instruction costs one (one core here: 143 against 88 GMAC/s for the AVX2 tile)
         bool wide8 = wide && Wide.FullWidth;
-        // Q8_0 GEMM tiles with 512-bit vpdpbusd, generated (.NET 10 has only the 256-bit form): 64 products per multiply
-        // instruction against 32 for every intrinsics tile of signed int8 weights
-        bool jit = generated && avx512bw && Q8_0x8Jit.Ready;
+        // Q8_0 and Q4_0 GEMM tiles with 512-bit vpdpbusd, generated (.NET 10 has only the 256-bit form): 64 products per multiply
+        // instruction against 32 for every intrinsics tile of signed int8 weights, and no add or broadcast beside it for Q4_0's
+        bool jit = generated && avx512bw && GeneratedTiles.Ready;
         string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
         string tileIsa = wide ? intIsa + ", avx512bw tiles" : intIsa;
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
@@ -217,12 +217,12 @@ public static unsafe class QuantKernels
         const string jitIsa = ", avx512-vnni tiles (generated)";
         t[(int)GgmlType.Q8_0] = !avx2 ? q8_0Kernel : vnni
             ? WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.Repack, &Q8_0x8.Dot<VnniDot>, &Q8_0x8.Dot4<VnniDot>,
-                jit ? &Q8_0x8Jit.Biased : avx512 ? &Q8_0x8.Tile16x6Vnni512 : &Q8_0x8.Tile16x4<VnniDot>, &Q8_0x8.TileScales, 16,
-                jit ? Q8_0x8Jit.TileTokens : avx512 ? 6 : 4, isa: jit ? intIsa + jitIsa : avx512 ? "avx-vnni, avx512 tiles" : null,
-                tail: jit ? &Q8_0x8Jit.BiasedTail : avx512 ? &Q8_0x8.Tile16x4<VnniDot> : null)
+                jit ? &GeneratedTiles.Q8_0Biased : avx512 ? &Q8_0x8.Tile16x6Vnni512 : &Q8_0x8.Tile16x4<VnniDot>, &Q8_0x8.TileScales, 16,
+                jit ? GeneratedTiles.TileTokens : avx512 ? 6 : 4, isa: jit ? intIsa + jitIsa : avx512 ? "avx-vnni, avx512 tiles" : null,
+                tail: jit ? &GeneratedTiles.Q8_0BiasedTail : avx512 ? &Q8_0x8.Tile16x4<VnniDot> : null)
             : jit
                 ? WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.RepackSigned, &Q8_0x8.Dot<Avx2Dot>, &Q8_0x8.Dot4<Avx2Dot>,
-                    &Q8_0x8Jit.Signed, &Q8_0x8.TileScales, 16, Q8_0x8Jit.TileTokens, intIsa + jitIsa, &Q8_0x8Jit.SignedTail)
+                    &GeneratedTiles.Q8_0Signed, &Q8_0x8.TileScales, 16, GeneratedTiles.TileTokens, intIsa + jitIsa, &GeneratedTiles.Q8_0SignedTail)
                 : WithRepack(q8_0Kernel, Q8_0x8.Rows, &Q8_0x8.RepackSigned, &Q8_0x8.Dot<Avx2Dot>, &Q8_0x8.Dot4<Avx2Dot>,
                     wide8 ? &Q8_0x8.Tile16x8Avx512 : &Q8_0x8.Tile16x4<Avx2Dot>, &Q8_0x8.TileScales, 16, wide8 ? 8 : 4,
                     wide8 ? tileIsa : null);
@@ -232,8 +232,9 @@ public static unsafe class QuantKernels
             vnni ? &Q4_0.Dot4Simd<VnniDot> : avx2 ? &Q4_0.Dot4Simd<Avx2Dot> : &Q4_0.Dot4Ref, &Q4_0Format.DequantizeRef);
         t[(int)GgmlType.Q4_0] = !avx2 ? q4_0Kernel : WithRepack(q4_0Kernel, Q4_0x8.Rows, &Q4_0x8.Repack,
             vnni ? &Q4_0x8.Dot<VnniDot> : &Q4_0x8.Dot<Avx2Dot>, vnni ? &Q4_0x8.Dot4<VnniDot> : &Q4_0x8.Dot4<Avx2Dot>,
-            wide ? &Q4_0x8.Tile16x8Avx512 : vnni ? &Q4_0x8.Tile16x4<VnniDot> : &Q4_0x8.Tile16x4<Avx2Dot>, &Q4_0x8.TileScales, 16,
-            wide ? Q4_0x8.WideTileTokens : 4, wide ? tileIsa : null);
+            jit ? &GeneratedTiles.Q4_0 : wide ? &Q4_0x8.Tile16x8Avx512 : vnni ? &Q4_0x8.Tile16x4<VnniDot> : &Q4_0x8.Tile16x4<Avx2Dot>,
+            &Q4_0x8.TileScales, 16, jit ? GeneratedTiles.TileTokens : wide ? Q4_0x8.WideTileTokens : 4,
+            jit ? intIsa + jitIsa : wide ? tileIsa : null, jit ? &GeneratedTiles.Q4_0Tail : null);
         var q4_1Kernel = Quant(GgmlType.Q4_1, Q4_1Format.BlockSize, Q4_1Format.TypeSize,
             GgmlType.Q8_1, Q8_1Format.BlockSize, Q8_1Format.TypeSize, q8_1, intIsa,
             vnni ? &Q4_1.DotSimd<VnniDot> : avx2 ? &Q4_1.DotSimd<Avx2Dot> : &Q4_1.DotRef,

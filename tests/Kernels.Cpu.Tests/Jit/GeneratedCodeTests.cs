@@ -9,7 +9,7 @@ namespace Infer.Kernels.Cpu.Tests.Jit;
 /// <summary>
 /// The generated machine code: each instruction form <see cref="X64Assembler"/> writes, byte for byte against GNU as 2.40
 /// (<c>as --64</c>, Intel syntax: the shortest displacements, EVEX's 8-bit ones in units of the operand size included), and the
-/// generated Q8_0 tiles against the scalar reference dot.
+/// generated tiles against the scalar reference dots.
 /// </summary>
 public unsafe class GeneratedCodeTests
 {
@@ -57,6 +57,14 @@ public unsafe class GeneratedCodeTests
         ("vpxord zmm24, zmm24, zmm27", a => a.VpXorD(24, 24, 27), "62 01 3d 40 ef c3"),
         ("vpxord zmm12, zmm12, zmm12", a => a.VpXorD(12, 12, 12), "62 51 1d 48 ef e4"),
         ("vpxord zmm1, zmm30, zmm9", a => a.VpXorD(1, 30, 9), "62 d1 0d 40 ef c9"),
+        ("vpandd zmm28, zmm24, zmm27", a => a.VpAndD(28, 24, 27), "62 01 3d 40 db e3"),
+        ("vpandd zmm3, zmm17, zmm9", a => a.VpAndD(3, 17, 9), "62 d1 75 40 db d9"),
+        ("vpsrlw zmm24, zmm24, 4", a => a.VpSrlW(24, 24, 4), "62 91 3d 40 71 d0 04"),
+        ("vpsrlw zmm5, zmm19, 4", a => a.VpSrlW(5, 19, 4), "62 b1 55 48 71 d3 04"),
+        ("vpmulld zmm0, zmm29, [rbx]{1to16}", a => a.VpMullDBcst(0, 29, new Mem(Gpr.Rbx)), "62 f2 15 50 40 03"),
+        ("vpmulld zmm11, zmm29, [r12+rax]{1to16}", a => a.VpMullDBcst(11, 29, new Mem(Gpr.R12, Gpr.Rax)), "62 52 15 50 40 1c 04"),
+        ("vpmulld zmm17, zmm2, [r13+r9*2+8]{1to16}", a => a.VpMullDBcst(17, 2, new Mem(Gpr.R13, Gpr.R9, 2, 8)),
+            "62 82 6d 58 40 4c 4d 02"),
         ("vpdpbusd zmm0, zmm24, [r8+4]{1to16}", a => a.VpDpBusdBcst(0, 24, new Mem(Gpr.R8, Disp: 4)), "62 d2 3d 50 50 40 01"),
         ("vpdpbusd zmm11, zmm24, [r11+rax+0x1c]{1to16}", a => a.VpDpBusdBcst(11, 24, new Mem(Gpr.R11, Gpr.Rax, 1, 0x1C)),
             "62 52 3d 50 50 5c 03 07"),
@@ -109,49 +117,67 @@ public unsafe class GeneratedCodeTests
     [Fact]
     public void GeneratorRejectsOtherTileWidths()
     {
-        Assert.Throws<ArgumentOutOfRangeException>(() => Q8_0x8Jit.Generate(6, true));
-        Assert.Throws<ArgumentOutOfRangeException>(() => Q8_0x8Jit.Generate(16, false));
+        Assert.Throws<ArgumentOutOfRangeException>(() => GeneratedTiles.Generate(TileFormat.Q8_0Biased, 6));
+        Assert.Throws<ArgumentOutOfRangeException>(() => GeneratedTiles.Generate(TileFormat.Q4_0, 16));
     }
 
-    public static TheoryData<int, bool> TileCases() => new() { { 12, true }, { 4, true }, { 12, false }, { 4, false }, { 8, true } };
+    /// <summary>Every <see cref="TileFormat"/> by name (the enum is internal) and width.</summary>
+    public static TheoryData<string, int> TileCases()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var format in Enum.GetNames<TileFormat>())
+            foreach (int tokens in new[] { 12, 8, 4 })
+                data.Add(format, tokens);
+        return data;
+    }
 
     /// <summary>Integer sums are exact; only the float accumulation order differs (relative to Σ|w·a|), as for the other tiles.</summary>
     private const double DotRelTolerance = 2e-6;
 
     /// <summary>
-    /// The generated tile of each width and layout against <see cref="Q8_0.DotRef"/> over 1-16, 64 and 137 blocks, weights with
-    /// quants at −128 and 127 among random ones, the two groups apart (group stride) and the output strided (rows outside the
-    /// tile's 16 must stay untouched).
+    /// The generated tile of each layout and width against the scalar reference dot (<see cref="Q8_0.DotRef"/>,
+    /// <see cref="Q4_0.DotRef"/>) over 1-16, 64 and 137 blocks, weights with quants at both ends of their range among random
+    /// ones, the two groups apart (group stride) and the output strided (rows outside the tile's 16 must stay untouched).
     /// </summary>
     [Theory]
     [MemberData(nameof(TileCases))]
-    public void GeneratedTileMatchesReference(int tokens, bool biased)
+    public void GeneratedTileMatchesReference(string formatName, int tokens)
     {
-        Assert.SkipUnless(Q8_0x8Jit.Ready, "no generated Q8_0 tiles here: " + QuantKernels.GeneratedUnavailable);
+        var format = Enum.Parse<TileFormat>(formatName);
+        Assert.SkipUnless(GeneratedTiles.Ready, "no generated tiles here: " + QuantKernels.GeneratedUnavailable);
         var tile = (delegate* unmanaged[SuppressGCTransition]<int, byte*, nint, float*, byte*, nint, float*, nint, void>)
-            ExecutableMemory.Commit(Q8_0x8Jit.Generate(tokens, biased));
+            ExecutableMemory.Commit(GeneratedTiles.Generate(format, tokens));
         Assert.True(tile != null);
-        var rng = new Random(tokens * 2 + (biased ? 1 : 0));
+        bool q4 = format == TileFormat.Q4_0;
+        var type = q4 ? GgmlType.Q4_0 : GgmlType.Q8_0;
+        int typeSize = q4 ? Q4_0Format.TypeSize : Q8_0Format.TypeSize;
+        delegate*<byte*, nint, byte*, int, void> repack =
+            q4 ? &Q4_0x8.Repack : format == TileFormat.Q8_0Biased ? &Q8_0x8.Repack : &Q8_0x8.RepackSigned;
+        delegate*<int, byte*, nint, float*, void> tileScales = q4 ? &Q4_0x8.TileScales : &Q8_0x8.TileScales;
+        // Q8_0 against −128·Σy block sums (the VNNI rows), Q4_0 against Σy (the plain ones)
+        delegate*<float*, byte*, int, void> quantize = q4 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsVnni;
+        delegate*<int, byte*, byte*, float> reference = q4 ? &Q4_0.DotRef : &Q8_0.DotRef;
+        var rng = new Random((int)format * 16 + tokens);
         foreach (int blocks in Enumerable.Range(1, 16).Concat([64, 137]))
         {
-            int n = blocks * Q8_0Format.BlockSize, rowBytes = n / Q8_0Format.BlockSize * Q8_0Format.TypeSize;
+            int n = blocks * 32, rowBytes = blocks * typeSize;
             var plain = new byte[16 * rowBytes];
             for (int r = 0; r < 16; r++)
             {
                 var x = new float[n];
                 for (int i = 0; i < n; i++) x[i] = (float)(rng.NextDouble() * 2 - 1) * (r + 1);
-                RowCodec.Quantize(GgmlType.Q8_0, x, plain.AsSpan(r * rowBytes, rowBytes));
+                RowCodec.Quantize(type, x, plain.AsSpan(r * rowBytes, rowBytes));
             }
-            // quants at both ends of the range: −128 (never written by ggml's quantizer, but a valid byte) and 127
-            plain[2] = 0x80;
-            plain[rowBytes + 3] = 0x7F;
+            // quants at both ends of the range: Q8_0 −128 (never written by ggml's quantizer, but a valid byte) and 127; Q4_0 0 and 15
+            plain[2] = q4 ? (byte)0x0F : (byte)0x80;
+            plain[rowBytes + 3] = q4 ? (byte)0xF0 : (byte)0x7F;
             int actBytes = n + n / 32 * (2 + 4 + 4) + 12;
             var act = new byte[tokens * actBytes];
             for (int c = 0; c < tokens; c++)
             {
                 var x = new float[n];
                 for (int i = 0; i < n; i++) x[i] = (float)(rng.NextDouble() * 4 - 2);
-                fixed (float* px = x) fixed (byte* pa = &act[c * actBytes]) Q8_0.QuantizeActivationsVnni(px, pa, n);
+                fixed (float* px = x) fixed (byte* pa = &act[c * actBytes]) quantize(px, pa, n);
             }
             const int yStride = 19;
             var y = new float[tokens * yStride];
@@ -164,10 +190,9 @@ public unsafe class GeneratedCodeTests
                 fixed (byte* pPlain = plain, pAct = act)
                 fixed (float* py = y)
                 {
-                    delegate*<byte*, nint, byte*, int, void> repack = biased ? &Q8_0x8.Repack : &Q8_0x8.RepackSigned;
                     repack(pPlain, rowBytes, packed, n);
                     repack(pPlain + 8 * rowBytes, rowBytes, packed + groupStride, n);
-                    Q8_0x8.TileScales(n, packed, groupStride, scales);
+                    tileScales(n, packed, groupStride, scales);
                     tile(n, packed, groupStride, scales, pAct, actBytes, py, yStride);
                     for (int c = 0; c < tokens; c++)
                         for (int r = 0; r < yStride; r++)
@@ -179,10 +204,9 @@ public unsafe class GeneratedCodeTests
                                 continue;
                             }
                             byte* w = pPlain + r * rowBytes, a = pAct + c * actBytes;
-                            float expected = Q8_0.DotRef(n, w, a);
-                            double tol = DotRelTolerance * AbsDot(w, a, n) + 1e-30;
-                            Assert.True(Math.Abs(got - expected) <= tol,
-                                $"{tokens} tokens, biased {biased}, n={n}: token {c} row {r}: {got} vs {expected}");
+                            float expected = reference(n, w, a);
+                            double tol = DotRelTolerance * AbsDot(type, w, a, n) + 1e-30;
+                            Assert.True(Math.Abs(got - expected) <= tol, $"{format} {tokens} tokens, n={n}: token {c} row {r}: {got} vs {expected}");
                         }
                 }
             }
@@ -194,13 +218,12 @@ public unsafe class GeneratedCodeTests
         }
     }
 
-    private static double AbsDot(byte* w, byte* a, int n)
+    private static double AbsDot(GgmlType type, byte* w, byte* a, int n)
     {
         var wf = new float[n];
         var af = new float[n];
-        int bytes = n / 32 * Q8_0Format.TypeSize;
-        RowCodec.Dequantize(GgmlType.Q8_0, new ReadOnlySpan<byte>(w, bytes), wf);
-        RowCodec.Dequantize(GgmlType.Q8_0, new ReadOnlySpan<byte>(a, bytes), af);
+        RowCodec.Dequantize(type, new ReadOnlySpan<byte>(w, (int)GgmlTypeInfo.RowBytes(type, n)), wf);
+        RowCodec.Dequantize(GgmlType.Q8_0, new ReadOnlySpan<byte>(a, (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_0, n)), af);
         double s = 0;
         for (int i = 0; i < n; i++) s += Math.Abs((double)wf[i] * af[i]);
         return s;

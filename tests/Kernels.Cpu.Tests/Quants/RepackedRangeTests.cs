@@ -27,7 +27,9 @@ public unsafe class RepackedRangeTests
         foreach (var type in Isa.Repacked)
             foreach (var level in Levels)
                 data.Add(type, level, true);
-        foreach (var level in Isa.GeneratedLevels) data.Add(GgmlType.Q8_0, level, false);
+        foreach (var type in Isa.GeneratedTypes)
+            foreach (var level in Isa.GeneratedLevels)
+                data.Add(type, level, false);
         return data;
     }
 
