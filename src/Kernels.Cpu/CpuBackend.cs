@@ -95,6 +95,15 @@ public sealed unsafe class CpuBackend : IBackend
     public IActivation Allocate(int rows, int cols) =>
         new CpuActivation { Rows = rows, Cols = cols, Data = (float*)_buffers.Alloc(sizeof(float) * (long)rows * cols) };
 
+    /// <summary>The first rows x cols floats of <paramref name="parent"/>'s memory, with its write count (see the interface).</summary>
+    public IActivation AllocateShared(IActivation parent, int rows, int cols)
+    {
+        var p = A(parent);
+        if ((long)rows * cols > (long)p.Rows * p.Cols)
+            throw new ArgumentException($"a {rows} x {cols} activation does not fit in one of {p.Rows} x {p.Cols}");
+        return new CpuActivation { Rows = rows, Cols = cols, Data = p.Data, VersionBox = p.VersionBox };
+    }
+
     /// <summary>Host view of an activation buffer's first <paramref name="rows"/> rows, for callers that fill it (marks it written).</summary>
     public Span<float> View(IActivation x, int rows)
     {

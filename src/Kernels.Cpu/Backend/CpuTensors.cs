@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Infer.Kernels.Cpu.Quants;
 using Infer.Runtime.Backend;
 using Infer.Runtime.Gguf;
@@ -20,13 +21,22 @@ internal sealed unsafe class CpuWeight : IWeight
     public bool ReleasesMapped { get; init; }        // Data is a file mapping whose rows are released after each lookup (Embed)
 }
 
-/// <summary>A float32 activation (rows, cols) in native memory. <see cref="Version"/> counts writes (for input-quantization reuse).</summary>
+/// <summary>
+/// A float32 activation (rows, cols) in native memory. <see cref="Version"/> counts writes to its memory (for input-quantization
+/// reuse), through it or any activation sharing that memory.
+/// </summary>
 internal sealed unsafe class CpuActivation : IActivation
 {
+    private readonly StrongBox<int> _version = new();
+
     public required int Rows { get; init; }
     public required int Cols { get; init; }
     public required float* Data { get; init; }
-    public int Version;
+
+    /// <summary>The write count, shared by every activation over the same memory (<see cref="CpuBackend.AllocateShared"/>).</summary>
+    public StrongBox<int> VersionBox { get => _version; init => _version = value; }
+
+    public int Version { get => _version.Value; set => _version.Value = value; }
 
     public Span<float> Row(int r) => new(Data + (long)r * Cols, Cols);
 }

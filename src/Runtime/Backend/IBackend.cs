@@ -121,6 +121,13 @@ public interface IBackend : IDisposable
 
     IActivation Allocate(int rows, int cols);
 
+    /// <summary>
+    /// An activation of rows x cols for a buffer whose contents are never needed while <paramref name="parent"/>'s are (and the
+    /// reverse): a backend may place it over the start of the parent's memory (the CPU backend does, saving resident memory), or
+    /// allocate it apart (the default). The parent must hold at least rows x cols floats.
+    /// </summary>
+    IActivation AllocateShared(IActivation parent, int rows, int cols) => Allocate(rows, cols);
+
     /// <summary>Whether <see cref="CreateKvCache"/> takes caches of <paramref name="type"/> (for K or V).</summary>
     bool SupportsKvCacheType(KvCacheType type);
 

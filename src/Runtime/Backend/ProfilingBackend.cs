@@ -106,6 +106,8 @@ public sealed class ProfilingBackend : IBackend
 
     public IActivation Allocate(int rows, int cols) => _inner.Allocate(rows, cols);
 
+    public IActivation AllocateShared(IActivation parent, int rows, int cols) => _inner.AllocateShared(parent, rows, cols);
+
     public bool SupportsKvCacheType(KvCacheType type) => _inner.SupportsKvCacheType(type);
 
     public void CreateKvCache(KvCacheConfig config) => _inner.CreateKvCache(config);

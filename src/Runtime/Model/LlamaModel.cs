@@ -165,17 +165,24 @@ public sealed class LlamaModel : IDisposable
     {
         var c = Config;
         int n = BatchSize;
+        var hb = b.Allocate(n, c.FeedForwardLength);
+        var hb2 = b.Allocate(n, c.FeedForwardLength);
+        // the attention half of a layer is done with q, att and xb2 before the FFN half writes hb and hb2, and the FFN half is
+        // done with them before the next layer's attention: q and xb2 may share hb2's memory, att hb's (ForwardLayer's order:
+        // attention reads q and writes att, Wo reads att and writes xb2; gate/up write hb and hb2, Wdown reads hb and writes xb2)
+        bool share = c.FeedForwardLength >= Math.Max(c.QDim, c.EmbeddingLength);
+        IActivation Over(IActivation parent, int cols) => share ? b.AllocateShared(parent, n, cols) : b.Allocate(n, cols);
         return new Activations
         {
             X = b.Allocate(n, c.EmbeddingLength),
             Xb = b.Allocate(n, c.EmbeddingLength),
-            Xb2 = b.Allocate(n, c.EmbeddingLength),
-            Q = b.Allocate(n, c.QDim),
+            Xb2 = Over(hb2, c.EmbeddingLength),
+            Q = Over(hb2, c.QDim),
             K = b.Allocate(n, c.KvDim),
             V = b.Allocate(n, c.KvDim),
-            Att = b.Allocate(n, c.QDim),
-            Hb = b.Allocate(n, c.FeedForwardLength),
-            Hb2 = b.Allocate(n, c.FeedForwardLength),
+            Att = Over(hb, c.QDim),
+            Hb = hb,
+            Hb2 = hb2,
             XLast = output ? b.Allocate(n, c.EmbeddingLength) : null,
             Logits = output ? b.Allocate(n, c.VocabSize) : null,
         };
