@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Infer.Kernels.Cpu.Jit;
 using Infer.Kernels.Cpu.Quants;
+using Infer.Kernels.Cpu.Tests.Quants;
 using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
@@ -205,7 +206,7 @@ public unsafe class GeneratedCodeTests
                             }
                             byte* w = pPlain + r * rowBytes, a = pAct + c * actBytes;
                             float expected = reference(n, w, a);
-                            double tol = DotRelTolerance * AbsDot(type, w, a, n) + 1e-30;
+                            double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, w, GgmlType.Q8_0, a, n) + 1e-30;
                             Assert.True(Math.Abs(got - expected) <= tol, $"{format} {tokens} tokens, n={n}: token {c} row {r}: {got} vs {expected}");
                         }
                 }
@@ -216,16 +217,5 @@ public unsafe class GeneratedCodeTests
                 NativeMemory.AlignedFree(scales);
             }
         }
-    }
-
-    private static double AbsDot(GgmlType type, byte* w, byte* a, int n)
-    {
-        var wf = new float[n];
-        var af = new float[n];
-        RowCodec.Dequantize(type, new ReadOnlySpan<byte>(w, (int)GgmlTypeInfo.RowBytes(type, n)), wf);
-        RowCodec.Dequantize(GgmlType.Q8_0, new ReadOnlySpan<byte>(a, (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_0, n)), af);
-        double s = 0;
-        for (int i = 0; i < n; i++) s += Math.Abs((double)wf[i] * af[i]);
-        return s;
     }
 }

@@ -38,15 +38,6 @@ public unsafe class DotKernelTests
         }
     }
 
-    private static double AbsDot(GgmlType type, byte[] w, GgmlType aType, byte[] a, int n)
-    {
-        float[] wf = QuantTestUtil.Dequantize(type, w, n);
-        float[] af = QuantTestUtil.Dequantize(aType, a, n);
-        double s = 0;
-        for (int i = 0; i < n; i++) s += Math.Abs((double)wf[i] * af[i]);
-        return s;
-    }
-
     private static delegate*<int, byte*, byte*, float> ReferenceDot(GgmlType type) => type switch
     {
         GgmlType.F32 => &F32.DotRef,
@@ -79,7 +70,7 @@ public unsafe class DotKernelTests
             byte[] a = QuantTestUtil.Quantize(k.VecDotType, y);
             float expected = QuantTestUtil.Dot(reference, n, w, a);
             float actual = QuantTestUtil.Dot(k.Dot, n, w, a);
-            double tol = DotRelTolerance * AbsDot(type, w, k.VecDotType, a, n) + 1e-30;
+            double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, w, k.VecDotType, a, n) + 1e-30;
             Assert.True(Math.Abs(actual - expected) <= tol, $"{type} {k.Isa} n={n}: simd {actual} vs reference {expected} (tolerance {tol})");
         }
     }
@@ -110,7 +101,7 @@ public unsafe class DotKernelTests
             for (int r = 0; r < 4; r++)
             {
                 float expected = QuantTestUtil.Dot(reference, n, w, rows[r]);
-                double tol = DotRelTolerance * AbsDot(type, w, k.VecDotType, rows[r], n) + 1e-30;
+                double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, w, k.VecDotType, rows[r], n) + 1e-30;
                 Assert.True(Math.Abs(result[r] - expected) <= tol, $"{type} {k.Isa} n={n} row {r}: {result[r]} vs {expected}");
             }
         }
@@ -149,7 +140,7 @@ public unsafe class DotKernelTests
                 for (int r = 0; r < 4; r++)
                 {
                     float expected = QuantTestUtil.Dot(reference, n, wRows[r], aRows[c]);
-                    double tol = DotRelTolerance * AbsDot(type, wRows[r], GgmlType.F32, aRows[c], n) + 1e-30;
+                    double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, wRows[r], GgmlType.F32, aRows[c], n) + 1e-30;
                     Assert.True(Math.Abs(result[c * 4 + r] - expected) <= tol, $"{type} n={n} row {r} token {c}: {result[c * 4 + r]} vs {expected}");
                 }
         }

@@ -43,6 +43,27 @@ internal static unsafe class QuantTestUtil
         return y;
     }
 
+    /// <summary>
+    /// Σ|w·a| of a weight row of <paramref name="type"/> and an activation row of <paramref name="aType"/> (their first n elements,
+    /// dequantized by the formats' references; an activation row's trailing block sums are ignored): the scale of the dot tests'
+    /// relative tolerance.
+    /// </summary>
+    public static double AbsDot(GgmlType type, ReadOnlySpan<byte> w, GgmlType aType, ReadOnlySpan<byte> a, int n)
+    {
+        var wf = new float[n];
+        var af = new float[n];
+        RowCodec.Dequantize(type, w[..(int)GgmlTypeInfo.RowBytes(type, n)], wf);
+        RowCodec.Dequantize(aType, a[..(int)GgmlTypeInfo.RowBytes(aType, n)], af);
+        double s = 0;
+        for (int i = 0; i < n; i++) s += Math.Abs((double)wf[i] * af[i]);
+        return s;
+    }
+
+    /// <inheritdoc cref="AbsDot(GgmlType, ReadOnlySpan{byte}, GgmlType, ReadOnlySpan{byte}, int)"/>
+    public static double AbsDot(GgmlType type, byte* w, GgmlType aType, byte* a, int n) =>
+        AbsDot(type, new ReadOnlySpan<byte>(w, (int)GgmlTypeInfo.RowBytes(type, n)), aType,
+            new ReadOnlySpan<byte>(a, (int)GgmlTypeInfo.RowBytes(aType, n)), n);
+
     public static float Dot(delegate*<int, byte*, byte*, float> dot, int n, byte[] w, byte[] a)
     {
         fixed (byte* pw = w, pa = a) return dot(n, pw, pa);

@@ -26,14 +26,6 @@ public unsafe class RepackedKernelTests
     private static bool Expected(GgmlType type, QuantKernels.IsaLevel level) =>
         level != QuantKernels.IsaLevel.Scalar && Isa.HasAvx2 && Isa.Repacked.Contains(type);
 
-    private static double AbsDot(GgmlType type, byte[] w, GgmlType aType, byte[] a, int n)
-    {
-        float[] wf = QuantTestUtil.Dequantize(type, w, n), af = QuantTestUtil.Dequantize(aType, a, n);
-        double s = 0;
-        for (int i = 0; i < n; i++) s += Math.Abs((double)wf[i] * af[i]);
-        return s;
-    }
-
     private static delegate*<int, byte*, byte*, float> Reference(GgmlType type) =>
         type switch
         {
@@ -100,7 +92,7 @@ public unsafe class RepackedKernelTests
                 for (int r = 0; r < 8; r++)
                 {
                     float expected = QuantTestUtil.Dot(Reference(type), n, rows[r], acts[c]);
-                    double tol = DotRelTolerance * AbsDot(type, rows[r], k.VecDotType, acts[c], n) + 1e-30;
+                    double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, rows[r], k.VecDotType, acts[c], n) + 1e-30;
                     Assert.True(Math.Abs(four[c * 8 + r] - expected) <= tol,
                         $"{type} {k.Isa} n={n} Dot4 col {c} row {r}: {four[c * 8 + r]} vs {expected}");
                     if (c == 0) Assert.True(Math.Abs(one[r] - expected) <= tol, $"{type} {k.Isa} n={n} Dot row {r}: {one[r]} vs {expected}");
@@ -176,7 +168,7 @@ public unsafe class RepackedKernelTests
                     for (int r = 0; r < rowCount; r++)
                     {
                         float expected = QuantTestUtil.Dot(Reference(type), n, rows[r], acts[c]);
-                        double tol = DotRelTolerance * AbsDot(type, rows[r], k.VecDotType, acts[c], n) + 1e-30;
+                        double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, rows[r], k.VecDotType, acts[c], n) + 1e-30;
                         float got = output[c * yStride + r];
                         Assert.True(Math.Abs(got - expected) <= tol, $"{type} {k.Isa} n={n} {what} col {c} row {r}: {got} vs {expected}");
                     }
@@ -277,7 +269,7 @@ public unsafe class RepackedKernelTests
                         {
                             int row = 8 * grp + r;
                             float expected = QuantTestUtil.Dot(&Q6_K.DotRef, n, rows[row], acts[c]);
-                            double tol = DotRelTolerance * AbsDot(GgmlType.Q6_K, rows[row], GgmlType.Q8_K, acts[c], n) + 1e-30;
+                            double tol = DotRelTolerance * QuantTestUtil.AbsDot(GgmlType.Q6_K, rows[row], GgmlType.Q8_K, acts[c], n) + 1e-30;
                             Assert.True(Math.Abs(one[r] - expected) <= tol, $"{k.Isa} Dot row {row} col {c}: {one[r]} vs {expected}");
                             if (c < 4)
                                 Assert.True(Math.Abs(four[8 * c + r] - expected) <= tol,
@@ -371,7 +363,7 @@ public unsafe class RepackedKernelTests
                             int row = 8 * g + r;
                             float expected = Q5_K.DotRef(n, pPlain + row * rowBytes, pAct + c * actBytes);
                             byte[] w = plain.AsSpan(row * rowBytes, rowBytes).ToArray(), a = act.AsSpan(c * actBytes, actBytes).ToArray();
-                            double tol = DotRelTolerance * AbsDot(GgmlType.Q5_K, w, GgmlType.Q8_K, a, n) + 1e-30;
+                            double tol = DotRelTolerance * QuantTestUtil.AbsDot(GgmlType.Q5_K, w, GgmlType.Q8_K, a, n) + 1e-30;
                             string at = $"{k.Isa} n={n} token {c} row {row}";
                             Assert.True(Math.Abs(one[r] - expected) <= tol, $"{at} Dot: {one[r]} vs {expected}");
                             if (c < 4) Assert.True(Math.Abs(four[c * 8 + r] - expected) <= tol, $"{at} Dot4: {four[c * 8 + r]} vs {expected}");

@@ -106,7 +106,7 @@ public unsafe class RepackedRangeTests
                                 int row = 8 * g + r;
                                 byte* w = pPlain + row * rowBytes, a = pAct + c * actBytes;
                                 float expected = reference.Dot(n, w, a);
-                                double tol = DotRelTolerance * AbsDot(reference, w, a, n) + 1e-30;
+                                double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, w, k.VecDotType, a, n) + 1e-30;
                                 string at = $"{type} {k.Isa} n={n} token {c} row {row}";
                                 Assert.True(Math.Abs(one[r] - expected) <= tol, $"{at} Dot: {one[r]} vs {expected}");
                                 if (c < 4) Assert.True(Math.Abs(four[c * 8 + r] - expected) <= tol, $"{at} Dot4: {four[c * 8 + r]} vs {expected}");
@@ -125,17 +125,5 @@ public unsafe class RepackedRangeTests
                 NativeMemory.AlignedFree(packed);
             }
         }
-    }
-
-    /// <summary>Σ|w·a| of the dequantized row and activations.</summary>
-    private static double AbsDot(QuantKernel k, byte* w, byte* a, int n)
-    {
-        var wf = new float[n];
-        var af = new float[n];
-        fixed (float* pw = wf) k.Dequantize(w, pw, n);
-        RowCodec.Dequantize(k.VecDotType, new ReadOnlySpan<byte>(a, (int)GgmlTypeInfo.RowBytes(k.VecDotType, n)), af);
-        double s = 0;
-        for (int i = 0; i < n; i++) s += Math.Abs((double)wf[i] * af[i]);
-        return s;
     }
 }
