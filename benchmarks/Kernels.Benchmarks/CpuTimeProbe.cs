@@ -84,8 +84,8 @@ public static unsafe partial class CpuTimeProbe
         int rows = Env("PROBE_ROWS", 64), cols = Env("PROBE_COLS", 4096), tokens = Env("PROBE_TOKENS", 64);
         // each level, then its intrinsics-only twin where the level takes generated tiles
         var kernels = Enum.GetValues<QuantKernels.IsaLevel>()
-            .SelectMany(l => new[] { (l, QuantKernels.Get(type, l)), (l, QuantKernels.Get(type, l, false)) })
-            .DistinctBy(p => (p.l, p.Item2.Isa));
+            .SelectMany(l => new[] { (Level: l, Kernel: QuantKernels.Get(type, l)), (Level: l, Kernel: QuantKernels.Get(type, l, false)) })
+            .DistinctBy(p => (p.Level, p.Kernel.Isa));
         foreach (var (level, k) in kernels)
         {
             if (k.RepackedTile == null) { Console.WriteLine($"{type,-5} {level,-7} {k.Isa,-10} no tile"); continue; }

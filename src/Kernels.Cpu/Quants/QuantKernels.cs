@@ -159,8 +159,8 @@ public static unsafe class QuantKernels
     /// <param name="type">The weight type.</param>
     /// <param name="level">The instruction sets (<see cref="IsaLevel"/>).</param>
     /// <param name="generated">
-    /// Whether the level may take the generated Q8_0 tiles (<see cref="Generated"/>; Best and Avx512 only): false keeps the .NET
-    /// intrinsics tiles, so tests can run both on one CPU.
+    /// Whether the level may take the generated Q8_0 and Q4_0 tiles (<see cref="Generated"/>; Best and Avx512 only): false keeps
+    /// the .NET intrinsics tiles, so tests can run both on one CPU.
     /// </param>
     public static QuantKernel Get(GgmlType type, IsaLevel level, bool generated = true)
     {
@@ -206,8 +206,8 @@ public static unsafe class QuantKernels
             avx512 ? &HalfDot4.Avx512<BF16ToFloat> : avx2 ? &BF16.Dot4Avx2 : &BF16.Dot4Ref, &BF16Format.DequantizeRef,
             avx512 ? &HalfDot4.Tile4x4Avx512<BF16ToFloat> : null);
 
-        // the VNNI Q8_0 kernels take their activations' block sums as −128·Σqs (the weights' bias), the others as Σqs or not at all
-        // the VNNI layouts' activation rows carry −128·Σqs per block (the generated tiles' bias term on either layout)
+        // the VNNI Q8_0 kernels and the generated tiles (on either layout) take their activations' block sums as −128·Σqs (the
+        // weights' +128 bias), the others as Σqs or not at all
         bool vnniActivations = vnni || jit;
         var q8_0Kernel = Quant(GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize,
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, vnniActivations ? &Q8_0.QuantizeActivationsVnni : q8_0, intIsa,
