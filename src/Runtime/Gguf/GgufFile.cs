@@ -365,12 +365,20 @@ public sealed unsafe class GgufFile : IDisposable
             return (long)n;
         }
 
-        public string String(string what)
+        public string String(string what) => String(what, null, -1);
+
+        /// <summary>
+        /// A length-prefixed UTF-8 string. Its description is <paramref name="what"/>, or, with a <paramref name="key"/>, element
+        /// <paramref name="index"/> of that key's array: formatted only for an error (a 128k vocabulary has 400k strings).
+        /// </summary>
+        private string String(string what, string? key, int index)
         {
-            ulong n = U64($"length of {what}");
+            if (Remaining < 8) Need(8, $"length of {Describe(what, key, index)}");
+            ulong n = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(_p + _pos, 8));
+            _pos += 8;
             if (n > MaxStringBytes)
-                throw file.Error($"length of {what} is {n} bytes, over the limit of {MaxStringBytes}");
-            Need((long)n, what);
+                throw file.Error($"length of {Describe(what, key, index)} is {n} bytes, over the limit of {MaxStringBytes}");
+            if ((long)n > Remaining) Need((long)n, Describe(what, key, index));
             var span = new ReadOnlySpan<byte>(_p + _pos, (int)n);
             string s;
             try
@@ -379,11 +387,14 @@ public sealed unsafe class GgufFile : IDisposable
             }
             catch (DecoderFallbackException)
             {
-                throw file.Error($"{what} at offset {_pos} is not valid UTF-8");
+                throw file.Error($"{Describe(what, key, index)} at offset {_pos} is not valid UTF-8");
             }
             _pos += (long)n;
             return s;
         }
+
+        private static string Describe(string what, string? key, int index) =>
+            key is null ? what : $"element {index} of metadata key '{key}'";
 
         public object Value(string key, GgufValueType type, int depth, ref long totalElements)
         {
@@ -460,7 +471,7 @@ public sealed unsafe class GgufFile : IDisposable
                 case GgufValueType.String:
                     {
                         var result = new string[count];
-                        for (int i = 0; i < count; i++) result[i] = String($"element {i} of metadata key '{key}'");
+                        for (int i = 0; i < count; i++) result[i] = String("", key, i);
                         return new GgufArray(elemType, result);
                     }
                 default:

@@ -258,6 +258,20 @@ public class GgufRobustnessTests : IDisposable
         Assert.Contains("UTF-8", Rejects(Write(bytes)).Message);
     }
 
+    /// <summary>A bad element of a string array is named by its index and key (the reader formats that only for an error).</summary>
+    [Fact]
+    public void BadStringArrayElementIsNamed()
+    {
+        byte[] Strings(params byte[][] items) => [.. U32(8), .. U64((ulong)items.Length), .. items.SelectMany(i => U64((ulong)i.Length).Concat(i))];
+        var invalid = new TinyGguf();
+        invalid.Kv("t.list", 9, Strings("ok"u8.ToArray(), "fine"u8.ToArray(), [0x61, 0xC3]));
+        Assert.Contains("element 2 of metadata key 't.list' at offset", Rejects(Write(invalid.Build(), "utf8.gguf")).Message);
+
+        var huge = new TinyGguf();
+        huge.Kv("t.list", 9, [.. U32(8), .. U64(2), .. U64(1), (byte)'a', .. U64(1UL << 40)]);
+        Assert.Contains("length of element 1 of metadata key 't.list' is 1099511627776 bytes", Rejects(Write(huge.Build(), "huge.gguf")).Message);
+    }
+
     [Fact]
     public void DuplicateKeysAndTensorsAreRejected()
     {
