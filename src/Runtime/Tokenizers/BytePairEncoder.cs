@@ -15,67 +15,45 @@ internal sealed class BytePairEncoder
     private const int MaxCacheEntries = 1 << 16;
 
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _vocab;
-    private readonly Dictionary<long, (int Rank, int Merged)> _merges;
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _ranks;
+    private readonly string[] _texts;
     private readonly int[] _byteTokens;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
 
     public PreTokenizer PreTokenizer { get; }
 
     /// <param name="vocab">token text to id</param>
+    /// <param name="texts">token id to text (the inverse of <paramref name="vocab"/>)</param>
     /// <param name="merges">tokenizer.ggml.merges: "left right", in rank order</param>
     /// <param name="preTokenizer">splits text into the pieces merged one by one (the model's tokenizer.ggml.pre).</param>
-    /// <param name="onBadMerge">called with the index of a merge whose parts are not in the vocabulary</param>
-    public BytePairEncoder(Dictionary<string, int> vocab, string[] merges, PreTokenizer preTokenizer, Action<int, string> onBadMerge)
+    /// <param name="onBadMerge">called with the index of a merge that has no space separating two parts</param>
+    /// <remarks>
+    /// The merges are kept by their text, as llama.cpp keeps them: filling that table is one hash insert per merge (35-50 ms for
+    /// the 280k of a 128k vocabulary), where resolving both parts and the product to ids took three lookups each (130-180 ms,
+    /// all of it between the process start and the first token). A merge whose parts or product are not tokens never applies.
+    /// </remarks>
+    public BytePairEncoder(Dictionary<string, int> vocab, string[] texts, string[] merges, PreTokenizer preTokenizer,
+        Action<int, string> onBadMerge)
     {
         PreTokenizer = preTokenizer;
         _vocab = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
+        _texts = texts;
         _byteTokens = new int[256];
         for (int b = 0; b < 256; b++)
             _byteTokens[b] = vocab.TryGetValue(ByteLevel.ByteToChar[b].ToString(), out int id) ? id : -1;
 
-        _merges = new Dictionary<long, (int, int)>(merges.Length, PairKeyComparer.Instance);
-        Span<char> joined = stackalloc char[256];
+        var ranks = new Dictionary<string, int>(merges.Length, StringComparer.Ordinal);
         for (int rank = 0; rank < merges.Length; rank++)
         {
-            var m = merges[rank].AsSpan();
-            int space = m.Length > 1 ? m[1..].IndexOf(' ') + 1 : 0;
-            if (space <= 0)
+            var m = merges[rank];
+            if (m.Length < 2 || m.IndexOf(' ', 1) < 0)
             {
                 onBadMerge(rank, "has no space separating two parts");
                 continue;
             }
-            var leftText = m[..space];
-            var rightText = m[(space + 1)..];
-            if (!_vocab.TryGetValue(leftText, out int left) || !_vocab.TryGetValue(rightText, out int right))
-            {
-                onBadMerge(rank, "names a part that is not in tokenizer.ggml.tokens");
-                continue;
-            }
-            // the merged token is the merge text without its separating space
-            int joinedLength = leftText.Length + rightText.Length;
-            if (joinedLength > joined.Length) joined = new char[joinedLength];
-            leftText.CopyTo(joined);
-            rightText.CopyTo(joined[leftText.Length..]);
-            if (!_vocab.TryGetValue(joined[..joinedLength], out int merged))
-            {
-                onBadMerge(rank, "produces a token that is not in tokenizer.ggml.tokens");
-                continue;
-            }
-            _merges.TryAdd(Key(left, right), (rank, merged));
+            ranks.TryAdd(m, rank); // a repeated merge keeps its first rank
         }
-    }
-
-    private static long Key(int left, int right) => ((long)left << 32) | (uint)right;
-
-    /// <summary>
-    /// long's own hash is (low ^ high): every pair of equal ids ("Ġ Ġ", "a a", ...) would share one bucket.
-    /// A multiplicative mix spreads them.
-    /// </summary>
-    private sealed class PairKeyComparer : IEqualityComparer<long>
-    {
-        public static readonly PairKeyComparer Instance = new();
-        public bool Equals(long x, long y) => x == y;
-        public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
+        _ranks = ranks.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
     /// <summary>Tokenizes a fragment of raw text (no special tokens in it).</summary>
@@ -187,7 +165,15 @@ internal sealed class BytePairEncoder
         if (left < 0 || right < 0) return;
         int leftId = symbols[left].Id, rightId = symbols[right].Id;
         if (leftId < 0 || rightId < 0) return;
-        if (!_merges.TryGetValue(Key(leftId, rightId), out var merge)) return;
-        queue.Enqueue(new Pair(left, right, leftId, rightId, merge.Merged), (merge.Rank, left));
+        string a = _texts[leftId], b = _texts[rightId];
+        int length = a.Length + 1 + b.Length;
+        Span<char> text = length <= 256 ? stackalloc char[256] : new char[length];
+        a.CopyTo(text);
+        text[a.Length] = ' ';
+        b.CopyTo(text[(a.Length + 1)..]);
+        if (!_ranks.TryGetValue(text[..length], out int rank)) return;
+        b.CopyTo(text[a.Length..]); // the product: the merge without its space
+        if (!_vocab.TryGetValue(text[..(length - 1)], out int merged)) return;
+        queue.Enqueue(new Pair(left, right, leftId, rightId, merged), (rank, left));
     }
 }

@@ -176,7 +176,7 @@ public sealed class Tokenizer
         {
             var merges = f.TryGetStringArray(MergesKey) ?? throw Error(path, $"metadata key '{MergesKey}' not found (required for a gpt2 tokenizer)");
             string? badMerge = null;
-            _bpe = new BytePairEncoder(_textToId, merges, pre!,
+            _bpe = new BytePairEncoder(_textToId, _texts, merges, pre!,
                 (i, why) => badMerge ??= $"metadata key '{MergesKey}': merge {i} '{merges[i]}' {why}");
             if (badMerge is not null) throw Error(path, badMerge);
         }

@@ -187,7 +187,21 @@ public sealed class HandMadeVocabTests : IDisposable
     public void MissingMerges() => Rejects(VocabGguf.TinyBpe().Remove(Tokenizer.MergesKey), Tokenizer.MergesKey);
 
     [Fact]
-    public void MergeOfUnknownTokens() => Rejects(VocabGguf.TinyBpe().Strings(Tokenizer.MergesKey, "a b", "q zz"), Tokenizer.MergesKey);
+    public void MergeWithoutSpace() => Rejects(VocabGguf.TinyBpe().Strings(Tokenizer.MergesKey, "a b", "ab"), Tokenizer.MergesKey);
+
+    /// <summary>
+    /// As in llama.cpp, merges are looked up by their text while encoding: one whose parts ("q zz": zz is no token) or product
+    /// ("b c": no "bc") are not in the vocabulary loads, and never applies.
+    /// </summary>
+    [Theory]
+    [InlineData("ab", new[] { 257 })]
+    [InlineData("qzz", new[] { 113, 122, 122 })]
+    [InlineData("bc", new[] { 98, 99 })]
+    public void MergesOfUnknownTokensNeverApply(string text, int[] expected)
+    {
+        var tok = Load(VocabGguf.TinyBpe().Strings(Tokenizer.MergesKey, "a b", "q zz", "b c"), "inert-merges.gguf");
+        Assert.Equal(expected, tok.Encode(text));
+    }
 
     [Fact]
     public void BosOutOfRange() => Rejects(VocabGguf.TinySpm().UInt32(Tokenizer.BosKey, 100000), Tokenizer.BosKey);
