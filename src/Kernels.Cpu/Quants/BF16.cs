@@ -18,6 +18,7 @@ public static unsafe class BF16
     }
 
     /// <summary>bf16 → f32 is a 16-bit left shift of the zero-extended bits; FMA into four accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx512(int n, byte* w, byte* a)
     {
         var b = (ushort*)w;
@@ -39,6 +40,7 @@ public static unsafe class BF16
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx2(int n, byte* w, byte* a)
     {
         var b = (ushort*)w;
@@ -68,6 +70,7 @@ public static unsafe class BF16
         for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Avx2(int n, byte* w, byte* a, nint aStride, float* result)
     {
         for (int r = 0; r < 4; r++) result[r] = DotAvx2(n, w, a + r * aStride);

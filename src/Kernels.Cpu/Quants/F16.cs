@@ -50,6 +50,7 @@ public static unsafe class F16
         return (bits | sign).AsSingle();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx512(int n, byte* w, byte* a)
     {
         var h = (ushort*)w;
@@ -70,6 +71,7 @@ public static unsafe class F16
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx2(int n, byte* w, byte* a)
     {
         var h = (ushort*)w;
@@ -94,6 +96,7 @@ public static unsafe class F16
         for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Avx2(int n, byte* w, byte* a, nint aStride, float* result)
     {
         for (int r = 0; r < 4; r++) result[r] = DotAvx2(n, w, a + r * aStride);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -15,6 +16,7 @@ public static unsafe class F32
     }
 
     /// <summary>AVX-512 (or AVX2) FMA with four accumulators; the tail in scalar.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx512(int n, byte* w, byte* a)
     {
         float* x = (float*)w, y = (float*)a;
@@ -34,6 +36,7 @@ public static unsafe class F32
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotAvx2(int n, byte* w, byte* a)
     {
         float* x = (float*)w, y = (float*)a;
@@ -58,11 +61,13 @@ public static unsafe class F32
         for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Avx512(int n, byte* w, byte* a, nint aStride, float* result)
     {
         for (int r = 0; r < 4; r++) result[r] = DotAvx512(n, w, a + r * aStride);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Avx2(int n, byte* w, byte* a, nint aStride, float* result)
     {
         for (int r = 0; r < 4; r++) result[r] = DotAvx2(n, w, a + r * aStride);

@@ -72,6 +72,7 @@ internal static unsafe partial class LegacyX8
     public static int TileScaleFloats<F>() where F : struct, ILegacyX8 => F.HasMin ? 32 : 16;
 
     /// <summary>Interleaves 8 plain rows (<paramref name="src"/> + r * <paramref name="srcStride"/>) into <paramref name="dst"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Repack<F>(byte* src, nint srcStride, byte* dst, int n) where F : struct, ILegacyX8
     {
         int nb = n / 32;

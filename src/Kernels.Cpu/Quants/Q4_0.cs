@@ -28,6 +28,7 @@ public static unsafe class Q4_0
     }
 
     /// <summary>Q4_0 · Q8_0: nibbles u (0..15) as unsigned, Σ(u-8)·y = Σu·y - Σ8·y.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
         int nb = n / Q4_0Format.BlockSize;
@@ -59,6 +60,7 @@ public static unsafe class Q4_0
     /// One weight row against 4 activation rows (<paramref name="a"/> + r * <paramref name="aStride"/> bytes), unpacking each weight
     /// block once.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         int nb = n / Q4_0Format.BlockSize;

@@ -24,6 +24,7 @@ public static unsafe partial class Q4_0x8
     /// Interleaves 8 Q4_0 rows (<paramref name="src"/> + r * <paramref name="srcStride"/>) of <paramref name="n"/> elements into
     /// <paramref name="dst"/> (8 × row bytes).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
         int nb = n / Q4_0Format.BlockSize;
@@ -122,6 +123,7 @@ public static unsafe partial class Q4_0x8
     /// 8 rows of the group · 4 activation rows with block sums (<paramref name="a"/> + c * <paramref name="aStride"/>) →
     /// result[c * 8 + r].
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4<T>(int n, byte* group, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         int nb = n / Q4_0Format.BlockSize;

@@ -67,6 +67,7 @@ public static unsafe class Q4_K
     internal static Vector256<short> BroadcastScale(Vector256<byte> scales, int s) =>
         Avx2.Shuffle(scales, Vector256.Create((ushort)(2 * s | ((2 * s + 1) << 8))).AsByte()).AsInt16();
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
         int nb = n / Q4_KFormat.BlockSize;
@@ -101,6 +102,7 @@ public static unsafe class Q4_K
     }
 
     /// <summary>One weight row against 4 Q8_K activation rows, unpacking each weight super-block once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         int nb = n / Q4_KFormat.BlockSize;

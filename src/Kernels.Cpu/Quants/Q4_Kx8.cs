@@ -23,6 +23,7 @@ public static unsafe partial class Q4_Kx8
     internal const int QuantsOffset = ScaleWordsOffset + 3 * Rows * sizeof(uint); // P(0, 0)
     internal const int PairBytes = 8 * 32; // P(c, 0..7): the vectors of sub-block pair c
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
         int nb = n / Q4_KFormat.BlockSize;
@@ -169,6 +170,7 @@ public static unsafe partial class Q4_Kx8
     /// <summary>
     /// 8 rows of the group · 4 Q8_K activation rows (<paramref name="a"/> + c * <paramref name="aStride"/>) → result[c * 8 + r].
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4<T>(int n, byte* group, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         for (int col = 0; col < 4; col += 2)

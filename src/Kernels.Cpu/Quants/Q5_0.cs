@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Infer.Runtime.Formats;
 
@@ -30,6 +31,7 @@ public static unsafe class Q5_0
     }
 
     /// <summary>5-bit u = nibble | (bit ? 16 : 0); Σ(u-16)·y = Σu·y - Σ16·y.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
         int nb = n / Q5_0Format.BlockSize;
@@ -51,6 +53,7 @@ public static unsafe class Q5_0
         for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         for (int r = 0; r < 4; r++) result[r] = DotSimd<T>(n, w, a + r * aStride);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Infer.Runtime.Formats;
 
@@ -30,6 +31,7 @@ public static unsafe class Q5_1
         return sumf;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
         int nb = n / Q5_1Format.BlockSize;
@@ -52,6 +54,7 @@ public static unsafe class Q5_1
         for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         for (int r = 0; r < 4; r++) result[r] = DotSimd<T>(n, w, a + r * aStride);

@@ -37,6 +37,7 @@ public static unsafe class Q5_K
         return sumf;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
         int nb = n / Q5_KFormat.BlockSize;
@@ -92,6 +93,7 @@ public static unsafe class Q5_K
         for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         for (int r = 0; r < 4; r++) result[r] = DotSimd<T>(n, w, a + r * aStride);

@@ -24,6 +24,7 @@ public static unsafe partial class Q5_Kx8
     private const int QuantsOffset = Q4_Kx8.QuantsOffset; // after the header Q4_Kx8 shares
     private const int HighBitsOffset = QuantsOffset + 4 * Q4_Kx8.PairBytes; // the Y vectors
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
         int nb = n / Q5_KFormat.BlockSize;

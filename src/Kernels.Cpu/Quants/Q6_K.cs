@@ -62,6 +62,7 @@ public static unsafe class Q6_K
         return Vector256.Create(half, half).AsByte();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
         int nb = n / Q6_KFormat.BlockSize;
@@ -156,6 +157,7 @@ public static unsafe class Q6_K
     }
 
     /// <summary>One weight row against 4 Q8_K activation rows, unpacking each weight half once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         int nb = n / Q6_KFormat.BlockSize;

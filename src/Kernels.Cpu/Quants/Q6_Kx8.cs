@@ -30,6 +30,7 @@ public static unsafe partial class Q6_Kx8
     /// Interleaves 8 Q6_K rows (<paramref name="src"/> + r * <paramref name="srcStride"/>) of <paramref name="n"/> elements into
     /// <paramref name="dst"/> (8 × row bytes).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)
     {
         int nb = n / Q6_KFormat.BlockSize;

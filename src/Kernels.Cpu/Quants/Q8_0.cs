@@ -20,6 +20,7 @@ public static unsafe class Q8_0
     /// <see cref="QuantizeActivationsRef(float*, byte*, int)"/>, vectorized (same bytes): each block's sum and scale written as it is
     /// quantized.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeActivationsFast(float* x, byte* y, int n) => QuantizeActivationsFast(x, y, n, 1);
 
     /// <summary>
@@ -27,6 +28,7 @@ public static unsafe class Q8_0
     /// but each block's int32 is −128·Σqs (<see cref="VnniSumFactor"/>), the term that removes the weights' +128 bias, so the kernels
     /// start their sums with one broadcast load instead of a multiply and a move from a general register per token and block.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeActivationsVnni(float* x, byte* y, int n) => QuantizeActivationsFast(x, y, n, VnniSumFactor);
 
     /// <summary>What <see cref="QuantizeActivationsVnni"/> multiplies each block's Σqs by.</summary>
@@ -38,6 +40,7 @@ public static unsafe class Q8_0
         WriteBlockSums(y, n, sumFactor);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void QuantizeActivationsFast(float* x, byte* y, int n, int sumFactor)
     {
         if (!Avx2.IsSupported) { QuantizeActivationsRef(x, y, n, sumFactor); return; }
@@ -161,6 +164,7 @@ public static unsafe class Q8_0
     }
 
     /// <summary>Q8_0 · Q8_0, one block per 256-bit vector, two accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
         int nb = n / Q8_0Format.BlockSize;
@@ -188,6 +192,7 @@ public static unsafe class Q8_0
     /// One weight row against 4 activation rows (<paramref name="a"/> + r * <paramref name="aStride"/> bytes), sharing the weight
     /// loads.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
         int nb = n / Q8_0Format.BlockSize;

@@ -20,11 +20,14 @@ public static unsafe partial class Q8_0x8
     private const int QuantsOffset = Rows * sizeof(ushort); // V_0 (after the 8 scales)
 
     /// <summary>The AVX-VNNI layout: weights biased by 128.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Repack(byte* src, nint srcStride, byte* dst, int n) => Repack(src, srcStride, dst, n, 0x80);
 
     /// <summary>The AVX2 layout: weights as they are (signed).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RepackSigned(byte* src, nint srcStride, byte* dst, int n) => Repack(src, srcStride, dst, n, 0);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Repack(byte* src, nint srcStride, byte* dst, int n, byte bias)
     {
         int nb = n / Q8_0Format.BlockSize;

@@ -20,6 +20,7 @@ public static unsafe class Q8_1
     }
 
     /// <summary><see cref="QuantizeActivationsRef"/>, vectorized (same bytes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeActivationsFast(float* x, byte* y, int n)
     {
         if (!Avx2.IsSupported)

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Infer.Runtime.Formats;
@@ -12,6 +13,7 @@ public static unsafe class Q8_K
     /// Same bytes as <see cref="Q8_KFormat.QuantizeRef"/>, vectorized (AVX2): nearest_int is round-half-even for |v| ≤ 4194303, which is what
     /// vcvtps2dq does under the default rounding mode; max is the first element of largest magnitude, found with a compare mask.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeFast(float* x, byte* y, int n)
     {
         if (!Avx2.IsSupported) { Q8_KFormat.QuantizeRef(x, y, n); return; }
