@@ -17,20 +17,21 @@ public sealed record BackendSet(GpuBackend? Gpu, IBackend? Cpu, int GpuLayers) :
     /// a model of <paramref name="layers"/> layers: the GPU alone when it takes every layer (or <paramref name="gpuLayers"/>
     /// is null), the GPU and the CPU when it takes some, the CPU alone when it takes none, when the device is the CPU, or
     /// when no GPU is usable (<paramref name="log"/> then gets one line saying why, unless the request was a plain auto, without a
-    /// layer count, on a machine with no GPU at all).
+    /// layer count, on a machine with no GPU at all). <paramref name="repackInBackground"/>: as
+    /// <see cref="ModelLoadOptions.RepackInBackground"/>.
     /// </summary>
     public static BackendSet Create(DeviceRequest device, int? gpuLayers, int layers, int threads, int batch, bool repack,
-        Action<string>? log = null)
+        Action<string>? log = null, bool repackInBackground = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(gpuLayers ?? 0, nameof(gpuLayers));
-        if (gpuLayers == 0) return new BackendSet(null, new CpuBackend(threads, batch, repack), 0);
+        if (gpuLayers == 0) return new BackendSet(null, new CpuBackend(threads, batch, repack, repackInBackground), 0);
         var gpu = OpenGpu(device, batch, gpuLayers is not null ? log : null, log);
-        if (gpu is null) return new BackendSet(null, new CpuBackend(threads, batch, repack), 0);
+        if (gpu is null) return new BackendSet(null, new CpuBackend(threads, batch, repack, repackInBackground), 0);
         int n = Math.Min(gpuLayers ?? layers, layers);
         if (n == layers) return new BackendSet(gpu, null, n);
         try
         {
-            return new BackendSet(gpu, new CpuBackend(threads, batch, repack), n);
+            return new BackendSet(gpu, new CpuBackend(threads, batch, repack, repackInBackground), n);
         }
         catch
         {

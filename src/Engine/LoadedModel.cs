@@ -60,7 +60,8 @@ public sealed class LoadedModel : IDisposable
                 options.Log?.Invoke($"warning: a context of {options.ContextLength} tokens is beyond the {config.ContextLength} "
                     + "the model was trained for; expect worse text past that");
             var backends = BackendSet.Create(
-                options.Device, options.GpuLayers, layers, options.Threads, options.BatchSize, options.Repack, options.Log);
+                options.Device, options.GpuLayers, layers, options.Threads, options.BatchSize, options.Repack, options.Log,
+                options.RepackInBackground);
             if (backends.Cpu is not null)
             {
                 int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.ContextLength, 4096);

@@ -26,6 +26,13 @@ public sealed record ModelLoadOptions(string Path)
     public bool Repack { get; init; } = true;
 
     /// <summary>
+    /// Make the repacked copies on a background thread after the load, not during it (the default): the model answers at once,
+    /// its matmuls on the file's layout until each weight's copy is ready (the same results; prompts run slower meanwhile).
+    /// False makes the load wait for every copy, as benchmarks want.
+    /// </summary>
+    public bool RepackInBackground { get; init; } = true;
+
+    /// <summary>
     /// How the KV cache stores keys (llama.cpp's <c>--cache-type-k</c>). Null: f16, llama.cpp's default, on either backend; an
     /// explicit type the chosen backend cannot keep fails the load with <see cref="NotSupportedException"/> before any weight
     /// is read (both backends keep f32, f16 and q8_0).

@@ -23,16 +23,20 @@ public sealed unsafe class CpuBackend : IBackend
     private readonly RowOps _rows;
     private readonly MatMulDriver _matMul;
     private readonly AttentionDriver _attention;
+    private readonly BackgroundRepacker? _background;
 
     /// <param name="threads">worker threads (0: all cores).</param>
     /// <param name="maxBatch">most tokens per forward call.</param>
     /// <param name="repack">repack weights whose type has interleaved 8-row kernels on this CPU (a copy made at load).</param>
-    public CpuBackend(int threads = 0, int maxBatch = 512, bool repack = true)
+    /// <param name="repackInBackground">make that copy on a background thread after each weight loads, not during the load: the
+    /// model runs at once, on the plain kernels until each copy is ready (<see cref="WaitForRepack"/> waits for all).</param>
+    public CpuBackend(int threads = 0, int maxBatch = 512, bool repack = true, bool repackInBackground = false)
     {
         ThreadCount = threads > 0 ? threads : Environment.ProcessorCount;
         _pool = new WorkerPool(ThreadCount);
         _batch = new BatchState(_buffers, maxBatch);
-        _weights = new WeightLoader(_buffers, _pool, repack);
+        _background = repack && repackInBackground ? new BackgroundRepacker() : null;
+        _weights = new WeightLoader(_buffers, _pool, repack, _background);
         _rows = new RowOps(_buffers, _pool, _batch);
         _matMul = new MatMulDriver(_buffers, _pool);
         _attention = new AttentionDriver(_buffers, _pool, _batch);
@@ -43,8 +47,18 @@ public sealed unsafe class CpuBackend : IBackend
     /// <summary>Whether weights are repacked at load into the interleaved layout of the 8-row kernels.</summary>
     public bool Repack => _weights.Repack;
 
-    /// <summary>Bytes of weights copied into repacked layout so far.</summary>
+    /// <summary>Bytes of weights whose repacked copy the matmuls use (so far, with a background repack).</summary>
     public long RepackedBytes => _weights.RepackedBytes;
+
+    /// <summary>Whether a background repack still has weights to copy.</summary>
+    public bool RepackPending => _background?.Pending ?? false;
+
+    /// <summary>Blocks until the background repack (if any) has published every weight loaded so far.</summary>
+    /// <exception cref="InvalidOperationException">a weight's repack failed (it keeps running on the plain kernels).</exception>
+    public void WaitForRepack() => _background?.WaitForAll();
+
+    /// <summary>The background repacker, for tests that hold it (<see cref="BackgroundRepacker.Gate"/>); null without one.</summary>
+    internal BackgroundRepacker? Background => _background;
 
     public string Name => "cpu";
     public string Description => $"CPU, {ThreadCount} thread{(ThreadCount == 1 ? "" : "s")}, {SimdDescription()}";
@@ -184,6 +198,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void Dispose()
     {
+        _background?.Dispose(); // before the buffers it writes go
         _pool.Dispose();
         _buffers.Dispose();
     }

@@ -16,8 +16,18 @@ internal sealed unsafe class CpuWeight : IWeight
     public required long RowBytes { get; init; }
     public required QuantKernel Kernel { get; init; }
     public float* Floats { get; init; }              // vectors only: (cols) float32
-    public byte* Repacked { get; init; }             // (rows / 8 groups of kernel.RepackRows interleaved rows), or null
+    private nint _repacked;
+
+    /// <summary>
+    /// (rows / 8 groups of kernel.RepackRows interleaved rows), or null: not repacked, or not yet (a background repack publishes it
+    /// once every group is written; a matmul reads it once per call, and either layout gives the same products).
+    /// </summary>
+    public byte* Repacked { get => (byte*)Volatile.Read(ref _repacked); init => _repacked = (nint)value; }
+
     public int RepackedRows { get; init; }           // rows covered by Repacked (a multiple of 8); later rows use Data
+
+    /// <summary>Makes a background repack's copy the one matmuls read (after every byte of it is written).</summary>
+    internal void PublishRepacked(byte* repacked) => Volatile.Write(ref _repacked, (nint)repacked);
     public bool ReleasesMapped { get; init; }        // Data is a file mapping whose rows are released after each lookup (Embed)
 }
 

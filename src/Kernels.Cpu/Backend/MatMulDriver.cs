@@ -82,7 +82,9 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         _matMul.MaxTileScaleFloats = MaxTileScratchFloats;
         // Enough chunks for balance (8 per thread), each large enough to amortize the hand-out, in whole tiles (16 rows) when the
         // weight has a tile kernel, else in whole repack groups.
-        int unit = w.Repacked != null && kernel.RepackedTile != null ? QuantKernel.TileRows : 8;
+        // the weight's repacked copy as of now: a background repack may publish it during the call; this call keeps the layout
+        _matMul.Repacked = w.Repacked;
+        int unit = _matMul.Repacked != null && kernel.RepackedTile != null ? QuantKernel.TileRows : 8;
         _matMul.ChunkRows = Math.Max(unit, w.Rows / (pool.ThreadCount * 8)) / unit * unit;
         _matMul.NextChunk = 0;
         pool.Run(_matMul);
@@ -128,6 +130,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         /// <summary>Most floats of tile scales kept on a worker's stack (<see cref="MatMulDriver.MaxTileScratchFloats"/>).</summary>
         public int MaxTileScaleFloats;
         public CpuWeight W = null!;
+        public byte* Repacked; // W.Repacked when the call began
         public CpuActivation Y = null!;
         public byte* X;
         public long XRowBytes;
@@ -173,7 +176,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
 
             // Repacked groups of 8 rows: pairs of groups through the tile kernel, then single groups.
             int g = k.RepackRows;
-            int rEnd = w.Repacked != null ? Math.Min(r1, w.RepackedRows) : r0;
+            int rEnd = Repacked != null ? Math.Min(r1, w.RepackedRows) : r0;
             int r = r0;
             if (tileScales != null)
             {
@@ -186,7 +189,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 if (tail != null && full > 0 && rest is 2 or 3 && tt % 4 != 0) full--;
                 for (; r + QuantKernel.TileRows <= rEnd; r += QuantKernel.TileRows)
                 {
-                    byte* group = w.Repacked + r * w.RowBytes;
+                    byte* group = Repacked + r * w.RowBytes;
                     int t = t0, tEnd = t0 + full * tt;
                     if (full > 0 || (tail != null && t + 4 <= t1)) k.RepackedTileScales(cols, group, groupStride, tileScales);
                     for (; t < tEnd; t += tt)
@@ -213,7 +216,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             }
             for (; r < rEnd; r += g)
             {
-                byte* group = w.Repacked + r * w.RowBytes;
+                byte* group = Repacked + r * w.RowBytes;
                 int t = t0;
                 for (; t + 4 <= t1; t += 4) Dot4Group(group, t, r, results);
                 for (; t < t1; t++) k.RepackedDot(cols, group, X + t * XRowBytes, Y.Data + (long)t * yCols + r);

@@ -6,19 +6,20 @@ namespace Infer.Kernels.Cpu.Backend;
 
 /// <summary>
 /// Binds weights to their kernels: matrices stay where they are (the memory map); vectors are widened to float32; weights whose
-/// type has interleaved 8-row kernels on this CPU are copied into that layout (in parallel over row groups), and the mapped rows
-/// they were copied from are then released from this process (the page cache keeps them; the embedding lookup reads the few
-/// rows it needs back), so a repacked model is resident once, not twice.
+/// type has interleaved 8-row kernels on this CPU are copied into that layout (in parallel over row groups, or afterwards on a
+/// <see cref="BackgroundRepacker"/>), and the mapped rows they were copied from are then released from this process (the page
+/// cache keeps them; the embedding lookup reads the few rows it needs back), so a repacked model is resident once, not twice.
 /// </summary>
-internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool, bool repack)
+internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool, bool repack, BackgroundRepacker? background)
 {
     private readonly RepackWork _repack = new();
+    private long _repackedAtLoad;
 
-    /// <summary>Whether weights are repacked at load.</summary>
+    /// <summary>Whether weights are repacked (at load, or in the background after it).</summary>
     public bool Repack { get; } = repack;
 
-    /// <summary>Bytes of weights copied into repacked layout so far.</summary>
-    public long RepackedBytes { get; private set; }
+    /// <summary>Bytes of weights whose repacked copy is in use.</summary>
+    public long RepackedBytes => _repackedAtLoad + (background?.PublishedBytes ?? 0);
 
     /// <param name="name">the tensor's name, for messages and profiles.</param>
     /// <param name="type">its element type.</param>
@@ -39,29 +40,36 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
         }
         byte* repacked = null;
         int repackedRows = 0;
+        bool later = false;
         if (Repack && repack && kernel.RepackRows > 0 && rows >= kernel.RepackRows)
         {
             int g = kernel.RepackRows;
             repackedRows = rows / g * g;
-            repacked = (byte*)buffers.Alloc(repackedRows * rowBytes);
+            repacked = (byte*)buffers.Alloc(repackedRows * rowBytes); // untouched until written: resident only once repacked
+            later = background is not null;
+        }
+        if (repacked != null && !later)
+        {
             _repack.Kernel = kernel;
             _repack.Source = data;
             _repack.Destination = repacked;
             _repack.RowBytes = rowBytes;
             _repack.Cols = cols;
-            _repack.Groups = repackedRows / g;
+            _repack.Groups = repackedRows / kernel.RepackRows;
             _repack.Next = 0;
             pool.Run(_repack);
-            RepackedBytes += repackedRows * rowBytes;
+            _repackedAtLoad += repackedRows * rowBytes;
             if (mapped) MemoryAdvice.ReleaseMapped(data, repackedRows * rowBytes);
         }
-        return new CpuWeight
+        var weight = new CpuWeight
         {
             Name = name, Type = type, Rows = rows, Cols = cols, Data = data, RowBytes = rowBytes, Kernel = kernel,
-            Floats = floats, Repacked = repacked, RepackedRows = repackedRows,
+            Floats = floats, Repacked = later ? null : repacked, RepackedRows = repackedRows,
             // rows read only by lookups (a repacked copy does the matmuls, or there are none) leave the process after each read
             ReleasesMapped = mapped && rows > 1 && (repacked != null || !repack),
         };
+        if (later) background!.Enqueue(weight, data, repacked, releaseSource: mapped);
+        return weight;
     }
 
     /// <summary>
