@@ -52,7 +52,9 @@ internal static class RunCommand
         CliContext io)
     {
         var (stdout, stderr) = (io.Out, io.Err);
+        long loadStart = Stopwatch.GetTimestamp();
         using var m = modelArgs.Load(stderr);
+        double loadSeconds = Stopwatch.GetElapsedTime(loadStart).TotalSeconds;
         sampling = GrammarOptions.Bind(sampling, grammar, m.Tokenizer);
         var tok = m.Tokenizer;
         int[] input = tok.Encode(prompt, addSpecial: true, parseSpecial: true);
@@ -84,7 +86,8 @@ internal static class RunCommand
         stdout.Write(decoder.Flush());
         stdout.WriteLine();
         double genSeconds = Stopwatch.GetElapsedTime(t1).TotalSeconds;
-        stderr.WriteLine($"prompt: {input.Length} tokens, {input.Length / Math.Max(promptSeconds, 1e-9):F1} tokens/s | "
+        stderr.WriteLine($"load: {loadSeconds:F2} s | "
+            + $"prompt: {input.Length} tokens, {input.Length / Math.Max(promptSeconds, 1e-9):F1} tokens/s | "
             + $"generation: {generated} tokens, {generated / Math.Max(genSeconds, 1e-9):F1} tokens/s");
         return 0;
     }
