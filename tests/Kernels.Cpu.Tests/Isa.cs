@@ -11,7 +11,7 @@ namespace Infer.Kernels.Cpu.Tests;
 internal static class Isa
 {
     public const string NoAvx2 = "this CPU lacks AVX2+FMA: the SIMD kernels are not run";
-    public const string NoAvxVnni = "this CPU lacks AVX-VNNI: the AVX-VNNI kernels (the only Q8_0 repacked ones) are not run";
+    public const string NoAvxVnni = "this CPU lacks AVX-VNNI: the AVX-VNNI kernels (the level AvxVnni) are not run";
     public const string NoAvx512 = "this CPU lacks AVX-512F: the AVX-512 float kernels (F32/F16/BF16 dots, 4x4 tile) are not run";
 
     public static bool HasAvx2 => Avx2.IsSupported && Fma.IsSupported;
