@@ -1,4 +1,3 @@
-using Infer.Kernels.Cpu.Quants;
 using Infer.Kernels.Cpu.Threading;
 
 namespace Infer.Kernels.Cpu.Backend;
@@ -12,7 +11,6 @@ namespace Infer.Kernels.Cpu.Backend;
 /// </summary>
 internal sealed unsafe class BackgroundRepacker : IDisposable
 {
-    private const int ChunkGroups = 16;
     private const int Nice = 19;
 
     private readonly Queue<Job> _jobs = new();
@@ -39,9 +37,9 @@ internal sealed unsafe class BackgroundRepacker : IDisposable
     /// </summary>
     public void Enqueue(CpuWeight weight, byte* source, byte* destination, bool releaseSource)
     {
-        ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested, this);
         lock (_lock)
         {
+            ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested, this); // under the lock: Dispose reads _thread there
             _jobs.Enqueue(new Job(weight, (nint)source, (nint)destination, releaseSource));
             _pending++;
             if (_thread is null)
@@ -106,14 +104,12 @@ internal sealed unsafe class BackgroundRepacker : IDisposable
     private bool Run(Job job)
     {
         var w = job.Weight;
-        QuantKernel kernel = w.Kernel;
-        int g = kernel.RepackRows, groups = w.RepackedRows / g;
+        int groups = w.RepackedRows / w.Kernel.RepackRows;
         byte* source = (byte*)job.Source, destination = (byte*)job.Destination;
-        for (int start = 0; start < groups; start += ChunkGroups)
+        for (int start = 0; start < groups; start += WeightLoader.ChunkGroups)
         {
             if (_stop.IsCancellationRequested) return false;
-            for (int i = start; i < Math.Min(groups, start + ChunkGroups); i++)
-                kernel.Repack(source + (long)i * g * w.RowBytes, (nint)w.RowBytes, destination + (long)i * g * w.RowBytes, w.Cols);
+            WeightLoader.RepackChunk(w.Kernel, source, destination, w.RowBytes, w.Cols, start, groups);
         }
         w.PublishRepacked(destination);
         if (job.ReleaseSource) MemoryAdvice.ReleaseMapped(source, w.RepackedRows * w.RowBytes);

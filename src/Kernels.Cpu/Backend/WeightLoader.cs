@@ -40,27 +40,25 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
         }
         byte* repacked = null;
         int repackedRows = 0;
-        bool later = false;
         if (Repack && repack && kernel.RepackRows > 0 && rows >= kernel.RepackRows)
         {
-            int g = kernel.RepackRows;
-            repackedRows = rows / g * g;
+            repackedRows = rows / kernel.RepackRows * kernel.RepackRows;
             repacked = (byte*)buffers.Alloc(repackedRows * rowBytes); // untouched until written: resident only once repacked
-            later = background is not null;
+            if (background is null)
+            {
+                _repack.Kernel = kernel;
+                _repack.Source = data;
+                _repack.Destination = repacked;
+                _repack.RowBytes = rowBytes;
+                _repack.Cols = cols;
+                _repack.Groups = repackedRows / kernel.RepackRows;
+                _repack.Next = 0;
+                pool.Run(_repack);
+                _repackedAtLoad += repackedRows * rowBytes;
+                if (mapped) MemoryAdvice.ReleaseMapped(data, repackedRows * rowBytes);
+            }
         }
-        if (repacked != null && !later)
-        {
-            _repack.Kernel = kernel;
-            _repack.Source = data;
-            _repack.Destination = repacked;
-            _repack.RowBytes = rowBytes;
-            _repack.Cols = cols;
-            _repack.Groups = repackedRows / kernel.RepackRows;
-            _repack.Next = 0;
-            pool.Run(_repack);
-            _repackedAtLoad += repackedRows * rowBytes;
-            if (mapped) MemoryAdvice.ReleaseMapped(data, repackedRows * rowBytes);
-        }
+        bool later = repacked != null && background is not null;
         var weight = new CpuWeight
         {
             Name = name, Type = type, Rows = rows, Cols = cols, Data = data, RowBytes = rowBytes, Kernel = kernel,
@@ -72,13 +70,27 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
         return weight;
     }
 
+    /// <summary>Groups of rows handed out at a time, by the load's threads and by the background repack alike.</summary>
+    internal const int ChunkGroups = 16;
+
+    /// <summary>
+    /// Repacks groups [<paramref name="start"/>, <paramref name="start"/> + <see cref="ChunkGroups"/>) (at most
+    /// <paramref name="groups"/>) of <paramref name="kernel"/>.RepackRows rows of <paramref name="rowBytes"/> each from
+    /// <paramref name="source"/> into <paramref name="destination"/>.
+    /// </summary>
+    internal static void RepackChunk(QuantKernel kernel, byte* source, byte* destination, long rowBytes, int cols, int start, int groups)
+    {
+        long groupBytes = kernel.RepackRows * rowBytes;
+        for (int i = start; i < Math.Min(groups, start + ChunkGroups); i++)
+            kernel.Repack(source + i * groupBytes, (nint)rowBytes, destination + i * groupBytes, cols);
+    }
+
     /// <summary>
     /// Repacks groups of rows into the interleaved layout, handed out in chunks from a shared counter: a thread that loses its core
     /// for a while (the tokenizer is built beside the load) delays one chunk, not a fixed share of the tensor.
     /// </summary>
     private sealed class RepackWork : IParallelWork
     {
-        private const int ChunkGroups = 16;
         public QuantKernel Kernel = null!;
         public byte* Source, Destination;
         public long RowBytes;
@@ -87,13 +99,11 @@ internal sealed unsafe class WeightLoader(NativeBuffers buffers, WorkerPool pool
 
         public void Execute(int thread, int threadCount)
         {
-            int g = Kernel.RepackRows;
             while (true)
             {
                 int start = (Interlocked.Increment(ref Next) - 1) * ChunkGroups;
                 if (start >= Groups) break;
-                for (int i = start; i < Math.Min(Groups, start + ChunkGroups); i++)
-                    Kernel.Repack(Source + (long)i * g * RowBytes, (nint)RowBytes, Destination + (long)i * g * RowBytes, Cols);
+                RepackChunk(Kernel, Source, Destination, RowBytes, Cols, start, Groups);
             }
         }
     }

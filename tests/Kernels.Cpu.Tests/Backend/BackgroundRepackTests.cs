@@ -66,16 +66,7 @@ public unsafe class BackgroundRepackTests
         var w = new byte[rows * GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols)];
         RowCodec.Quantize(GgmlType.Q4_0, Random(rng, rows * cols), w);
         var x = Random(rng, tokens * cols);
-        float[] Product(CpuBackend b, Runtime.Backend.IWeight weight)
-        {
-            var xa = b.Allocate(tokens, cols);
-            var ya = b.Allocate(tokens, rows);
-            x.CopyTo(b.View(xa, tokens));
-            var batch = new int[tokens];
-            b.SetBatch(batch, batch, batch);
-            b.MatMul(weight, xa, ya);
-            return b.View(ya, tokens).ToArray();
-        }
+        float[] Product(CpuBackend b, Runtime.Backend.IWeight weight) => MatMulTests.Product(b, weight, x, tokens);
         fixed (byte* pw = w)
         {
             using var plain = new CpuBackend(2, tokens, repack: false);

@@ -1,4 +1,5 @@
 using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Backend;
 using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
 
@@ -92,19 +93,24 @@ public unsafe class MatMulTests
             using var backend = new CpuBackend(threads: 2, maxBatch: tokens, repack: repack);
             if (tileScratch >= 0) backend.MatMulMaxTileScratchFloats = tileScratch;
             if (blockRows > 0) backend.MatMulTokenBlockBytes = blockRows * Math.Max(reference.ActivationRowBytes(cols), cols * 4L);
-            var weight = backend.CreateWeight("w", type, rows, cols, w);
-            var xa = backend.Allocate(tokens, cols);
-            var ya = backend.Allocate(tokens, rows);
-            x.CopyTo(backend.View(xa, tokens));
-            var ids = new int[tokens];
-            backend.SetBatch(ids, ids, ids);
-            backend.MatMul(weight, xa, ya);
-            var y = backend.View(ya, tokens);
+            var y = Product(backend, backend.CreateWeight("w", type, rows, cols, w), x, tokens);
             for (int i = 0; i < expected.Length; i++)
             {
                 double err = Math.Abs(y[i] - expected[i]);
                 Assert.True(err <= Tolerance * (scale[i] + 1), $"{type} token {i / rows} row {i % rows}: expected {expected[i]}, got {y[i]}");
             }
         }
+    }
+
+    /// <summary>W · x for <paramref name="tokens"/> rows of x (all at position and sequence 0), through the backend's matmul.</summary>
+    internal static float[] Product(CpuBackend backend, IWeight weight, float[] x, int tokens)
+    {
+        var xa = backend.Allocate(tokens, weight.Cols);
+        var ya = backend.Allocate(tokens, weight.Rows);
+        x.CopyTo(backend.View(xa, tokens));
+        var ids = new int[tokens];
+        backend.SetBatch(ids, ids, ids);
+        backend.MatMul(weight, xa, ya);
+        return backend.View(ya, tokens).ToArray();
     }
 }
