@@ -11,7 +11,7 @@ public sealed class UsageException(string message) : Exception(message);
 /// </summary>
 internal sealed class Options
 {
-    private static readonly HashSet<string> Flags = ["--quick", "--list"];
+    private static readonly HashSet<string> Flags = ["--quick", "--list", "--no-assemble"];
     private readonly Dictionary<string, string?> _values = new(StringComparer.Ordinal);
     private readonly HashSet<string> _used = new(StringComparer.Ordinal);
 

@@ -35,6 +35,9 @@ public static class Program
               compares `infer logits --out FILE` (and its printed JSON) with a fixture case
           backend-ops case-ids --model-dir DIR --case ID
               prints a fixture case's input ids as 1,2,3 (for `infer logits --ids`)
+          backend-ops ptx [--arch sm_90] [--isa 7.8] [--out DIR] [--ptxas PATH | --no-assemble] [--json FILE]
+              every kernel compiled to PTX without a device, written to DIR and assembled by NVIDIA's ptxas when found
+              (--ptxas, $PTXAS or PATH): registers, spills and shared memory per kernel, exit 1 when ptxas rejects one
           backend-ops devices
           backend-ops report --steps FILE --out DIR
               the device check's gpu-check.md and gpu-check.json from its step table and the JSON each step wrote
@@ -64,6 +67,7 @@ public static class Program
                 "check-logits" => FixtureChecks.CheckLogits(a, stdout),
                 "case-ids" => FixtureChecks.CaseIds(a, stdout),
                 "devices" => Devices(a, stdout),
+                "ptx" => PtxCheck.Run(a, stdout, stderr),
                 "report" => Report.Write(a, stdout),
                 _ => throw new UsageException($"unknown command '{args[0]}' (run 'backend-ops --help')"),
             };
