@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Infer.Runtime.Formats;
 
 namespace Infer.Kernels.Cpu.Quants;
@@ -27,7 +28,7 @@ public static unsafe class Q4_0
         return sumf;
     }
 
-    /// <summary>Q4_0 · Q8_0: nibbles u (0..15) as unsigned, Σ(u-8)·y = Σu·y - Σ8·y.</summary>
+    /// <summary>Q4_0 · Q8_0: x = u - 8 (-8..7) signed, Σx·y as |x|·(y with x's sign): one u8·s8 dot per block, as ggml's AVX2 path.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
@@ -45,14 +46,23 @@ public static unsafe class Q4_0
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> BlockDot<T>(byte* x, byte* y, Vector256<float> acc) where T : struct, IIntDot =>
-        Column<T>(Simd.BytesFromNibbles32(x + Q4_0Format.QsOffset), HalfBits.ToFloat(*(ushort*)x), y, acc);
+    private static Vector256<float> BlockDot<T>(byte* x, byte* y, Vector256<float> acc) where T : struct, IIntDot
+    {
+        Vector256<sbyte> q = Signed(x);
+        return Column<T>(Avx2.Abs(q), q, HalfBits.ToFloat(*(ushort*)x), y, acc);
+    }
 
+    /// <summary>The block's 32 weights as signed bytes: nibble - 8.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Column<T>(Vector256<byte> u, float dx, byte* y, Vector256<float> acc) where T : struct, IIntDot
+    private static Vector256<sbyte> Signed(byte* x) => (Simd.BytesFromNibbles32(x + Q4_0Format.QsOffset) - Vector256.Create((byte)8)).AsSByte();
+
+    /// <summary>acc + dx·dy·Σq·y for one activation block, given |q| (<paramref name="aq"/>) and q.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Column<T>(Vector256<byte> aq, Vector256<sbyte> q, float dx, byte* y, Vector256<float> acc)
+        where T : struct, IIntDot
     {
         Vector256<sbyte> qy = Vector256.Load((sbyte*)(y + Q8_0Format.QsOffset));
-        Vector256<int> sumi = T.DotU8S8(Vector256<int>.Zero, u, qy) - T.DotU8S8(Vector256<int>.Zero, Vector256.Create((byte)8), qy);
+        Vector256<int> sumi = T.DotU8S8(Vector256<int>.Zero, aq, Avx2.Sign(qy, q));
         return Simd.MulAdd(sumi, dx * HalfBits.ToFloat(*(ushort*)y), acc);
     }
 
@@ -70,12 +80,13 @@ public static unsafe class Q4_0
         {
             byte* x = w + (nint)i * Q4_0Format.TypeSize;
             nint o = (nint)i * Q8_0Format.TypeSize;
-            Vector256<byte> u = Simd.BytesFromNibbles32(x + Q4_0Format.QsOffset);
+            Vector256<sbyte> q = Signed(x);
+            Vector256<byte> aq = Avx2.Abs(q);
             float dx = HalfBits.ToFloat(*(ushort*)x);
-            acc0 = Column<T>(u, dx, a0 + o, acc0);
-            acc1 = Column<T>(u, dx, a1 + o, acc1);
-            acc2 = Column<T>(u, dx, a2 + o, acc2);
-            acc3 = Column<T>(u, dx, a3 + o, acc3);
+            acc0 = Column<T>(aq, q, dx, a0 + o, acc0);
+            acc1 = Column<T>(aq, q, dx, a1 + o, acc1);
+            acc2 = Column<T>(aq, q, dx, a2 + o, acc2);
+            acc3 = Column<T>(aq, q, dx, a3 + o, acc3);
         }
         result[0] = Simd.HSum(acc0); result[1] = Simd.HSum(acc1); result[2] = Simd.HSum(acc2); result[3] = Simd.HSum(acc3);
     }

@@ -30,7 +30,7 @@ public static unsafe class Q5_0
         return sumf;
     }
 
-    /// <summary>5-bit u = nibble | (bit ? 16 : 0); Σ(u-16)·y = Σu·y - Σ16·y.</summary>
+    /// <summary>5-bit u = nibble | (bit ? 16 : 0); x = u - 16 signed, Σx·y as |x|·(y with x's sign) (one u8·s8 dot per block).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
     {
@@ -42,7 +42,7 @@ public static unsafe class Q5_0
             Vector256<byte> u = Simd.BytesFromNibbles32(x + Q5_0Format.QsOffset)
                 | (Simd.BytesFromBits32(*(uint*)(x + Q5_0Format.QhOffset)) & Vector256.Create((byte)0x10));
             Vector256<sbyte> qy = Vector256.Load((sbyte*)(y + Q8_0Format.QsOffset));
-            Vector256<int> sumi = T.DotU8S8(Vector256<int>.Zero, u, qy) - T.DotU8S8(Vector256<int>.Zero, Vector256.Create((byte)16), qy);
+            Vector256<int> sumi = Simd.DotS8S8<T>(Vector256<int>.Zero, (u - Vector256.Create((byte)16)).AsSByte(), qy);
             acc = Simd.MulAdd(sumi, HalfBits.ToFloat(*(ushort*)x) * HalfBits.ToFloat(*(ushort*)y), acc);
         }
         return Simd.HSum(acc);
