@@ -161,12 +161,24 @@ public static class GpuContextFactory
     /// </summary>
     public static CPUDevice DefaultIlgpuCpuDevice { get; } = new(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 1, numMultiprocessors: 2);
 
+    /// <summary>Environment variable: "1" compiles the GPU kernels at ILGPU's O1 instead of O2 (a way back, should O2 miscompile).</summary>
+    public const string OptimizationVariable = "INFER_GPU_OPT";
+
     /// <summary>
-    /// A context with CUDA, OpenCL and the CPU accelerator; the Algorithms library supplies MathF.Exp and friends on CUDA
-    /// and OpenCL.
+    /// ILGPU's optimization level for the kernels: O2 unless <paramref name="setting"/> (by default the environment variable
+    /// <see cref="OptimizationVariable"/>) is "1". Measured with ptxas for sm_90 (<c>backend-ops ptx</c>): at O1 every inline
+    /// PTX result (dp4a, mma.sync) goes through a local-memory slot that ptxas keeps storing to (up to 108 STL in a fused
+    /// kernel); O2 keeps them in registers in every decode kernel and takes MatMulNorm&lt;Q4_K&gt; from 78 to 51 registers.
     /// </summary>
-    internal static Context CreateContext(CPUDevice? cpu = null) =>
-        Context.Create(b => b.Cuda().OpenCL().CPU(cpu ?? DefaultIlgpuCpuDevice).Optimize(OptimizationLevel.O1).EnableAlgorithms());
+    public static OptimizationLevel KernelOptimization(string? setting = null) =>
+        (setting ?? Environment.GetEnvironmentVariable(OptimizationVariable))?.Trim() == "1" ? OptimizationLevel.O1 : OptimizationLevel.O2;
+
+    /// <summary>
+    /// A context with CUDA, OpenCL and the CPU accelerator, compiling at <paramref name="level"/> (default
+    /// <see cref="KernelOptimization"/>); the Algorithms library supplies MathF.Exp and friends on CUDA and OpenCL.
+    /// </summary>
+    internal static Context CreateContext(CPUDevice? cpu = null, OptimizationLevel? level = null) =>
+        Context.Create(b => b.Cuda().OpenCL().CPU(cpu ?? DefaultIlgpuCpuDevice).Optimize(level ?? KernelOptimization()).EnableAlgorithms());
 
     /// <summary>Every accelerator present: CUDA devices, then OpenCL devices, then ILGPU's CPU accelerator.</summary>
     public static IReadOnlyList<GpuDeviceInfo> ListDevices()

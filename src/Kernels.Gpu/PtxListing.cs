@@ -1,3 +1,4 @@
+using ILGPU;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
@@ -13,10 +14,14 @@ namespace Infer.Kernels.Gpu;
 /// </summary>
 public static class PtxListing
 {
-    /// <summary>Each kernel entry point and instantiation, with its PTX for <c>sm_{smMajor}{smMinor}</c> and PTX ISA isaMajor.isaMinor.</summary>
-    public static IEnumerable<(string Name, string Ptx)> Compile(int smMajor, int smMinor, int isaMajor, int isaMinor)
+    /// <summary>
+    /// Each kernel entry point and instantiation, with its PTX for <c>sm_{smMajor}{smMinor}</c> and PTX ISA isaMajor.isaMinor,
+    /// at ILGPU's <paramref name="level"/> (default: <see cref="GpuContextFactory.KernelOptimization"/>, what a device gets).
+    /// </summary>
+    public static IEnumerable<(string Name, string Ptx)> Compile(int smMajor, int smMinor, int isaMajor, int isaMinor,
+        OptimizationLevel? level = null)
     {
-        using var context = GpuContextFactory.CreateContext();
+        using var context = GpuContextFactory.CreateContext(level: level);
         using var backend = new PTXBackend(context, new CudaArchitecture(smMajor, smMinor), new CudaInstructionSet(isaMajor, isaMinor), null!);
         foreach (var (name, method, isImplicit) in GpuKernels.EntryPoints())
         {

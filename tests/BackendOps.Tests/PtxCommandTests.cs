@@ -32,7 +32,7 @@ public sealed class PtxCommandTests
             Assert.Contains(".version 7.8", ptx);
         }
         Assert.Contains("MatMul-Q8_0Words-.ptx", files.Select(Path.GetFileName));
-        Assert.Contains($"{Kernels} kernels for sm_90 (PTX ISA 7.8, .target sm_", output);
+        Assert.Contains($"{Kernels} kernels at O2 for sm_90 (PTX ISA 7.8, .target sm_", output);
         Assert.Contains($") in {dir}: not assembled", output);
     }
 
@@ -41,6 +41,7 @@ public sealed class PtxCommandTests
     [InlineData("--isa", "8", "--isa expects MAJOR.MINOR")]
     [InlineData("--bogus", "1", "unknown option --bogus")]
     [InlineData("--ptxas", "/nonexistent/ptxas", "--ptxas: no such file")]
+    [InlineData("--opt", "3", "--opt expects 1 or 2")]
     public void BadArgumentsAreUsageErrors(string option, string value, string message)
     {
         var (rc, _, err) = Run("ptx", option, value);

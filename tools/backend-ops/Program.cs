@@ -35,7 +35,7 @@ public static class Program
               compares `infer logits --out FILE` (and its printed JSON) with a fixture case
           backend-ops case-ids --model-dir DIR --case ID
               prints a fixture case's input ids as 1,2,3 (for `infer logits --ids`)
-          backend-ops ptx [--arch sm_90] [--isa 7.8] [--out DIR] [--ptxas PATH | --no-assemble] [--json FILE]
+          backend-ops ptx [--arch sm_90] [--isa 7.8] [--opt 1|2] [--out DIR] [--ptxas PATH | --no-assemble] [--json FILE]
               every kernel compiled to PTX without a device, written to DIR and assembled by NVIDIA's ptxas when found
               (--ptxas, $PTXAS or PATH): registers, spills and shared memory per kernel, exit 1 when ptxas rejects one
           backend-ops devices

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using ILGPU;
 using Infer.Kernels.Gpu;
 
 namespace Infer.BackendOps;
@@ -24,7 +25,9 @@ internal static partial class PtxCheck
         string? named = a.Value("--ptxas");
         bool assemble = !a.Flag("--no-assemble");
         string? json = a.Value("--json");
+        string opt = a.Value("--opt") ?? (GpuContextFactory.KernelOptimization() == OptimizationLevel.O1 ? "1" : "2");
         a.EnsureAllUsed();
+        if (opt is not ("1" or "2")) throw new UsageException($"--opt expects 1 or 2 (ILGPU's O1 or O2), got '{opt}'");
         var m = ArchPattern().Match(arch);
         if (!m.Success) throw new UsageException($"--arch expects sm_XY (sm_90, sm_80, ...), got '{arch}'");
         var v = IsaPattern().Match(isa);
@@ -41,7 +44,8 @@ internal static partial class PtxCheck
         if (ptxas is null && assemble) stderr.WriteLine("backend-ops: ptxas not found (--ptxas PATH, PTXAS or PATH): PTX is written, not assembled");
         var rows = new List<PtxasInfo>();
         var targets = new SortedSet<string>(StringComparer.Ordinal);
-        foreach (var (name, ptx) in PtxListing.Compile(smMajor, smMinor, isaMajor, isaMinor))
+        var level = opt == "1" ? OptimizationLevel.O1 : OptimizationLevel.O2;
+        foreach (var (name, ptx) in PtxListing.Compile(smMajor, smMinor, isaMajor, isaMinor, level))
         {
             if (TargetPattern().Match(ptx) is { Success: true } t) targets.Add(t.Groups[1].Value);
             string file = Path.Combine(dir, FileName(name) + ".ptx");
@@ -55,9 +59,13 @@ internal static partial class PtxCheck
         }
         int failed = rows.Count(r => !r.Ok);
         // ILGPU 1.5.3 writes `.target sm_80` when asked for sm_90: the driver (or ptxas -arch) still compiles it for the device
-        stdout.WriteLine($"{rows.Count} kernels for {arch} (PTX ISA {isa}, .target {string.Join(",", targets)}) in {dir}: "
+        stdout.WriteLine($"{rows.Count} kernels at O{opt} for {arch} (PTX ISA {isa}, .target {string.Join(",", targets)}) in {dir}: "
             + (ptxas is null ? "not assembled" : $"{rows.Count - failed} assembled, {failed} failed"));
-        if (json is not null) Program.WriteJson(json, new { command = "ptx", arch, isa, target = string.Join(",", targets), ptxas, kernels = rows });
+        if (json is not null)
+        {
+            string target = string.Join(",", targets);
+            Program.WriteJson(json, new { command = "ptx", arch, isa, optimization = $"O{opt}", target, ptxas, kernels = rows });
+        }
         return failed > 0 ? Program.ExitFailed : 0;
     }
 
