@@ -44,7 +44,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public int ThreadCount { get; }
 
-    /// <summary>Whether weights are repacked at load into the interleaved layout of the 8-row kernels.</summary>
+    /// <summary>Whether weights are repacked into the interleaved layout of the 8-row kernels (at load, or in the background after it).</summary>
     public bool Repack => _weights.Repack;
 
     /// <summary>Bytes of weights whose repacked copy the matmuls use (so far, with a background repack).</summary>

@@ -20,14 +20,15 @@ public sealed class BackendOpsTests
         "NORM_QKV_ROPE", "MATMUL_ADD", "NORM_GATE_UP", "NORM_MATMUL_ROWS",
     ];
 
-    private static (int Rc, string Out, string Err) Run(params string[] args)
+    /// <summary>backend-ops in-process: its exit code and what it wrote to stdout and stderr.</summary>
+    internal static (int Rc, string Out, string Err) Run(params string[] args)
     {
         var (o, e) = (new StringWriter(), new StringWriter());
         int rc = Program.Run(args, o, e);
         return (rc, o.ToString(), e.ToString());
     }
 
-    private static string Temp(string name) => Path.Combine(Path.GetTempPath(), $"backend-ops-{Guid.NewGuid():N}-{name}");
+    internal static string Temp(string name) => Path.Combine(Path.GetTempPath(), $"backend-ops-{Guid.NewGuid():N}-{name}");
 
     [Fact]
     public void QuickGridPassesOnTheCpuAccelerator()

@@ -1,3 +1,5 @@
+using static Infer.BackendOps.Tests.BackendOpsTests;
+
 namespace Infer.BackendOps.Tests;
 
 /// <summary>
@@ -8,19 +10,10 @@ public sealed class PtxCommandTests
 {
     private const int Kernels = 43; // GpuKernels.EntryPoints(): the count KernelCompileTests holds
 
-    private static (int Rc, string Out, string Err) Run(params string[] args)
-    {
-        var (o, e) = (new StringWriter(), new StringWriter());
-        int rc = Program.Run(args, o, e);
-        return (rc, o.ToString(), e.ToString());
-    }
-
-    private static string TempDir() => Path.Combine(Path.GetTempPath(), $"backend-ops-ptx-{Guid.NewGuid():N}");
-
     [Fact]
     public void WritesOnePtxFilePerKernelForTheArchitectureAskedFor()
     {
-        string dir = TempDir();
+        string dir = Temp("ptx");
         var (rc, output, err) = Run("ptx", "--out", dir, "--no-assemble");
         Assert.True(rc == 0, output + err);
         string[] files = Directory.GetFiles(dir, "*.ptx");
@@ -57,7 +50,7 @@ public sealed class PtxCommandTests
     public void PtxasOutputIsParsedAndItsFailuresFail(int exitCode, string says)
     {
         Assert.SkipUnless(!OperatingSystem.IsWindows() && File.Exists("/bin/sh"), "needs /bin/sh for the stand-in ptxas");
-        string dir = TempDir();
+        string dir = Temp("ptx");
         Directory.CreateDirectory(dir);
         string fake = Path.Combine(dir, "ptxas");
         File.WriteAllText(fake, $"#!/bin/sh\nprintf '%s\\n' \"{says.Replace("\n", "\" \"")}\" >&2\nexit {exitCode}\n");
@@ -84,7 +77,7 @@ public sealed class PtxCommandTests
         string fetched = Path.Combine(Infer.Tests.Fixtures.RepoRoot, ".tools", "cuda", "ptxas");
         string? ptxas = PtxCheck.FindPtxas() ?? (File.Exists(fetched) ? fetched : null);
         Assert.SkipWhen(ptxas is null, "NVIDIA's ptxas is not here: scripts/get-ptxas fetches it (or set PTXAS)");
-        string dir = TempDir();
+        string dir = Temp("ptx");
         var (rc, output, err) = Run("ptx", "--out", dir, "--arch", "sm_90", "--isa", "7.8", "--ptxas", ptxas!);
         Assert.True(rc == 0, output + err);
         Assert.Contains($"{Kernels} assembled, 0 failed", output);

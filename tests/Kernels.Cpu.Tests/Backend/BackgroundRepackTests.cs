@@ -1,4 +1,5 @@
 using Infer.Kernels.Cpu.Quants;
+using Infer.Kernels.Cpu.Tests.Quants;
 using Infer.Kernels.Cpu.Threading;
 using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
@@ -62,10 +63,9 @@ public unsafe class BackgroundRepackTests
     {
         Isa.RequireRepacked(GgmlType.Q4_0, QuantKernels.IsaLevel.Best);
         const int rows = 40, cols = 256, tokens = 5;
-        var rng = new Random(11);
         var w = new byte[rows * GgmlTypeInfo.RowBytes(GgmlType.Q4_0, cols)];
-        RowCodec.Quantize(GgmlType.Q4_0, Random(rng, rows * cols), w);
-        var x = Random(rng, tokens * cols);
+        RowCodec.Quantize(GgmlType.Q4_0, QuantTestUtil.RandomData(rows * cols, 11), w);
+        var x = QuantTestUtil.RandomData(tokens * cols, 12);
         float[] Product(CpuBackend b, Runtime.Backend.IWeight weight) => MatMulTests.Product(b, weight, x, tokens);
         fixed (byte* pw = w)
         {
@@ -95,7 +95,7 @@ public unsafe class BackgroundRepackTests
         Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
         const int rows = 64, cols = 512;
         var w = new byte[rows * GgmlTypeInfo.RowBytes(GgmlType.Q8_0, cols)];
-        RowCodec.Quantize(GgmlType.Q8_0, Random(new Random(3), rows * cols), w);
+        RowCodec.Quantize(GgmlType.Q8_0, QuantTestUtil.RandomData(rows * cols, 3), w);
         fixed (byte* pw = w)
         {
             var backend = new CpuBackend(1, 4, repack: true, repackInBackground: true);
@@ -131,11 +131,4 @@ public unsafe class BackgroundRepackTests
 
     /// <summary>Field 19 of /proc/[pid]/task/[tid]/stat (after the parenthesized command name, which may hold spaces).</summary>
     private static string NiceField(string stat) => stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[16];
-
-    private static float[] Random(Random rng, int n)
-    {
-        var x = new float[n];
-        for (int i = 0; i < n; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
-        return x;
-    }
 }
