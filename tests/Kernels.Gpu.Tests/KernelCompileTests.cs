@@ -17,7 +17,7 @@ public sealed class KernelCompileTests
     [Fact]
     public void EveryKernelCompilesToPtx()
     {
-        int count = 0, dp4a = 0;
+        int count = 0, dp4a = 0, gemms = 0;
         foreach (var (name, ptx) in PtxListing.Compile(8, 0, 8, 0))
         {
             Assert.Contains(".entry", ptx);
@@ -29,7 +29,12 @@ public sealed class KernelCompileTests
                 Assert.Contains("membar.gl", ptx);
             }
             if (name.StartsWith(nameof(GpuKernels.GemmQ8), StringComparison.Ordinal))
-                Assert.Contains("mma.sync.aligned.m8n8k16.row.col.s32.s8.s8.s32", ptx); // the tensor-core step, not the fallback
+            {
+                // the tensor-core step, not the fallback: k = 32 per block, or k = 16 per half where Q6_K scales each 16
+                string shape = name.Contains("Q6_K", StringComparison.Ordinal) ? "m16n8k16" : "m16n8k32";
+                Assert.Contains($"mma.sync.aligned.{shape}.row.col.s32.s8.s8.s32", ptx);
+                gemms++;
+            }
             if (name is "MatMul<Q8_0Words>" or "MatMulFused<Q4_0Words>" or "MatMulNorm<Q8_0Words>")
             {
                 Assert.Contains("dp4a.s32.s32", ptx); // int8 decode's dot, not the scalar fallback
@@ -39,6 +44,7 @@ public sealed class KernelCompileTests
         }
         Assert.Equal(43, count);
         Assert.Equal(3, dp4a);
+        Assert.Equal(4, gemms);
     }
 
     [Theory]

@@ -40,10 +40,16 @@ internal struct GemmArgs
     public int YStride;         // floats per output row
 }
 
-/// <summary>Two int32 sums of a thread's 8x8 accumulator fragment: row g, tokens 2q and 2q + 1 (see <see cref="GpuKernels.GemmQ8{TF}"/>).</summary>
+/// <summary>Two int32 sums of a thread's accumulator fragment: one row, tokens 2q and 2q + 1 (see <see cref="GpuKernels.GemmQ8{TF}"/>).</summary>
 internal struct Frag
 {
     public int X, Y;
+}
+
+/// <summary>A thread's part of a 16 × 8 accumulator fragment: rows g (<see cref="Top"/>) and g + 8 (<see cref="Bottom"/>).</summary>
+internal struct Frag16
+{
+    public Frag Top, Bottom;
 }
 
 internal static partial class GpuKernels
@@ -122,10 +128,10 @@ internal static partial class GpuKernels
     /// y[t, r] = Σ_b d_w[r, b] · d_x[t, b] · Σ_k q_w[r, 32b + k] · q_x[t, 32b + k]: int8 weights (<typeparamref name="TF"/>) times int8
     /// activations (<see cref="QuantizeQ8"/>), exact int32 sums per block. Grid (ceil(Rows / 64), ceil(Tokens / 32)), 128 threads:
     /// each stage of four blocks of 32 quants goes to shared memory (64 weight rows, 32 tokens, their scales), and warp w computes
-    /// rows 16w..16w+15 against the 32 tokens as 2 × 4 fragments of 8 × 8, two k = 16 steps per block, scaled into float sums.
-    /// On CUDA a fragment step is the tensor-core <c>mma.sync.m8n8k16</c> (s8 · s8 → s32); elsewhere (OpenCL, ILGPU's CPU
-    /// accelerator) each thread computes the same two sums of its fragment from shared memory (<see cref="Mma"/>), so the tile
-    /// loads, layouts and scaling run in the tests.
+    /// rows 16w..16w+15 against the 32 tokens as 4 fragments of 16 × 8, one k = 32 step per block (two k = 16 steps where the
+    /// format scales each 16 quants), scaled into float sums. On CUDA a step is the tensor-core <c>mma.sync.m16n8k32</c> (or
+    /// <c>m16n8k16</c>; s8 · s8 → s32); elsewhere (OpenCL, ILGPU's CPU accelerator) each thread computes the same four sums of
+    /// its fragment from shared memory (<see cref="FragRef"/>), so the tile loads, layouts and scaling run in the tests.
     /// </summary>
     public static void GemmQ8<TF>(ArrayView<int> words, ArrayView<ushort> scales, ArrayView<int> xq, ArrayView<float> xd,
         ArrayView<float> xs, ArrayView<float> y, GemmArgs a)
@@ -182,30 +188,34 @@ internal static partial class GpuKernels
 
             for (int j = 0; j < Stage; j++)
             {
-                Frag c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default;
                 int tx = 2 * q * Stage + j; // the scale of the thread's first token in this block
-                for (int s = 0; s < 2; s++)
+                int o = 8 * j + q;          // the thread's word of the block's first 16 quants (its second: o + 4)
+                if (fmt.ScalePerStep)
                 {
-                    int k4 = 8 * j + 4 * s; // the step's first word: quants 32j + 16s ..
-                    int o = k4 + q;
-                    int a0 = sW[rA * TileStride + o], a1 = sW[rB * TileStride + o];
-                    int b0w = sX[g * TileStride + o], b1w = sX[(8 + g) * TileStride + o];
-                    int b2w = sX[(16 + g) * TileStride + o], b3w = sX[(24 + g) * TileStride + o];
-                    c00 = Mma(a0, b0w, c00, sW, sX, wr, 0, k4, g, q);
-                    c01 = Mma(a0, b1w, c01, sW, sX, wr, 8, k4, g, q);
-                    c02 = Mma(a0, b2w, c02, sW, sX, wr, 16, k4, g, q);
-                    c03 = Mma(a0, b3w, c03, sW, sX, wr, 24, k4, g, q);
-                    c10 = Mma(a1, b0w, c10, sW, sX, wr + 8, 0, k4, g, q);
-                    c11 = Mma(a1, b1w, c11, sW, sX, wr + 8, 8, k4, g, q);
-                    c12 = Mma(a1, b2w, c12, sW, sX, wr + 8, 16, k4, g, q);
-                    c13 = Mma(a1, b3w, c13, sW, sX, wr + 8, 24, k4, g, q);
-                    if (fmt.ScalePerStep || s == 1)
+                    // a scale per 16 quants: one k = 16 step per half, scaled on its own
+                    for (int s = 0; s < 2; s++)
                     {
-                        // the integer sums so far (the block, or its half) times d_w · d_x into the float sums
-                        top = AddScaled(top, c00, c01, c02, c03, sWd[(rA * Stage + j) * 2 + s], sXd, tx);
-                        bottom = AddScaled(bottom, c10, c11, c12, c13, sWd[(rB * Stage + j) * 2 + s], sXd, tx);
-                        c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = default;
+                        int os = o + 4 * s;
+                        int a0 = sW[rA * TileStride + os], a1 = sW[rB * TileStride + os];
+                        var c0 = Mma16(a0, a1, sX[g * TileStride + os], sW, sX, wr, 0, os - q, g, q);
+                        var c1 = Mma16(a0, a1, sX[(8 + g) * TileStride + os], sW, sX, wr, 8, os - q, g, q);
+                        var c2 = Mma16(a0, a1, sX[(16 + g) * TileStride + os], sW, sX, wr, 16, os - q, g, q);
+                        var c3 = Mma16(a0, a1, sX[(24 + g) * TileStride + os], sW, sX, wr, 24, os - q, g, q);
+                        top = AddScaled(top, c0.Top, c1.Top, c2.Top, c3.Top, sWd[(rA * Stage + j) * 2 + s], sXd, tx);
+                        bottom = AddScaled(bottom, c0.Bottom, c1.Bottom, c2.Bottom, c3.Bottom, sWd[(rB * Stage + j) * 2 + s], sXd, tx);
                     }
+                }
+                else
+                {
+                    // one k = 32 step per block and fragment column
+                    int a0 = sW[rA * TileStride + o], a1 = sW[rB * TileStride + o];
+                    int a2 = sW[rA * TileStride + o + 4], a3 = sW[rB * TileStride + o + 4];
+                    var c0 = Mma32(a0, a1, a2, a3, sX[g * TileStride + o], sX[g * TileStride + o + 4], sW, sX, wr, 0, 8 * j, g, q);
+                    var c1 = Mma32(a0, a1, a2, a3, sX[(8 + g) * TileStride + o], sX[(8 + g) * TileStride + o + 4], sW, sX, wr, 8, 8 * j, g, q);
+                    var c2 = Mma32(a0, a1, a2, a3, sX[(16 + g) * TileStride + o], sX[(16 + g) * TileStride + o + 4], sW, sX, wr, 16, 8 * j, g, q);
+                    var c3 = Mma32(a0, a1, a2, a3, sX[(24 + g) * TileStride + o], sX[(24 + g) * TileStride + o + 4], sW, sX, wr, 24, 8 * j, g, q);
+                    top = AddScaled(top, c0.Top, c1.Top, c2.Top, c3.Top, sWd[(rA * Stage + j) * 2], sXd, tx);
+                    bottom = AddScaled(bottom, c0.Bottom, c1.Bottom, c2.Bottom, c3.Bottom, sWd[(rB * Stage + j) * 2], sXd, tx);
                 }
                 if (fmt.HasMins)
                 {
@@ -270,26 +280,58 @@ internal static partial class GpuKernels
     }
 
     /// <summary>
-    /// One k = 16 step of an 8 × 8 fragment: c + A·B with A the tile rows <paramref name="row0"/>..+7 and B the tokens
-    /// <paramref name="tok0"/>..+7, words <paramref name="k4"/>..+3 of each. On CUDA the warp's <c>mma.sync.aligned.m8n8k16.row.col.s32.s8.s8.s32</c>
-    /// with this thread's fragments <paramref name="aFrag"/> (row g, quants 4q..4q+3) and <paramref name="bFrag"/> (token g, the same
-    /// quants); elsewhere the thread's two sums (row g, tokens 2q and 2q + 1) straight from the shared tiles.
+    /// One k = 32 step of a 16 × 8 fragment from zero: A the tile rows <paramref name="row0"/>..+15, B the tokens
+    /// <paramref name="tok0"/>..+7, words <paramref name="k4"/>..+7 of each. On CUDA the warp's
+    /// <c>mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32</c> with this thread's A fragment (rows g and g + 8, words q and q + 4:
+    /// <paramref name="a0"/> row g word q, <paramref name="a1"/> row g + 8 word q, <paramref name="a2"/> and <paramref name="a3"/>
+    /// the same rows' word q + 4) and B fragment (token g, words q and q + 4); elsewhere the thread's four sums (rows g and g + 8,
+    /// tokens 2q and 2q + 1) straight from the shared tiles.
     /// </summary>
-    private static Frag Mma(int aFrag, int bFrag, Frag c, ArrayView<int> sW, ArrayView<int> sX, int row0, int tok0, int k4, int g, int q)
+    private static Frag16 Mma32(int a0, int a1, int a2, int a3, int b0, int b1, ArrayView<int> sW, ArrayView<int> sX, int row0,
+        int tok0, int k4, int g, int q)
     {
         if (CudaAsm.IsSupported)
         {
-            CudaAsm.Emit(
-                "{ .reg .s32 d0, d1; mma.sync.aligned.m8n8k16.row.col.s32.s8.s8.s32 {d0, d1}, {%1}, {%2}, {%3, %4}; mov.b64 %0, {d0, d1}; }",
-                out long d, aFrag, bFrag, c.X, c.Y);
-            return new Frag { X = (int)d, Y = (int)(d >> 32) };
+            Output<int> d0 = default, d1 = default, d2 = default, d3 = default;
+            Input<int> x0 = a0, x1 = a1, x2 = a2, x3 = a3, y0 = b0, y1 = b1, z = 0;
+            CudaAsm.EmitRef(
+                "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %10, %10, %10};",
+                ref d0, ref d1, ref d2, ref d3, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1, ref z);
+            return new Frag16 { Top = new Frag { X = d0.Value, Y = d1.Value }, Bottom = new Frag { X = d2.Value, Y = d3.Value } };
         }
-        int wo = (row0 + g) * TileStride + k4, xo = (tok0 + 2 * q) * TileStride + k4;
-        for (int kw = 0; kw < 4; kw++)
+        return FragRef(sW, sX, row0, tok0, k4, 8, g, q);
+    }
+
+    /// <summary>
+    /// <see cref="Mma32"/> at k = 16 (words <paramref name="k4"/>..+3: <c>mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32</c>,
+    /// A fragment rows g and g + 8 at word q, B fragment token g at word q), for formats with a scale per 16 quants.
+    /// </summary>
+    private static Frag16 Mma16(int a0, int a1, int b0, ArrayView<int> sW, ArrayView<int> sX, int row0, int tok0, int k4, int g, int q)
+    {
+        if (CudaAsm.IsSupported)
         {
-            int w = sW[wo + kw];
-            c.X = Numeric.Dp4a(w, sX[xo + kw], c.X);
-            c.Y = Numeric.Dp4a(w, sX[xo + TileStride + kw], c.Y);
+            Output<int> d0 = default, d1 = default, d2 = default, d3 = default;
+            Input<int> x0 = a0, x1 = a1, y0 = b0, z = 0;
+            CudaAsm.EmitRef(
+                "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%7, %7, %7, %7};",
+                ref d0, ref d1, ref d2, ref d3, ref x0, ref x1, ref y0, ref z);
+            return new Frag16 { Top = new Frag { X = d0.Value, Y = d1.Value }, Bottom = new Frag { X = d2.Value, Y = d3.Value } };
+        }
+        return FragRef(sW, sX, row0, tok0, k4, 4, g, q);
+    }
+
+    /// <summary>What the tensor-core step gives this thread, from the shared tiles: rows g and g + 8, tokens 2q and 2q + 1.</summary>
+    private static Frag16 FragRef(ArrayView<int> sW, ArrayView<int> sX, int row0, int tok0, int k4, int words, int g, int q)
+    {
+        int wo = (row0 + g) * TileStride + k4, xo = (tok0 + 2 * q) * TileStride + k4;
+        Frag16 c = default;
+        for (int kw = 0; kw < words; kw++)
+        {
+            int wt = sW[wo + kw], wb = sW[wo + 8 * TileStride + kw], x = sX[xo + kw], y = sX[xo + TileStride + kw];
+            c.Top.X = Numeric.Dp4a(wt, x, c.Top.X);
+            c.Top.Y = Numeric.Dp4a(wt, y, c.Top.Y);
+            c.Bottom.X = Numeric.Dp4a(wb, x, c.Bottom.X);
+            c.Bottom.Y = Numeric.Dp4a(wb, y, c.Bottom.Y);
         }
         return c;
     }
