@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
@@ -216,6 +217,8 @@ public static class GpuContextFactory
     public static DeviceSelection Select(DeviceRequest request, CPUDevice? ilgpuCpu = null)
     {
         if (request.Kind == DeviceKind.Cpu) return new DeviceSelection(null, null);
+        if (request.Kind == DeviceKind.Auto && !GpuRuntimeLoadable())
+            return new DeviceSelection(null, Choose(request, []).Message, noneFound: true);
         var context = CreateContext(ilgpuCpu);
         try
         {
@@ -234,6 +237,23 @@ public static class GpuContextFactory
             context.Dispose();
             return new DeviceSelection(null, $"could not open {request}: {e.Message.Trim()}; running on the CPU backend");
         }
+    }
+
+    /// <summary>
+    /// Whether a CUDA driver or an OpenCL loader can be loaded at all (checked on Linux; elsewhere assumed). Without either,
+    /// <c>auto</c> has nothing to find, and skipping ILGPU's context spares a CPU-only run about 9 MB of resident memory
+    /// (<c>infer bench</c>, 1B Q8_0 after 4,096 positions: 1,595 MB with the context, 1,586 without).
+    /// </summary>
+    internal static bool GpuRuntimeLoadable(IEnumerable<string>? libraries = null)
+    {
+        if (!OperatingSystem.IsLinux()) return true;
+        foreach (var name in libraries ?? ["libcuda.so.1", "libcuda.so", "libOpenCL.so.1", "libOpenCL.so"])
+        {
+            if (!NativeLibrary.TryLoad(name, out var handle)) continue;
+            NativeLibrary.Free(handle);
+            return true;
+        }
+        return false;
     }
 
     /// <summary>

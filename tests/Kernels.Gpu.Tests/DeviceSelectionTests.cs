@@ -82,6 +82,26 @@ public sealed class DeviceSelectionTests
     }
 
     [Fact]
+    public void AutoAgreesWithTheLoaderCheck()
+    {
+        // Without a loadable CUDA driver or OpenCL loader, auto answers without an ILGPU context, and must say what the
+        // context would have said: no CUDA or OpenCL device among the devices it lists.
+        bool listed = GpuContextFactory.ListDevices().Any(d => d.Kind is DeviceKind.Cuda or DeviceKind.OpenCL);
+        if (listed) Assert.True(GpuContextFactory.GpuRuntimeLoadable());
+        var selection = GpuContextFactory.Select(DeviceRequest.Auto);
+        using var device = selection.Device;
+        Assert.Equal(!listed, selection.NoneFound);
+    }
+
+    [Fact]
+    public void LoaderCheckLoadsWhatExistsOnly()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Skip("the loader check runs on Linux only");
+        Assert.False(GpuContextFactory.GpuRuntimeLoadable(["libinfer-no-such-driver.so.1"]));
+        Assert.True(GpuContextFactory.GpuRuntimeLoadable(["libinfer-no-such-driver.so.1", "libc.so.6"]));
+    }
+
+    [Fact]
     public void BackendDescribesTheDevice()
     {
         using var b = new GpuBackend(GpuContextFactory.OpenIlgpuCpu());
