@@ -16,6 +16,9 @@ internal enum TileFormat
 
     /// <summary>Q4_0 (<see cref="Q4_0x8"/>): nibbles q in 0..15, low and high halves unpacked after the load.</summary>
     Q4_0,
+
+    /// <summary>Q4_K (<see cref="Q4_Kx8"/>) against Q8_K activations, 8 or 4 tokens (see <see cref="GeneratedTiles.GenerateQ4_K"/>).</summary>
+    Q4_K,
 }
 
 /// <summary>
@@ -32,13 +35,14 @@ internal enum TileFormat
 /// <see cref="Q8_0.QuantizeActivationsVnni"/> stores it; Q4_0: −8 times the stored Σy), take eight <c>vpdpbusd</c> of the 16 rows'
 /// 4 unsigned bytes (one zmm: the two groups' 32-byte vectors joined) against the token's 4 bytes broadcast from memory, then are
 /// converted and added into float sums (zmm12..) times the rows' scales (<c>scales</c>, 16 floats a block) · the token's scale.
+/// Q4_K's tile (<see cref="GenerateQ4_K"/>) has the same arguments over Q8_K activation rows, 8 or 4 of them.
 /// </para>
 /// <para>
 /// System V AMD64 calling convention (Linux x64): n = edi, group = rsi, groupStride = rdx, scales = rcx, a = r8, aStride = r9,
 /// y = [rsp + 8], yStride = [rsp + 16]. The block count is kept on the stack; rbx, rbp and r12-r15 are saved.
 /// </para>
 /// </summary>
-internal static unsafe class GeneratedTiles
+internal static unsafe partial class GeneratedTiles
 {
     private static readonly string s_unsupported = Detect();
 
@@ -92,6 +96,14 @@ internal static unsafe class GeneratedTiles
     public static void Q4_0Tail(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride) =>
         Code.Q4_0Tail(n, group, groupStride, scales, a, aStride, y, yStride);
 
+    /// <inheritdoc cref="Q8_0Biased"/>
+    public static void Q4_K(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride) =>
+        Code.Q4_K(n, group, groupStride, scales, a, aStride, y, yStride);
+
+    /// <inheritdoc cref="Q8_0Biased"/>
+    public static void Q4_KTail(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride) =>
+        Code.Q4_KTail(n, group, groupStride, scales, a, aStride, y, yStride);
+
     /// <summary>The generated functions, made on first use (a few KiB of code for the life of the process).</summary>
     private static class Code
     {
@@ -99,10 +111,11 @@ internal static unsafe class GeneratedTiles
         public static readonly delegate* unmanaged[SuppressGCTransition]<int, byte*, nint, float*, byte*, nint, float*, nint, void>
             Q8_0Biased = Commit(TileFormat.Q8_0Biased, TileTokens), Q8_0BiasedTail = Commit(TileFormat.Q8_0Biased, 4),
             Q8_0Signed = Commit(TileFormat.Q8_0Signed, TileTokens), Q8_0SignedTail = Commit(TileFormat.Q8_0Signed, 4),
-            Q4_0 = Commit(TileFormat.Q4_0, TileTokens), Q4_0Tail = Commit(TileFormat.Q4_0, 4);
+            Q4_0 = Commit(TileFormat.Q4_0, TileTokens), Q4_0Tail = Commit(TileFormat.Q4_0, 4),
+            Q4_K = Commit(TileFormat.Q4_K, Q4_KTileTokens), Q4_KTail = Commit(TileFormat.Q4_K, 4);
 
         public static readonly bool Ready = Q8_0Biased != null && Q8_0BiasedTail != null && Q8_0Signed != null && Q8_0SignedTail != null
-            && Q4_0 != null && Q4_0Tail != null;
+            && Q4_0 != null && Q4_0Tail != null && Q4_K != null && Q4_KTail != null;
 
         private static delegate* unmanaged[SuppressGCTransition]<int, byte*, nint, float*, byte*, nint, float*, nint, void> Commit(
             TileFormat format, int tokens) =>
@@ -119,6 +132,7 @@ internal static unsafe class GeneratedTiles
     /// <summary>The machine code of a tile (internal for the tests).</summary>
     public static byte[] Generate(TileFormat format, int tokens)
     {
+        if (format == TileFormat.Q4_K) return GenerateQ4_K(tokens);
         if (tokens is not (4 or 8 or 12)) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "4, 8 or 12 tokens");
         int quads = tokens / 4;
         bool q4 = format == TileFormat.Q4_0;
@@ -237,13 +251,14 @@ internal static unsafe class GeneratedTiles
             for (int t = 0; t < tokens; t++) asm.VpDpBusdBcst(t, weights, Token(q[t / 4], t) + offset);
         }
 
-        // token t of its group of four, relative to that group's pointer p
-        static Mem Token(Gpr p, int t) => (t % 4) switch
-        {
-            0 => new Mem(p),
-            1 => new Mem(p, stride, 1),
-            2 => new Mem(p, stride, 2),
-            _ => new Mem(p, stride3, 1),
-        };
     }
+
+    /// <summary>Token t of its group of four, relative to that group's pointer p (the activation stride in r9, 3 · stride in rax).</summary>
+    private static Mem Token(Gpr p, int t) => (t % 4) switch
+    {
+        0 => new Mem(p),
+        1 => new Mem(p, Gpr.R9, 1),
+        2 => new Mem(p, Gpr.R9, 2),
+        _ => new Mem(p, Gpr.Rax, 1),
+    };
 }

@@ -58,6 +58,47 @@ public static unsafe partial class Q4_Kx8
     }
 
     /// <summary>
+    /// Bytes per super-block of the generated tile's scales (<see cref="JitTileScales"/>, <see cref="Jit.GeneratedTiles"/>): the 6-bit
+    /// scales as int32 per row lane (8 sub-blocks × 64 B), the mins as int16 pairs (m_j, m_j) per row lane (8 × 64 B), d and dmin as
+    /// floats (2 × 64 B).
+    /// </summary>
+    internal const int JitScaleBytes = 8 * 64 + 8 * 64 + 2 * 64;
+    internal const int JitMinsOffset = 8 * 64, JitDOffset = 16 * 64, JitDMinOffset = 17 * 64;
+
+    /// <summary>Floats of tile scratch per super-block for <see cref="JitTileScales"/>.</summary>
+    internal const int JitTileScaleFloats = JitScaleBytes / sizeof(float);
+
+    /// <summary>
+    /// The generated tile's scales of rows 0..15 (two consecutive groups; see <see cref="JitScaleBytes"/>): lane r of each 16-lane
+    /// vector is row r (rows 8..15 from the second group).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void JitTileScales(int n, byte* group, nint groupStride, float* scales)
+    {
+        int nb = n / Q4_KFormat.BlockSize;
+        for (int b = 0; b < nb; b++)
+        {
+            byte* dst = (byte*)scales + (nint)b * JitScaleBytes;
+            for (int g = 0; g < 2; g++)
+            {
+                byte* gb = group + (nint)b * GroupBlockBytes + g * groupStride;
+                UnpackScales(gb, out var sc03, out var sc47, out var m03, out var m47);
+                for (int i = 0; i < 4; i++)
+                {
+                    Byte(sc03, i).Store((int*)(dst + 64 * i + 32 * g));
+                    Byte(sc47, i).Store((int*)(dst + 64 * (i + 4) + 32 * g));
+                    // (m, m) in both int16 halves: vpdpwssd against (bsums[2j], bsums[2j+1]) gives m_j · Σy of sub-block j
+                    Vector256<uint> lo = Byte(m03, i).AsUInt32(), hi = Byte(m47, i).AsUInt32();
+                    (lo | (lo << 16)).Store((uint*)(dst + JitMinsOffset + 64 * i + 32 * g));
+                    (hi | (hi << 16)).Store((uint*)(dst + JitMinsOffset + 64 * (i + 4) + 32 * g));
+                }
+                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32()).Store((float*)(dst + JitDOffset + 32 * g));
+                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + DMinOffset)).AsUInt32()).Store((float*)(dst + JitDMinOffset + 32 * g));
+            }
+        }
+    }
+
+    /// <summary>
     /// GEMM tile with 512-bit AVX-512BW (see <see cref="Wide"/>): 16 rows (two consecutive groups) · 8 Q8_K activation rows →
     /// y[c * <paramref name="yStride"/> + r], scales from <see cref="WideTileScales"/>. Per sub-block and token, the 8 weight vectors'
     /// products (q ≤ 15, |y| ≤ 128: each int16 lane sums 16 products, at most 30720) add up in int16 and are widened once with the

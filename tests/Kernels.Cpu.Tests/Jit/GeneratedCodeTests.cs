@@ -83,6 +83,19 @@ public unsafe class GeneratedCodeTests
         ("vcvtdq2ps zmm16, zmm3", a => a.VCvtDq2Ps(16, 3), "62 e1 7c 48 5b c3"),
         ("vfmadd231ps zmm23, zmm11, zmm26", a => a.VFmAdd231Ps(23, 11, 26), "62 82 25 48 b8 fa"),
         ("vfmadd231ps zmm1, zmm17, zmm8", a => a.VFmAdd231Ps(1, 17, 8), "62 d2 75 40 b8 c8"),
+        ("vpmulld zmm0, zmm0, [rcx+64]", a => a.VpMullD(0, 0, new Mem(Gpr.Rcx, Disp: 64)), "62 f2 7d 48 40 41 01"),
+        ("vpmulld zmm7, zmm7, [rcx+0x1c0]", a => a.VpMullD(7, 7, new Mem(Gpr.Rcx, Disp: 0x1C0)), "62 f2 45 48 40 79 07"),
+        ("vpaddd zmm8, zmm8, zmm0", a => a.VpAddD(8, 8, 0), "62 71 3d 48 fe c0"),
+        ("vpaddd zmm15, zmm15, zmm7", a => a.VpAddD(15, 15, 7), "62 71 05 48 fe ff"),
+        ("vpdpwssd zmm0, zmm28, [r8+0x104]{1to16}", a => a.VpDpWssdBcst(0, 28, new Mem(Gpr.R8, Disp: 0x104)), "62 d2 1d 50 52 40 41"),
+        ("vpdpwssd zmm7, zmm28, [r10+rax+0x11c]{1to16}", a => a.VpDpWssdBcst(7, 28, new Mem(Gpr.R10, Gpr.Rax, 1, 0x11C)),
+            "62 d2 1d 50 52 7c 02 47"),
+        ("vmulps zmm29, zmm8, zmm30", a => a.VMulPs(29, 8, 30), "62 01 3c 48 59 ee"),
+        ("vmulps zmm2, zmm17, zmm5", a => a.VMulPs(2, 17, 5), "62 f1 74 40 59 d5"),
+        ("vfnmadd231ps zmm29, zmm0, zmm31", a => a.VFnMAdd231Ps(29, 0, 31), "62 02 7d 48 bc ef"),
+        ("vfnmadd231ps zmm3, zmm12, zmm20", a => a.VFnMAdd231Ps(3, 12, 20), "62 b2 1d 48 bc dc"),
+        ("vfmadd231ps zmm16, zmm29, [r8]{1to16}", a => a.VFmAdd231PsBcst(16, 29, new Mem(Gpr.R8)), "62 c2 15 50 b8 00"),
+        ("vfmadd231ps zmm23, zmm29, [r10+rax]{1to16}", a => a.VFmAdd231PsBcst(23, 29, new Mem(Gpr.R10, Gpr.Rax)), "62 c2 15 50 b8 3c 02"),
     ];
 
     public static TheoryData<int> EncodingCases() => new(Enumerable.Range(0, Encodings.Length));
@@ -120,13 +133,14 @@ public unsafe class GeneratedCodeTests
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => GeneratedTiles.Generate(TileFormat.Q8_0Biased, 6));
         Assert.Throws<ArgumentOutOfRangeException>(() => GeneratedTiles.Generate(TileFormat.Q4_0, 16));
+        Assert.Throws<ArgumentOutOfRangeException>(() => GeneratedTiles.Generate(TileFormat.Q4_K, 12));
     }
 
     /// <summary>Every <see cref="TileFormat"/> by name (the enum is internal) and width.</summary>
     public static TheoryData<string, int> TileCases()
     {
         var data = new TheoryData<string, int>();
-        foreach (var format in Enum.GetNames<TileFormat>())
+        foreach (var format in Enum.GetNames<TileFormat>().Where(f => f != nameof(TileFormat.Q4_K))) // Q4_K: its own test below
             foreach (int tokens in new[] { 12, 8, 4 })
                 data.Add(format, tokens);
         return data;
@@ -208,6 +222,80 @@ public unsafe class GeneratedCodeTests
                             float expected = reference(n, w, a);
                             double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, w, GgmlType.Q8_0, a, n) + 1e-30;
                             Assert.True(Math.Abs(got - expected) <= tol, $"{format} {tokens} tokens, n={n}: token {c} row {r}: {got} vs {expected}");
+                        }
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(packed);
+                NativeMemory.AlignedFree(scales);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The generated Q4_K tile (8 and 4 tokens) against <see cref="Q4_K.DotRef"/> over 1-6, 16 and 57 super-blocks: random rows,
+    /// one super-block of row 1 with every 6-bit scale and min at 63, row 2 with nibbles 0 and 15, activations whose quants reach
+    /// −127 and 127, the two groups apart and the output strided (rows outside the tile's 16 must stay untouched).
+    /// </summary>
+    [Theory]
+    [InlineData(8)]
+    [InlineData(4)]
+    public void GeneratedQ4_KTileMatchesReference(int tokens)
+    {
+        Assert.SkipUnless(GeneratedTiles.Ready, "no generated tiles here: " + QuantKernels.GeneratedUnavailable);
+        var tile = (delegate* unmanaged[SuppressGCTransition]<int, byte*, nint, float*, byte*, nint, float*, nint, void>)
+            ExecutableMemory.Commit(GeneratedTiles.Generate(TileFormat.Q4_K, tokens));
+        Assert.True(tile != null);
+        var rng = new Random(1000 + tokens);
+        foreach (int blocks in new[] { 1, 2, 3, 4, 5, 6, 16, 57 })
+        {
+            int n = blocks * 256, rowBytes = blocks * Q4_KFormat.TypeSize, actBytes = blocks * Q8_KFormat.TypeSize;
+            var plain = new byte[16 * rowBytes];
+            for (int r = 0; r < 16; r++)
+            {
+                var x = new float[n];
+                for (int i = 0; i < n; i++) x[i] = (float)(rng.NextDouble() * 2 - 1) * (r + 1) + (r % 3 == 0 ? 0.5f : 0f);
+                RowCodec.Quantize(GgmlType.Q4_K, x, plain.AsSpan(r * rowBytes, rowBytes));
+            }
+            plain.AsSpan(rowBytes + Q4_KFormat.ScalesOffset, 12).Fill(0xFF); // row 1: every scale and min 63
+            plain.AsSpan(2 * rowBytes + Q4_KFormat.QsOffset, 8).Fill(0xF0); // row 2: nibbles 0 and 15
+            var act = new byte[tokens * actBytes];
+            for (int c = 0; c < tokens; c++)
+            {
+                var x = new float[n];
+                for (int i = 0; i < n; i++) x[i] = (float)(rng.NextDouble() * 4 - 2);
+                x[c] = -3; // the block's largest magnitude, negative: quantized to −127
+                fixed (float* px = x) fixed (byte* pa = &act[c * actBytes]) Q8_K.QuantizeFast(px, pa, n);
+            }
+            const int yStride = 19;
+            var y = new float[tokens * yStride];
+            Array.Fill(y, float.NaN);
+            int groupStride = 8 * rowBytes + 128;
+            byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)(groupStride + 8 * rowBytes), 64);
+            float* scales = (float*)NativeMemory.AlignedAlloc((nuint)(blocks * Q4_Kx8.JitScaleBytes), 64);
+            try
+            {
+                fixed (byte* pPlain = plain, pAct = act)
+                fixed (float* py = y)
+                {
+                    Q4_Kx8.Repack(pPlain, rowBytes, packed, n);
+                    Q4_Kx8.Repack(pPlain + 8 * rowBytes, rowBytes, packed + groupStride, n);
+                    Q4_Kx8.JitTileScales(n, packed, groupStride, scales);
+                    tile(n, packed, groupStride, scales, pAct, actBytes, py, yStride);
+                    for (int c = 0; c < tokens; c++)
+                        for (int r = 0; r < yStride; r++)
+                        {
+                            float got = y[c * yStride + r];
+                            if (r >= 16)
+                            {
+                                if (c + 1 < tokens) Assert.True(float.IsNaN(got), $"n={n} token {c}: wrote row {r}, outside the tile");
+                                continue;
+                            }
+                            byte* w = pPlain + r * rowBytes, a = pAct + c * actBytes;
+                            float expected = Q4_K.DotRef(n, w, a);
+                            double tol = DotRelTolerance * QuantTestUtil.AbsDot(GgmlType.Q4_K, w, GgmlType.Q8_K, a, n) + 1e-30;
+                            Assert.True(Math.Abs(got - expected) <= tol, $"Q4_K {tokens} tokens, n={n}: token {c} row {r}: {got} vs {expected}");
                         }
                 }
             }

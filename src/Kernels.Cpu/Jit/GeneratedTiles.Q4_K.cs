@@ -1,0 +1,108 @@
+using Infer.Kernels.Cpu.Quants;
+using Infer.Runtime.Formats;
+
+namespace Infer.Kernels.Cpu.Jit;
+
+internal static unsafe partial class GeneratedTiles
+{
+    /// <summary>Tokens per call of the Q4_K main tile (its tail takes 4): three int32 or float registers per token.</summary>
+    public const int Q4_KTileTokens = 8;
+
+    // Q4_K registers: per token a sub-block's int32 sums (zmm0..7, then the mins term), the super-block's scaled sums (zmm8..15),
+    // the float sums (zmm16..23); then the weights, the mins of a sub-block, the nibble mask, a temporary, d and dmin
+    private const int KSub = 0, KSuper = 8, KFloat = 16, KWeights = 24, KMins = 25, KMask = 27, KTemp = 28, KD = 30, KDMin = 31;
+
+    /// <summary>
+    /// The Q4_K tile (<see cref="Q4_Kx8"/> layout, Q8_K activations, <see cref="Q4_Kx8.JitTileScales"/>): per super-block and
+    /// sub-block j, each token's int32 sums of 32 nibbles · activation bytes (eight <c>vpdpbusd</c> with the activation's 4 bytes
+    /// broadcast from memory; the low nibbles of pair j / 2 for even j, the high for odd), times the rows' 6-bit scales
+    /// (<c>vpmulld</c>) into the super-block's sums; then Σ_j m_j · (bsums[2j] + bsums[2j+1]) (eight <c>vpdpwssd</c> of the (m, m)
+    /// pairs against each bsums pair broadcast), and f += d_y · (d · sums − dmin · mins). Integer sums are exact, as in
+    /// <see cref="Q4_K.DotRef"/>: at most 8 · 63 · 32 · 15 · 128 per super-block.
+    /// </summary>
+    private static byte[] GenerateQ4_K(int tokens)
+    {
+        if (tokens is not (4 or 8)) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "Q4_K: 4 or 8 tokens");
+        int quads = tokens / 4;
+        var asm = new X64Assembler();
+        // each group of four tokens' current Q8_K block: d at +0, the quants at + 4, the sums of 16 at + 260
+        Gpr[] q = [Gpr.R8, Gpr.R10];
+        const Gpr group = Gpr.Rsi, groupStride = Gpr.Rdx, scales = Gpr.Rcx, stride = Gpr.R9, stride3 = Gpr.Rax, nb = Gpr.Rdi;
+        Gpr[] saved = [Gpr.Rbx, Gpr.Rbp, Gpr.R12, Gpr.R13, Gpr.R14, Gpr.R15];
+        foreach (var r in saved) asm.Push(r);
+        asm.Mov32(stride3, 0x0F0F0F0Fu);
+        asm.VpBroadcastD(KMask, stride3);
+        asm.MovSxd(nb, nb);
+        asm.Sar(nb, 8); // n / 256 super-blocks
+        asm.Push(nb); // the loop's count, at [rsp]
+        asm.Lea(stride3, new Mem(stride, stride, 2));
+        if (quads > 1) asm.Lea(q[1], new Mem(q[0], stride, 4));
+        asm.Add(group, Q4_Kx8.QuantsOffset); // past the header: the first quant vector
+        for (int t = 0; t < tokens; t++) asm.VpXorD(KFloat + t, KFloat + t, KFloat + t);
+        int done = asm.NewLabel(), loop = asm.NewLabel();
+        asm.Test(nb, nb);
+        asm.Jle(done);
+
+        asm.Bind(loop);
+        for (int t = 0; t < tokens; t++) asm.VpXorD(KSuper + t, KSuper + t, KSuper + t);
+        for (int j = 0; j < 8; j++)
+        {
+            for (int t = 0; t < tokens; t++) asm.VpXorD(KSub + t, KSub + t, KSub + t);
+            for (int k = 0; k < 8; k++)
+            {
+                // vector P(j / 2, k): byte 4r + e holds element 4k + e of sub-block j of row r (low nibble: j even)
+                int offset = Q4_Kx8.PairBytes * (j / 2) + 32 * k;
+                asm.VMovDqu32Ymm(KWeights, new Mem(group, Disp: offset));
+                asm.VInsertI64x4(KWeights, KWeights, new Mem(group, groupStride, 1, offset), 1);
+                if ((j & 1) != 0) asm.VpSrlW(KWeights, KWeights, 4);
+                asm.VpAndD(KWeights, KWeights, KMask);
+                for (int t = 0; t < tokens; t++)
+                    asm.VpDpBusdBcst(KSub + t, KWeights, Token(q[t / 4], t) + (Q8_KFormat.QsOffset + 32 * j + 4 * k));
+            }
+            for (int t = 0; t < tokens; t++)
+            {
+                asm.VpMullD(KSub + t, KSub + t, new Mem(scales, Disp: 64 * j)); // · the rows' scale of sub-block j
+                asm.VpAddD(KSuper + t, KSuper + t, KSub + t);
+            }
+        }
+        // the mins term, in the sub-block registers
+        for (int t = 0; t < tokens; t++) asm.VpXorD(KSub + t, KSub + t, KSub + t);
+        for (int j = 0; j < 8; j++)
+        {
+            asm.VMovUps(KMins, new Mem(scales, Disp: Q4_Kx8.JitMinsOffset + 64 * j));
+            for (int t = 0; t < tokens; t++)
+                asm.VpDpWssdBcst(KSub + t, KMins, Token(q[t / 4], t) + (Q8_KFormat.BSumsOffset + 4 * j));
+        }
+        asm.VMovUps(KD, new Mem(scales, Disp: Q4_Kx8.JitDOffset));
+        asm.VMovUps(KDMin, new Mem(scales, Disp: Q4_Kx8.JitDMinOffset));
+        for (int t = 0; t < tokens; t++)
+        {
+            asm.VCvtDq2Ps(KSuper + t, KSuper + t);
+            asm.VCvtDq2Ps(KSub + t, KSub + t);
+            asm.VMulPs(KTemp, KSuper + t, KD);
+            asm.VFnMAdd231Ps(KTemp, KSub + t, KDMin);
+            asm.VFmAdd231PsBcst(KFloat + t, KTemp, Token(q[t / 4], t)); // · the token's d
+        }
+        asm.Add(group, Q4_Kx8.GroupBlockBytes);
+        asm.Add(scales, Q4_Kx8.JitScaleBytes);
+        for (int j = 0; j < quads; j++) asm.Add(q[j], Q8_KFormat.TypeSize);
+        asm.DecQword(new Mem(Gpr.Rsp));
+        asm.Jnz(loop);
+
+        asm.Bind(done);
+        asm.Pop(nb);
+        // after the 6 saved registers: return address at [rsp + 48], y at + 56, yStride at + 64
+        asm.Mov(Gpr.Rax, new Mem(Gpr.Rsp, Disp: 56));
+        asm.Mov(Gpr.Rdx, new Mem(Gpr.Rsp, Disp: 64));
+        asm.Shl(Gpr.Rdx, 2); // floats → bytes
+        for (int t = 0; t < tokens; t++)
+        {
+            asm.VMovUps(new Mem(Gpr.Rax), KFloat + t);
+            if (t + 1 < tokens) asm.Add(Gpr.Rax, Gpr.Rdx);
+        }
+        for (int i = saved.Length - 1; i >= 0; i--) asm.Pop(saved[i]);
+        asm.VZeroUpper();
+        asm.Ret();
+        return asm.ToArray();
+    }
+}
