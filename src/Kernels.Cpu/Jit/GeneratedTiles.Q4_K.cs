@@ -5,28 +5,28 @@ namespace Infer.Kernels.Cpu.Jit;
 
 internal static unsafe partial class GeneratedTiles
 {
-    /// <summary>Tokens per call of the Q4_K main tile (its tail takes 4): three int32 or float registers per token.</summary>
-    public const int Q4_KTileTokens = 8;
+    /// <summary>Tokens per call of the Q4_K main tile (its tail takes 4).</summary>
+    public const int Q4_KTileTokens = 12;
 
-    // Q4_K registers: per token a sub-block's int32 sums (zmm0..7, then the mins term), the super-block's scaled sums (zmm8..15),
-    // the float sums (zmm16..23); then the weights, the mins of a sub-block, the nibble mask, a temporary, d and dmin
-    private const int KSub = 0, KSuper = 8, KFloat = 16, KWeights = 24, KMins = 25, KMask = 27, KTemp = 28, KD = 30, KDMin = 31;
+    // Q4_K registers: per token a sub-block's int32 sums (zmm0..11, then the mins term) and the float sums (zmm12..23); then the
+    // weights, a sub-block's d·scale (then its mins), a temporary, the nibble mask and dmin
+    private const int KSub = 0, KFloat = 12, KWeights = 24, KScale = 25, KTemp = 26, KMask = 27, KDMin = 28;
 
     /// <summary>
     /// The Q4_K tile (<see cref="Q4_Kx8"/> layout, Q8_K activations, <see cref="Q4_Kx8.JitTileScales"/>): per super-block and
     /// sub-block j, each token's int32 sums of 32 nibbles · activation bytes (eight <c>vpdpbusd</c> with the activation's 4 bytes
-    /// broadcast from memory; the low nibbles of pair j / 2 for even j, the high for odd), times the rows' 6-bit scales
-    /// (<c>vpmulld</c>) into the super-block's sums; then Σ_j m_j · (bsums[2j] + bsums[2j+1]) (eight <c>vpdpwssd</c> of the (m, m)
-    /// pairs against each bsums pair broadcast), and f += d_y · (d · sums − dmin · mins). Integer sums are exact, as in
-    /// <see cref="Q4_K.DotRef"/>: at most 8 · 63 · 32 · 15 · 128 per super-block.
+    /// broadcast from memory; the low nibbles of pair j / 2 for even j, the high for odd), converted and added into the float sums
+    /// times d · scale_j of the rows · d_y of the token; then the mins term Σ_j m_j · (bsums[2j] + bsums[2j+1]) (eight
+    /// <c>vpdpwssd</c> of the (m, m) pairs against each bsums pair broadcast), subtracted times dmin · d_y. Two registers per token
+    /// (an int32 sum per sub-block instead of a third, the super-block's) let 12 tokens share each unpacked weight vector.
     /// </summary>
     private static byte[] GenerateQ4_K(int tokens)
     {
-        if (tokens is not (4 or 8)) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "Q4_K: 4 or 8 tokens");
+        if (tokens is not (4 or 8 or 12)) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "4, 8 or 12 tokens");
         int quads = tokens / 4;
         var asm = new X64Assembler();
         // each group of four tokens' current Q8_K block: d at +0, the quants at + 4, the sums of 16 at + 260
-        Gpr[] q = [Gpr.R8, Gpr.R10];
+        Gpr[] q = [Gpr.R8, Gpr.R10, Gpr.R11];
         const Gpr group = Gpr.Rsi, groupStride = Gpr.Rdx, scales = Gpr.Rcx, stride = Gpr.R9, stride3 = Gpr.Rax, nb = Gpr.Rdi;
         Gpr[] saved = [Gpr.Rbx, Gpr.Rbp, Gpr.R12, Gpr.R13, Gpr.R14, Gpr.R15];
         foreach (var r in saved) asm.Push(r);
@@ -36,7 +36,7 @@ internal static unsafe partial class GeneratedTiles
         asm.Sar(nb, 8); // n / 256 super-blocks
         asm.Push(nb); // the loop's count, at [rsp]
         asm.Lea(stride3, new Mem(stride, stride, 2));
-        if (quads > 1) asm.Lea(q[1], new Mem(q[0], stride, 4));
+        for (int j = 1; j < quads; j++) asm.Lea(q[j], new Mem(q[j - 1], stride, 4));
         asm.Add(group, Q4_Kx8.QuantsOffset); // past the header: the first quant vector
         for (int t = 0; t < tokens; t++) asm.VpXorD(KFloat + t, KFloat + t, KFloat + t);
         int done = asm.NewLabel(), loop = asm.NewLabel();
@@ -44,7 +44,6 @@ internal static unsafe partial class GeneratedTiles
         asm.Jle(done);
 
         asm.Bind(loop);
-        for (int t = 0; t < tokens; t++) asm.VpXorD(KSuper + t, KSuper + t, KSuper + t);
         for (int j = 0; j < 8; j++)
         {
             for (int t = 0; t < tokens; t++) asm.VpXorD(KSub + t, KSub + t, KSub + t);
@@ -59,29 +58,28 @@ internal static unsafe partial class GeneratedTiles
                 for (int t = 0; t < tokens; t++)
                     asm.VpDpBusdBcst(KSub + t, KWeights, Token(q[t / 4], t) + (Q8_KFormat.QsOffset + 32 * j + 4 * k));
             }
+            asm.VMovUps(KScale, new Mem(scales, Disp: 64 * j)); // d · scale_j of the 16 rows
             for (int t = 0; t < tokens; t++)
             {
-                asm.VpMullD(KSub + t, KSub + t, new Mem(scales, Disp: 64 * j)); // · the rows' scale of sub-block j
-                asm.VpAddD(KSuper + t, KSuper + t, KSub + t);
+                asm.VCvtDq2Ps(KSub + t, KSub + t);
+                asm.VMulPsBcst(KTemp, KScale, Token(q[t / 4], t)); // · the token's d
+                asm.VFmAdd231Ps(KFloat + t, KSub + t, KTemp);
             }
         }
-        // the mins term, in the sub-block registers
+        // the mins term, in the sub-block registers, times dmin · d_y off the float sums
         for (int t = 0; t < tokens; t++) asm.VpXorD(KSub + t, KSub + t, KSub + t);
         for (int j = 0; j < 8; j++)
         {
-            asm.VMovUps(KMins, new Mem(scales, Disp: Q4_Kx8.JitMinsOffset + 64 * j));
+            asm.VMovUps(KScale, new Mem(scales, Disp: Q4_Kx8.JitMinsOffset + 64 * j));
             for (int t = 0; t < tokens; t++)
-                asm.VpDpWssdBcst(KSub + t, KMins, Token(q[t / 4], t) + (Q8_KFormat.BSumsOffset + 4 * j));
+                asm.VpDpWssdBcst(KSub + t, KScale, Token(q[t / 4], t) + (Q8_KFormat.BSumsOffset + 4 * j));
         }
-        asm.VMovUps(KD, new Mem(scales, Disp: Q4_Kx8.JitDOffset));
         asm.VMovUps(KDMin, new Mem(scales, Disp: Q4_Kx8.JitDMinOffset));
         for (int t = 0; t < tokens; t++)
         {
-            asm.VCvtDq2Ps(KSuper + t, KSuper + t);
             asm.VCvtDq2Ps(KSub + t, KSub + t);
-            asm.VMulPs(KTemp, KSuper + t, KD);
-            asm.VFnMAdd231Ps(KTemp, KSub + t, KDMin);
-            asm.VFmAdd231PsBcst(KFloat + t, KTemp, Token(q[t / 4], t)); // · the token's d
+            asm.VMulPsBcst(KTemp, KDMin, Token(q[t / 4], t));
+            asm.VFnMAdd231Ps(KFloat + t, KSub + t, KTemp);
         }
         asm.Add(group, Q4_Kx8.GroupBlockBytes);
         asm.Add(scales, Q4_Kx8.JitScaleBytes);

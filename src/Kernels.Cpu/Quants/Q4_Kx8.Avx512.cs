@@ -58,12 +58,12 @@ public static unsafe partial class Q4_Kx8
     }
 
     /// <summary>
-    /// Bytes per super-block of the generated tile's scales (<see cref="JitTileScales"/>, <see cref="Jit.GeneratedTiles"/>): the 6-bit
-    /// scales as int32 per row lane (8 sub-blocks × 64 B), the mins as int16 pairs (m_j, m_j) per row lane (8 × 64 B), d and dmin as
-    /// floats (2 × 64 B).
+    /// Bytes per super-block of the generated tile's scales (<see cref="JitTileScales"/>, <see cref="Jit.GeneratedTiles"/>): d times
+    /// the 6-bit scale as floats per row lane (8 sub-blocks × 64 B), the mins as int16 pairs (m_j, m_j) per row lane (8 × 64 B), and
+    /// dmin as floats (64 B).
     /// </summary>
-    internal const int JitScaleBytes = 8 * 64 + 8 * 64 + 2 * 64;
-    internal const int JitMinsOffset = 8 * 64, JitDOffset = 16 * 64, JitDMinOffset = 17 * 64;
+    internal const int JitScaleBytes = 8 * 64 + 8 * 64 + 64;
+    internal const int JitMinsOffset = 8 * 64, JitDMinOffset = 16 * 64;
 
     /// <summary>Floats of tile scratch per super-block for <see cref="JitTileScales"/>.</summary>
     internal const int JitTileScaleFloats = JitScaleBytes / sizeof(float);
@@ -83,16 +83,16 @@ public static unsafe partial class Q4_Kx8
             {
                 byte* gb = group + (nint)b * GroupBlockBytes + g * groupStride;
                 UnpackScales(gb, out var sc03, out var sc47, out var m03, out var m47);
+                Vector256<float> d = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32());
                 for (int i = 0; i < 4; i++)
                 {
-                    Byte(sc03, i).Store((int*)(dst + 64 * i + 32 * g));
-                    Byte(sc47, i).Store((int*)(dst + 64 * (i + 4) + 32 * g));
+                    (Avx.ConvertToVector256Single(Byte(sc03, i)) * d).Store((float*)(dst + 64 * i + 32 * g));
+                    (Avx.ConvertToVector256Single(Byte(sc47, i)) * d).Store((float*)(dst + 64 * (i + 4) + 32 * g));
                     // (m, m) in both int16 halves: vpdpwssd against (bsums[2j], bsums[2j+1]) gives m_j · Σy of sub-block j
                     Vector256<uint> lo = Byte(m03, i).AsUInt32(), hi = Byte(m47, i).AsUInt32();
                     (lo | (lo << 16)).Store((uint*)(dst + JitMinsOffset + 64 * i + 32 * g));
                     (hi | (hi << 16)).Store((uint*)(dst + JitMinsOffset + 64 * (i + 4) + 32 * g));
                 }
-                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32()).Store((float*)(dst + JitDOffset + 32 * g));
                 F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + DMinOffset)).AsUInt32()).Store((float*)(dst + JitDMinOffset + 32 * g));
             }
         }
