@@ -17,8 +17,11 @@ internal enum TileFormat
     /// <summary>Q4_0 (<see cref="Q4_0x8"/>): nibbles q in 0..15, low and high halves unpacked after the load.</summary>
     Q4_0,
 
-    /// <summary>Q4_K (<see cref="Q4_Kx8"/>) against Q8_K activations, 8 or 4 tokens (see <see cref="GeneratedTiles.GenerateQ4_K"/>).</summary>
+    /// <summary>Q4_K (<see cref="Q4_Kx8"/>) against Q8_K activations (see <see cref="GeneratedTiles.GenerateK"/>).</summary>
     Q4_K,
+
+    /// <summary>Q5_K (<see cref="Q5_Kx8"/>) against Q8_K activations (see <see cref="GeneratedTiles.GenerateK"/>).</summary>
+    Q5_K,
 }
 
 /// <summary>
@@ -35,7 +38,7 @@ internal enum TileFormat
 /// <see cref="Q8_0.QuantizeActivationsVnni"/> stores it; Q4_0: −8 times the stored Σy), take eight <c>vpdpbusd</c> of the 16 rows'
 /// 4 unsigned bytes (one zmm: the two groups' 32-byte vectors joined) against the token's 4 bytes broadcast from memory, then are
 /// converted and added into float sums (zmm12..) times the rows' scales (<c>scales</c>, 16 floats a block) · the token's scale.
-/// Q4_K's tile (<see cref="GenerateQ4_K"/>) has the same arguments over Q8_K activation rows, 8 or 4 of them.
+/// The Q4_K and Q5_K tiles (<see cref="GenerateK"/>) have the same arguments over Q8_K activation rows.
 /// </para>
 /// <para>
 /// System V AMD64 calling convention (Linux x64): n = edi, group = rsi, groupStride = rdx, scales = rcx, a = r8, aStride = r9,
@@ -104,6 +107,14 @@ internal static unsafe partial class GeneratedTiles
     public static void Q4_KTail(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride) =>
         Code.Q4_KTail(n, group, groupStride, scales, a, aStride, y, yStride);
 
+    /// <inheritdoc cref="Q8_0Biased"/>
+    public static void Q5_K(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride) =>
+        Code.Q5_K(n, group, groupStride, scales, a, aStride, y, yStride);
+
+    /// <inheritdoc cref="Q8_0Biased"/>
+    public static void Q5_KTail(int n, byte* group, nint groupStride, float* scales, byte* a, nint aStride, float* y, nint yStride) =>
+        Code.Q5_KTail(n, group, groupStride, scales, a, aStride, y, yStride);
+
     /// <summary>The generated functions, made on first use (a few KiB of code for the life of the process).</summary>
     private static class Code
     {
@@ -112,10 +123,11 @@ internal static unsafe partial class GeneratedTiles
             Q8_0Biased = Commit(TileFormat.Q8_0Biased, TileTokens), Q8_0BiasedTail = Commit(TileFormat.Q8_0Biased, 4),
             Q8_0Signed = Commit(TileFormat.Q8_0Signed, TileTokens), Q8_0SignedTail = Commit(TileFormat.Q8_0Signed, 4),
             Q4_0 = Commit(TileFormat.Q4_0, TileTokens), Q4_0Tail = Commit(TileFormat.Q4_0, 4),
-            Q4_K = Commit(TileFormat.Q4_K, Q4_KTileTokens), Q4_KTail = Commit(TileFormat.Q4_K, 4);
+            Q4_K = Commit(TileFormat.Q4_K, KTileTokens), Q4_KTail = Commit(TileFormat.Q4_K, 4),
+            Q5_K = Commit(TileFormat.Q5_K, KTileTokens), Q5_KTail = Commit(TileFormat.Q5_K, 4);
 
         public static readonly bool Ready = Q8_0Biased != null && Q8_0BiasedTail != null && Q8_0Signed != null && Q8_0SignedTail != null
-            && Q4_0 != null && Q4_0Tail != null && Q4_K != null && Q4_KTail != null;
+            && Q4_0 != null && Q4_0Tail != null && Q4_K != null && Q4_KTail != null && Q5_K != null && Q5_KTail != null;
 
         private static delegate* unmanaged[SuppressGCTransition]<int, byte*, nint, float*, byte*, nint, float*, nint, void> Commit(
             TileFormat format, int tokens) =>
@@ -132,7 +144,7 @@ internal static unsafe partial class GeneratedTiles
     /// <summary>The machine code of a tile (internal for the tests).</summary>
     public static byte[] Generate(TileFormat format, int tokens)
     {
-        if (format == TileFormat.Q4_K) return GenerateQ4_K(tokens);
+        if (format is TileFormat.Q4_K or TileFormat.Q5_K) return GenerateK(tokens, format == TileFormat.Q5_K);
         if (tokens is not (4 or 8 or 12)) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "4, 8 or 12 tokens");
         int quads = tokens / 4;
         bool q4 = format == TileFormat.Q4_0;

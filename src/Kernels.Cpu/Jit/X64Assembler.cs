@@ -181,6 +181,16 @@ internal sealed class X64Assembler
         Emit(imm);
     }
 
+    /// <summary>vpsllw zmm, src, imm: each 16-bit lane shifted left.</summary>
+    public void VpSllW(int zmm, int src, byte imm)
+    {
+        EvexReg(Map0F, Pp66, false, L512, 0x71, 6, zmm, src); // /6, the destination in vvvv
+        Emit(imm);
+    }
+
+    /// <summary>vpord zmm, a, b.</summary>
+    public void VpOrD(int zmm, int a, int b) => EvexReg(Map0F, Pp66, false, L512, 0xEB, zmm, a, b);
+
     /// <summary>vpmulld zmm, a, dword [m]{1to16}: the low 32 bits of each lane's product.</summary>
     public void VpMullDBcst(int zmm, int a, Mem m) => Evex(Map0F38, Pp66, false, L512, 0x40, zmm, a, m, true, 4);
 

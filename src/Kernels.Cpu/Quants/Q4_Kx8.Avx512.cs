@@ -69,19 +69,22 @@ public static unsafe partial class Q4_Kx8
     internal const int JitTileScaleFloats = JitScaleBytes / sizeof(float);
 
     /// <summary>
-    /// The generated tile's scales of rows 0..15 (two consecutive groups; see <see cref="JitScaleBytes"/>): lane r of each 16-lane
+    /// The generated Q4_K tile's scales of rows 0..15 (two consecutive groups; see <see cref="JitScaleBytes"/>): lane r of each 16-lane
     /// vector is row r (rows 8..15 from the second group).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void JitTileScales(int n, byte* group, nint groupStride, float* scales)
+    internal static void JitTileScales(int n, byte* group, nint groupStride, float* scales) =>
+        JitKTileScales(n / Q4_KFormat.BlockSize, GroupBlockBytes, group, groupStride, (byte*)scales);
+
+    /// <summary><see cref="JitTileScales"/> for any group layout with the Q4_K 128-byte header (Q4_K, Q5_K).</summary>
+    internal static void JitKTileScales(int nb, int groupBlockBytes, byte* group, nint groupStride, byte* scales)
     {
-        int nb = n / Q4_KFormat.BlockSize;
         for (int b = 0; b < nb; b++)
         {
-            byte* dst = (byte*)scales + (nint)b * JitScaleBytes;
+            byte* dst = scales + (nint)b * JitScaleBytes;
             for (int g = 0; g < 2; g++)
             {
-                byte* gb = group + (nint)b * GroupBlockBytes + g * groupStride;
+                byte* gb = group + (nint)b * groupBlockBytes + g * groupStride;
                 UnpackScales(gb, out var sc03, out var sc47, out var m03, out var m47);
                 Vector256<float> d = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32());
                 for (int i = 0; i < 4; i++)

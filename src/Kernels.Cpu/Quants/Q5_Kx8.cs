@@ -22,7 +22,12 @@ public static unsafe partial class Q5_Kx8
     public const int Rows = 8;
     public const int GroupBlockBytes = Rows * Q5_KFormat.TypeSize;
     private const int QuantsOffset = Q4_Kx8.QuantsOffset; // after the header Q4_Kx8 shares
-    private const int HighBitsOffset = QuantsOffset + 4 * Q4_Kx8.PairBytes; // the Y vectors
+    internal const int HighBitsOffset = QuantsOffset + 4 * Q4_Kx8.PairBytes; // the Y vectors
+
+    /// <summary>The generated tile's scales (<see cref="Q4_Kx8.JitTileScales"/>'s layout: the header is Q4_K's).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void JitTileScales(int n, byte* group, nint groupStride, float* scales) =>
+        Q4_Kx8.JitKTileScales(n / Q5_KFormat.BlockSize, GroupBlockBytes, group, groupStride, (byte*)scales);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Repack(byte* src, nint srcStride, byte* dst, int n)

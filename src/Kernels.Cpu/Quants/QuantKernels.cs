@@ -134,7 +134,7 @@ public static unsafe class QuantKernels
     private static readonly QuantKernel?[] Best = Build(IsaLevel.Best, generated: true);
 
     /// <summary>
-    /// Whether the Q8_0, Q4_0 and Q4_K GEMM tiles run as generated machine code with 512-bit AVX512-VNNI (<see cref="GeneratedTiles"/>) in
+    /// Whether the Q8_0, Q4_0, Q4_K and Q5_K GEMM tiles run as generated machine code with 512-bit AVX512-VNNI (<see cref="GeneratedTiles"/>) in
     /// <see cref="Get(GgmlType)"/>'s kernels; <see cref="GeneratedUnavailable"/> says why not. <c>INFER_CPU_JIT=0</c> turns it off.
     /// </summary>
     public static bool Generated => GeneratedTiles.Ready;
@@ -159,7 +159,7 @@ public static unsafe class QuantKernels
     /// <param name="type">The weight type.</param>
     /// <param name="level">The instruction sets (<see cref="IsaLevel"/>).</param>
     /// <param name="generated">
-    /// Whether the level may take the generated Q8_0, Q4_0 and Q4_K tiles (<see cref="Generated"/>; Best and Avx512 only): false keeps
+    /// Whether the level may take the generated Q8_0, Q4_0, Q4_K and Q5_K tiles (<see cref="Generated"/>; Best and Avx512 only): false keeps
     /// the .NET intrinsics tiles, so tests can run both on one CPU.
     /// </param>
     public static QuantKernel Get(GgmlType type, IsaLevel level, bool generated = true)
@@ -182,9 +182,9 @@ public static unsafe class QuantKernels
         // Q8_0 without VNNI: the 512-bit tile (|w| times y with w's sign, no int16 headroom) needs as many instructions as two 256-bit
         // ones, so it pays only where a 512-bit instruction costs one (one core here: 143 against 88 GMAC/s for the AVX2 tile)
         bool wide8 = wide && Wide.FullWidth;
-        // Q8_0, Q4_0 and Q4_K GEMM tiles with 512-bit vpdpbusd, generated (.NET 10 has only the 256-bit form): 64 products per
+        // Q8_0, Q4_0, Q4_K and Q5_K GEMM tiles with 512-bit vpdpbusd, generated (.NET 10 has only the 256-bit form): 64 products per
         // multiply instruction against 32 for every intrinsics tile of signed int8 weights, and no add or broadcast beside it for
-        // Q4_0's; Q4_K's int16 sums and vpmaddwd per sub-block become one vpmulld per sub-block and token
+        // Q4_0's; the K-quants' int16 sums and vpmaddwd per sub-block become a float multiply-add per sub-block and token
         bool jit = generated && avx512bw && GeneratedTiles.Ready;
         string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
         string tileIsa = wide ? intIsa + ", avx512bw tiles" : intIsa;
@@ -260,7 +260,7 @@ public static unsafe class QuantKernels
             jit ? &GeneratedTiles.Q4_K : wide ? &Q4_Kx8.Tile16x8Avx512 : vnni ? &Q4_Kx8.Tile16x4<VnniDot> : &Q4_Kx8.Tile16x4<Avx2Dot>,
             jit ? &Q4_Kx8.JitTileScales : wide ? &Q4_Kx8.WideTileScales : &Q4_Kx8.TileScales,
             jit ? Q4_Kx8.JitTileScaleFloats : wide ? Q4_Kx8.WideTileScaleFloats : Q4_Kx8.TileScaleFloats,
-            jit ? GeneratedTiles.Q4_KTileTokens : wide ? 8 : 4, jit ? intIsa + jitIsa : wide ? tileIsa : null,
+            jit ? GeneratedTiles.KTileTokens : wide ? 8 : 4, jit ? intIsa + jitIsa : wide ? tileIsa : null,
             jit ? &GeneratedTiles.Q4_KTail : null);
         var q5_KKernel = Quant(GgmlType.Q5_K, Q5_KFormat.BlockSize, Q5_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
@@ -268,9 +268,11 @@ public static unsafe class QuantKernels
             vnni ? &Q5_K.Dot4Simd<VnniDot> : avx2 ? &Q5_K.Dot4Simd<Avx2Dot> : &Q5_K.Dot4Ref, &Q5_KFormat.DequantizeRef);
         t[(int)GgmlType.Q5_K] = !avx2 ? q5_KKernel : WithRepack(q5_KKernel, Q5_Kx8.Rows, &Q5_Kx8.Repack,
             vnni ? &Q5_Kx8.Dot<VnniDot> : &Q5_Kx8.Dot<Avx2Dot>, vnni ? &Q5_Kx8.Dot4<VnniDot> : &Q5_Kx8.Dot4<Avx2Dot>,
-            wide ? &Q5_Kx8.Tile16x8Avx512 : vnni ? &Q5_Kx8.Tile16x4<VnniDot> : &Q5_Kx8.Tile16x4<Avx2Dot>,
-            wide ? &Q5_Kx8.WideTileScales : &Q5_Kx8.TileScales, wide ? Q4_Kx8.WideTileScaleFloats : Q5_Kx8.TileScaleFloats,
-            wide ? 8 : 4, wide ? tileIsa : null);
+            jit ? &GeneratedTiles.Q5_K : wide ? &Q5_Kx8.Tile16x8Avx512 : vnni ? &Q5_Kx8.Tile16x4<VnniDot> : &Q5_Kx8.Tile16x4<Avx2Dot>,
+            jit ? &Q5_Kx8.JitTileScales : wide ? &Q5_Kx8.WideTileScales : &Q5_Kx8.TileScales,
+            jit ? Q4_Kx8.JitTileScaleFloats : wide ? Q4_Kx8.WideTileScaleFloats : Q5_Kx8.TileScaleFloats,
+            jit ? GeneratedTiles.KTileTokens : wide ? 8 : 4, jit ? intIsa + jitIsa : wide ? tileIsa : null,
+            jit ? &GeneratedTiles.Q5_KTail : null);
         var q6_KKernel = Quant(GgmlType.Q6_K, Q6_KFormat.BlockSize, Q6_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K,
             avx512bw ? intIsa + " (unrepacked GEMV: avx512bw)" : intIsa,

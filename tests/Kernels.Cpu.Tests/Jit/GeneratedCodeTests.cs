@@ -62,6 +62,10 @@ public unsafe class GeneratedCodeTests
         ("vpandd zmm3, zmm17, zmm9", a => a.VpAndD(3, 17, 9), "62 d1 75 40 db d9"),
         ("vpsrlw zmm24, zmm24, 4", a => a.VpSrlW(24, 24, 4), "62 91 3d 40 71 d0 04"),
         ("vpsrlw zmm5, zmm19, 4", a => a.VpSrlW(5, 19, 4), "62 b1 55 48 71 d3 04"),
+        ("vpsllw zmm31, zmm31, 3", a => a.VpSllW(31, 31, 3), "62 91 05 40 71 f7 03"),
+        ("vpsllw zmm5, zmm19, 1", a => a.VpSllW(5, 19, 1), "62 b1 55 48 71 f3 01"),
+        ("vpord zmm24, zmm24, zmm31", a => a.VpOrD(24, 24, 31), "62 01 3d 40 eb c7"),
+        ("vpord zmm3, zmm17, zmm9", a => a.VpOrD(3, 17, 9), "62 d1 75 40 eb d9"),
         ("vpmulld zmm0, zmm29, [rbx]{1to16}", a => a.VpMullDBcst(0, 29, new Mem(Gpr.Rbx)), "62 f2 15 50 40 03"),
         ("vpmulld zmm11, zmm29, [r12+rax]{1to16}", a => a.VpMullDBcst(11, 29, new Mem(Gpr.R12, Gpr.Rax)), "62 52 15 50 40 1c 04"),
         ("vpmulld zmm17, zmm2, [r13+r9*2+8]{1to16}", a => a.VpMullDBcst(17, 2, new Mem(Gpr.R13, Gpr.R9, 2, 8)),
@@ -134,13 +138,14 @@ public unsafe class GeneratedCodeTests
         Assert.Throws<ArgumentOutOfRangeException>(() => GeneratedTiles.Generate(TileFormat.Q8_0Biased, 6));
         Assert.Throws<ArgumentOutOfRangeException>(() => GeneratedTiles.Generate(TileFormat.Q4_0, 16));
         Assert.Throws<ArgumentOutOfRangeException>(() => GeneratedTiles.Generate(TileFormat.Q4_K, 6));
+        Assert.Throws<ArgumentOutOfRangeException>(() => GeneratedTiles.Generate(TileFormat.Q5_K, 16));
     }
 
     /// <summary>Every <see cref="TileFormat"/> by name (the enum is internal) and width.</summary>
     public static TheoryData<string, int> TileCases()
     {
         var data = new TheoryData<string, int>();
-        foreach (var format in Enum.GetNames<TileFormat>().Where(f => f != nameof(TileFormat.Q4_K))) // Q4_K: its own test below
+        foreach (var format in Enum.GetNames<TileFormat>().Where(f => !f.EndsWith("_K", StringComparison.Ordinal))) // K-quants: below
             foreach (int tokens in new[] { 12, 8, 4 })
                 data.Add(format, tokens);
         return data;
@@ -233,34 +238,50 @@ public unsafe class GeneratedCodeTests
         }
     }
 
+    public static TheoryData<string, int> KTileCases()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var format in new[] { nameof(TileFormat.Q4_K), nameof(TileFormat.Q5_K) })
+            foreach (int tokens in new[] { 12, 8, 4 })
+                data.Add(format, tokens);
+        return data;
+    }
+
     /// <summary>
-    /// The generated Q4_K tile (12, 8 and 4 tokens) against <see cref="Q4_K.DotRef"/> over 1-6, 16 and 57 super-blocks: random rows,
-    /// one super-block of row 1 with every 6-bit scale and min at 63, row 2 with nibbles 0 and 15, activations whose quants reach
-    /// −127 and 127, the two groups apart and the output strided (rows outside the tile's 16 must stay untouched).
+    /// The generated Q4_K and Q5_K tiles (12, 8 and 4 tokens) against <see cref="Q4_K.DotRef"/> and <see cref="Q5_K.DotRef"/> over
+    /// 1-6, 16 and 57 super-blocks: random rows, one super-block of row 1 with every 6-bit scale and min at 63, row 2 with low bits
+    /// 0 and 15, row 3 (Q5_K) with every fifth bit set, activations whose quants reach −127 and 127, the two groups apart and the
+    /// output strided (rows outside the tile's 16 must stay untouched).
     /// </summary>
     [Theory]
-    [InlineData(12)]
-    [InlineData(8)]
-    [InlineData(4)]
-    public void GeneratedQ4_KTileMatchesReference(int tokens)
+    [MemberData(nameof(KTileCases))]
+    public void GeneratedKTileMatchesReference(string formatName, int tokens)
     {
+        var format = Enum.Parse<TileFormat>(formatName);
         Assert.SkipUnless(GeneratedTiles.Ready, "no generated tiles here: " + QuantKernels.GeneratedUnavailable);
         var tile = (delegate* unmanaged[SuppressGCTransition]<int, byte*, nint, float*, byte*, nint, float*, nint, void>)
-            ExecutableMemory.Commit(GeneratedTiles.Generate(TileFormat.Q4_K, tokens));
+            ExecutableMemory.Commit(GeneratedTiles.Generate(format, tokens));
         Assert.True(tile != null);
-        var rng = new Random(1000 + tokens);
+        bool q5 = format == TileFormat.Q5_K;
+        var type = q5 ? GgmlType.Q5_K : GgmlType.Q4_K;
+        int typeSize = q5 ? Q5_KFormat.TypeSize : Q4_KFormat.TypeSize;
+        delegate*<byte*, nint, byte*, int, void> repack = q5 ? &Q5_Kx8.Repack : &Q4_Kx8.Repack;
+        delegate*<int, byte*, nint, float*, void> tileScales = q5 ? &Q5_Kx8.JitTileScales : &Q4_Kx8.JitTileScales;
+        delegate*<int, byte*, byte*, float> reference = q5 ? &Q5_K.DotRef : &Q4_K.DotRef;
+        var rng = new Random(1000 + 16 * (int)format + tokens);
         foreach (int blocks in new[] { 1, 2, 3, 4, 5, 6, 16, 57 })
         {
-            int n = blocks * 256, rowBytes = blocks * Q4_KFormat.TypeSize, actBytes = blocks * Q8_KFormat.TypeSize;
+            int n = blocks * 256, rowBytes = blocks * typeSize, actBytes = blocks * Q8_KFormat.TypeSize;
             var plain = new byte[16 * rowBytes];
             for (int r = 0; r < 16; r++)
             {
                 var x = new float[n];
                 for (int i = 0; i < n; i++) x[i] = (float)(rng.NextDouble() * 2 - 1) * (r + 1) + (r % 3 == 0 ? 0.5f : 0f);
-                RowCodec.Quantize(GgmlType.Q4_K, x, plain.AsSpan(r * rowBytes, rowBytes));
+                RowCodec.Quantize(type, x, plain.AsSpan(r * rowBytes, rowBytes));
             }
-            plain.AsSpan(rowBytes + Q4_KFormat.ScalesOffset, 12).Fill(0xFF); // row 1: every scale and min 63
-            plain.AsSpan(2 * rowBytes + Q4_KFormat.QsOffset, 8).Fill(0xF0); // row 2: nibbles 0 and 15
+            plain.AsSpan(rowBytes + Q4_KFormat.ScalesOffset, 12).Fill(0xFF); // row 1: every scale and min 63 (same offset in Q5_K)
+            plain.AsSpan(2 * rowBytes + (q5 ? Q5_KFormat.QsOffset : Q4_KFormat.QsOffset), 8).Fill(0xF0); // row 2: low bits 0 and 15
+            if (q5) plain.AsSpan(3 * rowBytes + Q5_KFormat.QhOffset, 32).Fill(0xFF); // row 3: every fifth bit set
             var act = new byte[tokens * actBytes];
             for (int c = 0; c < tokens; c++)
             {
@@ -280,9 +301,9 @@ public unsafe class GeneratedCodeTests
                 fixed (byte* pPlain = plain, pAct = act)
                 fixed (float* py = y)
                 {
-                    Q4_Kx8.Repack(pPlain, rowBytes, packed, n);
-                    Q4_Kx8.Repack(pPlain + 8 * rowBytes, rowBytes, packed + groupStride, n);
-                    Q4_Kx8.JitTileScales(n, packed, groupStride, scales);
+                    repack(pPlain, rowBytes, packed, n);
+                    repack(pPlain + 8 * rowBytes, rowBytes, packed + groupStride, n);
+                    tileScales(n, packed, groupStride, scales);
                     tile(n, packed, groupStride, scales, pAct, actBytes, py, yStride);
                     for (int c = 0; c < tokens; c++)
                         for (int r = 0; r < yStride; r++)
@@ -294,9 +315,9 @@ public unsafe class GeneratedCodeTests
                                 continue;
                             }
                             byte* w = pPlain + r * rowBytes, a = pAct + c * actBytes;
-                            float expected = Q4_K.DotRef(n, w, a);
-                            double tol = DotRelTolerance * QuantTestUtil.AbsDot(GgmlType.Q4_K, w, GgmlType.Q8_K, a, n) + 1e-30;
-                            Assert.True(Math.Abs(got - expected) <= tol, $"Q4_K {tokens} tokens, n={n}: token {c} row {r}: {got} vs {expected}");
+                            float expected = reference(n, w, a);
+                            double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, w, GgmlType.Q8_K, a, n) + 1e-30;
+                            Assert.True(Math.Abs(got - expected) <= tol, $"{format} {tokens} tokens, n={n}: token {c} row {r}: {got} vs {expected}");
                         }
                 }
             }

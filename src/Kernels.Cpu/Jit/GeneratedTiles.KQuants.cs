@@ -5,12 +5,14 @@ namespace Infer.Kernels.Cpu.Jit;
 
 internal static unsafe partial class GeneratedTiles
 {
-    /// <summary>Tokens per call of the Q4_K main tile (its tail takes 4).</summary>
-    public const int Q4_KTileTokens = 12;
+    /// <summary>Tokens per call of the Q4_K and Q5_K main tiles (their tails take 4).</summary>
+    public const int KTileTokens = 12;
 
-    // Q4_K registers: per token a sub-block's int32 sums (zmm0..11, then the mins term) and the float sums (zmm12..23); then the
-    // weights, a sub-block's d·scale (then its mins), a temporary, the nibble mask and dmin
+    // K-quant registers: per token a sub-block's int32 sums (zmm0..11, then the mins term) and the float sums (zmm12..23); then
+    // the weights, a sub-block's d·scale (then its mins), a temporary, the low-bits mask (0x0F, Q5_K 0x1F), dmin, and Q5_K's
+    // high-bits masks (0x07, 0x18) and second weight register
     private const int KSub = 0, KFloat = 12, KWeights = 24, KScale = 25, KTemp = 26, KMask = 27, KDMin = 28;
+    private const int KMask07 = 29, KMask18 = 30, KHigh = 31;
 
     /// <summary>
     /// The Q4_K tile (<see cref="Q4_Kx8"/> layout, Q8_K activations, <see cref="Q4_Kx8.JitTileScales"/>): per super-block and
@@ -19,8 +21,13 @@ internal static unsafe partial class GeneratedTiles
     /// times d · scale_j of the rows · d_y of the token; then the mins term Σ_j m_j · (bsums[2j] + bsums[2j+1]) (eight
     /// <c>vpdpwssd</c> of the (m, m) pairs against each bsums pair broadcast), subtracted times dmin · d_y. Two registers per token
     /// (an int32 sum per sub-block instead of a third, the super-block's) let 12 tokens share each unpacked weight vector.
+    /// <para>
+    /// Q5_K (<paramref name="q5"/>, <see cref="Q5_Kx8"/> layout, the same header and scales): the low sub-block of pair c is
+    /// X(c, k) &amp; 0x1F, the high one (X &gt;&gt; 5) &amp; 0x07 | bits 2c, 2c + 1 of Y(k) moved to bits 3, 4 (16-bit shifts; the bits
+    /// they carry across bytes are masked off). Weights ≤ 31: unsigned for <c>vpdpbusd</c>, sums at most 8 · 63 · 32 · 31 · 127.
+    /// </para>
     /// </summary>
-    private static byte[] GenerateQ4_K(int tokens)
+    private static byte[] GenerateK(int tokens, bool q5)
     {
         if (tokens is not (4 or 8 or 12)) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "4, 8 or 12 tokens");
         int quads = tokens / 4;
@@ -30,8 +37,15 @@ internal static unsafe partial class GeneratedTiles
         const Gpr group = Gpr.Rsi, groupStride = Gpr.Rdx, scales = Gpr.Rcx, stride = Gpr.R9, stride3 = Gpr.Rax, nb = Gpr.Rdi;
         Gpr[] saved = [Gpr.Rbx, Gpr.Rbp, Gpr.R12, Gpr.R13, Gpr.R14, Gpr.R15];
         foreach (var r in saved) asm.Push(r);
-        asm.Mov32(stride3, 0x0F0F0F0Fu);
+        asm.Mov32(stride3, q5 ? 0x1F1F1F1Fu : 0x0F0F0F0Fu);
         asm.VpBroadcastD(KMask, stride3);
+        if (q5)
+        {
+            asm.Mov32(stride3, 0x07070707u);
+            asm.VpBroadcastD(KMask07, stride3);
+            asm.Mov32(stride3, 0x18181818u);
+            asm.VpBroadcastD(KMask18, stride3);
+        }
         asm.MovSxd(nb, nb);
         asm.Sar(nb, 8); // n / 256 super-blocks
         asm.Push(nb); // the loop's count, at [rsp]
@@ -49,12 +63,26 @@ internal static unsafe partial class GeneratedTiles
             for (int t = 0; t < tokens; t++) asm.VpXorD(KSub + t, KSub + t, KSub + t);
             for (int k = 0; k < 8; k++)
             {
-                // vector P(j / 2, k): byte 4r + e holds element 4k + e of sub-block j of row r (low nibble: j even)
-                int offset = Q4_Kx8.PairBytes * (j / 2) + 32 * k;
-                asm.VMovDqu32Ymm(KWeights, new Mem(group, Disp: offset));
-                asm.VInsertI64x4(KWeights, KWeights, new Mem(group, groupStride, 1, offset), 1);
-                if ((j & 1) != 0) asm.VpSrlW(KWeights, KWeights, 4);
-                asm.VpAndD(KWeights, KWeights, KMask);
+                // vector P(j / 2, k) (Q5_K: X(j / 2, k)): byte 4r + e holds element 4k + e of sub-block j of row r in its low bits
+                // for even j; for odd j in its high bits (Q5_K: bits 3-4 in Y(k))
+                int c = j / 2, offset = Q4_Kx8.PairBytes * c + 32 * k;
+                LoadPair(KWeights, offset);
+                if ((j & 1) == 0) asm.VpAndD(KWeights, KWeights, KMask);
+                else if (!q5)
+                {
+                    asm.VpSrlW(KWeights, KWeights, 4);
+                    asm.VpAndD(KWeights, KWeights, KMask);
+                }
+                else
+                {
+                    asm.VpSrlW(KWeights, KWeights, 5);
+                    asm.VpAndD(KWeights, KWeights, KMask07);
+                    LoadPair(KHigh, Q5_Kx8.HighBitsOffset - Q4_Kx8.QuantsOffset + 32 * k);
+                    if (2 * c < 3) asm.VpSllW(KHigh, KHigh, (byte)(3 - 2 * c));
+                    else asm.VpSrlW(KHigh, KHigh, (byte)(2 * c - 3));
+                    asm.VpAndD(KHigh, KHigh, KMask18);
+                    asm.VpOrD(KWeights, KWeights, KHigh);
+                }
                 for (int t = 0; t < tokens; t++)
                     asm.VpDpBusdBcst(KSub + t, KWeights, Token(q[t / 4], t) + (Q8_KFormat.QsOffset + 32 * j + 4 * k));
             }
@@ -81,7 +109,7 @@ internal static unsafe partial class GeneratedTiles
             asm.VMulPsBcst(KTemp, KDMin, Token(q[t / 4], t));
             asm.VFnMAdd231Ps(KFloat + t, KSub + t, KTemp);
         }
-        asm.Add(group, Q4_Kx8.GroupBlockBytes);
+        asm.Add(group, q5 ? Q5_Kx8.GroupBlockBytes : Q4_Kx8.GroupBlockBytes);
         asm.Add(scales, Q4_Kx8.JitScaleBytes);
         for (int j = 0; j < quads; j++) asm.Add(q[j], Q8_KFormat.TypeSize);
         asm.DecQword(new Mem(Gpr.Rsp));
@@ -102,5 +130,12 @@ internal static unsafe partial class GeneratedTiles
         asm.VZeroUpper();
         asm.Ret();
         return asm.ToArray();
+
+        // the two groups' 32-byte vectors at this offset, joined into a register (rows 0-7, then 8-15)
+        void LoadPair(int zmm, int offset)
+        {
+            asm.VMovDqu32Ymm(zmm, new Mem(group, Disp: offset));
+            asm.VInsertI64x4(zmm, zmm, new Mem(group, groupStride, 1, offset), 1);
+        }
     }
 }
