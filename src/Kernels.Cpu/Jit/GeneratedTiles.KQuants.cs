@@ -34,9 +34,8 @@ internal static unsafe partial class GeneratedTiles
         var asm = new X64Assembler();
         // each group of four tokens' current Q8_K block: d at +0, the quants at + 4, the sums of 16 at + 260
         Gpr[] q = [Gpr.R8, Gpr.R10, Gpr.R11];
-        const Gpr group = Gpr.Rsi, groupStride = Gpr.Rdx, scales = Gpr.Rcx, stride = Gpr.R9, stride3 = Gpr.Rax, nb = Gpr.Rdi;
-        Gpr[] saved = [Gpr.Rbx, Gpr.Rbp, Gpr.R12, Gpr.R13, Gpr.R14, Gpr.R15];
-        foreach (var r in saved) asm.Push(r);
+        const Gpr group = Gpr.Rsi, scales = Gpr.Rcx, stride = Gpr.R9, stride3 = Gpr.Rax, nb = Gpr.Rdi; // the second group at rsi + rdx
+        foreach (var r in Saved) asm.Push(r);
         asm.Mov32(stride3, q5 ? 0x1F1F1F1Fu : 0x0F0F0F0Fu);
         asm.VpBroadcastD(KMask, stride3);
         if (q5)
@@ -66,7 +65,7 @@ internal static unsafe partial class GeneratedTiles
                 // vector P(j / 2, k) (Q5_K: X(j / 2, k)): byte 4r + e holds element 4k + e of sub-block j of row r in its low bits
                 // for even j; for odd j in its high bits (Q5_K: bits 3-4 in Y(k))
                 int c = j / 2, offset = Q4_Kx8.PairBytes * c + 32 * k;
-                LoadPair(KWeights, offset);
+                LoadPair(asm, KWeights, offset);
                 if ((j & 1) == 0) asm.VpAndD(KWeights, KWeights, KMask);
                 else if (!q5)
                 {
@@ -77,7 +76,7 @@ internal static unsafe partial class GeneratedTiles
                 {
                     asm.VpSrlW(KWeights, KWeights, 5);
                     asm.VpAndD(KWeights, KWeights, KMask07);
-                    LoadPair(KHigh, Q5_Kx8.HighBitsOffset - Q4_Kx8.QuantsOffset + 32 * k);
+                    LoadPair(asm, KHigh, Q5_Kx8.HighBitsOffset - Q4_Kx8.QuantsOffset + 32 * k);
                     if (2 * c < 3) asm.VpSllW(KHigh, KHigh, (byte)(3 - 2 * c));
                     else asm.VpSrlW(KHigh, KHigh, (byte)(2 * c - 3));
                     asm.VpAndD(KHigh, KHigh, KMask18);
@@ -116,26 +115,6 @@ internal static unsafe partial class GeneratedTiles
         asm.Jnz(loop);
 
         asm.Bind(done);
-        asm.Pop(nb);
-        // after the 6 saved registers: return address at [rsp + 48], y at + 56, yStride at + 64
-        asm.Mov(Gpr.Rax, new Mem(Gpr.Rsp, Disp: 56));
-        asm.Mov(Gpr.Rdx, new Mem(Gpr.Rsp, Disp: 64));
-        asm.Shl(Gpr.Rdx, 2); // floats → bytes
-        for (int t = 0; t < tokens; t++)
-        {
-            asm.VMovUps(new Mem(Gpr.Rax), KFloat + t);
-            if (t + 1 < tokens) asm.Add(Gpr.Rax, Gpr.Rdx);
-        }
-        for (int i = saved.Length - 1; i >= 0; i--) asm.Pop(saved[i]);
-        asm.VZeroUpper();
-        asm.Ret();
-        return asm.ToArray();
-
-        // the two groups' 32-byte vectors at this offset, joined into a register (rows 0-7, then 8-15)
-        void LoadPair(int zmm, int offset)
-        {
-            asm.VMovDqu32Ymm(zmm, new Mem(group, Disp: offset));
-            asm.VInsertI64x4(zmm, zmm, new Mem(group, groupStride, 1, offset), 1);
-        }
+        return Finish(asm, tokens, KFloat);
     }
 }

@@ -154,9 +154,8 @@ internal static unsafe partial class GeneratedTiles
         // per group of four tokens: pointers to its first token's quants, block sums and block scales (each advances by block);
         // the other three tokens are at + aStride, + 2·aStride, + 3·aStride
         Gpr[] q = [Gpr.R8, Gpr.R10, Gpr.R11], s = [Gpr.Rbx, Gpr.Rbp, Gpr.R12], d = [Gpr.R13, Gpr.R14, Gpr.R15];
-        const Gpr group = Gpr.Rsi, groupStride = Gpr.Rdx, scales = Gpr.Rcx, stride = Gpr.R9, stride3 = Gpr.Rax, nb = Gpr.Rdi;
-        Gpr[] saved = [Gpr.Rbx, Gpr.Rbp, Gpr.R12, Gpr.R13, Gpr.R14, Gpr.R15];
-        foreach (var r in saved) asm.Push(r);
+        const Gpr group = Gpr.Rsi, scales = Gpr.Rcx, stride = Gpr.R9, stride3 = Gpr.Rax, nb = Gpr.Rdi; // the second group at rsi + rdx
+        foreach (var r in Saved) asm.Push(r);
         if (format != TileFormat.Q8_0Biased)
         {
             asm.Mov32(stride3, q4 ? 0x0F0F0F0Fu : 0x80808080u);
@@ -198,7 +197,7 @@ internal static unsafe partial class GeneratedTiles
             // vector j: byte 4r + e holds element 4j + e (low nibble) and 16 + 4j + e (high nibble) of row r
             for (int j = 0; j < 4; j++)
             {
-                LoadPair(32 * j);
+                LoadPair(asm, Weights, 32 * j);
                 asm.VpAndD(Weights2, Weights, Bytes);
                 asm.VpSrlW(Weights, Weights, 4);
                 asm.VpAndD(Weights, Weights, Bytes);
@@ -211,7 +210,7 @@ internal static unsafe partial class GeneratedTiles
             // vector k: byte 4r + e holds element 4k + e of row r
             for (int k = 0; k < 8; k++)
             {
-                LoadPair(32 * k);
+                LoadPair(asm, Weights, 32 * k);
                 if (format == TileFormat.Q8_0Signed) asm.VpXorD(Weights, Weights, Bytes);
                 Dots(Weights, 4 * k);
             }
@@ -235,27 +234,7 @@ internal static unsafe partial class GeneratedTiles
         asm.Jnz(loop);
 
         asm.Bind(done);
-        asm.Pop(nb);
-        // after the 6 saved registers: return address at [rsp + 48], y at + 56, yStride at + 64
-        asm.Mov(Gpr.Rax, new Mem(Gpr.Rsp, Disp: 56));
-        asm.Mov(Gpr.Rdx, new Mem(Gpr.Rsp, Disp: 64));
-        asm.Shl(Gpr.Rdx, 2); // floats → bytes
-        for (int t = 0; t < tokens; t++)
-        {
-            asm.VMovUps(new Mem(Gpr.Rax), FloatSums + t);
-            if (t + 1 < tokens) asm.Add(Gpr.Rax, Gpr.Rdx);
-        }
-        for (int i = saved.Length - 1; i >= 0; i--) asm.Pop(saved[i]);
-        asm.VZeroUpper();
-        asm.Ret();
-        return asm.ToArray();
-
-        // the two groups' 32-byte vectors at this offset, joined into the weights register (rows 0-7, then 8-15)
-        void LoadPair(int offset)
-        {
-            asm.VMovDqu32Ymm(Weights, new Mem(group, Disp: offset));
-            asm.VInsertI64x4(Weights, Weights, new Mem(group, groupStride, 1, offset), 1);
-        }
+        return Finish(asm, tokens, FloatSums);
 
         // every token's sums += the weights' bytes · the token's 4 activation bytes at this offset into its block's quants
         void Dots(int weights, int offset)
@@ -263,6 +242,41 @@ internal static unsafe partial class GeneratedTiles
             for (int t = 0; t < tokens; t++) asm.VpDpBusdBcst(t, weights, Token(q[t / 4], t) + offset);
         }
 
+    }
+
+    /// <summary>The registers a tile saves (System V callee-saved).</summary>
+    private static readonly Gpr[] Saved = [Gpr.Rbx, Gpr.Rbp, Gpr.R12, Gpr.R13, Gpr.R14, Gpr.R15];
+
+    /// <summary>
+    /// Every tile's end, at its loop's exit: the count off the stack, the float sums (registers <paramref name="sums"/>.., one per
+    /// token) stored to y, <see cref="Saved"/> restored; the machine code.
+    /// </summary>
+    private static byte[] Finish(X64Assembler asm, int tokens, int sums)
+    {
+        asm.Pop(Gpr.Rdi);
+        // after the 6 saved registers: return address at [rsp + 48], y at + 56, yStride at + 64
+        asm.Mov(Gpr.Rax, new Mem(Gpr.Rsp, Disp: 56));
+        asm.Mov(Gpr.Rdx, new Mem(Gpr.Rsp, Disp: 64));
+        asm.Shl(Gpr.Rdx, 2); // floats → bytes
+        for (int t = 0; t < tokens; t++)
+        {
+            asm.VMovUps(new Mem(Gpr.Rax), sums + t);
+            if (t + 1 < tokens) asm.Add(Gpr.Rax, Gpr.Rdx);
+        }
+        for (int i = Saved.Length - 1; i >= 0; i--) asm.Pop(Saved[i]);
+        asm.VZeroUpper();
+        asm.Ret();
+        return asm.ToArray();
+    }
+
+    /// <summary>
+    /// The two groups' 32-byte vectors at this offset from the group pointer (rsi; the second group at + rdx), joined into a
+    /// register (rows 0-7, then 8-15).
+    /// </summary>
+    private static void LoadPair(X64Assembler asm, int zmm, int offset)
+    {
+        asm.VMovDqu32Ymm(zmm, new Mem(Gpr.Rsi, Disp: offset));
+        asm.VInsertI64x4(zmm, zmm, new Mem(Gpr.Rsi, Gpr.Rdx, 1, offset), 1);
     }
 
     /// <summary>Token t of its group of four, relative to that group's pointer p (the activation stride in r9, 3 · stride in rax).</summary>

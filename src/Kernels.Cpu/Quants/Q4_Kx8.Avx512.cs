@@ -77,6 +77,7 @@ public static unsafe partial class Q4_Kx8
         JitKTileScales(n / Q4_KFormat.BlockSize, GroupBlockBytes, group, groupStride, (byte*)scales);
 
     /// <summary><see cref="JitTileScales"/> for any group layout with the Q4_K 128-byte header (Q4_K, Q5_K).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // the first prompt's tiles run while the callers are still at tier 0
     internal static void JitKTileScales(int nb, int groupBlockBytes, byte* group, nint groupStride, byte* scales)
     {
         for (int b = 0; b < nb; b++)

@@ -199,42 +199,8 @@ public unsafe class GeneratedCodeTests
                 for (int i = 0; i < n; i++) x[i] = (float)(rng.NextDouble() * 4 - 2);
                 fixed (float* px = x) fixed (byte* pa = &act[c * actBytes]) quantize(px, pa, n);
             }
-            const int yStride = 19;
-            var y = new float[tokens * yStride];
-            Array.Fill(y, float.NaN);
-            int groupStride = 8 * rowBytes + 96;
-            byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)(groupStride + 8 * rowBytes), 64);
-            float* scales = (float*)NativeMemory.AlignedAlloc((nuint)(blocks * 16 * sizeof(float)), 64);
-            try
-            {
-                fixed (byte* pPlain = plain, pAct = act)
-                fixed (float* py = y)
-                {
-                    repack(pPlain, rowBytes, packed, n);
-                    repack(pPlain + 8 * rowBytes, rowBytes, packed + groupStride, n);
-                    tileScales(n, packed, groupStride, scales);
-                    tile(n, packed, groupStride, scales, pAct, actBytes, py, yStride);
-                    for (int c = 0; c < tokens; c++)
-                        for (int r = 0; r < yStride; r++)
-                        {
-                            float got = y[c * yStride + r];
-                            if (r >= 16)
-                            {
-                                if (c + 1 < tokens) Assert.True(float.IsNaN(got), $"n={n} token {c}: wrote row {r}, outside the tile");
-                                continue;
-                            }
-                            byte* w = pPlain + r * rowBytes, a = pAct + c * actBytes;
-                            float expected = reference(n, w, a);
-                            double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, w, GgmlType.Q8_0, a, n) + 1e-30;
-                            Assert.True(Math.Abs(got - expected) <= tol, $"{format} {tokens} tokens, n={n}: token {c} row {r}: {got} vs {expected}");
-                        }
-                }
-            }
-            finally
-            {
-                NativeMemory.AlignedFree(packed);
-                NativeMemory.AlignedFree(scales);
-            }
+            CheckTile(tile, format, tokens, n, plain, rowBytes, act, actBytes, blocks * 16 * sizeof(float), repack, tileScales, reference,
+                type, GgmlType.Q8_0);
         }
     }
 
@@ -290,42 +256,56 @@ public unsafe class GeneratedCodeTests
                 x[c] = -3; // the block's largest magnitude, negative: quantized to −127
                 fixed (float* px = x) fixed (byte* pa = &act[c * actBytes]) Q8_K.QuantizeFast(px, pa, n);
             }
-            const int yStride = 19;
-            var y = new float[tokens * yStride];
-            Array.Fill(y, float.NaN);
-            int groupStride = 8 * rowBytes + 128;
-            byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)(groupStride + 8 * rowBytes), 64);
-            float* scales = (float*)NativeMemory.AlignedAlloc((nuint)(blocks * Q4_Kx8.JitScaleBytes), 64);
-            try
+            CheckTile(tile, format, tokens, n, plain, rowBytes, act, actBytes, blocks * Q4_Kx8.JitScaleBytes, repack, tileScales,
+                reference, type, GgmlType.Q8_K);
+        }
+    }
+
+    /// <summary>
+    /// Repacks the 16 rows of <paramref name="plain"/> as two groups (apart by more than a group), writes the tile's scales, runs
+    /// the tile on <paramref name="tokens"/> activation rows into a strided output, and checks every row against the scalar
+    /// reference dot (and that the rows past the tile's 16 stay untouched).
+    /// </summary>
+    private static void CheckTile(delegate* unmanaged[SuppressGCTransition]<int, byte*, nint, float*, byte*, nint, float*, nint, void> tile,
+        TileFormat format, int tokens, int n, byte[] plain, int rowBytes, byte[] act, int actBytes, int scaleBytes,
+        delegate*<byte*, nint, byte*, int, void> repack, delegate*<int, byte*, nint, float*, void> tileScales,
+        delegate*<int, byte*, byte*, float> reference, GgmlType type, GgmlType actType)
+    {
+        const int yStride = 19;
+        var y = new float[tokens * yStride];
+        Array.Fill(y, float.NaN);
+        int groupStride = 8 * rowBytes + 128;
+        byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)(groupStride + 8 * rowBytes), 64);
+        float* scales = (float*)NativeMemory.AlignedAlloc((nuint)scaleBytes, 64);
+        try
+        {
+            fixed (byte* pPlain = plain, pAct = act)
+            fixed (float* py = y)
             {
-                fixed (byte* pPlain = plain, pAct = act)
-                fixed (float* py = y)
-                {
-                    repack(pPlain, rowBytes, packed, n);
-                    repack(pPlain + 8 * rowBytes, rowBytes, packed + groupStride, n);
-                    tileScales(n, packed, groupStride, scales);
-                    tile(n, packed, groupStride, scales, pAct, actBytes, py, yStride);
-                    for (int c = 0; c < tokens; c++)
-                        for (int r = 0; r < yStride; r++)
+                repack(pPlain, rowBytes, packed, n);
+                repack(pPlain + 8 * rowBytes, rowBytes, packed + groupStride, n);
+                tileScales(n, packed, groupStride, scales);
+                tile(n, packed, groupStride, scales, pAct, actBytes, py, yStride);
+                for (int c = 0; c < tokens; c++)
+                    for (int r = 0; r < yStride; r++)
+                    {
+                        float got = y[c * yStride + r];
+                        if (r >= 16)
                         {
-                            float got = y[c * yStride + r];
-                            if (r >= 16)
-                            {
-                                if (c + 1 < tokens) Assert.True(float.IsNaN(got), $"n={n} token {c}: wrote row {r}, outside the tile");
-                                continue;
-                            }
-                            byte* w = pPlain + r * rowBytes, a = pAct + c * actBytes;
-                            float expected = reference(n, w, a);
-                            double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, w, GgmlType.Q8_K, a, n) + 1e-30;
-                            Assert.True(Math.Abs(got - expected) <= tol, $"{format} {tokens} tokens, n={n}: token {c} row {r}: {got} vs {expected}");
+                            if (c + 1 < tokens) Assert.True(float.IsNaN(got), $"n={n} token {c}: wrote row {r}, outside the tile");
+                            continue;
                         }
-                }
+                        byte* w = pPlain + r * rowBytes, a = pAct + c * actBytes;
+                        float expected = reference(n, w, a);
+                        double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, w, actType, a, n) + 1e-30;
+                        Assert.True(Math.Abs(got - expected) <= tol, $"{format} {tokens} tokens, n={n}: token {c} row {r}: {got} vs {expected}");
+                    }
             }
-            finally
-            {
-                NativeMemory.AlignedFree(packed);
-                NativeMemory.AlignedFree(scales);
-            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(packed);
+            NativeMemory.AlignedFree(scales);
         }
     }
 }
