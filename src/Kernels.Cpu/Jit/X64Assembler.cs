@@ -194,12 +194,6 @@ internal sealed class X64Assembler
     /// <summary>vpmulld zmm, a, dword [m]{1to16}: the low 32 bits of each lane's product.</summary>
     public void VpMullDBcst(int zmm, int a, Mem m) => Evex(Map0F38, Pp66, false, L512, 0x40, zmm, a, m, true, 4);
 
-    /// <summary>vpmulld zmm, a, [m] (64 bytes).</summary>
-    public void VpMullD(int zmm, int a, Mem m) => Evex(Map0F38, Pp66, false, L512, 0x40, zmm, a, m, false, 64);
-
-    /// <summary>vpaddd zmm, a, b.</summary>
-    public void VpAddD(int zmm, int a, int b) => EvexReg(Map0F, Pp66, false, L512, 0xFE, zmm, a, b);
-
     /// <summary>vpdpwssd zmm, s16 zmm_a, s16 dword [m]{1to16} (AVX512-VNNI): zmm += Σ of two s16·s16 products per int32 lane.</summary>
     public void VpDpWssdBcst(int zmm, int a, Mem m) => Evex(Map0F38, Pp66, false, L512, 0x52, zmm, a, m, true, 4);
 
@@ -218,17 +212,11 @@ internal sealed class X64Assembler
     /// <summary>vmulps zmm, a, dword [m]{1to16}.</summary>
     public void VMulPsBcst(int zmm, int a, Mem m) => Evex(Map0F, PpNone, false, L512, 0x59, zmm, a, m, true, 4);
 
-    /// <summary>vmulps zmm, a, b.</summary>
-    public void VMulPs(int zmm, int a, int b) => EvexReg(Map0F, PpNone, false, L512, 0x59, zmm, a, b);
-
     /// <summary>vcvtdq2ps zmm, src.</summary>
     public void VCvtDq2Ps(int zmm, int src) => EvexReg(Map0F, PpNone, false, L512, 0x5B, zmm, 0, src);
 
     /// <summary>vfmadd231ps zmm, a, b: zmm += a·b.</summary>
     public void VFmAdd231Ps(int zmm, int a, int b) => EvexReg(Map0F38, Pp66, false, L512, 0xB8, zmm, a, b);
-
-    /// <summary>vfmadd231ps zmm, a, dword [m]{1to16}: zmm += a·[m].</summary>
-    public void VFmAdd231PsBcst(int zmm, int a, Mem m) => Evex(Map0F38, Pp66, false, L512, 0xB8, zmm, a, m, true, 4);
 
     /// <summary>vfnmadd231ps zmm, a, b: zmm −= a·b.</summary>
     public void VFnMAdd231Ps(int zmm, int a, int b) => EvexReg(Map0F38, Pp66, false, L512, 0xBC, zmm, a, b);
