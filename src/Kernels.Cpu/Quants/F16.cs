@@ -24,6 +24,10 @@ public static unsafe class F16
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> Load16(ushort* p) => ToFloat(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)));
 
+    /// <summary>8 halves → float32 (AVX2).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Load8(ushort* p) => ToFloat(Avx2.ConvertToVector256Int32(p).AsUInt32());
+
     /// <summary>
     /// Half bits (one per uint lane) → float, exact: (bits &amp; 0x7FFF) &lt;&lt; 13 read as float times 2^112 (also right for
     /// subnormals), Inf/NaN fixed up.

@@ -184,9 +184,9 @@ internal static unsafe partial class LegacyX8
             for (int g = 0; g < 2; g++)
             {
                 byte* gb = group + (nint)b * GroupBlockBytes<F>() + g * groupStride;
-                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32()).Store(scales + per * b + 8 * g);
+                F16.Load8((ushort*)gb).Store(scales + per * b + 8 * g);
                 if (F.HasMin)
-                    F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + MinsOffset)).AsUInt32()).Store(scales + per * b + 16 + 8 * g);
+                    F16.Load8((ushort*)(gb + MinsOffset)).Store(scales + per * b + 16 + 8 * g);
             }
     }
 

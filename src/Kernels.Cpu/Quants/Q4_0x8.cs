@@ -151,7 +151,7 @@ public static unsafe partial class Q4_0x8
                 s2 = T.DotU8S8(T.DotU8S8(s2, lo, Vector256.Create(*(int*)(y2 + ol)).AsSByte()), hi, Vector256.Create(*(int*)(y2 + oh)).AsSByte());
                 s3 = T.DotU8S8(T.DotU8S8(s3, lo, Vector256.Create(*(int*)(y3 + ol)).AsSByte()), hi, Vector256.Create(*(int*)(y3 + oh)).AsSByte());
             }
-            Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
+            Vector256<float> dx = F16.Load8((ushort*)g);
             acc0 = Column(s0, dx, dys0[b], sums0[b], acc0);
             acc1 = Column(s1, dx, dys1[b], sums1[b], acc1);
             acc2 = Column(s2, dx, dys2[b], sums2[b], acc2);
@@ -228,8 +228,8 @@ public static unsafe partial class Q4_0x8
         for (int b = 0; b < nb; b++)
         {
             byte* g0 = group + (nint)b * groupBlockBytes;
-            F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g0).AsUInt32()).Store(scales + 16 * b);
-            F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(g0 + groupStride)).AsUInt32()).Store(scales + 16 * b + 8);
+            F16.Load8((ushort*)g0).Store(scales + 16 * b);
+            F16.Load8((ushort*)(g0 + groupStride)).Store(scales + 16 * b + 8);
         }
     }
 

@@ -51,8 +51,8 @@ public static unsafe partial class Q4_Kx8
                 m23.Store((uint*)(dst + WideMinsOffset + 64 + 32 * g));
                 m45.Store((uint*)(dst + WideMinsOffset + 128 + 32 * g));
                 m67.Store((uint*)(dst + WideMinsOffset + 192 + 32 * g));
-                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32()).Store((float*)(dst + WideDOffset + 32 * g));
-                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + DMinOffset)).AsUInt32()).Store((float*)(dst + WideDMinOffset + 32 * g));
+                F16.Load8((ushort*)gb).Store((float*)(dst + WideDOffset + 32 * g));
+                F16.Load8((ushort*)(gb + DMinOffset)).Store((float*)(dst + WideDMinOffset + 32 * g));
             }
         }
     }
@@ -87,7 +87,7 @@ public static unsafe partial class Q4_Kx8
             {
                 byte* gb = group + (nint)b * groupBlockBytes + g * groupStride;
                 UnpackScales(gb, out var sc03, out var sc47, out var m03, out var m47);
-                Vector256<float> d = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32());
+                Vector256<float> d = F16.Load8((ushort*)gb);
                 for (int i = 0; i < 4; i++)
                 {
                     (Avx.ConvertToVector256Single(Byte(sc03, i)) * d).Store((float*)(dst + 64 * i + 32 * g));
@@ -97,7 +97,7 @@ public static unsafe partial class Q4_Kx8
                     (lo | (lo << 16)).Store((uint*)(dst + JitMinsOffset + 64 * i + 32 * g));
                     (hi | (hi << 16)).Store((uint*)(dst + JitMinsOffset + 64 * (i + 4) + 32 * g));
                 }
-                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + DMinOffset)).AsUInt32()).Store((float*)(dst + JitDMinOffset + 32 * g));
+                F16.Load8((ushort*)(gb + DMinOffset)).Store((float*)(dst + JitDMinOffset + 32 * g));
             }
         }
     }

@@ -211,8 +211,8 @@ public static unsafe partial class Q4_Kx8
                 isum0 += Avx2.MultiplyLow(lo0, sLoScale) + Avx2.MultiplyLow(hi0, sHiScale);
                 isum1 += Avx2.MultiplyLow(lo1, sLoScale) + Avx2.MultiplyLow(hi1, sHiScale);
             }
-            Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
-            Vector256<float> dminx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(g + DMinOffset)).AsUInt32());
+            Vector256<float> dx = F16.Load8((ushort*)g);
+            Vector256<float> dminx = F16.Load8((ushort*)(g + DMinOffset));
             acc0 = Column(acc0, isum0, dx, dminx, m03, m47, y0);
             acc1 = Column(acc1, isum1, dx, dminx, m03, m47, y1);
         }
@@ -310,13 +310,13 @@ public static unsafe partial class Q4_Kx8
             {
                 byte* gb = g0 + g * groupStride;
                 UnpackScales(gb, out var sc03, out var sc47, out _, out _);
-                Vector256<float> d = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)gb).AsUInt32());
+                Vector256<float> d = F16.Load8((ushort*)gb);
                 for (int i = 0; i < 4; i++)
                 {
                     (Avx.ConvertToVector256Single(Byte(sc03, i)) * d).Store(dst + 64 * g + 8 * i);
                     (Avx.ConvertToVector256Single(Byte(sc47, i)) * d).Store(dst + 64 * g + 32 + 8 * i);
                 }
-                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)(gb + DMinOffset)).AsUInt32()).Store(dst + 128 + 8 * g);
+                F16.Load8((ushort*)(gb + DMinOffset)).Store(dst + 128 + 8 * g);
             }
         }
     }

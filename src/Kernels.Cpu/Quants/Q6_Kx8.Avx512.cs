@@ -37,7 +37,7 @@ public static unsafe partial class Q6_Kx8
                     ((odd & Vector256.Create(0xFFFF)) | (odd << 16)).Store((int*)(dst + 64 * (2 * p + 1) + 32 * grp));
                     (sc.AsInt16() * Vector256.Create((short)-32)).AsInt32().Store((int*)(dst + WideOffsetScales + 64 * p + 32 * grp));
                 }
-                F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32()).Store((float*)(dst + WideD + 32 * grp));
+                F16.Load8((ushort*)g).Store((float*)(dst + WideD + 32 * grp));
             }
         }
     }

@@ -256,7 +256,7 @@ public static unsafe partial class Q6_Kx8
             for (int grp = 0; grp < 2; grp++)
             {
                 byte* g = g0 + grp * groupStride;
-                Vector256<float> d = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
+                Vector256<float> d = F16.Load8((ushort*)g);
                 for (int p = 0; p < 8; p++)
                 {
                     Vector256<int> sc = ScalePair(g, p);

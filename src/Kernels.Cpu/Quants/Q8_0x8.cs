@@ -142,7 +142,7 @@ public static unsafe partial class Q8_0x8
                 s2 = Step<T>(s2, u, v, Broadcast(y2 + off));
                 s3 = Step<T>(s3, u, v, Broadcast(y3 + off));
             }
-            Vector256<float> dx = F16.ToFloat(Avx2.ConvertToVector256Int32((ushort*)g).AsUInt32());
+            Vector256<float> dx = F16.Load8((ushort*)g);
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0), dx * dys0[b], acc0);
             acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1), dx * dys1[b], acc1);
             acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s2), dx * dys2[b], acc2);
