@@ -154,6 +154,66 @@ internal static unsafe class KQuantFit
     }
 
     /// <summary>
+    /// ggml's <c>make_q3_quants</c> with do_rmse: symmetric levels L in 0..2nmax-1 (x ≈ scale * (L - nmax)), refined by up to 5
+    /// passes that move single levels while the weighted fit (w = x²) improves.
+    /// </summary>
+    public static float MakeQ3Quants(int n, int nmax, float* x, sbyte* L)
+    {
+        float max = 0, amax = 0;
+        for (int i = 0; i < n; ++i)
+        {
+            float ax = MathF.Abs(x[i]);
+            if (ax > amax) { amax = ax; max = x[i]; }
+        }
+        if (amax < GroupMaxEps)
+        {
+            for (int i = 0; i < n; ++i) L[i] = 0;
+            return 0.0f;
+        }
+        float iscale = -nmax / max;
+        float sumlx = 0, suml2 = 0;
+        for (int i = 0; i < n; ++i)
+        {
+            int l = GgmlRounding.NearestInt(iscale * x[i]);
+            l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+            L[i] = (sbyte)l;
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        for (int itry = 0; itry < 5; ++itry)
+        {
+            int changed = 0;
+            for (int i = 0; i < n; ++i)
+            {
+                float w = x[i] * x[i];
+                float slx = sumlx - w * x[i] * L[i];
+                if (slx > 0)
+                {
+                    float sl2 = suml2 - w * L[i] * L[i];
+                    int newL = GgmlRounding.NearestInt(x[i] * sl2 / slx);
+                    newL = Math.Max(-nmax, Math.Min(nmax - 1, newL));
+                    if (newL != L[i])
+                    {
+                        slx += w * x[i] * newL;
+                        sl2 += w * newL * newL;
+                        if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2)
+                        {
+                            L[i] = (sbyte)newL;
+                            sumlx = slx;
+                            suml2 = sl2;
+                            ++changed;
+                        }
+                    }
+                }
+            }
+            if (changed == 0) break;
+        }
+        for (int i = 0; i < n; ++i) L[i] += (sbyte)nmax;
+        return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+    }
+
+    /// <summary>
     /// The shared part of <c>quantize_row_q4_K_ref</c> and <c>quantize_row_q5_K_ref</c>: per 32-element sub-block a make_qkx2_quants fit,
     /// 6-bit scales and mins relative to the super-block's d and dmin, then the final levels L (0..nmax) from the stored (rounded) values.
     /// </summary>

@@ -12,7 +12,7 @@ public static unsafe class RowCodec
     public static readonly IReadOnlyList<GgmlType> Types =
     [
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
-        GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q8_1, GgmlType.Q8_K,
+        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q8_1, GgmlType.Q8_K,
     ];
 
     public static bool IsSupported(GgmlType type) => Types.Contains(type);
@@ -44,6 +44,8 @@ public static unsafe class RowCodec
                 case GgmlType.Q4_1: Q4_1Format.QuantizeRef(x, y, n); break;
                 case GgmlType.Q5_0: Q5_0Format.QuantizeRef(x, y, n); break;
                 case GgmlType.Q5_1: Q5_1Format.QuantizeRef(x, y, n); break;
+                case GgmlType.Q2_K: Q2_KFormat.QuantizeRef(x, y, n); break;
+                case GgmlType.Q3_K: Q3_KFormat.QuantizeRef(x, y, n); break;
                 case GgmlType.Q4_K: Q4_KFormat.QuantizeRef(x, y, n); break;
                 case GgmlType.Q5_K: Q5_KFormat.QuantizeRef(x, y, n); break;
                 case GgmlType.Q6_K: Q6_KFormat.QuantizeRef(x, y, n); break;
@@ -78,6 +80,8 @@ public static unsafe class RowCodec
                 case GgmlType.Q4_1: Q4_1Format.DequantizeRef(x, y, n); break;
                 case GgmlType.Q5_0: Q5_0Format.DequantizeRef(x, y, n); break;
                 case GgmlType.Q5_1: Q5_1Format.DequantizeRef(x, y, n); break;
+                case GgmlType.Q2_K: Q2_KFormat.DequantizeRef(x, y, n); break;
+                case GgmlType.Q3_K: Q3_KFormat.DequantizeRef(x, y, n); break;
                 case GgmlType.Q4_K: Q4_KFormat.DequantizeRef(x, y, n); break;
                 case GgmlType.Q5_K: Q5_KFormat.DequantizeRef(x, y, n); break;
                 case GgmlType.Q6_K: Q6_KFormat.DequantizeRef(x, y, n); break;

@@ -17,6 +17,8 @@ public class StructLayoutTests
         Assert.Equal(22, Unsafe.SizeOf<BlockQ5_0>());
         Assert.Equal(24, Unsafe.SizeOf<BlockQ5_1>());
         Assert.Equal(292, Unsafe.SizeOf<BlockQ8_K>());
+        Assert.Equal(84, Unsafe.SizeOf<BlockQ2_K>());
+        Assert.Equal(110, Unsafe.SizeOf<BlockQ3_K>());
         Assert.Equal(144, Unsafe.SizeOf<BlockQ4_K>());
         Assert.Equal(176, Unsafe.SizeOf<BlockQ5_K>());
         Assert.Equal(210, Unsafe.SizeOf<BlockQ6_K>());
@@ -30,6 +32,8 @@ public class StructLayoutTests
     [InlineData(GgmlType.Q5_0, Q5_0Format.BlockSize, Q5_0Format.TypeSize)]
     [InlineData(GgmlType.Q5_1, Q5_1Format.BlockSize, Q5_1Format.TypeSize)]
     [InlineData(GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize)]
+    [InlineData(GgmlType.Q2_K, Q2_KFormat.BlockSize, Q2_KFormat.TypeSize)]
+    [InlineData(GgmlType.Q3_K, Q3_KFormat.BlockSize, Q3_KFormat.TypeSize)]
     [InlineData(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize)]
     [InlineData(GgmlType.Q5_K, Q5_KFormat.BlockSize, Q5_KFormat.TypeSize)]
     [InlineData(GgmlType.Q6_K, Q6_KFormat.BlockSize, Q6_KFormat.TypeSize)]
@@ -66,6 +70,10 @@ public class StructLayoutTests
         AssertLayout<BlockQ5_K>(Q5_KFormat.TypeSize, (nameof(BlockQ5_K.D), Q5_KFormat.DOffset), (nameof(BlockQ5_K.DMin), Q5_KFormat.DMinOffset),
             (nameof(BlockQ5_K.Scales), Q5_KFormat.ScalesOffset), (nameof(BlockQ5_K.Qh), Q5_KFormat.QhOffset),
             (nameof(BlockQ5_K.Qs), Q5_KFormat.QsOffset));
+        AssertLayout<BlockQ2_K>(Q2_KFormat.TypeSize, (nameof(BlockQ2_K.Scales), Q2_KFormat.ScalesOffset), (nameof(BlockQ2_K.Qs), Q2_KFormat.QsOffset),
+            (nameof(BlockQ2_K.D), Q2_KFormat.DOffset), (nameof(BlockQ2_K.DMin), Q2_KFormat.DMinOffset));
+        AssertLayout<BlockQ3_K>(Q3_KFormat.TypeSize, (nameof(BlockQ3_K.HMask), Q3_KFormat.HMaskOffset), (nameof(BlockQ3_K.Qs), Q3_KFormat.QsOffset),
+            (nameof(BlockQ3_K.Scales), Q3_KFormat.ScalesOffset), (nameof(BlockQ3_K.D), Q3_KFormat.DOffset));
         AssertLayout<BlockQ6_K>(Q6_KFormat.TypeSize, (nameof(BlockQ6_K.Ql), Q6_KFormat.QlOffset), (nameof(BlockQ6_K.Qh), Q6_KFormat.QhOffset),
             (nameof(BlockQ6_K.Scales), Q6_KFormat.ScalesOffset), (nameof(BlockQ6_K.D), Q6_KFormat.DOffset));
     }
