@@ -44,19 +44,19 @@ public static unsafe class Q6_K
 
     /// <summary>Per int32 lane k: sc[2k]·bsums[2k] + sc[2k+1]·bsums[2k+1]; the lanes sum to the -32 offset term Σ_g sc_g · bsums_g.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> ScalesTimesBsums(Vector256<short> sc16, short* bsums) =>
+    internal static Vector256<int> ScalesTimesBsums(Vector256<short> sc16, short* bsums) =>
         Avx2.MultiplyAddAdjacent(sc16, Vector256.Load(bsums));
 
     /// <summary>int16 lanes 0..7 = scale 2k of the half, lanes 8..15 = scale 2k+1 (the two 16-groups one 32-byte vector spans).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> PairScales(Vector256<byte> halfScales, int k) =>
+    internal static Vector256<short> PairScales(Vector256<byte> halfScales, int k) =>
         Avx2.Shuffle(halfScales, Vector256.Create(
             Vector128.Create((ushort)(4 * k | ((4 * k + 1) << 8))),
             Vector128.Create((ushort)((4 * k + 2) | ((4 * k + 3) << 8)))).AsByte()).AsInt16();
 
     /// <summary>The 8 int16 scales of half h in both 128-bit lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> HalfScales(Vector256<short> sc16, int h)
+    internal static Vector256<byte> HalfScales(Vector256<short> sc16, int h)
     {
         Vector128<short> half = h == 0 ? sc16.GetLower() : sc16.GetUpper();
         return Vector256.Create(half, half).AsByte();
@@ -206,7 +206,7 @@ public static unsafe class Q6_K
         Vector256<int>.Zero - (ScalesTimesBsums(sc16, (short*)(y + Q8_KFormat.BSumsOffset)) << 5);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Quad<T>(Vector256<int> s, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3, Vector256<byte> q4,
+    internal static Vector256<int> Quad<T>(Vector256<int> s, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3, Vector256<byte> q4,
         Vector256<short> c1, Vector256<short> c2, Vector256<short> c3, Vector256<short> c4, sbyte* q8) where T : struct, IIntDot
     {
         s = T.MaddS16(s, Avx2.MultiplyAddAdjacent(q1, Vector256.Load(q8)), c1);

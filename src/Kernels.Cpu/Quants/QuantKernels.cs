@@ -147,7 +147,7 @@ public static unsafe class QuantKernels
     public static readonly IReadOnlyList<GgmlType> SupportedWeightTypes =
     [
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
-        GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
     ];
 
     public static bool IsSupported(GgmlType type) => (uint)type < (uint)Best.Length && Best[(int)type] is not null;
@@ -251,6 +251,15 @@ public static unsafe class QuantKernels
             vnni ? &Q5_1.DotSimd<VnniDot> : avx2 ? &Q5_1.DotSimd<Avx2Dot> : &Q5_1.DotRef,
             vnni ? &Q5_1.Dot4Simd<VnniDot> : avx2 ? &Q5_1.Dot4Simd<Avx2Dot> : &Q5_1.Dot4Ref, &Q5_1Format.DequantizeRef);
         t[(int)GgmlType.Q5_1] = !avx2 ? q5_1Kernel : Legacy<Q5_1x8>(q5_1Kernel, vnni, wide, tileIsa);
+        // Q2_K and Q3_K (Q2_K and Q3_K_M files): the plain-layout dots only, no repacked GEMM tiles yet
+        t[(int)GgmlType.Q2_K] = Quant(GgmlType.Q2_K, Q2_KFormat.BlockSize, Q2_KFormat.TypeSize,
+            GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
+            vnni ? &Q2_K.DotSimd<VnniDot> : avx2 ? &Q2_K.DotSimd<Avx2Dot> : &Q2_K.DotRef,
+            vnni ? &Q2_K.Dot4Simd<VnniDot> : avx2 ? &Q2_K.Dot4Simd<Avx2Dot> : &Q2_K.Dot4Ref, &Q2_KFormat.DequantizeRef);
+        t[(int)GgmlType.Q3_K] = Quant(GgmlType.Q3_K, Q3_KFormat.BlockSize, Q3_KFormat.TypeSize,
+            GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
+            vnni ? &Q3_K.DotSimd<VnniDot> : avx2 ? &Q3_K.DotSimd<Avx2Dot> : &Q3_K.DotRef,
+            vnni ? &Q3_K.Dot4Simd<VnniDot> : avx2 ? &Q3_K.Dot4Simd<Avx2Dot> : &Q3_K.Dot4Ref, &Q3_KFormat.DequantizeRef);
         var q4_KKernel = Quant(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,

@@ -48,6 +48,8 @@ public unsafe class DotKernelTests
         GgmlType.Q4_1 => &Q4_1.DotRef,
         GgmlType.Q5_0 => &Q5_0.DotRef,
         GgmlType.Q5_1 => &Q5_1.DotRef,
+        GgmlType.Q2_K => &Q2_K.DotRef,
+        GgmlType.Q3_K => &Q3_K.DotRef,
         GgmlType.Q4_K => &Q4_K.DotRef,
         GgmlType.Q5_K => &Q5_K.DotRef,
         GgmlType.Q6_K => &Q6_K.DotRef,
@@ -74,6 +76,36 @@ public unsafe class DotKernelTests
             Assert.True(Math.Abs(actual - expected) <= tol, $"{type} {k.Isa} n={n}: simd {actual} vs reference {expected} (tolerance {tol})");
         }
     }
+
+    /// <summary>
+    /// Each format's scalar reference dot against the dot of the dequantized rows in double (the dequantizers are checked against
+    /// ggml's own bytes and values in Runtime.Tests): the references' integer sums and scale order are right.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(QuantTypes))]
+    public void ReferenceDotEqualsTheDotOfTheDequantizedRows(GgmlType type)
+    {
+        var k = QuantKernels.Get(type, QuantKernels.IsaLevel.Scalar);
+        int seed = 500;
+        foreach (int n in Lengths(type))
+        {
+            byte[] w = QuantTestUtil.Quantize(type, QuantTestUtil.RandomData(n, seed++, 0.05f));
+            byte[] a = QuantTestUtil.Quantize(k.VecDotType, QuantTestUtil.RandomData(n, seed++, 3.0f));
+            float[] wf = QuantTestUtil.Dequantize(type, w, n), af = QuantTestUtil.Dequantize(k.VecDotType, a, n);
+            double exact = 0;
+            for (int i = 0; i < n; i++) exact += (double)wf[i] * af[i];
+            float actual = QuantTestUtil.Dot(ReferenceDot(type), n, w, a);
+            double tol = DotRelTolerance * QuantTestUtil.AbsDot(type, w, k.VecDotType, a, n) + 1e-30;
+            Assert.True(Math.Abs(actual - exact) <= tol, $"{type} n={n}: reference dot {actual} vs dequantized {exact} (tolerance {tol})");
+        }
+    }
+
+    /// <summary>
+    /// The formats dotted with Q8_0 or Q8_K activations. Not Q4_1 and Q5_1: ggml's Q8_1 activations carry s = d·Σq rounded to
+    /// fp16, which the min term uses instead of the exact sum (as ggml does), so they differ from the dequantized dot by design.
+    /// </summary>
+    public static TheoryData<GgmlType> QuantTypes() =>
+        [.. QuantKernels.SupportedWeightTypes.Where(t => QuantKernels.Get(t).VecDotType is GgmlType.Q8_0 or GgmlType.Q8_K)];
 
     [Theory]
     [MemberData(nameof(Cases))]

@@ -12,6 +12,8 @@ public unsafe class KernelTableTests
     [InlineData(GgmlType.Q5_0, GgmlType.Q8_0)]
     [InlineData(GgmlType.Q4_1, GgmlType.Q8_1)]
     [InlineData(GgmlType.Q5_1, GgmlType.Q8_1)]
+    [InlineData(GgmlType.Q2_K, GgmlType.Q8_K)]
+    [InlineData(GgmlType.Q3_K, GgmlType.Q8_K)]
     [InlineData(GgmlType.Q4_K, GgmlType.Q8_K)]
     [InlineData(GgmlType.Q5_K, GgmlType.Q8_K)]
     [InlineData(GgmlType.Q6_K, GgmlType.Q8_K)]
@@ -76,7 +78,7 @@ public unsafe class KernelTableTests
     }
 
     [Theory]
-    [InlineData(GgmlType.Q2_K)]
+    [InlineData(GgmlType.IQ2_XXS)]
     [InlineData(GgmlType.IQ4_XS)]
     [InlineData(GgmlType.Q8_K)]
     [InlineData((GgmlType)77)]
@@ -93,8 +95,8 @@ public unsafe class KernelTableTests
         Assert.Throws<ArgumentException>(() => RowCodec.Quantize(GgmlType.Q4_0, new float[33], new byte[36]));
         Assert.Throws<ArgumentException>(() => RowCodec.Quantize(GgmlType.Q4_0, new float[32], new byte[17]));
         Assert.Throws<ArgumentException>(() => RowCodec.Dequantize(GgmlType.Q6_K, new byte[209], new float[256]));
-        var ex = Assert.Throws<NotSupportedException>(() => RowCodec.Quantize(GgmlType.Q3_K, new float[256], new byte[110]));
-        Assert.Contains("Q3_K", ex.Message);
+        var ex = Assert.Throws<NotSupportedException>(() => RowCodec.Quantize(GgmlType.IQ4_XS, new float[256], new byte[136]));
+        Assert.Contains("IQ4_XS", ex.Message);
     }
 
     [Fact]

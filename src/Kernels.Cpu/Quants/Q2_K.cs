@@ -1,0 +1,129 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
+
+namespace Infer.Kernels.Cpu.Quants;
+
+/// <summary>Q2_K weights, multiplied with Q8_K activations.</summary>
+public static unsafe class Q2_K
+{
+    /// <summary>
+    /// Q2_K · Q8_K as ggml: per block d_a·d_w·Σ_g (sc_g &amp; 15)·Σ q·y − d_a·dmin_w·Σ_g (sc_g &gt;&gt; 4)·bsums_g, the integer sums exact.
+    /// </summary>
+    public static float DotRef(int n, byte* w, byte* a)
+    {
+        int nb = n / Q2_KFormat.BlockSize;
+        float sumf = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (BlockQ2_K*)(w + (nint)i * Q2_KFormat.TypeSize);
+            var y = (BlockQ8_K*)(a + (nint)i * Q8_KFormat.TypeSize);
+            int isum = 0, summs = 0;
+            for (int g = 0; g < 16; g++)
+            {
+                summs += (x->Scales[g] >> 4) * y->BSums[g];
+                int dot = 0;
+                for (int l = 0; l < 16; l++)
+                {
+                    int e = 16 * g + l;
+                    int q = (x->Qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3;
+                    dot += q * y->Qs[e];
+                }
+                isum += (x->Scales[g] & 0xF) * dot;
+            }
+            float dall = y->D * HalfBits.ToFloat(x->D), dmin = y->D * HalfBits.ToFloat(x->DMin);
+            sumf += dall * isum - dmin * summs;
+        }
+        return sumf;
+    }
+
+    internal static void Dot4Ref(int n, byte* w, byte* a, nint aStride, float* result)
+    {
+        for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
+    }
+
+    /// <summary>The 16 scales (low nibbles) and mins (high nibbles) of a block as int16 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<short> Scales, Vector256<short> Mins) ScalesMins(byte* x)
+    {
+        Vector128<byte> sc = Vector128.Load(x + Q2_KFormat.ScalesOffset);
+        var m0F = Vector128.Create((byte)0x0F);
+        return (Avx2.ConvertToVector256Int16(sc & m0F), Avx2.ConvertToVector256Int16(Vector128.ShiftRightLogical(sc.AsUInt16(), 4).AsByte() & m0F));
+    }
+
+    /// <summary>
+    /// One 128-element half of a block against 32-byte activation vectors at <paramref name="q8"/>: the four 2-bit fields of each qs byte
+    /// are elements l, l + 32, l + 64, l + 96, two groups of 16 per vector (the low and high 128-bit lanes).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Half<T>(Vector256<int> s, Vector256<byte> qs, Vector256<byte> halfScales, sbyte* q8) where T : struct, IIntDot
+    {
+        var m3 = Vector256.Create((byte)3);
+        Vector256<ushort> q = qs.AsUInt16();
+        return Q6_K.Quad<T>(s, qs & m3, Vector256.ShiftRightLogical(q, 2).AsByte() & m3, Vector256.ShiftRightLogical(q, 4).AsByte() & m3,
+            Vector256.ShiftRightLogical(q, 6).AsByte() & m3, Q6_K.PairScales(halfScales, 0), Q6_K.PairScales(halfScales, 1),
+            Q6_K.PairScales(halfScales, 2), Q6_K.PairScales(halfScales, 3), q8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
+    {
+        int nb = n / Q2_KFormat.BlockSize;
+        Vector256<float> acc = default, accMin = default;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + (nint)i * Q2_KFormat.TypeSize;
+            byte* y = a + (nint)i * Q8_KFormat.TypeSize;
+            var (scales, mins) = ScalesMins(x);
+            float yd = *(float*)y;
+            accMin = Simd.MulAdd(Q6_K.ScalesTimesBsums(mins, (short*)(y + Q8_KFormat.BSumsOffset)),
+                yd * HalfBits.ToFloat(*(ushort*)(x + Q2_KFormat.DMinOffset)), accMin);
+            Vector256<int> s = Half<T>(default, Vector256.Load(x + Q2_KFormat.QsOffset), Q6_K.HalfScales(scales, 0),
+                (sbyte*)(y + Q8_KFormat.QsOffset));
+            s = Half<T>(s, Vector256.Load(x + Q2_KFormat.QsOffset + 32), Q6_K.HalfScales(scales, 1), (sbyte*)(y + Q8_KFormat.QsOffset + 128));
+            acc = Simd.MulAdd(s, yd * HalfBits.ToFloat(*(ushort*)(x + Q2_KFormat.DOffset)), acc);
+        }
+        return Simd.HSum(acc - accMin);
+    }
+
+    /// <summary>One weight row against 4 Q8_K activation rows, each block's scales and quants unpacked once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
+    {
+        int nb = n / Q2_KFormat.BlockSize;
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + (nint)i * Q2_KFormat.TypeSize;
+            nint o = (nint)i * Q8_KFormat.TypeSize;
+            byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
+            var (scales, mins) = ScalesMins(x);
+            float d = HalfBits.ToFloat(*(ushort*)(x + Q2_KFormat.DOffset)), dmin = HalfBits.ToFloat(*(ushort*)(x + Q2_KFormat.DMinOffset));
+            acc0 = Mins(acc0, mins, y0, dmin);
+            acc1 = Mins(acc1, mins, y1, dmin);
+            acc2 = Mins(acc2, mins, y2, dmin);
+            acc3 = Mins(acc3, mins, y3, dmin);
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int h = 0; h < 2; h++)
+            {
+                Vector256<byte> qs = Vector256.Load(x + Q2_KFormat.QsOffset + 32 * h), hs = Q6_K.HalfScales(scales, h);
+                int off = Q8_KFormat.QsOffset + 128 * h;
+                s0 = Half<T>(s0, qs, hs, (sbyte*)(y0 + off));
+                s1 = Half<T>(s1, qs, hs, (sbyte*)(y1 + off));
+                s2 = Half<T>(s2, qs, hs, (sbyte*)(y2 + off));
+                s3 = Half<T>(s3, qs, hs, (sbyte*)(y3 + off));
+            }
+            acc0 = Simd.MulAdd(s0, d * *(float*)y0, acc0);
+            acc1 = Simd.MulAdd(s1, d * *(float*)y1, acc1);
+            acc2 = Simd.MulAdd(s2, d * *(float*)y2, acc2);
+            acc3 = Simd.MulAdd(s3, d * *(float*)y3, acc3);
+        }
+        result[0] = Simd.HSum(acc0); result[1] = Simd.HSum(acc1); result[2] = Simd.HSum(acc2); result[3] = Simd.HSum(acc3);
+    }
+
+    /// <summary>acc − d_a·dmin·Σ_g m_g·bsums_g (per lane pair).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Mins(Vector256<float> acc, Vector256<short> mins, byte* y, float dmin) =>
+        Simd.MulAdd(Q6_K.ScalesTimesBsums(mins, (short*)(y + Q8_KFormat.BSumsOffset)), -dmin * *(float*)y, acc);
+}

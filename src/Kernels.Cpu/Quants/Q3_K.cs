@@ -1,0 +1,133 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
+
+namespace Infer.Kernels.Cpu.Quants;
+
+/// <summary>Q3_K weights, multiplied with Q8_K activations.</summary>
+public static unsafe class Q3_K
+{
+    /// <summary>Q3_K · Q8_K as ggml: per block d_w·d_a·Σ_g (sc_g − 32)·Σ (q − 4)·y, the integer sum exact.</summary>
+    public static float DotRef(int n, byte* w, byte* a)
+    {
+        int nb = n / Q3_KFormat.BlockSize;
+        float sumf = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (BlockQ3_K*)(w + (nint)i * Q3_KFormat.TypeSize);
+            var y = (BlockQ8_K*)(a + (nint)i * Q8_KFormat.TypeSize);
+            int isum = 0;
+            for (int g = 0; g < 16; g++)
+            {
+                int dot = 0;
+                for (int l = 0; l < 16; l++)
+                {
+                    int e = 16 * g + l;
+                    int low = (x->Qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3;
+                    int high = (x->HMask[e % 32] >> (e / 32)) & 1;
+                    dot += (low + 4 * high - 4) * y->Qs[e];
+                }
+                isum += Q3_KFormat.Scale(x->Scales, g) * dot;
+            }
+            sumf += HalfBits.ToFloat(x->D) * y->D * isum;
+        }
+        return sumf;
+    }
+
+    internal static void Dot4Ref(int n, byte* w, byte* a, nint aStride, float* result)
+    {
+        for (int r = 0; r < 4; r++) result[r] = DotRef(n, w, a + r * aStride);
+    }
+
+    /// <summary>The 16 scales of a block, minus 32, as int16 lanes (ggml's unpacking of the 12 bytes into four words).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> Scales(byte* x)
+    {
+        byte* p = x + Q3_KFormat.ScalesOffset;
+        uint a0 = *(uint*)p, a1 = *(uint*)(p + 4), tmp = *(uint*)(p + 8);
+        const uint low = 0x0F0F0F0F, high = 0x03030303;
+        var v = Vector128.Create((a0 & low) | ((tmp & high) << 4), (a1 & low) | (((tmp >> 2) & high) << 4),
+            ((a0 >> 4) & low) | (((tmp >> 4) & high) << 4), ((a1 >> 4) & low) | (((tmp >> 6) & high) << 4));
+        return Avx2.ConvertToVector256Int16((v.AsByte() - Vector128.Create((byte)32)).AsSByte());
+    }
+
+    /// <summary>
+    /// One 128-element half: q + 4 (0..7, unsigned) from the 2-bit fields of <paramref name="qs"/> and bits 4h..4h + 3 of the high-bit mask,
+    /// against 32-byte activation vectors at <paramref name="q8"/> with the half's group scales.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Half<T>(Vector256<int> s, Vector256<byte> qs, Vector256<byte> hm, int h, Vector256<byte> halfScales, sbyte* q8)
+        where T : struct, IIntDot
+    {
+        var m3 = Vector256.Create((byte)3);
+        var m4 = Vector256.Create((byte)4);
+        Vector256<ushort> q = qs.AsUInt16(), m = hm.AsUInt16();
+        // bit 4h + j of each mask byte moved to bit 2 (16-bit shifts; the bits that cross into the next byte are masked off)
+        Vector256<byte> u0 = (qs & m3) | (h == 0 ? Vector256.ShiftLeft(m, 2).AsByte() : Vector256.ShiftRightLogical(m, 2).AsByte()) & m4;
+        Vector256<byte> u1 = (Vector256.ShiftRightLogical(q, 2).AsByte() & m3)
+            | (h == 0 ? Vector256.ShiftLeft(m, 1).AsByte() : Vector256.ShiftRightLogical(m, 3).AsByte()) & m4;
+        Vector256<byte> u2 = (Vector256.ShiftRightLogical(q, 4).AsByte() & m3)
+            | (h == 0 ? hm : Vector256.ShiftRightLogical(m, 4).AsByte()) & m4;
+        Vector256<byte> u3 = (Vector256.ShiftRightLogical(q, 6).AsByte() & m3)
+            | (h == 0 ? Vector256.ShiftRightLogical(m, 1).AsByte() : Vector256.ShiftRightLogical(m, 5).AsByte()) & m4;
+        return Q6_K.Quad<T>(s, u0, u1, u2, u3, Q6_K.PairScales(halfScales, 0), Q6_K.PairScales(halfScales, 1),
+            Q6_K.PairScales(halfScales, 2), Q6_K.PairScales(halfScales, 3), q8);
+    }
+
+    /// <summary>−4 · Σ_g sc_g·bsums_g per lane pair: what turns Σ sc·(q + 4)·y into Σ sc·q·y (|·| ≤ 4·2·32·2048).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Offset(Vector256<short> scales, byte* y) =>
+        Vector256<int>.Zero - (Q6_K.ScalesTimesBsums(scales, (short*)(y + Q8_KFormat.BSumsOffset)) << 2);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float DotSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
+    {
+        int nb = n / Q3_KFormat.BlockSize;
+        Vector256<float> acc = default;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + (nint)i * Q3_KFormat.TypeSize;
+            byte* y = a + (nint)i * Q8_KFormat.TypeSize;
+            Vector256<short> scales = Scales(x);
+            Vector256<byte> hm = Vector256.Load(x + Q3_KFormat.HMaskOffset);
+            Vector256<int> s = Half<T>(Offset(scales, y), Vector256.Load(x + Q3_KFormat.QsOffset), hm, 0, Q6_K.HalfScales(scales, 0),
+                (sbyte*)(y + Q8_KFormat.QsOffset));
+            s = Half<T>(s, Vector256.Load(x + Q3_KFormat.QsOffset + 32), hm, 1, Q6_K.HalfScales(scales, 1), (sbyte*)(y + Q8_KFormat.QsOffset + 128));
+            acc = Simd.MulAdd(s, HalfBits.ToFloat(*(ushort*)(x + Q3_KFormat.DOffset)) * *(float*)y, acc);
+        }
+        return Simd.HSum(acc);
+    }
+
+    /// <summary>One weight row against 4 Q8_K activation rows, each block's scales and quants unpacked once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot4Simd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
+    {
+        int nb = n / Q3_KFormat.BlockSize;
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = w + (nint)i * Q3_KFormat.TypeSize;
+            nint o = (nint)i * Q8_KFormat.TypeSize;
+            byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
+            Vector256<short> scales = Scales(x);
+            Vector256<byte> hm = Vector256.Load(x + Q3_KFormat.HMaskOffset);
+            Vector256<int> s0 = Offset(scales, y0), s1 = Offset(scales, y1), s2 = Offset(scales, y2), s3 = Offset(scales, y3);
+            for (int h = 0; h < 2; h++)
+            {
+                Vector256<byte> qs = Vector256.Load(x + Q3_KFormat.QsOffset + 32 * h), hs = Q6_K.HalfScales(scales, h);
+                int off = Q8_KFormat.QsOffset + 128 * h;
+                s0 = Half<T>(s0, qs, hm, h, hs, (sbyte*)(y0 + off));
+                s1 = Half<T>(s1, qs, hm, h, hs, (sbyte*)(y1 + off));
+                s2 = Half<T>(s2, qs, hm, h, hs, (sbyte*)(y2 + off));
+                s3 = Half<T>(s3, qs, hm, h, hs, (sbyte*)(y3 + off));
+            }
+            float d = HalfBits.ToFloat(*(ushort*)(x + Q3_KFormat.DOffset));
+            acc0 = Simd.MulAdd(s0, d * *(float*)y0, acc0);
+            acc1 = Simd.MulAdd(s1, d * *(float*)y1, acc1);
+            acc2 = Simd.MulAdd(s2, d * *(float*)y2, acc2);
+            acc3 = Simd.MulAdd(s3, d * *(float*)y3, acc3);
+        }
+        result[0] = Simd.HSum(acc0); result[1] = Simd.HSum(acc1); result[2] = Simd.HSum(acc2); result[3] = Simd.HSum(acc3);
+    }
+}
