@@ -40,6 +40,8 @@ public class QuantizeTests : IDisposable
         [GgmlType.Q4_1] = 0.12,
         [GgmlType.Q5_0] = 0.075,
         [GgmlType.Q5_1] = 0.06,
+        [GgmlType.Q2_K] = 0.45,
+        [GgmlType.Q3_K] = 0.25,
         [GgmlType.Q4_K] = 0.12,
         [GgmlType.Q5_K] = 0.06,
         [GgmlType.Q6_K] = 0.03,
@@ -131,6 +133,26 @@ public class QuantizeTests : IDisposable
         {
             using var q = GgufFile.Open(Quantize(input, type));
             AssertRoundTrip(original, q);
+            Assert.Equal(main, q.GetTensor("blk.2.attn_q.weight").Type);
+        }
+    }
+
+    [Fact]
+    public void LowBitKQuantMixesRoundTrip()
+    {
+        string input = Path.Combine(_dir, "wide-low.gguf");
+        var custom = Synth.Custom("llama", layers: 8, hidden: 256, ffn: 512, heads: 4, kv: 2, headDim: null, ctx: 4096,
+            ropeTheta: 10000, rmsEps: 1e-5, tied: false);
+        var shape = custom with { VocabSize = 512 };
+        var plan = Synth.Plan(shape, OutputType.F32, seed: 5);
+        Converter.Write(input, Converter.BuildMetadata(shape, OutputType.F32, plan, [], "wide"), plan, progress: null);
+        using var original = GgufFile.Open(input);
+        foreach (var (type, fileType, main) in new[] { ("q2_k", 10, GgmlType.Q2_K), ("q3_k_s", 11, GgmlType.Q3_K), ("q3_k", 12, GgmlType.Q3_K),
+            ("q3_k_l", 13, GgmlType.Q3_K) })
+        {
+            using var q = GgufFile.Open(Quantize(input, type));
+            AssertRoundTrip(original, q);
+            Assert.Equal(fileType, q.GetInt("general.file_type"));
             Assert.Equal(main, q.GetTensor("blk.2.attn_q.weight").Type);
         }
     }

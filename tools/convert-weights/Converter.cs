@@ -80,18 +80,18 @@ public static class Converter
             plan.Add(new PlannedTensor(name, GgmlType.F32, dims, new SafetensorsSource(t, permute)));
         }
         CheckComplete(cfg, plan, hasLmHead, checkpoint);
-        return AssignTypes(plan, type, cfg.Arch, cfg.BlockCount);
+        return AssignTypes(plan, type, cfg.Arch, cfg.BlockCount, cfg.HeadCount / cfg.HeadCountKv);
     }
 
     /// <summary>
     /// f32/f16/bf16/q8_0 follow convert_hf_to_gguf.py's rules; the other types follow llama-quantize's rules, as if the
     /// model were converted to F32 and then quantized.
     /// </summary>
-    public static List<PlannedTensor> AssignTypes(List<PlannedTensor> plan, OutputType type, string arch, int blockCount)
+    public static List<PlannedTensor> AssignTypes(List<PlannedTensor> plan, OutputType type, string arch, int blockCount, int gqa = 1)
     {
         if (type.IsFloat || type.BaseType == GgmlType.Q8_0)
             return plan.Select(p => p with { Type = TypeRules.ForConvert(p.Name, p.Dims, type, blockCount) }).ToList();
-        var rules = new QuantRules(type, plan.Select(p => p.Name).ToList(), arch, blockCount);
+        var rules = new QuantRules(type, plan.Select(p => p.Name).ToList(), arch, blockCount, gqa);
         return plan.Select(p => p with { Type = rules.Choose(p.Name, p.Dims, GgmlType.F32) }).ToList();
     }
 

@@ -13,6 +13,7 @@ public sealed class QuantRules
     private readonly int _nAttentionV;
     private readonly int _nFfnDown;
     private readonly bool _is70B;
+    private readonly int _gqa;
     private int _iAttentionV;
     private int _iFfnDown;
 
@@ -20,8 +21,10 @@ public sealed class QuantRules
     /// <param name="tensorNames">Every tensor name of the file (to count layers and find output.weight).</param>
     /// <param name="arch">general.architecture.</param>
     /// <param name="blockCount">{arch}.block_count.</param>
-    public QuantRules(OutputType type, IReadOnlyCollection<string> tensorNames, string arch, int blockCount)
+    /// <param name="gqa">query heads per key/value head ({arch}.attention.head_count / head_count_kv; Q2_K's attn_v rule).</param>
+    public QuantRules(OutputType type, IReadOnlyCollection<string> tensorNames, string arch, int blockCount, int gqa = 1)
     {
+        _gqa = gqa;
         _type = type;
         _tiedEmbeddings = !tensorNames.Contains("output.weight");
         _nAttentionV = tensorNames.Count(n =>
@@ -66,7 +69,11 @@ public sealed class QuantRules
         if (isTokenEmbd) return t;
         if (name.Contains("attn_v.weight", StringComparison.Ordinal) || name.Contains("attn_qkv.weight", StringComparison.Ordinal))
         {
-            if ((ft == OutputType.Q4_K_M.FileType || ft == OutputType.Q5_K_M.FileType) && UseMoreBits(_iAttentionV, _nAttentionV)) t = GgmlType.Q6_K;
+            if (ft == OutputType.Q2_K.FileType) t = _gqa >= 4 ? GgmlType.Q4_K : GgmlType.Q3_K;
+            else if (ft == OutputType.Q3_K_M.FileType) t = _iAttentionV < 2 ? GgmlType.Q5_K : GgmlType.Q4_K;
+            else if (ft == OutputType.Q3_K_L.FileType) t = GgmlType.Q5_K;
+            else if ((ft == OutputType.Q4_K_M.FileType || ft == OutputType.Q5_K_M.FileType) && UseMoreBits(_iAttentionV, _nAttentionV))
+                t = GgmlType.Q6_K;
             else if (ft == OutputType.Q4_K_S.FileType && _iAttentionV < 4) t = GgmlType.Q5_K;
             if (_is70B && t is GgmlType.Q3_K or GgmlType.Q4_K) t = GgmlType.Q5_K;
             _iAttentionV++;
@@ -75,19 +82,29 @@ public sealed class QuantRules
         if (name.Contains("ffn_down", StringComparison.Ordinal))
         {
             int i = _iFfnDown, n = _nFfnDown;
-            if (ft == OutputType.Q4_K_M.FileType) { if (UseMoreBits(i, n)) t = GgmlType.Q6_K; }
+            if (ft == OutputType.Q2_K.FileType) t = GgmlType.Q3_K;
+            // Q3_K_M: llama.cpp's Q3_K is only for Falcon's ffn_down between the bits use_more_bits keeps
+            else if (ft == OutputType.Q3_K_M.FileType) t = i < n / 16 ? GgmlType.Q5_K : GgmlType.Q4_K;
+            else if (ft == OutputType.Q3_K_L.FileType) t = GgmlType.Q5_K;
+            else if (ft == OutputType.Q4_K_M.FileType) { if (UseMoreBits(i, n)) t = GgmlType.Q6_K; }
             else if (ft == OutputType.Q5_K_M.FileType && UseMoreBits(i, n)) t = GgmlType.Q6_K;
             else if (ft == OutputType.Q4_K_S.FileType && i < n / 8) t = GgmlType.Q5_K;
             _iFfnDown++;
             return t;
+        }
+        if (name.Contains("attn_output.weight", StringComparison.Ordinal))
+        {
+            if (ft == OutputType.Q2_K.FileType) return GgmlType.Q3_K;
+            if (ft == OutputType.Q3_K_M.FileType) return GgmlType.Q4_K;
+            if (ft == OutputType.Q3_K_L.FileType) return GgmlType.Q5_K;
         }
         return t;
     }
 
     /// <summary>
     /// tensor_type_fallback: a row length that does not fit the block size moves K-quants to the 32-element type llama.cpp
-    /// names (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0), and anything still not fitting to F16. llama.cpp refuses (throws) for the
-    /// 32-element types; we fall back to F16 as its Python converter does for Q8_0.
+    /// names (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0; Q2_K and Q3_K→Q4_0 where llama.cpp takes IQ4_NL), and anything still not
+    /// fitting to F16. llama.cpp refuses (throws) for the 32-element types; we fall back to F16 as its Python converter does for Q8_0.
     /// </summary>
     public static GgmlType Fallback(long rowLength, GgmlType t)
     {
@@ -97,6 +114,8 @@ public sealed class QuantRules
             GgmlType.Q4_K => GgmlType.Q5_0,
             GgmlType.Q5_K => GgmlType.Q5_1,
             GgmlType.Q6_K => GgmlType.Q8_0,
+            // llama.cpp takes IQ4_NL (4.5 bits a weight), which we do not write yet: Q4_0 has the same size
+            GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0,
             _ => GgmlType.F16,
         };
         return rowLength % GgmlTypeInfo.BlockSize(r) == 0 ? r : GgmlType.F16;

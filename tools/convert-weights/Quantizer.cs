@@ -14,7 +14,9 @@ public static class Quantizer
         using var src = GgufFile.Open(inPath);
         string arch = src.GetString("general.architecture");
         int blockCount = src.TryGetInt32($"{arch}.block_count", 0, 1 << 16) ?? 0;
-        var rules = new QuantRules(type, src.Tensors.Select(t => t.Name).ToList(), arch, blockCount);
+        int heads = src.TryGetInt32($"{arch}.attention.head_count", 1, 1 << 16) ?? 1;
+        int kvHeads = src.TryGetInt32($"{arch}.attention.head_count_kv", 1, 1 << 16) ?? heads;
+        var rules = new QuantRules(type, src.Tensors.Select(t => t.Name).ToList(), arch, blockCount, heads / kvHeads);
         var plan = new List<PlannedTensor>();
         foreach (var t in src.Tensors)
         {

@@ -141,7 +141,7 @@ public static class Synth
                 : new NormalSource(seed, (ulong)i, WeightStd);
             plan.Add(new PlannedTensor(name, GgmlType.F32, dims, source));
         }
-        return Converter.AssignTypes(plan, type, cfg.Arch, cfg.BlockCount);
+        return Converter.AssignTypes(plan, type, cfg.Arch, cfg.BlockCount, cfg.HeadCount / cfg.HeadCountKv);
     }
 
     /// <summary>Writes the model; the donor's tokenizer.* keys are copied and its token count sets the vocabulary size.</summary>
