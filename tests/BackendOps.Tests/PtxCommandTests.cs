@@ -1,3 +1,4 @@
+using Infer.CommandLine;
 using static Infer.BackendOps.Tests.BackendOpsTests;
 
 namespace Infer.BackendOps.Tests;
@@ -38,7 +39,7 @@ public sealed class PtxCommandTests
     public void BadArgumentsAreUsageErrors(string option, string value, string message)
     {
         var (rc, _, err) = Run("ptx", option, value);
-        Assert.Equal(Program.ExitUsage, rc);
+        Assert.Equal(ExitCodes.Usage, rc);
         Assert.Contains(message, err);
     }
 

@@ -59,15 +59,13 @@ public static class FixtureChecks
     /// <summary>BF16 weights with a q8_0 KV cache: the CPU backend's fixture bound (at most 0.069 measured there).</summary>
     public const double Q8_0CacheBound = 0.1;
 
-    internal static int Run(Options a, TextWriter output)
+    /// <summary>
+    /// The fixture models under <paramref name="root"/> (those named in <paramref name="only"/>, when any), each case of theirs (or
+    /// those in <paramref name="caseIds"/>).
+    /// </summary>
+    internal static int Run(string root, string device, IReadOnlyList<string> only, IReadOnlyList<string> caseIds, int threads, string? json,
+        TextWriter output)
     {
-        string root = a.Required("--fixtures");
-        string device = a.Value("--device") ?? "auto";
-        string? json = a.Value("--json");
-        int threads = a.Int("--threads", 0);
-        var only = a.List("--model");
-        var caseIds = a.List("--case");
-        a.EnsureAllUsed();
         var request = DeviceChoice.Resolve(device, output)[0];
         // One accelerator for every check: its context keeps the compiled kernels.
         using var gpu = DeviceChoice.Open(request);
@@ -162,14 +160,8 @@ public static class FixtureChecks
     /// <c>check-logits</c>: the logits <c>infer logits --out</c> wrote against a fixture case (max |difference| within the bound),
     /// and, given the JSON it printed, its greedy ids against the reference's.
     /// </summary>
-    internal static int CheckLogits(Options a, TextWriter output)
+    internal static int CheckLogits(string dir, string id, string logitsFile, string? idsJson, double bound, TextWriter output)
     {
-        string dir = a.Required("--model-dir");
-        string id = a.Required("--case");
-        string logitsFile = a.Required("--logits");
-        string? idsJson = a.Value("--ids-json");
-        double bound = a.Double("--bound", Bf16Bound);
-        a.EnsureAllUsed();
         var c = FixtureCase.Load(dir).SingleOrDefault(x => x.Id == id) ?? throw new UsageException($"no case '{id}' in {dir}");
         var actual = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(logitsFile)).ToArray();
         double diff = MaxAbsDiff(actual, c.Logits());
@@ -188,11 +180,8 @@ public static class FixtureChecks
         return ok ? 0 : Program.ExitFailed;
     }
 
-    internal static int CaseIds(Options a, TextWriter output)
+    internal static int CaseIds(string dir, string id, TextWriter output)
     {
-        string dir = a.Required("--model-dir");
-        string id = a.Required("--case");
-        a.EnsureAllUsed();
         var c = FixtureCase.Load(dir).SingleOrDefault(x => x.Id == id) ?? throw new UsageException($"no case '{id}' in {dir}");
         output.WriteLine(string.Join(',', c.InputIds));
         return 0;

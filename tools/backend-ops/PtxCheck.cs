@@ -6,6 +6,16 @@ using Infer.Kernels.Gpu;
 
 namespace Infer.BackendOps;
 
+/// <summary><c>backend-ops ptx</c>'s options.</summary>
+/// <param name="Arch">sm_XY, what ptxas assembles for.</param>
+/// <param name="Isa">the PTX ISA version, MAJOR.MINOR.</param>
+/// <param name="Opt">ILGPU's optimization level, 1 or 2.</param>
+/// <param name="OutDir">where the files go (null: a temporary folder).</param>
+/// <param name="Ptxas">the assembler named on the command line (null: $PTXAS, then PATH).</param>
+/// <param name="Assemble">false: PTX only.</param>
+/// <param name="Json">the JSON file to write, if any.</param>
+internal sealed record PtxOptions(string Arch, string Isa, string Opt, string? OutDir, string? Ptxas, bool Assemble, string? Json);
+
 /// <summary>What ptxas said of one kernel (-v): registers per thread, spill bytes, static shared memory.</summary>
 internal sealed record PtxasInfo(string Kernel, bool Ok, int Registers, int SpillStores, int SpillLoads, int SharedBytes, int StackBytes,
     string Message);
@@ -17,21 +27,12 @@ internal sealed record PtxasInfo(string Kernel, bool Ok, int Registers, int Spil
 /// </summary>
 internal static partial class PtxCheck
 {
-    public static int Run(Options a, TextWriter stdout, TextWriter stderr)
+    public static int Run(PtxOptions o, TextWriter stdout, TextWriter stderr)
     {
-        string arch = a.Value("--arch") ?? "sm_90";
-        string isa = a.Value("--isa") ?? "7.8";
-        string? outDir = a.Value("--out");
-        string? named = a.Value("--ptxas");
-        bool assemble = !a.Flag("--no-assemble");
-        string? json = a.Value("--json");
-        string opt = a.Value("--opt") ?? (GpuContextFactory.KernelOptimization() == OptimizationLevel.O1 ? "1" : "2");
-        a.EnsureAllUsed();
-        if (opt is not ("1" or "2")) throw new UsageException($"--opt expects 1 or 2 (ILGPU's O1 or O2), got '{opt}'");
-        var m = ArchPattern().Match(arch);
-        if (!m.Success) throw new UsageException($"--arch expects sm_XY (sm_90, sm_80, ...), got '{arch}'");
-        var v = IsaPattern().Match(isa);
-        if (!v.Success) throw new UsageException($"--isa expects MAJOR.MINOR (7.8, 8.0, ...), got '{isa}'");
+        var (arch, isa, opt, outDir, named, assemble, json) = o;
+        // the command line checks these as it parses (Commands.PtxCommand)
+        if ((ArchProblem(arch) ?? IsaProblem(isa) ?? OptProblem(opt)) is { } problem) throw new UsageException(problem);
+        var (m, v) = (ArchPattern().Match(arch), IsaPattern().Match(isa));
         string sm = m.Groups[1].Value;
         int smMajor = int.Parse(sm[..^1], CultureInfo.InvariantCulture), smMinor = sm[^1] - '0';
         int isaMajor = int.Parse(v.Groups[1].Value, CultureInfo.InvariantCulture);
@@ -98,6 +99,14 @@ internal static partial class PtxCheck
     }
 
     private static string FileName(string kernel) => new(kernel.Select(c => char.IsLetterOrDigit(c) || c == '_' ? c : '-').ToArray());
+
+    /// <summary>Why <paramref name="arch"/> is not an --arch (null: it is one).</summary>
+    internal static string? ArchProblem(string arch) =>
+        ArchPattern().IsMatch(arch) ? null : $"--arch expects sm_XY (sm_90, sm_80, ...), got '{arch}'";
+
+    internal static string? IsaProblem(string isa) => IsaPattern().IsMatch(isa) ? null : $"--isa expects MAJOR.MINOR (7.8, 8.0, ...), got '{isa}'";
+
+    internal static string? OptProblem(string opt) => opt is "1" or "2" ? null : $"--opt expects 1 or 2 (ILGPU's O1 or O2), got '{opt}'";
 
     [GeneratedRegex(@"^sm_(\d{2,3})$")]
     private static partial Regex ArchPattern();

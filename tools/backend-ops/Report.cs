@@ -38,11 +38,8 @@ internal static class Report
 
     private sealed record Step(string Name, string Status, int Rc, double Seconds, string? Json, string Log);
 
-    public static int Write(Options a, TextWriter output)
+    public static int Write(string stepsFile, string outDir, TextWriter output)
     {
-        string stepsFile = a.Required("--steps");
-        string outDir = a.Required("--out");
-        a.EnsureAllUsed();
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(stepsFile))!;
         var steps = new List<Step>();
         foreach (var line in File.ReadAllLines(stepsFile).Where(l => l.Length > 0 && !l.StartsWith('#')))
