@@ -6,7 +6,7 @@ using System.Text.RegularExpressions;
 namespace Infer.CommandLine;
 
 /// <summary>
-/// Runs a System.CommandLine command tree the way both executables behave: <c>--help</c> for every command on stdout; one
+/// Runs a System.CommandLine command tree the way the executables behave: <c>--help</c> for every command on stdout; one
 /// line on stderr naming the command and the problem for a usage error (exit 2); exceptions turned into one line and an exit
 /// code (<see cref="ExitCodes"/>); the <c>[suggest]</c> directive for shell completion. Response files are off: a prompt may
 /// start with '@'.

@@ -3,7 +3,7 @@ namespace Infer.CommandLine;
 /// <summary>A command-line usage error: printed as one line naming the command, exit code <see cref="ExitCodes.Usage"/>.</summary>
 public sealed class UsageException(string message) : Exception(message);
 
-/// <summary>The exit codes both executables use.</summary>
+/// <summary>The exit codes the executables use (backend-ops adds 4: no such device).</summary>
 public static class ExitCodes
 {
     public const int Ok = 0;
