@@ -18,16 +18,24 @@ public sealed record BackendSet(GpuBackend? Gpu, IBackend? Cpu, int GpuLayers) :
     /// is null), the GPU and the CPU when it takes some, the CPU alone when it takes none, when the device is the CPU, or
     /// when no GPU is usable (<paramref name="log"/> then gets one line saying why, unless the request was a plain auto, without a
     /// layer count, on a machine with no GPU at all). <paramref name="repackInBackground"/>: as
-    /// <see cref="ModelLoadOptions.RepackInBackground"/>.
+    /// <see cref="ModelLoadOptions.RepackInBackground"/>. With <paramref name="file"/> given and an auto device, a model with tensors
+    /// the GPU backend cannot run yet (Q5_K, Q2_K, ...) goes to the CPU backend after one line naming them (<see cref="GpuRefusal"/>)
+    /// instead of failing to load; an explicit device still fails.
     /// </summary>
     public static BackendSet Create(DeviceRequest device, int? gpuLayers, int layers, int threads, int batch, bool repack,
-        Action<string>? log = null, bool repackInBackground = false)
+        Action<string>? log = null, bool repackInBackground = false, GgufFile? file = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(gpuLayers ?? 0, nameof(gpuLayers));
         if (gpuLayers == 0) return new BackendSet(null, new CpuBackend(threads, batch, repack, repackInBackground), 0);
         var gpu = OpenGpu(device, batch, gpuLayers is not null ? log : null, log);
         if (gpu is null) return new BackendSet(null, new CpuBackend(threads, batch, repack, repackInBackground), 0);
         int n = Math.Min(gpuLayers ?? layers, layers);
+        if (device.Kind == DeviceKind.Auto && file is not null && GpuRefusal(file, n) is { } refusal)
+        {
+            gpu.Dispose();
+            log?.Invoke($"{refusal}; running on the CPU backend");
+            return new BackendSet(null, new CpuBackend(threads, batch, repack, repackInBackground), 0);
+        }
         if (n == layers) return new BackendSet(gpu, null, n);
         try
         {
@@ -38,6 +46,20 @@ public sealed record BackendSet(GpuBackend? Gpu, IBackend? Cpu, int GpuLayers) :
             gpu.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Why the GPU backend cannot take the first <paramref name="gpuLayers"/> layers of <paramref name="file"/> (the types of the
+    /// tensors they hold that it has no kernels for, and the first such tensor), or null when it can.
+    /// </summary>
+    public static string? GpuRefusal(GgufFile file, int gpuLayers)
+    {
+        var part = ModelPlacement.Plan(file, ModelConfig.FromGguf(file), gpuLayers).FirstOrDefault(p => p.IsFirst);
+        var unsupported = part?.Tensors.Where(t => !GpuBackend.IsSupported(t.Type)).ToList() ?? [];
+        if (unsupported.Count == 0) return null;
+        string types = string.Join(", ", unsupported.Select(t => GgmlTypeInfo.Name(t.Type)).Distinct());
+        string more = unsupported.Count > 1 ? $" and {unsupported.Count - 1} more" : "";
+        return $"the GPU backend does not run {types} yet ('{unsupported[0].Name}'{more})";
     }
 
     /// <summary>Loads the model on these backends; the model owns them from here on (disposed here if loading fails).</summary>

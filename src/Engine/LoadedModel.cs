@@ -61,7 +61,7 @@ public sealed class LoadedModel : IDisposable
                     + "the model was trained for; expect worse text past that");
             var backends = BackendSet.Create(
                 options.Device, options.GpuLayers, layers, options.Threads, options.BatchSize, options.Repack, options.Log,
-                options.RepackInBackground);
+                options.RepackInBackground, file);
             if (backends.Cpu is not null)
             {
                 int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.ContextLength, 4096);

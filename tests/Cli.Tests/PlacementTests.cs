@@ -66,6 +66,56 @@ public class PlacementTests
     }
 
     [Fact]
+    public void AutoTakesTheCpuBackendForTypesTheGpuBackendLacks()
+    {
+        // layer 1's attn_q as Q5_0, which the GPU backend has no kernels for
+        string path = Path.Combine(Path.GetTempPath(), $"placement-q5_0-{Environment.ProcessId}.gguf");
+        try
+        {
+            using (var src = GgufFile.Open(Fixtures.Model("llama3", "q8_0")))
+            using (var w = new GgufWriter(path))
+            {
+                foreach (var key in src.MetadataKeys) w.Add(key, src.Metadata[key].Type, src.Metadata[key].Value);
+                const string retyped = "blk.1.attn_q.weight";
+                foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Name == retyped ? GgmlType.Q5_0 : t.Type, t.Dims.ToArray());
+                w.WriteHeader();
+                foreach (var t in src.Tensors)
+                {
+                    if (t.Name != retyped)
+                    {
+                        w.WriteTensorData(t.Span);
+                        continue;
+                    }
+                    var floats = new float[t.ElementCount];
+                    Runtime.Formats.RowCodec.Dequantize(t.Type, t.Span, floats);
+                    var q = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q5_0, t.ElementCount)];
+                    Runtime.Formats.RowCodec.Quantize(GgmlType.Q5_0, floats, q);
+                    w.WriteTensorData(q);
+                }
+                w.Commit();
+            }
+            using var file = GgufFile.Open(path);
+            var c = ModelConfig.FromGguf(file);
+            const string refusal = "the GPU backend does not run Q5_0 yet ('blk.1.attn_q.weight')";
+            Assert.Equal(refusal, Engine.BackendSet.GpuRefusal(file, 2));
+            Assert.Null(Engine.BackendSet.GpuRefusal(file, 1)); // layer 0 alone on the GPU: nothing it lacks
+            Assert.Null(Engine.BackendSet.GpuRefusal(file, 0));
+            using (var q8 = GgufFile.Open(Fixtures.Model("llama3", "q8_0"))) Assert.Null(Engine.BackendSet.GpuRefusal(q8, 2));
+
+            var auto = InfoPlacement.Lines(file, c, DeviceRequest.Auto, null, 256, () => [FakeGpu]).ToList();
+            Assert.Equal($"placement:       CPU backend ({refusal}; --device auto takes the CPU backend); KV cache of 256 positions", auto[0]);
+            Assert.StartsWith("placement:       cuda:0 Fake H200", InfoPlacement.Lines(file, c, DeviceRequest.Auto, 1, 256, () => [FakeGpu]).First());
+            var cuda = InfoPlacement.Lines(file, c, new DeviceRequest(DeviceKind.Cuda), null, 256, () => [FakeGpu]).ToList();
+            Assert.StartsWith("placement:       cuda:0 Fake H200", cuda[0]);
+            Assert.Contains(cuda, l => l.Contains("the GPU backend does not run Q5_0 ('blk.1.attn_q.weight'): loading would fail"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public void InfoCommandTakesDeviceLayersAndContext()
     {
         var (code, stdout, stderr) = CliTests.Infer("info", "-m", Fixtures.Model("llama2-spm", "bf16"), "--device", "cpu", "-ngl", "1", "-c", "128");

@@ -45,7 +45,8 @@ internal static class BenchCommand
             foreach (var typeK in o.TypeK)
                 foreach (var typeV in o.TypeV)
                 {
-                    var backends = BackendSet.Create(o.Device, o.GpuLayers, config.BlockCount, threads, batch, o.Repack, stderr.WriteLine);
+                    var backends = BackendSet.Create(o.Device, o.GpuLayers, config.BlockCount, threads, batch, o.Repack, stderr.WriteLine,
+                        file: file);
                     if (o.Profile && (backends.Cpu is not CpuBackend || backends.Gpu is not null))
                     {
                         backends.Dispose();

@@ -35,6 +35,9 @@ internal static class InfoPlacement
                 why = $"GPU discovery failed: {e.Message}";
             }
         }
+        if (gpu is not null && device.Kind == DeviceKind.Auto
+            && Infer.Engine.BackendSet.GpuRefusal(file, Math.Min(gpuLayers ?? config.BlockCount, config.BlockCount)) is { } refusal)
+            (gpu, why) = (null, $"{refusal}; --device auto takes the CPU backend");
         int n = gpu is null ? 0 : Math.Min(gpuLayers ?? config.BlockCount, config.BlockCount);
         int ctx = contextLength > 0 ? contextLength : Math.Min(config.ContextLength, 4096);
         var parts = ModelPlacement.Plan(file, config, n, ctx, kType: KvCacheTypes.Default, vType: KvCacheTypes.Default);
