@@ -71,6 +71,9 @@ public sealed unsafe class CpuBackend : IBackend
     /// <summary>See <see cref="MatMulDriver.MaxTileScratchFloats"/> (tests set 0).</summary>
     internal int MatMulMaxTileScratchFloats { get => _matMul.MaxTileScratchFloats; set => _matMul.MaxTileScratchFloats = value; }
 
+    /// <summary>See <see cref="MatMulDriver.ConvertMinTokens"/> (tests lower it).</summary>
+    internal int MatMulConvertMinTokens { get => _matMul.ConvertMinTokens; set => _matMul.ConvertMinTokens = value; }
+
     /// <summary>See <see cref="AttentionDriver.GroupDecodePositions"/>.</summary>
     internal const int GroupDecodePositions = AttentionDriver.GroupDecodePositions;
 

@@ -34,6 +34,16 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
     /// </summary>
     public int MaxTileScratchFloats { get; set; } = 32 * 1024;
 
+    /// <summary>
+    /// Batches of at least this many tokens multiply a weight whose kernel has <see cref="QuantKernel.GemmVia"/> through it (each
+    /// thread converts its rows, then runs the other type's tiles); smaller batches keep the type's own dots. Tests lower it.
+    /// </summary>
+    public int ConvertMinTokens { get; set; } = 16;
+
+    // per worker: the rows of its current chunk converted for GemmVia (repacked groups, then up to 8 plain rows)
+    private byte*[] _convertScratch = [];
+    private long _convertCapacity;
+
     /// <summary>y[t, :] = W · x[t, :] for the first <paramref name="n"/> rows.</summary>
     public void MatMul(CpuWeight w, CpuActivation xa, CpuActivation ya, int n)
     {
@@ -42,7 +52,8 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
 
         byte* input;
         long inputRowBytes;
-        var kernel = w.Kernel;
+        var via = w.Kernel.GemmVia is { } v && n >= ConvertMinTokens && w.Rows >= QuantKernel.TileRows ? v : null;
+        var kernel = via ?? w.Kernel; // the kernels that see the activations
         if (kernel.VecDotType == GgmlType.F32)
         {
             input = (byte*)xa.Data;
@@ -84,11 +95,26 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         // weight has a tile kernel, else in whole repack groups.
         // the weight's repacked copy as of now: a background repack may publish it during the call; this call keeps the layout
         _matMul.Repacked = w.Repacked;
-        int unit = _matMul.Repacked != null && kernel.RepackedTile != null ? QuantKernel.TileRows : 8;
+        _matMul.Via = via;
+        int unit = via != null || (_matMul.Repacked != null && kernel.RepackedTile != null) ? QuantKernel.TileRows : 8;
         _matMul.ChunkRows = Math.Max(unit, w.Rows / (pool.ThreadCount * 8)) / unit * unit;
+        if (via != null)
+        {
+            EnsureConvertScratch(pool.ThreadCount, (_matMul.ChunkRows + 8) * via.RowBytes(w.Cols));
+            _matMul.ConvertScratch = _convertScratch;
+        }
         _matMul.NextChunk = 0;
         pool.Run(_matMul);
         ya.Version++;
+    }
+
+    private void EnsureConvertScratch(int threads, long bytes)
+    {
+        if (_convertScratch.Length >= threads && bytes <= _convertCapacity) return;
+        foreach (byte* p in _convertScratch) buffers.Free(p);
+        _convertCapacity = Math.Max(bytes, _convertCapacity);
+        _convertScratch = new byte*[threads];
+        for (int i = 0; i < threads; i++) _convertScratch[i] = (byte*)buffers.Alloc(_convertCapacity);
     }
 
     private void EnsureQuantizedCapacity(long bytes)
@@ -137,11 +163,22 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         public int Tokens;
         public int ChunkRows;
         public int NextChunk;
+        public QuantKernel? Via; // W.Kernel.GemmVia for this call, or null
+        public byte*[] ConvertScratch = [];
+
+        /// <summary>A weight's rows as the kernels read them: repacked groups up to <see cref="RepackedRows"/>, plain rows after.</summary>
+        private readonly struct RowSource(QuantKernel kernel, byte* data, long rowBytes, byte* repacked, int repackedRows)
+        {
+            public readonly QuantKernel K = kernel;
+            public readonly byte* Data = data, Repacked = repacked;
+            public readonly long RowBytes = rowBytes;
+            public readonly int RepackedRows = repackedRows;
+        }
 
         public void Execute(int thread, int threadCount)
         {
             var w = W;
-            var k = w.Kernel;
+            var k = Via ?? w.Kernel;
             int rows = w.Rows;
             int tileTokens = k.RepackedTile != null ? k.TileTokens : 4;
             int block = (int)Math.Max(tileTokens, TokenBlockBytes / Math.Max(1, XRowBytes) / tileTokens * tileTokens);
@@ -158,30 +195,53 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 int r0 = chunk * ChunkRows;
                 if (r0 >= rows) break;
                 int r1 = Math.Min(rows, r0 + ChunkRows);
+                var source = Via is null ? new RowSource(k, w.Data, w.RowBytes, Repacked, w.RepackedRows) : Convert(thread, r0, r1);
                 for (int t0 = 0; t0 < Tokens; t0 += block)
-                    Multiply(r0, r1, t0, Math.Min(Tokens, t0 + block), tileScales);
+                    Multiply(source, r0, r1, t0, Math.Min(Tokens, t0 + block), tileScales);
             }
+        }
+
+        /// <summary>
+        /// Rows r0..r1 converted by <see cref="QuantKernel.ConvertRow"/> into this thread's scratch: whole groups of 8 repacked for
+        /// <see cref="Via"/>'s tiles, the rest (fewer than 8) as plain rows.
+        /// </summary>
+        private RowSource Convert(int thread, int r0, int r1)
+        {
+            var w = W;
+            var via = Via!;
+            int cols = w.Cols, g = via.RepackRows;
+            long rb = via.RowBytes(cols);
+            byte* groups = ConvertScratch[thread], plain = groups + ChunkRows * rb;
+            int full = (r1 - r0) / g * g;
+            for (int r = 0; r < full; r += g)
+            {
+                for (int i = 0; i < g; i++) w.Kernel.ConvertRow(w.Data + (r0 + r + i) * w.RowBytes, plain + i * rb, cols);
+                via.Repack(plain, (nint)rb, groups + r * rb, cols);
+            }
+            for (int r = full; r < r1 - r0; r++) w.Kernel.ConvertRow(w.Data + (r0 + r) * w.RowBytes, plain + (r - full) * rb, cols);
+            return new RowSource(via, plain - (r0 + full) * rb, rb, groups - r0 * rb, r0 + full);
         }
 
         /// <summary>
         /// Rows r0..r1 of the weight times tokens t0..t1; <paramref name="tileScales"/> is scratch for one tile's scales, or null
         /// (no tile kernel).
         /// </summary>
-        private void Multiply(int r0, int r1, int t0, int t1, float* tileScales)
+        private void Multiply(in RowSource source, int r0, int r1, int t0, int t1, float* tileScales)
         {
-            var w = W;
-            var k = w.Kernel;
-            int cols = w.Cols, yCols = Y.Cols;
+            var k = source.K;
+            byte* repacked = source.Repacked;
+            long rowBytes = source.RowBytes;
+            int cols = W.Cols, yCols = Y.Cols;
             float* results = stackalloc float[32];
 
             // Repacked groups of 8 rows: pairs of groups through the tile kernel, then single groups.
             int g = k.RepackRows;
-            int rEnd = Repacked != null ? Math.Min(r1, w.RepackedRows) : r0;
+            int rEnd = repacked != null ? Math.Min(r1, source.RepackedRows) : r0;
             int r = r0;
             if (tileScales != null)
             {
                 int tt = k.TileTokens;
-                nint groupStride = (nint)(g * w.RowBytes);
+                nint groupStride = (nint)(g * rowBytes);
                 var tail = k.RepackedTileTail;
                 // with a 4-token tail tile, a remainder of 2 or 3 tokens after 6-token tiles gives back one full tile: 6 + 2 = 4 + 4,
                 // 6 + 3 = 4 + 4 + 1 (tiles of a multiple of 4 tokens leave the same 2 or 3 either way)
@@ -189,7 +249,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 if (tail != null && full > 0 && rest is 2 or 3 && tt % 4 != 0) full--;
                 for (; r + QuantKernel.TileRows <= rEnd; r += QuantKernel.TileRows)
                 {
-                    byte* group = Repacked + r * w.RowBytes;
+                    byte* group = repacked + r * rowBytes;
                     int t = t0, tEnd = t0 + full * tt;
                     if (full > 0 || (tail != null && t + 4 <= t1)) k.RepackedTileScales(cols, group, groupStride, tileScales);
                     for (; t < tEnd; t += tt)
@@ -209,16 +269,16 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                     }
                     for (; t + 4 <= t1; t += 4)
                     {
-                        Dot4Group(group, t, r, results);
-                        Dot4Group(group + groupStride, t, r + g, results);
+                        Dot4Group(k, group, t, r, results);
+                        Dot4Group(k, group + groupStride, t, r + g, results);
                     }
                 }
             }
             for (; r < rEnd; r += g)
             {
-                byte* group = Repacked + r * w.RowBytes;
+                byte* group = repacked + r * rowBytes;
                 int t = t0;
-                for (; t + 4 <= t1; t += 4) Dot4Group(group, t, r, results);
+                for (; t + 4 <= t1; t += 4) Dot4Group(k, group, t, r, results);
                 for (; t < t1; t++) k.RepackedDot(cols, group, X + t * XRowBytes, Y.Data + (long)t * yCols + r);
             }
 
@@ -228,21 +288,21 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             {
                 for (; r + 4 <= r1; r += 4)
                 {
-                    byte* wr = w.Data + r * w.RowBytes;
+                    byte* wr = source.Data + r * rowBytes;
                     int t = t0;
                     for (; t + 4 <= t1; t += 4)
                     {
-                        k.Dot4x4(cols, wr, (nint)w.RowBytes, X + t * XRowBytes, (nint)XRowBytes, results);
+                        k.Dot4x4(cols, wr, (nint)rowBytes, X + t * XRowBytes, (nint)XRowBytes, results);
                         for (int c = 0; c < 4; c++)
                             for (int i = 0; i < 4; i++) Y.Data[(long)(t + c) * yCols + r + i] = results[c * 4 + i];
                     }
                     for (; t < t1; t++)
-                        for (int i = 0; i < 4; i++) Y.Data[(long)t * yCols + r + i] = k.Dot(cols, wr + i * w.RowBytes, X + t * XRowBytes);
+                        for (int i = 0; i < 4; i++) Y.Data[(long)t * yCols + r + i] = k.Dot(cols, wr + i * rowBytes, X + t * XRowBytes);
                 }
             }
             for (; r < r1; r++)
             {
-                byte* wr = w.Data + r * w.RowBytes;
+                byte* wr = source.Data + r * rowBytes;
                 int t = t0;
                 for (; t + 4 <= t1; t += 4)
                 {
@@ -257,9 +317,8 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         /// The repacked group at <paramref name="group"/> (rows r..r+7) times tokens t..t+3; <paramref name="results"/> is 32 floats
         /// of scratch.
         /// </summary>
-        private void Dot4Group(byte* group, int t, int r, float* results)
+        private void Dot4Group(QuantKernel k, byte* group, int t, int r, float* results)
         {
-            var k = W.Kernel;
             int yCols = Y.Cols;
             k.RepackedDot4(W.Cols, group, X + t * XRowBytes, (nint)XRowBytes, results);
             for (int c = 0; c < 4; c++)

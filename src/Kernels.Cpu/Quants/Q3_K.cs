@@ -53,12 +53,12 @@ public static unsafe class Q3_K
     }
 
     /// <summary>
-    /// One 128-element half: q + 4 (0..7, unsigned) from the 2-bit fields of <paramref name="qs"/> and bits 4h..4h + 3 of the high-bit mask,
-    /// against 32-byte activation vectors at <paramref name="q8"/> with the half's group scales.
+    /// The four 32-byte vectors of one 128-element half: q + 4 (0..7, unsigned) from the 2-bit fields of <paramref name="qs"/> and
+    /// bits 4h..4h + 3 of the high-bit mask <paramref name="hm"/>; vector j holds elements 128h + 32j ...
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Half<T>(Vector256<int> s, Vector256<byte> qs, Vector256<byte> hm, int h, Vector256<byte> halfScales, sbyte* q8)
-        where T : struct, IIntDot
+    private static (Vector256<byte> U0, Vector256<byte> U1, Vector256<byte> U2, Vector256<byte> U3) Unpack(Vector256<byte> qs,
+        Vector256<byte> hm, int h)
     {
         var m3 = Vector256.Create((byte)3);
         var m4 = Vector256.Create((byte)4);
@@ -71,8 +71,78 @@ public static unsafe class Q3_K
             | (h == 0 ? hm : Vector256.ShiftRightLogical(m, 4).AsByte()) & m4;
         Vector256<byte> u3 = (Vector256.ShiftRightLogical(q, 6).AsByte() & m3)
             | (h == 0 ? Vector256.ShiftRightLogical(m, 1).AsByte() : Vector256.ShiftRightLogical(m, 5).AsByte()) & m4;
+        return (u0, u1, u2, u3);
+    }
+
+    /// <summary>
+    /// One 128-element half (<see cref="Unpack"/>) against 32-byte activation vectors at <paramref name="q8"/> with the half's group
+    /// scales.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Half<T>(Vector256<int> s, Vector256<byte> qs, Vector256<byte> hm, int h, Vector256<byte> halfScales, sbyte* q8)
+        where T : struct, IIntDot
+    {
+        var (u0, u1, u2, u3) = Unpack(qs, hm, h);
         return Q6_K.Quad<T>(s, u0, u1, u2, u3, Q6_K.PairScales(halfScales, 0), Q6_K.PairScales(halfScales, 1),
             Q6_K.PairScales(halfScales, 2), Q6_K.PairScales(halfScales, 3), q8);
+    }
+
+    /// <summary>
+    /// Q3_K → Q8_0, value for value (the prompt GEMM runs Q3_K weights as Q8_0 through this): each 32-element Q8_0 block is two
+    /// 16-element groups of one super-block, d8 = −d (the sign flip of an fp16) and q8 = −(sc − 32)·(q − 4) in −128..124.
+    /// </summary>
+    public static void ToQ8_0Ref(byte* src, byte* dst, int n)
+    {
+        int nb = n / Q3_KFormat.BlockSize;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (BlockQ3_K*)(src + (nint)i * Q3_KFormat.TypeSize);
+            for (int b = 0; b < 8; b++)
+            {
+                byte* block = dst + ((nint)i * 8 + b) * Q8_0Format.TypeSize;
+                *(ushort*)(block + Q8_0Format.DOffset) = (ushort)(x->D ^ 0x8000);
+                for (int l = 0; l < 32; l++)
+                {
+                    int low = (x->Qs[32 * (b / 4) + l] >> (2 * (b % 4))) & 3, high = (x->HMask[l] >> b) & 1;
+                    int scale = Q3_KFormat.Scale(x->Scales, 2 * b + l / 16);
+                    block[Q8_0Format.QsOffset + l] = (byte)(sbyte)(-scale * (low + 4 * high - 4));
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc cref="ToQ8_0Ref"/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void ToQ8_0(byte* src, byte* dst, int n)
+    {
+        int nb = n / Q3_KFormat.BlockSize;
+        short* neg = stackalloc short[16];
+        var four = Vector256.Create((byte)4);
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = src + (nint)i * Q3_KFormat.TypeSize;
+            (Vector256<short>.Zero - Scales(x)).Store(neg);
+            ushort d = (ushort)(*(ushort*)(x + Q3_KFormat.DOffset) ^ 0x8000);
+            Vector256<byte> hm = Vector256.Load(x + Q3_KFormat.HMaskOffset);
+            byte* o = dst + (nint)i * 8 * Q8_0Format.TypeSize;
+            for (int h = 0; h < 2; h++)
+            {
+                var (u0, u1, u2, u3) = Unpack(Vector256.Load(x + Q3_KFormat.QsOffset + 32 * h), hm, h);
+                Block(o, 4 * h, (u0 - four).AsSByte(), neg, d);
+                Block(o, 4 * h + 1, (u1 - four).AsSByte(), neg, d);
+                Block(o, 4 * h + 2, (u2 - four).AsSByte(), neg, d);
+                Block(o, 4 * h + 3, (u3 - four).AsSByte(), neg, d);
+            }
+        }
+
+        static void Block(byte* o, int b, Vector256<sbyte> q, short* neg, ushort d)
+        {
+            byte* block = o + b * Q8_0Format.TypeSize;
+            *(ushort*)(block + Q8_0Format.DOffset) = d;
+            Vector256<short> lo = Avx2.ConvertToVector256Int16(q.GetLower()) * Vector256.Create(neg[2 * b]);
+            Vector256<short> hi = Avx2.ConvertToVector256Int16(q.GetUpper()) * Vector256.Create(neg[2 * b + 1]);
+            Vector256.Narrow(lo, hi).Store((sbyte*)(block + Q8_0Format.QsOffset));
+        }
     }
 
     /// <summary>−4 · Σ_g sc_g·bsums_g per lane pair: what turns Σ sc·(q + 4)·y into Σ sc·q·y (|·| ≤ 4·2·32·2048).</summary>

@@ -102,6 +102,16 @@ public sealed unsafe class QuantKernel
     /// </summary>
     public delegate*<int, byte*, nint, float*, byte*, nint, float*, nint, void> RepackedTileTail { get; init; }
 
+    /// <summary>
+    /// Optional: the kernels of another type that multiply this type's rows in a prompt batch, after <see cref="ConvertRow"/> turned
+    /// them into that type value for value (Q3_K as Q8_0, whose repacked tiles then run, as ik_llama.cpp converts the low-bit
+    /// K-quants for its GEMM). Null when the type has none.
+    /// </summary>
+    public QuantKernel? GemmVia { get; init; }
+
+    /// <summary>(source row, destination row, n): one row of this type in <see cref="GemmVia"/>'s type, exactly. Null with it.</summary>
+    public delegate*<byte*, byte*, int, void> ConvertRow { get; init; }
+
     /// <summary>Weight rows per <see cref="RepackedTile"/> call.</summary>
     public const int TileRows = 16;
 
@@ -256,10 +266,13 @@ public static unsafe class QuantKernels
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q2_K.DotSimd<VnniDot> : avx2 ? &Q2_K.DotSimd<Avx2Dot> : &Q2_K.DotRef,
             vnni ? &Q2_K.Dot4Simd<VnniDot> : avx2 ? &Q2_K.Dot4Simd<Avx2Dot> : &Q2_K.Dot4Ref, &Q2_KFormat.DequantizeRef);
-        t[(int)GgmlType.Q3_K] = Quant(GgmlType.Q3_K, Q3_KFormat.BlockSize, Q3_KFormat.TypeSize,
+        var q3_KKernel = Quant(GgmlType.Q3_K, Q3_KFormat.BlockSize, Q3_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q3_K.DotSimd<VnniDot> : avx2 ? &Q3_K.DotSimd<Avx2Dot> : &Q3_K.DotRef,
             vnni ? &Q3_K.Dot4Simd<VnniDot> : avx2 ? &Q3_K.Dot4Simd<Avx2Dot> : &Q3_K.Dot4Ref, &Q3_KFormat.DequantizeRef);
+        // prompts: Q3_K rows converted exactly to Q8_0 per matmul (−(sc − 32)·(q − 4) fits int8) and multiplied by its tiles
+        t[(int)GgmlType.Q3_K] = avx2 && t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8
+            ? WithGemmVia(q3_KKernel, q8, &Q3_K.ToQ8_0) : q3_KKernel;
         var q4_KKernel = Quant(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
@@ -308,6 +321,15 @@ public static unsafe class QuantKernels
             RepackedTile = tile, RepackedTileScales = tileScales, TileScaleFloats = tileScaleFloats, TileTokens = tile == null ? 0 : tileTokens,
             RepackedTileTail = tail,
         };
+
+    private static QuantKernel WithGemmVia(QuantKernel k, QuantKernel via, delegate*<byte*, byte*, int, void> convert) => new()
+    {
+        Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
+        VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize,
+        Isa = $"{k.Isa}; prompts as {GgmlTypeInfo.Name(via.Type)} ({via.Isa})",
+        QuantizeActivations = k.QuantizeActivations, ActivationSumFactor = k.ActivationSumFactor, Dot = k.Dot, Dot4 = k.Dot4,
+        Dequantize = k.Dequantize, GemmVia = via, ConvertRow = convert,
+    };
 
     /// <summary>The repacked kernels of a legacy type (<see cref="LegacyX8"/>) on an AVX2 CPU.</summary>
     private static QuantKernel Legacy<F>(QuantKernel k, bool vnni, bool wide, string tileIsa) where F : struct, ILegacyX8 =>

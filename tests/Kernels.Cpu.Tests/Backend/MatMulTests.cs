@@ -19,7 +19,7 @@ public unsafe class MatMulTests
         GgmlType[] types =
         [
             GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
-            GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+            GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
         ];
         foreach (var type in types)
             foreach (var (rows, tokens) in new[] { (1, 1), (7, 3), (8, 4), (13, 5), (67, 9), (130, 1), (40, 16) })
@@ -29,7 +29,25 @@ public unsafe class MatMulTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void MatchesScalarReference(GgmlType type, int rows, int tokens, bool repack) => Check(type, rows, tokens, repack, 512, 0);
+    public void MatchesScalarReference(GgmlType type, int rows, int tokens, bool repack) =>
+        Check(type, rows, tokens, repack && type is not (GgmlType.Q2_K or GgmlType.Q3_K), 512, 0, convertMin: int.MaxValue);
+
+    /// <summary>
+    /// Q3_K in a prompt batch: each thread converts its rows to Q8_0 (exactly) and runs the Q8_0 tiles, so the reference is the
+    /// scalar Q8_0 dot of the converted rows (<see cref="Q3_K.ToQ8_0Ref"/>) with Q8_0 activations: whole tiles, single 8-row groups,
+    /// chunks that end in a few plain rows, token blocks with tails.
+    /// </summary>
+    [Theory]
+    [InlineData(16, 16, 0)]
+    [InlineData(24, 21, 0)]
+    [InlineData(67, 20, 0)]
+    [InlineData(40, 37, 5)]
+    [InlineData(130, 4, 0)]
+    public void Q3_KPromptsRunAsExactQ8_0(int rows, int tokens, int blockRows)
+    {
+        Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
+        Check(GgmlType.Q3_K, rows, tokens, false, 512, blockRows, convertMin: 4);
+    }
 
     public static IEnumerable<object[]> BlockedCases()
     {
@@ -51,19 +69,27 @@ public unsafe class MatMulTests
     [InlineData(GgmlType.Q4_K)]
     public void WithoutTileScratchMatchesScalarReference(GgmlType type) => Check(type, 48, 11, true, 512, 0, tileScratch: 0);
 
-    private static void Check(GgmlType type, int rows, int tokens, bool repack, int cols, int blockRows, int tileScratch = -1)
+    private static void Check(GgmlType type, int rows, int tokens, bool repack, int cols, int blockRows, int tileScratch = -1,
+        int convertMin = 16)
     {
         if (repack) Isa.RequireRepacked(type, QuantKernels.IsaLevel.Best); // the backend would fall back to the plain layout
-        var reference = QuantKernels.Get(type, QuantKernels.IsaLevel.Scalar);
-        long rowBytes = reference.RowBytes(cols);
+        var kernel = QuantKernels.Get(type);
+        bool converted = kernel.GemmVia != null && tokens >= convertMin && rows >= QuantKernel.TileRows;
+        var reference = QuantKernels.Get(converted ? kernel.GemmVia!.Type : type, QuantKernels.IsaLevel.Scalar);
+        long fileRowBytes = kernel.RowBytes(cols), rowBytes = reference.RowBytes(cols);
         var rng = new Random(rows * 31 + tokens);
+        var file = new byte[rows * fileRowBytes];
         var weights = new byte[rows * rowBytes];
         var row = new float[cols];
         for (int r = 0; r < rows; r++)
         {
             for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
-            RowCodec.Quantize(type, row, weights.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            RowCodec.Quantize(type, row, file.AsSpan((int)(r * fileRowBytes), (int)fileRowBytes));
         }
+        if (!converted) file.CopyTo(weights, 0);
+        else
+            fixed (byte* src = file, dst = weights)
+                for (int r = 0; r < rows; r++) Q3_K.ToQ8_0Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);
         var x = new float[tokens * cols];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
 
@@ -72,7 +98,7 @@ public unsafe class MatMulTests
         var scale = new double[tokens * rows];
         var xq = new byte[Math.Max(reference.ActivationRowBytes(cols), cols * 4)];
         var wf = new float[cols];
-        fixed (byte* w = weights, q = xq)
+        fixed (byte* w = weights, q = xq, f = file)
         fixed (float* xs = x, wfp = wf)
         {
             for (int t = 0; t < tokens; t++)
@@ -91,9 +117,10 @@ public unsafe class MatMulTests
             }
 
             using var backend = new CpuBackend(threads: 2, maxBatch: tokens, repack: repack);
+            backend.MatMulConvertMinTokens = convertMin;
             if (tileScratch >= 0) backend.MatMulMaxTileScratchFloats = tileScratch;
             if (blockRows > 0) backend.MatMulTokenBlockBytes = blockRows * Math.Max(reference.ActivationRowBytes(cols), cols * 4L);
-            var y = Product(backend, backend.CreateWeight("w", type, rows, cols, w), x, tokens);
+            var y = Product(backend, backend.CreateWeight("w", type, rows, cols, f), x, tokens);
             for (int i = 0; i < expected.Length; i++)
             {
                 double err = Math.Abs(y[i] - expected[i]);

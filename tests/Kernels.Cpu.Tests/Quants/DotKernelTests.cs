@@ -107,6 +107,32 @@ public unsafe class DotKernelTests
     public static TheoryData<GgmlType> QuantTypes() =>
         [.. QuantKernels.SupportedWeightTypes.Where(t => QuantKernels.Get(t).VecDotType is GgmlType.Q8_0 or GgmlType.Q8_K)];
 
+    /// <summary>
+    /// Q3_K → Q8_0 for the prompt GEMM: the vector conversion writes the reference's bytes, and the Q8_0 rows dequantize to the
+    /// Q3_K rows' values exactly.
+    /// </summary>
+    [Fact]
+    public void Q3_KToQ8_0IsExact()
+    {
+        Isa.RequireSimd(GgmlType.Q3_K, QuantKernels.IsaLevel.Avx2);
+        foreach (int n in Lengths(GgmlType.Q3_K))
+        {
+            byte[] w = QuantTestUtil.Quantize(GgmlType.Q3_K, QuantTestUtil.RandomData(n, n, 0.05f));
+            // every scale and every quant, including sc − 32 = −32 with q − 4 = −4 (the product 128 is stored negated: −128)
+            if (n == 256) { Array.Fill<byte>(w, 0, 0, 96); Array.Fill<byte>(w, 0, 96, 12); }
+            var expected = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_0, n)];
+            var actual = new byte[expected.Length];
+            fixed (byte* pw = w, pe = expected, pa = actual)
+            {
+                Q3_K.ToQ8_0Ref(pw, pe, n);
+                Q3_K.ToQ8_0(pw, pa, n);
+            }
+            Assert.Equal(expected, actual);
+            float[] a = QuantTestUtil.Dequantize(GgmlType.Q3_K, w, n), b = QuantTestUtil.Dequantize(GgmlType.Q8_0, actual, n);
+            for (int i = 0; i < n; i++) Assert.True(a[i] == b[i], $"n={n} element {i}: Q3_K {a[i]}, as Q8_0 {b[i]}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void Dot4MatchesFourReferenceDots(GgmlType type, QuantKernels.IsaLevel level)
