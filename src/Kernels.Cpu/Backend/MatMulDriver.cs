@@ -40,9 +40,12 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
     /// </summary>
     public int ConvertMinTokens { get; set; } = 16;
 
-    // per worker: the rows of its current chunk converted for GemmVia (repacked groups, then up to 8 plain rows)
+    // per worker: the rows of its current chunk converted for GemmVia (repacked groups, then up to 8 plain rows, then the group
+    // offsets of RowMins per 16-row tile); and the activations' sums per group of 16 (GroupOffsets)
     private byte*[] _convertScratch = [];
     private long _convertCapacity;
+    private float* _groupSums;
+    private long _groupSumsCapacity;
 
     /// <summary>y[t, :] = W · x[t, :] for the first <paramref name="n"/> rows.</summary>
     public void MatMul(CpuWeight w, CpuActivation xa, CpuActivation ya, int n)
@@ -100,8 +103,22 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         _matMul.ChunkRows = Math.Max(unit, w.Rows / (pool.ThreadCount * 8)) / unit * unit;
         if (via != null)
         {
-            EnsureConvertScratch(pool.ThreadCount, (_matMul.ChunkRows + 8) * via.RowBytes(w.Cols));
+            long mins = w.Kernel.RowMins == null ? 0
+                : ((long)_matMul.ChunkRows / QuantKernel.TileRows + 1) * QuantKernel.TileRows * (w.Cols / GroupOffsets.GroupSize + 1);
+            EnsureConvertScratch(pool.ThreadCount, (_matMul.ChunkRows + 8) * via.RowBytes(w.Cols) + mins * sizeof(float));
             _matMul.ConvertScratch = _convertScratch;
+            if (w.Kernel.RowMins != null)
+            {
+                long floats = (long)n * (w.Cols / GroupOffsets.GroupSize);
+                if (floats > _groupSumsCapacity)
+                {
+                    buffers.Free(_groupSums);
+                    _groupSums = (float*)buffers.Alloc(floats * sizeof(float));
+                    _groupSumsCapacity = floats;
+                }
+                GroupOffsets.GroupSums(xa.Data, n, w.Cols, _groupSums);
+            }
+            _matMul.GroupSums = _groupSums;
         }
         _matMul.NextChunk = 0;
         pool.Run(_matMul);
@@ -165,6 +182,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         public int NextChunk;
         public QuantKernel? Via; // W.Kernel.GemmVia for this call, or null
         public byte*[] ConvertScratch = [];
+        public float* GroupSums; // with Via and RowMins: the activations' sums per group of 16, [token][group]
 
         /// <summary>A weight's rows as the kernels read them: repacked groups up to <see cref="RepackedRows"/>, plain rows after.</summary>
         private readonly struct RowSource(QuantKernel kernel, byte* data, long rowBytes, byte* repacked, int repackedRows)
@@ -197,7 +215,10 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 int r1 = Math.Min(rows, r0 + ChunkRows);
                 var source = Via is null ? new RowSource(k, w.Data, w.RowBytes, Repacked, w.RepackedRows) : Convert(thread, r0, r1);
                 for (int t0 = 0; t0 < Tokens; t0 += block)
+                {
                     Multiply(source, r0, r1, t0, Math.Min(Tokens, t0 + block), tileScales);
+                    if (Via != null && w.Kernel.RowMins != null) AddGroupOffsets(MinsScratch(thread), r0, r1, t0, Math.Min(Tokens, t0 + block));
+                }
             }
         }
 
@@ -219,7 +240,32 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 via.Repack(plain, (nint)rb, groups + r * rb, cols);
             }
             for (int r = full; r < r1 - r0; r++) w.Kernel.ConvertRow(w.Data + (r0 + r) * w.RowBytes, plain + (r - full) * rb, cols);
+            if (w.Kernel.RowMins != null)
+            {
+                // per 16-row tile, [group][16] (rows past the chunk zero); the last group's slot is the one row's scratch
+                int groupCount = cols / GroupOffsets.GroupSize, tiles = (r1 - r0 + QuantKernel.TileRows - 1) / QuantKernel.TileRows;
+                float* mins = MinsScratch(thread), row = mins + (long)tiles * QuantKernel.TileRows * groupCount;
+                new Span<float>(mins, tiles * QuantKernel.TileRows * groupCount).Clear();
+                for (int r = 0; r < r1 - r0; r++)
+                {
+                    w.Kernel.RowMins(w.Data + (r0 + r) * w.RowBytes, row, cols);
+                    GroupOffsets.Scatter(mins + (long)(r / QuantKernel.TileRows) * QuantKernel.TileRows * groupCount, r % QuantKernel.TileRows,
+                        row, groupCount);
+                }
+            }
             return new RowSource(via, plain - (r0 + full) * rb, rb, groups - r0 * rb, r0 + full);
+        }
+
+        /// <summary>This thread's group offsets (after its converted rows in the scratch).</summary>
+        private float* MinsScratch(int thread) => (float*)(ConvertScratch[thread] + (ChunkRows + 8) * Via!.RowBytes(W.Cols));
+
+        /// <summary>y[t, r] += Σ_g offset[r, g]·sums[t, g] for rows r0..r1 and tokens t0..t1 (<see cref="GroupOffsets"/>).</summary>
+        private void AddGroupOffsets(float* mins, int r0, int r1, int t0, int t1)
+        {
+            int groupCount = W.Cols / GroupOffsets.GroupSize;
+            for (int r = r0; r < r1; r += QuantKernel.TileRows)
+                GroupOffsets.Add(mins + (long)(r - r0) * groupCount, groupCount, GroupSums, t0, t1, Y.Data, Y.Cols, r,
+                    Math.Min(QuantKernel.TileRows, r1 - r));
         }
 
         /// <summary>

@@ -122,6 +122,66 @@ public static unsafe class Q2_K
         result[0] = Simd.HSum(acc0); result[1] = Simd.HSum(acc1); result[2] = Simd.HSum(acc2); result[3] = Simd.HSum(acc3);
     }
 
+    /// <summary>
+    /// The scaled part of a Q2_K row as Q8_0, value for value: d8 = d, q8 = (sc &amp; 15)·q in 0..45 (the prompt GEMM runs Q2_K weights
+    /// as Q8_0 through this, with <see cref="RowMins"/> added per 16-element group).
+    /// </summary>
+    public static void ToQ8_0Ref(byte* src, byte* dst, int n)
+    {
+        int nb = n / Q2_KFormat.BlockSize;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (BlockQ2_K*)(src + (nint)i * Q2_KFormat.TypeSize);
+            for (int b = 0; b < 8; b++)
+            {
+                byte* block = dst + ((nint)i * 8 + b) * Q8_0Format.TypeSize;
+                *(ushort*)(block + Q8_0Format.DOffset) = x->D;
+                for (int l = 0; l < 32; l++)
+                {
+                    int q = (x->Qs[32 * (b / 4) + l] >> (2 * (b % 4))) & 3;
+                    block[Q8_0Format.QsOffset + l] = (byte)((x->Scales[2 * b + l / 16] & 0xF) * q);
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc cref="ToQ8_0Ref"/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void ToQ8_0(byte* src, byte* dst, int n)
+    {
+        int nb = n / Q2_KFormat.BlockSize;
+        short* scales = stackalloc short[16];
+        var m3 = Vector256.Create((byte)3);
+        for (int i = 0; i < nb; i++)
+        {
+            byte* x = src + (nint)i * Q2_KFormat.TypeSize;
+            ScalesMins(x).Scales.Store(scales);
+            ushort d = *(ushort*)(x + Q2_KFormat.DOffset);
+            byte* o = dst + (nint)i * 8 * Q8_0Format.TypeSize;
+            for (int h = 0; h < 2; h++)
+            {
+                Vector256<byte> qs = Vector256.Load(x + Q2_KFormat.QsOffset + 32 * h);
+                Vector256<ushort> q = qs.AsUInt16();
+                Q3_K.Q8_0Block(o, 4 * h, (qs & m3).AsSByte(), scales, d);
+                Q3_K.Q8_0Block(o, 4 * h + 1, (Vector256.ShiftRightLogical(q, 2).AsByte() & m3).AsSByte(), scales, d);
+                Q3_K.Q8_0Block(o, 4 * h + 2, (Vector256.ShiftRightLogical(q, 4).AsByte() & m3).AsSByte(), scales, d);
+                Q3_K.Q8_0Block(o, 4 * h + 3, (Vector256.ShiftRightLogical(q, 6).AsByte() & m3).AsSByte(), scales, d);
+            }
+        }
+    }
+
+    /// <summary>What <see cref="ToQ8_0"/> leaves out: per 16-element group g, −dmin·(sc_g &gt;&gt; 4), the offset of its every value.</summary>
+    public static void RowMins(byte* src, float* mins, int n)
+    {
+        int nb = n / Q2_KFormat.BlockSize;
+        for (int i = 0; i < nb; i++)
+        {
+            var x = (BlockQ2_K*)(src + (nint)i * Q2_KFormat.TypeSize);
+            float dmin = HalfBits.ToFloat(x->DMin);
+            for (int g = 0; g < 16; g++) mins[i * 16 + g] = -(dmin * (x->Scales[g] >> 4));
+        }
+    }
+
     /// <summary>acc − d_a·dmin·Σ_g m_g·bsums_g (per lane pair).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Mins(Vector256<float> acc, Vector256<short> mins, byte* y, float dmin) =>

@@ -128,21 +128,26 @@ public static unsafe class Q3_K
             for (int h = 0; h < 2; h++)
             {
                 var (u0, u1, u2, u3) = Unpack(Vector256.Load(x + Q3_KFormat.QsOffset + 32 * h), hm, h);
-                Block(o, 4 * h, (u0 - four).AsSByte(), neg, d);
-                Block(o, 4 * h + 1, (u1 - four).AsSByte(), neg, d);
-                Block(o, 4 * h + 2, (u2 - four).AsSByte(), neg, d);
-                Block(o, 4 * h + 3, (u3 - four).AsSByte(), neg, d);
+                Q8_0Block(o, 4 * h, (u0 - four).AsSByte(), neg, d);
+                Q8_0Block(o, 4 * h + 1, (u1 - four).AsSByte(), neg, d);
+                Q8_0Block(o, 4 * h + 2, (u2 - four).AsSByte(), neg, d);
+                Q8_0Block(o, 4 * h + 3, (u3 - four).AsSByte(), neg, d);
             }
         }
+    }
 
-        static void Block(byte* o, int b, Vector256<sbyte> q, short* neg, ushort d)
-        {
-            byte* block = o + b * Q8_0Format.TypeSize;
-            *(ushort*)(block + Q8_0Format.DOffset) = d;
-            Vector256<short> lo = Avx2.ConvertToVector256Int16(q.GetLower()) * Vector256.Create(neg[2 * b]);
-            Vector256<short> hi = Avx2.ConvertToVector256Int16(q.GetUpper()) * Vector256.Create(neg[2 * b + 1]);
-            Vector256.Narrow(lo, hi).Store((sbyte*)(block + Q8_0Format.QsOffset));
-        }
+    /// <summary>
+    /// Q8_0 block <paramref name="b"/> at <paramref name="o"/>: scale bits <paramref name="d"/>, quants <paramref name="q"/> times
+    /// scales[2b] (elements 0-15) and scales[2b + 1] (16-31), products that fit int8.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Q8_0Block(byte* o, int b, Vector256<sbyte> q, short* scales, ushort d)
+    {
+        byte* block = o + b * Q8_0Format.TypeSize;
+        *(ushort*)(block + Q8_0Format.DOffset) = d;
+        Vector256<short> lo = Avx2.ConvertToVector256Int16(q.GetLower()) * Vector256.Create(scales[2 * b]);
+        Vector256<short> hi = Avx2.ConvertToVector256Int16(q.GetUpper()) * Vector256.Create(scales[2 * b + 1]);
+        Vector256.Narrow(lo, hi).Store((sbyte*)(block + Q8_0Format.QsOffset));
     }
 
     /// <summary>−4 · Σ_g sc_g·bsums_g per lane pair: what turns Σ sc·(q + 4)·y into Σ sc·q·y (|·| ≤ 4·2·32·2048).</summary>

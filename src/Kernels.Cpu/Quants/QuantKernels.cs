@@ -109,8 +109,17 @@ public sealed unsafe class QuantKernel
     /// </summary>
     public QuantKernel? GemmVia { get; init; }
 
-    /// <summary>(source row, destination row, n): one row of this type in <see cref="GemmVia"/>'s type, exactly. Null with it.</summary>
+    /// <summary>
+    /// (source row, destination row, n): one row of this type in <see cref="GemmVia"/>'s type, exactly, but for the per-group offsets
+    /// of <see cref="RowMins"/> where it has them. Null without <see cref="GemmVia"/>.
+    /// </summary>
     public delegate*<byte*, byte*, int, void> ConvertRow { get; init; }
+
+    /// <summary>
+    /// (source row, offsets, n): the offset of every value of each 16-element group that <see cref="ConvertRow"/> leaves out (Q2_K's
+    /// −dmin·m), n / 16 floats. Null when the conversion is exact (Q3_K).
+    /// </summary>
+    public delegate*<byte*, float*, int, void> RowMins { get; init; }
 
     /// <summary>Weight rows per <see cref="RepackedTile"/> call.</summary>
     public const int TileRows = 16;
@@ -261,11 +270,14 @@ public static unsafe class QuantKernels
             vnni ? &Q5_1.DotSimd<VnniDot> : avx2 ? &Q5_1.DotSimd<Avx2Dot> : &Q5_1.DotRef,
             vnni ? &Q5_1.Dot4Simd<VnniDot> : avx2 ? &Q5_1.Dot4Simd<Avx2Dot> : &Q5_1.Dot4Ref, &Q5_1Format.DequantizeRef);
         t[(int)GgmlType.Q5_1] = !avx2 ? q5_1Kernel : Legacy<Q5_1x8>(q5_1Kernel, vnni, wide, tileIsa);
-        // Q2_K and Q3_K (Q2_K and Q3_K_M files): the plain-layout dots only, no repacked GEMM tiles yet
-        t[(int)GgmlType.Q2_K] = Quant(GgmlType.Q2_K, Q2_KFormat.BlockSize, Q2_KFormat.TypeSize,
+        // Q2_K and Q3_K (Q2_K and Q3_K_M files): plain-layout dots for decode; prompts converted to Q8_0 per matmul (GemmVia)
+        var q2_KKernel = Quant(GgmlType.Q2_K, Q2_KFormat.BlockSize, Q2_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q2_K.DotSimd<VnniDot> : avx2 ? &Q2_K.DotSimd<Avx2Dot> : &Q2_K.DotRef,
             vnni ? &Q2_K.Dot4Simd<VnniDot> : avx2 ? &Q2_K.Dot4Simd<Avx2Dot> : &Q2_K.Dot4Ref, &Q2_KFormat.DequantizeRef);
+        // prompts: (sc & 15)·q as Q8_0 through its tiles, and −dmin·m per group of 16 added from the activations' group sums
+        t[(int)GgmlType.Q2_K] = avx2 && t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8ForQ2
+            ? WithGemmVia(q2_KKernel, q8ForQ2, &Q2_K.ToQ8_0, &Q2_K.RowMins) : q2_KKernel;
         var q3_KKernel = Quant(GgmlType.Q3_K, Q3_KFormat.BlockSize, Q3_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q3_K.DotSimd<VnniDot> : avx2 ? &Q3_K.DotSimd<Avx2Dot> : &Q3_K.DotRef,
@@ -322,14 +334,15 @@ public static unsafe class QuantKernels
             RepackedTileTail = tail,
         };
 
-    private static QuantKernel WithGemmVia(QuantKernel k, QuantKernel via, delegate*<byte*, byte*, int, void> convert) => new()
-    {
-        Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
-        VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize,
-        Isa = $"{k.Isa}; prompts as {GgmlTypeInfo.Name(via.Type)} ({via.Isa})",
-        QuantizeActivations = k.QuantizeActivations, ActivationSumFactor = k.ActivationSumFactor, Dot = k.Dot, Dot4 = k.Dot4,
-        Dequantize = k.Dequantize, GemmVia = via, ConvertRow = convert,
-    };
+    private static QuantKernel WithGemmVia(QuantKernel k, QuantKernel via, delegate*<byte*, byte*, int, void> convert,
+        delegate*<byte*, float*, int, void> mins = null) => new()
+        {
+            Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
+            VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize,
+            Isa = $"{k.Isa}; prompts as {GgmlTypeInfo.Name(via.Type)} ({via.Isa})",
+            QuantizeActivations = k.QuantizeActivations, ActivationSumFactor = k.ActivationSumFactor, Dot = k.Dot, Dot4 = k.Dot4,
+            Dequantize = k.Dequantize, GemmVia = via, ConvertRow = convert, RowMins = mins,
+        };
 
     /// <summary>The repacked kernels of a legacy type (<see cref="LegacyX8"/>) on an AVX2 CPU.</summary>
     private static QuantKernel Legacy<F>(QuantKernel k, bool vnni, bool wide, string tileIsa) where F : struct, ILegacyX8 =>

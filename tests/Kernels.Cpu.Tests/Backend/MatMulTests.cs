@@ -49,6 +49,22 @@ public unsafe class MatMulTests
         Check(GgmlType.Q3_K, rows, tokens, false, 512, blockRows, convertMin: 4);
     }
 
+    /// <summary>
+    /// Q2_K in a prompt batch: (sc &amp; 15)·q as Q8_0 through its tiles, then −dmin·m per group of 16 times the activations' group
+    /// sums; the reference adds the same offsets in double to the scalar Q8_0 dot of the converted rows.
+    /// </summary>
+    [Theory]
+    [InlineData(16, 16, 0)]
+    [InlineData(24, 21, 0)]
+    [InlineData(67, 20, 0)]
+    [InlineData(40, 37, 5)]
+    [InlineData(130, 6, 0)]
+    public void Q2_KPromptsRunAsQ8_0WithGroupOffsets(int rows, int tokens, int blockRows)
+    {
+        Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
+        Check(GgmlType.Q2_K, rows, tokens, false, 512, blockRows, convertMin: 4);
+    }
+
     public static IEnumerable<object[]> BlockedCases()
     {
         foreach (var type in new[] { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.F16 })
@@ -86,10 +102,21 @@ public unsafe class MatMulTests
             for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
             RowCodec.Quantize(type, row, file.AsSpan((int)(r * fileRowBytes), (int)fileRowBytes));
         }
+        // converted: the rows as the Q8_0 reference converts them, and (Q2_K) each row's offsets per group of 16
+        var mins = new float[rows * cols / 16];
         if (!converted) file.CopyTo(weights, 0);
         else
             fixed (byte* src = file, dst = weights)
-                for (int r = 0; r < rows; r++) Q3_K.ToQ8_0Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);
+            fixed (float* m = mins)
+                for (int r = 0; r < rows; r++)
+                {
+                    if (type == GgmlType.Q3_K) Q3_K.ToQ8_0Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);
+                    else
+                    {
+                        Q2_K.ToQ8_0Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);
+                        Q2_K.RowMins(src + r * fileRowBytes, m + r * cols / 16, cols);
+                    }
+                }
         var x = new float[tokens * cols];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
 
@@ -109,7 +136,9 @@ public unsafe class MatMulTests
                 for (int r = 0; r < rows; r++)
                 {
                     expected[t * rows + r] = reference.Dot(cols, w + r * rowBytes, act);
-                    reference.Dequantize(w + r * rowBytes, wfp, cols);
+                    for (int g = 0; g < cols / 16; g++)
+                        for (int i = 0; i < 16; i++) expected[t * rows + r] += (double)mins[r * cols / 16 + g] * x[t * cols + 16 * g + i];
+                    kernel.Dequantize(f + r * fileRowBytes, wfp, cols);
                     double s = 0;
                     for (int i = 0; i < cols; i++) s += Math.Abs(wf[i] * x[t * cols + i]);
                     scale[t * rows + r] = s;

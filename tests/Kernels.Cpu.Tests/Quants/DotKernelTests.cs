@@ -133,6 +133,35 @@ public unsafe class DotKernelTests
         }
     }
 
+    /// <summary>
+    /// Q2_K → Q8_0 for the prompt GEMM: the vector conversion writes the reference's bytes, and the Q8_0 rows plus the group offsets
+    /// (<see cref="Q2_K.RowMins"/>) give the Q2_K rows' values.
+    /// </summary>
+    [Fact]
+    public void Q2_KToQ8_0PlusGroupOffsetsIsTheRow()
+    {
+        Isa.RequireSimd(GgmlType.Q2_K, QuantKernels.IsaLevel.Avx2);
+        foreach (int n in Lengths(GgmlType.Q2_K))
+        {
+            byte[] w = QuantTestUtil.Quantize(GgmlType.Q2_K, QuantTestUtil.RandomData(n, n + 7, 0.05f));
+            var expected = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_0, n)];
+            var actual = new byte[expected.Length];
+            var mins = new float[n / 16];
+            fixed (byte* pw = w, pe = expected, pa = actual)
+            fixed (float* pm = mins)
+            {
+                Q2_K.ToQ8_0Ref(pw, pe, n);
+                Q2_K.ToQ8_0(pw, pa, n);
+                Q2_K.RowMins(pw, pm, n);
+            }
+            Assert.Equal(expected, actual);
+            float[] a = QuantTestUtil.Dequantize(GgmlType.Q2_K, w, n), b = QuantTestUtil.Dequantize(GgmlType.Q8_0, actual, n);
+            for (int i = 0; i < n; i++)
+                Assert.True(Math.Abs(a[i] - (b[i] + mins[i / 16])) <= 1e-6 * Math.Abs(a[i]) + 1e-9,
+                    $"n={n} element {i}: {a[i]} vs {b[i]} + {mins[i / 16]}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void Dot4MatchesFourReferenceDots(GgmlType type, QuantKernels.IsaLevel level)
