@@ -97,22 +97,30 @@ internal static unsafe class KQuantFit
     }
 
     /// <summary>
-    /// ggml's <c>make_qx_quants</c> with rmse_type 1 and no importance weights (w = x²): symmetric fit x ≈ scale * (L - nmax),
-    /// L in 0..2nmax-1.
+    /// The first value of largest magnitude, as make_qx_quants and make_q3_quants find it; false, with the levels zeroed, when
+    /// every |x| is below ggml's GROUP_MAX_EPS.
     /// </summary>
-    public static float MakeQxQuants(int n, int nmax, float* x, sbyte* L)
+    private static bool LargestMagnitude(int n, float* x, sbyte* L, out float max)
     {
-        float max = 0, amax = 0;
+        float amax = 0;
+        max = 0;
         for (int i = 0; i < n; ++i)
         {
             float ax = MathF.Abs(x[i]);
             if (ax > amax) { amax = ax; max = x[i]; }
         }
-        if (amax < GroupMaxEps)
-        {
-            for (int i = 0; i < n; ++i) L[i] = 0;
-            return 0.0f;
-        }
+        if (amax >= GroupMaxEps) return true;
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        return false;
+    }
+
+    /// <summary>
+    /// ggml's <c>make_qx_quants</c> with rmse_type 1 and no importance weights (w = x²): symmetric fit x ≈ scale * (L - nmax),
+    /// L in 0..2nmax-1.
+    /// </summary>
+    public static float MakeQxQuants(int n, int nmax, float* x, sbyte* L)
+    {
+        if (!LargestMagnitude(n, x, L, out float max)) return 0.0f;
         float iscale = -nmax / max;
         float sumlx = 0, suml2 = 0;
         for (int i = 0; i < n; ++i)
@@ -159,17 +167,7 @@ internal static unsafe class KQuantFit
     /// </summary>
     public static float MakeQ3Quants(int n, int nmax, float* x, sbyte* L)
     {
-        float max = 0, amax = 0;
-        for (int i = 0; i < n; ++i)
-        {
-            float ax = MathF.Abs(x[i]);
-            if (ax > amax) { amax = ax; max = x[i]; }
-        }
-        if (amax < GroupMaxEps)
-        {
-            for (int i = 0; i < n; ++i) L[i] = 0;
-            return 0.0f;
-        }
+        if (!LargestMagnitude(n, x, L, out float max)) return 0.0f;
         float iscale = -nmax / max;
         float sumlx = 0, suml2 = 0;
         for (int i = 0; i < n; ++i)
