@@ -30,6 +30,8 @@ public sealed class FusedOpsTests(GpuBackends backends) : IClassFixture<GpuBacke
         { true, false, GgmlType.Q8_0, GgmlType.Q8_0, true },    // qwen2
         { false, true, GgmlType.BF16, GgmlType.BF16, false },   // qwen3
         { false, false, GgmlType.Q4_K, GgmlType.Q6_K, true },   // Q4_K_M
+        { false, false, GgmlType.Q4_K, GgmlType.Q5_K, false },  // Q4_K_S
+        { false, false, GgmlType.Q5_K, GgmlType.Q6_K, true },   // Q5_K_M
         { true, true, GgmlType.Q4_0, GgmlType.Q8_0, false },    // all at once
     };
 

@@ -20,7 +20,9 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     public static TheoryData<GgmlType, bool> Types()
     {
         var d = new TheoryData<GgmlType, bool>();
-        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K })
+        GgmlType[] types =
+            [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+        foreach (var t in types)
         {
             d.Add(t, false);
             d.Add(t, true);

@@ -15,7 +15,7 @@ namespace Infer.Kernels.Gpu.Tests;
 /// </summary>
 public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBackends>
 {
-    public static TheoryData<GgmlType> Types() => [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
+    public static TheoryData<GgmlType> Types() => [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
 
     private static float Dot(float[] w, int row, double[] x, int t, int cols)
     {

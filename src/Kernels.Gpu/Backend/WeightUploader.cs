@@ -70,7 +70,9 @@ internal sealed class WeightUploader(DeviceState d)
             GgmlType.BF16 => Load<BF16Words>(),
             GgmlType.Q8_0 => Load<Q8_0Words>().WithGemm<Q8_0Words>(d),
             GgmlType.Q4_0 => Load<Q4_0Words>().WithGemm<Q4_0Words>(d),
-            GgmlType.Q4_K => Load<Q4_KWords>().WithMixedNorm<Q4_KWords, Q6_KWords>(d, GgmlType.Q6_K).WithGemm<Q4_KWords>(d),
+            GgmlType.Q4_K => Load<Q4_KWords>().WithMixedNorm<Q4_KWords, Q6_KWords>(d, GgmlType.Q6_K)
+                .WithMixedNorm<Q4_KWords, Q5_KWords>(d, GgmlType.Q5_K).WithGemm<Q4_KWords>(d),
+            GgmlType.Q5_K => Load<Q5_KWords>().WithMixedNorm<Q5_KWords, Q6_KWords>(d, GgmlType.Q6_K).WithGemm<Q5_KWords>(d),
             GgmlType.Q6_K => Load<Q6_KWords>().WithGemm<Q6_KWords>(d),
             _ => throw new NotSupportedException($"no GPU kernels for {GgmlTypeInfo.Name(type)}"),
         };
@@ -93,7 +95,8 @@ internal sealed class WeightUploader(DeviceState d)
 
     /// <summary>Weight types this backend runs.</summary>
     public static bool IsSupported(GgmlType type) =>
-        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q5_K
+            or GgmlType.Q6_K;
 
     public unsafe IWeight LoadWeight(GgufTensor tensor)
     {
@@ -158,12 +161,17 @@ internal sealed class WeightUploader(DeviceState d)
                     break;
                 }
             case GgmlType.Q4_K:
+            case GgmlType.Q5_K:
             case GgmlType.Q6_K:
                 {
                     // Raw super-blocks as words; Q6_K's 210-byte blocks are padded to 212 bytes to keep them word-aligned.
                     long blocks = (long)rows * (cols / GgmlTypeInfo.QK_K);
-                    int blockBytes = type == GgmlType.Q4_K ? Q4_KFormat.TypeSize : Q6_KFormat.TypeSize;
-                    int wordsPerBlock = type == GgmlType.Q4_K ? Q4_KWords.WordsPerBlock : Q6_KWords.WordsPerBlock;
+                    var (blockBytes, wordsPerBlock) = type switch
+                    {
+                        GgmlType.Q4_K => (Q4_KFormat.TypeSize, Q4_KWords.WordsPerBlock),
+                        GgmlType.Q5_K => (Q5_KFormat.TypeSize, Q5_KWords.WordsPerBlock),
+                        _ => (Q6_KFormat.TypeSize, Q6_KWords.WordsPerBlock),
+                    };
                     var q = new int[blocks * wordsPerBlock];
                     fixed (int* qp = q)
                         for (long b = 0; b < blocks; b++)

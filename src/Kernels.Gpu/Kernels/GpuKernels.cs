@@ -146,16 +146,18 @@ internal static partial class GpuKernels
 
     /// <summary>
     /// The (Q/K format, V format) pairs of real files whose attention input still takes one <see cref="MatMulNorm{TF, TV}"/>
-    /// launch: Q4_K_M keeps attn_v in Q6_K.
+    /// launch: Q4_K_M keeps attn_v in Q6_K, Q4_K_S in Q5_K (its first layers), Q5_K_M in Q6_K.
     /// </summary>
-    public static readonly (Type Qk, Type V)[] MixedQkv = [(typeof(Q4_KWords), typeof(Q6_KWords))];
+    public static readonly (Type Qk, Type V)[] MixedQkv =
+        [(typeof(Q4_KWords), typeof(Q6_KWords)), (typeof(Q4_KWords), typeof(Q5_KWords)), (typeof(Q5_KWords), typeof(Q6_KWords))];
 
     /// <summary>Every kernel entry point with its instantiations, and whether it is implicitly grouped (takes an Index1D).</summary>
     public static IEnumerable<(string Name, MethodInfo Method, bool Implicit)> EntryPoints()
     {
         var t = typeof(GpuKernels);
         Type[] formats =
-            [typeof(F32Words), typeof(F16Words), typeof(BF16Words), typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q6_KWords)];
+            [typeof(F32Words), typeof(F16Words), typeof(BF16Words), typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q5_KWords),
+                typeof(Q6_KWords)];
         foreach (var f in formats)
         {
             yield return ($"Embed<{f.Name}>", t.GetMethod(nameof(Embed))!.MakeGenericMethod(f), true);
@@ -167,7 +169,7 @@ internal static partial class GpuKernels
             yield return ($"MatMulNorm<{f.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(f, f), false);
         foreach (var (qk, v) in MixedQkv)
             yield return ($"MatMulNorm<{qk.Name}, {v.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(qk, v), false);
-        foreach (var f in new[] { typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q6_KWords) })
+        foreach (var f in new[] { typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q5_KWords), typeof(Q6_KWords) })
             yield return ($"GemmQ8<{f.Name}>", t.GetMethod(nameof(GemmQ8))!.MakeGenericMethod(f), false);
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(StoreKvBlocks),
             nameof(RopeStoreKv), nameof(QuantizeQ8) })

@@ -130,8 +130,8 @@ internal struct Q4_KWords : IInt8Blocks
         };
     }
 
-    /// <summary>The 6-bit scale and min of sub-block <paramref name="s"/> (0..7) from the block's 12 packed bytes.</summary>
-    private static (int Scale, int Min) ScaleMin(ArrayView<int> words, long w0, int s)
+    /// <summary>The 6-bit scale and min of sub-block <paramref name="s"/> (0..7) from the block's 12 packed bytes (Q4_K and Q5_K).</summary>
+    internal static (int Scale, int Min) ScaleMin(ArrayView<int> words, long w0, int s)
     {
         if (s < 4) return (KQuant.Byte(words, w0, 4 + s) & 63, KQuant.Byte(words, w0, 4 + s + 4) & 63);
         int b = KQuant.Byte(words, w0, 4 + s + 4);
@@ -149,6 +149,118 @@ internal struct Q4_KWords : IInt8Blocks
         int dw = words[w0];
         float d = Numeric.HalfToFloat(dw), dmin = Numeric.HalfToFloat(dw >> 16);
         return d * sc * nib - dmin * m;
+    }
+}
+
+/// <summary>
+/// Q5_K (176-byte super-blocks of 256: f16 d, f16 dmin, Q4_K's 12 bytes of 6-bit scales and mins, 32 bytes of high bits, 128 bytes
+/// of nibbles; w = d * sc * q - dmin * m per 32-element sub-block, q = nibble + 16 · bit s of qh[l] in 0..31), uploaded as 44 words
+/// per block: d | dmin, the scales (words 1-3), qh (4-11), qs (12-43). Unit = 8 elements.
+/// </summary>
+internal struct Q5_KWords : IInt8Blocks
+{
+    public const int WordsPerBlock = 44;
+    private const int HighWords = 4, QuantWords = 12;
+
+    /// <summary>
+    /// Sub-block b = block % 8 of super-block block / 8: the low (even b) or high (odd b) nibbles of 32-byte group b / 2, with bit b of
+    /// the same qh bytes as bit 4.
+    /// </summary>
+    public int QuantWord(ArrayView<int> words, long block, int kw)
+    {
+        int sub = (int)(block & 7);
+        long w0 = (block >> 3) * WordsPerBlock;
+        int q = (words[w0 + QuantWords + (sub >> 1) * 8 + kw] >> ((sub & 1) * 4)) & 0x0F0F0F0F;
+        return q | (((words[w0 + HighWords + kw] >> sub) & 0x01010101) << 4);
+    }
+
+    public float BlockScale(ArrayView<int> words, ArrayView<ushort> scales, long block, int step)
+    {
+        long w0 = (block >> 3) * WordsPerBlock;
+        return Numeric.HalfToFloat(words[w0]) * Q4_KWords.ScaleMin(words, w0, (int)(block & 7)).Scale;
+    }
+
+    public float BlockMin(ArrayView<int> words, long block)
+    {
+        long w0 = (block >> 3) * WordsPerBlock;
+        return Numeric.HalfToFloat(words[w0] >> 16) * Q4_KWords.ScaleMin(words, w0, (int)(block & 7)).Min;
+    }
+
+    public bool HasMins => true;
+
+    public bool ScalePerStep => false;
+
+    public int Units(int cols) => cols / 8;
+
+    public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo) =>
+        KQuant.Dot8(Unit(words, row, cols, unit), x, xo + unit * 8);
+
+    public Float4 Dot4(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, Rows4 r) =>
+        KQuant.Dot8x4(Unit(words, row, cols, unit), x, r, unit * 8);
+
+    public bool Int8Dot => true;
+
+    /// <summary>As <see cref="Q4_KWords.Dot1Q8"/>, with 5-bit quants.</summary>
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
+    {
+        var u = Locate(words, row, cols, unit);
+        int x0 = xq[2 * unit], x1 = xq[2 * unit + 1];
+        int dot = Numeric.Dp4a(u.Q0, x0, Numeric.Dp4a(u.Q1, x1, 0));
+        int sum = Numeric.Dp4a(0x01010101, x0, Numeric.Dp4a(0x01010101, x1, 0));
+        return xd[unit / 4] * (Numeric.HalfToFloat(u.D) * u.Scale * dot - Numeric.HalfToFloat(u.D >> 16) * u.Min * sum);
+    }
+
+    /// <summary>A unit's quants (0..31 as bytes, elements j..j+7), its sub-block's scale and min, d | dmin.</summary>
+    private struct UnitBits
+    {
+        public int Q0, Q1, Scale, Min, D;
+    }
+
+    /// <summary>The unit's 8 quants from two words of nibbles and the two words of qh beside them, its scale and min.</summary>
+    private static UnitBits Locate(ArrayView<int> words, int row, int cols, int unit)
+    {
+        int j = unit * 8;
+        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
+        int e = j & 255;
+        int pair = e >> 6, within = e & 63, sub = 2 * pair + (within >= 32 ? 1 : 0);
+        var (sc, m) = Q4_KWords.ScaleMin(words, w0, sub);
+        int k = (within & 31) >> 2;
+        long q = w0 + QuantWords + pair * 8 + k, h = w0 + HighWords + k;
+        int shift = within < 32 ? 0 : 4;
+        return new UnitBits
+        {
+            Q0 = ((words[q] >> shift) & 0x0F0F0F0F) | (((words[h] >> sub) & 0x01010101) << 4),
+            Q1 = ((words[q + 1] >> shift) & 0x0F0F0F0F) | (((words[h + 1] >> sub) & 0x01010101) << 4),
+            Scale = sc, Min = m, D = words[w0],
+        };
+    }
+
+    /// <summary>The 8 weights of a unit (<see cref="Locate"/>). Each value is what <see cref="Element"/> gives.</summary>
+    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
+    {
+        var u = Locate(words, row, cols, unit);
+        float d = Numeric.HalfToFloat(u.D), dm = Numeric.HalfToFloat(u.D >> 16) * u.Min;
+        int sc = u.Scale, q0 = u.Q0, q1 = u.Q1;
+        return new Float8
+        {
+            A = d * sc * (q0 & 0xFF) - dm, B = d * sc * ((q0 >> 8) & 0xFF) - dm,
+            C = d * sc * ((q0 >> 16) & 0xFF) - dm, D = d * sc * ((q0 >> 24) & 0xFF) - dm,
+            E = d * sc * (q1 & 0xFF) - dm, F = d * sc * ((q1 >> 8) & 0xFF) - dm,
+            G = d * sc * ((q1 >> 16) & 0xFF) - dm, H = d * sc * ((q1 >> 24) & 0xFF) - dm,
+        };
+    }
+
+    public float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j)
+    {
+        long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
+        int e = j & 255;
+        int pair = e >> 6, within = e & 63, sub = 2 * pair + (within >= 32 ? 1 : 0);
+        var (sc, m) = Q4_KWords.ScaleMin(words, w0, sub);
+        int q = KQuant.Byte(words, w0, 4 * QuantWords + pair * 32 + (within & 31));
+        int nib = within < 32 ? q & 0xF : q >> 4;
+        int high = (KQuant.Byte(words, w0, 4 * HighWords + (within & 31)) >> sub) & 1;
+        int dw = words[w0];
+        return Numeric.HalfToFloat(dw) * sc * (nib + 16 * high) - Numeric.HalfToFloat(dw >> 16) * m;
     }
 }
 
