@@ -20,6 +20,8 @@ public class LowBitMixTests
         { "q3_k_s", "Q3_K", "Q3_K", "Q3_K", "Q3_K", "Q3_K" },
         { "q3_k_m", "Q3_K", "Q5_K Q5_K Q4_K", "Q4_K", "Q5_K Q4_K", "Q3_K" },
         { "q3_k_l", "Q3_K", "Q5_K", "Q5_K", "Q5_K", "Q3_K" },
+        { "iq4_nl", "IQ4_NL", "Q5_K", "IQ4_NL", "Q5_K Q5_K IQ4_NL", "IQ4_NL" },
+        { "iq4_xs", "IQ4_XS", "Q5_K", "IQ4_XS", "Q5_K Q5_K IQ4_XS", "IQ4_XS" },
     };
 
     [Theory]
@@ -73,8 +75,9 @@ public class LowBitMixTests
     [Theory]
     [InlineData(64, GgmlType.Q2_K, GgmlType.Q4_0)]
     [InlineData(64, GgmlType.Q3_K, GgmlType.Q4_0)]
+    [InlineData(896, GgmlType.IQ4_XS, GgmlType.IQ4_NL)]
     [InlineData(48, GgmlType.Q3_K, GgmlType.F16)]
     [InlineData(512, GgmlType.Q3_K, GgmlType.Q3_K)]
-    public void LowBitFallbackKeepsTheSizeOfLlamaCppsIq4Nl(long rowLength, GgmlType wanted, GgmlType expected) =>
+    public void LowBitFallbackIsLlamaQuantizes(long rowLength, GgmlType wanted, GgmlType expected) =>
         Assert.Equal(expected, QuantRules.Fallback(rowLength, wanted));
 }

@@ -45,6 +45,8 @@ public class QuantizeTests : IDisposable
         [GgmlType.Q4_K] = 0.12,
         [GgmlType.Q5_K] = 0.06,
         [GgmlType.Q6_K] = 0.03,
+        [GgmlType.IQ4_NL] = 0.12,
+        [GgmlType.IQ4_XS] = 0.12,
     };
 
     private static void AssertRoundTrip(GgufFile original, GgufFile quantized)
@@ -148,7 +150,7 @@ public class QuantizeTests : IDisposable
         Converter.Write(input, Converter.BuildMetadata(shape, OutputType.F32, plan, [], "wide"), plan, progress: null);
         using var original = GgufFile.Open(input);
         foreach (var (type, fileType, main) in new[] { ("q2_k", 10, GgmlType.Q2_K), ("q3_k_s", 11, GgmlType.Q3_K), ("q3_k", 12, GgmlType.Q3_K),
-            ("q3_k_l", 13, GgmlType.Q3_K) })
+            ("q3_k_l", 13, GgmlType.Q3_K), ("iq4_nl", 25, GgmlType.IQ4_NL), ("iq4_xs", 30, GgmlType.IQ4_XS) })
         {
             using var q = GgufFile.Open(Quantize(input, type));
             AssertRoundTrip(original, q);

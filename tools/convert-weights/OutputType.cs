@@ -22,9 +22,11 @@ public sealed record OutputType(string Name, int FileType, GgmlType BaseType)
     public static readonly OutputType Q5_K_S = new("q5_k_s", 16, GgmlType.Q5_K);
     public static readonly OutputType Q5_K_M = new("q5_k_m", 17, GgmlType.Q5_K);
     public static readonly OutputType Q6_K = new("q6_k", 18, GgmlType.Q6_K);
+    public static readonly OutputType IQ4_NL = new("iq4_nl", 25, GgmlType.IQ4_NL);
+    public static readonly OutputType IQ4_XS = new("iq4_xs", 30, GgmlType.IQ4_XS);
 
     public static readonly IReadOnlyList<OutputType> All =
-        [F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K];
+        [F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS];
 
     /// <summary>True for the float types, which llama.cpp's Python converter writes itself (rules of convert_hf_to_gguf.py).</summary>
     public bool IsFloat => BaseType is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;

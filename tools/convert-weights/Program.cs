@@ -34,7 +34,7 @@ public static class Program
     };
 
     private const string Types =
-        "f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m (q3_k) q3_k_l q4_k_s q4_k_m (q4_k) q5_k_s q5_k_m (q5_k) q6_k";
+        "f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m (q3_k) q3_k_l q4_k_s q4_k_m (q4_k) q5_k_s q5_k_m (q5_k) q6_k iq4_nl iq4_xs";
 
     /// <summary>-o/--outfile (llama.cpp's convert_hf_to_gguf.py spelling) or --output.</summary>
     private static Option<string?> OutFile() => new("--outfile", "-o", "--output") { Description = "the GGUF file to write", HelpName = "OUT.gguf" };

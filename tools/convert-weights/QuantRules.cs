@@ -72,6 +72,7 @@ public sealed class QuantRules
             if (ft == OutputType.Q2_K.FileType) t = _gqa >= 4 ? GgmlType.Q4_K : GgmlType.Q3_K;
             else if (ft == OutputType.Q3_K_M.FileType) t = _iAttentionV < 2 ? GgmlType.Q5_K : GgmlType.Q4_K;
             else if (ft == OutputType.Q3_K_L.FileType) t = GgmlType.Q5_K;
+            else if ((ft == OutputType.IQ4_NL.FileType || ft == OutputType.IQ4_XS.FileType) && _gqa >= 4) t = GgmlType.Q5_K;
             else if ((ft == OutputType.Q4_K_M.FileType || ft == OutputType.Q5_K_M.FileType) && UseMoreBits(_iAttentionV, _nAttentionV))
                 t = GgmlType.Q6_K;
             else if (ft == OutputType.Q4_K_S.FileType && _iAttentionV < 4) t = GgmlType.Q5_K;
@@ -87,6 +88,7 @@ public sealed class QuantRules
             else if (ft == OutputType.Q3_K_M.FileType) t = i < n / 16 ? GgmlType.Q5_K : GgmlType.Q4_K;
             else if (ft == OutputType.Q3_K_L.FileType) t = GgmlType.Q5_K;
             else if (ft == OutputType.Q4_K_M.FileType) { if (UseMoreBits(i, n)) t = GgmlType.Q6_K; }
+            else if ((ft == OutputType.IQ4_NL.FileType || ft == OutputType.IQ4_XS.FileType) && i < n / 8) t = GgmlType.Q5_K;
             else if (ft == OutputType.Q5_K_M.FileType && UseMoreBits(i, n)) t = GgmlType.Q6_K;
             else if (ft == OutputType.Q4_K_S.FileType && i < n / 8) t = GgmlType.Q5_K;
             _iFfnDown++;
@@ -103,8 +105,8 @@ public sealed class QuantRules
 
     /// <summary>
     /// tensor_type_fallback: a row length that does not fit the block size moves K-quants to the 32-element type llama.cpp
-    /// names (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0; Q2_K and Q3_K→Q4_0 where llama.cpp takes IQ4_NL), and anything still not
-    /// fitting to F16. llama.cpp refuses (throws) for the 32-element types; we fall back to F16 as its Python converter does for Q8_0.
+    /// names (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K and Q3_K→Q4_0, IQ4_XS→IQ4_NL), and anything still not fitting to F16. llama.cpp
+    /// refuses (throws) for the 32-element types; we fall back to F16 as its Python converter does for Q8_0.
     /// </summary>
     public static GgmlType Fallback(long rowLength, GgmlType t)
     {
@@ -114,8 +116,8 @@ public sealed class QuantRules
             GgmlType.Q4_K => GgmlType.Q5_0,
             GgmlType.Q5_K => GgmlType.Q5_1,
             GgmlType.Q6_K => GgmlType.Q8_0,
-            // llama.cpp takes IQ4_NL (4.5 bits a weight), which we do not write yet: Q4_0 has the same size
-            GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0,
+            GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0, // as llama-quantize of node-llama-cpp 3.22.1 does (older: IQ4_NL)
+            GgmlType.IQ4_XS => GgmlType.IQ4_NL,
             _ => GgmlType.F16,
         };
         return rowLength % GgmlTypeInfo.BlockSize(r) == 0 ? r : GgmlType.F16;

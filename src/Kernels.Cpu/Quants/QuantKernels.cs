@@ -166,7 +166,7 @@ public static unsafe class QuantKernels
     public static readonly IReadOnlyList<GgmlType> SupportedWeightTypes =
     [
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
-        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS,
     ];
 
     public static bool IsSupported(GgmlType type) => (uint)type < (uint)Best.Length && Best[(int)type] is not null;
@@ -208,7 +208,7 @@ public static unsafe class QuantKernels
         string intIsa = vnni ? "avx-vnni" : avx2 ? "avx2" : "scalar";
         string tileIsa = wide ? intIsa + ", avx512bw tiles" : intIsa;
         string floatIsa = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
-        var t = new QuantKernel?[(int)GgmlType.BF16 + 1];
+        var t = new QuantKernel?[(int)GgmlType.BF16 + 1]; // IQ4_NL (20) and IQ4_XS (23) are below BF16 (30)
 
         delegate*<float*, byte*, int, void> q8_0 = avx2 ? &Q8_0.QuantizeActivationsFast : &Q8_0.QuantizeActivationsRef;
         delegate*<float*, byte*, int, void> q8_1 = avx2 ? &Q8_1.QuantizeActivationsFast : &Q8_1.QuantizeActivationsRef;
@@ -285,6 +285,17 @@ public static unsafe class QuantKernels
         // prompts: Q3_K rows converted exactly to Q8_0 per matmul (−(sc − 32)·(q − 4) fits int8) and multiplied by its tiles
         t[(int)GgmlType.Q3_K] = avx2 && t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8
             ? WithGemmVia(q3_KKernel, q8, &Q3_K.ToQ8_0) : q3_KKernel;
+        // IQ4_NL (Q8_0 activations; prompts as Q8_0, exactly: d8 = d, q8 = kvalues[q]) and IQ4_XS (Q8_K activations, plain dots)
+        var iq4NlKernel = Quant(GgmlType.IQ4_NL, IQ4Format.NlBlockSize, IQ4Format.NlTypeSize,
+            GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
+            vnni ? &IQ4.DotNlSimd<VnniDot> : avx2 ? &IQ4.DotNlSimd<Avx2Dot> : &IQ4.DotNlRef,
+            vnni ? &IQ4.Dot4NlSimd<VnniDot> : avx2 ? &IQ4.Dot4NlSimd<Avx2Dot> : &IQ4.Dot4NlRef, &IQ4Format.DequantizeNl);
+        t[(int)GgmlType.IQ4_NL] = avx2 && t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8ForNl
+            ? WithGemmVia(iq4NlKernel, q8ForNl, &IQ4.NlToQ8_0) : iq4NlKernel;
+        t[(int)GgmlType.IQ4_XS] = Quant(GgmlType.IQ4_XS, IQ4Format.XsBlockSize, IQ4Format.XsTypeSize,
+            GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
+            vnni ? &IQ4.DotXsSimd<VnniDot> : avx2 ? &IQ4.DotXsSimd<Avx2Dot> : &IQ4.DotXsRef,
+            vnni ? &IQ4.Dot4XsSimd<VnniDot> : avx2 ? &IQ4.Dot4XsSimd<Avx2Dot> : &IQ4.Dot4XsRef, &IQ4Format.DequantizeXs);
         var q4_KKernel = Quant(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,

@@ -12,7 +12,8 @@ public static unsafe class RowCodec
     public static readonly IReadOnlyList<GgmlType> Types =
     [
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
-        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q8_1, GgmlType.Q8_K,
+        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.Q8_1,
+        GgmlType.Q8_K,
     ];
 
     public static bool IsSupported(GgmlType type) => Types.Contains(type);
@@ -49,6 +50,8 @@ public static unsafe class RowCodec
                 case GgmlType.Q4_K: Q4_KFormat.QuantizeRef(x, y, n); break;
                 case GgmlType.Q5_K: Q5_KFormat.QuantizeRef(x, y, n); break;
                 case GgmlType.Q6_K: Q6_KFormat.QuantizeRef(x, y, n); break;
+                case GgmlType.IQ4_NL: IQ4Format.QuantizeNl(x, y, n); break;
+                case GgmlType.IQ4_XS: IQ4Format.QuantizeXs(x, y, n); break;
             }
         }
     }
@@ -85,6 +88,8 @@ public static unsafe class RowCodec
                 case GgmlType.Q4_K: Q4_KFormat.DequantizeRef(x, y, n); break;
                 case GgmlType.Q5_K: Q5_KFormat.DequantizeRef(x, y, n); break;
                 case GgmlType.Q6_K: Q6_KFormat.DequantizeRef(x, y, n); break;
+                case GgmlType.IQ4_NL: IQ4Format.DequantizeNl(x, y, n); break;
+                case GgmlType.IQ4_XS: IQ4Format.DequantizeXs(x, y, n); break;
             }
         }
     }

@@ -19,7 +19,7 @@ public unsafe class MatMulTests
         GgmlType[] types =
         [
             GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
-            GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+            GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS,
         ];
         foreach (var type in types)
             foreach (var (rows, tokens) in new[] { (1, 1), (7, 3), (8, 4), (13, 5), (67, 9), (130, 1), (40, 16) })
@@ -30,7 +30,7 @@ public unsafe class MatMulTests
     [Theory]
     [MemberData(nameof(Cases))]
     public void MatchesScalarReference(GgmlType type, int rows, int tokens, bool repack) =>
-        Check(type, rows, tokens, repack && type is not (GgmlType.Q2_K or GgmlType.Q3_K), 512, 0, convertMin: int.MaxValue);
+        Check(type, rows, tokens, repack && QuantKernels.Get(type).RepackRows > 0, 512, 0, convertMin: int.MaxValue);
 
     /// <summary>
     /// Q3_K in a prompt batch: each thread converts its rows to Q8_0 (exactly) and runs the Q8_0 tiles, so the reference is the
@@ -63,6 +63,17 @@ public unsafe class MatMulTests
     {
         Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
         Check(GgmlType.Q2_K, rows, tokens, false, 512, blockRows, convertMin: 4);
+    }
+
+    /// <summary>IQ4_NL in a prompt batch: converted to Q8_0 exactly (d8 = d, q8 = kvalues[q]) and multiplied by its tiles.</summary>
+    [Theory]
+    [InlineData(16, 16, 0)]
+    [InlineData(67, 20, 0)]
+    [InlineData(40, 37, 5)]
+    public void IQ4_NLPromptsRunAsExactQ8_0(int rows, int tokens, int blockRows)
+    {
+        Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
+        Check(GgmlType.IQ4_NL, rows, tokens, false, 512, blockRows, convertMin: 4);
     }
 
     public static IEnumerable<object[]> BlockedCases()
@@ -111,6 +122,7 @@ public unsafe class MatMulTests
                 for (int r = 0; r < rows; r++)
                 {
                     if (type == GgmlType.Q3_K) Q3_K.ToQ8_0Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);
+                    else if (type == GgmlType.IQ4_NL) IQ4.NlToQ8_0Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);
                     else
                     {
                         Q2_K.ToQ8_0Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);

@@ -50,6 +50,8 @@ public unsafe class DotKernelTests
         GgmlType.Q5_1 => &Q5_1.DotRef,
         GgmlType.Q2_K => &Q2_K.DotRef,
         GgmlType.Q3_K => &Q3_K.DotRef,
+        GgmlType.IQ4_NL => &IQ4.DotNlRef,
+        GgmlType.IQ4_XS => &IQ4.DotXsRef,
         GgmlType.Q4_K => &Q4_K.DotRef,
         GgmlType.Q5_K => &Q5_K.DotRef,
         GgmlType.Q6_K => &Q6_K.DotRef,
@@ -130,6 +132,26 @@ public unsafe class DotKernelTests
             Assert.Equal(expected, actual);
             float[] a = QuantTestUtil.Dequantize(GgmlType.Q3_K, w, n), b = QuantTestUtil.Dequantize(GgmlType.Q8_0, actual, n);
             for (int i = 0; i < n; i++) Assert.True(a[i] == b[i], $"n={n} element {i}: Q3_K {a[i]}, as Q8_0 {b[i]}");
+        }
+    }
+
+    /// <summary>IQ4_NL → Q8_0 for the prompt GEMM: the vector conversion writes the reference's bytes and the same values.</summary>
+    [Fact]
+    public void IQ4_NLToQ8_0IsExact()
+    {
+        Isa.RequireSimd(GgmlType.IQ4_NL, QuantKernels.IsaLevel.Avx2);
+        foreach (int n in Lengths(GgmlType.IQ4_NL))
+        {
+            byte[] w = QuantTestUtil.Quantize(GgmlType.IQ4_NL, QuantTestUtil.RandomData(n, n + 3, 0.05f));
+            var expected = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_0, n)];
+            var actual = new byte[expected.Length];
+            fixed (byte* pw = w, pe = expected, pa = actual)
+            {
+                IQ4.NlToQ8_0Ref(pw, pe, n);
+                IQ4.NlToQ8_0(pw, pa, n);
+            }
+            Assert.Equal(expected, actual);
+            Assert.Equal(QuantTestUtil.Dequantize(GgmlType.IQ4_NL, w, n), QuantTestUtil.Dequantize(GgmlType.Q8_0, actual, n));
         }
     }
 

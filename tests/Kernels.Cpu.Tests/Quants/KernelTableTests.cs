@@ -14,6 +14,8 @@ public unsafe class KernelTableTests
     [InlineData(GgmlType.Q5_1, GgmlType.Q8_1)]
     [InlineData(GgmlType.Q2_K, GgmlType.Q8_K)]
     [InlineData(GgmlType.Q3_K, GgmlType.Q8_K)]
+    [InlineData(GgmlType.IQ4_NL, GgmlType.Q8_0)]
+    [InlineData(GgmlType.IQ4_XS, GgmlType.Q8_K)]
     [InlineData(GgmlType.Q4_K, GgmlType.Q8_K)]
     [InlineData(GgmlType.Q5_K, GgmlType.Q8_K)]
     [InlineData(GgmlType.Q6_K, GgmlType.Q8_K)]
@@ -79,7 +81,7 @@ public unsafe class KernelTableTests
 
     [Theory]
     [InlineData(GgmlType.IQ2_XXS)]
-    [InlineData(GgmlType.IQ4_XS)]
+    [InlineData(GgmlType.IQ3_S)]
     [InlineData(GgmlType.Q8_K)]
     [InlineData((GgmlType)77)]
     public void UnsupportedTypesThrowNamingTheType(GgmlType type)
@@ -95,8 +97,8 @@ public unsafe class KernelTableTests
         Assert.Throws<ArgumentException>(() => RowCodec.Quantize(GgmlType.Q4_0, new float[33], new byte[36]));
         Assert.Throws<ArgumentException>(() => RowCodec.Quantize(GgmlType.Q4_0, new float[32], new byte[17]));
         Assert.Throws<ArgumentException>(() => RowCodec.Dequantize(GgmlType.Q6_K, new byte[209], new float[256]));
-        var ex = Assert.Throws<NotSupportedException>(() => RowCodec.Quantize(GgmlType.IQ4_XS, new float[256], new byte[136]));
-        Assert.Contains("IQ4_XS", ex.Message);
+        var ex = Assert.Throws<NotSupportedException>(() => RowCodec.Quantize(GgmlType.IQ2_XXS, new float[256], new byte[66]));
+        Assert.Contains("IQ2_XXS", ex.Message);
     }
 
     [Fact]

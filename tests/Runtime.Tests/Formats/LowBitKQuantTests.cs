@@ -5,10 +5,10 @@ using Infer.Runtime.Gguf;
 namespace Infer.Runtime.Tests.Formats;
 
 /// <summary>
-/// Q2_K and Q3_K against ggml itself: <c>Formats/Ggml/kquants-ref.json</c> holds what llama.cpp's libggml-base
-/// (<c>quantize_row_q{2,3}_K_ref</c>, <c>dequantize_row_q{2,3}_K</c>) made of 8 super-blocks of fixed input (uniform, weight-like,
-/// an outlier, zeros, positive only, constant, below ggml's epsilon, a large value per group); <c>kquants-ref.c</c> beside it
-/// regenerates it.
+/// Q2_K, Q3_K, IQ4_NL and IQ4_XS against ggml itself: <c>Formats/Ggml/kquants-ref.json</c> holds what llama.cpp's libggml-base
+/// (<c>quantize_row_q{2,3}_K_ref</c>, <c>quantize_iq4_{nl,xs}</c> without an importance matrix, their dequantizers) made of 8
+/// super-blocks of fixed input (uniform, weight-like, an outlier, zeros, positive only, constant, below ggml's epsilon, a large
+/// value per group); <c>kquants-ref.c</c> beside it regenerates it.
 /// </summary>
 public class LowBitKQuantTests
 {
@@ -24,13 +24,15 @@ public class LowBitKQuantTests
     [Theory]
     [InlineData(GgmlType.Q2_K, "q2_k")]
     [InlineData(GgmlType.Q3_K, "q3_k")]
+    [InlineData(GgmlType.IQ4_NL, "iq4_nl")]
+    [InlineData(GgmlType.IQ4_XS, "iq4_xs")]
     public void QuantizeRefEqualsGgmlByteForByte(GgmlType type, string key)
     {
         float[] input = Floats("input");
         byte[] expected = Bytes(key);
         var actual = new byte[expected.Length];
         RowCodec.Quantize(type, input, actual);
-        int typeSize = (int)GgmlTypeInfo.RowBytes(type, 256);
+        int typeSize = (int)GgmlTypeInfo.RowBytes(type, GgmlTypeInfo.BlockSize(type));
         for (int b = 0; b < expected.Length / typeSize; b++)
         {
             string ggml = Convert.ToHexString(expected, b * typeSize, typeSize), ours = Convert.ToHexString(actual, b * typeSize, typeSize);
@@ -41,6 +43,8 @@ public class LowBitKQuantTests
     [Theory]
     [InlineData(GgmlType.Q2_K, "q2_k")]
     [InlineData(GgmlType.Q3_K, "q3_k")]
+    [InlineData(GgmlType.IQ4_NL, "iq4_nl")]
+    [InlineData(GgmlType.IQ4_XS, "iq4_xs")]
     public void DequantizeRefEqualsGgmlBitForBit(GgmlType type, string key)
     {
         float[] expected = Floats(key + "_dequant");
@@ -54,6 +58,8 @@ public class LowBitKQuantTests
     [Theory]
     [InlineData(GgmlType.Q2_K, 0.45)]
     [InlineData(GgmlType.Q3_K, 0.2)]
+    [InlineData(GgmlType.IQ4_NL, 0.12)]
+    [InlineData(GgmlType.IQ4_XS, 0.12)]
     public void RoundTripOfUniformValuesStaysWithinTheFormatsStep(GgmlType type, double bound)
     {
         // independent of the fixture: random rows, every super-block's error measured against its own range

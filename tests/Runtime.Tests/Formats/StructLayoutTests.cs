@@ -18,6 +18,8 @@ public class StructLayoutTests
         Assert.Equal(24, Unsafe.SizeOf<BlockQ5_1>());
         Assert.Equal(292, Unsafe.SizeOf<BlockQ8_K>());
         Assert.Equal(84, Unsafe.SizeOf<BlockQ2_K>());
+        Assert.Equal(18, Unsafe.SizeOf<BlockIQ4_NL>());
+        Assert.Equal(136, Unsafe.SizeOf<BlockIQ4_XS>());
         Assert.Equal(110, Unsafe.SizeOf<BlockQ3_K>());
         Assert.Equal(144, Unsafe.SizeOf<BlockQ4_K>());
         Assert.Equal(176, Unsafe.SizeOf<BlockQ5_K>());
@@ -33,6 +35,8 @@ public class StructLayoutTests
     [InlineData(GgmlType.Q5_1, Q5_1Format.BlockSize, Q5_1Format.TypeSize)]
     [InlineData(GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize)]
     [InlineData(GgmlType.Q2_K, Q2_KFormat.BlockSize, Q2_KFormat.TypeSize)]
+    [InlineData(GgmlType.IQ4_NL, IQ4Format.NlBlockSize, IQ4Format.NlTypeSize)]
+    [InlineData(GgmlType.IQ4_XS, IQ4Format.XsBlockSize, IQ4Format.XsTypeSize)]
     [InlineData(GgmlType.Q3_K, Q3_KFormat.BlockSize, Q3_KFormat.TypeSize)]
     [InlineData(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize)]
     [InlineData(GgmlType.Q5_K, Q5_KFormat.BlockSize, Q5_KFormat.TypeSize)]
@@ -74,6 +78,10 @@ public class StructLayoutTests
             (nameof(BlockQ2_K.D), Q2_KFormat.DOffset), (nameof(BlockQ2_K.DMin), Q2_KFormat.DMinOffset));
         AssertLayout<BlockQ3_K>(Q3_KFormat.TypeSize, (nameof(BlockQ3_K.HMask), Q3_KFormat.HMaskOffset), (nameof(BlockQ3_K.Qs), Q3_KFormat.QsOffset),
             (nameof(BlockQ3_K.Scales), Q3_KFormat.ScalesOffset), (nameof(BlockQ3_K.D), Q3_KFormat.DOffset));
+        AssertLayout<BlockIQ4_NL>(IQ4Format.NlTypeSize, (nameof(BlockIQ4_NL.D), IQ4Format.NlDOffset), (nameof(BlockIQ4_NL.Qs), IQ4Format.NlQsOffset));
+        AssertLayout<BlockIQ4_XS>(IQ4Format.XsTypeSize, (nameof(BlockIQ4_XS.D), IQ4Format.XsDOffset),
+            (nameof(BlockIQ4_XS.ScalesH), IQ4Format.XsScalesHOffset), (nameof(BlockIQ4_XS.ScalesL), IQ4Format.XsScalesLOffset),
+            (nameof(BlockIQ4_XS.Qs), IQ4Format.XsQsOffset));
         AssertLayout<BlockQ6_K>(Q6_KFormat.TypeSize, (nameof(BlockQ6_K.Ql), Q6_KFormat.QlOffset), (nameof(BlockQ6_K.Qh), Q6_KFormat.QhOffset),
             (nameof(BlockQ6_K.Scales), Q6_KFormat.ScalesOffset), (nameof(BlockQ6_K.D), Q6_KFormat.DOffset));
     }

@@ -1,5 +1,6 @@
-// Writes kquants-ref.json: ggml's own quantize_row_q{2,3}_K_ref and dequantize_row_q{2,3}_K on a fixed input, the reference
-// that tests/Runtime.Tests/Formats/LowBitKQuantTests.cs checks our Q2_KFormat and Q3_KFormat against byte for byte.
+// Writes kquants-ref.json: ggml's own quantize_row_q{2,3}_K_ref, quantize_iq4_{nl,xs} (as llama-quantize calls them: no
+// importance matrix) and their dequantize_row_* on a fixed input, the reference that tests/Runtime.Tests/Formats/
+// LowBitKQuantTests.cs checks our Q2_KFormat, Q3_KFormat and IQ4Format against byte for byte.
 // Build against the libggml-base.so of benchmarks/llama-cpp-avx2/build.sh (llama.cpp's prebuilt CPU libraries):
 //   gcc -O2 kquants-ref.c -o /tmp/kquants-ref ../../../../.tools/llama-cpp-avx2/lib/libggml-base.so -lm \
 //       -Wl,-rpath,$PWD/../../../../.tools/llama-cpp-avx2/lib && /tmp/kquants-ref > kquants-ref.json
@@ -12,6 +13,10 @@ void quantize_row_q2_K_ref(const float *x, void *y, int64_t k);
 void dequantize_row_q2_K(const void *x, float *y, int64_t k);
 void quantize_row_q3_K_ref(const float *x, void *y, int64_t k);
 void dequantize_row_q3_K(const void *x, float *y, int64_t k);
+size_t quantize_iq4_nl(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *imatrix);
+void dequantize_row_iq4_nl(const void *x, float *y, int64_t k);
+size_t quantize_iq4_xs(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *imatrix);
+void dequantize_row_iq4_xs(const void *x, float *y, int64_t k);
 
 #define N (8 * 256)
 
@@ -59,7 +64,15 @@ int main(void) {
     quantize_row_q3_K_ref(x, q, N);
     hex_bytes("q3_k", q, N / 256 * 110);
     dequantize_row_q3_K(q, y, N);
-    hex_floats("q3_k_dequant", y, N, 1);
+    hex_floats("q3_k_dequant", y, N, 0);
+    quantize_iq4_nl(x, q, 1, N, NULL);
+    hex_bytes("iq4_nl", q, N / 32 * 18);
+    dequantize_row_iq4_nl(q, y, N);
+    hex_floats("iq4_nl_dequant", y, N, 0);
+    quantize_iq4_xs(x, q, 1, N, NULL);
+    hex_bytes("iq4_xs", q, N / 256 * 136);
+    dequantize_row_iq4_xs(q, y, N);
+    hex_floats("iq4_xs_dequant", y, N, 1);
     printf("}\n");
     return 0;
 }

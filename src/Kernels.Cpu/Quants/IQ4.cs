@@ -1,0 +1,181 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Infer.Runtime.Formats;
+
+namespace Infer.Kernels.Cpu.Quants;
+
+/// <summary>IQ4_NL weights with Q8_0 activations and IQ4_XS weights with Q8_K activations (ggml's vec-dot types).</summary>
+public static unsafe class IQ4
+{
+    /// <summary>IQ4_NL · Q8_0: per block d_w·d_a·Σ kvalues[q]·y, the integer sum exact.</summary>
+    public static float DotNlRef(int n, byte* w, byte* a)
+    {
+        var kv = IQ4Format.Values;
+        float sumf = 0;
+        for (int i = 0; i < n / IQ4Format.NlBlockSize; i++)
+        {
+            var x = (BlockIQ4_NL*)(w + (nint)i * IQ4Format.NlTypeSize);
+            var y = (BlockQ8_0*)(a + (nint)i * Q8_0Format.TypeSize);
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += kv[x->Qs[j] & 0xF] * y->Qs[j] + kv[x->Qs[j] >> 4] * y->Qs[j + 16];
+            sumf += HalfBits.ToFloat(x->D) * HalfBits.ToFloat(y->D) * sum;
+        }
+        return sumf;
+    }
+
+    internal static void Dot4NlRef(int n, byte* w, byte* a, nint aStride, float* result)
+    {
+        for (int r = 0; r < 4; r++) result[r] = DotNlRef(n, w, a + r * aStride);
+    }
+
+    /// <summary>IQ4_XS · Q8_K: per super-block d_w·d_a·Σ_ib (ls_ib − 32)·Σ kvalues[q]·y, the integer sums exact.</summary>
+    public static float DotXsRef(int n, byte* w, byte* a)
+    {
+        var kv = IQ4Format.Values;
+        float sumf = 0;
+        for (int i = 0; i < n / IQ4Format.XsBlockSize; i++)
+        {
+            var x = (BlockIQ4_XS*)(w + (nint)i * IQ4Format.XsTypeSize);
+            var y = (BlockQ8_K*)(a + (nint)i * Q8_KFormat.TypeSize);
+            int isum = 0;
+            for (int ib = 0; ib < 8; ib++)
+            {
+                byte* qs = x->Qs + 16 * ib;
+                int sum = 0;
+                for (int j = 0; j < 16; j++) sum += kv[qs[j] & 0xF] * y->Qs[32 * ib + j] + kv[qs[j] >> 4] * y->Qs[32 * ib + j + 16];
+                isum += IQ4Format.XsScale(x, ib) * sum;
+            }
+            sumf += HalfBits.ToFloat(x->D) * y->D * isum;
+        }
+        return sumf;
+    }
+
+    internal static void Dot4XsRef(int n, byte* w, byte* a, nint aStride, float* result)
+    {
+        for (int r = 0; r < 4; r++) result[r] = DotXsRef(n, w, a + r * aStride);
+    }
+
+    /// <summary>The table in both 128-bit lanes, for <c>vpshufb</c>.</summary>
+    private static Vector256<sbyte> Table
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            var t = Vector128.Create((sbyte)-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+            return Vector256.Create(t, t);
+        }
+    }
+
+    /// <summary>The 32 values of 16 qs bytes (low nibbles: elements 0-15, high: 16-31) as signed bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Values32(byte* qs, Vector256<sbyte> table)
+    {
+        Vector128<byte> q = Vector128.Load(qs), m = Vector128.Create((byte)0x0F);
+        var idx = Vector256.Create(q & m, Vector128.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & m);
+        return Avx2.Shuffle(table, idx.AsSByte());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float DotNlSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
+    {
+        var table = Table;
+        Vector256<float> acc = default;
+        for (int i = 0; i < n / IQ4Format.NlBlockSize; i++)
+        {
+            byte* x = w + (nint)i * IQ4Format.NlTypeSize;
+            byte* y = a + (nint)i * Q8_0Format.TypeSize;
+            Vector256<int> s = Simd.DotS8S8<T>(default, Values32(x + IQ4Format.NlQsOffset, table), Vector256.Load((sbyte*)(y + Q8_0Format.QsOffset)));
+            acc = Simd.MulAdd(s, HalfBits.ToFloat(*(ushort*)x) * HalfBits.ToFloat(*(ushort*)y), acc);
+        }
+        return Simd.HSum(acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot4NlSimd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
+    {
+        var table = Table;
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int i = 0; i < n / IQ4Format.NlBlockSize; i++)
+        {
+            byte* x = w + (nint)i * IQ4Format.NlTypeSize;
+            byte* y = a + (nint)i * Q8_0Format.TypeSize;
+            Vector256<sbyte> v = Values32(x + IQ4Format.NlQsOffset, table);
+            float d = HalfBits.ToFloat(*(ushort*)x);
+            acc0 = NlBlock<T>(acc0, v, d, y);
+            acc1 = NlBlock<T>(acc1, v, d, y + aStride);
+            acc2 = NlBlock<T>(acc2, v, d, y + 2 * aStride);
+            acc3 = NlBlock<T>(acc3, v, d, y + 3 * aStride);
+        }
+        result[0] = Simd.HSum(acc0); result[1] = Simd.HSum(acc1); result[2] = Simd.HSum(acc2); result[3] = Simd.HSum(acc3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> NlBlock<T>(Vector256<float> acc, Vector256<sbyte> v, float d, byte* y) where T : struct, IIntDot =>
+        Simd.MulAdd(Simd.DotS8S8<T>(default, v, Vector256.Load((sbyte*)(y + Q8_0Format.QsOffset))), d * HalfBits.ToFloat(*(ushort*)y), acc);
+
+    /// <summary>Σ_ib (ls_ib − 32)·Σ kvalues·y over one super-block against one Q8_K block (int32 lanes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> XsBlock<T>(byte* x, byte* y, Vector256<sbyte> table) where T : struct, IIntDot
+    {
+        Vector256<int> s = default;
+        for (int ib = 0; ib < 8; ib++)
+        {
+            Vector256<int> dot = Simd.DotS8S8<T>(default, Values32(x + IQ4Format.XsQsOffset + 16 * ib, table),
+                Vector256.Load((sbyte*)(y + Q8_KFormat.QsOffset + 32 * ib)));
+            s += Avx2.MultiplyLow(dot, Vector256.Create(IQ4Format.XsScale((BlockIQ4_XS*)x, ib)));
+        }
+        return s;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float DotXsSimd<T>(int n, byte* w, byte* a) where T : struct, IIntDot
+    {
+        var table = Table;
+        Vector256<float> acc = default;
+        for (int i = 0; i < n / IQ4Format.XsBlockSize; i++)
+        {
+            byte* x = w + (nint)i * IQ4Format.XsTypeSize;
+            byte* y = a + (nint)i * Q8_KFormat.TypeSize;
+            acc = Simd.MulAdd(XsBlock<T>(x, y, table), HalfBits.ToFloat(*(ushort*)x) * *(float*)y, acc);
+        }
+        return Simd.HSum(acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot4XsSimd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
+    {
+        for (int r = 0; r < 4; r++) result[r] = DotXsSimd<T>(n, w, a + r * aStride);
+    }
+
+    /// <summary>IQ4_NL → Q8_0, value for value (the prompt GEMM runs IQ4_NL weights as Q8_0 through this): d8 = d, q8 = kvalues[q].</summary>
+    public static void NlToQ8_0Ref(byte* src, byte* dst, int n)
+    {
+        var kv = IQ4Format.Values;
+        for (int i = 0; i < n / IQ4Format.NlBlockSize; i++)
+        {
+            var x = (BlockIQ4_NL*)(src + (nint)i * IQ4Format.NlTypeSize);
+            byte* o = dst + (nint)i * Q8_0Format.TypeSize;
+            *(ushort*)(o + Q8_0Format.DOffset) = x->D;
+            for (int j = 0; j < 16; j++)
+            {
+                o[Q8_0Format.QsOffset + j] = (byte)kv[x->Qs[j] & 0xF];
+                o[Q8_0Format.QsOffset + j + 16] = (byte)kv[x->Qs[j] >> 4];
+            }
+        }
+    }
+
+    /// <inheritdoc cref="NlToQ8_0Ref"/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void NlToQ8_0(byte* src, byte* dst, int n)
+    {
+        var table = Table;
+        for (int i = 0; i < n / IQ4Format.NlBlockSize; i++)
+        {
+            byte* x = src + (nint)i * IQ4Format.NlTypeSize;
+            byte* o = dst + (nint)i * Q8_0Format.TypeSize;
+            *(ushort*)(o + Q8_0Format.DOffset) = *(ushort*)x;
+            Values32(x + IQ4Format.NlQsOffset, table).Store((sbyte*)(o + Q8_0Format.QsOffset));
+        }
+    }
+}
