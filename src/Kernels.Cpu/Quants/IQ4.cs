@@ -114,17 +114,33 @@ public static unsafe class IQ4
     private static Vector256<float> NlBlock<T>(Vector256<float> acc, Vector256<sbyte> v, float d, byte* y) where T : struct, IIntDot =>
         Simd.MulAdd(Simd.DotS8S8<T>(default, v, Vector256.Load((sbyte*)(y + Q8_0Format.QsOffset))), d * HalfBits.ToFloat(*(ushort*)y), acc);
 
+    /// <summary>Sub-block <paramref name="ib"/>'s scale (ls − 32) in every int16 lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> XsScale(byte* x, int ib) =>
+        Vector256.Create((short)(((x[IQ4Format.XsScalesLOffset + ib / 2] >> (4 * (ib % 2))) & 0xF
+            | ((*(ushort*)(x + IQ4Format.XsScalesHOffset) >> (2 * ib)) & 3) << 4) - 32));
+
+    /// <summary>
+    /// Two sub-blocks' values (<paramref name="v0"/>, <paramref name="v1"/>) against 64 activations at <paramref name="y"/>: int16 sums
+    /// of product pairs (|kvalue| ≤ 127, |y| ≤ 128) times each sub-block's scale, added to <paramref name="s"/> as int32.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> XsPair<T>(Vector256<int> s, Vector256<sbyte> v0, Vector256<sbyte> v1, sbyte* y, Vector256<short> scale0,
+        Vector256<short> scale1) where T : struct, IIntDot
+    {
+        Vector256<sbyte> y0 = Vector256.Load(y), y1 = Vector256.Load(y + 32);
+        s = T.MaddS16(s, Avx2.MultiplyAddAdjacent(Avx2.Abs(v0), Avx2.Sign(y0, v0)), scale0);
+        return T.MaddS16(s, Avx2.MultiplyAddAdjacent(Avx2.Abs(v1), Avx2.Sign(y1, v1)), scale1);
+    }
+
     /// <summary>Σ_ib (ls_ib − 32)·Σ kvalues·y over one super-block against one Q8_K block (int32 lanes).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> XsBlock<T>(byte* x, byte* y, Vector256<sbyte> table) where T : struct, IIntDot
     {
         Vector256<int> s = default;
-        for (int ib = 0; ib < 8; ib++)
-        {
-            Vector256<int> dot = Simd.DotS8S8<T>(default, Values32(x + IQ4Format.XsQsOffset + 16 * ib, table),
-                Vector256.Load((sbyte*)(y + Q8_KFormat.QsOffset + 32 * ib)));
-            s += Avx2.MultiplyLow(dot, Vector256.Create(IQ4Format.XsScale((BlockIQ4_XS*)x, ib)));
-        }
+        for (int k = 0; k < 4; k++)
+            s = XsPair<T>(s, Values32(x + IQ4Format.XsQsOffset + 32 * k, table), Values32(x + IQ4Format.XsQsOffset + 32 * k + 16, table),
+                (sbyte*)(y + Q8_KFormat.QsOffset + 64 * k), XsScale(x, 2 * k), XsScale(x, 2 * k + 1));
         return s;
     }
 
@@ -145,7 +161,32 @@ public static unsafe class IQ4
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4XsSimd<T>(int n, byte* w, byte* a, nint aStride, float* result) where T : struct, IIntDot
     {
-        for (int r = 0; r < 4; r++) result[r] = DotXsSimd<T>(n, w, a + r * aStride);
+        var table = Table;
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int i = 0; i < n / IQ4Format.XsBlockSize; i++)
+        {
+            byte* x = w + (nint)i * IQ4Format.XsTypeSize;
+            nint o = (nint)i * Q8_KFormat.TypeSize;
+            byte* y0 = a + o, y1 = a + aStride + o, y2 = a + 2 * aStride + o, y3 = a + 3 * aStride + o;
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int k = 0; k < 4; k++)
+            {
+                Vector256<short> c0 = XsScale(x, 2 * k), c1 = XsScale(x, 2 * k + 1);
+                byte* qs = x + IQ4Format.XsQsOffset + 32 * k;
+                Vector256<sbyte> v0 = Values32(qs, table), v1 = Values32(qs + 16, table);
+                int q = Q8_KFormat.QsOffset + 64 * k;
+                s0 = XsPair<T>(s0, v0, v1, (sbyte*)(y0 + q), c0, c1);
+                s1 = XsPair<T>(s1, v0, v1, (sbyte*)(y1 + q), c0, c1);
+                s2 = XsPair<T>(s2, v0, v1, (sbyte*)(y2 + q), c0, c1);
+                s3 = XsPair<T>(s3, v0, v1, (sbyte*)(y3 + q), c0, c1);
+            }
+            float d = HalfBits.ToFloat(*(ushort*)x);
+            acc0 = Simd.MulAdd(s0, d * *(float*)y0, acc0);
+            acc1 = Simd.MulAdd(s1, d * *(float*)y1, acc1);
+            acc2 = Simd.MulAdd(s2, d * *(float*)y2, acc2);
+            acc3 = Simd.MulAdd(s3, d * *(float*)y3, acc3);
+        }
+        result[0] = Simd.HSum(acc0); result[1] = Simd.HSum(acc1); result[2] = Simd.HSum(acc2); result[3] = Simd.HSum(acc3);
     }
 
     /// <summary>IQ4_NL → Q8_0, value for value (the prompt GEMM runs IQ4_NL weights as Q8_0 through this): d8 = d, q8 = kvalues[q].</summary>
