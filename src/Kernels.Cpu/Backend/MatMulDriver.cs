@@ -20,6 +20,9 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
     private CpuActivation? _quantizedSource;
     private int _quantizedVersion;
     private nint _quantizedWith; // the quantizer that wrote the buffer
+    private int _quantizedWidth = 1; // and how many times each row was repeated (QuantKernel.GemmViaWidth)
+    private float*[] _repeatScratch = [];
+    private long _repeatCapacity;
     private int _quantizedRows;
 
     /// <summary>
@@ -57,6 +60,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         long inputRowBytes;
         var via = w.Kernel.GemmVia is { } v && n >= ConvertMinTokens && w.Rows >= QuantKernel.TileRows ? v : null;
         var kernel = via ?? w.Kernel; // the kernels that see the activations
+        int width = via != null ? w.Kernel.GemmViaWidth : 1; // the converted rows are this many times as long, the activations repeated
         if (kernel.VecDotType == GgmlType.F32)
         {
             input = (byte*)xa.Data;
@@ -66,12 +70,15 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         {
             // Activation rows as the kernels want them (Q8_0 rows carry per-block sums after the blocks, for the repacked kernels).
             var quantizer = kernel.QuantizeActivations;
-            inputRowBytes = kernel.ActivationRowBytes(xa.Cols);
+            inputRowBytes = kernel.ActivationRowBytes((long)xa.Cols * width);
             bool fresh = ReferenceEquals(_quantizedSource, xa) && _quantizedVersion == xa.Version
-                && _quantizedWith == (nint)quantizer && _quantizedRows >= n;
+                && _quantizedWith == (nint)quantizer && _quantizedWidth == width && _quantizedRows >= n;
             if (!fresh)
             {
                 EnsureQuantizedCapacity(inputRowBytes * n);
+                if (width > 1) EnsureRepeatScratch(pool.ThreadCount, (long)xa.Cols * width);
+                _quantize.Width = width;
+                _quantize.Repeat = _repeatScratch;
                 _quantize.X = xa;
                 _quantize.Output = _quantized;
                 _quantize.Quantizer = quantizer;
@@ -82,6 +89,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 _quantizedSource = xa;
                 _quantizedVersion = xa.Version;
                 _quantizedWith = (nint)quantizer;
+                _quantizedWidth = width;
                 _quantizedRows = n;
             }
             input = _quantized;
@@ -99,13 +107,14 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         // the weight's repacked copy as of now: a background repack may publish it during the call; this call keeps the layout
         _matMul.Repacked = w.Repacked;
         _matMul.Via = via;
+        _matMul.Cols = w.Cols * width;
         int unit = via != null || (_matMul.Repacked != null && kernel.RepackedTile != null) ? QuantKernel.TileRows : 8;
         _matMul.ChunkRows = Math.Max(unit, w.Rows / (pool.ThreadCount * 8)) / unit * unit;
         if (via != null)
         {
             long mins = w.Kernel.RowMins == null ? 0
                 : ((long)_matMul.ChunkRows / QuantKernel.TileRows + 1) * QuantKernel.TileRows * (w.Cols / GroupOffsets.GroupSize + 1);
-            EnsureConvertScratch(pool.ThreadCount, (_matMul.ChunkRows + 8) * via.RowBytes(w.Cols) + mins * sizeof(float));
+            EnsureConvertScratch(pool.ThreadCount, (_matMul.ChunkRows + 8) * via.RowBytes((long)w.Cols * width) + mins * sizeof(float));
             _matMul.ConvertScratch = _convertScratch;
             if (w.Kernel.RowMins != null)
             {
@@ -134,6 +143,15 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         for (int i = 0; i < threads; i++) _convertScratch[i] = (byte*)buffers.Alloc(_convertCapacity);
     }
 
+    private void EnsureRepeatScratch(int threads, long floats)
+    {
+        if (_repeatScratch.Length >= threads && floats <= _repeatCapacity) return;
+        foreach (float* p in _repeatScratch) buffers.Free(p);
+        _repeatCapacity = Math.Max(floats, _repeatCapacity);
+        _repeatScratch = new float*[threads];
+        for (int i = 0; i < threads; i++) _repeatScratch[i] = (float*)buffers.Alloc(_repeatCapacity * sizeof(float));
+    }
+
     private void EnsureQuantizedCapacity(long bytes)
     {
         if (bytes <= _quantizedCapacity) return;
@@ -150,12 +168,24 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         public delegate*<float*, byte*, int, void> Quantizer;
         public int Rows;
         public long RowBytes;
+        public int Width = 1; // each row quantized as Width copies of itself (in Repeat[thread]) when above 1
+        public float*[] Repeat = [];
 
         public void Execute(int thread, int threadCount)
         {
             var (start, end) = WorkerPool.Split(Rows, thread, threadCount);
+            int cols = X.Cols;
             for (int r = start; r < end; r++)
-                Quantizer(X.Data + (long)r * X.Cols, Output + r * RowBytes, X.Cols);
+            {
+                float* x = X.Data + (long)r * cols;
+                if (Width > 1)
+                {
+                    float* repeated = Repeat[thread];
+                    for (int k = 0; k < Width; k++) new ReadOnlySpan<float>(x, cols).CopyTo(new Span<float>(repeated + (long)k * cols, cols));
+                    x = repeated;
+                }
+                Quantizer(x, Output + r * RowBytes, cols * Width);
+            }
         }
     }
 
@@ -181,6 +211,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         public int ChunkRows;
         public int NextChunk;
         public QuantKernel? Via; // W.Kernel.GemmVia for this call, or null
+        public int Cols; // the rows' length as the kernels see them: W.Cols, times GemmViaWidth with Via
         public byte*[] ConvertScratch = [];
         public float* GroupSums; // with Via and RowMins: the activations' sums per group of 16, [token][group]
 
@@ -200,7 +231,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             int rows = w.Rows;
             int tileTokens = k.RepackedTile != null ? k.TileTokens : 4;
             int block = (int)Math.Max(tileTokens, TokenBlockBytes / Math.Max(1, XRowBytes) / tileTokens * tileTokens);
-            long scaleFloats = k.RepackedTile != null ? (long)w.Cols / k.BlockSize * k.TileScaleFloats : long.MaxValue;
+            long scaleFloats = k.RepackedTile != null ? (long)Cols / k.BlockSize * k.TileScaleFloats : long.MaxValue;
             float* tileScales = null;
             if (scaleFloats <= MaxTileScaleFloats)
             {
@@ -230,25 +261,25 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         {
             var w = W;
             var via = Via!;
-            int cols = w.Cols, g = via.RepackRows;
+            int cols = Cols, g = via.RepackRows;
             long rb = via.RowBytes(cols);
             byte* groups = ConvertScratch[thread], plain = groups + ChunkRows * rb;
             int full = (r1 - r0) / g * g;
             for (int r = 0; r < full; r += g)
             {
-                for (int i = 0; i < g; i++) w.Kernel.ConvertRow(w.Data + (r0 + r + i) * w.RowBytes, plain + i * rb, cols);
+                for (int i = 0; i < g; i++) w.Kernel.ConvertRow(w.Data + (r0 + r + i) * w.RowBytes, plain + i * rb, w.Cols);
                 via.Repack(plain, (nint)rb, groups + r * rb, cols);
             }
-            for (int r = full; r < r1 - r0; r++) w.Kernel.ConvertRow(w.Data + (r0 + r) * w.RowBytes, plain + (r - full) * rb, cols);
+            for (int r = full; r < r1 - r0; r++) w.Kernel.ConvertRow(w.Data + (r0 + r) * w.RowBytes, plain + (r - full) * rb, w.Cols);
             if (w.Kernel.RowMins != null)
             {
                 // per 16-row tile, [group][16] (rows past the chunk zero); the last group's slot is the one row's scratch
-                int groupCount = cols / GroupOffsets.GroupSize, tiles = (r1 - r0 + QuantKernel.TileRows - 1) / QuantKernel.TileRows;
+                int groupCount = w.Cols / GroupOffsets.GroupSize, tiles = (r1 - r0 + QuantKernel.TileRows - 1) / QuantKernel.TileRows;
                 float* mins = MinsScratch(thread), row = mins + (long)tiles * QuantKernel.TileRows * groupCount;
                 new Span<float>(mins, tiles * QuantKernel.TileRows * groupCount).Clear();
                 for (int r = 0; r < r1 - r0; r++)
                 {
-                    w.Kernel.RowMins(w.Data + (r0 + r) * w.RowBytes, row, cols);
+                    w.Kernel.RowMins(w.Data + (r0 + r) * w.RowBytes, row, w.Cols);
                     GroupOffsets.Scatter(mins + (long)(r / QuantKernel.TileRows) * QuantKernel.TileRows * groupCount, r % QuantKernel.TileRows,
                         row, groupCount);
                 }
@@ -257,7 +288,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         }
 
         /// <summary>This thread's group offsets (after its converted rows in the scratch).</summary>
-        private float* MinsScratch(int thread) => (float*)(ConvertScratch[thread] + (ChunkRows + 8) * Via!.RowBytes(W.Cols));
+        private float* MinsScratch(int thread) => (float*)(ConvertScratch[thread] + (ChunkRows + 8) * Via!.RowBytes(Cols));
 
         /// <summary>y[t, r] += Σ_g offset[r, g]·sums[t, g] for rows r0..r1 and tokens t0..t1 (<see cref="GroupOffsets"/>).</summary>
         private void AddGroupOffsets(float* mins, int r0, int r1, int t0, int t1)
@@ -277,7 +308,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             var k = source.K;
             byte* repacked = source.Repacked;
             long rowBytes = source.RowBytes;
-            int cols = W.Cols, yCols = Y.Cols;
+            int cols = Cols, yCols = Y.Cols;
             float* results = stackalloc float[32];
 
             // Repacked groups of 8 rows: pairs of groups through the tile kernel, then single groups.
@@ -366,7 +397,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         private void Dot4Group(QuantKernel k, byte* group, int t, int r, float* results)
         {
             int yCols = Y.Cols;
-            k.RepackedDot4(W.Cols, group, X + t * XRowBytes, (nint)XRowBytes, results);
+            k.RepackedDot4(Cols, group, X + t * XRowBytes, (nint)XRowBytes, results);
             for (int c = 0; c < 4; c++)
             {
                 float* y = Y.Data + (long)(t + c) * yCols + r;

@@ -189,6 +189,62 @@ public static unsafe class IQ4
         result[0] = Simd.HSum(acc0); result[1] = Simd.HSum(acc1); result[2] = Simd.HSum(acc2); result[3] = Simd.HSum(acc3);
     }
 
+    /// <summary>
+    /// IQ4_XS → two Q8_0 rows, together value for value: p = (ls − 32)·kvalue[q] in −4064..4064 is 32·hi + lo with hi = p &gt;&gt; 5
+    /// (−127..127) and lo in 0..31; the first n elements are the hi parts with scale 32·d, the next n the lo parts with scale d
+    /// (2n elements out; 32·d is exact in fp16 while |d| &lt; 2047).
+    /// </summary>
+    public static void XsToQ8_0x2Ref(byte* src, byte* dst, int n)
+    {
+        var kv = IQ4Format.Values;
+        int blocks = n / 32;
+        for (int i = 0; i < n / IQ4Format.XsBlockSize; i++)
+        {
+            var x = (BlockIQ4_XS*)(src + (nint)i * IQ4Format.XsTypeSize);
+            ushort dHi = HalfBits.FromFloat(32 * HalfBits.ToFloat(x->D));
+            for (int ib = 0; ib < 8; ib++)
+            {
+                byte* hi = dst + ((nint)i * 8 + ib) * Q8_0Format.TypeSize, lo = hi + (nint)blocks * Q8_0Format.TypeSize;
+                *(ushort*)(hi + Q8_0Format.DOffset) = dHi;
+                *(ushort*)(lo + Q8_0Format.DOffset) = x->D;
+                int a = IQ4Format.XsScale(x, ib);
+                for (int j = 0; j < 32; j++)
+                {
+                    byte b = x->Qs[16 * ib + j % 16];
+                    int p = a * kv[j < 16 ? b & 0xF : b >> 4];
+                    hi[Q8_0Format.QsOffset + j] = (byte)(sbyte)(p >> 5);
+                    lo[Q8_0Format.QsOffset + j] = (byte)(p & 31);
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc cref="XsToQ8_0x2Ref"/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void XsToQ8_0x2(byte* src, byte* dst, int n)
+    {
+        var table = Table;
+        int blocks = n / 32;
+        var m31 = Vector256.Create((short)31);
+        for (int i = 0; i < n / IQ4Format.XsBlockSize; i++)
+        {
+            byte* x = src + (nint)i * IQ4Format.XsTypeSize;
+            ushort d = *(ushort*)x, dHi = HalfBits.FromFloat(32 * HalfBits.ToFloat(d));
+            for (int ib = 0; ib < 8; ib++)
+            {
+                byte* hi = dst + ((nint)i * 8 + ib) * Q8_0Format.TypeSize, lo = hi + (nint)blocks * Q8_0Format.TypeSize;
+                *(ushort*)(hi + Q8_0Format.DOffset) = dHi;
+                *(ushort*)(lo + Q8_0Format.DOffset) = d;
+                Vector256<sbyte> v = Values32(x + IQ4Format.XsQsOffset + 16 * ib, table);
+                Vector256<short> a = XsScale(x, ib);
+                Vector256<short> p0 = Avx2.ConvertToVector256Int16(v.GetLower()) * a, p1 = Avx2.ConvertToVector256Int16(v.GetUpper()) * a;
+                Vector256.Narrow(Vector256.ShiftRightArithmetic(p0, 5), Vector256.ShiftRightArithmetic(p1, 5))
+                    .Store((sbyte*)(hi + Q8_0Format.QsOffset));
+                Vector256.Narrow(p0 & m31, p1 & m31).Store((sbyte*)(lo + Q8_0Format.QsOffset));
+            }
+        }
+    }
+
     /// <summary>IQ4_NL → Q8_0, value for value (the prompt GEMM runs IQ4_NL weights as Q8_0 through this): d8 = d, q8 = kvalues[q].</summary>
     public static void NlToQ8_0Ref(byte* src, byte* dst, int n)
     {

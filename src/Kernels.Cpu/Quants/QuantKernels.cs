@@ -110,6 +110,12 @@ public sealed unsafe class QuantKernel
     public QuantKernel? GemmVia { get; init; }
 
     /// <summary>
+    /// How many times longer a row is in <see cref="GemmVia"/>'s type (1, or 2 for IQ4_XS: two Q8_0 rows that sum to the row, against
+    /// the activations repeated twice).
+    /// </summary>
+    public int GemmViaWidth { get; init; } = 1;
+
+    /// <summary>
     /// (source row, destination row, n): one row of this type in <see cref="GemmVia"/>'s type, exactly, but for the per-group offsets
     /// of <see cref="RowMins"/> where it has them. Null without <see cref="GemmVia"/>.
     /// </summary>
@@ -292,10 +298,13 @@ public static unsafe class QuantKernels
             vnni ? &IQ4.Dot4NlSimd<VnniDot> : avx2 ? &IQ4.Dot4NlSimd<Avx2Dot> : &IQ4.Dot4NlRef, &IQ4Format.DequantizeNl);
         t[(int)GgmlType.IQ4_NL] = avx2 && t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8ForNl
             ? WithGemmVia(iq4NlKernel, q8ForNl, &IQ4.NlToQ8_0) : iq4NlKernel;
-        t[(int)GgmlType.IQ4_XS] = Quant(GgmlType.IQ4_XS, IQ4Format.XsBlockSize, IQ4Format.XsTypeSize,
+        var iq4XsKernel = Quant(GgmlType.IQ4_XS, IQ4Format.XsBlockSize, IQ4Format.XsTypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &IQ4.DotXsSimd<VnniDot> : avx2 ? &IQ4.DotXsSimd<Avx2Dot> : &IQ4.DotXsRef,
             vnni ? &IQ4.Dot4XsSimd<VnniDot> : avx2 ? &IQ4.Dot4XsSimd<Avx2Dot> : &IQ4.Dot4XsRef, &IQ4Format.DequantizeXs);
+        // prompts: (ls − 32)·kvalue = 32·hi + lo, two exact Q8_0 halves of a row twice as long (scales 32·d and d)
+        t[(int)GgmlType.IQ4_XS] = avx2 && t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8ForXs
+            ? WithGemmVia(iq4XsKernel, q8ForXs, &IQ4.XsToQ8_0x2, width: 2) : iq4XsKernel;
         var q4_KKernel = Quant(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
@@ -346,13 +355,13 @@ public static unsafe class QuantKernels
         };
 
     private static QuantKernel WithGemmVia(QuantKernel k, QuantKernel via, delegate*<byte*, byte*, int, void> convert,
-        delegate*<byte*, float*, int, void> mins = null) => new()
+        delegate*<byte*, float*, int, void> mins = null, int width = 1) => new()
         {
             Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
             VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize,
             Isa = $"{k.Isa}; prompts as {GgmlTypeInfo.Name(via.Type)} ({via.Isa})",
             QuantizeActivations = k.QuantizeActivations, ActivationSumFactor = k.ActivationSumFactor, Dot = k.Dot, Dot4 = k.Dot4,
-            Dequantize = k.Dequantize, GemmVia = via, ConvertRow = convert, RowMins = mins,
+            Dequantize = k.Dequantize, GemmVia = via, ConvertRow = convert, RowMins = mins, GemmViaWidth = width,
         };
 
     /// <summary>The repacked kernels of a legacy type (<see cref="LegacyX8"/>) on an AVX2 CPU.</summary>

@@ -76,6 +76,20 @@ public unsafe class MatMulTests
         Check(GgmlType.IQ4_NL, rows, tokens, false, 512, blockRows, convertMin: 4);
     }
 
+    /// <summary>
+    /// IQ4_XS in a prompt batch: each row as two Q8_0 rows (32·hi and lo parts of (ls − 32)·kvalue) against the activations repeated
+    /// twice; the reference is the scalar Q8_0 dot over the converted row of twice the length.
+    /// </summary>
+    [Theory]
+    [InlineData(16, 16, 0)]
+    [InlineData(67, 20, 0)]
+    [InlineData(40, 37, 5)]
+    public void IQ4_XSPromptsRunAsTwoExactQ8_0Rows(int rows, int tokens, int blockRows)
+    {
+        Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
+        Check(GgmlType.IQ4_XS, rows, tokens, false, 512, blockRows, convertMin: 4);
+    }
+
     public static IEnumerable<object[]> BlockedCases()
     {
         foreach (var type in new[] { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.F16 })
@@ -103,7 +117,8 @@ public unsafe class MatMulTests
         var kernel = QuantKernels.Get(type);
         bool converted = kernel.GemmVia != null && tokens >= convertMin && rows >= QuantKernel.TileRows;
         var reference = QuantKernels.Get(converted ? kernel.GemmVia!.Type : type, QuantKernels.IsaLevel.Scalar);
-        long fileRowBytes = kernel.RowBytes(cols), rowBytes = reference.RowBytes(cols);
+        int width = converted ? kernel.GemmViaWidth : 1, wide = cols * width; // IQ4_XS: two Q8_0 halves against x twice
+        long fileRowBytes = kernel.RowBytes(cols), rowBytes = reference.RowBytes(wide);
         var rng = new Random(rows * 31 + tokens);
         var file = new byte[rows * fileRowBytes];
         var weights = new byte[rows * rowBytes];
@@ -123,6 +138,7 @@ public unsafe class MatMulTests
                 {
                     if (type == GgmlType.Q3_K) Q3_K.ToQ8_0Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);
                     else if (type == GgmlType.IQ4_NL) IQ4.NlToQ8_0Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);
+                    else if (type == GgmlType.IQ4_XS) IQ4.XsToQ8_0x2Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);
                     else
                     {
                         Q2_K.ToQ8_0Ref(src + r * fileRowBytes, dst + r * rowBytes, cols);
@@ -135,19 +151,25 @@ public unsafe class MatMulTests
         // Reference: activations quantized by the scalar quantizer, then the scalar dot per (token, row).
         var expected = new double[tokens * rows];
         var scale = new double[tokens * rows];
-        var xq = new byte[Math.Max(reference.ActivationRowBytes(cols), cols * 4)];
+        var xq = new byte[Math.Max(reference.ActivationRowBytes(wide), cols * 4)];
         var wf = new float[cols];
+        var repeated = new float[wide];
         fixed (byte* w = weights, q = xq, f = file)
-        fixed (float* xs = x, wfp = wf)
+        fixed (float* xs = x, wfp = wf, xr = repeated)
         {
             for (int t = 0; t < tokens; t++)
             {
                 byte* act;
                 if (reference.VecDotType == GgmlType.F32) act = (byte*)(xs + t * cols);
-                else { reference.QuantizeActivations(xs + t * cols, q, cols); act = q; }
+                else
+                {
+                    for (int k = 0; k < width; k++) Array.Copy(x, t * cols, repeated, k * cols, cols);
+                    reference.QuantizeActivations(xr, q, wide);
+                    act = q;
+                }
                 for (int r = 0; r < rows; r++)
                 {
-                    expected[t * rows + r] = reference.Dot(cols, w + r * rowBytes, act);
+                    expected[t * rows + r] = reference.Dot(wide, w + r * rowBytes, act);
                     for (int g = 0; g < cols / 16; g++)
                         for (int i = 0; i < 16; i++) expected[t * rows + r] += (double)mins[r * cols / 16 + g] * x[t * cols + 16 * g + i];
                     kernel.Dequantize(f + r * fileRowBytes, wfp, cols);

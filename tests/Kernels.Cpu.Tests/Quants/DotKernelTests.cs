@@ -135,6 +135,31 @@ public unsafe class DotKernelTests
         }
     }
 
+    /// <summary>
+    /// IQ4_XS → two Q8_0 halves for the prompt GEMM: the vector conversion writes the reference's bytes, and the halves' values sum
+    /// to the IQ4_XS row's exactly.
+    /// </summary>
+    [Fact]
+    public void IQ4_XSToTwoQ8_0HalvesIsExact()
+    {
+        Isa.RequireSimd(GgmlType.IQ4_XS, QuantKernels.IsaLevel.Avx2);
+        foreach (int n in Lengths(GgmlType.IQ4_XS))
+        {
+            byte[] w = QuantTestUtil.Quantize(GgmlType.IQ4_XS, QuantTestUtil.RandomData(n, n + 5, 0.05f));
+            if (n == 256) { w[2] = 0; w[3] = 0; Array.Fill<byte>(w, 0, 4, 4); } // every ls - 32 = -32 (with kvalue -127: 4064)
+            var expected = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_0, 2 * n)];
+            var actual = new byte[expected.Length];
+            fixed (byte* pw = w, pe = expected, pa = actual)
+            {
+                IQ4.XsToQ8_0x2Ref(pw, pe, n);
+                IQ4.XsToQ8_0x2(pw, pa, n);
+            }
+            Assert.Equal(expected, actual);
+            float[] a = QuantTestUtil.Dequantize(GgmlType.IQ4_XS, w, n), b = QuantTestUtil.Dequantize(GgmlType.Q8_0, actual, 2 * n);
+            for (int i = 0; i < n; i++) Assert.True(a[i] == b[i] + b[n + i], $"n={n} element {i}: {a[i]} vs {b[i]} + {b[n + i]}");
+        }
+    }
+
     /// <summary>IQ4_NL → Q8_0 for the prompt GEMM: the vector conversion writes the reference's bytes and the same values.</summary>
     [Fact]
     public void IQ4_NLToQ8_0IsExact()
