@@ -22,6 +22,41 @@ internal static class KQuant
         return s;
     }
 
+    /// <summary>
+    /// A unit of a format with a scale and a min per sub-block (Q4_K, Q5_K): its 8 quants as bytes (two words, elements j..j+7, low
+    /// to high), its sub-block's scale and min, and the block's d | dmin.
+    /// </summary>
+    public struct ScaledUnit
+    {
+        public int Q0, Q1, Scale, Min, D;
+    }
+
+    /// <summary>A unit's 8 weights: d·sc·q − dmin·m (each value is what the format's Element gives).</summary>
+    public static Float8 Decode(ScaledUnit u)
+    {
+        float d = Numeric.HalfToFloat(u.D), dm = Numeric.HalfToFloat(u.D >> 16) * u.Min;
+        int sc = u.Scale, q0 = u.Q0, q1 = u.Q1;
+        return new Float8
+        {
+            A = d * sc * (q0 & 0xFF) - dm, B = d * sc * ((q0 >> 8) & 0xFF) - dm,
+            C = d * sc * ((q0 >> 16) & 0xFF) - dm, D = d * sc * ((q0 >> 24) & 0xFF) - dm,
+            E = d * sc * (q1 & 0xFF) - dm, F = d * sc * ((q1 >> 8) & 0xFF) - dm,
+            G = d * sc * ((q1 >> 16) & 0xFF) - dm, H = d * sc * ((q1 >> 24) & 0xFF) - dm,
+        };
+    }
+
+    /// <summary>
+    /// A unit against x[j..j+7] as two int8 words: d·sc·x_d·Σq·x_q − dmin·m·x_d·Σx_q over the unit (the activation sum as a dp4a
+    /// with ones).
+    /// </summary>
+    public static float Dot1Q8(ScaledUnit u, ArrayView<int> xq, ArrayView<float> xd, int unit)
+    {
+        int x0 = xq[2 * unit], x1 = xq[2 * unit + 1];
+        int dot = Numeric.Dp4a(u.Q0, x0, Numeric.Dp4a(u.Q1, x1, 0));
+        int sum = Numeric.Dp4a(0x01010101, x0, Numeric.Dp4a(0x01010101, x1, 0));
+        return xd[unit / 4] * (Numeric.HalfToFloat(u.D) * u.Scale * dot - Numeric.HalfToFloat(u.D >> 16) * u.Min * sum);
+    }
+
     /// <summary><see cref="Dot8"/> of one decoded unit with x[j..j+7] of the four activation rows of <paramref name="r"/>.</summary>
     public static Float4 Dot8x4(Float8 w, ArrayView<float> x, Rows4 r, int j) => new()
     {
@@ -76,30 +111,15 @@ internal struct Q4_KWords : IInt8Blocks
 
     public bool Int8Dot => true;
 
-    /// <summary>
-    /// The unit's 8 nibbles as two int8 words against x[j..j+7]: d·sc·x_d·Σq·x_q − dmin·m·x_d·Σx_q over the unit (the activation
-    /// sum as a dp4a with ones).
-    /// </summary>
-    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
-    {
-        var u = Locate(words, row, cols, unit);
-        int x0 = xq[2 * unit], x1 = xq[2 * unit + 1];
-        int dot = Numeric.Dp4a(u.Q0, x0, Numeric.Dp4a(u.Q1, x1, 0));
-        int sum = Numeric.Dp4a(0x01010101, x0, Numeric.Dp4a(0x01010101, x1, 0));
-        return xd[unit / 4] * (Numeric.HalfToFloat(u.D) * u.Scale * dot - Numeric.HalfToFloat(u.D >> 16) * u.Min * sum);
-    }
-
-    /// <summary>A unit's quants (four nibbles per word, low to high: elements j..j+7), its sub-block's scale and min, d | dmin.</summary>
-    private struct UnitBits
-    {
-        public int Q0, Q1, Scale, Min, D;
-    }
+    /// <summary>The unit's 8 nibbles as two int8 words against x[j..j+7] (<see cref="KQuant.Dot1Q8"/>).</summary>
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
+        KQuant.Dot1Q8(Locate(words, row, cols, unit), xq, xd, unit);
 
     /// <summary>
     /// The unit's bits with one read of its sub-block's scale and min and two words of nibbles (the unit's 8 quant bytes are
     /// word-aligned: 8 consecutive bytes of one 32-byte group).
     /// </summary>
-    private static UnitBits Locate(ArrayView<int> words, int row, int cols, int unit)
+    private static KQuant.ScaledUnit Locate(ArrayView<int> words, int row, int cols, int unit)
     {
         int j = unit * 8;
         long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
@@ -108,27 +128,14 @@ internal struct Q4_KWords : IInt8Blocks
         var (sc, m) = ScaleMin(words, w0, 2 * sub + (within >= 32 ? 1 : 0));
         long q = w0 + 4 + sub * 8 + ((within & 31) >> 2);
         int shift = within < 32 ? 0 : 4;
-        return new UnitBits
+        return new KQuant.ScaledUnit
         {
             Q0 = (words[q] >> shift) & 0x0F0F0F0F, Q1 = (words[q + 1] >> shift) & 0x0F0F0F0F, Scale = sc, Min = m, D = words[w0],
         };
     }
 
     /// <summary>The 8 weights of a unit (<see cref="Locate"/>). Each value is what <see cref="Element"/> gives.</summary>
-    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
-    {
-        var u = Locate(words, row, cols, unit);
-        float d = Numeric.HalfToFloat(u.D), dmin = Numeric.HalfToFloat(u.D >> 16);
-        float dm = dmin * u.Min;
-        int sc = u.Scale, q0 = u.Q0, q1 = u.Q1;
-        return new Float8
-        {
-            A = d * sc * (q0 & 0xF) - dm, B = d * sc * ((q0 >> 8) & 0xF) - dm,
-            C = d * sc * ((q0 >> 16) & 0xF) - dm, D = d * sc * ((q0 >> 24) & 0xF) - dm,
-            E = d * sc * (q1 & 0xF) - dm, F = d * sc * ((q1 >> 8) & 0xF) - dm,
-            G = d * sc * ((q1 >> 16) & 0xF) - dm, H = d * sc * ((q1 >> 24) & 0xF) - dm,
-        };
-    }
+    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit) => KQuant.Decode(Locate(words, row, cols, unit));
 
     /// <summary>The 6-bit scale and min of sub-block <paramref name="s"/> (0..7) from the block's 12 packed bytes (Q4_K and Q5_K).</summary>
     internal static (int Scale, int Min) ScaleMin(ArrayView<int> words, long w0, int s)
@@ -200,24 +207,12 @@ internal struct Q5_KWords : IInt8Blocks
 
     public bool Int8Dot => true;
 
-    /// <summary>As <see cref="Q4_KWords.Dot1Q8"/>, with 5-bit quants.</summary>
-    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
-    {
-        var u = Locate(words, row, cols, unit);
-        int x0 = xq[2 * unit], x1 = xq[2 * unit + 1];
-        int dot = Numeric.Dp4a(u.Q0, x0, Numeric.Dp4a(u.Q1, x1, 0));
-        int sum = Numeric.Dp4a(0x01010101, x0, Numeric.Dp4a(0x01010101, x1, 0));
-        return xd[unit / 4] * (Numeric.HalfToFloat(u.D) * u.Scale * dot - Numeric.HalfToFloat(u.D >> 16) * u.Min * sum);
-    }
-
-    /// <summary>A unit's quants (0..31 as bytes, elements j..j+7), its sub-block's scale and min, d | dmin.</summary>
-    private struct UnitBits
-    {
-        public int Q0, Q1, Scale, Min, D;
-    }
+    /// <summary>The unit's 8 five-bit quants as two int8 words against x[j..j+7] (<see cref="KQuant.Dot1Q8"/>).</summary>
+    public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
+        KQuant.Dot1Q8(Locate(words, row, cols, unit), xq, xd, unit);
 
     /// <summary>The unit's 8 quants from two words of nibbles and the two words of qh beside them, its scale and min.</summary>
-    private static UnitBits Locate(ArrayView<int> words, int row, int cols, int unit)
+    private static KQuant.ScaledUnit Locate(ArrayView<int> words, int row, int cols, int unit)
     {
         int j = unit * 8;
         long w0 = ((long)row * (cols / 256) + j / 256) * WordsPerBlock;
@@ -227,7 +222,7 @@ internal struct Q5_KWords : IInt8Blocks
         int k = (within & 31) >> 2;
         long q = w0 + QuantWords + pair * 8 + k, h = w0 + HighWords + k;
         int shift = within < 32 ? 0 : 4;
-        return new UnitBits
+        return new KQuant.ScaledUnit
         {
             Q0 = ((words[q] >> shift) & 0x0F0F0F0F) | (((words[h] >> sub) & 0x01010101) << 4),
             Q1 = ((words[q + 1] >> shift) & 0x0F0F0F0F) | (((words[h + 1] >> sub) & 0x01010101) << 4),
@@ -236,19 +231,7 @@ internal struct Q5_KWords : IInt8Blocks
     }
 
     /// <summary>The 8 weights of a unit (<see cref="Locate"/>). Each value is what <see cref="Element"/> gives.</summary>
-    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit)
-    {
-        var u = Locate(words, row, cols, unit);
-        float d = Numeric.HalfToFloat(u.D), dm = Numeric.HalfToFloat(u.D >> 16) * u.Min;
-        int sc = u.Scale, q0 = u.Q0, q1 = u.Q1;
-        return new Float8
-        {
-            A = d * sc * (q0 & 0xFF) - dm, B = d * sc * ((q0 >> 8) & 0xFF) - dm,
-            C = d * sc * ((q0 >> 16) & 0xFF) - dm, D = d * sc * ((q0 >> 24) & 0xFF) - dm,
-            E = d * sc * (q1 & 0xFF) - dm, F = d * sc * ((q1 >> 8) & 0xFF) - dm,
-            G = d * sc * ((q1 >> 16) & 0xFF) - dm, H = d * sc * ((q1 >> 24) & 0xFF) - dm,
-        };
-    }
+    private static Float8 Unit(ArrayView<int> words, int row, int cols, int unit) => KQuant.Decode(Locate(words, row, cols, unit));
 
     public float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j)
     {
