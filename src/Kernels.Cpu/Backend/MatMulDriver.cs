@@ -21,7 +21,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
     private int _quantizedVersion;
     private nint _quantizedWith; // the quantizer that wrote the buffer
     private int _quantizedWidth = 1; // and how many times each row was repeated (QuantKernel.GemmViaWidth)
-    private float*[] _repeatScratch = [];
+    private byte*[] _repeatScratch = []; // per worker: one input row repeated that many times, as floats
     private long _repeatCapacity;
     private int _quantizedRows;
 
@@ -47,7 +47,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
     // offsets of RowMins per 16-row tile); and the activations' sums per group of 16 (GroupOffsets)
     private byte*[] _convertScratch = [];
     private long _convertCapacity;
-    private float* _groupSums;
+    private byte* _groupSums;
     private long _groupSumsCapacity;
 
     /// <summary>y[t, :] = W · x[t, :] for the first <paramref name="n"/> rows.</summary>
@@ -75,8 +75,8 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 && _quantizedWith == (nint)quantizer && _quantizedWidth == width && _quantizedRows >= n;
             if (!fresh)
             {
-                EnsureQuantizedCapacity(inputRowBytes * n);
-                if (width > 1) EnsureRepeatScratch(pool.ThreadCount, (long)xa.Cols * width);
+                EnsureCapacity(ref _quantized, ref _quantizedCapacity, inputRowBytes * n);
+                if (width > 1) EnsurePerWorker(ref _repeatScratch, ref _repeatCapacity, (long)xa.Cols * width * sizeof(float));
                 _quantize.Width = width;
                 _quantize.Repeat = _repeatScratch;
                 _quantize.X = xa;
@@ -114,50 +114,38 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         {
             long mins = w.Kernel.RowMins == null ? 0
                 : ((long)_matMul.ChunkRows / QuantKernel.TileRows + 1) * QuantKernel.TileRows * (w.Cols / GroupOffsets.GroupSize + 1);
-            EnsureConvertScratch(pool.ThreadCount, (_matMul.ChunkRows + 8) * via.RowBytes((long)w.Cols * width) + mins * sizeof(float));
+            EnsurePerWorker(ref _convertScratch, ref _convertCapacity,
+                (_matMul.ChunkRows + 8) * via.RowBytes((long)w.Cols * width) + mins * sizeof(float));
             _matMul.ConvertScratch = _convertScratch;
             if (w.Kernel.RowMins != null)
             {
-                long floats = (long)n * (w.Cols / GroupOffsets.GroupSize);
-                if (floats > _groupSumsCapacity)
-                {
-                    buffers.Free(_groupSums);
-                    _groupSums = (float*)buffers.Alloc(floats * sizeof(float));
-                    _groupSumsCapacity = floats;
-                }
-                GroupOffsets.GroupSums(xa.Data, n, w.Cols, _groupSums);
+                EnsureCapacity(ref _groupSums, ref _groupSumsCapacity, (long)n * (w.Cols / GroupOffsets.GroupSize) * sizeof(float));
+                GroupOffsets.GroupSums(xa.Data, n, w.Cols, (float*)_groupSums);
             }
-            _matMul.GroupSums = _groupSums;
+            _matMul.GroupSums = (float*)_groupSums;
         }
         _matMul.NextChunk = 0;
         pool.Run(_matMul);
         ya.Version++;
     }
 
-    private void EnsureConvertScratch(int threads, long bytes)
+    /// <summary>One buffer of at least <paramref name="bytes"/> per worker thread (grown, never shrunk).</summary>
+    private void EnsurePerWorker(ref byte*[] perWorker, ref long capacity, long bytes)
     {
-        if (_convertScratch.Length >= threads && bytes <= _convertCapacity) return;
-        foreach (byte* p in _convertScratch) buffers.Free(p);
-        _convertCapacity = Math.Max(bytes, _convertCapacity);
-        _convertScratch = new byte*[threads];
-        for (int i = 0; i < threads; i++) _convertScratch[i] = (byte*)buffers.Alloc(_convertCapacity);
+        if (perWorker.Length >= pool.ThreadCount && bytes <= capacity) return;
+        foreach (byte* p in perWorker) buffers.Free(p);
+        capacity = Math.Max(bytes, capacity);
+        perWorker = new byte*[pool.ThreadCount];
+        for (int i = 0; i < perWorker.Length; i++) perWorker[i] = (byte*)buffers.Alloc(capacity);
     }
 
-    private void EnsureRepeatScratch(int threads, long floats)
+    /// <summary>A buffer of at least <paramref name="bytes"/> (grown, never shrunk; the contents are not kept).</summary>
+    private void EnsureCapacity(ref byte* buffer, ref long capacity, long bytes)
     {
-        if (_repeatScratch.Length >= threads && floats <= _repeatCapacity) return;
-        foreach (float* p in _repeatScratch) buffers.Free(p);
-        _repeatCapacity = Math.Max(floats, _repeatCapacity);
-        _repeatScratch = new float*[threads];
-        for (int i = 0; i < threads; i++) _repeatScratch[i] = (float*)buffers.Alloc(_repeatCapacity * sizeof(float));
-    }
-
-    private void EnsureQuantizedCapacity(long bytes)
-    {
-        if (bytes <= _quantizedCapacity) return;
-        buffers.Free(_quantized);
-        _quantized = (byte*)buffers.Alloc(bytes);
-        _quantizedCapacity = bytes;
+        if (bytes <= capacity) return;
+        buffers.Free(buffer);
+        buffer = (byte*)buffers.Alloc(bytes);
+        capacity = bytes;
     }
 
     /// <summary>Quantizes the rows of the matmul input to the weight's vec-dot type, in parallel over rows.</summary>
@@ -169,7 +157,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         public int Rows;
         public long RowBytes;
         public int Width = 1; // each row quantized as Width copies of itself (in Repeat[thread]) when above 1
-        public float*[] Repeat = [];
+        public byte*[] Repeat = [];
 
         public void Execute(int thread, int threadCount)
         {
@@ -180,7 +168,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 float* x = X.Data + (long)r * cols;
                 if (Width > 1)
                 {
-                    float* repeated = Repeat[thread];
+                    float* repeated = (float*)Repeat[thread];
                     for (int k = 0; k < Width; k++) new ReadOnlySpan<float>(x, cols).CopyTo(new Span<float>(repeated + (long)k * cols, cols));
                     x = repeated;
                 }
@@ -273,7 +261,7 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             for (int r = full; r < r1 - r0; r++) w.Kernel.ConvertRow(w.Data + (r0 + r) * w.RowBytes, plain + (r - full) * rb, w.Cols);
             if (w.Kernel.RowMins != null)
             {
-                // per 16-row tile, [group][16] (rows past the chunk zero); the last group's slot is the one row's scratch
+                // per 16-row tile, [group][16] (rows past the chunk zero); after the tiles, one row's offsets as RowMins writes them
                 int groupCount = w.Cols / GroupOffsets.GroupSize, tiles = (r1 - r0 + QuantKernel.TileRows - 1) / QuantKernel.TileRows;
                 float* mins = MinsScratch(thread), row = mins + (long)tiles * QuantKernel.TileRows * groupCount;
                 new Span<float>(mins, tiles * QuantKernel.TileRows * groupCount).Clear();

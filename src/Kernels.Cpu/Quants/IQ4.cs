@@ -62,7 +62,7 @@ public static unsafe class IQ4
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get
         {
-            var t = Vector128.Create((sbyte)-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+            var t = Vector128.Create(IQ4Format.Values);
             return Vector256.Create(t, t);
         }
     }
@@ -85,8 +85,7 @@ public static unsafe class IQ4
         {
             byte* x = w + (nint)i * IQ4Format.NlTypeSize;
             byte* y = a + (nint)i * Q8_0Format.TypeSize;
-            Vector256<int> s = Simd.DotS8S8<T>(default, Values32(x + IQ4Format.NlQsOffset, table), Vector256.Load((sbyte*)(y + Q8_0Format.QsOffset)));
-            acc = Simd.MulAdd(s, HalfBits.ToFloat(*(ushort*)x) * HalfBits.ToFloat(*(ushort*)y), acc);
+            acc = NlBlock<T>(acc, Values32(x + IQ4Format.NlQsOffset, table), HalfBits.ToFloat(*(ushort*)x), y);
         }
         return Simd.HSum(acc);
     }
@@ -114,11 +113,9 @@ public static unsafe class IQ4
     private static Vector256<float> NlBlock<T>(Vector256<float> acc, Vector256<sbyte> v, float d, byte* y) where T : struct, IIntDot =>
         Simd.MulAdd(Simd.DotS8S8<T>(default, v, Vector256.Load((sbyte*)(y + Q8_0Format.QsOffset))), d * HalfBits.ToFloat(*(ushort*)y), acc);
 
-    /// <summary>Sub-block <paramref name="ib"/>'s scale (ls − 32) in every int16 lane.</summary>
+    /// <summary>Sub-block <paramref name="ib"/>'s scale (ls − 32, <see cref="IQ4Format.XsScale"/>) in every int16 lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> XsScale(byte* x, int ib) =>
-        Vector256.Create((short)(((x[IQ4Format.XsScalesLOffset + ib / 2] >> (4 * (ib % 2))) & 0xF
-            | ((*(ushort*)(x + IQ4Format.XsScalesHOffset) >> (2 * ib)) & 3) << 4) - 32));
+    private static Vector256<short> XsScale(byte* x, int ib) => Vector256.Create((short)IQ4Format.XsScale((BlockIQ4_XS*)x, ib));
 
     /// <summary>
     /// Two sub-blocks' values (<paramref name="v0"/>, <paramref name="v1"/>) against 64 activations at <paramref name="y"/>: int16 sums

@@ -53,16 +53,26 @@ public static unsafe class Q2_K
     }
 
     /// <summary>
-    /// One 128-element half of a block against 32-byte activation vectors at <paramref name="q8"/>: the four 2-bit fields of each qs byte
-    /// are elements l, l + 32, l + 64, l + 96, two groups of 16 per vector (the low and high 128-bit lanes).
+    /// The four 32-byte vectors of one 128-element half: the four 2-bit fields of each qs byte are elements l, l + 32, l + 64, l + 96,
+    /// two groups of 16 per vector (the low and high 128-bit lanes).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<byte> Q0, Vector256<byte> Q1, Vector256<byte> Q2, Vector256<byte> Q3) Unpack(Vector256<byte> qs)
+    {
+        var m3 = Vector256.Create((byte)3);
+        Vector256<ushort> q = qs.AsUInt16();
+        return (qs & m3, Vector256.ShiftRightLogical(q, 2).AsByte() & m3, Vector256.ShiftRightLogical(q, 4).AsByte() & m3,
+            Vector256.ShiftRightLogical(q, 6).AsByte() & m3);
+    }
+
+    /// <summary>
+    /// One 128-element half (<see cref="Unpack"/>) against 32-byte activation vectors at <paramref name="q8"/> with its group scales.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Half<T>(Vector256<int> s, Vector256<byte> qs, Vector256<byte> halfScales, sbyte* q8) where T : struct, IIntDot
     {
-        var m3 = Vector256.Create((byte)3);
-        Vector256<ushort> q = qs.AsUInt16();
-        return Q6_K.Quad<T>(s, qs & m3, Vector256.ShiftRightLogical(q, 2).AsByte() & m3, Vector256.ShiftRightLogical(q, 4).AsByte() & m3,
-            Vector256.ShiftRightLogical(q, 6).AsByte() & m3, Q6_K.PairScales(halfScales, 0), Q6_K.PairScales(halfScales, 1),
+        var (q0, q1, q2, q3) = Unpack(qs);
+        return Q6_K.Quad<T>(s, q0, q1, q2, q3, Q6_K.PairScales(halfScales, 0), Q6_K.PairScales(halfScales, 1),
             Q6_K.PairScales(halfScales, 2), Q6_K.PairScales(halfScales, 3), q8);
     }
 
@@ -107,12 +117,14 @@ public static unsafe class Q2_K
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
             for (int h = 0; h < 2; h++)
             {
-                Vector256<byte> qs = Vector256.Load(x + Q2_KFormat.QsOffset + 32 * h), hs = Q6_K.HalfScales(scales, h);
+                var (q0, q1, q2, q3) = Unpack(Vector256.Load(x + Q2_KFormat.QsOffset + 32 * h));
+                Vector256<byte> hs = Q6_K.HalfScales(scales, h);
+                Vector256<short> c0 = Q6_K.PairScales(hs, 0), c1 = Q6_K.PairScales(hs, 1), c2 = Q6_K.PairScales(hs, 2), c3 = Q6_K.PairScales(hs, 3);
                 int off = Q8_KFormat.QsOffset + 128 * h;
-                s0 = Half<T>(s0, qs, hs, (sbyte*)(y0 + off));
-                s1 = Half<T>(s1, qs, hs, (sbyte*)(y1 + off));
-                s2 = Half<T>(s2, qs, hs, (sbyte*)(y2 + off));
-                s3 = Half<T>(s3, qs, hs, (sbyte*)(y3 + off));
+                s0 = Q6_K.Quad<T>(s0, q0, q1, q2, q3, c0, c1, c2, c3, (sbyte*)(y0 + off));
+                s1 = Q6_K.Quad<T>(s1, q0, q1, q2, q3, c0, c1, c2, c3, (sbyte*)(y1 + off));
+                s2 = Q6_K.Quad<T>(s2, q0, q1, q2, q3, c0, c1, c2, c3, (sbyte*)(y2 + off));
+                s3 = Q6_K.Quad<T>(s3, q0, q1, q2, q3, c0, c1, c2, c3, (sbyte*)(y3 + off));
             }
             acc0 = Simd.MulAdd(s0, d * *(float*)y0, acc0);
             acc1 = Simd.MulAdd(s1, d * *(float*)y1, acc1);

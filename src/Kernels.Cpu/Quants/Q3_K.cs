@@ -190,12 +190,14 @@ public static unsafe class Q3_K
             Vector256<int> s0 = Offset(scales, y0), s1 = Offset(scales, y1), s2 = Offset(scales, y2), s3 = Offset(scales, y3);
             for (int h = 0; h < 2; h++)
             {
-                Vector256<byte> qs = Vector256.Load(x + Q3_KFormat.QsOffset + 32 * h), hs = Q6_K.HalfScales(scales, h);
+                var (u0, u1, u2, u3) = Unpack(Vector256.Load(x + Q3_KFormat.QsOffset + 32 * h), hm, h);
+                Vector256<byte> hs = Q6_K.HalfScales(scales, h);
+                Vector256<short> c0 = Q6_K.PairScales(hs, 0), c1 = Q6_K.PairScales(hs, 1), c2 = Q6_K.PairScales(hs, 2), c3 = Q6_K.PairScales(hs, 3);
                 int off = Q8_KFormat.QsOffset + 128 * h;
-                s0 = Half<T>(s0, qs, hm, h, hs, (sbyte*)(y0 + off));
-                s1 = Half<T>(s1, qs, hm, h, hs, (sbyte*)(y1 + off));
-                s2 = Half<T>(s2, qs, hm, h, hs, (sbyte*)(y2 + off));
-                s3 = Half<T>(s3, qs, hm, h, hs, (sbyte*)(y3 + off));
+                s0 = Q6_K.Quad<T>(s0, u0, u1, u2, u3, c0, c1, c2, c3, (sbyte*)(y0 + off));
+                s1 = Q6_K.Quad<T>(s1, u0, u1, u2, u3, c0, c1, c2, c3, (sbyte*)(y1 + off));
+                s2 = Q6_K.Quad<T>(s2, u0, u1, u2, u3, c0, c1, c2, c3, (sbyte*)(y2 + off));
+                s3 = Q6_K.Quad<T>(s3, u0, u1, u2, u3, c0, c1, c2, c3, (sbyte*)(y3 + off));
             }
             float d = HalfBits.ToFloat(*(ushort*)(x + Q3_KFormat.DOffset));
             acc0 = Simd.MulAdd(s0, d * *(float*)y0, acc0);

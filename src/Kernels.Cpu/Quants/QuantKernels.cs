@@ -276,35 +276,33 @@ public static unsafe class QuantKernels
             vnni ? &Q5_1.DotSimd<VnniDot> : avx2 ? &Q5_1.DotSimd<Avx2Dot> : &Q5_1.DotRef,
             vnni ? &Q5_1.Dot4Simd<VnniDot> : avx2 ? &Q5_1.Dot4Simd<Avx2Dot> : &Q5_1.Dot4Ref, &Q5_1Format.DequantizeRef);
         t[(int)GgmlType.Q5_1] = !avx2 ? q5_1Kernel : Legacy<Q5_1x8>(q5_1Kernel, vnni, wide, tileIsa);
-        // Q2_K and Q3_K (Q2_K and Q3_K_M files): plain-layout dots for decode; prompts converted to Q8_0 per matmul (GemmVia)
+        // Q2_K and Q3_K (Q2_K and Q3_K_M files): plain-layout dots for decode; prompts converted to Q8_0 per matmul (GemmVia),
+        // where the Q8_0 kernels have repacked tiles (AVX2 and up)
+        var q8Tiles = t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8 ? q8 : null;
         var q2_KKernel = Quant(GgmlType.Q2_K, Q2_KFormat.BlockSize, Q2_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q2_K.DotSimd<VnniDot> : avx2 ? &Q2_K.DotSimd<Avx2Dot> : &Q2_K.DotRef,
             vnni ? &Q2_K.Dot4Simd<VnniDot> : avx2 ? &Q2_K.Dot4Simd<Avx2Dot> : &Q2_K.Dot4Ref, &Q2_KFormat.DequantizeRef);
         // prompts: (sc & 15)·q as Q8_0 through its tiles, and −dmin·m per group of 16 added from the activations' group sums
-        t[(int)GgmlType.Q2_K] = avx2 && t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8ForQ2
-            ? WithGemmVia(q2_KKernel, q8ForQ2, &Q2_K.ToQ8_0, &Q2_K.RowMins) : q2_KKernel;
+        t[(int)GgmlType.Q2_K] = WithGemmVia(q2_KKernel, q8Tiles, &Q2_K.ToQ8_0, &Q2_K.RowMins);
         var q3_KKernel = Quant(GgmlType.Q3_K, Q3_KFormat.BlockSize, Q3_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q3_K.DotSimd<VnniDot> : avx2 ? &Q3_K.DotSimd<Avx2Dot> : &Q3_K.DotRef,
             vnni ? &Q3_K.Dot4Simd<VnniDot> : avx2 ? &Q3_K.Dot4Simd<Avx2Dot> : &Q3_K.Dot4Ref, &Q3_KFormat.DequantizeRef);
         // prompts: Q3_K rows converted exactly to Q8_0 per matmul (−(sc − 32)·(q − 4) fits int8) and multiplied by its tiles
-        t[(int)GgmlType.Q3_K] = avx2 && t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8
-            ? WithGemmVia(q3_KKernel, q8, &Q3_K.ToQ8_0) : q3_KKernel;
+        t[(int)GgmlType.Q3_K] = WithGemmVia(q3_KKernel, q8Tiles, &Q3_K.ToQ8_0);
         // IQ4_NL (Q8_0 activations; prompts as Q8_0, exactly: d8 = d, q8 = kvalues[q]) and IQ4_XS (Q8_K activations, plain dots)
         var iq4NlKernel = Quant(GgmlType.IQ4_NL, IQ4Format.NlBlockSize, IQ4Format.NlTypeSize,
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &IQ4.DotNlSimd<VnniDot> : avx2 ? &IQ4.DotNlSimd<Avx2Dot> : &IQ4.DotNlRef,
             vnni ? &IQ4.Dot4NlSimd<VnniDot> : avx2 ? &IQ4.Dot4NlSimd<Avx2Dot> : &IQ4.Dot4NlRef, &IQ4Format.DequantizeNl);
-        t[(int)GgmlType.IQ4_NL] = avx2 && t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8ForNl
-            ? WithGemmVia(iq4NlKernel, q8ForNl, &IQ4.NlToQ8_0) : iq4NlKernel;
+        t[(int)GgmlType.IQ4_NL] = WithGemmVia(iq4NlKernel, q8Tiles, &IQ4.NlToQ8_0);
         var iq4XsKernel = Quant(GgmlType.IQ4_XS, IQ4Format.XsBlockSize, IQ4Format.XsTypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &IQ4.DotXsSimd<VnniDot> : avx2 ? &IQ4.DotXsSimd<Avx2Dot> : &IQ4.DotXsRef,
             vnni ? &IQ4.Dot4XsSimd<VnniDot> : avx2 ? &IQ4.Dot4XsSimd<Avx2Dot> : &IQ4.Dot4XsRef, &IQ4Format.DequantizeXs);
         // prompts: (ls − 32)·kvalue = 32·hi + lo, two exact Q8_0 halves of a row twice as long (scales 32·d and d)
-        t[(int)GgmlType.IQ4_XS] = avx2 && t[(int)GgmlType.Q8_0] is { RepackedTile: not null } q8ForXs
-            ? WithGemmVia(iq4XsKernel, q8ForXs, &IQ4.XsToQ8_0x2, width: 2) : iq4XsKernel;
+        t[(int)GgmlType.IQ4_XS] = WithGemmVia(iq4XsKernel, q8Tiles, &IQ4.XsToQ8_0x2, width: 2);
         var q4_KKernel = Quant(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
@@ -354,8 +352,12 @@ public static unsafe class QuantKernels
             RepackedTileTail = tail,
         };
 
-    private static QuantKernel WithGemmVia(QuantKernel k, QuantKernel via, delegate*<byte*, byte*, int, void> convert,
-        delegate*<byte*, float*, int, void> mins = null, int width = 1) => new()
+    /// <summary>
+    /// <paramref name="k"/> with prompts through <paramref name="via"/>'s kernels (<see cref="QuantKernel.GemmVia"/>); k itself when
+    /// via is null.
+    /// </summary>
+    private static QuantKernel WithGemmVia(QuantKernel k, QuantKernel? via, delegate*<byte*, byte*, int, void> convert,
+        delegate*<byte*, float*, int, void> mins = null, int width = 1) => via is null ? k : new()
         {
             Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
             VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize,
