@@ -71,13 +71,4 @@ public class LowBitMixTests
         var rules = new QuantRules(OutputType.Parse("q2_k"), ["blk.0.attn_v.weight"], "llama", 1, gqa);
         Assert.Equal(expected, rules.Choose("blk.0.attn_v.weight", [512, 512], GgmlType.F32));
     }
-
-    [Theory]
-    [InlineData(64, GgmlType.Q2_K, GgmlType.Q4_0)]
-    [InlineData(64, GgmlType.Q3_K, GgmlType.Q4_0)]
-    [InlineData(896, GgmlType.IQ4_XS, GgmlType.IQ4_NL)]
-    [InlineData(48, GgmlType.Q3_K, GgmlType.F16)]
-    [InlineData(512, GgmlType.Q3_K, GgmlType.Q3_K)]
-    public void LowBitFallbackIsLlamaQuantizes(long rowLength, GgmlType wanted, GgmlType expected) =>
-        Assert.Equal(expected, QuantRules.Fallback(rowLength, wanted));
 }

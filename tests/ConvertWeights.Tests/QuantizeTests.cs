@@ -178,6 +178,11 @@ public class QuantizeTests : IDisposable
     [InlineData(64, GgmlType.Q6_K, GgmlType.Q8_0)]
     [InlineData(176, GgmlType.Q6_K, GgmlType.F16)]
     [InlineData(176, GgmlType.Q4_0, GgmlType.F16)]
+    [InlineData(64, GgmlType.Q2_K, GgmlType.Q4_0)]     // as llama-quantize 3.22.1 (node-llama-cpp) writes them
+    [InlineData(64, GgmlType.Q3_K, GgmlType.Q4_0)]
+    [InlineData(896, GgmlType.IQ4_XS, GgmlType.IQ4_NL)]
+    [InlineData(48, GgmlType.Q3_K, GgmlType.F16)]
+    [InlineData(512, GgmlType.Q3_K, GgmlType.Q3_K)]
     public void FallbackForRowsThatDoNotFitTheBlock(long rowLength, GgmlType wanted, GgmlType expected) =>
         Assert.Equal(expected, QuantRules.Fallback(rowLength, wanted));
 }

@@ -33,61 +33,29 @@ public unsafe class MatMulTests
         Check(type, rows, tokens, repack && QuantKernels.Get(type).RepackRows > 0, 512, 0, convertMin: int.MaxValue);
 
     /// <summary>
-    /// Q3_K in a prompt batch: each thread converts its rows to Q8_0 (exactly) and runs the Q8_0 tiles, so the reference is the
-    /// scalar Q8_0 dot of the converted rows (<see cref="Q3_K.ToQ8_0Ref"/>) with Q8_0 activations: whole tiles, single 8-row groups,
-    /// chunks that end in a few plain rows, token blocks with tails.
+    /// The low-bit types in a prompt batch, through the Q8_0 tiles (<see cref="QuantKernel.GemmVia"/>): each thread converts its rows,
+    /// so the reference is the scalar Q8_0 dot of the converted rows with Q8_0 activations. Q3_K and IQ4_NL convert exactly; Q2_K's
+    /// −dmin·m per group of 16 is added from the activations' group sums (the reference adds the same offsets in double); IQ4_XS is
+    /// two Q8_0 halves of a row twice as long, against the activations repeated twice. Whole tiles, single 8-row groups, chunks
+    /// that end in a few plain rows, token blocks with tails.
     /// </summary>
     [Theory]
-    [InlineData(16, 16, 0)]
-    [InlineData(24, 21, 0)]
-    [InlineData(67, 20, 0)]
-    [InlineData(40, 37, 5)]
-    [InlineData(130, 4, 0)]
-    public void Q3_KPromptsRunAsExactQ8_0(int rows, int tokens, int blockRows)
+    [MemberData(nameof(PromptCases))]
+    public void LowBitPromptsRunThroughTheQ8_0Tiles(GgmlType type, int rows, int tokens, int blockRows)
     {
         Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
-        Check(GgmlType.Q3_K, rows, tokens, false, 512, blockRows, convertMin: 4);
+        Check(type, rows, tokens, false, 512, blockRows, convertMin: 4);
     }
 
-    /// <summary>
-    /// Q2_K in a prompt batch: (sc &amp; 15)·q as Q8_0 through its tiles, then −dmin·m per group of 16 times the activations' group
-    /// sums; the reference adds the same offsets in double to the scalar Q8_0 dot of the converted rows.
-    /// </summary>
-    [Theory]
-    [InlineData(16, 16, 0)]
-    [InlineData(24, 21, 0)]
-    [InlineData(67, 20, 0)]
-    [InlineData(40, 37, 5)]
-    [InlineData(130, 6, 0)]
-    public void Q2_KPromptsRunAsQ8_0WithGroupOffsets(int rows, int tokens, int blockRows)
+    public static TheoryData<GgmlType, int, int, int> PromptCases()
     {
-        Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
-        Check(GgmlType.Q2_K, rows, tokens, false, 512, blockRows, convertMin: 4);
-    }
-
-    /// <summary>IQ4_NL in a prompt batch: converted to Q8_0 exactly (d8 = d, q8 = kvalues[q]) and multiplied by its tiles.</summary>
-    [Theory]
-    [InlineData(16, 16, 0)]
-    [InlineData(67, 20, 0)]
-    [InlineData(40, 37, 5)]
-    public void IQ4_NLPromptsRunAsExactQ8_0(int rows, int tokens, int blockRows)
-    {
-        Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
-        Check(GgmlType.IQ4_NL, rows, tokens, false, 512, blockRows, convertMin: 4);
-    }
-
-    /// <summary>
-    /// IQ4_XS in a prompt batch: each row as two Q8_0 rows (32·hi and lo parts of (ls − 32)·kvalue) against the activations repeated
-    /// twice; the reference is the scalar Q8_0 dot over the converted row of twice the length.
-    /// </summary>
-    [Theory]
-    [InlineData(16, 16, 0)]
-    [InlineData(67, 20, 0)]
-    [InlineData(40, 37, 5)]
-    public void IQ4_XSPromptsRunAsTwoExactQ8_0Rows(int rows, int tokens, int blockRows)
-    {
-        Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
-        Check(GgmlType.IQ4_XS, rows, tokens, false, 512, blockRows, convertMin: 4);
+        var data = new TheoryData<GgmlType, int, int, int>();
+        foreach (var (rows, tokens, blockRows) in new[] { (16, 16, 0), (24, 21, 0), (67, 20, 0), (40, 37, 5) })
+            foreach (var type in new[] { GgmlType.Q3_K, GgmlType.Q2_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS })
+                data.Add(type, rows, tokens, blockRows);
+        data.Add(GgmlType.Q3_K, 130, 4, 0);
+        data.Add(GgmlType.Q2_K, 130, 6, 0);
+        return data;
     }
 
     public static IEnumerable<object[]> BlockedCases()
