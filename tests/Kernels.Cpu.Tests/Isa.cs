@@ -75,5 +75,11 @@ internal static class Isa
 
     /// <summary>The types with 8-row repacked kernels on every AVX2 CPU.</summary>
     public static readonly GgmlType[] Repacked =
-        [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+    [
+        GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+        GgmlType.IQ4_NL, GgmlType.IQ4_XS,
+    ];
+
+    /// <summary>The repacked types without a tile of their own: prompts convert their groups for the Q8_0 tiles (GemmVia).</summary>
+    public static readonly GgmlType[] RepackedWithoutTile = [GgmlType.IQ4_NL, GgmlType.IQ4_XS];
 }

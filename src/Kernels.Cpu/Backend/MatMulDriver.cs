@@ -255,6 +255,12 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             int full = (r1 - r0) / g * g;
             for (int r = 0; r < full; r += g)
             {
+                // from the weight's repacked copy where it has one (its mapped rows have left the process), else from the rows
+                if (Repacked != null && w.Kernel.ConvertGroup != null && r0 + r + g <= w.RepackedRows)
+                {
+                    w.Kernel.ConvertGroup(Repacked + (r0 + r) * w.RowBytes, groups + r * rb, w.Cols);
+                    continue;
+                }
                 for (int i = 0; i < g; i++) w.Kernel.ConvertRow(w.Data + (r0 + r + i) * w.RowBytes, plain + i * rb, w.Cols);
                 via.Repack(plain, (nint)rb, groups + r * rb, cols);
             }

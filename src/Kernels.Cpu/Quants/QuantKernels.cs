@@ -122,6 +122,13 @@ public sealed unsafe class QuantKernel
     public delegate*<byte*, byte*, int, void> ConvertRow { get; init; }
 
     /// <summary>
+    /// Optional (repacked group, destination group, n): a whole group of this type's repacked layout straight into
+    /// <see cref="GemmVia"/>'s repacked layout, the bytes that <see cref="ConvertRow"/> of its 8 rows then GemmVia's
+    /// <see cref="Repack"/> give (IQ4_NL, IQ4_XS: their repacked copy replaces the mapped rows, so prompts convert from it).
+    /// </summary>
+    public delegate*<byte*, byte*, int, void> ConvertGroup { get; init; }
+
+    /// <summary>
     /// (source row, offsets, n): the offset of every value of each 16-element group that <see cref="ConvertRow"/> leaves out (Q2_K's
     /// −dmin·m), n / 16 floats. Null when the conversion is exact (Q3_K).
     /// </summary>
@@ -296,13 +303,23 @@ public static unsafe class QuantKernels
             GgmlType.Q8_0, Q8_0Format.BlockSize, Q8_0Format.TypeSize, q8_0, intIsa,
             vnni ? &IQ4.DotNlSimd<VnniDot> : avx2 ? &IQ4.DotNlSimd<Avx2Dot> : &IQ4.DotNlRef,
             vnni ? &IQ4.Dot4NlSimd<VnniDot> : avx2 ? &IQ4.Dot4NlSimd<Avx2Dot> : &IQ4.Dot4NlRef, &IQ4Format.DequantizeNl);
-        t[(int)GgmlType.IQ4_NL] = WithGemmVia(iq4NlKernel, q8Tiles, &IQ4.NlToQ8_0);
+        // decode through the 8-row interleaved layout (IQ4x8: a lookup and a vpdpbusd per 4 elements of 8 rows); prompts convert its
+        // groups straight into the Q8_0 tiles' groups
+        if (avx2)
+            iq4NlKernel = WithRepack(iq4NlKernel, IQ4x8.Rows, &Q4_0x8.Repack, vnni ? &IQ4x8.DotNl<VnniDot> : &IQ4x8.DotNl<Avx2Dot>,
+                vnni ? &IQ4x8.Dot4Nl<VnniDot> : &IQ4x8.Dot4Nl<Avx2Dot>);
+        t[(int)GgmlType.IQ4_NL] = WithGemmVia(iq4NlKernel, q8Tiles, &IQ4.NlToQ8_0,
+            group: vnni ? &IQ4x8.NlToQ8_0x8<VnniDot> : &IQ4x8.NlToQ8_0x8<Avx2Dot>);
         var iq4XsKernel = Quant(GgmlType.IQ4_XS, IQ4Format.XsBlockSize, IQ4Format.XsTypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &IQ4.DotXsSimd<VnniDot> : avx2 ? &IQ4.DotXsSimd<Avx2Dot> : &IQ4.DotXsRef,
             vnni ? &IQ4.Dot4XsSimd<VnniDot> : avx2 ? &IQ4.Dot4XsSimd<Avx2Dot> : &IQ4.Dot4XsRef, &IQ4Format.DequantizeXs);
         // prompts: (ls − 32)·kvalue = 32·hi + lo, two exact Q8_0 halves of a row twice as long (scales 32·d and d)
-        t[(int)GgmlType.IQ4_XS] = WithGemmVia(iq4XsKernel, q8Tiles, &IQ4.XsToQ8_0x2, width: 2);
+        if (avx2)
+            iq4XsKernel = WithRepack(iq4XsKernel, IQ4x8.Rows, &IQ4x8.RepackXs, vnni ? &IQ4x8.DotXs<VnniDot> : &IQ4x8.DotXs<Avx2Dot>,
+                vnni ? &IQ4x8.Dot4Xs<VnniDot> : &IQ4x8.Dot4Xs<Avx2Dot>);
+        t[(int)GgmlType.IQ4_XS] = WithGemmVia(iq4XsKernel, q8Tiles, &IQ4.XsToQ8_0x2, width: 2,
+            group: vnni ? &IQ4x8.XsToQ8_0x8x2<VnniDot> : &IQ4x8.XsToQ8_0x8x2<Avx2Dot>);
         var q4_KKernel = Quant(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
@@ -357,13 +374,16 @@ public static unsafe class QuantKernels
     /// via is null.
     /// </summary>
     private static QuantKernel WithGemmVia(QuantKernel k, QuantKernel? via, delegate*<byte*, byte*, int, void> convert,
-        delegate*<byte*, float*, int, void> mins = null, int width = 1) => via is null ? k : new()
+        delegate*<byte*, float*, int, void> mins = null, int width = 1, delegate*<byte*, byte*, int, void> group = null) =>
+        via is null ? k : new()
         {
             Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
             VecDotBlockSize = k.VecDotBlockSize, VecDotTypeSize = k.VecDotTypeSize,
             Isa = $"{k.Isa}; prompts as {GgmlTypeInfo.Name(via.Type)} ({via.Isa})",
             QuantizeActivations = k.QuantizeActivations, ActivationSumFactor = k.ActivationSumFactor, Dot = k.Dot, Dot4 = k.Dot4,
-            Dequantize = k.Dequantize, GemmVia = via, ConvertRow = convert, RowMins = mins, GemmViaWidth = width,
+            Dequantize = k.Dequantize, RepackRows = k.RepackRows, Repack = k.Repack, RepackedDot = k.RepackedDot,
+            RepackedDot4 = k.RepackedDot4, GemmVia = via, ConvertRow = convert, RowMins = mins, GemmViaWidth = width,
+            ConvertGroup = k.RepackRows > 0 ? group : null,
         };
 
     /// <summary>The repacked kernels of a legacy type (<see cref="LegacyX8"/>) on an AVX2 CPU.</summary>

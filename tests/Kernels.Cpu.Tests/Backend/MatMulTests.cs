@@ -37,24 +37,28 @@ public unsafe class MatMulTests
     /// so the reference is the scalar Q8_0 dot of the converted rows with Q8_0 activations. Q3_K and IQ4_NL convert exactly; Q2_K's
     /// −dmin·m per group of 16 is added from the activations' group sums (the reference adds the same offsets in double); IQ4_XS is
     /// two Q8_0 halves of a row twice as long, against the activations repeated twice. Whole tiles, single 8-row groups, chunks
-    /// that end in a few plain rows, token blocks with tails.
+    /// that end in a few plain rows, token blocks with tails. IQ4_NL and IQ4_XS also repacked: their groups convert straight into
+    /// the Q8_0 groups (<see cref="QuantKernel.ConvertGroup"/>), the rows past the last whole group from the plain rows.
     /// </summary>
     [Theory]
     [MemberData(nameof(PromptCases))]
-    public void LowBitPromptsRunThroughTheQ8_0Tiles(GgmlType type, int rows, int tokens, int blockRows)
+    public void LowBitPromptsRunThroughTheQ8_0Tiles(GgmlType type, int rows, int tokens, int blockRows, bool repack)
     {
         Isa.RequireRepacked(GgmlType.Q8_0, QuantKernels.IsaLevel.Best);
-        Check(type, rows, tokens, false, 512, blockRows, convertMin: 4);
+        Check(type, rows, tokens, repack, 512, blockRows, convertMin: 4);
     }
 
-    public static TheoryData<GgmlType, int, int, int> PromptCases()
+    public static TheoryData<GgmlType, int, int, int, bool> PromptCases()
     {
-        var data = new TheoryData<GgmlType, int, int, int>();
+        var data = new TheoryData<GgmlType, int, int, int, bool>();
         foreach (var (rows, tokens, blockRows) in new[] { (16, 16, 0), (24, 21, 0), (67, 20, 0), (40, 37, 5) })
+        {
             foreach (var type in new[] { GgmlType.Q3_K, GgmlType.Q2_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS })
-                data.Add(type, rows, tokens, blockRows);
-        data.Add(GgmlType.Q3_K, 130, 4, 0);
-        data.Add(GgmlType.Q2_K, 130, 6, 0);
+                data.Add(type, rows, tokens, blockRows, false);
+            foreach (var type in Isa.RepackedWithoutTile) data.Add(type, rows, tokens, blockRows, true);
+        }
+        data.Add(GgmlType.Q3_K, 130, 4, 0, false);
+        data.Add(GgmlType.Q2_K, 130, 6, 0, false);
         return data;
     }
 

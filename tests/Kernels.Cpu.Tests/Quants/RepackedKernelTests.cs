@@ -10,10 +10,15 @@ public unsafe class RepackedKernelTests
     /// <summary>Integer sums are exact; only float accumulation order differs (relative to Σ|w·a|).</summary>
     private const double DotRelTolerance = 2e-6;
 
-    public static TheoryData<GgmlType, QuantKernels.IsaLevel, bool> Cases()
+    public static TheoryData<GgmlType, QuantKernels.IsaLevel, bool> Cases() => Cases(Isa.Repacked);
+
+    /// <summary>The types with a tile kernel.</summary>
+    public static TheoryData<GgmlType, QuantKernels.IsaLevel, bool> TileCases() => Cases(Isa.Repacked.Except(Isa.RepackedWithoutTile));
+
+    private static TheoryData<GgmlType, QuantKernels.IsaLevel, bool> Cases(IEnumerable<GgmlType> types)
     {
         var data = new TheoryData<GgmlType, QuantKernels.IsaLevel, bool>();
-        foreach (var type in Isa.Repacked)
+        foreach (var type in types)
             foreach (var level in Enum.GetValues<QuantKernels.IsaLevel>())
                 data.Add(type, level, true);
         foreach (var type in Isa.GeneratedTypes)
@@ -37,6 +42,8 @@ public unsafe class RepackedKernelTests
             GgmlType.Q4_K => &Q4_K.DotRef,
             GgmlType.Q5_K => &Q5_K.DotRef,
             GgmlType.Q6_K => &Q6_K.DotRef,
+            GgmlType.IQ4_NL => &IQ4.DotNlRef,
+            GgmlType.IQ4_XS => &IQ4.DotXsRef,
             _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no repacked kernels"),
         };
 
@@ -102,7 +109,7 @@ public unsafe class RepackedKernelTests
 
     /// <summary>The 16-row × TileTokens GEMM tile (two consecutive groups) against the scalar reference dot, into a strided output.</summary>
     [Theory]
-    [MemberData(nameof(Cases))]
+    [MemberData(nameof(TileCases))]
     public void RepackedTileMatchesReference(GgmlType type, QuantKernels.IsaLevel level, bool generated)
     {
         Isa.RequireWithoutGenerated(generated);
