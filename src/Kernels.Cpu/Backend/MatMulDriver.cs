@@ -58,9 +58,15 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
 
         byte* input;
         long inputRowBytes;
+        // the weight's repacked copy as of now: a background repack may publish it during the call; this call keeps the layout
+        byte* repacked = w.Repacked;
         var via = w.Kernel.GemmVia is { } v && n >= ConvertMinTokens && w.Rows >= QuantKernel.TileRows ? v : null;
         var kernel = via ?? w.Kernel; // the kernels that see the activations
-        int width = via != null ? w.Kernel.GemmViaWidth : 1; // the converted rows are this many times as long, the activations repeated
+        // one pass with the tiles' scales from the weight's groups where every row is in one and the tiles' scales fit the scratch
+        var scaled = via != null && w.Kernel.GemmViaScaled is { } sv && repacked != null && w.RepackedRows == w.Rows
+            && (long)w.Cols / via.BlockSize * via.TileScaleFloats <= MaxTileScratchFloats ? sv : null;
+        // the converted rows are this many times as long, the activations repeated
+        int width = via != null && scaled == null ? w.Kernel.GemmViaWidth : 1;
         if (kernel.VecDotType == GgmlType.F32)
         {
             input = (byte*)xa.Data;
@@ -104,9 +110,9 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         _matMul.MaxTileScaleFloats = MaxTileScratchFloats;
         // Enough chunks for balance (8 per thread), each large enough to amortize the hand-out, in whole tiles (16 rows) when the
         // weight has a tile kernel, else in whole repack groups.
-        // the weight's repacked copy as of now: a background repack may publish it during the call; this call keeps the layout
-        _matMul.Repacked = w.Repacked;
+        _matMul.Repacked = repacked;
         _matMul.Via = via;
+        _matMul.Scaled = scaled;
         _matMul.Cols = w.Cols * width;
         int unit = via != null || (_matMul.Repacked != null && kernel.RepackedTile != null) ? QuantKernel.TileRows : 8;
         _matMul.ChunkRows = Math.Max(unit, w.Rows / (pool.ThreadCount * 8)) / unit * unit;
@@ -199,17 +205,24 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         public int ChunkRows;
         public int NextChunk;
         public QuantKernel? Via; // W.Kernel.GemmVia for this call, or null
+        public ScaledVia? Scaled; // W.Kernel.GemmViaScaled when this call takes it (Via's tiles, scales from W's groups), or null
         public int Cols; // the rows' length as the kernels see them: W.Cols, times GemmViaWidth with Via
         public byte*[] ConvertScratch = [];
         public float* GroupSums; // with Via and RowMins: the activations' sums per group of 16, [token][group]
 
-        /// <summary>A weight's rows as the kernels read them: repacked groups up to <see cref="RepackedRows"/>, plain rows after.</summary>
-        private readonly struct RowSource(QuantKernel kernel, byte* data, long rowBytes, byte* repacked, int repackedRows)
+        /// <summary>
+        /// A weight's rows as the kernels read them: repacked groups up to <see cref="RepackedRows"/>, plain rows after; with
+        /// <see cref="Scaled"/>, the tiles' scales and the leftover tokens' dots from the weight's own groups (<see cref="Original"/>,
+        /// <see cref="OriginalRowBytes"/>).
+        /// </summary>
+        private readonly struct RowSource(QuantKernel kernel, byte* data, long rowBytes, byte* repacked, int repackedRows,
+            ScaledVia? scaled = null, byte* original = null, long originalRowBytes = 0)
         {
             public readonly QuantKernel K = kernel;
-            public readonly byte* Data = data, Repacked = repacked;
-            public readonly long RowBytes = rowBytes;
+            public readonly byte* Data = data, Repacked = repacked, Original = original;
+            public readonly long RowBytes = rowBytes, OriginalRowBytes = originalRowBytes;
             public readonly int RepackedRows = repackedRows;
+            public readonly ScaledVia? Scaled = scaled;
         }
 
         public void Execute(int thread, int threadCount)
@@ -253,6 +266,11 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             long rb = via.RowBytes(cols);
             byte* groups = ConvertScratch[thread], plain = groups + ChunkRows * rb;
             int full = (r1 - r0) / g * g;
+            if (Scaled != null) // every row is in a group (MatMul checked)
+            {
+                for (int r = 0; r < full; r += g) Scaled.Convert(Repacked + (r0 + r) * w.RowBytes, groups + r * rb, w.Cols);
+                return new RowSource(via, null, rb, groups - r0 * rb, r1, Scaled, Repacked, w.RowBytes);
+            }
             for (int r = 0; r < full; r += g)
             {
                 // from the weight's repacked copy where it has one (its mapped rows have left the process), else from the rows
@@ -322,7 +340,12 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                 {
                     byte* group = repacked + r * rowBytes;
                     int t = t0, tEnd = t0 + full * tt;
-                    if (full > 0 || (tail != null && t + 4 <= t1)) k.RepackedTileScales(cols, group, groupStride, tileScales);
+                    if (full > 0 || (tail != null && t + 4 <= t1))
+                    {
+                        if (source.Scaled is { } sv)
+                            sv.TileScales(cols, source.Original + r * source.OriginalRowBytes, (nint)(g * source.OriginalRowBytes), tileScales);
+                        else k.RepackedTileScales(cols, group, groupStride, tileScales);
+                    }
                     for (; t < tEnd; t += tt)
                         k.RepackedTile(cols, group, groupStride, tileScales, X + t * XRowBytes, (nint)XRowBytes, Y.Data + (long)t * yCols + r, yCols);
                     if (tail != null)
@@ -335,22 +358,21 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
                     for (int s = 0; s < singles; s++, t++)
                     {
                         float* y = Y.Data + (long)t * yCols + r;
-                        k.RepackedDot(cols, group, X + t * XRowBytes, y);
-                        k.RepackedDot(cols, group + groupStride, X + t * XRowBytes, y + g);
+                        GroupDot(source, r, t, y);
+                        GroupDot(source, r + g, t, y + g);
                     }
                     for (; t + 4 <= t1; t += 4)
                     {
-                        Dot4Group(k, group, t, r, results);
-                        Dot4Group(k, group + groupStride, t, r + g, results);
+                        Dot4Group(source, r, t, results);
+                        Dot4Group(source, r + g, t, results);
                     }
                 }
             }
             for (; r < rEnd; r += g)
             {
-                byte* group = repacked + r * rowBytes;
                 int t = t0;
-                for (; t + 4 <= t1; t += 4) Dot4Group(k, group, t, r, results);
-                for (; t < t1; t++) k.RepackedDot(cols, group, X + t * XRowBytes, Y.Data + (long)t * yCols + r);
+                for (; t + 4 <= t1; t += 4) Dot4Group(source, r, t, results);
+                for (; t < t1; t++) GroupDot(source, r, t, Y.Data + (long)t * yCols + r);
             }
 
             // Plain rows: 4 × 4 tiles where the type has them, then the 4-token dot for GEMM, the single dot for the rest.
@@ -384,14 +406,20 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             }
         }
 
-        /// <summary>
-        /// The repacked group at <paramref name="group"/> (rows r..r+7) times tokens t..t+3; <paramref name="results"/> is 32 floats
-        /// of scratch.
-        /// </summary>
-        private void Dot4Group(QuantKernel k, byte* group, int t, int r, float* results)
+        /// <summary>The repacked group of rows r..r+7 times token t into <paramref name="y"/>[0..7].</summary>
+        private void GroupDot(in RowSource source, int r, int t, float* y)
+        {
+            if (source.Scaled is { } sv) sv.Dot(Cols, source.Original + r * source.OriginalRowBytes, X + t * XRowBytes, y);
+            else source.K.RepackedDot(Cols, source.Repacked + r * source.RowBytes, X + t * XRowBytes, y);
+        }
+
+        /// <summary>The repacked group of rows r..r+7 times tokens t..t+3; <paramref name="results"/> is 32 floats of scratch.</summary>
+        private void Dot4Group(in RowSource source, int r, int t, float* results)
         {
             int yCols = Y.Cols;
-            k.RepackedDot4(Cols, group, X + t * XRowBytes, (nint)XRowBytes, results);
+            var k = source.K;
+            if (source.Scaled is { } sv) sv.Dot4(Cols, source.Original + r * source.OriginalRowBytes, X + t * XRowBytes, (nint)XRowBytes, results);
+            else k.RepackedDot4(Cols, source.Repacked + r * source.RowBytes, X + t * XRowBytes, (nint)XRowBytes, results);
             for (int c = 0; c < 4; c++)
             {
                 float* y = Y.Data + (long)(t + c) * yCols + r;

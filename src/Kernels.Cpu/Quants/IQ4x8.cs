@@ -228,6 +228,81 @@ internal static unsafe class IQ4x8
         }
     }
 
+    /// <summary>
+    /// IQ4_XS prompts in one pass (<see cref="ScaledVia"/>): a group of <paramref name="n"/> columns → a <see cref="Q8_0x8"/> group of
+    /// the kvalues alone (biased for AVX-VNNI), each 32-element sub-block one Q8_0 block whose scale d·(ls − 32), exact in float32
+    /// but not in the group's fp16, comes from <see cref="XsTileScales"/> instead (the group's d are left zero).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void XsToQ8_0x8<T>(byte* src, byte* dst, int n) where T : struct, IIntDot
+    {
+        var table = Table<T>();
+        var m4 = Vector256.Create((byte)0x0F);
+        for (int b = 0; b < n / 32; b++)
+        {
+            byte* p = src + (nint)(b / 8) * XsGroupBytes + XsQuants + 128 * (b % 8), o = dst + (nint)b * Q8_0x8.GroupBlockBytes;
+            Vector128<byte>.Zero.Store(o);
+            for (int j = 0; j < 4; j++)
+            {
+                Vector256<byte> q = Vector256.Load(p + 32 * j);
+                Vector256<byte> h = Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & m4;
+                Avx2.Shuffle(table, (q & m4).AsSByte()).Store((sbyte*)(o + NlQuants + 32 * j));
+                Avx2.Shuffle(table, h.AsSByte()).Store((sbyte*)(o + NlQuants + 32 * (4 + j)));
+            }
+        }
+    }
+
+    /// <summary>Sub-block ib's scales d·(ls − 32) of the group's 8 rows as floats (exact: 11 by 6 significant bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> XsBlockScales(byte* g, int ib) => F16.Load8((ushort*)g) * Avx.ConvertToVector256Single(XsScales(g, ib));
+
+    /// <summary>The Q8_0 tile's scales for two consecutive IQ4_XS groups: scales[16·b + r] = d_r·(ls_{r,b} − 32) per 32-element block b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void XsTileScales(int n, byte* group, nint groupStride, float* scales)
+    {
+        for (int b = 0; b < n / 32; b++)
+        {
+            byte* g = group + (nint)(b / 8) * XsGroupBytes;
+            XsBlockScales(g, b % 8).Store(scales + 16 * b);
+            XsBlockScales(g + groupStride, b % 8).Store(scales + 16 * b + 8);
+        }
+    }
+
+    /// <summary>
+    /// 8 IQ4_XS rows of the group · one row of the Q8_0 tiles' activations (<see cref="ScaledVia"/>: the tokens a tile leaves): per
+    /// 32-element block Σ kvalue·y exactly, times d·(ls − 32) and the activations' d. Those activations' block sums are −128·Σqs for
+    /// AVX-VNNI (<see cref="Q8_0.VnniSumFactor"/>), the start of the biased sums as they are.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // tests then run the optimized code, not tier-0
+    internal static void DotXsQ8_0<T>(int n, byte* group, byte* a, float* result) where T : struct, IIntDot
+    {
+        int nb = n / 32;
+        int* sums = Q8_0.BlockSums(a, nb);
+        float* dys = Q8_0.BlockScales(a, nb);
+        var table = Table<T>();
+        Vector256<float> acc = default;
+        for (int b = 0; b < nb; b++)
+        {
+            byte* g = group + (nint)(b / 8) * XsGroupBytes, p = g + XsQuants + 128 * (b % 8);
+            Simd.Prefetch(p + Q4_0x8.PrefetchDistance, 128);
+            byte* y = a + (nint)b * Q8_0Format.TypeSize + Q8_0Format.QsOffset;
+            Vector256<int> s0 = typeof(T) == typeof(VnniDot) ? Vector256.Create(sums[b]) : default, s1 = default;
+            Step<T>(p, y, 0, table, ref s0, ref s1);
+            Step<T>(p, y, 1, table, ref s0, ref s1);
+            Step<T>(p, y, 2, table, ref s0, ref s1);
+            Step<T>(p, y, 3, table, ref s0, ref s1);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0 + s1), XsBlockScales(g, b % 8) * dys[b], acc);
+        }
+        acc.Store(result);
+    }
+
+    /// <summary>8 rows · 4 activation rows → result[c * 8 + r].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot4XsQ8_0<T>(int n, byte* group, byte* a, nint aStride, float* result) where T : struct, IIntDot
+    {
+        for (int c = 0; c < 4; c++) DotXsQ8_0<T>(n, group, a + c * aStride, result + 8 * c);
+    }
+
     /// <summary>32 values (rows 0-3, then 4-7) times their rows' scales: the hi parts (p &gt;&gt; 5) and the lo parts (p &amp; 31), biased.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Split(Vector256<sbyte> v, Vector256<short> a0, Vector256<short> a1, Vector256<sbyte> bias, byte* hi, byte* lo)

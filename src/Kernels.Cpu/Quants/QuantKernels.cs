@@ -134,6 +134,13 @@ public sealed unsafe class QuantKernel
     /// </summary>
     public delegate*<byte*, float*, int, void> RowMins { get; init; }
 
+    /// <summary>
+    /// Optional: prompts in one pass through <see cref="GemmVia"/>'s tiles with float block scales taken from this type's repacked
+    /// groups (IQ4_XS, whose d·(ls − 32) fp16 cannot hold: otherwise two Q8_0 halves, <see cref="GemmViaWidth"/>). Used for a
+    /// weight whose rows are all in repacked groups.
+    /// </summary>
+    public ScaledVia? GemmViaScaled { get; init; }
+
     /// <summary>Weight rows per <see cref="RepackedTile"/> call.</summary>
     public const int TileRows = 16;
 
@@ -150,6 +157,26 @@ public sealed unsafe class QuantKernel
         GgmlType.Q8_1 => Q8_1.ActivationRowBytes(n),
         _ => n / VecDotBlockSize * VecDotTypeSize,
     };
+}
+
+/// <summary>
+/// A type's one-pass prompt path through <see cref="QuantKernel.GemmVia"/>'s tiles (<see cref="QuantKernel.GemmViaScaled"/>): its
+/// repacked groups converted to the via type's groups without their scales, the tiles' float scales computed from the type's own
+/// groups, and dots of its groups against the via type's activations for the tokens a tile leaves.
+/// </summary>
+public sealed unsafe class ScaledVia
+{
+    /// <summary>(repacked group, destination group, n): the values, in GemmVia's repacked layout.</summary>
+    public required delegate*<byte*, byte*, int, void> Convert { get; init; }
+
+    /// <summary>(n, repacked group 0, bytes to group 1, scales): what GemmVia's RepackedTileScales would give for the exact scales.</summary>
+    public required delegate*<int, byte*, nint, float*, void> TileScales { get; init; }
+
+    /// <summary>(n, repacked group, GemmVia's activation row, float[8]).</summary>
+    public required delegate*<int, byte*, byte*, float*, void> Dot { get; init; }
+
+    /// <summary>(n, repacked group, GemmVia's activation row 0, stride, float[32], [c * 8 + r]).</summary>
+    public required delegate*<int, byte*, byte*, nint, float*, void> Dot4 { get; init; }
 }
 
 /// <summary>The kernel table keyed by <see cref="GgmlType"/> (the formats' reference quantizers are in <see cref="RowCodec"/>).</summary>
@@ -319,7 +346,14 @@ public static unsafe class QuantKernels
             iq4XsKernel = WithRepack(iq4XsKernel, IQ4x8.Rows, &IQ4x8.RepackXs, vnni ? &IQ4x8.DotXs<VnniDot> : &IQ4x8.DotXs<Avx2Dot>,
                 vnni ? &IQ4x8.Dot4Xs<VnniDot> : &IQ4x8.Dot4Xs<Avx2Dot>);
         t[(int)GgmlType.IQ4_XS] = WithGemmVia(iq4XsKernel, q8Tiles, &IQ4.XsToQ8_0x2, width: 2,
-            group: vnni ? &IQ4x8.XsToQ8_0x8x2<VnniDot> : &IQ4x8.XsToQ8_0x8x2<Avx2Dot>);
+            group: vnni ? &IQ4x8.XsToQ8_0x8x2<VnniDot> : &IQ4x8.XsToQ8_0x8x2<Avx2Dot>,
+            scaled: !avx2 ? null : new ScaledVia
+            {
+                // the kvalues as Q8_0 (biased where the Q8_0 groups are: AVX-VNNI), the scales d·(ls − 32) as floats
+                Convert = vnni ? &IQ4x8.XsToQ8_0x8<VnniDot> : &IQ4x8.XsToQ8_0x8<Avx2Dot>, TileScales = &IQ4x8.XsTileScales,
+                Dot = vnni ? &IQ4x8.DotXsQ8_0<VnniDot> : &IQ4x8.DotXsQ8_0<Avx2Dot>,
+                Dot4 = vnni ? &IQ4x8.Dot4XsQ8_0<VnniDot> : &IQ4x8.Dot4XsQ8_0<Avx2Dot>,
+            });
         var q4_KKernel = Quant(GgmlType.Q4_K, Q4_KFormat.BlockSize, Q4_KFormat.TypeSize,
             GgmlType.Q8_K, Q8_KFormat.BlockSize, Q8_KFormat.TypeSize, q8_K, intIsa,
             vnni ? &Q4_K.DotSimd<VnniDot> : avx2 ? &Q4_K.DotSimd<Avx2Dot> : &Q4_K.DotRef,
@@ -374,7 +408,8 @@ public static unsafe class QuantKernels
     /// via is null.
     /// </summary>
     private static QuantKernel WithGemmVia(QuantKernel k, QuantKernel? via, delegate*<byte*, byte*, int, void> convert,
-        delegate*<byte*, float*, int, void> mins = null, int width = 1, delegate*<byte*, byte*, int, void> group = null) =>
+        delegate*<byte*, float*, int, void> mins = null, int width = 1, delegate*<byte*, byte*, int, void> group = null,
+        ScaledVia? scaled = null) =>
         via is null ? k : new()
         {
             Type = k.Type, VecDotType = k.VecDotType, BlockSize = k.BlockSize, TypeSize = k.TypeSize,
@@ -383,7 +418,7 @@ public static unsafe class QuantKernels
             QuantizeActivations = k.QuantizeActivations, ActivationSumFactor = k.ActivationSumFactor, Dot = k.Dot, Dot4 = k.Dot4,
             Dequantize = k.Dequantize, RepackRows = k.RepackRows, Repack = k.Repack, RepackedDot = k.RepackedDot,
             RepackedDot4 = k.RepackedDot4, GemmVia = via, ConvertRow = convert, RowMins = mins, GemmViaWidth = width,
-            ConvertGroup = k.RepackRows > 0 ? group : null,
+            ConvertGroup = k.RepackRows > 0 ? group : null, GemmViaScaled = k.RepackRows > 0 ? scaled : null,
         };
 
     /// <summary>The repacked kernels of a legacy type (<see cref="LegacyX8"/>) on an AVX2 CPU.</summary>
