@@ -7,6 +7,7 @@ using Infer.Hub;
 using Infer.Runtime;
 using Infer.Runtime.Grammar;
 using Infer.Runtime.Model;
+using Infer.Runtime.Sampling;
 using Infer.Templates;
 
 namespace Infer.Cli;
@@ -57,7 +58,7 @@ public static class Program
     /// <summary>Errors in what the user gave us (a file, a model, a download), as opposed to bugs.</summary>
     private static bool IsBadInput(Exception e) => e is ModelFormatException or ContextFullException or IOException or UnauthorizedAccessException
         or ArgumentException or InvalidDataException or NotSupportedException or TemplateException or HubException or JsonException
-        or NotEnoughMemoryException or GrammarException;
+        or NotEnoughMemoryException or GrammarException or NonFiniteLogitsException;
 
     private sealed class ListDevicesAction(CliContext io) : SynchronousCommandLineAction
     {

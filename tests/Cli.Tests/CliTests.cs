@@ -169,6 +169,24 @@ public class CliTests : IDisposable
         Assert.Contains("cut.gguf", stderr);
     }
 
+    /// <summary>NaN weights (a corrupt file that parses) make NaN logits: one line naming them and exit 1, not a token picked at random.</summary>
+    [Fact]
+    public void NaNWeightsGiveOneLineAndNonZeroExit()
+    {
+        string source = Fixtures.Model("llama2-spm", "bf16");
+        long offset;
+        using (var file = Runtime.Gguf.GgufFile.Open(source))
+            offset = file.Tensors.Single(t => t.Name == "blk.0.attn_q.weight").FileOffset;
+        byte[] bytes = File.ReadAllBytes(source);
+        for (int i = 0; i < 64; i += 2) { bytes[offset + i] = 0xC0; bytes[offset + i + 1] = 0x7F; } // bf16 NaN
+        string path = Path.Combine(_dir, "nan.gguf");
+        File.WriteAllBytes(path, bytes);
+        var (code, _, stderr) = Infer("run", "-m", path, "-p", "Hello there", "-n", "4", "--temp", "0");
+        Assert.Equal(1, code);
+        Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+        Assert.Contains("logit of NaN", stderr);
+    }
+
     [Fact]
     public void MissingFileGivesOneLine()
     {

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using Infer.Runtime.Grammar;
 
 namespace Infer.Runtime.Sampling;
@@ -88,9 +89,14 @@ public sealed class Sampler
     /// and advances the grammar with it.
     /// </summary>
     /// <exception cref="GrammarException">no token can continue the grammar.</exception>
+    /// <exception cref="NonFiniteLogitsException">a logit is NaN or +inf.</exception>
     public int Sample(Span<float> logits)
     {
         if (logits.Length > _ids.Length) throw new ArgumentException("logits longer than the vocabulary");
+        // IEEE maximum: the first NaN wins, so one vectorized pass finds a NaN or a +inf (either would pick token 0 or a random one;
+        // -inf is a masked token)
+        int top = TensorPrimitives.IndexOfMax(logits);
+        if (top >= 0 && (float.IsNaN(logits[top]) || float.IsPositiveInfinity(logits[top]))) throw new NonFiniteLogitsException(top, logits[top]);
         int allowed = _grammar?.Mask(logits) ?? logits.Length;
         int token = Choose(logits, allowed);
         _grammar?.Accept(token);

@@ -11,6 +11,31 @@ public class SamplerTests
         Assert.Equal(3, s.Sample(new float[] { 0.1f, 2f, -1f, 2.5f, 1f }));
     }
 
+    /// <summary>
+    /// A NaN or +inf logit (non-finite weights, an overflow) is an error that names the token, greedy or not, wherever it is (a long
+    /// vocabulary: the vectorized search's tail too); -inf is a masked token and stays allowed.
+    /// </summary>
+    [Theory]
+    [InlineData(0f, 37, float.NaN)]
+    [InlineData(0f, 32000 - 1, float.NaN)]
+    [InlineData(0.8f, 1000, float.NaN)]
+    [InlineData(0f, 5, float.PositiveInfinity)]
+    [InlineData(0.8f, 31999, float.PositiveInfinity)]
+    public void NonFiniteLogitIsAnErrorNamingTheToken(float temperature, int index, float value)
+    {
+        var s = new Sampler(32000, new SamplerOptions { Temperature = temperature, Seed = 1 });
+        var logits = new float[32000];
+        for (int i = 0; i < logits.Length; i++) logits[i] = (i % 97) * 0.01f;
+        logits[3] = float.NegativeInfinity;
+        logits[index] = value;
+        var e = Assert.Throws<NonFiniteLogitsException>(() => s.Sample(logits));
+        Assert.Contains($"token {index}", e.Message);
+        logits[index] = float.NegativeInfinity;
+        int token = s.Sample(logits);
+        if (temperature == 0) Assert.Equal(96, token); // the first of the largest finite logits (0.96)
+        Assert.True(token != 3 && token != index, $"a masked (-inf) token was sampled: {token}");
+    }
+
     [Fact]
     public void RepeatPenaltyDividesPositiveAndMultipliesNegativeLogits()
     {
