@@ -145,6 +145,34 @@ public class ChatTests
         Assert.Equal(r1 + "\n" + r2 + "\n", stdout);
     }
 
+    /// <summary>
+    /// /help lists the commands, /bye ends the chat as in Ollama, and a mistyped command is reported, not sent to the model; a
+    /// line that only starts with a slash (a path) is a message. Only that message's reply is printed.
+    /// </summary>
+    [Fact]
+    public void ChatCommandsHelpAndUnknownOnesAreNotSentToTheModel()
+    {
+        string model = Fixtures.Model("qwen3", "bf16");
+        using var p = Start("chat", "-m", model, "--temp", "0", "-n", "4", "-t", "2");
+        p.StandardInput.WriteLine("/help");
+        p.StandardInput.WriteLine("/?");
+        p.StandardInput.WriteLine("/frobnicate now");
+        p.StandardInput.WriteLine("/etc/hosts is a file");
+        p.StandardInput.WriteLine("/bye");
+        p.StandardInput.WriteLine("never read");
+        p.StandardInput.Close();
+        string stdout = p.StandardOutput.ReadToEnd();
+        string stderr = p.StandardError.ReadToEnd();
+        Assert.True(p.WaitForExit(60_000));
+        Assert.True(p.ExitCode == 0, stderr);
+        Assert.Equal(2, stderr.Split('\n').Count(l => l.StartsWith("commands: /exit")));
+        Assert.Contains("unknown command /frobnicate", stderr);
+
+        using var m = Load("qwen3");
+        string reply = m.Chat(system: null, maxReply: 4).Respond("/etc/hosts is a file", _ => { }).Text;
+        Assert.Equal(reply + "\n", stdout);
+    }
+
     [Fact]
     public async Task SigintStopsTheReplyAndTheChatContinues()
     {

@@ -59,6 +59,13 @@ internal static class ChatCommand
     private sealed record Settings(string? System, string? TemplateFile, ContextOverflowPolicy Policy, int MaxReply, SamplerOptions Sampling,
         GbnfGrammar? Grammar);
 
+    /// <summary>What <c>/help</c> prints.</summary>
+    internal const string CommandHelp = "commands: /exit (or /quit, /bye) ends the chat; /reset (or /clear) starts the conversation over; "
+        + "/system TEXT sets the system prompt (empty: clears it); /help (or /?) lists these. Ctrl+C stops a reply.";
+
+    /// <summary>A slash and letters only (or "/?"): what a command looks like, so one we do not know is not sent to the model.</summary>
+    internal static bool IsCommandWord(string word) => word.Length > 1 && word[1..].All(char.IsAsciiLetter);
+
     private static int Execute(Settings s, ModelArgs modelArgs, CliContext io)
     {
         var (stdout, stderr, stdin, interactive) = (io.Out, io.Err, io.In, io.Interactive);
@@ -134,6 +141,19 @@ internal static class ChatCommand
                         chat.SetSystemPrompt(arg);
                         stderr.WriteLine(arg.Length == 0 ? "system prompt cleared" : "system prompt set");
                         continue;
+                    case "/help" or "/?":
+                        stderr.WriteLine(CommandHelp);
+                        continue;
+                    case "/bye": // Ollama's
+                        return Finish();
+                    default:
+                        // a lone word after the slash is a mistyped command, not a message (a path such as /etc/hosts goes to the model)
+                        if (IsCommandWord(cmd))
+                        {
+                            stderr.WriteLine($"unknown command {cmd} (/help lists them; start the line with a space to send it)");
+                            continue;
+                        }
+                        break;
                 }
             }
 
