@@ -174,18 +174,25 @@ internal static unsafe class IQ4x8
     internal static void NlToQ8_0x8<T>(byte* src, byte* dst, int n) where T : struct, IIntDot
     {
         var table = Table<T>();
-        var m4 = Vector256.Create((byte)0x0F);
         for (int b = 0; b < n / IQ4Format.NlBlockSize; b++)
         {
             byte* g = src + (nint)b * NlGroupBlockBytes, o = dst + (nint)b * Q8_0x8.GroupBlockBytes;
             Vector128.Load(g).Store(o);
-            for (int j = 0; j < 4; j++)
-            {
-                Vector256<byte> q = Vector256.Load(g + NlQuants + 32 * j);
-                Vector256<byte> h = Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & m4;
-                Avx2.Shuffle(table, (q & m4).AsSByte()).Store((sbyte*)(o + NlQuants + 32 * j));
-                Avx2.Shuffle(table, h.AsSByte()).Store((sbyte*)(o + NlQuants + 32 * (4 + j)));
-            }
+            LookUpBlock(g + NlQuants, o, table);
+        }
+    }
+
+    /// <summary>P_0..P_3 at <paramref name="p"/> looked up into V_0..V_7 of the Q8_0x8 group-block at <paramref name="o"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LookUpBlock(byte* p, byte* o, Vector256<sbyte> table)
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        for (int j = 0; j < 4; j++)
+        {
+            Vector256<byte> q = Vector256.Load(p + 32 * j);
+            Vector256<byte> h = Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & m4;
+            Avx2.Shuffle(table, (q & m4).AsSByte()).Store((sbyte*)(o + NlQuants + 32 * j));
+            Avx2.Shuffle(table, h.AsSByte()).Store((sbyte*)(o + NlQuants + 32 * (4 + j)));
         }
     }
 
@@ -237,18 +244,11 @@ internal static unsafe class IQ4x8
     internal static void XsToQ8_0x8<T>(byte* src, byte* dst, int n) where T : struct, IIntDot
     {
         var table = Table<T>();
-        var m4 = Vector256.Create((byte)0x0F);
         for (int b = 0; b < n / 32; b++)
         {
             byte* p = src + (nint)(b / 8) * XsGroupBytes + XsQuants + 128 * (b % 8), o = dst + (nint)b * Q8_0x8.GroupBlockBytes;
             Vector128<byte>.Zero.Store(o);
-            for (int j = 0; j < 4; j++)
-            {
-                Vector256<byte> q = Vector256.Load(p + 32 * j);
-                Vector256<byte> h = Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & m4;
-                Avx2.Shuffle(table, (q & m4).AsSByte()).Store((sbyte*)(o + NlQuants + 32 * j));
-                Avx2.Shuffle(table, h.AsSByte()).Store((sbyte*)(o + NlQuants + 32 * (4 + j)));
-            }
+            LookUpBlock(p, o, table);
         }
     }
 
