@@ -30,7 +30,12 @@ internal sealed record ModelArgs(
     /// <paramref name="stderr"/>. Without a caller's <paramref name="progress"/>, uploading to a GPU shows a bar when
     /// stderr is a terminal.
     /// </summary>
-    public LoadedModel Load(TextWriter stderr, IProgress<double>? progress = null)
+    /// <param name="stderr">notices.</param>
+    /// <param name="progress">the load's progress, or null.</param>
+    /// <param name="wrapCpu">a decorator around the CPU backend (<see cref="ModelLoadOptions.WrapCpuBackend"/>), or null.</param>
+    /// <param name="repackInBackground">false: the load waits for the repacked copies (a batch job, not an interactive one).</param>
+    public LoadedModel Load(TextWriter stderr, IProgress<double>? progress = null, Func<IBackend, IBackend>? wrapCpu = null,
+        bool repackInBackground = true)
     {
         RuntimeOptions.WarnAboutThreads(Threads, stderr);
         string path = Source.Resolve(stderr);
@@ -42,6 +47,7 @@ internal sealed record ModelArgs(
             BatchSize = Batch,
             Sequences = Sequences,
             Repack = Repack,
+            RepackInBackground = repackInBackground,
             Device = Device,
             GpuLayers = GpuLayers,
             CacheTypeK = CacheTypeK,
@@ -50,6 +56,7 @@ internal sealed record ModelArgs(
             // The model reports the fraction of weight bytes loaded after each tensor: shown against the file's size.
             UploadProgress = bar ? ProgressBar.ForStandardError().Fraction("uploading to the GPU", new FileInfo(path).Length) : null,
             Log = stderr.WriteLine,
+            WrapCpuBackend = wrapCpu,
         });
     }
 }

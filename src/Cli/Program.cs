@@ -47,7 +47,7 @@ public static class Program
         {
             RunCommand.Create(io), ChatCommand.Create(io), InfoCommand.Create(io), BenchCommand.Create(io), LogitsCommand.Create(io),
             TokenizeCommand.Create(io), TemplateCommand.Create(io), ModelsCommand.Create(io), DevicesCommand.Create(io),
-            ServeCommand.Create(io), BatchCommand.Create(io), BenchServeCommand.Create(io),
+            ServeCommand.Create(io), BatchCommand.Create(io), BenchServeCommand.Create(io), ImatrixCommand.Create(io),
         })
         {
             root.Subcommands.Add(command);

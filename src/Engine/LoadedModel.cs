@@ -62,6 +62,7 @@ public sealed class LoadedModel : IDisposable
             var backends = BackendSet.Create(
                 options.Device, options.GpuLayers, layers, options.Threads, options.BatchSize, options.Repack, options.Log,
                 options.RepackInBackground, file);
+            if (options.WrapCpuBackend is { } wrap && backends.Cpu is { } cpu) backends = backends with { Cpu = wrap(cpu) };
             if (backends.Cpu is not null)
             {
                 int context = options.ContextLength > 0 ? options.ContextLength : Math.Min(config.ContextLength, 4096);

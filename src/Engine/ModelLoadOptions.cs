@@ -51,6 +51,12 @@ public sealed record ModelLoadOptions(string Path)
     /// </summary>
     public int? GpuLayers { get; init; }
 
+    /// <summary>
+    /// Optional: a decorator put around the CPU backend before any weight loads (<see cref="Infer.Runtime.Imatrix.ImatrixBackend"/>
+    /// for <c>infer imatrix</c>); the model then runs through what it returns.
+    /// </summary>
+    public Func<IBackend, IBackend>? WrapCpuBackend { get; init; }
+
     /// <summary>Load progress from 0 to 1: the fraction of the weight bytes handed to the backends, after each tensor.</summary>
     public IProgress<double>? Progress { get; init; }
 

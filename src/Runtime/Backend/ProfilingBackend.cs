@@ -8,7 +8,7 @@ namespace Infer.Runtime.Backend;
 /// (<c>blk.N.ffn_down.weight</c> counts as <c>ffn_down</c>) and type. Meant for a backend whose operations finish before they return
 /// (the CPU backend); an asynchronous backend would be timed at its launches, and a fusing one loses its fusion here. Recording allocates nothing.
 /// </summary>
-public sealed class ProfilingBackend : IBackend
+public sealed class ProfilingBackend : ForwardingBackend
 {
     private readonly IBackend _inner;
     private readonly List<string> _names = [];
@@ -18,7 +18,7 @@ public sealed class ProfilingBackend : IBackend
     private long[] _calls = new long[64];
     private readonly int _embed, _rmsNorm, _addBias, _rope, _storeKv, _attention, _swiGlu, _add, _gather, _read, _copy, _setBatch, _matMulOther;
 
-    public ProfilingBackend(IBackend inner)
+    public ProfilingBackend(IBackend inner) : base(inner)
     {
         _inner = inner;
         _setBatch = Slot("set batch");
@@ -35,12 +35,6 @@ public sealed class ProfilingBackend : IBackend
         _copy = Slot("host copy");
         _matMulOther = Slot("matmul");
     }
-
-    /// <summary>The backend every call is forwarded to and timed around.</summary>
-    public IBackend Inner => _inner;
-
-    public string Name => _inner.Name;
-    public string Description => _inner.Description;
 
     /// <summary>One line of the profile: an operation (matmuls as "matmul ROLE TYPE"), its call count and total time.</summary>
     public readonly record struct Entry(string Operation, long Calls, TimeSpan Time);
@@ -95,135 +89,112 @@ public sealed class ProfilingBackend : IBackend
         _calls[slot]++;
     }
 
-    public IWeight LoadWeight(GgufTensor tensor)
+    public override IWeight LoadWeight(GgufTensor tensor)
     {
         var w = _inner.LoadWeight(tensor);
         if (w.Rows > 1) _matMulSlots[w] = Slot($"matmul {Role(w.Name)} {GgmlTypeInfo.Name(w.Type)}");
         return w;
     }
 
-    public IWeight LoadEmbeddingTable(GgufTensor tensor) => _inner.LoadEmbeddingTable(tensor);
-
-    public IActivation Allocate(int rows, int cols) => _inner.Allocate(rows, cols);
-
-    public IActivation AllocateShared(IActivation parent, int rows, int cols) => _inner.AllocateShared(parent, rows, cols);
-
-    public bool SupportsKvCacheType(KvCacheType type) => _inner.SupportsKvCacheType(type);
-
-    public void CreateKvCache(KvCacheConfig config) => _inner.CreateKvCache(config);
-
-    public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences)
+    public override void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> sequences)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.SetBatch(tokens, positions, sequences);
         Record(_setBatch, t);
     }
 
-    public void Embed(IWeight table, IActivation x)
+    public override void Embed(IWeight table, IActivation x)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.Embed(table, x);
         Record(_embed, t);
     }
 
-    public void RmsNorm(IActivation x, IWeight weight, float eps, IActivation y, int rows = -1)
+    public override void RmsNorm(IActivation x, IWeight weight, float eps, IActivation y, int rows = -1)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.RmsNorm(x, weight, eps, y, rows);
         Record(_rmsNorm, t);
     }
 
-    public void MatMul(IWeight w, IActivation x, IActivation y, int rows = -1)
+    public override void MatMul(IWeight w, IActivation x, IActivation y, int rows = -1)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.MatMul(w, x, y, rows);
         Record(_matMulSlots.TryGetValue(w, out int s) ? s : _matMulOther, t);
     }
 
-    public void AddBias(IActivation y, IWeight bias)
+    public override void AddBias(IActivation y, IWeight bias)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.AddBias(y, bias);
         Record(_addBias, t);
     }
 
-    public void Rope(IActivation x, int headDim, RopeConfig rope)
+    public override void Rope(IActivation x, int headDim, RopeConfig rope)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.Rope(x, headDim, rope);
         Record(_rope, t);
     }
 
-    public void StoreKv(int layer, IActivation k, IActivation v)
+    public override void StoreKv(int layer, IActivation k, IActivation v)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.StoreKv(layer, k, v);
         Record(_storeKv, t);
     }
 
-    public void Attention(int layer, IActivation q, IActivation output, AttentionShape shape)
+    public override void Attention(int layer, IActivation q, IActivation output, AttentionShape shape)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.Attention(layer, q, output, shape);
         Record(_attention, t);
     }
 
-    // The fused operations run as their primitives through this decorator, so each primitive is timed on its own (the CPU
-    // backend, which this is meant for, composes them the same way).
+    // The fused operations run as their primitives through this decorator (ForwardingBackend), so each primitive is timed on
+    // its own (the CPU backend, which this is meant for, composes them the same way).
 
-    public void NormQkvRope(int layer, IActivation x, QkvWeights w, AttentionShape shape, IActivation xb, IActivation q, IActivation k,
-        IActivation v) =>
-        ComposedOps.NormQkvRope(this, layer, x, w, shape, xb, q, k, v);
-
-    public void MatMulAdd(IWeight w, IActivation x, IActivation y, IActivation residual) => ComposedOps.MatMulAdd(this, w, x, y, residual);
-
-    public void NormGateUp(IActivation x, GateUpWeights w, float eps, IActivation xb, IActivation gate, IActivation up) =>
-        ComposedOps.NormGateUp(this, x, w, eps, xb, gate, up);
-
-    public void NormMatMulRows(IActivation x, ReadOnlySpan<int> rows, IWeight norm, float eps, IWeight w, IActivation xRows, IActivation y) =>
-        ComposedOps.NormMatMulRows(this, x, rows, norm, eps, w, xRows, y);
-
-    public void SwiGlu(IActivation gate, IActivation up)
+    public override void SwiGlu(IActivation gate, IActivation up)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.SwiGlu(gate, up);
         Record(_swiGlu, t);
     }
 
-    public void Add(IActivation x, IActivation y)
+    public override void Add(IActivation x, IActivation y)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.Add(x, y);
         Record(_add, t);
     }
 
-    public void GatherRows(IActivation src, ReadOnlySpan<int> rows, IActivation dst)
+    public override void GatherRows(IActivation src, ReadOnlySpan<int> rows, IActivation dst)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.GatherRows(src, rows, dst);
         Record(_gather, t);
     }
 
-    public void ReadRow(IActivation x, int row, Span<float> destination)
+    public override void ReadRow(IActivation x, int row, Span<float> destination)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.ReadRow(x, row, destination);
         Record(_read, t);
     }
 
-    public void ReadRows(IActivation x, int rows, Span<float> destination)
+    public override void ReadRows(IActivation x, int rows, Span<float> destination)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.ReadRows(x, rows, destination);
         Record(_copy, t);
     }
 
-    public void WriteRows(IActivation x, ReadOnlySpan<float> source)
+    public override void WriteRows(IActivation x, ReadOnlySpan<float> source)
     {
         long t = Stopwatch.GetTimestamp();
         _inner.WriteRows(x, source);
         Record(_copy, t);
     }
 
-    public void Dispose() => _inner.Dispose();
 }
