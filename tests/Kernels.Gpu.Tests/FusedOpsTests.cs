@@ -32,6 +32,12 @@ public sealed class FusedOpsTests(GpuBackends backends) : IClassFixture<GpuBacke
         { false, false, GgmlType.Q4_K, GgmlType.Q6_K, true },   // Q4_K_M
         { false, false, GgmlType.Q4_K, GgmlType.Q5_K, false },  // Q4_K_S
         { false, false, GgmlType.Q5_K, GgmlType.Q6_K, true },   // Q5_K_M
+        { false, false, GgmlType.Q3_K, GgmlType.Q5_K, true },   // Q3_K_M, Q3_K_L
+        { false, false, GgmlType.Q3_K, GgmlType.Q4_K, false },  // Q3_K_M
+        { false, false, GgmlType.Q2_K, GgmlType.Q4_K, true },   // Q2_K
+        { false, false, GgmlType.Q2_K, GgmlType.Q3_K, false },  // Q2_K without GQA
+        { false, false, GgmlType.IQ4_XS, GgmlType.Q5_K, true }, // IQ4_XS
+        { true, false, GgmlType.Q3_K, GgmlType.Q3_K, false },   // Q3_K_S with biases
         { true, true, GgmlType.Q4_0, GgmlType.Q8_0, false },    // all at once
     };
 

@@ -26,7 +26,12 @@ public sealed class GemmTests : IDisposable
 
     public void Dispose() => _backend.Dispose();
 
-    public static TheoryData<GgmlType> Types() => [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+    public static TheoryData<GgmlType> Types() =>
+    [
+        GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+        GgmlType.Q3_K,
+        GgmlType.IQ4_XS,
+    ];
 
     [Theory]
     [MemberData(nameof(Types))]

@@ -21,7 +21,10 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     {
         var d = new TheoryData<GgmlType, bool>();
         GgmlType[] types =
-            [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+            [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+                GgmlType.Q3_K,
+                GgmlType.Q2_K,
+                GgmlType.IQ4_XS];
         foreach (var t in types)
         {
             d.Add(t, false);
@@ -576,6 +579,9 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         { GgmlType.Q4_K, 2, 2, 32, 16, true, false, KvCacheType.F16 },   // partial rotation, NeoX
         { GgmlType.Q8_0, 4, 2, 64, 64, true, true, KvCacheType.Q8_0 },
         { GgmlType.F32, 2, 1, 32, 16, false, false, KvCacheType.Q8_0 },  // partial rotation
+        { GgmlType.Q3_K, 4, 2, 64, 64, true, true, KvCacheType.F16 },
+        { GgmlType.Q2_K, 2, 2, 32, 16, true, false, KvCacheType.F32 },   // partial rotation, NeoX
+        { GgmlType.IQ4_XS, 4, 2, 64, 64, false, true, KvCacheType.Q8_0 },
     };
 
     /// <summary>
@@ -599,6 +605,25 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     [InlineData(true, KvCacheType.Q8_0)]
     public void Q4_KWithQ6_KValuesRunAsOneLaunch(bool reducing, KvCacheType kv) =>
         NormQkvRope(GgmlType.Q4_K, GgmlType.Q6_K, 4, 2, 64, 64, true, reducing, kv);
+
+    /// <summary>
+    /// The attn_v types of the low-bit files beside their attn_q / attn_k type (tools/convert-weights' QuantRules, as llama-quantize
+    /// chooses): one launch before attention as <see cref="Q4_KWithQ6_KValuesRunAsOneLaunch"/>.
+    /// </summary>
+    public static TheoryData<GgmlType, GgmlType, bool, KvCacheType> LowBitMixedCases() => new()
+    {
+        { GgmlType.Q3_K, GgmlType.Q4_K, false, KvCacheType.F16 },   // Q3_K_M
+        { GgmlType.Q3_K, GgmlType.Q5_K, true, KvCacheType.F32 },    // Q3_K_M's first two attn_v, Q3_K_L
+        { GgmlType.Q2_K, GgmlType.Q4_K, true, KvCacheType.F16 },    // Q2_K, GQA of 4 or more
+        { GgmlType.Q2_K, GgmlType.Q3_K, false, KvCacheType.Q8_0 },  // Q2_K, GQA below 4
+        { GgmlType.Q2_K, GgmlType.Q5_K, false, KvCacheType.F16 },   // Q2_K of a 70B
+        { GgmlType.IQ4_XS, GgmlType.Q5_K, true, KvCacheType.F16 },  // IQ4_XS, GQA of 4 or more
+    };
+
+    [Theory]
+    [MemberData(nameof(LowBitMixedCases))]
+    public void LowBitWithTheirValueTypesRunAsOneLaunch(GgmlType qkType, GgmlType vType, bool reducing, KvCacheType kv) =>
+        NormQkvRope(qkType, vType, 4, 2, 64, 64, true, reducing, kv);
 
     private void NormQkvRope(GgmlType type, GgmlType vType, int heads, int kvHeads, int headDim, int dims, bool neox, bool reducing,
         KvCacheType kv)

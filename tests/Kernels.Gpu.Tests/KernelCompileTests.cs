@@ -17,7 +17,7 @@ public sealed class KernelCompileTests
     [Fact]
     public void EveryKernelCompilesToPtx()
     {
-        int count = 0, dp4a = 0, gemms = 0;
+        int count = 0, dp4a = 0, gemms = 0, tables = 0;
         foreach (var (name, ptx) in PtxListing.Compile(8, 0, 8, 0))
         {
             Assert.Contains(".entry", ptx);
@@ -35,16 +35,25 @@ public sealed class KernelCompileTests
                 Assert.Contains($"mma.sync.aligned.{shape}.row.col.s32.s8.s8.s32", ptx);
                 gemms++;
             }
-            if (name is "MatMul<Q8_0Words>" or "MatMulFused<Q4_0Words>" or "MatMulNorm<Q8_0Words>" or "MatMul<Q5_KWords>")
+            if (name is "MatMul<Q8_0Words>" or "MatMulFused<Q4_0Words>" or "MatMulNorm<Q8_0Words>" or "MatMul<Q5_KWords>"
+                or "MatMul<Q3_KWords>"
+                or "MatMul<Q2_KWords>"
+                or "MatMul<IQ4_XSWords>")
             {
                 Assert.Contains("dp4a.s32.s32", ptx); // int8 decode's dot, not the scalar fallback
                 dp4a++;
             }
+            if (name.Contains("IQ4_XS", StringComparison.Ordinal))
+            {
+                Assert.Contains("prmt.b32", ptx); // IQ4's table lookup as byte permutes, not the scalar fallback
+                tables++;
+            }
             count++;
         }
-        Assert.Equal(50, count);
-        Assert.Equal(4, dp4a);
-        Assert.Equal(5, gemms);
+        Assert.Equal(70, count);
+        Assert.Equal(6, tables);
+        Assert.Equal(7, dp4a);
+        Assert.Equal(7, gemms);
     }
 
     [Theory]
@@ -74,6 +83,6 @@ public sealed class KernelCompileTests
             Assert.Contains("kernel", compiled.Source);
             count++;
         }
-        Assert.Equal(50, count);
+        Assert.Equal(70, count);
     }
 }

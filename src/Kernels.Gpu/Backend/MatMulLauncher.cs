@@ -34,7 +34,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     private int Int8Flag => options.Int8Decode ? 1 : 0;
 
     /// <summary>
-    /// Whether one-token tiles of Q8_0, Q4_0, Q4_K, Q5_K and Q6_K weights dot an int8 copy of the activations (decode on a GPU: the GPU path of the
+    /// Whether one-token tiles of quantized weights dot an int8 copy of the activations (decode on a GPU: the GPU path of the
     /// matmuls, one weight row per group of threads; ILGPU's CPU accelerator takes whole rows per thread and keeps float32).
     /// </summary>
     public bool Int8Decode => options.Int8Decode && Slice() > 1;
@@ -164,8 +164,8 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     public string? GemmError { get; private set; }
 
     /// <summary>
-    /// Whether a batch of <paramref name="n"/> tokens multiplies <paramref name="w"/> with the int8 GEMM (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K).
-    /// A device whose groups hold fewer than <see cref="GpuKernels.GemmThreads"/> threads (ILGPU's CPU accelerator as the backend
+    /// Whether a batch of <paramref name="n"/> tokens multiplies <paramref name="w"/> with the int8 GEMM (quantized weights but
+    /// Q2_K). A device whose groups hold fewer than <see cref="GpuKernels.GemmThreads"/> threads (ILGPU's CPU accelerator as the backend
     /// opens it by default) keeps the float32 matmuls.
     /// </summary>
     public bool UsesGemm(int n, GpuWeight w) => GemmMinTokens is int min && n >= min && w.Kernels.Gemm is { } gemm && Compiles(gemm);

@@ -74,6 +74,11 @@ internal sealed class WeightUploader(DeviceState d)
                 .WithMixedNorm<Q4_KWords, Q5_KWords>(d, GgmlType.Q5_K).WithGemm<Q4_KWords>(d),
             GgmlType.Q5_K => Load<Q5_KWords>().WithMixedNorm<Q5_KWords, Q6_KWords>(d, GgmlType.Q6_K).WithGemm<Q5_KWords>(d),
             GgmlType.Q6_K => Load<Q6_KWords>().WithGemm<Q6_KWords>(d),
+            GgmlType.Q3_K => Load<Q3_KWords>().WithMixedNorm<Q3_KWords, Q4_KWords>(d, GgmlType.Q4_K)
+                .WithMixedNorm<Q3_KWords, Q5_KWords>(d, GgmlType.Q5_K).WithGemm<Q3_KWords>(d),
+            GgmlType.Q2_K => Load<Q2_KWords>().WithMixedNorm<Q2_KWords, Q3_KWords>(d, GgmlType.Q3_K)
+                .WithMixedNorm<Q2_KWords, Q4_KWords>(d, GgmlType.Q4_K).WithMixedNorm<Q2_KWords, Q5_KWords>(d, GgmlType.Q5_K),
+            GgmlType.IQ4_XS => Load<IQ4_XSWords>().WithMixedNorm<IQ4_XSWords, Q5_KWords>(d, GgmlType.Q5_K).WithGemm<IQ4_XSWords>(d),
             _ => throw new NotSupportedException($"no GPU kernels for {GgmlTypeInfo.Name(type)}"),
         };
         _formats[type] = k;
@@ -96,7 +101,10 @@ internal sealed class WeightUploader(DeviceState d)
     /// <summary>Weight types this backend runs.</summary>
     public static bool IsSupported(GgmlType type) =>
         type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q5_K
-            or GgmlType.Q6_K;
+            or GgmlType.Q6_K
+            or GgmlType.Q3_K
+            or GgmlType.Q2_K
+            or GgmlType.IQ4_XS;
 
     public unsafe IWeight LoadWeight(GgufTensor tensor)
     {
@@ -163,13 +171,19 @@ internal sealed class WeightUploader(DeviceState d)
             case GgmlType.Q4_K:
             case GgmlType.Q5_K:
             case GgmlType.Q6_K:
+            case GgmlType.Q3_K:
+            case GgmlType.Q2_K:
+            case GgmlType.IQ4_XS:
                 {
-                    // Raw super-blocks as words; Q6_K's 210-byte blocks are padded to 212 bytes to keep them word-aligned.
+                    // Raw super-blocks as words; Q6_K's 210-byte and Q3_K's 110-byte blocks are padded to whole words.
                     long blocks = (long)rows * (cols / GgmlTypeInfo.QK_K);
                     var (blockBytes, wordsPerBlock) = type switch
                     {
                         GgmlType.Q4_K => (Q4_KFormat.TypeSize, Q4_KWords.WordsPerBlock),
                         GgmlType.Q5_K => (Q5_KFormat.TypeSize, Q5_KWords.WordsPerBlock),
+                        GgmlType.Q3_K => (Q3_KFormat.TypeSize, Q3_KWords.WordsPerBlock),
+                        GgmlType.Q2_K => (Q2_KFormat.TypeSize, Q2_KWords.WordsPerBlock),
+                        GgmlType.IQ4_XS => (IQ4Format.XsTypeSize, IQ4_XSWords.WordsPerBlock),
                         _ => (Q6_KFormat.TypeSize, Q6_KWords.WordsPerBlock),
                     };
                     var q = new int[blocks * wordsPerBlock];

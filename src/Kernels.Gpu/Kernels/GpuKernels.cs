@@ -146,10 +146,16 @@ internal static partial class GpuKernels
 
     /// <summary>
     /// The (Q/K format, V format) pairs of real files whose attention input still takes one <see cref="MatMulNorm{TF, TV}"/>
-    /// launch: Q4_K_M keeps attn_v in Q6_K, Q4_K_S in Q5_K (its first layers), Q5_K_M in Q6_K.
+    /// launch: Q4_K_M keeps attn_v in Q6_K, Q4_K_S in Q5_K (its first layers), Q5_K_M in Q6_K; Q3_K_M in Q5_K then Q4_K, Q3_K_L in
+    /// Q5_K; Q2_K in Q4_K (GQA of 4 or more), Q3_K (less) or Q5_K (70B); IQ4_XS in Q5_K (GQA of 4 or more).
     /// </summary>
     public static readonly (Type Qk, Type V)[] MixedQkv =
-        [(typeof(Q4_KWords), typeof(Q6_KWords)), (typeof(Q4_KWords), typeof(Q5_KWords)), (typeof(Q5_KWords), typeof(Q6_KWords))];
+    [
+        (typeof(Q4_KWords), typeof(Q6_KWords)), (typeof(Q4_KWords), typeof(Q5_KWords)), (typeof(Q5_KWords), typeof(Q6_KWords)),
+        (typeof(Q3_KWords), typeof(Q4_KWords)), (typeof(Q3_KWords), typeof(Q5_KWords)),
+        (typeof(Q2_KWords), typeof(Q3_KWords)), (typeof(Q2_KWords), typeof(Q4_KWords)), (typeof(Q2_KWords), typeof(Q5_KWords)),
+        (typeof(IQ4_XSWords), typeof(Q5_KWords)),
+    ];
 
     /// <summary>Every kernel entry point with its instantiations, and whether it is implicitly grouped (takes an Index1D).</summary>
     public static IEnumerable<(string Name, MethodInfo Method, bool Implicit)> EntryPoints()
@@ -157,7 +163,10 @@ internal static partial class GpuKernels
         var t = typeof(GpuKernels);
         Type[] formats =
             [typeof(F32Words), typeof(F16Words), typeof(BF16Words), typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q5_KWords),
-                typeof(Q6_KWords)];
+                typeof(Q6_KWords),
+                typeof(Q3_KWords),
+                typeof(Q2_KWords),
+                typeof(IQ4_XSWords)];
         foreach (var f in formats)
         {
             yield return ($"Embed<{f.Name}>", t.GetMethod(nameof(Embed))!.MakeGenericMethod(f), true);
@@ -169,7 +178,11 @@ internal static partial class GpuKernels
             yield return ($"MatMulNorm<{f.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(f, f), false);
         foreach (var (qk, v) in MixedQkv)
             yield return ($"MatMulNorm<{qk.Name}, {v.Name}>", t.GetMethod(nameof(MatMulNorm))!.MakeGenericMethod(qk, v), false);
-        foreach (var f in new[] { typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q5_KWords), typeof(Q6_KWords) })
+        Type[] gemms =
+            [typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q5_KWords), typeof(Q6_KWords),
+                typeof(Q3_KWords),
+                typeof(IQ4_XSWords)];
+        foreach (var f in gemms)
             yield return ($"GemmQ8<{f.Name}>", t.GetMethod(nameof(GemmQ8))!.MakeGenericMethod(f), false);
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(StoreKvBlocks),
             nameof(RopeStoreKv), nameof(QuantizeQ8) })

@@ -46,7 +46,7 @@ internal interface IWeightFormat
     /// <summary>W[row, j] as float32.</summary>
     float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j);
 
-    /// <summary>Whether <see cref="Dot1Q8"/> exists: decode against int8 activations (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K).</summary>
+    /// <summary>Whether <see cref="Dot1Q8"/> exists: decode against int8 activations (the quantized formats).</summary>
     bool Int8Dot { get; }
 
     /// <summary>

@@ -18,9 +18,10 @@ internal readonly record struct Geometry(int Dim, int Heads, int KvHeads, int He
 /// <summary>
 /// NORM_QKV_ROPE: xb = norm(x); q, k, v = Wq·xb (+ bq), ...; per-head q/k norms (qwen3); RoPE; k, v stored. Then ATTENTION over
 /// the cache, so what was stored is checked too. Variants: plain (the GPU's one launch), biases (qwen2), q/k norms (qwen3),
-/// Wv in another format (Q4_K_M keeps attn_v in Q6_K, Q4_K_S in Q5_K, Q5_K_M in Q6_K); the 8B width with several tokens
-/// overflows the GPU's fused norm. The cache is f32, or f16 (llama.cpp's default, which the GPU's fused epilogue rounds as it
-/// stores) or q8_0 (quantized in blocks after the epilogue) where the shape says so.
+/// Wv in another format (Q4_K_M keeps attn_v in Q6_K, Q4_K_S in Q5_K, Q5_K_M in Q6_K, the Q3_K, Q2_K and IQ4_XS files in Q3_K to
+/// Q5_K: see GpuKernels.MixedQkv); the 8B width with several tokens overflows the GPU's fused norm. The cache is f32, or f16
+/// (llama.cpp's default, which the GPU's fused epilogue rounds as it stores) or q8_0 (quantized in blocks after the epilogue)
+/// where the shape says so.
 /// </summary>
 internal sealed class NormQkvRopeCase(GgmlType qkType, GgmlType vType, Geometry g, bool biases, bool qkNorm, int context, int n,
     KvCacheType cache = KvCacheType.F32) : OpCase
@@ -94,6 +95,8 @@ internal sealed class NormQkvRopeCase(GgmlType qkType, GgmlType vType, Geometry 
             yield return new NormQkvRopeCase(GgmlType.F16, GgmlType.F16, s, false, true, 2, 2);
             yield return new NormQkvRopeCase(GgmlType.Q8_0, GgmlType.Q8_0, s, false, false, 3, 2, KvCacheType.F16);
             yield return new NormQkvRopeCase(GgmlType.Q4_0, GgmlType.Q4_0, s, false, false, 3, 2, KvCacheType.Q8_0);
+            yield return new NormQkvRopeCase(GgmlType.Q3_K, GgmlType.Q5_K, s, false, false, 3, 1, KvCacheType.F16); // Q3_K_M
+            yield return new NormQkvRopeCase(GgmlType.Q2_K, GgmlType.Q4_K, s, false, false, 3, 5);                  // Q2_K
             yield break;
         }
         foreach (var type in WeightTypes)
@@ -113,6 +116,12 @@ internal sealed class NormQkvRopeCase(GgmlType qkType, GgmlType vType, Geometry 
         yield return new NormQkvRopeCase(GgmlType.Q4_K, GgmlType.Q6_K, Geometry.Llama1B, false, false, 300, 1);
         yield return new NormQkvRopeCase(GgmlType.Q4_K, GgmlType.Q5_K, Geometry.Llama1B, false, false, 300, 1); // Q4_K_S
         yield return new NormQkvRopeCase(GgmlType.Q5_K, GgmlType.Q6_K, Geometry.Llama1B, false, false, 300, 1); // Q5_K_M
+        yield return new NormQkvRopeCase(GgmlType.Q3_K, GgmlType.Q4_K, Geometry.Llama1B, false, false, 300, 1); // Q3_K_M
+        yield return new NormQkvRopeCase(GgmlType.Q3_K, GgmlType.Q5_K, Geometry.Llama1B, false, false, 300, 1); // Q3_K_M/L
+        yield return new NormQkvRopeCase(GgmlType.Q2_K, GgmlType.Q3_K, Geometry.Llama1B, false, false, 300, 1); // Q2_K, GQA < 4
+        yield return new NormQkvRopeCase(GgmlType.Q2_K, GgmlType.Q4_K, Geometry.Llama1B, false, false, 300, 1); // Q2_K
+        yield return new NormQkvRopeCase(GgmlType.Q2_K, GgmlType.Q5_K, Geometry.Llama8B, false, false, 300, 1); // Q2_K of 70B
+        yield return new NormQkvRopeCase(GgmlType.IQ4_XS, GgmlType.Q5_K, Geometry.Llama1B, false, false, 300, 1); // IQ4_XS
         yield return new NormQkvRopeCase(GgmlType.Q4_0, GgmlType.Q8_0, Geometry.Llama8B, true, true, 17, 2);
     }
 }

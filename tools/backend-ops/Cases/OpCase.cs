@@ -32,5 +32,8 @@ internal abstract class OpCase
 
     /// <summary>The weight types the GPU backend runs.</summary>
     public static readonly GgmlType[] WeightTypes =
-        [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+        [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+            GgmlType.Q3_K,
+            GgmlType.Q2_K,
+            GgmlType.IQ4_XS];
 }
