@@ -12,12 +12,12 @@ namespace Infer.Kernels.Gpu;
 /// Threads sharing one weight row in a matmul (a power of two); 0: 32 on a GPU, 1 on ILGPU's CPU accelerator.
 /// </param>
 /// <param name="GemmMinTokens">
-/// Batches of at least this many tokens multiply quantized weights (all but Q2_K) with the int8 GEMM (activations quantized to
-/// int8 blocks, tensor cores on CUDA); 0: 16. int.MaxValue keeps every batch on the float32 matmuls.
+/// Batches of at least this many tokens multiply quantized weights (every type but F32, F16, BF16 and Q2_K) with the int8 GEMM
+/// (activations quantized to int8 blocks, tensor cores on CUDA); 0: 16. int.MaxValue keeps every batch on the float32 matmuls.
 /// </param>
 /// <param name="Int8Decode">
-/// One-token tiles (decode) of quantized weights dot an int8 copy of the activations (dp4a on CUDA), as llama.cpp's CUDA
-/// decode does; false keeps them in float32.
+/// One-token tiles (decode) of quantized weights dot an int8 copy of the activations (dp4a on CUDA), as llama.cpp's CUDA decode does;
+/// false keeps them in float32.
 /// </param>
 public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0,
     bool Int8Decode = true)
@@ -39,10 +39,10 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
 
 /// <summary>
 /// The ILGPU implementation of the backend seam. Weights are uploaded per tensor in their own format (F32, F16, BF16, Q8_0, Q4_0,
-/// Q4_K, Q5_K, Q6_K, Q3_K, Q2_K, IQ4_XS) and decoded inside the kernels; every product and sum is float32, except with quantized
-/// weights in batches of at least <see cref="GpuBackendOptions.GemmMinTokens"/> tokens (prefill: the int8 GEMM, tensor cores on
-/// CUDA) and in one-token tiles on a GPU (decode: <see cref="GpuBackendOptions.Int8Decode"/>, dp4a), where the activations are
-/// quantized to int8 blocks and each block is summed exactly, as the CPU backend's quantized dots do. Activations, the batch and
+/// Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) and decoded inside the kernels; every product and sum is float32,
+/// except with quantized weights in batches of at least <see cref="GpuBackendOptions.GemmMinTokens"/> tokens (prefill: the int8
+/// GEMM, tensor cores on CUDA) and in one-token tiles on a GPU (decode: <see cref="GpuBackendOptions.Int8Decode"/>, dp4a), where the
+/// activations are quantized to int8 blocks and each block is summed exactly, as the CPU backend's quantized dots do. Activations, the batch and
 /// the KV cache live on the device: per forward only the batch ids go in and the requested logit rows come out. Kernels are resolved per weight at
 /// load time. Every call launches its work at once (in stream order); the fused operations of the seam are where launches merge:
 /// <list type="bullet">
@@ -118,7 +118,7 @@ public sealed class GpuBackend : IBackend
     /// <summary>One line on the int8 GEMM of prompts: from how many tokens it runs, or why it does not.</summary>
     public string Int8GemmStatus => Int8GemmError is { } e ? $"int8 GEMM off ({e}): prompts run on the float32 matmuls"
         : Int8GemmMinTokens is int.MaxValue ? $"int8 GEMM off (GemmMinTokens; {GpuBackendOptions.Int8Variable}=0): prompts run on the float32 matmuls"
-        : Int8GemmMinTokens is int min ? $"int8 GEMM for batches of {min}+ tokens over Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q3_K, IQ4_XS"
+        : Int8GemmMinTokens is int min ? $"int8 GEMM for batches of {min}+ tokens over quantized weights but Q2_K"
         : "int8 GEMM off (this device's groups hold fewer than 128 threads): prompts run on the float32 matmuls";
 
     /// <summary>Launches since the last <see cref="SetBatch"/>: after a forward pass, that pass's count.</summary>

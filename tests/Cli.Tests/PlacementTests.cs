@@ -68,8 +68,8 @@ public class PlacementTests
     [Fact]
     public void AutoTakesTheCpuBackendForTypesTheGpuBackendLacks()
     {
-        // layer 1's attn_q as Q5_0, which the GPU backend has no kernels for
-        string path = Path.Combine(Path.GetTempPath(), $"placement-q5_0-{Environment.ProcessId}.gguf");
+        // layer 1's attn_q as Q8_1 (ggml's activation blocks), which the GPU backend has no kernels for
+        string path = Path.Combine(Path.GetTempPath(), $"placement-q8_1-{Environment.ProcessId}.gguf");
         try
         {
             using (var src = GgufFile.Open(Fixtures.Model("llama3", "q8_0")))
@@ -77,7 +77,7 @@ public class PlacementTests
             {
                 foreach (var key in src.MetadataKeys) w.Add(key, src.Metadata[key].Type, src.Metadata[key].Value);
                 const string retyped = "blk.1.attn_q.weight";
-                foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Name == retyped ? GgmlType.Q5_0 : t.Type, t.Dims.ToArray());
+                foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Name == retyped ? GgmlType.Q8_1 : t.Type, t.Dims.ToArray());
                 w.WriteHeader();
                 foreach (var t in src.Tensors)
                 {
@@ -88,15 +88,15 @@ public class PlacementTests
                     }
                     var floats = new float[t.ElementCount];
                     Runtime.Formats.RowCodec.Dequantize(t.Type, t.Span, floats);
-                    var q = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q5_0, t.ElementCount)];
-                    Runtime.Formats.RowCodec.Quantize(GgmlType.Q5_0, floats, q);
+                    var q = new byte[GgmlTypeInfo.RowBytes(GgmlType.Q8_1, t.ElementCount)];
+                    Runtime.Formats.RowCodec.Quantize(GgmlType.Q8_1, floats, q);
                     w.WriteTensorData(q);
                 }
                 w.Commit();
             }
             using var file = GgufFile.Open(path);
             var c = ModelConfig.FromGguf(file);
-            const string refusal = "the GPU backend does not run Q5_0 yet ('blk.1.attn_q.weight')";
+            const string refusal = "the GPU backend does not run Q8_1 yet ('blk.1.attn_q.weight')";
             Assert.Equal(refusal, Engine.BackendSet.GpuRefusal(file, 2));
             Assert.Null(Engine.BackendSet.GpuRefusal(file, 1)); // layer 0 alone on the GPU: nothing it lacks
             Assert.Null(Engine.BackendSet.GpuRefusal(file, 0));
@@ -107,7 +107,7 @@ public class PlacementTests
             Assert.StartsWith("placement:       cuda:0 Fake H200", InfoPlacement.Lines(file, c, DeviceRequest.Auto, 1, 256, () => [FakeGpu]).First());
             var cuda = InfoPlacement.Lines(file, c, new DeviceRequest(DeviceKind.Cuda), null, 256, () => [FakeGpu]).ToList();
             Assert.StartsWith("placement:       cuda:0 Fake H200", cuda[0]);
-            Assert.Contains(cuda, l => l.Contains("the GPU backend does not run Q5_0 ('blk.1.attn_q.weight'): loading would fail"));
+            Assert.Contains(cuda, l => l.Contains("the GPU backend does not run Q8_1 ('blk.1.attn_q.weight'): loading would fail"));
         }
         finally
         {

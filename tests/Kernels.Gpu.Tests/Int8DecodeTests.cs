@@ -21,6 +21,10 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         GgmlType.Q3_K,
         GgmlType.Q2_K,
         GgmlType.IQ4_XS,
+        GgmlType.Q4_1,
+        GgmlType.Q5_0,
+        GgmlType.Q5_1,
+        GgmlType.IQ4_NL,
     ];
 
     private static float Dot(float[] w, int row, double[] x, int t, int cols)

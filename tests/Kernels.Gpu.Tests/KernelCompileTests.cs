@@ -17,7 +17,7 @@ public sealed class KernelCompileTests
     [Fact]
     public void EveryKernelCompilesToPtx()
     {
-        int count = 0, dp4a = 0, gemms = 0, tables = 0;
+        int count = 0, dp4a = 0, gemms = 0, tables = 0, permutes = 0;
         foreach (var (name, ptx) in PtxListing.Compile(8, 0, 8, 0))
         {
             Assert.Contains(".entry", ptx);
@@ -38,7 +38,8 @@ public sealed class KernelCompileTests
             if (name is "MatMul<Q8_0Words>" or "MatMulFused<Q4_0Words>" or "MatMulNorm<Q8_0Words>" or "MatMul<Q5_KWords>"
                 or "MatMul<Q3_KWords>"
                 or "MatMul<Q2_KWords>"
-                or "MatMul<IQ4_XSWords>")
+                or "MatMul<IQ4_XSWords>"
+                or "MatMul<Q5_1Words>" or "MatMul<IQ4_NLWords>")
             {
                 Assert.Contains("dp4a.s32.s32", ptx); // int8 decode's dot, not the scalar fallback
                 dp4a++;
@@ -48,12 +49,18 @@ public sealed class KernelCompileTests
                 Assert.Contains("prmt.b32", ptx); // IQ4's table lookup as byte permutes, not the scalar fallback
                 tables++;
             }
+            if (name is "MatMul<IQ4_NLWords>" or "GemmQ8<IQ4_NLWords>" or "MatMulNorm<IQ4_NLWords, Q5_KWords>")
+            {
+                Assert.Contains("prmt.b32", ptx); // IQ4_NL's table by byte permutes, not the scalar fallback
+                permutes++;
+            }
             count++;
         }
-        Assert.Equal(70, count);
+        Assert.Equal(93, count);
         Assert.Equal(6, tables);
-        Assert.Equal(7, dp4a);
-        Assert.Equal(7, gemms);
+        Assert.Equal(9, dp4a);
+        Assert.Equal(11, gemms);
+        Assert.Equal(3, permutes);
     }
 
     [Theory]
@@ -83,6 +90,6 @@ public sealed class KernelCompileTests
             Assert.Contains("kernel", compiled.Source);
             count++;
         }
-        Assert.Equal(70, count);
+        Assert.Equal(93, count);
     }
 }

@@ -14,7 +14,7 @@ internal static class Commands
     private const string Operations = "EMBED RMS_NORM ADD ADD_BIAS SWIGLU GATHER_ROWS ROPE MUL_MAT ATTENTION NORM_QKV_ROPE MATMUL_ADD "
         + "NORM_GATE_UP NORM_MATMUL_ROWS";
 
-    private const string Types = "f32 f16 bf16 q8_0 q4_0 q4_k q5_k q6_k q3_k q2_k iq4_xs";
+    private const string Types = "f32 f16 bf16 q8_0 q4_0 q4_k q5_k q6_k q3_k q2_k iq4_xs q4_1 q5_0 q5_1 iq4_nl";
 
     private const string DeviceNames = "cuda|opencl|cpu-ilgpu|auto|cuda:N|opencl:N";
 

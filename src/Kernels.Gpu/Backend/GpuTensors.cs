@@ -6,8 +6,8 @@ using Infer.Runtime.Gguf;
 namespace Infer.Kernels.Gpu.Backend;
 
 /// <summary>
-/// A weight on the device in its own format: F32/F16/BF16 rows as 32-bit words; Q8_0/Q4_0 split into f16 scales and quant words;
-/// K-quant super-blocks as words. Vectors (norms, biases) also as float32.
+/// A weight on the device in its own format: F32/F16/BF16 rows as 32-bit words; Q8_0/Q4_0/Q5_0/IQ4_NL split into f16 scales and quant
+/// words; Q4_1/Q5_1 blocks and K-quant super-blocks as words. Vectors (norms, biases) also as float32.
 /// </summary>
 internal sealed class GpuWeight : IWeight
 {

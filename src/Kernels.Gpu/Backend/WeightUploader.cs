@@ -70,6 +70,10 @@ internal sealed class WeightUploader(DeviceState d)
             GgmlType.BF16 => Load<BF16Words>(),
             GgmlType.Q8_0 => Load<Q8_0Words>().WithGemm<Q8_0Words>(d),
             GgmlType.Q4_0 => Load<Q4_0Words>().WithGemm<Q4_0Words>(d),
+            GgmlType.Q4_1 => Load<Q4_1Words>().WithGemm<Q4_1Words>(d),
+            GgmlType.Q5_0 => Load<Q5_0Words>().WithMixedNorm<Q5_0Words, Q8_0Words>(d, GgmlType.Q8_0).WithGemm<Q5_0Words>(d),
+            GgmlType.Q5_1 => Load<Q5_1Words>().WithMixedNorm<Q5_1Words, Q8_0Words>(d, GgmlType.Q8_0).WithGemm<Q5_1Words>(d),
+            GgmlType.IQ4_NL => Load<IQ4_NLWords>().WithMixedNorm<IQ4_NLWords, Q5_KWords>(d, GgmlType.Q5_K).WithGemm<IQ4_NLWords>(d),
             GgmlType.Q4_K => Load<Q4_KWords>().WithMixedNorm<Q4_KWords, Q6_KWords>(d, GgmlType.Q6_K)
                 .WithMixedNorm<Q4_KWords, Q5_KWords>(d, GgmlType.Q5_K).WithGemm<Q4_KWords>(d),
             GgmlType.Q5_K => Load<Q5_KWords>().WithMixedNorm<Q5_KWords, Q6_KWords>(d, GgmlType.Q6_K).WithGemm<Q5_KWords>(d),
@@ -104,7 +108,11 @@ internal sealed class WeightUploader(DeviceState d)
             or GgmlType.Q6_K
             or GgmlType.Q3_K
             or GgmlType.Q2_K
-            or GgmlType.IQ4_XS;
+            or GgmlType.IQ4_XS
+            or GgmlType.Q4_1
+            or GgmlType.Q5_0
+            or GgmlType.Q5_1
+            or GgmlType.IQ4_NL;
 
     public unsafe IWeight LoadWeight(GgufTensor tensor)
     {
@@ -174,9 +182,11 @@ internal sealed class WeightUploader(DeviceState d)
             case GgmlType.Q3_K:
             case GgmlType.Q2_K:
             case GgmlType.IQ4_XS:
+            case GgmlType.Q4_1:
+            case GgmlType.Q5_1:
                 {
-                    // Raw super-blocks as words; Q6_K's 210-byte and Q3_K's 110-byte blocks are padded to whole words.
-                    long blocks = (long)rows * (cols / GgmlTypeInfo.QK_K);
+                    // Raw (super-)blocks as words; Q6_K's 210-byte and Q3_K's 110-byte blocks are padded to whole words.
+                    long blocks = (long)rows * (cols / GgmlTypeInfo.BlockSize(type));
                     var (blockBytes, wordsPerBlock) = type switch
                     {
                         GgmlType.Q4_K => (Q4_KFormat.TypeSize, Q4_KWords.WordsPerBlock),
@@ -184,6 +194,8 @@ internal sealed class WeightUploader(DeviceState d)
                         GgmlType.Q3_K => (Q3_KFormat.TypeSize, Q3_KWords.WordsPerBlock),
                         GgmlType.Q2_K => (Q2_KFormat.TypeSize, Q2_KWords.WordsPerBlock),
                         GgmlType.IQ4_XS => (IQ4Format.XsTypeSize, IQ4_XSWords.WordsPerBlock),
+                        GgmlType.Q4_1 => (Q4_1Format.TypeSize, Q4_1Words.WordsPerBlock),
+                        GgmlType.Q5_1 => (Q5_1Format.TypeSize, Q5_1Words.WordsPerBlock),
                         _ => (Q6_KFormat.TypeSize, Q6_KWords.WordsPerBlock),
                     };
                     var q = new int[blocks * wordsPerBlock];
@@ -193,12 +205,20 @@ internal sealed class WeightUploader(DeviceState d)
                     words = d.Track(d.Acc.Allocate1D(q));
                     break;
                 }
-            default: // Q8_0, Q4_0: split the blocks into f16 scales and 32-bit quant words.
+            default:
                 {
-                    long blocks = (long)rows * (cols / Q8_0Format.BlockSize); // Q4_0's blocks are as long
-                    int quantBytes = type == GgmlType.Q8_0 ? Q8_0Format.QsBytes : Q4_0Format.QsBytes;
-                    int blockBytes = type == GgmlType.Q8_0 ? Q8_0Format.TypeSize : Q4_0Format.TypeSize;
-                    int qsOffset = type == GgmlType.Q8_0 ? Q8_0Format.QsOffset : Q4_0Format.QsOffset;
+                    // Q8_0, Q4_0, Q5_0, IQ4_NL: blocks of 32 that start with their f16 d, split into the scales and 32-bit words of
+                    // the bytes after d (Q5_0's qh and qs: 5 words)
+                    long blocks = (long)rows * (cols / Q8_0Format.BlockSize);
+                    int blockBytes = type switch
+                    {
+                        GgmlType.Q8_0 => Q8_0Format.TypeSize,
+                        GgmlType.Q4_0 => Q4_0Format.TypeSize,
+                        GgmlType.Q5_0 => Q5_0Format.TypeSize,
+                        GgmlType.IQ4_NL => IQ4Format.NlTypeSize,
+                        _ => throw new NotSupportedException($"no GPU upload for {GgmlTypeInfo.Name(type)}"),
+                    };
+                    int qsOffset = Q8_0Format.QsOffset, quantBytes = blockBytes - qsOffset;
                     var s = new ushort[blocks];
                     var q = new int[blocks * quantBytes / 4];
                     fixed (ushort* sp = s)
@@ -206,7 +226,7 @@ internal sealed class WeightUploader(DeviceState d)
                         for (long b = 0; b < blocks; b++)
                         {
                             byte* src = data + b * blockBytes;
-                            sp[b] = (ushort)(src[Q8_0Format.DOffset] | src[Q8_0Format.DOffset + 1] << 8); // same offset in Q4_0
+                            sp[b] = (ushort)(src[Q8_0Format.DOffset] | src[Q8_0Format.DOffset + 1] << 8);
                             Buffer.MemoryCopy(src + qsOffset, (byte*)qp + b * quantBytes, quantBytes, quantBytes);
                         }
                     scales = d.Track(d.Acc.Allocate1D(s));

@@ -5,8 +5,9 @@ namespace Infer.Kernels.Gpu.Kernels;
 
 /// <summary>
 /// Weight formats whose 32-element blocks are int8 quants with a scale per 16 or 32 and an optional min per 32: w = scale · q − min
-/// (Q8_0; Q4_0 as nibble − 8; Q4_K's sub-blocks with d · sc and dmin · m; Q6_K's as q − 32 with d · sc per 16; Q3_K's as
-/// −(sc − 32)·(q − 4) with −d; IQ4_XS's table values with d · (ls − 32)): the weights of
+/// (Q8_0; Q4_0 as nibble − 8; Q5_0 as q − 16; Q4_1 and Q5_1 with d and −m; IQ4_NL as its int8 values; Q4_K's sub-blocks with
+/// d · sc and dmin · m; Q6_K's as q − 32 with d · sc per 16; Q3_K's as −(sc − 32)·(q − 4) with −d; IQ4_XS's table values with
+/// d · (ls − 32)): the weights of
 /// <see cref="GpuKernels.GemmQ8{TF}"/>. A block is row · (cols / 32) + b, so a k-quant's super-block is block / 8.
 /// </summary>
 internal interface IInt8Blocks : IWeightFormat

@@ -147,14 +147,17 @@ internal static partial class GpuKernels
     /// <summary>
     /// The (Q/K format, V format) pairs of real files whose attention input still takes one <see cref="MatMulNorm{TF, TV}"/>
     /// launch: Q4_K_M keeps attn_v in Q6_K, Q4_K_S in Q5_K (its first layers), Q5_K_M in Q6_K; Q3_K_M in Q5_K then Q4_K, Q3_K_L in
-    /// Q5_K; Q2_K in Q4_K (GQA of 4 or more), Q3_K (less) or Q5_K (70B); IQ4_XS in Q5_K (GQA of 4 or more).
+    /// Q5_K; Q2_K in Q4_K (GQA of 4 or more), Q3_K (less) or Q5_K (70B); IQ4_XS and IQ4_NL in Q5_K (GQA of 4 or more); rows that
+    /// K-quants cannot take (SmolLM2's 576 and 960) fall back to Q5_0 (from Q4_K) and Q5_1 (from Q5_K), beside attn_v in Q8_0 (from
+    /// Q6_K) in Q4_K_M and Q5_K_M.
     /// </summary>
     public static readonly (Type Qk, Type V)[] MixedQkv =
     [
         (typeof(Q4_KWords), typeof(Q6_KWords)), (typeof(Q4_KWords), typeof(Q5_KWords)), (typeof(Q5_KWords), typeof(Q6_KWords)),
         (typeof(Q3_KWords), typeof(Q4_KWords)), (typeof(Q3_KWords), typeof(Q5_KWords)),
         (typeof(Q2_KWords), typeof(Q3_KWords)), (typeof(Q2_KWords), typeof(Q4_KWords)), (typeof(Q2_KWords), typeof(Q5_KWords)),
-        (typeof(IQ4_XSWords), typeof(Q5_KWords)),
+        (typeof(IQ4_XSWords), typeof(Q5_KWords)), (typeof(IQ4_NLWords), typeof(Q5_KWords)),
+        (typeof(Q5_0Words), typeof(Q8_0Words)), (typeof(Q5_1Words), typeof(Q8_0Words)),
     ];
 
     /// <summary>Every kernel entry point with its instantiations, and whether it is implicitly grouped (takes an Index1D).</summary>
@@ -166,7 +169,11 @@ internal static partial class GpuKernels
                 typeof(Q6_KWords),
                 typeof(Q3_KWords),
                 typeof(Q2_KWords),
-                typeof(IQ4_XSWords)];
+                typeof(IQ4_XSWords),
+                typeof(Q4_1Words),
+                typeof(Q5_0Words),
+                typeof(Q5_1Words),
+                typeof(IQ4_NLWords)];
         foreach (var f in formats)
         {
             yield return ($"Embed<{f.Name}>", t.GetMethod(nameof(Embed))!.MakeGenericMethod(f), true);
@@ -181,7 +188,11 @@ internal static partial class GpuKernels
         Type[] gemms =
             [typeof(Q8_0Words), typeof(Q4_0Words), typeof(Q4_KWords), typeof(Q5_KWords), typeof(Q6_KWords),
                 typeof(Q3_KWords),
-                typeof(IQ4_XSWords)];
+                typeof(IQ4_XSWords),
+                typeof(Q4_1Words),
+                typeof(Q5_0Words),
+                typeof(Q5_1Words),
+                typeof(IQ4_NLWords)];
         foreach (var f in gemms)
             yield return ($"GemmQ8<{f.Name}>", t.GetMethod(nameof(GemmQ8))!.MakeGenericMethod(f), false);
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(StoreKvBlocks),

@@ -46,7 +46,7 @@ internal interface IWeightFormat
     /// <summary>W[row, j] as float32.</summary>
     float Element(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int j);
 
-    /// <summary>Whether <see cref="Dot1Q8"/> exists: decode against int8 activations (the quantized formats).</summary>
+    /// <summary>Whether <see cref="Dot1Q8"/> exists: decode against int8 activations (every quantized format).</summary>
     bool Int8Dot { get; }
 
     /// <summary>
@@ -327,7 +327,7 @@ internal struct Q4_0Words : IInt8Blocks
     /// The low nibbles of four bytes minus 8, as signed bytes (v ^ 8 is v − 8 in four bits; its bit 3, times 0x1E, fills the
     /// byte's top four bits).
     /// </summary>
-    private static int Signed4(int nibbles)
+    internal static int Signed4(int nibbles)
     {
         int s = (nibbles & 0x0F0F0F0F) ^ 0x08080808;
         return s | ((s & 0x08080808) * 0x1E);

@@ -13,15 +13,16 @@ internal readonly record struct Geometry(int Dim, int Heads, int KvHeads, int He
     public static readonly Geometry Small = new(256, 4, 2, 64);
     public static readonly Geometry Llama1B = new(2048, 32, 8, 64);
     public static readonly Geometry Llama8B = new(4096, 32, 8, 128);
+    public static readonly Geometry SmolLM2 = new(960, 15, 5, 64); // SmolLM2-360M: rows K-quants cannot take
 }
 
 /// <summary>
 /// NORM_QKV_ROPE: xb = norm(x); q, k, v = Wq·xb (+ bq), ...; per-head q/k norms (qwen3); RoPE; k, v stored. Then ATTENTION over
 /// the cache, so what was stored is checked too. Variants: plain (the GPU's one launch), biases (qwen2), q/k norms (qwen3),
-/// Wv in another format (Q4_K_M keeps attn_v in Q6_K, Q4_K_S in Q5_K, Q5_K_M in Q6_K, the Q3_K, Q2_K and IQ4_XS files in Q3_K to
-/// Q5_K: see GpuKernels.MixedQkv); the 8B width with several tokens overflows the GPU's fused norm. The cache is f32, or f16
-/// (llama.cpp's default, which the GPU's fused epilogue rounds as it stores) or q8_0 (quantized in blocks after the epilogue)
-/// where the shape says so.
+/// Wv in another format (Q4_K_M keeps attn_v in Q6_K, Q4_K_S in Q5_K, Q5_K_M in Q6_K, IQ4_NL in Q5_K, the Q3_K, Q2_K and IQ4_XS
+/// files in Q3_K to Q5_K: see GpuKernels.MixedQkv; at SmolLM2's width Q4_K_M's Q4_K and Q6_K fall back to Q5_0 and Q8_0, Q5_K_M's
+/// Q5_K to Q5_1); the 8B width with several tokens overflows the GPU's fused norm. The cache is f32, or f16 (llama.cpp's default,
+/// which the GPU's fused epilogue rounds as it stores) or q8_0 (quantized in blocks after the epilogue) where the shape says so.
 /// </summary>
 internal sealed class NormQkvRopeCase(GgmlType qkType, GgmlType vType, Geometry g, bool biases, bool qkNorm, int context, int n,
     KvCacheType cache = KvCacheType.F32) : OpCase
@@ -122,6 +123,9 @@ internal sealed class NormQkvRopeCase(GgmlType qkType, GgmlType vType, Geometry 
         yield return new NormQkvRopeCase(GgmlType.Q2_K, GgmlType.Q4_K, Geometry.Llama1B, false, false, 300, 1); // Q2_K
         yield return new NormQkvRopeCase(GgmlType.Q2_K, GgmlType.Q5_K, Geometry.Llama8B, false, false, 300, 1); // Q2_K of 70B
         yield return new NormQkvRopeCase(GgmlType.IQ4_XS, GgmlType.Q5_K, Geometry.Llama1B, false, false, 300, 1); // IQ4_XS
+        yield return new NormQkvRopeCase(GgmlType.IQ4_NL, GgmlType.Q5_K, Geometry.Llama1B, false, false, 300, 1); // IQ4_NL
+        yield return new NormQkvRopeCase(GgmlType.Q5_0, GgmlType.Q8_0, Geometry.SmolLM2, false, false, 300, 1); // Q4_K_M
+        yield return new NormQkvRopeCase(GgmlType.Q5_1, GgmlType.Q8_0, Geometry.SmolLM2, false, false, 0, 5); // Q5_K_M
         yield return new NormQkvRopeCase(GgmlType.Q4_0, GgmlType.Q8_0, Geometry.Llama8B, true, true, 17, 2);
     }
 }
