@@ -26,7 +26,7 @@ public unsafe struct BlockIQ4_XS
 
 /// <summary>
 /// IQ4_NL and IQ4_XS: 4-bit indices into ggml's non-linear table of 16 int8 values. Quantization is ggml's
-/// <c>quantize_iq4_nl</c> / <c>quantize_iq4_xs</c> without an importance matrix, as llama-quantize runs them.
+/// <c>quantize_iq4_nl</c> / <c>quantize_iq4_xs</c>, without or with an importance matrix, as llama-quantize runs them.
 /// </summary>
 public static unsafe class IQ4Format
 {
@@ -84,7 +84,13 @@ public static unsafe class IQ4Format
     }
 
     /// <summary>ggml's <c>quantize_iq4_nl</c> (no importance matrix, 7 tries per block).</summary>
-    public static void QuantizeNl(float* x, byte* y, int n)
+    public static void QuantizeNl(float* x, byte* y, int n) => QuantizeNlWeighted(x, y, n, null);
+
+    /// <summary>
+    /// ggml's <c>quantize_iq4_nl</c> with an importance matrix <paramref name="qw"/> (one weight per column of the row of
+    /// <paramref name="n"/> values; null: none).
+    /// </summary>
+    public static void QuantizeNlWeighted(float* x, byte* y, int n, float* qw)
     {
         byte* L = stackalloc byte[NlBlockSize];
         float* weight = stackalloc float[NlBlockSize];
@@ -92,12 +98,19 @@ public static unsafe class IQ4Format
         for (int i = 0; i < n / NlBlockSize; i++)
         {
             var b = (BlockIQ4_NL*)(y + (nint)i * NlTypeSize);
-            Impl(NlBlockSize, x + (nint)i * NlBlockSize, &b->D, b->Qs, null, null, &scale, weight, L);
+            float* w = qw != null ? qw + (nint)i * NlBlockSize : null;
+            Impl(NlBlockSize, x + (nint)i * NlBlockSize, &b->D, b->Qs, null, null, &scale, weight, L, w);
         }
     }
 
     /// <summary>ggml's <c>quantize_iq4_xs</c> (no importance matrix, 7 tries per sub-block).</summary>
-    public static void QuantizeXs(float* x, byte* y, int n)
+    public static void QuantizeXs(float* x, byte* y, int n) => QuantizeXsWeighted(x, y, n, null);
+
+    /// <summary>
+    /// ggml's <c>quantize_iq4_xs</c> with an importance matrix <paramref name="qw"/> (one weight per column of the row of
+    /// <paramref name="n"/> values; null: none).
+    /// </summary>
+    public static void QuantizeXsWeighted(float* x, byte* y, int n, float* qw)
     {
         byte* L = stackalloc byte[XsBlockSize];
         float* weight = stackalloc float[32];
@@ -105,7 +118,8 @@ public static unsafe class IQ4Format
         for (int i = 0; i < n / XsBlockSize; i++)
         {
             var b = (BlockIQ4_XS*)(y + (nint)i * XsTypeSize);
-            Impl(XsBlockSize, x + (nint)i * XsBlockSize, &b->D, b->Qs, &b->ScalesH, b->ScalesL, scales, weight, L);
+            float* w = qw != null ? qw + (nint)i * XsBlockSize : null;
+            Impl(XsBlockSize, x + (nint)i * XsBlockSize, &b->D, b->Qs, &b->ScalesH, b->ScalesL, scales, weight, L, w);
         }
     }
 
@@ -126,14 +140,18 @@ public static unsafe class IQ4Format
     }
 
     /// <summary>
-    /// ggml's <c>quantize_row_iq4_nl_impl</c> with block size 32, no importance weights (w = x²) and ntry 7, operation for operation:
-    /// per block a scale search over 15 trial scales, then (IQ4_XS) 6-bit scales relative to d = -max_scale / 32.
+    /// ggml's <c>quantize_row_iq4_nl_impl</c> with block size 32 and ntry 7, operation for operation: per block a scale search
+    /// over 15 trial scales weighted by qw · sqrt(σ² + x²), σ² = 2·Σx² / super-block size (no importance matrix: w = x²), then
+    /// (IQ4_XS) 6-bit scales relative to d = -max_scale / 32.
     /// </summary>
     private static void Impl(int superBlockSize, float* x, ushort* dh, byte* q4, ushort* scalesH, byte* scalesL, float* scales,
-        float* weight, byte* L)
+        float* weight, byte* L, float* qw)
     {
         const int blockSize = 32;
         var values = Values;
+        float sigma2 = 0;
+        for (int j = 0; j < superBlockSize; ++j) sigma2 += x[j] * x[j];
+        sigma2 *= 2.0f / superBlockSize;
         for (int j = 0; j < superBlockSize / 2; j++) q4[j] = 0;
         *dh = HalfBits.FromFloat(0.0f);
         float maxScale = 0, amaxScale = 0;
@@ -141,7 +159,10 @@ public static unsafe class IQ4Format
         {
             float* xb = x + ib * blockSize;
             byte* Lb = L + ib * blockSize;
-            for (int j = 0; j < blockSize; ++j) weight[j] = xb[j] * xb[j];
+            if (qw != null)
+                for (int j = 0; j < blockSize; ++j) weight[j] = qw[ib * blockSize + j] * MathF.Sqrt(sigma2 + xb[j] * xb[j]);
+            else
+                for (int j = 0; j < blockSize; ++j) weight[j] = xb[j] * xb[j];
             float amax = 0, max = 0;
             for (int j = 0; j < blockSize; ++j)
             {
@@ -165,7 +186,7 @@ public static unsafe class IQ4Format
                 sumqx += w * q * xb[j];
                 sumq2 += w * q * q;
             }
-            d = sumqx / sumq2;
+            d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
             float best = d * sumqx;
             for (int itry = -Tries; itry <= Tries; ++itry)
             {

@@ -6,7 +6,7 @@ namespace Infer.Runtime.Formats;
 /// The search routines of ggml's reference K-quant quantizers (ggml-quants.c), transcribed operation for operation so results
 /// match bit for bit.
 /// </summary>
-internal static unsafe class KQuantFit
+internal static unsafe partial class KQuantFit
 {
     private const int QK_K = GgmlTypeInfo.QK_K;
     private const float GroupMaxEps = 1e-15f;
@@ -115,10 +115,10 @@ internal static unsafe class KQuantFit
     }
 
     /// <summary>
-    /// ggml's <c>make_qx_quants</c> with rmse_type 1 and no importance weights (w = x²): symmetric fit x ≈ scale * (L - nmax),
-    /// L in 0..2nmax-1.
+    /// ggml's <c>make_qx_quants</c> with rmse_type 1: symmetric fit x ≈ scale * (L - nmax), L in 0..2nmax-1, weighted by
+    /// <paramref name="qw"/> (null: w = x², as the quantizers without an importance matrix run it).
     /// </summary>
-    public static float MakeQxQuants(int n, int nmax, float* x, sbyte* L)
+    public static float MakeQxQuants(int n, int nmax, float* x, sbyte* L, float* qw = null)
     {
         if (!LargestMagnitude(n, x, L, out float max)) return 0.0f;
         float iscale = -nmax / max;
@@ -128,7 +128,7 @@ internal static unsafe class KQuantFit
             int l = GgmlRounding.NearestInt(iscale * x[i]);
             l = Math.Max(-nmax, Math.Min(nmax - 1, l));
             L[i] = (sbyte)(l + nmax);
-            float w = x[i] * x[i];
+            float w = qw != null ? qw[i] : x[i] * x[i];
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -143,7 +143,7 @@ internal static unsafe class KQuantFit
             {
                 int l = GgmlRounding.NearestInt(iscale * x[i]);
                 l = Math.Max(-nmax, Math.Min(nmax - 1, l));
-                float w = x[i] * x[i];
+                float w = qw != null ? qw[i] : x[i] * x[i];
                 sumlx += w * x[i] * l;
                 suml2 += w * l * l;
             }
@@ -247,13 +247,18 @@ internal static unsafe class KQuantFit
         }
         dOut = HalfBits.FromFloat(maxScale / 63.0f);
         dminOut = HalfBits.FromFloat(maxMin / 63.0f);
+        FinalLevels(x, nmax, L, scalesOut, dOut, dminOut);
+    }
 
+    /// <summary>The levels L (0..nmax) of a Q4_K / Q5_K super-block from its stored (rounded) d, dmin, scales and mins.</summary>
+    private static void FinalLevels(float* x, int nmax, byte* L, byte* scales, ushort dh, ushort dminh)
+    {
         for (int j = 0; j < QK_K / 32; ++j)
         {
-            ScaleMinK4.Get(j, scalesOut, out byte sc, out byte m);
-            float d = HalfBits.ToFloat(dOut) * sc;
+            ScaleMinK4.Get(j, scales, out byte sc, out byte m);
+            float d = HalfBits.ToFloat(dh) * sc;
             if (d == 0) continue;
-            float dm = HalfBits.ToFloat(dminOut) * m;
+            float dm = HalfBits.ToFloat(dminh) * m;
             for (int ii = 0; ii < 32; ++ii)
             {
                 int l = GgmlRounding.NearestInt((x[32 * j + ii] + dm) / d);

@@ -87,6 +87,56 @@ public static unsafe class Q2_KFormat
         }
     }
 
+    /// <summary>
+    /// ggml's <c>quantize_row_q2_K_impl</c> with an importance matrix: one row of <paramref name="n"/> values; per group of 16
+    /// make_qkx3_quants (nmax 3, rmin -0.9, rdelta 0.05, 36 steps) under qw · sqrt(σ² + x²) (σ² = Σx²/256), the 4-bit scales and
+    /// mins by make_qp_quants under the groups' weight sums.
+    /// </summary>
+    public static void QuantizeWeighted(float* x, byte* y, int n, float* qw)
+    {
+        byte* L = stackalloc byte[BlockSize];
+        byte* Laux = stackalloc byte[16];
+        byte* Ls = stackalloc byte[BlockSize / 16];
+        byte* Lm = stackalloc byte[BlockSize / 16];
+        float* mins = stackalloc float[BlockSize / 16];
+        float* scales = stackalloc float[BlockSize / 16];
+        float* sw = stackalloc float[BlockSize / 16];
+        float* weight = stackalloc float[16];
+        for (int i = 0; i < n / BlockSize; i++)
+        {
+            float* xb = x + (nint)i * BlockSize;
+            var yb = (BlockQ2_K*)(y + (nint)i * TypeSize);
+            float sumx2 = 0;
+            for (int j = 0; j < BlockSize; ++j) sumx2 += xb[j] * xb[j];
+            float sigma2 = sumx2 / BlockSize;
+            for (int j = 0; j < BlockSize / 16; ++j)
+            {
+                sw[j] = KQuantFit.ImportanceWeights(16, xb + 16 * j, qw + (nint)i * BlockSize + 16 * j, sigma2, weight);
+                // make_qkx3_quants with weights is make_qkx2_quants operation for operation
+                scales[j] = KQuantFit.MakeQkx2Quants(16, 3, xb + 16 * j, weight, L + 16 * j, out mins[j], Laux, -0.9f, 0.05f, 36, false);
+            }
+            float dm = KQuantFit.MakeQpQuants(BlockSize / 16, 15, scales, Ls, sw);
+            float mm = KQuantFit.MakeQpQuants(BlockSize / 16, 15, mins, Lm, sw);
+            yb->D = HalfBits.FromFloat(dm);
+            yb->DMin = HalfBits.FromFloat(mm);
+            dm = HalfBits.ToFloat(yb->D);
+            mm = HalfBits.ToFloat(yb->DMin);
+            for (int j = 0; j < BlockSize / 16; ++j) yb->Scales[j] = (byte)(Ls[j] | (Lm[j] << 4));
+            for (int j = 0; j < BlockSize / 16; ++j)
+            {
+                float d = dm * (yb->Scales[j] & 0xF);
+                if (d == 0) continue;
+                float m = mm * (yb->Scales[j] >> 4);
+                for (int ii = 0; ii < 16; ++ii)
+                {
+                    int l = GgmlRounding.NearestInt((xb[16 * j + ii] + m) / d);
+                    L[16 * j + ii] = (byte)Math.Max(0, Math.Min(3, l));
+                }
+            }
+            PackTwoBits(L, yb->Qs);
+        }
+    }
+
     /// <summary>The 2-bit fields of 256 levels (0..3) into 64 bytes: per 128 elements, byte l holds elements l, l + 32, l + 64, l + 96.</summary>
     internal static void PackTwoBits(byte* L, byte* qs)
     {

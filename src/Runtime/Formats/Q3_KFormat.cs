@@ -73,28 +73,71 @@ public static unsafe class Q3_KFormat
             {
                 yb->D = HalfBits.FromFloat(0.0f);
             }
+            FinishBlock(xb, yb, L);
+        }
+    }
+
+    /// <summary>
+    /// ggml's <c>quantize_row_q3_K_impl</c> with an importance matrix: one row of <paramref name="n"/> values; per group of 16
+    /// make_qx_quants under qw · sqrt(σ² + x²) (σ² = 2·Σx²/256), the 6-bit scales by make_qx_quants under the groups' weight sums.
+    /// </summary>
+    public static void QuantizeWeighted(float* x, byte* y, int n, float* qw)
+    {
+        sbyte* L = stackalloc sbyte[BlockSize];
+        sbyte* Ls = stackalloc sbyte[BlockSize / 16];
+        float* scales = stackalloc float[BlockSize / 16];
+        float* sw = stackalloc float[BlockSize / 16];
+        float* weight = stackalloc float[16];
+        for (int i = 0; i < n / BlockSize; i++)
+        {
+            float* xb = x + (nint)i * BlockSize;
+            var yb = (BlockQ3_K*)(y + (nint)i * TypeSize);
+            float sumx2 = 0;
+            for (int j = 0; j < BlockSize; ++j) sumx2 += xb[j] * xb[j];
+            float sigma2 = 2 * sumx2 / BlockSize;
             for (int j = 0; j < BlockSize / 16; ++j)
             {
-                float d = HalfBits.ToFloat(yb->D) * Scale(yb->Scales, j);
-                if (d == 0) continue;
-                for (int ii = 0; ii < 16; ++ii)
-                {
-                    int l = GgmlRounding.NearestInt(xb[16 * j + ii] / d);
-                    L[16 * j + ii] = (sbyte)(Math.Max(-4, Math.Min(3, l)) + 4);
-                }
+                sw[j] = KQuantFit.ImportanceWeights(16, xb + 16 * j, qw + (nint)i * BlockSize + 16 * j, sigma2, weight);
+                scales[j] = KQuantFit.MakeQxQuants(16, 4, xb + 16 * j, L + 16 * j, weight);
             }
-            // the high bit of element e into bit e / 32 of hmask[e % 32]; the low two bits packed as Q2_K's
-            for (int k = 0; k < 32; k++) yb->HMask[k] = 0;
-            for (int e = 0; e < BlockSize; ++e)
+            for (int k = 0; k < 12; k++) yb->Scales[k] = 0;
+            float dBlock = KQuantFit.MakeQxQuants(BlockSize / 16, 32, scales, Ls, sw);
+            for (int j = 0; j < BlockSize / 16; ++j)
             {
-                if (L[e] > 3)
-                {
-                    yb->HMask[e % 32] |= (byte)(1 << (e / 32));
-                    L[e] -= 4;
-                }
+                int l = Ls[j];
+                if (j < 8) yb->Scales[j] = (byte)(l & 0xF);
+                else yb->Scales[j - 8] |= (byte)((l & 0xF) << 4);
+                yb->Scales[j % 4 + 8] |= (byte)((l >> 4) << (2 * (j / 4)));
             }
-            Q2_KFormat.PackTwoBits((byte*)L, yb->Qs);
+            yb->D = HalfBits.FromFloat(dBlock);
+            FinishBlock(xb, yb, L);
         }
+    }
+
+    /// <summary>The levels from the stored d and scales, the high bits into hmask, the low two bits packed as Q2_K's.</summary>
+    private static void FinishBlock(float* xb, BlockQ3_K* yb, sbyte* L)
+    {
+        for (int j = 0; j < BlockSize / 16; ++j)
+        {
+            float d = HalfBits.ToFloat(yb->D) * Scale(yb->Scales, j);
+            if (d == 0) continue;
+            for (int ii = 0; ii < 16; ++ii)
+            {
+                int l = GgmlRounding.NearestInt(xb[16 * j + ii] / d);
+                L[16 * j + ii] = (sbyte)(Math.Max(-4, Math.Min(3, l)) + 4);
+            }
+        }
+        // the high bit of element e into bit e / 32 of hmask[e % 32]; the low two bits packed as Q2_K's
+        for (int k = 0; k < 32; k++) yb->HMask[k] = 0;
+        for (int e = 0; e < BlockSize; ++e)
+        {
+            if (L[e] > 3)
+            {
+                yb->HMask[e % 32] |= (byte)(1 << (e / 32));
+                L[e] -= 4;
+            }
+        }
+        Q2_KFormat.PackTwoBits((byte*)L, yb->Qs);
     }
 
     public static void DequantizeRef(byte* x, float* y, int n)

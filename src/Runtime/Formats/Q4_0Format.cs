@@ -49,6 +49,25 @@ public static unsafe class Q4_0Format
         }
     }
 
+    /// <summary>
+    /// ggml's <c>quantize_row_q4_0_impl</c> with an importance matrix: one row of <paramref name="n"/> values, per block
+    /// make_qx_quants (nmax 8) under qw · sqrt(σ² + x²), σ² = Σx² / n over the row.
+    /// </summary>
+    public static void QuantizeWeighted(float* x, byte* y, int n, float* qw)
+    {
+        float* weight = stackalloc float[BlockSize];
+        sbyte* L = stackalloc sbyte[BlockSize];
+        float sigma2 = KQuantFit.RowSigma2(x, n);
+        for (int ib = 0; ib < n / BlockSize; ++ib)
+        {
+            float* xb = x + (nint)ib * BlockSize;
+            var yb = (BlockQ4_0*)(y + (nint)ib * TypeSize);
+            KQuantFit.ImportanceWeights(BlockSize, xb, qw + (nint)ib * BlockSize, sigma2, weight);
+            yb->D = HalfBits.FromFloat(KQuantFit.MakeQxQuants(BlockSize, 8, xb, L, weight));
+            for (int j = 0; j < 16; ++j) yb->Qs[j] = (byte)((byte)L[j] | ((byte)L[j + 16] << 4));
+        }
+    }
+
     public static void DequantizeRef(byte* x, float* y, int n)
     {
         int nb = n / BlockSize;

@@ -53,6 +53,29 @@ public static unsafe class Q4_1Format
         }
     }
 
+    /// <summary>
+    /// ggml's <c>quantize_row_q4_1_impl</c> with an importance matrix: one row of <paramref name="n"/> values, per block
+    /// make_qkx3_quants (nmax 15, rmin -0.9, rdelta 0.05, 36 steps) under qw · sqrt(σ² + x²), σ² = Σx² / n over the row.
+    /// </summary>
+    public static void QuantizeWeighted(float* x, byte* y, int n, float* qw)
+    {
+        float* weight = stackalloc float[BlockSize];
+        byte* L = stackalloc byte[BlockSize];
+        byte* Laux = stackalloc byte[BlockSize];
+        float sigma2 = KQuantFit.RowSigma2(x, n);
+        for (int ib = 0; ib < n / BlockSize; ++ib)
+        {
+            float* xb = x + (nint)ib * BlockSize;
+            var yb = (BlockQ4_1*)(y + (nint)ib * TypeSize);
+            KQuantFit.ImportanceWeights(BlockSize, xb, qw + (nint)ib * BlockSize, sigma2, weight);
+            // make_qkx3_quants with weights is make_qkx2_quants operation for operation
+            float d = KQuantFit.MakeQkx2Quants(BlockSize, 15, xb, weight, L, out float min, Laux, -0.9f, 0.05f, 36, false);
+            yb->D = HalfBits.FromFloat(d);
+            yb->M = HalfBits.FromFloat(-min);
+            for (int j = 0; j < 16; ++j) yb->Qs[j] = (byte)(L[j] | (L[j + 16] << 4));
+        }
+    }
+
     public static void DequantizeRef(byte* x, float* y, int n)
     {
         int nb = n / BlockSize;

@@ -38,12 +38,32 @@ public static unsafe class Q4_KFormat
         {
             var yb = (BlockQ4_K*)(y + (nint)i * TypeSize);
             KQuantFit.QuantizeScaleMinSuperBlock(x + (nint)i * BlockSize, 15, -1.0f, 0.1f, 20, L, yb->Scales, out yb->D, out yb->DMin);
-            byte* q = yb->Qs;
-            for (int j = 0; j < BlockSize; j += 64)
-            {
-                for (int l = 0; l < 32; ++l) q[l] = (byte)(L[j + l] | (L[j + l + 32] << 4));
-                q += 32;
-            }
+            PackLevels(L, yb->Qs);
+        }
+    }
+
+    /// <summary>
+    /// ggml's <c>quantize_row_q4_K_impl</c> with an importance matrix: one row of <paramref name="n"/> values, <paramref name="qw"/>
+    /// one weight per column (make_qkx3_quants per sub-block, make_qp_quants for the 6-bit scales and mins).
+    /// </summary>
+    public static void QuantizeWeighted(float* x, byte* y, int n, float* qw)
+    {
+        byte* L = stackalloc byte[BlockSize];
+        for (int i = 0; i < n / BlockSize; i++)
+        {
+            var yb = (BlockQ4_K*)(y + (nint)i * TypeSize);
+            KQuantFit.QuantizeScaleMinSuperBlockWeighted(x + (nint)i * BlockSize, qw + (nint)i * BlockSize, 15, false, L, yb->Scales,
+                out yb->D, out yb->DMin);
+            PackLevels(L, yb->Qs);
+        }
+    }
+
+    private static void PackLevels(byte* L, byte* q)
+    {
+        for (int j = 0; j < BlockSize; j += 64)
+        {
+            for (int l = 0; l < 32; ++l) q[l] = (byte)(L[j + l] | (L[j + l + 32] << 4));
+            q += 32;
         }
     }
 

@@ -59,6 +59,42 @@ public static unsafe class Q5_1Format
         }
     }
 
+    /// <summary>
+    /// ggml's <c>quantize_row_q5_1_impl</c> with an importance matrix: one row of <paramref name="n"/> values, per block
+    /// make_qkx3_quants (nmax 31, rmin -0.9, rdelta 0.05, 36 steps) under qw · sqrt(σ² + x²), σ² = Σx² / n over the row.
+    /// </summary>
+    public static void QuantizeWeighted(float* x, byte* y, int n, float* qw)
+    {
+        float* weight = stackalloc float[BlockSize];
+        byte* L = stackalloc byte[BlockSize];
+        byte* Laux = stackalloc byte[BlockSize];
+        float sigma2 = KQuantFit.RowSigma2(x, n);
+        for (int ib = 0; ib < n / BlockSize; ++ib)
+        {
+            float* xb = x + (nint)ib * BlockSize;
+            var yb = (BlockQ5_1*)(y + (nint)ib * TypeSize);
+            KQuantFit.ImportanceWeights(BlockSize, xb, qw + (nint)ib * BlockSize, sigma2, weight);
+            float d = KQuantFit.MakeQkx2Quants(BlockSize, 31, xb, weight, L, out float min, Laux, -0.9f, 0.05f, 36, false);
+            yb->D = HalfBits.FromFloat(d);
+            yb->M = HalfBits.FromFloat(-min);
+            *(uint*)yb->Qh = PackLevels(L, yb->Qs);
+        }
+    }
+
+    /// <summary>32 levels (0..31) as Q5_0 / Q5_1 store them: low nibbles in qs, bit 4 of element j as bit j of the returned qh.</summary>
+    internal static uint PackLevels(byte* L, byte* qs)
+    {
+        uint qh = 0;
+        for (int j = 0; j < 16; ++j)
+        {
+            uint xi0 = L[j], xi1 = L[j + 16];
+            qs[j] = (byte)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= ((xi0 & 0x10u) >> 4) << j;
+            qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
+        }
+        return qh;
+    }
+
     public static void DequantizeRef(byte* x, float* y, int n)
     {
         int nb = n / BlockSize;

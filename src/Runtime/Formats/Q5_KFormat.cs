@@ -39,23 +39,44 @@ public static unsafe class Q5_KFormat
         {
             var yb = (BlockQ5_K*)(y + (nint)i * TypeSize);
             KQuantFit.QuantizeScaleMinSuperBlock(x + (nint)i * BlockSize, 31, -0.5f, 0.1f, 15, L, yb->Scales, out yb->D, out yb->DMin);
-            byte* qh = yb->Qh;
-            byte* ql = yb->Qs;
-            for (int k = 0; k < 32; k++) qh[k] = 0;
-            byte m1 = 1, m2 = 2;
-            for (int nn = 0; nn < BlockSize; nn += 64)
+            PackLevels(L, yb);
+        }
+    }
+
+    /// <summary>
+    /// ggml's <c>quantize_row_q5_K_impl</c> with an importance matrix: one row of <paramref name="n"/> values, <paramref name="qw"/>
+    /// one weight per column (make_qkx3_quants per sub-block, make_qp_quants for the 6-bit scales and mins).
+    /// </summary>
+    public static void QuantizeWeighted(float* x, byte* y, int n, float* qw)
+    {
+        byte* L = stackalloc byte[BlockSize];
+        for (int i = 0; i < n / BlockSize; i++)
+        {
+            var yb = (BlockQ5_K*)(y + (nint)i * TypeSize);
+            KQuantFit.QuantizeScaleMinSuperBlockWeighted(x + (nint)i * BlockSize, qw + (nint)i * BlockSize, 31, true, L, yb->Scales,
+                out yb->D, out yb->DMin);
+            PackLevels(L, yb);
+        }
+    }
+
+    private static void PackLevels(byte* L, BlockQ5_K* yb)
+    {
+        byte* qh = yb->Qh;
+        byte* ql = yb->Qs;
+        for (int k = 0; k < 32; k++) qh[k] = 0;
+        byte m1 = 1, m2 = 2;
+        for (int nn = 0; nn < BlockSize; nn += 64)
+        {
+            for (int j = 0; j < 32; ++j)
             {
-                for (int j = 0; j < 32; ++j)
-                {
-                    int l1 = L[nn + j];
-                    if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
-                    int l2 = L[nn + j + 32];
-                    if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
-                    ql[j] = (byte)(l1 | (l2 << 4));
-                }
-                m1 <<= 2; m2 <<= 2;
-                ql += 32;
+                int l1 = L[nn + j];
+                if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+                int l2 = L[nn + j + 32];
+                if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+                ql[j] = (byte)(l1 | (l2 << 4));
             }
+            m1 <<= 2; m2 <<= 2;
+            ql += 32;
         }
     }
 

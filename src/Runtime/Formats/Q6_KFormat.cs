@@ -35,7 +35,15 @@ public static unsafe class Q6_KFormat
     /// ggml's <c>quantize_row_q6_K_ref</c> (make_qx_quants with nmax 32, rmse_type 1; int8 scales relative to
     /// d = max_scale / -128).
     /// </summary>
-    public static void QuantizeRef(float* x, byte* y, int n)
+    public static void QuantizeRef(float* x, byte* y, int n) => Quantize(x, y, n, null);
+
+    /// <summary>
+    /// ggml's <c>quantize_row_q6_K_impl</c> with an importance matrix: as the reference with make_qx_quants weighted by
+    /// <paramref name="qw"/> itself (one weight per column of the row of <paramref name="n"/> values).
+    /// </summary>
+    public static void QuantizeWeighted(float* x, byte* y, int n, float* qw) => Quantize(x, y, n, qw);
+
+    private static void Quantize(float* x, byte* y, int n, float* qw)
     {
         int nb = n / BlockSize;
         sbyte* L = stackalloc sbyte[BlockSize];
@@ -47,7 +55,8 @@ public static unsafe class Q6_KFormat
             float maxScale = 0, maxAbsScale = 0;
             for (int ib = 0; ib < BlockSize / 16; ++ib)
             {
-                float scale = KQuantFit.MakeQxQuants(16, 32, xb + 16 * ib, L + 16 * ib);
+                float* w = qw != null ? qw + (nint)i * BlockSize + 16 * ib : null;
+                float scale = KQuantFit.MakeQxQuants(16, 32, xb + 16 * ib, L + 16 * ib, w);
                 scales[ib] = scale;
                 float absScale = MathF.Abs(scale);
                 if (absScale > maxAbsScale) { maxAbsScale = absScale; maxScale = scale; }

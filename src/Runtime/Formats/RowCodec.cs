@@ -57,6 +57,56 @@ public static unsafe class RowCodec
     }
 
     /// <summary>
+    /// Quantizes whole rows of <paramref name="rowLength"/> values as ggml's <c>quantize_*</c> does with an importance matrix
+    /// (<c>quant_weights</c>): <paramref name="importance"/> holds one weight per column, the same for every row. Empty, or a type
+    /// ggml quantizes without weights (floats, Q8_0), gives the reference quantizer of <see cref="Quantize"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The lengths do not fit whole rows, or the weights do not fit a row.</exception>
+    public static void QuantizeWeighted(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst, int rowLength, ReadOnlySpan<float> importance)
+    {
+        if (importance.IsEmpty || !UsesImportance(type))
+        {
+            Quantize(type, src, dst);
+            return;
+        }
+        var (bs, ts) = Layout(type);
+        CheckSizes(type, src.Length, dst.Length, bs, ts);
+        if (rowLength <= 0 || rowLength % bs != 0 || src.Length % rowLength != 0)
+            throw new ArgumentException($"{GgmlTypeInfo.Name(type)}: {src.Length} elements are not whole rows of {rowLength}");
+        if (importance.Length != rowLength)
+            throw new ArgumentException($"{GgmlTypeInfo.Name(type)}: {importance.Length} importance weights for rows of {rowLength}");
+        int rowBytes = rowLength / bs * ts;
+        fixed (float* x0 = src)
+        fixed (byte* y0 = dst)
+        fixed (float* qw = importance)
+        {
+            for (int r = 0; r < src.Length / rowLength; r++)
+            {
+                float* x = x0 + (nint)r * rowLength;
+                byte* y = y0 + (nint)r * rowBytes;
+                switch (type)
+                {
+                    case GgmlType.Q4_0: Q4_0Format.QuantizeWeighted(x, y, rowLength, qw); break;
+                    case GgmlType.Q4_1: Q4_1Format.QuantizeWeighted(x, y, rowLength, qw); break;
+                    case GgmlType.Q5_0: Q5_0Format.QuantizeWeighted(x, y, rowLength, qw); break;
+                    case GgmlType.Q5_1: Q5_1Format.QuantizeWeighted(x, y, rowLength, qw); break;
+                    case GgmlType.Q2_K: Q2_KFormat.QuantizeWeighted(x, y, rowLength, qw); break;
+                    case GgmlType.Q3_K: Q3_KFormat.QuantizeWeighted(x, y, rowLength, qw); break;
+                    case GgmlType.Q4_K: Q4_KFormat.QuantizeWeighted(x, y, rowLength, qw); break;
+                    case GgmlType.Q5_K: Q5_KFormat.QuantizeWeighted(x, y, rowLength, qw); break;
+                    case GgmlType.Q6_K: Q6_KFormat.QuantizeWeighted(x, y, rowLength, qw); break;
+                    case GgmlType.IQ4_NL: IQ4Format.QuantizeNlWeighted(x, y, rowLength, qw); break;
+                    case GgmlType.IQ4_XS: IQ4Format.QuantizeXsWeighted(x, y, rowLength, qw); break;
+                }
+            }
+        }
+    }
+
+    /// <summary>Whether ggml's quantizer of <paramref name="type"/> uses an importance matrix (floats and Q8_0 ignore it).</summary>
+    public static bool UsesImportance(GgmlType type) => type is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
+
+    /// <summary>
     /// Dequantizes <paramref name="src"/> (whole blocks of <paramref name="type"/>) into <paramref name="dst"/>, which must hold
     /// exactly the elements.
     /// </summary>
