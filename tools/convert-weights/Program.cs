@@ -62,14 +62,26 @@ public static class Program
         var input = new Argument<string>("IN.gguf") { Description = "the GGUF file to quantize" };
         var output = new Argument<string>("OUT.gguf") { Description = "the GGUF file to write" };
         var type = new Argument<string>("TYPE") { Description = Types };
+        var imatrix = new Option<string?>("--imatrix")
+        {
+            Description = "an importance matrix of llama-imatrix (GGUF, or the legacy .dat) for the quantizers, as llama-quantize --imatrix",
+            HelpName = "FILE",
+        };
         var command = new Command("quantize", "a GGUF file to another weight type (norms and small tensors stay as they are)")
         {
-            input, output, type,
+            input, output, type, imatrix,
         };
         command.SetAction(r =>
         {
             string outPath = r.GetValue(output)!;
-            Quantizer.Quantize(r.GetValue(input)!, outPath, OutputType.Parse(r.GetValue(type)!), WriteBar.For(bar, outPath));
+            var missing = Quantizer.Quantize(r.GetValue(input)!, outPath, OutputType.Parse(r.GetValue(type)!), WriteBar.For(bar, outPath),
+                r.GetValue(imatrix));
+            if (missing.Count > 0)
+            {
+                bar?.Finish();
+                stderr.WriteLine($"no importance weights for {missing.Count} tensor(s), quantized without: {string.Join(", ", missing.Take(8))}"
+                    + (missing.Count > 8 ? ", ..." : ""));
+            }
             return Wrote(outPath, stderr, bar);
         });
         return command;

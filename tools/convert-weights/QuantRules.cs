@@ -14,6 +14,7 @@ public sealed class QuantRules
     private readonly int _nFfnDown;
     private readonly bool _is70B;
     private readonly int _gqa;
+    private readonly bool _hasImatrix;
     private int _iAttentionV;
     private int _iFfnDown;
 
@@ -22,9 +23,12 @@ public sealed class QuantRules
     /// <param name="arch">general.architecture.</param>
     /// <param name="blockCount">{arch}.block_count.</param>
     /// <param name="gqa">query heads per key/value head ({arch}.attention.head_count / head_count_kv; Q2_K's attn_v rule).</param>
-    public QuantRules(OutputType type, IReadOnlyCollection<string> tensorNames, string arch, int blockCount, int gqa = 1)
+    /// <param name="hasImatrix">an importance matrix is given (llama.cpp's has_imatrix: two ffn_down rules depend on it).</param>
+    public QuantRules(OutputType type, IReadOnlyCollection<string> tensorNames, string arch, int blockCount, int gqa = 1,
+        bool hasImatrix = false)
     {
         _gqa = gqa;
+        _hasImatrix = hasImatrix;
         _type = type;
         _tiedEmbeddings = !tensorNames.Contains("output.weight");
         _nAttentionV = tensorNames.Count(n =>
@@ -88,9 +92,12 @@ public sealed class QuantRules
             else if (ft == OutputType.Q3_K_M.FileType) t = i < n / 16 ? GgmlType.Q5_K : GgmlType.Q4_K;
             else if (ft == OutputType.Q3_K_L.FileType) t = GgmlType.Q5_K;
             else if (ft == OutputType.Q4_K_M.FileType) { if (UseMoreBits(i, n)) t = GgmlType.Q6_K; }
-            else if ((ft == OutputType.IQ4_NL.FileType || ft == OutputType.IQ4_XS.FileType) && i < n / 8) t = GgmlType.Q5_K;
+            else if ((ft == OutputType.IQ4_NL.FileType || ft == OutputType.IQ4_XS.FileType) && i < n / 8 && !_hasImatrix) t = GgmlType.Q5_K;
             else if (ft == OutputType.Q5_K_M.FileType && UseMoreBits(i, n)) t = GgmlType.Q6_K;
             else if (ft == OutputType.Q4_K_S.FileType && i < n / 8) t = GgmlType.Q5_K;
+            // with an importance matrix llama.cpp guards the first eighth of Q4_0 / Q5_0 ffn_down with Q4_1 / Q5_1
+            else if ((ft == OutputType.Q4_0.FileType || ft == OutputType.Q5_0.FileType) && _hasImatrix && i < n / 8)
+                t = ft == OutputType.Q4_0.FileType ? GgmlType.Q4_1 : GgmlType.Q5_1;
             _iFfnDown++;
             return t;
         }

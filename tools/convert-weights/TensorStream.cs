@@ -18,6 +18,15 @@ public interface IRawTensorSource
 /// <summary>One tensor of the output file: GGUF name, type, ggml dims (dims[0] = row length) and where its values come from.</summary>
 public sealed record PlannedTensor(string Name, GgmlType Type, long[] Dims, object Source)
 {
+    /// <summary>
+    /// Importance weights for the quantizer (llama-quantize --imatrix): one per column, per matrix of a 3-D tensor
+    /// (row length × dims[2]); null: none.
+    /// </summary>
+    public float[]? Importance { get; init; }
+
+    /// <summary>Rows per matrix: the importance weights change every this many rows.</summary>
+    public long RowsPerMatrix => Dims.Length > 2 ? Dims[1] : Rows;
+
     public long RowLength => Dims[0];
     public long Rows => Dims.Skip(1).Aggregate(1L, (a, b) => a * b);
     public long ElementCount => RowLength * Rows;
@@ -34,13 +43,13 @@ public static class TensorStream
     public const int ChunkFloats = 4 << 20;
 
     /// <summary>Encodes count rows; large chunks are split across cores (each row is independent).</summary>
-    private static void EncodeRows(GgmlType type, float[] floats, byte[] bytes, int count, int rowLength, int rowBytes)
+    private static void EncodeRows(GgmlType type, float[] floats, byte[] bytes, int count, int rowLength, int rowBytes, float[]? importance)
     {
         const int minFloatsPerTask = 1 << 18;
         int tasks = (int)Math.Min(Environment.ProcessorCount, Math.Max(1, (long)count * rowLength / minFloatsPerTask));
         if (tasks <= 1)
         {
-            RowEncoder.Encode(type, floats.AsSpan(0, count * rowLength), rowLength, bytes.AsSpan(0, count * rowBytes));
+            RowEncoder.Encode(type, floats.AsSpan(0, count * rowLength), rowLength, bytes.AsSpan(0, count * rowBytes), importance);
             return;
         }
         int rowsPerTask = (count + tasks - 1) / tasks;
@@ -49,7 +58,8 @@ public static class TensorStream
             int first = k * rowsPerTask;
             int n = Math.Min(rowsPerTask, count - first);
             if (n <= 0) return;
-            RowEncoder.Encode(type, floats.AsSpan(first * rowLength, n * rowLength), rowLength, bytes.AsSpan(first * rowBytes, n * rowBytes));
+            RowEncoder.Encode(type, floats.AsSpan(first * rowLength, n * rowLength), rowLength, bytes.AsSpan(first * rowBytes, n * rowBytes),
+                importance);
         });
     }
 
@@ -84,10 +94,17 @@ public static class TensorStream
             for (long row = 0; row < t.Rows; row += rowsPerChunk)
             {
                 int count = (int)Math.Min(rowsPerChunk, t.Rows - row);
+                float[]? importance = null;
+                if (t.Importance is not null)
+                {
+                    // a chunk stays inside one matrix, whose weights it takes
+                    count = (int)Math.Min(count, t.RowsPerMatrix - row % t.RowsPerMatrix);
+                    importance = t.Importance.AsSpan(checked((int)(row / t.RowsPerMatrix * rowLength)), rowLength).ToArray();
+                }
                 var f = floats.AsSpan(0, count * rowLength);
                 var b = bytes.AsSpan(0, count * rowBytes);
                 src.ReadRows(row, count, rowLength, f);
-                EncodeRows(t.Type, floats, bytes, count, rowLength, rowBytes);
+                EncodeRows(t.Type, floats, bytes, count, rowLength, rowBytes, importance);
                 writer.WriteTensorData(b);
                 done += b.Length;
                 progress?.Report(new WriteProgress(done, total, t.Name));
