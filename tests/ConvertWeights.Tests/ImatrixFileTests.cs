@@ -12,6 +12,36 @@ public class ImatrixFileTests : IDisposable
 
     private string PathOf(string name) => Path.Combine(_dir, name);
 
+    /// <summary>
+    /// What <c>infer imatrix</c> writes (Runtime's ImatrixFile, in both forms; 130 rows in chunks of 64: ncall 3) reads back as
+    /// the mean squared input of each column.
+    /// </summary>
+    [Theory]
+    [InlineData("ours.gguf")]
+    [InlineData("ours.dat")]
+    public void InferImatrixFilesReadBackAsMeanSquares(string name)
+    {
+        string path = PathOf(name);
+        var q = new Infer.Runtime.Imatrix.ImatrixEntry(3) { Count = 130 };
+        var v = new Infer.Runtime.Imatrix.ImatrixEntry(2) { Count = 130 };
+        float[] sq = [13f, 0.5f, 2600f], sv = [1.3f, 7f];
+        sq.CopyTo(q.Sum2, 0);
+        sv.CopyTo(v.Sum2, 0);
+        var entries = new Dictionary<string, Infer.Runtime.Imatrix.ImatrixEntry> { ["blk.0.attn_q.weight"] = q, ["blk.1.attn_v.weight"] = v };
+        if (name.EndsWith(".gguf")) Infer.Runtime.Imatrix.ImatrixFile.WriteGguf(path, entries, "calibration.txt", 2, 64);
+        else Infer.Runtime.Imatrix.ImatrixFile.WriteDat(path, entries, "calibration.txt", 2, 64);
+        var m = ImportanceMatrix.Load(path);
+        Assert.Equal(2, m.Count);
+        Assert.Equal(["calibration.txt"], m.Datasets);
+        Assert.Equal(2, m.ChunkCount);
+        foreach (var (tensor, sums) in new[] { ("blk.0.attn_q.weight", sq), ("blk.1.attn_v.weight", sv) })
+        {
+            float[] w = m.Find(tensor)!;
+            Assert.Equal(sums.Length, w.Length);
+            for (int j = 0; j < w.Length; j++) Assert.Equal(sums[j] / 130, w[j], 1e-6 * sums[j] / 130);
+        }
+    }
+
     [Fact]
     public void GgufWeightsAreSumsOverCountsPerExpert()
     {
