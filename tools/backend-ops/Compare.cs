@@ -24,16 +24,25 @@ public sealed record Comparison(string What, double Nmse, Bound Bound)
 {
     public bool Ok => Nmse <= Bound.Value; // false for NaN
 
-    /// <summary>Compares <paramref name="actual"/> with <paramref name="expected"/> (equal lengths).</summary>
-    public static Comparison Of(string what, ReadOnlySpan<float> actual, ReadOnlySpan<float> expected, Bound bound)
+    /// <summary>
+    /// Compares <paramref name="actual"/> with <paramref name="expected"/> (equal lengths); with <paramref name="floor"/>, each
+    /// reference value counts in the denominator as at least its floor (<see cref="Normalized"/>).
+    /// </summary>
+    public static Comparison Of(string what, ReadOnlySpan<float> actual, ReadOnlySpan<float> expected, Bound bound,
+        ReadOnlySpan<float> floor = default)
     {
         if (actual.Length != expected.Length)
             throw new InvalidOperationException($"{what}: {actual.Length} values compared with {expected.Length}");
-        return new Comparison(what, Normalized(expected, actual), bound);
+        return new Comparison(what, Normalized(expected, actual, floor), bound);
     }
 
-    /// <summary>ggml's nmse(a, b) = mse(a, b) / mse(a, 0) with a the reference, in double; any NaN or infinity gives NaN.</summary>
-    public static double Normalized(ReadOnlySpan<float> reference, ReadOnlySpan<float> actual)
+    /// <summary>
+    /// ggml's nmse(a, b) = mse(a, b) / mse(a, 0) with a the reference, in double; any NaN or infinity gives NaN. With a
+    /// <paramref name="floor"/> (one per value), the denominator takes max(a², floor²): for a quantized dot, the typical size of
+    /// a sum of its k terms (Σ|w·x| / √k), so that a case of one output whose terms happen to cancel is not judged by its
+    /// activations' rounding relative to a near-zero result (the noise is the terms' size, not the result's).
+    /// </summary>
+    public static double Normalized(ReadOnlySpan<float> reference, ReadOnlySpan<float> actual, ReadOnlySpan<float> floor = default)
     {
         double num = 0, den = 0;
         for (int i = 0; i < reference.Length; i++)
@@ -41,7 +50,9 @@ public sealed record Comparison(string What, double Nmse, Bound Bound)
             if (!float.IsFinite(actual[i]) || !float.IsFinite(reference[i])) return double.NaN;
             double d = (double)reference[i] - actual[i];
             num += d * d;
-            den += (double)reference[i] * reference[i];
+            double r = reference[i];
+            if (!floor.IsEmpty) r = Math.Max(Math.Abs(r), floor[i]);
+            den += r * r;
         }
         return den == 0 ? num : num / den;
     }

@@ -133,13 +133,19 @@ internal sealed unsafe class Trio : IDisposable
     /// <summary>
     /// The first <paramref name="rows"/> rows (columns [0, <paramref name="cols"/>), all when -1) of <paramref name="a"/>: the GPU
     /// against the reference at <paramref name="gpuBound"/> (<see cref="Bound.F32"/> unless given: see <see cref="GpuBound"/>); with
-    /// <paramref name="cpuBound"/>, the CPU backend against it too.
+    /// <paramref name="cpuBound"/>, the CPU backend against it too. With <paramref name="floor"/> (one per compared value), the
+    /// comparisons at <see cref="Bound.MulMatQ8"/> count each reference value as at least that in their denominator
+    /// (<see cref="Comparison.Normalized"/>).
     /// </summary>
-    public IEnumerable<Comparison> Compare(string what, Act3 a, int rows, Bound? cpuBound, int cols = -1, Bound? gpuBound = null)
+    public IEnumerable<Comparison> Compare(string what, Act3 a, int rows, Bound? cpuBound, int cols = -1, Bound? gpuBound = null,
+        float[]? floor = null)
     {
         var reference = Columns(Read(RefSide, a, rows), a.Cols, cols);
-        yield return Comparison.Of($"gpu {what}", Columns(Read(GpuSide, a, rows), a.Cols, cols), reference, gpuBound ?? Bound.F32);
-        if (cpuBound is { } b) yield return Comparison.Of($"cpu {what}", Columns(Read(CpuSide, a, rows), a.Cols, cols), reference, b);
+        var g = gpuBound ?? Bound.F32;
+        yield return Comparison.Of($"gpu {what}", Columns(Read(GpuSide, a, rows), a.Cols, cols), reference, g, FloorFor(g));
+        if (cpuBound is { } b) yield return Comparison.Of($"cpu {what}", Columns(Read(CpuSide, a, rows), a.Cols, cols), reference, b, FloorFor(b));
+
+        float[]? FloorFor(Bound bound) => bound == Bound.MulMatQ8 ? floor : null;
     }
 
     /// <summary>

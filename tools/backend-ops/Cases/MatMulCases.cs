@@ -30,18 +30,38 @@ internal sealed class MatMulCase(GgmlType type, int m, int k, int n) : OpCase
         var w = t.Weight("w", type, m, k, values);
         var x = t.Act(n, k);
         var y = t.Act(n, m + 3);
-        t.Write(x, (long)n * k > 1 << 20 ? Data.UniformLarge(n, n, k) : Data.Uniform(rng, n * k));
+        float[] xs = (long)n * k > 1 << 20 ? Data.UniformLarge(n, n, k) : Data.Uniform(rng, n * k);
+        t.Write(x, xs);
         t.SetTokens(n);
         t.Poison(y, n);
         t.Gpu.WriteRows(y[Trio.GpuSide], PoisonWithGap(y.Cols, n));
         t.Run((b, s) => b.MatMul(w[s], x[s], y[s]));
-        var result = t.Compare("y", y, n, Trio.CpuBound(type), cols: m, gpuBound: t.GpuBound(n, type)).ToList();
+        var result = t.Compare("y", y, n, Trio.CpuBound(type), cols: m, gpuBound: t.GpuBound(n, type), floor: TermScales(values, xs))
+            .ToList();
         var gpu = t.Read(Trio.GpuSide, y, n);
         bool untouched = true;
         for (int i = 0; i < n; i++)
             for (int j = 0; j < 3; j++) untouched &= gpu[i * (m + 3) + m + j] == 7f;
         result.Add(new Comparison("gpu y past the rows untouched", untouched ? 0 : double.NaN, Bound.F32));
         return result;
+    }
+
+    /// <summary>
+    /// Per output (token-major, as the compared rows) the typical size of a sum of its k products, Σ|w·x| / √k: the quantized
+    /// comparisons' floor (<see cref="Comparison.Normalized"/>); null for the large shapes, whose many outputs need none.
+    /// </summary>
+    private float[]? TermScales(float[] w, float[] x)
+    {
+        if ((long)m * n * k > 1 << 24) return null;
+        var s = new float[n * m];
+        for (int t = 0; t < n; t++)
+            for (int r = 0; r < m; r++)
+            {
+                double sum = 0;
+                for (int i = 0; i < k; i++) sum += Math.Abs((double)w[(long)r * k + i] * x[(long)t * k + i]);
+                s[t * m + r] = (float)(sum / Math.Sqrt(k));
+            }
+        return s;
     }
 
     /// <summary>NaN in the m columns the operation writes, 7 in the 3 past them.</summary>
