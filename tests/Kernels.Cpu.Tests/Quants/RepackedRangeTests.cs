@@ -36,7 +36,7 @@ public unsafe class RepackedRangeTests
     /// <summary>Offsets of the fp16 fields in a block of <paramref name="type"/> (they get finite, moderate values).</summary>
     private static int[] HalfOffsets(GgmlType type) => type switch
     {
-        GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q5_0 => [0],
+        GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL or GgmlType.IQ4_XS => [0],
         GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.Q4_K or GgmlType.Q5_K => [0, 2],
         GgmlType.Q6_K => [Q6_KFormat.DOffset],
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
