@@ -17,8 +17,9 @@ public sealed class CommandLineTests
     public static TheoryData<string> DeviceCheckCalls =>
     [
         "devices",
-        "test --device cuda --quick --max-seconds 150 --json /w/test-cuda.json",
-        "test --device cuda --max-seconds 90 --json /w/test-cuda-o1.json",
+        "test --device cuda --quick --max-seconds 120 --json /w/test-cuda.json",
+        "test --device cuda --quick --max-seconds 90 --json /w/test-cuda-o1.json",
+        "test --device cuda --max-seconds 240 --json /w/test-cuda-full.json",
         "test --device opencl --max-seconds 1 --json /w/test-opencl.json",
         "fixtures --fixtures /w/fixtures --device cuda --json /w/fixtures.json",
         "case-ids --model-dir /w/fixtures/models/llama2-spm --case prompt0",
