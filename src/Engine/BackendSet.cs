@@ -19,7 +19,8 @@ public sealed record BackendSet(GpuBackend? Gpu, IBackend? Cpu, int GpuLayers) :
     /// when no GPU is usable (<paramref name="log"/> then gets one line saying why, unless the request was a plain auto, without a
     /// layer count, on a machine with no GPU at all). <paramref name="repackInBackground"/>: as
     /// <see cref="ModelLoadOptions.RepackInBackground"/>. With <paramref name="file"/> given and an auto device, a model with tensors
-    /// the GPU backend cannot run yet (Q4_1, IQ2_XXS, ...) goes to the CPU backend after one line naming them (<see cref="GpuRefusal"/>)
+    /// the GPU backend cannot run (none of the CPU backend's types today; a type the CPU kernels gain first) goes to the CPU backend
+    /// after one line naming them (<see cref="GpuRefusal"/>)
     /// instead of failing to load; an explicit device still fails.
     /// </summary>
     public static BackendSet Create(DeviceRequest device, int? gpuLayers, int layers, int threads, int batch, bool repack,
