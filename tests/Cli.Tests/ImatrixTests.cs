@@ -137,6 +137,10 @@ public class ImatrixTests : IDisposable
         Assert.Single(stderr.TrimEnd('\n').Split('\n'));
         Assert.Contains("not UTF-8 text (invalid bytes at offset 2)", stderr);
         Assert.False(File.Exists(Path.Combine(_dir, "x.gguf")));
+
+        (code, _, stderr) = CliTests.Infer("imatrix", "-m", model, "-f", WriteText(400), "-o", Path.Combine(_dir, "no", "x.gguf"));
+        Assert.Equal(2, code); // said before the model loads, not after the last chunk
+        Assert.Contains("does not exist", stderr);
     }
 
     private static float[] Floats(GgufFile f, string tensor)

@@ -48,6 +48,9 @@ internal static class ImatrixCommand
             if (args.Device.Kind is not (DeviceKind.Auto or DeviceKind.Cpu))
                 throw new UsageException("imatrix runs on the CPU backend: leave out --device (or give cpu)");
             string outPath = r.GetValue(output)!;
+            // before the model runs, not after every chunk: where the file goes
+            string? folder = Path.GetDirectoryName(Path.GetFullPath(outPath));
+            if (folder is not null && !Directory.Exists(folder)) throw new UsageException($"-o {outPath}: folder '{folder}' does not exist");
             bool dat = (r.GetValue(format) ?? (outPath.EndsWith(".dat", StringComparison.OrdinalIgnoreCase) ? "dat" : "gguf")) == "dat";
             int chunk = args.Context > 0 ? args.Context : 512; // llama-imatrix's default n_ctx
             if (chunk < ImatrixBackend.MinRows)
@@ -87,7 +90,8 @@ internal static class ImatrixCommand
         int[] tokens = tok.Encode(text, addSpecial: true, parseSpecial: false);
         int available = tokens.Length / n;
         if (available == 0)
-            throw new InvalidDataException($"{dataset}: {tokens.Length} tokens, fewer than one chunk of {n} (-c): give more text or a smaller -c");
+            throw new InvalidDataException($"{dataset}: {tokens.Length} token{(tokens.Length == 1 ? "" : "s")}, fewer than one chunk of {n} (-c): "
+                + "give more text or a smaller -c");
         int count = maxChunks > 0 ? Math.Min(maxChunks, available) : available;
         stderr.WriteLine($"imatrix: {tokens.Length} tokens, {count} chunks of {n}");
 

@@ -52,7 +52,8 @@ public sealed class ImatrixBackend(IBackend inner, bool processOutput = false) :
             TensorPrimitives.Add(row, e.Sum, e.Sum);
         }
         if (!float.IsFinite(TensorPrimitives.Sum(e.Sum2)))
-            throw new InvalidDataException($"a value that is not finite in the input of {w.Name}: the model's activations overflowed");
+            throw new InvalidDataException($"a value that is not finite in the input of {w.Name}: the model's weights are not finite (a corrupt "
+                + "file?) or its activations overflowed");
         e.Count += n;
     }
 }
