@@ -62,8 +62,9 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         byte* repacked = w.Repacked;
         var via = w.Kernel.GemmVia is { } v && n >= ConvertMinTokens && w.Rows >= QuantKernel.TileRows ? v : null;
         var kernel = via ?? w.Kernel; // the kernels that see the activations
-        // one pass with the tiles' scales from the weight's groups where every row is in one and the tiles' scales fit the scratch
-        var scaled = via != null && w.Kernel.GemmViaScaled is { } sv && repacked != null && w.RepackedRows == w.Rows
+        // one pass with the tiles' scales from the weight's groups where every row is in one (its repacked copy's, or the chunk's
+        // rows repacked in the scratch when it has none yet) and the tiles' scales fit the scratch
+        var scaled = via != null && w.Kernel.GemmViaScaled is { } sv && w.Rows % w.Kernel.RepackRows == 0
             && (long)w.Cols / via.BlockSize * via.TileScaleFloats <= MaxTileScratchFloats ? sv : null;
         // the converted rows are this many times as long, the activations repeated
         int width = via != null && scaled == null ? w.Kernel.GemmViaWidth : 1;
@@ -120,8 +121,9 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
         {
             long mins = w.Kernel.RowMins == null ? 0
                 : ((long)_matMul.ChunkRows / QuantKernel.TileRows + 1) * QuantKernel.TileRows * (w.Cols / GroupOffsets.GroupSize + 1);
+            long own = scaled != null && repacked == null ? _matMul.ChunkRows * w.RowBytes : 0; // the chunk's own groups (Convert)
             EnsurePerWorker(ref _convertScratch, ref _convertCapacity,
-                (_matMul.ChunkRows + 8) * via.RowBytes((long)w.Cols * width) + mins * sizeof(float));
+                (_matMul.ChunkRows + 8) * via.RowBytes((long)w.Cols * width) + Math.Max(mins * sizeof(float), own));
             _matMul.ConvertScratch = _convertScratch;
             if (w.Kernel.RowMins != null)
             {
@@ -268,8 +270,15 @@ internal sealed unsafe class MatMulDriver(NativeBuffers buffers, WorkerPool pool
             int full = (r1 - r0) / g * g;
             if (Scaled != null) // every row is in a group (MatMul checked)
             {
-                for (int r = 0; r < full; r += g) Scaled.Convert(Repacked + (r0 + r) * w.RowBytes, groups + r * rb, w.Cols);
-                return new RowSource(via, null, rb, groups - r0 * rb, r1, Scaled, Repacked, w.RowBytes);
+                byte* original = Repacked;
+                if (original == null) // no repacked copy (yet, or --no-repack): the chunk's rows repacked here, after the plain rows
+                {
+                    byte* own = plain + 8 * rb;
+                    for (int r = 0; r < full; r += g) w.Kernel.Repack(w.Data + (r0 + r) * w.RowBytes, (nint)w.RowBytes, own + r * w.RowBytes, w.Cols);
+                    original = own - r0 * w.RowBytes;
+                }
+                for (int r = 0; r < full; r += g) Scaled.Convert(original + (r0 + r) * w.RowBytes, groups + r * rb, w.Cols);
+                return new RowSource(via, null, rb, groups - r0 * rb, r1, Scaled, original, w.RowBytes);
             }
             for (int r = 0; r < full; r += g)
             {
