@@ -39,6 +39,9 @@ public class ImatrixTests : IDisposable
 
         using var im = GgufFile.Open(output);
         Assert.Equal("imatrix", im.GetString("general.type"));
+        var (infoCode, _, infoErr) = CliTests.Infer("info", "-m", output); // given as a model by mistake: says what it is
+        Assert.Equal(1, infoCode);
+        Assert.Contains("an importance matrix (general.type imatrix), not a model", infoErr);
         Assert.Equal(3, im.GetInt("imatrix.chunk_count"));
         Assert.Equal(Chunk, im.GetInt("imatrix.chunk_size"));
         Assert.Equal([text], im.TryGetStringArray("imatrix.datasets")!);

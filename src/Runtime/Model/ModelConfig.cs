@@ -31,8 +31,13 @@ public sealed record ModelConfig
 
     public static ModelConfig FromGguf(GgufFile f)
     {
-        string arch = f.TryGetString("general.architecture")
-            ?? throw new ModelFormatException(f.Path, "metadata key 'general.architecture' not found");
+        string arch = f.TryGetString("general.architecture") ?? throw new ModelFormatException(f.Path, f.TryGetString("general.type") switch
+        {
+            // llama-imatrix's files (and infer imatrix's) are GGUF too, as are LoRA adapters
+            "imatrix" => "an importance matrix (general.type imatrix), not a model: give it to convert-weights quantize --imatrix",
+            { } type and not "model" => $"a GGUF file of general.type '{type}', not a model",
+            _ => "metadata key 'general.architecture' not found",
+        });
         if (!SupportedArchitectures.Contains(arch))
             throw new UnsupportedModelException(f.Path,
                 $"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})");
