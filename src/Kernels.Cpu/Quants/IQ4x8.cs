@@ -53,6 +53,21 @@ internal static unsafe class IQ4x8
         return typeof(T) == typeof(VnniDot) ? T.DotU8S8(s, v.AsByte(), y) : T.DotU8S8(s, Avx2.Abs(v), Avx2.Sign(y, v));
     }
 
+    /// <summary>
+    /// One 32-element block of 8 rows (P_0..P_3 at <paramref name="p"/>) against its 32 activations at <paramref name="y"/>:
+    /// <paramref name="start"/> + Σ value·y per row lane.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Block<T>(byte* p, byte* y, Vector256<int> start, Vector256<sbyte> table) where T : struct, IIntDot
+    {
+        Vector256<int> s0 = start, s1 = default;
+        Step<T>(p, y, 0, table, ref s0, ref s1); // written out: constant offsets (the JIT does not unroll loops)
+        Step<T>(p, y, 1, table, ref s0, ref s1);
+        Step<T>(p, y, 2, table, ref s0, ref s1);
+        Step<T>(p, y, 3, table, ref s0, ref s1);
+        return s0 + s1;
+    }
+
     /// <summary>P_j at <paramref name="p"/> against the 32 activations at <paramref name="y"/> (elements 4j.. low, 16 + 4j.. high).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step<T>(byte* p, byte* y, int j, Vector256<sbyte> table, ref Vector256<int> s0, ref Vector256<int> s1)
@@ -79,13 +94,9 @@ internal static unsafe class IQ4x8
             byte* g = group + (nint)b * NlGroupBlockBytes, p = g + NlQuants;
             Simd.Prefetch(g + Q4_0x8.PrefetchDistance, NlGroupBlockBytes); // the group-block that far ahead of the stream
             byte* y = a + (nint)b * Q8_0Format.TypeSize + Q8_0Format.QsOffset;
-            Vector256<int> s0 = Start<T>(sums[b]), s1 = default;
-            Step<T>(p, y, 0, table, ref s0, ref s1); // written out: constant offsets (the JIT does not unroll loops)
-            Step<T>(p, y, 1, table, ref s0, ref s1);
-            Step<T>(p, y, 2, table, ref s0, ref s1);
-            Step<T>(p, y, 3, table, ref s0, ref s1);
             // |Σ| ≤ 32·127·127 < 2^24: the int → float conversion is exact
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0 + s1), HalfScales.Load8Scaled((ushort*)g, c) * (dys[b] * HalfScales.Unbias), acc);
+            Vector256<float> s = Avx.ConvertToVector256Single(Block<T>(p, y, Start<T>(sums[b]), table));
+            acc = Fma.MultiplyAdd(s, HalfScales.Load8Scaled((ushort*)g, c) * (dys[b] * HalfScales.Unbias), acc);
         }
         acc.Store(result);
     }
@@ -147,12 +158,8 @@ internal static unsafe class IQ4x8
             {
                 byte* p = g + XsQuants + 128 * ib, q = y + Q8_KFormat.QsOffset + 32 * ib;
                 Simd.Prefetch(p + Q4_0x8.PrefetchDistance, 128);
-                Vector256<int> s0 = Start<T>(bsums[2 * ib] + bsums[2 * ib + 1]), s1 = default;
-                Step<T>(p, q, 0, table, ref s0, ref s1);
-                Step<T>(p, q, 1, table, ref s0, ref s1);
-                Step<T>(p, q, 2, table, ref s0, ref s1);
-                Step<T>(p, q, 3, table, ref s0, ref s1);
-                isum += Avx2.MultiplyLow(s0 + s1, XsScales(g, ib)); // |Σ_ib| ≤ 8·32·32·127·128: no overflow
+                Vector256<int> s = Block<T>(p, q, Start<T>(bsums[2 * ib] + bsums[2 * ib + 1]), table);
+                isum += Avx2.MultiplyLow(s, XsScales(g, ib)); // |Σ_ib| ≤ 8·32·32·127·128: no overflow
             }
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), HalfScales.Load8Scaled((ushort*)g, c) * (*(float*)y * HalfScales.Unbias), acc);
         }
@@ -286,12 +293,8 @@ internal static unsafe class IQ4x8
             byte* g = group + (nint)(b / 8) * XsGroupBytes, p = g + XsQuants + 128 * (b % 8);
             Simd.Prefetch(p + Q4_0x8.PrefetchDistance, 128);
             byte* y = a + (nint)b * Q8_0Format.TypeSize + Q8_0Format.QsOffset;
-            Vector256<int> s0 = typeof(T) == typeof(VnniDot) ? Vector256.Create(sums[b]) : default, s1 = default;
-            Step<T>(p, y, 0, table, ref s0, ref s1);
-            Step<T>(p, y, 1, table, ref s0, ref s1);
-            Step<T>(p, y, 2, table, ref s0, ref s1);
-            Step<T>(p, y, 3, table, ref s0, ref s1);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0 + s1), XsBlockScales(g, b % 8) * dys[b], acc);
+            Vector256<int> start = typeof(T) == typeof(VnniDot) ? Vector256.Create(sums[b]) : default; // already −128·Σqs
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Block<T>(p, y, start, table)), XsBlockScales(g, b % 8) * dys[b], acc);
         }
         acc.Store(result);
     }
