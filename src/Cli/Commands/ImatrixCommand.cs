@@ -4,6 +4,7 @@ using System.Text;
 using Infer.Cli.Options;
 using Infer.Kernels.Gpu;
 using Infer.Runtime.Imatrix;
+using Infer.Runtime.Serving;
 
 namespace Infer.Cli.Commands;
 
@@ -113,7 +114,10 @@ internal static class ImatrixCommand
             if (ppl)
             {
                 for (int i = 0; i + 1 < scored; i++)
-                    nll -= LogSoftmaxAt(logits.AsSpan(i * model.VocabSize, model.VocabSize), chunkTokens[first + i + 1]);
+                {
+                    var row = logits.AsSpan(i * model.VocabSize, model.VocabSize);
+                    nll -= row[chunkTokens[first + i + 1]] - Logprobs.LogSumExp(row);
+                }
                 predicted += scored - 1;
                 stderr.Write($"[{c + 1}]{Math.Exp(nll / predicted):F4},");
             }
@@ -127,14 +131,5 @@ internal static class ImatrixCommand
         string perplexity = ppl ? $", perplexity {Math.Exp(nll / predicted):F4}" : "";
         stdout.WriteLine($"{outPath}: {entries.Count} tensors, {count} chunks of {n} tokens{perplexity}");
         return 0;
-    }
-
-    /// <summary>log softmax(logits)[token], in double.</summary>
-    private static double LogSoftmaxAt(ReadOnlySpan<float> logits, int token)
-    {
-        float max = System.Numerics.Tensors.TensorPrimitives.Max(logits);
-        double sum = 0;
-        foreach (float l in logits) sum += Math.Exp(l - max);
-        return logits[token] - max - Math.Log(sum);
     }
 }

@@ -9,11 +9,7 @@ public static class Logprobs
     /// </summary>
     public static float Compute(ReadOnlySpan<float> logits, int token, int top, out TokenLogprob[] best)
     {
-        float max = float.NegativeInfinity;
-        foreach (float l in logits) if (l > max) max = l;
-        double sum = 0;
-        foreach (float l in logits) sum += Math.Exp(l - max);
-        float lse = max + (float)Math.Log(sum);
+        float lse = (float)LogSumExp(logits);
 
         best = new TokenLogprob[Math.Min(top, logits.Length)];
         int count = 0;
@@ -31,5 +27,15 @@ public static class Logprobs
         }
         for (int i = 0; i < best.Length; i++) best[i] = best[i] with { Logprob = best[i].Logprob - lse };
         return logits[token] - lse;
+    }
+
+    /// <summary>log Σ exp(logits), in double, about the largest logit (so no exp overflows): log softmax(logits)[i] = logits[i] − this.</summary>
+    public static double LogSumExp(ReadOnlySpan<float> logits)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float l in logits) if (l > max) max = l;
+        double sum = 0;
+        foreach (float l in logits) sum += Math.Exp(l - max);
+        return max + Math.Log(sum);
     }
 }
