@@ -18,7 +18,7 @@ internal sealed class PerfOps
     private readonly bool _quick;
     private readonly string _device;
     private readonly Dictionary<string, (IWeight[] Copies, long Bytes)> _weights = [];
-    private readonly IActivation _xDim, _xFf, _xq, _xb, _q, _k, _v, _o, _y, _gate, _up, _res, _row, _logits;
+    private readonly IActivation _xDim, _xFf, _xq, _xb, _q, _k, _v, _o, _y, _yDim, _gate, _up, _res, _row, _logits;
     private readonly IWeight _norm;
     private readonly AttentionShape _shape;
 
@@ -38,6 +38,7 @@ internal sealed class PerfOps
         (_y, _gate, _up, _res) = (b.Allocate(MaxTokens, Math.Max(m.Dim, m.Ff)), b.Allocate(MaxTokens, m.Ff), b.Allocate(MaxTokens, m.Ff),
             Random(m.Dim));
         (_row, _logits, _o) = (b.Allocate(1, m.Dim), b.Allocate(1, m.Vocab), b.Allocate(MaxTokens, m.QDim));
+        _yDim = b.Allocate(MaxTokens, m.Dim); // MatMulAdd's output as wide as the residual it is added to (the seam's Add)
         var ones = Enumerable.Repeat(1f, m.Dim).ToArray();
         _norm = t.Upload("norm", GgmlType.F32, 1, m.Dim, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ones.AsSpan()).ToArray());
         _shape = new AttentionShape(m.Heads, m.KvHeads, m.HeadDim, new RopeConfig(m.HeadDim, 500000f, 1f, false, null), 1e-5f);
@@ -87,7 +88,7 @@ internal sealed class PerfOps
         {
             var (wd, bd) = Weights("ffn_down", m.Dim, m.Ff);
             yield return Row("MATMUL_ADD", $"ffn_down m={m.Dim},k={m.Ff}", n, bd + 4L * n * (m.Ff + 3 * m.Dim), 2L * m.Dim * m.Ff * n,
-                i => _t.B.MatMulAdd(wd[i % wd.Length], _xFf, _y, _res));
+                i => _t.B.MatMulAdd(wd[i % wd.Length], _xFf, _yDim, _res));
         }
         if (Want("NORM_MATMUL_ROWS") && n == 1 && !_quick)
         {
