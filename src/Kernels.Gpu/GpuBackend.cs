@@ -15,12 +15,17 @@ namespace Infer.Kernels.Gpu;
 /// Batches of at least this many tokens multiply quantized weights (every type but F32, F16, BF16 and Q2_K) with the int8 GEMM
 /// (activations quantized to int8 blocks, tensor cores on CUDA); 0: 16. int.MaxValue keeps every batch on the float32 matmuls.
 /// </param>
+/// <param name="MatMulGroupsPerSM">
+/// Most groups per multiprocessor a matmul launch starts (its groups loop over the rows); 0: as many as a multiprocessor holds
+/// (2 on ILGPU's CPU accelerator). Smaller values make the tests' launches loop; a device check compares settings through the
+/// environment variable <c>INFER_GPU_MATMUL_GROUPS</c> (<see cref="ForRun"/>).
+/// </param>
 /// <param name="Int8Decode">
 /// One-token tiles (decode) of quantized weights dot an int8 copy of the activations (dp4a on CUDA), as llama.cpp's CUDA decode does;
 /// false keeps them in float32.
 /// </param>
 public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0,
-    bool Int8Decode = true)
+    bool Int8Decode = true, int MatMulGroupsPerSM = 0)
 {
     /// <summary>The environment variable that turns the int8 paths off for a run when it is "0".</summary>
     public const string Int8Variable = "INFER_GPU_INT8";
@@ -30,11 +35,15 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
     /// unless <paramref name="int8Setting"/> (by default the environment variable <see cref="Int8Variable"/>) is "0", which keeps
     /// prompts and decode in float32: a comparison, or a way round a device where the int8 kernels misbehave.
     /// </summary>
-    public static GpuBackendOptions ForRun(int maxBatch, string? int8Setting = null)
+    public static GpuBackendOptions ForRun(int maxBatch, string? int8Setting = null, string? groupsSetting = null)
     {
         bool off = (int8Setting ?? Environment.GetEnvironmentVariable(Int8Variable))?.Trim() == "0";
-        return new GpuBackendOptions(maxBatch, GemmMinTokens: off ? int.MaxValue : 0, Int8Decode: !off);
+        int groups = int.TryParse(groupsSetting ?? Environment.GetEnvironmentVariable(GroupsVariable), out int g) && g > 0 ? g : 0;
+        return new GpuBackendOptions(maxBatch, GemmMinTokens: off ? int.MaxValue : 0, Int8Decode: !off, MatMulGroupsPerSM: groups);
     }
+
+    /// <summary>The environment variable that sets <see cref="MatMulGroupsPerSM"/> for a run (a positive integer; else automatic).</summary>
+    public const string GroupsVariable = "INFER_GPU_MATMUL_GROUPS";
 }
 
 /// <summary>
@@ -78,6 +87,7 @@ public sealed class GpuBackend : IBackend
         if (o.MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(options), "MaxBatch must be at least 1");
         if (o.MatMulSliceThreads < 0 || (o.MatMulSliceThreads & (o.MatMulSliceThreads - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(options), "MatMulSliceThreads must be 0 or a power of two");
+        if (o.MatMulGroupsPerSM < 0) throw new ArgumentOutOfRangeException(nameof(options), "MatMulGroupsPerSM must not be negative");
         if (o.AttentionSplits < 0) throw new ArgumentOutOfRangeException(nameof(options), "AttentionSplits must not be negative");
         _state = new DeviceState(device.Accelerator, o.MaxBatch);
         try

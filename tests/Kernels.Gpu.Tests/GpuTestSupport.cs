@@ -1,3 +1,4 @@
+using ILGPU.Runtime.CPU;
 using Infer.Runtime.Backend;
 using Infer.Runtime.Formats;
 using Infer.Runtime.Gguf;
@@ -24,6 +25,14 @@ public sealed class GpuBackends : IDisposable
     public GpuBackend ReducingInt8 { get; } =
         new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4));
 
+    /// <summary>
+    /// The int8 decode path at a GPU's shape: groups of four 32-thread warps, a warp per row, eight threads quantizing each block of x,
+    /// and one group per multiprocessor (two), so every launch loops over its row blocks.
+    /// </summary>
+    public GpuBackend WarpInt8 { get; } =
+        new(GpuContextFactory.OpenIlgpuCpu(new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 4, numMultiprocessors: 2)),
+            new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 32, MatMulGroupsPerSM: 1));
+
     public GpuBackend Get(bool reducing) => reducing ? Reducing : RowPerThread;
 
     public void Dispose()
@@ -31,6 +40,7 @@ public sealed class GpuBackends : IDisposable
         RowPerThread.Dispose();
         Reducing.Dispose();
         ReducingInt8.Dispose();
+        WarpInt8.Dispose();
     }
 }
 

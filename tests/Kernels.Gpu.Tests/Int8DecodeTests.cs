@@ -27,6 +27,22 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         GgmlType.IQ4_NL,
     ];
 
+    /// <summary>
+    /// Each type on the tests' reducing shape (four threads per row) and at a GPU's (a warp per row; <see cref="GpuBackends.WarpInt8"/>).
+    /// </summary>
+    public static TheoryData<GgmlType, bool> TypesAndShapes()
+    {
+        var data = new TheoryData<GgmlType, bool>();
+        foreach (var type in Types())
+        {
+            data.Add(type.Data, false);
+            data.Add(type.Data, true);
+        }
+        return data;
+    }
+
+    private GpuBackend Backend(bool warp) => warp ? backends.WarpInt8 : backends.ReducingInt8;
+
     private static float Dot(float[] w, int row, double[] x, int t, int cols)
     {
         double s = 0;
@@ -35,13 +51,14 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
     }
 
     [Theory]
-    [MemberData(nameof(Types))]
-    public void OneTokenTilesDotInt8Activations(GgmlType type)
+    [MemberData(nameof(TypesAndShapes))]
+    public void OneTokenTilesDotInt8Activations(GgmlType type, bool warp)
     {
-        var b = backends.ReducingInt8;
+        var b = Backend(warp);
         Assert.True(b.Int8Decode);
         var rng = new Random(11 + (int)type);
-        foreach (int cols in GgmlTypeInfo.BlockSize(type) == 32 ? new[] { 32, 96, 288 } : [256, 768])
+        // 608 and 768 columns: 19 and 24 blocks, two passes of the warp shape's quantization (16 blocks a pass)
+        foreach (int cols in GgmlTypeInfo.BlockSize(type) == 32 ? new[] { 32, 96, 288, 608 } : [256, 768])
             foreach (int rows in new[] { 1, 7, 33 })
             {
                 var (bytes, deq) = Check.RandomWeight(rng, type, rows, cols);
@@ -75,10 +92,10 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
     }
 
     [Theory]
-    [MemberData(nameof(Types))]
-    public void FusedMatMulsDotInt8Activations(GgmlType type)
+    [MemberData(nameof(TypesAndShapes))]
+    public void FusedMatMulsDotInt8Activations(GgmlType type, bool warp)
     {
-        var b = backends.ReducingInt8;
+        var b = Backend(warp);
         var rng = new Random(23 + (int)type);
         int cols = GgmlTypeInfo.BlockSize(type) == 32 ? 96 : 512, rows = 40;
         var (bytesA, deqA) = Check.RandomWeight(rng, type, rows, cols);
@@ -128,7 +145,9 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         var on = GpuBackendOptions.ForRun(8, "1");
         Assert.True(on.Int8Decode);
         Assert.Equal(0, on.GemmMinTokens);
-        Assert.Equal(new GpuBackendOptions(8), GpuBackendOptions.ForRun(8, ""));
+        Assert.Equal(new GpuBackendOptions(8), GpuBackendOptions.ForRun(8, "", ""));
+        Assert.Equal(3, GpuBackendOptions.ForRun(8, "1", "3").MatMulGroupsPerSM); // INFER_GPU_MATMUL_GROUPS
+        Assert.Equal(0, GpuBackendOptions.ForRun(8, "1", "-2").MatMulGroupsPerSM);
         var off = GpuBackendOptions.ForRun(8, " 0 ");
         Assert.False(off.Int8Decode);
         Assert.Equal(int.MaxValue, off.GemmMinTokens);

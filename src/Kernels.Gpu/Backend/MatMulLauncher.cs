@@ -50,7 +50,12 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         int slice = Slice();
         int rowsPerGroup = group / slice;
         int groups = (rows + rowsPerGroup - 1) / rowsPerGroup;
-        if (slice == 1) groups = Math.Min(groups, 2 * d.Acc.NumMultiprocessors);
+        // The kernels loop over row blocks, so groups beyond what the device runs at once would only repeat each group's
+        // quantization (and norm) of x: as many as its multiprocessors hold (GpuBackendOptions.MatMulGroupsPerSM). The matmul
+        // kernels take 48 to 64 registers a thread (ptxas for sm_90), so half the threads a multiprocessor schedules fit its 64K.
+        int perSm = options.MatMulGroupsPerSM > 0 ? options.MatMulGroupsPerSM
+            : slice == 1 ? 2 : Math.Max(1, d.Acc.MaxNumThreadsPerMultiprocessor / group / 2);
+        groups = Math.Min(groups, perSm * Math.Max(1, d.Acc.NumMultiprocessors));
         var grid = new Index2D(groups, (n + GpuKernels.TokensPerTile - 1) / GpuKernels.TokensPerTile);
         return (slice, new KernelConfig(grid, new Index2D(group, 1)));
     }

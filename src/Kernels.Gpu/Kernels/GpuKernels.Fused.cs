@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime.Cuda;
 
 namespace Infer.Kernels.Gpu.Kernels;
 
@@ -93,7 +94,7 @@ internal static partial class GpuKernels
             // a one-token tile on the GPU path: the dots of formats with int8 blocks read the group's int8 copy of x
             Int8 = a.Int8 != 0 && nt == 1 && a.SliceThreads > 1 && a.Cols <= int8Cols && (default(TF).Int8Dot || default(TV).Int8Dot) ? 1 : 0,
         };
-        if (r4.Int8 != 0) QuantizeToShared(x, x0, a.Cols, sq, sd);
+        if (r4.Int8 != 0) QuantizeToShared(x, x0, a.Cols, sq, sd, sh);
         int total = a.TotalRows;
         if (a.SliceThreads == 1)
         {
@@ -105,11 +106,17 @@ internal static partial class GpuKernels
             }
             return;
         }
+        // Row blocks Grid.IdxX, + Grid.DimX, ...: the launcher caps the groups, so the quantized (and in MatMulNorm, normalized)
+        // copy of x above serves many rows.
         int tid = Group.IdxX;
-        int lane = tid % a.SliceThreads;
-        int gridRow = Grid.IdxX * (Group.DimX / a.SliceThreads) + tid / a.SliceThreads;
-        if (rs.Enabled != 0) FusedRopeRow<TF, TV>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, a, rs, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
-        else FusedRow<TF, TV>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, gridRow, lane, a.SliceThreads, t0, nt, r4, sh, true);
+        int lane = tid % a.SliceThreads, perGroup = Group.DimX / a.SliceThreads;
+        for (int g = Grid.IdxX; g * perGroup < total; g += Grid.DimX)
+        {
+            int gridRow = g * perGroup + tid / a.SliceThreads;
+            int step = a.SliceThreads;
+            if (rs.Enabled != 0) FusedRopeRow<TF, TV>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, a, rs, gridRow, lane, step, t0, nt, r4, sh, true);
+            else FusedRow<TF, TV>(w0, s0, w1, s1, w2, s2, x, y0, y1, y2, b0, b1, b2, a, gridRow, lane, step, t0, nt, r4, sh, true);
+        }
     }
 
     /// <summary>
@@ -138,8 +145,8 @@ internal static partial class GpuKernels
         }
         if (reduce)
         {
-            acc = SliceSum(sh, acc, lane, step);
-            if (a.SwiGlu != 0) up = SliceSum(sh, up, lane, step);
+            acc = SliceSum(sh, acc, lane, step, nt);
+            if (a.SwiGlu != 0) up = SliceSum(sh, up, lane, step, nt);
         }
         if (!valid || lane != 0) return;
         for (int k = 0; k < nt; k++)
@@ -210,8 +217,8 @@ internal static partial class GpuKernels
         }
         if (reduce)
         {
-            acc = SliceSum(sh, acc, lane, step);
-            other = SliceSum(sh, other, lane, step);
+            acc = SliceSum(sh, acc, lane, step, nt);
+            other = SliceSum(sh, other, lane, step, nt);
         }
         if (!valid || lane != 0) return;
         int kvDim = rs.KvHeads * d;
@@ -253,7 +260,10 @@ internal static partial class GpuKernels
         }
     }
 
-    /// <summary>Units lane, lane + step, ... of W[row] dotted with the tile's nt tokens (one accumulator per token).</summary>
+    /// <summary>
+    /// Units lane, lane + step, ... of W[row] dotted with the tile's nt tokens (one accumulator per token). One-token tiles take
+    /// four units per step of the loop into four sums, so each thread has four independent weight loads in flight.
+    /// </summary>
     private static Float4 RowDots<TF>(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int lane, int step,
         ArrayView<float> x, int nt, Rows4 r4)
         where TF : struct, IWeightFormat
@@ -261,14 +271,31 @@ internal static partial class GpuKernels
         var fmt = default(TF);
         int units = fmt.Units(cols);
         var acc = new Float4();
-        if (nt == 1 && r4.Int8 != 0 && fmt.Int8Dot)
-        {
-            for (int u = lane; u < units; u += step) acc.X += fmt.Dot1Q8(words, scales, row, cols, u, r4.Q, r4.D);
-            return acc;
-        }
         if (nt == 1)
         {
-            for (int u = lane; u < units; u += step) acc.X += fmt.Dot1(words, scales, row, cols, u, x, r4.R0);
+            bool int8 = r4.Int8 != 0 && fmt.Int8Dot;
+            float p0 = 0, p1 = 0, p2 = 0, p3 = 0;
+            int u = lane;
+            for (; u + 3 * step < units; u += 4 * step)
+            {
+                if (int8)
+                {
+                    p0 += fmt.Dot1Q8(words, scales, row, cols, u, r4.Q, r4.D);
+                    p1 += fmt.Dot1Q8(words, scales, row, cols, u + step, r4.Q, r4.D);
+                    p2 += fmt.Dot1Q8(words, scales, row, cols, u + 2 * step, r4.Q, r4.D);
+                    p3 += fmt.Dot1Q8(words, scales, row, cols, u + 3 * step, r4.Q, r4.D);
+                }
+                else
+                {
+                    p0 += fmt.Dot1(words, scales, row, cols, u, x, r4.R0);
+                    p1 += fmt.Dot1(words, scales, row, cols, u + step, x, r4.R0);
+                    p2 += fmt.Dot1(words, scales, row, cols, u + 2 * step, x, r4.R0);
+                    p3 += fmt.Dot1(words, scales, row, cols, u + 3 * step, x, r4.R0);
+                }
+            }
+            for (; u < units; u += step)
+                p0 += int8 ? fmt.Dot1Q8(words, scales, row, cols, u, r4.Q, r4.D) : fmt.Dot1(words, scales, row, cols, u, x, r4.R0);
+            acc.X = (p0 + p1) + (p2 + p3);
             return acc;
         }
         for (int u = lane; u < units; u += step)
@@ -282,9 +309,25 @@ internal static partial class GpuKernels
         return acc;
     }
 
-    /// <summary>Sums four accumulators over the <paramref name="slice"/> threads of a row (as MatMul does); valid in lane 0.</summary>
-    private static Float4 SliceSum(ArrayView<float> sh, Float4 v, int lane, int slice)
+    /// <summary>
+    /// Sums four accumulators (the first <paramref name="nt"/>) over the <paramref name="slice"/> threads of a row; valid in lane 0.
+    /// On CUDA, butterfly shuffles within the warp (a slice is at most a warp; valid in every lane); elsewhere through shared memory.
+    /// Every thread of the group must call it.
+    /// </summary>
+    private static Float4 SliceSum(ArrayView<float> sh, Float4 v, int lane, int slice, int nt)
     {
+        if (CudaAsm.IsSupported && slice <= 32)
+        {
+            for (int s = slice / 2; s > 0; s >>= 1)
+            {
+                v.X += Numeric.ShuffleXor(v.X, s);
+                if (nt == 1) continue;
+                v.Y += Numeric.ShuffleXor(v.Y, s);
+                v.Z += Numeric.ShuffleXor(v.Z, s);
+                v.W += Numeric.ShuffleXor(v.W, s);
+            }
+            return v;
+        }
         int b = Group.IdxX * TokensPerTile;
         sh[b] = v.X;
         sh[b + 1] = v.Y;

@@ -17,10 +17,12 @@ internal static partial class GpuKernels
     // ---- matmul: y[t, r] = W[r] · x[t] ----
 
     /// <summary>
-    /// Grid (ceil(Rows / rowsPerGroup), ceil(Tokens / 4)); a group of G threads handles G / SliceThreads weight rows and
-    /// four tokens. The SliceThreads threads of a row stride over its words (adjacent threads read adjacent words, so
-    /// loads coalesce), keep one float32 accumulator per token, and reduce through shared memory. A one-token tile of a format with
-    /// int8 blocks (Int8 set) first has the group quantize x into shared memory and dots it with <see cref="IWeightFormat.Dot1Q8"/>.
+    /// Grid (groups, ceil(Tokens / 4)); a group of G threads handles G / SliceThreads weight rows at a time and four tokens,
+    /// looping over row blocks Grid.IdxX, + Grid.DimX, ... (the launcher caps the groups at what the device holds at once, so a
+    /// wide weight does not repeat the per-group work below for every few rows). The SliceThreads threads of a row stride over its
+    /// units (adjacent threads read adjacent words, so loads coalesce), keep one float32 accumulator per token, and reduce through
+    /// <see cref="SliceSum"/>. A one-token tile of a format with int8 blocks (Int8 set) first has the group quantize x into shared
+    /// memory and dots it with <see cref="IWeightFormat.Dot1Q8"/>.
     /// </summary>
     public static void MatMul<TF>(ArrayView<int> words, ArrayView<ushort> scales, ArrayView<float> x, ArrayView<float> y, MatMulArgs a)
         where TF : struct, IWeightFormat
@@ -33,70 +35,30 @@ internal static partial class GpuKernels
             MatMulRowPerThread<TF>(words, scales, x, y, a);
             return;
         }
-        var fmt = default(TF);
         int tid = Group.IdxX;
-        int lane = tid % a.SliceThreads;
-        int row = Grid.IdxX * (Group.DimX / a.SliceThreads) + tid / a.SliceThreads;
+        int lane = tid % a.SliceThreads, perGroup = Group.DimX / a.SliceThreads;
         int t0 = Grid.IdxY * TokensPerTile;
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
-
-        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        bool int8 = a.Int8 != 0 && nt == 1 && fmt.Int8Dot && a.Cols <= MaxInt8Cols;
-        if (int8) QuantizeToShared(x, (long)t0 * a.XStride, a.Cols, sq, sd); // decode: the group's int8 copy of x
-        if (row < a.Rows)
+        long x0 = (long)t0 * a.XStride;
+        // Missing tokens of a partial tile read token t0's row; their sums are discarded.
+        var r4 = new Rows4
         {
-            int units = fmt.Units(a.Cols);
-            long x0 = (long)t0 * a.XStride;
-            if (int8)
-            {
-                for (int u = lane; u < units; u += a.SliceThreads) a0 += fmt.Dot1Q8(words, scales, row, a.Cols, u, sq, sd);
-            }
-            else if (nt == 1)
-            {
-                for (int u = lane; u < units; u += a.SliceThreads) a0 += fmt.Dot1(words, scales, row, a.Cols, u, x, x0);
-            }
-            else
-            {
-                // Missing tokens of a partial tile read token t0's row; their sums are discarded.
-                var r = new Rows4
-                {
-                    R0 = x0,
-                    R1 = nt > 1 ? x0 + a.XStride : x0,
-                    R2 = nt > 2 ? x0 + 2L * a.XStride : x0,
-                    R3 = nt > 3 ? x0 + 3L * a.XStride : x0,
-                };
-                for (int u = lane; u < units; u += a.SliceThreads)
-                {
-                    var f = fmt.Dot4(words, scales, row, a.Cols, u, x, r);
-                    a0 += f.X;
-                    a1 += f.Y;
-                    a2 += f.Z;
-                    a3 += f.W;
-                }
-            }
-        }
-
-        int b = tid * TokensPerTile;
-        sh[b] = a0;
-        sh[b + 1] = a1;
-        sh[b + 2] = a2;
-        sh[b + 3] = a3;
-        Group.Barrier();
-        for (int s = a.SliceThreads / 2; s > 0; s >>= 1)
+            R0 = x0,
+            R1 = nt > 1 ? x0 + a.XStride : x0,
+            R2 = nt > 2 ? x0 + 2L * a.XStride : x0,
+            R3 = nt > 3 ? x0 + 3L * a.XStride : x0,
+            Q = sq,
+            D = sd,
+            Int8 = a.Int8 != 0 && nt == 1 && default(TF).Int8Dot && a.Cols <= MaxInt8Cols ? 1 : 0,
+        };
+        if (r4.Int8 != 0) QuantizeToShared(x, x0, a.Cols, sq, sd, sh); // decode: the group's int8 copy of x
+        for (int g = Grid.IdxX; g * perGroup < a.Rows; g += Grid.DimX)
         {
-            if (lane < s)
-            {
-                int o = (tid + s) * TokensPerTile;
-                sh[b] += sh[o];
-                sh[b + 1] += sh[o + 1];
-                sh[b + 2] += sh[o + 2];
-                sh[b + 3] += sh[o + 3];
-            }
-            Group.Barrier();
-        }
-        if (lane == 0 && row < a.Rows)
-        {
-            for (int k = 0; k < nt; k++) y[(long)(t0 + k) * a.YStride + row] = sh[b + k];
+            int row = g * perGroup + tid / a.SliceThreads;
+            var acc = row < a.Rows ? RowDots<TF>(words, scales, row, a.Cols, lane, a.SliceThreads, x, nt, r4) : new Float4();
+            acc = SliceSum(sh, acc, lane, a.SliceThreads, nt);
+            if (lane != 0 || row >= a.Rows) continue;
+            for (int k = 0; k < nt; k++) y[(long)(t0 + k) * a.YStride + row] = Get(acc, k);
         }
     }
 
@@ -107,8 +69,6 @@ internal static partial class GpuKernels
     private static void MatMulRowPerThread<TF>(ArrayView<int> words, ArrayView<ushort> scales, ArrayView<float> x, ArrayView<float> y, MatMulArgs a)
         where TF : struct, IWeightFormat
     {
-        var fmt = default(TF);
-        int units = fmt.Units(a.Cols);
         int t0 = Grid.IdxY * TokensPerTile;
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
         long x0 = (long)t0 * a.XStride;
@@ -121,27 +81,8 @@ internal static partial class GpuKernels
         };
         for (int row = Grid.IdxX * Group.DimX + Group.IdxX; row < a.Rows; row += Grid.DimX * Group.DimX)
         {
-            long yo = (long)t0 * a.YStride + row;
-            if (nt == 1)
-            {
-                float s = 0;
-                for (int u = 0; u < units; u++) s += fmt.Dot1(words, scales, row, a.Cols, u, x, x0);
-                y[yo] = s;
-                continue;
-            }
-            float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            for (int u = 0; u < units; u++)
-            {
-                var f = fmt.Dot4(words, scales, row, a.Cols, u, x, r);
-                a0 += f.X;
-                a1 += f.Y;
-                a2 += f.Z;
-                a3 += f.W;
-            }
-            y[yo] = a0;
-            if (nt > 1) y[yo + a.YStride] = a1;
-            if (nt > 2) y[yo + 2L * a.YStride] = a2;
-            if (nt > 3) y[yo + 3L * a.YStride] = a3;
+            var acc = RowDots<TF>(words, scales, row, a.Cols, 0, 1, x, nt, r); // the fused kernels' order of sums
+            for (int k = 0; k < nt; k++) y[(long)(t0 + k) * a.YStride + row] = Get(acc, k);
         }
     }
 }

@@ -58,9 +58,15 @@ internal interface IWeightFormat
 
 internal static class Numeric
 {
-    /// <summary>IEEE half bits to float32, exactly (zero, subnormals, inf and NaN included).</summary>
+    /// <summary>IEEE half bits (the low 16 of <paramref name="h"/>) to float32, exactly (zero, subnormals, inf and NaN included).</summary>
     public static float HalfToFloat(int h)
     {
+        if (CudaAsm.IsSupported)
+        {
+            // one hardware conversion (cvt.f32.f16 is exact) instead of the bit arithmetic below
+            CudaAsm.Emit("{ .reg .b16 lo, hi; mov.b32 {lo, hi}, %1; cvt.f32.f16 %0, lo; }", out float r, h);
+            return r;
+        }
         uint sign = (uint)(h & 0x8000) << 16;
         int exp = (h >> 10) & 0x1F;
         int mant = h & 0x3FF;
@@ -117,6 +123,16 @@ internal static class Numeric
             return r;
         }
         return c + SByte(a, 0) * SByte(b, 0) + SByte(a, 1) * SByte(b, 1) + SByte(a, 2) * SByte(b, 2) + SByte(a, 3) * SByte(b, 3);
+    }
+
+    /// <summary>
+    /// <paramref name="v"/> of the lane whose index is this lane's xor <paramref name="mask"/> (PTX <c>shfl.sync.bfly</c>): CUDA only,
+    /// and every lane of the warp must call it together.
+    /// </summary>
+    public static float ShuffleXor(float v, int mask)
+    {
+        CudaAsm.Emit("shfl.sync.bfly.b32 %0, %1, %2, 31, -1;", out float r, v, mask);
+        return r;
     }
 
     /// <summary>ggml's q8_0 scale of x[src..src+31]: d = max|x| / 127 (the quants are then round(x · (1/d)), 0 where d is 0).</summary>
