@@ -272,9 +272,28 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     /// </summary>
     [Theory]
     [MemberData(nameof(AttentionCases))]
-    public void AttentionMatchesReference(int heads, int kvHeads, int headDim, bool reducing, KvCacheType kType, KvCacheType vType)
+    public void AttentionMatchesReference(int heads, int kvHeads, int headDim, bool reducing, KvCacheType kType, KvCacheType vType) =>
+        AttentionMatches(backends.Get(reducing), heads, kvHeads, headDim, kType, vType);
+
+    public static TheoryData<int, int, int, KvCacheType, KvCacheType> WarpAttentionCases() => new()
     {
-        var b = backends.Get(reducing);
+        { 2, 1, 32, KvCacheType.F32, KvCacheType.F32 },   // 4 slices of 32 dimensions in a group of 128
+        { 4, 2, 64, KvCacheType.F16, KvCacheType.F16 },   // 2 slices
+        { 3, 3, 20, KvCacheType.F32, KvCacheType.F16 },   // 6 slices, 8 threads idle
+        { 2, 2, 128, KvCacheType.Q8_0, KvCacheType.F32 }, // one slice: dimensions strided over the group
+    };
+
+    /// <summary>
+    /// <see cref="AttentionMatchesReference"/> at a GPU's group size (128 threads: <see cref="GpuBackends.WarpInt8"/>), where V is summed
+    /// by several slices of the group's threads, each over every slices-th position, and the slices' sums meet in shared memory.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(WarpAttentionCases))]
+    public void AttentionAtAWarpsShapeMatchesReference(int heads, int kvHeads, int headDim, KvCacheType kType, KvCacheType vType) =>
+        AttentionMatches(backends.WarpInt8, heads, kvHeads, headDim, kType, vType);
+
+    private static void AttentionMatches(GpuBackend b, int heads, int kvHeads, int headDim, KvCacheType kType, KvCacheType vType)
+    {
         var rng = new Random(heads * 100 + headDim);
         const int layers = 2, layer = 1, ctx = 48, sequences = 2;
         int qDim = heads * headDim, kvDim = kvHeads * headDim;
@@ -287,9 +306,9 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         var v = b.Allocate(GpuBackends.MaxBatch, kvDim);
         var o = b.Allocate(GpuBackends.MaxBatch, qDim);
 
-        // Batches: 9 tokens of sequence 0 then 4 of sequence 1; then one decode token each; then a long jump.
+        // Batches: 9 tokens of sequence 0 then 4 of sequence 1; then one decode token each; then one each alone, the last far ahead.
         var prefill = Enumerable.Range(0, 9).Select(p => (Seq: 0, Pos: p)).Concat(Enumerable.Range(0, 4).Select(p => (Seq: 1, Pos: p))).ToArray();
-        (int Seq, int Pos)[][] batches = [prefill, [(1, 4), (0, 9)], [(0, 10)]];
+        (int Seq, int Pos)[][] batches = [prefill, [(1, 4), (0, 9)], [(0, 10)], [(1, 40)]];
         foreach (var batch in batches)
         {
             int n = batch.Length;
@@ -439,7 +458,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
         var sin = new float[dims / 2];
 
         var prefill = Enumerable.Range(0, 9).Select(p => (Seq: 0, Pos: p)).Concat(Enumerable.Range(0, 4).Select(p => (Seq: 1, Pos: p))).ToArray();
-        (int Seq, int Pos)[][] batches = [prefill, [(1, 4), (0, 9)], [(0, 10)]];
+        (int Seq, int Pos)[][] batches = [prefill, [(1, 4), (0, 9)], [(0, 10)], [(1, 40)]];
         foreach (var batch in batches)
         {
             int n = batch.Length;

@@ -117,13 +117,7 @@ internal static partial class GpuKernels
         {
             int p = c + tid;
             float s = float.NegativeInfinity;
-            if (p < end)
-            {
-                long kRow = cacheBase + (long)p * kvDim;
-                float dot = 0;
-                for (int i = 0; i < d; i++) dot += qs[i] * cache.LoadK(kRow + i);
-                s = dot * a.Scale;
-            }
+            if (p < end) s = ScoreRow(qs, cache, cacheBase + (long)p * kvDim, d) * a.Scale;
             float newM = XMax(m, GroupMax(scratch, s));
             float correction = MathF.Exp(m - newM);
             float e = p < end ? MathF.Exp(s - newM) : 0f;
@@ -131,14 +125,7 @@ internal static partial class GpuKernels
             l = l * correction + GroupSum(scratch, e);
             m = newM;
             int count = end - c < g ? end - c : g;
-            for (int i = tid; i < d; i += g)
-            {
-                float acc = os[i] * correction;
-                long vCol = cacheBase + (long)c * kvDim + i;
-                for (int j = 0; j < count; j++) acc += sc[j] * cache.LoadV(vCol + (long)j * kvDim);
-                os[i] = acc;
-            }
-            Group.Barrier();
+            AccumulateV(sc, os, scratch, cache, cacheBase + (long)c * kvDim, kvDim, d, count, correction);
         }
 
         if (a.Splits == 1)
@@ -166,6 +153,73 @@ internal static partial class GpuKernels
                 if (tid == 0) tickets[Grid.IdxX] = 0;
             }
         }
+    }
+
+    /// <summary>q · K[row..row+d) with four sums, so four loads of the row are in flight at a time.</summary>
+    private static float ScoreRow(ArrayView<float> qs, KvViews cache, long row, int d)
+    {
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int i = 0;
+        for (; i + 3 < d; i += 4)
+        {
+            s0 += qs[i] * cache.LoadK(row + i);
+            s1 += qs[i + 1] * cache.LoadK(row + i + 1);
+            s2 += qs[i + 2] * cache.LoadK(row + i + 2);
+            s3 += qs[i + 3] * cache.LoadK(row + i + 3);
+        }
+        for (; i < d; i++) s0 += qs[i] * cache.LoadK(row + i);
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    /// <summary>
+    /// os[i] = os[i] · correction + Σ_j sc[j] · V[c + j, i] over a chunk's <paramref name="count"/> positions (V rows from
+    /// <paramref name="v0"/>, <paramref name="kvDim"/> apart), then a barrier. The group's threads split as G / d slices of d
+    /// output dimensions (one slice where d exceeds G / 2): slice k sums positions k, k + slices, ... with two sums (loads in
+    /// flight, not one latency per position), the slices' sums meet in <paramref name="scratch"/>. Every thread must call it.
+    /// </summary>
+    private static void AccumulateV(ArrayView<float> sc, ArrayView<float> os, ArrayView<float> scratch, KvViews cache, long v0,
+        int kvDim, int d, int count, float correction)
+    {
+        int tid = Group.IdxX, g = Group.DimX;
+        int slices = g / d;
+        if (slices < 2)
+        {
+            for (int i = tid; i < d; i += g)
+            {
+                float e0 = 0, e1 = 0;
+                int j = 0;
+                for (; j + 1 < count; j += 2)
+                {
+                    e0 += sc[j] * cache.LoadV(v0 + (long)j * kvDim + i);
+                    e1 += sc[j + 1] * cache.LoadV(v0 + (long)(j + 1) * kvDim + i);
+                }
+                if (j < count) e0 += sc[j] * cache.LoadV(v0 + (long)j * kvDim + i);
+                os[i] = os[i] * correction + (e0 + e1);
+            }
+            Group.Barrier();
+            return;
+        }
+        int slice = tid / d, dim = tid % d;
+        if (slice < slices)
+        {
+            float e0 = 0, e1 = 0;
+            int j = slice;
+            for (; j + slices < count; j += 2 * slices)
+            {
+                e0 += sc[j] * cache.LoadV(v0 + (long)j * kvDim + dim);
+                e1 += sc[j + slices] * cache.LoadV(v0 + (long)(j + slices) * kvDim + dim);
+            }
+            if (j < count) e0 += sc[j] * cache.LoadV(v0 + (long)j * kvDim + dim);
+            scratch[tid] = e0 + e1;
+        }
+        Group.Barrier();
+        if (tid < d)
+        {
+            float sum = 0;
+            for (int k = 0; k < slices; k++) sum += scratch[k * d + tid];
+            os[tid] = os[tid] * correction + sum;
+        }
+        Group.Barrier();
     }
 
     /// <summary>
