@@ -1,5 +1,6 @@
 using System.Reflection;
 using ILGPU;
+using ILGPU.Runtime.Cuda;
 
 namespace Infer.Kernels.Gpu.Kernels;
 
@@ -204,34 +205,49 @@ internal static partial class GpuKernels
 
     // ---- reductions over the group (every thread must call them) ----
 
-    private static float GroupSum(ArrayView<float> scratch, float v)
+    private static float GroupSum(ArrayView<float> scratch, float v) => GroupReduce(scratch, v, false);
+
+    private static float GroupMax(ArrayView<float> scratch, float v) => GroupReduce(scratch, v, true);
+
+    /// <summary>
+    /// The sum (or the largest, <paramref name="max"/>) of <paramref name="v"/> over the group, in every thread. On CUDA each warp
+    /// reduces by butterfly shuffles and the warps' results meet in <paramref name="scratch"/> (two barriers, groups of whole warps);
+    /// elsewhere (and for groups under a warp) a tree through <paramref name="scratch"/> with a barrier per level.
+    /// </summary>
+    private static float GroupReduce(ArrayView<float> scratch, float v, bool max)
     {
         int tid = Group.IdxX;
+        if (CudaAsm.IsSupported && Group.DimX >= 32)
+        {
+            v = WarpReduce(v, max);
+            if ((tid & 31) == 0) scratch[tid >> 5] = v;
+            Group.Barrier();
+            float r = scratch[0];
+            for (int w = 1; w < Group.DimX >> 5; w++) r = max ? XMax(r, scratch[w]) : r + scratch[w];
+            Group.Barrier();
+            return r;
+        }
         scratch[tid] = v;
         Group.Barrier();
         for (int s = Group.DimX / 2; s > 0; s >>= 1)
         {
-            if (tid < s) scratch[tid] += scratch[tid + s];
+            if (tid < s) scratch[tid] = max ? XMax(scratch[tid], scratch[tid + s]) : scratch[tid] + scratch[tid + s];
             Group.Barrier();
         }
-        float r = scratch[0];
+        float result = scratch[0];
         Group.Barrier();
-        return r;
+        return result;
     }
 
-    private static float GroupMax(ArrayView<float> scratch, float v)
+    /// <summary>The sum or the largest of <paramref name="v"/> over the warp, in every lane (CUDA only; every lane must call it).</summary>
+    private static float WarpReduce(float v, bool max)
     {
-        int tid = Group.IdxX;
-        scratch[tid] = v;
-        Group.Barrier();
-        for (int s = Group.DimX / 2; s > 0; s >>= 1)
+        for (int s = 16; s > 0; s >>= 1)
         {
-            if (tid < s) scratch[tid] = XMax(scratch[tid], scratch[tid + s]);
-            Group.Barrier();
+            float o = Numeric.ShuffleXor(v, s);
+            v = max ? XMax(v, o) : v + o;
         }
-        float r = scratch[0];
-        Group.Barrier();
-        return r;
+        return v;
     }
 
     private static float XMax(float a, float b) => a > b ? a : b;
