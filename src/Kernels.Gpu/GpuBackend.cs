@@ -24,8 +24,13 @@ namespace Infer.Kernels.Gpu;
 /// One-token tiles (decode) of quantized weights dot an int8 copy of the activations (dp4a on CUDA), as llama.cpp's CUDA decode does;
 /// false keeps them in float32.
 /// </param>
+/// <param name="GemmKernel">
+/// Which int8 GEMM runs the batches: 0, <c>GpuKernels.GemmQ8Wide</c> (128 × 64 tiles, 256 threads, the next stage's loads in
+/// registers; the first kernel where the device's groups hold fewer than 256 threads); 1, <c>GpuKernels.GemmQ8</c> (64 × 32 tiles,
+/// 128 threads). A device check compares them through the environment variable <c>INFER_GPU_GEMM</c> (<see cref="ForRun"/>).
+/// </param>
 public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0,
-    bool Int8Decode = true, int MatMulGroupsPerSM = 0)
+    bool Int8Decode = true, int MatMulGroupsPerSM = 0, int GemmKernel = 0)
 {
     /// <summary>The environment variable that turns the int8 paths off for a run when it is "0".</summary>
     public const string Int8Variable = "INFER_GPU_INT8";
@@ -33,14 +38,20 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
     /// <summary>
     /// The options of a run (the CLI, the server, backend-ops): <paramref name="maxBatch"/>, and the int8 GEMM and int8 decode
     /// unless <paramref name="int8Setting"/> (by default the environment variable <see cref="Int8Variable"/>) is "0", which keeps
-    /// prompts and decode in float32: a comparison, or a way round a device where the int8 kernels misbehave.
+    /// prompts and decode in float32: a comparison, or a way round a device where the int8 kernels misbehave. The GEMM kernel is
+    /// the first one (<see cref="GemmKernel"/> 1) where <paramref name="gemmSetting"/> (by default <see cref="GemmVariable"/>) is "1".
     /// </summary>
-    public static GpuBackendOptions ForRun(int maxBatch, string? int8Setting = null, string? groupsSetting = null)
+    public static GpuBackendOptions ForRun(int maxBatch, string? int8Setting = null, string? groupsSetting = null, string? gemmSetting = null)
     {
         bool off = (int8Setting ?? Environment.GetEnvironmentVariable(Int8Variable))?.Trim() == "0";
         int groups = int.TryParse(groupsSetting ?? Environment.GetEnvironmentVariable(GroupsVariable), out int g) && g > 0 ? g : 0;
-        return new GpuBackendOptions(maxBatch, GemmMinTokens: off ? int.MaxValue : 0, Int8Decode: !off, MatMulGroupsPerSM: groups);
+        int gemm = (gemmSetting ?? Environment.GetEnvironmentVariable(GemmVariable))?.Trim() == "1" ? 1 : 0;
+        return new GpuBackendOptions(maxBatch, GemmMinTokens: off ? int.MaxValue : 0, Int8Decode: !off, MatMulGroupsPerSM: groups,
+            GemmKernel: gemm);
     }
+
+    /// <summary>The environment variable that picks the first int8 GEMM kernel for a run when it is "1" (<see cref="GemmKernel"/>).</summary>
+    public const string GemmVariable = "INFER_GPU_GEMM";
 
     /// <summary>The environment variable that sets <see cref="MatMulGroupsPerSM"/> for a run (a positive integer; else automatic).</summary>
     public const string GroupsVariable = "INFER_GPU_MATMUL_GROUPS";
@@ -128,7 +139,7 @@ public sealed class GpuBackend : IBackend
     /// <summary>One line on the int8 GEMM of prompts: from how many tokens it runs, or why it does not.</summary>
     public string Int8GemmStatus => Int8GemmError is { } e ? $"int8 GEMM off ({e}): prompts run on the float32 matmuls"
         : Int8GemmMinTokens is int.MaxValue ? $"int8 GEMM off (GemmMinTokens; {GpuBackendOptions.Int8Variable}=0): prompts run on the float32 matmuls"
-        : Int8GemmMinTokens is int min ? $"int8 GEMM for batches of {min}+ tokens over quantized weights but Q2_K"
+        : Int8GemmMinTokens is int min ? $"int8 GEMM ({_matMul.GemmKernelName}) for batches of {min}+ tokens over quantized weights but Q2_K"
         : "int8 GEMM off (this device's groups hold fewer than 128 threads): prompts run on the float32 matmuls";
 
     /// <summary>Launches since the last <see cref="SetBatch"/>: after a forward pass, that pass's count.</summary>

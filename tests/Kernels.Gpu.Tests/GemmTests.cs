@@ -8,21 +8,25 @@ using Infer.Tests;
 namespace Infer.Kernels.Gpu.Tests;
 
 /// <summary>
-/// The int8 GEMM of prefill batches (<see cref="GpuKernels.GemmQ8{TF}"/> after <see cref="GpuKernels.QuantizeQ8"/>) on ILGPU's CPU
-/// accelerator, where each thread computes its tensor-core fragment from the shared tiles, for Q8_0, Q4_0, Q4_K and Q6_K:
-/// against ggml's dequantized weights times the activations quantized by ggml's q8_0 rule on the host (NMSE ≤ 1e-10: the GEMM
-/// sums each block's quants exactly in integers, so only the float order of the scaling differs), over partial row tiles,
-/// token tiles and stages; and against the float32 product within what int8 activations cost.
+/// The int8 GEMM of prefill batches (<see cref="GpuKernels.GemmQ8Wide{TF}"/>, the default, and the first kernel
+/// <see cref="GpuKernels.GemmQ8{TF}"/>, after <see cref="GpuKernels.QuantizeQ8"/>) on ILGPU's CPU accelerator, where each thread
+/// computes its tensor-core fragment from the shared tiles, for every format of int8 blocks: against ggml's dequantized weights
+/// times the activations quantized by ggml's q8_0 rule on the host (NMSE ≤ 1e-10: the GEMM sums each block's quants exactly in
+/// integers, so only the float order of the scaling differs), over partial row tiles, token tiles, several k stages and a k that
+/// is not a multiple of the stage; and against the float32 product within what int8 activations cost.
 /// </summary>
 public sealed class GemmTests : IDisposable
 {
     private const int MaxBatch = 80;
     private readonly GpuBackend _backend = Open(gemmMinTokens: 1);
 
-    /// <summary>ILGPU's CPU accelerator with groups of four 32-thread warps, as the GEMM's groups (the default shape has 4 threads).</summary>
-    internal static GpuBackend Open(int gemmMinTokens, int maxBatch = MaxBatch) =>
-        new(GpuContextFactory.OpenIlgpuCpu(new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 4, numMultiprocessors: 2)),
-            new GpuBackendOptions(maxBatch, GemmMinTokens: gemmMinTokens));
+    /// <summary>
+    /// ILGPU's CPU accelerator with groups of eight 32-thread warps, as the wide GEMM's groups (the default shape has 4 threads);
+    /// <paramref name="gemmKernel"/> as <see cref="GpuBackendOptions.GemmKernel"/>.
+    /// </summary>
+    internal static GpuBackend Open(int gemmMinTokens, int maxBatch = MaxBatch, int gemmKernel = 0) =>
+        new(GpuContextFactory.OpenIlgpuCpu(new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 8, numMultiprocessors: 2)),
+            new GpuBackendOptions(maxBatch, GemmMinTokens: gemmMinTokens, GemmKernel: gemmKernel));
 
     public void Dispose() => _backend.Dispose();
 
@@ -37,28 +41,57 @@ public sealed class GemmTests : IDisposable
         GgmlType.IQ4_NL,
     ];
 
+    /// <summary>
+    /// The wide kernel (128 × 64 tiles, stages of 4 blocks): rows 1, 63, 130 (a partial second row tile), 200; cols of 1, 3, 9 and
+    /// 19 blocks of 32 (one, one partial, three partial and five partial stages) or 1, 3, 5 super-blocks; tokens across 64.
+    /// </summary>
     [Theory]
     [MemberData(nameof(Types))]
     public void Int8GemmSumsEachBlockExactly(GgmlType type)
     {
+        Assert.Contains("GemmQ8Wide", _backend.Int8GemmStatus);
+        var shapes = GgmlTypeInfo.BlockSize(type) == 32
+            ? new[] { (1, 32), (63, 96), (130, 288), (200, 608) }
+            : [(1, 256), (63, 768), (130, 256), (200, 1280)];
+        CheckGemm(_backend, type, shapes, [1, 5, 33, 64, 70]);
+    }
+
+    /// <summary>The first kernel (64 × 32 tiles, <see cref="GpuBackendOptions.GemmKernel"/> 1) on the shapes it was written for.</summary>
+    [Theory]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.Q5_1)]
+    public void FirstKernelSumsEachBlockExactly(GgmlType type)
+    {
+        using var b = Open(gemmMinTokens: 1, gemmKernel: 1);
+        Assert.Contains("GemmQ8,", b.Int8GemmStatus);
+        var shapes = GgmlTypeInfo.BlockSize(type) == 32
+            ? new[] { (1, 32), (63, 96), (65, 288), (130, 32) }
+            : [(1, 256), (63, 768), (130, 512)];
+        CheckGemm(b, type, shapes, [1, 5, 31, 32, 33, 70]);
+    }
+
+    private static void CheckGemm(GpuBackend backend, GgmlType type, (int Rows, int Cols)[] shapes, int[] tokens)
+    {
         var rng = new Random(7 + (int)type);
         List<float> allGot = [], allPlain = [];
-        var shapes = GgmlTypeInfo.BlockSize(type) == 32
-            ? new[] { (1, 32), (63, 96), (64, 64), (65, 288), (130, 32) }
-            : [(1, 256), (63, 768), (65, 256), (130, 512)];
         foreach (var (rows, cols) in shapes)
         {
             var (bytes, deq) = Check.RandomWeight(rng, type, rows, cols);
-            var weight = _backend.UploadWeight("w", type, rows, cols, bytes);
-            foreach (int n in new[] { 1, 5, 31, 32, 33, 70 })
+            var weight = backend.UploadWeight("w", type, rows, cols, bytes);
+            foreach (int n in tokens)
             {
                 var xs = Check.Random(rng, n * cols, scale: 3f);
-                var x = _backend.Allocate(MaxBatch, cols);
-                var y = _backend.Allocate(MaxBatch, rows + 5); // a row stride that differs from the weight's rows
-                _backend.Write(x, xs);
-                Check.SetTokens(_backend, n);
-                _backend.MatMul(weight, x, y);
-                var got = Check.Read(_backend, y, n);
+                var x = backend.Allocate(MaxBatch, cols);
+                var y = backend.Allocate(MaxBatch, rows + 5); // a row stride that differs from the weight's rows
+                backend.Write(x, xs);
+                Check.SetTokens(backend, n);
+                long before = backend.Launches;
+                backend.MatMul(weight, x, y);
+                Assert.Equal(2, backend.Launches - before); // quantize + GEMM
+                var got = Check.Read(backend, y, n);
 
                 // the dequantized weights (scale · q − min, ggml's reference decoders) times the int8 activations: what the GEMM's
                 // integer block sums, scaled, add up to

@@ -148,6 +148,8 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         Assert.Equal(new GpuBackendOptions(8), GpuBackendOptions.ForRun(8, "", ""));
         Assert.Equal(3, GpuBackendOptions.ForRun(8, "1", "3").MatMulGroupsPerSM); // INFER_GPU_MATMUL_GROUPS
         Assert.Equal(0, GpuBackendOptions.ForRun(8, "1", "-2").MatMulGroupsPerSM);
+        Assert.Equal(1, GpuBackendOptions.ForRun(8, "1", "", " 1").GemmKernel); // INFER_GPU_GEMM: the first GEMM kernel
+        Assert.Equal(0, GpuBackendOptions.ForRun(8, "1", "", "0").GemmKernel);
         var off = GpuBackendOptions.ForRun(8, " 0 ");
         Assert.False(off.Int8Decode);
         Assert.Equal(int.MaxValue, off.GemmMinTokens);

@@ -49,18 +49,18 @@ public sealed class KernelCompileTests
                 Assert.Contains("prmt.b32", ptx); // IQ4's table lookup as byte permutes, not the scalar fallback
                 tables++;
             }
-            if (name is "MatMul<IQ4_NLWords>" or "GemmQ8<IQ4_NLWords>" or "MatMulNorm<IQ4_NLWords, Q5_KWords>")
+            if (name is "MatMul<IQ4_NLWords>" or "GemmQ8<IQ4_NLWords>" or "GemmQ8Wide<IQ4_NLWords>" or "MatMulNorm<IQ4_NLWords, Q5_KWords>")
             {
                 Assert.Contains("prmt.b32", ptx); // IQ4_NL's table by byte permutes, not the scalar fallback
                 permutes++;
             }
             count++;
         }
-        Assert.Equal(93, count);
-        Assert.Equal(6, tables);
+        Assert.Equal(104, count);
+        Assert.Equal(7, tables);
         Assert.Equal(9, dp4a);
-        Assert.Equal(11, gemms);
-        Assert.Equal(3, permutes);
+        Assert.Equal(22, gemms);
+        Assert.Equal(4, permutes);
     }
 
     [Theory]
@@ -90,6 +90,6 @@ public sealed class KernelCompileTests
             Assert.Contains("kernel", compiled.Source);
             count++;
         }
-        Assert.Equal(93, count);
+        Assert.Equal(104, count);
     }
 }

@@ -173,7 +173,21 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     /// Q2_K). A device whose groups hold fewer than <see cref="GpuKernels.GemmThreads"/> threads (ILGPU's CPU accelerator as the backend
     /// opens it by default) keeps the float32 matmuls.
     /// </summary>
-    public bool UsesGemm(int n, GpuWeight w) => GemmMinTokens is int min && n >= min && w.Kernels.Gemm is { } gemm && Compiles(gemm);
+    public bool UsesGemm(int n, GpuWeight w) => GemmMinTokens is int min && n >= min && GemmOf(w) is { } gemm && Compiles(gemm);
+
+    /// <summary>
+    /// Whether batches take <see cref="GpuKernels.GemmQ8Wide{TF}"/> (GpuBackendOptions.GemmKernel 0, on devices whose groups hold
+    /// 256 threads) rather than <see cref="GpuKernels.GemmQ8{TF}"/>.
+    /// </summary>
+    private bool Wide => options.GemmKernel == 0 && d.Acc.MaxNumThreadsPerGroup >= GpuKernels.WideThreads;
+
+    /// <summary>Which int8 GEMM kernel the batches take (for the backend's status line).</summary>
+    public string GemmKernelName => Wide
+        ? $"GemmQ8Wide, {GpuKernels.WideRows} x {GpuKernels.WideTokens} tiles; {GpuBackendOptions.GemmVariable}=1 for GemmQ8"
+        : $"GemmQ8, {GpuKernels.GemmRows} x {GpuKernels.GemmTokens} tiles";
+
+    private Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        GemmArgs>>? GemmOf(GpuWeight w) => Wide ? w.Kernels.GemmWide : w.Kernels.Gemm;
 
     /// <summary>
     /// Compiles the GEMM of a format and the activation quantizer on first use; a failure turns the GEMM off (<see cref="GemmError"/>).
@@ -195,15 +209,15 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     }
 
     /// <summary>
-    /// y = W·x for each part (no biases) with <see cref="GpuKernels.GemmQ8{TF}"/>: x quantized to int8 blocks once
-    /// (<see cref="GpuKernels.QuantizeQ8"/>), then one launch per part.
+    /// y = W·x for each part (no biases) with <see cref="GpuKernels.GemmQ8Wide{TF}"/> (or <see cref="GpuKernels.GemmQ8{TF}"/>: see
+    /// <see cref="Wide"/>): x quantized to int8 blocks once (<see cref="GpuKernels.QuantizeQ8"/>), then one launch per part.
     /// </summary>
     public void Gemm(GpuActivation x, int n, ReadOnlySpan<MatMulPart> parts)
     {
         foreach (var p in parts)
         {
             CheckShape(p.W, x, p.Y);
-            if (p.W.Kernels.Gemm is null || p.Bias is not null || p.W.Cols % 32 != 0)
+            if (GemmOf(p.W) is null || p.Bias is not null || p.W.Cols % 32 != 0)
                 throw new ArgumentException($"'{p.W.Name}' ({p.W.Type}) has no int8 GEMM without a bias");
         }
         if (n == 0) return;
@@ -213,12 +227,13 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         EnsureScratch(ref _xs, (long)n * blocks);
         _quantize.Value(n * blocks, x.View, _xq!.View, _xd!.View, _xs!.View, x.Cols, x.Cols);
         d.Count();
+        var (rowTile, tokenTile, threads) = Wide ? (GpuKernels.WideRows, GpuKernels.WideTokens, GpuKernels.WideThreads)
+            : (GpuKernels.GemmRows, GpuKernels.GemmTokens, GpuKernels.GemmThreads);
         foreach (var p in parts)
         {
-            var grid = new Index2D((p.W.Rows + GpuKernels.GemmRows - 1) / GpuKernels.GemmRows,
-                (n + GpuKernels.GemmTokens - 1) / GpuKernels.GemmTokens);
+            var grid = new Index2D((p.W.Rows + rowTile - 1) / rowTile, (n + tokenTile - 1) / tokenTile);
             var args = new GemmArgs { Rows = p.W.Rows, Cols = p.W.Cols, Tokens = n, YStride = p.Y.Cols };
-            p.W.Kernels.Gemm!.Value(new KernelConfig(grid, new Index2D(GpuKernels.GemmThreads, 1)), p.W.Words.View, Scales(p.W), _xq.View,
+            GemmOf(p.W)!.Value(new KernelConfig(grid, new Index2D(threads, 1)), p.W.Words.View, Scales(p.W), _xq.View,
                 _xd.View, _xs.View, p.Y.View, args);
             d.Count();
         }

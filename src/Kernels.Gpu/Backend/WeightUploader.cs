@@ -29,6 +29,10 @@ internal sealed class FormatKernels
     /// <summary>The int8 tensor-core GEMM of batches (GpuKernels.GemmQ8), for formats of int8 blocks; compiled on first use.</summary>
     public Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         GemmArgs>>? Gemm;
+
+    /// <summary>GpuKernels.GemmQ8Wide of the same format (the default GEMM: 128 × 64 tiles, 256 threads); compiled on first use.</summary>
+    public Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        GemmArgs>>? GemmWide;
 }
 
 internal static class FormatKernelsExtensions
@@ -43,11 +47,16 @@ internal static class FormatKernelsExtensions
         return k;
     }
 
-    /// <summary>Adds <see cref="GpuKernels.GemmQ8{TF}"/> for a format of int8 blocks, compiled on first use.</summary>
+    /// <summary>
+    /// Adds <see cref="GpuKernels.GemmQ8{TF}"/> and <see cref="GpuKernels.GemmQ8Wide{TF}"/> for a format of int8 blocks, compiled on
+    /// first use.
+    /// </summary>
     public static FormatKernels WithGemm<TF>(this FormatKernels k, DeviceState d) where TF : struct, IInt8Blocks
     {
         k.Gemm = new(() => d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, GemmArgs>(GpuKernels.GemmQ8<TF>));
+        k.GemmWide = new(() => d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, GemmArgs>(GpuKernels.GemmQ8Wide<TF>));
         return k;
     }
 }

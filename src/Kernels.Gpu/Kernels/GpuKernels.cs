@@ -196,6 +196,8 @@ internal static partial class GpuKernels
                 typeof(IQ4_NLWords)];
         foreach (var f in gemms)
             yield return ($"GemmQ8<{f.Name}>", t.GetMethod(nameof(GemmQ8))!.MakeGenericMethod(f), false);
+        foreach (var f in gemms)
+            yield return ($"GemmQ8Wide<{f.Name}>", t.GetMethod(nameof(GemmQ8Wide))!.MakeGenericMethod(f), false);
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(StoreKvBlocks),
             nameof(RopeStoreKv), nameof(QuantizeQ8) })
             yield return (name, t.GetMethod(name)!, true);
