@@ -26,8 +26,9 @@ namespace Infer.Kernels.Gpu;
 /// </param>
 /// <param name="GemmKernel">
 /// Which int8 GEMM runs the batches: 0, <c>GpuKernels.GemmQ8Wide</c> (128 × 64 tiles, 256 threads, the next stage's loads in
-/// registers; the first kernel where the device's groups hold fewer than 256 threads); 1, <c>GpuKernels.GemmQ8</c> (64 × 32 tiles,
-/// 128 threads). A device check compares them through the environment variable <c>INFER_GPU_GEMM</c> (<see cref="ForRun"/>).
+/// registers) where its tiles give every multiprocessor a group, else <c>GpuKernels.GemmQ8</c> (64 × 32 tiles, 128 threads; also
+/// where the device's groups hold fewer than 256 threads); 1, always GemmQ8; 2, GemmQ8Wide wherever the device allows. A device
+/// check compares them through the environment variable <c>INFER_GPU_GEMM</c> (<see cref="ForRun"/>).
 /// </param>
 public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0,
     bool Int8Decode = true, int MatMulGroupsPerSM = 0, int GemmKernel = 0)
@@ -38,19 +39,19 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
     /// <summary>
     /// The options of a run (the CLI, the server, backend-ops): <paramref name="maxBatch"/>, and the int8 GEMM and int8 decode
     /// unless <paramref name="int8Setting"/> (by default the environment variable <see cref="Int8Variable"/>) is "0", which keeps
-    /// prompts and decode in float32: a comparison, or a way round a device where the int8 kernels misbehave. The GEMM kernel is
-    /// the first one (<see cref="GemmKernel"/> 1) where <paramref name="gemmSetting"/> (by default <see cref="GemmVariable"/>) is "1".
+    /// prompts and decode in float32: a comparison, or a way round a device where the int8 kernels misbehave. <see cref="GemmKernel"/>
+    /// is 1 or 2 where <paramref name="gemmSetting"/> (by default <see cref="GemmVariable"/>) says so, else 0.
     /// </summary>
     public static GpuBackendOptions ForRun(int maxBatch, string? int8Setting = null, string? groupsSetting = null, string? gemmSetting = null)
     {
         bool off = (int8Setting ?? Environment.GetEnvironmentVariable(Int8Variable))?.Trim() == "0";
         int groups = int.TryParse(groupsSetting ?? Environment.GetEnvironmentVariable(GroupsVariable), out int g) && g > 0 ? g : 0;
-        int gemm = (gemmSetting ?? Environment.GetEnvironmentVariable(GemmVariable))?.Trim() == "1" ? 1 : 0;
+        int gemm = (gemmSetting ?? Environment.GetEnvironmentVariable(GemmVariable))?.Trim() switch { "1" => 1, "2" => 2, _ => 0 };
         return new GpuBackendOptions(maxBatch, GemmMinTokens: off ? int.MaxValue : 0, Int8Decode: !off, MatMulGroupsPerSM: groups,
             GemmKernel: gemm);
     }
 
-    /// <summary>The environment variable that picks the first int8 GEMM kernel for a run when it is "1" (<see cref="GemmKernel"/>).</summary>
+    /// <summary>The environment variable that picks the int8 GEMM kernel for a run: "1" the first, "2" the wide (<see cref="GemmKernel"/>).</summary>
     public const string GemmVariable = "INFER_GPU_GEMM";
 
     /// <summary>The environment variable that sets <see cref="MatMulGroupsPerSM"/> for a run (a positive integer; else automatic).</summary>

@@ -150,6 +150,7 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         Assert.Equal(0, GpuBackendOptions.ForRun(8, "1", "-2").MatMulGroupsPerSM);
         Assert.Equal(1, GpuBackendOptions.ForRun(8, "1", "", " 1").GemmKernel); // INFER_GPU_GEMM: the first GEMM kernel
         Assert.Equal(0, GpuBackendOptions.ForRun(8, "1", "", "0").GemmKernel);
+        Assert.Equal(2, GpuBackendOptions.ForRun(8, "1", "", "2").GemmKernel); // the wide kernel however few its tiles
         var off = GpuBackendOptions.ForRun(8, " 0 ");
         Assert.False(off.Int8Decode);
         Assert.Equal(int.MaxValue, off.GemmMinTokens);

@@ -173,21 +173,29 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     /// Q2_K). A device whose groups hold fewer than <see cref="GpuKernels.GemmThreads"/> threads (ILGPU's CPU accelerator as the backend
     /// opens it by default) keeps the float32 matmuls.
     /// </summary>
-    public bool UsesGemm(int n, GpuWeight w) => GemmMinTokens is int min && n >= min && GemmOf(w) is { } gemm && Compiles(gemm);
+    public bool UsesGemm(int n, GpuWeight w) =>
+        GemmMinTokens is int min && n >= min && w.Kernels.Gemm is { } gemm && Compiles(gemm) && (!Wide || Compiles(w.Kernels.GemmWide!));
 
     /// <summary>
-    /// Whether batches take <see cref="GpuKernels.GemmQ8Wide{TF}"/> (GpuBackendOptions.GemmKernel 0, on devices whose groups hold
-    /// 256 threads) rather than <see cref="GpuKernels.GemmQ8{TF}"/>.
+    /// Whether batches may take <see cref="GpuKernels.GemmQ8Wide{TF}"/> (GpuBackendOptions.GemmKernel 0 or 2, on devices whose groups
+    /// hold 256 threads) rather than <see cref="GpuKernels.GemmQ8{TF}"/>.
     /// </summary>
-    private bool Wide => options.GemmKernel == 0 && d.Acc.MaxNumThreadsPerGroup >= GpuKernels.WideThreads;
+    private bool Wide => options.GemmKernel != 1 && d.Acc.MaxNumThreadsPerGroup >= GpuKernels.WideThreads;
+
+    /// <summary>
+    /// Whether a weight of <paramref name="rows"/> rows times <paramref name="n"/> tokens takes the wide kernel: always with GemmKernel
+    /// 2; with 0 (automatic) only where its 128 × 64 tiles still give every multiprocessor a group (Llama-3.2-1B's K and V, 512 rows,
+    /// at 512 tokens make 32 wide tiles but 128 of the first kernel's 64 × 32).
+    /// </summary>
+    private bool WideFor(int rows, int n) => Wide && (options.GemmKernel == 2
+        || (long)((rows + GpuKernels.WideRows - 1) / GpuKernels.WideRows) * ((n + GpuKernels.WideTokens - 1) / GpuKernels.WideTokens)
+            >= d.Acc.NumMultiprocessors);
 
     /// <summary>Which int8 GEMM kernel the batches take (for the backend's status line).</summary>
     public string GemmKernelName => Wide
-        ? $"GemmQ8Wide, {GpuKernels.WideRows} x {GpuKernels.WideTokens} tiles; {GpuBackendOptions.GemmVariable}=1 for GemmQ8"
+        ? $"GemmQ8Wide, {GpuKernels.WideRows} x {GpuKernels.WideTokens} tiles"
+            + (options.GemmKernel == 0 ? " where they fill the device, else GemmQ8" : "") + $"; {GpuBackendOptions.GemmVariable}=1 for GemmQ8"
         : $"GemmQ8, {GpuKernels.GemmRows} x {GpuKernels.GemmTokens} tiles";
-
-    private Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        GemmArgs>>? GemmOf(GpuWeight w) => Wide ? w.Kernels.GemmWide : w.Kernels.Gemm;
 
     /// <summary>
     /// Compiles the GEMM of a format and the activation quantizer on first use; a failure turns the GEMM off (<see cref="GemmError"/>).
@@ -217,7 +225,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         foreach (var p in parts)
         {
             CheckShape(p.W, x, p.Y);
-            if (GemmOf(p.W) is null || p.Bias is not null || p.W.Cols % 32 != 0)
+            if (p.W.Kernels.Gemm is null || p.Bias is not null || p.W.Cols % 32 != 0)
                 throw new ArgumentException($"'{p.W.Name}' ({p.W.Type}) has no int8 GEMM without a bias");
         }
         if (n == 0) return;
@@ -227,14 +235,15 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         EnsureScratch(ref _xs, (long)n * blocks);
         _quantize.Value(n * blocks, x.View, _xq!.View, _xd!.View, _xs!.View, x.Cols, x.Cols);
         d.Count();
-        var (rowTile, tokenTile, threads) = Wide ? (GpuKernels.WideRows, GpuKernels.WideTokens, GpuKernels.WideThreads)
-            : (GpuKernels.GemmRows, GpuKernels.GemmTokens, GpuKernels.GemmThreads);
         foreach (var p in parts)
         {
+            bool wide = WideFor(p.W.Rows, n);
+            var (rowTile, tokenTile, threads) = wide ? (GpuKernels.WideRows, GpuKernels.WideTokens, GpuKernels.WideThreads)
+                : (GpuKernels.GemmRows, GpuKernels.GemmTokens, GpuKernels.GemmThreads);
             var grid = new Index2D((p.W.Rows + rowTile - 1) / rowTile, (n + tokenTile - 1) / tokenTile);
             var args = new GemmArgs { Rows = p.W.Rows, Cols = p.W.Cols, Tokens = n, YStride = p.Y.Cols };
-            GemmOf(p.W)!.Value(new KernelConfig(grid, new Index2D(threads, 1)), p.W.Words.View, Scales(p.W), _xq.View,
-                _xd.View, _xs.View, p.Y.View, args);
+            (wide ? p.W.Kernels.GemmWide! : p.W.Kernels.Gemm!).Value(new KernelConfig(grid, new Index2D(threads, 1)), p.W.Words.View,
+                Scales(p.W), _xq.View, _xd.View, _xs.View, p.Y.View, args);
             d.Count();
         }
     }
