@@ -56,7 +56,7 @@ public sealed class KernelCompileTests
             }
             count++;
         }
-        Assert.Equal(93, count);
+        Assert.Equal(94, count);
         Assert.Equal(6, tables);
         Assert.Equal(9, dp4a);
         Assert.Equal(11, gemms);
@@ -90,6 +90,6 @@ public sealed class KernelCompileTests
             Assert.Contains("kernel", compiled.Source);
             count++;
         }
-        Assert.Equal(93, count);
+        Assert.Equal(94, count);
     }
 }
