@@ -50,7 +50,8 @@ internal static partial class GpuKernels
     /// <list type="number">
     /// <item>the chunk's K rows go to shared memory once, coalesced (consecutive threads read consecutive elements);</item>
     /// <item>scores: thread (x, y) = (tid % P/4, tid / P/4) owns rows y + k·G/(P/4) (k &lt; 4) and positions x, x + P/4, ...:
-    /// four dots per position over the shared Q and K rows, masked causally by each row's own position;</item>
+    /// four dots per position over the shared Q and K rows (two positions a pass where the chunk has 2·P/4 or more: 4 x 2 dots from six
+    /// shared loads per element), masked causally by each row's own position;</item>
     /// <item>online softmax: P/16 neighbouring threads per row take the row's maximum (warp shuffles on CUDA, else shared
     /// memory), rescale their running sums by e^(m - m') and turn the scores into weights; meanwhile V replaces K;</item>
     /// <item>output: the same thread (x, y) owns the 4 x 4 outputs (its four rows, dimensions x + j·P/4), kept in registers,
@@ -101,23 +102,42 @@ internal static partial class GpuKernels
             }
             Group.Barrier();
 
-            for (int c = x; c < count; c += across)
+            int qb = y * stride, qs = step * stride, pRow = pOff + y * pStride, ps = step * pStride;
+            if (chunk >= 2 * across)
             {
-                float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                int kb = kvOff + c * stride, qb = y * stride, qs = step * stride;
-                for (int i = 0; i < d; i++)
+                // two positions c and c + P/4 per pass: 4 x 2 dots from 6 shared loads per element
+                for (int c = x; c < count; c += 2 * across)
                 {
-                    float k = sh[kb + i];
-                    s0 += sh[qb + i] * k;
-                    s1 += sh[qb + qs + i] * k;
-                    s2 += sh[qb + 2 * qs + i] * k;
-                    s3 += sh[qb + 3 * qs + i] * k;
+                    int cb = c + across < count ? c + across : c;
+                    float s0 = 0, s1 = 0, s2 = 0, s3 = 0, t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+                    int ka = kvOff + c * stride, kb = kvOff + cb * stride;
+                    for (int i = 0; i < d; i++)
+                    {
+                        float k = sh[ka + i], k2 = sh[kb + i];
+                        float q0 = sh[qb + i], q1 = sh[qb + qs + i], q2 = sh[qb + 2 * qs + i], q3 = sh[qb + 3 * qs + i];
+                        s0 += q0 * k; s1 += q1 * k; s2 += q2 * k; s3 += q3 * k;
+                        t0 += q0 * k2; t1 += q1 * k2; t2 += q2 * k2; t3 += q3 * k2;
+                    }
+                    StoreScores(sh, pRow + c, ps, c0 + c, pos0, pos1, pos2, pos3, a.Scale, s0, s1, s2, s3);
+                    if (cb != c) StoreScores(sh, pRow + cb, ps, c0 + cb, pos0, pos1, pos2, pos3, a.Scale, t0, t1, t2, t3);
                 }
-                int p = c0 + c, pb = pOff + y * pStride + c, ps = step * pStride;
-                sh[pb] = p <= pos0 ? s0 * a.Scale : float.NegativeInfinity;
-                sh[pb + ps] = p <= pos1 ? s1 * a.Scale : float.NegativeInfinity;
-                sh[pb + 2 * ps] = p <= pos2 ? s2 * a.Scale : float.NegativeInfinity;
-                sh[pb + 3 * ps] = p <= pos3 ? s3 * a.Scale : float.NegativeInfinity;
+            }
+            else
+            {
+                for (int c = x; c < count; c += across)
+                {
+                    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                    int ka = kvOff + c * stride;
+                    for (int i = 0; i < d; i++)
+                    {
+                        float k = sh[ka + i];
+                        s0 += sh[qb + i] * k;
+                        s1 += sh[qb + qs + i] * k;
+                        s2 += sh[qb + 2 * qs + i] * k;
+                        s3 += sh[qb + 3 * qs + i] * k;
+                    }
+                    StoreScores(sh, pRow + c, ps, c0 + c, pos0, pos1, pos2, pos3, a.Scale, s0, s1, s2, s3);
+                }
             }
             Group.Barrier();
 
@@ -167,6 +187,19 @@ internal static partial class GpuKernels
         StoreRow(output, sh, redOff, y + step, perRow, row0, totalRows, ratio, kvHead, x, across, a, o10, o11, o12, o13);
         StoreRow(output, sh, redOff, y + 2 * step, perRow, row0, totalRows, ratio, kvHead, x, across, a, o20, o21, o22, o23);
         StoreRow(output, sh, redOff, y + 3 * step, perRow, row0, totalRows, ratio, kvHead, x, across, a, o30, o31, o32, o33);
+    }
+
+    /// <summary>
+    /// Scores of position <paramref name="p"/> for four rows (at <paramref name="at"/> + k·<paramref name="rowStep"/>): the scaled
+    /// dot where p is at or before the row's position, else -∞ (causal).
+    /// </summary>
+    private static void StoreScores(ArrayView<float> sh, int at, int rowStep, int p, int pos0, int pos1, int pos2, int pos3, float scale,
+        float s0, float s1, float s2, float s3)
+    {
+        sh[at] = p <= pos0 ? s0 * scale : float.NegativeInfinity;
+        sh[at + rowStep] = p <= pos1 ? s1 * scale : float.NegativeInfinity;
+        sh[at + 2 * rowStep] = p <= pos2 ? s2 * scale : float.NegativeInfinity;
+        sh[at + 3 * rowStep] = p <= pos3 ? s3 * scale : float.NegativeInfinity;
     }
 
     /// <summary>Writes the four outputs (dimensions x + j·across) of tile row <paramref name="r"/>, divided by the row's sum.</summary>
