@@ -30,29 +30,40 @@ namespace Infer.Kernels.Gpu;
 /// where the device's groups hold fewer than 256 threads); 1, always GemmQ8; 2, GemmQ8Wide wherever the device allows. A device
 /// check compares them through the environment variable <c>INFER_GPU_GEMM</c> (<see cref="ForRun"/>).
 /// </param>
+/// <param name="PrefillAttention">
+/// 0: batches of at least 16 tokens (prompts) attend with the tiled flash-attention kernel where their tiles each hold one sequence;
+/// 1: every batch takes the per-(token, head) kernel (as decode does). A device check compares the two through the environment variable
+/// <c>INFER_GPU_PREFILL_ATTN</c> (<see cref="ForRun"/>).
+/// </param>
 public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0,
-    bool Int8Decode = true, int MatMulGroupsPerSM = 0, int GemmKernel = 0)
+    bool Int8Decode = true, int MatMulGroupsPerSM = 0, int GemmKernel = 0, int PrefillAttention = 0)
 {
     /// <summary>The environment variable that turns the int8 paths off for a run when it is "0".</summary>
     public const string Int8Variable = "INFER_GPU_INT8";
 
     /// <summary>
     /// The options of a run (the CLI, the server, backend-ops): <paramref name="maxBatch"/>, and the int8 GEMM and int8 decode
-    /// unless <paramref name="int8Setting"/> (by default the environment variable <see cref="Int8Variable"/>) is "0", which keeps
-    /// prompts and decode in float32: a comparison, or a way round a device where the int8 kernels misbehave. <see cref="GemmKernel"/>
-    /// is 1 or 2 where <paramref name="gemmSetting"/> (by default <see cref="GemmVariable"/>) says so, else 0.
+    /// unless <see cref="Int8Variable"/> is "0", which keeps
+    /// prompts and decode in float32: a comparison, or a way round a device where the int8 kernels misbehave; the knobs a device
+    /// check compares: <see cref="GroupsVariable"/>, <see cref="GemmVariable"/>, <see cref="PrefillVariable"/>. The variables come
+    /// from <paramref name="settings"/> when given (tests), else from the environment.
     /// </summary>
-    public static GpuBackendOptions ForRun(int maxBatch, string? int8Setting = null, string? groupsSetting = null, string? gemmSetting = null)
+    public static GpuBackendOptions ForRun(int maxBatch, IReadOnlyDictionary<string, string>? settings = null)
     {
-        bool off = (int8Setting ?? Environment.GetEnvironmentVariable(Int8Variable))?.Trim() == "0";
-        int groups = int.TryParse(groupsSetting ?? Environment.GetEnvironmentVariable(GroupsVariable), out int g) && g > 0 ? g : 0;
-        int gemm = (gemmSetting ?? Environment.GetEnvironmentVariable(GemmVariable))?.Trim() switch { "1" => 1, "2" => 2, _ => 0 };
+        string? Get(string name) => (settings is null ? Environment.GetEnvironmentVariable(name) : settings.GetValueOrDefault(name))?.Trim();
+        bool off = Get(Int8Variable) == "0";
+        int groups = int.TryParse(Get(GroupsVariable), out int g) && g > 0 ? g : 0;
+        int gemm = Get(GemmVariable) switch { "1" => 1, "2" => 2, _ => 0 };
+        int prefill = Get(PrefillVariable) == "1" ? 1 : 0;
         return new GpuBackendOptions(maxBatch, GemmMinTokens: off ? int.MaxValue : 0, Int8Decode: !off, MatMulGroupsPerSM: groups,
-            GemmKernel: gemm);
+            GemmKernel: gemm, PrefillAttention: prefill);
     }
 
     /// <summary>The environment variable that picks the int8 GEMM kernel for a run: "1" the first, "2" the wide (<see cref="GemmKernel"/>).</summary>
     public const string GemmVariable = "INFER_GPU_GEMM";
+
+    /// <summary>The environment variable that sets <see cref="PrefillAttention"/> for a run: "1" keeps prompts on the old kernel.</summary>
+    public const string PrefillVariable = "INFER_GPU_PREFILL_ATTN";
 
     /// <summary>The environment variable that sets <see cref="MatMulGroupsPerSM"/> for a run (a positive integer; else automatic).</summary>
     public const string GroupsVariable = "INFER_GPU_MATMUL_GROUPS";
@@ -100,6 +111,7 @@ public sealed class GpuBackend : IBackend
         if (o.MatMulSliceThreads < 0 || (o.MatMulSliceThreads & (o.MatMulSliceThreads - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(options), "MatMulSliceThreads must be 0 or a power of two");
         if (o.MatMulGroupsPerSM < 0) throw new ArgumentOutOfRangeException(nameof(options), "MatMulGroupsPerSM must not be negative");
+        if (o.PrefillAttention is not (0 or 1)) throw new ArgumentOutOfRangeException(nameof(options), "PrefillAttention must be 0 or 1");
         if (o.AttentionSplits < 0) throw new ArgumentOutOfRangeException(nameof(options), "AttentionSplits must not be negative");
         _state = new DeviceState(device.Accelerator, o.MaxBatch);
         try
@@ -142,6 +154,9 @@ public sealed class GpuBackend : IBackend
         : Int8GemmMinTokens is int.MaxValue ? $"int8 GEMM off (GemmMinTokens; {GpuBackendOptions.Int8Variable}=0): prompts run on the float32 matmuls"
         : Int8GemmMinTokens is int min ? $"int8 GEMM ({_matMul.GemmKernelName}) for batches of {min}+ tokens over quantized weights but Q2_K"
         : "int8 GEMM off (this device's groups hold fewer than 128 threads): prompts run on the float32 matmuls";
+
+    /// <summary>Attention launches that took the tiled prefill kernel (GpuKernels.AttentionPrefill) so far.</summary>
+    internal long PrefillAttentionLaunches => _attention.PrefillLaunches;
 
     /// <summary>Launches since the last <see cref="SetBatch"/>: after a forward pass, that pass's count.</summary>
     public int LaunchesThisBatch => _state.LaunchesThisBatch;

@@ -785,7 +785,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     /// back: rounded to half by System.Half where that part is f16, through ggml's reference q8_0 quantizer and dequantizer
     /// (Q8_0Format, blocks of 32 along each head) where it is q8_0.
     /// </summary>
-    private static void StoreKv(float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, float[] ks, float[] vs, int kvDim,
+    internal static void StoreKv(float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, float[] ks, float[] vs, int kvDim,
         KvCacheType kType = KvCacheType.F32, KvCacheType vType = KvCacheType.F32)
     {
         for (int t = 0; t < batch.Length; t++)
@@ -819,7 +819,7 @@ public sealed class GpuKernelTests(GpuBackends backends) : IClassFixture<GpuBack
     /// The scalar reference attention (<see cref="VectorOps.AttendRef"/>) of every token and head of the batch over the host
     /// cache.
     /// </summary>
-    private static unsafe float[] ReferenceAttention(float[] qs, float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, int heads,
+    internal static unsafe float[] ReferenceAttention(float[] qs, float[,] kHost, float[,] vHost, (int Seq, int Pos)[] batch, int heads,
         int kvHeads, int headDim, float scale)
     {
         int qDim = heads * headDim, kvDim = kvHeads * headDim, cacheFloats = kHost.GetLength(1);

@@ -142,16 +142,18 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
     [Fact]
     public void RunOptionsTurnTheInt8PathsOffWithZero()
     {
-        var on = GpuBackendOptions.ForRun(8, "1");
+        static GpuBackendOptions Run(params (string Name, string Value)[] vars) =>
+            GpuBackendOptions.ForRun(8, vars.ToDictionary(v => v.Name, v => v.Value));
+        var on = Run(("INFER_GPU_INT8", "1"));
         Assert.True(on.Int8Decode);
         Assert.Equal(0, on.GemmMinTokens);
-        Assert.Equal(new GpuBackendOptions(8), GpuBackendOptions.ForRun(8, "", ""));
-        Assert.Equal(3, GpuBackendOptions.ForRun(8, "1", "3").MatMulGroupsPerSM); // INFER_GPU_MATMUL_GROUPS
-        Assert.Equal(0, GpuBackendOptions.ForRun(8, "1", "-2").MatMulGroupsPerSM);
-        Assert.Equal(1, GpuBackendOptions.ForRun(8, "1", "", " 1").GemmKernel); // INFER_GPU_GEMM: the first GEMM kernel
-        Assert.Equal(0, GpuBackendOptions.ForRun(8, "1", "", "0").GemmKernel);
-        Assert.Equal(2, GpuBackendOptions.ForRun(8, "1", "", "2").GemmKernel); // the wide kernel however few its tiles
-        var off = GpuBackendOptions.ForRun(8, " 0 ");
+        Assert.Equal(new GpuBackendOptions(8), Run());
+        Assert.Equal(3, Run(("INFER_GPU_MATMUL_GROUPS", "3")).MatMulGroupsPerSM);
+        Assert.Equal(0, Run(("INFER_GPU_MATMUL_GROUPS", "-2")).MatMulGroupsPerSM);
+        Assert.Equal(1, Run(("INFER_GPU_GEMM", " 1")).GemmKernel); // the first GEMM kernel
+        Assert.Equal(0, Run(("INFER_GPU_GEMM", "0")).GemmKernel);
+        Assert.Equal(2, Run(("INFER_GPU_GEMM", "2")).GemmKernel); // the wide kernel however few its tiles
+        var off = Run(("INFER_GPU_INT8", " 0 "));
         Assert.False(off.Int8Decode);
         Assert.Equal(int.MaxValue, off.GemmMinTokens);
         using var b = GemmTests.Open(gemmMinTokens: int.MaxValue);

@@ -20,6 +20,7 @@ internal sealed class AttentionLauncher
         _storeKvBlocks;
     private readonly Action<KernelConfig, ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
         AttentionArgs> _attention;
+    private readonly Action<KernelConfig, ArrayView<float>, KvViews, ArrayView<float>, ArrayView<int>, AttentionArgs> _prefill;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>,
         ArrayView<int>, AttentionArgs, RopeStoreArgs> _ropeStoreKv;
 
@@ -50,6 +51,7 @@ internal sealed class AttentionLauncher
             int>(GpuKernels.StoreKvBlocks);
         _attention = acc.LoadStreamKernel<ArrayView<float>, KvViews, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
             AttentionArgs>(GpuKernels.Attention);
+        _prefill = acc.LoadStreamKernel<ArrayView<float>, KvViews, ArrayView<float>, ArrayView<int>, AttentionArgs>(GpuKernels.AttentionPrefill);
         _ropeStoreKv = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvViews, ArrayView<float>,
             ArrayView<float>, ArrayView<int>, AttentionArgs, RopeStoreArgs>(GpuKernels.RopeStoreKv);
     }
@@ -182,12 +184,37 @@ internal sealed class AttentionLauncher
         };
     }
 
-    /// <summary>Attention of q over the cache (the batch's k and v stored already): one launch, split over positions or not.</summary>
+    /// <summary>Launches of <see cref="GpuKernels.AttentionPrefill"/> so far (the tests check which kernel a batch took).</summary>
+    public long PrefillLaunches { get; private set; }
+
+    /// <summary>Batches of at least this many tokens attend with <see cref="GpuKernels.AttentionPrefill"/> where it can run.</summary>
+    public const int PrefillMinTokens = 16;
+
+    /// <summary>
+    /// Attention of q over the cache (the batch's k and v stored already): one launch. Prompts (at least <see cref="PrefillMinTokens"/>
+    /// tokens, each tile of query rows within one sequence, a group wide enough for the head size; GpuBackendOptions.PrefillAttention
+    /// 0) take the tiled <see cref="GpuKernels.AttentionPrefill"/>; the rest <see cref="GpuKernels.Attention"/>, split over positions
+    /// or not.
+    /// </summary>
     public void Attend(int layer, GpuActivation q, GpuActivation output, AttentionShape s)
     {
         CheckShape(layer, s);
         if (d.N == 0) return;
         var args = Args(layer, s.Heads, s.Scale, q.Cols, output.Cols);
+        int chunk = GpuKernels.PrefillChunk(s.HeadDim, d.Group);
+        if (_options.PrefillAttention == 0 && d.N >= PrefillMinTokens && chunk > 0)
+        {
+            int rows = GpuKernels.PrefillRows(s.HeadDim, d.Group), ratio = s.Heads / s.KvHeads;
+            if (d.TilesShareSequences(rows, ratio))
+            {
+                args.Chunk = chunk;
+                int tiles = (int)(((long)d.N * ratio + rows - 1) / rows);
+                _prefill(new KernelConfig(new Index2D(tiles, s.KvHeads), new Index2D(d.Group, 1)), q.View, _cache, output.View, d.Batch.View, args);
+                d.Count();
+                PrefillLaunches++;
+                return;
+            }
+        }
         int heads = d.N * s.Heads;
         args.Splits = ChooseSplits(heads, s.HeadDim);
         _attention(new KernelConfig(new Index2D(heads, args.Splits), new Index2D(d.Group, 1)),
@@ -211,7 +238,7 @@ internal sealed class AttentionLauncher
             Layer = layer, Layers = kv.Layers, ContextLength = kv.ContextLength,
             Heads = heads, KvHeads = kv.KvHeads, HeadDim = kv.HeadDim,
             QStride = qStride, OStride = oStride, Scale = scale,
-            PosOffset = d.N, SeqOffset = 2 * d.N,
+            PosOffset = d.N, SeqOffset = 2 * d.N, Tokens = d.N,
         };
     }
 

@@ -91,6 +91,23 @@ internal sealed class DeviceState : IDisposable
         LaunchesThisBatch = 0;
     }
 
+    /// <summary>
+    /// Whether every tile of <paramref name="rowsPerTile"/> consecutive rows holds tokens of one sequence, the batch's tokens
+    /// taking <paramref name="rowsPerToken"/> rows each in order (prefill attention's tiles of (token, query head) rows).
+    /// </summary>
+    public bool TilesShareSequences(int rowsPerTile, int rowsPerToken)
+    {
+        var seqs = _batchHost.AsSpan(2 * N, N);
+        long rows = (long)N * rowsPerToken;
+        for (long r0 = 0; r0 < rows; r0 += rowsPerTile)
+        {
+            int first = (int)(r0 / rowsPerToken), last = (int)((Math.Min(r0 + rowsPerTile, rows) - 1) / rowsPerToken);
+            for (int t = first + 1; t <= last; t++)
+                if (seqs[t] != seqs[first]) return false;
+        }
+        return true;
+    }
+
     public void Dispose()
     {
         foreach (var b in _buffers) b.Dispose();

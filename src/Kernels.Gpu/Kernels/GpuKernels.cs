@@ -126,6 +126,8 @@ internal struct AttentionArgs
     public int Splits;              // position ranges per (token, head)
     public float Scale;
     public int PosOffset, SeqOffset; // where positions and sequences start in the batch buffer
+    public int Tokens;              // tokens in the batch
+    public int Chunk;               // AttentionPrefill: cached positions per K/V chunk (GpuKernels.PrefillChunk)
 }
 
 /// <summary>
@@ -201,7 +203,7 @@ internal static partial class GpuKernels
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(StoreKvBlocks),
             nameof(RopeStoreKv), nameof(QuantizeQ8) })
             yield return (name, t.GetMethod(name)!, true);
-        foreach (var name in new[] { nameof(RmsNorm), nameof(Attention) })
+        foreach (var name in new[] { nameof(RmsNorm), nameof(Attention), nameof(AttentionPrefill) })
             yield return (name, t.GetMethod(name)!, false);
     }
 
