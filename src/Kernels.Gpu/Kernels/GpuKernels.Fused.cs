@@ -83,17 +83,11 @@ internal static partial class GpuKernels
     {
         int t0 = Grid.IdxY * TokensPerTile;
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
-        var r4 = new Rows4
-        {
-            R0 = x0,
-            R1 = nt > 1 ? x0 + xStride : x0,
-            R2 = nt > 2 ? x0 + 2L * xStride : x0,
-            R3 = nt > 3 ? x0 + 3L * xStride : x0,
-            Q = sq,
-            D = sd,
-            // a one-token tile on the GPU path: the dots of formats with int8 blocks read the group's int8 copy of x
-            Int8 = a.Int8 != 0 && nt == 1 && a.SliceThreads > 1 && a.Cols <= int8Cols && (default(TF).Int8Dot || default(TV).Int8Dot) ? 1 : 0,
-        };
+        var r4 = TileRows(x0, xStride, nt);
+        r4.Q = sq;
+        r4.D = sd;
+        // a one-token tile on the GPU path: the dots of formats with int8 blocks read the group's int8 copy of x
+        r4.Int8 = a.Int8 != 0 && nt == 1 && a.SliceThreads > 1 && a.Cols <= int8Cols && (default(TF).Int8Dot || default(TV).Int8Dot) ? 1 : 0;
         if (r4.Int8 != 0) QuantizeToShared(x, x0, a.Cols, sq, sd, sh);
         int total = a.TotalRows;
         if (a.SliceThreads == 1)

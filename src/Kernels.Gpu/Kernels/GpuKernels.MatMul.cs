@@ -41,16 +41,10 @@ internal static partial class GpuKernels
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
         long x0 = (long)t0 * a.XStride;
         // Missing tokens of a partial tile read token t0's row; their sums are discarded.
-        var r4 = new Rows4
-        {
-            R0 = x0,
-            R1 = nt > 1 ? x0 + a.XStride : x0,
-            R2 = nt > 2 ? x0 + 2L * a.XStride : x0,
-            R3 = nt > 3 ? x0 + 3L * a.XStride : x0,
-            Q = sq,
-            D = sd,
-            Int8 = a.Int8 != 0 && nt == 1 && default(TF).Int8Dot && a.Cols <= MaxInt8Cols ? 1 : 0,
-        };
+        var r4 = TileRows(x0, a.XStride, nt);
+        r4.Q = sq;
+        r4.D = sd;
+        r4.Int8 = a.Int8 != 0 && nt == 1 && default(TF).Int8Dot && a.Cols <= MaxInt8Cols ? 1 : 0;
         if (r4.Int8 != 0) QuantizeToShared(x, x0, a.Cols, sq, sd, sh); // decode: the group's int8 copy of x
         for (int g = Grid.IdxX; g * perGroup < a.Rows; g += Grid.DimX)
         {
@@ -72,17 +66,20 @@ internal static partial class GpuKernels
         int t0 = Grid.IdxY * TokensPerTile;
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
         long x0 = (long)t0 * a.XStride;
-        var r = new Rows4
-        {
-            R0 = x0,
-            R1 = nt > 1 ? x0 + a.XStride : x0,
-            R2 = nt > 2 ? x0 + 2L * a.XStride : x0,
-            R3 = nt > 3 ? x0 + 3L * a.XStride : x0,
-        };
+        var r = TileRows(x0, a.XStride, nt);
         for (int row = Grid.IdxX * Group.DimX + Group.IdxX; row < a.Rows; row += Grid.DimX * Group.DimX)
         {
             var acc = RowDots<TF>(words, scales, row, a.Cols, 0, 1, x, nt, r); // the fused kernels' order of sums
             for (int k = 0; k < nt; k++) y[(long)(t0 + k) * a.YStride + row] = Get(acc, k);
         }
     }
+
+    /// <summary>The activation rows of a tile of <paramref name="nt"/> tokens from x0, xStride apart (missing tokens read the first).</summary>
+    private static Rows4 TileRows(long x0, int xStride, int nt) => new()
+    {
+        R0 = x0,
+        R1 = nt > 1 ? x0 + xStride : x0,
+        R2 = nt > 2 ? x0 + 2L * xStride : x0,
+        R3 = nt > 3 ? x0 + 3L * xStride : x0,
+    };
 }
