@@ -65,9 +65,7 @@ internal static partial class GpuKernels
         var sh = SharedMemory.Allocate<float>(PrefillSharedFloats);
         var rowPos = SharedMemory.Allocate<int>(PrefillMaxRows);
         int tid = Group.IdxX, g = Group.DimX, d = a.HeadDim, chunk = a.Chunk;
-        int dp = 32;
-        while (dp < d) dp *= 2;
-        int across = dp / 4, x = tid % across, y = tid / across, step = g / across, rows = 4 * step, perRow = g / rows;
+        int across = PrefillPaddedDim(d) / 4, x = tid % across, y = tid / across, step = g / across, rows = 4 * step, perRow = g / rows;
         int ratio = a.Heads / a.KvHeads, kvHead = Grid.IdxY, kvDim = a.KvHeads * d;
         int totalRows = a.Tokens * ratio, row0 = Grid.IdxX * rows;
         int stride = d + 1, pStride = chunk + 1;
@@ -219,7 +217,8 @@ internal static partial class GpuKernels
 
     /// <summary>
     /// The largest <paramref name="v"/> over the <paramref name="width"/> neighbouring threads tid - tid % width .. (a power of two
-    /// of at most 32; every thread of the group calls it): butterfly shuffles on CUDA, else through shared memory and a barrier.
+    /// of at most 32; every thread of the group calls it): butterfly shuffles on CUDA, else through shared memory and a barrier
+    /// (the caller fences <paramref name="sh"/> before writing it again).
     /// </summary>
     private static float RowMax(ArrayView<float> sh, int offset, float v, int width)
     {

@@ -159,23 +159,12 @@ internal static partial class GpuKernels
 
     /// <summary>
     /// The largest of <paramref name="v"/> over the eight threads tid &amp; ~7 .. tid | 7 (every thread of the group must call it):
-    /// three butterfly shuffles on CUDA, else through shared <paramref name="scratch"/> between two barriers.
+    /// <see cref="RowMax"/> over eight, with the barrier that lets the next pass write <paramref name="scratch"/> again.
     /// </summary>
     private static float MaxOf8(ArrayView<float> scratch, float v)
     {
-        if (CudaAsm.IsSupported)
-        {
-            v = XMax(v, Numeric.ShuffleXor(v, 4));
-            v = XMax(v, Numeric.ShuffleXor(v, 2));
-            return XMax(v, Numeric.ShuffleXor(v, 1));
-        }
-        int tid = Group.IdxX;
-        scratch[tid] = v;
-        Group.Barrier();
-        int first = tid & ~7;
-        float m = scratch[first];
-        for (int j = 1; j < 8; j++) m = XMax(m, scratch[first + j]);
-        Group.Barrier();
+        float m = RowMax(scratch, 0, v, 8);
+        if (!CudaAsm.IsSupported) Group.Barrier();
         return m;
     }
 
