@@ -30,13 +30,18 @@ namespace Infer.Kernels.Gpu;
 /// where the device's groups hold fewer than 256 threads); 1, always GemmQ8; 2, GemmQ8Wide wherever the device allows. A device
 /// check compares them through the environment variable <c>INFER_GPU_GEMM</c> (<see cref="ForRun"/>).
 /// </param>
+/// <param name="BlockDecode">
+/// With <paramref name="Int8Decode"/>, the formats whose 32-element blocks are 16-byte aligned words (Q8_0, Q4_0) take a whole block
+/// per thread and step with 128-bit loads; false: a word per step, as the other formats. A device check compares the two through
+/// the environment variable <c>INFER_GPU_BLOCKDOT</c> (<see cref="ForRun"/>).
+/// </param>
 /// <param name="PrefillAttention">
 /// 0: batches of at least 16 tokens (prompts) attend with the tiled flash-attention kernel where their tiles each hold one sequence;
 /// 1: every batch takes the per-(token, head) kernel (as decode does). A device check compares the two through the environment variable
 /// <c>INFER_GPU_PREFILL_ATTN</c> (<see cref="ForRun"/>).
 /// </param>
 public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits = 0, int MatMulSliceThreads = 0, int GemmMinTokens = 0,
-    bool Int8Decode = true, int MatMulGroupsPerSM = 0, int GemmKernel = 0, int PrefillAttention = 0)
+    bool Int8Decode = true, int MatMulGroupsPerSM = 0, int GemmKernel = 0, int PrefillAttention = 0, bool BlockDecode = true)
 {
     /// <summary>The environment variable that turns the int8 paths off for a run when it is "0".</summary>
     public const string Int8Variable = "INFER_GPU_INT8";
@@ -45,7 +50,8 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
     /// The options of a run (the CLI, the server, backend-ops): <paramref name="maxBatch"/>, and the int8 GEMM and int8 decode
     /// unless <see cref="Int8Variable"/> is "0", which keeps
     /// prompts and decode in float32: a comparison, or a way round a device where the int8 kernels misbehave; the knobs a device
-    /// check compares: <see cref="GroupsVariable"/>, <see cref="GemmVariable"/>, <see cref="PrefillVariable"/>. The variables come
+    /// check compares: <see cref="GroupsVariable"/>, <see cref="GemmVariable"/>, <see cref="PrefillVariable"/>,
+    /// <see cref="BlockDotVariable"/>. The variables come
     /// from <paramref name="settings"/> when given (tests), else from the environment.
     /// </summary>
     public static GpuBackendOptions ForRun(int maxBatch, IReadOnlyDictionary<string, string>? settings = null)
@@ -56,8 +62,11 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
         int gemm = Get(GemmVariable) switch { "1" => 1, "2" => 2, _ => 0 };
         int prefill = Get(PrefillVariable) == "1" ? 1 : 0;
         return new GpuBackendOptions(maxBatch, GemmMinTokens: off ? int.MaxValue : 0, Int8Decode: !off, MatMulGroupsPerSM: groups,
-            GemmKernel: gemm, PrefillAttention: prefill);
+            GemmKernel: gemm, PrefillAttention: prefill, BlockDecode: Get(BlockDotVariable) != "0");
     }
+
+    /// <summary>The environment variable that sets <see cref="BlockDecode"/> for a run: "0" takes a word per step.</summary>
+    public const string BlockDotVariable = "INFER_GPU_BLOCKDOT";
 
     /// <summary>The environment variable that picks the int8 GEMM kernel for a run: "1" the first, "2" the wide (<see cref="GemmKernel"/>).</summary>
     public const string GemmVariable = "INFER_GPU_GEMM";

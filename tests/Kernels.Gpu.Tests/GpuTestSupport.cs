@@ -11,7 +11,7 @@ namespace Infer.Kernels.Gpu.Tests;
 /// <see cref="RowPerThread"/> takes the accelerator's default paths (one thread per matmul row, attention splits
 /// chosen automatically); <see cref="Reducing"/> forces the GPU paths (four threads per row reduced through shared
 /// memory, three attention splits merged by the last one to finish; its decode dots stay float32, and
-/// <see cref="ReducingInt8"/> is the same with int8 decode, as a GPU runs by default).
+/// <see cref="ReducingInt8"/> is the same with int8 decode a word per step).
 /// </summary>
 public sealed class GpuBackends : IDisposable
 {
@@ -21,13 +21,15 @@ public sealed class GpuBackends : IDisposable
     public GpuBackend Reducing { get; } =
         new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4, Int8Decode: false));
 
-    /// <summary>The GPU paths as a GPU runs them by default: one-token tiles of Q8_0 and Q4_0 dot int8 activations (Int8DecodeTests).</summary>
+    /// <summary>
+    /// The GPU paths with int8 decode, every format a word per step (Q8_0 and Q4_0 too: <c>INFER_GPU_BLOCKDOT=0</c>; Int8DecodeTests).
+    /// </summary>
     public GpuBackend ReducingInt8 { get; } =
-        new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4));
+        new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4, BlockDecode: false));
 
     /// <summary>
     /// The int8 decode path at a GPU's shape: groups of four 32-thread warps, a warp per row, eight threads quantizing each block of x,
-    /// and one group per multiprocessor (two), so every launch loops over its row blocks.
+    /// and one group per multiprocessor (two), so every launch loops over its row blocks; Q8_0 and Q4_0 a block per step, as by default.
     /// </summary>
     public GpuBackend WarpInt8 { get; } =
         new(GpuContextFactory.OpenIlgpuCpu(new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 4, numMultiprocessors: 2)),

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using ILGPU;
 using ILGPU.Runtime;
 using Infer.Kernels.Gpu.Kernels;
@@ -31,7 +32,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     public static bool NormFits(GpuActivation x, GpuWeight norm, int n) =>
         norm.Floats is not null && norm.Cols == x.Cols && Math.Min(n, GpuKernels.TokensPerTile) * x.Cols <= MaxNormFloats;
 
-    private int Int8Flag => options.Int8Decode ? 1 : 0;
+    private int Int8Flag => !options.Int8Decode ? 0 : options.BlockDecode ? 2 : 1;
 
     /// <summary>
     /// Whether one-token tiles of quantized weights dot an int8 copy of the activations (decode on a GPU: the GPU path of the
@@ -42,8 +43,11 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     private int Slice() => options.MatMulSliceThreads > 0 ? Math.Min(options.MatMulSliceThreads, d.Group)
         : d.IsCpuAccelerator ? 1 : Math.Min(d.Group, 32);
 
-    /// <summary>Threads per weight row and groups for a matmul over <paramref name="rows"/> rows and <paramref name="n"/> tokens.</summary>
-    private (int Slice, KernelConfig Config) Grid(int rows, int n)
+    /// <summary>
+    /// Threads per weight row and groups for a matmul over <paramref name="rows"/> rows and <paramref name="n"/> tokens by
+    /// <paramref name="kernel"/> (with <paramref name="dynamicBytes"/> of dynamic shared memory per group).
+    /// </summary>
+    private (int Slice, KernelConfig Config) Grid(int rows, int n, Delegate kernel, int dynamicBytes = 0)
     {
         // A warp's worth of threads per row on a GPU; one thread per row on ILGPU's CPU accelerator, where barriers are costly.
         int group = d.Group;
@@ -51,13 +55,28 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         int rowsPerGroup = group / slice;
         int groups = (rows + rowsPerGroup - 1) / rowsPerGroup;
         // The kernels loop over row blocks, so groups beyond what the device runs at once would only repeat each group's
-        // quantization (and norm) of x: as many as its multiprocessors hold (GpuBackendOptions.MatMulGroupsPerSM). The matmul
-        // kernels take 48 to 64 registers a thread (ptxas for sm_90), so half the threads a multiprocessor schedules fit its 64K.
+        // quantization (and norm) of x, and a second partial wave would leave most multiprocessors idle: as many as the
+        // multiprocessors hold at once (GpuBackendOptions.MatMulGroupsPerSM), which the matmul kernels' registers decide (ptxas
+        // for sm_90: 40 to 106 a thread, so 2 to 6 groups of 256).
         int perSm = options.MatMulGroupsPerSM > 0 ? options.MatMulGroupsPerSM
-            : slice == 1 ? 2 : Math.Max(1, d.Acc.MaxNumThreadsPerMultiprocessor / group / 2);
+            : slice == 1 ? 2 : Resident(kernel, group, dynamicBytes);
         groups = Math.Min(groups, perSm * Math.Max(1, d.Acc.NumMultiprocessors));
         var grid = new Index2D(groups, (n + GpuKernels.TokensPerTile - 1) / GpuKernels.TokensPerTile);
         return (slice, new KernelConfig(grid, new Index2D(group, 1)));
+    }
+
+    private readonly ConcurrentDictionary<(Delegate, int), int> _resident = new();
+
+    /// <summary>
+    /// Groups of <paramref name="kernel"/> one multiprocessor holds at once (the accelerator's occupancy estimate: on CUDA the
+    /// driver's, from the kernel's registers and shared memory); where the kernel cannot be found, half the threads it schedules.
+    /// </summary>
+    private int Resident(Delegate kernel, int group, int dynamicBytes)
+    {
+        if (_resident.TryGetValue((kernel, dynamicBytes), out int r)) return r;
+        r = kernel.TryGetKernel(out var k) ? d.Acc.EstimateMaxActiveGroupsPerMultiprocessor(k, group, dynamicBytes)
+            : d.Acc.MaxNumThreadsPerMultiprocessor / group / 2;
+        return _resident[(kernel, dynamicBytes)] = Math.Max(1, r);
     }
 
     public static void CheckShape(GpuWeight w, GpuActivation x, GpuActivation y)
@@ -76,7 +95,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
             Gemm(x, n, [new(w, y)]);
             return;
         }
-        var (slice, config) = Grid(w.Rows, n);
+        var (slice, config) = Grid(w.Rows, n, w.Kernels.MatMul);
         var args = new MatMulArgs
         {
             Rows = w.Rows, Cols = w.Cols, Tokens = n, XStride = x.Cols, YStride = y.Cols, SliceThreads = slice, Int8 = Int8Flag,
@@ -107,7 +126,7 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
             Bias2 = parts.Length > 2 && p2.Bias is not null ? 1 : 0,
             SwiGlu = swiGlu ? 1 : 0, Residual = residual is null ? 0 : 1, Int8 = Int8Flag,
         };
-        var (slice, config) = Grid(args.TotalRows, n);
+        var (slice, config) = Grid(args.TotalRows, n, p0.W.Kernels.MatMulFused);
         args.SliceThreads = slice;
         p0.W.Kernels.MatMulFused(config,
             p0.W.Words.View, Scales(p0.W), p1.W.Words.View, Scales(p1.W), p2.W.Words.View, Scales(p2.W),
@@ -147,12 +166,12 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
             rope.Cache.K8 = rope.Cache.V8 = d.NoQuants.View;
             rope.Batch = d.Batch.View;
         }
-        var (slice, grid) = Grid(args.TotalRows, n);
-        args.SliceThreads = slice;
-        var config = new KernelConfig(grid.GridDim, grid.GroupDim,
-            SharedMemoryConfig.RequestDynamic<float>(Math.Min(n, GpuKernels.TokensPerTile) * src.Cols));
-        var srcView = src.View.SubView(srcOffset, src.View.Length - srcOffset);
         var kernel = p2.W.Type == p0.W.Type ? p0.W.Kernels.MatMulNorm : p0.W.Kernels.MixedNorm[p2.W.Type].Value;
+        int dynamicFloats = Math.Min(n, GpuKernels.TokensPerTile) * src.Cols;
+        var (slice, grid) = Grid(args.TotalRows, n, kernel, dynamicFloats * sizeof(float));
+        args.SliceThreads = slice;
+        var config = new KernelConfig(grid.GridDim, grid.GroupDim, SharedMemoryConfig.RequestDynamic<float>(dynamicFloats));
+        var srcView = src.View.SubView(srcOffset, src.View.Length - srcOffset);
         kernel(config,
             p0.W.Words.View, Scales(p0.W), p1.W.Words.View, Scales(p1.W), p2.W.Words.View, Scales(p2.W),
             srcView, norm.Floats!.View, xb.View, p0.Y.View, p1.Y.View, p2.Y.View, args, rope);

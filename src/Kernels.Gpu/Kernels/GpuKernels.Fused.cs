@@ -20,11 +20,12 @@ internal static partial class GpuKernels
         where TF : struct, IWeightFormat
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
-        var sq = SharedMemory.Allocate<int>(MaxInt8Cols / 4);
+        var sq = SharedMemory.Allocate<Words4>(MaxInt8Cols / 16); // 16-byte aligned for DotBlockQ8's 128-bit loads
         var sd = SharedMemory.Allocate<float>(MaxInt8Cols / 32);
+        var ss = SharedMemory.Allocate<int>(MaxInt8Cols / 32);
         int t0 = Grid.IdxY * TokensPerTile;
         FusedBody<TF, TF>(w0, s0, w1, s1, w2, s2, x, (long)t0 * a.XStride, a.XStride, y0, y1, y2, b0, b1, b2, a, sh, new RopeStoreViews(),
-            sq, sd, MaxInt8Cols);
+            new Rows4 { Q = sq.Cast<int>(), D = sd, S = ss }, MaxInt8Cols);
     }
 
     /// <summary>
@@ -42,8 +43,9 @@ internal static partial class GpuKernels
         where TV : struct, IWeightFormat
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
-        var sq = SharedMemory.Allocate<int>(MaxNormInt8Cols / 4); // static + dynamic stay within 48 KiB: 4 + 9 + 32 KiB
+        var sq = SharedMemory.Allocate<Words4>(MaxNormInt8Cols / 16); // static + dynamic stay within 48 KiB: 4 + 10 + 32 KiB
         var sd = SharedMemory.Allocate<float>(MaxNormInt8Cols / 32);
+        var sums = SharedMemory.Allocate<int>(MaxNormInt8Cols / 32);
         var xs = SharedMemory.GetDynamic<float>();
         int t0 = Grid.IdxY * TokensPerTile;
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
@@ -66,7 +68,8 @@ internal static partial class GpuKernels
             }
         }
         Group.Barrier();
-        FusedBody<TF, TV>(w0, s0, w1, s1, w2, s2, xs, 0, a.Cols, y0, y1, y2, y0, y0, y0, a, sh, rs, sq, sd, MaxNormInt8Cols);
+        FusedBody<TF, TV>(w0, s0, w1, s1, w2, s2, xs, 0, a.Cols, y0, y1, y2, y0, y0, y0, a, sh, rs,
+            new Rows4 { Q = sq.Cast<int>(), D = sd, S = sums }, MaxNormInt8Cols);
     }
 
     /// <summary>
@@ -77,18 +80,19 @@ internal static partial class GpuKernels
         ArrayView<int> w2, ArrayView<ushort> s2, ArrayView<float> x, long x0, int xStride,
         ArrayView<float> y0, ArrayView<float> y1, ArrayView<float> y2,
         ArrayView<float> b0, ArrayView<float> b1, ArrayView<float> b2, FusedMatMulArgs a, ArrayView<float> sh, RopeStoreViews rs,
-        ArrayView<int> sq, ArrayView<float> sd, int int8Cols)
+        Rows4 int8Copy, int int8Cols)
         where TF : struct, IWeightFormat
         where TV : struct, IWeightFormat
     {
         int t0 = Grid.IdxY * TokensPerTile;
         int nt = a.Tokens - t0 < TokensPerTile ? a.Tokens - t0 : TokensPerTile;
         var r4 = TileRows(x0, xStride, nt);
-        r4.Q = sq;
-        r4.D = sd;
+        r4.Q = int8Copy.Q;
+        r4.D = int8Copy.D;
+        r4.S = int8Copy.S;
         // a one-token tile on the GPU path: the dots of formats with int8 blocks read the group's int8 copy of x
-        r4.Int8 = a.Int8 != 0 && nt == 1 && a.SliceThreads > 1 && a.Cols <= int8Cols && (default(TF).Int8Dot || default(TV).Int8Dot) ? 1 : 0;
-        if (r4.Int8 != 0) QuantizeToShared(x, x0, a.Cols, sq, sd, sh);
+        r4.Int8 = a.Int8 != 0 && nt == 1 && a.SliceThreads > 1 && a.Cols <= int8Cols && (default(TF).Int8Dot || default(TV).Int8Dot) ? a.Int8 : 0;
+        if (r4.Int8 != 0) QuantizeToShared(x, x0, a.Cols, r4, sh, r4.Int8 == 2 && (default(TF).BlockDot || default(TV).BlockDot));
         int total = a.TotalRows;
         if (a.SliceThreads == 1)
         {
@@ -265,6 +269,7 @@ internal static partial class GpuKernels
         var fmt = default(TF);
         int units = fmt.Units(cols);
         var acc = new Float4();
+        if (nt == 1 && r4.Int8 == 2 && fmt.BlockDot) return BlockDots(fmt, words, scales, row, cols, lane, step, r4);
         if (nt == 1)
         {
             bool int8 = r4.Int8 != 0 && fmt.Int8Dot;
@@ -301,6 +306,28 @@ internal static partial class GpuKernels
             acc.W += f.W;
         }
         return acc;
+    }
+
+    /// <summary>
+    /// A one-token tile of a format with <see cref="IWeightFormat.BlockDot"/>: blocks lane, lane + step, ... of W[row] against the
+    /// group's int8 copy of x, two per loop step into two sums (adjacent threads read adjacent 16-byte words, so a warp's loads
+    /// coalesce into whole lines).
+    /// </summary>
+    private static Float4 BlockDots<TF>(TF fmt, ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int lane, int step,
+        Rows4 r4)
+        where TF : struct, IWeightFormat
+    {
+        int blocks = cols / 32;
+        long first = (long)row * blocks;
+        float p0 = 0, p1 = 0;
+        int b = lane;
+        for (; b + step < blocks; b += 2 * step)
+        {
+            p0 += fmt.DotBlockQ8(words, scales, first + b, b, r4);
+            p1 += fmt.DotBlockQ8(words, scales, first + b + step, b + step, r4);
+        }
+        if (b < blocks) p0 += fmt.DotBlockQ8(words, scales, first + b, b, r4);
+        return new Float4 { X = p0 + p1 };
     }
 
     /// <summary>

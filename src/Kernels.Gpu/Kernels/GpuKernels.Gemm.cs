@@ -118,39 +118,49 @@ internal static partial class GpuKernels
 
     /// <summary>
     /// The group's copy of one activation row for the decode dots (<see cref="IWeightFormat.Dot1Q8"/>): x[x0..x0+cols) quantized
-    /// block by block into shared <paramref name="sq"/> and <paramref name="sd"/>, then a barrier. Every thread must call it. Eight
+    /// block by block into shared <see cref="Rows4.Q"/> and <see cref="Rows4.D"/>, with <paramref name="sums"/> each block's Σ of
+    /// quants into <see cref="Rows4.S"/> (<see cref="IWeightFormat.DotBlockQ8"/>), then a barrier. Every thread must call it. Eight
     /// threads take a block (four elements each; their largest |x| met through <see cref="MaxOf8"/>), so a 2048-wide row is two
     /// passes of a 256-thread group; groups under eight threads quantize whole blocks per thread. The quants and scales are those of
     /// <see cref="QuantizeBlock"/> (the largest |x| does not depend on the order it is found in).
     /// </summary>
-    private static void QuantizeToShared(ArrayView<float> x, long x0, int cols, ArrayView<int> sq, ArrayView<float> sd,
-        ArrayView<float> scratch)
+    private static void QuantizeToShared(ArrayView<float> x, long x0, int cols, Rows4 r, ArrayView<float> scratch, bool sums)
     {
         int tid = Group.IdxX, blocks = cols / 32;
+        ArrayView<int> sq = r.Q;
         if (Group.DimX < 8)
         {
-            for (int b = tid; b < blocks; b += Group.DimX) sd[b] = QuantizeBlock(x, x0 + 32L * b, sq, 8L * b).D;
-            Group.Barrier();
-            return;
+            for (int b = tid; b < blocks; b += Group.DimX) r.D[b] = QuantizeBlock(x, x0 + 32L * b, sq, 8L * b).D;
         }
-        int part = tid & 7;
-        for (int b0 = 0; b0 < blocks; b0 += Group.DimX / 8)
+        else
         {
-            int b = b0 + (tid >> 3);
-            bool inside = b < blocks;
-            long src = x0 + 32L * b + 4 * part;
-            float v0 = inside ? x[src] : 0f, v1 = inside ? x[src + 1] : 0f, v2 = inside ? x[src + 2] : 0f, v3 = inside ? x[src + 3] : 0f;
-            float amax = 0;
-            amax = Abs(v0) > amax ? Abs(v0) : amax;
-            amax = Abs(v1) > amax ? Abs(v1) : amax;
-            amax = Abs(v2) > amax ? Abs(v2) : amax;
-            amax = Abs(v3) > amax ? Abs(v3) : amax;
-            float d = MaxOf8(scratch, amax) / 127f;
-            float id = d != 0 ? 1f / d : 0f;
-            if (!inside) continue;
-            sq[8 * b + part] = (Numeric.RoundHalfAway(v0 * id) & 0xFF) | ((Numeric.RoundHalfAway(v1 * id) & 0xFF) << 8)
-                | ((Numeric.RoundHalfAway(v2 * id) & 0xFF) << 16) | (Numeric.RoundHalfAway(v3 * id) << 24);
-            if (part == 0) sd[b] = d;
+            int part = tid & 7;
+            for (int b0 = 0; b0 < blocks; b0 += Group.DimX / 8)
+            {
+                int b = b0 + (tid >> 3);
+                bool inside = b < blocks;
+                long src = x0 + 32L * b + 4 * part;
+                float v0 = inside ? x[src] : 0f, v1 = inside ? x[src + 1] : 0f, v2 = inside ? x[src + 2] : 0f, v3 = inside ? x[src + 3] : 0f;
+                float amax = 0;
+                amax = Abs(v0) > amax ? Abs(v0) : amax;
+                amax = Abs(v1) > amax ? Abs(v1) : amax;
+                amax = Abs(v2) > amax ? Abs(v2) : amax;
+                amax = Abs(v3) > amax ? Abs(v3) : amax;
+                float d = MaxOf8(scratch, amax) / 127f;
+                float id = d != 0 ? 1f / d : 0f;
+                if (!inside) continue;
+                sq[8 * b + part] = (Numeric.RoundHalfAway(v0 * id) & 0xFF) | ((Numeric.RoundHalfAway(v1 * id) & 0xFF) << 8)
+                    | ((Numeric.RoundHalfAway(v2 * id) & 0xFF) << 16) | (Numeric.RoundHalfAway(v3 * id) << 24);
+                if (part == 0) r.D[b] = d;
+            }
+        }
+        Group.Barrier();
+        if (!sums) return;
+        for (int b = tid; b < blocks; b += Group.DimX)
+        {
+            int s = 0;
+            for (int k = 0; k < 8; k++) s = Numeric.Dp4a(sq[8 * b + k], 0x01010101, s);
+            r.S[b] = s;
         }
         Group.Barrier();
     }

@@ -28,8 +28,9 @@ internal static partial class GpuKernels
         where TF : struct, IWeightFormat
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup * TokensPerTile);
-        var sq = SharedMemory.Allocate<int>(MaxInt8Cols / 4);
+        var sq = SharedMemory.Allocate<Words4>(MaxInt8Cols / 16); // 16-byte aligned for DotBlockQ8's 128-bit loads
         var sd = SharedMemory.Allocate<float>(MaxInt8Cols / 32);
+        var ss = SharedMemory.Allocate<int>(MaxInt8Cols / 32);
         if (a.SliceThreads == 1)
         {
             MatMulRowPerThread<TF>(words, scales, x, y, a);
@@ -42,10 +43,11 @@ internal static partial class GpuKernels
         long x0 = (long)t0 * a.XStride;
         // Missing tokens of a partial tile read token t0's row; their sums are discarded.
         var r4 = TileRows(x0, a.XStride, nt);
-        r4.Q = sq;
+        r4.Q = sq.Cast<int>();
         r4.D = sd;
-        r4.Int8 = a.Int8 != 0 && nt == 1 && default(TF).Int8Dot && a.Cols <= MaxInt8Cols ? 1 : 0;
-        if (r4.Int8 != 0) QuantizeToShared(x, x0, a.Cols, sq, sd, sh); // decode: the group's int8 copy of x
+        r4.S = ss;
+        r4.Int8 = a.Int8 != 0 && nt == 1 && default(TF).Int8Dot && a.Cols <= MaxInt8Cols ? a.Int8 : 0;
+        if (r4.Int8 != 0) QuantizeToShared(x, x0, a.Cols, r4, sh, r4.Int8 == 2 && default(TF).BlockDot); // decode: x's int8 copy
         for (int g = Grid.IdxX; g * perGroup < a.Rows; g += Grid.DimX)
         {
             int row = g * perGroup + tid / a.SliceThreads;

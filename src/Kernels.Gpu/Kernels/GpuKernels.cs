@@ -11,7 +11,7 @@ internal struct MatMulArgs
     public int Tokens;              // activation rows to multiply
     public int XStride, YStride;    // floats per activation row of x and y
     public int SliceThreads;        // threads that share one weight row (a power of two)
-    public int Int8;                // 1: a one-token tile on the GPU path dots int8 blocks against an int8 copy of x (Dot1Q8)
+    public int Int8;                // 1: a one-token tile on the GPU path dots an int8 copy of x (Dot1Q8); 2: DotBlockQ8 where it exists
 }
 
 /// <summary>
@@ -33,7 +33,7 @@ internal struct FusedMatMulArgs
     public int XbStride;                        // MatMulNorm: floats per row of the normalized copy xb
 
     public int RopeRows;                        // MatMulNorm with RoPE: grid rows (pairs and unrotated rows of q and k, rows of v)
-    public int Int8;                            // 1: one-token tiles of int8-block formats dot an int8 copy of x (Dot1Q8)
+    public int Int8;                            // 1: one-token tiles dot an int8 copy of x (Dot1Q8); 2: DotBlockQ8 where it exists
 
     public readonly int TotalRows => RopeRows > 0 ? RopeRows : SwiGlu != 0 ? Rows0 : Rows0 + Rows1 + Rows2;
 }

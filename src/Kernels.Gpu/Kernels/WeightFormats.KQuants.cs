@@ -111,6 +111,39 @@ internal struct Q4_KWords : IInt8Blocks
 
     public bool Int8Dot => true;
 
+    public bool BlockDot => true;
+
+    /// <summary>
+    /// Sub-block block % 8 of super-block block / 8 (9 aligned 16-byte words: d | dmin and the 12 scale bytes, then four 32-byte
+    /// groups of nibbles): its group's two words (low or high nibbles) against the activation block as unsigned bytes, the header
+    /// word for its scale and min: x_d · (d · sc · Σq·x_q − dmin · m · Σx_q).
+    /// </summary>
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r)
+    {
+        const int M = 0x0F0F0F0F;
+        var w = words.Cast<Words4>();
+        var xq = r.Q.Cast<Words4>();
+        int sub = (int)(block & 7), shift = (sub & 1) * 4;
+        long w4 = (block >> 3) * (WordsPerBlock / 4);
+        Words4 h = w[w4], q0 = w[w4 + 1 + 2 * (sub >> 1)], q1 = w[w4 + 2 + 2 * (sub >> 1)], a = xq[2 * xb], b = xq[2 * xb + 1];
+        int lo = Numeric.Dp4aUS((q0.X >> shift) & M, a.X, Numeric.Dp4aUS((q0.Y >> shift) & M, a.Y,
+            Numeric.Dp4aUS((q0.Z >> shift) & M, a.Z, Numeric.Dp4aUS((q0.W >> shift) & M, a.W, 0))));
+        int hi = Numeric.Dp4aUS((q1.X >> shift) & M, b.X, Numeric.Dp4aUS((q1.Y >> shift) & M, b.Y,
+            Numeric.Dp4aUS((q1.Z >> shift) & M, b.Z, Numeric.Dp4aUS((q1.W >> shift) & M, b.W, 0))));
+        var (sc, m) = ScaleMin(h, sub);
+        return r.D[xb] * (Numeric.HalfToFloat(h.X) * sc * (lo + hi) - Numeric.HalfToFloat(h.X >> 16) * m * r.S[xb]);
+    }
+
+    /// <summary>
+    /// <see cref="ScaleMin(ArrayView{int}, long, int)"/> from the block's first 16 bytes (scale bytes 0-3 in Y, 4-7 in Z, 8-11 in W).
+    /// </summary>
+    internal static (int Scale, int Min) ScaleMin(Words4 h, int s)
+    {
+        if (s < 4) return ((h.Y >> (8 * s)) & 63, (h.Z >> (8 * s)) & 63);
+        int t = 8 * (s - 4), b = h.W >> t;
+        return ((b & 0xF) | (((h.Y >> t) >> 2) & 0x30), ((b >> 4) & 0xF) | (((h.Z >> t) >> 2) & 0x30));
+    }
+
     /// <summary>The unit's 8 nibbles as two int8 words against x[j..j+7] (<see cref="KQuant.Dot1Q8"/>).</summary>
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
         KQuant.Dot1Q8(Locate(words, row, cols, unit), xq, xd, unit);
@@ -207,6 +240,10 @@ internal struct Q5_KWords : IInt8Blocks
 
     public bool Int8Dot => true;
 
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
+
     /// <summary>The unit's 8 five-bit quants as two int8 words against x[j..j+7] (<see cref="KQuant.Dot1Q8"/>).</summary>
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
         KQuant.Dot1Q8(Locate(words, row, cols, unit), xq, xd, unit);
@@ -298,6 +335,10 @@ internal struct Q6_KWords : IInt8Blocks
     }
 
     public bool Int8Dot => true;
+
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
 
     /// <summary>The unit's 8 quants (q − 32 as signed bytes, one scale) as two int8 words against x[j..j+7].</summary>
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)

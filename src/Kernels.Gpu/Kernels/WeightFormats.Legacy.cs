@@ -117,6 +117,10 @@ internal struct Q4_1Words : IInt8Blocks
 
     public bool Int8Dot => true;
 
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
+
     /// <summary>The unit's quants as q − 8 (Q4_0's signed nibbles) and m + 8d (<see cref="Legacy.Dot1Q8Centred"/>).</summary>
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
     {
@@ -182,6 +186,10 @@ internal struct Q5_0Words : IInt8Blocks
 
     public bool Int8Dot => true;
 
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
+
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
     {
         var u = Locate(words, scales, Block(row, cols, unit), unit);
@@ -239,6 +247,10 @@ internal struct Q5_1Words : IInt8Blocks
         Legacy.Element(Locate(words, (long)row * (cols / 32) + j / 32, (j & 15) >> 2), j & 31);
 
     public bool Int8Dot => true;
+
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
 
     /// <summary>The unit's quants as q − 16 and m + 16d (<see cref="Legacy.Dot1Q8Centred"/>).</summary>
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
@@ -298,6 +310,10 @@ internal struct IQ4_NLWords : IInt8Blocks
         Legacy.Element(Locate(words, scales, (long)row * (cols / 32) + j / 32, (j & 15) >> 2), j & 31);
 
     public bool Int8Dot => true;
+
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
 
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
     {

@@ -125,6 +125,10 @@ internal struct Q3_KWords : IInt8Blocks
 
     public bool Int8Dot => true;
 
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
+
     /// <summary>The unit's 8 quants (q − 4 as signed bytes, its group's sc − 32) as two int8 words against x[j..j+7].</summary>
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
         LowBit.Dot1Q8(Locate(words, row, cols, unit), xq, xd, unit);
@@ -187,6 +191,10 @@ internal struct Q2_KWords : IWeightFormat
         KQuant.Dot8x4(KQuant.Decode(Locate(words, row, cols, unit)), x, r, unit * 8);
 
     public bool Int8Dot => true;
+
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
 
     /// <summary>The unit's 8 quants (0..3) as two int8 words against x[j..j+7], its group's min through their sum (KQuant.Dot1Q8).</summary>
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
@@ -258,6 +266,10 @@ internal struct IQ4_XSWords : IInt8Blocks
         KQuant.Dot8x4(LowBit.Decode(Locate(words, row, cols, unit)), x, r, unit * 8);
 
     public bool Int8Dot => true;
+
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
 
     /// <summary>The unit's 8 table values (int8) as two words against x[j..j+7], its sub-block's ls − 32 (<see cref="LowBit.Dot1Q8"/>).</summary>
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>

@@ -24,7 +24,14 @@ internal struct Rows4
     public long R0, R1, R2, R3;
     public ArrayView<int> Q;
     public ArrayView<float> D;
-    public int Int8;
+    public ArrayView<int> S;    // Σ of each block's quants (IWeightFormat.DotBlockQ8)
+    public int Int8;            // 0: float32 activations; 1: Dot1Q8; 2: DotBlockQ8 where the format has it, else Dot1Q8
+}
+
+/// <summary>Four 32-bit words, 16 bytes: a view of this type loads them with one 128-bit load (PTX <c>ld.v4.b32</c>).</summary>
+internal struct Words4
+{
+    public int X, Y, Z, W;
 }
 
 /// <summary>
@@ -54,6 +61,18 @@ internal interface IWeightFormat
     /// order; <paramref name="xd"/>: one scale per block): exact integer sums (dp4a), then the two scales.
     /// </summary>
     float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd);
+
+    /// <summary>
+    /// Whether <see cref="DotBlockQ8"/> exists: a 32-element block's quants are 16-byte aligned words (its f16 scale in scales), so
+    /// decode takes a block per step with 128-bit loads instead of a word per step.
+    /// </summary>
+    bool BlockDot { get; }
+
+    /// <summary>
+    /// Block <paramref name="block"/> (row · (cols / 32) + xb) against activation block <paramref name="xb"/> of the int8 copy in
+    /// <paramref name="r"/> (<see cref="Rows4.Q"/> quants, 16-byte aligned; <see cref="Rows4.D"/> scales; <see cref="Rows4.S"/> quant sums).
+    /// </summary>
+    float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r);
 }
 
 internal static class Numeric
@@ -126,6 +145,20 @@ internal static class Numeric
     }
 
     /// <summary>
+    /// c + Σ of the four products of <paramref name="a"/>'s unsigned bytes and <paramref name="b"/>'s signed bytes: PTX
+    /// <c>dp4a.u32.s32</c> on CUDA.
+    /// </summary>
+    public static int Dp4aUS(int a, int b, int c)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("dp4a.u32.s32 %0, %1, %2, %3;", out int r, a, b, c);
+            return r;
+        }
+        return c + (a & 0xFF) * SByte(b, 0) + ((a >> 8) & 0xFF) * SByte(b, 1) + ((a >> 16) & 0xFF) * SByte(b, 2) + ((a >> 24) & 0xFF) * SByte(b, 3);
+    }
+
+    /// <summary>
     /// <paramref name="v"/> of the lane whose index is this lane's xor <paramref name="mask"/> (PTX <c>shfl.sync.bfly</c>): CUDA only,
     /// and every lane of the warp must call it together.
     /// </summary>
@@ -157,6 +190,10 @@ internal struct F32Words : IWeightFormat
 {
     public bool Int8Dot => false;
 
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
+
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
         0f;
 
@@ -181,6 +218,10 @@ internal struct F32Words : IWeightFormat
 internal struct F16Words : IWeightFormat
 {
     public bool Int8Dot => false;
+
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
 
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
         0f;
@@ -224,6 +265,10 @@ internal struct F16Words : IWeightFormat
 internal struct BF16Words : IWeightFormat
 {
     public bool Int8Dot => false;
+
+    public bool BlockDot => false;
+
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
 
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
         0f;
@@ -288,6 +333,19 @@ internal struct Q8_0Words : IInt8Blocks
     public bool HasMins => false;
 
     public bool ScalePerStep => false;
+
+    public bool BlockDot => true;
+
+    /// <summary>The block's 32 quants (two 128-bit loads) against the activation block's: eight dp4a in two chains, then d · x_d.</summary>
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r)
+    {
+        var w = words.Cast<Words4>();
+        var xq = r.Q.Cast<Words4>();
+        Words4 q0 = w[2 * block], q1 = w[2 * block + 1], a = xq[2 * xb], b = xq[2 * xb + 1];
+        int lo = Numeric.Dp4a(q0.X, a.X, Numeric.Dp4a(q0.Y, a.Y, Numeric.Dp4a(q0.Z, a.Z, Numeric.Dp4a(q0.W, a.W, 0))));
+        int hi = Numeric.Dp4a(q1.X, b.X, Numeric.Dp4a(q1.Y, b.Y, Numeric.Dp4a(q1.Z, b.Z, Numeric.Dp4a(q1.W, b.W, 0))));
+        return Numeric.HalfToFloat(scales[block]) * r.D[xb] * (lo + hi);
+    }
 
     public float Dot1(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<float> x, long xo)
     {
@@ -367,6 +425,23 @@ internal struct Q4_0Words : IInt8Blocks
     public bool HasMins => false;
 
     public bool ScalePerStep => false;
+
+    public bool BlockDot => true;
+
+    /// <summary>
+    /// The block's 16 bytes of nibbles (one 128-bit load: word k's low nibbles are quants 4k..4k+3, its high ones 16+4k..16+4k+3)
+    /// as unsigned bytes against the activation block (dp4a.u32.s32), less 8 · Σ x_q for the nibbles' offset, then d · x_d.
+    /// </summary>
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r)
+    {
+        const int M = 0x0F0F0F0F;
+        var xq = r.Q.Cast<Words4>();
+        Words4 q = words.Cast<Words4>()[block], a = xq[2 * xb], b = xq[2 * xb + 1];
+        int lo = Numeric.Dp4aUS(q.X & M, a.X, Numeric.Dp4aUS(q.Y & M, a.Y, Numeric.Dp4aUS(q.Z & M, a.Z, Numeric.Dp4aUS(q.W & M, a.W, 0))));
+        int hi = Numeric.Dp4aUS((q.X >> 4) & M, b.X, Numeric.Dp4aUS((q.Y >> 4) & M, b.Y,
+            Numeric.Dp4aUS((q.Z >> 4) & M, b.Z, Numeric.Dp4aUS((q.W >> 4) & M, b.W, 0))));
+        return Numeric.HalfToFloat(scales[block]) * r.D[xb] * (lo + hi - 8 * r.S[xb]);
+    }
 
     private static int Lo(int q, int k) => ((q >> (8 * k)) & 0xF) - 8;
     private static int Hi(int q, int k) => ((q >> (8 * k + 4)) & 0xF) - 8;
