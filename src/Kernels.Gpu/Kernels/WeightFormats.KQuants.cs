@@ -286,11 +286,12 @@ internal struct Q5_KWords : IInt8Blocks
 
 /// <summary>
 /// Q6_K (210-byte super-blocks of 256: 128 bytes of low nibbles, 64 bytes of high 2-bit pairs, 16 int8 scales, f16 d;
-/// w = d * scale * (q - 32) per 16 elements), uploaded padded to 53 words per block. Unit = 8 elements.
+/// w = d * scale * (q - 32) per 16 elements), uploaded padded to 56 words per block (14 aligned 16-byte words: ql in 0-7, qh in 8-11,
+/// the scales in 12, d in 13's first half). Unit = 8 elements.
 /// </summary>
 internal struct Q6_KWords : IInt8Blocks
 {
-    public const int WordsPerBlock = 53;
+    public const int WordsPerBlock = 56;
 
     /// <summary>
     /// Sub-block b = block % 8 is quarter b % 4 of half b / 4: low nibbles (quarters 0, 1) or high nibbles (2, 3) of the half's
@@ -336,9 +337,37 @@ internal struct Q6_KWords : IInt8Blocks
 
     public bool Int8Dot => true;
 
-    public bool BlockDot => false;
+    public bool BlockDot => true;
 
-    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
+    /// <summary>
+    /// Sub-block block % 8 (quarter q of half h, as <see cref="QuantWord"/>) of super-block block / 8: its 32 bytes of ql (low or high
+    /// nibbles) and of qh (bit pair 2q) as 6-bit quants in unsigned bytes against the activation block (dp4a.u32.s32), less 32 · Σx_q
+    /// per 16 (dp4a of 32s), each half of 16 times its int8 scale, then d · x_d.
+    /// </summary>
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r)
+    {
+        var w = words.Cast<Words4>();
+        var xq = r.Q.Cast<Words4>();
+        int sub = (int)(block & 7), half = sub >> 2, quarter = sub & 3, ls = (quarter >> 1) * 4, hs = 2 * quarter;
+        long w4 = (block >> 3) * (WordsPerBlock / 4);
+        long l = w4 + 4 * half + 2 * (quarter & 1), h = w4 + 8 + 2 * half;
+        Words4 l0 = w[l], l1 = w[l + 1], h0 = w[h], h1 = w[h + 1], a = xq[2 * xb], b = xq[2 * xb + 1];
+        const int T = 0x20202020;
+        int dot0 = Numeric.Dp4aUS(Q6(l0.X, h0.X, ls, hs), a.X, Numeric.Dp4aUS(Q6(l0.Y, h0.Y, ls, hs), a.Y,
+            Numeric.Dp4aUS(Q6(l0.Z, h0.Z, ls, hs), a.Z, Numeric.Dp4aUS(Q6(l0.W, h0.W, ls, hs), a.W, 0))));
+        int dot1 = Numeric.Dp4aUS(Q6(l1.X, h1.X, ls, hs), b.X, Numeric.Dp4aUS(Q6(l1.Y, h1.Y, ls, hs), b.Y,
+            Numeric.Dp4aUS(Q6(l1.Z, h1.Z, ls, hs), b.Z, Numeric.Dp4aUS(Q6(l1.W, h1.W, ls, hs), b.W, 0))));
+        int off0 = Numeric.Dp4a(T, a.X, Numeric.Dp4a(T, a.Y, Numeric.Dp4a(T, a.Z, Numeric.Dp4a(T, a.W, 0))));
+        int off1 = Numeric.Dp4a(T, b.X, Numeric.Dp4a(T, b.Y, Numeric.Dp4a(T, b.Z, Numeric.Dp4a(T, b.W, 0))));
+        // scales 2q and 2q + 1 of the half's eight: bytes 8h + 2q, + 1 of word 12, in one of its four words
+        Words4 sc = w[w4 + 12];
+        int si = 2 * half + (quarter >> 1), word = si == 0 ? sc.X : si == 1 ? sc.Y : si == 2 ? sc.Z : sc.W, bs = 16 * (quarter & 1);
+        int s0 = (word << (24 - bs)) >> 24, s1 = (word << (16 - bs)) >> 24;
+        return Numeric.HalfToFloat(words[(block >> 3) * WordsPerBlock + 52]) * r.D[xb] * (s0 * (dot0 - off0) + s1 * (dot1 - off1));
+    }
+
+    /// <summary>Four 6-bit quants (0..63, one per byte): low nibbles from <paramref name="ql"/> >> ls, bit pairs from qh >> hs.</summary>
+    private static int Q6(int ql, int qh, int ls, int hs) => ((ql >> ls) & 0x0F0F0F0F) | (((qh >> hs) & 0x03030303) << 4);
 
     /// <summary>The unit's 8 quants (q − 32 as signed bytes, one scale) as two int8 words against x[j..j+7].</summary>
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd)
