@@ -96,7 +96,8 @@ public sealed record GpuBackendOptions(int MaxBatch = 8192, int AttentionSplits 
 /// <item><see cref="NormMatMulRows"/>: for one row, the gather, its norm and the output matmul in one launch.</item>
 /// </list>
 /// A llama decode step launches 1 (embed) + 5 per layer + 1 (output), attention split over positions or not. A batch on the int8 GEMM
-/// runs the norms, biases, SwiGLU and residual adds as their own launches, and quantizes each matmul input once.
+/// quantizes each matmul input once, runs Q, K and V (gate and up) as one GEMM launch per run of one format, adds the residual in
+/// the GEMM's stores, and runs the norms, biases and SwiGLU as their own launches.
 /// </summary>
 public sealed class GpuBackend : IBackend
 {
@@ -285,9 +286,10 @@ public sealed class GpuBackend : IBackend
     public void MatMulAdd(IWeight w, IActivation x, IActivation y, IActivation residual)
     {
         var (wa, xa, ya, ra) = (W(w), A(x), A(y), A(residual));
-        if (wa.Rows == ra.Cols && ya.Cols >= ra.Cols && xa != ra && ra != ya && !_matMul.UsesGemm(_state.N, wa))
+        if (wa.Rows == ra.Cols && ya.Cols >= ra.Cols && xa != ra && ra != ya)
         {
-            _matMul.Fused(xa, _state.N, [new(wa, ya)], residual: ra);
+            if (_matMul.UsesGemm(_state.N, wa)) _matMul.Gemm(xa, _state.N, [new(wa, ya)], residual: ra); // the add in the GEMM's stores
+            else _matMul.Fused(xa, _state.N, [new(wa, ya)], residual: ra);
             return;
         }
         _matMul.Plain(wa, xa, ya, _state.N);
@@ -357,6 +359,14 @@ public sealed class GpuBackend : IBackend
         Span<MatMulPart> p = new MatMulPart[parts.Length];
         for (int i = 0; i < parts.Length; i++) p[i] = new(W(parts[i].W), A(parts[i].Y), parts[i].Bias is { } b ? W(b) : null);
         _matMul.Fused(A(x), _state.N, p);
+    }
+
+    /// <summary>y = W·x for each part on the int8 GEMM: the quantization, then one launch per run of one format.</summary>
+    internal void Gemms(IActivation x, ReadOnlySpan<(IWeight W, IActivation Y)> parts)
+    {
+        Span<MatMulPart> p = new MatMulPart[parts.Length];
+        for (int i = 0; i < parts.Length; i++) p[i] = new(W(parts[i].W), A(parts[i].Y));
+        _matMul.Gemm(A(x), _state.N, p);
     }
 
     /// <summary>gate = silu(Wg·x) * (Wu·x), up = Wu·x: one launch.</summary>

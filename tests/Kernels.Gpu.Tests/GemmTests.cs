@@ -73,6 +73,50 @@ public sealed class GemmTests : IDisposable
         CheckGemm(b, type, shapes, [1, 5, 31, 32, 33, 70]);
     }
 
+    /// <summary>
+    /// Q, K and V (gate and up) share one GEMM launch: parts of 130, 63 and 200 rows (3, 1 and 2 row tiles of the wide kernel; 3, 1
+    /// and 4 of the first) give each part exactly what its own launch gives; a third part of another format takes a launch of its
+    /// own; MatMulAdd on the GEMM adds into the residual in the same launch (y and residual + y, bit for bit).
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q8_0, 2)]
+    [InlineData(GgmlType.Q4_K, 2)]
+    [InlineData(GgmlType.Q4_0, 1)]
+    public void PartsShareOneLaunch(GgmlType type, int gemmKernel)
+    {
+        using var b = Open(gemmMinTokens: 1, gemmKernel: gemmKernel);
+        var rng = new Random(5 + (int)type);
+        int cols = GgmlTypeInfo.BlockSize(type) == 32 ? 96 : 512, n = 37;
+        int[] rows = [130, 63, 200];
+        var third = type == GgmlType.Q4_K ? GgmlType.Q6_K : type;
+        var w = new[] { type, type, third }
+            .Select((t, i) => b.UploadWeight($"w{i}", t, rows[i], cols, Check.RandomWeight(rng, t, rows[i], cols).Bytes)).ToArray();
+        var x = b.Allocate(MaxBatch, cols);
+        b.Write(x, Check.Random(rng, n * cols, 3f));
+        Check.SetTokens(b, n);
+        var alone = new float[3][];
+        for (int i = 0; i < 3; i++)
+        {
+            var y = b.Allocate(MaxBatch, rows[i]);
+            b.MatMul(w[i], x, y);
+            alone[i] = Check.Read(b, y, n);
+        }
+        var ys = rows.Select(r => b.Allocate(MaxBatch, r)).ToArray();
+        long before = b.Launches;
+        b.Gemms(x, [(w[0], ys[0]), (w[1], ys[1]), (w[2], ys[2])]);
+        Assert.Equal(third == type ? 2 : 3, b.Launches - before); // quantize + one GEMM (+ one for the other format)
+        for (int i = 0; i < 3; i++) Assert.Equal(alone[i], Check.Read(b, ys[i], n));
+
+        var residual = b.Allocate(MaxBatch, rows[0]);
+        var r0 = Check.Random(rng, n * rows[0], 1f);
+        b.Write(residual, r0);
+        before = b.Launches;
+        b.MatMulAdd(w[0], x, ys[0], residual);
+        Assert.Equal(2, b.Launches - before); // quantize + GEMM, the add in its stores
+        Assert.Equal(alone[0], Check.Read(b, ys[0], n));
+        Assert.Equal(r0.Select((v, i) => v + alone[0][i]).ToArray(), Check.Read(b, residual, n));
+    }
+
     private static void CheckGemm(GpuBackend backend, GgmlType type, (int Rows, int Cols)[] shapes, int[] tokens)
     {
         var rng = new Random(7 + (int)type);

@@ -202,13 +202,12 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     private bool Wide => options.GemmKernel != 1 && d.Acc.MaxNumThreadsPerGroup >= GpuKernels.WideThreads;
 
     /// <summary>
-    /// Whether a weight of <paramref name="rows"/> rows times <paramref name="n"/> tokens takes the wide kernel: always with GemmKernel
-    /// 2; with 0 (automatic) only where its 128 × 64 tiles still give every multiprocessor a group (Llama-3.2-1B's K and V, 512 rows,
-    /// at 512 tokens make 32 wide tiles but 128 of the first kernel's 64 × 32).
+    /// Whether a launch of <paramref name="rowTiles"/> 128-row tiles times <paramref name="n"/> tokens takes the wide kernel: always
+    /// with GemmKernel 2; with 0 (automatic) only where its 128 × 64 tiles still give every multiprocessor a group (Llama-3.2-1B's
+    /// attn_output, 2048 rows, at 512 tokens makes 128 wide tiles but 512 of the first kernel's 64 × 32).
     /// </summary>
-    private bool WideFor(int rows, int n) => Wide && (options.GemmKernel == 2
-        || (long)((rows + GpuKernels.WideRows - 1) / GpuKernels.WideRows) * ((n + GpuKernels.WideTokens - 1) / GpuKernels.WideTokens)
-            >= d.Acc.NumMultiprocessors);
+    private bool WideFor(long rowTiles, int n) => Wide && (options.GemmKernel == 2
+        || rowTiles * ((n + GpuKernels.WideTokens - 1) / GpuKernels.WideTokens) >= d.Acc.NumMultiprocessors);
 
     /// <summary>Which int8 GEMM kernel the batches take (for the backend's status line).</summary>
     public string GemmKernelName => Wide
@@ -237,9 +236,11 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
 
     /// <summary>
     /// y = W·x for each part (no biases) with <see cref="GpuKernels.GemmQ8Wide{TF}"/> (or <see cref="GpuKernels.GemmQ8{TF}"/>: see
-    /// <see cref="Wide"/>): x quantized to int8 blocks once (<see cref="GpuKernels.QuantizeQ8"/>), then one launch per part.
+    /// <see cref="Wide"/>): x quantized to int8 blocks once (<see cref="GpuKernels.QuantizeQ8"/>), then one launch per run of up to
+    /// three consecutive parts of one format (<see cref="GemmParts"/>: Q, K and V, or gate and up, share a launch, so small K and V
+    /// weights fill the device together). With <paramref name="residual"/> (one part): residual += y as well, in the same launch.
     /// </summary>
-    public void Gemm(GpuActivation x, int n, ReadOnlySpan<MatMulPart> parts)
+    public void Gemm(GpuActivation x, int n, ReadOnlySpan<MatMulPart> parts, GpuActivation? residual = null)
     {
         foreach (var p in parts)
         {
@@ -247,6 +248,8 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
             if (p.W.Kernels.Gemm is null || p.Bias is not null || p.W.Cols % 32 != 0)
                 throw new ArgumentException($"'{p.W.Name}' ({p.W.Type}) has no int8 GEMM without a bias");
         }
+        if (residual is not null && (parts.Length != 1 || residual.Cols < parts[0].W.Rows))
+            throw new ArgumentException("a GEMM adds into a residual for one weight whose rows the residual holds");
         if (n == 0) return;
         int blocks = x.Cols / 32;
         EnsureScratch(ref _xq, (long)n * x.Cols / 4);
@@ -254,17 +257,43 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         EnsureScratch(ref _xs, (long)n * blocks);
         _quantize.Value(n * blocks, x.View, _xq!.View, _xd!.View, _xs!.View, x.Cols, x.Cols);
         d.Count();
-        foreach (var p in parts)
+        for (int i = 0; i < parts.Length;)
         {
-            bool wide = WideFor(p.W.Rows, n);
-            var (rowTile, tokenTile, threads) = wide ? (GpuKernels.WideRows, GpuKernels.WideTokens, GpuKernels.WideThreads)
-                : (GpuKernels.GemmRows, GpuKernels.GemmTokens, GpuKernels.GemmThreads);
-            var grid = new Index2D((p.W.Rows + rowTile - 1) / rowTile, (n + tokenTile - 1) / tokenTile);
-            var args = new GemmArgs { Rows = p.W.Rows, Cols = p.W.Cols, Tokens = n, YStride = p.Y.Cols };
-            (wide ? p.W.Kernels.GemmWide! : p.W.Kernels.Gemm!).Value(new KernelConfig(grid, new Index2D(threads, 1)), p.W.Words.View,
-                Scales(p.W), _xq.View, _xd.View, _xs.View, p.Y.View, args);
-            d.Count();
+            int j = i + 1;
+            while (j < parts.Length && j - i < 3 && parts[j].W.Type == parts[i].W.Type) j++;
+            GemmRun(parts.Slice(i, j - i), x.Cols, n, residual);
+            i = j;
         }
+    }
+
+    /// <summary>One GEMM launch over 1 to 3 weights of one format (the first the kernel's own arguments, the others its GemmParts).</summary>
+    private void GemmRun(ReadOnlySpan<MatMulPart> run, int cols, int n, GpuActivation? residual)
+    {
+        static int Tiles(int rows, int tile) => (rows + tile - 1) / tile;
+        var p0 = run[0];
+        var p1 = run.Length > 1 ? run[1] : p0;
+        var p2 = run.Length > 2 ? run[2] : p0;
+        long wideTiles = 0;
+        foreach (var p in run) wideTiles += Tiles(p.W.Rows, GpuKernels.WideRows);
+        bool wide = WideFor(wideTiles, n);
+        var (rowTile, tokenTile, threads) = wide ? (GpuKernels.WideRows, GpuKernels.WideTokens, GpuKernels.WideThreads)
+            : (GpuKernels.GemmRows, GpuKernels.GemmTokens, GpuKernels.GemmThreads);
+        int t0 = Tiles(p0.W.Rows, rowTile), t1 = run.Length > 1 ? Tiles(p1.W.Rows, rowTile) : 0;
+        int t2 = run.Length > 2 ? Tiles(p2.W.Rows, rowTile) : 0;
+        var more = new GemmParts
+        {
+            W1 = p1.W.Words.View, S1 = Scales(p1.W), Y1 = p1.Y.View, W2 = p2.W.Words.View, S2 = Scales(p2.W), Y2 = p2.Y.View,
+            R = (residual ?? p0.Y).View, Rows1 = p1.W.Rows, Rows2 = p2.W.Rows, YStride1 = p1.Y.Cols, YStride2 = p2.Y.Cols,
+            Tiles0 = t0, Tiles1 = t1,
+        };
+        var args = new GemmArgs
+        {
+            Rows = p0.W.Rows, Cols = cols, Tokens = n, YStride = p0.Y.Cols, Add = residual is null ? 0 : 1, RStride = residual?.Cols ?? 0,
+        };
+        var grid = new Index2D(t0 + t1 + t2, Tiles(n, tokenTile));
+        (wide ? p0.W.Kernels.GemmWide! : p0.W.Kernels.Gemm!).Value(new KernelConfig(grid, new Index2D(threads, 1)), p0.W.Words.View,
+            Scales(p0.W), _xq!.View, _xd!.View, _xs!.View, p0.Y.View, args, more);
+        d.Count();
     }
 
     private void EnsureScratch<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, long length) where T : unmanaged

@@ -28,11 +28,11 @@ internal sealed class FormatKernels
 
     /// <summary>The int8 tensor-core GEMM of batches (GpuKernels.GemmQ8), for formats of int8 blocks; compiled on first use.</summary>
     public Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        GemmArgs>>? Gemm;
+        GemmArgs, GemmParts>>? Gemm;
 
     /// <summary>GpuKernels.GemmQ8Wide of the same format (the default GEMM: 128 × 64 tiles, 256 threads); compiled on first use.</summary>
     public Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        GemmArgs>>? GemmWide;
+        GemmArgs, GemmParts>>? GemmWide;
 }
 
 internal static class FormatKernelsExtensions
@@ -54,9 +54,9 @@ internal static class FormatKernelsExtensions
     public static FormatKernels WithGemm<TF>(this FormatKernels k, DeviceState d) where TF : struct, IInt8Blocks
     {
         k.Gemm = new(() => d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, GemmArgs>(GpuKernels.GemmQ8<TF>));
+            ArrayView<float>, GemmArgs, GemmParts>(GpuKernels.GemmQ8<TF>));
         k.GemmWide = new(() => d.Acc.LoadStreamKernel<ArrayView<int>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, GemmArgs>(GpuKernels.GemmQ8Wide<TF>));
+            ArrayView<float>, GemmArgs, GemmParts>(GpuKernels.GemmQ8Wide<TF>));
         return k;
     }
 }

@@ -40,6 +40,31 @@ internal struct GemmArgs
     public int Rows, Cols;      // weight [Rows, Cols], Cols a multiple of 32
     public int Tokens;          // activation rows
     public int YStride;         // floats per output row
+    public int Add, RStride;    // Add 1 (one-part launches): the outputs are also added into GemmParts.R, RStride floats a row
+}
+
+/// <summary>
+/// The second and third weights of a GEMM launch over one quantized input (Q, K and V; gate and up): the grid's row tiles
+/// [0, Tiles0) are the first weight's (the kernel's own arguments), the next Tiles1 W1's, the rest W2's; and the residual the
+/// first weight's outputs are added into (<see cref="GemmArgs.Add"/>).
+/// </summary>
+internal struct GemmParts
+{
+    public ArrayView<int> W1, W2;
+    public ArrayView<ushort> S1, S2;
+    public ArrayView<float> Y1, Y2, R;
+    public int Rows1, Rows2, YStride1, YStride2;
+    public int Tiles0, Tiles1;
+}
+
+/// <summary>One part of a GEMM launch as a group finds it (<see cref="GpuKernels.GemmPart"/>): its weight, output, arguments and row tile.</summary>
+internal struct GemmPartView
+{
+    public ArrayView<int> W;
+    public ArrayView<ushort> S;
+    public ArrayView<float> Y;
+    public GemmArgs A;
+    public int Tile;
 }
 
 /// <summary>Two int32 sums of a thread's accumulator fragment: one row, tokens 2q and 2q + 1 (see <see cref="GpuKernels.GemmQ8{TF}"/>).</summary>
@@ -188,9 +213,11 @@ internal static partial class GpuKernels
     /// its fragment from shared memory (<see cref="FragRef"/>), so the tile loads, layouts and scaling run in the tests.
     /// </summary>
     public static void GemmQ8<TF>(ArrayView<int> words, ArrayView<ushort> scales, ArrayView<int> xq, ArrayView<float> xd,
-        ArrayView<float> xs, ArrayView<float> y, GemmArgs a)
+        ArrayView<float> xs, ArrayView<float> y, GemmArgs a, GemmParts parts)
         where TF : struct, IInt8Blocks
     {
+        var part = GemmPart(words, scales, y, a, parts);
+        (words, scales, y, a) = (part.W, part.S, part.Y, part.A);
         const int Stage = GemmStageBlocks, StageWords = Stage * 8;
         var sW = SharedMemory.Allocate<int>(GemmRows * TileStride);
         var sX = SharedMemory.Allocate<int>(GemmTokens * TileStride);
@@ -202,7 +229,7 @@ internal static partial class GpuKernels
         int tid = Group.IdxX;
         int warp = tid >> 5, lane = tid & 31;
         int g = lane >> 2, q = lane & 3;
-        int row0 = Grid.IdxX * GemmRows, tok0 = Grid.IdxY * GemmTokens;
+        int row0 = part.Tile * GemmRows, tok0 = Grid.IdxY * GemmTokens;
         int blocks = a.Cols / 32, xWords = a.Cols / 4;
         int wr = warp * 16; // the warp's first row in the tile
         int rA = wr + g, rB = rA + 8;
@@ -281,8 +308,27 @@ internal static partial class GpuKernels
         }
 
         int t1 = tok0 + 2 * q;
-        StoreSums(y, a, row0 + rA, t1, top);
-        StoreSums(y, a, row0 + rB, t1, bottom);
+        StoreSums(y, parts.R, a, row0 + rA, t1, top);
+        StoreSums(y, parts.R, a, row0 + rB, t1, bottom);
+    }
+
+    /// <summary>
+    /// The part of a multi-part GEMM launch (<see cref="GemmParts"/>) that row tile Grid.IdxX falls in, and the tile's index within it.
+    /// </summary>
+    internal static GemmPartView GemmPart(ArrayView<int> words, ArrayView<ushort> scales, ArrayView<float> y, GemmArgs a, GemmParts p)
+    {
+        int tile = Grid.IdxX;
+        if (tile < p.Tiles0) return new GemmPartView { W = words, S = scales, Y = y, A = a, Tile = tile };
+        a.Add = 0;
+        if (tile < p.Tiles0 + p.Tiles1)
+        {
+            a.Rows = p.Rows1;
+            a.YStride = p.YStride1;
+            return new GemmPartView { W = p.W1, S = p.S1, Y = p.Y1, A = a, Tile = tile - p.Tiles0 };
+        }
+        a.Rows = p.Rows2;
+        a.YStride = p.YStride2;
+        return new GemmPartView { W = p.W2, S = p.S2, Y = p.Y2, A = a, Tile = tile - p.Tiles0 - p.Tiles1 };
     }
 
     /// <summary>
@@ -318,19 +364,30 @@ internal static partial class GpuKernels
         return acc;
     }
 
-    private static void StoreSums(ArrayView<float> y, GemmArgs a, int row, int token, Sums8 v)
+    private static void StoreSums(ArrayView<float> y, ArrayView<float> r, GemmArgs a, int row, int token, Sums8 v)
     {
-        StorePair(y, a, row, token, v.X0, v.Y0);
-        StorePair(y, a, row, token + 8, v.X1, v.Y1);
-        StorePair(y, a, row, token + 16, v.X2, v.Y2);
-        StorePair(y, a, row, token + 24, v.X3, v.Y3);
+        StorePair(y, r, a, row, token, v.X0, v.Y0);
+        StorePair(y, r, a, row, token + 8, v.X1, v.Y1);
+        StorePair(y, r, a, row, token + 16, v.X2, v.Y2);
+        StorePair(y, r, a, row, token + 24, v.X3, v.Y3);
     }
 
-    private static void StorePair(ArrayView<float> y, GemmArgs a, int row, int token, float vx, float vy)
+    /// <summary>
+    /// Outputs (row, token) and (row, token + 1), where inside; with <see cref="GemmArgs.Add"/> also added into <paramref name="r"/>.
+    /// </summary>
+    private static void StorePair(ArrayView<float> y, ArrayView<float> r, GemmArgs a, int row, int token, float vx, float vy)
     {
         if (row >= a.Rows) return;
-        if (token < a.Tokens) y[(long)token * a.YStride + row] = vx;
-        if (token + 1 < a.Tokens) y[(long)(token + 1) * a.YStride + row] = vy;
+        if (token < a.Tokens)
+        {
+            y[(long)token * a.YStride + row] = vx;
+            if (a.Add != 0) r[(long)token * a.RStride + row] += vx;
+        }
+        if (token + 1 < a.Tokens)
+        {
+            y[(long)(token + 1) * a.YStride + row] = vy;
+            if (a.Add != 0) r[(long)(token + 1) * a.RStride + row] += vy;
+        }
     }
 
     /// <summary>

@@ -78,9 +78,11 @@ internal static partial class GpuKernels
     /// </para>
     /// </summary>
     public static void GemmQ8Wide<TF>(ArrayView<int> words, ArrayView<ushort> scales, ArrayView<int> xq, ArrayView<float> xd,
-        ArrayView<float> xs, ArrayView<float> y, GemmArgs a)
+        ArrayView<float> xs, ArrayView<float> y, GemmArgs a, GemmParts parts)
         where TF : struct, IInt8Blocks
     {
+        var part = GemmPart(words, scales, y, a, parts);
+        (words, scales, y, a) = (part.W, part.S, part.Y, part.A);
         const int Stage = GemmStageBlocks;
         var sW = SharedMemory.Allocate<int>(WideRows * TileStride);
         var sX = SharedMemory.Allocate<int>(WideTokens * TileStride);
@@ -92,7 +94,7 @@ internal static partial class GpuKernels
         int tid = Group.IdxX;
         int warp = tid >> 5, lane = tid & 31;
         int g = lane >> 2, q = lane & 3;
-        int row0 = Grid.IdxX * WideRows, tok0 = Grid.IdxY * WideTokens;
+        int row0 = part.Tile * WideRows, tok0 = Grid.IdxY * WideTokens;
         int blocks = a.Cols / 32;
         int wRow = (warp & 3) * 32, wTok = (warp >> 2) * 32; // the warp's tile
         int tx = (wTok + 2 * q) * Stage;                     // the scale of the thread's first token, block 0
@@ -121,18 +123,18 @@ internal static partial class GpuKernels
         }
 
         int r = row0 + wRow + g, t = tok0 + wTok + 2 * q;
-        WideStoreColumn(y, a, r, t, acc.N0);
-        WideStoreColumn(y, a, r, t + 8, acc.N1);
-        WideStoreColumn(y, a, r, t + 16, acc.N2);
-        WideStoreColumn(y, a, r, t + 24, acc.N3);
+        WideStoreColumn(y, parts.R, a, r, t, acc.N0);
+        WideStoreColumn(y, parts.R, a, r, t + 8, acc.N1);
+        WideStoreColumn(y, parts.R, a, r, t + 16, acc.N2);
+        WideStoreColumn(y, parts.R, a, r, t + 24, acc.N3);
     }
 
-    private static void WideStoreColumn(ArrayView<float> y, GemmArgs a, int row, int token, Acc8 v)
+    private static void WideStoreColumn(ArrayView<float> y, ArrayView<float> res, GemmArgs a, int row, int token, Acc8 v)
     {
-        StorePair(y, a, row, token, v.AX, v.AY);
-        StorePair(y, a, row + 8, token, v.BX, v.BY);
-        StorePair(y, a, row + 16, token, v.CX, v.CY);
-        StorePair(y, a, row + 24, token, v.DX, v.DY);
+        StorePair(y, res, a, row, token, v.AX, v.AY);
+        StorePair(y, res, a, row + 8, token, v.BX, v.BY);
+        StorePair(y, res, a, row + 16, token, v.CX, v.CY);
+        StorePair(y, res, a, row + 24, token, v.DX, v.DY);
     }
 
     /// <summary>c as a float, exactly for |c| &lt; 2^22: the bits of 1.5·2^23 + c, less 1.5·2^23 (no I2F).</summary>
