@@ -240,9 +240,29 @@ internal struct Q5_KWords : IInt8Blocks
 
     public bool Int8Dot => true;
 
-    public bool BlockDot => false;
+    public bool BlockDot => true;
 
-    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r) => 0f;
+    /// <summary>
+    /// Sub-block block % 8 of super-block block / 8 (11 aligned 16-byte words: Q4_K's header, qh in 1-2, qs in 3-10), as
+    /// <see cref="Q4_KWords.DotBlockQ8"/> with bit sub of each qh byte as the quants' fifth bit.
+    /// </summary>
+    public float DotBlockQ8(ArrayView<int> words, ArrayView<ushort> scales, long block, int xb, Rows4 r)
+    {
+        var w = words.Cast<Words4>();
+        var xq = r.Q.Cast<Words4>();
+        int sub = (int)(block & 7), ls = (sub & 1) * 4;
+        long w4 = (block >> 3) * (WordsPerBlock / 4), q = w4 + 3 + 2 * (sub >> 1);
+        Words4 hd = w[w4], h0 = w[w4 + 1], h1 = w[w4 + 2], q0 = w[q], q1 = w[q + 1], a = xq[2 * xb], b = xq[2 * xb + 1];
+        int lo = Numeric.Dp4aUS(Q5(q0.X, h0.X, ls, sub), a.X, Numeric.Dp4aUS(Q5(q0.Y, h0.Y, ls, sub), a.Y,
+            Numeric.Dp4aUS(Q5(q0.Z, h0.Z, ls, sub), a.Z, Numeric.Dp4aUS(Q5(q0.W, h0.W, ls, sub), a.W, 0))));
+        int hi = Numeric.Dp4aUS(Q5(q1.X, h1.X, ls, sub), b.X, Numeric.Dp4aUS(Q5(q1.Y, h1.Y, ls, sub), b.Y,
+            Numeric.Dp4aUS(Q5(q1.Z, h1.Z, ls, sub), b.Z, Numeric.Dp4aUS(Q5(q1.W, h1.W, ls, sub), b.W, 0))));
+        var (sc, m) = Q4_KWords.ScaleMin(hd, sub);
+        return r.D[xb] * (Numeric.HalfToFloat(hd.X) * sc * (lo + hi) - Numeric.HalfToFloat(hd.X >> 16) * m * r.S[xb]);
+    }
+
+    /// <summary>Four 5-bit quants (0..31, one per byte): nibbles from <paramref name="qs"/> >> ls, fifth bits from bit hs of qh's bytes.</summary>
+    private static int Q5(int qs, int qh, int ls, int hs) => ((qs >> ls) & 0x0F0F0F0F) | (((qh >> hs) & 0x01010101) << 4);
 
     /// <summary>The unit's 8 five-bit quants as two int8 words against x[j..j+7] (<see cref="KQuant.Dot1Q8"/>).</summary>
     public float Dot1Q8(ArrayView<int> words, ArrayView<ushort> scales, int row, int cols, int unit, ArrayView<int> xq, ArrayView<float> xd) =>
