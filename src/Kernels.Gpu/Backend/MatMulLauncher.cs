@@ -19,8 +19,8 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
     public const int DefaultGemmMinTokens = 16;
 
     private readonly int _gemmMin = options.GemmMinTokens > 0 ? options.GemmMinTokens : DefaultGemmMinTokens;
-    private readonly Lazy<Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>> _quantize =
-        new(() => d.Acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(
+    private readonly Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int>> _quantize =
+        new(() => d.Acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int>(
             GpuKernels.QuantizeQ8));
     private MemoryBuffer1D<int, Stride1D.Dense>? _xq;
     private MemoryBuffer1D<float, Stride1D.Dense>? _xd, _xs;
@@ -255,7 +255,9 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
         EnsureScratch(ref _xq, (long)n * x.Cols / 4);
         EnsureScratch(ref _xd, (long)n * blocks);
         EnsureScratch(ref _xs, (long)n * blocks);
-        _quantize.Value(n * blocks, x.View, _xq!.View, _xd!.View, _xs!.View, x.Cols, x.Cols);
+        int total = n * blocks, group = GpuKernels.GemmThreads; // eight threads a block (the GEMM needs groups of 128 anyway)
+        _quantize.Value(new KernelConfig((int)(((long)total * 8 + group - 1) / group), group), x.View, _xq!.View, _xd!.View, _xs!.View, x.Cols,
+            x.Cols, total);
         d.Count();
         for (int i = 0; i < parts.Length;)
         {

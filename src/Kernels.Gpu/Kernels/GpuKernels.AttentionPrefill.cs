@@ -220,11 +220,18 @@ internal static partial class GpuKernels
     /// of at most 32; every thread of the group calls it): butterfly shuffles on CUDA, else through shared memory and a barrier
     /// (the caller fences <paramref name="sh"/> before writing it again).
     /// </summary>
-    private static float RowMax(ArrayView<float> sh, int offset, float v, int width)
+    private static float RowMax(ArrayView<float> sh, int offset, float v, int width) => RowReduce(sh, offset, v, width, true);
+
+    /// <summary><see cref="RowMax"/>, or with <paramref name="max"/> false the sum (in the same order on every thread of the row).</summary>
+    private static float RowReduce(ArrayView<float> sh, int offset, float v, int width, bool max)
     {
         if (CudaAsm.IsSupported)
         {
-            for (int s = width / 2; s > 0; s >>= 1) v = XMax(v, Numeric.ShuffleXor(v, s));
+            for (int s = width / 2; s > 0; s >>= 1)
+            {
+                float o = Numeric.ShuffleXor(v, s);
+                v = max ? XMax(v, o) : v + o;
+            }
             return v;
         }
         int tid = Group.IdxX;
@@ -232,7 +239,7 @@ internal static partial class GpuKernels
         Group.Barrier();
         int first = offset + tid - tid % width;
         float r = sh[first];
-        for (int s = 1; s < width; s++) r = XMax(r, sh[first + s]);
+        for (int s = 1; s < width; s++) r = max ? XMax(r, sh[first + s]) : r + sh[first + s];
         return r;
     }
 

@@ -101,17 +101,36 @@ internal static partial class GpuKernels
 
     /// <summary>
     /// Activations for <see cref="GemmQ8{TF}"/>: each 32-element block of x[t, :] as int8 quants q = round(x / d) (half away
-    /// from zero), d = max|x| / 127 (ggml's q8_0 rule, d kept as float32). Index: t · blocks + b; xq holds cols / 4 words per
-    /// token, xd one scale per block, xs d · Σq per block (what a block's min multiplies).
+    /// from zero), d = max|x| / 127 (ggml's q8_0 rule, d kept as float32); block i = t · blocks + b of <paramref name="total"/>.
+    /// xq holds cols / 4 words per token, xd one scale per block, xs d · Σq per block (what a block's min multiplies). Eight
+    /// threads take a block, four elements each (a warp reads 512 contiguous bytes), and meet their largest |x| and their quants'
+    /// sum through <see cref="RowReduce"/>: groups of at least eight threads (the GEMM's launches have 128).
     /// </summary>
-    public static void QuantizeQ8(Index1D i, ArrayView<float> x, ArrayView<int> xq, ArrayView<float> xd, ArrayView<float> xs, int cols,
-        int xStride)
+    public static void QuantizeQ8(ArrayView<float> x, ArrayView<int> xq, ArrayView<float> xd, ArrayView<float> xs, int cols, int xStride,
+        int total)
     {
-        int blocks = cols / 32;
-        int t = i / blocks, b = i % blocks;
-        var q = QuantizeBlock(x, (long)t * xStride + b * 32, xq, (long)t * (cols / 4) + b * 8);
-        xd[i] = q.D;
-        xs[i] = q.D * q.Sum;
+        var scratch = SharedMemory.Allocate<float>(MaxGroup);
+        int blocks = cols / 32, tid = Group.IdxX, part = tid & 7;
+        int i = (Grid.IdxX * Group.DimX + tid) >> 3;
+        bool inside = i < total;
+        int t = inside ? i / blocks : 0, b = inside ? i % blocks : 0;
+        long src = (long)t * xStride + 32L * b + 4 * part;
+        float v0 = x[src], v1 = x[src + 1], v2 = x[src + 2], v3 = x[src + 3];
+        float amax = 0;
+        amax = Abs(v0) > amax ? Abs(v0) : amax;
+        amax = Abs(v1) > amax ? Abs(v1) : amax;
+        amax = Abs(v2) > amax ? Abs(v2) : amax;
+        amax = Abs(v3) > amax ? Abs(v3) : amax;
+        float d = MaxOf8(scratch, amax) / 127f;
+        float id = d != 0 ? 1f / d : 0f;
+        int q0 = Numeric.RoundHalfAway(v0 * id), q1 = Numeric.RoundHalfAway(v1 * id);
+        int q2 = Numeric.RoundHalfAway(v2 * id), q3 = Numeric.RoundHalfAway(v3 * id);
+        float sum = RowReduce(scratch, 0, q0 + q1 + q2 + q3, 8, false); // |Σq| ≤ 4064: exact in float
+        if (!inside) return;
+        xq[(long)t * (cols / 4) + b * 8 + part] = (q0 & 0xFF) | ((q1 & 0xFF) << 8) | ((q2 & 0xFF) << 16) | (q3 << 24);
+        if (part != 0) return;
+        xd[i] = d;
+        xs[i] = d * sum;
     }
 
     /// <summary>A quantized block's scale and the sum of its quants.</summary>

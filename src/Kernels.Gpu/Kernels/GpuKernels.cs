@@ -201,9 +201,9 @@ internal static partial class GpuKernels
         foreach (var f in gemms)
             yield return ($"GemmQ8Wide<{f.Name}>", t.GetMethod(nameof(GemmQ8Wide))!.MakeGenericMethod(f), false);
         foreach (var name in new[] { nameof(AddBias), nameof(Add), nameof(SwiGlu), nameof(Rope), nameof(StoreKv), nameof(StoreKvBlocks),
-            nameof(RopeStoreKv), nameof(QuantizeQ8) })
+            nameof(RopeStoreKv) })
             yield return (name, t.GetMethod(name)!, true);
-        foreach (var name in new[] { nameof(RmsNorm), nameof(Attention), nameof(AttentionPrefill) })
+        foreach (var name in new[] { nameof(QuantizeQ8), nameof(RmsNorm), nameof(Attention), nameof(AttentionPrefill) })
             yield return (name, t.GetMethod(name)!, false);
     }
 
