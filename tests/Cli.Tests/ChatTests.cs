@@ -177,9 +177,10 @@ public class ChatTests
     public async Task SigintStopsTheReplyAndTheChatContinues()
     {
         string model = Fixtures.Model("qwen3", "bf16");
-        // Replies run until the 4096-token context is full unless interrupted: long enough to interrupt (with 1024 the tiny
-        // fixture once finished its whole reply between its first output and the signal).
-        using var p = Start("chat", "-m", model, "--temp", "0", "-c", "4096", "-t", "1");
+        // Replies run until the 10240-token context is full unless interrupted (about 10 s on one thread here): long enough to
+        // interrupt (with 1024, and once with 4096 while other test assemblies loaded both cores, the tiny fixture finished its
+        // whole reply between its first output and the signal).
+        using var p = Start("chat", "-m", model, "--temp", "0", "-c", "10240", "-t", "1");
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
         Task Pump(StreamReader r, StringBuilder sb) => Task.Run(() =>
