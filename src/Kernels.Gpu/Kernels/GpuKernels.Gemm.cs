@@ -116,18 +116,13 @@ internal static partial class GpuKernels
         int t = inside ? i / blocks : 0, b = inside ? i % blocks : 0;
         long src = (long)t * xStride + 32L * b + 4 * part;
         float v0 = x[src], v1 = x[src + 1], v2 = x[src + 2], v3 = x[src + 3];
-        float amax = 0;
-        amax = Abs(v0) > amax ? Abs(v0) : amax;
-        amax = Abs(v1) > amax ? Abs(v1) : amax;
-        amax = Abs(v2) > amax ? Abs(v2) : amax;
-        amax = Abs(v3) > amax ? Abs(v3) : amax;
-        float d = MaxOf8(scratch, amax) / 127f;
+        float d = MaxOf8(scratch, MaxAbs4(v0, v1, v2, v3)) / 127f;
         float id = d != 0 ? 1f / d : 0f;
         int q0 = Numeric.RoundHalfAway(v0 * id), q1 = Numeric.RoundHalfAway(v1 * id);
         int q2 = Numeric.RoundHalfAway(v2 * id), q3 = Numeric.RoundHalfAway(v3 * id);
         float sum = RowReduce(scratch, 0, q0 + q1 + q2 + q3, 8, false); // |Σq| ≤ 4064: exact in float
         if (!inside) return;
-        xq[(long)t * (cols / 4) + b * 8 + part] = (q0 & 0xFF) | ((q1 & 0xFF) << 8) | ((q2 & 0xFF) << 16) | (q3 << 24);
+        xq[(long)t * (cols / 4) + b * 8 + part] = Pack4(q0, q1, q2, q3);
         if (part != 0) return;
         xd[i] = d;
         xs[i] = d * sum;
@@ -185,16 +180,11 @@ internal static partial class GpuKernels
                 bool inside = b < blocks;
                 long src = x0 + 32L * b + 4 * part;
                 float v0 = inside ? x[src] : 0f, v1 = inside ? x[src + 1] : 0f, v2 = inside ? x[src + 2] : 0f, v3 = inside ? x[src + 3] : 0f;
-                float amax = 0;
-                amax = Abs(v0) > amax ? Abs(v0) : amax;
-                amax = Abs(v1) > amax ? Abs(v1) : amax;
-                amax = Abs(v2) > amax ? Abs(v2) : amax;
-                amax = Abs(v3) > amax ? Abs(v3) : amax;
-                float d = MaxOf8(scratch, amax) / 127f;
+                float d = MaxOf8(scratch, MaxAbs4(v0, v1, v2, v3)) / 127f;
                 float id = d != 0 ? 1f / d : 0f;
                 if (!inside) continue;
-                sq[8 * b + part] = (Numeric.RoundHalfAway(v0 * id) & 0xFF) | ((Numeric.RoundHalfAway(v1 * id) & 0xFF) << 8)
-                    | ((Numeric.RoundHalfAway(v2 * id) & 0xFF) << 16) | (Numeric.RoundHalfAway(v3 * id) << 24);
+                sq[8 * b + part] = Pack4(Numeric.RoundHalfAway(v0 * id), Numeric.RoundHalfAway(v1 * id), Numeric.RoundHalfAway(v2 * id),
+                    Numeric.RoundHalfAway(v3 * id));
                 if (part == 0) r.D[b] = d;
             }
         }
@@ -210,6 +200,19 @@ internal static partial class GpuKernels
     }
 
     private static float Abs(float v) => v < 0 ? -v : v;
+
+    /// <summary>The largest |v| of four (0 for none above 0).</summary>
+    private static float MaxAbs4(float v0, float v1, float v2, float v3)
+    {
+        float m = 0;
+        m = Abs(v0) > m ? Abs(v0) : m;
+        m = Abs(v1) > m ? Abs(v1) : m;
+        m = Abs(v2) > m ? Abs(v2) : m;
+        return Abs(v3) > m ? Abs(v3) : m;
+    }
+
+    /// <summary>Four int8 quants as the bytes of a word, the first lowest.</summary>
+    private static int Pack4(int q0, int q1, int q2, int q3) => (q0 & 0xFF) | ((q1 & 0xFF) << 8) | ((q2 & 0xFF) << 16) | (q3 << 24);
 
     /// <summary>
     /// The largest of <paramref name="v"/> over the eight threads tid &amp; ~7 .. tid | 7 (every thread of the group must call it):
