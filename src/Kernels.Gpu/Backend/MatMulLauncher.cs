@@ -69,13 +69,21 @@ internal sealed class MatMulLauncher(DeviceState d, GpuBackendOptions options)
 
     /// <summary>
     /// Groups of <paramref name="kernel"/> one multiprocessor holds at once (the accelerator's occupancy estimate: on CUDA the
-    /// driver's, from the kernel's registers and shared memory); where the kernel cannot be found, half the threads it schedules.
+    /// driver's, from the kernel's registers and shared memory); where there is none (the kernel not found, an accelerator
+    /// without the estimate), half the threads it schedules.
     /// </summary>
     private int Resident(Delegate kernel, int group, int dynamicBytes)
     {
         if (_resident.TryGetValue((kernel, dynamicBytes), out int r)) return r;
-        r = kernel.TryGetKernel(out var k) ? d.Acc.EstimateMaxActiveGroupsPerMultiprocessor(k, group, dynamicBytes)
-            : d.Acc.MaxNumThreadsPerMultiprocessor / group / 2;
+        r = d.Acc.MaxNumThreadsPerMultiprocessor / group / 2;
+        try
+        {
+            if (kernel.TryGetKernel(out var k)) r = d.Acc.EstimateMaxActiveGroupsPerMultiprocessor(k, group, dynamicBytes);
+        }
+        catch (NotSupportedException)
+        {
+            // keep the fallback
+        }
         return _resident[(kernel, dynamicBytes)] = Math.Max(1, r);
     }
 
