@@ -31,9 +31,9 @@ namespace Infer.Kernels.Gpu;
 /// check compares them through the environment variable <c>INFER_GPU_GEMM</c> (<see cref="ForRun"/>).
 /// </param>
 /// <param name="BlockDecode">
-/// With <paramref name="Int8Decode"/>, the formats whose 32-element blocks are 16-byte aligned words (Q8_0, Q4_0) take a whole block
-/// per thread and step with 128-bit loads; false: a word per step, as the other formats. A device check compares the two through
-/// the environment variable <c>INFER_GPU_BLOCKDOT</c> (<see cref="ForRun"/>).
+/// With <paramref name="Int8Decode"/>, the formats whose 32-element blocks are 16-byte aligned words (Q8_0, Q4_0, Q4_K, Q5_K,
+/// Q6_K) take a whole block per thread and step with 128-bit loads; false: a word per step, as the other formats. A device check
+/// compares the two through the environment variable <c>INFER_GPU_BLOCKDOT</c> (<see cref="ForRun"/>).
 /// </param>
 /// <param name="PrefillAttention">
 /// 0: batches of at least 16 tokens (prompts) attend with the tiled flash-attention kernel where their tiles each hold one sequence;

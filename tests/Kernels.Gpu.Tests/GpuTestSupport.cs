@@ -22,14 +22,14 @@ public sealed class GpuBackends : IDisposable
         new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4, Int8Decode: false));
 
     /// <summary>
-    /// The GPU paths with int8 decode, every format a word per step (Q8_0 and Q4_0 too: <c>INFER_GPU_BLOCKDOT=0</c>; Int8DecodeTests).
+    /// The GPU paths with int8 decode, every format a word per step (the block formats too: <c>INFER_GPU_BLOCKDOT=0</c>; Int8DecodeTests).
     /// </summary>
     public GpuBackend ReducingInt8 { get; } =
         new(GpuContextFactory.OpenIlgpuCpu(), new GpuBackendOptions(MaxBatch, AttentionSplits: 3, MatMulSliceThreads: 4, BlockDecode: false));
 
     /// <summary>
     /// The int8 decode path at a GPU's shape: groups of four 32-thread warps, a warp per row, eight threads quantizing each block of x,
-    /// and one group per multiprocessor (two), so every launch loops over its row blocks; Q8_0 and Q4_0 a block per step, as by default.
+    /// and one group per multiprocessor (two), so every launch loops over its row blocks; Q8_0, Q4_0 and Q4-Q6_K a block per step.
     /// </summary>
     public GpuBackend WarpInt8 { get; } =
         new(GpuContextFactory.OpenIlgpuCpu(new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 4, numMultiprocessors: 2)),

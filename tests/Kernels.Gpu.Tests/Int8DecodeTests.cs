@@ -28,7 +28,7 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
     ];
 
     /// <summary>
-    /// Each type on the tests' reducing shape (four threads per row, a word per step) and at a GPU's (a warp per row, Q8_0 and Q4_0 a
+    /// Each type on the tests' reducing shape (four threads per row, a word per step) and at a GPU's (a warp per row, Q8_0, Q4_0, Q4-Q6_K a
     /// 16-byte-aligned block per step: <see cref="GpuBackends.WarpInt8"/>).
     /// </summary>
     public static TheoryData<GgmlType, bool> TypesAndShapes()
@@ -154,7 +154,7 @@ public sealed class Int8DecodeTests(GpuBackends backends) : IClassFixture<GpuBac
         Assert.Equal(1, Run(("INFER_GPU_GEMM", " 1")).GemmKernel); // the first GEMM kernel
         Assert.Equal(0, Run(("INFER_GPU_GEMM", "0")).GemmKernel);
         Assert.Equal(2, Run(("INFER_GPU_GEMM", "2")).GemmKernel); // the wide kernel however few its tiles
-        Assert.True(Run().BlockDecode); // Q8_0 and Q4_0 decode a block per step unless INFER_GPU_BLOCKDOT is "0"
+        Assert.True(Run().BlockDecode); // the block formats decode a block per step unless INFER_GPU_BLOCKDOT is "0"
         Assert.False(Run(("INFER_GPU_BLOCKDOT", "0")).BlockDecode);
         Assert.True(Run(("INFER_GPU_BLOCKDOT", "1")).BlockDecode);
         var off = Run(("INFER_GPU_INT8", " 0 "));
